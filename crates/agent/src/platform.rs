@@ -1,0 +1,79 @@
+//! The `Platform` trait: what an agent needs from the thing that runs
+//! sessions (a Docker engine, a Kubernetes cluster). Everything else an agent
+//! does (enrollment, the control channel, command bookkeeping, readiness,
+//! tunnels) is shared and lives in this crate.
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use streamspace_protocol::{Capabilities, Capacity, NodeMetrics, SessionReport, SessionSpec};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// A byte stream to a session's port (a TCP socket, a port-forward stream).
+pub trait SessionStream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> SessionStream for T {}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    /// The platform has no object for this session.
+    #[error("session {0} does not exist on this platform")]
+    NotFound(String),
+    /// The request cannot succeed as asked (missing image, bad spec); the
+    /// message says what to fix and is shown to the user.
+    #[error("{0}")]
+    Invalid(String),
+    /// The platform failed or is unreachable; retrying may help.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+pub type PlatformResult<T> = Result<T, PlatformError>;
+
+/// One platform's translation of the platform-neutral session lifecycle.
+///
+/// Every method is idempotent: `start` on a session that exists makes sure it
+/// runs, `hibernate` on a stopped one succeeds, `terminate` on a missing one
+/// reports `Terminated`. The agent runtime relies on this to deliver commands
+/// at least once.
+///
+/// Methods return once the platform has done its part; readiness of the
+/// session's VNC server is checked by the runtime through [`Platform::connect`].
+#[async_trait]
+pub trait Platform: Send + Sync + 'static {
+    /// The platform's name as the control plane knows it ("docker").
+    fn name(&self) -> &'static str;
+
+    /// What this platform supports.
+    fn capabilities(&self) -> Capabilities;
+
+    /// How much this platform can run, discovered from it.
+    async fn capacity(&self) -> PlatformResult<Capacity>;
+
+    /// Create the session if needed and start it.
+    async fn start(&self, spec: &SessionSpec) -> PlatformResult<SessionReport>;
+
+    /// Release the session's compute and keep its state.
+    async fn hibernate(&self, session_id: &str) -> PlatformResult<SessionReport>;
+
+    /// Resume a hibernated session.
+    async fn wake(&self, session_id: &str) -> PlatformResult<SessionReport>;
+
+    /// Remove the session's compute; persistent homes are kept.
+    async fn terminate(&self, session_id: &str) -> PlatformResult<SessionReport>;
+
+    /// The observed phase of one session (`NotFound` if it does not exist).
+    async fn status(&self, session_id: &str) -> PlatformResult<SessionReport>;
+
+    /// Every session this agent owns on the platform, found by label.
+    async fn inventory(&self) -> PlatformResult<Vec<SessionReport>>;
+
+    /// Open a byte stream to `port` of a running session.
+    async fn connect(&self, session_id: &str, port: u16) -> PlatformResult<Box<dyn SessionStream>>;
+
+    /// Current load, for heartbeats.
+    async fn metrics(&self) -> PlatformResult<NodeMetrics>;
+
+    /// Phase changes the platform sees happen by itself (a container that
+    /// died or was removed behind our back). The stream ends if the platform
+    /// connection breaks; the runtime then re-subscribes.
+    fn watch(&self) -> BoxStream<'static, SessionReport>;
+}

@@ -1,0 +1,275 @@
+//! Messages on the control channel: one WebSocket per agent, one JSON object
+//! per text frame, tagged by `type`.
+//!
+//! Order on every (re)connect: the agent sends [`AgentMessage::Hello`]; the
+//! control plane answers [`ServerMessage::Welcome`] (or `Goodbye` and closes);
+//! the agent sends a full [`AgentMessage::Inventory`]; then the control plane
+//! re-sends every command not yet completed, and both sides run freely.
+
+use crate::quantity::{Cpu, Memory};
+use crate::session::{SessionReport, SessionSpec};
+use serde::{Deserialize, Serialize};
+
+/// Agent → control plane.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentMessage {
+    /// First message of every connection.
+    Hello(Hello),
+    /// Every session the agent finds on its platform (by label), sent once
+    /// after `welcome` on every connection.
+    Inventory { sessions: Vec<SessionReport> },
+    /// Sent every `heartbeat_interval_ms`.
+    Heartbeat { metrics: NodeMetrics },
+    /// The command was received and will be executed (or was already).
+    Ack { command_id: String },
+    /// The command finished; `error` is set when it failed.
+    Result {
+        command_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// A session's observed phase changed.
+    SessionStatus(SessionReport),
+    /// The agent could not open the tunnel it was asked for.
+    TunnelFailed { tunnel_id: String, error: String },
+}
+
+/// Control plane → agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Welcome(Welcome),
+    Command(Command),
+    /// Dial `port` of `session_id` and open data channel `tunnel_id`.
+    OpenTunnel {
+        tunnel_id: String,
+        session_id: String,
+        port: u16,
+    },
+    /// The control plane is closing this connection, and why.
+    Goodbye {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol_version: u32,
+    pub agent_version: String,
+    pub platform: String,
+    #[serde(default)]
+    pub capacity: Capacity,
+    #[serde(default)]
+    pub capabilities: Capabilities,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    pub protocol_version: u32,
+    pub agent_id: String,
+    pub heartbeat_interval_ms: u64,
+}
+
+/// A durable, idempotent instruction about one session. The control plane
+/// stores it before sending and re-sends it until a `result` arrives; the
+/// agent executes each `id` at most once and answers duplicates from memory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    pub id: String,
+    pub session_id: String,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    /// Create and start the session; if it exists, make sure it runs.
+    Start { spec: Box<SessionSpec> },
+    /// Release compute, keep state (Docker: stop the container).
+    Hibernate,
+    /// Resume a hibernated session.
+    Wake,
+    /// Remove the session's compute; persistent homes are kept.
+    Terminate,
+}
+
+impl Action {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Start { .. } => "start",
+            Action::Hibernate => "hibernate",
+            Action::Wake => "wake",
+            Action::Terminate => "terminate",
+        }
+    }
+}
+
+/// How much an agent may run. Absent limits mean "as much as the host has".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capacity {
+    #[serde(default)]
+    pub max_sessions: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Cpu>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Memory>,
+}
+
+/// What the agent's platform supports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    #[serde(default)]
+    pub hibernation: bool,
+    #[serde(default)]
+    pub persistent_storage: bool,
+    #[serde(default)]
+    pub gpu: bool,
+}
+
+/// Load of the agent's platform, reported with each heartbeat.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeMetrics {
+    /// Sessions whose compute is running now.
+    pub sessions_running: u32,
+    #[serde(default)]
+    pub cpu_percent: f64,
+    #[serde(default)]
+    pub memory_used_bytes: u64,
+    #[serde(default)]
+    pub memory_total_bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{Phase, PortProtocol, PortSpec, Resources};
+
+    fn round_trip<T>(value: &T) -> T
+    where
+        T: Serialize + for<'de> Deserialize<'de>,
+    {
+        let json = serde_json::to_string(value).expect("serializes");
+        serde_json::from_str(&json).expect("deserializes")
+    }
+
+    #[test]
+    fn agent_messages_round_trip() {
+        let messages = [
+            AgentMessage::Hello(Hello {
+                protocol_version: 1,
+                agent_version: "0.1.0".into(),
+                platform: "docker".into(),
+                capacity: Capacity {
+                    max_sessions: 10,
+                    cpu: Some(Cpu(4000)),
+                    memory: None,
+                },
+                capabilities: Capabilities {
+                    hibernation: true,
+                    ..Default::default()
+                },
+            }),
+            AgentMessage::Inventory {
+                sessions: vec![SessionReport::new("s1", Phase::Running)],
+            },
+            AgentMessage::Heartbeat {
+                metrics: NodeMetrics::default(),
+            },
+            AgentMessage::Ack {
+                command_id: "c1".into(),
+            },
+            AgentMessage::Result {
+                command_id: "c1".into(),
+                error: Some("image missing".into()),
+            },
+            AgentMessage::SessionStatus(
+                SessionReport::new("s1", Phase::Failed).with_message("gone"),
+            ),
+            AgentMessage::TunnelFailed {
+                tunnel_id: "t".into(),
+                error: "refused".into(),
+            },
+        ];
+        for message in messages {
+            assert_eq!(round_trip(&message), message);
+        }
+    }
+
+    #[test]
+    fn server_messages_round_trip() {
+        let spec = SessionSpec {
+            session_id: "s1".into(),
+            user: "alice".into(),
+            template: "desktop".into(),
+            image: "streamspace/desktop:local".into(),
+            env: [("A".to_owned(), "b".to_owned())].into(),
+            ports: vec![PortSpec {
+                name: "vnc".into(),
+                port: 5901,
+                protocol: PortProtocol::Vnc,
+            }],
+            resources: Resources {
+                cpu: Some(Cpu(500)),
+                memory: Some(Memory(1 << 30)),
+            },
+            home: None,
+        };
+        let messages = [
+            ServerMessage::Welcome(Welcome {
+                protocol_version: 1,
+                agent_id: "a".into(),
+                heartbeat_interval_ms: 5000,
+            }),
+            ServerMessage::Command(Command {
+                id: "c".into(),
+                session_id: "s1".into(),
+                action: Action::Start {
+                    spec: Box::new(spec),
+                },
+            }),
+            ServerMessage::Command(Command {
+                id: "c2".into(),
+                session_id: "s1".into(),
+                action: Action::Hibernate,
+            }),
+            ServerMessage::OpenTunnel {
+                tunnel_id: "t".into(),
+                session_id: "s1".into(),
+                port: 5901,
+            },
+            ServerMessage::Goodbye {
+                reason: "bye".into(),
+            },
+        ];
+        for message in messages {
+            assert_eq!(round_trip(&message), message);
+        }
+    }
+
+    #[test]
+    fn wire_format_is_tagged_by_type() {
+        let json = serde_json::to_value(AgentMessage::Ack {
+            command_id: "c1".into(),
+        })
+        .expect("serializes");
+        assert_eq!(json, serde_json::json!({"type": "ack", "command_id": "c1"}));
+        let command: ServerMessage = serde_json::from_value(serde_json::json!({
+            "type": "command", "id": "c", "session_id": "s", "action": {"kind": "wake"}
+        }))
+        .expect("a wake command parses");
+        assert!(matches!(
+            command,
+            ServerMessage::Command(Command {
+                action: Action::Wake,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn unknown_message_types_are_errors() {
+        let parsed = serde_json::from_str::<AgentMessage>(r#"{"type":"launch_missiles"}"#);
+        assert!(parsed.is_err());
+    }
+}

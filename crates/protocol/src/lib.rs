@@ -1,0 +1,25 @@
+//! Wire types shared by the StreamSpace control plane and its agents.
+//!
+//! The agent protocol has two kinds of connection (see `docs/PROTOCOL.md`):
+//! one long-lived **control channel** per agent, a WebSocket carrying the JSON
+//! messages in [`control`], and one short-lived **data channel** per tunnel, an
+//! HTTP/1.1 upgrade to a raw byte stream described in [`tunnel`].
+
+pub mod control;
+pub mod labels;
+pub mod quantity;
+pub mod session;
+pub mod tunnel;
+
+pub use control::{
+    Action, AgentMessage, Capabilities, Capacity, Command, Hello, NodeMetrics, ServerMessage,
+    Welcome,
+};
+pub use quantity::{Cpu, Memory, QuantityError};
+pub use session::{
+    DesiredState, HomeVolume, Phase, PortProtocol, PortSpec, Resources, SessionReport, SessionSpec,
+};
+
+/// Version of the agent protocol. The control plane refuses a `hello` whose
+/// version it does not speak, with a message that says which one it wants.
+pub const PROTOCOL_VERSION: u32 = 1;
