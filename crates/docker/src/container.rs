@@ -1,0 +1,361 @@
+//! Translation of a platform-neutral [`SessionSpec`] into the Docker objects
+//! that run it: the container's create body and its home volume. Pure: no
+//! Docker calls here, so every rule is unit-tested.
+
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, HostConfig, Mount, MountType, PortBinding,
+    PortMap, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use streamspace_protocol::{SessionSpec, labels};
+
+/// Prefix of every session container's name; the rest is the session id.
+pub const CONTAINER_PREFIX: &str = "streamspace-";
+
+/// Seconds Docker waits after SIGTERM before SIGKILL, for our own stops and
+/// for a `docker stop` typed by an operator. A desktop has nothing to flush
+/// that takes longer, and a short stop keeps hibernation quick.
+pub const STOP_TIMEOUT_SECS: i32 = 5;
+
+/// What the platform adds to a spec when it builds a container.
+#[derive(Debug, Clone)]
+pub struct ContainerSettings<'a> {
+    pub agent_id: &'a str,
+    /// Host address session ports are published on.
+    pub publish_host: IpAddr,
+    /// Docker network to attach the container to (Docker's default bridge if
+    /// `None`).
+    pub network: Option<&'a str>,
+}
+
+/// The container name of a session.
+pub fn container_name(session_id: &str) -> String {
+    format!("{CONTAINER_PREFIX}{session_id}")
+}
+
+/// Refuses session ids Docker cannot put in a container name, so the user
+/// sees our message instead of the engine's.
+pub fn validate_session_id(session_id: &str) -> Result<(), String> {
+    let mut chars = session_id.chars();
+    let valid_first = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let valid_rest = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if valid_first && valid_rest && session_id.len() <= 200 {
+        Ok(())
+    } else {
+        Err(format!(
+            "session id {session_id:?} cannot name a Docker container: use letters, digits, '_', '.' or '-', starting with a letter or digit"
+        ))
+    }
+}
+
+/// The Docker port key (`"5901/tcp"`) of a container port.
+pub fn port_key(port: u16) -> String {
+    format!("{port}/tcp")
+}
+
+/// Labels that make a session container rediscoverable by its agent.
+pub fn session_labels(spec: &SessionSpec, agent_id: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (labels::SESSION_ID.to_owned(), spec.session_id.clone()),
+        (labels::USER.to_owned(), spec.user.clone()),
+        (labels::TEMPLATE.to_owned(), spec.template.clone()),
+        (labels::AGENT.to_owned(), agent_id.to_owned()),
+    ])
+}
+
+/// The create body for a session's container.
+pub fn container_config(
+    spec: &SessionSpec,
+    settings: &ContainerSettings<'_>,
+) -> ContainerCreateBody {
+    let env = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let exposed_ports = spec.ports.iter().map(|p| port_key(p.port)).collect();
+    let port_bindings: PortMap = spec
+        .ports
+        .iter()
+        .map(|p| {
+            let binding = PortBinding {
+                host_ip: Some(settings.publish_host.to_string()),
+                // Empty: Docker picks a free host port, so sessions never collide.
+                host_port: Some(String::new()),
+            };
+            (port_key(p.port), Some(vec![binding]))
+        })
+        .collect();
+    let mounts = spec.home.as_ref().map(|home| {
+        vec![Mount {
+            target: Some(home.path.clone()),
+            source: Some(home.volume.clone()),
+            typ: Some(MountType::VOLUME),
+            ..Default::default()
+        }]
+    });
+    let host_config = HostConfig {
+        nano_cpus: spec
+            .resources
+            .cpu
+            .map(|cpu| saturating_i64(cpu.millicores().saturating_mul(1_000_000))),
+        memory: spec.resources.memory.map(|m| saturating_i64(m.bytes())),
+        port_bindings: Some(port_bindings),
+        mounts,
+        // The control plane decides what runs; Docker must not restart a
+        // session it stopped or that died.
+        restart_policy: Some(RestartPolicy {
+            name: Some(RestartPolicyNameEnum::NO),
+            maximum_retry_count: None,
+        }),
+        network_mode: settings.network.map(str::to_owned),
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        env: Some(env),
+        exposed_ports: Some(exposed_ports),
+        labels: Some(session_labels(spec, settings.agent_id)),
+        stop_timeout: Some(i64::from(STOP_TIMEOUT_SECS)),
+        host_config: Some(host_config),
+        ..Default::default()
+    }
+}
+
+/// The create request for a session's persistent home volume. It carries no
+/// session id: the volume belongs to a user and template and outlives
+/// sessions.
+pub fn volume_request(spec: &SessionSpec, agent_id: &str) -> Option<VolumeCreateRequest> {
+    let home = spec.home.as_ref()?;
+    let mut volume_labels = session_labels(spec, agent_id);
+    volume_labels.remove(labels::SESSION_ID);
+    Some(VolumeCreateRequest {
+        name: Some(home.volume.clone()),
+        labels: Some(volume_labels),
+        ..Default::default()
+    })
+}
+
+/// The host port Docker published for container `port`, preferring the
+/// binding on `publish_host`.
+pub fn published_port(
+    container: &ContainerInspectResponse,
+    port: u16,
+    publish_host: IpAddr,
+) -> Option<u16> {
+    let bindings = container
+        .network_settings
+        .as_ref()?
+        .ports
+        .as_ref()?
+        .get(&port_key(port))?
+        .as_ref()?;
+    let on_host = |b: &&PortBinding| {
+        b.host_ip
+            .as_deref()
+            .and_then(|ip| ip.parse::<IpAddr>().ok())
+            .is_some_and(|ip| ip == publish_host)
+    };
+    bindings
+        .iter()
+        .find(on_host)
+        .or_else(|| bindings.first())?
+        .host_port
+        .as_deref()?
+        .parse()
+        .ok()
+}
+
+/// The value of one label of a container or volume.
+pub fn label_of<'a>(labels: Option<&'a HashMap<String, String>>, key: &str) -> Option<&'a str> {
+    labels?.get(key).map(String::as_str)
+}
+
+fn saturating_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::NetworkSettings;
+    use std::collections::BTreeMap;
+    use streamspace_protocol::{Cpu, HomeVolume, Memory, PortProtocol, PortSpec, Resources};
+
+    fn spec() -> SessionSpec {
+        SessionSpec {
+            session_id: "s-1".into(),
+            user: "alice".into(),
+            template: "desktop".into(),
+            image: "streamspace/desktop:local".into(),
+            env: BTreeMap::from([("GEOMETRY".into(), "1280x800".into())]),
+            ports: vec![PortSpec {
+                name: "vnc".into(),
+                port: 5901,
+                protocol: PortProtocol::Vnc,
+            }],
+            resources: Resources {
+                cpu: Some(Cpu(1500)),
+                memory: Some(Memory(512 << 20)),
+            },
+            home: Some(HomeVolume {
+                volume: "streamspace-home-alice-desktop".into(),
+                path: "/home/user".into(),
+            }),
+        }
+    }
+
+    fn settings() -> ContainerSettings<'static> {
+        ContainerSettings {
+            agent_id: "agent-7",
+            publish_host: IpAddr::from([127, 0, 0, 1]),
+            network: None,
+        }
+    }
+
+    #[test]
+    fn labels_identify_session_owner_template_and_agent() {
+        let config = container_config(&spec(), &settings());
+        let labels = config.labels.expect("labels");
+        assert_eq!(labels[labels::SESSION_ID], "s-1");
+        assert_eq!(labels[labels::USER], "alice");
+        assert_eq!(labels[labels::TEMPLATE], "desktop");
+        assert_eq!(labels[labels::AGENT], "agent-7");
+    }
+
+    #[test]
+    fn image_env_and_limits_come_from_the_spec() {
+        let config = container_config(&spec(), &settings());
+        assert_eq!(config.image.as_deref(), Some("streamspace/desktop:local"));
+        assert_eq!(config.env, Some(vec!["GEOMETRY=1280x800".to_owned()]));
+        assert_eq!(config.stop_timeout, Some(5));
+        let host = config.host_config.expect("host config");
+        assert_eq!(host.nano_cpus, Some(1_500_000_000));
+        assert_eq!(host.memory, Some(512 << 20));
+        let restart = host.restart_policy.expect("restart policy");
+        assert_eq!(restart.name, Some(RestartPolicyNameEnum::NO));
+        assert_eq!(host.network_mode, None);
+    }
+
+    #[test]
+    fn no_resources_means_no_limits() {
+        let mut spec = spec();
+        spec.resources = Resources::default();
+        let host = container_config(&spec, &settings())
+            .host_config
+            .expect("host config");
+        assert_eq!(host.nano_cpus, None);
+        assert_eq!(host.memory, None);
+    }
+
+    #[test]
+    fn every_port_is_published_on_the_publish_host_with_a_random_port() {
+        let mut spec = spec();
+        spec.ports.push(PortSpec {
+            name: "web".into(),
+            port: 8080,
+            protocol: PortProtocol::Http,
+        });
+        let config = container_config(&spec, &settings());
+        let exposed = config.exposed_ports.expect("exposed ports");
+        assert_eq!(exposed, vec!["5901/tcp".to_owned(), "8080/tcp".to_owned()]);
+        let bindings = config
+            .host_config
+            .and_then(|h| h.port_bindings)
+            .expect("port bindings");
+        for key in ["5901/tcp", "8080/tcp"] {
+            let binding = bindings[key].as_ref().expect("binding list");
+            assert_eq!(binding.len(), 1);
+            assert_eq!(binding[0].host_ip.as_deref(), Some("127.0.0.1"));
+            assert_eq!(binding[0].host_port.as_deref(), Some(""));
+        }
+    }
+
+    #[test]
+    fn home_is_a_named_volume_mount() {
+        let host = container_config(&spec(), &settings())
+            .host_config
+            .expect("host config");
+        let mounts = host.mounts.expect("mounts");
+        assert_eq!(mounts.len(), 1);
+        assert_eq!(mounts[0].typ, Some(MountType::VOLUME));
+        assert_eq!(
+            mounts[0].source.as_deref(),
+            Some("streamspace-home-alice-desktop")
+        );
+        assert_eq!(mounts[0].target.as_deref(), Some("/home/user"));
+
+        let volume = volume_request(&spec(), "agent-7").expect("volume request");
+        assert_eq!(
+            volume.name.as_deref(),
+            Some("streamspace-home-alice-desktop")
+        );
+        let labels = volume.labels.expect("volume labels");
+        assert_eq!(labels[labels::USER], "alice");
+        assert_eq!(labels[labels::AGENT], "agent-7");
+        assert!(!labels.contains_key(labels::SESSION_ID));
+    }
+
+    #[test]
+    fn no_home_means_no_mount_and_no_volume() {
+        let mut spec = spec();
+        spec.home = None;
+        let host = container_config(&spec, &settings())
+            .host_config
+            .expect("host config");
+        assert_eq!(host.mounts, None);
+        assert!(volume_request(&spec, "agent-7").is_none());
+    }
+
+    #[test]
+    fn network_option_sets_network_mode() {
+        let settings = ContainerSettings {
+            network: Some("streamspace"),
+            ..settings()
+        };
+        let host = container_config(&spec(), &settings)
+            .host_config
+            .expect("host config");
+        assert_eq!(host.network_mode.as_deref(), Some("streamspace"));
+    }
+
+    #[test]
+    fn session_ids_must_fit_a_container_name() {
+        assert_eq!(container_name("abc-1"), "streamspace-abc-1");
+        for good in ["a", "0f3c", "s_1.x-y"] {
+            assert!(validate_session_id(good).is_ok(), "{good}");
+        }
+        for bad in ["", "-a", "a/b", "a b", "ä"] {
+            let err = validate_session_id(bad).expect_err(bad);
+            assert!(err.contains("cannot name a Docker container"), "{err}");
+        }
+    }
+
+    #[test]
+    fn published_port_prefers_the_publish_host_binding() {
+        let binding = |ip: &str, port: &str| PortBinding {
+            host_ip: Some(ip.into()),
+            host_port: Some(port.into()),
+        };
+        let ports: PortMap = HashMap::from([(
+            "5901/tcp".to_owned(),
+            Some(vec![
+                binding("0.0.0.0", "40000"),
+                binding("127.0.0.1", "40001"),
+            ]),
+        )]);
+        let container = ContainerInspectResponse {
+            network_settings: Some(NetworkSettings {
+                ports: Some(ports),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let localhost = IpAddr::from([127, 0, 0, 1]);
+        assert_eq!(published_port(&container, 5901, localhost), Some(40001));
+        let other = IpAddr::from([10, 0, 0, 1]);
+        assert_eq!(published_port(&container, 5901, other), Some(40000));
+        assert_eq!(published_port(&container, 8080, localhost), None);
+        assert_eq!(
+            published_port(&ContainerInspectResponse::default(), 5901, localhost),
+            None
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! Session reports from Docker's event stream: containers that start, die,
+//! stop, run out of memory or are removed, whoever caused it.
+
+use crate::Shared;
+use crate::container::{container_name, label_of};
+use crate::state::Intent;
+use bollard::models::EventMessage;
+use bollard::query_parameters::EventsOptionsBuilder;
+use futures::stream::{BoxStream, StreamExt};
+use std::collections::HashMap;
+use std::sync::Arc;
+use streamspace_protocol::{Phase, SessionReport, labels};
+
+/// The container events that can change a session's phase.
+const EVENTS: [&str; 5] = ["start", "die", "stop", "oom", "destroy"];
+
+/// Reports for this agent's containers until the event stream breaks.
+pub(crate) fn watch(shared: Arc<Shared>) -> BoxStream<'static, SessionReport> {
+    let filters = HashMap::from([
+        ("type", vec!["container".to_owned()]),
+        (
+            "label",
+            vec![format!("{}={}", labels::AGENT, shared.agent_id)],
+        ),
+        ("event", EVENTS.map(str::to_owned).to_vec()),
+    ]);
+    let options = EventsOptionsBuilder::new().filters(&filters).build();
+    let events = shared.docker.events(Some(options)).boxed();
+    // The last report sent per session: one stop yields `die` and `stop`,
+    // and the second must not repeat the first.
+    let sent: HashMap<String, SessionReport> = HashMap::new();
+    futures::stream::unfold(
+        (events, shared, sent),
+        |(mut events, shared, mut sent)| async move {
+            loop {
+                let event = match events.next().await {
+                    Some(Ok(event)) => event,
+                    Some(Err(e)) => {
+                        tracing::warn!(agent_id = %shared.agent_id, error = %e, "Docker event stream broke");
+                        return None;
+                    }
+                    None => {
+                        tracing::info!(agent_id = %shared.agent_id, "Docker event stream ended");
+                        return None;
+                    }
+                };
+                let Some(report) = shared.report_for_event(&event).await else {
+                    continue;
+                };
+                if sent.get(&report.session_id) == Some(&report) {
+                    continue;
+                }
+                if report.phase.is_final() || report.phase == Phase::Failed {
+                    sent.remove(&report.session_id);
+                } else {
+                    sent.insert(report.session_id.clone(), report.clone());
+                }
+                return Some((report, (events, shared, sent)));
+            }
+        },
+    )
+    .boxed()
+}
+
+impl Shared {
+    async fn report_for_event(&self, event: &EventMessage) -> Option<SessionReport> {
+        let actor = event.actor.as_ref()?;
+        let session_id = label_of(actor.attributes.as_ref(), labels::SESSION_ID)?;
+        let action = event.action.as_deref().unwrap_or_default();
+        let span = tracing::info_span!("docker_event", session_id, action);
+        let _entered = span.enter();
+        if action == "destroy" {
+            return Some(self.removal_report(session_id));
+        }
+        let id = actor.id.as_deref()?;
+        match self.inspect_by_name(id).await {
+            Ok(Some(container)) => Some(self.report(session_id, &container).await),
+            // Removed meanwhile: its `destroy` event follows.
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot inspect container after event");
+                None
+            }
+        }
+    }
+
+    /// A removed container: our terminate, or somebody else's `docker rm`.
+    fn removal_report(&self, session_id: &str) -> SessionReport {
+        if self.intents.get(session_id) == Some(Intent::Terminate) {
+            return SessionReport::new(session_id, Phase::Terminated);
+        }
+        tracing::warn!("session container removed outside StreamSpace");
+        SessionReport::new(session_id, Phase::Failed).with_message(format!(
+            "container {} was removed outside StreamSpace (for example with `docker rm`); the session is gone, its home volume (if any) is kept",
+            container_name(session_id)
+        ))
+    }
+}

@@ -1,0 +1,201 @@
+//! The Docker platform: each session is one container named
+//! `streamspace-<session_id>` on the agent's Docker engine, labelled so a
+//! restarted agent finds it again, with its ports published on
+//! [`DockerOptions::publish_host`] and its persistent home in a named volume.
+//!
+//! - `container.rs`: spec → container and volume (pure)
+//! - `state.rs`: container state → session phase, and the rule that tells
+//!   hibernation from failure (pure)
+//! - `lifecycle.rs`: start, hibernate, wake, terminate
+//! - `observe.rs`: status, inventory, connect, capacity, metrics
+//! - `events.rs`: Docker's event stream → session reports
+//! - `host.rs`: host CPU and memory from `/proc`
+
+mod container;
+mod error;
+mod events;
+mod host;
+mod intent;
+mod lifecycle;
+mod observe;
+mod state;
+
+pub use container::{CONTAINER_PREFIX, STOP_TIMEOUT_SECS, container_name};
+pub use error::DockerError;
+
+use async_trait::async_trait;
+use bollard::Docker;
+use futures::stream::BoxStream;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use streamspace_agent::{Platform, PlatformError, PlatformResult, SessionStream};
+use streamspace_protocol::{Capabilities, Capacity, NodeMetrics, SessionReport, SessionSpec};
+
+/// Where the engine is when `DOCKER_HOST` is not set (bollard's default).
+const DEFAULT_ENDPOINT: &str = "unix:///var/run/docker.sock";
+
+/// How the Docker platform runs sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerOptions {
+    /// Host address session ports are published on (each on a random free
+    /// port) and that the agent dials to reach them. Loopback keeps sessions
+    /// unreachable except through StreamSpace's tunnels.
+    pub publish_host: IpAddr,
+    /// Sessions this host may run, reported as capacity.
+    pub max_sessions: u32,
+    /// Docker network for session containers (Docker's default bridge when
+    /// `None`).
+    pub network: Option<String>,
+    /// Try `docker pull` for an image that is not on the host. Off by
+    /// default: our hosts reach no registry, and a pull that fails after a
+    /// long timeout hides the real fix (build the image on the host).
+    pub pull_missing_images: bool,
+}
+
+impl Default for DockerOptions {
+    fn default() -> Self {
+        DockerOptions {
+            publish_host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            max_sessions: 50,
+            network: None,
+            pull_missing_images: false,
+        }
+    }
+}
+
+/// [`Platform`] on a Docker engine.
+pub struct DockerPlatform {
+    shared: Arc<Shared>,
+    host_load: host::HostLoad,
+}
+
+/// What the platform's methods and its event watcher share.
+pub(crate) struct Shared {
+    docker: Docker,
+    agent_id: String,
+    options: DockerOptions,
+    /// `DOCKER_HOST` or the default socket, for error messages.
+    endpoint: String,
+    /// The engine host's name (`docker info`), for error messages.
+    engine_host: String,
+    intents: intent::Intents,
+}
+
+impl Shared {
+    fn error(&self, action: impl Into<String>, cause: bollard::errors::Error) -> PlatformError {
+        DockerError::new(&self.endpoint, action, cause).into()
+    }
+}
+
+impl DockerPlatform {
+    /// Connects to the engine named by `DOCKER_HOST` (`unix://`, `tcp://`;
+    /// the local socket by default) and negotiates the API version, so an
+    /// older engine (Debian's 20.10 speaks API 1.41) is spoken to in its own
+    /// version rather than refusing bollard's newer default.
+    #[tracing::instrument(skip(options), fields(agent_id))]
+    pub async fn connect(agent_id: &str, options: DockerOptions) -> PlatformResult<Self> {
+        if agent_id.is_empty() {
+            return Err(PlatformError::Invalid(
+                "the Docker platform needs a non-empty agent id".into(),
+            ));
+        }
+        let endpoint = std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|host| !host.is_empty())
+            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
+        let unreachable = |action: &str, cause| -> PlatformError {
+            DockerError::new(&endpoint, action, cause).into()
+        };
+        let docker = Docker::connect_with_defaults().map_err(|e| unreachable("connect", e))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| unreachable("negotiate the API version", e))?;
+        let info = docker
+            .info()
+            .await
+            .map_err(|e| unreachable("describe itself (docker info)", e))?;
+        let engine_host = info.name.unwrap_or_else(|| endpoint.clone());
+        tracing::info!(
+            %endpoint,
+            engine_host,
+            engine_version = info.server_version.as_deref().unwrap_or("unknown"),
+            api_version = %docker.client_version(),
+            "connected to the Docker engine"
+        );
+        Ok(DockerPlatform {
+            shared: Arc::new(Shared {
+                docker,
+                agent_id: agent_id.to_owned(),
+                options,
+                endpoint,
+                engine_host,
+                intents: intent::Intents::default(),
+            }),
+            host_load: host::HostLoad::default(),
+        })
+    }
+
+    pub fn agent_id(&self) -> &str {
+        &self.shared.agent_id
+    }
+
+    pub fn options(&self) -> &DockerOptions {
+        &self.shared.options
+    }
+}
+
+#[async_trait]
+impl Platform for DockerPlatform {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            hibernation: true,
+            persistent_storage: true,
+            gpu: false,
+        }
+    }
+
+    async fn capacity(&self) -> PlatformResult<Capacity> {
+        self.shared.capacity().await
+    }
+
+    async fn start(&self, spec: &SessionSpec) -> PlatformResult<SessionReport> {
+        self.shared.start(spec).await
+    }
+
+    async fn hibernate(&self, session_id: &str) -> PlatformResult<SessionReport> {
+        self.shared.hibernate(session_id).await
+    }
+
+    async fn wake(&self, session_id: &str) -> PlatformResult<SessionReport> {
+        self.shared.wake(session_id).await
+    }
+
+    async fn terminate(&self, session_id: &str) -> PlatformResult<SessionReport> {
+        self.shared.terminate(session_id).await
+    }
+
+    async fn status(&self, session_id: &str) -> PlatformResult<SessionReport> {
+        self.shared.status(session_id).await
+    }
+
+    async fn inventory(&self) -> PlatformResult<Vec<SessionReport>> {
+        self.shared.inventory().await
+    }
+
+    async fn connect(&self, session_id: &str, port: u16) -> PlatformResult<Box<dyn SessionStream>> {
+        self.shared.dial(session_id, port).await
+    }
+
+    async fn metrics(&self) -> PlatformResult<NodeMetrics> {
+        self.shared.metrics(&self.host_load).await
+    }
+
+    fn watch(&self) -> BoxStream<'static, SessionReport> {
+        events::watch(Arc::clone(&self.shared))
+    }
+}

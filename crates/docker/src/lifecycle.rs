@@ -1,0 +1,232 @@
+//! Start, hibernate, wake and terminate: each idempotent, keyed by the
+//! container name, so a command delivered twice does no harm.
+
+use crate::Shared;
+use crate::container::{
+    ContainerSettings, STOP_TIMEOUT_SECS, container_config, container_name, validate_session_id,
+    volume_request,
+};
+use crate::error::{is_conflict, is_not_found};
+use crate::state::Intent;
+use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
+};
+use futures::TryStreamExt;
+use streamspace_agent::{PlatformError, PlatformResult};
+use streamspace_protocol::{Phase, SessionReport, SessionSpec};
+
+impl Shared {
+    /// Creates the session's container if needed and makes sure it runs.
+    /// An existing container is started as it is: a changed spec takes
+    /// effect after terminate and start.
+    #[tracing::instrument(skip(self, spec), fields(session_id = %spec.session_id, agent_id = %self.agent_id))]
+    pub(crate) async fn start(&self, spec: &SessionSpec) -> PlatformResult<SessionReport> {
+        validate_session_id(&spec.session_id).map_err(PlatformError::Invalid)?;
+        let session_id = spec.session_id.as_str();
+        let name = container_name(session_id);
+        self.intents.clear(session_id);
+
+        if let Some(existing) = self.inspect_by_name(&name).await? {
+            self.check_owner(&name, &existing)?;
+            return self
+                .ensure_running(session_id, &existing, Phase::Starting)
+                .await;
+        }
+
+        self.ensure_image(&spec.image).await?;
+        if let Some(volume) = volume_request(spec, &self.agent_id) {
+            // Creating an existing volume returns it unchanged: the home
+            // survives terminate and is reused by the next session.
+            let volume_name = volume.name.clone().unwrap_or_default();
+            self.docker
+                .create_volume(volume)
+                .await
+                .map_err(|e| self.error(format!("create volume {volume_name}"), e))?;
+        }
+        let settings = ContainerSettings {
+            agent_id: &self.agent_id,
+            publish_host: self.options.publish_host,
+            network: self.options.network.as_deref(),
+        };
+        let options = CreateContainerOptionsBuilder::new().name(&name).build();
+        match self
+            .docker
+            .create_container(Some(options), container_config(spec, &settings))
+            .await
+        {
+            Ok(created) => tracing::info!(container_id = %created.id, "created container"),
+            // A concurrent start won the race; starting it is all that is left.
+            Err(e) if is_conflict(&e) => tracing::debug!("container already created"),
+            Err(e) => return Err(self.error(format!("create container {name}"), e)),
+        }
+        self.docker
+            .start_container(&name, None)
+            .await
+            .map_err(|e| self.error(format!("start container {name}"), e))?;
+        tracing::info!("started container");
+        Ok(SessionReport::new(session_id, Phase::Starting))
+    }
+
+    /// Stops the container and keeps it and its volume.
+    #[tracing::instrument(skip(self), fields(agent_id = %self.agent_id))]
+    pub(crate) async fn hibernate(&self, session_id: &str) -> PlatformResult<SessionReport> {
+        let name = container_name(session_id);
+        let container = self
+            .inspect_owned(session_id)
+            .await?
+            .ok_or_else(|| PlatformError::NotFound(session_id.to_owned()))?;
+        // Recorded before the stop so the watcher sees the `die` as ours.
+        self.intents.set(session_id, Intent::Hibernate);
+        if is_live(&container) {
+            let options = StopContainerOptionsBuilder::new()
+                .t(STOP_TIMEOUT_SECS)
+                .build();
+            match self.docker.stop_container(&name, Some(options)).await {
+                Ok(()) => tracing::info!("stopped container"),
+                Err(e) if is_not_found(&e) => {
+                    return Err(PlatformError::NotFound(session_id.to_owned()));
+                }
+                Err(e) => return Err(self.error(format!("stop container {name}"), e)),
+            }
+        }
+        self.status(session_id).await
+    }
+
+    /// Starts a hibernated session's container again.
+    #[tracing::instrument(skip(self), fields(agent_id = %self.agent_id))]
+    pub(crate) async fn wake(&self, session_id: &str) -> PlatformResult<SessionReport> {
+        let container = self
+            .inspect_owned(session_id)
+            .await?
+            .ok_or_else(|| PlatformError::NotFound(session_id.to_owned()))?;
+        self.intents.clear(session_id);
+        self.ensure_running(session_id, &container, Phase::Waking)
+            .await
+    }
+
+    /// Removes the container (by force, running or not); volumes are kept.
+    #[tracing::instrument(skip(self), fields(agent_id = %self.agent_id))]
+    pub(crate) async fn terminate(&self, session_id: &str) -> PlatformResult<SessionReport> {
+        let name = container_name(session_id);
+        // Never remove a container of the same name that another agent owns.
+        if self.inspect_owned(session_id).await?.is_none() {
+            return Ok(SessionReport::new(session_id, Phase::Terminated));
+        }
+        // Recorded before the removal so the watcher sees the `destroy` as ours.
+        self.intents.set(session_id, Intent::Terminate);
+        let options = RemoveContainerOptionsBuilder::new().force(true).build();
+        match self.docker.remove_container(&name, Some(options)).await {
+            Ok(()) => tracing::info!("removed container"),
+            Err(e) if is_not_found(&e) => tracing::debug!("container already gone"),
+            Err(e) => return Err(self.error(format!("remove container {name}"), e)),
+        }
+        Ok(SessionReport::new(session_id, Phase::Terminated))
+    }
+
+    /// Starts (or unpauses) a container unless it runs; reports `Running` if
+    /// it already did and `started` otherwise.
+    async fn ensure_running(
+        &self,
+        session_id: &str,
+        container: &ContainerInspectResponse,
+        started: Phase,
+    ) -> PlatformResult<SessionReport> {
+        let name = container_name(session_id);
+        match status_of(container) {
+            Some(ContainerStateStatusEnum::RUNNING) => {
+                return Ok(SessionReport::new(session_id, Phase::Running));
+            }
+            Some(ContainerStateStatusEnum::PAUSED) => {
+                self.docker
+                    .unpause_container(&name)
+                    .await
+                    .map_err(|e| self.error(format!("unpause container {name}"), e))?;
+                tracing::info!("unpaused container");
+                return Ok(SessionReport::new(session_id, Phase::Running));
+            }
+            _ => {}
+        }
+        match self.docker.start_container(&name, None).await {
+            Ok(()) => tracing::info!("started container"),
+            Err(e) if is_not_found(&e) => {
+                return Err(PlatformError::NotFound(session_id.to_owned()));
+            }
+            Err(e) => return Err(self.error(format!("start container {name}"), e)),
+        }
+        Ok(SessionReport::new(session_id, started))
+    }
+
+    /// Makes sure `image` is on the engine's host; pulls it only when the
+    /// options allow, since our hosts reach no registry.
+    async fn ensure_image(&self, image: &str) -> PlatformResult<()> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(self.error(format!("inspect image {image}"), e)),
+        }
+        let host = &self.engine_host;
+        if !self.options.pull_missing_images {
+            return Err(PlatformError::Invalid(format!(
+                "image {image:?} is not present on docker host {host}: build or load it there \
+                 (for the demo desktop: `streamspace up` or images/desktop/build.sh builds \
+                 streamspace/desktop:local) — no registry pull is attempted"
+            )));
+        }
+        tracing::info!(image, "pulling missing image");
+        let mut options = CreateImageOptionsBuilder::new().from_image(image);
+        if !has_tag(image) {
+            // Without a tag the engine would pull every tag of the repository.
+            options = options.tag("latest");
+        }
+        let options = options.build();
+        self.docker
+            .create_image(Some(options), None, None)
+            .try_for_each(|_| futures::future::ready(Ok(())))
+            .await
+            .map_err(|e| {
+                PlatformError::Invalid(format!(
+                    "image {image:?} is not present on docker host {host} and pulling it failed \
+                     ({e}): build or load it there"
+                ))
+            })
+    }
+}
+
+/// A container whose process exists (running, paused or restarting).
+fn is_live(container: &ContainerInspectResponse) -> bool {
+    matches!(
+        status_of(container),
+        Some(
+            ContainerStateStatusEnum::RUNNING
+                | ContainerStateStatusEnum::PAUSED
+                | ContainerStateStatusEnum::RESTARTING
+        )
+    )
+}
+
+fn status_of(container: &ContainerInspectResponse) -> Option<ContainerStateStatusEnum> {
+    container.state.as_ref()?.status
+}
+
+/// Whether an image reference names a tag or digest (`repo:tag`,
+/// `repo@sha256:…`); a colon in a registry's `host:port` does not count.
+fn has_tag(image: &str) -> bool {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    image.contains('@') || last.contains(':')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_and_digests_are_recognised() {
+        assert!(has_tag("streamspace/desktop:local"));
+        assert!(has_tag("busybox@sha256:abc"));
+        assert!(has_tag("registry:5000/team/app:1"));
+        assert!(!has_tag("registry:5000/team/app"));
+        assert!(!has_tag("busybox"));
+    }
+}
