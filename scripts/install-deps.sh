@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Prepare a Debian 12 machine for StreamSpace's run and test commands:
+# Docker engine (running), PostgreSQL (running, with the test role and
+# database), Chromium + chromedriver for browser tests, Python venv, Node/npm.
+#
+# Idempotent and quick when everything is already there: apt is only touched
+# (and `apt-get update` only run) when something is missing.
+#
+# Env:
+#   STREAMSPACE_SKIP_POSTGRES=1  skip PostgreSQL (install, start, role, db)
+#   STREAMSPACE_SKIP_CHROMIUM=1  skip Chromium/chromedriver
+# `streamspace run` itself only needs Docker.
+set -euo pipefail
+
+log() { printf 'install-deps: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Everything below needs root (apt, dockerd, pg_ctlcluster); re-run via sudo.
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null 2>&1 || die "run as root (sudo is not installed)"
+  [[ -r "$0" ]] || die "run as root: sudo bash install-deps.sh"
+  exec sudo --preserve-env=STREAMSPACE_SKIP_POSTGRES,STREAMSPACE_SKIP_CHROMIUM bash "$0" "$@"
+fi
+
+command -v apt-get >/dev/null 2>&1 || die "apt-get not found; this script targets Debian 12"
+export DEBIAN_FRONTEND=noninteractive
+SKIP_PG="${STREAMSPACE_SKIP_POSTGRES:-0}"
+SKIP_CHROMIUM="${STREAMSPACE_SKIP_CHROMIUM:-0}"
+START=$SECONDS
+DONE=()
+# psql run as postgres warns if it cannot enter root's cwd.
+cd /
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# 1. Packages. Checked by command rather than by package name so that an
+# equivalent install (docker-ce, NodeSource node, pyenv python) counts.
+MISSING=()
+{ have docker && have dockerd; } || MISSING+=(docker.io)
+if [[ $SKIP_PG != 1 ]]; then
+  { have pg_ctlcluster && compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; } ||
+    MISSING+=(postgresql)
+fi
+if [[ $SKIP_CHROMIUM != 1 ]]; then
+  have chromium || MISSING+=(chromium)
+  have chromedriver || MISSING+=(chromium-driver)
+fi
+have python3 || MISSING+=(python3 python3-pip)
+# Debian splits venv/ensurepip out of python3; tests create virtualenvs.
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || MISSING+=(python3-venv)
+have node || MISSING+=(nodejs)
+have npm || MISSING+=(npm)
+
+if ((${#MISSING[@]})); then
+  log "installing: ${MISSING[*]}"
+  apt-get update -q >/dev/null || die "apt-get update failed"
+  apt-get install -y -q --no-install-recommends "${MISSING[@]}" >/tmp/streamspace-apt.log 2>&1 ||
+    die "apt-get install failed, see /tmp/streamspace-apt.log: $(tail -n 3 /tmp/streamspace-apt.log)"
+  DONE+=("installed ${MISSING[*]}")
+fi
+
+# 2. Docker engine. No systemd here, so start dockerd directly and detach it
+# (setsid) so it outlives this script.
+if ! docker info >/dev/null 2>&1; then
+  DOCKERD_LOG=/var/log/dockerd.log
+  if pgrep -x dockerd >/dev/null; then
+    log "dockerd is running but not answering yet; waiting"
+  else
+    log "starting dockerd (log: $DOCKERD_LOG)"
+    setsid dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+    DONE+=("started dockerd")
+  fi
+  for _ in $(seq 120); do
+    docker info >/dev/null 2>&1 && break
+    pgrep -x dockerd >/dev/null || die "dockerd exited: $(tail -n 5 "$DOCKERD_LOG" 2>/dev/null)"
+    sleep 0.5
+  done
+  docker info >/dev/null 2>&1 ||
+    die "Docker engine not ready after 60 s: $(tail -n 5 "$DOCKERD_LOG" 2>/dev/null)"
+fi
+
+# 3. PostgreSQL: cluster running, role + test database present.
+if [[ $SKIP_PG != 1 ]]; then
+  PG_VERSION="$(find /etc/postgresql -mindepth 2 -maxdepth 2 -name main -printf '%h\n' 2>/dev/null |
+    xargs -r -n1 basename | sort -V | tail -n 1)"
+  if [[ -z $PG_VERSION ]]; then
+    # The package normally creates the cluster; some images disable that.
+    PG_VERSION="$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n 1)"
+    [[ -n $PG_VERSION ]] || die "no PostgreSQL server found under /usr/lib/postgresql"
+    log "creating PostgreSQL $PG_VERSION cluster 'main'"
+    pg_createcluster "$PG_VERSION" main >/dev/null
+    DONE+=("created postgres $PG_VERSION/main")
+  fi
+  # Exit status 3 means "not running"; pg_ctlcluster start waits until ready.
+  if ! pg_ctlcluster "$PG_VERSION" main status >/dev/null 2>&1; then
+    log "starting PostgreSQL $PG_VERSION/main"
+    pg_ctlcluster "$PG_VERSION" main start ||
+      die "PostgreSQL did not start, see /var/log/postgresql/postgresql-$PG_VERSION-main.log"
+    DONE+=("started postgres $PG_VERSION")
+  fi
+  PG_PORT="$(pg_conftool -s "$PG_VERSION" main show port 2>/dev/null || echo 5432)"
+  # Peer auth: only the postgres OS user is superuser over the local socket.
+  pgsql() { runuser -u postgres -- psql -X -q -p "$PG_PORT" -v ON_ERROR_STOP=1 -tAc "$1"; }
+  if [[ -z $(pgsql "SELECT 1 FROM pg_roles WHERE rolname = 'streamspace'") ]]; then
+    # CREATEDB lets tests make throwaway databases next to streamspace_test.
+    pgsql "CREATE ROLE streamspace LOGIN CREATEDB PASSWORD 'streamspace'"
+    DONE+=("created role streamspace")
+  fi
+  if [[ -z $(pgsql "SELECT 1 FROM pg_database WHERE datname = 'streamspace_test'") ]]; then
+    pgsql "CREATE DATABASE streamspace_test OWNER streamspace"
+    DONE+=("created database streamspace_test")
+  fi
+  # Check the way tests connect: TCP on loopback with the password.
+  PGPASSWORD=streamspace psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U streamspace streamspace_test \
+    -tAc 'SELECT 1' >/dev/null 2>&1 ||
+    die "cannot log in as streamspace@127.0.0.1:$PG_PORT/streamspace_test (check pg_hba.conf)"
+fi
+
+# Docker socket access for the invoking user needs the docker group (and a
+# new login); say so rather than silently changing group membership.
+if [[ -n ${SUDO_USER:-} && $SUDO_USER != root ]] && ! id -nG "$SUDO_USER" | tr ' ' '\n' | grep -qx docker; then
+  log "note: $SUDO_USER is not in the docker group (usermod -aG docker $SUDO_USER, then log in again)"
+fi
+
+SUMMARY="docker ok"
+[[ $SKIP_PG == 1 ]] || SUMMARY+=", postgres ${PG_VERSION} on port ${PG_PORT} ok"
+[[ $SKIP_CHROMIUM == 1 ]] || SUMMARY+=", chromium ok"
+if ((${#DONE[@]})); then
+  printf -v DID '%s; ' "${DONE[@]}"
+  log "${DID}${SUMMARY} ($((SECONDS - START)) s)"
+else
+  log "nothing to do; $SUMMARY ($((SECONDS - START)) s)"
+fi
