@@ -9,6 +9,7 @@ use bollard::query_parameters::EventsOptionsBuilder;
 use futures::stream::{BoxStream, StreamExt};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 use streamspace_protocol::{Phase, SessionReport, labels};
 
 /// The container events that can change a session's phase.
@@ -24,7 +25,13 @@ pub(crate) fn watch(shared: Arc<Shared>) -> BoxStream<'static, SessionReport> {
         ),
         ("event", EVENTS.map(str::to_owned).to_vec()),
     ]);
-    let options = EventsOptionsBuilder::new().filters(&filters).build();
+    // Events are asked for from now, not from when the stream is first
+    // polled and its request reaches the engine: the engine replays what
+    // happened in between, so nothing done right after `watch()` is lost.
+    let options = EventsOptionsBuilder::new()
+        .since(&unix_timestamp(SystemTime::now()))
+        .filters(&filters)
+        .build();
     let events = shared.docker.events(Some(options)).boxed();
     // The last report sent per session: one stop yields `die` and `stop`,
     // and the second must not repeat the first.
@@ -94,5 +101,27 @@ impl Shared {
             "container {} was removed outside StreamSpace (for example with `docker rm`); the session is gone, its home volume (if any) is kept",
             container_name(session_id)
         ))
+    }
+}
+
+/// Docker's `seconds.nanoseconds` timestamp form.
+fn unix_timestamp(at: SystemTime) -> String {
+    let since_epoch = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    format!(
+        "{}.{:09}",
+        since_epoch.as_secs(),
+        since_epoch.subsec_nanos()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps_have_nanoseconds() {
+        let at = UNIX_EPOCH + Duration::new(1_700_000_000, 42);
+        assert_eq!(unix_timestamp(at), "1700000000.000000042");
     }
 }

@@ -92,7 +92,7 @@ impl DockerPlatform {
     /// the local socket by default) and negotiates the API version, so an
     /// older engine (Debian's 20.10 speaks API 1.41) is spoken to in its own
     /// version rather than refusing bollard's newer default.
-    #[tracing::instrument(skip(options), fields(agent_id))]
+    #[tracing::instrument(skip(options))]
     pub async fn connect(agent_id: &str, options: DockerOptions) -> PlatformResult<Self> {
         if agent_id.is_empty() {
             return Err(PlatformError::Invalid(

@@ -145,7 +145,7 @@ pub fn with_log_tail(message: &str, lines: &[String]) -> String {
 pub fn log_tail(text: &str, max_lines: usize, max_chars: usize) -> Vec<String> {
     let lines: Vec<&str> = text
         .lines()
-        .map(str::trim_end)
+        .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
     lines[lines.len().saturating_sub(max_lines)..]
@@ -265,7 +265,7 @@ mod tests {
 
     #[test]
     fn log_tail_keeps_the_last_short_lines() {
-        let text = "one\ntwo\n\nthree\nfour\n";
+        let text = "one\ntwo\n\n   three\nfour  \n";
         assert_eq!(log_tail(text, 2, 100), vec!["three", "four"]);
         assert_eq!(log_tail(text, 10, 100).len(), 4);
         assert_eq!(log_tail("abcdef", 1, 3), vec!["abc…"]);

@@ -1,0 +1,192 @@
+//! Helpers for tests against the real Docker engine: the demo image, unique
+//! names, cleanup that runs even when a test panics, and polling with
+//! deadlines instead of sleeps.
+
+use bollard::Docker;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::ContainerInspectResponse;
+use bollard::query_parameters::{RemoveContainerOptionsBuilder, RemoveVolumeOptions};
+use futures::StreamExt;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+use streamspace_agent::Platform;
+use streamspace_docker::{DockerOptions, DockerPlatform, container_name};
+use streamspace_protocol::{HomeVolume, PortProtocol, PortSpec, Resources, SessionSpec};
+use tokio::io::AsyncReadExt;
+
+pub const IMAGE: &str = "streamspace/desktop:local";
+pub const VNC_PORT: u16 = 5901;
+pub const RFB_BANNER: &[u8; 12] = b"RFB 003.008\n";
+
+/// A test's own client for the engine, to look behind the platform's back.
+pub async fn docker() -> Docker {
+    Docker::connect_with_defaults()
+        .expect("Docker client")
+        .negotiate_version()
+        .await
+        .expect("the Docker engine answers (start it with `dockerd >/tmp/dockerd.log 2>&1 &`)")
+}
+
+/// Fails the test (never skips it) when the demo image is missing.
+pub async fn require_image(docker: &Docker) {
+    if let Err(e) = docker.inspect_image(IMAGE).await {
+        panic!(
+            "the demo image {IMAGE} is not on this Docker host ({e}): build it with images/desktop/build.sh"
+        );
+    }
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}-{}", &id[..12])
+}
+
+pub async fn platform(agent_id: &str) -> DockerPlatform {
+    DockerPlatform::connect(agent_id, DockerOptions::default())
+        .await
+        .expect("DockerPlatform connects")
+}
+
+pub fn desktop_spec(session_id: &str) -> SessionSpec {
+    SessionSpec {
+        session_id: session_id.to_owned(),
+        user: "alice".into(),
+        template: "desktop".into(),
+        image: IMAGE.into(),
+        env: BTreeMap::from([("VNC_GEOMETRY".into(), "1024x768".into())]),
+        ports: vec![PortSpec {
+            name: "vnc".into(),
+            port: VNC_PORT,
+            protocol: PortProtocol::Vnc,
+        }],
+        resources: Resources {
+            cpu: Some("500m".parse().expect("cpu")),
+            memory: Some("256Mi".parse().expect("memory")),
+        },
+        home: None,
+    }
+}
+
+pub fn with_home(mut spec: SessionSpec, volume: &str) -> SessionSpec {
+    spec.home = Some(HomeVolume {
+        volume: volume.to_owned(),
+        path: "/home/user".into(),
+    });
+    spec
+}
+
+/// Removes a test's containers and volumes when dropped, also on panic.
+#[derive(Default)]
+pub struct Cleanup {
+    sessions: Vec<String>,
+    volumes: Vec<String>,
+}
+
+impl Cleanup {
+    pub fn session(&mut self, session_id: &str) {
+        self.sessions.push(session_id.to_owned());
+    }
+
+    pub fn volume(&mut self, volume: &str) {
+        self.volumes.push(volume.to_owned());
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let sessions = std::mem::take(&mut self.sessions);
+        let volumes = std::mem::take(&mut self.volumes);
+        // Drop cannot await inside the test's runtime: clean up from a thread
+        // with a runtime of its own, and wait for it.
+        let cleaner = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("cleanup runtime");
+            runtime.block_on(async move {
+                let docker = docker().await;
+                let force = RemoveContainerOptionsBuilder::new().force(true).build();
+                for session in sessions {
+                    let name = container_name(&session);
+                    let _ = docker.remove_container(&name, Some(force.clone())).await;
+                }
+                for volume in volumes {
+                    let _ = docker
+                        .remove_volume(&volume, None::<RemoveVolumeOptions>)
+                        .await;
+                }
+            });
+        });
+        let _ = cleaner.join();
+    }
+}
+
+/// Polls `probe` until it returns `Some`, failing the test with `what` after
+/// `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Connects through the platform until the session's VNC server sends its
+/// banner (Docker's port proxy accepts before Xvnc listens).
+pub async fn wait_for_banner(platform: &DockerPlatform, session_id: &str) -> [u8; 12] {
+    eventually("the RFB banner", Duration::from_secs(30), || async {
+        let mut stream = platform.connect(session_id, VNC_PORT).await.ok()?;
+        let mut banner = [0u8; 12];
+        tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut banner))
+            .await
+            .ok()?
+            .ok()?;
+        Some(banner)
+    })
+    .await
+}
+
+pub async fn inspect(docker: &Docker, session_id: &str) -> Option<ContainerInspectResponse> {
+    docker
+        .inspect_container(&container_name(session_id), None)
+        .await
+        .ok()
+}
+
+/// Runs `sh -c script` in a session's container and returns its output.
+pub async fn exec(docker: &Docker, session_id: &str, script: &str) -> String {
+    let exec = docker
+        .create_exec(
+            &container_name(session_id),
+            CreateExecOptions {
+                cmd: Some(vec!["sh", "-c", script]),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create exec");
+    let StartExecResults::Attached { mut output, .. } =
+        docker.start_exec(&exec.id, None).await.expect("start exec")
+    else {
+        panic!("exec started detached");
+    };
+    let mut text = String::new();
+    while let Some(chunk) = output.next().await {
+        text.push_str(&chunk.expect("exec output").to_string());
+    }
+    text
+}
