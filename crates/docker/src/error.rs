@@ -9,12 +9,9 @@ use streamspace_agent::PlatformError;
 pub enum DockerError {
     /// The engine did not answer: socket missing, daemon down, timeout.
     #[error(
-        "cannot reach the Docker engine at {endpoint}: {cause} (is dockerd running, and may this user open its socket? DOCKER_HOST selects another engine)"
+        "cannot reach the Docker engine at {endpoint}: {detail} (is dockerd running, and may this user open its socket? DOCKER_HOST selects another engine)"
     )]
-    Unreachable {
-        endpoint: String,
-        cause: BollardError,
-    },
+    Unreachable { endpoint: String, detail: String },
     /// The engine answered with an error status.
     #[error("the Docker engine refused to {action}: {message}")]
     Refused {
@@ -52,7 +49,7 @@ impl DockerError {
             | BollardError::SocketNotFoundError(_)
             | BollardError::HttpClientError { .. } => DockerError::Unreachable {
                 endpoint: endpoint.to_owned(),
-                cause,
+                detail: with_sources(&cause),
             },
             cause => DockerError::Unexpected {
                 endpoint: endpoint.to_owned(),
@@ -72,6 +69,21 @@ impl From<DockerError> for PlatformError {
             _ => PlatformError::Unavailable(err.to_string()),
         }
     }
+}
+
+/// An error and its causes, `outer: inner: innermost` (hyper's own message
+/// alone is just "client error (Connect)").
+fn with_sources(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Docker answered "no such object".

@@ -82,6 +82,8 @@ pub fn observe(state: &ContainerState, intent: Option<Intent>) -> Observation {
                 Phase::Failed,
                 format!("the session's container could not start: {error}"),
             ),
+            // Hibernated before it ever ran: it stays created, not started.
+            None if intent == Some(Intent::Hibernate) => Observation::phase(Phase::Hibernated),
             None => Observation::phase(Phase::Starting),
         },
         Some(ContainerStateStatusEnum::PAUSED) => {
@@ -190,6 +192,8 @@ mod tests {
             observe(&ContainerState::default(), None).phase,
             Phase::Pending
         );
+        let never_started = observe(&state(CREATED), Some(Intent::Hibernate));
+        assert_eq!(never_started.phase, Phase::Hibernated);
     }
 
     #[test]
