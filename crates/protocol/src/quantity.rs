@@ -64,11 +64,12 @@ fn split_decimal(s: &str) -> Option<(u64, u64, u32, &str)> {
 
 /// `whole.fraction × unit`, exact or `None` when it overflows or is not whole.
 fn scale(whole: u64, frac: u64, frac_digits: u32, unit: u64) -> Option<u64> {
-    let denominator = 10u64.pow(frac_digits);
-    let fractional = (frac as u128 * unit as u128) / denominator as u128;
-    if (frac as u128 * unit as u128) % denominator as u128 != 0 {
+    let denominator = 10u128.pow(frac_digits);
+    let scaled = frac as u128 * unit as u128;
+    if !scaled.is_multiple_of(denominator) {
         return None;
     }
+    let fractional = scaled / denominator;
     let total = whole as u128 * unit as u128 + fractional;
     u64::try_from(total).ok()
 }
@@ -120,7 +121,7 @@ impl FromStr for Memory {
 
 impl fmt::Display for Cpu {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 % 1000 == 0 {
+        if self.0.is_multiple_of(1000) {
             write!(f, "{}", self.0 / 1000)
         } else {
             write!(f, "{}m", self.0)
@@ -132,7 +133,7 @@ impl fmt::Display for Memory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const UNITS: [(&str, u32); 4] = [("Ti", 40), ("Gi", 30), ("Mi", 20), ("Ki", 10)];
         for (unit, shift) in UNITS {
-            if self.0 >= 1 << shift && self.0 % (1 << shift) == 0 {
+            if self.0 >= 1 << shift && self.0.is_multiple_of(1 << shift) {
                 return write!(f, "{}{unit}", self.0 >> shift);
             }
         }

@@ -1,0 +1,211 @@
+use super::views::{AgentView, time};
+use crate::auth::{AdminUser, secrets};
+use crate::error::{ApiError, ApiJson, ApiResult, parse_json};
+use crate::state::AppState;
+use crate::store::{AgentRecord, EnrollError, NewAgent, now_ms};
+use crate::template::PLATFORMS;
+use crate::validate::{FieldError, check_slug};
+use axum::Json;
+use axum::extract::{Path, State};
+use bytes::Bytes;
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use streamspace_protocol::{Capabilities, Capacity, ServerMessage};
+
+/// Whether the agent is reachable now: connected to this control plane, or
+/// to another replica that recorded a recent heartbeat.
+pub fn status(state: &AppState, agent: &AgentRecord) -> &'static str {
+    let silence = state.config.agent_silence_limit().as_millis() as i64;
+    let fresh = agent.last_heartbeat.is_some_and(|t| now_ms() - t < silence);
+    let online = state.hub.is_connected(&agent.id) || (agent.connected && fresh);
+    match (online, agent.draining) {
+        (false, _) => "offline",
+        (true, true) => "draining",
+        (true, false) => "online",
+    }
+}
+
+pub async fn list(State(state): State<AppState>, _: AdminUser) -> ApiResult<Json<Vec<AgentView>>> {
+    let loads = state.store.agent_loads().await?;
+    let agents = state.store.list_agents().await?;
+    let views = agents
+        .into_iter()
+        .map(|a| {
+            let count = loads.get(&a.id).map_or(0, |l| l.sessions);
+            AgentView::new(status(&state, &a), a, count)
+        })
+        .collect();
+    Ok(Json(views))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    _: AdminUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AgentView>> {
+    let agent = state
+        .store
+        .get_agent(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("agent"))?;
+    let loads = state.store.agent_loads().await?;
+    let count = loads.get(&agent.id).map_or(0, |l| l.sessions);
+    Ok(Json(AgentView::new(status(&state, &agent), agent, count)))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    _: AdminUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let active = state.store.agent_sessions(&id).await?.len();
+    if active > 0 {
+        return Err(ApiError::Conflict(format!(
+            "the agent still has {active} session(s): terminate them first"
+        )));
+    }
+    if !state.store.delete_agent(&id).await? {
+        return Err(ApiError::not_found("agent"));
+    }
+    let reason = "this agent was removed by an admin".to_owned();
+    state.hub.send(&id, ServerMessage::Goodbye { reason });
+    state.hub.disconnect(&id);
+    state.events.agent_changed(&id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TokenRequest {
+    /// How long the token stays usable, e.g. "1h" (default 24h).
+    #[serde(default)]
+    ttl: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct EnrollmentToken {
+    token: String,
+    expires_at: String,
+    /// A command that starts a Docker agent with this token.
+    command: String,
+}
+
+pub async fn create_enrollment_token(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<EnrollmentToken>)> {
+    let request: TokenRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        TokenRequest::default()
+    } else {
+        parse_json(&body)?
+    };
+    let ttl = match request.ttl {
+        None => state.config.enrollment_ttl,
+        Some(text) => humantime::parse_duration(&text)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                FieldError::new("ttl", format!("{text:?} is not a duration such as \"1h\""))
+            })?,
+    };
+    let token = secrets::generate(secrets::SecretKind::Enrollment);
+    let expires_at = now_ms() + ttl.as_millis() as i64;
+    state
+        .store
+        .create_enrollment_token(&secrets::hash(&token), &admin.user.id, expires_at)
+        .await?;
+    let command = format!(
+        "streamspace agent docker --control-plane {} --enrollment-token {token}",
+        state.public_url.as_str().trim_end_matches('/')
+    );
+    let answer = EnrollmentToken {
+        token,
+        expires_at: time(expires_at),
+        command,
+    };
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    enrollment_token: String,
+    name: String,
+    platform: String,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    capacity: Capacity,
+    #[serde(default)]
+    capabilities: Capabilities,
+}
+
+#[derive(Serialize)]
+pub struct Registered {
+    agent_id: String,
+    secret: String,
+}
+
+/// `POST /api/v1/agents/register`: an agent trades a single-use enrollment
+/// token for its own secret, which is shown this once and stored hashed.
+pub async fn register(
+    State(state): State<AppState>,
+    ApiJson(input): ApiJson<Registration>,
+) -> ApiResult<(StatusCode, Json<Registered>)> {
+    check_slug("name", &input.name)?;
+    if !PLATFORMS.contains(&input.platform.as_str()) {
+        return Err(FieldError::new(
+            "platform",
+            format!(
+                "unknown platform {:?}: use one of {PLATFORMS:?}",
+                input.platform
+            ),
+        )
+        .into());
+    }
+    check_labels(&input.labels)?;
+    let secret = secrets::generate(secrets::SecretKind::Agent);
+    let agent = NewAgent {
+        name: input.name,
+        platform: input.platform,
+        region: input.region,
+        labels: input.labels,
+        capacity: input.capacity,
+        capabilities: input.capabilities,
+    };
+    let token_hash = secrets::hash(&input.enrollment_token);
+    let agent_id = state
+        .store
+        .register_agent(&token_hash, &agent, &secrets::hash(&secret))
+        .await
+        .map_err(|err| match err {
+            EnrollError::BadToken => ApiError::Unauthorized(err.to_string()),
+            EnrollError::Store(store) => store.into(),
+        })?;
+    tracing::info!(%agent_id, name = %agent.name, platform = %agent.platform, "agent enrolled");
+    state.events.agent_changed(&agent_id);
+    Ok((StatusCode::CREATED, Json(Registered { agent_id, secret })))
+}
+
+fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), FieldError> {
+    let ok = |s: &str, max| {
+        s.len() <= max
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+    };
+    for (key, value) in labels {
+        if key.is_empty() || !ok(key, 63) || !ok(value, 63) {
+            return Err(FieldError::new(
+                "labels",
+                format!(
+                    "{key:?}={value:?}: keys and values are up to 63 letters, digits, '-', '_', '.' or '/'"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,70 @@
+use crate::auth::{COOKIE, CurrentUser, password, secrets};
+use crate::error::{ApiError, ApiJson, ApiResult};
+use crate::state::AppState;
+use crate::store::{User, now_ms};
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{StatusCode, header};
+use serde::{Deserialize, Serialize};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    username: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+struct LoginAnswer {
+    token: String,
+    user: User,
+    expires_at: String,
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    ApiJson(input): ApiJson<Login>,
+) -> ApiResult<Response> {
+    let found = state.store.user_credentials(&input.username).await?;
+    let (user, stored) = match found {
+        Some((user, hash)) => (Some(user), Some(hash)),
+        None => (None, None),
+    };
+    let valid = password::verify(input.password, stored).await;
+    let Some(user) = user.filter(|_| valid) else {
+        return Err(ApiError::Unauthorized("wrong username or password".into()));
+    };
+    let token = secrets::generate(secrets::SecretKind::Login);
+    let ttl = state.config.token_ttl;
+    let expires_at = now_ms() + ttl.as_millis() as i64;
+    state
+        .store
+        .create_api_token(&secrets::hash(&token), &user.id, expires_at)
+        .await?;
+    tracing::info!(user = %user.username, "login");
+    let cookie = session_cookie(&state, &token, ttl.as_secs());
+    let answer = LoginAnswer {
+        token,
+        user,
+        expires_at: super::views::time(expires_at),
+    };
+    Ok(([(header::SET_COOKIE, cookie)], Json(answer)).into_response())
+}
+
+pub async fn logout(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Response> {
+    state.store.delete_api_token(&user.token_hash).await?;
+    let cookie = session_cookie(&state, "", 0);
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
+}
+
+/// The browser's login cookie: HttpOnly so scripts cannot read it, and
+/// SameSite=Strict so other sites cannot make requests with it.
+fn session_cookie(state: &AppState, token: &str, max_age: u64) -> String {
+    let secure = if state.public_url.scheme() == "https" {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
+}

@@ -1,0 +1,72 @@
+//! The public HTTP API. Handlers are thin: parse, check who may do it, call
+//! the store (and the hub), shape the answer.
+
+mod agents;
+mod auth;
+mod sessions;
+mod templates;
+mod users;
+mod views;
+
+pub use agents::status as agent_status;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::{hub, tunnel};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+
+/// Request bodies above this are refused with 413.
+const BODY_LIMIT: usize = 1 << 20;
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/auth/login", post(auth::login))
+        .route("/auth/logout", post(auth::logout))
+        .route("/users/me", get(users::me))
+        .route("/users", get(users::list).post(users::create))
+        .route(
+            "/users/{id}",
+            get(users::get).put(users::update).delete(users::delete),
+        )
+        .route("/templates", get(templates::list).post(templates::create))
+        .route(
+            "/templates/{id}",
+            get(templates::get)
+                .put(templates::update)
+                .delete(templates::delete),
+        )
+        .route("/agents", get(agents::list))
+        .route(
+            "/agents/enrollment-tokens",
+            post(agents::create_enrollment_token),
+        )
+        .route("/agents/register", post(agents::register))
+        .route("/agents/connect", get(hub::connect))
+        .route("/agents/tunnels/{id}", get(tunnel::accept))
+        .route("/agents/{id}", get(agents::get).delete(agents::delete))
+        .route("/sessions", get(sessions::list).post(sessions::create))
+        .route(
+            "/sessions/{id}",
+            get(sessions::get).delete(sessions::delete),
+        )
+        .route("/sessions/{id}/state", put(sessions::set_state))
+        .fallback(api_not_found);
+
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/vnc/{id}", get(tunnel::vnc))
+        .route("/healthz", get(healthz))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn api_not_found() -> ApiError {
+    ApiError::NotFound("no such API endpoint: see docs/API.md".into())
+}

@@ -1,0 +1,135 @@
+//! The JSON shapes the API answers with.
+
+use crate::state::AppState;
+use crate::store::{AgentRecord, SessionRecord, TemplateRecord};
+use crate::template::TemplateSpec;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::{Duration, UNIX_EPOCH};
+use streamspace_protocol::{Capabilities, Capacity, NodeMetrics, Resources};
+
+/// RFC 3339 in UTC with milliseconds, the API's one time format.
+pub fn time(ms: i64) -> String {
+    let at = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+#[derive(Serialize)]
+pub struct SessionView {
+    pub id: String,
+    pub user: String,
+    pub user_id: String,
+    pub template: String,
+    pub agent_id: Option<String>,
+    pub platform: String,
+    pub state: &'static str,
+    pub phase: &'static str,
+    pub message: Option<String>,
+    /// Where a viewer reaches the session: the `/vnc` WebSocket.
+    pub url: String,
+    pub resources: Resources,
+    pub created_at: String,
+    pub updated_at: String,
+    pub last_activity: String,
+}
+
+impl SessionView {
+    pub fn new(state: &AppState, s: SessionRecord) -> Self {
+        SessionView {
+            url: vnc_url(state, &s.id),
+            user: s.username,
+            user_id: s.user_id,
+            template: s.template_name,
+            agent_id: s.agent_id,
+            platform: s.platform,
+            state: s.state.as_str(),
+            phase: s.phase.as_str(),
+            message: s.message,
+            resources: s.spec.resources,
+            created_at: time(s.created_at),
+            updated_at: time(s.updated_at),
+            last_activity: time(s.last_activity),
+            id: s.id,
+        }
+    }
+}
+
+fn vnc_url(state: &AppState, session_id: &str) -> String {
+    let mut url = (*state.public_url).clone();
+    let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+    // Both schemes are special, so switching between them always succeeds.
+    let _ = url.set_scheme(scheme);
+    url.set_path(&format!("/vnc/{session_id}"));
+    url.to_string()
+}
+
+#[derive(Serialize)]
+pub struct TemplateView {
+    pub id: String,
+    #[serde(flatten)]
+    pub spec: TemplateSpec,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<TemplateRecord> for TemplateView {
+    fn from(t: TemplateRecord) -> Self {
+        TemplateView {
+            id: t.id,
+            spec: t.spec,
+            created_at: time(t.created_at),
+            updated_at: time(t.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct AgentView {
+    pub id: String,
+    pub name: String,
+    pub platform: String,
+    pub region: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    /// `online`, `offline`, or `draining` (online but taking no new sessions).
+    pub status: &'static str,
+    pub draining: bool,
+    pub version: Option<String>,
+    pub last_heartbeat: Option<String>,
+    pub capacity: Capacity,
+    pub capabilities: Capabilities,
+    pub session_count: u32,
+    pub metrics: Option<NodeMetrics>,
+    pub created_at: String,
+}
+
+impl AgentView {
+    pub fn new(status: &'static str, a: AgentRecord, session_count: u32) -> Self {
+        AgentView {
+            id: a.id,
+            name: a.name,
+            platform: a.platform,
+            region: a.region,
+            labels: a.labels,
+            status,
+            draining: a.draining,
+            version: a.version,
+            last_heartbeat: a.last_heartbeat.map(time),
+            capacity: a.capacity,
+            capabilities: a.capabilities,
+            session_count,
+            metrics: a.metrics,
+            created_at: time(a.created_at),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        assert_eq!(time(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(time(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+}

@@ -1,0 +1,66 @@
+//! Random bearer secrets and how they are stored.
+//!
+//! Tokens are 256 random bits, so a fast SHA-256 is enough to make a stolen
+//! database useless (there is nothing to brute-force), and it keeps the check
+//! on every request and every tunnel cheap. Passwords, which people choose,
+//! get argon2id instead (see `password.rs`).
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+
+/// Kinds of secret, each with a prefix so a leaked one is recognisable.
+#[derive(Debug, Clone, Copy)]
+pub enum SecretKind {
+    /// A user's login token.
+    Login,
+    /// A single-use agent enrollment token.
+    Enrollment,
+    /// An agent's own long-lived secret.
+    Agent,
+}
+
+impl SecretKind {
+    fn prefix(self) -> &'static str {
+        match self {
+            SecretKind::Login => "sst_",
+            SecretKind::Enrollment => "sse_",
+            SecretKind::Agent => "ssa_",
+        }
+    }
+}
+
+pub fn generate(kind: SecretKind) -> String {
+    let mut bytes = [0u8; 32];
+    // The OS random source failing is not something to continue through.
+    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
+    format!("{}{}", kind.prefix(), URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// The form in which a secret is stored and looked up.
+pub fn hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// A random password for the bootstrap admin: 18 bytes, 24 characters.
+pub fn generate_password() -> String {
+    let mut bytes = [0u8; 18];
+    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_unique_prefixed_and_hash_stably() {
+        let a = generate(SecretKind::Agent);
+        let b = generate(SecretKind::Agent);
+        assert_ne!(a, b);
+        assert!(a.starts_with("ssa_") && a.len() == 4 + 43);
+        assert_eq!(hash(&a), hash(&a));
+        assert_ne!(hash(&a), hash(&b));
+        assert_eq!(hash(&a).len(), 64);
+    }
+}

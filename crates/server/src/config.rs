@@ -1,0 +1,53 @@
+//! Control-plane settings. The CLI fills them from flags and `STREAMSPACE_*`
+//! variables; the defaults run a single-host install.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use url::Url;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the HTTP server listens; port 0 picks a free port (tests).
+    pub listen: SocketAddr,
+    /// Holds the SQLite database and the bootstrap admin's password file.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; `None` means SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// The URL users and agents reach this server at; `None` means
+    /// `http://{listen}`.
+    pub public_url: Option<Url>,
+    /// Password for the `admin` user created on first start; random if unset.
+    pub admin_password: Option<String>,
+    /// How often agents send heartbeats (told to them in `welcome`).
+    pub heartbeat_interval: Duration,
+    /// How long a login token lives.
+    pub token_ttl: Duration,
+    /// How long an enrollment token stays usable.
+    pub enrollment_ttl: Duration,
+    /// How long a viewer waits for an agent to open a tunnel.
+    pub tunnel_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./streamspace-data"),
+            database_url: None,
+            public_url: None,
+            admin_password: None,
+            heartbeat_interval: Duration::from_secs(5),
+            token_ttl: Duration::from_secs(7 * 24 * 3600),
+            enrollment_ttl: Duration::from_secs(24 * 3600),
+            tunnel_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Config {
+    /// An agent is considered gone when nothing arrived for this long.
+    pub fn agent_silence_limit(&self) -> Duration {
+        self.heartbeat_interval * 3
+    }
+}

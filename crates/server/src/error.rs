@@ -1,0 +1,169 @@
+//! API errors: every failure is a status code and `{"error": "<what to fix>"}`
+//! (plus `"field"` when one input field is at fault).
+
+use crate::store::StoreError;
+use crate::validate::FieldError;
+use axum::Json;
+use axum::extract::{FromRequest, Request};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::StatusCode;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    GatewayTimeout(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) | ApiError::Field(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        ApiError::NotFound(format!("{what} not found"))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict(what) => ApiError::Conflict(format!("{what} already exists")),
+            other => {
+                tracing::error!(error = %other, "store failure");
+                ApiError::Internal("the database failed; see the control plane's log".into())
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = match &self {
+            ApiError::Field(e) => json!({"error": e.to_string(), "field": e.field}),
+            other => json!({"error": other.to_string()}),
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+/// A JSON request body whose errors name the offending field
+/// (`resources.memory: invalid memory "2 gigs": …`) instead of a line/column.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if !is_json {
+            return Err(ApiError::BadRequest(
+                "send a JSON body with Content-Type: application/json".into(),
+            ));
+        }
+        let body = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge("the request body is too large (limit 1 MiB)".into())
+            } else {
+                ApiError::BadRequest(format!("cannot read the request body: {e}"))
+            }
+        })?;
+        parse_json(&body).map(ApiJson)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let message = if inner.is_syntax() || inner.is_eof() {
+            format!("the body is not valid JSON: {inner}")
+        } else {
+            strip_position(&inner.to_string())
+        };
+        if path == "." || path.is_empty() {
+            ApiError::BadRequest(message)
+        } else {
+            ApiError::Field(FieldError::new(path, message))
+        }
+    })
+}
+
+/// serde_json appends " at line 1 column 40"; the field path says it better.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use streamspace_protocol::Resources;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Input {
+        resources: Resources,
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let err = parse_json::<Input>(br#"{"resources": {"memory": "2 gigs"}}"#)
+            .expect_err("invalid memory");
+        match err {
+            ApiError::Field(e) => {
+                assert_eq!(e.field, "resources.memory");
+                assert!(e.message.contains("512Mi"), "{}", e.message);
+                assert!(!e.message.contains("line 1"), "{}", e.message);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn syntax_errors_say_so() {
+        let err = parse_json::<Input>(b"{nope").expect_err("not json");
+        assert!(err.to_string().contains("not valid JSON"), "{err}");
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+    }
+}

@@ -1,0 +1,204 @@
+//! One agent's control channel: authenticate, handshake, replay undelivered
+//! commands, then relay messages until either side goes away.
+
+use super::reports;
+use crate::auth::{bearer_token, secrets};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::AgentRecord;
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use http::HeaderMap;
+use std::time::Duration;
+use streamspace_protocol::{AgentMessage, Hello, PROTOCOL_VERSION, ServerMessage, Welcome};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until, timeout};
+use tracing::Instrument;
+
+/// Control messages are small; anything bigger is a broken or hostile peer.
+const MAX_MESSAGE: usize = 1 << 20;
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `GET /api/v1/agents/connect`: the agent's outbound control channel.
+pub async fn connect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> ApiResult<Response> {
+    let secret = bearer_token(&headers).ok_or_else(|| {
+        ApiError::Unauthorized(
+            "agents authenticate with Authorization: Bearer <agent secret>".into(),
+        )
+    })?;
+    let secret_hash = secrets::hash(&secret);
+    let agent = state
+        .store
+        .agent_by_secret_hash(&secret_hash)
+        .await?
+        .ok_or_else(|| {
+            ApiError::Unauthorized(
+                "unknown agent secret: this agent was removed or enrolled with another control \
+                 plane; enroll it again with a new enrollment token"
+                    .into(),
+            )
+        })?;
+    let span = tracing::info_span!("agent", agent_id = %agent.id, name = %agent.name);
+    Ok(upgrade
+        .max_message_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| {
+            let tracker = state.tasks.clone();
+            tracker.track_future(serve(state, agent, secret_hash, socket).instrument(span))
+        }))
+}
+
+async fn serve(state: AppState, agent: AgentRecord, secret_hash: String, mut ws: WebSocket) {
+    let hello = match read_hello(&mut ws).await {
+        Ok(hello) => hello,
+        Err(reason) => {
+            tracing::warn!(%reason, "refusing agent connection");
+            let _ = send(&mut ws, &ServerMessage::Goodbye { reason }).await;
+            return;
+        }
+    };
+    if hello.platform != agent.platform {
+        let reason = format!(
+            "this agent enrolled for platform {:?} but now runs {:?}: enroll it again",
+            agent.platform, hello.platform
+        );
+        let _ = send(&mut ws, &ServerMessage::Goodbye { reason }).await;
+        return;
+    }
+    if let Err(err) = state
+        .store
+        .mark_agent_connected(
+            &agent.id,
+            &hello.agent_version,
+            &hello.capacity,
+            &hello.capabilities,
+        )
+        .await
+    {
+        tracing::error!(error = %err, "cannot record agent connection");
+        return;
+    }
+    let welcome = ServerMessage::Welcome(Welcome {
+        protocol_version: PROTOCOL_VERSION,
+        agent_id: agent.id.clone(),
+        heartbeat_interval_ms: state.config.heartbeat_interval.as_millis() as u64,
+    });
+    if send(&mut ws, &welcome).await.is_err() {
+        return;
+    }
+    let (conn_id, outbox) = state.hub.attach(&agent.id, &secret_hash);
+    tracing::info!(version = %hello.agent_version, "agent connected");
+    state.events.agent_changed(&agent.id);
+    replay_open_commands(&state, &agent.id).await;
+
+    relay(&state, &agent.id, &mut ws, outbox).await;
+
+    if state.hub.detach(&agent.id, conn_id) {
+        if let Err(err) = state.store.mark_agent_disconnected(&agent.id).await {
+            tracing::error!(error = %err, "cannot record agent disconnection");
+        }
+        state.events.agent_changed(&agent.id);
+        tracing::info!("agent disconnected");
+    }
+}
+
+async fn read_hello(ws: &mut WebSocket) -> Result<Hello, String> {
+    let first = timeout(HELLO_TIMEOUT, ws.recv())
+        .await
+        .map_err(|_| "no hello within 10 s".to_owned())?;
+    let text = match first {
+        Some(Ok(Message::Text(text))) => text,
+        _ => return Err("the first message must be a hello".into()),
+    };
+    match serde_json::from_str::<AgentMessage>(text.as_str()) {
+        Ok(AgentMessage::Hello(hello)) if hello.protocol_version == PROTOCOL_VERSION => Ok(hello),
+        Ok(AgentMessage::Hello(hello)) => Err(format!(
+            "protocol version {} is not supported: this control plane speaks version \
+             {PROTOCOL_VERSION}; run an agent of the same release",
+            hello.protocol_version
+        )),
+        Ok(_) => Err("the first message must be a hello".into()),
+        Err(err) => Err(format!("invalid hello: {err}")),
+    }
+}
+
+/// Re-sends, in issue order, every command the agent has not finished. The
+/// agent deduplicates by command id, so re-sending is always safe.
+async fn replay_open_commands(state: &AppState, agent_id: &str) {
+    match state.store.open_commands(agent_id).await {
+        Ok(commands) => {
+            for record in commands {
+                let id = record.command.id.clone();
+                if !state
+                    .hub
+                    .send(agent_id, ServerMessage::Command(record.command))
+                {
+                    break;
+                }
+                if let Err(err) = state.store.mark_command_sent(&id).await {
+                    tracing::error!(error = %err, "cannot mark command sent");
+                }
+            }
+        }
+        Err(err) => tracing::error!(error = %err, "cannot load undelivered commands"),
+    }
+}
+
+async fn relay(
+    state: &AppState,
+    agent_id: &str,
+    ws: &mut WebSocket,
+    mut outbox: mpsc::Receiver<ServerMessage>,
+) {
+    let silence = state.config.agent_silence_limit();
+    let mut deadline = Instant::now() + silence;
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => {
+                let reason = "the control plane is shutting down".to_owned();
+                let _ = send(ws, &ServerMessage::Goodbye { reason }).await;
+                return;
+            }
+            _ = sleep_until(deadline) => {
+                tracing::warn!(?silence, "agent went silent; closing its connection");
+                return;
+            }
+            outgoing = outbox.recv() => {
+                let Some(message) = outgoing else {
+                    let reason = "replaced by a newer connection of this agent".to_owned();
+                    let _ = send(ws, &ServerMessage::Goodbye { reason }).await;
+                    return;
+                };
+                if send(ws, &message).await.is_err() {
+                    return;
+                }
+            }
+            incoming = ws.recv() => {
+                deadline = Instant::now() + silence;
+                match incoming {
+                    Some(Ok(Message::Text(text))) => {
+                        match serde_json::from_str::<AgentMessage>(text.as_str()) {
+                            Ok(message) => reports::handle(state, agent_id, message).await,
+                            Err(err) => tracing::warn!(error = %err, "ignoring malformed agent message"),
+                        }
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Binary(_))) => {
+                        tracing::warn!("ignoring binary frame on the control channel");
+                    }
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                }
+            }
+        }
+    }
+}
+
+async fn send(ws: &mut WebSocket, message: &ServerMessage) -> Result<(), axum::Error> {
+    // Serializing our own message types cannot fail.
+    let text = serde_json::to_string(message).unwrap_or_default();
+    ws.send(Message::Text(text.into())).await
+}

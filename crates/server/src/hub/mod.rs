@@ -1,0 +1,118 @@
+//! The agent hub: the live control channels of connected agents, and the one
+//! way commands reach them (stored first, then sent).
+
+mod connection;
+mod reports;
+
+pub use connection::connect;
+
+use crate::state::AppState;
+use crate::store::StoreResult;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use streamspace_protocol::{Command, ServerMessage};
+use tokio::sync::mpsc;
+
+/// Outgoing messages queued per agent before the connection is considered
+/// stuck and closed.
+const OUTBOX: usize = 1024;
+
+struct Link {
+    conn_id: u64,
+    secret_hash: String,
+    outbox: mpsc::Sender<ServerMessage>,
+}
+
+#[derive(Default)]
+pub struct AgentHub {
+    links: Mutex<HashMap<String, Link>>,
+    next_conn: AtomicU64,
+}
+
+impl AgentHub {
+    fn links(&self) -> std::sync::MutexGuard<'_, HashMap<String, Link>> {
+        // A panic while holding this lock cannot leave the map inconsistent
+        // (every operation is a single insert/remove), so poison is ignored.
+        self.links.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a new connection for `agent_id`, replacing (and thereby
+    /// closing) any older one. Returns the connection id and its outbox.
+    fn attach(&self, agent_id: &str, secret_hash: &str) -> (u64, mpsc::Receiver<ServerMessage>) {
+        let (outbox, rx) = mpsc::channel(OUTBOX);
+        let conn_id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let link = Link {
+            conn_id,
+            secret_hash: secret_hash.to_owned(),
+            outbox,
+        };
+        if self.links().insert(agent_id.to_owned(), link).is_some() {
+            tracing::info!(
+                agent_id,
+                "a newer connection replaced the agent's previous one"
+            );
+        }
+        (conn_id, rx)
+    }
+
+    /// Removes the connection if it is still the current one for the agent.
+    fn detach(&self, agent_id: &str, conn_id: u64) -> bool {
+        let mut links = self.links();
+        if links.get(agent_id).is_some_and(|l| l.conn_id == conn_id) {
+            links.remove(agent_id);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Closes the agent's connection, if any (used when an agent is deleted).
+    pub fn disconnect(&self, agent_id: &str) {
+        self.links().remove(agent_id);
+    }
+
+    pub fn is_connected(&self, agent_id: &str) -> bool {
+        self.links().contains_key(agent_id)
+    }
+
+    /// The connected agent that holds this secret, if any.
+    pub fn agent_for_secret(&self, secret_hash: &str) -> Option<String> {
+        self.links()
+            .iter()
+            .find(|(_, link)| link.secret_hash == secret_hash)
+            .map(|(id, _)| id.clone())
+    }
+
+    /// Queues a message to a connected agent. `false` when the agent is not
+    /// connected here or its connection is stuck.
+    pub fn send(&self, agent_id: &str, message: ServerMessage) -> bool {
+        let links = self.links();
+        let Some(link) = links.get(agent_id) else {
+            return false;
+        };
+        match link.outbox.try_send(message) {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(agent_id, error = %err, "agent outbox is full or closed");
+                false
+            }
+        }
+    }
+
+    pub fn connected_count(&self) -> usize {
+        self.links().len()
+    }
+}
+
+/// Sends a command that is already stored. If the agent is not connected it
+/// stays pending and goes out when the agent next connects.
+pub async fn dispatch(state: &AppState, agent_id: &str, command: Command) -> StoreResult<()> {
+    let id = command.id.clone();
+    if state.hub.send(agent_id, ServerMessage::Command(command)) {
+        state.store.mark_command_sent(&id).await?;
+    } else {
+        tracing::info!(agent_id, command_id = %id, "agent not connected; command queued");
+    }
+    Ok(())
+}

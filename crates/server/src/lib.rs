@@ -1,0 +1,20 @@
+//! The StreamSpace control plane: REST API, agent hub, VNC proxy and store.
+
+pub mod api;
+pub mod auth;
+pub mod bootstrap;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod hub;
+pub mod scheduler;
+pub mod state;
+pub mod store;
+pub mod template;
+pub mod tunnel;
+pub mod validate;
+
+pub use config::Config;
+pub use startup::Application;
+
+mod startup;

@@ -1,0 +1,160 @@
+//! Placement: which agent runs a new session.
+//!
+//! An explicit `agent_id` is honoured if that agent can take the session.
+//! Otherwise the candidates are the agents of the allowed platforms that are
+//! online, not draining and have room (sessions, CPU, memory); the least
+//! loaded wins. When nothing fits, the error counts why.
+
+use crate::api::agent_status;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::{AgentLoad, AgentRecord};
+use crate::validate::FieldError;
+use streamspace_protocol::Resources;
+
+pub struct Placement<'a> {
+    /// Platforms the session may run on (requested, or the template's);
+    /// empty means any.
+    pub platforms: &'a [String],
+    pub agent_id: Option<&'a str>,
+    pub resources: Resources,
+}
+
+/// Why an agent cannot take a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unfit {
+    Offline,
+    Draining,
+    Full,
+}
+
+pub async fn choose(state: &AppState, placement: &Placement<'_>) -> ApiResult<AgentRecord> {
+    let loads = state.store.agent_loads().await?;
+    let load_of = |a: &AgentRecord| loads.get(&a.id).copied().unwrap_or_default();
+    let platform_ok = |a: &AgentRecord| {
+        placement.platforms.is_empty() || placement.platforms.contains(&a.platform)
+    };
+
+    if let Some(id) = placement.agent_id {
+        let agent = state
+            .store
+            .get_agent(id)
+            .await?
+            .ok_or_else(|| FieldError::new("agent_id", format!("no agent with id {id:?}")))?;
+        if !platform_ok(&agent) {
+            return Err(FieldError::new(
+                "agent_id",
+                format!(
+                    "agent {} runs {}, which this session may not use",
+                    agent.name, agent.platform
+                ),
+            )
+            .into());
+        }
+        return match fitness(state, &agent, load_of(&agent), &placement.resources) {
+            Ok(()) => Ok(agent),
+            Err(why) => Err(ApiError::Unavailable(format!(
+                "agent {} cannot take the session: it is {}",
+                agent.name,
+                describe(why)
+            ))),
+        };
+    }
+
+    let mut best: Option<(f64, AgentRecord)> = None;
+    let mut refused = Vec::new();
+    for agent in state.store.list_agents().await? {
+        if !platform_ok(&agent) {
+            continue;
+        }
+        let load = load_of(&agent);
+        match fitness(state, &agent, load, &placement.resources) {
+            Ok(()) => {
+                let score = utilisation(&agent, load);
+                if best.as_ref().is_none_or(|(s, _)| score < *s) {
+                    best = Some((score, agent));
+                }
+            }
+            Err(why) => refused.push(why),
+        }
+    }
+    best.map(|(_, agent)| agent)
+        .ok_or_else(|| no_fit(placement.platforms, &refused))
+}
+
+fn fitness(
+    state: &AppState,
+    agent: &AgentRecord,
+    load: AgentLoad,
+    wanted: &Resources,
+) -> Result<(), Unfit> {
+    match agent_status(state, agent) {
+        "offline" => return Err(Unfit::Offline),
+        "draining" => return Err(Unfit::Draining),
+        _ => {}
+    }
+    let capacity = agent.capacity;
+    let sessions_full = capacity.max_sessions > 0 && load.sessions >= capacity.max_sessions;
+    let cpu_full = capacity.cpu.is_some_and(|c| {
+        load.cpu_millis + wanted.cpu.map_or(0, |w| w.millicores()) > c.millicores()
+    });
+    let memory_full = capacity
+        .memory
+        .is_some_and(|m| load.memory_bytes + wanted.memory.map_or(0, |w| w.bytes()) > m.bytes());
+    if sessions_full || cpu_full || memory_full {
+        Err(Unfit::Full)
+    } else {
+        Ok(())
+    }
+}
+
+/// The fraction of its most used dimension an agent has committed.
+fn utilisation(agent: &AgentRecord, load: AgentLoad) -> f64 {
+    let c = agent.capacity;
+    let ratio = |used: u64, total: Option<u64>| match total {
+        Some(t) if t > 0 => used as f64 / t as f64,
+        _ => 0.0,
+    };
+    let sessions = if c.max_sessions > 0 {
+        f64::from(load.sessions) / f64::from(c.max_sessions)
+    } else {
+        // Without a session limit, fewer sessions still means less loaded.
+        f64::from(load.sessions) * 1e-6
+    };
+    sessions
+        .max(ratio(load.cpu_millis, c.cpu.map(|x| x.millicores())))
+        .max(ratio(load.memory_bytes, c.memory.map(|x| x.bytes())))
+}
+
+fn describe(why: Unfit) -> &'static str {
+    match why {
+        Unfit::Offline => "offline",
+        Unfit::Draining => "draining",
+        Unfit::Full => "full",
+    }
+}
+
+fn no_fit(platforms: &[String], refused: &[Unfit]) -> ApiError {
+    let platform = if platforms.is_empty() {
+        String::new()
+    } else {
+        format!("{} ", platforms.join("/"))
+    };
+    if refused.is_empty() {
+        return ApiError::Unavailable(format!(
+            "no {platform}agent is enrolled: an admin can create an enrollment token \
+             (POST /api/v1/agents/enrollment-tokens) and start an agent with it"
+        ));
+    }
+    let counts: Vec<String> = [Unfit::Offline, Unfit::Draining, Unfit::Full]
+        .into_iter()
+        .filter_map(|kind| {
+            let n = refused.iter().filter(|r| **r == kind).count();
+            (n > 0).then(|| format!("{n} {}", describe(kind)))
+        })
+        .collect();
+    ApiError::Unavailable(format!(
+        "no online {platform}agent with free capacity: {}",
+        counts.join(", ")
+    ))
+}

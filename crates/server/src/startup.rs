@@ -1,0 +1,130 @@
+//! Building and running the control plane: `Application::build` binds the
+//! listener (port 0 in tests) and prepares everything; `run_until_stopped`
+//! serves until the shutdown token fires, then drains.
+
+use crate::bootstrap::{AdminBootstrap, ensure_admin};
+use crate::config::Config;
+use crate::events::EventBus;
+use crate::hub::AgentHub;
+use crate::state::AppState;
+use crate::store::Store;
+use crate::tunnel::TunnelBroker;
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use url::Url;
+
+/// How long shutdown waits for open tunnels and agent channels to close.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    admin: Option<AdminBootstrap>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                config.data_dir.display()
+            )
+        })?;
+        let database_url = config
+            .database_url
+            .clone()
+            .unwrap_or_else(|| Store::sqlite_url(&config.data_dir));
+        let store = Store::connect(&database_url)
+            .await
+            .with_context(|| format!("cannot open the database at {}", redact(&database_url)))?;
+        // Agents connect to whichever replica they reach; until one does,
+        // none is connected to this process.
+        if database_url.starts_with("sqlite:") {
+            store.mark_all_agents_disconnected().await?;
+        }
+        let admin =
+            ensure_admin(&store, &config.data_dir, config.admin_password.as_deref()).await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let local = listener.local_addr()?;
+        let public_url = match &config.public_url {
+            Some(url) => url.clone(),
+            None => Url::parse(&format!("http://{local}"))?,
+        };
+        let state = AppState {
+            config: Arc::new(config),
+            public_url: Arc::new(public_url),
+            store,
+            hub: Arc::new(AgentHub::default()),
+            tunnels: Arc::new(TunnelBroker::default()),
+            events: EventBus::default(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        };
+        Ok(Self {
+            listener,
+            state,
+            admin,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        // The listener was bound successfully in `build`.
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| self.state.config.listen)
+    }
+
+    pub fn public_url(&self) -> &Url {
+        &self.state.public_url
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.state.store
+    }
+
+    /// Set when this start created the first admin.
+    pub fn admin_bootstrap(&self) -> Option<&AdminBootstrap> {
+        self.admin.as_ref()
+    }
+
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let router = crate::api::router(self.state);
+        let stop = shutdown.clone();
+        let server = axum::serve(self.listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await });
+        tracing::info!(url = %state.public_url, "control plane listening");
+        let result = tokio::select! {
+            result = server => result.context("the HTTP server failed"),
+            _ = shutdown.cancelled() => Ok(()),
+        };
+        state.shutdown.cancel();
+        state.tasks.close();
+        if tokio::time::timeout(DRAIN_LIMIT, state.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not close within {DRAIN_LIMIT:?}");
+        }
+        state.store.close().await;
+        result
+    }
+}
+
+/// The database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}

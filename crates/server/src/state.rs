@@ -1,0 +1,26 @@
+use crate::config::Config;
+use crate::events::EventBus;
+use crate::hub::AgentHub;
+use crate::store::Store;
+use crate::tunnel::TunnelBroker;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use url::Url;
+
+/// Everything a request handler may need, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    /// Where users and agents reach this server (resolved at startup).
+    pub public_url: Arc<Url>,
+    pub store: Store,
+    pub hub: Arc<AgentHub>,
+    pub tunnels: Arc<TunnelBroker>,
+    pub events: EventBus,
+    /// Fires when the server shuts down; long-lived connections watch it.
+    pub shutdown: CancellationToken,
+    /// Upgraded connections, which axum does not track, so shutdown can
+    /// wait for them.
+    pub tasks: TaskTracker,
+}

@@ -1,0 +1,223 @@
+use super::{Store, StoreError, StoreResult, conflict, from_json, new_id, now_ms, sql, to_json};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use std::collections::BTreeMap;
+use streamspace_protocol::{Capabilities, Capacity, NodeMetrics};
+
+#[derive(Debug, Clone)]
+pub struct AgentRecord {
+    pub id: String,
+    pub name: String,
+    pub platform: String,
+    pub region: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub capacity: Capacity,
+    pub capabilities: Capabilities,
+    pub version: Option<String>,
+    pub connected: bool,
+    pub draining: bool,
+    pub last_heartbeat: Option<i64>,
+    pub metrics: Option<NodeMetrics>,
+    pub created_at: i64,
+}
+
+/// What an agent says about itself when it enrolls.
+#[derive(Debug, Clone)]
+pub struct NewAgent {
+    pub name: String,
+    pub platform: String,
+    pub region: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub capacity: Capacity,
+    pub capabilities: Capabilities,
+}
+
+const COLUMNS: &str = "id, name, platform, region, labels, capacity, capabilities, version, \
+                       connected, draining, last_heartbeat, metrics, created_at";
+
+impl AgentRecord {
+    fn from_row(row: &AnyRow) -> StoreResult<Self> {
+        let metrics: Option<String> = row.try_get("metrics")?;
+        Ok(AgentRecord {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            platform: row.try_get("platform")?,
+            region: row.try_get("region")?,
+            labels: from_json("agent labels", &row.try_get::<String, _>("labels")?)?,
+            capacity: from_json("agent capacity", &row.try_get::<String, _>("capacity")?)?,
+            capabilities: from_json(
+                "agent capabilities",
+                &row.try_get::<String, _>("capabilities")?,
+            )?,
+            version: row.try_get("version")?,
+            connected: row.try_get::<i64, _>("connected")? != 0,
+            draining: row.try_get::<i64, _>("draining")? != 0,
+            last_heartbeat: row.try_get("last_heartbeat")?,
+            metrics: metrics
+                .map(|m| from_json("agent metrics", &m))
+                .transpose()?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+}
+
+/// Why an enrollment was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    #[error("the enrollment token is unknown, expired or already used: ask an admin for a new one")]
+    BadToken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Store {
+    /// Consumes the enrollment token and creates the agent, atomically: a
+    /// refused registration leaves the token usable and creates nothing.
+    pub async fn register_agent(
+        &self,
+        enrollment_token_hash: &str,
+        agent: &NewAgent,
+        secret_hash: &str,
+    ) -> Result<String, EnrollError> {
+        let id = new_id();
+        let now = now_ms();
+        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+        let claimed = sqlx::query(
+            "UPDATE enrollment_tokens SET used_at = $1, agent_id = $2 \
+             WHERE token_hash = $3 AND used_at IS NULL AND expires_at > $1",
+        )
+        .bind(now)
+        .bind(&id)
+        .bind(enrollment_token_hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from)?;
+        if claimed.rows_affected() != 1 {
+            return Err(EnrollError::BadToken);
+        }
+        sqlx::query(sql(format!(
+            "INSERT INTO agents ({COLUMNS}, secret_hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, 0, 0, NULL, NULL, $8, $9)"
+        )))
+        .bind(&id)
+        .bind(&agent.name)
+        .bind(&agent.platform)
+        .bind(&agent.region)
+        .bind(to_json(&agent.labels))
+        .bind(to_json(&agent.capacity))
+        .bind(to_json(&agent.capabilities))
+        .bind(now)
+        .bind(secret_hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict("an agent with this name"))?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(id)
+    }
+
+    pub async fn agent_by_secret_hash(
+        &self,
+        secret_hash: &str,
+    ) -> StoreResult<Option<AgentRecord>> {
+        let row = sqlx::query(sql(format!(
+            "SELECT {COLUMNS} FROM agents WHERE secret_hash = $1"
+        )))
+        .bind(secret_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(AgentRecord::from_row).transpose()
+    }
+
+    pub async fn get_agent(&self, id: &str) -> StoreResult<Option<AgentRecord>> {
+        let row = sqlx::query(sql(format!("SELECT {COLUMNS} FROM agents WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(AgentRecord::from_row).transpose()
+    }
+
+    pub async fn list_agents(&self) -> StoreResult<Vec<AgentRecord>> {
+        let rows = sqlx::query(sql(format!("SELECT {COLUMNS} FROM agents ORDER BY name")))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(AgentRecord::from_row).collect()
+    }
+
+    /// Deletes the agent and its undelivered commands.
+    pub async fn delete_agent(&self, id: &str) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM commands WHERE agent_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM agents WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records what a freshly connected agent said in its `hello`.
+    pub async fn mark_agent_connected(
+        &self,
+        id: &str,
+        version: &str,
+        capacity: &Capacity,
+        capabilities: &Capabilities,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE agents SET connected = 1, version = $1, capacity = $2, capabilities = $3, \
+             last_heartbeat = $4 WHERE id = $5",
+        )
+        .bind(version)
+        .bind(to_json(capacity))
+        .bind(to_json(capabilities))
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn mark_agent_disconnected(&self, id: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE agents SET connected = 0 WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks every agent disconnected; run at startup, when no agent can be
+    /// connected to this (single) control plane yet.
+    pub async fn mark_all_agents_disconnected(&self) -> StoreResult<()> {
+        sqlx::query("UPDATE agents SET connected = 0")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn record_heartbeat(
+        &self,
+        id: &str,
+        at: i64,
+        metrics: &NodeMetrics,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE agents SET last_heartbeat = $1, metrics = $2 WHERE id = $3")
+            .bind(at)
+            .bind(to_json(metrics))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_agent_draining(&self, id: &str, draining: bool) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE agents SET draining = $1 WHERE id = $2")
+            .bind(i64::from(draining))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}

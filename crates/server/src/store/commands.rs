@@ -1,0 +1,156 @@
+//! The durable command queue: every command is written here before it is
+//! sent, and re-sent on every agent (re)connect until its result arrives.
+
+use super::{Store, StoreError, StoreResult, from_json, now_ms, sql, to_json};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use streamspace_protocol::Command;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandStatus {
+    /// Stored, not yet handed to a connected agent.
+    Pending,
+    /// Written to the agent's connection.
+    Sent,
+    /// The agent confirmed it has it.
+    Acked,
+    Completed,
+    Failed,
+    /// Replaced by a newer command for the same session before delivery.
+    Superseded,
+}
+
+impl CommandStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandStatus::Pending => "pending",
+            CommandStatus::Sent => "sent",
+            CommandStatus::Acked => "acked",
+            CommandStatus::Completed => "completed",
+            CommandStatus::Failed => "failed",
+            CommandStatus::Superseded => "superseded",
+        }
+    }
+}
+
+/// Statuses of commands that still need to reach or finish on the agent.
+const OPEN: &str = "('pending', 'sent', 'acked')";
+
+#[derive(Debug, Clone)]
+pub struct CommandRecord {
+    pub agent_id: String,
+    pub command: Command,
+    pub status: String,
+}
+
+impl CommandRecord {
+    fn from_row(row: &AnyRow) -> StoreResult<Self> {
+        Ok(CommandRecord {
+            agent_id: row.try_get("agent_id")?,
+            command: from_json("command payload", &row.try_get::<String, _>("payload")?)?,
+            status: row.try_get("status")?,
+        })
+    }
+}
+
+/// Inserts `command` for `agent_id` inside a caller's transaction, after
+/// superseding the session's commands that were not delivered yet: a newer
+/// wish for a session makes older undelivered ones moot.
+pub(super) async fn enqueue(
+    conn: &mut AnyConnection,
+    agent_id: &str,
+    command: &Command,
+) -> StoreResult<()> {
+    let now = now_ms();
+    sqlx::query(
+        "UPDATE commands SET status = 'superseded', updated_at = $1 \
+         WHERE session_id = $2 AND status IN ('pending', 'sent')",
+    )
+    .bind(now)
+    .bind(&command.session_id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO commands (id, agent_id, session_id, action, payload, status, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6)",
+    )
+    .bind(&command.id)
+    .bind(agent_id)
+    .bind(&command.session_id)
+    .bind(command.action.name())
+    .bind(to_json(command))
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Commands not yet completed for this agent, in issue order.
+    pub async fn open_commands(&self, agent_id: &str) -> StoreResult<Vec<CommandRecord>> {
+        let rows = sqlx::query(sql(format!(
+            "SELECT agent_id, payload, status FROM commands \
+             WHERE agent_id = $1 AND status IN {OPEN} ORDER BY id"
+        )))
+        .bind(agent_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(CommandRecord::from_row).collect()
+    }
+
+    pub async fn session_has_open_commands(&self, session_id: &str) -> StoreResult<bool> {
+        let row = sqlx::query(sql(format!(
+            "SELECT COUNT(*) AS n FROM commands WHERE session_id = $1 AND status IN {OPEN}"
+        )))
+        .bind(session_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+
+    /// Moves a command forward. Only the agent it was issued to can do so,
+    /// and a finished or superseded command never moves again.
+    pub async fn advance_command(
+        &self,
+        command_id: &str,
+        agent_id: &str,
+        status: CommandStatus,
+        error: Option<&str>,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(sql(format!(
+            "UPDATE commands SET status = $1, error = $2, updated_at = $3 \
+             WHERE id = $4 AND agent_id = $5 AND status IN {OPEN}"
+        )))
+        .bind(status.as_str())
+        .bind(error)
+        .bind(now_ms())
+        .bind(command_id)
+        .bind(agent_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Marks a command as written to the agent's connection, unless the agent
+    /// already acknowledged it (acks can overtake this write).
+    pub async fn mark_command_sent(&self, command_id: &str) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE commands SET status = 'sent', updated_at = $1 \
+             WHERE id = $2 AND status = 'pending'",
+        )
+        .bind(now_ms())
+        .bind(command_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn command_status(&self, command_id: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT status FROM commands WHERE id = $1")
+            .bind(command_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get("status").map_err(StoreError::from))
+            .transpose()
+    }
+}

@@ -1,0 +1,118 @@
+//! The store: one code path over SQLite (the embedded default) and PostgreSQL
+//! (several control-plane replicas), through sqlx's `Any` driver and one
+//! migrations directory.
+
+mod agents;
+mod commands;
+mod enrollment;
+mod sessions;
+mod templates;
+mod tokens;
+mod users;
+
+pub use agents::{AgentRecord, EnrollError, NewAgent};
+pub use commands::{CommandRecord, CommandStatus};
+pub use sessions::{AgentLoad, NewSession, SessionRecord};
+pub use templates::TemplateRecord;
+pub use users::{Role, User};
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, migrate::Migrator};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint refused the write; the string names what clashed.
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("cannot migrate the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("corrupt record in the database: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+impl Store {
+    /// Connects to `database_url` (`sqlite://…` or `postgres://…`) and applies
+    /// pending migrations.
+    pub async fn connect(database_url: &str) -> StoreResult<Self> {
+        install_default_drivers();
+        let is_sqlite = database_url.starts_with("sqlite:");
+        let options = AnyPoolOptions::new()
+            .max_connections(if is_sqlite { 4 } else { 16 })
+            .acquire_timeout(Duration::from_secs(10));
+        let pool = options.connect(database_url).await?;
+        if is_sqlite {
+            // WAL lets readers run beside the one writer; the busy timeout
+            // makes concurrent writers wait instead of failing.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
+        }
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The URL of a SQLite database file in `dir`, created if missing.
+    pub fn sqlite_url(dir: &Path) -> String {
+        format!("sqlite://{}?mode=rwc", dir.join("streamspace.db").display())
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Milliseconds since the Unix epoch: the one timestamp format in the store.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// A new random id. UUIDv7 sorts by creation time, which keeps commands in
+/// issue order and makes lists stable.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Maps a unique-constraint violation to `Conflict(what)`.
+fn conflict(what: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
+    move |err| match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(what.to_owned())
+        }
+        _ => StoreError::Database(err),
+    }
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    // Serializing our own plain data types cannot fail.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// Marks SQL assembled from this module's own constants (column lists,
+/// status sets) as safe; values always go through bind parameters.
+fn sql(text: String) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(text)
+}

@@ -1,0 +1,236 @@
+use super::commands::enqueue;
+use super::{Store, StoreError, StoreResult, from_json, now_ms, sql, to_json};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use std::collections::HashMap;
+use streamspace_protocol::{Command, DesiredState, Phase, Resources, SessionSpec};
+
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub id: String,
+    pub user_id: String,
+    pub username: String,
+    pub template_id: String,
+    pub template_name: String,
+    pub agent_id: Option<String>,
+    pub platform: String,
+    pub spec: SessionSpec,
+    pub state: DesiredState,
+    pub phase: Phase,
+    pub message: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub last_activity: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub user_id: String,
+    pub template_id: String,
+    pub template_name: String,
+    pub agent_id: String,
+    pub platform: String,
+    pub spec: SessionSpec,
+}
+
+const SELECT: &str = "SELECT s.id, s.user_id, u.username, s.template_id, s.template_name, \
+     s.agent_id, s.platform, s.spec, s.state, s.phase, s.message, s.created_at, s.updated_at, \
+     s.last_activity FROM sessions s JOIN users u ON u.id = s.user_id";
+
+impl SessionRecord {
+    fn from_row(row: &AnyRow) -> StoreResult<Self> {
+        let state: String = row.try_get("state")?;
+        let phase: String = row.try_get("phase")?;
+        Ok(SessionRecord {
+            id: row.try_get("id")?,
+            user_id: row.try_get("user_id")?,
+            username: row.try_get("username")?,
+            template_id: row.try_get("template_id")?,
+            template_name: row.try_get("template_name")?,
+            agent_id: row.try_get("agent_id")?,
+            platform: row.try_get("platform")?,
+            spec: from_json("session spec", &row.try_get::<String, _>("spec")?)?,
+            state: DesiredState::parse(&state)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown state {state:?}")))?,
+            phase: Phase::parse(&phase)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown phase {phase:?}")))?,
+            message: row.try_get("message")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            last_activity: row.try_get("last_activity")?,
+        })
+    }
+}
+
+/// What a set of sessions asks of an agent, for scheduling.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AgentLoad {
+    pub sessions: u32,
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+}
+
+impl Store {
+    /// Creates the session and its start command in one transaction, so a
+    /// session never exists without the command that brings it up.
+    pub async fn create_session(
+        &self,
+        new: &NewSession,
+        start: &Command,
+    ) -> StoreResult<SessionRecord> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, template_id, template_name, agent_id, platform, \
+             spec, state, phase, message, created_at, updated_at, last_activity) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', 'Pending', NULL, $8, $8, $8)",
+        )
+        .bind(&new.spec.session_id)
+        .bind(&new.user_id)
+        .bind(&new.template_id)
+        .bind(&new.template_name)
+        .bind(&new.agent_id)
+        .bind(&new.platform)
+        .bind(to_json(&new.spec))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        enqueue(&mut tx, &new.agent_id, start).await?;
+        tx.commit().await?;
+        self.get_session(&new.spec.session_id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("session vanished after insert".into()))
+    }
+
+    pub async fn get_session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
+        let row = sqlx::query(sql(format!("{SELECT} WHERE s.id = $1")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(SessionRecord::from_row).transpose()
+    }
+
+    /// Sessions newest first; of one user, or of everyone when `user_id` is
+    /// `None`. Terminated sessions are history and only listed on request.
+    pub async fn list_sessions(
+        &self,
+        user_id: Option<&str>,
+        include_terminated: bool,
+    ) -> StoreResult<Vec<SessionRecord>> {
+        let mut query_text = format!("{SELECT} WHERE ($1 = '' OR s.user_id = $1)");
+        if !include_terminated {
+            query_text.push_str(" AND s.phase <> 'Terminated'");
+        }
+        query_text.push_str(" ORDER BY s.id DESC");
+        let rows = sqlx::query(sql(query_text))
+            .bind(user_id.unwrap_or(""))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(SessionRecord::from_row).collect()
+    }
+
+    pub async fn agent_sessions(&self, agent_id: &str) -> StoreResult<Vec<SessionRecord>> {
+        let rows = sqlx::query(sql(format!(
+            "{SELECT} WHERE s.agent_id = $1 AND s.phase <> 'Terminated' ORDER BY s.id"
+        )))
+        .bind(agent_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(SessionRecord::from_row).collect()
+    }
+
+    /// Sets what the session should be, shows the transition it starts, and
+    /// queues the command that makes it happen, atomically.
+    pub async fn set_desired_state(
+        &self,
+        id: &str,
+        state: DesiredState,
+        phase: Phase,
+        command: Option<(&str, &Command)>,
+    ) -> StoreResult<Option<SessionRecord>> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE sessions SET state = $1, phase = $2, message = NULL, updated_at = $3 \
+             WHERE id = $4",
+        )
+        .bind(state.as_str())
+        .bind(phase.as_str())
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        if let Some((agent_id, command)) = command {
+            enqueue(&mut tx, agent_id, command).await?;
+        }
+        tx.commit().await?;
+        self.get_session(id).await
+    }
+
+    /// Records the phase an agent observed. Only the session's own agent may
+    /// report on it; a report from any other agent changes nothing, and
+    /// nothing moves a session out of `Terminated` (late events can arrive).
+    pub async fn report_phase(
+        &self,
+        id: &str,
+        agent_id: &str,
+        phase: Phase,
+        message: Option<&str>,
+    ) -> StoreResult<Option<SessionRecord>> {
+        let done = sqlx::query(
+            "UPDATE sessions SET phase = $1, message = $2, updated_at = $3 \
+             WHERE id = $4 AND agent_id = $5 AND phase <> 'Terminated' \
+             AND (phase <> $1 OR COALESCE(message, '') <> $6)",
+        )
+        .bind(phase.as_str())
+        .bind(message)
+        .bind(now_ms())
+        .bind(id)
+        .bind(agent_id)
+        .bind(message.unwrap_or(""))
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.get_session(id).await
+    }
+
+    pub async fn touch_session(&self, id: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE sessions SET last_activity = $1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// What the non-terminated sessions on each agent ask for. Hibernated
+    /// sessions count too: waking them must not overcommit their agent.
+    pub async fn agent_loads(&self) -> StoreResult<HashMap<String, AgentLoad>> {
+        let rows = sqlx::query(
+            "SELECT agent_id, spec FROM sessions \
+             WHERE agent_id IS NOT NULL AND phase NOT IN ('Terminated', 'Failed')",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut loads: HashMap<String, AgentLoad> = HashMap::new();
+        for row in rows {
+            let agent: String = row.try_get("agent_id")?;
+            let spec: SessionSpec = from_json("session spec", &row.try_get::<String, _>("spec")?)?;
+            let load = loads.entry(agent).or_default();
+            load.add(&spec.resources);
+        }
+        Ok(loads)
+    }
+}
+
+impl AgentLoad {
+    pub fn add(&mut self, resources: &Resources) {
+        self.sessions += 1;
+        self.cpu_millis += resources.cpu.map_or(0, |c| c.millicores());
+        self.memory_bytes += resources.memory.map_or(0, |m| m.bytes());
+    }
+}

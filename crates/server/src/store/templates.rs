@@ -1,0 +1,108 @@
+use super::{Store, StoreResult, conflict, from_json, new_id, now_ms, sql, to_json};
+use crate::template::TemplateSpec;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+#[derive(Debug, Clone)]
+pub struct TemplateRecord {
+    pub id: String,
+    pub spec: TemplateSpec,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl TemplateRecord {
+    fn from_row(row: &AnyRow) -> StoreResult<Self> {
+        Ok(TemplateRecord {
+            id: row.try_get("id")?,
+            spec: from_json("template spec", &row.try_get::<String, _>("spec")?)?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+}
+
+const COLUMNS: &str = "id, spec, created_at, updated_at";
+const NAME_CLASH: &str = "a template with this name";
+
+impl Store {
+    pub async fn create_template(&self, spec: &TemplateSpec) -> StoreResult<TemplateRecord> {
+        let now = now_ms();
+        let record = TemplateRecord {
+            id: new_id(),
+            spec: spec.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        sqlx::query(
+            "INSERT INTO templates (id, name, spec, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $4)",
+        )
+        .bind(&record.id)
+        .bind(&spec.name)
+        .bind(to_json(spec))
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(conflict(NAME_CLASH))?;
+        Ok(record)
+    }
+
+    pub async fn update_template(
+        &self,
+        id: &str,
+        spec: &TemplateSpec,
+    ) -> StoreResult<Option<TemplateRecord>> {
+        let done =
+            sqlx::query("UPDATE templates SET name = $1, spec = $2, updated_at = $3 WHERE id = $4")
+                .bind(&spec.name)
+                .bind(to_json(spec))
+                .bind(now_ms())
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .map_err(conflict(NAME_CLASH))?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.get_template(id).await
+    }
+
+    pub async fn get_template(&self, id: &str) -> StoreResult<Option<TemplateRecord>> {
+        let row = sqlx::query(sql(format!(
+            "SELECT {COLUMNS} FROM templates WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(TemplateRecord::from_row).transpose()
+    }
+
+    /// A template by id or by name.
+    pub async fn find_template(&self, id_or_name: &str) -> StoreResult<Option<TemplateRecord>> {
+        let row = sqlx::query(sql(format!(
+            "SELECT {COLUMNS} FROM templates WHERE id = $1 OR name = $1"
+        )))
+        .bind(id_or_name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(TemplateRecord::from_row).transpose()
+    }
+
+    pub async fn list_templates(&self) -> StoreResult<Vec<TemplateRecord>> {
+        let rows = sqlx::query(sql(format!(
+            "SELECT {COLUMNS} FROM templates ORDER BY name"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(TemplateRecord::from_row).collect()
+    }
+
+    pub async fn delete_template(&self, id: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM templates WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}

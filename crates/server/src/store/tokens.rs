@@ -1,0 +1,64 @@
+//! Login tokens. Only the SHA-256 of each token is stored.
+
+use super::{Store, StoreResult, User, now_ms};
+use sqlx::Row;
+
+impl Store {
+    pub async fn create_api_token(
+        &self,
+        token_hash: &str,
+        user_id: &str,
+        expires_at: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO api_tokens (token_hash, user_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(now_ms())
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The user a live (unexpired) token belongs to.
+    pub async fn user_for_token(&self, token_hash: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query(
+            "SELECT u.id, u.username, u.role FROM api_tokens t \
+             JOIN users u ON u.id = t.user_id \
+             WHERE t.token_hash = $1 AND t.expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(User::from_row).transpose()
+    }
+
+    pub async fn delete_api_token(&self, token_hash: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM api_tokens WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_expired_tokens(&self) -> StoreResult<u64> {
+        let now = now_ms();
+        let api = sqlx::query("DELETE FROM api_tokens WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(api.rows_affected())
+    }
+
+    pub async fn count_api_tokens(&self, user_id: &str) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM api_tokens WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+}

@@ -1,0 +1,56 @@
+//! `GET /api/v1/agents/tunnels/{id}`: the agent's data connection for one
+//! tunnel, upgraded from HTTP/1.1 to a raw byte stream.
+
+use crate::auth::{bearer_token, secrets};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::response::Response;
+use http::{StatusCode, header};
+use streamspace_protocol::tunnel::UPGRADE_PROTOCOL;
+
+pub async fn accept(
+    State(state): State<AppState>,
+    Path(tunnel_id): Path<String>,
+    mut request: Request,
+) -> ApiResult<Response> {
+    let headers = request.headers();
+    let wants_tunnel = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case(UPGRADE_PROTOCOL));
+    if !wants_tunnel {
+        return Err(ApiError::BadRequest(format!(
+            "this endpoint needs Connection: Upgrade and Upgrade: {UPGRADE_PROTOCOL}"
+        )));
+    }
+    let secret = bearer_token(headers).ok_or_else(|| {
+        ApiError::Unauthorized(
+            "agents authenticate with Authorization: Bearer <agent secret>".into(),
+        )
+    })?;
+    let agent_id = state
+        .hub
+        .agent_for_secret(&secrets::hash(&secret))
+        .ok_or_else(|| ApiError::Unauthorized("no connected agent holds this secret".into()))?;
+    let reply = state.tunnels.claim(&tunnel_id, &agent_id).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no viewer is waiting for tunnel {tunnel_id} from this agent (it timed out or closed)"
+        ))
+    })?;
+    let upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        let stream = upgrade
+            .await
+            .map_err(|e| format!("tunnel upgrade failed: {e}"));
+        // The viewer may have given up meanwhile; then the stream just drops.
+        let _ = reply.send(stream);
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, UPGRADE_PROTOCOL)
+        .body(Body::empty())
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}

@@ -1,0 +1,89 @@
+//! VNC tunnels: a viewer's WebSocket on `/vnc/{id}` spliced to a fresh data
+//! channel that the session's agent dials back for this one tunnel.
+//!
+//! The broker pairs the two: the viewer side registers a pending tunnel and
+//! asks the agent (over the control channel) to open it; the agent's data
+//! connection claims it by id. Each tunnel is its own TCP connection end to
+//! end, so one slow viewer never stalls another.
+
+mod agent_side;
+mod splice;
+mod viewer;
+
+pub use agent_side::accept;
+pub use viewer::vnc;
+
+use hyper::upgrade::Upgraded;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+
+type Reply = oneshot::Sender<Result<Upgraded, String>>;
+
+struct Pending {
+    agent_id: String,
+    reply: Reply,
+}
+
+#[derive(Default)]
+pub struct TunnelBroker {
+    pending: Mutex<HashMap<String, Pending>>,
+}
+
+/// A tunnel the viewer side is waiting for. Dropping it (timeout, viewer
+/// gone) withdraws the request so a late agent connection is refused.
+pub struct TunnelRequest {
+    pub id: String,
+    pub reply: oneshot::Receiver<Result<Upgraded, String>>,
+    broker: Arc<TunnelBroker>,
+}
+
+impl Drop for TunnelRequest {
+    fn drop(&mut self) {
+        self.broker.pending().remove(&self.id);
+    }
+}
+
+impl TunnelBroker {
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
+        // Single inserts/removes cannot leave the map inconsistent.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a tunnel that `agent_id` is about to be asked to open.
+    pub fn expect(self: &Arc<Self>, agent_id: &str) -> TunnelRequest {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let (reply, rx) = oneshot::channel();
+        let pending = Pending {
+            agent_id: agent_id.to_owned(),
+            reply,
+        };
+        self.pending().insert(id.clone(), pending);
+        TunnelRequest {
+            id,
+            reply: rx,
+            broker: Arc::clone(self),
+        }
+    }
+
+    /// Hands the waiting viewer's reply channel to the agent connection that
+    /// opened `tunnel_id`, if that agent is the one it was asked of.
+    fn claim(&self, tunnel_id: &str, agent_id: &str) -> Option<Reply> {
+        let mut pending = self.pending();
+        if pending.get(tunnel_id)?.agent_id != agent_id {
+            return None;
+        }
+        pending.remove(tunnel_id).map(|p| p.reply)
+    }
+
+    /// The agent could not open the tunnel; tell the waiting viewer why.
+    pub fn fail(&self, tunnel_id: &str, agent_id: &str, error: String) {
+        if let Some(reply) = self.claim(tunnel_id, agent_id) {
+            let _ = reply.send(Err(error));
+        }
+    }
+
+    pub fn waiting(&self) -> usize {
+        self.pending().len()
+    }
+}

@@ -1,0 +1,66 @@
+//! Moves bytes between a viewer's WebSocket and an agent's raw data stream.
+
+use axum::extract::ws::{Message, WebSocket};
+use bytes::BytesMut;
+use futures::{SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+/// Bytes read from the agent per WebSocket frame at most. Large enough that a
+/// framebuffer update is a few frames, small enough to keep latency low.
+const CHUNK: usize = 64 * 1024;
+
+/// Runs until either side closes or `shutdown` fires. `input` is set each time
+/// the viewer sends something (keyboard, mouse): that is user activity.
+pub async fn splice(
+    ws: WebSocket,
+    agent: Upgraded,
+    input: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+) {
+    let (mut agent_rx, mut agent_tx) = tokio::io::split(TokioIo::new(agent));
+    let (mut viewer_tx, mut viewer_rx) = ws.split();
+
+    let upstream = async {
+        while let Some(Ok(message)) = viewer_rx.next().await {
+            let data = match message {
+                Message::Binary(data) => data,
+                Message::Text(text) => text.into(),
+                Message::Close(_) => break,
+                Message::Ping(_) | Message::Pong(_) => continue,
+            };
+            input.store(true, Ordering::Relaxed);
+            if agent_tx.write_all(&data).await.is_err() {
+                break;
+            }
+        }
+        let _ = agent_tx.shutdown().await;
+    };
+
+    let downstream = async {
+        let mut buf = BytesMut::new();
+        loop {
+            buf.reserve(CHUNK);
+            match agent_rx.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let frame = Message::Binary(buf.split().freeze());
+                    if viewer_tx.send(frame).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = viewer_tx.send(Message::Close(None)).await;
+    };
+
+    tokio::select! {
+        _ = upstream => {}
+        _ = downstream => {}
+        _ = shutdown.cancelled() => {}
+    }
+}
