@@ -1,5 +1,74 @@
-//! StreamSpace agent runtime.
+//! StreamSpace agent runtime: everything an agent does that does not depend
+//! on its platform.
+//!
+//! - `identity`: enroll once, then authenticate with the saved secret
+//! - `runtime`: the control channel, reconnected with backoff, heartbeats
+//! - `executor`: commands, deduplicated by id and serialized per session
+//! - `readiness`: a session is Running when its VNC server says hello
+//! - `tunnel`: per-tunnel data channels dialed back to the control plane
+//! - `platform`: the trait each platform (Docker, Kubernetes) implements
 
+mod backoff;
+mod executor;
+mod identity;
 pub mod platform;
+mod readiness;
+mod runtime;
+mod tls;
+mod tunnel;
 
+pub use backoff::Backoff;
+pub use identity::{Enrollment, Identity};
 pub use platform::{Platform, PlatformError, PlatformResult, SessionStream};
+pub use runtime::run;
+
+use url::Url;
+
+/// The agent's version, sent in `hello`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `path` on the control plane; with `websocket`, as a `ws(s)://` URL.
+fn endpoint(base: &Url, path: &str, websocket: bool) -> Url {
+    let mut url = base.clone();
+    let prefix = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&format!("{prefix}{path}"));
+    if websocket {
+        let scheme = if base.scheme() == "https" { "wss" } else { "ws" };
+        // http(s) → ws(s) keeps the URL special, which `set_scheme` allows.
+        let _ = url.set_scheme(scheme);
+    }
+    url
+}
+
+/// The `error` field of a control-plane error body, or the body itself.
+fn error_message(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| body.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_keep_a_path_prefix() {
+        let base = Url::parse("https://example.com/streamspace/").expect("url");
+        assert_eq!(
+            endpoint(&base, "/api/v1/agents/connect", true).as_str(),
+            "wss://example.com/streamspace/api/v1/agents/connect"
+        );
+        let plain = Url::parse("http://127.0.0.1:8080").expect("url");
+        assert_eq!(
+            endpoint(&plain, "/api/v1/agents/register", false).as_str(),
+            "http://127.0.0.1:8080/api/v1/agents/register"
+        );
+    }
+
+    #[test]
+    fn error_messages_are_unwrapped() {
+        assert_eq!(error_message(r#"{"error":"bad token"}"#), "bad token");
+        assert_eq!(error_message("plain text\n"), "plain text");
+    }
+}

@@ -88,8 +88,8 @@ pub enum Action {
     Start { spec: Box<SessionSpec> },
     /// Release compute, keep state (Docker: stop the container).
     Hibernate,
-    /// Resume a hibernated session.
-    Wake,
+    /// Resume a hibernated session; `vnc_port` is where readiness is checked.
+    Wake { vnc_port: u16 },
     /// Remove the session's compute; persistent homes are kept.
     Terminate,
 }
@@ -99,7 +99,7 @@ impl Action {
         match self {
             Action::Start { .. } => "start",
             Action::Hibernate => "hibernate",
-            Action::Wake => "wake",
+            Action::Wake { .. } => "wake",
             Action::Terminate => "terminate",
         }
     }
@@ -255,13 +255,13 @@ mod tests {
         .expect("serializes");
         assert_eq!(json, serde_json::json!({"type": "ack", "command_id": "c1"}));
         let command: ServerMessage = serde_json::from_value(serde_json::json!({
-            "type": "command", "id": "c", "session_id": "s", "action": {"kind": "wake"}
+            "type": "command", "id": "c", "session_id": "s", "action": {"kind": "wake", "vnc_port": 5901}
         }))
         .expect("a wake command parses");
         assert!(matches!(
             command,
             ServerMessage::Command(Command {
-                action: Action::Wake,
+                action: Action::Wake { vnc_port: 5901 },
                 ..
             })
         ));

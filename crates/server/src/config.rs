@@ -51,3 +51,9 @@ impl Config {
         self.heartbeat_interval * 3
     }
 }
+
+/// Parses a duration as written in flags and templates (`"5s"`, `"30m"`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{text:?} is not a duration such as \"5s\" or \"30m\": {e}"))
+}

@@ -285,7 +285,12 @@ fn transition(
                 spec: Box::new(session.spec.clone()),
             },
         ),
-        DesiredState::Running => (Waking, Action::Wake),
+        DesiredState::Running => (
+            Waking,
+            Action::Wake {
+                vnc_port: session.spec.vnc_port().unwrap_or_default(),
+            },
+        ),
     }))
 }
 

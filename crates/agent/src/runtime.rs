@@ -1,0 +1,344 @@
+//! The agent's main loop: keep one control channel open to the control plane
+//! (reconnecting with backoff), say hello, send a full inventory on every
+//! connect, heartbeat, and hand commands and tunnel requests to their
+//! handlers.
+
+use crate::backoff::Backoff;
+use crate::executor::Executor;
+use crate::identity::Identity;
+use crate::platform::Platform;
+use crate::{VERSION, endpoint, tls, tunnel};
+use anyhow::{Context, anyhow};
+use futures::{SinkExt, StreamExt};
+use std::sync::Arc;
+use std::time::Duration;
+use streamspace_protocol::tunnel::CONNECT_PATH;
+use streamspace_protocol::{AgentMessage, Hello, PROTOCOL_VERSION, ServerMessage};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, interval_at, sleep, sleep_until, timeout};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection that lasted this long counts as healthy: the next reconnect
+/// starts again from the shortest delay.
+const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+const OUTBOX: usize = 4096;
+
+/// Why a connection attempt ended.
+enum Ended {
+    /// Connected and later lost; retry.
+    Lost { lasted: Duration },
+    /// Could not connect, or refused for a reason that may pass; retry.
+    Failed(anyhow::Error),
+    /// Refused for good (unknown secret, incompatible version); stop.
+    Fatal(anyhow::Error),
+    Shutdown,
+}
+
+struct Agent {
+    identity: Identity,
+    platform: Arc<dyn Platform>,
+    executor: Arc<Executor>,
+    outbox: mpsc::Sender<AgentMessage>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// Runs the agent until `shutdown` fires or the control plane refuses it for
+/// good (the error says why and what to do).
+pub async fn run(
+    identity: Identity,
+    platform: Arc<dyn Platform>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let (outbox, mut inbox) = mpsc::channel(OUTBOX);
+    let tasks = TaskTracker::new();
+    let executor = Arc::new(Executor::new(platform.clone(), outbox.clone(), tasks.clone()));
+    let agent = Arc::new(Agent {
+        identity,
+        platform,
+        executor,
+        outbox,
+        tasks: tasks.clone(),
+        shutdown: shutdown.clone(),
+    });
+    tasks.spawn(forward_platform_events(agent.clone()));
+
+    let mut backoff = Backoff::default();
+    let result = loop {
+        match connect_once(&agent, &mut inbox).await {
+            Ended::Shutdown => break Ok(()),
+            Ended::Fatal(err) => break Err(err),
+            Ended::Lost { lasted } => {
+                tracing::warn!(?lasted, "lost the control plane; reconnecting");
+                if lasted >= HEALTHY_AFTER {
+                    backoff.reset();
+                }
+            }
+            Ended::Failed(err) => tracing::warn!(error = %format!("{err:#}"), "cannot connect"),
+        }
+        tokio::select! {
+            _ = sleep(backoff.next_delay()) => {}
+            _ = shutdown.cancelled() => break Ok(()),
+        }
+    };
+    shutdown.cancel();
+    tasks.close();
+    tasks.wait().await;
+    result
+}
+
+/// One connection: handshake, inventory, then relay until it ends.
+async fn connect_once(agent: &Agent, inbox: &mut mpsc::Receiver<AgentMessage>) -> Ended {
+    let connecting = tokio::select! {
+        result = timeout(HANDSHAKE_TIMEOUT, open_socket(&agent.identity)) => result,
+        _ = agent.shutdown.cancelled() => return Ended::Shutdown,
+    };
+    let mut ws = match connecting {
+        Err(_) => return Ended::Failed(anyhow!("no answer within {HANDSHAKE_TIMEOUT:?}")),
+        Ok(Err(ended)) => return ended,
+        Ok(Ok(ws)) => ws,
+    };
+    let heartbeat = match handshake(agent, &mut ws).await {
+        Ok(interval) => interval,
+        Err(ended) => return ended,
+    };
+    let since = Instant::now();
+    tracing::info!(control_plane = %agent.identity.control_plane, "connected");
+    // Queued reports predate the inventory that is about to replace them.
+    while inbox.try_recv().is_ok() {}
+    if let Err(err) = send_inventory(agent, &mut ws).await {
+        return Ended::Failed(err);
+    }
+    match relay(agent, &mut ws, inbox, heartbeat).await {
+        Ended::Lost { .. } => Ended::Lost {
+            lasted: since.elapsed(),
+        },
+        other => other,
+    }
+}
+
+async fn open_socket(identity: &Identity) -> Result<Socket, Ended> {
+    let url = endpoint(&identity.control_plane, CONNECT_PATH, true);
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| Ended::Fatal(anyhow!("invalid control plane URL {url}: {e}")))?;
+    let bearer = format!("Bearer {}", identity.secret)
+        .parse()
+        .map_err(|_| Ended::Fatal(anyhow!("the saved agent secret is not a valid header")))?;
+    request.headers_mut().insert(http::header::AUTHORIZATION, bearer);
+    let config = WebSocketConfig::default().max_message_size(Some(1 << 20));
+    let connector = Connector::Rustls(tls::client_config());
+    match tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, Some(connector))
+        .await
+    {
+        Ok((ws, _)) => Ok(ws),
+        Err(tungstenite::Error::Http(response)) if response.status() == 401 => {
+            let body = response.body().as_deref().unwrap_or_default();
+            Err(Ended::Fatal(anyhow!(
+                "the control plane refused this agent: {}",
+                crate::error_message(&String::from_utf8_lossy(body))
+            )))
+        }
+        Err(err) => Err(Ended::Failed(anyhow!("{url}: {err}"))),
+    }
+}
+
+/// Sends `hello`, waits for `welcome`; returns the heartbeat interval.
+async fn handshake(agent: &Agent, ws: &mut Socket) -> Result<Duration, Ended> {
+    let hello = hello(agent).await;
+    send(ws, &AgentMessage::Hello(hello))
+        .await
+        .map_err(Ended::Failed)?;
+    let answer = timeout(HANDSHAKE_TIMEOUT, next_message(ws))
+        .await
+        .map_err(|_| Ended::Failed(anyhow!("no welcome within {HANDSHAKE_TIMEOUT:?}")))?;
+    match answer {
+        Some(ServerMessage::Welcome(welcome)) => {
+            Ok(Duration::from_millis(welcome.heartbeat_interval_ms.max(100)))
+        }
+        Some(ServerMessage::Goodbye { reason }) => {
+            Err(Ended::Fatal(anyhow!("the control plane refused this agent: {reason}")))
+        }
+        _ => Err(Ended::Failed(anyhow!("the control plane did not welcome this agent"))),
+    }
+}
+
+async fn hello(agent: &Agent) -> Hello {
+    let capacity = agent.platform.capacity().await.unwrap_or_else(|err| {
+        tracing::warn!(error = %err, "cannot read platform capacity");
+        Default::default()
+    });
+    Hello {
+        protocol_version: PROTOCOL_VERSION,
+        agent_version: VERSION.to_owned(),
+        platform: agent.platform.name().to_owned(),
+        capacity,
+        capabilities: agent.platform.capabilities(),
+    }
+}
+
+async fn send_inventory(agent: &Agent, ws: &mut Socket) -> anyhow::Result<()> {
+    match agent.platform.inventory().await {
+        Ok(sessions) => send(ws, &AgentMessage::Inventory { sessions }).await,
+        // Without an inventory the control plane keeps what it knew; the
+        // next connect or platform event brings it up to date.
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot list sessions for the inventory");
+            Ok(())
+        }
+    }
+}
+
+async fn relay(
+    agent: &Agent,
+    ws: &mut Socket,
+    inbox: &mut mpsc::Receiver<AgentMessage>,
+    every: Duration,
+) -> Ended {
+    let silence = every * 3;
+    let mut deadline = Instant::now() + silence;
+    let mut heartbeat = interval_at(Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            _ = agent.shutdown.cancelled() => {
+                let _ = ws.close(None).await;
+                return Ended::Shutdown;
+            }
+            _ = sleep_until(deadline) => {
+                return Ended::Lost { lasted: Duration::ZERO };
+            }
+            _ = heartbeat.tick() => {
+                if let Err(err) = send_heartbeat(agent, ws).await {
+                    tracing::warn!(error = %err, "heartbeat failed");
+                    return Ended::Lost { lasted: Duration::ZERO };
+                }
+            }
+            Some(message) = inbox.recv() => {
+                if send(ws, &message).await.is_err() {
+                    return Ended::Lost { lasted: Duration::ZERO };
+                }
+            }
+            frame = ws.next() => {
+                deadline = Instant::now() + silence;
+                match frame {
+                    Some(Ok(Message::Text(text))) => {
+                        if let Some(reason) = handle(agent, text.as_str()) {
+                            tracing::warn!(%reason, "the control plane said goodbye");
+                            return Ended::Lost { lasted: Duration::ZERO };
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => return Ended::Lost { lasted: Duration::ZERO },
+                }
+            }
+        }
+    }
+}
+
+async fn send_heartbeat(agent: &Agent, ws: &mut Socket) -> anyhow::Result<()> {
+    let metrics = agent.platform.metrics().await.unwrap_or_else(|err| {
+        tracing::warn!(error = %err, "cannot read platform metrics");
+        Default::default()
+    });
+    send(ws, &AgentMessage::Heartbeat { metrics }).await?;
+    // The control plane answers pings, which keeps our silence timer honest
+    // even when it has nothing to say.
+    ws.send(Message::Ping(Default::default())).await?;
+    Ok(())
+}
+
+/// Dispatches one control message; returns the reason if it was a goodbye.
+fn handle(agent: &Agent, text: &str) -> Option<String> {
+    match serde_json::from_str::<ServerMessage>(text) {
+        Ok(ServerMessage::Command(command)) => agent.executor.submit(command),
+        Ok(ServerMessage::OpenTunnel {
+            tunnel_id,
+            session_id,
+            port,
+        }) => spawn_tunnel(agent, tunnel_id, session_id, port),
+        Ok(ServerMessage::Goodbye { reason }) => return Some(reason),
+        Ok(ServerMessage::Welcome(_)) => {}
+        Err(err) => tracing::warn!(error = %err, "ignoring unknown control message"),
+    }
+    None
+}
+
+fn spawn_tunnel(agent: &Agent, tunnel_id: String, session_id: String, port: u16) {
+    let identity = agent.identity.clone();
+    let platform = agent.platform.clone();
+    let outbox = agent.outbox.clone();
+    let shutdown = agent.shutdown.clone();
+    let span = tracing::debug_span!("tunnel", %tunnel_id, %session_id);
+    agent.tasks.spawn(
+        async move {
+            let opened = tokio::select! {
+                result = tunnel::open(&identity, platform.as_ref(), &tunnel_id, &session_id, port) => result,
+                _ = shutdown.cancelled() => Ok(()),
+            };
+            if let Err(err) = opened {
+                let error = format!("{err:#}");
+                tracing::warn!(%error, "tunnel failed");
+                let _ = outbox.try_send(AgentMessage::TunnelFailed { tunnel_id, error });
+            }
+        }
+        .instrument(span),
+    );
+}
+
+/// Platform events (a container that died) become status reports. When the
+/// platform's stream ends it is re-subscribed, and a fresh inventory covers
+/// anything that happened in between.
+async fn forward_platform_events(agent: Arc<Agent>) {
+    let mut backoff = Backoff::default();
+    loop {
+        let mut events = agent.platform.watch();
+        if let Ok(sessions) = agent.platform.inventory().await {
+            let _ = agent.outbox.try_send(AgentMessage::Inventory { sessions });
+        }
+        loop {
+            tokio::select! {
+                _ = agent.shutdown.cancelled() => return,
+                event = events.next() => match event {
+                    Some(report) => {
+                        backoff.reset();
+                        let _ = agent.outbox.try_send(AgentMessage::SessionStatus(report));
+                    }
+                    None => break,
+                },
+            }
+        }
+        tracing::warn!("platform event stream ended; re-subscribing");
+        tokio::select! {
+            _ = sleep(backoff.next_delay()) => {}
+            _ = agent.shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn next_message(ws: &mut Socket) -> Option<ServerMessage> {
+    while let Some(frame) = ws.next().await {
+        match frame.ok()? {
+            Message::Text(text) => return serde_json::from_str(text.as_str()).ok(),
+            Message::Close(_) => return None,
+            _ => continue,
+        }
+    }
+    None
+}
+
+async fn send(ws: &mut Socket, message: &AgentMessage) -> anyhow::Result<()> {
+    let text = serde_json::to_string(message).context("cannot encode message")?;
+    ws.send(Message::Text(text.into())).await?;
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! `streamspace agent docker`: an agent next to a Docker engine.
+
+use crate::shutdown;
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use streamspace_agent::{Enrollment, Identity, Platform};
+use streamspace_docker::{DockerOptions, DockerPlatform};
+use url::Url;
+
+#[derive(Subcommand, Debug)]
+pub enum AgentCommand {
+    /// Run sessions as containers on this host's Docker engine.
+    Docker(DockerAgentArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DockerAgentArgs {
+    /// URL of the control plane, e.g. https://streamspace.example.com
+    #[arg(long, env = "STREAMSPACE_CONTROL_PLANE")]
+    control_plane: Url,
+    /// Single-use token from an admin; needed only the first time.
+    #[arg(long, env = "STREAMSPACE_ENROLLMENT_TOKEN", hide_env_values = true)]
+    enrollment_token: Option<String>,
+    /// Name shown to admins (default: this host's name).
+    #[arg(long, env = "STREAMSPACE_AGENT_NAME")]
+    name: Option<String>,
+    /// Where the agent keeps its identity (agent.json, mode 0600).
+    #[arg(long, env = "STREAMSPACE_STATE_DIR", default_value = "./streamspace-agent")]
+    state_dir: PathBuf,
+    /// Region label shown to admins and usable for placement.
+    #[arg(long, env = "STREAMSPACE_REGION")]
+    region: Option<String>,
+    /// Most sessions this host runs at once.
+    #[arg(long, default_value_t = 50)]
+    max_sessions: u32,
+    /// Address session ports are published on; the agent dials it.
+    #[arg(long, default_value = "127.0.0.1")]
+    publish_host: IpAddr,
+}
+
+pub async fn run(command: AgentCommand) -> anyhow::Result<()> {
+    match command {
+        AgentCommand::Docker(args) => run_docker(args).await,
+    }
+}
+
+async fn run_docker(args: DockerAgentArgs) -> anyhow::Result<()> {
+    let shutdown = shutdown::on_signal();
+    let options = DockerOptions {
+        publish_host: args.publish_host,
+        max_sessions: args.max_sessions,
+        ..DockerOptions::default()
+    };
+    // Check the engine before enrolling, so a broken host does not use up
+    // a single-use token.
+    let probe = DockerPlatform::connect("enrollment-probe", options.clone())
+        .await
+        .context("cannot use the Docker engine")?;
+    let enrollment = Enrollment {
+        control_plane: args.control_plane,
+        token: args.enrollment_token,
+        name: args.name.unwrap_or_else(host_name),
+        platform: probe.name().to_owned(),
+        region: args.region,
+        capacity: probe.capacity().await.unwrap_or_default(),
+        capabilities: probe.capabilities(),
+    };
+    let identity = Identity::load_or_enroll(&args.state_dir, &enrollment).await?;
+    let platform = DockerPlatform::connect(&identity.agent_id, options).await?;
+    tracing::info!(agent_id = %identity.agent_id, name = %identity.name, "docker agent starting");
+    streamspace_agent::run(identity, Arc::new(platform), shutdown).await
+}
+
+/// This host's name as a valid agent name (lowercase letters, digits, '-').
+fn host_name() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let slug: String = raw
+        .trim()
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(63)
+        .collect();
+    let slug = slug.trim_matches('-');
+    if slug.is_empty() {
+        "docker-agent".to_owned()
+    } else {
+        slug.to_owned()
+    }
+}

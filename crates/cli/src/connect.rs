@@ -1,0 +1,148 @@
+//! `streamspace connect`: a local TCP port for native VNC clients (TigerVNC,
+//! Remmina, vncdotool). Each accepted connection becomes one `/vnc/{id}`
+//! WebSocket to the control plane.
+
+use anyhow::{Context, bail};
+use bytes::BytesMut;
+use clap::Args;
+use futures::{SinkExt, StreamExt};
+use std::net::SocketAddr;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
+use url::Url;
+
+#[derive(Args, Debug)]
+pub struct ConnectArgs {
+    /// The session to connect to.
+    session_id: String,
+    /// Local address VNC clients connect to.
+    #[arg(long, default_value = "127.0.0.1:5901")]
+    listen: SocketAddr,
+    /// URL of the control plane.
+    #[arg(long, env = "STREAMSPACE_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: Url,
+    /// Login token (from POST /api/v1/auth/login).
+    #[arg(long, env = "STREAMSPACE_TOKEN", hide_env_values = true)]
+    token: String,
+}
+
+pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
+    check_session(&args).await?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let local = listener.local_addr()?;
+    println!(
+        "Session {} is reachable at {local}: point a VNC client at it (e.g. vncviewer {}::{})",
+        args.session_id,
+        local.ip(),
+        local.port()
+    );
+    let shutdown = crate::shutdown::on_signal();
+    loop {
+        let (client, peer) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            _ = shutdown.cancelled() => return Ok(()),
+        };
+        let url = vnc_url(&args.server, &args.session_id);
+        let token = args.token.clone();
+        tokio::spawn(async move {
+            if let Err(err) = bridge(client, &url, &token).await {
+                eprintln!("connection from {peer}: {err:#}");
+            }
+        });
+    }
+}
+
+/// Fails early, with the control plane's reason, if the session cannot be
+/// reached (unknown, not ours, bad token).
+async fn check_session(args: &ConnectArgs) -> anyhow::Result<()> {
+    let url = args
+        .server
+        .join(&format!("/api/v1/sessions/{}", args.session_id))?;
+    let response = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(&args.token)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the control plane at {}", args.server))?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("{status}: {}", body["error"].as_str().unwrap_or("request refused"));
+    }
+    if body["phase"] != "Running" {
+        eprintln!(
+            "note: the session is {} right now; connections work once it is Running",
+            body["phase"].as_str().unwrap_or("not running")
+        );
+    }
+    Ok(())
+}
+
+fn vnc_url(server: &Url, session_id: &str) -> Url {
+    let mut url = server.clone();
+    let scheme = if server.scheme() == "https" { "wss" } else { "ws" };
+    let _ = url.set_scheme(scheme);
+    url.set_path(&format!("/vnc/{session_id}"));
+    url
+}
+
+async fn bridge(client: TcpStream, url: &Url, token: &str) -> anyhow::Result<()> {
+    client.set_nodelay(true)?;
+    let mut request = url.as_str().into_client_request()?;
+    request
+        .headers_mut()
+        .insert(http::header::AUTHORIZATION, format!("Bearer {token}").parse()?);
+    let ws = match tokio_tungstenite::connect_async_with_config(request, None, true).await {
+        Ok((ws, _)) => ws,
+        Err(tungstenite::Error::Http(response)) => {
+            let body = response.body().as_deref().unwrap_or_default();
+            let body: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            bail!(
+                "{}: {}",
+                response.status(),
+                body["error"].as_str().unwrap_or("refused")
+            );
+        }
+        Err(err) => return Err(err).context("cannot open the VNC WebSocket"),
+    };
+    let (mut ws_tx, mut ws_rx) = ws.split();
+    let (mut tcp_rx, mut tcp_tx) = client.into_split();
+
+    let upstream = async {
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        loop {
+            buf.reserve(64 * 1024);
+            match tcp_rx.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if ws_tx.send(Message::Binary(buf.split().freeze())).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = ws_tx.close().await;
+    };
+    let downstream = async {
+        while let Some(Ok(message)) = ws_rx.next().await {
+            let data = match message {
+                Message::Binary(data) => data,
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            if tcp_tx.write_all(&data).await.is_err() {
+                break;
+            }
+        }
+        let _ = tcp_tx.shutdown().await;
+    };
+    tokio::select! {
+        _ = upstream => {}
+        _ = downstream => {}
+    }
+    Ok(())
+}

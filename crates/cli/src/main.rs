@@ -1,0 +1,65 @@
+//! `streamspace`: one binary for the control plane, agents, the all-in-one
+//! home-lab mode and the native-VNC-client bridge.
+
+mod agent;
+mod connect;
+mod image;
+mod server;
+mod shutdown;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "streamspace", version, about = "Stream containerised desktop apps to a browser")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane (API, web UI, agent hub, VNC proxy).
+    Server(server::ServerArgs),
+    /// Run an agent next to a platform; it connects out to the control plane.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
+    /// Run everything in one process on this Docker host: control plane,
+    /// embedded Docker agent, SQLite, and the demo desktop template.
+    Up(server::ServerArgs),
+    /// Open a local TCP port for a native VNC client, tunnelled to a session.
+    Connect(connect::ConnectArgs),
+    /// Build the demo desktop image from Debian packages (no registry needed).
+    BuildImage(image::BuildImageArgs),
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    init_logging();
+    // One TLS crypto provider for every rustls user in the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Server(args) => server::run_server(args).await,
+        Command::Agent(command) => agent::run(command).await,
+        Command::Up(args) => server::run_up(args).await,
+        Command::Connect(args) => connect::run(args).await,
+        Command::BuildImage(args) => image::run(args).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("STREAMSPACE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn,bollard=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,166 @@
+//! `streamspace server` and `streamspace up`.
+
+use crate::{image, shutdown};
+use anyhow::Context;
+use clap::Args;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use streamspace_agent::{Enrollment, Identity};
+use streamspace_docker::{DockerOptions, DockerPlatform};
+use streamspace_server::auth::secrets;
+use streamspace_server::store::{Store, now_ms};
+use streamspace_server::template::TemplateInput;
+use streamspace_server::{Application, Config};
+use url::Url;
+
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, env = "STREAMSPACE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Directory for the SQLite database and the admin password file.
+    #[arg(long, env = "STREAMSPACE_DATA_DIR", default_value = "./streamspace-data")]
+    data_dir: PathBuf,
+    /// `postgres://user:pass@host/db` for PostgreSQL; default: SQLite in the data dir.
+    #[arg(long, env = "STREAMSPACE_DATABASE_URL")]
+    database_url: Option<String>,
+    /// The URL users and agents reach this server at (default: http://LISTEN).
+    #[arg(long, env = "STREAMSPACE_PUBLIC_URL")]
+    public_url: Option<Url>,
+    /// How often agents send heartbeats; an agent silent for 3 intervals is offline.
+    #[arg(long, env = "STREAMSPACE_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = humantime_duration)]
+    heartbeat_interval: Duration,
+}
+
+fn humantime_duration(text: &str) -> Result<Duration, String> {
+    streamspace_server::config::parse_duration(text)
+}
+
+impl ServerArgs {
+    fn config(&self) -> Config {
+        Config {
+            listen: self.listen,
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            public_url: self.public_url.clone(),
+            admin_password: std::env::var("STREAMSPACE_ADMIN_PASSWORD")
+                .ok()
+                .filter(|p| !p.is_empty()),
+            heartbeat_interval: self.heartbeat_interval,
+            ..Config::default()
+        }
+    }
+}
+
+pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
+    let shutdown = shutdown::on_signal();
+    let app = Application::build(args.config()).await?;
+    print_banner(&app, &args);
+    app.run_until_stopped(shutdown).await
+}
+
+/// Control plane plus an embedded Docker agent, connected over loopback
+/// exactly as a remote agent would be.
+pub async fn run_up(args: ServerArgs) -> anyhow::Result<()> {
+    let shutdown = shutdown::on_signal();
+    image::ensure_image(image::DESKTOP_IMAGE).await?;
+    let app = Application::build(args.config()).await?;
+    seed_desktop_template(app.store()).await?;
+    let agent_dir = args.data_dir.join("agent");
+    let token = match Identity::path(&agent_dir).exists() {
+        true => None,
+        false => Some(mint_enrollment_token(app.store()).await?),
+    };
+    let control_plane = Url::parse(&format!("http://{}", loopback(app.local_addr())))?;
+    print_banner(&app, &args);
+    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+
+    let enrollment = Enrollment {
+        control_plane,
+        token,
+        name: "local".into(),
+        platform: "docker".into(),
+        region: None,
+        capacity: Default::default(),
+        capabilities: Default::default(),
+    };
+    let agent = async {
+        let identity = Identity::load_or_enroll(&agent_dir, &enrollment).await?;
+        let platform = DockerPlatform::connect(&identity.agent_id, DockerOptions::default())
+            .await
+            .context("the embedded Docker agent cannot start")?;
+        streamspace_agent::run(identity, Arc::new(platform), shutdown.clone()).await
+    }
+    .await;
+    if agent.is_err() {
+        shutdown.cancel();
+    }
+    let served = server.await.context("the control plane task failed")?;
+    agent.and(served)
+}
+
+/// Where a local client reaches a listener bound to `addr`.
+fn loopback(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        ip if ip.is_unspecified() => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port()),
+        _ => addr,
+    }
+}
+
+fn print_banner(app: &Application, args: &ServerArgs) {
+    println!("StreamSpace is running at {}", app.public_url());
+    match app.admin_bootstrap() {
+        Some(admin) => match &admin.generated {
+            Some((password, file)) => println!(
+                "Log in as {} with password {password} (saved in {})",
+                admin.username,
+                file.display()
+            ),
+            None => println!(
+                "Log in as {} with the password from STREAMSPACE_ADMIN_PASSWORD",
+                admin.username
+            ),
+        },
+        None => println!(
+            "Log in as admin (first-start password in {}, unless STREAMSPACE_ADMIN_PASSWORD set it)",
+            args.data_dir.join("admin-password").display()
+        ),
+    }
+}
+
+/// The demo template `up` offers out of the box.
+async fn seed_desktop_template(store: &Store) -> anyhow::Result<()> {
+    if store.find_template("desktop").await?.is_some() {
+        return Ok(());
+    }
+    let input: TemplateInput = serde_json::from_value(serde_json::json!({
+        "name": "desktop",
+        "display_name": "Desktop",
+        "description": "A minimal X desktop with a terminal (Xvnc and xterm from Debian packages).",
+        "category": "Development",
+        "icon": "",
+        "image": image::DESKTOP_IMAGE,
+        "ports": [{"name": "vnc", "port": 5901, "protocol": "vnc"}],
+        "resources": {"cpu": "1", "memory": "512Mi"},
+        "persistent_home": true,
+        "home_path": "/home/user",
+        "idle_timeout": "30m",
+        "platforms": ["docker"]
+    }))?;
+    let spec = input.validate()?;
+    store.create_template(&spec).await?;
+    tracing::info!("created the desktop template");
+    Ok(())
+}
+
+/// An enrollment token for the embedded agent's first start.
+async fn mint_enrollment_token(store: &Store) -> anyhow::Result<String> {
+    let token = secrets::generate(secrets::SecretKind::Enrollment);
+    let expires_at = now_ms() + 10 * 60 * 1000;
+    store
+        .create_enrollment_token(&secrets::hash(&token), "streamspace up", expires_at)
+        .await?;
+    Ok(token)
+}
