@@ -72,9 +72,8 @@ impl Identity {
     fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| {
-            format!("{} is damaged: delete it and enroll again", path.display())
-        })
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is damaged: delete it and enroll again", path.display()))
     }
 
     fn save(&self, path: &Path) -> anyhow::Result<()> {
@@ -121,7 +120,10 @@ async fn enroll(enrollment: &Enrollment, token: &str) -> anyhow::Result<Identity
         let message = crate::error_message(&response.text().await.unwrap_or_default());
         bail!("enrollment refused ({status}): {message}");
     }
-    let registered: Registered = response.json().await.context("unexpected enrollment answer")?;
+    let registered: Registered = response
+        .json()
+        .await
+        .context("unexpected enrollment answer")?;
     Ok(Identity {
         agent_id: registered.agent_id,
         name: enrollment.name.clone(),
@@ -146,7 +148,10 @@ mod tests {
         };
         let path = Identity::path(dir.path());
         identity.save(&path).expect("saves");
-        let mode = std::fs::metadata(&path).expect("exists").permissions().mode();
+        let mode = std::fs::metadata(&path)
+            .expect("exists")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let enrollment = Enrollment {
             control_plane: Url::parse("http://127.0.0.1:2").expect("url"),

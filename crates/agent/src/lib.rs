@@ -33,7 +33,11 @@ fn endpoint(base: &Url, path: &str, websocket: bool) -> Url {
     let prefix = url.path().trim_end_matches('/').to_owned();
     url.set_path(&format!("{prefix}{path}"));
     if websocket {
-        let scheme = if base.scheme() == "https" { "wss" } else { "ws" };
+        let scheme = if base.scheme() == "https" {
+            "wss"
+        } else {
+            "ws"
+        };
         // http(s) → ws(s) keeps the URL special, which `set_scheme` allows.
         let _ = url.set_scheme(scheme);
     }

@@ -36,7 +36,9 @@ const OUTBOX: usize = 4096;
 /// Why a connection attempt ended.
 enum Ended {
     /// Connected and later lost; retry.
-    Lost { lasted: Duration },
+    Lost {
+        lasted: Duration,
+    },
     /// Could not connect, or refused for a reason that may pass; retry.
     Failed(anyhow::Error),
     /// Refused for good (unknown secret, incompatible version); stop.
@@ -62,7 +64,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let (outbox, mut inbox) = mpsc::channel(OUTBOX);
     let tasks = TaskTracker::new();
-    let executor = Arc::new(Executor::new(platform.clone(), outbox.clone(), tasks.clone()));
+    let executor = Arc::new(Executor::new(
+        platform.clone(),
+        outbox.clone(),
+        tasks.clone(),
+    ));
     let agent = Arc::new(Agent {
         identity,
         platform,
@@ -136,11 +142,18 @@ async fn open_socket(identity: &Identity) -> Result<Socket, Ended> {
     let bearer = format!("Bearer {}", identity.secret)
         .parse()
         .map_err(|_| Ended::Fatal(anyhow!("the saved agent secret is not a valid header")))?;
-    request.headers_mut().insert(http::header::AUTHORIZATION, bearer);
+    request
+        .headers_mut()
+        .insert(http::header::AUTHORIZATION, bearer);
     let config = WebSocketConfig::default().max_message_size(Some(1 << 20));
     let connector = Connector::Rustls(tls::client_config());
-    match tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, Some(connector))
-        .await
+    match tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        Some(config),
+        true,
+        Some(connector),
+    )
+    .await
     {
         Ok((ws, _)) => Ok(ws),
         Err(tungstenite::Error::Http(response)) if response.status() == 401 => {
@@ -164,13 +177,15 @@ async fn handshake(agent: &Agent, ws: &mut Socket) -> Result<Duration, Ended> {
         .await
         .map_err(|_| Ended::Failed(anyhow!("no welcome within {HANDSHAKE_TIMEOUT:?}")))?;
     match answer {
-        Some(ServerMessage::Welcome(welcome)) => {
-            Ok(Duration::from_millis(welcome.heartbeat_interval_ms.max(100)))
-        }
-        Some(ServerMessage::Goodbye { reason }) => {
-            Err(Ended::Fatal(anyhow!("the control plane refused this agent: {reason}")))
-        }
-        _ => Err(Ended::Failed(anyhow!("the control plane did not welcome this agent"))),
+        Some(ServerMessage::Welcome(welcome)) => Ok(Duration::from_millis(
+            welcome.heartbeat_interval_ms.max(100),
+        )),
+        Some(ServerMessage::Goodbye { reason }) => Err(Ended::Fatal(anyhow!(
+            "the control plane refused this agent: {reason}"
+        ))),
+        _ => Err(Ended::Failed(anyhow!(
+            "the control plane did not welcome this agent"
+        ))),
     }
 }
 

@@ -49,7 +49,11 @@ async fn dial(identity: &Identity, tunnel_id: &str) -> anyhow::Result<Upgraded> 
     let stream: Box<dyn SessionStream> = if url.scheme() == "https" {
         let name = ServerName::try_from(host.to_owned()).context("invalid TLS server name")?;
         let tls = TlsConnector::from(crate::tls::client_config());
-        Box::new(tls.connect(name, tcp).await.context("TLS handshake failed")?)
+        Box::new(
+            tls.connect(name, tcp)
+                .await
+                .context("TLS handshake failed")?,
+        )
     } else {
         Box::new(tcp)
     };

@@ -28,7 +28,11 @@ pub struct DockerAgentArgs {
     #[arg(long, env = "STREAMSPACE_AGENT_NAME")]
     name: Option<String>,
     /// Where the agent keeps its identity (agent.json, mode 0600).
-    #[arg(long, env = "STREAMSPACE_STATE_DIR", default_value = "./streamspace-agent")]
+    #[arg(
+        long,
+        env = "STREAMSPACE_STATE_DIR",
+        default_value = "./streamspace-agent"
+    )]
     state_dir: PathBuf,
     /// Region label shown to admins and usable for placement.
     #[arg(long, env = "STREAMSPACE_REGION")]

@@ -21,7 +21,11 @@ pub struct ConnectArgs {
     #[arg(long, default_value = "127.0.0.1:5901")]
     listen: SocketAddr,
     /// URL of the control plane.
-    #[arg(long, env = "STREAMSPACE_SERVER", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "STREAMSPACE_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
     server: Url,
     /// Login token (from POST /api/v1/auth/login).
     #[arg(long, env = "STREAMSPACE_TOKEN", hide_env_values = true)]
@@ -71,7 +75,10 @@ async fn check_session(args: &ConnectArgs) -> anyhow::Result<()> {
     let status = response.status();
     let body: serde_json::Value = response.json().await.unwrap_or_default();
     if !status.is_success() {
-        bail!("{status}: {}", body["error"].as_str().unwrap_or("request refused"));
+        bail!(
+            "{status}: {}",
+            body["error"].as_str().unwrap_or("request refused")
+        );
     }
     if body["phase"] != "Running" {
         eprintln!(
@@ -84,7 +91,11 @@ async fn check_session(args: &ConnectArgs) -> anyhow::Result<()> {
 
 fn vnc_url(server: &Url, session_id: &str) -> Url {
     let mut url = server.clone();
-    let scheme = if server.scheme() == "https" { "wss" } else { "ws" };
+    let scheme = if server.scheme() == "https" {
+        "wss"
+    } else {
+        "ws"
+    };
     let _ = url.set_scheme(scheme);
     url.set_path(&format!("/vnc/{session_id}"));
     url
@@ -93,9 +104,10 @@ fn vnc_url(server: &Url, session_id: &str) -> Url {
 async fn bridge(client: TcpStream, url: &Url, token: &str) -> anyhow::Result<()> {
     client.set_nodelay(true)?;
     let mut request = url.as_str().into_client_request()?;
-    request
-        .headers_mut()
-        .insert(http::header::AUTHORIZATION, format!("Bearer {token}").parse()?);
+    request.headers_mut().insert(
+        http::header::AUTHORIZATION,
+        format!("Bearer {token}").parse()?,
+    );
     let ws = match tokio_tungstenite::connect_async_with_config(request, None, true).await {
         Ok((ws, _)) => ws,
         Err(tungstenite::Error::Http(response)) => {
@@ -119,7 +131,11 @@ async fn bridge(client: TcpStream, url: &Url, token: &str) -> anyhow::Result<()>
             match tcp_rx.read_buf(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
-                    if ws_tx.send(Message::Binary(buf.split().freeze())).await.is_err() {
+                    if ws_tx
+                        .send(Message::Binary(buf.split().freeze()))
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                 }

@@ -47,7 +47,10 @@ async fn build(tag: &str) -> anyhow::Result<()> {
         .stdin(Stdio::piped())
         .spawn()
         .context("cannot run bash to build the image")?;
-    let mut stdin = child.stdin.take().context("no stdin for the build script")?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .context("no stdin for the build script")?;
     stdin.write_all(BUILD_SCRIPT.as_bytes()).await?;
     drop(stdin);
     let status = child.wait().await?;

@@ -10,7 +10,11 @@ mod shutdown;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "streamspace", version, about = "Stream containerised desktop apps to a browser")]
+#[command(
+    name = "streamspace",
+    version,
+    about = "Stream containerised desktop apps to a browser"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -60,6 +64,7 @@ fn init_logging() {
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn,bollard=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }

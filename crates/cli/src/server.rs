@@ -21,7 +21,11 @@ pub struct ServerArgs {
     #[arg(long, env = "STREAMSPACE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Directory for the SQLite database and the admin password file.
-    #[arg(long, env = "STREAMSPACE_DATA_DIR", default_value = "./streamspace-data")]
+    #[arg(
+        long,
+        env = "STREAMSPACE_DATA_DIR",
+        default_value = "./streamspace-data"
+    )]
     data_dir: PathBuf,
     /// `postgres://user:pass@host/db` for PostgreSQL; default: SQLite in the data dir.
     #[arg(long, env = "STREAMSPACE_DATABASE_URL")]

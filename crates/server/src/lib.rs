@@ -12,6 +12,7 @@ pub mod state;
 pub mod store;
 pub mod template;
 pub mod tunnel;
+pub mod ui;
 pub mod validate;
 
 pub use config::Config;

@@ -75,6 +75,37 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `POST /agents/{id}/drain`: keep the agent's sessions, place no new ones.
+pub async fn drain(
+    state: State<AppState>,
+    admin: AdminUser,
+    id: Path<String>,
+) -> ApiResult<Json<AgentView>> {
+    set_draining(state, admin, id, true).await
+}
+
+pub async fn undrain(
+    state: State<AppState>,
+    admin: AdminUser,
+    id: Path<String>,
+) -> ApiResult<Json<AgentView>> {
+    set_draining(state, admin, id, false).await
+}
+
+async fn set_draining(
+    State(state): State<AppState>,
+    admin: AdminUser,
+    Path(id): Path<String>,
+    draining: bool,
+) -> ApiResult<Json<AgentView>> {
+    if !state.store.set_agent_draining(&id, draining).await? {
+        return Err(ApiError::not_found("agent"));
+    }
+    tracing::info!(agent_id = %id, draining, "agent drain state changed");
+    state.events.agent_changed(&id);
+    get(State(state), admin, Path(id)).await
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct TokenRequest {

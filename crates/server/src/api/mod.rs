@@ -3,6 +3,7 @@
 
 mod agents;
 mod auth;
+mod events;
 mod sessions;
 mod templates;
 mod users;
@@ -46,18 +47,22 @@ pub fn router(state: AppState) -> Router {
         .route("/agents/connect", get(hub::connect))
         .route("/agents/tunnels/{id}", get(tunnel::accept))
         .route("/agents/{id}", get(agents::get).delete(agents::delete))
+        .route("/agents/{id}/drain", post(agents::drain))
+        .route("/agents/{id}/undrain", post(agents::undrain))
         .route("/sessions", get(sessions::list).post(sessions::create))
         .route(
             "/sessions/{id}",
             get(sessions::get).delete(sessions::delete),
         )
         .route("/sessions/{id}/state", put(sessions::set_state))
+        .route("/events", get(events::stream))
         .fallback(api_not_found);
 
     Router::new()
         .nest("/api/v1", api)
         .route("/vnc/{id}", get(tunnel::vnc))
         .route("/healthz", get(healthz))
+        .fallback(crate::ui::serve)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
