@@ -1,0 +1,141 @@
+//! A protocol-level agent: speaks the real control protocol through the real
+//! endpoints, with no platform behind it.
+
+use anyhow::{Context, bail};
+use futures::{SinkExt, StreamExt};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use std::time::Duration;
+use streamspace_protocol::{
+    AgentMessage, Capabilities, Capacity, Command, Hello, PROTOCOL_VERSION, ServerMessage,
+    SessionReport,
+};
+use streamspace_testkit::Api;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use url::Url;
+
+pub struct FakeAgent {
+    pub secret: String,
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// Enrolls an agent named `name` with a fresh token; returns (id, secret).
+pub async fn enroll(admin: &Api, name: &str) -> anyhow::Result<(String, String)> {
+    let token = admin.enrollment_token().await?;
+    let body = json!({"enrollment_token": token, "name": name, "platform": "docker",
+                      "capacity": {"max_sessions": 2}});
+    let answer = Api::new(&admin.base)
+        .expect(
+            Method::POST,
+            "/api/v1/agents/register",
+            Some(body),
+            StatusCode::CREATED,
+        )
+        .await?;
+    Ok((
+        answer["agent_id"].as_str().context("agent_id")?.to_owned(),
+        answer["secret"].as_str().context("secret")?.to_owned(),
+    ))
+}
+
+impl FakeAgent {
+    /// Connects, says hello, waits for welcome, sends an empty inventory.
+    pub async fn connect(base: &Url, id: &str, secret: &str) -> anyhow::Result<Self> {
+        Self::connect_with(base, id, secret, Vec::new()).await
+    }
+
+    pub async fn connect_with(
+        base: &Url,
+        id: &str,
+        secret: &str,
+        inventory: Vec<SessionReport>,
+    ) -> anyhow::Result<Self> {
+        let mut url = base.join("/api/v1/agents/connect")?;
+        let _ = url.set_scheme("ws");
+        let mut request = url.as_str().into_client_request()?;
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {secret}").parse()?);
+        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+        let mut agent = FakeAgent {
+            secret: secret.to_owned(),
+            ws,
+        };
+        agent
+            .send(AgentMessage::Hello(Hello {
+                protocol_version: PROTOCOL_VERSION,
+                agent_version: "test".into(),
+                platform: "docker".into(),
+                capacity: Capacity {
+                    max_sessions: 2,
+                    ..Default::default()
+                },
+                capabilities: Capabilities {
+                    hibernation: true,
+                    ..Default::default()
+                },
+            }))
+            .await?;
+        match agent.recv().await? {
+            ServerMessage::Welcome(w) if w.agent_id == id => {}
+            other => bail!("expected welcome, got {other:?}"),
+        }
+        agent
+            .send(AgentMessage::Inventory {
+                sessions: inventory,
+            })
+            .await?;
+        Ok(agent)
+    }
+
+    pub async fn send(&mut self, message: AgentMessage) -> anyhow::Result<()> {
+        let text = serde_json::to_string(&message)?;
+        self.ws.send(Message::Text(text.into())).await?;
+        Ok(())
+    }
+
+    pub async fn recv(&mut self) -> anyhow::Result<ServerMessage> {
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+                .await
+                .context("no message from the control plane within 10 s")?
+                .context("connection closed")??;
+            if let Message::Text(text) = frame {
+                return Ok(serde_json::from_str(text.as_str())?);
+            }
+        }
+    }
+
+    pub async fn expect_command(&mut self) -> anyhow::Result<Command> {
+        match self.recv().await? {
+            ServerMessage::Command(command) => Ok(command),
+            other => bail!("expected a command, got {other:?}"),
+        }
+    }
+
+    /// Reports a phase, as the platform would after doing the work.
+    pub async fn report(&mut self, report: SessionReport) -> anyhow::Result<()> {
+        self.send(AgentMessage::SessionStatus(report)).await
+    }
+
+    /// Acknowledges and completes a command.
+    pub async fn complete(&mut self, command: &Command) -> anyhow::Result<()> {
+        let command_id = command.id.clone();
+        self.send(AgentMessage::Ack {
+            command_id: command_id.clone(),
+        })
+        .await?;
+        self.send(AgentMessage::Result {
+            command_id,
+            error: None,
+        })
+        .await
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}

@@ -1,0 +1,203 @@
+//! A small client for the public HTTP API, as a user would drive it.
+
+use crate::ADMIN_PASSWORD;
+use anyhow::{Context, bail};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::time::Duration;
+use url::Url;
+
+#[derive(Clone)]
+pub struct Api {
+    pub base: Url,
+    pub token: Option<String>,
+    http: reqwest::Client,
+}
+
+/// A response's status and JSON body, for asserting on errors.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Api {
+    pub fn new(base: &Url) -> Self {
+        crate::init();
+        Self {
+            base: base.clone(),
+            token: None,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn login(base: &Url, username: &str, password: &str) -> anyhow::Result<Self> {
+        let mut api = Self::new(base);
+        let answer = api
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                Some(json!({"username": username, "password": password})),
+            )
+            .await?;
+        if answer.status != StatusCode::OK {
+            bail!("login as {username} failed: {answer:?}");
+        }
+        api.token = answer.body["token"].as_str().map(str::to_owned);
+        Ok(api)
+    }
+
+    pub async fn admin(base: &Url) -> anyhow::Result<Self> {
+        Self::login(base, "admin", ADMIN_PASSWORD).await
+    }
+
+    /// Any request; never fails on an HTTP error status.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Answer> {
+        let url = self.base.join(path)?;
+        let mut request = self
+            .http
+            .request(method, url)
+            .timeout(Duration::from_secs(30));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.context("request failed")?;
+        let status = response.status();
+        let text = response.text().await?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok(Answer { status, body })
+    }
+
+    /// A request that must answer with `expected`; returns the body.
+    pub async fn expect(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        expected: StatusCode,
+    ) -> anyhow::Result<Value> {
+        let answer = self.call(method.clone(), path, body).await?;
+        if answer.status != expected {
+            bail!(
+                "{method} {path}: expected {expected}, got {} {}",
+                answer.status,
+                answer.body
+            );
+        }
+        Ok(answer.body)
+    }
+
+    pub async fn create_user(&self, username: &str, password: &str) -> anyhow::Result<Value> {
+        let body = json!({"username": username, "password": password, "role": "user"});
+        self.expect(
+            Method::POST,
+            "/api/v1/users",
+            Some(body),
+            StatusCode::CREATED,
+        )
+        .await
+    }
+
+    pub async fn enrollment_token(&self) -> anyhow::Result<String> {
+        let body = self
+            .expect(
+                Method::POST,
+                "/api/v1/agents/enrollment-tokens",
+                None,
+                StatusCode::CREATED,
+            )
+            .await?;
+        body["token"]
+            .as_str()
+            .map(str::to_owned)
+            .context("no token in answer")
+    }
+
+    pub async fn agents(&self) -> anyhow::Result<Vec<Value>> {
+        let body = self
+            .expect(Method::GET, "/api/v1/agents", None, StatusCode::OK)
+            .await?;
+        Ok(body.as_array().cloned().unwrap_or_default())
+    }
+
+    /// Waits until an agent with this name is online; returns its id.
+    pub async fn wait_for_agent(&self, name: &str, limit: Duration) -> anyhow::Result<String> {
+        crate::eventually(limit, &format!("agent {name} online"), || async {
+            let agents = self.agents().await?;
+            Ok(agents
+                .iter()
+                .find(|a| a["name"] == name && a["status"] == "online")
+                .and_then(|a| a["id"].as_str().map(str::to_owned)))
+        })
+        .await
+    }
+
+    pub async fn create_template(&self, template: Value) -> anyhow::Result<Value> {
+        self.expect(
+            Method::POST,
+            "/api/v1/templates",
+            Some(template),
+            StatusCode::CREATED,
+        )
+        .await
+    }
+
+    pub async fn create_session(&self, body: Value) -> anyhow::Result<Value> {
+        self.expect(
+            Method::POST,
+            "/api/v1/sessions",
+            Some(body),
+            StatusCode::CREATED,
+        )
+        .await
+    }
+
+    pub async fn session(&self, id: &str) -> anyhow::Result<Value> {
+        self.expect(
+            Method::GET,
+            &format!("/api/v1/sessions/{id}"),
+            None,
+            StatusCode::OK,
+        )
+        .await
+    }
+
+    pub async fn set_state(&self, id: &str, state: &str) -> anyhow::Result<Value> {
+        let path = format!("/api/v1/sessions/{id}/state");
+        self.expect(
+            Method::PUT,
+            &path,
+            Some(json!({"state": state})),
+            StatusCode::OK,
+        )
+        .await
+    }
+
+    /// Waits for the session's observed phase; fails early if it fails.
+    pub async fn wait_for_phase(
+        &self,
+        id: &str,
+        phase: &str,
+        limit: Duration,
+    ) -> anyhow::Result<Value> {
+        crate::eventually(limit, &format!("session {id} {phase}"), || async {
+            let session = self.session(id).await?;
+            if session["phase"] == phase {
+                return Ok(Some(session));
+            }
+            if session["phase"] == "Failed" && phase != "Failed" {
+                bail!("session failed: {}", session["message"]);
+            }
+            Ok(None)
+        })
+        .await
+    }
+}

@@ -1,0 +1,45 @@
+//! Test harness shared by the end-to-end tests and the benchmarks: spawn
+//! the real `streamspace` binary, drive its HTTP API, speak RFB through
+//! `/vnc`, and inspect the real Docker engine.
+
+pub mod api;
+pub mod docker;
+pub mod postgres;
+pub mod process;
+pub mod rfb;
+
+pub use api::Api;
+pub use process::{AgentProcess, ControlPlane, Mode, Spawned};
+
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::{Instant, sleep};
+
+/// The admin password every spawned control plane starts with.
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+
+/// Installs the process-wide TLS provider once (reqwest needs one).
+pub fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Polls `check` until it returns `Some`, failing with the last `Err` text
+/// after `limit`. Tests wait on conditions, never on fixed sleeps.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        let last = match check().await {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => "condition not met yet".to_owned(),
+            Err(err) => format!("{err:#}"),
+        };
+        if Instant::now() >= deadline {
+            anyhow::bail!("timed out after {limit:?} waiting for {what}: {last}");
+        }
+        sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,241 @@
+//! The real binary as child processes: a control plane (`server` or `up`)
+//! and Docker agents, each with its own temporary directory and log file.
+
+use crate::ADMIN_PASSWORD;
+use anyhow::{Context, bail};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use url::Url;
+
+/// A child process whose stderr goes to a log file, killed when dropped.
+pub struct Spawned {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Spawned {
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or_default()
+    }
+
+    /// The process's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{signal}"), self.pid().to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("kill -{signal} {} failed", self.pid());
+        }
+        Ok(())
+    }
+
+    /// `kill -9`: no chance to clean up, as in a crash.
+    pub async fn kill9(&mut self) -> anyhow::Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
+    /// SIGTERM, then wait for a graceful exit.
+    pub async fn stop(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        self.signal("TERM")?;
+        tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .context("did not exit within 15 s of SIGTERM")?
+            .map_err(Into::into)
+    }
+}
+
+fn spawn(
+    mut command: Command,
+    log: PathBuf,
+) -> anyhow::Result<(Spawned, tokio::process::ChildStdout)> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)?;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(file)
+        .env("STREAMSPACE_LOG", "info,streamspace=debug")
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start the streamspace binary")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    Ok((Spawned { child, log }, stdout))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `streamspace server`: control plane only.
+    Server,
+    /// `streamspace up`: control plane plus an embedded Docker agent.
+    Up,
+}
+
+/// A running control plane on a free loopback port.
+pub struct ControlPlane {
+    pub process: Spawned,
+    pub url: Url,
+    pub data_dir: PathBuf,
+    bin: PathBuf,
+    mode: Mode,
+    database_url: Option<String>,
+    _dir: TempDir,
+}
+
+impl ControlPlane {
+    pub async fn start(bin: &Path, mode: Mode, database_url: Option<&str>) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let data_dir = dir.path().join("data");
+        let (process, url) =
+            Self::launch(bin, mode, &data_dir, database_url, "127.0.0.1:0").await?;
+        Ok(Self {
+            process,
+            url,
+            data_dir,
+            bin: bin.to_owned(),
+            mode,
+            database_url: database_url.map(str::to_owned),
+            _dir: dir,
+        })
+    }
+
+    async fn launch(
+        bin: &Path,
+        mode: Mode,
+        data_dir: &Path,
+        database_url: Option<&str>,
+        listen: &str,
+    ) -> anyhow::Result<(Spawned, Url)> {
+        let mut command = Command::new(bin);
+        command
+            .arg(match mode {
+                Mode::Server => "server",
+                Mode::Up => "up",
+            })
+            .args(["--listen", listen, "--data-dir"])
+            .arg(data_dir)
+            .args(["--heartbeat-interval", "1s"])
+            .env("STREAMSPACE_ADMIN_PASSWORD", ADMIN_PASSWORD);
+        if let Some(db) = database_url {
+            command.args(["--database-url", db]);
+        }
+        let log = data_dir.with_extension("log");
+        std::fs::create_dir_all(data_dir.parent().unwrap_or(data_dir))?;
+        let (process, stdout) = spawn(command, log)?;
+        let url = tokio::time::timeout(Duration::from_secs(120), read_url(stdout))
+            .await
+            .ok()
+            .flatten()
+            .with_context(|| format!("the control plane did not start:\n{}", process.log()))?;
+        Ok((process, url))
+    }
+
+    /// Starts the control plane again on the same port and data, as after a
+    /// crash or an upgrade.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        let listen = format!(
+            "{}:{}",
+            self.url.host_str().unwrap_or("127.0.0.1"),
+            self.url.port().unwrap_or_default()
+        );
+        let (process, url) = Self::launch(
+            &self.bin,
+            self.mode,
+            &self.data_dir,
+            self.database_url.as_deref(),
+            &listen,
+        )
+        .await?;
+        self.process = process;
+        self.url = url;
+        Ok(())
+    }
+}
+
+/// Reads the banner line `StreamSpace is running at URL` from stdout and
+/// keeps draining stdout afterwards so the child never blocks on it.
+async fn read_url(stdout: tokio::process::ChildStdout) -> Option<Url> {
+    let mut lines = BufReader::new(stdout).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(url) = line.strip_prefix("StreamSpace is running at ") {
+            let url = Url::parse(url.trim()).ok();
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return url;
+        }
+    }
+    None
+}
+
+/// A separate `streamspace agent docker` process.
+pub struct AgentProcess {
+    pub process: Spawned,
+    pub state_dir: PathBuf,
+    bin: PathBuf,
+    control_plane: Url,
+    name: String,
+    _dir: TempDir,
+}
+
+impl AgentProcess {
+    pub async fn start(
+        bin: &Path,
+        control_plane: &Url,
+        enrollment_token: &str,
+        name: &str,
+    ) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let state_dir = dir.path().join("state");
+        let process = Self::launch(bin, control_plane, Some(enrollment_token), name, &state_dir)?;
+        Ok(Self {
+            process,
+            state_dir,
+            bin: bin.to_owned(),
+            control_plane: control_plane.clone(),
+            name: name.to_owned(),
+            _dir: dir,
+        })
+    }
+
+    fn launch(
+        bin: &Path,
+        control_plane: &Url,
+        token: Option<&str>,
+        name: &str,
+        state_dir: &Path,
+    ) -> anyhow::Result<Spawned> {
+        let mut command = Command::new(bin);
+        command
+            .args(["agent", "docker", "--control-plane", control_plane.as_str()])
+            .args(["--name", name, "--state-dir"])
+            .arg(state_dir);
+        if let Some(token) = token {
+            command.args(["--enrollment-token", token]);
+        }
+        let log = state_dir.with_extension("log");
+        std::fs::create_dir_all(state_dir.parent().unwrap_or(state_dir))?;
+        let (process, _stdout) = spawn(command, log)?;
+        Ok(process)
+    }
+
+    /// Starts the agent again from its state dir (no enrollment token).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.process = Self::launch(
+            &self.bin,
+            &self.control_plane,
+            None,
+            &self.name,
+            &self.state_dir,
+        )?;
+        Ok(())
+    }
+}

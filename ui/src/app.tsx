@@ -1,0 +1,137 @@
+import { createContext } from 'preact';
+import { useContext, useEffect, useState } from 'preact/hooks';
+import { api, ApiError, errorMessage, onUnauthorized, type User } from './api';
+import { startEvents, stopEvents } from './events';
+import { match, navigate, usePath } from './router';
+import { ConfirmHost, ErrorBanner, Loading, ToastHost } from './components/ui';
+import { Layout } from './components/layout';
+import { LoginPage } from './pages/login';
+import { CatalogPage } from './pages/catalog';
+import { MySessionsPage } from './pages/sessions';
+import { ViewerPage } from './pages/viewer';
+import { AgentsPage } from './pages/admin/agents';
+import { AllSessionsPage } from './pages/admin/all-sessions';
+import { UsersPage } from './pages/admin/users';
+import { TemplatesPage } from './pages/admin/templates';
+import { TemplateEditPage } from './pages/admin/template-form';
+import { ForbiddenPage, NotFoundPage } from './pages/errors';
+
+type Auth = { user: User; logout: () => Promise<void> };
+const AuthContext = createContext<Auth | null>(null);
+
+export function useAuth(): Auth {
+  const auth = useContext(AuthContext);
+  if (!auth) throw new Error('useAuth outside a logged-in page');
+  return auth;
+}
+
+export function App() {
+  // undefined: still asking the server who we are.
+  const [user, setUser] = useState<User | null | undefined>(undefined);
+  const [bootError, setBootError] = useState<string | null>(null);
+  const path = usePath();
+
+  const loadMe = () => {
+    setBootError(null);
+    api
+      .me()
+      .then(setUser)
+      .catch((err) => {
+        if (err instanceof ApiError && err.status === 401) setUser(null);
+        else setBootError(errorMessage(err));
+      });
+  };
+
+  useEffect(loadMe, []);
+  useEffect(() => onUnauthorized(() => setUser(null)), []);
+  useEffect(() => {
+    if (user) startEvents();
+    else stopEvents();
+  }, [user]);
+
+  const logout = async () => {
+    try {
+      await api.logout();
+    } catch {
+      // The cookie may already be gone; either way we are logged out here.
+    }
+    setUser(null);
+    navigate('/login', { replace: true });
+  };
+
+  let page;
+  if (bootError) {
+    page = (
+      <main class="center-page">
+        <div class="card narrow">
+          <h1>StreamSpace is unreachable</h1>
+          <ErrorBanner error={bootError} onRetry={loadMe} />
+        </div>
+      </main>
+    );
+  } else if (user === undefined) {
+    page = (
+      <main class="center-page">
+        <Loading what="StreamSpace" />
+      </main>
+    );
+  } else if (user === null) {
+    page = (
+      <LoginPage
+        onLogin={(u) => {
+          setUser(u);
+          const next = new URLSearchParams(location.search).get('next');
+          navigate(next && next.startsWith('/') && !next.startsWith('//') ? next : '/', { replace: true });
+        }}
+      />
+    );
+  } else {
+    page = (
+      <AuthContext.Provider value={{ user, logout }}>
+        <Routes path={path} user={user} />
+      </AuthContext.Provider>
+    );
+  }
+
+  // Logged out on some other page: keep the address so login returns there.
+  useEffect(() => {
+    if (user === null && path !== '/login') {
+      const next = path === '/' ? '' : `?next=${encodeURIComponent(path + location.search)}`;
+      navigate(`/login${next}`, { replace: true });
+    }
+  }, [user, path]);
+
+  return (
+    <>
+      {page}
+      <ConfirmHost />
+      <ToastHost />
+    </>
+  );
+}
+
+function Redirect({ to }: { to: string }) {
+  useEffect(() => navigate(to, { replace: true }), [to]);
+  return null;
+}
+
+function Routes({ path, user }: { path: string; user: User }) {
+  let m: Record<string, string> | null;
+  if (path === '/login') return <Redirect to="/" />;
+  if ((m = match('/sessions/:id', path))) return <ViewerPage key={m.id} id={m.id} />;
+
+  const admin = user.role === 'admin';
+  const adminOnly = (el: preact.JSX.Element) => (admin ? el : <ForbiddenPage />);
+  let content: preact.JSX.Element;
+  if (path === '/' || path === '/catalog') content = <CatalogPage />;
+  else if (path === '/sessions') content = <MySessionsPage />;
+  else if (path === '/admin' || path === '/admin/agents') content = adminOnly(<AgentsPage />);
+  else if (path === '/admin/sessions') content = adminOnly(<AllSessionsPage />);
+  else if (path === '/admin/users') content = adminOnly(<UsersPage />);
+  else if (path === '/admin/templates') content = adminOnly(<TemplatesPage />);
+  else if (path === '/admin/templates/new') content = adminOnly(<TemplateEditPage />);
+  else if ((m = match('/admin/templates/:id', path)))
+    content = adminOnly(<TemplateEditPage key={m.id} id={m.id} />);
+  else content = <NotFoundPage />;
+  return <Layout path={path}>{content}</Layout>;
+}
