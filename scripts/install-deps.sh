@@ -48,6 +48,9 @@ fi
 have python3 || MISSING+=(python3 python3-pip)
 # Debian splits venv/ensurepip out of python3; tests create virtualenvs.
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || MISSING+=(python3-venv)
+# curl and jq: the README's walk-through drives the API with them.
+have curl || MISSING+=(curl)
+have jq || MISSING+=(jq)
 have node || MISSING+=(nodejs)
 have npm || MISSING+=(npm)
 

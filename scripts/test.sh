@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every StreamSpace test on a fresh Debian machine: installs and starts
+# what the tests need (Docker engine, PostgreSQL, Chromium, Node), builds the
+# demo desktop image and the web UI, then runs formatting and lint checks,
+# the Rust unit/integration/end-to-end tests and the browser tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "dependencies"
+scripts/install-deps.sh
+
+# Compiled dependencies outlive the clone, so repeated runs are fast.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/streamspace-target}"
+export STREAMSPACE_TEST_POSTGRES_URL="${STREAMSPACE_TEST_POSTGRES_URL:-postgres://streamspace:streamspace@127.0.0.1:5432/streamspace_test}"
+
+step "python test peers (vncdotool)"
+venv=/var/tmp/streamspace-venv
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check vncdotool
+export PATH="$venv/bin:$PATH"
+
+step "demo desktop image"
+docker image inspect streamspace/desktop:local >/dev/null 2>&1 || images/desktop/build.sh
+
+step "web UI"
+scripts/build-ui.sh
+
+step "format and lint"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "rust tests (unit, API on SQLite and PostgreSQL, end to end on Docker)"
+cargo test --workspace --locked
+
+step "browser tests (Chromium)"
+scripts/test-ui.sh "$CARGO_TARGET_DIR/debug/streamspace"
+
+step "all tests passed"
