@@ -4,6 +4,7 @@
 //! tunnels) is shared and lives in this crate.
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::stream::BoxStream;
 use streamspace_protocol::{Capabilities, Capacity, NodeMetrics, SessionReport, SessionSpec};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -68,6 +69,16 @@ pub trait Platform: Send + Sync + 'static {
 
     /// Open a byte stream to `port` of a running session.
     async fn connect(&self, session_id: &str, port: u16) -> PlatformResult<Box<dyn SessionStream>>;
+
+    /// The session's console output: the last `tail` lines (all when
+    /// `None`), then, with `follow`, new output as it is written, until the
+    /// stream is dropped.
+    async fn logs(
+        &self,
+        session_id: &str,
+        tail: Option<u32>,
+        follow: bool,
+    ) -> PlatformResult<BoxStream<'static, PlatformResult<Bytes>>>;
 
     /// Current load, for heartbeats.
     async fn metrics(&self) -> PlatformResult<NodeMetrics>;

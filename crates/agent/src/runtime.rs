@@ -7,7 +7,8 @@ use crate::backoff::Backoff;
 use crate::executor::Executor;
 use crate::identity::Identity;
 use crate::platform::Platform;
-use crate::{VERSION, endpoint, tls, tunnel};
+use crate::tunnel::{self, Purpose};
+use crate::{VERSION, endpoint, tls};
 use anyhow::{Context, anyhow};
 use futures::{SinkExt, StreamExt};
 use std::sync::Arc;
@@ -281,7 +282,20 @@ fn handle(agent: &Agent, text: &str) -> Option<String> {
             tunnel_id,
             session_id,
             port,
-        }) => spawn_tunnel(agent, tunnel_id, session_id, port),
+        }) => spawn_data_channel(agent, tunnel_id, Purpose::Port { session_id, port }),
+        Ok(ServerMessage::OpenLogs {
+            tunnel_id,
+            session_id,
+            tail,
+            follow,
+        }) => {
+            let purpose = Purpose::Logs {
+                session_id,
+                tail,
+                follow,
+            };
+            spawn_data_channel(agent, tunnel_id, purpose)
+        }
         Ok(ServerMessage::Goodbye { reason }) => return Some(reason),
         Ok(ServerMessage::Welcome(_)) => {}
         Err(err) => tracing::warn!(error = %err, "ignoring unknown control message"),
@@ -289,16 +303,16 @@ fn handle(agent: &Agent, text: &str) -> Option<String> {
     None
 }
 
-fn spawn_tunnel(agent: &Agent, tunnel_id: String, session_id: String, port: u16) {
+fn spawn_data_channel(agent: &Agent, tunnel_id: String, purpose: Purpose) {
     let identity = agent.identity.clone();
     let platform = agent.platform.clone();
     let outbox = agent.outbox.clone();
     let shutdown = agent.shutdown.clone();
-    let span = tracing::debug_span!("tunnel", %tunnel_id, %session_id);
+    let span = tracing::debug_span!("tunnel", %tunnel_id, ?purpose);
     agent.tasks.spawn(
         async move {
             let opened = tokio::select! {
-                result = tunnel::open(&identity, platform.as_ref(), &tunnel_id, &session_id, port) => result,
+                result = tunnel::open(&identity, platform.as_ref(), &tunnel_id, purpose) => result,
                 _ = shutdown.cancelled() => Ok(()),
             };
             if let Err(err) = opened {

@@ -1,37 +1,72 @@
-//! Data channels: for each tunnel the control plane asks for, dial the
-//! session's port and a fresh connection back to the control plane, upgrade
-//! the latter to a raw stream, and copy bytes both ways until either closes.
+//! Data channels: for each tunnel the control plane asks for, open the source
+//! (a session's port, or its console output) and a fresh connection back to
+//! the control plane, upgrade the latter to a raw stream, and copy bytes until
+//! either side closes.
 
 use crate::identity::Identity;
 use crate::platform::{Platform, SessionStream};
 use anyhow::{Context, bail};
 use bytes::Bytes;
+use futures::StreamExt;
 use http::{Request, StatusCode, header};
 use http_body_util::{BodyExt, Empty};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use streamspace_protocol::tunnel::{UPGRADE_PROTOCOL, tunnel_path};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-/// Splices one tunnel. Errors before any byte flows are returned so the
-/// caller can tell the control plane (and so the viewer) why.
+/// What a data channel carries.
+#[derive(Debug, Clone)]
+pub enum Purpose {
+    /// Both directions of a session's TCP port (VNC).
+    Port { session_id: String, port: u16 },
+    /// The session's console output, one way.
+    Logs {
+        session_id: String,
+        tail: Option<u32>,
+        follow: bool,
+    },
+}
+
+/// Runs one data channel. Errors before any byte flows are returned so the
+/// caller can tell the control plane (and so the viewer) why; errors after
+/// that are ordinary disconnects (the viewer closed).
 pub async fn open(
     identity: &Identity,
     platform: &dyn Platform,
     tunnel_id: &str,
-    session_id: &str,
-    port: u16,
+    purpose: Purpose,
 ) -> anyhow::Result<()> {
-    let mut session = platform
-        .connect(session_id, port)
-        .await
-        .with_context(|| format!("cannot reach port {port} of the session"))?;
-    let data = dial(identity, tunnel_id).await?;
-    let mut data = TokioIo::new(data);
-    // Errors after this point are ordinary disconnects (viewer closed).
-    let _ = tokio::io::copy_bidirectional(&mut session, &mut data).await;
+    match purpose {
+        Purpose::Port { session_id, port } => {
+            let mut session = platform
+                .connect(&session_id, port)
+                .await
+                .with_context(|| format!("cannot reach port {port} of the session"))?;
+            let mut data = TokioIo::new(dial(identity, tunnel_id).await?);
+            let _ = tokio::io::copy_bidirectional(&mut session, &mut data).await;
+        }
+        Purpose::Logs {
+            session_id,
+            tail,
+            follow,
+        } => {
+            let mut logs = platform
+                .logs(&session_id, tail, follow)
+                .await
+                .context("cannot read the session's logs")?;
+            let mut data = TokioIo::new(dial(identity, tunnel_id).await?);
+            while let Some(Ok(chunk)) = logs.next().await {
+                if data.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+            let _ = data.shutdown().await;
+        }
+    }
     Ok(())
 }
 

@@ -25,6 +25,7 @@ pub use error::DockerError;
 
 use async_trait::async_trait;
 use bollard::Docker;
+use bytes::Bytes;
 use futures::stream::BoxStream;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -189,6 +190,15 @@ impl Platform for DockerPlatform {
 
     async fn connect(&self, session_id: &str, port: u16) -> PlatformResult<Box<dyn SessionStream>> {
         self.shared.dial(session_id, port).await
+    }
+
+    async fn logs(
+        &self,
+        session_id: &str,
+        tail: Option<u32>,
+        follow: bool,
+    ) -> PlatformResult<BoxStream<'static, PlatformResult<Bytes>>> {
+        self.shared.logs(session_id, tail, follow).await
     }
 
     async fn metrics(&self) -> PlatformResult<NodeMetrics> {

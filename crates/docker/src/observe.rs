@@ -8,7 +8,9 @@ use crate::host::HostLoad;
 use crate::state::{log_tail, observe, with_log_tail};
 use bollard::models::{ContainerInspectResponse, ContainerSummaryStateEnum};
 use bollard::query_parameters::{ListContainersOptionsBuilder, LogsOptionsBuilder};
+use bytes::Bytes;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use std::collections::HashMap;
 use std::time::Duration;
 use streamspace_agent::{PlatformError, PlatformResult, SessionStream};
@@ -159,6 +161,35 @@ impl Shared {
             .list_containers(Some(options))
             .await
             .map_err(|e| self.error("list containers", e))
+    }
+
+    /// The session container's stdout and stderr, interleaved as written.
+    #[tracing::instrument(skip(self), fields(agent_id = %self.agent_id))]
+    pub(crate) async fn logs(
+        &self,
+        session_id: &str,
+        tail: Option<u32>,
+        follow: bool,
+    ) -> PlatformResult<BoxStream<'static, PlatformResult<Bytes>>> {
+        let container = self
+            .inspect_owned(session_id)
+            .await?
+            .ok_or_else(|| PlatformError::NotFound(session_id.to_owned()))?;
+        let id = container.id.unwrap_or_else(|| container_name(session_id));
+        let tail = tail.map_or_else(|| "all".to_owned(), |n| n.to_string());
+        let options = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .follow(follow)
+            .tail(&tail)
+            .build();
+        let endpoint = self.endpoint.clone();
+        let stream = self.docker.logs(&id, Some(options)).map(move |chunk| {
+            chunk.map(|c| c.into_bytes()).map_err(|e| {
+                PlatformError::Unavailable(format!("reading logs from {endpoint}: {e}"))
+            })
+        });
+        Ok(stream.boxed())
     }
 
     /// A TCP connection to `port` of a running session, through the host

@@ -47,6 +47,16 @@ pub enum ServerMessage {
         session_id: String,
         port: u16,
     },
+    /// Stream the session's console output on data channel `tunnel_id`:
+    /// the last `tail` lines (all when absent), then new output if `follow`.
+    OpenLogs {
+        tunnel_id: String,
+        session_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tail: Option<u32>,
+        #[serde(default)]
+        follow: bool,
+    },
     /// The control plane is closing this connection, and why.
     Goodbye {
         reason: String,
@@ -237,6 +247,12 @@ mod tests {
                 tunnel_id: "t".into(),
                 session_id: "s1".into(),
                 port: 5901,
+            },
+            ServerMessage::OpenLogs {
+                tunnel_id: "t".into(),
+                session_id: "s1".into(),
+                tail: Some(100),
+                follow: true,
             },
             ServerMessage::Goodbye {
                 reason: "bye".into(),

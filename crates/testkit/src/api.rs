@@ -95,6 +95,15 @@ impl Api {
         Ok(answer.body)
     }
 
+    /// A plain-text GET that must succeed (logs).
+    pub async fn text(&self, path: &str) -> anyhow::Result<String> {
+        let answer = self.call(Method::GET, path, None).await?;
+        match (answer.status, answer.body) {
+            (StatusCode::OK, Value::String(text)) => Ok(text),
+            (status, body) => bail!("GET {path}: {status} {body}"),
+        }
+    }
+
     pub async fn create_user(&self, username: &str, password: &str) -> anyhow::Result<Value> {
         let body = json!({"username": username, "password": password, "role": "user"});
         self.expect(

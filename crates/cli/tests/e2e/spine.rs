@@ -33,6 +33,13 @@ async fn lifecycle(database_url: Option<String>) -> anyhow::Result<()> {
         vec![(format!("streamspace-{id}"), "running".to_owned())]
     );
     assert_vnc_works(&admin, &id).await?;
+    let logs = admin
+        .text(&format!("/api/v1/sessions/{id}/logs?tail=200"))
+        .await?;
+    assert!(
+        logs.contains("TigerVNC"),
+        "the session's console output: {logs}"
+    );
 
     admin.set_state(&id, "hibernated").await?;
     admin

@@ -10,6 +10,7 @@ mod users;
 mod views;
 
 pub use agents::status as agent_status;
+pub use sessions::visible_session;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -55,6 +56,7 @@ pub fn router(state: AppState) -> Router {
             get(sessions::get).delete(sessions::delete),
         )
         .route("/sessions/{id}/state", put(sessions::set_state))
+        .route("/sessions/{id}/logs", get(tunnel::logs))
         .route("/events", get(events::stream))
         .fallback(api_not_found);
 

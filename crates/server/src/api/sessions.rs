@@ -1,6 +1,6 @@
 use super::views::SessionView;
 use crate::auth::CurrentUser;
-use crate::error::{ApiError, ApiJson, ApiResult};
+use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
 use crate::hub::dispatch;
 use crate::scheduler::{self, Placement};
 use crate::state::AppState;
@@ -8,7 +8,7 @@ use crate::store::{NewSession, SessionRecord, TemplateRecord, new_id};
 use crate::template::PLATFORMS;
 use crate::validate::{FieldError, check_env};
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use http::StatusCode;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -143,7 +143,7 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Vec<SessionView>>> {
     if query.all && !user.user.is_admin() {
         return Err(ApiError::Forbidden(

@@ -7,16 +7,23 @@
 //! end, so one slow viewer never stalls another.
 
 mod agent_side;
+mod logs;
 mod splice;
 mod viewer;
 
 pub use agent_side::accept;
+pub use logs::logs;
 pub use viewer::vnc;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use streamspace_protocol::ServerMessage;
 
 use hyper::upgrade::Upgraded;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
+use tokio::time::timeout;
 
 type Reply = oneshot::Sender<Result<Upgraded, String>>;
 
@@ -85,5 +92,33 @@ impl TunnelBroker {
 
     pub fn waiting(&self) -> usize {
         self.pending().len()
+    }
+}
+
+/// Asks the agent to open a data channel (the message `ask` builds for the
+/// new tunnel id) and waits for it, within the configured time limit.
+pub async fn open_data_channel(
+    state: &AppState,
+    agent_id: &str,
+    ask: impl FnOnce(String) -> ServerMessage,
+) -> ApiResult<Upgraded> {
+    let mut request = state.tunnels.expect(agent_id);
+    if !state.hub.send(agent_id, ask(request.id.clone())) {
+        return Err(ApiError::Unavailable(
+            "the session's agent is not connected: try again when it is back online".into(),
+        ));
+    }
+    let limit = state.config.tunnel_timeout;
+    match timeout(limit, &mut request.reply).await {
+        Err(_) => Err(ApiError::GatewayTimeout(format!(
+            "the agent did not open the tunnel within {limit:?}"
+        ))),
+        Ok(Err(_)) => Err(ApiError::Unavailable(
+            "the tunnel request was withdrawn".into(),
+        )),
+        Ok(Ok(Err(reason))) => Err(ApiError::Unavailable(format!(
+            "the agent could not reach the session: {reason}"
+        ))),
+        Ok(Ok(Ok(stream))) => Ok(stream),
     }
 }

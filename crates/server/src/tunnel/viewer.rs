@@ -1,6 +1,7 @@
 //! `GET /vnc/{session_id}`: a viewer's WebSocket (noVNC, `streamspace
 //! connect`) carrying raw RFB as binary frames.
 
+use super::open_data_channel;
 use super::splice::splice;
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiResult};
@@ -9,12 +10,11 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use http::{HeaderMap, header};
-use hyper::upgrade::Upgraded;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use streamspace_protocol::{Phase, ServerMessage};
-use tokio::time::{interval, timeout};
+use tokio::time::interval;
 use tracing::Instrument;
 
 /// How often viewer input is written to the session's `last_activity`.
@@ -52,7 +52,13 @@ pub async fn vnc(
         .spec
         .vnc_port()
         .ok_or_else(|| ApiError::Conflict("session's template has no VNC port".into()))?;
-    let agent_stream = open_tunnel(&state, &agent_id, &session.id, port).await?;
+    let agent_stream =
+        open_data_channel(&state, &agent_id, |tunnel_id| ServerMessage::OpenTunnel {
+            tunnel_id,
+            session_id: session.id.clone(),
+            port,
+        })
+        .await?;
     state.store.touch_session(&session.id).await?;
 
     let span = tracing::info_span!("tunnel", session_id = %session.id, %agent_id);
@@ -78,40 +84,6 @@ pub async fn vnc(
                 .instrument(span),
             )
         }))
-}
-
-/// Asks the agent to open a data channel for this session port and waits
-/// for it, with the configured time limit.
-pub async fn open_tunnel(
-    state: &AppState,
-    agent_id: &str,
-    session_id: &str,
-    port: u16,
-) -> ApiResult<Upgraded> {
-    let mut request = state.tunnels.expect(agent_id);
-    let ask = ServerMessage::OpenTunnel {
-        tunnel_id: request.id.clone(),
-        session_id: session_id.to_owned(),
-        port,
-    };
-    if !state.hub.send(agent_id, ask) {
-        return Err(ApiError::Unavailable(
-            "the session's agent is not connected: try again when it is back online".into(),
-        ));
-    }
-    let limit = state.config.tunnel_timeout;
-    match timeout(limit, &mut request.reply).await {
-        Err(_) => Err(ApiError::GatewayTimeout(format!(
-            "the agent did not open the tunnel within {limit:?}"
-        ))),
-        Ok(Err(_)) => Err(ApiError::Unavailable(
-            "the tunnel request was withdrawn".into(),
-        )),
-        Ok(Ok(Err(reason))) => Err(ApiError::Unavailable(format!(
-            "the agent could not reach the session: {reason}"
-        ))),
-        Ok(Ok(Ok(stream))) => Ok(stream),
-    }
 }
 
 async fn record_activity(state: &AppState, session_id: &str, input: &AtomicBool) {
