@@ -151,21 +151,26 @@ impl Executor {
         }
     }
 
-    /// Reports a failed platform step as the session's `Failed` phase.
+    /// Turns a failed platform step into the command's error. A step that
+    /// cannot succeed as asked (bad spec, missing object) also marks the
+    /// session `Failed`, which needs a person; a platform that is briefly
+    /// unavailable leaves the phase alone so the control plane retries.
     fn step(
         &self,
         session_id: &str,
         result: Result<SessionReport, PlatformError>,
     ) -> Result<SessionReport, String> {
         result.map_err(|err| {
-            let message = match err {
+            let message = match &err {
                 PlatformError::NotFound(_) => {
                     "the session's container no longer exists: terminate it and start a new one"
                         .to_owned()
                 }
                 other => other.to_string(),
             };
-            self.report(SessionReport::new(session_id, Phase::Failed).with_message(&message));
+            if !matches!(err, PlatformError::Unavailable(_)) {
+                self.report(SessionReport::new(session_id, Phase::Failed).with_message(&message));
+            }
             message
         })
     }

@@ -9,8 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use streamspace_agent::{Enrollment, Identity};
 use streamspace_docker::{DockerOptions, DockerPlatform};
+use streamspace_protocol::{Cpu, Memory};
 use streamspace_server::auth::secrets;
-use streamspace_server::store::{Store, now_ms};
+use streamspace_server::config::OrphanPolicy;
+use streamspace_server::store::{Limits, Store, now_ms};
 use streamspace_server::template::TemplateInput;
 use streamspace_server::{Application, Config};
 use url::Url;
@@ -36,6 +38,18 @@ pub struct ServerArgs {
     /// How often agents send heartbeats; an agent silent for 3 intervals is offline.
     #[arg(long, env = "STREAMSPACE_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = humantime_duration)]
     heartbeat_interval: Duration,
+    /// Default most sessions per user (hibernated ones count); unlimited if unset.
+    #[arg(long, env = "STREAMSPACE_QUOTA_MAX_SESSIONS")]
+    quota_max_sessions: Option<u64>,
+    /// Default CPU per user across running sessions, e.g. "4" or "2500m".
+    #[arg(long, env = "STREAMSPACE_QUOTA_CPU")]
+    quota_cpu: Option<Cpu>,
+    /// Default memory per user across running sessions, e.g. "8Gi".
+    #[arg(long, env = "STREAMSPACE_QUOTA_MEMORY")]
+    quota_memory: Option<Memory>,
+    /// What to do with session containers no record accounts for: adopt, remove or ignore.
+    #[arg(long, env = "STREAMSPACE_ORPHAN_POLICY", default_value = "adopt")]
+    orphan_policy: OrphanPolicy,
 }
 
 fn humantime_duration(text: &str) -> Result<Duration, String> {
@@ -53,6 +67,12 @@ impl ServerArgs {
                 .ok()
                 .filter(|p| !p.is_empty()),
             heartbeat_interval: self.heartbeat_interval,
+            quota_defaults: Limits {
+                max_sessions: self.quota_max_sessions,
+                cpu_millis: self.quota_cpu.map(Cpu::millicores),
+                memory_bytes: self.quota_memory.map(Memory::bytes),
+            },
+            orphan_policy: self.orphan_policy,
             ..Config::default()
         }
     }

@@ -133,16 +133,27 @@ impl Shared {
             let Some(session_id) = label_of(summary.labels.as_ref(), labels::SESSION_ID) else {
                 continue;
             };
-            if summary.state == Some(ContainerSummaryStateEnum::RUNNING) {
-                reports.push(SessionReport::new(session_id, Phase::Running));
-                continue;
-            }
-            // Stopped containers need the full state (exit code, OOM) to
-            // tell hibernation from failure.
-            let id = summary.id.as_deref().unwrap_or_default();
-            if let Some(container) = self.inspect_by_name(id).await? {
-                reports.push(self.report(session_id, &container).await);
-            }
+            let report = if summary.state == Some(ContainerSummaryStateEnum::RUNNING) {
+                SessionReport::new(session_id, Phase::Running)
+            } else {
+                // Stopped containers need the full state (exit code, OOM) to
+                // tell hibernation from failure.
+                let id = summary.id.as_deref().unwrap_or_default();
+                match self.inspect_by_name(id).await? {
+                    Some(container) => self.report(session_id, &container).await,
+                    None => continue,
+                }
+            };
+            let labels = summary.labels.as_ref();
+            reports.push(
+                match (
+                    label_of(labels, labels::USER),
+                    label_of(labels, labels::TEMPLATE),
+                ) {
+                    (Some(user), Some(template)) => report.with_origin(user, template),
+                    _ => report,
+                },
+            );
         }
         reports.sort_by(|a, b| a.session_id.cmp(&b.session_id));
         Ok(reports)

@@ -17,7 +17,8 @@ pub use control::{
 };
 pub use quantity::{Cpu, Memory, QuantityError};
 pub use session::{
-    DesiredState, HomeVolume, Phase, PortProtocol, PortSpec, Resources, SessionReport, SessionSpec,
+    DesiredState, HomeVolume, Phase, PortProtocol, PortSpec, Resources, SessionOrigin,
+    SessionReport, SessionSpec,
 };
 
 /// Version of the agent protocol. The control plane refuses a `hello` whose

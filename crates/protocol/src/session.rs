@@ -160,6 +160,17 @@ pub struct SessionReport {
     /// Why the session is in this phase, when that is not obvious (failures).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Whom the platform object says it belongs to (its labels). Sent in
+    /// inventories, so a control plane that lost its record can adopt it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<SessionOrigin>,
+}
+
+/// The user and template a session was made for, as its labels record them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionOrigin {
+    pub user: String,
+    pub template: String,
 }
 
 impl SessionReport {
@@ -168,11 +179,20 @@ impl SessionReport {
             session_id: session_id.into(),
             phase,
             message: None,
+            origin: None,
         }
     }
 
     pub fn with_message(mut self, message: impl Into<String>) -> Self {
         self.message = Some(message.into());
+        self
+    }
+
+    pub fn with_origin(mut self, user: impl Into<String>, template: impl Into<String>) -> Self {
+        self.origin = Some(SessionOrigin {
+            user: user.into(),
+            template: template.into(),
+        });
         self
     }
 }

@@ -1,6 +1,7 @@
 //! Control-plane settings. The CLI fills them from flags and `STREAMSPACE_*`
 //! variables; the defaults run a single-host install.
 
+use crate::store::Limits;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,6 +28,44 @@ pub struct Config {
     pub enrollment_ttl: Duration,
     /// How long a viewer waits for an agent to open a tunnel.
     pub tunnel_timeout: Duration,
+    /// Per-user limits that apply unless an admin overrides them.
+    pub quota_defaults: Limits,
+    /// How often the reconciler compares desired and observed state.
+    pub reconcile_interval: Duration,
+    /// How long a viewer opening a hibernated session waits for it to wake.
+    pub wake_timeout: Duration,
+    /// What to do with a session container an agent reports that the store
+    /// does not know.
+    pub orphan_policy: OrphanPolicy,
+}
+
+/// What happens to a container carrying StreamSpace labels that no session
+/// in the store accounts for (a restored database, a hand-made container).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OrphanPolicy {
+    /// Record it as a session of the user and template its labels name, if
+    /// both exist; otherwise leave it alone and log it.
+    #[default]
+    Adopt,
+    /// Remove its container (persistent homes are kept).
+    Remove,
+    /// Leave it alone and log it.
+    Ignore,
+}
+
+impl std::str::FromStr for OrphanPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "adopt" => Ok(OrphanPolicy::Adopt),
+            "remove" => Ok(OrphanPolicy::Remove),
+            "ignore" => Ok(OrphanPolicy::Ignore),
+            other => Err(format!(
+                "unknown orphan policy {other:?}: use adopt, remove or ignore"
+            )),
+        }
+    }
 }
 
 impl Default for Config {
@@ -41,6 +80,10 @@ impl Default for Config {
             token_ttl: Duration::from_secs(7 * 24 * 3600),
             enrollment_ttl: Duration::from_secs(24 * 3600),
             tunnel_timeout: Duration::from_secs(10),
+            quota_defaults: Limits::default(),
+            reconcile_interval: Duration::from_secs(1),
+            wake_timeout: Duration::from_secs(60),
+            orphan_policy: OrphanPolicy::default(),
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::{AgentLoad, AgentRecord};
 use crate::validate::FieldError;
+use std::collections::BTreeMap;
 use streamspace_protocol::Resources;
 
 pub struct Placement<'a> {
@@ -17,6 +18,8 @@ pub struct Placement<'a> {
     /// empty means any.
     pub platforms: &'a [String],
     pub agent_id: Option<&'a str>,
+    /// Labels an agent must carry (`region` also matches its region).
+    pub selector: &'a BTreeMap<String, String>,
     pub resources: Resources,
 }
 
@@ -32,7 +35,8 @@ pub async fn choose(state: &AppState, placement: &Placement<'_>) -> ApiResult<Ag
     let loads = state.store.agent_loads().await?;
     let load_of = |a: &AgentRecord| loads.get(&a.id).copied().unwrap_or_default();
     let platform_ok = |a: &AgentRecord| {
-        placement.platforms.is_empty() || placement.platforms.contains(&a.platform)
+        (placement.platforms.is_empty() || placement.platforms.contains(&a.platform))
+            && matches_selector(a, placement.selector)
     };
 
     if let Some(id) = placement.agent_id {
@@ -45,7 +49,7 @@ pub async fn choose(state: &AppState, placement: &Placement<'_>) -> ApiResult<Ag
             return Err(FieldError::new(
                 "agent_id",
                 format!(
-                    "agent {} runs {}, which this session may not use",
+                    "agent {} runs {} or lacks the selected labels, so this session may not use it",
                     agent.name, agent.platform
                 ),
             )
@@ -80,6 +84,13 @@ pub async fn choose(state: &AppState, placement: &Placement<'_>) -> ApiResult<Ag
     }
     best.map(|(_, agent)| agent)
         .ok_or_else(|| no_fit(placement.platforms, &refused))
+}
+
+fn matches_selector(agent: &AgentRecord, selector: &BTreeMap<String, String>) -> bool {
+    selector.iter().all(|(key, value)| {
+        agent.labels.get(key) == Some(value)
+            || (key == "region" && agent.region.as_deref() == Some(value.as_str()))
+    })
 }
 
 fn fitness(

@@ -66,6 +66,7 @@ impl Application {
             events: EventBus::default(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            admission: Arc::default(),
         };
         Ok(Self {
             listener,
@@ -101,6 +102,7 @@ impl Application {
         let server = axum::serve(self.listener, router)
             .with_graceful_shutdown(async move { stop.cancelled().await });
         tracing::info!(url = %state.public_url, "control plane listening");
+        state.tasks.spawn(crate::reconcile::run(state.clone()));
         let result = tokio::select! {
             result = server => result.context("the HTTP server failed"),
             _ = shutdown.cancelled() => Ok(()),

@@ -5,7 +5,7 @@ use crate::validate::{FieldError, check_env, check_slug};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use streamspace_protocol::{PortProtocol, PortSpec, Resources};
+use streamspace_protocol::{HomeVolume, PortProtocol, PortSpec, Resources, SessionSpec};
 
 /// Platforms a template may name.
 pub const PLATFORMS: [&str; 2] = ["docker", "kubernetes"];
@@ -32,14 +32,40 @@ pub struct TemplateSpec {
 
 impl TemplateSpec {
     pub fn idle_timeout(&self) -> Option<Duration> {
-        self.idle_timeout
-            .as_deref()
-            .and_then(|t| humantime::parse_duration(t).ok())
-            .filter(|d| !d.is_zero())
+        parse_idle_timeout(self.idle_timeout.as_deref())
     }
 
     pub fn allows_platform(&self, platform: &str) -> bool {
         self.platforms.is_empty() || self.platforms.iter().any(|p| p == platform)
+    }
+
+    /// What an agent needs to run this template as `session_id` for
+    /// `username`; per-session resources and env override the template's.
+    pub fn session_spec(
+        &self,
+        session_id: &str,
+        username: &str,
+        resources: Resources,
+        env: BTreeMap<String, String>,
+    ) -> SessionSpec {
+        let mut merged_env = self.env.clone();
+        merged_env.extend(env);
+        SessionSpec {
+            session_id: session_id.to_owned(),
+            user: username.to_owned(),
+            template: self.name.clone(),
+            image: self.image.clone(),
+            env: merged_env,
+            ports: self.ports.clone(),
+            resources: Resources {
+                cpu: resources.cpu.or(self.resources.cpu),
+                memory: resources.memory.or(self.resources.memory),
+            },
+            home: self.persistent_home.then(|| HomeVolume {
+                volume: format!("streamspace-home-{username}-{}", self.name),
+                path: self.home_path.clone(),
+            }),
+        }
     }
 }
 
@@ -209,7 +235,7 @@ fn check_ports(ports: Option<Vec<PortInput>>) -> Result<Vec<PortSpec>, FieldErro
     Ok(checked)
 }
 
-fn check_idle_timeout(value: Option<String>) -> Result<Option<String>, FieldError> {
+pub fn check_idle_timeout(value: Option<String>) -> Result<Option<String>, FieldError> {
     let Some(text) = value.filter(|t| !t.trim().is_empty()) else {
         return Ok(None);
     };
@@ -224,6 +250,12 @@ fn check_idle_timeout(value: Option<String>) -> Result<Option<String>, FieldErro
             format!("{text:?} is not a duration: use e.g. \"30m\", \"2h\" or \"0\" for never"),
         )),
     }
+}
+
+/// A validated idle timeout as a duration; `None` means never.
+pub fn parse_idle_timeout(text: Option<&str>) -> Option<Duration> {
+    text.and_then(|t| humantime::parse_duration(t.trim()).ok())
+        .filter(|d| !d.is_zero())
 }
 
 #[cfg(test)]

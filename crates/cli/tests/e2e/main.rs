@@ -2,13 +2,15 @@
 //! real demo desktop image, and RFB spoken through `/vnc`.
 
 mod connect;
+mod faults;
 mod spine;
 mod up;
 
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
-use streamspace_testkit::{Api, docker};
+use streamspace_testkit::docker::Cleanup;
+use streamspace_testkit::{AgentProcess, Api, ControlPlane, Mode, docker};
 
 pub const DESKTOP: &str = "streamspace/desktop:local";
 pub const RUNNING_LIMIT: Duration = Duration::from_secs(90);
@@ -49,5 +51,44 @@ pub async fn assert_vnc_works(api: &Api, session_id: &str) -> anyhow::Result<()>
 pub fn require_desktop_image() {
     if let Err(err) = docker::require_image(DESKTOP) {
         panic!("{err:#}");
+    }
+}
+
+/// A control plane and a separate Docker agent, with the desktop template.
+pub struct Cluster {
+    pub cp: ControlPlane,
+    pub admin: Api,
+    pub agent: AgentProcess,
+    pub agent_id: String,
+    _cleanup: Cleanup,
+}
+
+impl Cluster {
+    pub async fn start(agent_name: &str) -> anyhow::Result<Self> {
+        require_desktop_image();
+        let cp = ControlPlane::start(bin(), Mode::Server, None).await?;
+        let admin = Api::admin(&cp.url).await?;
+        let token = admin.enrollment_token().await?;
+        let agent = AgentProcess::start(bin(), &cp.url, &token, agent_name).await?;
+        let agent_id = admin
+            .wait_for_agent(agent_name, Duration::from_secs(30))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:#}\nagent log:\n{}", agent.process.log()))?;
+        admin.create_template(desktop_template("desktop")).await?;
+        Ok(Self {
+            cp,
+            admin,
+            agent,
+            _cleanup: Cleanup(vec![agent_id.clone()]),
+            agent_id,
+        })
+    }
+
+    /// Starts a desktop session and waits until it runs; returns its id.
+    pub async fn running_session(&self, api: &Api, body: Value) -> anyhow::Result<String> {
+        let session = api.create_session(body).await?;
+        let id = session["id"].as_str().unwrap_or_default().to_owned();
+        api.wait_for_phase(&id, "Running", RUNNING_LIMIT).await?;
+        Ok(id)
     }
 }

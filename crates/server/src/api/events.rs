@@ -4,7 +4,7 @@
 //! should reload its lists.
 
 use super::agent_status;
-use super::views::{AgentView, SessionView};
+use super::views::AgentView;
 use crate::auth::CurrentUser;
 use crate::events::Event;
 use crate::state::AppState;
@@ -50,7 +50,7 @@ async fn render(state: &AppState, user: &CurrentUser, event: Event) -> Option<ss
                 return None;
             }
             let session = state.store.get_session(&id).await.ok()??;
-            let view = SessionView::new(state, session);
+            let view = super::session_view(state, session).await.ok()?;
             sse::Event::default().event("session").json_data(view).ok()
         }
         Event::Agent { id } => {

@@ -10,7 +10,7 @@ mod users;
 mod views;
 
 pub use agents::status as agent_status;
-pub use sessions::visible_session;
+pub use sessions::{view as session_view, visible_session};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -27,6 +27,11 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
         .route("/users/me", get(users::me))
+        .route("/users/me/quota", get(users::my_quota))
+        .route(
+            "/users/{id}/quota",
+            get(users::get_quota).put(users::set_quota),
+        )
         .route("/users", get(users::list).post(users::create))
         .route(
             "/users/{id}",
@@ -57,6 +62,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/sessions/{id}/state", put(sessions::set_state))
         .route("/sessions/{id}/logs", get(tunnel::logs))
+        .route("/sessions/{id}/events", get(sessions::events))
+        .route("/sessions/{id}/heartbeat", post(sessions::heartbeat))
         .route("/events", get(events::stream))
         .fallback(api_not_found);
 

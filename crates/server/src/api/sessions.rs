@@ -1,20 +1,21 @@
+use super::agent_status;
 use super::views::SessionView;
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
 use crate::hub::dispatch;
+use crate::lifecycle::{audit, change_state};
+use crate::quota;
 use crate::scheduler::{self, Placement};
 use crate::state::AppState;
-use crate::store::{NewSession, SessionRecord, TemplateRecord, new_id};
-use crate::template::PLATFORMS;
+use crate::store::{NewSession, SessionEvent, SessionRecord, TemplateRecord, new_id};
+use crate::template::{PLATFORMS, check_idle_timeout, parse_idle_timeout};
 use crate::validate::{FieldError, check_env};
 use axum::Json;
 use axum::extract::{Path, State};
 use http::StatusCode;
 use serde::Deserialize;
-use std::collections::BTreeMap;
-use streamspace_protocol::{
-    Action, Command, DesiredState, HomeVolume, Phase, Resources, SessionSpec,
-};
+use std::collections::{BTreeMap, HashMap};
+use streamspace_protocol::{Action, Command, DesiredState, Resources};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,10 +26,22 @@ pub struct NewSessionInput {
     platform: Option<String>,
     #[serde(default)]
     agent_id: Option<String>,
+    /// Only agents carrying all these labels (`region` matches the agent's
+    /// region too).
+    #[serde(default)]
+    agent_selector: BTreeMap<String, String>,
     #[serde(default)]
     resources: Option<Resources>,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    /// Overrides the template's idle timeout (`"0"` = never).
+    #[serde(default)]
+    idle_timeout: Option<String>,
+}
+
+/// Who asked, as the audit trail names them.
+pub fn actor(user: &CurrentUser) -> String {
+    format!("user:{}", user.user.username)
 }
 
 pub async fn create(
@@ -37,6 +50,10 @@ pub async fn create(
     ApiJson(input): ApiJson<NewSessionInput>,
 ) -> ApiResult<(StatusCode, Json<SessionView>)> {
     check_env("env", &input.env)?;
+    let idle_override = match input.idle_timeout {
+        Some(text) => Some(check_idle_timeout(Some(text))?),
+        None => None,
+    };
     let template = state
         .store
         .find_template(&input.template)
@@ -51,12 +68,26 @@ pub async fn create(
             )
         })?;
     let platforms = allowed_platforms(&template, input.platform.as_deref())?;
-    let spec = session_spec(&user, &template, input.resources, input.env);
+    let spec = template.spec.session_spec(
+        &new_id(),
+        &user.user.username,
+        input.resources.unwrap_or_default(),
+        input.env,
+    );
+    let idle = match idle_override {
+        Some(text) => parse_idle_timeout(text.as_deref()),
+        None => template.spec.idle_timeout(),
+    };
     let placement = Placement {
         platforms: &platforms,
         agent_id: input.agent_id.as_deref(),
+        selector: &input.agent_selector,
         resources: spec.resources,
     };
+    // One admission at a time, so two requests cannot both pass a quota or
+    // capacity check that only one of them fits.
+    let admission = state.admission.lock().await;
+    quota::check_create(&state, &user.user.id, &spec.resources).await?;
     let agent = scheduler::choose(&state, &placement).await?;
     let start = Command {
         id: new_id(),
@@ -72,12 +103,19 @@ pub async fn create(
         agent_id: agent.id.clone(),
         platform: agent.platform.clone(),
         spec,
+        idle_timeout_ms: idle.map(|d| d.as_millis() as i64),
     };
     let session = state.store.create_session(&new, &start).await?;
+    drop(admission);
     tracing::info!(session_id = %session.id, agent = %agent.name, "session created");
+    let event = SessionEvent::new(actor(&user), "created")
+        .state("running")
+        .phase("Pending")
+        .message(Some(&format!("placed on agent {}", agent.name)));
+    audit(&state, &session.id, &event).await;
     dispatch(&state, &agent.id, start).await?;
     state.events.session_changed(&session.id, &session.user_id);
-    Ok((StatusCode::CREATED, Json(SessionView::new(&state, session))))
+    Ok((StatusCode::CREATED, Json(view(&state, session).await?)))
 }
 
 /// The platforms this session may use: the requested one, if the template
@@ -102,34 +140,34 @@ fn allowed_platforms(template: &TemplateRecord, requested: Option<&str>) -> ApiR
     }
 }
 
-/// Resolves the template for this user: per-session resources and env
-/// override the template's.
-fn session_spec(
-    user: &CurrentUser,
-    template: &TemplateRecord,
-    resources: Option<Resources>,
-    env: BTreeMap<String, String>,
-) -> SessionSpec {
-    let t = &template.spec;
-    let resources = resources.unwrap_or_default();
-    let mut merged_env = t.env.clone();
-    merged_env.extend(env);
-    SessionSpec {
-        session_id: new_id(),
-        user: user.user.username.clone(),
-        template: t.name.clone(),
-        image: t.image.clone(),
-        env: merged_env,
-        ports: t.ports.clone(),
-        resources: Resources {
-            cpu: resources.cpu.or(t.resources.cpu),
-            memory: resources.memory.or(t.resources.memory),
-        },
-        home: t.persistent_home.then(|| HomeVolume {
-            volume: format!("streamspace-home-{}-{}", user.user.username, t.name),
-            path: t.home_path.clone(),
-        }),
-    }
+/// Views of sessions, with their agents' reachability looked up once.
+pub async fn views(state: &AppState, sessions: Vec<SessionRecord>) -> ApiResult<Vec<SessionView>> {
+    let agents: HashMap<String, &'static str> = state
+        .store
+        .list_agents()
+        .await?
+        .into_iter()
+        .map(|a| (a.id.clone(), agent_status(state, &a)))
+        .collect();
+    Ok(sessions
+        .into_iter()
+        .map(|s| {
+            let status = s.agent_id.as_ref().and_then(|id| agents.get(id).copied());
+            SessionView::new(state, s, status)
+        })
+        .collect())
+}
+
+pub async fn view(state: &AppState, session: SessionRecord) -> ApiResult<SessionView> {
+    let status = match &session.agent_id {
+        Some(id) => state
+            .store
+            .get_agent(id)
+            .await?
+            .map(|a| agent_status(state, &a)),
+        None => None,
+    };
+    Ok(SessionView::new(state, session, status))
 }
 
 #[derive(Deserialize)]
@@ -155,12 +193,7 @@ pub async fn list(
         .store
         .list_sessions(owner, query.include_terminated)
         .await?;
-    Ok(Json(
-        sessions
-            .into_iter()
-            .map(|s| SessionView::new(&state, s))
-            .collect(),
-    ))
+    Ok(Json(views(&state, sessions).await?))
 }
 
 /// The session if this user may see it. Others get the same 404 as for a
@@ -184,7 +217,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> ApiResult<Json<SessionView>> {
     let session = visible_session(&state, &user, &id).await?;
-    Ok(Json(SessionView::new(&state, session)))
+    Ok(Json(view(&state, session).await?))
 }
 
 #[derive(Deserialize)]
@@ -209,8 +242,10 @@ pub async fn set_state(
         )
     })?;
     let session = visible_session(&state, &user, &id).await?;
-    let session = change_state(&state, session, desired).await?;
-    Ok(Json(SessionView::new(&state, session)))
+    let admission = state.admission.lock().await;
+    let session = change_state(&state, session, desired, &actor(&user), None).await?;
+    drop(admission);
+    Ok(Json(view(&state, session).await?))
 }
 
 pub async fn delete(
@@ -219,82 +254,45 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<Json<SessionView>> {
     let session = visible_session(&state, &user, &id).await?;
-    let session = change_state(&state, session, DesiredState::Terminated).await?;
-    Ok(Json(SessionView::new(&state, session)))
+    let session = change_state(
+        &state,
+        session,
+        DesiredState::Terminated,
+        &actor(&user),
+        None,
+    )
+    .await?;
+    Ok(Json(view(&state, session).await?))
 }
 
-/// Records the new desired state with the command that moves the session
-/// toward it. Asking for what is already the case changes nothing.
-pub async fn change_state(
-    state: &AppState,
-    session: SessionRecord,
-    desired: DesiredState,
-) -> ApiResult<SessionRecord> {
-    let Some(agent_id) = session.agent_id.clone() else {
-        return Err(ApiError::Conflict("the session has no agent".into()));
-    };
-    let Some((phase, action)) = transition(&session, desired)? else {
-        return Ok(session);
-    };
-    if action == Action::Hibernate && !agent_supports_hibernation(state, &agent_id).await? {
-        return Err(ApiError::Conflict(
-            "this session's platform cannot hibernate sessions".into(),
-        ));
-    }
-    let command = Command {
-        id: new_id(),
-        session_id: session.id.clone(),
-        action,
-    };
-    let updated = state
-        .store
-        .set_desired_state(&session.id, desired, phase, Some((&agent_id, &command)))
-        .await?
-        .ok_or_else(|| ApiError::not_found("session"))?;
-    tracing::info!(session_id = %session.id, state = desired.as_str(), "desired state set");
-    dispatch(state, &agent_id, command).await?;
-    state.events.session_changed(&updated.id, &updated.user_id);
-    Ok(updated)
+/// `POST /sessions/{id}/heartbeat`: the user is active (for clients that
+/// do not send input through the VNC proxy).
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let session = visible_session(&state, &user, &id).await?;
+    state.store.touch_session(&session.id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
-/// The phase to show and the command to send to move `session` toward
-/// `desired`; `None` when it is already there (or on its way).
-fn transition(
-    session: &SessionRecord,
-    desired: DesiredState,
-) -> ApiResult<Option<(Phase, Action)>> {
-    use Phase::*;
-    if session.phase == Terminated {
-        return match desired {
-            DesiredState::Terminated => Ok(None),
-            _ => Err(ApiError::Conflict(
-                "the session is terminated: start a new one from its template".into(),
-            )),
-        };
-    }
-    if session.state == desired && session.phase != Failed {
-        return Ok(None);
-    }
-    Ok(Some(match desired {
-        DesiredState::Terminated => (Stopping, Action::Terminate),
-        DesiredState::Hibernated => (Hibernating, Action::Hibernate),
-        // A failed session may have lost its container: start recreates it.
-        DesiredState::Running if session.phase == Failed => (
-            Starting,
-            Action::Start {
-                spec: Box::new(session.spec.clone()),
-            },
-        ),
-        DesiredState::Running => (
-            Waking,
-            Action::Wake {
-                vnc_port: session.spec.vnc_port().unwrap_or_default(),
-            },
-        ),
-    }))
-}
-
-async fn agent_supports_hibernation(state: &AppState, agent_id: &str) -> ApiResult<bool> {
-    let agent = state.store.get_agent(agent_id).await?;
-    Ok(agent.is_some_and(|a| a.capabilities.hibernation))
+/// `GET /sessions/{id}/events`: the audit trail, oldest first.
+pub async fn events(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<serde_json::Value>>> {
+    let session = visible_session(&state, &user, &id).await?;
+    let events = state.store.session_events(&session.id).await?;
+    let shaped = events
+        .into_iter()
+        .map(|e| {
+            let at = super::views::time(e.at);
+            let mut value = serde_json::to_value(e).unwrap_or_default();
+            value["at"] = serde_json::Value::String(at);
+            value
+        })
+        .collect();
+    Ok(Json(shaped))
 }

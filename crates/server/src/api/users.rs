@@ -1,5 +1,6 @@
 use crate::auth::{AdminUser, CurrentUser, password};
 use crate::error::{ApiError, ApiJson, ApiResult};
+use crate::quota::{self, LimitsView, QuotaView};
 use crate::state::AppState;
 use crate::store::{Role, User};
 use crate::validate::{check_password, check_username};
@@ -119,4 +120,44 @@ pub async fn delete(
     } else {
         Err(ApiError::not_found("user"))
     }
+}
+
+pub async fn my_quota(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> ApiResult<Json<QuotaView>> {
+    Ok(Json(quota::view(&state, &user.user.id).await?))
+}
+
+pub async fn get_quota(
+    State(state): State<AppState>,
+    _: AdminUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<QuotaView>> {
+    let user = state
+        .store
+        .get_user(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    Ok(Json(quota::view(&state, &user.id).await?))
+}
+
+/// Sets the user's own limits; `null` (or absent) means the server default.
+pub async fn set_quota(
+    State(state): State<AppState>,
+    _: AdminUser,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<LimitsView>,
+) -> ApiResult<Json<QuotaView>> {
+    let user = state
+        .store
+        .get_user(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    state
+        .store
+        .set_quota_override(&user.id, &input.into())
+        .await?;
+    tracing::info!(user = %user.username, "quota set");
+    Ok(Json(quota::view(&state, &user.id).await?))
 }

@@ -28,14 +28,24 @@ pub struct SessionView {
     /// Where a viewer reaches the session: the `/vnc` WebSocket.
     pub url: String,
     pub resources: Resources,
+    /// Whether the session's agent is reachable: `online`, `offline` (the
+    /// session is untouched but cannot be reached or changed until the agent
+    /// returns) or `draining`.
+    pub agent_status: Option<&'static str>,
+    /// Hibernated after this long without viewer input or heartbeats.
+    pub idle_timeout: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     pub last_activity: String,
 }
 
 impl SessionView {
-    pub fn new(state: &AppState, s: SessionRecord) -> Self {
+    pub fn new(state: &AppState, s: SessionRecord, agent_status: Option<&'static str>) -> Self {
         SessionView {
+            agent_status,
+            idle_timeout: s.idle_timeout_ms.map(|ms| {
+                humantime::format_duration(Duration::from_millis(ms.max(0) as u64)).to_string()
+            }),
             url: vnc_url(state, &s.id),
             user: s.username,
             user_id: s.user_id,

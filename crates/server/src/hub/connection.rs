@@ -95,7 +95,12 @@ async fn serve(state: AppState, agent: AgentRecord, secret_hash: String, mut ws:
     state.events.agent_changed(&agent.id);
     replay_open_commands(&state, &agent.id).await;
 
-    relay(&state, &agent.id, &mut ws, outbox).await;
+    let actor = format!("agent:{}", agent.name);
+    let from = reports::From {
+        id: &agent.id,
+        actor: &actor,
+    };
+    relay(&state, &from, &mut ws, outbox).await;
 
     if state.hub.detach(&agent.id, conn_id) {
         if let Err(err) = state.store.mark_agent_disconnected(&agent.id).await {
@@ -150,7 +155,7 @@ async fn replay_open_commands(state: &AppState, agent_id: &str) {
 
 async fn relay(
     state: &AppState,
-    agent_id: &str,
+    from: &reports::From<'_>,
     ws: &mut WebSocket,
     mut outbox: mpsc::Receiver<ServerMessage>,
 ) {
@@ -182,7 +187,7 @@ async fn relay(
                 match incoming {
                     Some(Ok(Message::Text(text))) => {
                         match serde_json::from_str::<AgentMessage>(text.as_str()) {
-                            Ok(message) => reports::handle(state, agent_id, message).await,
+                            Ok(message) => reports::handle(state, from, message).await,
                             Err(err) => tracing::warn!(error = %err, "ignoring malformed agent message"),
                         }
                     }

@@ -2,6 +2,7 @@
 //! way commands reach them (stored first, then sent).
 
 mod connection;
+mod orphans;
 mod reports;
 
 pub use connection::connect;

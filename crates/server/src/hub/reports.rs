@@ -1,18 +1,27 @@
 //! What agents tell the control plane, applied to the store. An agent can
 //! only ever change sessions assigned to it (the store enforces that).
 
+use crate::lifecycle::audit;
 use crate::state::AppState;
-use crate::store::{CommandStatus, StoreResult, now_ms};
+use crate::store::{CommandStatus, SessionEvent, StoreResult, now_ms};
 use std::collections::HashSet;
 use streamspace_protocol::{AgentMessage, Phase, SessionReport};
 
-pub async fn handle(state: &AppState, agent_id: &str, message: AgentMessage) {
-    if let Err(err) = apply(state, agent_id, message).await {
+/// The agent a message came from.
+pub struct From<'a> {
+    pub id: &'a str,
+    /// `agent:<name>`, for the audit trail.
+    pub actor: &'a str,
+}
+
+pub async fn handle(state: &AppState, from: &From<'_>, message: AgentMessage) {
+    if let Err(err) = apply(state, from, message).await {
         tracing::error!(error = %err, "cannot apply agent message");
     }
 }
 
-async fn apply(state: &AppState, agent_id: &str, message: AgentMessage) -> StoreResult<()> {
+async fn apply(state: &AppState, from: &From<'_>, message: AgentMessage) -> StoreResult<()> {
+    let agent_id = from.id;
     match message {
         AgentMessage::Heartbeat { metrics } => {
             state
@@ -36,8 +45,8 @@ async fn apply(state: &AppState, agent_id: &str, message: AgentMessage) -> Store
                 .advance_command(&command_id, agent_id, status, error.as_deref())
                 .await?;
         }
-        AgentMessage::SessionStatus(report) => apply_report(state, agent_id, &report).await?,
-        AgentMessage::Inventory { sessions } => apply_inventory(state, agent_id, &sessions).await?,
+        AgentMessage::SessionStatus(report) => apply_report(state, from, &report).await?,
+        AgentMessage::Inventory { sessions } => apply_inventory(state, from, &sessions).await?,
         AgentMessage::TunnelFailed { tunnel_id, error } => {
             state.tunnels.fail(&tunnel_id, agent_id, error);
         }
@@ -46,12 +55,16 @@ async fn apply(state: &AppState, agent_id: &str, message: AgentMessage) -> Store
     Ok(())
 }
 
-async fn apply_report(state: &AppState, agent_id: &str, report: &SessionReport) -> StoreResult<()> {
+async fn apply_report(
+    state: &AppState,
+    from: &From<'_>,
+    report: &SessionReport,
+) -> StoreResult<()> {
     let updated = state
         .store
         .report_phase(
             &report.session_id,
-            agent_id,
+            from.id,
             report.phase,
             report.message.as_deref(),
         )
@@ -59,6 +72,10 @@ async fn apply_report(state: &AppState, agent_id: &str, report: &SessionReport) 
     match updated {
         Some(session) => {
             tracing::info!(session_id = %session.id, phase = %session.phase, "session phase");
+            let event = SessionEvent::new(from.actor, "phase")
+                .phase(session.phase.as_str())
+                .message(session.message.as_deref());
+            audit(state, &session.id, &event).await;
             state.events.session_changed(&session.id, &session.user_id);
         }
         None => tracing::debug!(session_id = %report.session_id, "report changed nothing"),
@@ -71,15 +88,22 @@ async fn apply_report(state: &AppState, agent_id: &str, report: &SessionReport) 
 /// would create it, was removed behind StreamSpace's back.
 async fn apply_inventory(
     state: &AppState,
-    agent_id: &str,
+    from: &From<'_>,
     reports: &[SessionReport],
 ) -> StoreResult<()> {
+    let agent_id = from.id;
+    let placed = state.store.agent_sessions(agent_id).await?;
+    let known: HashSet<&str> = placed.iter().map(|s| s.id.as_str()).collect();
     let mut seen = HashSet::with_capacity(reports.len());
     for report in reports {
         seen.insert(report.session_id.as_str());
-        apply_report(state, agent_id, report).await?;
+        if known.contains(report.session_id.as_str()) {
+            apply_report(state, from, report).await?;
+        } else {
+            super::orphans::handle(state, agent_id, report).await?;
+        }
     }
-    for session in state.store.agent_sessions(agent_id).await? {
+    for session in placed {
         let settled = matches!(
             session.phase,
             Phase::Pending | Phase::Failed | Phase::Terminated
@@ -98,7 +122,7 @@ async fn apply_inventory(
                  outside StreamSpace",
             )
         };
-        apply_report(state, agent_id, &missing).await?;
+        apply_report(state, from, &missing).await?;
     }
     Ok(())
 }

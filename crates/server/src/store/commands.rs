@@ -85,7 +85,74 @@ pub(super) async fn enqueue(
     Ok(())
 }
 
+/// The newest command of a session, for the reconciler.
+#[derive(Debug, Clone)]
+pub struct LatestCommand {
+    pub agent_id: String,
+    pub command: Command,
+    pub status: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl LatestCommand {
+    pub fn is_open(&self) -> bool {
+        matches!(self.status.as_str(), "pending" | "sent" | "acked")
+    }
+}
+
 impl Store {
+    /// Stores a command on its own (the reconciler's retries).
+    pub async fn enqueue_command(&self, agent_id: &str, command: &Command) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        enqueue(&mut tx, agent_id, command).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn latest_command(&self, session_id: &str) -> StoreResult<Option<LatestCommand>> {
+        let row = sqlx::query(
+            "SELECT agent_id, payload, status, created_at, updated_at FROM commands \
+             WHERE session_id = $1 AND status <> 'superseded' ORDER BY id DESC LIMIT 1",
+        )
+        .bind(session_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(LatestCommand {
+                agent_id: r.try_get("agent_id")?,
+                command: from_json("command payload", &r.try_get::<String, _>("payload")?)?,
+                status: r.try_get("status")?,
+                created_at: r.try_get("created_at")?,
+                updated_at: r.try_get("updated_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// How many of the session's commands failed since `since`, and the last
+    /// error.
+    pub async fn failures_since(
+        &self,
+        session_id: &str,
+        since: i64,
+    ) -> StoreResult<(u32, Option<String>)> {
+        let rows = sqlx::query(
+            "SELECT error FROM commands WHERE session_id = $1 AND status = 'failed' \
+             AND created_at >= $2 ORDER BY id",
+        )
+        .bind(session_id)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        let last = rows
+            .last()
+            .map(|r| r.try_get("error"))
+            .transpose()?
+            .flatten();
+        Ok((u32::try_from(rows.len()).unwrap_or(u32::MAX), last))
+    }
+
     /// Commands not yet completed for this agent, in issue order.
     pub async fn open_commands(&self, agent_id: &str) -> StoreResult<Vec<CommandRecord>> {
         let rows = sqlx::query(sql(format!(

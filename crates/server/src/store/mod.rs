@@ -5,13 +5,17 @@
 mod agents;
 mod commands;
 mod enrollment;
+mod events;
+mod quotas;
 mod sessions;
 mod templates;
 mod tokens;
 mod users;
 
 pub use agents::{AgentRecord, EnrollError, NewAgent};
-pub use commands::{CommandRecord, CommandStatus};
+pub use commands::{CommandRecord, CommandStatus, LatestCommand};
+pub use events::SessionEvent;
+pub use quotas::{Limits, Usage};
 pub use sessions::{AgentLoad, NewSession, SessionRecord};
 pub use templates::TemplateRecord;
 pub use users::{Role, User};

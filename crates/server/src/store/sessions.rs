@@ -21,6 +21,10 @@ pub struct SessionRecord {
     pub created_at: i64,
     pub updated_at: i64,
     pub last_activity: i64,
+    /// Hibernate after this long without activity; `None` means never.
+    pub idle_timeout_ms: Option<i64>,
+    /// When the desired state last changed.
+    pub state_changed_at: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -31,11 +35,13 @@ pub struct NewSession {
     pub agent_id: String,
     pub platform: String,
     pub spec: SessionSpec,
+    pub idle_timeout_ms: Option<i64>,
 }
 
 const SELECT: &str = "SELECT s.id, s.user_id, u.username, s.template_id, s.template_name, \
      s.agent_id, s.platform, s.spec, s.state, s.phase, s.message, s.created_at, s.updated_at, \
-     s.last_activity FROM sessions s JOIN users u ON u.id = s.user_id";
+     s.last_activity, s.idle_timeout_ms, s.state_changed_at \
+     FROM sessions s JOIN users u ON u.id = s.user_id";
 
 impl SessionRecord {
     fn from_row(row: &AnyRow) -> StoreResult<Self> {
@@ -58,6 +64,8 @@ impl SessionRecord {
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
             last_activity: row.try_get("last_activity")?,
+            idle_timeout_ms: row.try_get("idle_timeout_ms")?,
+            state_changed_at: row.try_get("state_changed_at")?,
         })
     }
 }
@@ -82,8 +90,9 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO sessions (id, user_id, template_id, template_name, agent_id, platform, \
-             spec, state, phase, message, created_at, updated_at, last_activity) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', 'Pending', NULL, $8, $8, $8)",
+             spec, state, phase, message, created_at, updated_at, last_activity, \
+             idle_timeout_ms, state_changed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', 'Pending', NULL, $8, $8, $8, $9, $8)",
         )
         .bind(&new.spec.session_id)
         .bind(&new.user_id)
@@ -93,10 +102,46 @@ impl Store {
         .bind(&new.platform)
         .bind(to_json(&new.spec))
         .bind(now)
+        .bind(new.idle_timeout_ms)
         .execute(&mut *tx)
         .await?;
         enqueue(&mut tx, &new.agent_id, start).await?;
         tx.commit().await?;
+        self.get_session(&new.spec.session_id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("session vanished after insert".into()))
+    }
+
+    /// Records a session found running on an agent without a record (after
+    /// a database restore): no command, since it already exists.
+    pub async fn adopt_session(
+        &self,
+        new: &NewSession,
+        state: DesiredState,
+        phase: Phase,
+        message: &str,
+    ) -> StoreResult<SessionRecord> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, template_id, template_name, agent_id, platform, \
+             spec, state, phase, message, created_at, updated_at, last_activity, \
+             idle_timeout_ms, state_changed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11, $12, $11)",
+        )
+        .bind(&new.spec.session_id)
+        .bind(&new.user_id)
+        .bind(&new.template_id)
+        .bind(&new.template_name)
+        .bind(&new.agent_id)
+        .bind(&new.platform)
+        .bind(to_json(&new.spec))
+        .bind(state.as_str())
+        .bind(phase.as_str())
+        .bind(message)
+        .bind(now)
+        .bind(new.idle_timeout_ms)
+        .execute(&self.pool)
+        .await?;
         self.get_session(&new.spec.session_id)
             .await?
             .ok_or_else(|| StoreError::Corrupt("session vanished after insert".into()))
@@ -140,7 +185,8 @@ impl Store {
     }
 
     /// Sets what the session should be, shows the transition it starts, and
-    /// queues the command that makes it happen, atomically.
+    /// queues the command that makes it happen, atomically. Asking for a
+    /// session to run counts as activity, so it does not idle out at once.
     pub async fn set_desired_state(
         &self,
         id: &str,
@@ -150,7 +196,9 @@ impl Store {
     ) -> StoreResult<Option<SessionRecord>> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE sessions SET state = $1, phase = $2, message = NULL, updated_at = $3 \
+            "UPDATE sessions SET state = $1, phase = $2, message = NULL, updated_at = $3, \
+             state_changed_at = $3, \
+             last_activity = CASE WHEN $1 = 'running' THEN $3 ELSE last_activity END \
              WHERE id = $4",
         )
         .bind(state.as_str())
@@ -190,6 +238,41 @@ impl Store {
         .bind(id)
         .bind(agent_id)
         .bind(message.unwrap_or(""))
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.get_session(id).await
+    }
+
+    /// Sessions the reconciler must look at: the observed phase does not
+    /// match the desired state, or the session may idle out.
+    pub async fn sessions_to_reconcile(&self) -> StoreResult<Vec<SessionRecord>> {
+        let rows = sqlx::query(sql(format!(
+            "{SELECT} WHERE s.phase NOT IN ('Terminated', 'Failed') AND NOT \
+             (s.state = 'hibernated' AND s.phase = 'Hibernated') AND NOT \
+             (s.state = 'running' AND s.phase = 'Running' AND s.idle_timeout_ms IS NULL) \
+             ORDER BY s.id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(SessionRecord::from_row).collect()
+    }
+
+    /// Marks a session failed, unless it has reached `Terminated`.
+    pub async fn fail_session(
+        &self,
+        id: &str,
+        message: &str,
+    ) -> StoreResult<Option<SessionRecord>> {
+        let done = sqlx::query(
+            "UPDATE sessions SET phase = 'Failed', message = $1, updated_at = $2 \
+             WHERE id = $3 AND phase <> 'Terminated'",
+        )
+        .bind(message)
+        .bind(now_ms())
+        .bind(id)
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 0 {

@@ -5,7 +5,9 @@ use super::open_data_channel;
 use super::splice::splice;
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiResult};
+use crate::lifecycle::change_state;
 use crate::state::AppState;
+use crate::store::SessionRecord;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -13,7 +15,7 @@ use http::{HeaderMap, header};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use streamspace_protocol::{Phase, ServerMessage};
+use streamspace_protocol::{DesiredState, Phase, ServerMessage};
 use tokio::time::interval;
 use tracing::Instrument;
 
@@ -38,13 +40,7 @@ pub async fn vnc(
         .await?
         .filter(|s| user.may_access(&s.user_id))
         .ok_or_else(|| ApiError::not_found("session"))?;
-    if session.phase != Phase::Running {
-        return Err(ApiError::Conflict(format!(
-            "session is {}, not Running: wake it with PUT /api/v1/sessions/{}/state \
-             {{\"state\":\"running\"}} and retry",
-            session.phase, session.id
-        )));
-    }
+    let session = wake_if_needed(&state, &user, session).await?;
     let agent_id = session
         .agent_id
         .ok_or_else(|| ApiError::Conflict("session has no agent".into()))?;
@@ -94,6 +90,60 @@ async fn record_activity(state: &AppState, session_id: &str, input: &AtomicBool)
             && let Err(err) = state.store.touch_session(session_id).await
         {
             tracing::warn!(error = %err, "cannot record session activity");
+        }
+    }
+}
+
+/// Opening a viewer on a hibernated session wakes it (the viewer's
+/// connection waits, bounded, until the VNC server answers); one that is on
+/// its way to running is waited for.
+async fn wake_if_needed(
+    state: &AppState,
+    user: &CurrentUser,
+    session: SessionRecord,
+) -> ApiResult<SessionRecord> {
+    if session.phase == Phase::Running && session.state == DesiredState::Running {
+        return Ok(session);
+    }
+    if matches!(session.phase, Phase::Terminated | Phase::Stopping) {
+        return Err(ApiError::Conflict(format!(
+            "the session is {}: start a new one",
+            session.phase
+        )));
+    }
+    let mut changes = state.events.subscribe();
+    let id = session.id.clone();
+    if session.state != DesiredState::Running || session.phase == Phase::Failed {
+        let actor = format!("viewer:{}", user.user.username);
+        let _admission = state.admission.lock().await;
+        let reason = "woken by a viewer connection";
+        change_state(state, session, DesiredState::Running, &actor, Some(reason)).await?;
+    }
+    let limit = state.config.wake_timeout;
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let current = state
+            .store
+            .get_session(&id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("session"))?;
+        match current.phase {
+            Phase::Running => return Ok(current),
+            Phase::Failed | Phase::Terminated => {
+                return Err(ApiError::Unavailable(format!(
+                    "the session did not wake: {}",
+                    current.message.as_deref().unwrap_or(current.phase.as_str())
+                )));
+            }
+            _ => {}
+        }
+        // Any change wakes us; the short tick covers missed notifications.
+        let wait = tokio::time::timeout(Duration::from_millis(250), changes.recv());
+        if tokio::time::timeout_at(deadline, wait).await.is_err() {
+            return Err(ApiError::GatewayTimeout(format!(
+                "the session did not become ready within {limit:?}; it is {}",
+                current.phase
+            )));
         }
     }
 }

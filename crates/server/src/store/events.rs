@@ -1,0 +1,92 @@
+//! The audit trail of a session's lifecycle.
+
+use super::{Store, StoreResult, new_id, now_ms};
+use serde::Serialize;
+use sqlx::Row;
+
+/// One entry: who or what (`actor`) did what (`kind`) and what followed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SessionEvent {
+    pub at: i64,
+    /// `user:alice`, `agent:host-b`, `system:idle`, `system:reconciler`…
+    pub actor: String,
+    /// `created`, `state`, `phase`, `retry`, `gave_up`, `adopted`, `quota`.
+    pub kind: String,
+    /// The desired state, when the event changed or concerns it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// The observed phase, when the event changed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl SessionEvent {
+    pub fn new(actor: impl Into<String>, kind: &str) -> Self {
+        Self {
+            at: now_ms(),
+            actor: actor.into(),
+            kind: kind.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    pub fn state(mut self, state: &str) -> Self {
+        self.state = Some(state.to_owned());
+        self
+    }
+
+    pub fn phase(mut self, phase: &str) -> Self {
+        self.phase = Some(phase.to_owned());
+        self
+    }
+
+    pub fn message(mut self, message: Option<&str>) -> Self {
+        self.message = message.map(str::to_owned);
+        self
+    }
+}
+
+impl Store {
+    pub async fn record_event(&self, session_id: &str, event: &SessionEvent) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO session_events (id, session_id, at, actor, kind, state, phase, message) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(new_id())
+        .bind(session_id)
+        .bind(event.at)
+        .bind(&event.actor)
+        .bind(&event.kind)
+        .bind(&event.state)
+        .bind(&event.phase)
+        .bind(&event.message)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A session's events, oldest first.
+    pub async fn session_events(&self, session_id: &str) -> StoreResult<Vec<SessionEvent>> {
+        let rows = sqlx::query(
+            "SELECT at, actor, kind, state, phase, message FROM session_events \
+             WHERE session_id = $1 ORDER BY id",
+        )
+        .bind(session_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SessionEvent {
+                    at: r.try_get("at")?,
+                    actor: r.try_get("actor")?,
+                    kind: r.try_get("kind")?,
+                    state: r.try_get("state")?,
+                    phase: r.try_get("phase")?,
+                    message: r.try_get("message")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,102 @@
+//! Per-user quota overrides and what a user's sessions use.
+
+use super::{Store, StoreResult};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+/// Limits on what one user may run. `None` means no limit (or, in an
+/// override, "use the server-wide default").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub max_sessions: Option<u64>,
+    pub cpu_millis: Option<u64>,
+    pub memory_bytes: Option<u64>,
+}
+
+impl Limits {
+    /// This override on top of `defaults`.
+    pub fn over(self, defaults: Limits) -> Limits {
+        Limits {
+            max_sessions: self.max_sessions.or(defaults.max_sessions),
+            cpu_millis: self.cpu_millis.or(defaults.cpu_millis),
+            memory_bytes: self.memory_bytes.or(defaults.memory_bytes),
+        }
+    }
+}
+
+/// What a user's sessions hold. Every session that is not terminated counts
+/// toward `sessions`; only those meant to run count toward CPU and memory,
+/// since a hibernated session has released its compute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    pub sessions: u64,
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+}
+
+fn to_u64(v: Option<i64>) -> Option<u64> {
+    v.and_then(|n| u64::try_from(n).ok())
+}
+
+fn to_i64(v: Option<u64>) -> Option<i64> {
+    v.map(|n| i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+impl Store {
+    pub async fn quota_override(&self, user_id: &str) -> StoreResult<Limits> {
+        let row = sqlx::query(
+            "SELECT max_sessions, cpu_millis, memory_bytes FROM user_quotas WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => Limits {
+                max_sessions: to_u64(r.try_get("max_sessions")?),
+                cpu_millis: to_u64(r.try_get("cpu_millis")?),
+                memory_bytes: to_u64(r.try_get("memory_bytes")?),
+            },
+            None => Limits::default(),
+        })
+    }
+
+    pub async fn set_quota_override(&self, user_id: &str, limits: &Limits) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM user_quotas WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO user_quotas (user_id, max_sessions, cpu_millis, memory_bytes) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(user_id)
+        .bind(to_i64(limits.max_sessions))
+        .bind(to_i64(limits.cpu_millis))
+        .bind(to_i64(limits.memory_bytes))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn usage(&self, user_id: &str) -> StoreResult<Usage> {
+        let rows = sqlx::query(
+            "SELECT state, spec FROM sessions WHERE user_id = $1 AND phase <> 'Terminated'",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut usage = Usage::default();
+        for row in rows {
+            usage.sessions += 1;
+            if row.try_get::<String, _>("state")? == "running" {
+                let spec: streamspace_protocol::SessionSpec =
+                    super::from_json("session spec", &row.try_get::<String, _>("spec")?)?;
+                usage.cpu_millis += spec.resources.cpu.map_or(0, |c| c.millicores());
+                usage.memory_bytes += spec.resources.memory.map_or(0, |m| m.bytes());
+            }
+        }
+        Ok(usage)
+    }
+}
