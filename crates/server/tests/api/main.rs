@@ -4,6 +4,7 @@
 
 mod agents;
 mod fake_agent;
+mod lifecycle;
 mod sessions;
 mod validation;
 

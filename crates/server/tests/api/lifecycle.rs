@@ -1,0 +1,240 @@
+//! Lifecycle bookkeeping against protocol-level agents: unknown sessions
+//! adopted, lingering ones removed, the audit trail, heartbeats, quotas.
+
+use crate::fake_agent::{FakeAgent, enroll};
+use crate::{TestApp, on_both_engines};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use std::time::Duration;
+use streamspace_protocol::{Action, Phase, SessionReport};
+
+async fn setup(app: &TestApp) -> anyhow::Result<(FakeAgent, String)> {
+    app.admin
+        .create_template(json!({"name": "desktop", "image": "streamspace/desktop:local"}))
+        .await?;
+    let (id, secret) = enroll(&app.admin, "a").await?;
+    let agent = FakeAgent::connect(&app.url, &id, &secret).await?;
+    Ok((agent, id))
+}
+
+async fn unknown_sessions_are_adopted(app: TestApp) -> anyhow::Result<()> {
+    let (agent, agent_id) = setup(&app).await?;
+    let secret = agent.secret.clone();
+    agent.close().await;
+    // The agent comes back with a session the store has never heard of (as
+    // after restoring an old database backup).
+    let orphan = "01234567-89ab-7def-8123-456789abcdef";
+    let inventory =
+        vec![SessionReport::new(orphan, Phase::Running).with_origin("admin", "desktop")];
+    let _agent = FakeAgent::connect_with(&app.url, &agent_id, &secret, inventory).await?;
+    let adopted = app
+        .admin
+        .wait_for_phase(orphan, "Running", Duration::from_secs(5))
+        .await?;
+    assert_eq!(adopted["state"], "running");
+    assert_eq!(adopted["user"], "admin");
+    assert_eq!(adopted["agent_id"], agent_id.as_str());
+    assert!(
+        adopted["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("adopted")
+    );
+    let events = app
+        .admin
+        .expect(
+            Method::GET,
+            &format!("/api/v1/sessions/{orphan}/events"),
+            None,
+            StatusCode::OK,
+        )
+        .await?;
+    assert_eq!(events[0]["kind"], "adopted");
+    Ok(())
+}
+
+async fn terminated_sessions_found_again_are_removed(app: TestApp) -> anyhow::Result<()> {
+    let (mut agent, agent_id) = setup(&app).await?;
+    let session = app
+        .admin
+        .create_session(json!({"template": "desktop"}))
+        .await?;
+    let id = session["id"].as_str().unwrap_or_default().to_owned();
+    let start = agent.expect_command().await?;
+    agent.complete(&start).await?;
+    agent
+        .report(SessionReport::new(&id, Phase::Running))
+        .await?;
+    app.admin
+        .wait_for_phase(&id, "Running", Duration::from_secs(5))
+        .await?;
+    app.admin
+        .expect(
+            Method::DELETE,
+            &format!("/api/v1/sessions/{id}"),
+            None,
+            StatusCode::OK,
+        )
+        .await?;
+    let terminate = agent.expect_command().await?;
+    agent.complete(&terminate).await?;
+    agent
+        .report(SessionReport::new(&id, Phase::Terminated))
+        .await?;
+    app.admin
+        .wait_for_phase(&id, "Terminated", Duration::from_secs(5))
+        .await?;
+    // The container is somehow still there when the agent reconnects.
+    let secret = agent.secret.clone();
+    agent.close().await;
+    let inventory = vec![SessionReport::new(&id, Phase::Running)];
+    let mut agent = FakeAgent::connect_with(&app.url, &agent_id, &secret, inventory).await?;
+    let again = agent.expect_command().await?;
+    assert_eq!(
+        (again.session_id.as_str(), again.action),
+        (id.as_str(), Action::Terminate)
+    );
+    assert_eq!(
+        app.admin.session(&id).await?["phase"],
+        "Terminated",
+        "history stays"
+    );
+    Ok(())
+}
+
+async fn audit_trail_and_heartbeats(app: TestApp) -> anyhow::Result<()> {
+    let (mut agent, _) = setup(&app).await?;
+    let session = app
+        .admin
+        .create_session(json!({"template": "desktop", "idle_timeout": "1h"}))
+        .await?;
+    let id = session["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(session["idle_timeout"], "1h");
+    let start = agent.expect_command().await?;
+    agent.complete(&start).await?;
+    agent
+        .report(SessionReport::new(&id, Phase::Running))
+        .await?;
+    app.admin
+        .wait_for_phase(&id, "Running", Duration::from_secs(5))
+        .await?;
+    let before = app.admin.session(&id).await?["last_activity"].clone();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    app.admin
+        .expect(
+            Method::POST,
+            &format!("/api/v1/sessions/{id}/heartbeat"),
+            None,
+            StatusCode::NO_CONTENT,
+        )
+        .await?;
+    assert_ne!(app.admin.session(&id).await?["last_activity"], before);
+    app.admin.set_state(&id, "hibernated").await?;
+    let events = app
+        .admin
+        .expect(
+            Method::GET,
+            &format!("/api/v1/sessions/{id}/events"),
+            None,
+            StatusCode::OK,
+        )
+        .await?;
+    let summary: Vec<(String, String)> = events
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .map(|e| {
+                    (
+                        e["actor"].as_str().unwrap_or_default().to_owned(),
+                        e["kind"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        summary,
+        vec![
+            ("user:admin".to_owned(), "created".to_owned()),
+            ("agent:a".to_owned(), "phase".to_owned()),
+            ("user:admin".to_owned(), "state".to_owned()),
+        ],
+        "{events}"
+    );
+    let bad = app
+        .admin
+        .call(
+            Method::POST,
+            "/api/v1/sessions",
+            Some(json!({"template": "desktop", "idle_timeout": "soonish"})),
+        )
+        .await?;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.body["field"], "idle_timeout");
+    Ok(())
+}
+
+async fn quota_overrides_and_defaults(app: TestApp) -> anyhow::Result<()> {
+    let (mut agent, _) = setup(&app).await?;
+    let user = app.admin.create_user("uma", "uma-password").await?;
+    let path = format!(
+        "/api/v1/users/{}/quota",
+        user["id"].as_str().unwrap_or_default()
+    );
+    let view = app
+        .admin
+        .expect(Method::GET, &path, None, StatusCode::OK)
+        .await?;
+    assert_eq!(
+        view["limits"],
+        json!({"max_sessions": null, "cpu": null, "memory": null})
+    );
+    let bad = app
+        .admin
+        .call(Method::PUT, &path, Some(json!({"memory": "lots"})))
+        .await?;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    app.admin
+        .expect(
+            Method::PUT,
+            &path,
+            Some(json!({"max_sessions": 1})),
+            StatusCode::OK,
+        )
+        .await?;
+    let uma = streamspace_testkit::Api::login(&app.url, "uma", "uma-password").await?;
+    uma.create_session(json!({"template": "desktop"})).await?;
+    agent.expect_command().await?;
+    let second = uma
+        .call(
+            Method::POST,
+            "/api/v1/sessions",
+            Some(json!({"template": "desktop"})),
+        )
+        .await?;
+    assert_eq!(second.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        second.body["error"],
+        "quota exceeded: 1 of 1 sessions in use: terminate one first"
+    );
+    let mine = uma
+        .expect(Method::GET, "/api/v1/users/me/quota", None, StatusCode::OK)
+        .await?;
+    assert_eq!(mine["usage"]["sessions"], 1);
+    let forbidden = uma
+        .call(Method::PUT, &path, Some(json!({"max_sessions": 99})))
+        .await?;
+    assert_eq!(
+        forbidden.status,
+        StatusCode::FORBIDDEN,
+        "users cannot raise their own quota"
+    );
+    Ok(())
+}
+
+on_both_engines!(
+    unknown_sessions_are_adopted,
+    terminated_sessions_found_again_are_removed,
+    audit_trail_and_heartbeats,
+    quota_overrides_and_defaults
+);
