@@ -1,0 +1,249 @@
+//! Capacity and load of the cluster: allocatable CPU and memory of its
+//! schedulable nodes, usage from metrics.k8s.io when a metrics server is
+//! installed. Both need cluster-wide read access (the optional ClusterRole
+//! in deploy/kubernetes/agent/); without it the agent reports session counts
+//! only.
+
+use crate::Shared;
+use crate::names::agent_selector;
+use k8s_openapi::api::core::v1::Node;
+use kube::Api;
+use kube::api::ListParams;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use streamspace_agent::PlatformResult;
+use streamspace_protocol::{Capacity, Cpu, Memory, NodeMetrics};
+
+/// Node lists are large on big clusters and allocatable changes slowly.
+const NODE_CACHE: Duration = Duration::from_secs(60);
+const METRICS_PATH: &str = "/apis/metrics.k8s.io/v1beta1/nodes";
+
+/// Allocatable CPU (millicores) and memory (bytes) of schedulable nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct NodeTotals {
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ClusterCache {
+    nodes: Mutex<Option<(Instant, Option<NodeTotals>)>>,
+}
+
+#[derive(Deserialize)]
+struct NodeMetricsList {
+    #[serde(default)]
+    items: Vec<NodeUsage>,
+}
+
+#[derive(Deserialize)]
+struct NodeUsage {
+    #[serde(default)]
+    usage: BTreeMap<String, String>,
+}
+
+impl Shared {
+    pub(crate) async fn capacity(&self) -> Capacity {
+        let totals = self.node_totals().await;
+        Capacity {
+            max_sessions: self.options.max_sessions,
+            cpu: totals.map(|t| Cpu(t.cpu_millis)).filter(|c| c.0 > 0),
+            memory: totals.map(|t| Memory(t.memory_bytes)).filter(|m| m.0 > 0),
+        }
+    }
+
+    pub(crate) async fn metrics(&self) -> PlatformResult<NodeMetrics> {
+        let running = self.running_sessions().await?;
+        let totals = self.node_totals().await.unwrap_or_default();
+        let usage = self.node_usage().await;
+        let cpu_percent = match usage {
+            Some(used) if totals.cpu_millis > 0 => {
+                used.cpu_millis as f64 * 100.0 / totals.cpu_millis as f64
+            }
+            _ => 0.0,
+        };
+        Ok(NodeMetrics {
+            sessions_running: running,
+            cpu_percent,
+            memory_used_bytes: usage.map_or(0, |u| u.memory_bytes),
+            memory_total_bytes: totals.memory_bytes,
+        })
+    }
+
+    /// Sessions with a ready pod.
+    async fn running_sessions(&self) -> PlatformResult<u32> {
+        let params = ListParams::default().labels(&agent_selector(&self.agent_id));
+        let list = self
+            .deployments
+            .list(&params)
+            .await
+            .map_err(|e| self.error("list deployments", e))?;
+        let running = list
+            .items
+            .iter()
+            .filter(|d| {
+                let ready = d.status.as_ref().and_then(|s| s.ready_replicas);
+                ready.unwrap_or(0) > 0
+            })
+            .count();
+        Ok(u32::try_from(running).unwrap_or(u32::MAX))
+    }
+
+    /// Cached node totals; `None` when nodes cannot be listed (no
+    /// ClusterRole), which is remembered as long as a success would be.
+    async fn node_totals(&self) -> Option<NodeTotals> {
+        {
+            let cached = self.cluster.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((at, totals)) = *cached
+                && at.elapsed() < NODE_CACHE
+            {
+                return totals;
+            }
+        }
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let totals = match nodes.list(&ListParams::default()).await {
+            Ok(list) => Some(sum_allocatable(&list.items)),
+            Err(e) => {
+                tracing::info!(error = %e, "cannot list nodes; capacity reports session counts only");
+                None
+            }
+        };
+        *self.cluster.nodes.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((Instant::now(), totals));
+        totals
+    }
+
+    /// Summed node usage from metrics.k8s.io, `None` without a metrics
+    /// server (404) or the right to read it.
+    async fn node_usage(&self) -> Option<NodeTotals> {
+        let request = http::Request::get(METRICS_PATH).body(Vec::new()).ok()?;
+        match self.client.request::<NodeMetricsList>(request).await {
+            Ok(list) => Some(sum_usage(&list.items)),
+            Err(e) => {
+                tracing::debug!(error = %e, "no node metrics (is metrics-server installed?)");
+                None
+            }
+        }
+    }
+}
+
+/// Allocatable resources of nodes that take new pods: Ready and not
+/// cordoned.
+fn sum_allocatable(nodes: &[Node]) -> NodeTotals {
+    let mut totals = NodeTotals::default();
+    for node in nodes {
+        let cordoned = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.unschedulable)
+            .unwrap_or(false);
+        let ready = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        if cordoned || !ready {
+            continue;
+        }
+        let Some(allocatable) = node.status.as_ref().and_then(|s| s.allocatable.as_ref()) else {
+            continue;
+        };
+        let amount = |key: &str| allocatable.get(key).and_then(|q| parse_quantity(&q.0));
+        totals.cpu_millis += amount("cpu").map_or(0, |cores| (cores * 1000.0).round() as u64);
+        totals.memory_bytes += amount("memory").map_or(0, |bytes| bytes.round() as u64);
+    }
+    totals
+}
+
+fn sum_usage(items: &[NodeUsage]) -> NodeTotals {
+    let mut totals = NodeTotals::default();
+    for item in items {
+        let amount = |key: &str| item.usage.get(key).and_then(|q| parse_quantity(q));
+        totals.cpu_millis += amount("cpu").map_or(0, |cores| (cores * 1000.0).round() as u64);
+        totals.memory_bytes += amount("memory").map_or(0, |bytes| bytes.round() as u64);
+    }
+    totals
+}
+
+/// A Kubernetes quantity (`"3920m"`, `"16318312Ki"`, `"250001n"`, `"1e3"`)
+/// as a number of base units (cores, bytes).
+pub(crate) fn parse_quantity(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let end = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(end);
+    let value: f64 = number.parse().ok()?;
+    let factor = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        exponent if exponent.starts_with(['e', 'E']) => {
+            10f64.powi(exponent[1..].parse::<i32>().ok()?)
+        }
+        _ => return None,
+    };
+    Some(value * factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_in_every_notation() {
+        assert_eq!(parse_quantity("4"), Some(4.0));
+        assert_eq!(parse_quantity("3920m"), Some(3.92));
+        assert_eq!(parse_quantity("250000000n"), Some(0.25));
+        assert_eq!(parse_quantity("16Gi"), Some(16.0 * 1024.0 * 1024.0 * 1024.0));
+        assert_eq!(parse_quantity("1024Ki"), Some(1024.0 * 1024.0));
+        assert_eq!(parse_quantity("2G"), Some(2e9));
+        assert_eq!(parse_quantity("1e3"), Some(1000.0));
+        assert_eq!(parse_quantity("1.5"), Some(1.5));
+        assert_eq!(parse_quantity("12 cores"), None);
+        assert_eq!(parse_quantity(""), None);
+    }
+
+    #[test]
+    fn only_ready_uncordoned_nodes_count() {
+        let node = |ready: &str, cordoned: bool| -> Node {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "n"},
+                "spec": {"unschedulable": cordoned},
+                "status": {
+                    "allocatable": {"cpu": "3920m", "memory": "16318312Ki", "pods": "110"},
+                    "conditions": [{"type": "Ready", "status": ready}]
+                }
+            }))
+            .expect("node")
+        };
+        let nodes = [
+            node("True", false),
+            node("True", false),
+            node("False", false),
+            node("True", true),
+        ];
+        assert_eq!(
+            sum_allocatable(&nodes),
+            NodeTotals {
+                cpu_millis: 7840,
+                memory_bytes: 2 * 16318312 * 1024,
+            }
+        );
+    }
+}

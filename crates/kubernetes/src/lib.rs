@@ -1,0 +1,264 @@
+//! The Kubernetes platform: each session is one Deployment named
+//! `streamspace-<session_id>` in the agent's namespace (one replica;
+//! hibernation scales it to 0), labelled so a restarted agent finds it
+//! again, with its persistent home in a PersistentVolumeClaim that outlives
+//! the session.
+//!
+//! - `names.rs`: names, labels, selectors and Kubernetes' rules for them
+//! - `objects.rs`: spec → Deployment and PersistentVolumeClaim (pure)
+//! - `phase.rs`: Deployment and pods → session phase (pure)
+//! - `lifecycle.rs`: start, hibernate, wake, terminate
+//! - `observe.rs`: status, inventory, logs
+//! - `tunnel.rs`: connections to a session's port (pod IP or port-forward)
+//! - `watch.rs`: kube-runtime watchers → session reports, and the cache the
+//!   tunnel and status read instead of asking the apiserver
+//! - `cluster.rs`: capacity and load from nodes and metrics.k8s.io
+//! - `leader.rs`: leader election on a coordination.k8s.io Lease
+//! - `state_secret.rs`: the agent's identity kept in a Secret
+//! - `render.rs`: the objects of a session as YAML, for `render`
+
+mod cluster;
+mod error;
+mod intent;
+pub mod leader;
+mod lifecycle;
+pub mod names;
+pub mod objects;
+mod observe;
+pub mod phase;
+pub mod render;
+pub mod state_secret;
+mod tunnel;
+mod watch;
+
+pub use error::KubernetesError;
+pub use kube::Client;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::Api;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use streamspace_agent::{Platform, PlatformError, PlatformResult, SessionStream};
+use streamspace_protocol::{
+    Capabilities, Capacity, Memory, NodeMetrics, SessionReport, SessionSpec,
+};
+
+/// How the agent reaches a session's port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunnelMode {
+    /// Dial the pod's IP directly: the agent runs inside the cluster.
+    PodIp,
+    /// Use the apiserver's port-forward: the agent runs outside the cluster
+    /// (needs `pods/portforward` in the agent's Role).
+    PortForward,
+}
+
+impl TunnelMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TunnelMode::PodIp => "pod-ip",
+            TunnelMode::PortForward => "port-forward",
+        }
+    }
+
+    /// Pod IPs when the process runs in a pod, port-forward otherwise.
+    pub fn detect() -> Self {
+        if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+            TunnelMode::PodIp
+        } else {
+            TunnelMode::PortForward
+        }
+    }
+}
+
+impl fmt::Display for TunnelMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TunnelMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pod-ip" => Ok(TunnelMode::PodIp),
+            "port-forward" => Ok(TunnelMode::PortForward),
+            _ => Err(format!(
+                "unknown tunnel mode {s:?}: use pod-ip (agent in the cluster) or port-forward"
+            )),
+        }
+    }
+}
+
+/// How the Kubernetes platform runs sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesOptions {
+    /// Namespace of every session object (the agent's Role is scoped to it).
+    pub namespace: String,
+    pub tunnel: TunnelMode,
+    /// Sessions this agent may run, reported as capacity.
+    pub max_sessions: u32,
+    /// StorageClass of home claims (the cluster's default when `None`).
+    pub storage_class: Option<String>,
+    /// Size requested for each home claim.
+    pub home_size: Memory,
+    /// Secrets (in the namespace) used to pull session images.
+    pub image_pull_secrets: Vec<String>,
+    /// Refuse images that run as root (`runAsNonRoot`). On by default:
+    /// sessions then satisfy the "restricted" Pod Security Standard.
+    pub run_as_non_root: bool,
+    /// Group that owns the home volume's files, so a non-root session user
+    /// of that group can write to a fresh claim (the demo image: 1000).
+    pub fs_group: Option<i64>,
+}
+
+impl Default for KubernetesOptions {
+    fn default() -> Self {
+        KubernetesOptions {
+            namespace: "default".to_owned(),
+            tunnel: TunnelMode::PodIp,
+            max_sessions: 100,
+            storage_class: None,
+            home_size: Memory(10 << 30),
+            image_pull_secrets: Vec::new(),
+            run_as_non_root: true,
+            fs_group: Some(1000),
+        }
+    }
+}
+
+/// [`Platform`] on a Kubernetes namespace.
+pub struct KubernetesPlatform {
+    shared: Arc<Shared>,
+}
+
+/// What the platform's methods and its watcher share.
+pub(crate) struct Shared {
+    client: Client,
+    agent_id: String,
+    options: KubernetesOptions,
+    deployments: Api<Deployment>,
+    pods: Api<Pod>,
+    claims: Api<PersistentVolumeClaim>,
+    intents: intent::Intents,
+    /// What the running watch has seen; see `watch.rs`.
+    view: Mutex<watch::View>,
+    cluster: cluster::ClusterCache,
+}
+
+impl Shared {
+    fn error(&self, action: impl Into<String>, cause: kube::Error) -> PlatformError {
+        KubernetesError::new(&self.options.namespace, action, cause).into()
+    }
+}
+
+impl KubernetesPlatform {
+    /// A platform acting in `options.namespace` through `client`. Makes no
+    /// request; [`KubernetesPlatform::check_access`] does.
+    pub fn new(client: Client, agent_id: &str, options: KubernetesOptions) -> PlatformResult<Self> {
+        if agent_id.is_empty() {
+            return Err(PlatformError::Invalid(
+                "the Kubernetes platform needs a non-empty agent id".into(),
+            ));
+        }
+        let namespace = options.namespace.as_str();
+        Ok(KubernetesPlatform {
+            shared: Arc::new(Shared {
+                deployments: Api::namespaced(client.clone(), namespace),
+                pods: Api::namespaced(client.clone(), namespace),
+                claims: Api::namespaced(client.clone(), namespace),
+                client,
+                agent_id: agent_id.to_owned(),
+                options,
+                intents: intent::Intents::default(),
+                view: Mutex::new(watch::View::default()),
+                cluster: cluster::ClusterCache::default(),
+            }),
+        })
+    }
+
+    /// Lists this agent's Deployments and pods once, so a missing namespace,
+    /// missing RBAC or an unreachable apiserver is reported before the
+    /// agent enrolls (and uses up a single-use token).
+    pub async fn check_access(&self) -> PlatformResult<()> {
+        self.shared.check_access().await
+    }
+
+    pub fn agent_id(&self) -> &str {
+        &self.shared.agent_id
+    }
+
+    pub fn options(&self) -> &KubernetesOptions {
+        &self.shared.options
+    }
+}
+
+#[async_trait]
+impl Platform for KubernetesPlatform {
+    fn name(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            hibernation: true,
+            persistent_storage: true,
+            gpu: false,
+        }
+    }
+
+    async fn capacity(&self) -> PlatformResult<Capacity> {
+        Ok(self.shared.capacity().await)
+    }
+
+    async fn start(&self, spec: &SessionSpec) -> PlatformResult<SessionReport> {
+        self.shared.start(spec).await
+    }
+
+    async fn hibernate(&self, session_id: &str) -> PlatformResult<SessionReport> {
+        self.shared.hibernate(session_id).await
+    }
+
+    async fn wake(&self, session_id: &str) -> PlatformResult<SessionReport> {
+        self.shared.wake(session_id).await
+    }
+
+    async fn terminate(&self, session_id: &str) -> PlatformResult<SessionReport> {
+        self.shared.terminate(session_id).await
+    }
+
+    async fn status(&self, session_id: &str) -> PlatformResult<SessionReport> {
+        self.shared.status(session_id).await
+    }
+
+    async fn inventory(&self) -> PlatformResult<Vec<SessionReport>> {
+        self.shared.inventory().await
+    }
+
+    async fn connect(&self, session_id: &str, port: u16) -> PlatformResult<Box<dyn SessionStream>> {
+        self.shared.dial(session_id, port).await
+    }
+
+    async fn logs(
+        &self,
+        session_id: &str,
+        tail: Option<u32>,
+        follow: bool,
+    ) -> PlatformResult<BoxStream<'static, PlatformResult<Bytes>>> {
+        self.shared.logs(session_id, tail, follow).await
+    }
+
+    async fn metrics(&self) -> PlatformResult<NodeMetrics> {
+        self.shared.metrics().await
+    }
+
+    fn watch(&self) -> BoxStream<'static, SessionReport> {
+        watch::watch(Arc::clone(&self.shared))
+    }
+}

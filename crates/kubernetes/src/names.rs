@@ -1,0 +1,190 @@
+//! Names, labels and selectors, and the rules Kubernetes puts on them.
+//! Pure and unit-tested.
+
+use streamspace_protocol::labels;
+
+/// Prefix of every session Deployment's name; the rest is the session id.
+pub const NAME_PREFIX: &str = "streamspace-";
+/// The session's container inside its pod.
+pub const CONTAINER: &str = "session";
+
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const MANAGER: &str = "streamspace";
+pub const APP_NAME: &str = "app.kubernetes.io/name";
+pub const APP_INSTANCE: &str = "app.kubernetes.io/instance";
+/// `app.kubernetes.io/name` of session Deployments and pods.
+pub const SESSION_APP: &str = "streamspace-session";
+/// `app.kubernetes.io/name` of persistent home claims.
+pub const HOME_APP: &str = "streamspace-home";
+
+/// Longest DNS label (RFC 1123), which a Deployment name should fit so its
+/// pods' host names are not cut.
+const DNS_LABEL_MAX: usize = 63;
+const LABEL_VALUE_MAX: usize = 63;
+const DNS_SUBDOMAIN_MAX: usize = 253;
+
+/// The Deployment name of a session.
+pub fn deployment_name(session_id: &str) -> String {
+    format!("{NAME_PREFIX}{session_id}")
+}
+
+/// Refuses session ids that cannot name a Deployment (and be a label value),
+/// so the user sees our message instead of the apiserver's.
+pub fn validate_session_id(session_id: &str) -> Result<(), String> {
+    let name = deployment_name(session_id);
+    if is_dns_label(&name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "session id {session_id:?} cannot name a Kubernetes Deployment: use at most {} \
+             lowercase letters, digits or '-', ending with a letter or digit",
+            DNS_LABEL_MAX - NAME_PREFIX.len()
+        ))
+    }
+}
+
+/// Refuses a home volume name that cannot name a PersistentVolumeClaim.
+pub fn validate_claim_name(volume: &str) -> Result<(), String> {
+    let valid = !volume.is_empty()
+        && volume.len() <= DNS_SUBDOMAIN_MAX
+        && volume.split('.').all(is_dns_label);
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "home volume {volume:?} cannot name a Kubernetes PersistentVolumeClaim: use lowercase \
+             letters, digits, '-' and '.'"
+        ))
+    }
+}
+
+/// RFC 1123 label: 1 to 63 lowercase letters, digits or '-', starting and
+/// ending with a letter or digit.
+fn is_dns_label(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= DNS_LABEL_MAX
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+}
+
+/// `raw` as a valid label value: at most 63 characters from `[A-Za-z0-9-_.]`,
+/// starting and ending with a letter or digit. Usernames, template names and
+/// agent ids already are; anything else is mapped the same way everywhere,
+/// so selectors built from the same input still match.
+pub fn label_value(raw: &str) -> String {
+    let mapped: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(LABEL_VALUE_MAX)
+        .collect();
+    mapped
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_owned()
+}
+
+/// Whether `name` may name a container port (an IANA service name: at most
+/// 15 lowercase letters, digits and single '-', with at least one letter).
+pub fn is_port_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 15
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.iter().any(u8::is_ascii_lowercase)
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--")
+}
+
+/// Selects every object this agent created.
+pub fn agent_selector(agent_id: &str) -> String {
+    format!(
+        "{MANAGED_BY}={MANAGER},{}={}",
+        labels::AGENT,
+        label_value(agent_id)
+    )
+}
+
+/// Selects the pods of one session of this agent.
+pub fn session_selector(agent_id: &str, session_id: &str) -> String {
+    format!(
+        "{},{}={session_id}",
+        agent_selector(agent_id),
+        labels::SESSION_ID
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_must_make_a_dns_label() {
+        assert_eq!(deployment_name("abc"), "streamspace-abc");
+        for good in ["0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "a", "s-1"] {
+            assert!(validate_session_id(good).is_ok(), "{good}");
+        }
+        let too_long = "a".repeat(52);
+        for bad in ["", "A1", "a_b", "a.b", "ends-", "ä", too_long.as_str()] {
+            let err = validate_session_id(bad).expect_err(bad);
+            assert!(err.contains("cannot name a Kubernetes Deployment"), "{err}");
+        }
+        assert!(validate_session_id(&"a".repeat(51)).is_ok());
+    }
+
+    #[test]
+    fn claim_names_are_dns_subdomains() {
+        assert!(validate_claim_name("streamspace-home-alice-desktop").is_ok());
+        assert!(validate_claim_name("a.b-c").is_ok());
+        for bad in ["", "Home", "a..b", "-a", "a_b", "a/b"] {
+            assert!(validate_claim_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn label_values_are_made_valid() {
+        assert_eq!(label_value("alice"), "alice");
+        assert_eq!(
+            label_value("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"),
+            "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+        );
+        assert_eq!(label_value("Bob Smith@corp"), "Bob-Smith-corp");
+        assert_eq!(label_value("-_x_-"), "x");
+        assert_eq!(label_value(&"x".repeat(80)).len(), 63);
+        assert_eq!(label_value("ääa"), "a");
+    }
+
+    #[test]
+    fn port_names_follow_iana_rules() {
+        for good in ["vnc", "http-8080", "a1"] {
+            assert!(is_port_name(good), "{good}");
+        }
+        for bad in ["", "123", "a--b", "-vnc", "Vnc", "a-very-long-port-name"] {
+            assert!(!is_port_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn selectors_name_manager_agent_and_session() {
+        assert_eq!(
+            agent_selector("agent-1"),
+            "app.kubernetes.io/managed-by=streamspace,io.streamspace.agent=agent-1"
+        );
+        assert_eq!(
+            session_selector("agent-1", "s1"),
+            "app.kubernetes.io/managed-by=streamspace,io.streamspace.agent=agent-1,\
+             io.streamspace.session-id=s1"
+        );
+    }
+}

@@ -1,0 +1,252 @@
+//! Translation of a platform-neutral [`SessionSpec`] into the Kubernetes
+//! objects that run it: one Deployment per session and, for a persistent
+//! home, one PersistentVolumeClaim per user and template. Pure: no API calls
+//! here, so every rule is unit-tested (`objects_tests.rs`).
+
+use crate::KubernetesOptions;
+use crate::names::{self, CONTAINER, label_value};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EnvVar, LocalObjectReference, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext,
+    TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::collections::BTreeMap;
+use streamspace_protocol::{PortSpec, SessionSpec, labels};
+
+/// Seconds Kubernetes waits after SIGTERM before SIGKILL when a session is
+/// hibernated or terminated (the Docker platform uses the same).
+pub const STOP_GRACE_SECS: i64 = 5;
+
+/// The volume name of the persistent home inside the pod.
+const HOME_VOLUME: &str = "home";
+
+/// Labels every object of a session carries; a restarted agent finds its
+/// sessions by the agent label alone.
+pub fn session_labels(spec: &SessionSpec, agent_id: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (names::MANAGED_BY.to_owned(), names::MANAGER.to_owned()),
+        (names::APP_NAME.to_owned(), names::SESSION_APP.to_owned()),
+        (
+            names::APP_INSTANCE.to_owned(),
+            names::deployment_name(&spec.session_id),
+        ),
+        (labels::SESSION_ID.to_owned(), spec.session_id.clone()),
+        (labels::USER.to_owned(), label_value(&spec.user)),
+        (labels::TEMPLATE.to_owned(), label_value(&spec.template)),
+        (labels::AGENT.to_owned(), label_value(agent_id)),
+    ])
+}
+
+/// The labels a Deployment selects its pod by. Immutable once created, so
+/// only what never changes for a session.
+fn selector_labels(session_id: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (names::MANAGED_BY.to_owned(), names::MANAGER.to_owned()),
+        (labels::SESSION_ID.to_owned(), session_id.to_owned()),
+    ])
+}
+
+/// The session's Deployment: one replica that runs the session's image.
+/// Callers validate the session id first ([`names::validate_session_id`]).
+pub fn deployment(spec: &SessionSpec, agent_id: &str, options: &KubernetesOptions) -> Deployment {
+    let labels = session_labels(spec, agent_id);
+    let home = spec.home.as_ref();
+    let pod = PodSpec {
+        containers: vec![container(spec)],
+        // A session is a user's desktop: it has no business calling the
+        // Kubernetes API, nor seeing every Service in the namespace.
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        termination_grace_period_seconds: Some(STOP_GRACE_SECS),
+        image_pull_secrets: (!options.image_pull_secrets.is_empty()).then(|| {
+            options
+                .image_pull_secrets
+                .iter()
+                .map(|name| LocalObjectReference { name: name.clone() })
+                .collect()
+        }),
+        security_context: Some(pod_security(options)),
+        volumes: home.map(|home| {
+            vec![Volume {
+                name: HOME_VOLUME.to_owned(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: home.volume.clone(),
+                    read_only: None,
+                }),
+                ..Default::default()
+            }]
+        }),
+        ..Default::default()
+    };
+    Deployment {
+        metadata: ObjectMeta {
+            name: Some(names::deployment_name(&spec.session_id)),
+            namespace: Some(options.namespace.clone()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        },
+        spec: DeploymentSpec {
+            replicas: Some(1),
+            // Nothing to roll back to: a session's template never changes.
+            revision_history_limit: Some(0),
+            // Never two pods of one session: one desktop, one home volume.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("Recreate".to_owned()),
+                rolling_update: None,
+            }),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(&spec.session_id)),
+                match_expressions: None,
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                spec: Some(pod),
+            },
+            ..Default::default()
+        },
+        status: None,
+    }
+}
+
+fn container(spec: &SessionSpec) -> Container {
+    let env = spec
+        .env
+        .iter()
+        .map(|(name, value)| EnvVar {
+            name: name.clone(),
+            value: Some(value.clone()),
+            value_from: None,
+        })
+        .collect::<Vec<_>>();
+    let ports = spec.ports.iter().map(container_port).collect::<Vec<_>>();
+    Container {
+        name: CONTAINER.to_owned(),
+        image: Some(spec.image.clone()),
+        env: (!env.is_empty()).then_some(env),
+        ports: (!ports.is_empty()).then_some(ports),
+        resources: resources(spec),
+        // Ready means the VNC server listens, so "Running" on the watch is
+        // close to what the agent's banner check will find.
+        readiness_probe: spec.vnc_port().map(|port| Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::Int(i32::from(port)),
+                host: None,
+            }),
+            period_seconds: Some(2),
+            failure_threshold: Some(3),
+            ..Default::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                add: None,
+            }),
+            ..Default::default()
+        }),
+        volume_mounts: spec.home.as_ref().map(|home| {
+            vec![VolumeMount {
+                name: HOME_VOLUME.to_owned(),
+                mount_path: home.path.clone(),
+                ..Default::default()
+            }]
+        }),
+        ..Default::default()
+    }
+}
+
+/// The pod-level security context: the "restricted" Pod Security Standard
+/// unless the operator allows root sessions.
+fn pod_security(options: &KubernetesOptions) -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: options.run_as_non_root.then_some(true),
+        // Makes a fresh home volume (owned by root) writable by the
+        // session's user, whose group this is.
+        fs_group: options.fs_group,
+        fs_group_change_policy: options
+            .fs_group
+            .map(|_| "OnRootMismatch".to_owned()),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            localhost_profile: None,
+        }),
+        ..Default::default()
+    }
+}
+
+fn container_port(port: &PortSpec) -> ContainerPort {
+    ContainerPort {
+        container_port: i32::from(port.port),
+        // Kubernetes port names are IANA service names (at most 15
+        // characters); a longer template port name is simply left off.
+        name: names::is_port_name(&port.name).then(|| port.name.clone()),
+        protocol: Some("TCP".to_owned()),
+        ..Default::default()
+    }
+}
+
+/// Requests equal limits: the scheduler places a session by what it may
+/// really use, and the pod gets the Guaranteed QoS class when both are set.
+fn resources(spec: &SessionSpec) -> Option<ResourceRequirements> {
+    let mut amounts = BTreeMap::new();
+    if let Some(cpu) = spec.resources.cpu {
+        amounts.insert("cpu".to_owned(), Quantity(cpu.to_string()));
+    }
+    if let Some(memory) = spec.resources.memory {
+        amounts.insert("memory".to_owned(), Quantity(memory.to_string()));
+    }
+    (!amounts.is_empty()).then(|| ResourceRequirements {
+        limits: Some(amounts.clone()),
+        requests: Some(amounts),
+        claims: None,
+    })
+}
+
+/// The claim for a session's persistent home. It carries no session id:
+/// like the Docker volume, it belongs to a user and template and outlives
+/// sessions. Callers validate the claim name first
+/// ([`names::validate_claim_name`]).
+pub fn home_claim(
+    spec: &SessionSpec,
+    agent_id: &str,
+    options: &KubernetesOptions,
+) -> Option<PersistentVolumeClaim> {
+    let home = spec.home.as_ref()?;
+    let mut labels = session_labels(spec, agent_id);
+    labels.remove(labels::SESSION_ID);
+    labels.insert(names::APP_NAME.to_owned(), names::HOME_APP.to_owned());
+    labels.insert(names::APP_INSTANCE.to_owned(), label_value(&home.volume));
+    Some(PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(home.volume.clone()),
+            namespace: Some(options.namespace.clone()),
+            labels: Some(labels),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    Quantity(options.home_size.to_string()),
+                )])),
+                limits: None,
+            }),
+            storage_class_name: options.storage_class.clone(),
+            ..Default::default()
+        }),
+        status: None,
+    })
+}
+
+#[cfg(test)]
+#[path = "objects_tests.rs"]
+mod tests;

@@ -1,0 +1,229 @@
+use super::*;
+use crate::TunnelMode;
+use streamspace_protocol::{Cpu, HomeVolume, Memory, PortProtocol, Resources};
+
+const SESSION: &str = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+
+fn spec() -> SessionSpec {
+    SessionSpec {
+        session_id: SESSION.into(),
+        user: "alice".into(),
+        template: "desktop".into(),
+        image: "registry.example.com/streamspace/desktop:1.0".into(),
+        env: BTreeMap::from([
+            ("VNC_GEOMETRY".into(), "1280x800".into()),
+            ("TZ".into(), "UTC".into()),
+        ]),
+        ports: vec![PortSpec {
+            name: "vnc".into(),
+            port: 5901,
+            protocol: PortProtocol::Vnc,
+        }],
+        resources: Resources {
+            cpu: Some(Cpu(1500)),
+            memory: Some(Memory(2 << 30)),
+        },
+        home: Some(HomeVolume {
+            volume: "streamspace-home-alice-desktop".into(),
+            path: "/home/user".into(),
+        }),
+    }
+}
+
+fn options() -> KubernetesOptions {
+    KubernetesOptions {
+        namespace: "streamspace".into(),
+        tunnel: TunnelMode::PodIp,
+        storage_class: Some("fast".into()),
+        image_pull_secrets: vec!["registry-cred".into()],
+        ..KubernetesOptions::default()
+    }
+}
+
+fn pod_spec(deployment: &Deployment) -> &PodSpec {
+    deployment.spec.template.spec.as_ref().expect("pod spec")
+}
+
+#[test]
+fn deployment_is_named_labelled_and_selects_its_session() {
+    let d = deployment(&spec(), "agent-7", &options());
+    assert_eq!(
+        d.metadata.name.as_deref(),
+        Some("streamspace-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
+    );
+    assert_eq!(d.metadata.namespace.as_deref(), Some("streamspace"));
+    let labels = d.metadata.labels.clone().expect("labels");
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "streamspace");
+    assert_eq!(labels["app.kubernetes.io/name"], "streamspace-session");
+    assert_eq!(labels[labels::SESSION_ID], SESSION);
+    assert_eq!(labels[labels::USER], "alice");
+    assert_eq!(labels[labels::TEMPLATE], "desktop");
+    assert_eq!(labels[labels::AGENT], "agent-7");
+    let spec = &d.spec;
+    assert_eq!(spec.replicas, Some(1));
+    assert_eq!(
+        spec.strategy.as_ref().and_then(|s| s.type_.as_deref()),
+        Some("Recreate")
+    );
+    let selector = spec.selector.match_labels.clone().expect("selector");
+    assert_eq!(selector.len(), 2);
+    assert_eq!(selector[labels::SESSION_ID], SESSION);
+    let pod_labels = spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .expect("pod labels");
+    assert_eq!(pod_labels, labels, "pods carry every label");
+}
+
+#[test]
+fn container_has_image_env_ports_and_equal_requests_and_limits() {
+    let d = deployment(&spec(), "agent-7", &options());
+    let pod = pod_spec(&d);
+    assert_eq!(pod.containers.len(), 1);
+    let c = &pod.containers[0];
+    assert_eq!(c.name, "session");
+    assert_eq!(
+        c.image.as_deref(),
+        Some("registry.example.com/streamspace/desktop:1.0")
+    );
+    let env: Vec<(&str, &str)> = c
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.as_str(), e.value.as_deref().unwrap_or_default()))
+        .collect();
+    assert_eq!(env, [("TZ", "UTC"), ("VNC_GEOMETRY", "1280x800")]);
+    let port = &c.ports.as_ref().expect("ports")[0];
+    assert_eq!(port.container_port, 5901);
+    assert_eq!(port.name.as_deref(), Some("vnc"));
+    let resources = c.resources.as_ref().expect("resources");
+    let limits = resources.limits.clone().expect("limits");
+    assert_eq!(limits["cpu"], Quantity("1500m".into()));
+    assert_eq!(limits["memory"], Quantity("2Gi".into()));
+    assert_eq!(resources.requests.clone(), Some(limits));
+    let probe = c.readiness_probe.as_ref().expect("readiness probe");
+    assert_eq!(
+        probe.tcp_socket.as_ref().map(|t| t.port.clone()),
+        Some(IntOrString::Int(5901))
+    );
+}
+
+#[test]
+fn sessions_run_restricted_without_api_access() {
+    let d = deployment(&spec(), "agent-7", &options());
+    let pod = pod_spec(&d);
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    assert_eq!(pod.enable_service_links, Some(false));
+    assert_eq!(pod.termination_grace_period_seconds, Some(5));
+    let security = pod.security_context.as_ref().expect("pod security");
+    assert_eq!(security.run_as_non_root, Some(true));
+    assert_eq!(security.fs_group, Some(1000));
+    assert_eq!(
+        security.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
+        Some("RuntimeDefault")
+    );
+    let container = pod.containers[0].security_context.as_ref().expect("security");
+    assert_eq!(container.allow_privilege_escalation, Some(false));
+    assert_eq!(
+        container.capabilities.as_ref().and_then(|c| c.drop.clone()),
+        Some(vec!["ALL".to_owned()])
+    );
+    let secrets: Vec<&str> = pod
+        .image_pull_secrets
+        .iter()
+        .flatten()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(secrets, ["registry-cred"]);
+
+    let relaxed = KubernetesOptions {
+        run_as_non_root: false,
+        fs_group: None,
+        image_pull_secrets: Vec::new(),
+        ..options()
+    };
+    let d = deployment(&spec(), "agent-7", &relaxed);
+    let pod = pod_spec(&d);
+    let security = pod.security_context.as_ref().expect("pod security");
+    assert_eq!(security.run_as_non_root, None);
+    assert_eq!(security.fs_group, None);
+    assert_eq!(pod.image_pull_secrets, None);
+}
+
+#[test]
+fn home_is_a_claim_mounted_at_the_home_path() {
+    let d = deployment(&spec(), "agent-7", &options());
+    let pod = pod_spec(&d);
+    let volume = &pod.volumes.as_ref().expect("volumes")[0];
+    assert_eq!(
+        volume
+            .persistent_volume_claim
+            .as_ref()
+            .map(|c| c.claim_name.as_str()),
+        Some("streamspace-home-alice-desktop")
+    );
+    let mount = &pod.containers[0].volume_mounts.as_ref().expect("mounts")[0];
+    assert_eq!(mount.name, volume.name);
+    assert_eq!(mount.mount_path, "/home/user");
+
+    let claim = home_claim(&spec(), "agent-7", &options()).expect("claim");
+    assert_eq!(
+        claim.metadata.name.as_deref(),
+        Some("streamspace-home-alice-desktop")
+    );
+    let labels = claim.metadata.labels.clone().expect("labels");
+    assert_eq!(labels["app.kubernetes.io/name"], "streamspace-home");
+    assert_eq!(labels[labels::USER], "alice");
+    assert!(!labels.contains_key(labels::SESSION_ID), "outlives sessions");
+    let claim_spec = claim.spec.expect("claim spec");
+    assert_eq!(claim_spec.access_modes, Some(vec!["ReadWriteOnce".into()]));
+    assert_eq!(claim_spec.storage_class_name.as_deref(), Some("fast"));
+    let storage = claim_spec
+        .resources
+        .and_then(|r| r.requests)
+        .expect("requests");
+    assert_eq!(storage["storage"], Quantity("10Gi".into()));
+}
+
+#[test]
+fn no_home_no_resources_no_extras() {
+    let mut bare = spec();
+    bare.home = None;
+    bare.resources = Resources::default();
+    bare.env.clear();
+    bare.ports[0].name = "a-port-name-too-long".into();
+    assert!(home_claim(&bare, "agent-7", &options()).is_none());
+    let d = deployment(&bare, "agent-7", &options());
+    let pod = pod_spec(&d);
+    assert_eq!(pod.volumes, None);
+    let c = &pod.containers[0];
+    assert_eq!(c.resources, None);
+    assert_eq!(c.env, None);
+    assert_eq!(c.volume_mounts, None);
+    assert_eq!(c.ports.as_ref().expect("ports")[0].name, None);
+}
+
+#[test]
+fn odd_label_values_are_made_valid() {
+    let mut odd = spec();
+    odd.user = "Bob Smith".into();
+    let labels = session_labels(&odd, "agent 7");
+    assert_eq!(labels[labels::USER], "Bob-Smith");
+    assert_eq!(labels[labels::AGENT], "agent-7");
+}
+
+#[test]
+fn rendered_yaml_has_both_documents_in_creation_order() {
+    let yaml = crate::render::to_yaml(&spec(), "agent-7", &options()).expect("renders");
+    let claim_at = yaml.find("kind: PersistentVolumeClaim").expect("claim");
+    let deployment_at = yaml.find("kind: Deployment").expect("deployment");
+    assert!(claim_at < deployment_at, "{yaml}");
+    assert_eq!(yaml.matches("---\n").count(), 2, "{yaml}");
+    assert!(yaml.contains("apiVersion: apps/v1"), "{yaml}");
+    let mut bad = spec();
+    bad.session_id = "Not_A_Name".into();
+    let err = crate::render::to_yaml(&bad, "agent-7", &options()).expect_err("refused");
+    assert!(err.contains("cannot name a Kubernetes Deployment"), "{err}");
+}

@@ -1,0 +1,47 @@
+//! The exact objects the platform creates for a session, as YAML, for
+//! operators to review (`streamspace agent kubernetes render`) and for
+//! schema validation in CI.
+
+use crate::KubernetesOptions;
+use crate::names::{validate_claim_name, validate_session_id};
+use crate::objects::{deployment, home_claim};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use streamspace_protocol::SessionSpec;
+
+/// The claim (if the session has a persistent home) and the Deployment,
+/// in the order the platform creates them. Refuses what `start` refuses.
+pub fn session_objects(
+    spec: &SessionSpec,
+    agent_id: &str,
+    options: &KubernetesOptions,
+) -> Result<(Option<PersistentVolumeClaim>, Deployment), String> {
+    validate_session_id(&spec.session_id)?;
+    if let Some(home) = &spec.home {
+        validate_claim_name(&home.volume)?;
+    }
+    Ok((
+        home_claim(spec, agent_id, options),
+        deployment(spec, agent_id, options),
+    ))
+}
+
+/// [`session_objects`] as multi-document YAML.
+pub fn to_yaml(
+    spec: &SessionSpec,
+    agent_id: &str,
+    options: &KubernetesOptions,
+) -> Result<String, String> {
+    let (claim, deployment) = session_objects(spec, agent_id, options)?;
+    let mut documents = Vec::new();
+    if let Some(claim) = claim {
+        documents.push(serde_saphyr::to_string(&claim).map_err(|e| e.to_string())?);
+    }
+    documents.push(serde_saphyr::to_string(&deployment).map_err(|e| e.to_string())?);
+    Ok(documents
+        .iter()
+        .map(|doc| format!("---\n{}", doc.trim_end()))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n")
+}
