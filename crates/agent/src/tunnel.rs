@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
-use streamspace_protocol::tunnel::{UPGRADE_PROTOCOL, tunnel_path};
+use streamspace_protocol::tunnel::{UPGRADE_PROTOCOL, read_chunk, tunnel_path};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -42,12 +42,12 @@ pub async fn open(
 ) -> anyhow::Result<()> {
     match purpose {
         Purpose::Port { session_id, port } => {
-            let mut session = platform
+            let session = platform
                 .connect(&session_id, port)
                 .await
                 .with_context(|| format!("cannot reach port {port} of the session"))?;
-            let mut data = TokioIo::new(dial(identity, tunnel_id).await?);
-            let _ = tokio::io::copy_bidirectional(&mut session, &mut data).await;
+            let data = TokioIo::new(dial(identity, tunnel_id).await?);
+            splice(session, data).await;
         }
         Purpose::Logs {
             session_id,
@@ -68,6 +68,37 @@ pub async fn open(
         }
     }
     Ok(())
+}
+
+/// Largest chunk moved in one write.
+const CHUNK: usize = 64 * 1024;
+
+/// Copies both ways until either side ends (RFB needs no half-close). Each
+/// direction waits with a 1 KiB buffer, so an idle tunnel costs little.
+async fn splice<A, B>(a: A, b: B)
+where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite,
+{
+    let (mut a_rx, mut a_tx) = tokio::io::split(a);
+    let (mut b_rx, mut b_tx) = tokio::io::split(b);
+    tokio::select! {
+        _ = pump(&mut a_rx, &mut b_tx) => {}
+        _ = pump(&mut b_rx, &mut a_tx) => {}
+    }
+}
+
+async fn pump<R, W>(from: &mut R, to: &mut W)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    while let Ok(Some(chunk)) = read_chunk(from, CHUNK).await {
+        if to.write_all(&chunk).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 /// Opens the data channel for `tunnel_id`: HTTP/1.1 upgrade to a raw stream.

@@ -10,6 +10,7 @@ use crate::state::AppState;
 use crate::store::Store;
 use crate::tunnel::TunnelBroker;
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,10 +100,18 @@ impl Application {
         let state = self.state.clone();
         let router = crate::api::router(self.state);
         let stop = shutdown.clone();
-        let server = axum::serve(self.listener, router)
+        // VNC is many small messages each way; Nagle's delay would add to
+        // every one of them.
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let server = axum::serve(listener, router)
             .with_graceful_shutdown(async move { stop.cancelled().await });
         tracing::info!(url = %state.public_url, "control plane listening");
         state.tasks.spawn(crate::reconcile::run(state.clone()));
+        state
+            .tasks
+            .spawn(crate::hub::save_heartbeats(state.clone()));
         let result = tokio::select! {
             result = server => result.context("the HTTP server failed"),
             _ = shutdown.cancelled() => Ok(()),

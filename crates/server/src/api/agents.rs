@@ -26,6 +26,18 @@ pub fn status(state: &AppState, agent: &AgentRecord) -> &'static str {
     }
 }
 
+/// The agent with the latest heartbeat received here, which may be newer
+/// than the stored one (heartbeats are stored in batches).
+pub fn with_latest_beat(state: &AppState, mut agent: AgentRecord) -> AgentRecord {
+    if let Some(beat) = state.hub.latest_heartbeat(&agent.id)
+        && agent.last_heartbeat.is_none_or(|t| t < beat.at)
+    {
+        agent.last_heartbeat = Some(beat.at);
+        agent.metrics = Some(beat.metrics);
+    }
+    agent
+}
+
 pub async fn list(State(state): State<AppState>, _: AdminUser) -> ApiResult<Json<Vec<AgentView>>> {
     let loads = state.store.agent_loads().await?;
     let agents = state.store.list_agents().await?;
@@ -33,7 +45,7 @@ pub async fn list(State(state): State<AppState>, _: AdminUser) -> ApiResult<Json
         .into_iter()
         .map(|a| {
             let count = loads.get(&a.id).map_or(0, |l| l.sessions);
-            AgentView::new(status(&state, &a), a, count)
+            AgentView::new(status(&state, &a), with_latest_beat(&state, a), count)
         })
         .collect();
     Ok(Json(views))
@@ -51,7 +63,11 @@ pub async fn get(
         .ok_or_else(|| ApiError::not_found("agent"))?;
     let loads = state.store.agent_loads().await?;
     let count = loads.get(&agent.id).map_or(0, |l| l.sessions);
-    Ok(Json(AgentView::new(status(&state, &agent), agent, count)))
+    Ok(Json(AgentView::new(
+        status(&state, &agent),
+        with_latest_beat(&state, agent),
+        count,
+    )))
 }
 
 pub async fn delete(
@@ -71,6 +87,7 @@ pub async fn delete(
     let reason = "this agent was removed by an admin".to_owned();
     state.hub.send(&id, ServerMessage::Goodbye { reason });
     state.hub.disconnect(&id);
+    state.hub.forget(&id);
     state.events.agent_changed(&id);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -19,6 +19,7 @@ use tracing::Instrument;
 /// Control messages are small; anything bigger is a broken or hostile peer.
 const MAX_MESSAGE: usize = 1 << 20;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+const CONTROL_BUFFER: usize = 4 * 1024;
 
 /// `GET /api/v1/agents/connect`: the agent's outbound control channel.
 pub async fn connect(
@@ -46,6 +47,10 @@ pub async fn connect(
     let span = tracing::info_span!("agent", agent_id = %agent.id, name = %agent.name);
     Ok(upgrade
         .max_message_size(MAX_MESSAGE)
+        // Control messages are small; thousands of agents each holding the
+        // default 128 KiB read buffer would cost gigabytes.
+        .read_buffer_size(CONTROL_BUFFER)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| {
             let tracker = state.tasks.clone();
             tracker.track_future(serve(state, agent, secret_hash, socket).instrument(span))

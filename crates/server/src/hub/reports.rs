@@ -24,10 +24,11 @@ async fn apply(state: &AppState, from: &From<'_>, message: AgentMessage) -> Stor
     let agent_id = from.id;
     match message {
         AgentMessage::Heartbeat { metrics } => {
-            state
-                .store
-                .record_heartbeat(agent_id, now_ms(), &metrics)
-                .await?;
+            let beat = super::Beat {
+                at: now_ms(),
+                metrics,
+            };
+            state.hub.record_heartbeat(agent_id, beat);
         }
         AgentMessage::Ack { command_id } => {
             state

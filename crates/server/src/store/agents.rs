@@ -197,18 +197,18 @@ impl Store {
         Ok(())
     }
 
-    pub async fn record_heartbeat(
-        &self,
-        id: &str,
-        at: i64,
-        metrics: &NodeMetrics,
-    ) -> StoreResult<()> {
-        sqlx::query("UPDATE agents SET last_heartbeat = $1, metrics = $2 WHERE id = $3")
-            .bind(at)
-            .bind(to_json(metrics))
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+    /// Stores a batch of heartbeats in one transaction.
+    pub async fn record_heartbeats(&self, beats: &[(String, crate::hub::Beat)]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for (id, beat) in beats {
+            sqlx::query("UPDATE agents SET last_heartbeat = $1, metrics = $2 WHERE id = $3")
+                .bind(beat.at)
+                .bind(to_json(&beat.metrics))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

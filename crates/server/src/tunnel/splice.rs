@@ -1,17 +1,17 @@
 //! Moves bytes between a viewer's WebSocket and an agent's raw data stream.
 
 use axum::extract::ws::{Message, WebSocket};
-use bytes::BytesMut;
 use futures::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use streamspace_protocol::tunnel::read_chunk;
+use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-/// Bytes read from the agent per WebSocket frame at most. Large enough that a
-/// framebuffer update is a few frames, small enough to keep latency low.
+/// Bytes read from the agent per WebSocket frame at most: large enough that
+/// a framebuffer update is a few frames, small enough to keep latency low.
 const CHUNK: usize = 64 * 1024;
 
 /// Runs until either side closes or `shutdown` fires. `input` is set each time
@@ -42,17 +42,9 @@ pub async fn splice(
     };
 
     let downstream = async {
-        let mut buf = BytesMut::new();
-        loop {
-            buf.reserve(CHUNK);
-            match agent_rx.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let frame = Message::Binary(buf.split().freeze());
-                    if viewer_tx.send(frame).await.is_err() {
-                        return;
-                    }
-                }
+        while let Ok(Some(chunk)) = read_chunk(&mut agent_rx, CHUNK).await {
+            if viewer_tx.send(Message::Binary(chunk)).await.is_err() {
+                return;
             }
         }
         let _ = viewer_tx.send(Message::Close(None)).await;

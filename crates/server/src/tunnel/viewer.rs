@@ -21,8 +21,9 @@ use tracing::Instrument;
 
 /// How often viewer input is written to the session's `last_activity`.
 const ACTIVITY_FLUSH: Duration = Duration::from_secs(15);
-/// WebSocket buffers per viewer: small, so idle tunnels cost little memory.
-const WS_BUFFER: usize = 16 * 1024;
+/// The viewer WebSocket's read buffer: viewers send small input events (the
+/// buffer grows for a larger frame), and an idle tunnel should cost little.
+const WS_READ_BUFFER: usize = 2 * 1024;
 
 pub async fn vnc(
     State(state): State<AppState>,
@@ -61,8 +62,10 @@ pub async fn vnc(
     let tasks = state.tasks.clone();
     Ok(upgrade
         .protocols(["binary"])
-        .read_buffer_size(WS_BUFFER)
-        .write_buffer_size(WS_BUFFER)
+        .read_buffer_size(WS_READ_BUFFER)
+        // Every frame goes out at once: a still screen sends few, and each
+        // one is a user waiting.
+        .write_buffer_size(0)
         .on_upgrade(move |ws| {
             tasks.track_future(
                 async move {
