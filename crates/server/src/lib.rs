@@ -8,6 +8,7 @@ pub mod error;
 pub mod events;
 pub mod hub;
 pub mod lifecycle;
+pub mod metrics;
 pub mod quota;
 pub mod reconcile;
 pub mod scheduler;

@@ -68,6 +68,7 @@ impl Application {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             admission: Arc::default(),
+            metrics: Arc::default(),
         };
         Ok(Self {
             listener,

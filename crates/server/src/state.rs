@@ -26,4 +26,5 @@ pub struct AppState {
     /// Held while a session is admitted (quota and capacity checked, then
     /// stored), so concurrent requests cannot overcommit.
     pub admission: Arc<tokio::sync::Mutex<()>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }

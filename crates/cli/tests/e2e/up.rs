@@ -102,6 +102,24 @@ async fn up_runs_a_desktop_and_keeps_users_apart() -> anyhow::Result<()> {
     );
     assert_vnc_works(&admin, &id).await?;
 
+    // The tunnels show up in the Prometheus metrics.
+    let metrics = Api::new(&cp.url).text("/metrics").await?;
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        value("streamspace_tunnels_opened_total ") >= 3.0,
+        "{metrics}"
+    );
+    assert!(
+        value("streamspace_tunnel_bytes_total{direction=\"to_viewer\"} ") > 0.0,
+        "{metrics}"
+    );
+    assert_eq!(value("streamspace_agents_connected "), 1.0, "{metrics}");
+
     alice
         .expect(Method::DELETE, &path, None, StatusCode::OK)
         .await?;

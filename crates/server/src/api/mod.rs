@@ -71,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .route("/vnc/{id}", get(tunnel::vnc))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(crate::metrics::serve))
         .fallback(crate::ui::serve)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -176,6 +176,7 @@ pub async fn save_heartbeats(state: AppState) {
 pub async fn dispatch(state: &AppState, agent_id: &str, command: Command) -> StoreResult<()> {
     let id = command.id.clone();
     if state.hub.send(agent_id, ServerMessage::Command(command)) {
+        state.metrics.commands_dispatched.inc();
         state.store.mark_command_sent(&id).await?;
     } else {
         tracing::info!(agent_id, command_id = %id, "agent not connected; command queued");

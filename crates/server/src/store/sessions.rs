@@ -281,6 +281,16 @@ impl Store {
         self.get_session(id).await
     }
 
+    /// How many sessions are in each phase.
+    pub async fn count_sessions_by_phase(&self) -> StoreResult<HashMap<String, i64>> {
+        let rows = sqlx::query("SELECT phase, COUNT(*) AS n FROM sessions GROUP BY phase")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("phase")?, r.try_get("n")?)))
+            .collect()
+    }
+
     pub async fn touch_session(&self, id: &str) -> StoreResult<()> {
         sqlx::query("UPDATE sessions SET last_activity = $1 WHERE id = $2")
             .bind(now_ms())

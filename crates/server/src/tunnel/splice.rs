@@ -1,5 +1,6 @@
 //! Moves bytes between a viewer's WebSocket and an agent's raw data stream.
 
+use crate::metrics::Metrics;
 use axum::extract::ws::{Message, WebSocket};
 use futures::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
@@ -21,7 +22,9 @@ pub async fn splice(
     agent: Upgraded,
     input: Arc<AtomicBool>,
     shutdown: CancellationToken,
+    metrics: &Metrics,
 ) {
+    let (to_viewer, from_viewer) = (metrics.bytes("to_viewer"), metrics.bytes("from_viewer"));
     let (mut agent_rx, mut agent_tx) = tokio::io::split(TokioIo::new(agent));
     let (mut viewer_tx, mut viewer_rx) = ws.split();
 
@@ -34,6 +37,7 @@ pub async fn splice(
                 Message::Ping(_) | Message::Pong(_) => continue,
             };
             input.store(true, Ordering::Relaxed);
+            from_viewer.inc_by(data.len() as u64);
             if agent_tx.write_all(&data).await.is_err() {
                 break;
             }
@@ -43,6 +47,7 @@ pub async fn splice(
 
     let downstream = async {
         while let Ok(Some(chunk)) = read_chunk(&mut agent_rx, CHUNK).await {
+            to_viewer.inc_by(chunk.len() as u64);
             if viewer_tx.send(Message::Binary(chunk)).await.is_err() {
                 return;
             }

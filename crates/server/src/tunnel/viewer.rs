@@ -71,10 +71,14 @@ pub async fn vnc(
                 async move {
                     let input = Arc::new(AtomicBool::new(false));
                     let shutdown = state.shutdown.clone();
+                    let metrics = state.metrics.clone();
+                    metrics.tunnels_opened.inc();
+                    metrics.tunnels_open.inc();
                     tokio::select! {
-                        _ = splice(ws, agent_stream, input.clone(), shutdown) => {}
+                        _ = splice(ws, agent_stream, input.clone(), shutdown, &metrics) => {}
                         _ = record_activity(&state, &session.id, &input) => {}
                     }
+                    metrics.tunnels_open.dec();
                     if input.load(Ordering::Relaxed) {
                         let _ = state.store.touch_session(&session.id).await;
                     }
