@@ -95,7 +95,11 @@ impl Shared {
     /// ClusterRole), which is remembered as long as a success would be.
     async fn node_totals(&self) -> Option<NodeTotals> {
         {
-            let cached = self.cluster.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+            let cached = self
+                .cluster
+                .nodes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if let Some((at, totals)) = *cached
                 && at.elapsed() < NODE_CACHE
             {
@@ -110,8 +114,11 @@ impl Shared {
                 None
             }
         };
-        *self.cluster.nodes.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some((Instant::now(), totals));
+        *self
+            .cluster
+            .nodes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), totals));
         totals
     }
 
@@ -210,7 +217,10 @@ mod tests {
         assert_eq!(parse_quantity("4"), Some(4.0));
         assert_eq!(parse_quantity("3920m"), Some(3.92));
         assert_eq!(parse_quantity("250000000n"), Some(0.25));
-        assert_eq!(parse_quantity("16Gi"), Some(16.0 * 1024.0 * 1024.0 * 1024.0));
+        assert_eq!(
+            parse_quantity("16Gi"),
+            Some(16.0 * 1024.0 * 1024.0 * 1024.0)
+        );
         assert_eq!(parse_quantity("1024Ki"), Some(1024.0 * 1024.0));
         assert_eq!(parse_quantity("2G"), Some(2e9));
         assert_eq!(parse_quantity("1e3"), Some(1000.0));

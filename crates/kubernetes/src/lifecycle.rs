@@ -32,7 +32,9 @@ impl Shared {
             // (or one an operator provisioned): reuse it as it is.
             match self.claims.create(&PostParams::default(), &claim).await {
                 Ok(_) => tracing::info!(claim = %claim_name, "created home claim"),
-                Err(e) if is_conflict(&e) => tracing::debug!(claim = %claim_name, "home claim exists"),
+                Err(e) if is_conflict(&e) => {
+                    tracing::debug!(claim = %claim_name, "home claim exists")
+                }
                 Err(e) => {
                     return Err(self.error(format!("create persistentvolumeclaim {claim_name}"), e));
                 }
@@ -40,7 +42,11 @@ impl Shared {
         }
 
         let wanted = deployment(spec, &self.agent_id, &self.options);
-        match self.deployments.create(&PostParams::default(), &wanted).await {
+        match self
+            .deployments
+            .create(&PostParams::default(), &wanted)
+            .await
+        {
             Ok(_) => {
                 tracing::info!(deployment = %name, "created deployment");
                 return Ok(SessionReport::new(session_id, Phase::Starting));

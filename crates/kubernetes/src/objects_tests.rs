@@ -124,7 +124,10 @@ fn sessions_run_restricted_without_api_access() {
         security.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
         Some("RuntimeDefault")
     );
-    let container = pod.containers[0].security_context.as_ref().expect("security");
+    let container = pod.containers[0]
+        .security_context
+        .as_ref()
+        .expect("security");
     assert_eq!(container.allow_privilege_escalation, Some(false));
     assert_eq!(
         container.capabilities.as_ref().and_then(|c| c.drop.clone()),
@@ -176,7 +179,10 @@ fn home_is_a_claim_mounted_at_the_home_path() {
     let labels = claim.metadata.labels.clone().expect("labels");
     assert_eq!(labels["app.kubernetes.io/name"], "streamspace-home");
     assert_eq!(labels[labels::USER], "alice");
-    assert!(!labels.contains_key(labels::SESSION_ID), "outlives sessions");
+    assert!(
+        !labels.contains_key(labels::SESSION_ID),
+        "outlives sessions"
+    );
     let claim_spec = claim.spec.expect("claim spec");
     assert_eq!(claim_spec.access_modes, Some(vec!["ReadWriteOnce".into()]));
     assert_eq!(claim_spec.storage_class_name.as_deref(), Some("fast"));

@@ -134,8 +134,7 @@ fn observe_pod(pod: &Pod) -> Observation {
             let reason = waiting.reason.as_deref().unwrap_or_default();
             if FAILED_WAITING.contains(&reason) {
                 let mut observed = Observation::failed(reason, waiting.message.as_deref());
-                if let (Some(message), Some(last)) = (&mut observed.message, last_exit(container))
-                {
+                if let (Some(message), Some(last)) = (&mut observed.message, last_exit(container)) {
                     message.push_str(&format!(" (last exit: {last})"));
                 }
                 return observed;
@@ -196,9 +195,9 @@ fn last_exit(container: &ContainerStatus) -> Option<String> {
 /// not create the pod at all.
 fn replica_failure(deployment: &Deployment) -> Option<String> {
     let conditions = deployment.status.as_ref()?.conditions.as_ref()?;
-    let failure = conditions
-        .iter()
-        .find(|c| c.type_.as_deref() == Some("ReplicaFailure") && c.status.as_deref() == Some("True"))?;
+    let failure = conditions.iter().find(|c| {
+        c.type_.as_deref() == Some("ReplicaFailure") && c.status.as_deref() == Some("True")
+    })?;
     Some(match (&failure.reason, &failure.message) {
         (Some(reason), Some(message)) => format!("{reason}: {message}"),
         (Some(text), None) | (None, Some(text)) => text.clone(),

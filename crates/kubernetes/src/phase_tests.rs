@@ -4,12 +4,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 macro_rules! pod {
     ($name:literal) => {
-        serde_json::from_str::<Pod>(include_str!(concat!(
-            "../tests/fixtures/pods/",
-            $name,
-            ".json"
-        )))
-        .expect(concat!($name, ".json is a pod"))
+        serde_json::from_str::<Pod>(include_str!(concat!("../tests/data/pods/", $name, ".json")))
+            .expect(concat!($name, ".json is a pod"))
     };
 }
 
@@ -135,7 +131,9 @@ fn no_pod_yet_is_starting_unless_the_replica_set_cannot_create_it() {
     });
     let message = failed_message(observe(&refused, []));
     assert!(
-        message.contains("ReplicaFailure: FailedCreate: pods \"streamspace-x-1\" is forbidden: exceeded quota"),
+        message.contains(
+            "ReplicaFailure: FailedCreate: pods \"streamspace-x-1\" is forbidden: exceeded quota"
+        ),
         "{message}"
     );
 }

@@ -86,6 +86,10 @@ impl StateSecret {
     }
 
     fn error(&self, verb: &str, cause: kube::Error) -> KubernetesError {
-        KubernetesError::new(&self.namespace, format!("{verb} secret {}", self.name), cause)
+        KubernetesError::new(
+            &self.namespace,
+            format!("{verb} secret {}", self.name),
+            cause,
+        )
     }
 }

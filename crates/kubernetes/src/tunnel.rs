@@ -71,7 +71,9 @@ impl Shared {
                 let mut forwarder =
                     tokio::time::timeout(DIAL_TIMEOUT, self.pods.portforward(&pod_name, &[port]))
                         .await
-                        .map_err(|_| unreachable(how, format!("no answer within {DIAL_TIMEOUT:?}")))?
+                        .map_err(|_| {
+                            unreachable(how, format!("no answer within {DIAL_TIMEOUT:?}"))
+                        })?
                         .map_err(|e| unreachable(how, self.error("port-forward", e).to_string()))?;
                 let stream = forwarder
                     .take_stream(port)

@@ -1,0 +1,342 @@
+//! The exact apiserver requests of start, hibernate, wake and terminate,
+//! as a scenario per lifecycle step (the controller-rs fixtures pattern).
+
+use crate::apiserver::*;
+use serde_json::json;
+use streamspace_agent::{Platform, PlatformError};
+use streamspace_kubernetes::KubernetesPlatform;
+use streamspace_protocol::Phase;
+use tokio::task::JoinHandle;
+
+/// What the apiserver sees, and answers, for one lifecycle step.
+enum Scenario {
+    /// start with a persistent home: claim, then Deployment.
+    CreateWithHome,
+    /// start without a home: the Deployment alone.
+    CreateWithoutHome,
+    /// start again after hibernation (the command was re-delivered):
+    /// both exist, the Deployment is scaled back to 1.
+    StartExistingHibernated,
+    /// start finds a Deployment of the same name another agent owns.
+    StartForeign,
+    HibernateRunning,
+    HibernateAlreadyHibernated,
+    WakeHibernated,
+    TerminateRunning,
+    TerminateMissing,
+    TerminateForeign,
+}
+
+const DEPLOYMENT_PATH: &str = "/apis/apps/v1/namespaces/streamspace/deployments/streamspace-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+const CLAIMS: &str = "/api/v1/namespaces/streamspace/persistentvolumeclaims?";
+
+impl Scenario {
+    fn run(self, mut server: ApiServer) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            match self {
+                Scenario::CreateWithHome => {
+                    let call = server.expect("POST", CLAIMS).await;
+                    assert_claim(&call.body);
+                    let body = call.body.clone();
+                    call.respond(201, body);
+                    let call = server.expect("POST", &format!("{DEPLOYMENTS}?")).await;
+                    assert_deployment(&call.body, true);
+                    let body = call.body.clone();
+                    call.respond(201, body);
+                }
+                Scenario::CreateWithoutHome => {
+                    let call = server.expect("POST", &format!("{DEPLOYMENTS}?")).await;
+                    assert_deployment(&call.body, false);
+                    let body = call.body.clone();
+                    call.respond(201, body);
+                }
+                Scenario::StartExistingHibernated => {
+                    server.expect("POST", CLAIMS).await.fail(
+                        409,
+                        "AlreadyExists",
+                        "persistentvolumeclaims \"streamspace-home-alice-desktop\" already exists",
+                    );
+                    server.expect("POST", &format!("{DEPLOYMENTS}?")).await.fail(
+                        409,
+                        "AlreadyExists",
+                        "deployments.apps \"streamspace-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b\" already exists",
+                    );
+                    server
+                        .expect("GET", DEPLOYMENT_PATH)
+                        .await
+                        .respond(200, deployment_json(0, 0));
+                    expect_scale(&mut server, 1).await;
+                }
+                Scenario::StartForeign => {
+                    server
+                        .expect("POST", CLAIMS)
+                        .await
+                        .fail(409, "AlreadyExists", "exists");
+                    server
+                        .expect("POST", &format!("{DEPLOYMENTS}?"))
+                        .await
+                        .fail(409, "AlreadyExists", "exists");
+                    server
+                        .expect("GET", DEPLOYMENT_PATH)
+                        .await
+                        .respond(200, foreign_deployment());
+                }
+                Scenario::HibernateRunning => {
+                    server
+                        .expect("GET", DEPLOYMENT_PATH)
+                        .await
+                        .respond(200, deployment_json(1, 1));
+                    expect_scale(&mut server, 0).await;
+                }
+                Scenario::HibernateAlreadyHibernated => {
+                    server
+                        .expect("GET", DEPLOYMENT_PATH)
+                        .await
+                        .respond(200, deployment_json(0, 0));
+                }
+                Scenario::WakeHibernated => {
+                    server
+                        .expect("GET", DEPLOYMENT_PATH)
+                        .await
+                        .respond(200, deployment_json(0, 0));
+                    expect_scale(&mut server, 1).await;
+                }
+                Scenario::TerminateRunning => {
+                    server
+                        .expect("GET", DEPLOYMENT_PATH)
+                        .await
+                        .respond(200, deployment_json(1, 1));
+                    let call = server
+                        .expect("DELETE", &format!("{DEPLOYMENT_PATH}?"))
+                        .await;
+                    // Background: the apiserver answers at once and the
+                    // garbage collector removes the ReplicaSet and pod.
+                    assert_eq!(call.body["propagationPolicy"], "Background");
+                    call.respond(200, deployment_json(1, 1));
+                    // No request for the claim follows: the home is kept.
+                }
+                Scenario::TerminateMissing => {
+                    server.expect("GET", DEPLOYMENT_PATH).await.fail(
+                        404,
+                        "NotFound",
+                        "deployments.apps \"streamspace-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b\" not found",
+                    );
+                }
+                Scenario::TerminateForeign => {
+                    server
+                        .expect("GET", DEPLOYMENT_PATH)
+                        .await
+                        .respond(200, foreign_deployment());
+                }
+            }
+        })
+    }
+}
+
+async fn expect_scale(server: &mut ApiServer, replicas: i32) {
+    let call = server
+        .expect("PATCH", &format!("{DEPLOYMENT_PATH}/scale?"))
+        .await;
+    assert_eq!(
+        call.content_type.as_deref(),
+        Some("application/merge-patch+json")
+    );
+    assert_eq!(call.body, json!({"spec": {"replicas": replicas}}));
+    call.respond(
+        200,
+        json!({
+            "kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {"name": DEPLOYMENT, "namespace": NS},
+            "spec": {"replicas": replicas},
+            "status": {"replicas": 1 - replicas, "selector": "io.streamspace.session-id=x"},
+        }),
+    );
+}
+
+fn foreign_deployment() -> serde_json::Value {
+    let mut d = deployment_json(1, 1);
+    d["metadata"]["labels"]["io.streamspace.agent"] = json!("agent-2");
+    d
+}
+
+fn assert_claim(body: &serde_json::Value) {
+    assert_eq!(body["apiVersion"], "v1");
+    assert_eq!(body["kind"], "PersistentVolumeClaim");
+    assert_eq!(body["metadata"]["name"], "streamspace-home-alice-desktop");
+    assert_eq!(body["metadata"]["labels"]["io.streamspace.user"], "alice");
+    assert_eq!(body["metadata"]["labels"]["io.streamspace.agent"], AGENT);
+    assert_eq!(body["spec"]["accessModes"], json!(["ReadWriteOnce"]));
+    assert_eq!(body["spec"]["resources"]["requests"]["storage"], "10Gi");
+}
+
+fn assert_deployment(body: &serde_json::Value, home: bool) {
+    assert_eq!(body["apiVersion"], "apps/v1");
+    assert_eq!(body["kind"], "Deployment");
+    assert_eq!(body["metadata"]["name"], DEPLOYMENT);
+    assert_eq!(body["metadata"]["namespace"], NS);
+    let labels = &body["metadata"]["labels"];
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "streamspace");
+    assert_eq!(labels["app.kubernetes.io/name"], "streamspace-session");
+    assert_eq!(labels["io.streamspace.session-id"], SESSION);
+    assert_eq!(labels["io.streamspace.user"], "alice");
+    assert_eq!(labels["io.streamspace.template"], "desktop");
+    assert_eq!(labels["io.streamspace.agent"], AGENT);
+    assert_eq!(body["spec"]["replicas"], 1);
+    assert_eq!(body["spec"]["strategy"]["type"], "Recreate");
+    assert_eq!(
+        body["spec"]["selector"]["matchLabels"],
+        json!({"app.kubernetes.io/managed-by": "streamspace", "io.streamspace.session-id": SESSION})
+    );
+    let pod = &body["spec"]["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let container = &pod["containers"][0];
+    assert_eq!(container["name"], "session");
+    assert_eq!(
+        container["image"],
+        "registry.example.com/streamspace/desktop:1.0"
+    );
+    assert_eq!(
+        container["env"],
+        json!([{"name": "VNC_GEOMETRY", "value": "1280x800"}])
+    );
+    assert_eq!(
+        container["ports"],
+        json!([{"name": "vnc", "containerPort": 5901, "protocol": "TCP"}])
+    );
+    let limits = json!({"cpu": "1", "memory": "1Gi"});
+    assert_eq!(container["resources"]["limits"], limits);
+    assert_eq!(container["resources"]["requests"], limits);
+    if home {
+        assert_eq!(
+            pod["volumes"],
+            json!([{"name": "home", "persistentVolumeClaim": {"claimName": "streamspace-home-alice-desktop"}}])
+        );
+        assert_eq!(
+            container["volumeMounts"],
+            json!([{"name": "home", "mountPath": "/home/user"}])
+        );
+    } else {
+        assert!(pod.get("volumes").is_none(), "{pod}");
+    }
+}
+
+fn platform() -> (KubernetesPlatform, ApiServer) {
+    let (client, server) = mock_client();
+    let platform = KubernetesPlatform::new(client, AGENT, options()).expect("platform");
+    (platform, server)
+}
+
+#[tokio::test]
+async fn start_creates_the_home_claim_then_the_deployment() {
+    let (platform, server) = platform();
+    let verifier = Scenario::CreateWithHome.run(server);
+    let report = within(platform.start(&spec(true))).await.expect("starts");
+    assert_eq!(report.phase, Phase::Starting);
+    within(verifier).await.expect("scenario");
+}
+
+#[tokio::test]
+async fn start_without_home_creates_only_the_deployment() {
+    let (platform, server) = platform();
+    let verifier = Scenario::CreateWithoutHome.run(server);
+    let report = within(platform.start(&spec(false))).await.expect("starts");
+    assert_eq!(report.phase, Phase::Starting);
+    within(verifier).await.expect("scenario");
+}
+
+#[tokio::test]
+async fn start_is_idempotent_and_scales_a_hibernated_session_up() {
+    let (platform, server) = platform();
+    let verifier = Scenario::StartExistingHibernated.run(server);
+    let report = within(platform.start(&spec(true))).await.expect("starts");
+    assert_eq!(report.phase, Phase::Starting);
+    within(verifier).await.expect("scenario");
+}
+
+#[tokio::test]
+async fn start_refuses_to_adopt_another_agents_deployment() {
+    let (platform, server) = platform();
+    let verifier = Scenario::StartForeign.run(server);
+    let err = within(platform.start(&spec(true)))
+        .await
+        .expect_err("not ours");
+    assert!(
+        matches!(&err, PlatformError::Invalid(m) if m.contains("belongs to agent \"agent-2\"")),
+        "{err:?}"
+    );
+    within(verifier).await.expect("scenario");
+}
+
+#[tokio::test]
+async fn start_refuses_an_id_that_cannot_name_a_deployment_without_asking() {
+    let (platform, _server) = platform();
+    let mut bad = spec(false);
+    bad.session_id = "Session_1".into();
+    let err = within(platform.start(&bad)).await.expect_err("invalid");
+    assert!(matches!(err, PlatformError::Invalid(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn hibernate_scales_to_zero() {
+    let (platform, server) = platform();
+    let verifier = Scenario::HibernateRunning.run(server);
+    let report = within(platform.hibernate(SESSION))
+        .await
+        .expect("hibernates");
+    assert_eq!(report.phase, Phase::Hibernated);
+    within(verifier).await.expect("scenario");
+}
+
+#[tokio::test]
+async fn hibernate_twice_changes_nothing() {
+    let (platform, server) = platform();
+    let verifier = Scenario::HibernateAlreadyHibernated.run(server);
+    let report = within(platform.hibernate(SESSION))
+        .await
+        .expect("hibernates");
+    assert_eq!(report.phase, Phase::Hibernated);
+    within(verifier).await.expect("scenario");
+}
+
+#[tokio::test]
+async fn wake_scales_to_one() {
+    let (platform, server) = platform();
+    let verifier = Scenario::WakeHibernated.run(server);
+    let report = within(platform.wake(SESSION)).await.expect("wakes");
+    assert_eq!(report.phase, Phase::Waking);
+    within(verifier).await.expect("scenario");
+}
+
+#[tokio::test]
+async fn terminate_deletes_the_deployment_and_keeps_the_claim() {
+    let (platform, server) = platform();
+    let verifier = Scenario::TerminateRunning.run(server);
+    let report = within(platform.terminate(SESSION))
+        .await
+        .expect("terminates");
+    assert_eq!(report.phase, Phase::Terminated);
+    within(verifier).await.expect("scenario");
+}
+
+#[tokio::test]
+async fn terminate_of_a_missing_session_is_terminated() {
+    let (platform, server) = platform();
+    let verifier = Scenario::TerminateMissing.run(server);
+    let report = within(platform.terminate(SESSION))
+        .await
+        .expect("terminates");
+    assert_eq!(report.phase, Phase::Terminated);
+    within(verifier).await.expect("scenario");
+}
+
+#[tokio::test]
+async fn terminate_never_deletes_another_agents_deployment() {
+    let (platform, server) = platform();
+    let verifier = Scenario::TerminateForeign.run(server);
+    let report = within(platform.terminate(SESSION))
+        .await
+        .expect("terminates");
+    assert_eq!(report.phase, Phase::Terminated);
+    within(verifier).await.expect("scenario");
+}
