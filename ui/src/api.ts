@@ -40,6 +40,9 @@ export interface Session {
   message: string | null;
   url: string;
   resources: Resources;
+  /** Whether the session's agent is reachable (newer servers). */
+  agent_status?: 'online' | 'offline' | 'draining' | null;
+  idle_timeout?: string | null;
   created_at: string;
   updated_at: string;
   last_activity: string;

@@ -1,4 +1,5 @@
 import { createContext } from 'preact';
+import type { FunctionComponent } from 'preact';
 import { useContext, useEffect, useState } from 'preact/hooks';
 import { api, ApiError, errorMessage, onUnauthorized, type User } from './api';
 import { startEvents, stopEvents } from './events';
@@ -8,7 +9,6 @@ import { Layout } from './components/layout';
 import { LoginPage } from './pages/login';
 import { CatalogPage } from './pages/catalog';
 import { MySessionsPage } from './pages/sessions';
-import { ViewerPage } from './pages/viewer';
 import { AgentsPage } from './pages/admin/agents';
 import { AllSessionsPage } from './pages/admin/all-sessions';
 import { UsersPage } from './pages/admin/users';
@@ -110,6 +110,32 @@ export function App() {
   );
 }
 
+/** The viewer with noVNC is most of the code: load it only when a session is opened. */
+function LazyViewer({ id }: { id: string }) {
+  const [Viewer, setViewer] = useState<FunctionComponent<{ id: string }> | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const load = () => {
+    setError(null);
+    import('./pages/viewer').then(
+      (m) => setViewer(() => m.ViewerPage),
+      (err) => setError(`Cannot load the viewer: ${errorMessage(err)}`),
+    );
+  };
+  useEffect(load, []);
+  if (Viewer) return <Viewer id={id} />;
+  return (
+    <main class="center-page">
+      {error ? (
+        <div class="card narrow">
+          <ErrorBanner error={error} onRetry={load} />
+        </div>
+      ) : (
+        <Loading what="viewer" />
+      )}
+    </main>
+  );
+}
+
 function Redirect({ to }: { to: string }) {
   useEffect(() => navigate(to, { replace: true }), [to]);
   return null;
@@ -118,7 +144,7 @@ function Redirect({ to }: { to: string }) {
 function Routes({ path, user }: { path: string; user: User }) {
   let m: Record<string, string> | null;
   if (path === '/login') return <Redirect to="/" />;
-  if ((m = match('/sessions/:id', path))) return <ViewerPage key={m.id} id={m.id} />;
+  if ((m = match('/sessions/:id', path))) return <LazyViewer key={m.id} id={m.id} />;
 
   const admin = user.role === 'admin';
   const adminOnly = (el: preact.JSX.Element) => (admin ? el : <ForbiddenPage />);

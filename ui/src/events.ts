@@ -3,7 +3,7 @@
 // missed) and a reconnect of the stream both tell them to reload their lists.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import type { Agent, Session } from './api';
+import { api, type ApiError, type Agent, type Session } from './api';
 
 type Handlers = {
   session?: (s: Session) => void;
@@ -13,6 +13,7 @@ type Handlers = {
 
 const subscribers = new Set<{ current: Handlers }>();
 let source: EventSource | null = null;
+let restart: ReturnType<typeof setTimeout> | undefined;
 let connected = false;
 const statusListeners = new Set<(up: boolean) => void>();
 
@@ -52,7 +53,28 @@ export function startEvents() {
     if (opened) dispatch('resync', undefined as never);
     opened = true;
   });
-  source.addEventListener('error', () => setConnected(false));
+  const self = source;
+  source.addEventListener('error', () => {
+    setConnected(false);
+    // The browser retries network errors by itself but gives up on an HTTP
+    // error (e.g. 401 after the login expired, 502 from a proxy). Check the
+    // login (a 401 logs the UI out) and start a new stream a little later.
+    if (self.readyState === EventSource.CLOSED && source === self) {
+      source = null;
+      restart = setTimeout(() => {
+        api.me().then(
+          () => {
+            startEvents();
+            dispatch('resync', undefined as never);
+          },
+          (err: ApiError) => {
+            // A 401 logs the UI out, which stops events; otherwise try again.
+            if (err.status !== 401) restart = setTimeout(startEvents, 5000);
+          },
+        );
+      }, 3000);
+    }
+  });
   source.addEventListener('session', (e) => {
     const s = parse<Session>(e as MessageEvent);
     if (s) dispatch('session', s);
@@ -65,6 +87,7 @@ export function startEvents() {
 }
 
 export function stopEvents() {
+  clearTimeout(restart);
   source?.close();
   source = null;
   setConnected(false);

@@ -80,3 +80,23 @@ export function phaseTone(phase: Phase): Tone {
 export function isTransitional(phase: Phase): boolean {
   return ['Pending', 'Starting', 'Waking', 'Hibernating', 'Stopping'].includes(phase);
 }
+
+const UNITS: Record<string, number> = {
+  '': 1,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  Ki: 2 ** 10,
+  Mi: 2 ** 20,
+  Gi: 2 ** 30,
+  Ti: 2 ** 40,
+};
+
+/** A Kubernetes-style memory quantity ("24682416Ki") made readable ("23.5 GiB"). */
+export function memory(q: string | undefined): string {
+  if (!q) return '';
+  const m = /^(\d+(?:\.\d+)?)([kMGT]i?|Ki)?$/.exec(q.trim());
+  if (!m) return q;
+  return bytes(Number(m[1]) * (UNITS[m[2] ?? ''] ?? 1));
+}

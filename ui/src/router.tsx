@@ -1,7 +1,7 @@
 // A small history-API router: the server answers every non-API path with
 // index.html, so deep links and reloads work.
 
-import type { ComponentChildren, JSX } from 'preact';
+import type { AnchorHTMLAttributes, ComponentChildren } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 
 const listeners = new Set<() => void>();
@@ -41,7 +41,7 @@ export function match(pattern: string, path: string): Record<string, string> | n
   return params;
 }
 
-type LinkProps = JSX.HTMLAttributes<HTMLAnchorElement> & {
+type LinkProps = AnchorHTMLAttributes<HTMLAnchorElement> & {
   href: string;
   children?: ComponentChildren;
 };

@@ -3,6 +3,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { useAuth } from '../app';
 import { useEventsConnected } from '../events';
 import { Link } from '../router';
+import { IconMenu } from './icons';
 
 export function Logo() {
   return (
@@ -65,7 +66,7 @@ export function Layout({ path, children }: { path: string; children: ComponentCh
           aria-label="Menu"
           onClick={() => setMenuOpen(!menuOpen)}
         >
-          ☰
+          <IconMenu />
         </button>
         <nav id="main-nav" class={`nav${menuOpen ? ' open' : ''}`} aria-label="Main">
           {USER_LINKS.map(link)}
@@ -76,6 +77,10 @@ export function Layout({ path, children }: { path: string; children: ComponentCh
               {ADMIN_LINKS.map(link)}
             </>
           )}
+          <span class="nav-user">
+            Signed in as <strong>{user.username}</strong>
+            {user.role === 'admin' && ' (admin)'}
+          </span>
         </nav>
         <div class="userbox">
           <span

@@ -78,9 +78,10 @@ type Props = {
 
 export function SessionTable({ sessions, error, reload, showUser, agentNames, update, empty }: Props) {
   const now = useNow(15000);
-  const [busy, setBusy] = useState<string | null>(null);
-  const act = async (id: string, f: () => Promise<unknown>) => {
-    setBusy(id);
+  // The row and action being carried out: that button spins, the row's others wait.
+  const [busy, setBusy] = useState<{ id: string; action: string } | null>(null);
+  const act = async (id: string, action: string, f: () => Promise<unknown>) => {
+    setBusy({ id, action });
     try {
       await f();
     } finally {
@@ -135,6 +136,11 @@ export function SessionTable({ sessions, error, reload, showUser, agentNames, up
                   <td data-label="Agent">
                     {agent}
                     <div class="muted small">{s.platform}</div>
+                    {s.agent_status === 'offline' && !ended && (
+                      <div class="small text-error" title="The session is kept, but cannot be reached until its agent is back">
+                        agent offline
+                      </div>
+                    )}
                   </td>
                   <td data-label="Age" title={absolute(s.created_at)}>
                     {age(s.created_at, now)}
@@ -156,8 +162,9 @@ export function SessionTable({ sessions, error, reload, showUser, agentNames, up
                       {canHibernate && (
                         <Button
                           small
-                          busy={busy === s.id}
-                          onClick={() => act(s.id, () => changeState(s, 'hibernated', update))}
+                          busy={busy?.id === s.id && busy.action === 'hibernate'}
+                          disabled={busy?.id === s.id}
+                          onClick={() => act(s.id, 'hibernate', () => changeState(s, 'hibernated', update))}
                         >
                           Hibernate
                         </Button>
@@ -165,8 +172,9 @@ export function SessionTable({ sessions, error, reload, showUser, agentNames, up
                       {canWake && (
                         <Button
                           small
-                          busy={busy === s.id}
-                          onClick={() => act(s.id, () => changeState(s, 'running', update))}
+                          busy={busy?.id === s.id && busy.action === 'wake'}
+                          disabled={busy?.id === s.id}
+                          onClick={() => act(s.id, 'wake', () => changeState(s, 'running', update))}
                         >
                           {s.phase === 'Failed' ? 'Restart' : 'Wake'}
                         </Button>
@@ -175,8 +183,9 @@ export function SessionTable({ sessions, error, reload, showUser, agentNames, up
                         <Button
                           small
                           variant="danger"
-                          disabled={busy === s.id || s.phase === 'Stopping'}
-                          onClick={() => act(s.id, () => terminateSession(s, update))}
+                          busy={busy?.id === s.id && busy.action === 'terminate'}
+                          disabled={busy?.id === s.id || s.phase === 'Stopping'}
+                          onClick={() => act(s.id, 'terminate', () => terminateSession(s, update))}
                         >
                           Terminate
                         </Button>

@@ -1,9 +1,10 @@
 // Small building blocks shared by every page.
 
-import type { ComponentChildren, JSX } from 'preact';
+import type { ButtonHTMLAttributes, ComponentChildren } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { Phase } from '../api';
 import { phaseTone, isTransitional, type Tone } from '../format';
+import { IconClose } from './icons';
 
 export function Badge({ tone, children, pulse }: { tone: Tone; children: ComponentChildren; pulse?: boolean }) {
   return (
@@ -245,7 +246,7 @@ export function Modal({
       <div class="modal-head">
         <h2 id="modal-title">{title}</h2>
         <button type="button" class="icon-btn" aria-label="Close" onClick={onClose}>
-          ✕
+          <IconClose />
         </button>
       </div>
       {children}
@@ -285,7 +286,7 @@ export function ToastHost() {
             aria-label="Dismiss"
             onClick={() => setToasts((all) => all.filter((x) => x.id !== t.id))}
           >
-            ✕
+            <IconClose size={16} />
           </button>
         </div>
       ))}
@@ -311,7 +312,7 @@ export function CopyButton({ text, label = 'Copy' }: { text: string; label?: str
   );
 }
 
-export type ButtonProps = JSX.HTMLAttributes<HTMLButtonElement> & {
+export type ButtonProps = Omit<ButtonHTMLAttributes<HTMLButtonElement>, 'type'> & {
   busy?: boolean;
   variant?: 'primary' | 'danger' | 'ghost' | 'default';
   small?: boolean;

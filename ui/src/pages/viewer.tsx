@@ -12,10 +12,21 @@ import { useEvents } from '../events';
 import { Link, navigate } from '../router';
 import { changeState, terminateSession } from '../components/session-table';
 import { Button, CopyButton, ErrorBanner, Loading, PhaseBadge, Spinner } from '../components/ui';
+import {
+  IconAlert,
+  IconBack,
+  IconClipboard,
+  IconClose,
+  IconExpand,
+  IconKeyboard,
+  IconMoon,
+  IconPower,
+  IconShrink,
+} from '../components/icons';
 
 type Conn =
   | { kind: 'idle' }
-  | { kind: 'connecting' }
+  | { kind: 'connecting'; attempt: number }
   | { kind: 'connected' }
   | { kind: 'lost'; retryAt: number; reason: string };
 
@@ -24,6 +35,10 @@ const SCALE_KEY = 'streamspace.viewer.scale';
 function vncUrl(id: string): string {
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
   return `${scheme}://${location.host}/vnc/${encodeURIComponent(id)}`;
+}
+
+function backoff(attempt: number): number {
+  return Math.min(10_000, 1000 * 2 ** Math.min(attempt - 1, 4));
 }
 
 /** Keeps the newer of two views of one session. */
@@ -45,7 +60,11 @@ export function ViewerPage({ id }: { id: string }) {
   const root = useRef<HTMLDivElement>(null);
   const screen = useRef<HTMLDivElement>(null);
   const rfb = useRef<{ client: RFB; close: () => void } | null>(null);
-  const retry = useRef<{ attempt: number; timer?: ReturnType<typeof setTimeout> }>({ attempt: 0 });
+  // `connected`: whether this Running spell has had a working connection yet.
+  const retry = useRef<{ attempt: number; connected: boolean; timer?: ReturnType<typeof setTimeout> }>({
+    attempt: 0,
+    connected: false,
+  });
 
   const load = () =>
     api.session(id).then(
@@ -76,6 +95,8 @@ export function ViewerPage({ id }: { id: string }) {
     if (phase !== 'Running') {
       rfb.current?.close();
       rfb.current = null;
+      retry.current.attempt = 0;
+      retry.current.connected = false;
       setConn({ kind: 'idle' });
       return;
     }
@@ -100,9 +121,10 @@ export function ViewerPage({ id }: { id: string }) {
         client.disconnect();
       },
     };
-    setConn({ kind: 'connecting' });
+    setConn({ kind: 'connecting', attempt: retry.current.attempt });
     client.addEventListener('connect', () => {
       retry.current.attempt = 0;
+      retry.current.connected = true;
       setConn({ kind: 'connected' });
       client.focus();
     });
@@ -115,12 +137,17 @@ export function ViewerPage({ id }: { id: string }) {
       if (rfb.current?.client === client) rfb.current = null;
       if (intentional) return;
       const attempt = ++retry.current.attempt;
-      const delay = Math.min(10_000, 1000 * 2 ** Math.min(attempt - 1, 4));
-      setConn({
-        kind: 'lost',
-        retryAt: Date.now() + delay,
-        reason: attempt === 1 ? 'The connection to the session dropped.' : 'Still cannot reach the session.',
-      });
+      if (!retry.current.connected && attempt <= 10) {
+        // Just started or woken: the desktop may not accept connections yet.
+        setConn({ kind: 'connecting', attempt });
+      } else {
+        setConn({
+          kind: 'lost',
+          retryAt: Date.now() + backoff(attempt),
+          reason: retry.current.connected ? 'The connection to the session dropped.' : 'The desktop does not answer.',
+        });
+      }
+      const delay = retry.current.connected ? backoff(attempt) : Math.min(3000, 500 * attempt);
       // The session may have changed phase (hibernated, failed, ended).
       load();
       retry.current.timer = setTimeout(() => setGeneration((g) => g + 1), delay);
@@ -210,7 +237,7 @@ export function ViewerPage({ id }: { id: string }) {
     <div class="viewer" ref={root} data-testid="viewer" data-conn={conn.kind} data-phase={session.phase}>
       <header class="viewer-bar">
         <Link href="/sessions" class="icon-btn" aria-label="Back to my sessions" title="Back to my sessions">
-          ←
+          <IconBack />
         </Link>
         <div class="viewer-title">
           <strong>{session.template}</strong>
@@ -233,7 +260,7 @@ export function ViewerPage({ id }: { id: string }) {
             onClick={() => setPanel(!panel)}
             title="Clipboard"
           >
-            <span aria-hidden="true">📋</span>
+            <IconClipboard />
             <span class="tool-label">Clipboard</span>
           </button>
           <button
@@ -246,7 +273,7 @@ export function ViewerPage({ id }: { id: string }) {
             }}
             title="Send Ctrl+Alt+Del"
           >
-            <span aria-hidden="true">⌨</span>
+            <IconKeyboard />
             <span class="tool-label">Ctrl+Alt+Del</span>
           </button>
           <button
@@ -256,7 +283,7 @@ export function ViewerPage({ id }: { id: string }) {
             onClick={toggleFullscreen}
             title={fullscreen ? 'Exit fullscreen' : 'Fullscreen'}
           >
-            <span aria-hidden="true">⛶</span>
+            {fullscreen ? <IconShrink /> : <IconExpand />}
             <span class="tool-label">{fullscreen ? 'Exit fullscreen' : 'Fullscreen'}</span>
           </button>
           {session.state === 'running' && !ended && session.phase !== 'Failed' && (
@@ -267,7 +294,7 @@ export function ViewerPage({ id }: { id: string }) {
               onClick={() => act(() => changeState(session, 'hibernated', update))}
               title="Hibernate: pause the session, keep its state"
             >
-              <span aria-hidden="true">☾</span>
+              <IconMoon />
               <span class="tool-label">Hibernate</span>
             </button>
           )}
@@ -283,7 +310,7 @@ export function ViewerPage({ id }: { id: string }) {
               }
               title="Terminate the session"
             >
-              <span aria-hidden="true">⏻</span>
+              <IconPower />
               <span class="tool-label">Terminate</span>
             </button>
           )}
@@ -305,7 +332,7 @@ export function ViewerPage({ id }: { id: string }) {
             <div class="panel-head">
               <h2>Clipboard</h2>
               <button type="button" class="icon-btn" aria-label="Close clipboard" onClick={() => setPanel(false)}>
-                ✕
+                <IconClose />
               </button>
             </div>
             <div class="field">
@@ -353,10 +380,11 @@ type OverlayProps = {
 };
 
 function Overlay({ session, conn, acting, onWake, onReconnect }: OverlayProps) {
-  const [now, setNow] = useState(Date.now());
+  // Re-render every half second while counting down to the next attempt.
+  const [, setTick] = useState(0);
   useEffect(() => {
     if (conn.kind !== 'lost') return;
-    const t = setInterval(() => setNow(Date.now()), 500);
+    const t = setInterval(() => setTick((n) => n + 1), 500);
     return () => clearInterval(t);
   }, [conn.kind]);
 
@@ -382,7 +410,9 @@ function Overlay({ session, conn, acting, onWake, onReconnect }: OverlayProps) {
     case 'Hibernated':
       body = (
         <>
-          <div class="overlay-icon" aria-hidden="true">☾</div>
+          <div class="overlay-icon" aria-hidden="true">
+            <IconMoon size={26} />
+          </div>
           <h2>This session is hibernated</h2>
           <p>Its apps are paused. Wake it to continue where you left off.</p>
           <Button variant="primary" busy={acting} onClick={onWake} autoFocus>
@@ -413,7 +443,9 @@ function Overlay({ session, conn, acting, onWake, onReconnect }: OverlayProps) {
     case 'Failed':
       body = (
         <>
-          <div class="overlay-icon error" aria-hidden="true">!</div>
+          <div class="overlay-icon error" aria-hidden="true">
+            <IconAlert size={28} />
+          </div>
           <h2>The session failed</h2>
           <ErrorBanner error={session.message ?? 'The agent reported a failure without a message.'} />
           <Button variant="primary" busy={acting} onClick={onWake}>
@@ -423,10 +455,15 @@ function Overlay({ session, conn, acting, onWake, onReconnect }: OverlayProps) {
       );
       break;
     case 'Running':
-      if (conn.kind === 'connecting' || conn.kind === 'idle') {
+      if (conn.kind === 'idle') {
         body = waiting('Connecting…', 'Opening the remote display.');
+      } else if (conn.kind === 'connecting') {
+        body = waiting(
+          'Connecting…',
+          conn.attempt > 1 ? 'Waiting for the desktop to accept connections.' : 'Opening the remote display.',
+        );
       } else if (conn.kind === 'lost') {
-        const secs = Math.max(0, Math.ceil((conn.retryAt - now) / 1000));
+        const secs = Math.max(0, Math.ceil((conn.retryAt - Date.now()) / 1000));
         body = (
           <>
             <Spinner size={36} />

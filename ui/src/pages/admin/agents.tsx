@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, errorMessage, type Agent, type EnrollmentToken } from '../../api';
 import { useEvents } from '../../events';
-import { absolute, ago, bytes, useNow } from '../../format';
+import { absolute, ago, bytes, memory, useNow } from '../../format';
 import {
   Badge,
   Button,
@@ -169,7 +169,7 @@ function AgentCard({
             {[
               maxSessions > 0 ? `${maxSessions} sessions` : 'no session limit',
               a.capacity.cpu && `${a.capacity.cpu} CPU`,
-              a.capacity.memory,
+              a.capacity.memory && `${memory(a.capacity.memory)} memory`,
             ]
               .filter(Boolean)
               .join(' · ')}

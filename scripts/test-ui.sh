@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Browser tests of the web UI against a real binary, a real Docker agent and
+# Debian's Chromium:
+#
+#   scripts/test-ui.sh path/to/streamspace
+#
+# Starts `streamspace up` on a free loopback port with a fresh data directory
+# and a known admin password, waits for /healthz, runs tests/ui (node --test
+# with playwright-core), and saves screenshots and the server log to
+# test-artifacts/ui/. Always stops the server and removes the containers and
+# volumes it created. Exits non-zero when a test fails.
+#
+# The binary must embed a current UI: run scripts/build-ui.sh before building it.
+set -euo pipefail
+
+log() { printf 'test-ui: %s\n' "$*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+
+[[ $# -ge 1 ]] || die "usage: scripts/test-ui.sh path/to/streamspace"
+[[ -x $1 ]] || die "$1 is not an executable streamspace binary (build it: cargo build -p streamspace-cli)"
+BINARY=$(realpath "$1")
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+ARTIFACTS=$ROOT/test-artifacts/ui
+
+command -v node >/dev/null 2>&1 || die "node not found: run scripts/install-deps.sh"
+[[ -x /usr/bin/chromium ]] || die "/usr/bin/chromium not found: run scripts/install-deps.sh"
+docker info >/dev/null 2>&1 || die "the Docker engine is not reachable: run scripts/install-deps.sh"
+
+# The test runner's own dependencies (playwright-core only; no browser download).
+(
+  cd tests/ui
+  stamp=node_modules/.streamspace-installed
+  if [[ ! -f $stamp || package-lock.json -nt $stamp ]]; then
+    log "installing test dependencies (npm ci)"
+    npm ci --no-audit --no-fund --loglevel=error
+    touch "$stamp"
+  fi
+)
+
+rm -rf "$ARTIFACTS"
+mkdir -p "$ARTIFACTS"
+WORK=$(mktemp -d /tmp/streamspace-ui-test.XXXXXX)
+DATA=$WORK/data
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+URL=http://127.0.0.1:$PORT
+PASSWORD=ui-test-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+# Test users get a unique prefix, so their home volumes never collide with a
+# developer's own `streamspace up` on the same engine.
+RUN_ID=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
+SERVER_PID=
+
+cleanup() {
+  local status=$?
+  if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 50); do
+      kill -0 "$SERVER_PID" 2>/dev/null || break
+      sleep 0.2
+    done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  local agent=""
+  if [[ -f $DATA/agent/agent.json ]]; then
+    agent=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["agent_id"])' \
+      "$DATA/agent/agent.json" 2>/dev/null || true)
+  fi
+  local containers="" volumes=""
+  if [[ -n $agent ]]; then
+    containers=$(docker ps -aq --filter "label=io.streamspace.agent=$agent" 2>/dev/null || true)
+    volumes=$(docker volume ls -q --filter "label=io.streamspace.agent=$agent" 2>/dev/null || true)
+  fi
+  # Belt and braces: anything of this run's test users.
+  for user in "ui-$RUN_ID-alice" "ui-$RUN_ID-bob"; do
+    containers+=" $(docker ps -aq --filter "label=io.streamspace.user=$user" 2>/dev/null || true)"
+    volumes+=" $(docker volume ls -q --filter "label=io.streamspace.user=$user" 2>/dev/null || true)"
+  done
+  # shellcheck disable=SC2086
+  [[ -z ${containers// /} ]] || docker rm -f $containers >/dev/null 2>&1 || true
+  # shellcheck disable=SC2086
+  [[ -z ${volumes// /} ]] || docker volume rm -f $volumes >/dev/null 2>&1 || true
+  [[ -f $WORK/server.log ]] && cp "$WORK/server.log" "$ARTIFACTS/server.log"
+  rm -rf "$WORK"
+  if [[ $status -ne 0 ]]; then
+    log "FAILED: screenshots and the server log are in test-artifacts/ui/"
+  fi
+  exit "$status"
+}
+trap cleanup EXIT INT TERM
+
+log "starting $BINARY up on $URL"
+STREAMSPACE_ADMIN_PASSWORD=$PASSWORD RUST_LOG=${RUST_LOG:-info} \
+  "$BINARY" up --listen "127.0.0.1:$PORT" --data-dir "$DATA" >"$WORK/server.log" 2>&1 &
+SERVER_PID=$!
+
+# `up` may first build the desktop image (about 10 s).
+deadline=$((SECONDS + 180))
+until curl -fsS "$URL/healthz" >/dev/null 2>&1; do
+  if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    tail -n 30 "$WORK/server.log" >&2 || true
+    die "streamspace exited before it was healthy"
+  fi
+  ((SECONDS < deadline)) || die "streamspace was not healthy within 180 s"
+  sleep 0.3
+done
+log "server healthy; running the browser tests"
+
+cd tests/ui
+STREAMSPACE_URL=$URL \
+  STREAMSPACE_ADMIN_PASSWORD=$PASSWORD \
+  STREAMSPACE_TEST_RUN=$RUN_ID \
+  STREAMSPACE_ARTIFACTS=$ARTIFACTS \
+  node --test --test-concurrency=1 --test-reporter=spec ./*.test.mjs
+log "all browser tests passed; screenshots in test-artifacts/ui/"

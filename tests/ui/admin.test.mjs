@@ -1,0 +1,146 @@
+// Admin pages: agents (online, enrollment token and its command), users
+// (create with a field error, role, delete) and templates (create with a
+// field error next to the field, edit, delete).
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { ADMIN_PASSWORD, BASE, RUN, eventually, launchBrowser, login, newPage, screenshot } from './lib.mjs';
+
+let browser;
+let page;
+
+before(async () => {
+  browser = await launchBrowser();
+  page = await newPage(browser, { name: 'admin' });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+test('the login page is shown first and refuses a wrong password', async () => {
+  await page.goto('/');
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  await screenshot(page, '01-login');
+  await page.getByLabel('Username').fill('admin');
+  await page.getByLabel('Password').fill('not-the-password');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('alert').filter({ hasText: 'wrong username or password' }).waitFor();
+  await screenshot(page, '02-login-error');
+});
+
+test('admin logs in and sees the catalog with the desktop template', async () => {
+  await login(page, 'admin', ADMIN_PASSWORD);
+  await page.locator('[data-template=desktop]').waitFor();
+  await page.getByRole('link', { name: 'Agents' }).waitFor();
+  await screenshot(page, '03-catalog-admin');
+});
+
+test('agents page shows the embedded agent online with its load', async () => {
+  await page.getByRole('link', { name: 'Agents' }).click();
+  const card = page.locator('[data-agent=local]');
+  await card.waitFor();
+  await eventually('agent "local" online', async () => (await card.getAttribute('data-status')) === 'online');
+  assert.match(await card.innerText(), /docker/);
+  assert.match(await card.innerText(), /Last heartbeat/i);
+  await screenshot(page, '04-admin-agents');
+});
+
+test('an enrollment token is created and the exact command is shown', async () => {
+  await page.getByRole('button', { name: 'Add agent' }).click();
+  await page.getByLabel('Token valid for').selectOption('1h');
+  await page.getByRole('button', { name: 'Create token' }).click();
+  const command = page.getByTestId('enrollment-command');
+  await command.waitFor();
+  const text = (await command.innerText()).trim();
+  const expected = `streamspace agent docker --control-plane ${BASE} --enrollment-token `;
+  assert.ok(text.startsWith(expected), `command ${JSON.stringify(text)} starts with ${JSON.stringify(expected)}`);
+  assert.ok(text.length > expected.length + 16, 'the command carries a token');
+  await screenshot(page, '05-admin-enrollment-token');
+  await page.getByRole('button', { name: 'Done' }).click();
+  await command.waitFor({ state: 'detached' });
+});
+
+test('users: a too-short password is refused next to the field, then the user is created, promoted and deleted', async () => {
+  const username = `ui-${RUN}-carol`;
+  await page.getByRole('link', { name: 'Users' }).click();
+  await page.locator('tr[data-user=admin]').waitFor();
+  await page.getByRole('button', { name: 'Add user' }).click();
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill('short');
+  await page.getByRole('button', { name: 'Create user' }).click();
+  const fieldError = page.locator('[data-field-error=user-password]');
+  await fieldError.waitFor();
+  assert.match(await fieldError.innerText(), /at least 8 characters/);
+  await screenshot(page, '06-admin-user-field-error');
+
+  await page.getByLabel('Password').fill('a-long-enough-password');
+  await page.getByRole('button', { name: 'Create user' }).click();
+  const row = page.locator(`tr[data-user="${username}"]`);
+  await row.waitFor();
+  await row.getByLabel(`Role of ${username}`).selectOption('admin');
+  await eventually('role admin saved', async () => {
+    const r = await page.evaluate(() => fetch('/api/v1/users').then((x) => x.json()));
+    return r.find((u) => u.username === username)?.role === 'admin';
+  });
+  await screenshot(page, '07-admin-users');
+
+  await row.getByRole('button', { name: `Delete ${username}` }).click();
+  await page.locator('dialog.modal[open]').getByRole('button', { name: 'Delete user' }).click();
+  await row.waitFor({ state: 'detached' });
+});
+
+test('templates: an API field error is shown next to its field; create, edit and delete', async () => {
+  const name = `ui-${RUN}-tpl`;
+  await page.getByRole('link', { name: 'Templates' }).click();
+  await page.locator('tr[data-template=desktop]').waitFor();
+  await screenshot(page, '08-admin-templates');
+  await page.getByRole('link', { name: 'New template' }).click();
+  await page.locator('#tpl-name').fill(name);
+  await page.getByLabel('Display name').fill('UI test app');
+  await page.getByLabel('Category').fill('Testing');
+  await page.getByLabel('Image').fill('streamspace/desktop:local');
+  await page.getByLabel('Memory').fill('2 gigs');
+  await page.getByRole('button', { name: 'Create template' }).click();
+  const memoryError = page.locator('[data-field-error=tpl-resources-memory]');
+  await memoryError.waitFor();
+  assert.match(await memoryError.innerText(), /invalid memory/);
+  await screenshot(page, '09-admin-template-field-error');
+
+  // A port out of range is reported on that port's row.
+  await page.getByLabel('Memory').fill('512Mi');
+  await page.locator('#tpl-port-0-port').fill('70000');
+  await page.getByRole('button', { name: 'Create template' }).click();
+  const portError = page.locator('[data-field-error=tpl-port-0-port]');
+  await portError.waitFor();
+  assert.match(await portError.innerText(), /not a port/);
+
+  await page.locator('#tpl-port-0-port').fill('5901');
+  await page.getByRole('button', { name: 'Create template' }).click();
+  const row = page.locator(`tr[data-template="${name}"]`);
+  await row.waitFor();
+
+  await row.getByRole('link', { name: 'Edit UI test app' }).click();
+  await page.getByLabel('Display name').fill('UI test app (edited)');
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await row.filter({ hasText: 'UI test app (edited)' }).waitFor();
+
+  // It is in the catalog, under its category.
+  await page.getByRole('link', { name: 'Catalog' }).click();
+  await page.getByRole('button', { name: 'Testing' }).click();
+  await page.locator(`[data-template="${name}"]`).waitFor();
+  assert.equal(await page.locator('[data-template=desktop]').count(), 0, 'the category filter hides other apps');
+
+  await page.getByRole('link', { name: 'Templates' }).click();
+  await row.getByRole('button', { name: 'Delete UI test app (edited)' }).click();
+  await page.locator('dialog.modal[open]').getByRole('button', { name: 'Delete template' }).click();
+  await row.waitFor({ state: 'detached' });
+});
+
+test('admin pages raise no page errors and logout ends the session', async () => {
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  const status = await page.evaluate(() => fetch('/api/v1/users/me').then((r) => r.status));
+  assert.equal(status, 401);
+  page.assertNoErrors();
+});

@@ -1,0 +1,384 @@
+// Create or edit a template. The API validates; its field errors
+// (`resources.memory`, `ports[0].port`, `env.KEY`, …) are shown next to the
+// control they are about.
+
+import { useEffect, useState } from 'preact/hooks';
+import { api, ApiError, errorMessage, type PortSpec, type Template } from '../../api';
+import { Link, navigate } from '../../router';
+import { IconClose } from '../../components/icons';
+import { Button, ErrorBanner, Field, Loading, PageHeader, TemplateIcon, toast } from '../../components/ui';
+
+type Draft = {
+  name: string;
+  display_name: string;
+  description: string;
+  category: string;
+  icon: string;
+  image: string;
+  ports: { name: string; port: string; protocol: PortSpec['protocol'] }[];
+  env: { key: string; value: string }[];
+  cpu: string;
+  memory: string;
+  persistent_home: boolean;
+  home_path: string;
+  idle_timeout: string;
+  platforms: string[];
+};
+
+const EMPTY: Draft = {
+  name: '',
+  display_name: '',
+  description: '',
+  category: '',
+  icon: '',
+  image: '',
+  ports: [{ name: 'vnc', port: '5901', protocol: 'vnc' }],
+  env: [],
+  cpu: '1',
+  memory: '1Gi',
+  persistent_home: false,
+  home_path: '/home/user',
+  idle_timeout: '30m',
+  platforms: [],
+};
+
+function fromTemplate(t: Template): Draft {
+  return {
+    name: t.name,
+    display_name: t.display_name,
+    description: t.description,
+    category: t.category,
+    icon: t.icon,
+    image: t.image,
+    ports: t.ports.map((p) => ({ name: p.name, port: String(p.port), protocol: p.protocol })),
+    env: Object.entries(t.env).map(([key, value]) => ({ key, value })),
+    cpu: t.resources.cpu ?? '',
+    memory: t.resources.memory ?? '',
+    persistent_home: t.persistent_home,
+    home_path: t.home_path,
+    idle_timeout: t.idle_timeout ?? '',
+    platforms: t.platforms,
+  };
+}
+
+function toInput(d: Draft) {
+  const resources: Record<string, string> = {};
+  if (d.cpu.trim()) resources.cpu = d.cpu.trim();
+  if (d.memory.trim()) resources.memory = d.memory.trim();
+  return {
+    name: d.name.trim(),
+    display_name: d.display_name.trim() || undefined,
+    description: d.description,
+    category: d.category.trim() || undefined,
+    icon: d.icon.trim(),
+    image: d.image.trim(),
+    // A non-number is sent as written so the API's message quotes it.
+    ports: d.ports.map((p) => ({
+      name: p.name.trim(),
+      port: /^\s*-?\d+\s*$/.test(p.port) ? Number(p.port) : p.port,
+      protocol: p.protocol,
+    })),
+    env: Object.fromEntries(d.env.filter((e) => e.key || e.value).map((e) => [e.key.trim(), e.value])),
+    resources,
+    persistent_home: d.persistent_home,
+    home_path: d.home_path.trim() || undefined,
+    idle_timeout: d.idle_timeout.trim() || null,
+    platforms: d.platforms,
+  };
+}
+
+/** The element id of the control an API field path is about. */
+export function controlId(field: string): string {
+  const port = /^ports\[(\d+)\](?:\.(\w+))?$/.exec(field);
+  if (port) return `tpl-port-${port[1]}-${port[2] ?? 'port'}`;
+  if (field === 'ports') return 'tpl-port-0-protocol';
+  if (field === 'env' || field.startsWith('env.')) return 'tpl-env';
+  return `tpl-${field.replace(/\./g, '-')}`;
+}
+
+export function TemplateEditPage({ id }: { id?: string }) {
+  const [draft, setDraft] = useState<Draft | null>(id ? null : EMPTY);
+  const [loadError, setLoadError] = useState<string | null>(null);
+  const [error, setError] = useState<ApiError | null>(null);
+  const [busy, setBusy] = useState(false);
+
+  useEffect(() => {
+    if (!id) return;
+    api.template(id).then(
+      (t) => setDraft(fromTemplate(t)),
+      (err) => setLoadError(errorMessage(err)),
+    );
+  }, [id]);
+
+  useEffect(() => {
+    if (!error) return;
+    const el = error.field ? document.getElementById(controlId(error.field)) : null;
+    if (el) {
+      el.focus({ preventScroll: true });
+      el.scrollIntoView({ block: 'center' });
+    } else {
+      window.scrollTo({ top: 0 });
+    }
+  }, [error]);
+
+  if (loadError) return <ErrorBanner error={loadError} />;
+  if (!draft) return <Loading what="template" />;
+
+  const set = <K extends keyof Draft>(k: K, v: Draft[K]) => setDraft({ ...draft, [k]: v });
+  const errFor = (ctl: string) => (error?.field && controlId(error.field) === ctl ? error.detail : null);
+  const input = (k: keyof Draft & string, extra: Record<string, unknown> = {}) => {
+    const ctl = `tpl-${k}`;
+    return (
+      <input
+        id={ctl}
+        value={draft[k] as string}
+        onInput={(e) => set(k, e.currentTarget.value as never)}
+        aria-invalid={!!errFor(ctl)}
+        aria-describedby={errFor(ctl) ? `${ctl}-error` : undefined}
+        {...extra}
+      />
+    );
+  };
+
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      const body = toInput(draft);
+      const saved = id ? await api.updateTemplate(id, body) : await api.createTemplate(body);
+      toast(`Template ${saved.display_name} saved.`);
+      navigate('/admin/templates');
+    } catch (err) {
+      setError(err instanceof ApiError ? err : new ApiError(0, errorMessage(err)));
+      setBusy(false);
+    }
+  };
+
+  const fieldShown = error?.field && document.getElementById(controlId(error.field));
+  return (
+    <form class="template-form" onSubmit={submit} noValidate aria-label={id ? 'Edit template' : 'New template'}>
+      <PageHeader
+        title={id ? `Edit ${draft.display_name || draft.name}` : 'New template'}
+        subtitle="Templates are what users launch from the catalog."
+      />
+      {error && (
+        <ErrorBanner error={error.field && fieldShown ? `Please fix the field marked below: ${error.message}` : error.message} />
+      )}
+
+      <section class="card form-section" aria-labelledby="sec-catalog">
+        <h2 id="sec-catalog">In the catalog</h2>
+        <div class="form-grid">
+          <Field label="Name" id="tpl-name" error={errFor('tpl-name')} hint="Unique id: lowercase letters, digits, '-'.">
+            {input('name', { readOnly: !!id, autocapitalize: 'none', spellcheck: false, required: true })}
+          </Field>
+          <Field label="Display name" id="tpl-display_name" error={errFor('tpl-display_name')}>
+            {input('display_name', { placeholder: draft.name || 'Firefox' })}
+          </Field>
+          <Field label="Category" id="tpl-category" error={errFor('tpl-category')} hint="Used by the catalog filter.">
+            {input('category', { placeholder: 'Other', list: 'tpl-categories' })}
+          </Field>
+          <Field label="Icon" id="tpl-icon" error={errFor('tpl-icon')} hint="An image URL, an emoji, or empty for initials.">
+            <div class="with-icon">
+              <TemplateIcon icon={draft.icon} name={draft.display_name || draft.name || '?'} size={36} />
+              {input('icon', { placeholder: 'https://…/icon.svg' })}
+            </div>
+          </Field>
+          <Field label="Description" id="tpl-description" error={errFor('tpl-description')} class="span-2">
+            <textarea
+              id="tpl-description"
+              rows={3}
+              value={draft.description}
+              onInput={(e) => set('description', e.currentTarget.value)}
+              aria-invalid={!!errFor('tpl-description')}
+            />
+          </Field>
+        </div>
+        <datalist id="tpl-categories">
+          {['Browsers', 'Development', 'Design', 'Office', 'Other'].map((c) => (
+            <option key={c} value={c} />
+          ))}
+        </datalist>
+      </section>
+
+      <section class="card form-section" aria-labelledby="sec-runtime">
+        <h2 id="sec-runtime">Runtime</h2>
+        <div class="form-grid">
+          <Field
+            label="Image"
+            id="tpl-image"
+            error={errFor('tpl-image')}
+            hint="e.g. streamspace/desktop:local"
+            class="span-2"
+          >
+            {input('image', { autocapitalize: 'none', spellcheck: false, required: true, class: 'mono' })}
+          </Field>
+          <Field label="CPU" id="tpl-resources-cpu" error={errFor('tpl-resources-cpu')} hint='Cores ("2", "0.5") or millicores ("1500m").'>
+            <input
+              id="tpl-resources-cpu"
+              value={draft.cpu}
+              onInput={(e) => set('cpu', e.currentTarget.value)}
+              aria-invalid={!!errFor('tpl-resources-cpu')}
+            />
+          </Field>
+          <Field label="Memory" id="tpl-resources-memory" error={errFor('tpl-resources-memory')} hint='e.g. "512Mi", "2Gi".'>
+            <input
+              id="tpl-resources-memory"
+              value={draft.memory}
+              onInput={(e) => set('memory', e.currentTarget.value)}
+              aria-invalid={!!errFor('tpl-resources-memory')}
+            />
+          </Field>
+          <Field label="Idle timeout" id="tpl-idle_timeout" error={errFor('tpl-idle_timeout')} hint='Hibernate after no input for e.g. "30m"; empty for never.'>
+            {input('idle_timeout')}
+          </Field>
+          <fieldset class={`field${errFor('tpl-platforms') ? ' has-error' : ''}`}>
+            <legend>Platforms</legend>
+            <div class="checks" id="tpl-platforms" tabIndex={-1}>
+              {['docker', 'kubernetes'].map((p) => (
+                <label key={p} class="check">
+                  <input
+                    type="checkbox"
+                    checked={draft.platforms.includes(p)}
+                    onChange={(e) =>
+                      set(
+                        'platforms',
+                        e.currentTarget.checked ? [...draft.platforms, p] : draft.platforms.filter((x) => x !== p),
+                      )
+                    }
+                  />
+                  {p}
+                </label>
+              ))}
+            </div>
+            {errFor('tpl-platforms') ? (
+              <small class="field-error" role="alert">{errFor('tpl-platforms')}</small>
+            ) : (
+              <small class="hint">None checked means any platform.</small>
+            )}
+          </fieldset>
+          <fieldset class="field">
+            <legend>Home folder</legend>
+            <label class="check">
+              <input
+                type="checkbox"
+                id="tpl-persistent_home"
+                checked={draft.persistent_home}
+                onChange={(e) => set('persistent_home', e.currentTarget.checked)}
+              />
+              Keep each user’s home folder between sessions
+            </label>
+          </fieldset>
+          <Field label="Home path" id="tpl-home_path" error={errFor('tpl-home_path')}>
+            {input('home_path', { class: 'mono' })}
+          </Field>
+        </div>
+      </section>
+
+      <section class="card form-section" aria-labelledby="sec-ports">
+        <h2 id="sec-ports">Ports</h2>
+        <p class="muted small">At least one VNC port: the viewer connects to it.</p>
+        {errFor('tpl-port-0-protocol') && error?.field === 'ports' && (
+          <small class="field-error" role="alert">{error.detail}</small>
+        )}
+        <div class="rows">
+          {draft.ports.map((p, i) => {
+            const upd = (patch: Partial<Draft['ports'][number]>) =>
+              set('ports', draft.ports.map((x, j) => (j === i ? { ...x, ...patch } : x)));
+            const rowErr = error?.field === `ports[${i}]` ? error.detail : null;
+            return (
+              <div class="row" key={i}>
+                <Field label="Name" id={`tpl-port-${i}-name`} error={errFor(`tpl-port-${i}-name`)}>
+                  <input id={`tpl-port-${i}-name`} value={p.name} onInput={(e) => upd({ name: e.currentTarget.value })} />
+                </Field>
+                <Field label="Port" id={`tpl-port-${i}-port`} error={errFor(`tpl-port-${i}-port`) ?? rowErr}>
+                  <input
+                    id={`tpl-port-${i}-port`}
+                    inputMode="numeric"
+                    value={p.port}
+                    onInput={(e) => upd({ port: e.currentTarget.value })}
+                    aria-invalid={!!errFor(`tpl-port-${i}-port`)}
+                  />
+                </Field>
+                <Field label="Protocol" id={`tpl-port-${i}-protocol`} error={null}>
+                  <select
+                    id={`tpl-port-${i}-protocol`}
+                    value={p.protocol}
+                    onChange={(e) => upd({ protocol: e.currentTarget.value as PortSpec['protocol'] })}
+                  >
+                    <option value="vnc">vnc</option>
+                    <option value="http">http</option>
+                  </select>
+                </Field>
+                <button
+                  type="button"
+                  class="icon-btn row-remove"
+                  aria-label={`Remove port ${p.name || i + 1}`}
+                  onClick={() => set('ports', draft.ports.filter((_, j) => j !== i))}
+                >
+                  <IconClose size={16} />
+                </button>
+              </div>
+            );
+          })}
+        </div>
+        <Button small onClick={() => set('ports', [...draft.ports, { name: '', port: '', protocol: 'http' }])}>
+          Add port
+        </Button>
+      </section>
+
+      <section class="card form-section" aria-labelledby="sec-env">
+        <h2 id="sec-env">Environment</h2>
+        <div class={`rows${errFor('tpl-env') ? ' has-error' : ''}`} id="tpl-env" tabIndex={-1}>
+          {draft.env.length === 0 && <p class="muted small">No variables.</p>}
+          {draft.env.map((v, i) => {
+            const upd = (patch: Partial<Draft['env'][number]>) =>
+              set('env', draft.env.map((x, j) => (j === i ? { ...x, ...patch } : x)));
+            return (
+              <div class="row" key={i}>
+                <div class="field">
+                  <label for={`tpl-env-${i}-key`}>Name</label>
+                  <input
+                    id={`tpl-env-${i}-key`}
+                    class="mono"
+                    value={v.key}
+                    onInput={(e) => upd({ key: e.currentTarget.value })}
+                  />
+                </div>
+                <div class="field grow">
+                  <label for={`tpl-env-${i}-value`}>Value</label>
+                  <input id={`tpl-env-${i}-value`} value={v.value} onInput={(e) => upd({ value: e.currentTarget.value })} />
+                </div>
+                <button
+                  type="button"
+                  class="icon-btn row-remove"
+                  aria-label={`Remove variable ${v.key || i + 1}`}
+                  onClick={() => set('env', draft.env.filter((_, j) => j !== i))}
+                >
+                  <IconClose size={16} />
+                </button>
+              </div>
+            );
+          })}
+          {errFor('tpl-env') && (
+            <small class="field-error" role="alert" data-field-error="tpl-env">
+              {error?.detail}
+            </small>
+          )}
+        </div>
+        <Button small onClick={() => set('env', [...draft.env, { key: '', value: '' }])}>
+          Add variable
+        </Button>
+      </section>
+
+      <div class="form-actions">
+        <Link href="/admin/templates" class="btn">
+          Cancel
+        </Link>
+        <Button type="submit" variant="primary" busy={busy}>
+          {id ? 'Save changes' : 'Create template'}
+        </Button>
+      </div>
+    </form>
+  );
+}
