@@ -44,6 +44,11 @@ pub struct DockerOptions {
     pub publish_host: IpAddr,
     /// Sessions this host may run, reported as capacity.
     pub max_sessions: u32,
+    /// CPU capacity reported is the host's cores times this. Session CPU is
+    /// a limit, not a reservation, and desktops idle most of the time, so
+    /// placing by the sum of limits against real cores would turn a 2-core
+    /// host away after two desktops. Memory is not overcommitted.
+    pub cpu_overcommit: u32,
     /// Docker network for session containers (Docker's default bridge when
     /// `None`).
     pub network: Option<String>,
@@ -58,6 +63,7 @@ impl Default for DockerOptions {
         DockerOptions {
             publish_host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             max_sessions: 50,
+            cpu_overcommit: 4,
             network: None,
             pull_missing_images: false,
         }

@@ -254,7 +254,11 @@ impl Shared {
         let positive = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok()).filter(|&n| n > 0);
         Ok(Capacity {
             max_sessions: self.options.max_sessions,
-            cpu: positive(info.ncpu).map(|n| Cpu(n.saturating_mul(1000))),
+            cpu: positive(info.ncpu).map(|n| {
+                Cpu(n
+                    .saturating_mul(1000)
+                    .saturating_mul(u64::from(self.options.cpu_overcommit.max(1))))
+            }),
             memory: positive(info.mem_total).map(Memory),
         })
     }

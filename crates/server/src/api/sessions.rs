@@ -142,18 +142,18 @@ fn allowed_platforms(template: &TemplateRecord, requested: Option<&str>) -> ApiR
 
 /// Views of sessions, with their agents' reachability looked up once.
 pub async fn views(state: &AppState, sessions: Vec<SessionRecord>) -> ApiResult<Vec<SessionView>> {
-    let agents: HashMap<String, &'static str> = state
+    let agents: HashMap<String, (&'static str, String)> = state
         .store
         .list_agents()
         .await?
         .into_iter()
-        .map(|a| (a.id.clone(), agent_status(state, &a)))
+        .map(|a| (a.id.clone(), (agent_status(state, &a), a.name)))
         .collect();
     Ok(sessions
         .into_iter()
         .map(|s| {
-            let status = s.agent_id.as_ref().and_then(|id| agents.get(id).copied());
-            SessionView::new(state, s, status)
+            let agent = s.agent_id.as_ref().and_then(|id| agents.get(id).cloned());
+            SessionView::new(state, s, agent)
         })
         .collect())
 }
@@ -164,7 +164,7 @@ pub async fn view(state: &AppState, session: SessionRecord) -> ApiResult<Session
             .store
             .get_agent(id)
             .await?
-            .map(|a| agent_status(state, &a)),
+            .map(|a| (agent_status(state, &a), a.name)),
         None => None,
     };
     Ok(SessionView::new(state, session, status))

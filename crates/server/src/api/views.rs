@@ -32,6 +32,8 @@ pub struct SessionView {
     /// session is untouched but cannot be reached or changed until the agent
     /// returns) or `draining`.
     pub agent_status: Option<&'static str>,
+    /// The agent's name, for people (users cannot list agents).
+    pub agent_name: Option<String>,
     /// Hibernated after this long without viewer input or heartbeats.
     pub idle_timeout: Option<String>,
     pub created_at: String,
@@ -40,9 +42,11 @@ pub struct SessionView {
 }
 
 impl SessionView {
-    pub fn new(state: &AppState, s: SessionRecord, agent_status: Option<&'static str>) -> Self {
+    pub fn new(state: &AppState, s: SessionRecord, agent: Option<(&'static str, String)>) -> Self {
+        let (agent_status, agent_name) = agent.unzip();
         SessionView {
             agent_status,
+            agent_name,
             idle_timeout: s.idle_timeout_ms.map(|ms| {
                 humantime::format_duration(Duration::from_millis(ms.max(0) as u64)).to_string()
             }),
