@@ -34,15 +34,16 @@ export interface Session {
   user_id: string;
   template: string;
   agent_id: string | null;
+  agent_name: string | null;
   platform: string;
   state: DesiredState;
   phase: Phase;
   message: string | null;
   url: string;
   resources: Resources;
-  /** Whether the session's agent is reachable (newer servers). */
-  agent_status?: 'online' | 'offline' | 'draining' | null;
-  idle_timeout?: string | null;
+  /** Whether the session's agent is reachable; `offline` means changes wait for it. */
+  agent_status: 'online' | 'offline' | 'draining' | null;
+  idle_timeout: string | null;
   created_at: string;
   updated_at: string;
   last_activity: string;

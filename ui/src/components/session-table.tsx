@@ -117,7 +117,7 @@ export function SessionTable({ sessions, error, reload, showUser, agentNames, up
               const ended = s.phase === 'Terminated' || s.phase === 'Stopping';
               const canHibernate = !ended && s.state === 'running' && s.phase !== 'Failed';
               const canWake = !ended && (s.phase === 'Hibernated' || s.phase === 'Failed' || s.state === 'hibernated');
-              const agent = s.agent_id ? (agentNames?.[s.agent_id] ?? s.agent_id.slice(0, 8)) : '—';
+              const agent = s.agent_name ?? (s.agent_id ? (agentNames?.[s.agent_id] ?? s.agent_id.slice(0, 8)) : '—');
               return (
                 <tr key={s.id} data-session={s.id}>
                   <td data-label="App">
