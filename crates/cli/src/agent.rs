@@ -1,4 +1,5 @@
-//! `streamspace agent docker`: an agent next to a Docker engine.
+//! `streamspace agent docker`: an agent next to a Docker engine;
+//! `streamspace agent kubernetes` lives in `kubernetes.rs`.
 
 use crate::shutdown;
 use anyhow::Context;
@@ -10,10 +11,16 @@ use streamspace_agent::{Enrollment, Identity, Platform};
 use streamspace_docker::{DockerOptions, DockerPlatform};
 use url::Url;
 
+#[path = "kubernetes.rs"]
+mod kubernetes;
+
 #[derive(Subcommand, Debug)]
 pub enum AgentCommand {
     /// Run sessions as containers on this host's Docker engine.
     Docker(DockerAgentArgs),
+    /// Run sessions as pods in a Kubernetes namespace (or `render` the
+    /// objects a template becomes).
+    Kubernetes(kubernetes::KubernetesAgentArgs),
 }
 
 #[derive(Args, Debug)]
@@ -48,6 +55,7 @@ pub struct DockerAgentArgs {
 pub async fn run(command: AgentCommand) -> anyhow::Result<()> {
     match command {
         AgentCommand::Docker(args) => run_docker(args).await,
+        AgentCommand::Kubernetes(args) => kubernetes::run(args).await,
     }
 }
 

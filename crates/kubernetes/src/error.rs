@@ -6,6 +6,9 @@ use streamspace_agent::PlatformError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubernetesError {
+    /// No usable kubeconfig or in-cluster configuration.
+    #[error("cannot configure a Kubernetes client: {detail}")]
+    Config { detail: String },
     /// The apiserver did not answer (network, TLS, credentials that could
     /// not be loaded, timeout).
     #[error("cannot reach the Kubernetes apiserver to {action}: {detail}")]

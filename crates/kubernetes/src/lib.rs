@@ -41,6 +41,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::Api;
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use streamspace_agent::{Platform, PlatformError, PlatformResult, SessionStream};
@@ -94,6 +95,28 @@ impl FromStr for TunnelMode {
             )),
         }
     }
+}
+
+/// A client for the cluster in `kubeconfig`, or else the one inferred the
+/// way kubectl does: `$KUBECONFIG` or `~/.kube/config`, and inside a pod
+/// its service account (in-cluster config).
+pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, KubernetesError> {
+    let config_error = |detail: String| KubernetesError::Config { detail };
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| config_error(format!("{}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| config_error(format!("{}: {e}", path.display())))?
+        }
+        None => kube::Config::infer().await.map_err(|e| {
+            config_error(format!(
+                "{e} (outside a cluster, pass --kubeconfig or set KUBECONFIG)"
+            ))
+        })?,
+    };
+    Client::try_from(config).map_err(|e| config_error(e.to_string()))
 }
 
 /// How the Kubernetes platform runs sessions.
