@@ -37,4 +37,7 @@ cargo test --workspace --locked
 step "browser tests (Chromium)"
 scripts/test-ui.sh "$CARGO_TARGET_DIR/debug/streamspace"
 
+step "kubernetes objects against the API schemas"
+scripts/test-kubernetes.sh "$CARGO_TARGET_DIR/debug/streamspace"
+
 step "all tests passed"

@@ -59,6 +59,8 @@ pub struct Executor {
     outbox: mpsc::Sender<AgentMessage>,
     log: Mutex<CommandLog>,
     sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Commands submitted and not finished, per session.
+    busy: Mutex<HashMap<String, u32>>,
     tasks: TaskTracker,
 }
 
@@ -73,6 +75,7 @@ impl Executor {
             outbox,
             log: Mutex::default(),
             sessions: Mutex::default(),
+            busy: Mutex::default(),
             tasks,
         }
     }
@@ -96,6 +99,9 @@ impl Executor {
                     session_id = %command.session_id,
                     action = command.action.name()
                 );
+                *lock(&self.busy)
+                    .entry(command.session_id.clone())
+                    .or_default() += 1;
                 let this = Arc::clone(self);
                 self.tasks
                     .spawn(async move { this.run(command).await }.instrument(span));
@@ -115,6 +121,7 @@ impl Executor {
             lock(&self.sessions).remove(&command.session_id);
         }
         lock(&self.log).finish(&command.id, error.clone());
+        self.settle(&command.session_id);
         self.send(AgentMessage::Result {
             command_id: command.id,
             error,
@@ -200,6 +207,23 @@ impl Executor {
         }
     }
 
+    /// Whether a command for the session is queued or running. While one
+    /// is, the executor alone says when the session is `Running` (after the
+    /// VNC banner); the platform only sees a started container.
+    pub fn is_busy(&self, session_id: &str) -> bool {
+        lock(&self.busy).contains_key(session_id)
+    }
+
+    fn settle(&self, session_id: &str) {
+        let mut busy = lock(&self.busy);
+        if let Some(count) = busy.get_mut(session_id) {
+            *count -= 1;
+            if *count == 0 {
+                busy.remove(session_id);
+            }
+        }
+    }
+
     fn session_lock(&self, session_id: &str) -> Arc<tokio::sync::Mutex<()>> {
         lock(&self.sessions)
             .entry(session_id.to_owned())
@@ -217,6 +241,139 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::platform::{PlatformResult, SessionStream};
+    use async_trait::async_trait;
+    use bytes::Bytes;
+    use futures::stream::BoxStream;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use streamspace_protocol::{
+        Capabilities, Capacity, NodeMetrics, PortProtocol, PortSpec, SessionSpec,
+    };
+    use tokio::io::AsyncWriteExt;
+
+    /// A platform whose container "runs" at once but whose VNC server only
+    /// answers once `vnc_up` is set.
+    #[derive(Default)]
+    struct SlowVnc {
+        vnc_up: AtomicBool,
+    }
+
+    #[async_trait]
+    impl Platform for SlowVnc {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::default()
+        }
+        async fn capacity(&self) -> PlatformResult<Capacity> {
+            Ok(Capacity::default())
+        }
+        async fn start(&self, spec: &SessionSpec) -> PlatformResult<SessionReport> {
+            Ok(SessionReport::new(&spec.session_id, Phase::Running))
+        }
+        async fn hibernate(&self, id: &str) -> PlatformResult<SessionReport> {
+            Ok(SessionReport::new(id, Phase::Hibernated))
+        }
+        async fn wake(&self, id: &str) -> PlatformResult<SessionReport> {
+            Ok(SessionReport::new(id, Phase::Running))
+        }
+        async fn terminate(&self, id: &str) -> PlatformResult<SessionReport> {
+            Ok(SessionReport::new(id, Phase::Terminated))
+        }
+        async fn status(&self, id: &str) -> PlatformResult<SessionReport> {
+            Ok(SessionReport::new(id, Phase::Running))
+        }
+        async fn inventory(&self) -> PlatformResult<Vec<SessionReport>> {
+            Ok(Vec::new())
+        }
+        async fn connect(&self, _: &str, _: u16) -> PlatformResult<Box<dyn SessionStream>> {
+            if !self.vnc_up.load(Ordering::SeqCst) {
+                return Err(PlatformError::Unavailable("connection refused".into()));
+            }
+            let (mut server, client) = tokio::io::duplex(64);
+            let _ = server.write_all(b"RFB 003.008\n").await;
+            tokio::spawn(async move { server });
+            Ok(Box::new(client))
+        }
+        async fn logs(
+            &self,
+            _: &str,
+            _: Option<u32>,
+            _: bool,
+        ) -> PlatformResult<BoxStream<'static, PlatformResult<Bytes>>> {
+            Ok(Box::pin(futures::stream::empty()))
+        }
+        async fn metrics(&self) -> PlatformResult<NodeMetrics> {
+            Ok(NodeMetrics::default())
+        }
+        fn watch(&self) -> BoxStream<'static, SessionReport> {
+            Box::pin(futures::stream::empty())
+        }
+    }
+
+    fn start_command() -> Command {
+        let spec = SessionSpec {
+            session_id: "s1".into(),
+            user: "u".into(),
+            template: "t".into(),
+            image: "i".into(),
+            env: Default::default(),
+            ports: vec![PortSpec {
+                name: "vnc".into(),
+                port: 5901,
+                protocol: PortProtocol::Vnc,
+            }],
+            resources: Default::default(),
+            home: None,
+        };
+        Command {
+            id: "c1".into(),
+            session_id: "s1".into(),
+            action: Action::Start {
+                spec: Box::new(spec),
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn running_waits_for_the_vnc_banner_and_the_session_is_busy_until_then() {
+        let platform = Arc::new(SlowVnc::default());
+        let (tx, mut rx) = mpsc::channel(64);
+        let executor = Arc::new(Executor::new(platform.clone(), tx, TaskTracker::new()));
+        executor.submit(start_command());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(executor.is_busy("s1"), "the start is still waiting for VNC");
+        let mut seen = Vec::new();
+        while let Ok(message) = rx.try_recv() {
+            seen.push(message);
+        }
+        assert!(
+            !seen
+                .iter()
+                .any(|m| matches!(m, AgentMessage::SessionStatus(r) if r.phase == Phase::Running)),
+            "no Running before the banner: {seen:?}"
+        );
+        platform.vnc_up.store(true, Ordering::SeqCst);
+        let running = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match rx.recv().await {
+                    Some(AgentMessage::SessionStatus(r)) if r.phase == Phase::Running => break,
+                    Some(_) => continue,
+                    None => panic!("outbox closed"),
+                }
+            }
+        })
+        .await;
+        assert!(running.is_ok(), "Running once the banner arrives");
+        let settled = tokio::time::timeout(Duration::from_secs(5), async {
+            while executor.is_busy("s1") {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(settled.is_ok(), "not busy once the command finished");
+    }
 
     #[test]
     fn log_remembers_outcomes_and_forgets_the_oldest() {

@@ -13,16 +13,21 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(50);
 /// How often, among probes, the platform is asked whether the session died.
 const STATUS_EVERY: u32 = 10;
 const BANNER_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest a session may spend being prepared by its platform (pulling
+/// an image, scheduling a pod) before `limit` starts counting.
+const PREPARE_LIMIT: Duration = Duration::from_secs(15 * 60);
 
 /// Waits until the VNC server on `port` answers, or explains why it never
-/// will (the session died, or `limit` passed).
+/// will (the session died, or `limit` passed since its container or pod
+/// started running).
 pub async fn wait_for_vnc(
     platform: &dyn Platform,
     session_id: &str,
     port: u16,
     limit: Duration,
 ) -> Result<(), String> {
-    let deadline = Instant::now() + limit;
+    let started = Instant::now();
+    let mut deadline = started + limit;
     let mut probes = 0u32;
     loop {
         let last = match probe(platform, session_id, port).await {
@@ -30,8 +35,10 @@ pub async fn wait_for_vnc(
             Err(e) => e,
         };
         probes += 1;
-        if probes.is_multiple_of(STATUS_EVERY) {
-            check_alive(platform, session_id).await?;
+        if probes.is_multiple_of(STATUS_EVERY) && !check_alive(platform, session_id).await? {
+            // Still being prepared (an image pull): the VNC limit counts
+            // from when it runs.
+            deadline = (Instant::now() + limit).min(started + PREPARE_LIMIT);
         }
         if Instant::now() >= deadline {
             return Err(format!(
@@ -59,12 +66,14 @@ async fn probe(platform: &dyn Platform, session_id: &str, port: u16) -> Result<(
     }
 }
 
-async fn check_alive(platform: &dyn Platform, session_id: &str) -> Result<(), String> {
+/// Fails if the session died; otherwise whether its compute is running yet.
+async fn check_alive(platform: &dyn Platform, session_id: &str) -> Result<bool, String> {
     match platform.status(session_id).await {
         Ok(report) if matches!(report.phase, Phase::Failed | Phase::Terminated) => Err(report
             .message
             .unwrap_or_else(|| format!("the session stopped ({})", report.phase))),
+        Ok(report) => Ok(!matches!(report.phase, Phase::Pending | Phase::Starting)),
         Err(PlatformError::NotFound(_)) => Err("the session's container disappeared".into()),
-        _ => Ok(()),
+        Err(_) => Ok(true),
     }
 }

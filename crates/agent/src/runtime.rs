@@ -14,7 +14,9 @@ use futures::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
 use streamspace_protocol::tunnel::CONNECT_PATH;
-use streamspace_protocol::{AgentMessage, Hello, PROTOCOL_VERSION, ServerMessage};
+use streamspace_protocol::{
+    AgentMessage, Hello, PROTOCOL_VERSION, Phase, ServerMessage, SessionReport,
+};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, interval_at, sleep, sleep_until, timeout};
@@ -206,7 +208,11 @@ async fn hello(agent: &Agent) -> Hello {
 
 async fn send_inventory(agent: &Agent, ws: &mut Socket) -> anyhow::Result<()> {
     match agent.platform.inventory().await {
-        Ok(sessions) => send(ws, &AgentMessage::Inventory { sessions }).await,
+        Ok(mut sessions) => {
+            // A session still starting is reported by its command instead.
+            sessions.retain(|s| !premature(agent, s));
+            send(ws, &AgentMessage::Inventory { sessions }).await
+        }
         // Without an inventory the control plane keeps what it knew; the
         // next connect or platform event brings it up to date.
         Err(err) => {
@@ -332,7 +338,8 @@ async fn forward_platform_events(agent: Arc<Agent>) {
     let mut backoff = Backoff::default();
     loop {
         let mut events = agent.platform.watch();
-        if let Ok(sessions) = agent.platform.inventory().await {
+        if let Ok(mut sessions) = agent.platform.inventory().await {
+            sessions.retain(|s| !premature(&agent, s));
             let _ = agent.outbox.try_send(AgentMessage::Inventory { sessions });
         }
         loop {
@@ -341,6 +348,9 @@ async fn forward_platform_events(agent: Arc<Agent>) {
                 event = events.next() => match event {
                     Some(report) => {
                         backoff.reset();
+                        if premature(&agent, &report) {
+                            continue;
+                        }
                         let _ = agent.outbox.try_send(AgentMessage::SessionStatus(report));
                     }
                     None => break,
@@ -353,6 +363,12 @@ async fn forward_platform_events(agent: Arc<Agent>) {
             _ = agent.shutdown.cancelled() => return,
         }
     }
+}
+
+/// A platform's `Running` for a session whose start or wake is still under
+/// way: its container runs, but its VNC server may not answer yet.
+fn premature(agent: &Agent, report: &SessionReport) -> bool {
+    report.phase == Phase::Running && agent.executor.is_busy(&report.session_id)
 }
 
 async fn next_message(ws: &mut Socket) -> Option<ServerMessage> {

@@ -11,8 +11,7 @@ use streamspace_agent::{Enrollment, Identity, Platform};
 use streamspace_docker::{DockerOptions, DockerPlatform};
 use url::Url;
 
-#[path = "kubernetes.rs"]
-mod kubernetes;
+use crate::kubernetes;
 
 #[derive(Subcommand, Debug)]
 pub enum AgentCommand {
@@ -47,6 +46,10 @@ pub struct DockerAgentArgs {
     /// Most sessions this host runs at once.
     #[arg(long, default_value_t = 50)]
     max_sessions: u32,
+    /// CPU capacity offered is the host's cores times this (session CPU is a
+    /// limit, and desktops mostly idle); memory is never overcommitted.
+    #[arg(long, default_value_t = 4)]
+    cpu_overcommit: u32,
     /// Address session ports are published on; the agent dials it.
     #[arg(long, default_value = "127.0.0.1")]
     publish_host: IpAddr,
@@ -64,6 +67,7 @@ async fn run_docker(args: DockerAgentArgs) -> anyhow::Result<()> {
     let options = DockerOptions {
         publish_host: args.publish_host,
         max_sessions: args.max_sessions,
+        cpu_overcommit: args.cpu_overcommit,
         ..DockerOptions::default()
     };
     // Check the engine before enrolling, so a broken host does not use up

@@ -4,6 +4,7 @@
 mod agent;
 mod connect;
 mod image;
+mod kubernetes;
 mod server;
 mod shutdown;
 

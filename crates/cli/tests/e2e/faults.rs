@@ -187,7 +187,7 @@ async fn agent_cut_off_goes_offline_and_comes_back_consistent() -> anyhow::Resul
 async fn idle_sessions_hibernate_and_a_viewer_wakes_them() -> anyhow::Result<()> {
     let c = Cluster::start("idle-agent").await?;
     let mut template = desktop_template("sleepy");
-    template["idle_timeout"] = json!("3s");
+    template["idle_timeout"] = json!("4s");
     c.admin.create_template(template).await?;
     let id = c
         .running_session(&c.admin, json!({"template": "sleepy"}))
@@ -213,7 +213,7 @@ async fn idle_sessions_hibernate_and_a_viewer_wakes_them() -> anyhow::Result<()>
         idle["message"]
             .as_str()
             .unwrap_or_default()
-            .contains("idle for 3s"),
+            .contains("idle for 4s"),
         "{idle}"
     );
 

@@ -6,6 +6,7 @@
 //! connection claims it by id. Each tunnel is its own TCP connection end to
 //! end, so one slow viewer never stalls another.
 
+mod activity;
 mod agent_side;
 mod logs;
 mod splice;

@@ -1,12 +1,11 @@
 //! Moves bytes between a viewer's WebSocket and an agent's raw data stream.
 
+use super::activity::Activity;
 use crate::metrics::Metrics;
 use axum::extract::ws::{Message, WebSocket};
 use futures::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use streamspace_protocol::tunnel::read_chunk;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
@@ -15,12 +14,12 @@ use tokio_util::sync::CancellationToken;
 /// a framebuffer update is a few frames, small enough to keep latency low.
 const CHUNK: usize = 64 * 1024;
 
-/// Runs until either side closes or `shutdown` fires. `input` is set each time
-/// the viewer sends something (keyboard, mouse): that is user activity.
+/// Runs until either side closes or `shutdown` fires. Everything the viewer
+/// sends (keyboard, mouse) is user activity.
 pub async fn splice(
     ws: WebSocket,
     agent: Upgraded,
-    input: Arc<AtomicBool>,
+    activity: &Activity,
     shutdown: CancellationToken,
     metrics: &Metrics,
 ) {
@@ -36,7 +35,7 @@ pub async fn splice(
                 Message::Close(_) => break,
                 Message::Ping(_) | Message::Pong(_) => continue,
             };
-            input.store(true, Ordering::Relaxed);
+            activity.mark();
             from_viewer.inc_by(data.len() as u64);
             if agent_tx.write_all(&data).await.is_err() {
                 break;

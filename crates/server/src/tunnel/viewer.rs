@@ -1,6 +1,7 @@
 //! `GET /vnc/{session_id}`: a viewer's WebSocket (noVNC, `streamspace
 //! connect`) carrying raw RFB as binary frames.
 
+use super::activity::Activity;
 use super::open_data_channel;
 use super::splice::splice;
 use crate::auth::CurrentUser;
@@ -12,15 +13,10 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use http::{HeaderMap, header};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use streamspace_protocol::{DesiredState, Phase, ServerMessage};
-use tokio::time::interval;
 use tracing::Instrument;
 
-/// How often viewer input is written to the session's `last_activity`.
-const ACTIVITY_FLUSH: Duration = Duration::from_secs(15);
 /// The viewer WebSocket's read buffer: viewers send small input events (the
 /// buffer grows for a larger frame), and an idle tunnel should cost little.
 const WS_READ_BUFFER: usize = 2 * 1024;
@@ -69,36 +65,22 @@ pub async fn vnc(
         .on_upgrade(move |ws| {
             tasks.track_future(
                 async move {
-                    let input = Arc::new(AtomicBool::new(false));
+                    let activity = Activity::default();
                     let shutdown = state.shutdown.clone();
                     let metrics = state.metrics.clone();
                     metrics.tunnels_opened.inc();
                     metrics.tunnels_open.inc();
                     tokio::select! {
-                        _ = splice(ws, agent_stream, input.clone(), shutdown, &metrics) => {}
-                        _ = record_activity(&state, &session.id, &input) => {}
+                        _ = splice(ws, agent_stream, &activity, shutdown, &metrics) => {}
+                        _ = activity.record(&state, &session.id) => {}
                     }
                     metrics.tunnels_open.dec();
-                    if input.load(Ordering::Relaxed) {
-                        let _ = state.store.touch_session(&session.id).await;
-                    }
+                    activity.flush(&state, &session.id).await;
                     tracing::debug!("tunnel closed");
                 }
                 .instrument(span),
             )
         }))
-}
-
-async fn record_activity(state: &AppState, session_id: &str, input: &AtomicBool) {
-    let mut tick = interval(ACTIVITY_FLUSH);
-    loop {
-        tick.tick().await;
-        if input.swap(false, Ordering::Relaxed)
-            && let Err(err) = state.store.touch_session(session_id).await
-        {
-            tracing::warn!(error = %err, "cannot record session activity");
-        }
-    }
 }
 
 /// Opening a viewer on a hibernated session wakes it (the viewer's
