@@ -9,7 +9,7 @@ pub mod process;
 pub mod rfb;
 
 pub use api::Api;
-pub use process::{AgentProcess, ControlPlane, Mode, Spawned};
+pub use process::{AgentProcess, ControlPlane, Mode, Options, Spawned};
 
 use std::future::Future;
 use std::time::Duration;

@@ -53,9 +53,32 @@ impl Spawned {
     }
 }
 
+/// What a spawned process gets beyond its defaults: benchmarks want quieter
+/// logs, the default heartbeat interval, or extra flags.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `--heartbeat-interval` of a control plane (tests: 1 s).
+    pub heartbeat_interval: String,
+    /// `STREAMSPACE_LOG`.
+    pub log_filter: String,
+    /// Appended to the command line.
+    pub args: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: "1s".into(),
+            log_filter: "info,streamspace=debug".into(),
+            args: Vec::new(),
+        }
+    }
+}
+
 fn spawn(
     mut command: Command,
     log: PathBuf,
+    options: &Options,
 ) -> anyhow::Result<(Spawned, tokio::process::ChildStdout)> {
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -65,7 +88,8 @@ fn spawn(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(file)
-        .env("STREAMSPACE_LOG", "info,streamspace=debug")
+        .args(&options.args)
+        .env("STREAMSPACE_LOG", &options.log_filter)
         .kill_on_drop(true)
         .spawn()
         .context("cannot start the streamspace binary")?;
@@ -89,15 +113,25 @@ pub struct ControlPlane {
     bin: PathBuf,
     mode: Mode,
     database_url: Option<String>,
+    options: Options,
     _dir: TempDir,
 }
 
 impl ControlPlane {
     pub async fn start(bin: &Path, mode: Mode, database_url: Option<&str>) -> anyhow::Result<Self> {
+        Self::start_with(bin, mode, database_url, Options::default()).await
+    }
+
+    pub async fn start_with(
+        bin: &Path,
+        mode: Mode,
+        database_url: Option<&str>,
+        options: Options,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let data_dir = dir.path().join("data");
         let (process, url) =
-            Self::launch(bin, mode, &data_dir, database_url, "127.0.0.1:0").await?;
+            Self::launch(bin, mode, &data_dir, database_url, "127.0.0.1:0", &options).await?;
         Ok(Self {
             process,
             url,
@@ -105,6 +139,7 @@ impl ControlPlane {
             bin: bin.to_owned(),
             mode,
             database_url: database_url.map(str::to_owned),
+            options,
             _dir: dir,
         })
     }
@@ -115,6 +150,7 @@ impl ControlPlane {
         data_dir: &Path,
         database_url: Option<&str>,
         listen: &str,
+        options: &Options,
     ) -> anyhow::Result<(Spawned, Url)> {
         let mut command = Command::new(bin);
         command
@@ -124,14 +160,14 @@ impl ControlPlane {
             })
             .args(["--listen", listen, "--data-dir"])
             .arg(data_dir)
-            .args(["--heartbeat-interval", "1s"])
+            .args(["--heartbeat-interval", &options.heartbeat_interval])
             .env("STREAMSPACE_ADMIN_PASSWORD", ADMIN_PASSWORD);
         if let Some(db) = database_url {
             command.args(["--database-url", db]);
         }
         let log = data_dir.with_extension("log");
         std::fs::create_dir_all(data_dir.parent().unwrap_or(data_dir))?;
-        let (process, stdout) = spawn(command, log)?;
+        let (process, stdout) = spawn(command, log, options)?;
         let url = tokio::time::timeout(Duration::from_secs(120), read_url(stdout))
             .await
             .ok()
@@ -154,6 +190,7 @@ impl ControlPlane {
             &self.data_dir,
             self.database_url.as_deref(),
             &listen,
+            &self.options,
         )
         .await?;
         self.process = process;
@@ -183,6 +220,7 @@ pub struct AgentProcess {
     bin: PathBuf,
     control_plane: Url,
     name: String,
+    options: Options,
     _dir: TempDir,
 }
 
@@ -193,15 +231,40 @@ impl AgentProcess {
         enrollment_token: &str,
         name: &str,
     ) -> anyhow::Result<Self> {
+        Self::start_with(
+            bin,
+            control_plane,
+            enrollment_token,
+            name,
+            Options::default(),
+        )
+        .await
+    }
+
+    pub async fn start_with(
+        bin: &Path,
+        control_plane: &Url,
+        enrollment_token: &str,
+        name: &str,
+        options: Options,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let state_dir = dir.path().join("state");
-        let process = Self::launch(bin, control_plane, Some(enrollment_token), name, &state_dir)?;
+        let process = Self::launch(
+            bin,
+            control_plane,
+            Some(enrollment_token),
+            name,
+            &state_dir,
+            &options,
+        )?;
         Ok(Self {
             process,
             state_dir,
             bin: bin.to_owned(),
             control_plane: control_plane.clone(),
             name: name.to_owned(),
+            options,
             _dir: dir,
         })
     }
@@ -212,6 +275,7 @@ impl AgentProcess {
         token: Option<&str>,
         name: &str,
         state_dir: &Path,
+        options: &Options,
     ) -> anyhow::Result<Spawned> {
         let mut command = Command::new(bin);
         command
@@ -223,7 +287,7 @@ impl AgentProcess {
         }
         let log = state_dir.with_extension("log");
         std::fs::create_dir_all(state_dir.parent().unwrap_or(state_dir))?;
-        let (process, _stdout) = spawn(command, log)?;
+        let (process, _stdout) = spawn(command, log, options)?;
         Ok(process)
     }
 
@@ -235,6 +299,7 @@ impl AgentProcess {
             None,
             &self.name,
             &self.state_dir,
+            &self.options,
         )?;
         Ok(())
     }

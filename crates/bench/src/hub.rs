@@ -1,0 +1,236 @@
+//! The agent hub: thousands of simulated agents on one control plane,
+//! heartbeating at the interval it sets, and the latency of dispatching a
+//! command to one of them (`POST /sessions` with its `agent_id` → the agent
+//! has the command).
+
+use crate::Settings;
+use crate::procfs;
+use crate::report::{BenchResult, Row};
+use crate::sim_agent::{self, Counters, Delivery, Identity};
+use crate::stats::Summary;
+use anyhow::Context;
+use futures::{StreamExt, TryStreamExt};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use streamspace_testkit::{Api, ControlPlane, Mode, Options};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, sleep, timeout};
+
+const ENROLL_CONCURRENCY: usize = 32;
+const CONNECT_CONCURRENCY: usize = 128;
+
+pub async fn hub(settings: &Settings) -> anyhow::Result<BenchResult> {
+    let (n, dispatches, steady) = if settings.quick {
+        (50, 10, Duration::from_secs(2))
+    } else {
+        (settings.agents, 1000, Duration::from_secs(20))
+    };
+    if let Some(limit) = procfs::open_files_limit()
+        && limit < n as u64 + 500
+    {
+        anyhow::bail!("{n} agents need {n}+ open files here, the limit is {limit} (ulimit -n)");
+    }
+    let options = Options {
+        heartbeat_interval: "5s".into(),
+        log_filter: settings.log_filter.clone(),
+        args: Vec::new(),
+    };
+    let cp = ControlPlane::start_with(&settings.bin, Mode::Server, None, options).await?;
+    let pid = cp.process.pid();
+    let admin = Api::admin(&cp.url).await?;
+    let public = Api::new(&cp.url);
+    let rss_idle = procfs::rss_kib(pid)?;
+
+    let start = Instant::now();
+    let identities: Vec<Identity> = futures::stream::iter(0..n)
+        .map(|i| {
+            let (admin, public) = (&admin, &public);
+            async move { sim_agent::enroll(admin, public, &format!("sim-{i:05}")).await }
+        })
+        .buffered(ENROLL_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let enroll_time = start.elapsed();
+    eprintln!(
+        "  enrolled {n} agents in {:.1} s",
+        enroll_time.as_secs_f64()
+    );
+
+    let counters = Arc::new(Counters::default());
+    let (deliveries_tx, mut deliveries) = mpsc::unbounded_channel::<Delivery>();
+    let mut fleet = JoinSet::new();
+    let start = Instant::now();
+    let base = cp.url.clone();
+    let mut connects = futures::stream::iter(identities.iter().enumerate())
+        .map(|(i, identity)| {
+            let base = &base;
+            async move { (i, sim_agent::connect(base, identity).await) }
+        })
+        .buffer_unordered(CONNECT_CONCURRENCY);
+    while let Some((i, connected)) = connects.next().await {
+        let (ws, heartbeat) = connected.with_context(|| format!("agent sim-{i:05}"))?;
+        // Spread first heartbeats over one interval, as independent hosts would.
+        let phase = heartbeat.mul_f64(i as f64 / n as f64);
+        fleet.spawn(sim_agent::run(
+            ws,
+            heartbeat,
+            phase,
+            counters.clone(),
+            deliveries_tx.clone(),
+        ));
+    }
+    drop(connects);
+    let connect_time = start.elapsed();
+    eprintln!(
+        "  connected {n} agents in {:.1} s",
+        connect_time.as_secs_f64()
+    );
+    let hub_connected = wait_connected(&admin, n).await?;
+
+    // Steady state: only heartbeats.
+    sleep(steady / 2).await;
+    let cpu_before = procfs::cpu_time(pid)?;
+    let beats_before = counters.heartbeats.load(Ordering::Relaxed);
+    let window = Instant::now();
+    sleep(steady / 2).await;
+    let cpu = procfs::cpu_time(pid)?.saturating_sub(cpu_before);
+    let window = window.elapsed().as_secs_f64();
+    let beats = counters.heartbeats.load(Ordering::Relaxed) - beats_before;
+    let cpu_percent = cpu.as_secs_f64() / window * 100.0;
+    let rss = procfs::rss_kib(pid)?;
+    let online = count_online(&admin).await?;
+    eprintln!(
+        "  steady: {online} online, {:.0} heartbeats/s, CP CPU {cpu_percent:.1} %, RSS {:.1} MiB",
+        beats as f64 / window,
+        rss as f64 / 1024.0
+    );
+
+    // Dispatch: each to a different agent, spread over the fleet.
+    admin
+        .create_template(json!({"name": "sim", "image": "streamspace/sim:none",
+                                "ports": [{"name": "vnc", "port": 5900, "protocol": "vnc"}]}))
+        .await?;
+    let mut latencies = Vec::with_capacity(dispatches);
+    let mut early: HashMap<String, Instant> = HashMap::new();
+    for k in 0..dispatches {
+        let agent = &identities[(k * 7919) % n];
+        let sent = Instant::now();
+        let session = admin
+            .create_session(json!({"template": "sim", "agent_id": agent.id}))
+            .await?;
+        let id = session["id"].as_str().context("session id")?.to_owned();
+        let received = match early.remove(&id) {
+            Some(at) => at,
+            None => loop {
+                let (sid, at) = timeout(Duration::from_secs(30), deliveries.recv())
+                    .await
+                    .with_context(|| {
+                        format!("agent {} never got session {id}'s command", agent.id)
+                    })?
+                    .context("the fleet is gone")?;
+                if sid == id {
+                    break at;
+                }
+                early.insert(sid, at);
+            },
+        };
+        latencies.push(received.saturating_duration_since(sent));
+    }
+    let dispatch = Summary::of_durations_ms(&latencies).context("no dispatches")?;
+    eprintln!(
+        "  dispatch ms: median {:.2} p99 {:.2} max {:.2} (n={})",
+        dispatch.median, dispatch.p99, dispatch.max, dispatch.n
+    );
+    let online_after = count_online(&admin).await?;
+    let disconnects = counters.disconnects.load(Ordering::Relaxed);
+    let rss_after = procfs::rss_kib(pid)?;
+
+    let mut result = BenchResult::new("hub");
+    let quick = settings.quick;
+    result.row(
+        Row::new(
+            "agents online (heartbeating)",
+            "agents",
+            online_after as f64,
+        )
+        .target("10,000", online_after >= 10_000 && disconnects == 0, !quick),
+    );
+    result.row(
+        Row::new("command dispatch, p99", "ms", dispatch.p99).target(
+            "< 20 ms",
+            dispatch.p99 < 20.0,
+            !quick,
+        ),
+    );
+    result.row(Row::new("command dispatch, median", "ms", dispatch.median));
+    result.row(Row::new(
+        "control plane RSS",
+        "MiB",
+        rss_after as f64 / 1024.0,
+    ));
+    result.row(Row::new(
+        "control plane RSS per agent",
+        "KiB",
+        rss.saturating_sub(rss_idle) as f64 / n as f64,
+    ));
+    result.row(Row::new(
+        "control plane CPU, heartbeats only",
+        "%",
+        cpu_percent,
+    ));
+    result.detail("agents", n);
+    result.detail("enroll_s", enroll_time.as_secs_f64());
+    result.detail("connect_s", connect_time.as_secs_f64());
+    result.detail("hub_connected_metric", hub_connected);
+    result.detail("online_before_dispatch", online);
+    result.detail("heartbeats_per_s", beats as f64 / window);
+    result.detail("disconnects", disconnects);
+    result.detail("dispatch_ms", &dispatch);
+    result.detail(
+        "rss_kib",
+        json!({"idle": rss_idle, "steady": rss, "after_dispatch": rss_after}),
+    );
+    if disconnects > 0 {
+        result.note(format!(
+            "{disconnects} simulated agents lost their connection"
+        ));
+    }
+    fleet.abort_all();
+    drop(cp);
+    Ok(result)
+}
+
+/// Waits until the hub's own gauge counts `n` connected agents.
+async fn wait_connected(admin: &Api, n: usize) -> anyhow::Result<u64> {
+    streamspace_testkit::eventually(Duration::from_secs(300), "agents connected", || async {
+        let connected = agents_connected(admin).await?;
+        Ok((connected >= n as u64).then_some(connected))
+    })
+    .await
+}
+
+/// `streamspace_agents_connected` from `/metrics`.
+async fn agents_connected(api: &Api) -> anyhow::Result<u64> {
+    let text = api.text("/metrics").await?;
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("streamspace_agents_connected ")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .context("no streamspace_agents_connected in /metrics")
+}
+
+async fn count_online(admin: &Api) -> anyhow::Result<usize> {
+    Ok(admin
+        .agents()
+        .await?
+        .iter()
+        .filter(|a| a["status"] == "online")
+        .count())
+}
