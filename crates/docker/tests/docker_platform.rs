@@ -247,13 +247,15 @@ async fn a_restarted_agent_finds_its_sessions_and_only_its_own() {
     }
 
     // A new platform with the same agent id has no memory of the stop: the
-    // container's exit decides, and a clean stop is hibernation.
+    // container's exit decides, and a clean stop is hibernation. Each report
+    // names the user and template from the labels, for adoption.
     let restarted = platform(&agent).await;
     let inventory = restarted.inventory().await.expect("inventory");
     let mut expected = vec![
-        SessionReport::new(&running, Phase::Running),
+        SessionReport::new(&running, Phase::Running).with_origin("alice", "desktop"),
         SessionReport::new(&hibernated, Phase::Hibernated)
-            .with_message("container stopped (exit code 0)"),
+            .with_message("container stopped (exit code 0)")
+            .with_origin("alice", "desktop"),
     ];
     expected.sort_by(|a, b| a.session_id.cmp(&b.session_id));
     assert_eq!(inventory, expected);
