@@ -307,6 +307,9 @@ mod tests {
         async fn metrics(&self) -> PlatformResult<NodeMetrics> {
             Ok(NodeMetrics::default())
         }
+        async fn usage(&self) -> PlatformResult<Vec<streamspace_protocol::SessionUsage>> {
+            Ok(Vec::new())
+        }
         fn watch(&self) -> BoxStream<'static, SessionReport> {
             Box::pin(futures::stream::empty())
         }

@@ -6,7 +6,9 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use streamspace_protocol::{Capabilities, Capacity, NodeMetrics, SessionReport, SessionSpec};
+use streamspace_protocol::{
+    Capabilities, Capacity, NodeMetrics, SessionReport, SessionSpec, SessionUsage,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// A byte stream to a session's port (a TCP socket, a port-forward stream).
@@ -79,6 +81,10 @@ pub trait Platform: Send + Sync + 'static {
         tail: Option<u32>,
         follow: bool,
     ) -> PlatformResult<BoxStream<'static, PlatformResult<Bytes>>>;
+
+    /// What each running session uses now (CPU, memory), for heartbeats;
+    /// empty when the platform cannot measure it.
+    async fn usage(&self) -> PlatformResult<Vec<SessionUsage>>;
 
     /// Current load, for heartbeats.
     async fn metrics(&self) -> PlatformResult<NodeMetrics>;

@@ -273,7 +273,11 @@ async fn send_heartbeat(agent: &Agent, ws: &mut Socket) -> anyhow::Result<()> {
         tracing::warn!(error = %err, "cannot read platform metrics");
         Default::default()
     });
-    send(ws, &AgentMessage::Heartbeat { metrics }).await?;
+    let sessions = agent.platform.usage().await.unwrap_or_else(|err| {
+        tracing::debug!(error = %err, "cannot measure session usage");
+        Vec::new()
+    });
+    send(ws, &AgentMessage::Heartbeat { metrics, sessions }).await?;
     // The control plane answers pings, which keeps our silence timer honest
     // even when it has nothing to say.
     ws.send(Message::Ping(Default::default())).await?;

@@ -19,6 +19,7 @@ mod intent;
 mod lifecycle;
 mod observe;
 mod state;
+mod usage;
 
 pub use container::{CONTAINER_PREFIX, STOP_TIMEOUT_SECS, container_name};
 pub use error::DockerError;
@@ -30,7 +31,9 @@ use futures::stream::BoxStream;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use streamspace_agent::{Platform, PlatformError, PlatformResult, SessionStream};
-use streamspace_protocol::{Capabilities, Capacity, NodeMetrics, SessionReport, SessionSpec};
+use streamspace_protocol::{
+    Capabilities, Capacity, NodeMetrics, SessionReport, SessionSpec, SessionUsage,
+};
 
 /// Where the engine is when `DOCKER_HOST` is not set (bollard's default).
 const DEFAULT_ENDPOINT: &str = "unix:///var/run/docker.sock";
@@ -86,6 +89,7 @@ pub(crate) struct Shared {
     /// The engine host's name (`docker info`), for error messages.
     engine_host: String,
     intents: intent::Intents,
+    cpu_samples: usage::CpuSamples,
 }
 
 impl Shared {
@@ -138,6 +142,7 @@ impl DockerPlatform {
                 endpoint,
                 engine_host,
                 intents: intent::Intents::default(),
+                cpu_samples: usage::CpuSamples::default(),
             }),
             host_load: host::HostLoad::default(),
         })
@@ -205,6 +210,10 @@ impl Platform for DockerPlatform {
         follow: bool,
     ) -> PlatformResult<BoxStream<'static, PlatformResult<Bytes>>> {
         self.shared.logs(session_id, tail, follow).await
+    }
+
+    async fn usage(&self) -> PlatformResult<Vec<SessionUsage>> {
+        self.shared.usage().await
     }
 
     async fn metrics(&self) -> PlatformResult<NodeMetrics> {

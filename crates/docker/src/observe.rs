@@ -159,7 +159,10 @@ impl Shared {
         Ok(reports)
     }
 
-    async fn list_own(&self, all: bool) -> PlatformResult<Vec<bollard::models::ContainerSummary>> {
+    pub(crate) async fn list_own(
+        &self,
+        all: bool,
+    ) -> PlatformResult<Vec<bollard::models::ContainerSummary>> {
         let filters = HashMap::from([(
             "label",
             vec![format!("{}={}", labels::AGENT, self.agent_id)],

@@ -8,13 +8,13 @@ use crate::Shared;
 use crate::names::agent_selector;
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
-use kube::api::ListParams;
+use kube::api::{ApiResource, DynamicObject, ListParams};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use streamspace_agent::PlatformResult;
-use streamspace_protocol::{Capacity, Cpu, Memory, NodeMetrics};
+use streamspace_protocol::{Capacity, Cpu, Memory, NodeMetrics, SessionUsage, labels};
 
 /// Node lists are large on big clusters and allocatable changes slowly.
 const NODE_CACHE: Duration = Duration::from_secs(60);
@@ -134,6 +134,53 @@ impl Shared {
             }
         }
     }
+}
+
+impl Shared {
+    /// Each session pod's CPU and memory from metrics.k8s.io; empty without
+    /// a metrics server (the agent's Role may read pod metrics in its own
+    /// namespace).
+    pub(crate) async fn session_usage(&self) -> PlatformResult<Vec<SessionUsage>> {
+        let resource = ApiResource {
+            group: "metrics.k8s.io".into(),
+            version: "v1beta1".into(),
+            api_version: "metrics.k8s.io/v1beta1".into(),
+            kind: "PodMetrics".into(),
+            plural: "pods".into(),
+        };
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &self.options.namespace, &resource);
+        let params = ListParams::default().labels(&agent_selector(&self.agent_id));
+        match api.list(&params).await {
+            Ok(list) => Ok(list.items.iter().filter_map(pod_usage).collect()),
+            Err(e) => {
+                tracing::debug!(error = %e, "no pod metrics (is metrics-server installed?)");
+                Ok(Vec::new())
+            }
+        }
+    }
+}
+
+/// A session pod's usage: the sum over its containers.
+fn pod_usage(pod: &DynamicObject) -> Option<SessionUsage> {
+    let session_id = pod
+        .metadata
+        .labels
+        .as_ref()?
+        .get(labels::SESSION_ID)?
+        .clone();
+    let containers = pod.data.get("containers")?.as_array()?;
+    let amount = |key: &str| -> f64 {
+        containers
+            .iter()
+            .filter_map(|c| parse_quantity(c.get("usage")?.get(key)?.as_str()?))
+            .sum()
+    };
+    Some(SessionUsage {
+        session_id,
+        cpu_millicores: (amount("cpu") * 1000.0).round() as u64,
+        memory_bytes: amount("memory").round() as u64,
+    })
 }
 
 /// Allocatable resources of nodes that take new pods: Ready and not

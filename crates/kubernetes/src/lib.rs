@@ -46,7 +46,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use streamspace_agent::{Platform, PlatformError, PlatformResult, SessionStream};
 use streamspace_protocol::{
-    Capabilities, Capacity, Memory, NodeMetrics, SessionReport, SessionSpec,
+    Capabilities, Capacity, Memory, NodeMetrics, SessionReport, SessionSpec, SessionUsage,
 };
 
 /// How the agent reaches a session's port.
@@ -279,6 +279,10 @@ impl Platform for KubernetesPlatform {
 
     async fn metrics(&self) -> PlatformResult<NodeMetrics> {
         self.shared.metrics().await
+    }
+
+    async fn usage(&self) -> PlatformResult<Vec<SessionUsage>> {
+        self.shared.session_usage().await
     }
 
     fn watch(&self) -> BoxStream<'static, SessionReport> {

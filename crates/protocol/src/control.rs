@@ -19,8 +19,13 @@ pub enum AgentMessage {
     /// Every session the agent finds on its platform (by label), sent once
     /// after `welcome` on every connection.
     Inventory { sessions: Vec<SessionReport> },
-    /// Sent every `heartbeat_interval_ms`.
-    Heartbeat { metrics: NodeMetrics },
+    /// Sent every `heartbeat_interval_ms`: the platform's load and, where
+    /// the platform can measure it, what each running session uses.
+    Heartbeat {
+        metrics: NodeMetrics,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        sessions: Vec<SessionUsage>,
+    },
     /// The command was received and will be executed (or was already).
     Ack { command_id: String },
     /// The command finished; `error` is set when it failed.
@@ -137,6 +142,14 @@ pub struct Capabilities {
     pub gpu: bool,
 }
 
+/// What one running session uses now, as its platform measures it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionUsage {
+    pub session_id: String,
+    pub cpu_millicores: u64,
+    pub memory_bytes: u64,
+}
+
 /// Load of the agent's platform, reported with each heartbeat.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct NodeMetrics {
@@ -185,6 +198,11 @@ mod tests {
             },
             AgentMessage::Heartbeat {
                 metrics: NodeMetrics::default(),
+                sessions: vec![SessionUsage {
+                    session_id: "s1".into(),
+                    cpu_millicores: 120,
+                    memory_bytes: 20 << 20,
+                }],
             },
             AgentMessage::Ack {
                 command_id: "c1".into(),

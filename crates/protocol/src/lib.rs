@@ -13,7 +13,7 @@ pub mod tunnel;
 
 pub use control::{
     Action, AgentMessage, Capabilities, Capacity, Command, Hello, NodeMetrics, ServerMessage,
-    Welcome,
+    SessionUsage, Welcome,
 };
 pub use quantity::{Cpu, Memory, QuantityError};
 pub use session::{

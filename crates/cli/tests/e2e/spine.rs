@@ -40,6 +40,16 @@ async fn lifecycle(database_url: Option<String>) -> anyhow::Result<()> {
         logs.contains("TigerVNC"),
         "the session's console output: {logs}"
     );
+    // Heartbeats carry what the session uses, measured on the engine.
+    let usage = streamspace_testkit::eventually(RUNNING_LIMIT, "session usage", || async {
+        Ok(admin.session(&id).await?["usage"].as_object().cloned())
+    })
+    .await?;
+    let memory: streamspace_protocol::Memory = serde_json::from_value(usage["memory"].clone())?;
+    assert!(
+        memory.bytes() > 1 << 20,
+        "Xvnc uses more than 1 MiB: {usage:?}"
+    );
 
     admin.set_state(&id, "hibernated").await?;
     admin

@@ -323,6 +323,56 @@ async fn capacity_sums_node_allocatable_and_metrics_use_metrics_server() {
 }
 
 #[tokio::test]
+async fn session_usage_comes_from_pod_metrics() {
+    let (platform, mut server) = platform_with(options());
+    let answering = async {
+        server
+            .expect(
+                "GET",
+                &format!("/apis/metrics.k8s.io/v1beta1/namespaces/{NS}/pods?{AGENT_SELECTOR}"),
+            )
+            .await
+            .respond(
+                200,
+                json!({
+                    "kind": "PodMetricsList", "apiVersion": "metrics.k8s.io/v1beta1",
+                    "items": [{
+                        "metadata": {"name": "p", "labels": {"io.streamspace.session-id": SESSION}},
+                        "timestamp": "2026-01-01T00:00:00Z", "window": "15s",
+                        "containers": [
+                            {"name": "session", "usage": {"cpu": "120000000n", "memory": "20Mi"}},
+                            {"name": "helper", "usage": {"cpu": "5m", "memory": "1Mi"}},
+                        ]
+                    }]
+                }),
+            );
+    };
+    let (usage, ()) = within(futures::future::join(platform.usage(), answering)).await;
+    let usage = usage.expect("usage");
+    assert_eq!(usage.len(), 1);
+    assert_eq!(usage[0].session_id, SESSION);
+    assert_eq!(usage[0].cpu_millicores, 125);
+    assert_eq!(usage[0].memory_bytes, 21 << 20);
+
+    // Without a metrics server there is nothing to report, and no error.
+    let answering = async {
+        server
+            .expect(
+                "GET",
+                &format!("/apis/metrics.k8s.io/v1beta1/namespaces/{NS}/pods?{AGENT_SELECTOR}"),
+            )
+            .await
+            .fail(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            );
+    };
+    let (usage, ()) = within(futures::future::join(platform.usage(), answering)).await;
+    assert_eq!(usage.expect("no error"), Vec::new());
+}
+
+#[tokio::test]
 async fn without_node_access_or_metrics_server_only_sessions_are_counted() {
     let (platform, mut server) = platform_with(options());
     let answering = async {

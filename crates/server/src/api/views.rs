@@ -6,7 +6,7 @@ use crate::template::TemplateSpec;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
-use streamspace_protocol::{Capabilities, Capacity, NodeMetrics, Resources};
+use streamspace_protocol::{Capabilities, Capacity, Cpu, Memory, NodeMetrics, Resources};
 
 /// RFC 3339 in UTC with milliseconds, the API's one time format.
 pub fn time(ms: i64) -> String {
@@ -34,6 +34,9 @@ pub struct SessionView {
     pub agent_status: Option<&'static str>,
     /// The agent's name, for people (users cannot list agents).
     pub agent_name: Option<String>,
+    /// What the session uses now (from its agent's last heartbeat), when
+    /// its platform can measure it.
+    pub usage: Option<UsageView>,
     /// Hibernated after this long without viewer input or heartbeats.
     pub idle_timeout: Option<String>,
     pub created_at: String,
@@ -44,7 +47,12 @@ pub struct SessionView {
 impl SessionView {
     pub fn new(state: &AppState, s: SessionRecord, agent: Option<(&'static str, String)>) -> Self {
         let (agent_status, agent_name) = agent.unzip();
+        let usage = state.hub.session_usage(&s.id).map(|u| UsageView {
+            cpu: Cpu(u.cpu_millicores),
+            memory: Memory(u.memory_bytes),
+        });
         SessionView {
+            usage,
             agent_status,
             agent_name,
             idle_timeout: s.idle_timeout_ms.map(|ms| {
@@ -75,6 +83,12 @@ fn vnc_url(state: &AppState, session_id: &str) -> String {
     let _ = url.set_scheme(scheme);
     url.set_path(&format!("/vnc/{session_id}"));
     url.to_string()
+}
+
+#[derive(Serialize)]
+pub struct UsageView {
+    pub cpu: Cpu,
+    pub memory: Memory,
 }
 
 #[derive(Serialize)]

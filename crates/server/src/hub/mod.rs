@@ -12,7 +12,7 @@ use crate::store::StoreResult;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use streamspace_protocol::{Command, NodeMetrics, ServerMessage};
+use streamspace_protocol::{Command, NodeMetrics, ServerMessage, SessionUsage};
 use tokio::sync::mpsc;
 
 /// Outgoing messages queued per agent before the connection is considered
@@ -46,6 +46,10 @@ pub struct AgentHub {
 struct Beats {
     latest: HashMap<String, Beat>,
     unsaved: HashSet<String>,
+    /// What each running session used at its agent's last heartbeat, and
+    /// which sessions each agent reported (to drop those it stops reporting).
+    usage: HashMap<String, SessionUsage>,
+    reported: HashMap<String, Vec<String>>,
 }
 
 impl AgentHub {
@@ -126,10 +130,26 @@ impl AgentHub {
         self.beats.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn record_heartbeat(&self, agent_id: &str, beat: Beat) {
+    pub fn record_heartbeat(&self, agent_id: &str, beat: Beat, sessions: Vec<SessionUsage>) {
         let mut beats = self.beats();
         beats.latest.insert(agent_id.to_owned(), beat);
         beats.unsaved.insert(agent_id.to_owned());
+        let ids: Vec<String> = sessions.iter().map(|s| s.session_id.clone()).collect();
+        for old in beats
+            .reported
+            .insert(agent_id.to_owned(), ids)
+            .unwrap_or_default()
+        {
+            beats.usage.remove(&old);
+        }
+        for usage in sessions {
+            beats.usage.insert(usage.session_id.clone(), usage);
+        }
+    }
+
+    /// What a session used at its agent's last heartbeat, if measured.
+    pub fn session_usage(&self, session_id: &str) -> Option<SessionUsage> {
+        self.beats().usage.get(session_id).cloned()
     }
 
     /// The latest heartbeat received here, stored or not.
@@ -147,7 +167,11 @@ impl AgentHub {
     }
 
     pub fn forget(&self, agent_id: &str) {
-        self.beats().latest.remove(agent_id);
+        let mut beats = self.beats();
+        beats.latest.remove(agent_id);
+        for old in beats.reported.remove(agent_id).unwrap_or_default() {
+            beats.usage.remove(&old);
+        }
     }
 }
 

@@ -23,12 +23,12 @@ pub async fn handle(state: &AppState, from: &From<'_>, message: AgentMessage) {
 async fn apply(state: &AppState, from: &From<'_>, message: AgentMessage) -> StoreResult<()> {
     let agent_id = from.id;
     match message {
-        AgentMessage::Heartbeat { metrics } => {
+        AgentMessage::Heartbeat { metrics, sessions } => {
             let beat = super::Beat {
                 at: now_ms(),
                 metrics,
             };
-            state.hub.record_heartbeat(agent_id, beat);
+            state.hub.record_heartbeat(agent_id, beat, sessions);
         }
         AgentMessage::Ack { command_id } => {
             state

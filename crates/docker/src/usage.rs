@@ -1,0 +1,100 @@
+//! What each running session uses: memory now, and CPU as the growth of the
+//! container's cumulative CPU time since the previous heartbeat. One-shot
+//! stats answer at once (Docker's own CPU figure needs a second sample taken
+//! a second apart), so measuring many sessions stays cheap.
+
+use crate::Shared;
+use crate::container::label_of;
+use bollard::query_parameters::StatsOptionsBuilder;
+use futures::StreamExt;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
+use streamspace_agent::PlatformResult;
+use streamspace_protocol::{SessionUsage, labels};
+
+/// Each container's cumulative CPU nanoseconds at the last measurement.
+#[derive(Default)]
+pub(crate) struct CpuSamples(Mutex<HashMap<String, (u64, Instant)>>);
+
+impl CpuSamples {
+    /// Millicores used since the previous sample of `id` (0 on the first).
+    fn millicores(&self, id: &str, total_ns: u64, now: Instant) -> u64 {
+        let mut samples = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let previous = samples.insert(id.to_owned(), (total_ns, now));
+        match previous {
+            Some((before, then)) if now > then && total_ns >= before => {
+                let wall_ns = now.duration_since(then).as_nanos().max(1) as u64;
+                (total_ns - before).saturating_mul(1000) / wall_ns
+            }
+            _ => 0,
+        }
+    }
+
+    fn keep_only(&self, ids: &HashSet<String>) {
+        let mut samples = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        samples.retain(|id, _| ids.contains(id));
+    }
+}
+
+impl Shared {
+    pub(crate) async fn usage(&self) -> PlatformResult<Vec<SessionUsage>> {
+        let running = self.list_own(false).await?;
+        let mut usage = Vec::with_capacity(running.len());
+        let mut seen = HashSet::with_capacity(running.len());
+        let options = StatsOptionsBuilder::new()
+            .stream(false)
+            .one_shot(true)
+            .build();
+        for container in running {
+            let (Some(id), Some(session_id)) = (
+                container.id.clone(),
+                label_of(container.labels.as_ref(), labels::SESSION_ID),
+            ) else {
+                continue;
+            };
+            let Some(Ok(stats)) = self.docker.stats(&id, Some(options.clone())).next().await else {
+                continue;
+            };
+            let total_ns = stats
+                .cpu_stats
+                .and_then(|c| c.cpu_usage)
+                .and_then(|u| u.total_usage)
+                .unwrap_or(0);
+            let memory_bytes = stats.memory_stats.and_then(|m| m.usage).unwrap_or(0);
+            usage.push(SessionUsage {
+                session_id: session_id.to_owned(),
+                cpu_millicores: self.cpu_samples.millicores(&id, total_ns, Instant::now()),
+                memory_bytes,
+            });
+            seen.insert(id);
+        }
+        self.cpu_samples.keep_only(&seen);
+        Ok(usage)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn cpu_is_the_growth_of_cpu_time_over_wall_time() {
+        let samples = CpuSamples::default();
+        let t0 = Instant::now();
+        assert_eq!(
+            samples.millicores("c", 1_000_000_000, t0),
+            0,
+            "first sample"
+        );
+        // Half a second of CPU over one second of wall time: 500 millicores.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(samples.millicores("c", 1_500_000_000, t1), 500);
+        // A restarted container's counter goes back: no negative usage.
+        let t2 = t1 + Duration::from_secs(1);
+        assert_eq!(samples.millicores("c", 10, t2), 0);
+        samples.keep_only(&HashSet::new());
+        assert_eq!(samples.millicores("c", 20, t2 + Duration::from_secs(1)), 0);
+    }
+}
