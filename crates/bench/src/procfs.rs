@@ -83,6 +83,67 @@ pub fn cpu_time_of(pids: &[u32]) -> Duration {
     pids.iter().filter_map(|p| cpu_time(*p).ok()).sum()
 }
 
+/// CPU time all cores spent busy since boot (everything but idle and
+/// iowait), from /proc/stat.
+pub fn machine_busy() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is in user).
+    let busy: u64 = ticks
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    Duration::from_secs_f64(busy as f64 / TICKS_PER_SECOND)
+}
+
+/// The `docker-proxy` process that serves a published host port.
+pub fn docker_proxy(host_port: u16) -> Option<u32> {
+    let port = host_port.to_string();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let is_proxy = args.first()?.ends_with(b"docker-proxy");
+            let serves = args
+                .windows(2)
+                .any(|w| w[0] == b"-host-port" && w[1] == port.as_bytes());
+            (is_proxy && serves).then_some(pid)
+        })
+}
+
+/// Kernel memory held by TCP sockets (all of them), in KiB: socket buffers
+/// are not in any process's RSS.
+pub fn tcp_kernel_kib() -> u64 {
+    let sockstat = std::fs::read_to_string("/proc/net/sockstat").unwrap_or_default();
+    let pages: u64 = sockstat
+        .lines()
+        .find_map(|l| l.strip_prefix("TCP:"))
+        .and_then(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            fields
+                .windows(2)
+                .find(|w| w[0] == "mem")?
+                .get(1)?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0);
+    pages * 4
+}
+
 /// The open file limit of this process.
 pub fn open_files_limit() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use streamspace_protocol::{
-    Action, AgentMessage, Capabilities, Capacity, Command, Hello, NodeMetrics, PROTOCOL_VERSION,
-    Phase, ServerMessage, SessionReport,
+    Action, AgentMessage, Capabilities, Capacity, Command, Hello, PROTOCOL_VERSION, Phase,
+    ServerMessage, SessionReport,
 };
 use streamspace_testkit::Api;
 use tokio::net::TcpStream;
@@ -139,10 +139,14 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let beat = AgentMessage::Heartbeat {
-                    metrics: NodeMetrics { sessions_running: running, ..Default::default() },
-                };
-                if send(&mut ws, &beat).await.is_err()
+                // Written as JSON rather than through the wire type, so the
+                // simulation keeps compiling while optional fields are added.
+                let beat = serde_json::json!({
+                    "type": "heartbeat",
+                    "metrics": {"sessions_running": running, "cpu_percent": 1.0,
+                                "memory_used_bytes": 1u64 << 30, "memory_total_bytes": 8u64 << 30},
+                });
+                if ws.send(Message::Text(beat.to_string().into())).await.is_err()
                     || ws.send(Message::Ping(Default::default())).await.is_err()
                 {
                     break;

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs StreamSpace's benchmarks (crates/bench) on this machine: the real
+# streamspace binary on the real Docker engine, side by side with websockify
+# 0.13, raw TCP and the docker CLI, and writes bench-results.json.
+#
+# Usage: scripts/bench.sh [--quick] [BENCHMARK] [streamspace-bench options]
+#   scripts/bench.sh                 every benchmark, full size (about 15 min)
+#   scripts/bench.sh --quick         every benchmark, small and fast, no targets
+#                                    judged (CI's smoke test)
+#   scripts/bench.sh tunnel-latency  one benchmark (see streamspace-bench --help)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+BENCHES=(all tunnel-throughput tunnel-latency tunnel-memory session-start hibernate-wake hub desktops)
+ARGS=("$@")
+named=0
+for arg in "$@"; do
+  for bench in "${BENCHES[@]}"; do [[ $arg == "$bench" ]] && named=1; done
+done
+((named)) || ARGS+=(all)
+
+step "dependencies (Docker engine)"
+STREAMSPACE_SKIP_POSTGRES=1 STREAMSPACE_SKIP_CHROMIUM=1 scripts/install-deps.sh
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/streamspace-target}"
+
+step "websockify 0.13 (PyPI), the peer to beat"
+venv=/var/tmp/streamspace-venv
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'websockify==0.13.*'
+
+step "session images"
+docker image inspect streamspace/desktop:local >/dev/null 2>&1 || images/desktop/build.sh
+docker image inspect streamspace/echo:local >/dev/null 2>&1 || images/echo/build.sh
+
+step "release build"
+cargo build --release --locked -p streamspace-cli -p streamspace-bench
+
+# 10,000 simulated agents need 10,000 sockets in this process and in the
+# control plane.
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+step "benchmarks: ${ARGS[*]} (open files: $(ulimit -n), load: $(cut -d' ' -f1-3 /proc/loadavg))"
+"$CARGO_TARGET_DIR/release/streamspace-bench" \
+  --bin "$CARGO_TARGET_DIR/release/streamspace" \
+  --websockify "$venv/bin/websockify" \
+  --json bench-results.json \
+  "${ARGS[@]}"
+step "results in bench-results.json"
