@@ -121,6 +121,27 @@ impl FakeAgent {
         self.send(AgentMessage::SessionStatus(report)).await
     }
 
+    /// Creates a session with `body` as `api`'s user, completes its start
+    /// and reports it Running, as a real agent would; returns its id.
+    pub async fn run_session(
+        &mut self,
+        api: &Api,
+        body: serde_json::Value,
+    ) -> anyhow::Result<String> {
+        let session = api.create_session(body).await?;
+        let id = session["id"].as_str().context("session id")?.to_owned();
+        let start = self.expect_command().await?;
+        self.complete(&start).await?;
+        self.report(SessionReport::new(
+            &id,
+            streamspace_protocol::Phase::Running,
+        ))
+        .await?;
+        api.wait_for_phase(&id, "Running", Duration::from_secs(5))
+            .await?;
+        Ok(id)
+    }
+
     /// Acknowledges and completes a command.
     pub async fn complete(&mut self, command: &Command) -> anyhow::Result<()> {
         let command_id = command.id.clone();

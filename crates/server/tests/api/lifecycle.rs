@@ -55,18 +55,8 @@ async fn unknown_sessions_are_adopted(app: TestApp) -> anyhow::Result<()> {
 
 async fn terminated_sessions_found_again_are_removed(app: TestApp) -> anyhow::Result<()> {
     let (mut agent, agent_id) = setup(&app).await?;
-    let session = app
-        .admin
-        .create_session(json!({"template": "desktop"}))
-        .await?;
-    let id = session["id"].as_str().unwrap_or_default().to_owned();
-    let start = agent.expect_command().await?;
-    agent.complete(&start).await?;
-    agent
-        .report(SessionReport::new(&id, Phase::Running))
-        .await?;
-    app.admin
-        .wait_for_phase(&id, "Running", Duration::from_secs(5))
+    let id = agent
+        .run_session(&app.admin, json!({"template": "desktop"}))
         .await?;
     app.admin
         .expect(
@@ -104,20 +94,13 @@ async fn terminated_sessions_found_again_are_removed(app: TestApp) -> anyhow::Re
 
 async fn audit_trail_and_heartbeats(app: TestApp) -> anyhow::Result<()> {
     let (mut agent, _) = setup(&app).await?;
-    let session = app
-        .admin
-        .create_session(json!({"template": "desktop", "idle_timeout": "1h"}))
+    let id = agent
+        .run_session(
+            &app.admin,
+            json!({"template": "desktop", "idle_timeout": "1h"}),
+        )
         .await?;
-    let id = session["id"].as_str().unwrap_or_default().to_owned();
-    assert_eq!(session["idle_timeout"], "1h");
-    let start = agent.expect_command().await?;
-    agent.complete(&start).await?;
-    agent
-        .report(SessionReport::new(&id, Phase::Running))
-        .await?;
-    app.admin
-        .wait_for_phase(&id, "Running", Duration::from_secs(5))
-        .await?;
+    assert_eq!(app.admin.session(&id).await?["idle_timeout"], "1h");
     let before = app.admin.session(&id).await?["last_activity"].clone();
     tokio::time::sleep(Duration::from_millis(20)).await;
     app.admin

@@ -86,12 +86,8 @@ async fn agents_speak_only_for_themselves(app: TestApp) -> anyhow::Result<()> {
     desktop(&app).await?;
     let (a_id, a_secret) = enroll(&app.admin, "a").await?;
     let mut a = FakeAgent::connect(&app.url, &a_id, &a_secret).await?;
-    let id = new_session(&app).await?;
-    let start = a.expect_command().await?;
-    a.complete(&start).await?;
-    a.report(SessionReport::new(&id, Phase::Running)).await?;
-    app.admin
-        .wait_for_phase(&id, "Running", Duration::from_secs(5))
+    let id = a
+        .run_session(&app.admin, json!({"template": "desktop"}))
         .await?;
 
     let (b_id, b_secret) = enroll(&app.admin, "b").await?;
@@ -149,12 +145,8 @@ async fn tunnel_requests_time_out_clearly(app: TestApp) -> anyhow::Result<()> {
     desktop(&app).await?;
     let (a_id, a_secret) = enroll(&app.admin, "a").await?;
     let mut a = FakeAgent::connect(&app.url, &a_id, &a_secret).await?;
-    let id = new_session(&app).await?;
-    let start = a.expect_command().await?;
-    a.complete(&start).await?;
-    a.report(SessionReport::new(&id, Phase::Running)).await?;
-    app.admin
-        .wait_for_phase(&id, "Running", Duration::from_secs(5))
+    let id = a
+        .run_session(&app.admin, json!({"template": "desktop"}))
         .await?;
     let token = app.admin.token.clone().unwrap_or_default();
     let refused = VncSocket::connect(&app.url, &id, &token, &[])
@@ -241,14 +233,8 @@ async fn inventory_drift_fails_missing_sessions(app: TestApp) -> anyhow::Result<
     desktop(&app).await?;
     let (agent_id, secret) = enroll(&app.admin, "a").await?;
     let mut agent = FakeAgent::connect(&app.url, &agent_id, &secret).await?;
-    let id = new_session(&app).await?;
-    let start = agent.expect_command().await?;
-    agent.complete(&start).await?;
-    agent
-        .report(SessionReport::new(&id, Phase::Running))
-        .await?;
-    app.admin
-        .wait_for_phase(&id, "Running", Duration::from_secs(5))
+    let id = agent
+        .run_session(&app.admin, json!({"template": "desktop"}))
         .await?;
     agent.close().await;
     // Reconnects with an inventory that no longer has the session.
