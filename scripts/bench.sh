@@ -6,7 +6,8 @@
 # Usage: scripts/bench.sh [--quick] [BENCHMARK] [streamspace-bench options]
 #   scripts/bench.sh                 every benchmark, full size (about 15 min)
 #   scripts/bench.sh --quick         every benchmark, small and fast, no targets
-#                                    judged (CI's smoke test)
+#                                    judged: CI's smoke test, so it uses the
+#                                    debug build the tests already made
 #   scripts/bench.sh tunnel-latency  one benchmark (see streamspace-bench --help)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,9 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 BENCHES=(all tunnel-throughput tunnel-latency tunnel-memory session-start hibernate-wake hub desktops)
 ARGS=("$@")
 named=0
+profile=release
 for arg in "$@"; do
+  [[ $arg == --quick ]] && profile=debug
   for bench in "${BENCHES[@]}"; do [[ $arg == "$bench" ]] && named=1; done
 done
 ((named)) || ARGS+=(all)
@@ -35,16 +38,20 @@ step "session images"
 docker image inspect streamspace/desktop:local >/dev/null 2>&1 || images/desktop/build.sh
 docker image inspect streamspace/echo:local >/dev/null 2>&1 || images/echo/build.sh
 
-step "release build"
-cargo build --release --locked -p streamspace-cli -p streamspace-bench
+step "$profile build"
+if [[ $profile == release ]]; then
+  cargo build --release --locked -p streamspace-cli -p streamspace-bench
+else
+  cargo build --locked -p streamspace-cli -p streamspace-bench
+fi
 
 # 10,000 simulated agents need 10,000 sockets in this process and in the
 # control plane.
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 step "benchmarks: ${ARGS[*]} (open files: $(ulimit -n), load: $(cut -d' ' -f1-3 /proc/loadavg))"
-"$CARGO_TARGET_DIR/release/streamspace-bench" \
-  --bin "$CARGO_TARGET_DIR/release/streamspace" \
+"$CARGO_TARGET_DIR/$profile/streamspace-bench" \
+  --bin "$CARGO_TARGET_DIR/$profile/streamspace" \
   --websockify "$venv/bin/websockify" \
   --json bench-results.json \
   "${ARGS[@]}"
