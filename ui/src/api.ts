@@ -35,6 +35,8 @@ export interface Session {
   template: string;
   agent_id: string | null;
   agent_name: string | null;
+  /** What the session uses now, e.g. `{cpu: "120m", memory: "18Mi"}`, when measured. */
+  usage: { cpu: string; memory: string } | null;
   platform: string;
   state: DesiredState;
   phase: Phase;

@@ -129,6 +129,11 @@ export function SessionTable({ sessions, error, reload, showUser, agentNames, up
                   {showUser && <td data-label="User">{s.user}</td>}
                   <td data-label="Phase">
                     <PhaseBadge phase={s.phase} />
+                    {s.usage && s.phase === 'Running' && (
+                      <div class="muted small" title="CPU and memory at the agent's last heartbeat">
+                        {s.usage.cpu} CPU · {s.usage.memory}
+                      </div>
+                    )}
                     {s.message && (s.phase === 'Failed' || s.phase !== 'Running') && (
                       <div class={`small ${s.phase === 'Failed' ? 'text-error' : 'muted'}`}>{s.message}</div>
                     )}
