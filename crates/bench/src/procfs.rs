@@ -83,6 +83,23 @@ pub fn cpu_time_of(pids: &[u32]) -> Duration {
     pids.iter().filter_map(|p| cpu_time(*p).ok()).sum()
 }
 
+/// Context switches (voluntary and not) of every thread of the processes:
+/// each one is a thread that ran out of data or of its time slice.
+pub fn context_switches(pids: &[u32]) -> u64 {
+    let mut total = 0;
+    for pid in pids {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            total += kib_field(&status, "voluntary_ctxt_switches").unwrap_or(0)
+                + kib_field(&status, "nonvoluntary_ctxt_switches").unwrap_or(0);
+        }
+    }
+    total
+}
+
 /// CPU time all cores spent busy since boot (everything but idle and
 /// iowait), from /proc/stat.
 pub fn machine_busy() -> Duration {

@@ -65,6 +65,8 @@ struct CpuBudget {
     /// The control plane alone (ours only).
     control_plane: f64,
     docker_proxy: f64,
+    /// Context switches of the proxy processes per MB.
+    proxy_switches_per_mb: f64,
 }
 
 /// Download throughput: the client reads as fast as it can from the source
@@ -111,10 +113,12 @@ pub async fn throughput(settings: &Settings) -> anyhow::Result<BenchResult> {
                 ]
             };
             let before = cpu();
+            let switches = procfs::context_switches(&proxy_pids);
             let start = Instant::now();
             let bytes = viewer.drain_until(start + window).await?;
             let elapsed = start.elapsed().as_secs_f64();
             let after = cpu();
+            let switches = procfs::context_switches(&proxy_pids).saturating_sub(switches);
             viewer.close().await;
             let gb = (bytes as f64 / 1e9).max(1e-9);
             let per_gb = |k: usize| after[k].saturating_sub(before[k]).as_secs_f64() / gb;
@@ -124,16 +128,18 @@ pub async fn throughput(settings: &Settings) -> anyhow::Result<BenchResult> {
                 proxy: per_gb(2),
                 docker_proxy: per_gb(3),
                 control_plane: per_gb(4),
+                proxy_switches_per_mb: switches as f64 / (gb * 1e3),
             };
             let mb_s = bytes as f64 / elapsed / 1e6;
             eprintln!(
-                "  throughput rep {}/{reps} {:<11} {mb_s:>7.1} MB/s | CPU s/GB: machine {:.2}, client {:.2}, proxy {:.2}, docker-proxy {:.2}",
+                "  throughput rep {}/{reps} {:<11} {mb_s:>7.1} MB/s | CPU s/GB: all {:.2}, client {:.2}, proxy {:.2}, docker-proxy {:.2} | proxy switches/MB {:.1}",
                 rep + 1,
                 route.name(),
                 budget.machine,
                 budget.client,
                 budget.proxy,
                 budget.docker_proxy,
+                budget.proxy_switches_per_mb,
             );
             rates[i].push(mb_s);
             budgets[i].push(budget);
@@ -155,6 +161,19 @@ pub async fn throughput(settings: &Settings) -> anyhow::Result<BenchResult> {
     result.row(
         Row::new("proxy CPU per GB (CP + agent)", "s", budget(0, |b| b.proxy))
             .peer("websockify", budget(1, |b| b.proxy)),
+    );
+    result.row(Row::new(
+        "  of which control plane",
+        "s",
+        budget(0, |b| b.control_plane),
+    ));
+    result.row(
+        Row::new(
+            "proxy context switches per MB",
+            "",
+            budget(0, |b| b.proxy_switches_per_mb),
+        )
+        .peer("websockify", budget(1, |b| b.proxy_switches_per_mb)),
     );
     result.row(
         Row::new(
