@@ -122,6 +122,7 @@ impl Action {
 
 /// How much an agent may run. Absent limits mean "as much as the host has".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Capacity {
     #[serde(default)]
     pub max_sessions: u32,
@@ -133,6 +134,7 @@ pub struct Capacity {
 
 /// What the agent's platform supports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Capabilities {
     #[serde(default)]
     pub hibernation: bool,
@@ -152,6 +154,7 @@ pub struct SessionUsage {
 
 /// Load of the agent's platform, reported with each heartbeat.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeMetrics {
     /// Sessions whose compute is running now.
     pub sessions_running: u32,

@@ -161,6 +161,50 @@ macro_rules! string_serde {
 string_serde!(Cpu);
 string_serde!(Memory);
 
+/// OpenAPI: both are strings on the wire. The patterns describe the forms
+/// [`FromStr`] accepts; it also refuses zero and fractions of a millicore or
+/// a byte, with its own message.
+#[cfg(feature = "openapi")]
+mod openapi {
+    use super::{Cpu, Memory};
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+
+    fn string(description: &str, pattern: &str, examples: [&str; 2]) -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(description))
+            .pattern(Some(pattern))
+            .examples(examples)
+            .into()
+    }
+
+    impl utoipa::PartialSchema for Cpu {
+        fn schema() -> RefOr<Schema> {
+            string(
+                "CPU as cores (\"2\", \"0.5\") or millicores (\"1500m\").",
+                r"^([0-9]+(\.[0-9]{1,9})?|[0-9]+m)$",
+                ["1500m", "2"],
+            )
+        }
+    }
+
+    impl utoipa::ToSchema for Cpu {}
+
+    impl utoipa::PartialSchema for Memory {
+        fn schema() -> RefOr<Schema> {
+            string(
+                "Memory in bytes, with an optional unit: Ki Mi Gi Ti (powers of 1024) or k M G T \
+                 (powers of 1000).",
+                r"^[0-9]+(\.[0-9]{1,9})?(k|M|G|T|Ki|Mi|Gi|Ti)?$",
+                ["512Mi", "2Gi"],
+            )
+        }
+    }
+
+    impl utoipa::ToSchema for Memory {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ use std::fmt;
 /// What the user wants a session to be. The control plane issues commands
 /// until the observed [`Phase`] agrees with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DesiredState {
     Running,
@@ -36,6 +37,7 @@ impl DesiredState {
 
 /// What a session is observed to be, as reported by its agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Phase {
     Pending,
     Starting,
@@ -92,6 +94,7 @@ impl fmt::Display for Phase {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PortProtocol {
     Vnc,
@@ -100,6 +103,7 @@ pub enum PortProtocol {
 
 /// A port the session's container listens on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PortSpec {
     pub name: String,
     pub port: u16,
@@ -108,6 +112,7 @@ pub struct PortSpec {
 
 /// Resource limits; absent means the platform's default (no limit on Docker).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Resources {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<Cpu>,
