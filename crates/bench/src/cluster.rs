@@ -127,6 +127,23 @@ impl Cluster {
         docker_cli::published_port(&format!("streamspace-{session_id}"), port).await
     }
 
+    /// Copies both processes' logs next to the JSON results' temp files (the
+    /// processes' own directories go away with them); returns the paths.
+    pub fn keep_logs(&self, tag: &str) -> String {
+        let dir = std::env::temp_dir();
+        let mut kept = Vec::new();
+        for (who, log) in [
+            ("cp", self.cp.process.log()),
+            ("agent", self.agent.process.log()),
+        ] {
+            let path = dir.join(format!("streamspace-bench-{tag}-{who}.log"));
+            if std::fs::write(&path, log).is_ok() {
+                kept.push(path.display().to_string());
+            }
+        }
+        kept.join(", ")
+    }
+
     /// Stops the agent and the control plane and removes every container
     /// the agent made.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {

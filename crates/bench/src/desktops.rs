@@ -151,8 +151,10 @@ async fn run(settings: &Settings, cluster: &Cluster, n: usize) -> anyhow::Result
     if !errors.is_empty() {
         errors.truncate(5);
         result.note(format!(
-            "viewers that failed (first 5): {}",
-            errors.join(" | ")
+            "{} viewers failed, the first 5: {}; logs kept: {}",
+            n - answered,
+            errors.join(" | "),
+            cluster.keep_logs("desktops")
         ));
     }
     Ok(result)
