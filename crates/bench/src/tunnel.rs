@@ -20,7 +20,7 @@ struct Setup {
     cluster: Cluster,
     source: [Route; 3],
     echo: [Route; 3],
-    _websockify: [Websockify; 2],
+    websockify: [Websockify; 2],
 }
 
 impl Setup {
@@ -49,7 +49,7 @@ impl Setup {
                 Route::Raw { port: echo_port },
             ],
             cluster,
-            _websockify: [ws_source, ws_echo],
+            websockify: [ws_source, ws_echo],
         })
     }
 }
@@ -82,7 +82,7 @@ pub async fn throughput(settings: &Settings) -> anyhow::Result<BenchResult> {
         (Duration::from_secs(1), Duration::from_secs(5), 5)
     };
     let ours_pids = [setup.cluster.cp_pid(), setup.cluster.agent_pid()];
-    let ws_pid = setup._websockify[0].pid();
+    let ws_pid = setup.websockify[0].pid();
     let host_port = match setup.source[2] {
         Route::Raw { port } => port,
         _ => 0,
@@ -299,7 +299,7 @@ pub async fn memory(settings: &Settings) -> anyhow::Result<BenchResult> {
     })
     .await?;
     let tcp_with_all = ours.tcp_kib_all;
-    let ws_process = &setup._websockify[1];
+    let ws_process = &setup.websockify[1];
     let ws = steps(&setup.echo[1], ws_n, settle, || {
         let (rss, pss) = ws_process.memory_kib();
         [rss, pss]
