@@ -115,6 +115,8 @@ pub async fn hub(settings: &Settings) -> anyhow::Result<BenchResult> {
                                 "ports": [{"name": "vnc", "port": 5900, "protocol": "vnc"}]}))
         .await?;
     let mut latencies = Vec::with_capacity(dispatches);
+    let mut sent_at = Vec::with_capacity(dispatches);
+    let dispatch_start = Instant::now();
     let mut early: HashMap<String, Instant> = HashMap::new();
     for k in 0..dispatches {
         let agent = &identities[(k * 7919) % n];
@@ -139,6 +141,7 @@ pub async fn hub(settings: &Settings) -> anyhow::Result<BenchResult> {
             },
         };
         latencies.push(received.saturating_duration_since(sent));
+        sent_at.push(sent.duration_since(dispatch_start).as_secs_f64());
     }
     let dispatch = Summary::of_durations_ms(&latencies).context("no dispatches")?;
     eprintln!(
@@ -190,6 +193,15 @@ pub async fn hub(settings: &Settings) -> anyhow::Result<BenchResult> {
     result.detail("heartbeats_per_s", beats as f64 / window);
     result.detail("disconnects", disconnects);
     result.detail("dispatch_ms", &dispatch);
+    // The tail, with when each one was sent (seconds into the dispatch run).
+    let mut slowest: Vec<(f64, f64)> = latencies
+        .iter()
+        .zip(&sent_at)
+        .map(|(l, at)| (l.as_secs_f64() * 1e3, *at))
+        .collect();
+    slowest.sort_by(|a, b| b.0.total_cmp(&a.0));
+    slowest.truncate(5);
+    result.detail("slowest_dispatches_ms_at_s", &slowest);
     result.detail(
         "rss_kib",
         json!({"idle": rss_idle, "steady": rss, "after_dispatch": rss_after}),
