@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::StatusCode;
 use serde::de::DeserializeOwned;
-use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -69,12 +68,31 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The body of every error answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "error": "ports[0].port: 70000 is not a port: use 1 to 65535",
+    "field": "ports[0].port"
+}))]
+pub struct ErrorBody {
+    /// What went wrong, and what to do about it.
+    pub error: String,
+    /// The input field at fault, when it is one field (`resources.memory`,
+    /// `ports[0].port`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = match &self {
-            ApiError::Field(e) => json!({"error": e.to_string(), "field": e.field}),
-            other => json!({"error": other.to_string()}),
+        let field = match &self {
+            ApiError::Field(e) => Some(e.field.clone()),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: self.to_string(),
+            field,
         };
         (status, Json(body)).into_response()
     }

@@ -94,6 +94,20 @@ impl Metrics {
     }
 }
 
+/// Prometheus metrics
+///
+/// Counts only, no names or ids.
+#[utoipa::path(
+    get,
+    operation_id = "metrics",
+    path = "/metrics",
+    tag = "system",
+    responses(
+        (status = 200, description = "OpenMetrics text",
+            content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
+        (status = 500, description = "The metrics could not be encoded (empty body)"),
+    ),
+)]
 pub async fn serve(State(state): State<AppState>) -> Response {
     let metrics = &state.metrics;
     metrics

@@ -74,9 +74,11 @@ fn exceeded(detail: String) -> ApiError {
 
 /// Limits as the API shows and accepts them: quantities as strings, `null`
 /// for "no limit" (or, in an override, "the default").
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Limits)]
 pub struct LimitsView {
+    /// Sessions not terminated, hibernated ones included.
     #[serde(default)]
     pub max_sessions: Option<u64>,
     #[serde(default)]
@@ -105,7 +107,9 @@ impl From<LimitsView> for Limits {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// What a user's sessions hold.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = QuotaUsage)]
 pub struct UsageView {
     pub sessions: u64,
     pub cpu: Cpu,
@@ -113,9 +117,12 @@ pub struct UsageView {
 }
 
 /// `GET …/quota`: what applies, what was set for this user, what is used.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Quota)]
 pub struct QuotaView {
+    /// What applies.
     pub limits: LimitsView,
+    /// What was set for this user; `null` means the server default.
     #[serde(rename = "override")]
     pub user_override: LimitsView,
     pub usage: UsageView,

@@ -11,7 +11,7 @@ use streamspace_protocol::{HomeVolume, PortProtocol, PortSpec, Resources, Sessio
 pub const PLATFORMS: [&str; 2] = ["docker", "kubernetes"];
 
 /// A validated template, as stored and as returned by the API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TemplateSpec {
     pub name: String,
     pub display_name: String,
@@ -70,41 +70,67 @@ impl TemplateSpec {
 }
 
 /// A template as a client writes it; optional fields get defaults.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "name": "desktop",
+    "display_name": "Desktop",
+    "image": "streamspace/desktop:local",
+    "resources": {"cpu": "1", "memory": "512Mi"},
+    "idle_timeout": "30m"
+}))]
 pub struct TemplateInput {
+    /// Unique; part of container and volume names.
+    #[schema(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub name: String,
+    /// Defaults to `name`.
     #[serde(default)]
+    #[schema(max_length = 100)]
     pub display_name: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub description: String,
+    /// Defaults to `Other`.
     #[serde(default)]
     pub category: Option<String>,
+    /// An image URL.
     #[serde(default)]
     pub icon: String,
+    /// `[registry/]repository[:tag][@digest]`, repository in lowercase.
+    #[schema(example = "streamspace/desktop:local")]
     pub image: String,
+    /// Unique names and numbers, at least one `vnc`; defaults to
+    /// `[{"name": "vnc", "port": 5901, "protocol": "vnc"}]`.
     #[serde(default)]
     pub ports: Option<Vec<PortInput>>,
+    /// Keys are `[A-Za-z_][A-Za-z0-9_]*`.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub resources: Resources,
+    /// A volume per user and template, kept when sessions end.
     #[serde(default)]
     pub persistent_home: bool,
+    /// An absolute path; defaults to `/home/user`.
     #[serde(default)]
     pub home_path: Option<String>,
+    /// `"30m"`, `"2h"`; `"0"` or empty means never.
     #[serde(default)]
+    #[schema(pattern = r"^(0|[0-9]+(ms|s|m|h|d|w|y))?$", example = "30m")]
     pub idle_timeout: Option<String>,
+    /// A subset of `docker`, `kubernetes`; empty means any.
     #[serde(default)]
     pub platforms: Vec<String>,
 }
 
 /// A port as written: `port` is wide so that 70000 gets our message rather
 /// than serde's "expected u16".
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PortInput {
+    #[schema(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub name: String,
+    #[schema(minimum = 1, maximum = 65535)]
     pub port: i64,
     pub protocol: PortProtocol,
 }

@@ -1,6 +1,6 @@
 use super::views::{AgentView, time};
 use crate::auth::{AdminUser, secrets};
-use crate::error::{ApiError, ApiJson, ApiResult, parse_json};
+use crate::error::{ApiError, ApiJson, ApiResult, ErrorBody, parse_json};
 use crate::state::AppState;
 use crate::store::{AgentRecord, EnrollError, NewAgent, now_ms};
 use crate::template::PLATFORMS;
@@ -12,6 +12,7 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use streamspace_protocol::{Capabilities, Capacity, ServerMessage};
+use utoipa::ToSchema;
 
 /// Whether the agent is reachable now: connected to this control plane, or
 /// to another replica that recorded a recent heartbeat.
@@ -38,6 +39,18 @@ pub fn with_latest_beat(state: &AppState, mut agent: AgentRecord) -> AgentRecord
     agent
 }
 
+/// List agents (admin)
+#[utoipa::path(
+    get,
+    operation_id = "listAgents",
+    path = "/api/v1/agents",
+    tag = "agents",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "Every agent", body = Vec<AgentView>),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+    ),
+)]
 pub async fn list(State(state): State<AppState>, _: AdminUser) -> ApiResult<Json<Vec<AgentView>>> {
     let loads = state.store.agent_loads().await?;
     let agents = state.store.list_agents().await?;
@@ -51,6 +64,20 @@ pub async fn list(State(state): State<AppState>, _: AdminUser) -> ApiResult<Json
     Ok(Json(views))
 }
 
+/// Get an agent (admin)
+#[utoipa::path(
+    get,
+    operation_id = "getAgent",
+    path = "/api/v1/agents/{id}",
+    tag = "agents",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, description = "The agent's id")),
+    responses(
+        (status = 200, description = "The agent", body = AgentView),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "No such agent", body = ErrorBody),
+    ),
+)]
 pub async fn get(
     State(state): State<AppState>,
     _: AdminUser,
@@ -70,6 +97,23 @@ pub async fn get(
     )))
 }
 
+/// Remove an agent (admin)
+///
+/// Its secret stops working and its connection is closed.
+#[utoipa::path(
+    delete,
+    operation_id = "deleteAgent",
+    path = "/api/v1/agents/{id}",
+    tag = "agents",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, description = "The agent's id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "No such agent", body = ErrorBody),
+        (status = 409, description = "It still has sessions", body = ErrorBody),
+    ),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     _: AdminUser,
@@ -92,7 +136,22 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Drain an agent (admin)
+///
 /// `POST /agents/{id}/drain`: keep the agent's sessions, place no new ones.
+#[utoipa::path(
+    post,
+    operation_id = "drainAgent",
+    path = "/api/v1/agents/{id}/drain",
+    tag = "agents",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, description = "The agent's id")),
+    responses(
+        (status = 200, description = "The agent", body = AgentView),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "No such agent", body = ErrorBody),
+    ),
+)]
 pub async fn drain(
     state: State<AppState>,
     admin: AdminUser,
@@ -101,6 +160,22 @@ pub async fn drain(
     set_draining(state, admin, id, true).await
 }
 
+/// Undrain an agent (admin)
+///
+/// New sessions may be placed on it again.
+#[utoipa::path(
+    post,
+    operation_id = "undrainAgent",
+    path = "/api/v1/agents/{id}/undrain",
+    tag = "agents",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, description = "The agent's id")),
+    responses(
+        (status = 200, description = "The agent", body = AgentView),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "No such agent", body = ErrorBody),
+    ),
+)]
 pub async fn undrain(
     state: State<AppState>,
     admin: AdminUser,
@@ -123,22 +198,40 @@ async fn set_draining(
     get(State(state), admin, Path(id)).await
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TokenRequest {
     /// How long the token stays usable, e.g. "1h" (default 24h).
     #[serde(default)]
+    #[schema(pattern = r"^[0-9]+(ms|s|m|h|d|w|y)$", example = "1h")]
     ttl: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct EnrollmentToken {
+    /// Single use: an agent trades it for its own secret.
     token: String,
+    #[schema(format = DateTime)]
     expires_at: String,
     /// A command that starts a Docker agent with this token.
     command: String,
 }
 
+/// Create an enrollment token (admin)
+///
+/// The body is optional.
+#[utoipa::path(
+    post,
+    operation_id = "createEnrollmentToken",
+    path = "/api/v1/agents/enrollment-tokens",
+    tag = "agents",
+    security(("bearer" = []), ("cookie" = [])),
+    request_body(content = Option<TokenRequest>, content_type = "application/json"),
+    responses(
+        (status = 201, description = "A new single-use token", body = EnrollmentToken),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+    ),
+)]
 pub async fn create_enrollment_token(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
@@ -176,14 +269,17 @@ pub async fn create_enrollment_token(
     Ok((StatusCode::CREATED, Json(answer)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Registration {
     enrollment_token: String,
+    #[schema(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     name: String,
+    /// `docker` or `kubernetes`.
     platform: String,
     #[serde(default)]
     region: Option<String>,
+    /// Keys and values: up to 63 letters, digits, `-`, `_`, `.` or `/`.
     #[serde(default)]
     labels: BTreeMap<String, String>,
     #[serde(default)]
@@ -192,14 +288,29 @@ pub struct Registration {
     capabilities: Capabilities,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Registered {
     agent_id: String,
+    /// The agent's own secret, shown this once.
     secret: String,
 }
 
+/// Enroll an agent
+///
 /// `POST /api/v1/agents/register`: an agent trades a single-use enrollment
 /// token for its own secret, which is shown this once and stored hashed.
+#[utoipa::path(
+    post,
+    operation_id = "registerAgent",
+    path = "/api/v1/agents/register",
+    tag = "agents",
+    request_body = Registration,
+    responses(
+        (status = 201, description = "Enrolled", body = Registered),
+        (status = 401, description = "The enrollment token is unknown, used or expired", body = ErrorBody),
+        (status = 409, description = "An agent with this name exists", body = ErrorBody),
+    ),
+)]
 pub async fn register(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<Registration>,

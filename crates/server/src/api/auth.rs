@@ -1,5 +1,5 @@
 use crate::auth::{COOKIE, CurrentUser, password, secrets};
-use crate::error::{ApiError, ApiJson, ApiResult};
+use crate::error::{ApiError, ApiJson, ApiResult, ErrorBody};
 use crate::state::AppState;
 use crate::store::{User, now_ms};
 use axum::Json;
@@ -7,21 +7,40 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{StatusCode, header};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
     username: String,
     password: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct LoginAnswer {
+    /// Send as `Authorization: Bearer <token>`.
     token: String,
     user: User,
+    #[schema(format = DateTime)]
     expires_at: String,
 }
 
+/// Log in
+///
+/// Answers a bearer token, and sets the same token as the HttpOnly
+/// `streamspace_token` cookie for browsers.
+#[utoipa::path(
+    post,
+    operation_id = "login",
+    path = "/api/v1/auth/login",
+    tag = "auth",
+    request_body = Login,
+    responses(
+        (status = 200, description = "Logged in", body = LoginAnswer,
+            headers(("set-cookie" = String, description = "`streamspace_token=…; HttpOnly; SameSite=Strict`"))),
+        (status = 401, description = "Wrong username or password", body = ErrorBody),
+    ),
+)]
 pub async fn login(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<Login>,
@@ -52,6 +71,20 @@ pub async fn login(
     Ok(([(header::SET_COOKIE, cookie)], Json(answer)).into_response())
 }
 
+/// Log out
+///
+/// The token (or cookie) stops working.
+#[utoipa::path(
+    post,
+    operation_id = "logout",
+    path = "/api/v1/auth/logout",
+    tag = "auth",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Logged out; the cookie is cleared",
+            headers(("set-cookie" = String, description = "An expired `streamspace_token` cookie"))),
+    ),
+)]
 pub async fn logout(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Response> {
     state.store.delete_api_token(&user.token_hash).await?;
     let cookie = session_cookie(&state, "", 0);

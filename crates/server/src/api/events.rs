@@ -15,6 +15,23 @@ use std::convert::Infallible;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
+/// Live updates (server-sent events)
+///
+/// `event: session` carries a session, `event: agent` an agent (admins
+/// only), `event: resync` (data `{}`) means events were missed and lists
+/// should be reloaded. Each user receives only what they may see. A comment
+/// line keeps the connection alive every 15 s.
+#[utoipa::path(
+    get,
+    operation_id = "streamEvents",
+    path = "/api/v1/events",
+    tag = "events",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "An endless `text/event-stream`; each `data` is the JSON of a `Session` or an `Agent`",
+            content_type = "text/event-stream", body = String),
+    ),
+)]
 pub async fn stream(
     State(state): State<AppState>,
     user: CurrentUser,

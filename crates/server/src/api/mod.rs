@@ -4,6 +4,7 @@
 mod agents;
 mod auth;
 mod events;
+mod openapi;
 mod sessions;
 mod templates;
 mod users;
@@ -65,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sessions/{id}/events", get(sessions::events))
         .route("/sessions/{id}/heartbeat", post(sessions::heartbeat))
         .route("/events", get(events::stream))
+        .route("/openapi.json", get(openapi::serve))
         .fallback(api_not_found);
 
     Router::new()
@@ -78,6 +80,14 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Liveness
+#[utoipa::path(
+    get,
+    operation_id = "healthz",
+    path = "/healthz",
+    tag = "system",
+    responses((status = 200, description = "`ok`", content_type = "text/plain", body = String)),
+)]
 async fn healthz() -> &'static str {
     "ok"
 }

@@ -1,7 +1,7 @@
 use super::agent_status;
 use super::views::SessionView;
 use crate::auth::CurrentUser;
-use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
+use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody};
 use crate::hub::dispatch;
 use crate::lifecycle::{audit, change_state};
 use crate::quota;
@@ -16,26 +16,33 @@ use http::StatusCode;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use streamspace_protocol::{Action, Command, DesiredState, Resources};
+use utoipa::{IntoParams, ToSchema};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"template": "desktop"}))]
 pub struct NewSessionInput {
     /// Template name or id.
     template: String,
+    /// `docker` or `kubernetes`, if the template allows it.
     #[serde(default)]
     platform: Option<String>,
+    /// Run on this agent.
     #[serde(default)]
     agent_id: Option<String>,
     /// Only agents carrying all these labels (`region` matches the agent's
     /// region too).
     #[serde(default)]
     agent_selector: BTreeMap<String, String>,
+    /// Override the template's.
     #[serde(default)]
     resources: Option<Resources>,
+    /// Added to the template's; keys are `[A-Za-z_][A-Za-z0-9_]*`.
     #[serde(default)]
     env: BTreeMap<String, String>,
     /// Overrides the template's idle timeout (`"0"` = never).
     #[serde(default)]
+    #[schema(pattern = r"^(0|[0-9]+(ms|s|m|h|d|w|y))?$", example = "30m")]
     idle_timeout: Option<String>,
 }
 
@@ -44,6 +51,20 @@ pub fn actor(user: &CurrentUser) -> String {
     format!("user:{}", user.user.username)
 }
 
+/// Start a session
+#[utoipa::path(
+    post,
+    operation_id = "createSession",
+    path = "/api/v1/sessions",
+    tag = "sessions",
+    security(("bearer" = []), ("cookie" = [])),
+    request_body = NewSessionInput,
+    responses(
+        (status = 201, description = "Placed on an agent; its phase is `Pending`", body = SessionView),
+        (status = 403, description = "Quota exceeded", body = ErrorBody),
+        (status = 503, description = "No agent fits, with the reasons", body = ErrorBody),
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -170,14 +191,33 @@ pub async fn view(state: &AppState, session: SessionRecord) -> ApiResult<Session
     Ok(SessionView::new(state, session, status))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Everyone's sessions (admins only).
     #[serde(default)]
     all: bool,
+    /// Terminated sessions too.
     #[serde(default)]
     include_terminated: bool,
 }
 
+/// List sessions
+///
+/// Your own sessions, or everyone's for an admin with `all=true`.
+#[utoipa::path(
+    get,
+    operation_id = "listSessions",
+    path = "/api/v1/sessions",
+    tag = "sessions",
+    security(("bearer" = []), ("cookie" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The sessions", body = Vec<SessionView>),
+        (status = 400, description = "A query parameter is not valid", body = ErrorBody),
+        (status = 403, description = "`all=true` from someone who is not an admin", body = ErrorBody),
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -211,6 +251,19 @@ pub async fn visible_session(
         .ok_or_else(|| ApiError::not_found("session"))
 }
 
+/// Get a session
+#[utoipa::path(
+    get,
+    operation_id = "getSession",
+    path = "/api/v1/sessions/{id}",
+    tag = "sessions",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, description = "The session's id")),
+    responses(
+        (status = 200, description = "The session", body = SessionView),
+        (status = 404, description = "No such session, or not yours", body = ErrorBody),
+    ),
+)]
 pub async fn get(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -220,12 +273,29 @@ pub async fn get(
     Ok(Json(view(&state, session).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StateInput {
+    #[schema(value_type = DesiredState)]
     state: String,
 }
 
+/// Hibernate, wake or terminate a session
+#[utoipa::path(
+    put,
+    operation_id = "setSessionState",
+    path = "/api/v1/sessions/{id}/state",
+    tag = "sessions",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, description = "The session's id")),
+    request_body = StateInput,
+    responses(
+        (status = 200, description = "The session, on its way", body = SessionView),
+        (status = 403, description = "Waking it would exceed the quota", body = ErrorBody),
+        (status = 404, description = "No such session, or not yours", body = ErrorBody),
+        (status = 409, description = "It is terminated, or its platform cannot hibernate", body = ErrorBody),
+    ),
+)]
 pub async fn set_state(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -248,6 +318,20 @@ pub async fn set_state(
     Ok(Json(view(&state, session).await?))
 }
 
+/// Terminate a session
+#[utoipa::path(
+    delete,
+    operation_id = "terminateSession",
+    path = "/api/v1/sessions/{id}",
+    tag = "sessions",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, description = "The session's id")),
+    responses(
+        (status = 200, description = "The session, on its way to `Terminated`", body = SessionView),
+        (status = 404, description = "No such session, or not yours", body = ErrorBody),
+        (status = 409, description = "The session has no agent", body = ErrorBody),
+    ),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -265,8 +349,22 @@ pub async fn delete(
     Ok(Json(view(&state, session).await?))
 }
 
+/// Mark a session as in use
+///
 /// `POST /sessions/{id}/heartbeat`: the user is active (for clients that
-/// do not send input through the VNC proxy).
+/// do not send input through the VNC proxy); it postpones idle hibernation.
+#[utoipa::path(
+    post,
+    operation_id = "sessionHeartbeat",
+    path = "/api/v1/sessions/{id}/heartbeat",
+    tag = "sessions",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, description = "The session's id")),
+    responses(
+        (status = 204, description = "Noted"),
+        (status = 404, description = "No such session, or not yours", body = ErrorBody),
+    ),
+)]
 pub async fn heartbeat(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -277,7 +375,21 @@ pub async fn heartbeat(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A session's audit trail
+///
 /// `GET /sessions/{id}/events`: the audit trail, oldest first.
+#[utoipa::path(
+    get,
+    operation_id = "getSessionEvents",
+    path = "/api/v1/sessions/{id}/events",
+    tag = "sessions",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, description = "The session's id")),
+    responses(
+        (status = 200, description = "Oldest first", body = Vec<SessionEvent>),
+        (status = 404, description = "No such session, or not yours", body = ErrorBody),
+    ),
+)]
 pub async fn events(
     State(state): State<AppState>,
     user: CurrentUser,

@@ -1,12 +1,21 @@
 use super::views::TemplateView;
 use crate::auth::{AdminUser, CurrentUser};
-use crate::error::{ApiError, ApiJson, ApiResult};
+use crate::error::{ApiError, ApiJson, ApiResult, ErrorBody};
 use crate::state::AppState;
 use crate::template::TemplateInput;
 use axum::Json;
 use axum::extract::{Path, State};
 use http::StatusCode;
 
+/// List templates
+#[utoipa::path(
+    get,
+    operation_id = "listTemplates",
+    path = "/api/v1/templates",
+    tag = "templates",
+    security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, description = "The catalog", body = Vec<TemplateView>)),
+)]
 pub async fn list(
     State(state): State<AppState>,
     _: CurrentUser,
@@ -17,6 +26,19 @@ pub async fn list(
     ))
 }
 
+/// Get a template
+#[utoipa::path(
+    get,
+    operation_id = "getTemplate",
+    path = "/api/v1/templates/{id}",
+    tag = "templates",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, description = "The template's id or name")),
+    responses(
+        (status = 200, description = "The template", body = TemplateView),
+        (status = 404, description = "No such template", body = ErrorBody),
+    ),
+)]
 pub async fn get(
     State(state): State<AppState>,
     _: CurrentUser,
@@ -28,6 +50,20 @@ pub async fn get(
         .ok_or_else(|| ApiError::not_found("template"))
 }
 
+/// Create a template (admin)
+#[utoipa::path(
+    post,
+    operation_id = "createTemplate",
+    path = "/api/v1/templates",
+    tag = "templates",
+    security(("bearer" = []), ("cookie" = [])),
+    request_body = TemplateInput,
+    responses(
+        (status = 201, description = "Created", body = TemplateView),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 409, description = "The name is taken", body = ErrorBody),
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     _: AdminUser,
@@ -39,7 +75,24 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(record.into())))
 }
 
+/// Replace a template (admin)
+///
 /// Replaces the template. Running sessions keep the spec they started with.
+#[utoipa::path(
+    put,
+    operation_id = "replaceTemplate",
+    path = "/api/v1/templates/{id}",
+    tag = "templates",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, description = "The template's id or name")),
+    request_body = TemplateInput,
+    responses(
+        (status = 200, description = "The new template", body = TemplateView),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "No such template", body = ErrorBody),
+        (status = 409, description = "The new name is taken", body = ErrorBody),
+    ),
+)]
 pub async fn update(
     State(state): State<AppState>,
     _: AdminUser,
@@ -58,6 +111,20 @@ pub async fn update(
         .ok_or_else(|| ApiError::not_found("template"))
 }
 
+/// Delete a template (admin)
+#[utoipa::path(
+    delete,
+    operation_id = "deleteTemplate",
+    path = "/api/v1/templates/{id}",
+    tag = "templates",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, description = "The template's id or name")),
+    responses(
+        (status = 204, description = "Deleted; its sessions keep running"),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "No such template", body = ErrorBody),
+    ),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     _: AdminUser,

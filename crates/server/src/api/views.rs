@@ -6,7 +6,10 @@ use crate::template::TemplateSpec;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
-use streamspace_protocol::{Capabilities, Capacity, Cpu, Memory, NodeMetrics, Resources};
+use streamspace_protocol::{
+    Capabilities, Capacity, Cpu, DesiredState, Memory, NodeMetrics, Phase, Resources,
+};
+use utoipa::ToSchema;
 
 /// RFC 3339 in UTC with milliseconds, the API's one time format.
 pub fn time(ms: i64) -> String {
@@ -14,16 +17,34 @@ pub fn time(ms: i64) -> String {
     humantime::format_rfc3339_millis(at).to_string()
 }
 
-#[derive(Serialize)]
+/// Whether an agent is reachable, as [`super::agent_status`] decides it.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // only the schema of a `&'static str`; never built
+pub enum AgentStatus {
+    Online,
+    Offline,
+    Draining,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = Session)]
 pub struct SessionView {
     pub id: String,
+    /// The owner's username.
     pub user: String,
     pub user_id: String,
+    /// The template's name.
     pub template: String,
     pub agent_id: Option<String>,
     pub platform: String,
+    /// What was asked for.
+    #[schema(value_type = DesiredState)]
     pub state: &'static str,
+    /// What the agent observes.
+    #[schema(value_type = Phase)]
     pub phase: &'static str,
+    /// Why the session is in its phase (for `Failed`).
     pub message: Option<String>,
     /// Where a viewer reaches the session: the `/vnc` WebSocket.
     pub url: String,
@@ -31,6 +52,7 @@ pub struct SessionView {
     /// Whether the session's agent is reachable: `online`, `offline` (the
     /// session is untouched but cannot be reached or changed until the agent
     /// returns) or `draining`.
+    #[schema(value_type = Option<AgentStatus>)]
     pub agent_status: Option<&'static str>,
     /// The agent's name, for people (users cannot list agents).
     pub agent_name: Option<String>,
@@ -39,8 +61,11 @@ pub struct SessionView {
     pub usage: Option<UsageView>,
     /// Hibernated after this long without viewer input or heartbeats.
     pub idle_timeout: Option<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
+    #[schema(format = DateTime)]
     pub last_activity: String,
 }
 
@@ -85,18 +110,23 @@ fn vnc_url(state: &AppState, session_id: &str) -> String {
     url.to_string()
 }
 
-#[derive(Serialize)]
+/// What a session uses now.
+#[derive(Serialize, ToSchema)]
+#[schema(as = SessionUsage)]
 pub struct UsageView {
     pub cpu: Cpu,
     pub memory: Memory,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Template)]
 pub struct TemplateView {
     pub id: String,
     #[serde(flatten)]
     pub spec: TemplateSpec,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
 }
 
@@ -111,7 +141,8 @@ impl From<TemplateRecord> for TemplateView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Agent)]
 pub struct AgentView {
     pub id: String,
     pub name: String,
@@ -119,14 +150,17 @@ pub struct AgentView {
     pub region: Option<String>,
     pub labels: BTreeMap<String, String>,
     /// `online`, `offline`, or `draining` (online but taking no new sessions).
+    #[schema(value_type = AgentStatus)]
     pub status: &'static str,
     pub draining: bool,
     pub version: Option<String>,
+    #[schema(format = DateTime)]
     pub last_heartbeat: Option<String>,
     pub capacity: Capacity,
     pub capabilities: Capabilities,
     pub session_count: u32,
     pub metrics: Option<NodeMetrics>,
+    #[schema(format = DateTime)]
     pub created_at: String,
 }
 

@@ -21,7 +21,21 @@ const MAX_MESSAGE: usize = 1 << 20;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const CONTROL_BUFFER: usize = 4 * 1024;
 
-/// `GET /api/v1/agents/connect`: the agent's outbound control channel.
+/// An agent's control channel (WebSocket)
+///
+/// `GET /api/v1/agents/connect`: the agent's outbound control channel, one
+/// JSON message per text frame (see docs/PROTOCOL.md).
+#[utoipa::path(
+    get,
+    operation_id = "agentControlChannel",
+    path = "/api/v1/agents/connect",
+    tag = "agent protocol",
+    security(("agent_secret" = [])),
+    responses(
+        (status = 101, description = "Switching to the WebSocket"),
+        (status = 400, description = "Not a WebSocket handshake (plain text)", content_type = "text/plain", body = String),
+    ),
+)]
 pub async fn connect(
     State(state): State<AppState>,
     headers: HeaderMap,

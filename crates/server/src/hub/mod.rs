@@ -1,7 +1,7 @@
 //! The agent hub: the live control channels of connected agents, and the one
 //! way commands reach them (stored first, then sent).
 
-mod connection;
+pub(crate) mod connection;
 mod orphans;
 mod reports;
 

@@ -5,8 +5,10 @@ use serde::Serialize;
 use sqlx::Row;
 
 /// One entry: who or what (`actor`) did what (`kind`) and what followed.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct SessionEvent {
+    // Unix milliseconds; the API shows it as RFC 3339 (`api::sessions::events`).
+    #[schema(value_type = String, format = DateTime)]
     pub at: i64,
     /// `user:alice`, `agent:host-b`, `system:idle`, `system:reconciler`…
     pub actor: String,

@@ -2,7 +2,7 @@
 //! tunnel, upgraded from HTTP/1.1 to a raw byte stream.
 
 use crate::auth::{bearer_token, secrets};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
@@ -10,6 +10,23 @@ use axum::response::Response;
 use http::{StatusCode, header};
 use streamspace_protocol::tunnel::UPGRADE_PROTOCOL;
 
+/// An agent's data channel for one tunnel
+///
+/// An HTTP/1.1 upgrade (`Upgrade: streamspace-tunnel/1`) to a raw byte stream,
+/// which the control plane splices to the viewer that asked for it.
+#[utoipa::path(
+    get,
+    operation_id = "agentDataChannel",
+    path = "/api/v1/agents/tunnels/{id}",
+    tag = "agent protocol",
+    security(("agent_secret" = [])),
+    params(("id" = String, Path, description = "The tunnel id from `open_tunnel` or `open_logs`")),
+    responses(
+        (status = 101, description = "Switching to the raw byte stream"),
+        (status = 400, description = "Not an upgrade to the tunnel protocol", body = ErrorBody),
+        (status = 404, description = "No viewer is waiting for this tunnel from this agent", body = ErrorBody),
+    ),
+)]
 pub async fn accept(
     State(state): State<AppState>,
     Path(tunnel_id): Path<String>,

@@ -4,7 +4,7 @@
 use super::open_data_channel;
 use crate::api::visible_session;
 use crate::auth::CurrentUser;
-use crate::error::{ApiError, ApiQuery, ApiResult};
+use crate::error::{ApiError, ApiQuery, ApiResult, ErrorBody};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -15,8 +15,9 @@ use serde::Deserialize;
 use streamspace_protocol::ServerMessage;
 use tokio_util::io::ReaderStream;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LogsQuery {
     /// Only the last N lines (default: all).
     #[serde(default)]
@@ -26,6 +27,26 @@ pub struct LogsQuery {
     follow: bool,
 }
 
+/// A session's console output
+///
+/// Streamed from its agent over a data channel; with `follow=true` it
+/// continues until the client disconnects.
+#[utoipa::path(
+    get,
+    operation_id = "getSessionLogs",
+    path = "/api/v1/sessions/{id}/logs",
+    tag = "sessions",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, description = "The session's id"), LogsQuery),
+    responses(
+        (status = 200, description = "The console output", content_type = "text/plain", body = String),
+        (status = 400, description = "A query parameter is not valid", body = ErrorBody),
+        (status = 404, description = "No such session, or not yours", body = ErrorBody),
+        (status = 409, description = "The session has no agent", body = ErrorBody),
+        (status = 503, description = "The agent is offline or cannot reach the session", body = ErrorBody),
+        (status = 504, description = "The agent did not open the data channel in time", body = ErrorBody),
+    ),
+)]
 pub async fn logs(
     State(state): State<AppState>,
     user: CurrentUser,

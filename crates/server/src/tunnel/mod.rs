@@ -7,10 +7,10 @@
 //! end, so one slow viewer never stalls another.
 
 mod activity;
-mod agent_side;
-mod logs;
+pub(crate) mod agent_side;
+pub(crate) mod logs;
 mod splice;
-mod viewer;
+pub(crate) mod viewer;
 
 pub use agent_side::accept;
 pub use logs::logs;

@@ -5,7 +5,7 @@ use super::activity::Activity;
 use super::open_data_channel;
 use super::splice::splice;
 use crate::auth::CurrentUser;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::lifecycle::change_state;
 use crate::state::AppState;
 use crate::store::SessionRecord;
@@ -21,6 +21,29 @@ use tracing::Instrument;
 /// buffer grows for a larger frame), and an idle tunnel should cost little.
 const WS_READ_BUFFER: usize = 2 * 1024;
 
+/// View a session (VNC over WebSocket)
+///
+/// A WebSocket carrying raw RFB in binary frames both ways (noVNC-compatible,
+/// subprotocol `binary`). With the cookie, `Origin` must be the control
+/// plane's own. A hibernated session is woken first and the request waits
+/// until its VNC server answers. Refusals come before the upgrade, as JSON.
+#[utoipa::path(
+    get,
+    operation_id = "viewSession",
+    path = "/vnc/{id}",
+    tag = "viewer",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, description = "The session's id")),
+    responses(
+        (status = 101, description = "Switching to the WebSocket"),
+        (status = 400, description = "Not a WebSocket handshake (plain text)", content_type = "text/plain", body = String),
+        (status = 403, description = "Foreign `Origin` with the cookie, or waking it would exceed the quota", body = ErrorBody),
+        (status = 404, description = "No such session, or not yours", body = ErrorBody),
+        (status = 409, description = "The session is terminated or stopping", body = ErrorBody),
+        (status = 503, description = "The agent is offline, cannot reach the session, or it failed to wake", body = ErrorBody),
+        (status = 504, description = "It did not wake, or no tunnel opened, in time", body = ErrorBody),
+    ),
+)]
 pub async fn vnc(
     State(state): State<AppState>,
     Path(session_id): Path<String>,

@@ -5,6 +5,7 @@
 mod agents;
 mod fake_agent;
 mod lifecycle;
+mod openapi;
 mod sessions;
 mod validation;
 

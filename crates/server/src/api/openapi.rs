@@ -1,0 +1,190 @@
+//! `GET /api/v1/openapi.json`: the OpenAPI 3.1 document of this API, derived
+//! from the handlers' `#[utoipa::path]` annotations and the types they take
+//! and answer, so it cannot drift from the code the way prose can.
+//!
+//! Responses that come from shared machinery rather than from one handler
+//! are added here, once, so that no annotation can forget them: 401 wherever
+//! a login or agent secret is needed (the auth extractors), 400 and 413
+//! wherever a JSON body is read (`ApiJson`), and 500 wherever a handler can
+//! fail at all (the store).
+
+use crate::error::ErrorBody;
+use axum::Json;
+use std::sync::LazyLock;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Content, Ref, RefOr};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "StreamSpace",
+        description = "Stream containerised desktop applications to a web browser. \
+            Errors are `{\"error\": \"…\", \"field\"?: \"…\"}`; times are RFC 3339 UTC; \
+            unknown body fields are refused; bodies are limited to 1 MiB.",
+    ),
+    paths(
+        super::auth::login,
+        super::auth::logout,
+        super::users::me,
+        super::users::my_quota,
+        super::users::get_quota,
+        super::users::set_quota,
+        super::users::list,
+        super::users::create,
+        super::users::get,
+        super::users::update,
+        super::users::delete,
+        super::templates::list,
+        super::templates::create,
+        super::templates::get,
+        super::templates::update,
+        super::templates::delete,
+        super::agents::list,
+        super::agents::create_enrollment_token,
+        super::agents::register,
+        crate::hub::connection::connect,
+        crate::tunnel::agent_side::accept,
+        super::agents::get,
+        super::agents::delete,
+        super::agents::drain,
+        super::agents::undrain,
+        super::sessions::list,
+        super::sessions::create,
+        super::sessions::get,
+        super::sessions::delete,
+        super::sessions::set_state,
+        crate::tunnel::logs::logs,
+        super::sessions::events,
+        super::sessions::heartbeat,
+        super::events::stream,
+        serve,
+        crate::tunnel::viewer::vnc,
+        super::healthz,
+        crate::metrics::serve,
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&SharedResponses),
+    tags(
+        (name = "auth", description = "Logging in and out"),
+        (name = "users", description = "Users and their quotas"),
+        (name = "templates", description = "The catalog sessions are made from"),
+        (name = "sessions", description = "Desktops: start, hibernate, wake, terminate"),
+        (name = "agents", description = "The hosts sessions run on"),
+        (name = "agent protocol", description = "What agents themselves call (docs/PROTOCOL.md)"),
+        (name = "events", description = "Live updates"),
+        (name = "viewer", description = "VNC in the browser or through `streamspace connect`"),
+        (name = "system", description = "Health, metrics and this document"),
+    ),
+)]
+struct ApiDoc;
+
+/// The document, built once.
+pub fn document() -> &'static utoipa::openapi::OpenApi {
+    static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(ApiDoc::openapi);
+    &DOCUMENT
+}
+
+/// This document
+#[utoipa::path(
+    get,
+    operation_id = "getOpenApi",
+    path = "/api/v1/openapi.json",
+    tag = "system",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", body = Object)),
+)]
+pub async fn serve() -> Json<&'static utoipa::openapi::OpenApi> {
+    Json(document())
+}
+
+struct SharedResponses;
+
+impl Modify for SharedResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let bearer = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "A login token from `POST /api/v1/auth/login` (`sst_…`)",
+            ))
+            .build();
+        let cookie = ApiKeyValue::with_description(
+            crate::auth::COOKIE,
+            "The HttpOnly cookie `POST /api/v1/auth/login` sets, for browsers",
+        );
+        let agent = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "The agent's own secret (`ssa_…`) from `POST /api/v1/agents/register`",
+            ))
+            .build();
+        components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
+        components.add_security_scheme("cookie", SecurityScheme::ApiKey(ApiKey::Cookie(cookie)));
+        components.add_security_scheme("agent_secret", SecurityScheme::Http(agent));
+
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                add_shared(operation);
+            }
+        }
+    }
+}
+
+fn add_shared(operation: &mut Operation) {
+    let secured = operation
+        .security
+        .as_ref()
+        .is_some_and(|requirements| !requirements.is_empty());
+    let reads_json = operation
+        .request_body
+        .as_ref()
+        .is_some_and(|body| match body {
+            RefOr::T(body) => body.content.contains_key("application/json"),
+            RefOr::Ref(_) => true,
+        });
+    if secured {
+        add_error(
+            operation,
+            "401",
+            "Not logged in, or the token or secret is not valid",
+        );
+    }
+    if reads_json {
+        add_error(
+            operation,
+            "400",
+            "The body is not valid: `field` names the culprit",
+        );
+        add_error(operation, "413", "The body is larger than 1 MiB");
+    }
+    let can_fail = operation
+        .responses
+        .responses
+        .keys()
+        .any(|status| status.starts_with('4'));
+    if can_fail {
+        add_error(operation, "500", "The control plane failed (see its log)");
+    }
+}
+
+fn add_error(operation: &mut Operation, status: &str, description: &str) {
+    let error = Content::new(Some(Ref::from_schema_name("ErrorBody")));
+    let response = ResponseBuilder::new()
+        .description(description)
+        .content("application/json", error)
+        .build();
+    operation
+        .responses
+        .responses
+        .entry(status.to_owned())
+        .or_insert(RefOr::T(response));
+}
