@@ -158,7 +158,11 @@ async fn main() -> std::process::ExitCode {
             if settings.quick { " (quick)" } else { "" }
         );
         let started = std::time::Instant::now();
-        let outcome = match bench.run(&settings).await {
+        let measured = bench
+            .run(&settings)
+            .await
+            .and_then(|result| result.check().map(|()| result));
+        let outcome = match measured {
             Ok(mut result) => {
                 result.detail("seconds", started.elapsed().as_secs_f64());
                 result.detail("loadavg_after", procfs::loadavg());

@@ -65,6 +65,32 @@ impl BenchResult {
         }
     }
 
+    /// A benchmark that "ran" but measured nothing is broken: every figure
+    /// must be a finite number and the first (the headline) above zero.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let first = self
+            .rows
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("{} produced no figures", self.name))?;
+        anyhow::ensure!(
+            first.ours > 0.0,
+            "{}: {} is {}",
+            self.name,
+            first.metric,
+            first.ours
+        );
+        for row in &self.rows {
+            let all = std::iter::once(row.ours).chain(row.peers.iter().map(|(_, v)| *v));
+            anyhow::ensure!(
+                all.clone().all(f64::is_finite),
+                "{}: {} is not a number",
+                self.name,
+                row.metric
+            );
+        }
+        Ok(())
+    }
+
     pub fn row(&mut self, row: Row) {
         self.rows.push(row);
     }
