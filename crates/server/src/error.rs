@@ -60,6 +60,11 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Conflict(what) => ApiError::Conflict(format!("{what} already exists")),
+            nul if nul.is_nul_in_text() => ApiError::BadRequest(
+                "the request contains a NUL character (\\u0000), which the database cannot store \
+                 or look up"
+                    .into(),
+            ),
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::Internal("the database failed; see the control plane's log".into())

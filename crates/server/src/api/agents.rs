@@ -1,4 +1,4 @@
-use super::views::{AgentView, time};
+use super::views::{AgentView, LATEST_TIME_MS, time};
 use crate::auth::{AdminUser, secrets};
 use crate::error::{ApiError, ApiJson, ApiResult, ErrorBody, parse_json};
 use crate::state::AppState;
@@ -251,8 +251,17 @@ pub async fn create_enrollment_token(
                 FieldError::new("ttl", format!("{text:?} is not a duration such as \"1h\""))
             })?,
     };
+    let expires_at = i64::try_from(ttl.as_millis())
+        .ok()
+        .and_then(|ttl| now_ms().checked_add(ttl))
+        .filter(|&at| at <= LATEST_TIME_MS)
+        .ok_or_else(|| {
+            FieldError::new(
+                "ttl",
+                "too long: the token must expire before the year 10000",
+            )
+        })?;
     let token = secrets::generate(secrets::SecretKind::Enrollment);
-    let expires_at = now_ms() + ttl.as_millis() as i64;
     state
         .store
         .create_enrollment_token(&secrets::hash(&token), &admin.user.id, expires_at)

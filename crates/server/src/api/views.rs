@@ -11,9 +11,13 @@ use streamspace_protocol::{
 };
 use utoipa::ToSchema;
 
-/// RFC 3339 in UTC with milliseconds, the API's one time format.
+/// The last instant RFC 3339 can write: 9999-12-31T23:59:59.999Z.
+pub const LATEST_TIME_MS: i64 = 253_402_300_799_999;
+
+/// RFC 3339 in UTC with milliseconds, the API's one time format. Times
+/// outside what it can write are clamped (formatting them would panic).
 pub fn time(ms: i64) -> String {
-    let at = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    let at = UNIX_EPOCH + Duration::from_millis(ms.clamp(0, LATEST_TIME_MS) as u64);
     humantime::format_rfc3339_millis(at).to_string()
 }
 
@@ -193,5 +197,12 @@ mod tests {
     fn times_are_rfc3339_utc() {
         assert_eq!(time(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(time(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
+    fn times_beyond_year_9999_are_clamped() {
+        assert_eq!(time(i64::MAX), "9999-12-31T23:59:59.999Z");
+        assert_eq!(time(LATEST_TIME_MS + 1), "9999-12-31T23:59:59.999Z");
+        assert_eq!(time(-1), "1970-01-01T00:00:00.000Z");
     }
 }

@@ -40,6 +40,15 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// PostgreSQL refuses NUL characters in text, in writes and lookups
+    /// alike (SQLSTATE 22021); only a client's input can bring them in.
+    pub fn is_nul_in_text(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(db))
+            if db.code().as_deref() == Some("22021"))
+    }
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
 
 #[derive(Clone)]
