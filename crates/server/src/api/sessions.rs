@@ -7,7 +7,7 @@ use crate::lifecycle::{audit, change_state};
 use crate::quota;
 use crate::scheduler::{self, Placement};
 use crate::state::AppState;
-use crate::store::{NewSession, SessionEvent, SessionRecord, TemplateRecord, new_id};
+use crate::store::{NewSession, SessionEvent, SessionRecord, TemplateRecord, duration_ms, new_id};
 use crate::template::{PLATFORMS, check_idle_timeout, parse_idle_timeout};
 use crate::validate::{FieldError, check_env};
 use axum::Json;
@@ -124,7 +124,7 @@ pub async fn create(
         agent_id: agent.id.clone(),
         platform: agent.platform.clone(),
         spec,
-        idle_timeout_ms: idle.map(|d| d.as_millis() as i64),
+        idle_timeout_ms: idle.map(duration_ms),
     };
     let session = state.store.create_session(&new, &start).await?;
     drop(admission);

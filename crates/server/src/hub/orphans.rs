@@ -5,7 +5,7 @@
 use crate::config::OrphanPolicy;
 use crate::lifecycle::audit;
 use crate::state::AppState;
-use crate::store::{NewSession, SessionEvent, StoreResult, new_id};
+use crate::store::{NewSession, SessionEvent, StoreResult, duration_ms, new_id};
 use streamspace_protocol::{
     Action, Command, DesiredState, Phase, Resources, ServerMessage, SessionReport,
 };
@@ -90,7 +90,7 @@ async fn adopt(state: &AppState, agent_id: &str, report: &SessionReport) -> Stor
         agent_id: agent.id.clone(),
         platform: agent.platform.clone(),
         spec,
-        idle_timeout_ms: template.spec.idle_timeout().map(|d| d.as_millis() as i64),
+        idle_timeout_ms: template.spec.idle_timeout().map(duration_ms),
     };
     let desired = match report.phase {
         Phase::Running | Phase::Starting | Phase::Waking => DesiredState::Running,

@@ -99,6 +99,12 @@ pub fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
+/// A duration in the store's milliseconds. Saturating: an idle timeout of a
+/// billion years is "never", not a wrapped-around negative "at once".
+pub fn duration_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// A new random id. UUIDv7 sorts by creation time, which keeps commands in
 /// issue order and makes lists stable.
 pub fn new_id() -> String {

@@ -6,7 +6,7 @@ use crate::{TestApp, on_both_engines};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use std::time::Duration;
-use streamspace_protocol::{Action, Phase, SessionReport};
+use streamspace_protocol::{Action, AgentMessage, NodeMetrics, Phase, SessionReport};
 
 async fn setup(app: &TestApp) -> anyhow::Result<(FakeAgent, String)> {
     app.admin
@@ -215,9 +215,44 @@ async fn quota_overrides_and_defaults(app: TestApp) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An idle timeout too long to count in milliseconds wrapped around to a
+/// negative one, and the reconciler hibernated the session at once.
+async fn endless_idle_timeouts_never_hibernate(app: TestApp) -> anyhow::Result<()> {
+    let (mut agent, _) = setup(&app).await?;
+    let id = agent
+        .run_session(
+            &app.admin,
+            json!({"template": "desktop", "idle_timeout": "1000000000years"}),
+        )
+        .await?;
+    let shown = app.admin.session(&id).await?["idle_timeout"].clone();
+    assert!(
+        shown
+            .as_str()
+            .is_some_and(|s| s.starts_with("292271023years")),
+        "{shown}"
+    );
+    // Three reconciler rounds (one a second) pass without a command; the
+    // heartbeats keep the agent online meanwhile.
+    for _ in 0..8 {
+        agent
+            .send(AgentMessage::Heartbeat {
+                metrics: NodeMetrics::default(),
+                sessions: Vec::new(),
+            })
+            .await?;
+        let command =
+            tokio::time::timeout(Duration::from_millis(400), agent.expect_command()).await;
+        assert!(command.is_err(), "unexpected command {command:?}");
+    }
+    assert_eq!(app.admin.session(&id).await?["state"], "running");
+    Ok(())
+}
+
 on_both_engines!(
     unknown_sessions_are_adopted,
     terminated_sessions_found_again_are_removed,
     audit_trail_and_heartbeats,
-    quota_overrides_and_defaults
+    quota_overrides_and_defaults,
+    endless_idle_timeouts_never_hibernate
 );
