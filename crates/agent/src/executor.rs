@@ -241,79 +241,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platform::{PlatformResult, SessionStream};
-    use async_trait::async_trait;
-    use bytes::Bytes;
-    use futures::stream::BoxStream;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use streamspace_protocol::{
-        Capabilities, Capacity, NodeMetrics, PortProtocol, PortSpec, SessionSpec,
-    };
-    use tokio::io::AsyncWriteExt;
-
-    /// A platform whose container "runs" at once but whose VNC server only
-    /// answers once `vnc_up` is set.
-    #[derive(Default)]
-    struct SlowVnc {
-        vnc_up: AtomicBool,
-    }
-
-    #[async_trait]
-    impl Platform for SlowVnc {
-        fn name(&self) -> &'static str {
-            "fake"
-        }
-        fn capabilities(&self) -> Capabilities {
-            Capabilities::default()
-        }
-        async fn capacity(&self) -> PlatformResult<Capacity> {
-            Ok(Capacity::default())
-        }
-        async fn start(&self, spec: &SessionSpec) -> PlatformResult<SessionReport> {
-            Ok(SessionReport::new(&spec.session_id, Phase::Running))
-        }
-        async fn hibernate(&self, id: &str) -> PlatformResult<SessionReport> {
-            Ok(SessionReport::new(id, Phase::Hibernated))
-        }
-        async fn wake(&self, id: &str) -> PlatformResult<SessionReport> {
-            Ok(SessionReport::new(id, Phase::Running))
-        }
-        async fn terminate(&self, id: &str) -> PlatformResult<SessionReport> {
-            Ok(SessionReport::new(id, Phase::Terminated))
-        }
-        async fn status(&self, id: &str) -> PlatformResult<SessionReport> {
-            Ok(SessionReport::new(id, Phase::Running))
-        }
-        async fn inventory(&self) -> PlatformResult<Vec<SessionReport>> {
-            Ok(Vec::new())
-        }
-        async fn connect(&self, _: &str, _: u16) -> PlatformResult<Box<dyn SessionStream>> {
-            if !self.vnc_up.load(Ordering::SeqCst) {
-                return Err(PlatformError::Unavailable("connection refused".into()));
-            }
-            let (mut server, client) = tokio::io::duplex(64);
-            let _ = server.write_all(b"RFB 003.008\n").await;
-            tokio::spawn(async move { server });
-            Ok(Box::new(client))
-        }
-        async fn logs(
-            &self,
-            _: &str,
-            _: Option<u32>,
-            _: bool,
-        ) -> PlatformResult<BoxStream<'static, PlatformResult<Bytes>>> {
-            Ok(Box::pin(futures::stream::empty()))
-        }
-        async fn metrics(&self) -> PlatformResult<NodeMetrics> {
-            Ok(NodeMetrics::default())
-        }
-        async fn usage(&self) -> PlatformResult<Vec<streamspace_protocol::SessionUsage>> {
-            Ok(Vec::new())
-        }
-        fn watch(&self) -> BoxStream<'static, SessionReport> {
-            Box::pin(futures::stream::empty())
-        }
-    }
+    use crate::fake::FakePlatform;
+    use std::sync::atomic::Ordering;
+    use streamspace_protocol::{PortProtocol, PortSpec, SessionSpec};
 
     fn start_command() -> Command {
         let spec = SessionSpec {
@@ -341,7 +271,7 @@ mod tests {
 
     #[tokio::test]
     async fn running_waits_for_the_vnc_banner_and_the_session_is_busy_until_then() {
-        let platform = Arc::new(SlowVnc::default());
+        let platform = Arc::new(FakePlatform::default());
         let (tx, mut rx) = mpsc::channel(64);
         let executor = Arc::new(Executor::new(platform.clone(), tx, TaskTracker::new()));
         executor.submit(start_command());

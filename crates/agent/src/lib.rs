@@ -10,6 +10,8 @@
 
 mod backoff;
 mod executor;
+#[cfg(test)]
+mod fake;
 mod identity;
 pub mod platform;
 mod readiness;

@@ -12,13 +12,15 @@ use crate::{VERSION, endpoint, tls};
 use anyhow::{Context, anyhow};
 use futures::{SinkExt, StreamExt};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use streamspace_protocol::tunnel::CONNECT_PATH;
 use streamspace_protocol::{
-    AgentMessage, Hello, PROTOCOL_VERSION, Phase, ServerMessage, SessionReport,
+    AgentMessage, Hello, NodeMetrics, PROTOCOL_VERSION, Phase, ServerMessage, SessionReport,
+    SessionUsage,
 };
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, interval_at, sleep, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -35,6 +37,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// starts again from the shortest delay.
 const HEALTHY_AFTER: Duration = Duration::from_secs(10);
 const OUTBOX: usize = 4096;
+/// How often the platform is measured until the control plane says how
+/// often it wants heartbeats.
+const DEFAULT_SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
 /// Why a connection attempt ended.
 enum Ended {
@@ -56,6 +61,19 @@ struct Agent {
     outbox: mpsc::Sender<AgentMessage>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    /// The latest measurement of the platform, sent with each heartbeat.
+    gauges: watch::Receiver<Gauges>,
+    /// The heartbeat interval in milliseconds, which paces the measuring.
+    sample_every_ms: AtomicU64,
+}
+
+/// What a heartbeat reports: measured in the background, because a platform
+/// can be slow to answer (Docker's stats take about a second per container
+/// once dozens run) and the control channel must never wait for it.
+#[derive(Clone, Default)]
+struct Gauges {
+    metrics: NodeMetrics,
+    sessions: Vec<SessionUsage>,
 }
 
 /// Runs the agent until `shutdown` fires or the control plane refuses it for
@@ -72,6 +90,7 @@ pub async fn run(
         outbox.clone(),
         tasks.clone(),
     ));
+    let (gauges_tx, gauges) = watch::channel(Gauges::default());
     let agent = Arc::new(Agent {
         identity,
         platform,
@@ -79,8 +98,11 @@ pub async fn run(
         outbox,
         tasks: tasks.clone(),
         shutdown: shutdown.clone(),
+        gauges,
+        sample_every_ms: AtomicU64::new(DEFAULT_SAMPLE_EVERY.as_millis() as u64),
     });
     tasks.spawn(forward_platform_events(agent.clone()));
+    tasks.spawn(measure_platform(agent.clone(), gauges_tx));
 
     let mut backoff = Backoff::default();
     let result = loop {
@@ -121,6 +143,8 @@ async fn connect_once(agent: &Agent, inbox: &mut mpsc::Receiver<AgentMessage>) -
         Ok(interval) => interval,
         Err(ended) => return ended,
     };
+    let every_ms = heartbeat.as_millis() as u64;
+    agent.sample_every_ms.store(every_ms, Ordering::Relaxed);
     let since = Instant::now();
     tracing::info!(control_plane = %agent.identity.control_plane, "connected");
     // Queued reports predate the inventory that is about to replace them.
@@ -269,19 +293,43 @@ async fn relay(
 }
 
 async fn send_heartbeat(agent: &Agent, ws: &mut Socket) -> anyhow::Result<()> {
-    let metrics = agent.platform.metrics().await.unwrap_or_else(|err| {
-        tracing::warn!(error = %err, "cannot read platform metrics");
-        Default::default()
-    });
-    let sessions = agent.platform.usage().await.unwrap_or_else(|err| {
-        tracing::debug!(error = %err, "cannot measure session usage");
-        Vec::new()
-    });
+    let Gauges { metrics, sessions } = agent.gauges.borrow().clone();
     send(ws, &AgentMessage::Heartbeat { metrics, sessions }).await?;
     // The control plane answers pings, which keeps our silence timer honest
     // even when it has nothing to say.
     ws.send(Message::Ping(Default::default())).await?;
     Ok(())
+}
+
+/// Measures the platform once per heartbeat interval, one measurement at a
+/// time, and keeps the latest for the next heartbeat.
+async fn measure_platform(agent: Arc<Agent>, gauges: watch::Sender<Gauges>) {
+    loop {
+        let measured = tokio::select! {
+            measured = measure(agent.platform.as_ref()) => measured,
+            _ = agent.shutdown.cancelled() => return,
+        };
+        gauges.send_replace(measured);
+        let every = Duration::from_millis(agent.sample_every_ms.load(Ordering::Relaxed));
+        tokio::select! {
+            _ = sleep(every) => {}
+            _ = agent.shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn measure(platform: &dyn Platform) -> Gauges {
+    let (metrics, sessions) = tokio::join!(platform.metrics(), platform.usage());
+    Gauges {
+        metrics: metrics.unwrap_or_else(|err| {
+            tracing::warn!(error = %err, "cannot read platform metrics");
+            Default::default()
+        }),
+        sessions: sessions.unwrap_or_else(|err| {
+            tracing::debug!(error = %err, "cannot measure session usage");
+            Vec::new()
+        }),
+    }
 }
 
 /// Dispatches one control message; returns the reason if it was a goodbye.
@@ -390,4 +438,90 @@ async fn send(ws: &mut Socket, message: &AgentMessage) -> anyhow::Result<()> {
     let text = serde_json::to_string(message).context("cannot encode message")?;
     ws.send(Message::Text(text.into())).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::FakePlatform;
+    use streamspace_protocol::{Command, Welcome};
+    use tokio::net::TcpListener;
+
+    type ControlPlane = WebSocketStream<TcpStream>;
+
+    /// Plays the control plane's side of the handshake, with heartbeats
+    /// every 100 ms.
+    async fn welcome(listener: &TcpListener) -> ControlPlane {
+        let (tcp, _) = listener.accept().await.expect("the agent connects");
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.expect("upgrade");
+        assert!(matches!(receive(&mut ws).await, AgentMessage::Hello(_)));
+        let welcome = ServerMessage::Welcome(Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            agent_id: "a1".into(),
+            heartbeat_interval_ms: 100,
+        });
+        let text = serde_json::to_string(&welcome).expect("json");
+        ws.send(Message::text(text)).await.expect("welcome");
+        ws
+    }
+
+    async fn receive(ws: &mut ControlPlane) -> AgentMessage {
+        loop {
+            match ws.next().await.expect("open").expect("frame") {
+                Message::Text(text) => return serde_json::from_str(text.as_str()).expect("json"),
+                _ => continue,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_platform_slow_to_measure_holds_up_neither_heartbeats_nor_commands() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let identity = Identity {
+            agent_id: "a1".into(),
+            name: "test".into(),
+            secret: "secret".into(),
+            control_plane: format!("http://{}", listener.local_addr().expect("addr"))
+                .parse()
+                .expect("url"),
+        };
+        let platform = Arc::new(FakePlatform::default());
+        platform.usage_hangs.store(true, Ordering::SeqCst);
+        let shutdown = CancellationToken::new();
+        let agent = tokio::spawn(run(identity, platform, shutdown.clone()));
+        let mut ws = welcome(&listener).await;
+
+        let heartbeats = async {
+            let mut seen = 0;
+            while seen < 5 {
+                if let AgentMessage::Heartbeat { .. } = receive(&mut ws).await {
+                    seen += 1;
+                }
+            }
+        };
+        timeout(Duration::from_secs(5), heartbeats)
+            .await
+            .expect("heartbeats keep coming while usage hangs");
+
+        let command = ServerMessage::Command(Command {
+            id: "c1".into(),
+            session_id: "s1".into(),
+            action: streamspace_protocol::Action::Hibernate,
+        });
+        let text = serde_json::to_string(&command).expect("json");
+        ws.send(Message::text(text)).await.expect("command");
+        let acked = async {
+            loop {
+                if let AgentMessage::Ack { command_id } = receive(&mut ws).await {
+                    return command_id;
+                }
+            }
+        };
+        let acked = timeout(Duration::from_secs(5), acked).await;
+        assert_eq!(acked.expect("the command is acknowledged"), "c1");
+
+        shutdown.cancel();
+        let _ = ws.close(None).await;
+        agent.await.expect("join").expect("a clean shutdown");
+    }
 }
