@@ -37,40 +37,46 @@ impl CpuSamples {
     }
 }
 
+/// Stats calls in flight at once: the engine answers each slowly once many
+/// containers run, but handles a few in parallel well.
+const CONCURRENT_STATS: usize = 8;
+
 impl Shared {
     pub(crate) async fn usage(&self) -> PlatformResult<Vec<SessionUsage>> {
         let running = self.list_own(false).await?;
-        let mut usage = Vec::with_capacity(running.len());
-        let mut seen = HashSet::with_capacity(running.len());
+        let targets = running.into_iter().filter_map(|container| {
+            let session_id = label_of(container.labels.as_ref(), labels::SESSION_ID)?.to_owned();
+            Some((container.id?, session_id))
+        });
+        let measured: Vec<(String, SessionUsage)> = futures::stream::iter(targets)
+            .map(|(id, session_id)| self.measure(id, session_id))
+            .buffer_unordered(CONCURRENT_STATS)
+            .filter_map(|measured| async move { measured })
+            .collect()
+            .await;
+        let seen = measured.iter().map(|(id, _)| id.clone()).collect();
+        self.cpu_samples.keep_only(&seen);
+        Ok(measured.into_iter().map(|(_, usage)| usage).collect())
+    }
+
+    /// One container's usage, or `None` when it stopped meanwhile.
+    async fn measure(&self, id: String, session_id: String) -> Option<(String, SessionUsage)> {
         let options = StatsOptionsBuilder::new()
             .stream(false)
             .one_shot(true)
             .build();
-        for container in running {
-            let (Some(id), Some(session_id)) = (
-                container.id.clone(),
-                label_of(container.labels.as_ref(), labels::SESSION_ID),
-            ) else {
-                continue;
-            };
-            let Some(Ok(stats)) = self.docker.stats(&id, Some(options.clone())).next().await else {
-                continue;
-            };
-            let total_ns = stats
-                .cpu_stats
-                .and_then(|c| c.cpu_usage)
-                .and_then(|u| u.total_usage)
-                .unwrap_or(0);
-            let memory_bytes = stats.memory_stats.and_then(|m| m.usage).unwrap_or(0);
-            usage.push(SessionUsage {
-                session_id: session_id.to_owned(),
-                cpu_millicores: self.cpu_samples.millicores(&id, total_ns, Instant::now()),
-                memory_bytes,
-            });
-            seen.insert(id);
-        }
-        self.cpu_samples.keep_only(&seen);
-        Ok(usage)
+        let stats = self.docker.stats(&id, Some(options)).next().await?.ok()?;
+        let total_ns = stats
+            .cpu_stats
+            .and_then(|c| c.cpu_usage)
+            .and_then(|u| u.total_usage)
+            .unwrap_or(0);
+        let usage = SessionUsage {
+            session_id,
+            cpu_millicores: self.cpu_samples.millicores(&id, total_ns, Instant::now()),
+            memory_bytes: stats.memory_stats.and_then(|m| m.usage).unwrap_or(0),
+        };
+        Some((id, usage))
     }
 }
 
