@@ -32,6 +32,9 @@ pub struct NewAgent {
     pub capabilities: Capabilities,
 }
 
+/// Heartbeats stored per transaction; see `record_heartbeats`.
+const HEARTBEATS_PER_TRANSACTION: usize = 250;
+
 const COLUMNS: &str = "id, name, platform, region, labels, capacity, capabilities, version, \
                        connected, draining, last_heartbeat, metrics, created_at";
 
@@ -197,18 +200,31 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a batch of heartbeats in one transaction.
+    /// Stores a batch of heartbeats, a few hundred rows per transaction: with
+    /// thousands of agents one transaction would hold SQLite's write lock long
+    /// enough to stall every request that writes (a session, a command).
     pub async fn record_heartbeats(&self, beats: &[(String, crate::hub::Beat)]) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        for (id, beat) in beats {
-            sqlx::query("UPDATE agents SET last_heartbeat = $1, metrics = $2 WHERE id = $3")
-                .bind(beat.at)
-                .bind(to_json(&beat.metrics))
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+        self.record_heartbeats_in(beats, HEARTBEATS_PER_TRANSACTION)
+            .await
+    }
+
+    async fn record_heartbeats_in(
+        &self,
+        beats: &[(String, crate::hub::Beat)],
+        per_transaction: usize,
+    ) -> StoreResult<()> {
+        for chunk in beats.chunks(per_transaction) {
+            let mut tx = self.pool.begin().await?;
+            for (id, beat) in chunk {
+                sqlx::query("UPDATE agents SET last_heartbeat = $1, metrics = $2 WHERE id = $3")
+                    .bind(beat.at)
+                    .bind(to_json(&beat.metrics))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -219,5 +235,56 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::Beat;
+
+    async fn enroll(store: &Store, name: &str) -> String {
+        let token = format!("token-{name}");
+        store
+            .create_enrollment_token(&token, "admin", now_ms() + 60_000)
+            .await
+            .expect("token");
+        let agent = NewAgent {
+            name: name.into(),
+            platform: "docker".into(),
+            region: None,
+            labels: BTreeMap::new(),
+            capacity: Capacity::default(),
+            capabilities: Capabilities::default(),
+        };
+        let secret = format!("secret-{name}");
+        store
+            .register_agent(&token, &agent, &secret)
+            .await
+            .expect("agent")
+    }
+
+    #[tokio::test]
+    async fn every_heartbeat_is_stored_across_transactions() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::connect(&Store::sqlite_url(dir.path()))
+            .await
+            .expect("store");
+        let mut beats = Vec::new();
+        for i in 0..5 {
+            let id = enroll(&store, &format!("agent-{i}")).await;
+            beats.push((
+                id,
+                Beat {
+                    at: 1000 + i,
+                    metrics: NodeMetrics::default(),
+                },
+            ));
+        }
+        store.record_heartbeats_in(&beats, 2).await.expect("stored");
+        for (id, beat) in &beats {
+            let agent = store.get_agent(id).await.expect("read").expect("exists");
+            assert_eq!(agent.last_heartbeat, Some(beat.at), "{}", agent.name);
+        }
     }
 }
