@@ -18,8 +18,10 @@ BENCHES=(all tunnel-throughput tunnel-latency tunnel-memory session-start hibern
 ARGS=("$@")
 named=0
 profile=release
+json=bench-results.json
 for arg in "$@"; do
-  [[ $arg == --quick ]] && profile=debug
+  # A smoke run's figures mean nothing; keep them apart from the real ones.
+  [[ $arg == --quick ]] && profile=debug && json=test-artifacts/bench-quick.json
   for bench in "${BENCHES[@]}"; do [[ $arg == "$bench" ]] && named=1; done
 done
 ((named)) || ARGS+=(all)
@@ -50,9 +52,10 @@ fi
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 step "benchmarks: ${ARGS[*]} (open files: $(ulimit -n), load: $(cut -d' ' -f1-3 /proc/loadavg))"
+mkdir -p "$(dirname "$json")"
 "$CARGO_TARGET_DIR/$profile/streamspace-bench" \
   --bin "$CARGO_TARGET_DIR/$profile/streamspace" \
   --websockify "$venv/bin/websockify" \
-  --json bench-results.json \
+  --json "$json" \
   "${ARGS[@]}"
-step "results in bench-results.json"
+step "results in $json"

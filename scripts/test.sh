@@ -2,7 +2,8 @@
 # Runs every StreamSpace test on a fresh Debian machine: installs and starts
 # what the tests need (Docker engine, PostgreSQL, Chromium, Node), builds the
 # demo desktop image and the web UI, then runs formatting and lint checks,
-# the Rust unit/integration/end-to-end tests and the browser tests.
+# the Rust unit/integration/end-to-end tests, the browser tests, schema
+# checks of the Kubernetes objects, API fuzzing and a benchmark smoke test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,5 +40,11 @@ scripts/test-ui.sh "$CARGO_TARGET_DIR/debug/streamspace"
 
 step "kubernetes objects against the API schemas"
 scripts/test-kubernetes.sh "$CARGO_TARGET_DIR/debug/streamspace"
+
+step "API fuzzing against its own OpenAPI document (schemathesis)"
+scripts/test-api-fuzz.sh "$CARGO_TARGET_DIR/debug/streamspace"
+
+step "benchmarks, small and untimed (smoke test)"
+scripts/bench.sh --quick
 
 step "all tests passed"
