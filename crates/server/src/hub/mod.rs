@@ -12,6 +12,7 @@ use crate::store::StoreResult;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use streamspace_protocol::{Command, NodeMetrics, ServerMessage, SessionUsage};
 use tokio::sync::mpsc;
 
@@ -175,19 +176,34 @@ impl AgentHub {
     }
 }
 
+/// Heartbeats stored per write while flushing.
+const FLUSH_CHUNK: usize = 250;
+
 /// Stores received heartbeats once per heartbeat interval until shutdown.
 pub async fn save_heartbeats(state: AppState) {
-    let mut tick = tokio::time::interval(state.config.heartbeat_interval);
+    let interval = state.config.heartbeat_interval;
+    let mut tick = tokio::time::interval(interval);
     loop {
         let stopping = tokio::select! {
             _ = tick.tick() => false,
             _ = state.shutdown.cancelled() => true,
         };
         let batch = state.hub.take_unsaved();
-        if !batch.is_empty()
-            && let Err(err) = state.store.record_heartbeats(&batch).await
-        {
-            tracing::error!(error = %err, "cannot store heartbeats");
+        // SQLite has one writer: spread the chunks over half an interval so
+        // a request that writes waits for one chunk at most, not for all.
+        let chunks = batch.len().div_ceil(FLUSH_CHUNK).max(1) as u32;
+        let pause = if stopping {
+            Duration::ZERO
+        } else {
+            interval / 2 / chunks
+        };
+        for (i, chunk) in batch.chunks(FLUSH_CHUNK).enumerate() {
+            if i > 0 {
+                tokio::time::sleep(pause).await;
+            }
+            if let Err(err) = state.store.record_heartbeats(chunk).await {
+                tracing::error!(error = %err, "cannot store heartbeats");
+            }
         }
         if stopping {
             return;
