@@ -2,24 +2,44 @@
 //! endpoints, with no platform behind it.
 
 use anyhow::{Context, bail};
+use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 use streamspace_protocol::{
-    AgentMessage, Capabilities, Capacity, Command, Hello, PROTOCOL_VERSION, ServerMessage,
-    SessionReport,
+    AgentMessage, Capabilities, Capacity, Command, Hello, NodeMetrics, PROTOCOL_VERSION,
+    ServerMessage, SessionReport,
 };
 use streamspace_testkit::Api;
 use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use url::Url;
 
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Heartbeats go out in the background, as a real agent's do, so a test that
+/// is slow between messages (a loaded machine) is not cut off as silent.
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(200);
+
 pub struct FakeAgent {
     pub secret: String,
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    sink: Arc<Mutex<SplitSink<Socket, Message>>>,
+    stream: SplitStream<Socket>,
+    heartbeats: Option<JoinHandle<()>>,
+}
+
+impl Drop for FakeAgent {
+    fn drop(&mut self) {
+        if let Some(heartbeats) = self.heartbeats.take() {
+            heartbeats.abort();
+        }
+    }
 }
 
 /// Enrolls an agent named `name` with a fresh token; returns (id, secret).
@@ -60,9 +80,12 @@ impl FakeAgent {
             .headers_mut()
             .insert("authorization", format!("Bearer {secret}").parse()?);
         let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+        let (sink, stream) = ws.split();
         let mut agent = FakeAgent {
             secret: secret.to_owned(),
-            ws,
+            sink: Arc::new(Mutex::new(sink)),
+            stream,
+            heartbeats: None,
         };
         agent
             .send(AgentMessage::Hello(Hello {
@@ -88,18 +111,17 @@ impl FakeAgent {
                 sessions: inventory,
             })
             .await?;
+        agent.heartbeats = Some(tokio::spawn(heartbeat(agent.sink.clone())));
         Ok(agent)
     }
 
     pub async fn send(&mut self, message: AgentMessage) -> anyhow::Result<()> {
-        let text = serde_json::to_string(&message)?;
-        self.ws.send(Message::Text(text.into())).await?;
-        Ok(())
+        send_on(&self.sink, &message).await
     }
 
     pub async fn recv(&mut self) -> anyhow::Result<ServerMessage> {
         loop {
-            let frame = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+            let frame = tokio::time::timeout(Duration::from_secs(10), self.stream.next())
                 .await
                 .context("no message from the control plane within 10 s")?
                 .context("connection closed")??;
@@ -157,6 +179,31 @@ impl FakeAgent {
     }
 
     pub async fn close(mut self) {
-        let _ = self.ws.close(None).await;
+        if let Some(heartbeats) = self.heartbeats.take() {
+            heartbeats.abort();
+        }
+        let _ = self.sink.lock().await.close().await;
+    }
+}
+
+async fn send_on(
+    sink: &Mutex<SplitSink<Socket, Message>>,
+    message: &AgentMessage,
+) -> anyhow::Result<()> {
+    let text = serde_json::to_string(message)?;
+    sink.lock().await.send(Message::Text(text.into())).await?;
+    Ok(())
+}
+
+async fn heartbeat(sink: Arc<Mutex<SplitSink<Socket, Message>>>) {
+    let beat = AgentMessage::Heartbeat {
+        metrics: NodeMetrics::default(),
+        sessions: Vec::new(),
+    };
+    loop {
+        tokio::time::sleep(HEARTBEAT_EVERY).await;
+        if send_on(&sink, &beat).await.is_err() {
+            return;
+        }
     }
 }
