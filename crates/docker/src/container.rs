@@ -163,6 +163,23 @@ pub fn published_port(
         .ok()
 }
 
+/// The container's own address on `network` (on the default bridge, or
+/// the first network by name, when `None`), for dialing it directly.
+pub fn container_address(
+    container: &ContainerInspectResponse,
+    network: Option<&str>,
+) -> Option<IpAddr> {
+    let networks = container.network_settings.as_ref()?.networks.as_ref()?;
+    let address =
+        |name: &str| -> Option<IpAddr> { networks.get(name)?.ip_address.as_deref()?.parse().ok() };
+    if let Some(name) = network {
+        return address(name);
+    }
+    let mut names: Vec<&String> = networks.keys().collect();
+    names.sort();
+    address("bridge").or_else(|| names.into_iter().find_map(|name| address(name)))
+}
+
 /// The value of one label of a container or volume.
 pub fn label_of<'a>(labels: Option<&'a HashMap<String, String>>, key: &str) -> Option<&'a str> {
     labels?.get(key).map(String::as_str)
@@ -175,7 +192,7 @@ fn saturating_i64(value: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bollard::models::NetworkSettings;
+    use bollard::models::{EndpointSettings, NetworkSettings};
     use std::collections::BTreeMap;
     use streamspace_protocol::{Cpu, HomeVolume, Memory, PortProtocol, PortSpec, Resources};
 
@@ -355,6 +372,41 @@ mod tests {
         assert_eq!(published_port(&container, 8080, localhost), None);
         assert_eq!(
             published_port(&ContainerInspectResponse::default(), 5901, localhost),
+            None
+        );
+    }
+
+    #[test]
+    fn container_address_on_the_chosen_network() {
+        let endpoint = |ip: &str| EndpointSettings {
+            ip_address: Some(ip.into()),
+            ..Default::default()
+        };
+        let container = |networks: Vec<(&str, &str)>| ContainerInspectResponse {
+            network_settings: Some(NetworkSettings {
+                networks: Some(
+                    networks
+                        .into_iter()
+                        .map(|(name, ip)| (name.to_owned(), endpoint(ip)))
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().ok();
+        let two = container(vec![("zeta", "10.1.0.2"), ("bridge", "172.17.0.3")]);
+        assert_eq!(container_address(&two, None), ip("172.17.0.3"));
+        assert_eq!(container_address(&two, Some("zeta")), ip("10.1.0.2"));
+        assert_eq!(container_address(&two, Some("other")), None);
+        let custom = container(vec![("b", ""), ("a", "10.2.0.5")]);
+        assert_eq!(container_address(&custom, None), ip("10.2.0.5"));
+        assert_eq!(
+            container_address(&container(vec![("bridge", "")]), None),
+            None
+        );
+        assert_eq!(
+            container_address(&ContainerInspectResponse::default(), None),
             None
         );
     }

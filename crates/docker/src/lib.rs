@@ -8,6 +8,8 @@
 //!   hibernation from failure (pure)
 //! - `lifecycle.rs`: start, hibernate, wake, terminate
 //! - `observe.rs`: status, inventory, connect, capacity, metrics
+//! - `route.rs`: which address reaches a session's port (its own, or the
+//!   published one)
 //! - `events.rs`: Docker's event stream → session reports
 //! - `host.rs`: host CPU and memory from `/proc`
 
@@ -18,11 +20,13 @@ mod host;
 mod intent;
 mod lifecycle;
 mod observe;
+mod route;
 mod state;
 mod usage;
 
 pub use container::{CONTAINER_PREFIX, STOP_TIMEOUT_SECS, container_name};
 pub use error::DockerError;
+pub use route::SessionRoute;
 
 use async_trait::async_trait;
 use bollard::Docker;
@@ -42,9 +46,15 @@ const DEFAULT_ENDPOINT: &str = "unix:///var/run/docker.sock";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DockerOptions {
     /// Host address session ports are published on (each on a random free
-    /// port) and that the agent dials to reach them. Loopback keeps sessions
-    /// unreachable except through StreamSpace's tunnels.
+    /// port), which the agent dials when it cannot reach containers
+    /// directly. Loopback keeps sessions unreachable except through
+    /// StreamSpace's tunnels.
     pub publish_host: IpAddr,
+    /// Dial a session at its container's own address (skipping Docker's
+    /// port proxy) when that is reachable; on by default. Only for a local
+    /// engine: a remote engine's container address could name another
+    /// machine's container here.
+    pub dial_container_address: bool,
     /// Sessions this host may run, reported as capacity.
     pub max_sessions: u32,
     /// CPU capacity reported is the host's cores times this. Session CPU is
@@ -65,6 +75,7 @@ impl Default for DockerOptions {
     fn default() -> Self {
         DockerOptions {
             publish_host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            dial_container_address: true,
             max_sessions: 50,
             cpu_overcommit: 4,
             network: None,
@@ -90,6 +101,7 @@ pub(crate) struct Shared {
     engine_host: String,
     intents: intent::Intents,
     cpu_samples: usage::CpuSamples,
+    router: route::Router,
 }
 
 impl Shared {
@@ -134,6 +146,7 @@ impl DockerPlatform {
             api_version = %docker.client_version(),
             "connected to the Docker engine"
         );
+        let router = route::Router::new(dial_directly(&options, &endpoint));
         Ok(DockerPlatform {
             shared: Arc::new(Shared {
                 docker,
@@ -143,6 +156,7 @@ impl DockerPlatform {
                 engine_host,
                 intents: intent::Intents::default(),
                 cpu_samples: usage::CpuSamples::default(),
+                router,
             }),
             host_load: host::HostLoad::default(),
         })
@@ -155,6 +169,27 @@ impl DockerPlatform {
     pub fn options(&self) -> &DockerOptions {
         &self.shared.options
     }
+
+    /// How this agent reaches session ports (learned on the first dial).
+    pub fn session_route(&self) -> SessionRoute {
+        self.shared.router.route()
+    }
+}
+
+/// Container addresses are worth trying only on an engine on this machine
+/// (its socket): a remote engine's could be a different container here.
+fn dial_directly(options: &DockerOptions, endpoint: &str) -> bool {
+    if !options.dial_container_address {
+        return false;
+    }
+    let local = endpoint.starts_with("unix://");
+    if !local {
+        tracing::info!(
+            %endpoint,
+            "the Docker engine is not local: reaching sessions through published ports"
+        );
+    }
+    local
 }
 
 #[async_trait]

@@ -2,7 +2,7 @@
 //! a connection to a session's port, capacity and load.
 
 use crate::Shared;
-use crate::container::{container_name, label_of, published_port};
+use crate::container::{container_address, container_name, label_of, published_port};
 use crate::error::is_not_found;
 use crate::host::HostLoad;
 use crate::state::{log_tail, observe, with_log_tail};
@@ -12,10 +12,10 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 use streamspace_agent::{PlatformError, PlatformResult, SessionStream};
 use streamspace_protocol::{Capacity, Cpu, Memory, NodeMetrics, Phase, SessionReport, labels};
-use tokio::net::TcpStream;
 
 /// Log lines attached to a failure, and the longest line kept.
 const LOG_LINES: usize = 5;
@@ -206,8 +206,9 @@ impl Shared {
         Ok(stream.boxed())
     }
 
-    /// A TCP connection to `port` of a running session, through the host
-    /// port Docker published it on.
+    /// A TCP connection to `port` of a running session: at the container's
+    /// address when this agent can reach it, else through the host port
+    /// Docker published it on.
     #[tracing::instrument(skip(self), fields(agent_id = %self.agent_id))]
     pub(crate) async fn dial(
         &self,
@@ -226,25 +227,30 @@ impl Shared {
             )));
         }
         let host = self.options.publish_host;
+        // Only ports the template lists are reachable, whichever the route.
         let host_port = published_port(&container, port, host).ok_or_else(|| {
             PlatformError::Invalid(format!(
                 "port {port} of session {session_id} is not published: its template does not list it"
             ))
         })?;
+        let direct = container_address(&container, self.options.network.as_deref())
+            .map(|ip| SocketAddr::new(ip, port));
+        let published = SocketAddr::new(host, host_port);
         let unreachable = |cause: String| {
             PlatformError::Unavailable(format!(
-                "cannot connect to port {port} of session {session_id} at {host}:{host_port}: {cause}"
+                "cannot connect to port {port} of session {session_id}: {cause}"
             ))
         };
-        let stream = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect((host, host_port)))
+        let stream = self
+            .router
+            .connect(direct, published, DIAL_TIMEOUT)
             .await
-            .map_err(|_| unreachable(format!("no answer within {DIAL_TIMEOUT:?}")))?
-            .map_err(|e| unreachable(e.to_string()))?;
+            .map_err(unreachable)?;
         // VNC is chatty with small messages; Nagle would add latency to each.
         stream
             .set_nodelay(true)
             .map_err(|e| unreachable(e.to_string()))?;
-        tracing::debug!(host_port, "connected to session port");
+        tracing::debug!(peer = ?stream.peer_addr().ok(), "connected to session port");
         Ok(Box::new(stream))
     }
 

@@ -9,7 +9,7 @@ use bollard::query_parameters::RemoveContainerOptionsBuilder;
 use futures::StreamExt;
 use std::time::Duration;
 use streamspace_agent::{Platform, PlatformError};
-use streamspace_docker::container_name;
+use streamspace_docker::{DockerOptions, DockerPlatform, SessionRoute, container_name};
 use streamspace_protocol::{Phase, SessionReport, labels};
 use support::*;
 
@@ -134,6 +134,35 @@ async fn session_lifecycle_on_a_real_engine() {
         let report = platform.terminate(&session).await.expect("terminate");
         assert_eq!(report, SessionReport::new(&session, Phase::Terminated));
     }
+}
+
+/// Both routes to a session's port reach its server: the container's own
+/// address (the default on a local engine), and the published port when
+/// direct dialing is off (as where container addresses are unreachable).
+#[tokio::test]
+async fn sessions_are_reached_at_their_container_address_or_published_port() {
+    let docker = docker().await;
+    require_image(&docker).await;
+    let agent = unique("agent");
+    let session = unique("route");
+    let mut cleanup = Cleanup::default();
+    cleanup.session(&session);
+    let direct = platform(&agent).await;
+    assert_eq!(direct.session_route(), SessionRoute::Undecided);
+    direct.start(&desktop_spec(&session)).await.expect("start");
+    assert_eq!(&wait_for_banner(&direct, &session).await, RFB_BANNER);
+    assert_eq!(direct.session_route(), SessionRoute::ContainerAddress);
+
+    let options = DockerOptions {
+        dial_container_address: false,
+        ..DockerOptions::default()
+    };
+    let published = DockerPlatform::connect(&agent, options)
+        .await
+        .expect("connects");
+    assert_eq!(published.session_route(), SessionRoute::PublishedPort);
+    assert_eq!(&wait_for_banner(&published, &session).await, RFB_BANNER);
+    assert_eq!(published.session_route(), SessionRoute::PublishedPort);
 }
 
 #[tokio::test]
