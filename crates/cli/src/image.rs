@@ -1,6 +1,5 @@
 //! The demo desktop image, built on this host from Debian packages by the
-//! script in `images/desktop/build.sh` (embedded here so the binary alone
-//! can build it).
+//! scripts in `images/` (embedded here so the binary alone can build it).
 
 use anyhow::{Context, bail};
 use bollard::Docker;
@@ -9,6 +8,9 @@ use std::process::Stdio;
 use tokio::io::AsyncWriteExt;
 
 pub const DESKTOP_IMAGE: &str = "streamspace/desktop:local";
+/// Piped to bash ahead of the build script, which sources it only when run
+/// from a file.
+const ROOTFS_LIBRARY: &str = include_str!("../../../images/lib/debian-rootfs.sh");
 const BUILD_SCRIPT: &str = include_str!("../../../images/desktop/build.sh");
 
 #[derive(Args, Debug)]
@@ -51,7 +53,8 @@ async fn build(tag: &str) -> anyhow::Result<()> {
         .stdin
         .take()
         .context("no stdin for the build script")?;
-    stdin.write_all(BUILD_SCRIPT.as_bytes()).await?;
+    let script = format!("{ROOTFS_LIBRARY}\n{BUILD_SCRIPT}");
+    stdin.write_all(script.as_bytes()).await?;
     drop(stdin);
     let status = child.wait().await?;
     if !status.success() {
