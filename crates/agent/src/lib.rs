@@ -6,6 +6,7 @@
 //! - `executor`: commands, deduplicated by id and serialized per session
 //! - `readiness`: a session is Running when its VNC server says hello
 //! - `tunnel`: per-tunnel data channels dialed back to the control plane
+//! - `zero_copy`: splice(2) between two TCP sockets (Linux)
 //! - `platform`: the trait each platform (Docker, Kubernetes) implements
 
 mod backoff;
@@ -18,6 +19,8 @@ mod readiness;
 mod runtime;
 mod tls;
 mod tunnel;
+#[cfg(target_os = "linux")]
+mod zero_copy;
 
 pub use backoff::Backoff;
 pub use identity::{Enrollment, Identity};

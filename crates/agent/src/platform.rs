@@ -12,8 +12,20 @@ use streamspace_protocol::{
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// A byte stream to a session's port (a TCP socket, a port-forward stream).
-pub trait SessionStream: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> SessionStream for T {}
+pub trait SessionStream: AsyncRead + AsyncWrite + Send + Unpin {
+    /// The concrete stream, so a tunnel can tell a plain TCP socket (which
+    /// the kernel can splice without copying) from anything else.
+    fn as_any(&self) -> &dyn std::any::Any;
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
+}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> SessionStream for T {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {

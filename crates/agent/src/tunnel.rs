@@ -46,8 +46,8 @@ pub async fn open(
                 .connect(&session_id, port)
                 .await
                 .with_context(|| format!("cannot reach port {port} of the session"))?;
-            let data = TokioIo::new(dial(identity, tunnel_id).await?);
-            splice(session, data).await;
+            let data = dial(identity, tunnel_id).await?;
+            relay(session, data).await;
         }
         Purpose::Logs {
             session_id,
@@ -72,6 +72,61 @@ pub async fn open(
 
 /// Largest chunk moved in one write.
 const CHUNK: usize = 64 * 1024;
+
+/// Moves bytes between the session and the data channel: in the kernel when
+/// both are plain TCP sockets (the usual case: a Docker session and a
+/// control plane without TLS), else through user space.
+async fn relay(session: Box<dyn SessionStream>, data: Upgraded) {
+    #[cfg(target_os = "linux")]
+    let (session, data) = match zero_copy(session, data).await {
+        Ok(()) => return,
+        Err(ends) => ends,
+    };
+    splice(session, TokioIo::new(data)).await;
+}
+
+/// Splices both TCP ends in the kernel; gives them back when either is not
+/// plain TCP or no pipes can be had.
+#[cfg(target_os = "linux")]
+async fn zero_copy(
+    session: Box<dyn SessionStream>,
+    data: Upgraded,
+) -> Result<(), (Box<dyn SessionStream>, Upgraded)> {
+    use crate::zero_copy::Pipes;
+    if !is_tcp(session.as_ref()) {
+        return Err((session, data));
+    }
+    let pipes = match Pipes::new() {
+        Ok(pipes) => pipes,
+        Err(err) => {
+            tracing::debug!(error = %err, "no pipes for a zero-copy tunnel: copying");
+            return Err((session, data));
+        }
+    };
+    let parts = match data.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => parts,
+        Err(data) => return Err((session, data)),
+    };
+    let (Ok(mut session), data) = (
+        session.into_any().downcast::<TcpStream>(),
+        parts.io.into_inner(),
+    ) else {
+        return Ok(());
+    };
+    // Bytes the HTTP client read past the upgrade response come first.
+    if !parts.read_buf.is_empty() && session.write_all(&parts.read_buf).await.is_err() {
+        return Ok(());
+    }
+    pipes.splice(&session, &data).await;
+    Ok(())
+}
+
+/// Whether a session stream is a plain TCP socket. Takes the trait object,
+/// not the box: the box is a `SessionStream` of its own.
+#[cfg(target_os = "linux")]
+fn is_tcp(session: &dyn SessionStream) -> bool {
+    session.as_any().is::<TcpStream>()
+}
 
 /// Copies both ways until either side ends (RFB needs no half-close). Each
 /// direction waits with a 1 KiB buffer, so an idle tunnel costs little.
@@ -112,31 +167,47 @@ async fn dial(identity: &Identity, tunnel_id: &str) -> anyhow::Result<Upgraded> 
         .await
         .with_context(|| format!("cannot connect to the control plane at {host}:{port}"))?;
     tcp.set_nodelay(true)?;
-    let stream: Box<dyn SessionStream> = if url.scheme() == "https" {
+    let request = upgrade_request(identity, &url, host)?;
+    if url.scheme() == "https" {
         let name = ServerName::try_from(host.to_owned()).context("invalid TLS server name")?;
         let tls = TlsConnector::from(crate::tls::client_config());
-        Box::new(
-            tls.connect(name, tcp)
-                .await
-                .context("TLS handshake failed")?,
-        )
+        let stream = tls
+            .connect(name, tcp)
+            .await
+            .context("TLS handshake failed")?;
+        upgrade(stream, request).await
     } else {
-        Box::new(tcp)
-    };
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .context("HTTP handshake with the control plane failed")?;
-    tokio::spawn(connection.with_upgrades());
+        // A concrete TcpStream, so the tunnel can splice it.
+        upgrade(tcp, request).await
+    }
+}
+
+fn upgrade_request(
+    identity: &Identity,
+    url: &url::Url,
+    host: &str,
+) -> anyhow::Result<Request<Empty<Bytes>>> {
     let authority = match url.port() {
         Some(p) => format!("{host}:{p}"),
         None => host.to_owned(),
     };
-    let request = Request::get(url.path())
+    Ok(Request::get(url.path())
         .header(header::HOST, authority)
         .header(header::CONNECTION, "upgrade")
         .header(header::UPGRADE, UPGRADE_PROTOCOL)
         .header(header::AUTHORIZATION, format!("Bearer {}", identity.secret))
-        .body(Empty::<Bytes>::new())?;
+        .body(Empty::<Bytes>::new())?)
+}
+
+/// HTTP/1.1 upgrade of `stream` to the raw tunnel protocol.
+async fn upgrade<S: SessionStream + 'static>(
+    stream: S,
+    request: Request<Empty<Bytes>>,
+) -> anyhow::Result<Upgraded> {
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .context("HTTP handshake with the control plane failed")?;
+    tokio::spawn(connection.with_upgrades());
     let response = sender.send_request(request).await?;
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         let status = response.status();
@@ -147,4 +218,25 @@ async fn dial(identity: &Identity, tunnel_id: &str) -> anyhow::Result<Upgraded> 
         );
     }
     Ok(hyper::upgrade::on(response).await?)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_boxed_tcp_socket_is_recognised_for_zero_copy() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let tcp = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let session: Box<dyn SessionStream> = Box::new(tcp);
+        assert!(is_tcp(session.as_ref()));
+        assert!(session.into_any().downcast::<TcpStream>().is_ok());
+        let (duplex, _) = tokio::io::duplex(64);
+        let other: Box<dyn SessionStream> = Box::new(duplex);
+        assert!(!is_tcp(other.as_ref()));
+    }
 }
