@@ -83,16 +83,8 @@ async fn pump(from: &TcpStream, to: &TcpStream, pipe: &Pipe) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use streamspace_testkit::tcp_pair as pair;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
-
-    /// Two connected loopback sockets.
-    async fn pair() -> (TcpStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
-        (client.expect("connect"), server.expect("accept").0)
-    }
 
     #[tokio::test]
     async fn bytes_cross_both_ways_and_an_end_closes_the_other() {

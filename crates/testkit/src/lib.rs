@@ -43,3 +43,13 @@ where
         sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Two connected loopback TCP sockets: (connecting end, accepted end).
+pub async fn tcp_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let addr = listener.local_addr().expect("its address");
+    let (near, far) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+    (near.expect("connect"), far.expect("accept").0)
+}

@@ -11,6 +11,7 @@ pub(crate) mod agent_side;
 pub(crate) mod logs;
 mod splice;
 pub(crate) mod viewer;
+mod websocket;
 
 pub use agent_side::accept;
 pub use logs::logs;

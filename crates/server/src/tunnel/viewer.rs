@@ -4,22 +4,19 @@
 use super::activity::Activity;
 use super::open_data_channel;
 use super::splice::splice;
+use super::websocket::Handshake;
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::lifecycle::change_state;
 use crate::state::AppState;
 use crate::store::SessionRecord;
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use http::{HeaderMap, header};
+use hyper_util::rt::TokioIo;
 use std::time::Duration;
 use streamspace_protocol::{DesiredState, Phase, ServerMessage};
 use tracing::Instrument;
-
-/// The viewer WebSocket's read buffer: viewers send small input events (the
-/// buffer grows for a larger frame), and an idle tunnel should cost little.
-const WS_READ_BUFFER: usize = 2 * 1024;
 
 /// View a session (VNC over WebSocket)
 ///
@@ -36,7 +33,7 @@ const WS_READ_BUFFER: usize = 2 * 1024;
     params(("id" = String, Path, description = "The session's id")),
     responses(
         (status = 101, description = "Switching to the WebSocket"),
-        (status = 400, description = "Not a WebSocket handshake (plain text)", content_type = "text/plain", body = String),
+        (status = 400, description = "Not a WebSocket handshake, with what is missing", body = ErrorBody),
         (status = 403, description = "Foreign `Origin` with the cookie, or waking it would exceed the quota", body = ErrorBody),
         (status = 404, description = "No such session, or not yours", body = ErrorBody),
         (status = 409, description = "The session is terminated or stopping", body = ErrorBody),
@@ -49,7 +46,7 @@ pub async fn vnc(
     Path(session_id): Path<String>,
     user: CurrentUser,
     headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    handshake: Handshake,
 ) -> ApiResult<Response> {
     if user.via_cookie {
         check_origin(&state, &headers)?;
@@ -78,32 +75,30 @@ pub async fn vnc(
     state.store.touch_session(&session.id).await?;
 
     let span = tracing::info_span!("tunnel", session_id = %session.id, %agent_id);
-    let tasks = state.tasks.clone();
-    Ok(upgrade
-        .protocols(["binary"])
-        .read_buffer_size(WS_READ_BUFFER)
-        // Every frame goes out at once: a still screen sends few, and each
-        // one is a user waiting.
-        .write_buffer_size(0)
-        .on_upgrade(move |ws| {
-            tasks.track_future(
-                async move {
-                    let activity = Activity::default();
-                    let shutdown = state.shutdown.clone();
-                    let metrics = state.metrics.clone();
-                    metrics.tunnels_opened.inc();
-                    metrics.tunnels_open.inc();
-                    tokio::select! {
-                        _ = splice(ws, agent_stream, &activity, shutdown, &metrics) => {}
-                        _ = activity.record(&state, &session.id) => {}
-                    }
-                    metrics.tunnels_open.dec();
-                    activity.flush(&state, &session.id).await;
-                    tracing::debug!("tunnel closed");
-                }
-                .instrument(span),
-            )
-        }))
+    let (response, upgrade) = handshake.accept();
+    state.tasks.clone().spawn(
+        async move {
+            let viewer = match upgrade.await {
+                Ok(viewer) => viewer,
+                Err(err) => return tracing::debug!(%err, "viewer upgrade failed"),
+            };
+            let activity = Activity::default();
+            let shutdown = state.shutdown.clone();
+            let metrics = state.metrics.clone();
+            metrics.tunnels_opened.inc();
+            metrics.tunnels_open.inc();
+            let (viewer, agent) = (TokioIo::new(viewer), TokioIo::new(agent_stream));
+            tokio::select! {
+                _ = splice(viewer, agent, &activity, shutdown, &metrics) => {}
+                _ = activity.record(&state, &session.id) => {}
+            }
+            metrics.tunnels_open.dec();
+            activity.flush(&state, &session.id).await;
+            tracing::debug!("tunnel closed");
+        }
+        .instrument(span),
+    );
+    Ok(response)
 }
 
 /// Opening a viewer on a hibernated session wakes it (the viewer's
