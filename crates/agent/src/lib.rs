@@ -5,8 +5,8 @@
 //! - `runtime`: the control channel, reconnected with backoff, heartbeats
 //! - `executor`: commands, deduplicated by id and serialized per session
 //! - `readiness`: a session is Running when its VNC server says hello
-//! - `tunnel`: per-tunnel data channels dialed back to the control plane
-//! - `zero_copy`: splice(2) between two TCP sockets (Linux)
+//! - `tunnel`: per-tunnel data channels dialed back to the control plane,
+//!   spliced in the kernel (`streamspace-splice`) when both ends are TCP
 //! - `platform`: the trait each platform (Docker, Kubernetes) implements
 
 mod backoff;
@@ -19,8 +19,6 @@ mod readiness;
 mod runtime;
 mod tls;
 mod tunnel;
-#[cfg(target_os = "linux")]
-mod zero_copy;
 
 pub use backoff::Backoff;
 pub use identity::{Enrollment, Identity};

@@ -92,7 +92,7 @@ async fn zero_copy(
     session: Box<dyn SessionStream>,
     data: Upgraded,
 ) -> Result<(), (Box<dyn SessionStream>, Upgraded)> {
-    use crate::zero_copy::Pipes;
+    use streamspace_splice::Pipes;
     if !is_tcp(session.as_ref()) {
         return Err((session, data));
     }

@@ -30,6 +30,8 @@ pub struct Metrics {
     registry: Registry,
     pub tunnels_opened: Counter,
     pub tunnels_open: Gauge,
+    /// Tunnels whose bytes to the viewer the kernel moves (splice(2)).
+    pub tunnels_zero_copy: Counter,
     /// Bytes through VNC tunnels, `to_viewer` and `from_viewer`.
     pub tunnel_bytes: Family<DirectionLabel, Counter>,
     pub commands_dispatched: Counter,
@@ -43,6 +45,7 @@ impl Default for Metrics {
         let metrics = Metrics {
             tunnels_opened: Counter::default(),
             tunnels_open: Gauge::default(),
+            tunnels_zero_copy: Counter::default(),
             tunnel_bytes: Family::default(),
             commands_dispatched: Counter::default(),
             agents_connected: Gauge::default(),
@@ -58,6 +61,11 @@ impl Default for Metrics {
             "tunnels_open",
             "VNC tunnels open now",
             metrics.tunnels_open.clone(),
+        );
+        registry.register(
+            "tunnels_zero_copy",
+            "VNC tunnels opened whose bytes to the viewer are spliced in the kernel",
+            metrics.tunnels_zero_copy.clone(),
         );
         registry.register(
             "tunnel_bytes",

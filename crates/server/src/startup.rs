@@ -10,7 +10,6 @@ use crate::state::AppState;
 use crate::store::Store;
 use crate::tunnel::TunnelBroker;
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,23 +99,13 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let state = self.state.clone();
         let router = crate::api::router(self.state);
-        let stop = shutdown.clone();
-        // VNC is many small messages each way; Nagle's delay would add to
-        // every one of them.
-        let listener = self.listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let server = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await });
+        let server = crate::serve::serve(self.listener, router, shutdown.clone(), DRAIN_LIMIT);
         tracing::info!(url = %state.public_url, "control plane listening");
         state.tasks.spawn(crate::reconcile::run(state.clone()));
         state
             .tasks
             .spawn(crate::hub::save_heartbeats(state.clone()));
-        let result = tokio::select! {
-            result = server => result.context("the HTTP server failed"),
-            _ = shutdown.cancelled() => Ok(()),
-        };
+        server.await;
         state.shutdown.cancel();
         state.tasks.close();
         if tokio::time::timeout(DRAIN_LIMIT, state.tasks.wait())
@@ -126,7 +115,7 @@ impl Application {
             tracing::warn!("some connections did not close within {DRAIN_LIMIT:?}");
         }
         state.store.close().await;
-        result
+        Ok(())
     }
 }
 

@@ -118,6 +118,12 @@ async fn up_runs_a_desktop_and_keeps_users_apart() -> anyhow::Result<()> {
         value("streamspace_tunnel_bytes_total{direction=\"to_viewer\"} ") > 0.0,
         "{metrics}"
     );
+    // Plain TCP at both ends (no TLS here): the kernel moves the bytes.
+    assert_eq!(
+        value("streamspace_tunnels_zero_copy_total "),
+        value("streamspace_tunnels_opened_total "),
+        "{metrics}"
+    );
     assert_eq!(value("streamspace_agents_connected "), 1.0, "{metrics}");
 
     alice

@@ -1,10 +1,15 @@
-//! Moves bytes between a viewer's WebSocket and an agent's raw data stream.
+//! Moves bytes between a viewer's WebSocket and an agent's raw data stream:
+//! in the kernel towards the viewer when both are plain TCP (the usual
+//! case; TLS ends in front of us), else through user space.
 
 use super::activity::Activity;
 use super::websocket::{Decoder, Incoming, write_frame};
 use crate::metrics::Metrics;
 use bytes::{Bytes, BytesMut};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::counter::Counter;
+use std::io;
 use std::time::Duration;
 use streamspace_protocol::tunnel::read_chunk;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -12,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
-/// Bytes read from the agent per WebSocket frame at most: large enough that
+/// Bytes sent to the viewer per WebSocket frame at most: large enough that
 /// a framebuffer update is a few frames, small enough to keep latency low.
 const CHUNK: usize = 64 * 1024;
 
@@ -27,37 +32,94 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 const NORMAL_CLOSURE: u16 = 1000;
 const PROTOCOL_ERROR: u16 = 1002;
 
+const BINARY: OpCode = OpCode::Data(Data::Binary);
+
 /// Control frames the viewer side asks the sending side to write.
 enum Reply {
     Pong(Bytes),
     Close(u16),
 }
 
-/// Runs until either side closes or `shutdown` fires. Everything the viewer
-/// sends (keyboard, mouse) is user activity.
-pub async fn splice<V, A>(
-    viewer: V,
-    agent: A,
-    activity: &Activity,
-    shutdown: CancellationToken,
-    metrics: &Metrics,
-) where
-    V: AsyncRead + AsyncWrite,
-    A: AsyncRead + AsyncWrite,
-{
-    let (viewer_rx, viewer_tx) = tokio::io::split(viewer);
-    let (agent_rx, agent_tx) = tokio::io::split(agent);
-    // Replies are rare and tiny; a full queue means a viewer flooding pings.
-    let (replies, queued) = mpsc::channel(8);
-    let upstream = Upstream {
-        activity,
-        bytes: metrics.bytes("from_viewer"),
-        replies,
-    };
-    tokio::select! {
-        _ = upstream.run(viewer_rx, agent_tx) => {}
-        _ = downstream(agent_rx, viewer_tx, queued, metrics.bytes("to_viewer")) => {}
-        _ = shutdown.cancelled() => {}
+/// One tunnel's bookkeeping: activity for idle hibernation, counters, and
+/// the server's shutdown.
+pub struct Tunnel<'a> {
+    pub activity: &'a Activity,
+    pub metrics: &'a Metrics,
+    pub shutdown: CancellationToken,
+}
+
+impl Tunnel<'_> {
+    /// Runs until either side closes or the server shuts down. Everything
+    /// the viewer sends (keyboard, mouse) is user activity.
+    pub async fn run(self, viewer: Upgraded, agent: Upgraded) {
+        #[cfg(target_os = "linux")]
+        {
+            let (viewer, agent) = (End::of(viewer), End::of(agent));
+            self.zero_copy_or_copying(viewer, agent).await
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let (viewer, agent) = (TokioIo::new(viewer), TokioIo::new(agent));
+            self.copying(
+                End::new(viewer, Bytes::new()),
+                End::new(agent, Bytes::new()),
+            )
+            .await
+        }
+    }
+
+    async fn copying<V, A>(self, viewer: End<V>, agent: End<A>)
+    where
+        V: AsyncRead + AsyncWrite,
+        A: AsyncRead + AsyncWrite,
+    {
+        let (viewer_rx, viewer_tx) = tokio::io::split(viewer.socket);
+        let (agent_rx, agent_tx) = tokio::io::split(agent.socket);
+        let source = Copied {
+            agent: agent_rx,
+            chunk: agent.ahead,
+        };
+        let viewer = (viewer_rx, viewer.ahead, viewer_tx);
+        self.both_ways(viewer, agent_tx, source).await
+    }
+
+    /// Viewer → agent and agent → viewer until either ends. The viewer
+    /// comes as its reading half, what was read ahead of it, and its
+    /// writing half.
+    async fn both_ways<R, W, S, V>(self, viewer: (R, Bytes, V), agent_tx: W, source: S)
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+        S: Source<V>,
+        V: AsyncWrite + Unpin,
+    {
+        // Replies are rare and tiny; a full queue means a viewer flooding pings.
+        let (replies, queued) = mpsc::channel(8);
+        let upstream = Upstream {
+            activity: self.activity,
+            bytes: self.metrics.bytes("from_viewer"),
+            replies,
+        };
+        let to_viewer = self.metrics.bytes("to_viewer");
+        let (viewer_rx, viewer_ahead, viewer_tx) = viewer;
+        tokio::select! {
+            _ = upstream.run(viewer_rx, viewer_ahead, agent_tx) => {}
+            _ = downstream(source, viewer_tx, queued, to_viewer) => {}
+            _ = self.shutdown.cancelled() => {}
+        }
+    }
+}
+
+/// An end of the tunnel and the bytes HTTP read past its upgrade, which
+/// come before anything read from it.
+struct End<S> {
+    socket: S,
+    ahead: Bytes,
+}
+
+impl<S> End<S> {
+    fn new(socket: S, ahead: Bytes) -> Self {
+        End { socket, ahead }
     }
 }
 
@@ -69,8 +131,14 @@ struct Upstream<'a> {
 }
 
 impl Upstream<'_> {
-    async fn run(self, mut viewer: impl AsyncRead + Unpin, mut agent: impl AsyncWrite + Unpin) {
-        let mut buf = BytesMut::with_capacity(READ_BUFFER);
+    async fn run(
+        self,
+        mut viewer: impl AsyncRead + Unpin,
+        ahead: Bytes,
+        mut agent: impl AsyncWrite + Unpin,
+    ) {
+        let mut buf = BytesMut::with_capacity(READ_BUFFER.max(ahead.len()));
+        buf.extend_from_slice(&ahead);
         let mut decoder = Decoder::default();
         let close = loop {
             let event = match decoder.next(&mut buf) {
@@ -115,17 +183,48 @@ impl Upstream<'_> {
     }
 }
 
+/// Where the bytes for the viewer come from, and how they reach it.
+trait Source<V> {
+    /// Waits for the agent's next chunk and returns its size; 0 at the end.
+    /// Cancel-safe: a chunk is only taken when this completes.
+    async fn next(&mut self) -> io::Result<usize>;
+    /// Sends the chunk `next` took, as one binary frame.
+    async fn send(&mut self, viewer: &mut V) -> io::Result<()>;
+}
+
+/// Chunks read into our memory and written from it.
+struct Copied<A> {
+    agent: A,
+    /// The chunk to send; at first, what HTTP read ahead.
+    chunk: Bytes,
+}
+
+impl<A: AsyncRead + Unpin, V: AsyncWrite + Unpin> Source<V> for Copied<A> {
+    async fn next(&mut self) -> io::Result<usize> {
+        if !self.chunk.is_empty() {
+            return Ok(self.chunk.len());
+        }
+        self.chunk = read_chunk(&mut self.agent, CHUNK)
+            .await?
+            .unwrap_or_default();
+        Ok(self.chunk.len())
+    }
+
+    async fn send(&mut self, viewer: &mut V) -> io::Result<()> {
+        write_frame(viewer, BINARY, &std::mem::take(&mut self.chunk)).await
+    }
+}
+
 /// Agent → viewer, and the viewer side's replies.
-async fn downstream(
-    mut agent: impl AsyncRead + Unpin,
-    mut viewer: impl AsyncWrite + Unpin,
+async fn downstream<S: Source<V>, V: AsyncWrite + Unpin>(
+    mut source: S,
+    mut viewer: V,
     mut replies: mpsc::Receiver<Reply>,
     bytes: Counter,
 ) {
-    let binary = OpCode::Data(Data::Binary);
     loop {
-        // Both branches are cancel-safe: a reply never interrupts a frame
-        // half-written, and a chunk is only read when it is taken.
+        // A reply never interrupts a frame half-written: frames are written
+        // in the arms, and only the waits race.
         let written = tokio::select! {
             reply = replies.recv() => match reply {
                 Some(Reply::Pong(payload)) => write_frame(&mut viewer, OpCode::Control(Control::Pong), &payload).await,
@@ -135,12 +234,12 @@ async fn downstream(
                 }
                 None => return,
             },
-            chunk = read_chunk(&mut agent, CHUNK) => match chunk {
-                Ok(Some(chunk)) => {
-                    bytes.inc_by(chunk.len() as u64);
-                    write_frame(&mut viewer, binary, &chunk).await
+            chunk = source.next() => match chunk {
+                Ok(n) if n > 0 => {
+                    bytes.inc_by(n as u64);
+                    source.send(&mut viewer).await
                 }
-                Ok(None) | Err(_) => {
+                _ => {
                     let _ = close(&mut viewer, NORMAL_CLOSURE).await;
                     return;
                 }
@@ -152,8 +251,101 @@ async fn downstream(
     }
 }
 
-async fn close(viewer: &mut (impl AsyncWrite + Unpin), code: u16) -> std::io::Result<()> {
+async fn close(viewer: &mut (impl AsyncWrite + Unpin), code: u16) -> io::Result<()> {
     write_frame(viewer, OpCode::Control(Control::Close), &code.to_be_bytes()).await
+}
+
+#[cfg(target_os = "linux")]
+mod zero_copy {
+    use super::super::websocket::frame_header;
+    use super::*;
+    use streamspace_splice::Pipe;
+    use tokio::net::TcpStream;
+    use tokio::net::tcp::{ReadHalf, WriteHalf};
+    use tokio_util::either::Either;
+
+    /// A plain TCP socket, or whatever else the connection was upgraded from.
+    type Socket = Either<TcpStream, TokioIo<Upgraded>>;
+
+    impl End<Socket> {
+        pub(super) fn of(upgraded: Upgraded) -> Self {
+            match upgraded.downcast::<TokioIo<TcpStream>>() {
+                Ok(parts) => End::new(Either::Left(parts.io.into_inner()), parts.read_buf),
+                Err(upgraded) => End::new(Either::Right(TokioIo::new(upgraded)), Bytes::new()),
+            }
+        }
+    }
+
+    impl Tunnel<'_> {
+        pub(super) async fn zero_copy_or_copying(self, viewer: End<Socket>, agent: End<Socket>) {
+            let pipe = Pipe::new(CHUNK)
+                .map_err(|err| tracing::debug!(%err, "no pipe for a zero-copy tunnel"))
+                .ok();
+            let (viewer_ahead, agent_ahead) = (viewer.ahead, agent.ahead);
+            match (viewer.socket, agent.socket, pipe) {
+                (Either::Left(viewer), Either::Left(agent), Some(pipe)) => {
+                    self.metrics.tunnels_zero_copy.inc();
+                    let (viewer, agent) =
+                        (End::new(viewer, viewer_ahead), End::new(agent, agent_ahead));
+                    self.zero_copy(viewer, agent, pipe).await
+                }
+                (viewer, agent, _) => {
+                    let (viewer, agent) =
+                        (End::new(viewer, viewer_ahead), End::new(agent, agent_ahead));
+                    self.copying(viewer, agent).await
+                }
+            }
+        }
+
+        pub(super) async fn zero_copy(
+            self,
+            mut viewer: End<TcpStream>,
+            mut agent: End<TcpStream>,
+            pipe: Pipe,
+        ) {
+            let (viewer_rx, viewer_tx) = viewer.socket.split();
+            let (agent_rx, agent_tx) = agent.socket.split();
+            let source = Spliced {
+                agent: agent_rx,
+                pipe,
+                ahead: agent.ahead,
+                len: 0,
+            };
+            let viewer = (viewer_rx, viewer.ahead, viewer_tx);
+            self.both_ways(viewer, agent_tx, source).await
+        }
+    }
+
+    /// Chunks spliced from the agent's socket into a pipe, and from the
+    /// pipe to the viewer's socket behind their frame headers.
+    struct Spliced<'a> {
+        agent: ReadHalf<'a>,
+        pipe: Pipe,
+        /// What HTTP read ahead from the agent: sent first, from memory.
+        ahead: Bytes,
+        len: usize,
+    }
+
+    impl<'a> Source<WriteHalf<'a>> for Spliced<'_> {
+        async fn next(&mut self) -> io::Result<usize> {
+            if !self.ahead.is_empty() {
+                return Ok(self.ahead.len());
+            }
+            self.len = self.pipe.fill(self.agent.as_ref(), CHUNK).await?;
+            Ok(self.len)
+        }
+
+        async fn send(&mut self, viewer: &mut WriteHalf<'a>) -> io::Result<()> {
+            if !self.ahead.is_empty() {
+                return write_frame(viewer, BINARY, &std::mem::take(&mut self.ahead)).await;
+            }
+            let (header, header_len) = frame_header(BINARY, self.len);
+            let len = std::mem::take(&mut self.len);
+            self.pipe
+                .drain_after(&header[..header_len], viewer.as_ref(), len)
+                .await
+        }
+    }
 }
 
 #[cfg(test)]
@@ -167,98 +359,181 @@ mod tests {
     use tokio_tungstenite::tungstenite::Message;
     use tokio_tungstenite::tungstenite::protocol::Role;
 
+    /// The ways a tunnel can move its bytes.
+    #[derive(Clone, Copy, Debug)]
+    enum Path {
+        Copying,
+        #[cfg(target_os = "linux")]
+        ZeroCopy,
+    }
+
+    const PATHS: &[Path] = &[
+        Path::Copying,
+        #[cfg(target_os = "linux")]
+        Path::ZeroCopy,
+    ];
+
+    /// Runs a tunnel between two sockets, as if HTTP had read `ahead` past
+    /// each upgrade (viewer's, agent's).
+    fn spawn(path: Path, viewer: TcpStream, agent: TcpStream, ahead: [&'static [u8]; 2]) {
+        let viewer = End::new(viewer, Bytes::from_static(ahead[0]));
+        let agent = End::new(agent, Bytes::from_static(ahead[1]));
+        spawn_counted(path, viewer, agent, Arc::new(Metrics::default()));
+    }
+
+    fn spawn_counted(
+        path: Path,
+        viewer: End<TcpStream>,
+        agent: End<TcpStream>,
+        metrics: Arc<Metrics>,
+    ) {
+        tokio::spawn(async move {
+            let activity = Activity::default();
+            let tunnel = Tunnel {
+                activity: &activity,
+                metrics: &metrics,
+                shutdown: CancellationToken::new(),
+            };
+            match path {
+                Path::Copying => tunnel.copying(viewer, agent).await,
+                #[cfg(target_os = "linux")]
+                Path::ZeroCopy => {
+                    let pipe = streamspace_splice::Pipe::new(CHUNK).expect("pipe");
+                    tunnel.zero_copy(viewer, agent, pipe).await
+                }
+            }
+        });
+    }
+
     /// A tungstenite client (past its handshake) and the agent's end of a
     /// tunnel spliced between them; the metrics count what crossed.
-    async fn tunnel() -> (WebSocketStream<TcpStream>, TcpStream, Arc<Metrics>) {
+    async fn tunnel(path: Path) -> (WebSocketStream<TcpStream>, TcpStream, Arc<Metrics>) {
         let (client, viewer) = pair().await;
         let (agent_near, agent) = pair().await;
         let metrics = Arc::new(Metrics::default());
-        let counted = Arc::clone(&metrics);
-        tokio::spawn(async move {
-            let activity = Activity::default();
-            let shutdown = CancellationToken::new();
-            splice(viewer, agent_near, &activity, shutdown, &counted).await;
-        });
+        let viewer = End::new(viewer, Bytes::new());
+        let agent_near = End::new(agent_near, Bytes::new());
+        spawn_counted(path, viewer, agent_near, Arc::clone(&metrics));
         let ws = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
         (ws, agent, metrics)
     }
 
-    #[tokio::test]
-    async fn bytes_cross_both_ways_and_pings_are_answered() {
-        let (mut ws, mut agent, metrics) = tunnel().await;
-        let big: Vec<u8> = (0..100_000u32).map(|i| (i % 249) as u8).collect();
-        ws.send(Message::binary(&b"keys"[..])).await.expect("send");
-        ws.send(Message::binary(big.clone())).await.expect("send");
-        let mut received = vec![0u8; 4 + big.len()];
-        agent.read_exact(&mut received).await.expect("agent reads");
-        assert!(received[..4] == *b"keys" && received[4..] == big[..]);
-        assert_eq!(metrics.bytes("from_viewer").get(), received.len() as u64);
-
-        ws.send(Message::Ping(Bytes::from_static(b"hello")))
-            .await
-            .expect("ping");
-        let screen: Vec<u8> = (0..1_000_000u32).map(|i| (i % 241) as u8).collect();
-        agent.write_all(&screen).await.expect("agent writes");
+    /// Binary messages until `len` bytes came (and a pong, if `pong_too`), and
+    /// the last pong seen.
+    async fn receive(
+        ws: &mut WebSocketStream<TcpStream>,
+        len: usize,
+        pong_too: bool,
+    ) -> (Vec<u8>, Option<Bytes>) {
         let mut got = Vec::new();
         let mut pong = None;
-        while got.len() < screen.len() {
-            match ws.next().await.expect("open").expect("frame") {
+        while got.len() < len || (pong_too && pong.is_none()) {
+            let next = tokio::time::timeout(Duration::from_secs(10), ws.next());
+            match next
+                .await
+                .expect("bytes in time")
+                .expect("open")
+                .expect("frame")
+            {
                 Message::Binary(data) => got.extend_from_slice(&data),
                 Message::Pong(payload) => pong = Some(payload),
                 other => panic!("unexpected {other:?}"),
             }
         }
-        assert!(got == screen, "the screen arrives intact and in order");
-        assert_eq!(pong.as_deref(), Some(&b"hello"[..]));
+        (got, pong)
+    }
+
+    #[tokio::test]
+    async fn bytes_cross_both_ways_and_pings_are_answered() {
+        for &path in PATHS {
+            let (mut ws, mut agent, metrics) = tunnel(path).await;
+            let big: Vec<u8> = (0..100_000u32).map(|i| (i % 249) as u8).collect();
+            ws.send(Message::binary(&b"keys"[..])).await.expect("send");
+            ws.send(Message::binary(big.clone())).await.expect("send");
+            let mut received = vec![0u8; 4 + big.len()];
+            agent.read_exact(&mut received).await.expect("agent reads");
+            assert!(
+                received[..4] == *b"keys" && received[4..] == big[..],
+                "{path:?}"
+            );
+            assert_eq!(metrics.bytes("from_viewer").get(), received.len() as u64);
+
+            ws.send(Message::Ping(Bytes::from_static(b"hello")))
+                .await
+                .expect("ping");
+            let screen: Vec<u8> = (0..1_000_000u32).map(|i| (i % 241) as u8).collect();
+            agent.write_all(&screen).await.expect("agent writes");
+            // The pong may come before, among or after the screen's frames.
+            let (got, pong) = receive(&mut ws, screen.len(), true).await;
+            assert!(
+                got == screen,
+                "{path:?}: the screen arrives intact and in order"
+            );
+            assert_eq!(pong.as_deref(), Some(&b"hello"[..]), "{path:?}");
+            assert_eq!(metrics.bytes("to_viewer").get(), screen.len() as u64);
+        }
+    }
+
+    #[tokio::test]
+    async fn bytes_read_ahead_of_the_upgrades_go_first() {
+        // A masked frame "hi" (mask 0) the viewer sent with its handshake,
+        // and the banner the session sent as the agent's upgrade completed.
+        let viewer_ahead: &[u8] = &[0x82, 0x82, 0, 0, 0, 0, b'h', b'i'];
+        for &path in PATHS {
+            let (client, viewer) = pair().await;
+            let (agent_near, mut agent) = pair().await;
+            spawn(path, viewer, agent_near, [viewer_ahead, b"RFB 003.008\n"]);
+            let mut ws = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+            agent.write_all(b"more").await.expect("agent writes");
+            let (got, _) = receive(&mut ws, 16, false).await;
+            assert_eq!(got, b"RFB 003.008\nmore", "{path:?}");
+            ws.send(Message::binary(&b"!"[..])).await.expect("send");
+            let mut up = [0u8; 3];
+            agent.read_exact(&mut up).await.expect("agent reads");
+            assert_eq!(&up, b"hi!", "{path:?}");
+        }
     }
 
     #[tokio::test]
     async fn a_close_from_either_side_ends_the_tunnel_with_a_close_frame() {
-        let (mut ws, mut agent, _) = tunnel().await;
-        ws.close(None).await.expect("close");
-        let reply = ws.next().await.expect("a reply").expect("valid");
-        assert!(matches!(reply, Message::Close(_)), "{reply:?}");
-        let mut rest = Vec::new();
-        agent
-            .read_to_end(&mut rest)
-            .await
-            .expect("the agent sees the end");
+        for &path in PATHS {
+            let (mut ws, mut agent, _) = tunnel(path).await;
+            ws.close(None).await.expect("close");
+            let reply = ws.next().await.expect("a reply").expect("valid");
+            assert!(matches!(reply, Message::Close(_)), "{path:?}: {reply:?}");
+            let mut rest = Vec::new();
+            agent
+                .read_to_end(&mut rest)
+                .await
+                .expect("the agent sees the end");
 
-        let (mut ws, agent, _) = tunnel().await;
-        drop(agent);
-        match ws.next().await.expect("a frame").expect("valid") {
-            Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), NORMAL_CLOSURE),
-            other => panic!("expected a close frame, got {other:?}"),
+            let (mut ws, agent, _) = tunnel(path).await;
+            drop(agent);
+            match ws.next().await.expect("a frame").expect("valid") {
+                Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), NORMAL_CLOSURE),
+                other => panic!("{path:?}: expected a close frame, got {other:?}"),
+            }
         }
     }
 
     #[tokio::test]
     async fn a_protocol_violation_gets_close_1002() {
-        let (mut raw, viewer) = pair().await;
-        let (agent_near, mut agent) = pair().await;
-        tokio::spawn(async move {
-            let metrics = Metrics::default();
-            let activity = Activity::default();
-            splice(
-                viewer,
-                agent_near,
-                &activity,
-                CancellationToken::new(),
-                &metrics,
-            )
-            .await;
-        });
-        raw.write_all(&[0x82, 0x03, 1, 2, 3])
-            .await
-            .expect("unmasked frame");
-        let mut reply = [0u8; 4];
-        raw.read_exact(&mut reply).await.expect("close frame");
-        assert_eq!(reply, [0x88, 0x02, 0x03, 0xea]);
-        let mut forwarded = Vec::new();
-        agent.read_to_end(&mut forwarded).await.expect("agent end");
-        assert!(
-            forwarded.is_empty(),
-            "nothing of a bad frame reaches the agent"
-        );
+        for &path in PATHS {
+            let (mut raw, viewer) = pair().await;
+            let (agent_near, mut agent) = pair().await;
+            spawn(path, viewer, agent_near, [b"", b""]);
+            raw.write_all(&[0x82, 0x03, 1, 2, 3])
+                .await
+                .expect("unmasked frame");
+            let mut reply = [0u8; 4];
+            raw.read_exact(&mut reply).await.expect("close frame");
+            assert_eq!(reply, [0x88, 0x02, 0x03, 0xea], "{path:?}");
+            let mut forwarded = Vec::new();
+            agent.read_to_end(&mut forwarded).await.expect("agent end");
+            assert!(
+                forwarded.is_empty(),
+                "nothing of a bad frame reaches the agent"
+            );
+        }
     }
 }

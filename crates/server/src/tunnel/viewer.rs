@@ -3,7 +3,7 @@
 
 use super::activity::Activity;
 use super::open_data_channel;
-use super::splice::splice;
+use super::splice::Tunnel;
 use super::websocket::Handshake;
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -13,7 +13,6 @@ use crate::store::SessionRecord;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use http::{HeaderMap, header};
-use hyper_util::rt::TokioIo;
 use std::time::Duration;
 use streamspace_protocol::{DesiredState, Phase, ServerMessage};
 use tracing::Instrument;
@@ -83,13 +82,16 @@ pub async fn vnc(
                 Err(err) => return tracing::debug!(%err, "viewer upgrade failed"),
             };
             let activity = Activity::default();
-            let shutdown = state.shutdown.clone();
             let metrics = state.metrics.clone();
             metrics.tunnels_opened.inc();
             metrics.tunnels_open.inc();
-            let (viewer, agent) = (TokioIo::new(viewer), TokioIo::new(agent_stream));
+            let tunnel = Tunnel {
+                activity: &activity,
+                metrics: &metrics,
+                shutdown: state.shutdown.clone(),
+            };
             tokio::select! {
-                _ = splice(viewer, agent, &activity, shutdown, &metrics) => {}
+                _ = tunnel.run(viewer, agent_stream) => {}
                 _ = activity.record(&state, &session.id) => {}
             }
             metrics.tunnels_open.dec();

@@ -14,22 +14,27 @@ const MAX_HEADER: usize = 10;
 /// RFC 6455 §5.5: control frames carry at most 125 bytes.
 const MAX_CONTROL_PAYLOAD: u64 = 125;
 
-/// Writes one final frame: the header and the payload in vectored writes,
-/// so the payload is never copied into a buffer of ours.
-pub async fn write_frame<W>(writer: &mut W, opcode: OpCode, payload: &[u8]) -> io::Result<()>
-where
-    W: AsyncWrite + Unpin,
-{
+/// The header of a final, unmasked frame of `len` bytes, and its length.
+pub fn frame_header(opcode: OpCode, len: usize) -> ([u8; MAX_HEADER], usize) {
     let mut header = [0u8; MAX_HEADER];
     let mut cursor = Cursor::new(&mut header[..]);
     let frame = FrameHeader {
         opcode,
         ..FrameHeader::default()
     };
-    frame
-        .format(payload.len() as u64, &mut cursor)
-        .map_err(io::Error::other)?;
+    // Ten bytes always hold a server's header, so formatting cannot fail.
+    let _ = frame.format(len as u64, &mut cursor);
     let written = cursor.position() as usize;
+    (header, written)
+}
+
+/// Writes one final frame: the header and the payload in vectored writes,
+/// so the payload is never copied into a buffer of ours.
+pub async fn write_frame<W>(writer: &mut W, opcode: OpCode, payload: &[u8]) -> io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+{
+    let (header, written) = frame_header(opcode, payload.len());
     let (mut head, mut body) = (&header[..written], payload);
     while !head.is_empty() || !body.is_empty() {
         let n = writer

@@ -12,7 +12,7 @@
 
 mod frames;
 
-pub use frames::{Decoder, Incoming, write_frame};
+pub use frames::{Decoder, Incoming, frame_header, write_frame};
 
 use crate::error::ApiError;
 use axum::body::Body;
