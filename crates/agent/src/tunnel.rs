@@ -114,9 +114,12 @@ async fn zero_copy(
         return Ok(());
     };
     // Bytes the HTTP client read past the upgrade response come first.
-    if !parts.read_buf.is_empty() && session.write_all(&parts.read_buf).await.is_err() {
+    let ahead = parts.read_buf;
+    if !ahead.is_empty() && session.write_all(&ahead).await.is_err() {
         return Ok(());
     }
+    // It shares hyper's whole read buffer: not for the tunnel's lifetime.
+    drop(ahead);
     pipes.splice(&session, &data).await;
     Ok(())
 }

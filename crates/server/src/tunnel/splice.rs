@@ -270,7 +270,12 @@ mod zero_copy {
     impl End<Socket> {
         pub(super) fn of(upgraded: Upgraded) -> Self {
             match upgraded.downcast::<TokioIo<TcpStream>>() {
-                Ok(parts) => End::new(Either::Left(parts.io.into_inner()), parts.read_buf),
+                // A copy: the bytes are few, and the original would keep
+                // hyper's whole read buffer alive as long as the tunnel.
+                Ok(parts) => End::new(
+                    Either::Left(parts.io.into_inner()),
+                    Bytes::copy_from_slice(&parts.read_buf),
+                ),
                 Err(upgraded) => End::new(Either::Right(TokioIo::new(upgraded)), Bytes::new()),
             }
         }
