@@ -32,8 +32,6 @@ enum Unfit {
 }
 
 pub async fn choose(state: &AppState, placement: &Placement<'_>) -> ApiResult<AgentRecord> {
-    let loads = state.store.agent_loads().await?;
-    let load_of = |a: &AgentRecord| loads.get(&a.id).copied().unwrap_or_default();
     let platform_ok = |a: &AgentRecord| {
         (placement.platforms.is_empty() || placement.platforms.contains(&a.platform))
             && matches_selector(a, placement.selector)
@@ -55,7 +53,8 @@ pub async fn choose(state: &AppState, placement: &Placement<'_>) -> ApiResult<Ag
             )
             .into());
         }
-        return match fitness(state, &agent, load_of(&agent), &placement.resources) {
+        let load = state.store.agent_load(&agent.id).await?;
+        return match fitness(state, &agent, load, &placement.resources) {
             Ok(()) => Ok(agent),
             Err(why) => Err(ApiError::Unavailable(format!(
                 "agent {} cannot take the session: it is {}",
@@ -65,6 +64,8 @@ pub async fn choose(state: &AppState, placement: &Placement<'_>) -> ApiResult<Ag
         };
     }
 
+    let loads = state.store.agent_loads().await?;
+    let load_of = |a: &AgentRecord| loads.get(&a.id).copied().unwrap_or_default();
     let mut best: Option<(f64, AgentRecord)> = None;
     let mut refused = Vec::new();
     for agent in state.store.list_agents().await? {

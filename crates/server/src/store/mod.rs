@@ -74,7 +74,9 @@ impl Store {
                 .await?;
         }
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        let store = Self { pool };
+        store.backfill_resources().await?;
+        Ok(store)
     }
 
     /// The URL of a SQLite database file in `dir`, created if missing.

@@ -81,22 +81,24 @@ impl Store {
     }
 
     pub async fn usage(&self, user_id: &str) -> StoreResult<Usage> {
-        let rows = sqlx::query(
-            "SELECT state, spec FROM sessions WHERE user_id = $1 AND phase <> 'Terminated'",
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS sessions, \
+             CAST(COALESCE(SUM(CASE WHEN state = 'running' THEN cpu_millis ELSE 0 END), 0) \
+               AS BIGINT) AS cpu_millis, \
+             CAST(COALESCE(SUM(CASE WHEN state = 'running' THEN memory_bytes ELSE 0 END), 0) \
+               AS BIGINT) AS memory_bytes \
+             FROM sessions WHERE user_id = $1 AND phase <> 'Terminated'",
         )
         .bind(user_id)
-        .fetch_all(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        let mut usage = Usage::default();
-        for row in rows {
-            usage.sessions += 1;
-            if row.try_get::<String, _>("state")? == "running" {
-                let spec: streamspace_protocol::SessionSpec =
-                    super::from_json("session spec", &row.try_get::<String, _>("spec")?)?;
-                usage.cpu_millis += spec.resources.cpu.map_or(0, |c| c.millicores());
-                usage.memory_bytes += spec.resources.memory.map_or(0, |m| m.bytes());
-            }
-        }
-        Ok(usage)
+        let sum = |column| -> StoreResult<u64> {
+            Ok(u64::try_from(row.try_get::<i64, _>(column)?).unwrap_or_default())
+        };
+        Ok(Usage {
+            sessions: sum("sessions")?,
+            cpu_millis: sum("cpu_millis")?,
+            memory_bytes: sum("memory_bytes")?,
+        })
     }
 }
