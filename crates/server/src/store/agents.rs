@@ -83,6 +83,7 @@ impl Store {
         agent: &NewAgent,
         secret_hash: &str,
     ) -> Result<String, EnrollError> {
+        let _turn = self.write_turn().await;
         let id = new_id();
         let now = now_ms();
         let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
@@ -149,6 +150,7 @@ impl Store {
 
     /// Deletes the agent and its undelivered commands.
     pub async fn delete_agent(&self, id: &str) -> StoreResult<bool> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM commands WHERE agent_id = $1")
             .bind(id)
@@ -170,6 +172,7 @@ impl Store {
         capacity: &Capacity,
         capabilities: &Capabilities,
     ) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "UPDATE agents SET connected = 1, version = $1, capacity = $2, capabilities = $3, \
              last_heartbeat = $4 WHERE id = $5",
@@ -185,6 +188,7 @@ impl Store {
     }
 
     pub async fn mark_agent_disconnected(&self, id: &str) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         sqlx::query("UPDATE agents SET connected = 0 WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
@@ -195,6 +199,7 @@ impl Store {
     /// Marks every agent disconnected; run at startup, when no agent can be
     /// connected to this (single) control plane yet.
     pub async fn mark_all_agents_disconnected(&self) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         sqlx::query("UPDATE agents SET connected = 0")
             .execute(&self.pool)
             .await?;
@@ -215,6 +220,7 @@ impl Store {
         per_statement: usize,
     ) -> StoreResult<()> {
         for chunk in beats.chunks(per_statement) {
+            let _turn = self.write_turn().await;
             let rows: Vec<String> = (0..chunk.len())
                 .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
                 .collect();
@@ -234,6 +240,7 @@ impl Store {
     }
 
     pub async fn set_agent_draining(&self, id: &str, draining: bool) -> StoreResult<bool> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query("UPDATE agents SET draining = $1 WHERE id = $2")
             .bind(i64::from(draining))
             .bind(id)

@@ -104,6 +104,7 @@ impl LatestCommand {
 impl Store {
     /// Stores a command on its own (the reconciler's retries).
     pub async fn enqueue_command(&self, agent_id: &str, command: &Command) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         enqueue(&mut tx, agent_id, command).await?;
         tx.commit().await?;
@@ -184,6 +185,7 @@ impl Store {
         status: CommandStatus,
         error: Option<&str>,
     ) -> StoreResult<bool> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query(sql(format!(
             "UPDATE commands SET status = $1, error = $2, updated_at = $3 \
              WHERE id = $4 AND agent_id = $5 AND status IN {OPEN}"
@@ -201,6 +203,7 @@ impl Store {
     /// Marks a command as written to the agent's connection, unless the agent
     /// already acknowledged it (acks can overtake this write).
     pub async fn mark_command_sent(&self, command_id: &str) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "UPDATE commands SET status = 'sent', updated_at = $1 \
              WHERE id = $2 AND status = 'pending'",

@@ -9,6 +9,7 @@ impl Store {
         created_by: &str,
         expires_at: i64,
     ) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO enrollment_tokens (token_hash, created_by, created_at, expires_at) \
              VALUES ($1, $2, $3, $4)",

@@ -52,6 +52,7 @@ impl SessionEvent {
 
 impl Store {
     pub async fn record_event(&self, session_id: &str, event: &SessionEvent) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO session_events (id, session_id, at, actor, kind, state, phase, message) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

@@ -61,6 +61,7 @@ impl Store {
     }
 
     pub async fn set_quota_override(&self, user_id: &str, limits: &Limits) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM user_quotas WHERE user_id = $1")
             .bind(user_id)

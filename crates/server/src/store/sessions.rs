@@ -86,6 +86,7 @@ impl Store {
         new: &NewSession,
         start: &Command,
     ) -> StoreResult<SessionRecord> {
+        let _turn = self.write_turn().await;
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -124,6 +125,7 @@ impl Store {
         phase: Phase,
         message: &str,
     ) -> StoreResult<SessionRecord> {
+        let _turn = self.write_turn().await;
         let now = now_ms();
         sqlx::query(
             "INSERT INTO sessions (id, user_id, template_id, template_name, agent_id, platform, \
@@ -199,6 +201,7 @@ impl Store {
         phase: Phase,
         command: Option<(&str, &Command)>,
     ) -> StoreResult<Option<SessionRecord>> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE sessions SET state = $1, phase = $2, message = NULL, updated_at = $3, \
@@ -232,6 +235,7 @@ impl Store {
         phase: Phase,
         message: Option<&str>,
     ) -> StoreResult<Option<SessionRecord>> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query(
             "UPDATE sessions SET phase = $1, message = $2, updated_at = $3 \
              WHERE id = $4 AND agent_id = $5 AND phase <> 'Terminated' \
@@ -271,6 +275,7 @@ impl Store {
         id: &str,
         message: &str,
     ) -> StoreResult<Option<SessionRecord>> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query(
             "UPDATE sessions SET phase = 'Failed', message = $1, updated_at = $2 \
              WHERE id = $3 AND phase <> 'Terminated'",
@@ -297,6 +302,7 @@ impl Store {
     }
 
     pub async fn touch_session(&self, id: &str) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         sqlx::query("UPDATE sessions SET last_activity = $1 WHERE id = $2")
             .bind(now_ms())
             .bind(id)
@@ -332,6 +338,7 @@ impl Store {
 
     /// Fills the resource columns of rows written before they existed.
     pub(super) async fn backfill_resources(&self) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         let rows = sqlx::query("SELECT id, spec FROM sessions WHERE cpu_millis IS NULL")
             .fetch_all(&self.pool)
             .await?;

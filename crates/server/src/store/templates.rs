@@ -27,6 +27,7 @@ const NAME_CLASH: &str = "a template with this name";
 
 impl Store {
     pub async fn create_template(&self, spec: &TemplateSpec) -> StoreResult<TemplateRecord> {
+        let _turn = self.write_turn().await;
         let now = now_ms();
         let record = TemplateRecord {
             id: new_id(),
@@ -53,6 +54,7 @@ impl Store {
         id: &str,
         spec: &TemplateSpec,
     ) -> StoreResult<Option<TemplateRecord>> {
+        let _turn = self.write_turn().await;
         let done =
             sqlx::query("UPDATE templates SET name = $1, spec = $2, updated_at = $3 WHERE id = $4")
                 .bind(&spec.name)
@@ -99,6 +101,7 @@ impl Store {
     }
 
     pub async fn delete_template(&self, id: &str) -> StoreResult<bool> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query("DELETE FROM templates WHERE id = $1")
             .bind(id)
             .execute(&self.pool)

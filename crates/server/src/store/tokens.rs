@@ -10,6 +10,7 @@ impl Store {
         user_id: &str,
         expires_at: i64,
     ) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO api_tokens (token_hash, user_id, created_at, expires_at) \
              VALUES ($1, $2, $3, $4)",
@@ -38,6 +39,7 @@ impl Store {
     }
 
     pub async fn delete_api_token(&self, token_hash: &str) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
         sqlx::query("DELETE FROM api_tokens WHERE token_hash = $1")
             .bind(token_hash)
             .execute(&self.pool)
@@ -46,6 +48,7 @@ impl Store {
     }
 
     pub async fn delete_expired_tokens(&self) -> StoreResult<u64> {
+        let _turn = self.write_turn().await;
         let now = now_ms();
         let api = sqlx::query("DELETE FROM api_tokens WHERE expires_at <= $1")
             .bind(now)

@@ -55,6 +55,7 @@ impl Store {
         password_hash: &str,
         role: Role,
     ) -> StoreResult<User> {
+        let _turn = self.write_turn().await;
         let user = User {
             id: new_id(),
             username: username.to_owned(),
@@ -111,6 +112,7 @@ impl Store {
     }
 
     pub async fn set_user_password(&self, id: &str, password_hash: &str) -> StoreResult<bool> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(password_hash)
             .bind(id)
@@ -121,6 +123,7 @@ impl Store {
 
     /// Deletes the user with their tokens and session history.
     pub async fn delete_user(&self, id: &str) -> StoreResult<bool> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query("DELETE FROM users WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
@@ -131,6 +134,7 @@ impl Store {
 
 impl Store {
     pub async fn set_user_role(&self, id: &str, role: Role) -> StoreResult<bool> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
             .bind(role.as_str())
             .bind(id)
