@@ -7,6 +7,7 @@ mod commands;
 mod enrollment;
 mod events;
 mod quotas;
+mod resources;
 mod sessions;
 mod templates;
 mod tokens;
@@ -16,7 +17,8 @@ pub use agents::{AgentRecord, EnrollError, NewAgent};
 pub use commands::{CommandRecord, CommandStatus, LatestCommand};
 pub use events::SessionEvent;
 pub use quotas::{Limits, Usage};
-pub use sessions::{AgentLoad, NewSession, SessionRecord};
+pub use resources::AgentLoad;
+pub use sessions::{NewSession, SessionRecord};
 pub use templates::TemplateRecord;
 pub use users::{Role, User};
 

@@ -1,0 +1,275 @@
+//! What sessions ask for (CPU, memory), kept in columns of `sessions` beside
+//! the JSON spec so that quota usage and agent loads are SQL aggregates.
+
+use super::{Store, StoreResult, from_json, sql};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use std::collections::HashMap;
+use streamspace_protocol::{Resources, SessionSpec};
+
+/// What a set of sessions asks of an agent, for scheduling.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AgentLoad {
+    pub sessions: u32,
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+}
+
+impl Store {
+    /// What the non-terminated sessions on each agent ask for. Hibernated
+    /// sessions count too: waking them must not overcommit their agent.
+    pub async fn agent_loads(&self) -> StoreResult<HashMap<String, AgentLoad>> {
+        let rows = sqlx::query(sql(format!(
+            "SELECT agent_id, {LOAD} FROM sessions WHERE agent_id IS NOT NULL AND {HOLDS_AGENT} \
+             GROUP BY agent_id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("agent_id")?, AgentLoad::from_row(row)?)))
+            .collect()
+    }
+
+    /// [`Store::agent_loads`] for one agent.
+    pub async fn agent_load(&self, agent_id: &str) -> StoreResult<AgentLoad> {
+        let row = sqlx::query(sql(format!(
+            "SELECT {LOAD} FROM sessions WHERE agent_id = $1 AND {HOLDS_AGENT}"
+        )))
+        .bind(agent_id)
+        .fetch_one(&self.pool)
+        .await?;
+        AgentLoad::from_row(&row)
+    }
+
+    /// Fills the resource columns of rows written before they existed.
+    pub(super) async fn backfill_resources(&self) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
+        let rows = sqlx::query("SELECT id, spec FROM sessions WHERE cpu_millis IS NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        for row in rows {
+            let spec: SessionSpec = from_json("session spec", &row.try_get::<String, _>("spec")?)?;
+            sqlx::query("UPDATE sessions SET cpu_millis = $1, memory_bytes = $2 WHERE id = $3")
+                .bind(cpu_millis(&spec.resources))
+                .bind(memory_bytes(&spec.resources))
+                .bind(row.try_get::<String, _>("id")?)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Sessions that hold their agent's capacity.
+const HOLDS_AGENT: &str = "phase NOT IN ('Terminated', 'Failed')";
+
+/// An [`AgentLoad`] as SQL aggregates. PostgreSQL sums BIGINTs as NUMERIC,
+/// hence the casts.
+const LOAD: &str = "COUNT(*) AS sessions, \
+    CAST(COALESCE(SUM(cpu_millis), 0) AS BIGINT) AS cpu_millis, \
+    CAST(COALESCE(SUM(memory_bytes), 0) AS BIGINT) AS memory_bytes";
+
+/// The columns a session's resources are stored in, 0 for "not set".
+pub(super) fn cpu_millis(resources: &Resources) -> i64 {
+    resources
+        .cpu
+        .map_or(0, |c| i64::try_from(c.millicores()).unwrap_or(i64::MAX))
+}
+
+pub(super) fn memory_bytes(resources: &Resources) -> i64 {
+    resources
+        .memory
+        .map_or(0, |m| i64::try_from(m.bytes()).unwrap_or(i64::MAX))
+}
+
+impl AgentLoad {
+    fn from_row(row: &AnyRow) -> StoreResult<Self> {
+        let count = |column| -> StoreResult<u64> {
+            Ok(u64::try_from(row.try_get::<i64, _>(column)?).unwrap_or_default())
+        };
+        Ok(AgentLoad {
+            sessions: u32::try_from(count("sessions")?).unwrap_or(u32::MAX),
+            cpu_millis: count("cpu_millis")?,
+            memory_bytes: count("memory_bytes")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NewSession, Role, Usage};
+    use streamspace_protocol::{Cpu, DesiredState, Memory, Phase};
+
+    const GIB: u64 = 1 << 30;
+
+    /// A session of `user` on `agent` in the given state and phase, asking
+    /// for `cpu` millicores and `memory` GiB (0: not set).
+    async fn session(
+        store: &Store,
+        user: &str,
+        agent: &str,
+        state: DesiredState,
+        phase: Phase,
+        cpu: u64,
+        memory: u64,
+    ) {
+        let id = super::super::new_id();
+        let resources = Resources {
+            cpu: (cpu > 0).then_some(Cpu(cpu)),
+            memory: (memory > 0).then_some(Memory(memory * GIB)),
+        };
+        let spec = SessionSpec {
+            session_id: id,
+            user: "someone".into(),
+            template: "desktop".into(),
+            image: "desktop:1".into(),
+            env: Default::default(),
+            ports: Vec::new(),
+            resources,
+            home: None,
+        };
+        let new = NewSession {
+            user_id: user.into(),
+            template_id: "t".into(),
+            template_name: "desktop".into(),
+            agent_id: agent.into(),
+            platform: "docker".into(),
+            spec,
+            idle_timeout_ms: None,
+        };
+        store
+            .adopt_session(&new, state, phase, "test")
+            .await
+            .expect("session");
+    }
+
+    fn load(sessions: u32, cpu_millis: u64, memory_gib: u64) -> AgentLoad {
+        AgentLoad {
+            sessions,
+            cpu_millis,
+            memory_bytes: memory_gib * GIB,
+        }
+    }
+
+    /// Agent loads count sessions that hold their agent (not terminated nor
+    /// failed, hibernated included); usage counts the user's sessions that
+    /// are not terminated, and compute only for those meant to run.
+    async fn check_figures(store: &Store, user: &str) {
+        let loads = store.agent_loads().await.expect("loads");
+        assert_eq!(loads.get("a1"), Some(&load(3, 1600, 3)));
+        assert_eq!(loads.get("a2"), Some(&load(1, 0, 0)));
+        assert_eq!(loads.len(), 2, "{loads:?}");
+        assert_eq!(store.agent_load("a1").await.expect("a1"), load(3, 1600, 3));
+        assert_eq!(
+            store.agent_load("nobody").await.expect("none"),
+            AgentLoad::default()
+        );
+        let usage = store.usage(user).await.expect("usage");
+        let expected = Usage {
+            sessions: 4,
+            cpu_millis: 2500,
+            memory_bytes: 5 * GIB,
+        };
+        assert_eq!(usage, expected);
+    }
+
+    async fn loads_and_usage_are_summed_by_the_database(url: &str) {
+        let store = Store::connect(url).await.expect("store");
+        let user = store
+            .create_user("u1", "x", Role::User)
+            .await
+            .expect("u1")
+            .id;
+        let other = store
+            .create_user("u2", "x", Role::User)
+            .await
+            .expect("u2")
+            .id;
+        session(
+            &store,
+            &user,
+            "a1",
+            DesiredState::Running,
+            Phase::Running,
+            500,
+            1,
+        )
+        .await;
+        session(
+            &store,
+            &user,
+            "a1",
+            DesiredState::Hibernated,
+            Phase::Hibernated,
+            1000,
+            2,
+        )
+        .await;
+        session(
+            &store,
+            &user,
+            "a1",
+            DesiredState::Running,
+            Phase::Failed,
+            2000,
+            4,
+        )
+        .await;
+        session(
+            &store,
+            &user,
+            "a2",
+            DesiredState::Terminated,
+            Phase::Terminated,
+            4000,
+            8,
+        )
+        .await;
+        session(
+            &store,
+            &user,
+            "a2",
+            DesiredState::Running,
+            Phase::Pending,
+            0,
+            0,
+        )
+        .await;
+        session(
+            &store,
+            &other,
+            "a1",
+            DesiredState::Running,
+            Phase::Running,
+            100,
+            0,
+        )
+        .await;
+        check_figures(&store, &user).await;
+
+        // A database from before the resource columns: the next start
+        // fills them from the specs.
+        sqlx::query("UPDATE sessions SET cpu_millis = NULL, memory_bytes = NULL")
+            .execute(store.pool())
+            .await
+            .expect("forget");
+        store.close().await;
+        let store = Store::connect(url).await.expect("restart");
+        check_figures(&store, &user).await;
+    }
+
+    #[tokio::test]
+    async fn loads_and_usage_on_sqlite() {
+        let dir = tempfile::tempdir().expect("dir");
+        loads_and_usage_are_summed_by_the_database(&Store::sqlite_url(dir.path())).await;
+    }
+
+    #[tokio::test]
+    async fn loads_and_usage_on_postgres() {
+        let url = streamspace_testkit::postgres::fresh_database()
+            .await
+            .expect("a PostgreSQL database");
+        loads_and_usage_are_summed_by_the_database(&url).await;
+    }
+}
