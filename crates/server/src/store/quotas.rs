@@ -1,6 +1,7 @@
 //! Per-user quota overrides and what a user's sessions use.
 
-use super::{Store, StoreResult};
+use super::resources::{read_count, read_sum, sum};
+use super::{Store, StoreResult, sql};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -33,6 +34,10 @@ pub struct Usage {
     pub cpu_millis: u64,
     pub memory_bytes: u64,
 }
+
+/// Only sessions meant to run hold compute.
+const RUNNING_CPU: &str = "CASE WHEN state = 'running' THEN cpu_millis ELSE 0 END";
+const RUNNING_MEMORY: &str = "CASE WHEN state = 'running' THEN memory_bytes ELSE 0 END";
 
 fn to_u64(v: Option<i64>) -> Option<u64> {
     v.and_then(|n| u64::try_from(n).ok())
@@ -82,24 +87,19 @@ impl Store {
     }
 
     pub async fn usage(&self, user_id: &str) -> StoreResult<Usage> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS sessions, \
-             CAST(COALESCE(SUM(CASE WHEN state = 'running' THEN cpu_millis ELSE 0 END), 0) \
-               AS BIGINT) AS cpu_millis, \
-             CAST(COALESCE(SUM(CASE WHEN state = 'running' THEN memory_bytes ELSE 0 END), 0) \
-               AS BIGINT) AS memory_bytes \
-             FROM sessions WHERE user_id = $1 AND phase <> 'Terminated'",
-        )
+        let row = sqlx::query(sql(format!(
+            "SELECT COUNT(*) AS sessions, {}, {} FROM sessions \
+             WHERE user_id = $1 AND phase <> 'Terminated'",
+            sum(RUNNING_CPU, "cpu_millis"),
+            sum(RUNNING_MEMORY, "memory_bytes"),
+        )))
         .bind(user_id)
         .fetch_one(&self.pool)
         .await?;
-        let sum = |column| -> StoreResult<u64> {
-            Ok(u64::try_from(row.try_get::<i64, _>(column)?).unwrap_or_default())
-        };
         Ok(Usage {
-            sessions: sum("sessions")?,
-            cpu_millis: sum("cpu_millis")?,
-            memory_bytes: sum("memory_bytes")?,
+            sessions: read_count(&row, "sessions")?,
+            cpu_millis: read_sum(&row, "cpu_millis")?,
+            memory_bytes: read_sum(&row, "memory_bytes")?,
         })
     }
 }

@@ -20,8 +20,9 @@ impl Store {
     /// sessions count too: waking them must not overcommit their agent.
     pub async fn agent_loads(&self) -> StoreResult<HashMap<String, AgentLoad>> {
         let rows = sqlx::query(sql(format!(
-            "SELECT agent_id, {LOAD} FROM sessions WHERE agent_id IS NOT NULL AND {HOLDS_AGENT} \
-             GROUP BY agent_id"
+            "SELECT agent_id, {} FROM sessions WHERE agent_id IS NOT NULL AND {HOLDS_AGENT} \
+             GROUP BY agent_id",
+            load_columns()
         )))
         .fetch_all(&self.pool)
         .await?;
@@ -33,7 +34,8 @@ impl Store {
     /// [`Store::agent_loads`] for one agent.
     pub async fn agent_load(&self, agent_id: &str) -> StoreResult<AgentLoad> {
         let row = sqlx::query(sql(format!(
-            "SELECT {LOAD} FROM sessions WHERE agent_id = $1 AND {HOLDS_AGENT}"
+            "SELECT {} FROM sessions WHERE agent_id = $1 AND {HOLDS_AGENT}",
+            load_columns()
         )))
         .bind(agent_id)
         .fetch_one(&self.pool)
@@ -63,11 +65,44 @@ impl Store {
 /// Sessions that hold their agent's capacity.
 const HOLDS_AGENT: &str = "phase NOT IN ('Terminated', 'Failed')";
 
-/// An [`AgentLoad`] as SQL aggregates. PostgreSQL sums BIGINTs as NUMERIC,
-/// hence the casts.
-const LOAD: &str = "COUNT(*) AS sessions, \
-    CAST(COALESCE(SUM(cpu_millis), 0) AS BIGINT) AS cpu_millis, \
-    CAST(COALESCE(SUM(memory_bytes), 0) AS BIGINT) AS memory_bytes";
+/// An [`AgentLoad`] as SQL aggregates.
+fn load_columns() -> String {
+    format!(
+        "COUNT(*) AS sessions, {}, {}",
+        sum("cpu_millis", "cpu_millis"),
+        sum("memory_bytes", "memory_bytes")
+    )
+}
+
+/// The 32-bit halves [`sum`] splits values into.
+const HALF: i64 = 1 << 32;
+
+/// SQL selecting the sum of the non-negative BIGINT expression `expr` as the
+/// columns `{name}_high` and `{name}_low`, for [`read_sum`]. Summed in
+/// halves because a plain SUM of large values overflows: SQLite fails the
+/// query ("integer overflow"), PostgreSQL fails the CAST to the BIGINT that
+/// the `Any` driver decodes, so one user asking absurd amounts would break
+/// placement for everyone. Each half's sum fits for two billion rows.
+/// PostgreSQL sums BIGINTs as NUMERIC, hence the casts.
+pub(super) fn sum(expr: &str, name: &str) -> String {
+    format!(
+        "CAST(COALESCE(SUM(({expr}) / {HALF}), 0) AS BIGINT) AS {name}_high, \
+         CAST(COALESCE(SUM(({expr}) % {HALF}), 0) AS BIGINT) AS {name}_low"
+    )
+}
+
+/// The sum [`sum`] selected as `name`, saturated to `u64`.
+pub(super) fn read_sum(row: &AnyRow, name: &str) -> StoreResult<u64> {
+    let high: i64 = row.try_get(format!("{name}_high").as_str())?;
+    let low: i64 = row.try_get(format!("{name}_low").as_str())?;
+    let total = i128::from(high) * i128::from(HALF) + i128::from(low);
+    Ok(u64::try_from(total.max(0)).unwrap_or(u64::MAX))
+}
+
+/// A `COUNT(*)` (BIGINT on both engines) as `u64`.
+pub(super) fn read_count(row: &AnyRow, name: &str) -> StoreResult<u64> {
+    Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or_default())
+}
 
 /// The columns a session's resources are stored in, 0 for "not set".
 pub(super) fn cpu_millis(resources: &Resources) -> i64 {
@@ -84,13 +119,10 @@ pub(super) fn memory_bytes(resources: &Resources) -> i64 {
 
 impl AgentLoad {
     fn from_row(row: &AnyRow) -> StoreResult<Self> {
-        let count = |column| -> StoreResult<u64> {
-            Ok(u64::try_from(row.try_get::<i64, _>(column)?).unwrap_or_default())
-        };
         Ok(AgentLoad {
-            sessions: u32::try_from(count("sessions")?).unwrap_or(u32::MAX),
-            cpu_millis: count("cpu_millis")?,
-            memory_bytes: count("memory_bytes")?,
+            sessions: u32::try_from(read_count(row, "sessions")?).unwrap_or(u32::MAX),
+            cpu_millis: read_sum(row, "cpu_millis")?,
+            memory_bytes: read_sum(row, "memory_bytes")?,
         })
     }
 }
@@ -114,13 +146,21 @@ mod tests {
         cpu: u64,
         memory: u64,
     ) {
-        let id = super::super::new_id();
         let resources = Resources {
             cpu: (cpu > 0).then_some(Cpu(cpu)),
             memory: (memory > 0).then_some(Memory(memory * GIB)),
         };
+        session_asking(store, (user, agent), (state, phase), resources).await;
+    }
+
+    async fn session_asking(
+        store: &Store,
+        (user, agent): (&str, &str),
+        (state, phase): (DesiredState, Phase),
+        resources: Resources,
+    ) {
         let spec = SessionSpec {
-            session_id: id,
+            session_id: super::super::new_id(),
             user: "someone".into(),
             template: "desktop".into(),
             image: "desktop:1".into(),
@@ -142,6 +182,11 @@ mod tests {
             .adopt_session(&new, state, phase, "test")
             .await
             .expect("session");
+    }
+
+    async fn new_user(store: &Store, name: &str) -> String {
+        let user = store.create_user(name, "x", Role::User).await;
+        user.expect("user").id
     }
 
     fn load(sessions: u32, cpu_millis: u64, memory_gib: u64) -> AgentLoad {
@@ -176,16 +221,8 @@ mod tests {
 
     async fn loads_and_usage_are_summed_by_the_database(url: &str) {
         let store = Store::connect(url).await.expect("store");
-        let user = store
-            .create_user("u1", "x", Role::User)
-            .await
-            .expect("u1")
-            .id;
-        let other = store
-            .create_user("u2", "x", Role::User)
-            .await
-            .expect("u2")
-            .id;
+        let user = new_user(&store, "u1").await;
+        let other = new_user(&store, "u2").await;
         session(
             &store,
             &user,
@@ -259,17 +296,54 @@ mod tests {
         check_figures(&store, &user).await;
     }
 
-    #[tokio::test]
-    async fn loads_and_usage_on_sqlite() {
-        let dir = tempfile::tempdir().expect("dir");
-        loads_and_usage_are_summed_by_the_database(&Store::sqlite_url(dir.path())).await;
+    /// Sums past BIGINT saturate instead of failing the query.
+    async fn huge_amounts_saturate(url: &str) {
+        let store = Store::connect(url).await.expect("store");
+        let user = new_user(&store, "u1").await;
+        let huge = Resources {
+            cpu: Some(Cpu(u64::MAX)),
+            memory: Some(Memory(u64::MAX)),
+        };
+        let running = (DesiredState::Running, Phase::Running);
+        for _ in 0..2 {
+            session_asking(&store, (&user, "a1"), running, huge).await;
+        }
+        // Each is stored as i64::MAX; two of them still fit in a u64.
+        let exact = 2 * i64::MAX as u64;
+        let usage = store.usage(&user).await.expect("usage");
+        assert_eq!((usage.cpu_millis, usage.memory_bytes), (exact, exact));
+        session_asking(&store, (&user, "a1"), running, huge).await;
+        let load = store.agent_load("a1").await.expect("load");
+        assert_eq!((load.cpu_millis, load.memory_bytes), (u64::MAX, u64::MAX));
+        let loads = store.agent_loads().await.expect("loads");
+        assert_eq!(loads.get("a1"), Some(&load));
     }
 
-    #[tokio::test]
-    async fn loads_and_usage_on_postgres() {
-        let url = streamspace_testkit::postgres::fresh_database()
-            .await
-            .expect("a PostgreSQL database");
-        loads_and_usage_are_summed_by_the_database(&url).await;
+    /// Runs each test body, an `async fn(&str)` given a database URL, on a
+    /// SQLite file and on a fresh PostgreSQL database.
+    macro_rules! on_both_engines {
+        ($($body:ident),* $(,)?) => {
+            mod sqlite {
+                $(#[tokio::test]
+                async fn $body() {
+                    let dir = tempfile::tempdir().expect("dir");
+                    super::$body(&crate::store::Store::sqlite_url(dir.path())).await;
+                })*
+            }
+            mod postgres {
+                $(#[tokio::test]
+                async fn $body() {
+                    let url = streamspace_testkit::postgres::fresh_database()
+                        .await
+                        .expect("a PostgreSQL database");
+                    super::$body(&url).await;
+                })*
+            }
+        };
     }
+
+    on_both_engines!(
+        loads_and_usage_are_summed_by_the_database,
+        huge_amounts_saturate
+    );
 }
