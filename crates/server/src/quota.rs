@@ -44,8 +44,9 @@ pub async fn check_wake(state: &AppState, session: &SessionRecord) -> ApiResult<
 
 fn check_compute(limits: &Limits, usage: &Usage, wanted: &Resources) -> ApiResult<()> {
     let cpu = wanted.cpu.map_or(0, Cpu::millicores);
+    // Saturating: usage summed from absurd requests reaches u64::MAX.
     if let Some(max) = limits.cpu_millis
-        && usage.cpu_millis + cpu > max
+        && usage.cpu_millis.saturating_add(cpu) > max
     {
         return Err(exceeded(format!(
             "cpu: {} in use + {} requested > {} allowed",
@@ -56,7 +57,7 @@ fn check_compute(limits: &Limits, usage: &Usage, wanted: &Resources) -> ApiResul
     }
     let memory = wanted.memory.map_or(0, Memory::bytes);
     if let Some(max) = limits.memory_bytes
-        && usage.memory_bytes + memory > max
+        && usage.memory_bytes.saturating_add(memory) > max
     {
         return Err(exceeded(format!(
             "memory: {} in use + {} requested > {} allowed",
@@ -185,5 +186,14 @@ mod tests {
             "quota exceeded: cpu: 1 in use + 1 requested > 1 allowed"
         );
         assert!(check_compute(&limits, &Usage::default(), &one_core).is_ok());
+        let saturated = Usage {
+            memory_bytes: u64::MAX,
+            ..Usage::default()
+        };
+        let some_memory = Resources {
+            cpu: None,
+            memory: Some(Memory(1)),
+        };
+        assert!(check_compute(&limits, &saturated, &some_memory).is_err());
     }
 }

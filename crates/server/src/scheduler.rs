@@ -11,7 +11,7 @@ use crate::state::AppState;
 use crate::store::{AgentLoad, AgentRecord};
 use crate::validate::FieldError;
 use std::collections::BTreeMap;
-use streamspace_protocol::Resources;
+use streamspace_protocol::{Capacity, Cpu, Memory, Resources};
 
 pub struct Placement<'a> {
     /// Platforms the session may run on (requested, or the template's);
@@ -105,19 +105,25 @@ fn fitness(
         "draining" => return Err(Unfit::Draining),
         _ => {}
     }
-    let capacity = agent.capacity;
-    let sessions_full = capacity.max_sessions > 0 && load.sessions >= capacity.max_sessions;
-    let cpu_full = capacity.cpu.is_some_and(|c| {
-        load.cpu_millis + wanted.cpu.map_or(0, |w| w.millicores()) > c.millicores()
-    });
-    let memory_full = capacity
-        .memory
-        .is_some_and(|m| load.memory_bytes + wanted.memory.map_or(0, |w| w.bytes()) > m.bytes());
-    if sessions_full || cpu_full || memory_full {
+    if over_capacity(&agent.capacity, load, wanted) {
         Err(Unfit::Full)
     } else {
         Ok(())
     }
+}
+
+/// Whether `wanted` on top of `load` goes past `capacity`. The additions
+/// saturate: a load summed from absurd requests reaches `u64::MAX`, which
+/// must read as full, not wrap around to nearly empty.
+fn over_capacity(capacity: &Capacity, load: AgentLoad, wanted: &Resources) -> bool {
+    let sessions_full = capacity.max_sessions > 0 && load.sessions >= capacity.max_sessions;
+    let more_cpu = wanted.cpu.map_or(0, Cpu::millicores);
+    let more_memory = wanted.memory.map_or(0, Memory::bytes);
+    let cpu = load.cpu_millis.saturating_add(more_cpu);
+    let memory = load.memory_bytes.saturating_add(more_memory);
+    let cpu_full = capacity.cpu.is_some_and(|c| cpu > c.millicores());
+    let memory_full = capacity.memory.is_some_and(|m| memory > m.bytes());
+    sessions_full || cpu_full || memory_full
 }
 
 /// The fraction of its most used dimension an agent has committed.
@@ -169,4 +175,32 @@ fn no_fit(platforms: &[String], refused: &[Unfit]) -> ApiError {
         "no online {platform}agent with free capacity: {}",
         counts.join(", ")
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacity_counts_sessions_cpu_and_memory() {
+        let capacity = Capacity {
+            max_sessions: 2,
+            cpu: Some(Cpu(2000)),
+            memory: None,
+        };
+        let one_core = Resources {
+            cpu: Some(Cpu(1000)),
+            memory: Some(Memory(1 << 40)),
+        };
+        // Memory has no limit here, but its addition must not overflow.
+        let load = |sessions, cpu_millis| AgentLoad {
+            sessions,
+            cpu_millis,
+            memory_bytes: u64::MAX,
+        };
+        assert!(!over_capacity(&capacity, load(1, 1000), &one_core));
+        assert!(over_capacity(&capacity, load(2, 0), &one_core));
+        assert!(over_capacity(&capacity, load(1, 1001), &one_core));
+        assert!(over_capacity(&capacity, load(0, u64::MAX), &one_core));
+    }
 }
