@@ -19,13 +19,9 @@ impl Store {
     /// What the non-terminated sessions on each agent ask for. Hibernated
     /// sessions count too: waking them must not overcommit their agent.
     pub async fn agent_loads(&self) -> StoreResult<HashMap<String, AgentLoad>> {
-        let rows = sqlx::query(sql(format!(
-            "SELECT agent_id, {} FROM sessions WHERE agent_id IS NOT NULL AND {HOLDS_AGENT} \
-             GROUP BY agent_id",
-            load_columns()
-        )))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(sql(agent_loads_sql()))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| Ok((row.try_get("agent_id")?, AgentLoad::from_row(row)?)))
             .collect()
@@ -33,13 +29,10 @@ impl Store {
 
     /// [`Store::agent_loads`] for one agent.
     pub async fn agent_load(&self, agent_id: &str) -> StoreResult<AgentLoad> {
-        let row = sqlx::query(sql(format!(
-            "SELECT {} FROM sessions WHERE agent_id = $1 AND {HOLDS_AGENT}",
-            load_columns()
-        )))
-        .bind(agent_id)
-        .fetch_one(&self.pool)
-        .await?;
+        let row = sqlx::query(sql(agent_load_sql()))
+            .bind(agent_id)
+            .fetch_one(&self.pool)
+            .await?;
         AgentLoad::from_row(&row)
     }
 
@@ -62,8 +55,25 @@ impl Store {
     }
 }
 
-/// Sessions that hold their agent's capacity.
-const HOLDS_AGENT: &str = "phase NOT IN ('Terminated', 'Failed')";
+/// Sessions that hold their agent's capacity: not terminated nor failed.
+/// Spelled with `phase <> 'Terminated'` as in the partial index
+/// `sessions_live_agent`, so that both engines see the index applies.
+const HOLDS_AGENT: &str = "phase <> 'Terminated' AND phase <> 'Failed'";
+
+fn agent_loads_sql() -> String {
+    format!(
+        "SELECT agent_id, {} FROM sessions WHERE agent_id IS NOT NULL AND {HOLDS_AGENT} \
+         GROUP BY agent_id",
+        load_columns()
+    )
+}
+
+fn agent_load_sql() -> String {
+    format!(
+        "SELECT {} FROM sessions WHERE agent_id = $1 AND {HOLDS_AGENT}",
+        load_columns()
+    )
+}
 
 /// An [`AgentLoad`] as SQL aggregates.
 fn load_columns() -> String {
@@ -340,6 +350,38 @@ mod tests {
                 })*
             }
         };
+    }
+
+    /// The sums read the partial covering indexes, not the table: a query
+    /// that stops matching an index's condition word for word (say with
+    /// `phase NOT IN (…)`) would silently go back to reading every row.
+    #[tokio::test]
+    async fn sums_read_only_the_live_indexes_on_sqlite() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::connect(&Store::sqlite_url(dir.path()))
+            .await
+            .expect("store");
+        let plans = [
+            (super::super::quotas::usage_sql(), "sessions_live_user"),
+            (agent_load_sql(), "sessions_live_agent"),
+            (agent_loads_sql(), "sessions_live_agent"),
+        ];
+        for (query, index) in plans {
+            let rows = sqlx::query(sql(format!("EXPLAIN QUERY PLAN {query}")))
+                .bind("someone")
+                .fetch_all(store.pool())
+                .await
+                .expect("plan");
+            let plan: Vec<String> = rows
+                .iter()
+                .map(|r| r.try_get("detail").expect("detail"))
+                .collect();
+            let wanted = format!("USING COVERING INDEX {index}");
+            assert!(
+                plan.iter().any(|d| d.contains(&wanted)),
+                "{query}: {plan:?}"
+            );
+        }
     }
 
     on_both_engines!(
