@@ -36,21 +36,37 @@ impl Store {
         AgentLoad::from_row(&row)
     }
 
-    /// Fills the resource columns of rows written before they existed.
+    /// Fills the resource columns of rows written before they existed, in
+    /// one transaction: row by row, SQLite would commit (and sync) once per
+    /// session. Finds nothing to do once done, so it is safe on every start
+    /// and on several replicas at once (they write the same values).
     pub(super) async fn backfill_resources(&self) -> StoreResult<()> {
         let _turn = self.write_turn().await;
-        let rows = sqlx::query("SELECT id, spec FROM sessions WHERE cpu_millis IS NULL")
-            .fetch_all(&self.pool)
-            .await?;
-        for row in rows {
-            let spec: SessionSpec = from_json("session spec", &row.try_get::<String, _>("spec")?)?;
+        let rows = sqlx::query(
+            "SELECT id, spec FROM sessions WHERE cpu_millis IS NULL OR memory_bytes IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for row in &rows {
+            let id: String = row.try_get("id")?;
+            let text: String = row.try_get("spec")?;
+            let spec: SessionSpec = from_json(&format!("spec of session {id}"), &text)?;
             sqlx::query("UPDATE sessions SET cpu_millis = $1, memory_bytes = $2 WHERE id = $3")
                 .bind(cpu_millis(&spec.resources))
                 .bind(memory_bytes(&spec.resources))
-                .bind(row.try_get::<String, _>("id")?)
-                .execute(&self.pool)
+                .bind(&id)
+                .execute(&mut *tx)
                 .await?;
         }
+        tx.commit().await?;
+        tracing::info!(
+            sessions = rows.len(),
+            "filled in the resources of older sessions"
+        );
         Ok(())
     }
 }
@@ -163,13 +179,8 @@ mod tests {
         session_asking(store, (user, agent), (state, phase), resources).await;
     }
 
-    async fn session_asking(
-        store: &Store,
-        (user, agent): (&str, &str),
-        (state, phase): (DesiredState, Phase),
-        resources: Resources,
-    ) {
-        let spec = SessionSpec {
+    fn spec_asking(resources: Resources) -> SessionSpec {
+        SessionSpec {
             session_id: super::super::new_id(),
             user: "someone".into(),
             template: "desktop".into(),
@@ -178,7 +189,16 @@ mod tests {
             ports: Vec::new(),
             resources,
             home: None,
-        };
+        }
+    }
+
+    async fn session_asking(
+        store: &Store,
+        (user, agent): (&str, &str),
+        (state, phase): (DesiredState, Phase),
+        resources: Resources,
+    ) {
+        let spec = spec_asking(resources);
         let new = NewSession {
             user_id: user.into(),
             template_id: "t".into(),
@@ -352,6 +372,93 @@ mod tests {
         };
     }
 
+    /// A database from before the resource columns, with sessions written
+    /// by that version, opened by this one (twice: the fill-in is idempotent).
+    async fn sessions_of_an_older_version_are_filled_in(url: &str) {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(url).await.expect("pool");
+        super::super::MIGRATOR.run_to(2, &pool).await.expect("0002");
+        sqlx::query(
+            "INSERT INTO users (id, username, password_hash, role, created_at) \
+             VALUES ('u', 'alice', 'x', 'user', 0)",
+        )
+        .execute(&pool)
+        .await
+        .expect("user");
+        let resources = |cpu: Option<u64>, memory: Option<u64>| Resources {
+            cpu: cpu.map(Cpu),
+            memory: memory.map(Memory),
+        };
+        let old = [
+            (
+                Some("a1"),
+                "running",
+                "Running",
+                resources(Some(1500), Some(GIB)),
+            ),
+            (
+                Some("a1"),
+                "hibernated",
+                "Hibernated",
+                resources(None, Some(GIB)),
+            ),
+            (
+                Some("a1"),
+                "terminated",
+                "Terminated",
+                resources(Some(8000), None),
+            ),
+            (None, "running", "Pending", resources(Some(100), None)),
+        ];
+        for (agent, state, phase, resources) in old {
+            insert_older_session(&pool, agent, (state, phase), resources).await;
+        }
+        pool.close().await;
+        for _ in 0..2 {
+            let store = Store::connect(url).await.expect("store");
+            let usage = store.usage("u").await.expect("usage");
+            let expected = Usage {
+                sessions: 3,
+                cpu_millis: 1600,
+                memory_bytes: GIB,
+            };
+            assert_eq!(usage, expected);
+            let load = store.agent_load("a1").await.expect("load");
+            assert_eq!(
+                load,
+                AgentLoad {
+                    sessions: 2,
+                    cpu_millis: 1500,
+                    memory_bytes: 2 * GIB
+                }
+            );
+            store.close().await;
+        }
+    }
+
+    /// A session row as versions before migration 0003 wrote it.
+    async fn insert_older_session(
+        pool: &sqlx::AnyPool,
+        agent: Option<&str>,
+        (state, phase): (&str, &str),
+        resources: Resources,
+    ) {
+        let spec = spec_asking(resources);
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, template_id, template_name, agent_id, \
+             platform, spec, state, phase, message, created_at, updated_at, last_activity) \
+             VALUES ($1, 'u', 't', 'desktop', $2, 'docker', $3, $4, $5, NULL, 0, 0, 0)",
+        )
+        .bind(&spec.session_id)
+        .bind(agent)
+        .bind(super::super::to_json(&spec))
+        .bind(state)
+        .bind(phase)
+        .execute(pool)
+        .await
+        .expect("older session");
+    }
+
     /// The sums read the partial covering indexes, not the table: a query
     /// that stops matching an index's condition word for word (say with
     /// `phase NOT IN (…)`) would silently go back to reading every row.
@@ -386,6 +493,7 @@ mod tests {
 
     on_both_engines!(
         loads_and_usage_are_summed_by_the_database,
-        huge_amounts_saturate
+        huge_amounts_saturate,
+        sessions_of_an_older_version_are_filled_in,
     );
 }
