@@ -8,6 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use std::time::Duration;
 use streamspace_protocol::{Action, AgentMessage, Phase, ServerMessage, SessionReport};
+use streamspace_testkit::api::Answer;
 use streamspace_testkit::rfb::VncSocket;
 
 async fn desktop(app: &TestApp) -> anyhow::Result<()> {
@@ -157,6 +158,17 @@ async fn tunnel_requests_time_out_clearly(app: TestApp) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `answer` is a 503 with exactly this error.
+fn assert_unavailable(answer: &Answer, error: &str) {
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        answer.body
+    );
+    assert_eq!(answer.body["error"], error, "{}", answer.body);
+}
+
 async fn placement_explains_why_nothing_fits(app: TestApp) -> anyhow::Result<()> {
     desktop(&app).await?;
     let create = || {
@@ -195,12 +207,9 @@ async fn placement_explains_why_nothing_fits(app: TestApp) -> anyhow::Result<()>
         assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
         full.expect_command().await?;
     }
-    let answer = create().await?;
-    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(
-        answer.body["error"], "no online agent with free capacity: 1 offline, 1 draining, 1 full",
-        "{}",
-        answer.body
+    assert_unavailable(
+        &create().await?,
+        "no online agent with free capacity: 1 offline, 1 draining, 1 full",
     );
     let listed = app
         .admin
@@ -211,14 +220,14 @@ async fn placement_explains_why_nothing_fits(app: TestApp) -> anyhow::Result<()>
         Some(2),
         "refused requests created nothing"
     );
-    let explicit = app
-        .admin
-        .call(
+    let create_on = |agent_id: &str| {
+        app.admin.call(
             Method::POST,
             "/api/v1/sessions",
-            Some(json!({"template": "desktop", "agent_id": offline_id})),
+            Some(json!({"template": "desktop", "agent_id": agent_id})),
         )
-        .await?;
+    };
+    let explicit = create_on(&offline_id).await?;
     assert_eq!(explicit.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
         explicit.body["error"]
@@ -226,6 +235,21 @@ async fn placement_explains_why_nothing_fits(app: TestApp) -> anyhow::Result<()>
             .unwrap_or_default()
             .contains("offline")
     );
+    // Naming an agent reads only its load, which must still show it full.
+    assert_unavailable(
+        &create_on(&full_id).await?,
+        "agent full cannot take the session: it is full",
+    );
+    let shown = app
+        .admin
+        .expect(
+            Method::GET,
+            &format!("/api/v1/agents/{full_id}"),
+            None,
+            StatusCode::OK,
+        )
+        .await?;
+    assert_eq!(shown["session_count"], 2, "{shown}");
     Ok(())
 }
 
