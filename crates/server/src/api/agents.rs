@@ -88,8 +88,7 @@ pub async fn get(
         .get_agent(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;
-    let loads = state.store.agent_loads().await?;
-    let count = loads.get(&agent.id).map_or(0, |l| l.sessions);
+    let count = state.store.agent_load(&agent.id).await?.sessions;
     Ok(Json(AgentView::new(
         status(&state, &agent),
         with_latest_beat(&state, agent),

@@ -75,8 +75,7 @@ async fn render(state: &AppState, user: &CurrentUser, event: Event) -> Option<ss
                 return None;
             }
             let agent = state.store.get_agent(&id).await.ok()??;
-            let loads = state.store.agent_loads().await.ok()?;
-            let count = loads.get(&agent.id).map_or(0, |l| l.sessions);
+            let count = state.store.agent_load(&agent.id).await.ok()?.sessions;
             let agent = super::agents::with_latest_beat(state, agent);
             let view = AgentView::new(agent_status(state, &agent), agent, count);
             sse::Event::default().event("agent").json_data(view).ok()
