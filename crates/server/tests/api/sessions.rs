@@ -169,6 +169,35 @@ fn assert_unavailable(answer: &Answer, error: &str) {
     assert_eq!(answer.body["error"], error, "{}", answer.body);
 }
 
+/// `/vnc` answers a request that is not a WebSocket handshake with a JSON
+/// 400 naming what is missing, before looking at the session.
+async fn vnc_names_what_a_handshake_lacks(app: TestApp) -> anyhow::Result<()> {
+    let token = app.admin.token.clone().unwrap_or_default();
+    let url = app.url.join("/vnc/no-such-session")?;
+    let upgrade = [("connection", "Upgrade"), ("upgrade", "websocket")];
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (&[], "send Connection: Upgrade"),
+        (&upgrade[..1], "send Upgrade: websocket"),
+        (&upgrade, "send Sec-WebSocket-Version: 13"),
+        (
+            &[upgrade[0], upgrade[1], ("sec-websocket-version", "13")],
+            "send a Sec-WebSocket-Key",
+        ),
+    ];
+    for (headers, fix) in cases {
+        let mut request = reqwest::Client::new().get(url.clone()).bearer_auth(&token);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await?;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{fix}");
+        let body: serde_json::Value = response.json().await?;
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains(fix), "{error:?} should say {fix:?}");
+    }
+    Ok(())
+}
+
 async fn placement_explains_why_nothing_fits(app: TestApp) -> anyhow::Result<()> {
     desktop(&app).await?;
     let create = || {
@@ -280,6 +309,7 @@ on_both_engines!(
     commands_are_replayed_until_done,
     agents_speak_only_for_themselves,
     tunnel_requests_time_out_clearly,
+    vnc_names_what_a_handshake_lacks,
     placement_explains_why_nothing_fits,
     inventory_drift_fails_missing_sessions
 );
