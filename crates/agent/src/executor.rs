@@ -259,6 +259,7 @@ mod tests {
             }],
             resources: Default::default(),
             home: None,
+            ..Default::default()
         };
         Command {
             id: "c1".into(),

@@ -215,7 +215,9 @@ mod tests {
             home: Some(HomeVolume {
                 volume: "streamspace-home-alice-desktop".into(),
                 path: "/home/user".into(),
+                legacy: None,
             }),
+            ..Default::default()
         }
     }
 

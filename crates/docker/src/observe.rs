@@ -15,7 +15,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 use streamspace_agent::{PlatformError, PlatformResult, SessionStream};
-use streamspace_protocol::{Capacity, Cpu, Memory, NodeMetrics, Phase, SessionReport, labels};
+use streamspace_protocol::{
+    Capacity, Cpu, Memory, NodeMetrics, Phase, SessionOrigin, SessionReport, labels,
+};
 
 /// Log lines attached to a failure, and the longest line kept.
 const LOG_LINES: usize = 5;
@@ -146,12 +148,9 @@ impl Shared {
             };
             let labels = summary.labels.as_ref();
             reports.push(
-                match (
-                    label_of(labels, labels::USER),
-                    label_of(labels, labels::TEMPLATE),
-                ) {
-                    (Some(user), Some(template)) => report.with_origin(user, template),
-                    _ => report,
+                match SessionOrigin::from_labels(|key| label_of(labels, key)) {
+                    Some(origin) => report.with_origin(origin),
+                    None => report,
                 },
             );
         }

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use std::time::Duration;
 use streamspace_agent::{Platform, PlatformError};
 use streamspace_docker::{DockerOptions, DockerPlatform, SessionRoute, container_name};
-use streamspace_protocol::{Phase, SessionReport, labels};
+use streamspace_protocol::{Phase, SessionOrigin, SessionReport, labels};
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -281,10 +281,11 @@ async fn a_restarted_agent_finds_its_sessions_and_only_its_own() {
     let restarted = platform(&agent).await;
     let inventory = restarted.inventory().await.expect("inventory");
     let mut expected = vec![
-        SessionReport::new(&running, Phase::Running).with_origin("alice", "desktop"),
+        SessionReport::new(&running, Phase::Running)
+            .with_origin(SessionOrigin::named("alice", "desktop")),
         SessionReport::new(&hibernated, Phase::Hibernated)
             .with_message("container stopped (exit code 0)")
-            .with_origin("alice", "desktop"),
+            .with_origin(SessionOrigin::named("alice", "desktop")),
     ];
     expected.sort_by(|a, b| a.session_id.cmp(&b.session_id));
     assert_eq!(inventory, expected);

@@ -26,7 +26,9 @@ fn spec() -> SessionSpec {
         home: Some(HomeVolume {
             volume: "streamspace-home-alice-desktop".into(),
             path: "/home/user".into(),
+            legacy: None,
         }),
+        ..Default::default()
     }
 }
 

@@ -14,7 +14,7 @@ use kube::api::{ListParams, LogParams};
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use streamspace_agent::{PlatformError, PlatformResult};
-use streamspace_protocol::{Phase, SessionReport, labels};
+use streamspace_protocol::{Phase, SessionOrigin, SessionReport, labels};
 
 /// A session's Deployment and its pods, in any state.
 #[derive(Debug, Clone)]
@@ -117,7 +117,7 @@ impl Shared {
             // The user and template, so a control plane that lost its
             // record of the session can adopt it.
             reports.push(match origin {
-                Some((user, template)) => report.with_origin(user, template),
+                Some(origin) => report.with_origin(origin),
                 None => report,
             });
         }
@@ -216,10 +216,7 @@ fn chunks(
     .boxed()
 }
 
-fn origin_of(deployment: &Deployment) -> Option<(String, String)> {
+fn origin_of(deployment: &Deployment) -> Option<SessionOrigin> {
     let labels = deployment.metadata.labels.as_ref()?;
-    Some((
-        labels.get(labels::USER)?.clone(),
-        labels.get(labels::TEMPLATE)?.clone(),
-    ))
+    SessionOrigin::from_labels(|key| labels.get(key).map(String::as_str))
 }

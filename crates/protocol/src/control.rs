@@ -245,6 +245,7 @@ mod tests {
                 memory: Some(Memory(1 << 30)),
             },
             home: None,
+            ..Default::default()
         };
         let messages = [
             ServerMessage::Welcome(Welcome {

@@ -5,3 +5,8 @@ pub const SESSION_ID: &str = "io.streamspace.session-id";
 pub const USER: &str = "io.streamspace.user";
 pub const TEMPLATE: &str = "io.streamspace.template";
 pub const AGENT: &str = "io.streamspace.agent";
+/// Ids, which unlike names are never reused.
+pub const USER_ID: &str = "io.streamspace.user-id";
+pub const TEMPLATE_ID: &str = "io.streamspace.template-id";
+/// The control plane's seal ([`crate::SessionSpec::seal`]).
+pub const SEAL: &str = "io.streamspace.seal";

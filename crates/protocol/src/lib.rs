@@ -18,7 +18,7 @@ pub use control::{
 pub use quantity::{Cpu, Memory, QuantityError};
 pub use session::{
     DesiredState, HomeVolume, Phase, PortProtocol, PortSpec, Resources, SessionOrigin,
-    SessionReport, SessionSpec,
+    SessionReport, SessionSecurity, SessionSpec,
 };
 
 /// Version of the agent protocol. The control plane refuses a `hello` whose

@@ -122,21 +122,54 @@ pub struct Resources {
 
 /// A persistent home: a volume that outlives the session, one per user and
 /// template, named by the control plane so every platform agrees on it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HomeVolume {
+    /// `streamspace-home-{user_id}-{template_id}`: ids are never reused, so
+    /// no two users or templates can ever share a home.
     pub volume: String,
     pub path: String,
+    /// The name a home had before homes were keyed by ids
+    /// (`streamspace-home-{username}-{template name}`), for users who had one.
+    /// A platform uses that volume instead of creating `volume` only when
+    /// `volume` does not exist yet and the old volume's labels name this
+    /// session's user and template: names joined by `-` were ambiguous, the
+    /// labels are not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legacy: Option<String>,
+}
+
+/// How a platform confines a session beyond its resources. Every platform
+/// also forbids gaining privileges (no setuid escalation) and drops every
+/// Linux capability not listed here.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionSecurity {
+    /// Most processes and threads the session may have at once; `None`
+    /// leaves the platform's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<u32>,
+    /// Linux capabilities given back after dropping all, without the
+    /// `CAP_` prefix (`CHOWN`, `SETUID`): what images that start as root and
+    /// then switch user (s6-overlay) need.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
 }
 
 /// Everything an agent needs to run a session, resolved from its template by
 /// the control plane. Platform-neutral: each platform translates it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `Debug` leaves out environment values: templates may put secrets there.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionSpec {
     pub session_id: String,
-    /// The owner's username (for labels and volume names).
+    /// The owner's username (for labels people read).
     pub user: String,
+    /// The owner's id: what homes and seals are keyed by.
+    #[serde(default)]
+    pub user_id: String,
     /// The template's name.
     pub template: String,
+    #[serde(default)]
+    pub template_id: String,
     pub image: String,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -145,6 +178,32 @@ pub struct SessionSpec {
     pub resources: Resources,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub home: Option<HomeVolume>,
+    #[serde(default)]
+    pub security: SessionSecurity,
+    /// The control plane's seal over the session, user, template and agent
+    /// ids. Platforms keep it with the session (a label) and report it in
+    /// inventories, so that a control plane adopts only sessions it placed
+    /// itself, never ones an agent invents.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub seal: String,
+}
+
+impl fmt::Debug for SessionSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionSpec")
+            .field("session_id", &self.session_id)
+            .field("user", &self.user)
+            .field("user_id", &self.user_id)
+            .field("template", &self.template)
+            .field("template_id", &self.template_id)
+            .field("image", &self.image)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("ports", &self.ports)
+            .field("resources", &self.resources)
+            .field("home", &self.home)
+            .field("security", &self.security)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SessionSpec {
@@ -172,10 +231,41 @@ pub struct SessionReport {
 }
 
 /// The user and template a session was made for, as its labels record them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionOrigin {
     pub user: String,
     pub template: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_id: Option<String>,
+    /// [`SessionSpec::seal`] as the platform kept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
+}
+
+impl SessionOrigin {
+    /// An origin known only by names (labels from before ids and seals).
+    pub fn named(user: impl Into<String>, template: impl Into<String>) -> Self {
+        SessionOrigin {
+            user: user.into(),
+            template: template.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The origin recorded in a platform object's labels (looked up by
+    /// `label`), if it names at least a user and a template.
+    pub fn from_labels<'a>(label: impl Fn(&str) -> Option<&'a str>) -> Option<Self> {
+        let owned = |key: &str| label(key).map(str::to_owned);
+        Some(SessionOrigin {
+            user: owned(crate::labels::USER)?,
+            template: owned(crate::labels::TEMPLATE)?,
+            user_id: owned(crate::labels::USER_ID),
+            template_id: owned(crate::labels::TEMPLATE_ID),
+            seal: owned(crate::labels::SEAL),
+        })
+    }
 }
 
 impl SessionReport {
@@ -193,11 +283,8 @@ impl SessionReport {
         self
     }
 
-    pub fn with_origin(mut self, user: impl Into<String>, template: impl Into<String>) -> Self {
-        self.origin = Some(SessionOrigin {
-            user: user.into(),
-            template: template.into(),
-        });
+    pub fn with_origin(mut self, origin: SessionOrigin) -> Self {
+        self.origin = Some(origin);
         self
     }
 }
@@ -226,5 +313,44 @@ mod tests {
             assert_eq!(DesiredState::parse(state.as_str()), Some(state));
         }
         assert_eq!(DesiredState::parse("paused"), None);
+    }
+
+    #[test]
+    fn specs_from_before_ids_and_seals_still_parse() {
+        let old = r#"{"session_id": "s1", "user": "alice", "template": "desktop",
+            "image": "d:1", "ports": [], "home": {"volume": "v", "path": "/home/user"}}"#;
+        let spec: SessionSpec = serde_json::from_str(old).expect("an old spec parses");
+        assert_eq!(spec.user_id, "");
+        assert_eq!(spec.seal, "");
+        assert_eq!(spec.security, SessionSecurity::default());
+        assert_eq!(spec.home.and_then(|h| h.legacy), None);
+    }
+
+    #[test]
+    fn debug_leaves_out_environment_values() {
+        let spec = SessionSpec {
+            env: [("API_KEY".to_owned(), "hunter2".to_owned())].into(),
+            ..SessionSpec::default()
+        };
+        let printed = format!("{spec:?}");
+        assert!(printed.contains("API_KEY"), "{printed}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+    }
+
+    #[test]
+    fn origin_comes_from_labels() {
+        let labels: BTreeMap<&str, &str> = [
+            (crate::labels::USER, "alice"),
+            (crate::labels::TEMPLATE, "desktop"),
+            (crate::labels::USER_ID, "u1"),
+            (crate::labels::SEAL, "abc"),
+        ]
+        .into();
+        let origin = SessionOrigin::from_labels(|k| labels.get(k).copied()).expect("origin");
+        assert_eq!(origin.user, "alice");
+        assert_eq!(origin.user_id.as_deref(), Some("u1"));
+        assert_eq!(origin.template_id, None);
+        assert_eq!(origin.seal.as_deref(), Some("abc"));
+        assert_eq!(SessionOrigin::from_labels(|_| None), None);
     }
 }

@@ -64,7 +64,9 @@ impl TemplateSpec {
             home: self.persistent_home.then(|| HomeVolume {
                 volume: format!("streamspace-home-{username}-{}", self.name),
                 path: self.home_path.clone(),
+                legacy: None,
             }),
+            ..Default::default()
         }
     }
 }

@@ -66,6 +66,7 @@ pub fn desktop_spec(session_id: &str) -> SessionSpec {
             memory: Some("256Mi".parse().expect("memory")),
         },
         home: None,
+        ..Default::default()
     }
 }
 
@@ -73,6 +74,7 @@ pub fn with_home(mut spec: SessionSpec, volume: &str) -> SessionSpec {
     spec.home = Some(HomeVolume {
         volume: volume.to_owned(),
         path: "/home/user".into(),
+        ..Default::default()
     });
     spec
 }

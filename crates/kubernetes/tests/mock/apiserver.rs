@@ -74,7 +74,9 @@ pub fn spec(home: bool) -> SessionSpec {
         home: home.then(|| HomeVolume {
             volume: "streamspace-home-alice-desktop".into(),
             path: "/home/user".into(),
+            legacy: None,
         }),
+        ..Default::default()
     }
 }
 

@@ -161,10 +161,7 @@ async fn inventory_lists_by_label_and_reports_every_session_with_its_origin() {
             ("s-running", Phase::Running),
         ]
     );
-    let origin = SessionOrigin {
-        user: "alice".into(),
-        template: "desktop".into(),
-    };
+    let origin = SessionOrigin::named("alice", "desktop");
     assert!(reports.iter().all(|r| r.origin.as_ref() == Some(&origin)));
 }
 

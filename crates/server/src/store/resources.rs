@@ -189,6 +189,7 @@ mod tests {
             ports: Vec::new(),
             resources,
             home: None,
+            ..Default::default()
         }
     }
 

@@ -6,7 +6,9 @@ use crate::{TestApp, on_both_engines};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use std::time::Duration;
-use streamspace_protocol::{Action, AgentMessage, NodeMetrics, Phase, SessionReport};
+use streamspace_protocol::{
+    Action, AgentMessage, NodeMetrics, Phase, SessionOrigin, SessionReport,
+};
 
 async fn setup(app: &TestApp) -> anyhow::Result<(FakeAgent, String)> {
     app.admin
@@ -24,8 +26,10 @@ async fn unknown_sessions_are_adopted(app: TestApp) -> anyhow::Result<()> {
     // The agent comes back with a session the store has never heard of (as
     // after restoring an old database backup).
     let orphan = "01234567-89ab-7def-8123-456789abcdef";
-    let inventory =
-        vec![SessionReport::new(orphan, Phase::Running).with_origin("admin", "desktop")];
+    let inventory = vec![
+        SessionReport::new(orphan, Phase::Running)
+            .with_origin(SessionOrigin::named("admin", "desktop")),
+    ];
     let _agent = FakeAgent::connect_with(&app.url, &agent_id, &secret, inventory).await?;
     let adopted = app
         .admin
