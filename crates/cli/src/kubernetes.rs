@@ -20,11 +20,15 @@ use streamspace_kubernetes::leader::LeaderElector;
 use streamspace_kubernetes::state_secret::StateSecret;
 use streamspace_kubernetes::{KubernetesOptions, KubernetesPlatform, TunnelMode};
 use streamspace_protocol::{Memory, Resources};
+use streamspace_server::store::{Role, User};
 use streamspace_server::template::TemplateInput;
 use url::Url;
 
 /// Session id used by `render` unless one is given.
 const EXAMPLE_SESSION: &str = "00000000-0000-4000-8000-000000000000";
+/// User and template ids used by `render` unless given (labels, home claim).
+const EXAMPLE_USER_ID: &str = "00000000-0000-4000-8000-000000000001";
+const EXAMPLE_TEMPLATE_ID: &str = "00000000-0000-4000-8000-000000000002";
 /// How long a replica that lost the lease lets the runtime wind down.
 const LOST_LEASE_GRACE: Duration = Duration::from_secs(2);
 
@@ -150,9 +154,15 @@ struct RenderArgs {
     /// Template file, JSON or YAML.
     #[arg(long)]
     template: PathBuf,
-    /// Owner of the session (labels, home claim name).
+    /// Owner of the session (labels).
     #[arg(long, default_value = "user")]
     user: String,
+    /// The owner's id (labels, home claim name).
+    #[arg(long, default_value = EXAMPLE_USER_ID)]
+    user_id: String,
+    /// The template's id (labels, home claim name).
+    #[arg(long, default_value = EXAMPLE_TEMPLATE_ID)]
+    template_id: String,
     /// Namespace the objects are rendered for.
     #[arg(long, default_value = "default")]
     namespace: String,
@@ -192,9 +202,16 @@ fn render_template(args: &RenderArgs) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("{}: {}: {}", path.display(), e.field, e.message))?;
     streamspace_server::validate::check_username(&args.user)
         .map_err(|e| anyhow::anyhow!("--user: {}", e.message))?;
+    let owner = User {
+        id: args.user_id.clone(),
+        username: args.user.clone(),
+        role: Role::User,
+        legacy_home: false,
+    };
     let spec = template.session_spec(
+        &args.template_id,
         &args.session_id,
-        &args.user,
+        &owner,
         Resources::default(),
         Default::default(),
     );
@@ -370,6 +387,8 @@ mod tests {
         let args = RenderArgs {
             template: path.clone(),
             user: "alice".into(),
+            user_id: EXAMPLE_USER_ID.into(),
+            template_id: EXAMPLE_TEMPLATE_ID.into(),
             namespace: "sessions".into(),
             session_id: EXAMPLE_SESSION.into(),
             agent_id: "agent".into(),
@@ -382,10 +401,8 @@ mod tests {
             },
         };
         let yaml = render_template(&args).expect("renders");
-        assert!(
-            yaml.contains("name: streamspace-home-alice-firefox"),
-            "{yaml}"
-        );
+        let home = format!("name: streamspace-home-{EXAMPLE_USER_ID}-{EXAMPLE_TEMPLATE_ID}");
+        assert!(yaml.contains(&home), "{yaml}");
         assert!(yaml.contains("namespace: sessions"), "{yaml}");
         assert!(
             yaml.contains("containerPort: 5901"),

@@ -1,6 +1,7 @@
 //! Templates: what a session is made from, and the validation that keeps bad
 //! templates out of the store.
 
+use crate::store::User;
 use crate::validate::{FieldError, check_env, check_slug};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -39,12 +40,14 @@ impl TemplateSpec {
         self.platforms.is_empty() || self.platforms.iter().any(|p| p == platform)
     }
 
-    /// What an agent needs to run this template as `session_id` for
-    /// `username`; per-session resources and env override the template's.
+    /// What an agent needs to run this template (stored as `template_id`)
+    /// as `session_id` for `owner`; per-session resources and env override
+    /// the template's.
     pub fn session_spec(
         &self,
+        template_id: &str,
         session_id: &str,
-        username: &str,
+        owner: &User,
         resources: Resources,
         env: BTreeMap<String, String>,
     ) -> SessionSpec {
@@ -52,8 +55,10 @@ impl TemplateSpec {
         merged_env.extend(env);
         SessionSpec {
             session_id: session_id.to_owned(),
-            user: username.to_owned(),
+            user: owner.username.clone(),
+            user_id: owner.id.clone(),
             template: self.name.clone(),
+            template_id: template_id.to_owned(),
             image: self.image.clone(),
             env: merged_env,
             ports: self.ports.clone(),
@@ -62,13 +67,23 @@ impl TemplateSpec {
                 memory: resources.memory.or(self.resources.memory),
             },
             home: self.persistent_home.then(|| HomeVolume {
-                volume: format!("streamspace-home-{username}-{}", self.name),
+                volume: home_volume(&owner.id, template_id),
                 path: self.home_path.clone(),
-                legacy: None,
+                legacy: owner
+                    .legacy_home
+                    .then(|| format!("streamspace-home-{}-{}", owner.username, self.name)),
             }),
             ..Default::default()
         }
     }
+}
+
+/// The persistent home of a user and template. Keyed by ids, which are
+/// never reused: joined names were ambiguous (`alice` + `dev-desktop` and
+/// `alice-dev` + `desktop`), and a re-created username would have inherited
+/// the old user's home.
+pub fn home_volume(user_id: &str, template_id: &str) -> String {
+    format!("streamspace-home-{user_id}-{template_id}")
 }
 
 /// A template as a client writes it; optional fields get defaults.
@@ -378,5 +393,44 @@ mod tests {
         ] {
             assert!(check_image(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn homes_are_keyed_by_ids_and_legacy_names_only_for_old_users() {
+        let template = |name: &str| {
+            input(json!({"name": name, "image": "d:1", "persistent_home": true}))
+                .validate()
+                .expect("valid")
+        };
+        let user = |id: &str, username: &str, legacy_home| User {
+            id: id.into(),
+            username: username.into(),
+            role: crate::store::Role::User,
+            legacy_home,
+        };
+        let home = |t: &TemplateSpec, template_id: &str, owner: &User| {
+            t.session_spec(
+                template_id,
+                "s1",
+                owner,
+                Resources::default(),
+                BTreeMap::new(),
+            )
+            .home
+            .expect("a home")
+        };
+        // Joined names would collide: alice + dev-desktop, alice-dev + desktop.
+        let a = home(&template("dev-desktop"), "t1", &user("u1", "alice", true));
+        let b = home(&template("desktop"), "t2", &user("u2", "alice-dev", true));
+        assert_eq!(a.volume, "streamspace-home-u1-t1");
+        assert_eq!(b.volume, "streamspace-home-u2-t2");
+        assert_eq!(a.legacy, b.legacy, "the old names were ambiguous");
+        assert_eq!(
+            a.legacy.as_deref(),
+            Some("streamspace-home-alice-dev-desktop")
+        );
+        // A user created after the upgrade never had an old-style home.
+        let new = home(&template("desktop"), "t2", &user("u3", "alice-dev", false));
+        assert_eq!(new.legacy, None);
     }
 }

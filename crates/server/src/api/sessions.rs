@@ -90,8 +90,9 @@ pub async fn create(
         })?;
     let platforms = allowed_platforms(&template, input.platform.as_deref())?;
     let spec = template.spec.session_spec(
+        &template.id,
         &new_id(),
-        &user.user.username,
+        &user.user,
         input.resources.unwrap_or_default(),
         input.env,
     );

@@ -78,8 +78,9 @@ async fn adopt(state: &AppState, agent_id: &str, report: &SessionReport) -> Stor
         return Ok(false);
     };
     let spec = template.spec.session_spec(
+        &template.id,
         &report.session_id,
-        &user.username,
+        &user,
         Resources::default(),
         Default::default(),
     );

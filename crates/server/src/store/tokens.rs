@@ -27,7 +27,7 @@ impl Store {
     /// The user a live (unexpired) token belongs to.
     pub async fn user_for_token(&self, token_hash: &str) -> StoreResult<Option<User>> {
         let row = sqlx::query(
-            "SELECT u.id, u.username, u.role FROM api_tokens t \
+            "SELECT u.id, u.username, u.role, u.legacy_home FROM api_tokens t \
              JOIN users u ON u.id = t.user_id \
              WHERE t.token_hash = $1 AND t.expires_at > $2",
         )

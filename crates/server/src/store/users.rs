@@ -32,6 +32,10 @@ pub struct User {
     pub id: String,
     pub username: String,
     pub role: Role,
+    /// Existed before homes were keyed by ids, so may have a home under the
+    /// old name (see `template::home_volume`).
+    #[serde(skip)]
+    pub legacy_home: bool,
 }
 
 impl User {
@@ -44,6 +48,7 @@ impl User {
             id: row.try_get("id")?,
             username: row.try_get("username")?,
             role: Role::parse(&row.try_get::<String, _>("role")?)?,
+            legacy_home: row.try_get::<i64, _>("legacy_home")? != 0,
         })
     }
 }
@@ -60,6 +65,7 @@ impl Store {
             id: new_id(),
             username: username.to_owned(),
             role,
+            legacy_home: false,
         };
         sqlx::query(
             "INSERT INTO users (id, username, password_hash, role, created_at) \
@@ -84,14 +90,15 @@ impl Store {
     }
 
     pub async fn list_users(&self) -> StoreResult<Vec<User>> {
-        let rows = sqlx::query("SELECT id, username, role FROM users ORDER BY username")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT id, username, role, legacy_home FROM users ORDER BY username")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(User::from_row).collect()
     }
 
     pub async fn get_user(&self, id: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query("SELECT id, username, role FROM users WHERE id = $1")
+        let row = sqlx::query("SELECT id, username, role, legacy_home FROM users WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -100,11 +107,12 @@ impl Store {
 
     /// The user and their password hash, for login.
     pub async fn user_credentials(&self, username: &str) -> StoreResult<Option<(User, String)>> {
-        let row =
-            sqlx::query("SELECT id, username, role, password_hash FROM users WHERE username = $1")
-                .bind(username)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query(
+            "SELECT id, username, role, legacy_home, password_hash FROM users WHERE username = $1",
+        )
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
         match row {
             Some(row) => Ok(Some((User::from_row(&row)?, row.try_get("password_hash")?))),
             None => Ok(None),
