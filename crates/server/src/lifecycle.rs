@@ -7,11 +7,19 @@ use crate::hub::dispatch;
 use crate::quota;
 use crate::state::AppState;
 use crate::store::{SessionEvent, SessionRecord, new_id};
-use streamspace_protocol::{Action, Command, DesiredState, Phase};
+use streamspace_protocol::{Action, Command, DesiredState, Phase, ServerMessage};
+
+/// How often a change is tried again when the session moved between reading
+/// it and writing the change (an agent's report landed in between).
+const RACE_RETRIES: usize = 3;
 
 /// Sets the session's desired state and queues the command that moves it
 /// there. Asking for what is already the case changes nothing. `actor` says
 /// who asked, for the audit trail (`user:alice`, `system:idle`).
+///
+/// The write only happens if the session is still as it was read, so a
+/// decision is never made on a stale phase: when it moved meanwhile, the
+/// session is read again and the decision made anew.
 pub async fn change_state(
     state: &AppState,
     session: SessionRecord,
@@ -19,30 +27,61 @@ pub async fn change_state(
     actor: &str,
     reason: Option<&str>,
 ) -> ApiResult<SessionRecord> {
+    let mut session = session;
+    for _ in 0..RACE_RETRIES {
+        if let Some(done) = try_change(state, &session, desired, actor, reason).await? {
+            return Ok(done);
+        }
+        session = state
+            .store
+            .get_session(&session.id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("session"))?;
+    }
+    Err(ApiError::Conflict(
+        "the session kept changing while the request was applied: try again".into(),
+    ))
+}
+
+/// One attempt: `Some` with the session as it is now (changed, or already
+/// as asked), `None` if it moved since it was read.
+async fn try_change(
+    state: &AppState,
+    session: &SessionRecord,
+    desired: DesiredState,
+    actor: &str,
+    reason: Option<&str>,
+) -> ApiResult<Option<SessionRecord>> {
     let Some(agent_id) = session.agent_id.clone() else {
         return Err(ApiError::Conflict("the session has no agent".into()));
     };
-    let Some((phase, action)) = transition(&session, desired)? else {
-        return Ok(session);
+    let Some((phase, action)) = transition(session, desired)? else {
+        return Ok(Some(session.clone()));
     };
     if action == Action::Hibernate && !agent_supports_hibernation(state, &agent_id).await? {
         return Err(ApiError::Conflict(
             "this session's platform cannot hibernate sessions".into(),
         ));
     }
-    if desired == DesiredState::Running && session.state != DesiredState::Running {
-        quota::check_wake(state, &session).await?;
-    }
     let command = Command {
         id: new_id(),
         session_id: session.id.clone(),
         action,
     };
-    let updated = state
-        .store
-        .set_desired_state(&session.id, desired, phase, Some((&agent_id, &command)))
-        .await?
-        .ok_or_else(|| ApiError::not_found("session"))?;
+    // Waking takes compute, so it is admitted against the quota like a
+    // create; the other changes release compute and need no turn.
+    let wakes = desired == DesiredState::Running && session.state != DesiredState::Running;
+    let admission = match wakes {
+        true => Some(state.store.admission().await?),
+        false => None,
+    };
+    let written = write_change(state, session, wakes, (desired, phase), &agent_id, &command).await;
+    if let Some(admission) = admission {
+        admission.release().await;
+    }
+    let Some(updated) = written? else {
+        return Ok(None);
+    };
     tracing::info!(session_id = %session.id, state = desired.as_str(), %actor, "desired state set");
     let event = SessionEvent::new(actor, "state")
         .state(desired.as_str())
@@ -51,7 +90,62 @@ pub async fn change_state(
     audit(state, &session.id, &event).await;
     dispatch(state, &agent_id, command).await?;
     state.events.session_changed(&updated.id, &updated.user_id);
-    Ok(updated)
+    Ok(Some(updated))
+}
+
+/// Checks the quota (when waking) and stores the change with its command,
+/// if the session is still as it was read.
+async fn write_change(
+    state: &AppState,
+    session: &SessionRecord,
+    wakes: bool,
+    (desired, phase): (DesiredState, Phase),
+    agent_id: &str,
+    command: &Command,
+) -> ApiResult<Option<SessionRecord>> {
+    if wakes {
+        quota::check_wake(state, session).await?;
+    }
+    let seen = (session.state, session.phase);
+    Ok(state
+        .store
+        .set_desired_state(&session.id, seen, desired, phase, Some((agent_id, command)))
+        .await?)
+}
+
+/// Ends a session without its agent (an admin's way out when the agent is
+/// gone for good), recorded in the audit trail with who did it. If the
+/// agent is connected it is also told to remove the session; if it comes
+/// back later, its inventory has the leftovers removed.
+pub async fn force_terminate(
+    state: &AppState,
+    session: &SessionRecord,
+    actor: &str,
+) -> ApiResult<SessionRecord> {
+    let message = format!("force-terminated by {actor} without waiting for the agent");
+    let Some(ended) = state.store.force_terminate(&session.id, &message).await? else {
+        return Err(ApiError::Conflict(
+            "the session is already terminated".into(),
+        ));
+    };
+    tracing::warn!(session_id = %session.id, %actor, "session force-terminated");
+    let event = SessionEvent::new(actor, "force_terminated")
+        .state(DesiredState::Terminated.as_str())
+        .phase(Phase::Terminated.as_str())
+        .message(Some(&message));
+    audit(state, &session.id, &event).await;
+    if let Some(agent_id) = &session.agent_id {
+        let command = Command {
+            id: new_id(),
+            session_id: session.id.clone(),
+            action: Action::Terminate,
+        };
+        // Not stored: the session has no desired state left to reach, and
+        // a later inventory repeats the removal if this is lost.
+        state.hub.send(agent_id, ServerMessage::Command(command));
+    }
+    state.events.session_changed(&ended.id, &ended.user_id);
+    Ok(ended)
 }
 
 /// The phase to show and the command to send to move `session` toward
@@ -61,13 +155,20 @@ pub fn transition(
     desired: DesiredState,
 ) -> ApiResult<Option<(Phase, Action)>> {
     use Phase::*;
+    let ending = session.phase == Terminated || session.state == DesiredState::Terminated;
+    if ending && desired != DesiredState::Terminated {
+        return Err(ApiError::Conflict(format!(
+            "the session is {}: a terminated session cannot run again; start a new one from \
+             its template",
+            if session.phase == Terminated {
+                "terminated"
+            } else {
+                "being terminated"
+            }
+        )));
+    }
     if session.phase == Terminated {
-        return match desired {
-            DesiredState::Terminated => Ok(None),
-            _ => Err(ApiError::Conflict(
-                "the session is terminated: start a new one from its template".into(),
-            )),
-        };
+        return Ok(None);
     }
     if session.state == desired && session.phase != Failed {
         return Ok(None);

@@ -83,7 +83,6 @@ async fn hibernate_idle(state: &AppState, session: SessionRecord) {
         humantime::format_duration(Duration::from_millis(idle.max(0) as u64))
     );
     let id = session.id.clone();
-    let _admission = state.admission.lock().await;
     match change_state(
         state,
         session,

@@ -66,7 +66,6 @@ impl Application {
             events: EventBus::default(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
-            admission: Arc::default(),
             metrics: Arc::default(),
         };
         Ok(Self {

@@ -23,8 +23,5 @@ pub struct AppState {
     /// Upgraded connections, which axum does not track, so shutdown can
     /// wait for them.
     pub tasks: TaskTracker,
-    /// Held while a session is admitted (quota and capacity checked, then
-    /// stored), so concurrent requests cannot overcommit.
-    pub admission: Arc<tokio::sync::Mutex<()>>,
     pub metrics: Arc<crate::metrics::Metrics>,
 }

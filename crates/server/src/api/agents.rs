@@ -1,6 +1,7 @@
 use super::views::{AgentView, LATEST_TIME_MS, time};
 use crate::auth::{AdminUser, secrets};
-use crate::error::{ApiError, ApiJson, ApiResult, ErrorBody, parse_json};
+use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody, parse_json};
+use crate::lifecycle::force_terminate;
 use crate::state::AppState;
 use crate::store::{AgentRecord, EnrollError, NewAgent, now_ms};
 use crate::template::PLATFORMS;
@@ -12,7 +13,7 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use streamspace_protocol::{Capabilities, Capacity, ServerMessage};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 /// Whether the agent is reachable now: connected to this control plane, or
 /// to another replica that recorded a recent heartbeat.
@@ -96,33 +97,55 @@ pub async fn get(
     )))
 }
 
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    /// Force-terminate the agent's remaining sessions first (for an agent
+    /// that is gone for good); each is recorded in its audit trail.
+    #[serde(default)]
+    force: bool,
+}
+
 /// Remove an agent (admin)
 ///
-/// Its secret stops working and its connection is closed.
+/// Its secret stops working and its connection is closed. An agent with
+/// sessions is refused unless `force=true`, which ends them first.
 #[utoipa::path(
     delete,
     operation_id = "deleteAgent",
     path = "/api/v1/agents/{id}",
     tag = "agents",
     security(("bearer" = []), ("cookie" = [])),
-    params(("id" = String, Path, description = "The agent's id")),
+    params(("id" = String, Path, description = "The agent's id"), DeleteQuery),
     responses(
         (status = 204, description = "Removed"),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such agent", body = ErrorBody),
-        (status = 409, description = "It still has sessions", body = ErrorBody),
+        (status = 409, description = "It still has sessions (and `force` was not given)", body = ErrorBody),
     ),
 )]
 pub async fn delete(
     State(state): State<AppState>,
-    _: AdminUser,
+    AdminUser(admin): AdminUser,
     Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<DeleteQuery>,
 ) -> ApiResult<StatusCode> {
-    let active = state.store.agent_sessions(&id).await?.len();
-    if active > 0 {
+    let sessions = state.store.agent_sessions(&id).await?;
+    if !sessions.is_empty() && !query.force {
         return Err(ApiError::Conflict(format!(
-            "the agent still has {active} session(s): terminate them first"
+            "the agent still has {} session(s): terminate them first, or remove it with \
+             ?force=true to end them without the agent",
+            sessions.len()
         )));
+    }
+    let actor = super::sessions::actor(&admin);
+    for session in &sessions {
+        // One that ended meanwhile is fine: it is what was asked.
+        match force_terminate(&state, session, &actor).await {
+            Ok(_) | Err(ApiError::Conflict(_)) => {}
+            Err(err) => return Err(err),
+        }
     }
     if !state.store.delete_agent(&id).await? {
         return Err(ApiError::not_found("agent"));

@@ -3,11 +3,13 @@ use super::views::SessionView;
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody};
 use crate::hub::dispatch;
-use crate::lifecycle::{audit, change_state};
+use crate::lifecycle::{audit, change_state, force_terminate};
 use crate::quota;
 use crate::scheduler::{self, Placement};
 use crate::state::AppState;
-use crate::store::{NewSession, SessionEvent, SessionRecord, TemplateRecord, duration_ms, new_id};
+use crate::store::{
+    AgentRecord, NewSession, SessionEvent, SessionRecord, TemplateRecord, duration_ms, new_id,
+};
 use crate::template::{PLATFORMS, check_idle_timeout, parse_idle_timeout};
 use crate::validate::{FieldError, check_env};
 use axum::Json;
@@ -15,7 +17,7 @@ use axum::extract::{Path, State};
 use http::StatusCode;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
-use streamspace_protocol::{Action, Command, DesiredState, Resources};
+use streamspace_protocol::{Action, Command, DesiredState, Resources, SessionSpec};
 use utoipa::{IntoParams, ToSchema};
 
 #[derive(Deserialize, ToSchema)]
@@ -106,11 +108,35 @@ pub async fn create(
         selector: &input.agent_selector,
         resources: spec.resources,
     };
-    // One admission at a time, so two requests cannot both pass a quota or
-    // capacity check that only one of them fits.
-    let admission = state.admission.lock().await;
-    quota::check_create(&state, &user.user.id, &spec.resources).await?;
-    let agent = scheduler::choose(&state, &placement).await?;
+    // One admission at a time, on every replica, so two requests cannot
+    // both pass a quota or capacity check that only one of them fits.
+    let admission = state.store.admission().await?;
+    let admitted = admit(&state, &user, &placement, spec, &template, idle).await;
+    admission.release().await;
+    let (session, agent, start) = admitted?;
+    tracing::info!(session_id = %session.id, agent = %agent.name, "session created");
+    let event = SessionEvent::new(actor(&user), "created")
+        .state("running")
+        .phase("Pending")
+        .message(Some(&format!("placed on agent {}", agent.name)));
+    audit(&state, &session.id, &event).await;
+    dispatch(&state, &agent.id, start).await?;
+    state.events.session_changed(&session.id, &session.user_id);
+    Ok((StatusCode::CREATED, Json(view(&state, session).await?)))
+}
+
+/// Checks the quota, places the session and stores it with its start
+/// command; called with the admission turn held.
+async fn admit(
+    state: &AppState,
+    user: &CurrentUser,
+    placement: &Placement<'_>,
+    spec: SessionSpec,
+    template: &TemplateRecord,
+    idle: Option<std::time::Duration>,
+) -> ApiResult<(SessionRecord, AgentRecord, Command)> {
+    quota::check_create(state, &user.user.id, &spec.resources).await?;
+    let agent = scheduler::choose(state, placement).await?;
     let start = Command {
         id: new_id(),
         session_id: spec.session_id.clone(),
@@ -128,16 +154,7 @@ pub async fn create(
         idle_timeout_ms: idle.map(duration_ms),
     };
     let session = state.store.create_session(&new, &start).await?;
-    drop(admission);
-    tracing::info!(session_id = %session.id, agent = %agent.name, "session created");
-    let event = SessionEvent::new(actor(&user), "created")
-        .state("running")
-        .phase("Pending")
-        .message(Some(&format!("placed on agent {}", agent.name)));
-    audit(&state, &session.id, &event).await;
-    dispatch(&state, &agent.id, start).await?;
-    state.events.session_changed(&session.id, &session.user_id);
-    Ok((StatusCode::CREATED, Json(view(&state, session).await?)))
+    Ok((session, agent, start))
 }
 
 /// The platforms this session may use: the requested one, if the template
@@ -313,32 +330,54 @@ pub async fn set_state(
         )
     })?;
     let session = visible_session(&state, &user, &id).await?;
-    let admission = state.admission.lock().await;
     let session = change_state(&state, session, desired, &actor(&user), None).await?;
-    drop(admission);
     Ok(Json(view(&state, session).await?))
 }
 
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    /// Admins only: end the session at once, without its agent (for an
+    /// agent that is gone for good). Recorded in the audit trail.
+    #[serde(default)]
+    force: bool,
+}
+
 /// Terminate a session
+///
+/// Asks its agent to remove it; the session shows `Stopping` until the agent
+/// confirms. With `force=true` (admins) it is `Terminated` at once.
 #[utoipa::path(
     delete,
     operation_id = "terminateSession",
     path = "/api/v1/sessions/{id}",
     tag = "sessions",
     security(("bearer" = []), ("cookie" = [])),
-    params(("id" = String, Path, description = "The session's id")),
+    params(("id" = String, Path, description = "The session's id"), DeleteQuery),
     responses(
-        (status = 200, description = "The session, on its way to `Terminated`", body = SessionView),
+        (status = 200, description = "The session, on its way to `Terminated` (or there, forced)", body = SessionView),
+        (status = 403, description = "`force=true` from someone who is not an admin", body = ErrorBody),
         (status = 404, description = "No such session, or not yours", body = ErrorBody),
-        (status = 409, description = "The session has no agent", body = ErrorBody),
+        (status = 409, description = "The session has no agent, or (forced) is already terminated", body = ErrorBody),
     ),
 )]
 pub async fn delete(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<DeleteQuery>,
 ) -> ApiResult<Json<SessionView>> {
     let session = visible_session(&state, &user, &id).await?;
+    if query.force {
+        if !user.user.is_admin() {
+            return Err(ApiError::Forbidden(
+                "only admins can force-terminate a session".into(),
+            ));
+        }
+        let ended = force_terminate(&state, &session, &actor(&user)).await?;
+        return Ok(Json(view(&state, ended).await?));
+    }
     let session = change_state(
         &state,
         session,

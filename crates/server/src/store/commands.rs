@@ -85,6 +85,24 @@ pub(super) async fn enqueue(
     Ok(())
 }
 
+/// Marks every command of a session that has no result yet as superseded,
+/// inside a caller's transaction: the session ended without them.
+pub(super) async fn supersede_open(
+    conn: &mut AnyConnection,
+    session_id: &str,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(sql(format!(
+        "UPDATE commands SET status = 'superseded', updated_at = $1 \
+         WHERE session_id = $2 AND status IN {OPEN}"
+    )))
+    .bind(now)
+    .bind(session_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// The newest command of a session, for the reconciler.
 #[derive(Debug, Clone)]
 pub struct LatestCommand {

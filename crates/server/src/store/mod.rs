@@ -2,6 +2,31 @@
 //! (several control-plane replicas), through sqlx's `Any` driver and one
 //! migrations directory.
 
+/// Runs each test body, an `async fn(&str)` given a database URL, on a
+/// SQLite file and on a fresh PostgreSQL database.
+#[cfg(test)]
+macro_rules! on_both_engines {
+    ($($body:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $body() {
+                let dir = tempfile::tempdir().expect("dir");
+                super::$body(&crate::store::Store::sqlite_url(dir.path())).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $body() {
+                let url = streamspace_testkit::postgres::fresh_database()
+                    .await
+                    .expect("a PostgreSQL database");
+                super::$body(&url).await;
+            })*
+        }
+    };
+}
+
+mod admission;
 mod agents;
 mod commands;
 mod enrollment;
@@ -9,10 +34,13 @@ mod events;
 mod quotas;
 mod resources;
 mod sessions;
+#[cfg(test)]
+mod state_tests;
 mod templates;
 mod tokens;
 mod users;
 
+pub use admission::Admission;
 pub use agents::{AgentRecord, EnrollError, NewAgent};
 pub use commands::{CommandRecord, CommandStatus, LatestCommand};
 pub use events::SessionEvent;
@@ -62,6 +90,8 @@ pub struct Store {
     /// put 15–50 ms tails on `POST /sessions` beside the heartbeat flush;
     /// queued here, a write waits only for the writes before it.
     writes: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// This process's turn to admit a session (see `admission.rs`).
+    admissions: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -83,7 +113,11 @@ impl Store {
         }
         MIGRATOR.run(&pool).await?;
         let writes = is_sqlite.then(Arc::default);
-        let store = Self { pool, writes };
+        let store = Self {
+            pool,
+            writes,
+            admissions: Arc::default(),
+        };
         store.backfill_resources().await?;
         Ok(store)
     }

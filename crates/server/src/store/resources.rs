@@ -350,29 +350,6 @@ mod tests {
         assert_eq!(loads.get("a1"), Some(&load));
     }
 
-    /// Runs each test body, an `async fn(&str)` given a database URL, on a
-    /// SQLite file and on a fresh PostgreSQL database.
-    macro_rules! on_both_engines {
-        ($($body:ident),* $(,)?) => {
-            mod sqlite {
-                $(#[tokio::test]
-                async fn $body() {
-                    let dir = tempfile::tempdir().expect("dir");
-                    super::$body(&crate::store::Store::sqlite_url(dir.path())).await;
-                })*
-            }
-            mod postgres {
-                $(#[tokio::test]
-                async fn $body() {
-                    let url = streamspace_testkit::postgres::fresh_database()
-                        .await
-                        .expect("a PostgreSQL database");
-                    super::$body(&url).await;
-                })*
-            }
-        };
-    }
-
     /// A database from before the resource columns, with sessions written
     /// by that version, opened by this one (twice: the fill-in is idempotent).
     async fn sessions_of_an_older_version_are_filled_in(url: &str) {

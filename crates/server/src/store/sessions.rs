@@ -1,4 +1,4 @@
-use super::commands::enqueue;
+use super::commands::{enqueue, supersede_open};
 use super::resources::{cpu_millis, memory_bytes};
 use super::{Store, StoreError, StoreResult, from_json, now_ms, sql, to_json};
 use sqlx::Row;
@@ -185,11 +185,19 @@ impl Store {
     }
 
     /// Sets what the session should be, shows the transition it starts, and
-    /// queues the command that makes it happen, atomically. Asking for a
-    /// session to run counts as activity, so it does not idle out at once.
+    /// queues the command that makes it happen, atomically, but only if the
+    /// session is still as the caller saw it (`seen`: its state and phase):
+    /// an agent's report or another request may have moved it meanwhile.
+    /// `None` when it had moved (or is gone); the caller reads it again.
+    ///
+    /// Terminated is final in SQL, not only in the caller's logic: a session
+    /// terminated (or being terminated) never gets another desired state.
+    /// Asking for a session to run counts as activity, so it does not idle
+    /// out at once.
     pub async fn set_desired_state(
         &self,
         id: &str,
+        seen: (DesiredState, Phase),
         state: DesiredState,
         phase: Phase,
         command: Option<(&str, &Command)>,
@@ -200,12 +208,15 @@ impl Store {
             "UPDATE sessions SET state = $1, phase = $2, message = NULL, updated_at = $3, \
              state_changed_at = $3, \
              last_activity = CASE WHEN $1 = 'running' THEN $3 ELSE last_activity END \
-             WHERE id = $4",
+             WHERE id = $4 AND state = $5 AND phase = $6 AND phase <> 'Terminated' \
+             AND (state <> 'terminated' OR $1 = 'terminated')",
         )
         .bind(state.as_str())
         .bind(phase.as_str())
         .bind(now_ms())
         .bind(id)
+        .bind(seen.0.as_str())
+        .bind(seen.1.as_str())
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
@@ -221,6 +232,9 @@ impl Store {
     /// Records the phase an agent observed. Only the session's own agent may
     /// report on it; a report from any other agent changes nothing, and
     /// nothing moves a session out of `Terminated` (late events can arrive).
+    /// An agent cannot end a session nobody asked to end: `Terminated` for a
+    /// session meant to run or hibernate is recorded as `Failed`, which a
+    /// person can still recover.
     pub async fn report_phase(
         &self,
         id: &str,
@@ -229,17 +243,23 @@ impl Store {
         message: Option<&str>,
     ) -> StoreResult<Option<SessionRecord>> {
         let _turn = self.write_turn().await;
-        let done = sqlx::query(
-            "UPDATE sessions SET phase = $1, message = $2, updated_at = $3 \
+        // What is recorded: the report, unless it ends a session nobody
+        // asked to end. Repeated reports change nothing (and audit nothing).
+        const PHASE: &str =
+            "CASE WHEN $1 = 'Terminated' AND state <> 'terminated' THEN 'Failed' ELSE $1 END";
+        const MESSAGE: &str =
+            "CASE WHEN $1 = 'Terminated' AND state <> 'terminated' THEN $6 ELSE $2 END";
+        let done = sqlx::query(sql(format!(
+            "UPDATE sessions SET phase = {PHASE}, message = {MESSAGE}, updated_at = $3 \
              WHERE id = $4 AND agent_id = $5 AND phase <> 'Terminated' \
-             AND (phase <> $1 OR COALESCE(message, '') <> $6)",
-        )
+             AND (phase <> {PHASE} OR COALESCE(message, '') <> COALESCE({MESSAGE}, ''))"
+        )))
         .bind(phase.as_str())
         .bind(message)
         .bind(now_ms())
         .bind(id)
         .bind(agent_id)
-        .bind(message.unwrap_or(""))
+        .bind("the agent reported that the session ended, but nobody asked for that")
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 0 {
@@ -260,6 +280,35 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(SessionRecord::from_row).collect()
+    }
+
+    /// Ends a session at once, without its agent: an admin's way out when
+    /// the agent is gone for good (or away too long). Its open commands are
+    /// superseded; should the agent come back with the session, the
+    /// inventory it sends has the leftovers removed.
+    pub async fn force_terminate(
+        &self,
+        id: &str,
+        message: &str,
+    ) -> StoreResult<Option<SessionRecord>> {
+        let _turn = self.write_turn().await;
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE sessions SET state = 'terminated', phase = 'Terminated', message = $1, \
+             updated_at = $2, state_changed_at = $2 WHERE id = $3 AND phase <> 'Terminated'",
+        )
+        .bind(message)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        supersede_open(&mut tx, id, now).await?;
+        tx.commit().await?;
+        self.get_session(id).await
     }
 
     /// Marks a session failed, unless it has reached `Terminated`.

@@ -124,7 +124,6 @@ async fn wake_if_needed(
     let id = session.id.clone();
     if session.state != DesiredState::Running || session.phase == Phase::Failed {
         let actor = format!("viewer:{}", user.user.username);
-        let _admission = state.admission.lock().await;
         let reason = "woken by a viewer connection";
         change_state(state, session, DesiredState::Running, &actor, Some(reason)).await?;
     }

@@ -7,6 +7,7 @@ mod fake_agent;
 mod lifecycle;
 mod openapi;
 mod sessions;
+mod state_machine;
 mod validation;
 
 use std::time::Duration;
