@@ -73,6 +73,26 @@ impl FakeAgent {
         secret: &str,
         inventory: Vec<SessionReport>,
     ) -> anyhow::Result<Self> {
+        Self::connect_as(base, id, secret, inventory, 2).await
+    }
+
+    /// Connects offering room for `max_sessions` sessions.
+    pub async fn connect_with_capacity(
+        base: &Url,
+        id: &str,
+        secret: &str,
+        max_sessions: u32,
+    ) -> anyhow::Result<Self> {
+        Self::connect_as(base, id, secret, Vec::new(), max_sessions).await
+    }
+
+    async fn connect_as(
+        base: &Url,
+        id: &str,
+        secret: &str,
+        inventory: Vec<SessionReport>,
+        max_sessions: u32,
+    ) -> anyhow::Result<Self> {
         let mut url = base.join("/api/v1/agents/connect")?;
         let _ = url.set_scheme("ws");
         let mut request = url.as_str().into_client_request()?;
@@ -93,7 +113,7 @@ impl FakeAgent {
                 agent_version: "test".into(),
                 platform: "docker".into(),
                 capacity: Capacity {
-                    max_sessions: 2,
+                    max_sessions,
                     ..Default::default()
                 },
                 capabilities: Capabilities {

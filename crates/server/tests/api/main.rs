@@ -2,6 +2,7 @@
 //! test, on SQLite and on PostgreSQL. Agents here are protocol-level fakes,
 //! so these tests need no Docker.
 
+mod admission;
 mod agents;
 mod fake_agent;
 mod lifecycle;
@@ -27,6 +28,8 @@ pub struct TestApp {
     pub url: Url,
     pub admin: Api,
     pub dir: TempDir,
+    /// `None` for SQLite in `dir`.
+    pub database_url: Option<String>,
     stop: CancellationToken,
 }
 
@@ -37,8 +40,6 @@ impl Drop for TestApp {
 }
 
 pub async fn spawn_app(engine: Engine) -> TestApp {
-    streamspace_testkit::init();
-    let dir = tempfile::tempdir().expect("temp dir");
     let database_url = match engine {
         Engine::Sqlite => None,
         Engine::Postgres => Some(
@@ -47,10 +48,22 @@ pub async fn spawn_app(engine: Engine) -> TestApp {
                 .expect("a PostgreSQL database"),
         ),
     };
+    spawn_on(database_url).await
+}
+
+/// Another control-plane replica on the same PostgreSQL database.
+pub async fn spawn_replica(app: &TestApp) -> TestApp {
+    assert!(app.database_url.is_some(), "replicas share PostgreSQL");
+    spawn_on(app.database_url.clone()).await
+}
+
+async fn spawn_on(database_url: Option<String>) -> TestApp {
+    streamspace_testkit::init();
+    let dir = tempfile::tempdir().expect("temp dir");
     let config = Config {
         listen: "127.0.0.1:0".parse().expect("address"),
         data_dir: dir.path().to_owned(),
-        database_url,
+        database_url: database_url.clone(),
         admin_password: Some(ADMIN_PASSWORD.into()),
         heartbeat_interval: Duration::from_millis(500),
         tunnel_timeout: Duration::from_secs(2),
@@ -65,6 +78,7 @@ pub async fn spawn_app(engine: Engine) -> TestApp {
         url,
         admin,
         dir,
+        database_url,
         stop,
     }
 }
