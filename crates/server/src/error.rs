@@ -149,9 +149,55 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
     }
 }
 
+/// Parses a request body strictly: a field the type does not know, at any
+/// depth, is refused rather than silently dropped (a misspelt `"memroy"`
+/// would otherwise mean "no limit"), and so is anything after the value.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut de).map_err(|err| {
+    let mut unknown: Option<String> = None;
+    let mut note = |path: serde_ignored::Path<'_>| {
+        unknown.get_or_insert_with(|| field_path(&path));
+    };
+    let value = deserialize_named(serde_ignored::Deserializer::new(&mut de, &mut note))?;
+    de.end().map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the body continues after its JSON value ({}): send exactly one JSON value",
+            strip_position(&e.to_string())
+        ))
+    })?;
+    match unknown {
+        Some(field) => Err(FieldError::new(
+            field,
+            "unknown field: remove it (docs/API.md lists the fields)",
+        )
+        .into()),
+        None => Ok(value),
+    }
+}
+
+/// A path the way every other error names fields: `ports[0].tls`.
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => match field_path(parent) {
+            prefix if prefix.is_empty() => key.clone(),
+            prefix => format!("{prefix}.{key}"),
+        },
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
+    }
+}
+
+/// Deserializes with errors that name the offending field.
+fn deserialize_named<'de, D, T>(de: D) -> ApiResult<T>
+where
+    D: serde::Deserializer<'de, Error = serde_json::Error>,
+    T: serde::Deserialize<'de>,
+{
+    serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         let message = if inner.is_syntax() || inner.is_eof() {
@@ -198,6 +244,41 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_at_every_depth() {
+        let err = parse_json::<Input>(br#"{"resources": {"memroy": "1Gi"}}"#)
+            .expect_err("a misspelt nested field");
+        match err {
+            ApiError::Field(e) => assert_eq!(e.field, "resources.memroy"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(parse_json::<Input>(br#"{"resources": {"memory": "1Gi"}}"#).is_ok());
+
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct List {
+            items: Vec<Resources>,
+        }
+        let err = parse_json::<List>(br#"{"items": [{}, {"cpu": "1", "gpu": 1}]}"#)
+            .expect_err("a nested field in a list");
+        assert!(matches!(err, ApiError::Field(e) if e.field == "items[1].gpu"));
+    }
+
+    #[test]
+    fn nothing_may_follow_the_value() {
+        for trailing in [
+            &br#"{"resources": {}} {"resources": {}}"#[..],
+            br#"{"resources": {}}x"#,
+        ] {
+            let err = parse_json::<Input>(trailing).expect_err("trailing bytes");
+            assert!(err.to_string().contains("exactly one JSON value"), "{err}");
+        }
+        assert!(
+            parse_json::<Input>(b"{\"resources\": {}}\n").is_ok(),
+            "whitespace is fine"
+        );
     }
 
     #[test]

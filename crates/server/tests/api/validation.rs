@@ -53,6 +53,13 @@ async fn bad_templates_are_refused_by_field(app: TestApp) -> anyhow::Result<()> 
         (json!({"idle_timeout": "whenever"}), "idle_timeout"),
         (json!({"platforms": ["mainframe"]}), "platforms"),
         (json!({"colour": "blue"}), "."),
+        // Unknown fields are refused at every depth, not dropped.
+        (json!({"resources": {"memroy": "1Gi"}}), "resources.memroy"),
+        (
+            json!({"ports": [{"name": "vnc", "port": 5901, "protocol": "vnc", "tls": true}]}),
+            "ports[0].tls",
+        ),
+        (json!({"max_resources": {"gpus": 1}}), "max_resources.gpus"),
     ];
     for (overrides, field) in cases {
         let body = refused(
@@ -142,15 +149,35 @@ async fn bad_requests_get_clear_errors(app: TestApp) -> anyhow::Result<()> {
     )
     .await;
     assert_eq!(body["field"], "template");
+    api.create_template(template(json!({"user_env": ["LANG"]})))
+        .await?;
     let body = refused(
         api,
         Method::POST,
         "/api/v1/sessions",
-        json!({"template": "x", "env": {"A-B": "1"}}),
+        json!({"template": "desktop", "env": {"A-B": "1"}}),
         StatusCode::BAD_REQUEST,
     )
     .await;
     assert_eq!(body["field"], "env");
+    let body = refused(
+        api,
+        Method::POST,
+        "/api/v1/sessions",
+        json!({"template": "desktop", "resources": {"mem": "1Gi"}}),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(body["field"], "resources.mem");
+    let twice = http
+        .post(app.url.join("/api/v1/sessions")?)
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(r#"{"template": "desktop"} {"template": "desktop"}"#)
+        .send()
+        .await?;
+    assert_eq!(twice.status(), StatusCode::BAD_REQUEST);
+    assert!(twice.text().await?.contains("exactly one JSON value"));
     let missing = api.call(Method::GET, "/api/v1/nothing-here", None).await?;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert!(missing.body["error"].is_string());

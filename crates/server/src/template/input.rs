@@ -1,0 +1,433 @@
+//! A template as an admin writes it, and the validation that keeps bad
+//! templates out of the store.
+
+use super::{DEFAULT_PIDS_LIMIT, PLATFORMS, SecretEnv, TemplateSpec};
+use crate::validate::{FieldError, check_env, check_slug};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use streamspace_protocol::{Cpu, Memory, PortProtocol, PortSpec, Resources};
+
+/// A template as a client writes it; optional fields get defaults.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "name": "desktop",
+    "display_name": "Desktop",
+    "image": "streamspace/desktop:local",
+    "resources": {"cpu": "1", "memory": "512Mi"},
+    "idle_timeout": "30m"
+}))]
+pub struct TemplateInput {
+    /// Unique; part of container and volume names.
+    #[schema(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+    pub name: String,
+    /// Defaults to `name`.
+    #[serde(default)]
+    #[schema(max_length = 100)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    #[schema(max_length = 2000)]
+    pub description: String,
+    /// Defaults to `Other`.
+    #[serde(default)]
+    pub category: Option<String>,
+    /// An image URL.
+    #[serde(default)]
+    pub icon: String,
+    /// `[registry/]repository[:tag][@digest]`, repository in lowercase.
+    #[schema(example = "streamspace/desktop:local")]
+    pub image: String,
+    /// Unique names and numbers, at least one `vnc`; defaults to
+    /// `[{"name": "vnc", "port": 5901, "protocol": "vnc"}]`.
+    #[serde(default)]
+    pub ports: Option<Vec<PortInput>>,
+    /// Keys are `[A-Za-z_][A-Za-z0-9_]*`.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Like `env`, but the values are shown to admins only and never
+    /// logged; no key may be in both.
+    #[serde(default)]
+    pub secret_env: BTreeMap<String, String>,
+    #[serde(default)]
+    #[schema(value_type = ResourcesInput)]
+    pub resources: ResourcesInput,
+    /// The most a user may ask for when starting a session; where unset,
+    /// `resources` is the most, and where that is unset too, users cannot
+    /// choose that resource.
+    #[serde(default)]
+    #[schema(value_type = ResourcesInput)]
+    pub max_resources: ResourcesInput,
+    /// Environment variables users may set when starting a session
+    /// (default: none). Secret ones cannot be listed.
+    #[serde(default)]
+    pub user_env: Vec<String>,
+    /// Whether users may choose their session's idle timeout (default:
+    /// false, the template's applies).
+    #[serde(default)]
+    pub user_idle_timeout: bool,
+    /// Most processes and threads a session may run (default 2048).
+    #[serde(default)]
+    #[schema(minimum = 32, maximum = 1048576)]
+    pub pids_limit: Option<i64>,
+    /// Linux capabilities given back after dropping all, e.g. `["CHOWN",
+    /// "SETUID", "SETGID"]` for images that start as root and switch user.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// A volume per user and template, kept when sessions end.
+    #[serde(default)]
+    pub persistent_home: bool,
+    /// An absolute path; defaults to `/home/user`.
+    #[serde(default)]
+    pub home_path: Option<String>,
+    /// `"30m"`, `"2h"`; `"0"` or empty means never.
+    #[serde(default)]
+    #[schema(pattern = r"^(0|[0-9]+(ms|s|m|h|d|w|y))?$", example = "30m")]
+    pub idle_timeout: Option<String>,
+    /// A subset of `docker`, `kubernetes`; empty means any.
+    #[serde(default)]
+    pub platforms: Vec<String>,
+}
+
+/// Resources as written: the same fields as the protocol's `Resources`, but
+/// refusing unknown ones (`"mem"` for `"memory"` must not pass silently).
+#[derive(Debug, Default, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ResourcesInput)]
+pub struct ResourcesInput {
+    /// Cores: `"1"`, `"500m"`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "500m")]
+    pub cpu: Option<Cpu>,
+    /// Bytes: `"512Mi"`, `"2Gi"`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "512Mi")]
+    pub memory: Option<Memory>,
+}
+
+impl From<ResourcesInput> for Resources {
+    fn from(r: ResourcesInput) -> Self {
+        Resources {
+            cpu: r.cpu,
+            memory: r.memory,
+        }
+    }
+}
+
+/// A port as written: `port` is wide so that 70000 gets our message rather
+/// than serde's "expected u16".
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortInput {
+    #[schema(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+    pub name: String,
+    #[schema(minimum = 1, maximum = 65535)]
+    pub port: i64,
+    pub protocol: PortProtocol,
+}
+
+const DEFAULT_HOME: &str = "/home/user";
+const DEFAULT_VNC_PORT: u16 = 5901;
+
+impl TemplateInput {
+    pub fn validate(self) -> Result<TemplateSpec, FieldError> {
+        check_slug("name", &self.name)?;
+        check_image(&self.image)?;
+        let ports = check_ports(self.ports)?;
+        check_env("env", &self.env)?;
+        let home_path = self.home_path.unwrap_or_else(|| DEFAULT_HOME.to_owned());
+        if !home_path.starts_with('/') || home_path.contains('\0') {
+            return Err(FieldError::new(
+                "home_path",
+                format!("{home_path:?} must be an absolute path such as \"/home/user\""),
+            ));
+        }
+        let idle_timeout = check_idle_timeout(self.idle_timeout)?;
+        for platform in &self.platforms {
+            if !PLATFORMS.contains(&platform.as_str()) {
+                return Err(FieldError::new(
+                    "platforms",
+                    format!("unknown platform {platform:?}: use one of {PLATFORMS:?}"),
+                ));
+            }
+        }
+        check_length("display_name", self.display_name.as_deref(), 100)?;
+        check_length("description", Some(&self.description), 2000)?;
+        check_secret_env(&self.env, &self.secret_env)?;
+        check_user_env(&self.user_env, &self.secret_env)?;
+        let pids_limit = check_pids_limit(self.pids_limit)?;
+        let capabilities = check_capabilities(self.capabilities)?;
+        let resources = Resources::from(self.resources);
+        let max_resources = Resources::from(self.max_resources);
+        check_max_resources(&resources, &max_resources)?;
+        Ok(TemplateSpec {
+            display_name: self.display_name.unwrap_or_else(|| self.name.clone()),
+            name: self.name,
+            description: self.description,
+            category: self.category.unwrap_or_else(|| "Other".to_owned()),
+            icon: self.icon,
+            image: self.image,
+            ports,
+            env: self.env,
+            secret_env: SecretEnv::new(self.secret_env),
+            resources,
+            max_resources,
+            user_env: self.user_env,
+            user_idle_timeout: self.user_idle_timeout,
+            persistent_home: self.persistent_home,
+            home_path,
+            idle_timeout,
+            platforms: self.platforms,
+            pids_limit,
+            capabilities,
+        })
+    }
+}
+
+/// Secret variables follow the same naming rules, and a name is either
+/// secret or not: in both, which value wins would be a surprise.
+fn check_secret_env(
+    env: &BTreeMap<String, String>,
+    secret_env: &BTreeMap<String, String>,
+) -> Result<(), FieldError> {
+    check_env("secret_env", secret_env)?;
+    match secret_env.keys().find(|k| env.contains_key(*k)) {
+        Some(key) => Err(FieldError::new(
+            format!("secret_env.{key}"),
+            format!("{key} is also in env: keep it in one of them"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Variables users may set: valid names, and never a secret one (a user
+/// could otherwise replace the admin's credential with their own value).
+fn check_user_env(
+    user_env: &[String],
+    secret_env: &BTreeMap<String, String>,
+) -> Result<(), FieldError> {
+    let as_map: BTreeMap<String, String> = user_env
+        .iter()
+        .map(|k| (k.clone(), String::new()))
+        .collect();
+    check_env("user_env", &as_map)?;
+    match user_env.iter().find(|k| secret_env.contains_key(*k)) {
+        Some(key) => Err(FieldError::new(
+            "user_env",
+            format!("{key} is a secret variable: users cannot set it"),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn check_pids_limit(value: Option<i64>) -> Result<u32, FieldError> {
+    const RANGE: std::ops::RangeInclusive<i64> = 32..=1_048_576;
+    match value {
+        None => Ok(DEFAULT_PIDS_LIMIT),
+        Some(n) if RANGE.contains(&n) => Ok(n as u32),
+        Some(n) => Err(FieldError::new(
+            "pids_limit",
+            format!(
+                "{n} is out of range: use {} to {} (a desktop with a browser needs a few hundred)",
+                RANGE.start(),
+                RANGE.end()
+            ),
+        )),
+    }
+}
+
+/// Linux capability names, without the `CAP_` prefix.
+const CAPABILITIES: [&str; 41] = [
+    "AUDIT_CONTROL",
+    "AUDIT_READ",
+    "AUDIT_WRITE",
+    "BLOCK_SUSPEND",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "KILL",
+    "LEASE",
+    "LINUX_IMMUTABLE",
+    "MAC_ADMIN",
+    "MAC_OVERRIDE",
+    "MKNOD",
+    "NET_ADMIN",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_RAW",
+    "PERFMON",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_CHROOT",
+    "SYS_MODULE",
+    "SYS_NICE",
+    "SYS_PACCT",
+    "SYS_PTRACE",
+    "SYS_RAWIO",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "SYSLOG",
+    "WAKE_ALARM",
+];
+
+/// Capabilities as Linux names them; `CAP_CHOWN` and `chown` are accepted
+/// and stored as `CHOWN`.
+fn check_capabilities(names: Vec<String>) -> Result<Vec<String>, FieldError> {
+    let mut checked: Vec<String> = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let upper = name.trim().to_ascii_uppercase();
+        let bare = upper.strip_prefix("CAP_").unwrap_or(&upper).to_owned();
+        if !CAPABILITIES.contains(&bare.as_str()) {
+            return Err(FieldError::new(
+                format!("capabilities[{i}]"),
+                format!(
+                    "{name:?} is not a Linux capability: use names such as \"CHOWN\" or \"SETUID\""
+                ),
+            ));
+        }
+        if !checked.contains(&bare) {
+            checked.push(bare);
+        }
+    }
+    Ok(checked)
+}
+
+/// A maximum below the template's own amount would refuse the template's
+/// own sessions.
+fn check_max_resources(resources: &Resources, max: &Resources) -> Result<(), FieldError> {
+    let below = |own: Option<u64>, most: Option<u64>| own.zip(most).is_some_and(|(o, m)| m < o);
+    if below(
+        resources.cpu.map(Cpu::millicores),
+        max.cpu.map(Cpu::millicores),
+    ) {
+        return Err(FieldError::new(
+            "max_resources.cpu",
+            "must be at least resources.cpu",
+        ));
+    }
+    if below(
+        resources.memory.map(Memory::bytes),
+        max.memory.map(Memory::bytes),
+    ) {
+        return Err(FieldError::new(
+            "max_resources.memory",
+            "must be at least resources.memory",
+        ));
+    }
+    Ok(())
+}
+
+fn check_length(field: &str, value: Option<&str>, max: usize) -> Result<(), FieldError> {
+    match value {
+        Some(v) if v.chars().count() > max => Err(FieldError::new(
+            field,
+            format!("must be at most {max} characters"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+pub fn check_image(image: &str) -> Result<(), FieldError> {
+    let valid = !image.is_empty()
+        && image == image.trim()
+        && image.parse::<oci_spec::distribution::Reference>().is_ok()
+        && repository_of(image) == repository_of(image).to_lowercase();
+    if valid {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            "image",
+            format!(
+                "{image:?} is not a valid image reference: use [registry/]repository[:tag][@digest] \
+                 in lowercase, e.g. \"streamspace/desktop:local\""
+            ),
+        ))
+    }
+}
+
+/// The reference without its digest and tag: the part Docker requires to be
+/// lowercase (tags may use capitals).
+fn repository_of(image: &str) -> &str {
+    let name = image.split('@').next().unwrap_or(image);
+    match name.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => repo,
+        _ => name,
+    }
+}
+
+fn check_ports(ports: Option<Vec<PortInput>>) -> Result<Vec<PortSpec>, FieldError> {
+    let Some(ports) = ports else {
+        return Ok(vec![PortSpec {
+            name: "vnc".into(),
+            port: DEFAULT_VNC_PORT,
+            protocol: PortProtocol::Vnc,
+        }]);
+    };
+    let mut checked: Vec<PortSpec> = Vec::with_capacity(ports.len());
+    for (i, p) in ports.into_iter().enumerate() {
+        let field = format!("ports[{i}]");
+        let port = u16::try_from(p.port)
+            .ok()
+            .filter(|&port| port > 0)
+            .ok_or_else(|| {
+                FieldError::new(
+                    format!("{field}.port"),
+                    format!("{} is not a port: use 1 to 65535", p.port),
+                )
+            })?;
+        check_slug(&format!("{field}.name"), &p.name)?;
+        if checked.iter().any(|c| c.name == p.name || c.port == port) {
+            return Err(FieldError::new(
+                field,
+                "port names and numbers must be unique".to_owned(),
+            ));
+        }
+        checked.push(PortSpec {
+            name: p.name,
+            port,
+            protocol: p.protocol,
+        });
+    }
+    if !checked.iter().any(|p| p.protocol == PortProtocol::Vnc) {
+        return Err(FieldError::new(
+            "ports",
+            "at least one port must have protocol \"vnc\" (the desktop viewers connect to it)"
+                .to_owned(),
+        ));
+    }
+    Ok(checked)
+}
+
+pub fn check_idle_timeout(value: Option<String>) -> Result<Option<String>, FieldError> {
+    let Some(text) = value.filter(|t| !t.trim().is_empty()) else {
+        return Ok(None);
+    };
+    if text.trim() == "0" {
+        return Ok(None);
+    }
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if d.is_zero() => Ok(None),
+        Ok(_) => Ok(Some(text.trim().to_owned())),
+        Err(_) => Err(FieldError::new(
+            "idle_timeout",
+            format!("{text:?} is not a duration: use e.g. \"30m\", \"2h\" or \"0\" for never"),
+        )),
+    }
+}
+
+/// A validated idle timeout as a duration; `None` means never.
+pub fn parse_idle_timeout(text: Option<&str>) -> Option<Duration> {
+    text.and_then(|t| humantime::parse_duration(t.trim()).ok())
+        .filter(|d| !d.is_zero())
+}
