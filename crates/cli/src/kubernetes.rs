@@ -19,9 +19,9 @@ use streamspace_agent::{Enrollment, Identity, Platform};
 use streamspace_kubernetes::leader::LeaderElector;
 use streamspace_kubernetes::state_secret::StateSecret;
 use streamspace_kubernetes::{KubernetesOptions, KubernetesPlatform, TunnelMode};
-use streamspace_protocol::{Memory, Resources};
+use streamspace_protocol::Memory;
 use streamspace_server::store::{Role, User};
-use streamspace_server::template::TemplateInput;
+use streamspace_server::template::{SessionRequest, TemplateInput};
 use url::Url;
 
 /// Session id used by `render` unless one is given.
@@ -208,13 +208,10 @@ fn render_template(args: &RenderArgs) -> anyhow::Result<String> {
         role: Role::User,
         legacy_home: false,
     };
-    let spec = template.session_spec(
-        &args.template_id,
-        &args.session_id,
-        &owner,
-        Resources::default(),
-        Default::default(),
-    );
+    let granted = template
+        .grant(SessionRequest::default())
+        .map_err(|e| anyhow::anyhow!("{}: {}: {}", path.display(), e.field, e.message))?;
+    let spec = template.session_spec(&args.template_id, &args.session_id, &owner, &granted);
     let options = args.objects.options(args.namespace.clone());
     streamspace_kubernetes::render::to_yaml(&spec, &args.agent_id, &options)
         .map_err(|e| anyhow::anyhow!(e))

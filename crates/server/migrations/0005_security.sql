@@ -13,3 +13,7 @@ CREATE TABLE settings (
     name  TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+
+-- Sessions an agent reports that the control plane cannot account for and
+-- did not adopt (no valid seal, placed elsewhere), as JSON, for admins.
+ALTER TABLE agents ADD COLUMN unverified TEXT;

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod quota;
 pub mod reconcile;
 pub mod scheduler;
+pub mod seal;
 mod serve;
 pub mod state;
 pub mod store;

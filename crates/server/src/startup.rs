@@ -57,6 +57,7 @@ impl Application {
             Some(url) => url.clone(),
             None => Url::parse(&format!("http://{local}"))?,
         };
+        let sealer = crate::seal::Sealer::load(&store).await?;
         let state = AppState {
             config: Arc::new(config),
             public_url: Arc::new(public_url),
@@ -67,6 +68,7 @@ impl Application {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             metrics: Arc::default(),
+            sealer,
         };
         Ok(Self {
             listener,

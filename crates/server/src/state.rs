@@ -24,4 +24,6 @@ pub struct AppState {
     /// wait for them.
     pub tasks: TaskTracker,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Seals the sessions this control plane places (see `seal.rs`).
+    pub sealer: crate::seal::Sealer,
 }

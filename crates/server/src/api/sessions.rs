@@ -6,12 +6,13 @@ use crate::hub::dispatch;
 use crate::lifecycle::{audit, change_state, force_terminate};
 use crate::quota;
 use crate::scheduler::{self, Placement};
+use crate::seal::SessionIds;
 use crate::state::AppState;
 use crate::store::{
     AgentRecord, NewSession, SessionEvent, SessionRecord, TemplateRecord, duration_ms, new_id,
 };
-use crate::template::{PLATFORMS, check_idle_timeout, parse_idle_timeout};
-use crate::validate::{FieldError, check_env};
+use crate::template::{PLATFORMS, ResourcesInput, SessionRequest};
+use crate::validate::FieldError;
 use axum::Json;
 use axum::extract::{Path, State};
 use http::StatusCode;
@@ -36,13 +37,15 @@ pub struct NewSessionInput {
     /// region too).
     #[serde(default)]
     agent_selector: BTreeMap<String, String>,
-    /// Override the template's.
+    /// Override the template's, up to its `max_resources` (by default its
+    /// own `resources`).
     #[serde(default)]
-    resources: Option<Resources>,
-    /// Added to the template's; keys are `[A-Za-z_][A-Za-z0-9_]*`.
+    resources: Option<ResourcesInput>,
+    /// Added to the template's; only the variables its `user_env` lists.
     #[serde(default)]
     env: BTreeMap<String, String>,
-    /// Overrides the template's idle timeout (`"0"` = never).
+    /// Overrides the template's idle timeout (`"0"` = never), if its
+    /// `user_idle_timeout` allows.
     #[serde(default)]
     #[schema(pattern = r"^(0|[0-9]+(ms|s|m|h|d|w|y))?$", example = "30m")]
     idle_timeout: Option<String>,
@@ -72,11 +75,6 @@ pub async fn create(
     user: CurrentUser,
     ApiJson(input): ApiJson<NewSessionInput>,
 ) -> ApiResult<(StatusCode, Json<SessionView>)> {
-    check_env("env", &input.env)?;
-    let idle_override = match input.idle_timeout {
-        Some(text) => Some(check_idle_timeout(Some(text))?),
-        None => None,
-    };
     let template = state
         .store
         .find_template(&input.template)
@@ -91,17 +89,15 @@ pub async fn create(
             )
         })?;
     let platforms = allowed_platforms(&template, input.platform.as_deref())?;
-    let spec = template.spec.session_spec(
-        &template.id,
-        &new_id(),
-        &user.user,
-        input.resources.unwrap_or_default(),
-        input.env,
-    );
-    let idle = match idle_override {
-        Some(text) => parse_idle_timeout(text.as_deref()),
-        None => template.spec.idle_timeout(),
-    };
+    let granted = template.spec.grant(SessionRequest {
+        resources: input.resources.map(Resources::from),
+        env: input.env,
+        idle_timeout: input.idle_timeout,
+    })?;
+    let spec = template
+        .spec
+        .session_spec(&template.id, &new_id(), &user.user, &granted);
+    let idle = granted.idle_timeout;
     let placement = Placement {
         platforms: &platforms,
         agent_id: input.agent_id.as_deref(),
@@ -131,12 +127,18 @@ async fn admit(
     state: &AppState,
     user: &CurrentUser,
     placement: &Placement<'_>,
-    spec: SessionSpec,
+    mut spec: SessionSpec,
     template: &TemplateRecord,
     idle: Option<std::time::Duration>,
 ) -> ApiResult<(SessionRecord, AgentRecord, Command)> {
     quota::check_create(state, &user.user.id, &spec.resources).await?;
     let agent = scheduler::choose(state, placement).await?;
+    spec.seal = state.sealer.seal(&SessionIds {
+        session: &spec.session_id,
+        user: &spec.user_id,
+        template: &spec.template_id,
+        agent: &agent.id,
+    });
     let start = Command {
         id: new_id(),
         session_id: spec.session_id.clone(),
@@ -210,6 +212,7 @@ pub async fn view(state: &AppState, session: SessionRecord) -> ApiResult<Session
 }
 
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Everyone's sessions (admins only).

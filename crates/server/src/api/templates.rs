@@ -8,6 +8,9 @@ use axum::extract::{Path, State};
 use http::StatusCode;
 
 /// List templates
+///
+/// Admins see each template whole; others see it without `env` and
+/// `secret_env`, which may hold what only sessions should know.
 #[utoipa::path(
     get,
     operation_id = "listTemplates",
@@ -18,15 +21,21 @@ use http::StatusCode;
 )]
 pub async fn list(
     State(state): State<AppState>,
-    _: CurrentUser,
+    user: CurrentUser,
 ) -> ApiResult<Json<Vec<TemplateView>>> {
     let templates = state.store.list_templates().await?;
+    let admin = user.user.is_admin();
     Ok(Json(
-        templates.into_iter().map(TemplateView::from).collect(),
+        templates
+            .into_iter()
+            .map(|t| TemplateView::shown_to(t, admin))
+            .collect(),
     ))
 }
 
 /// Get a template
+///
+/// Without `env` and `secret_env` for users who are not admins.
 #[utoipa::path(
     get,
     operation_id = "getTemplate",
@@ -41,12 +50,13 @@ pub async fn list(
 )]
 pub async fn get(
     State(state): State<AppState>,
-    _: CurrentUser,
+    user: CurrentUser,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TemplateView>> {
     let template = state.store.find_template(&id).await?;
+    let admin = user.user.is_admin();
     template
-        .map(|t| Json(t.into()))
+        .map(|t| Json(TemplateView::shown_to(t, admin)))
         .ok_or_else(|| ApiError::not_found("template"))
 }
 

@@ -1,7 +1,7 @@
 //! The JSON shapes the API answers with.
 
 use crate::state::AppState;
-use crate::store::{AgentRecord, SessionRecord, TemplateRecord};
+use crate::store::{AgentRecord, SessionRecord, TemplateRecord, Unverified};
 use crate::template::TemplateSpec;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -76,7 +76,11 @@ pub struct SessionView {
 impl SessionView {
     pub fn new(state: &AppState, s: SessionRecord, agent: Option<(&'static str, String)>) -> Self {
         let (agent_status, agent_name) = agent.unzip();
-        let usage = state.hub.session_usage(&s.id).map(|u| UsageView {
+        let usage = s
+            .agent_id
+            .as_deref()
+            .and_then(|agent| state.hub.session_usage(agent, &s.id));
+        let usage = usage.map(|u| UsageView {
             cpu: Cpu(u.cpu_millicores),
             memory: Memory(u.memory_bytes),
         });
@@ -145,6 +149,17 @@ impl From<TemplateRecord> for TemplateView {
     }
 }
 
+impl TemplateView {
+    /// The template as an admin (`admin`) or anyone else may see it.
+    pub fn shown_to(t: TemplateRecord, admin: bool) -> Self {
+        let mut view = TemplateView::from(t);
+        if !admin {
+            view.spec = view.spec.for_users();
+        }
+        view
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 #[schema(as = Agent)]
 pub struct AgentView {
@@ -166,6 +181,10 @@ pub struct AgentView {
     pub metrics: Option<NodeMetrics>,
     #[schema(format = DateTime)]
     pub created_at: String,
+    /// Sessions its last inventory held that are in nobody's list (no
+    /// record and no valid seal, or placed on another agent): worth a look,
+    /// since a trustworthy agent has none.
+    pub unverified_sessions: Vec<Unverified>,
 }
 
 impl AgentView {
@@ -185,6 +204,7 @@ impl AgentView {
             session_count,
             metrics: a.metrics,
             created_at: time(a.created_at),
+            unverified_sessions: a.unverified,
         }
     }
 }

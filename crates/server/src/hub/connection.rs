@@ -1,6 +1,7 @@
 //! One agent's control channel: authenticate, handshake, replay undelivered
 //! commands, then relay messages until either side goes away.
 
+use super::rate::MessageRate;
 use super::reports;
 use crate::auth::{bearer_token, secrets};
 use crate::error::{ApiError, ApiResult};
@@ -180,6 +181,7 @@ async fn relay(
 ) {
     let silence = state.config.agent_silence_limit();
     let mut deadline = Instant::now() + silence;
+    let mut rate = MessageRate::new(Instant::now());
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => {
@@ -203,6 +205,16 @@ async fn relay(
             }
             incoming = ws.recv() => {
                 deadline = Instant::now() + silence;
+                if !rate.allow(Instant::now()) {
+                    tracing::warn!("agent sends too many messages; closing its connection");
+                    let reason = format!(
+                        "more than {} messages a second: the connection is closed; reconnect \
+                         and send less",
+                        super::rate::PER_SECOND
+                    );
+                    let _ = send(ws, &ServerMessage::Goodbye { reason }).await;
+                    return;
+                }
                 match incoming {
                     Some(Ok(Message::Text(text))) => {
                         match serde_json::from_str::<AgentMessage>(text.as_str()) {

@@ -3,6 +3,7 @@
 
 pub(crate) mod connection;
 mod orphans;
+mod rate;
 mod reports;
 
 pub use connection::connect;
@@ -47,9 +48,11 @@ pub struct AgentHub {
 struct Beats {
     latest: HashMap<String, Beat>,
     unsaved: HashSet<String>,
-    /// What each running session used at its agent's last heartbeat, and
-    /// which sessions each agent reported (to drop those it stops reporting).
-    usage: HashMap<String, SessionUsage>,
+    /// What each running session used at its agent's last heartbeat, by
+    /// (agent, session): an agent's figures only ever describe its own
+    /// sessions, whatever ids it sends. And which sessions each agent
+    /// reported (to drop those it stops reporting).
+    usage: HashMap<(String, String), SessionUsage>,
     reported: HashMap<String, Vec<String>>,
 }
 
@@ -141,16 +144,19 @@ impl AgentHub {
             .insert(agent_id.to_owned(), ids)
             .unwrap_or_default()
         {
-            beats.usage.remove(&old);
+            beats.usage.remove(&(agent_id.to_owned(), old));
         }
         for usage in sessions {
-            beats.usage.insert(usage.session_id.clone(), usage);
+            let key = (agent_id.to_owned(), usage.session_id.clone());
+            beats.usage.insert(key, usage);
         }
     }
 
-    /// What a session used at its agent's last heartbeat, if measured.
-    pub fn session_usage(&self, session_id: &str) -> Option<SessionUsage> {
-        self.beats().usage.get(session_id).cloned()
+    /// What a session used at the last heartbeat of `agent_id`, the agent
+    /// it is placed on, if measured.
+    pub fn session_usage(&self, agent_id: &str, session_id: &str) -> Option<SessionUsage> {
+        let key = (agent_id.to_owned(), session_id.to_owned());
+        self.beats().usage.get(&key).cloned()
     }
 
     /// The latest heartbeat received here, stored or not.
@@ -171,7 +177,7 @@ impl AgentHub {
         let mut beats = self.beats();
         beats.latest.remove(agent_id);
         for old in beats.reported.remove(agent_id).unwrap_or_default() {
-            beats.usage.remove(&old);
+            beats.usage.remove(&(agent_id.to_owned(), old));
         }
     }
 }

@@ -1,19 +1,35 @@
 //! Sessions an agent reports that the store does not place on it: lingering
 //! containers of terminated sessions are removed; unknown ones are adopted,
-//! removed or ignored by the configured policy.
+//! removed or ignored by the configured policy. Adoption needs the
+//! session's seal (see `seal.rs`): labels alone name an owner, but any host
+//! can write labels. What is neither adopted nor removed is shown to admins
+//! on the agent (`unverified_sessions`), never in a user's list.
 
 use crate::config::OrphanPolicy;
 use crate::lifecycle::audit;
+use crate::seal::SessionIds;
 use crate::state::AppState;
-use crate::store::{NewSession, SessionEvent, StoreResult, duration_ms, new_id};
+use crate::store::{
+    AgentRecord, NewSession, SessionEvent, StoreResult, Unverified, duration_ms, new_id,
+};
+use crate::template::SessionRequest;
 use streamspace_protocol::{
-    Action, Command, DesiredState, Phase, Resources, ServerMessage, SessionReport,
+    Action, Command, DesiredState, Phase, ServerMessage, SessionOrigin, SessionReport,
 };
 
-pub async fn handle(state: &AppState, agent_id: &str, report: &SessionReport) -> StoreResult<()> {
+/// Handles one such session; `Some` is what admins should know about it.
+pub async fn handle(
+    state: &AppState,
+    agent: &AgentRecord,
+    report: &SessionReport,
+) -> StoreResult<Option<Unverified>> {
     match state.store.get_session(&report.session_id).await? {
-        Some(session) if session.agent_id.as_deref() != Some(agent_id) => {
+        Some(session) if session.agent_id.as_deref() != Some(agent.id.as_str()) => {
             tracing::warn!(session_id = %session.id, "agent reports a session placed on another agent");
+            Ok(Some(Unverified::new(
+                report,
+                "the session is placed on another agent",
+            )))
         }
         Some(session) if report.phase != Phase::Terminated => {
             // Terminated here, still present there: finish the job.
@@ -22,32 +38,38 @@ pub async fn handle(state: &AppState, agent_id: &str, report: &SessionReport) ->
                 session_id: session.id.clone(),
                 action: Action::Terminate,
             };
-            state.store.enqueue_command(agent_id, &command).await?;
-            crate::hub::dispatch(state, agent_id, command).await?;
+            state.store.enqueue_command(&agent.id, &command).await?;
+            crate::hub::dispatch(state, &agent.id, command).await?;
+            Ok(None)
         }
-        Some(_) => {}
-        None => unknown(state, agent_id, report).await?,
+        Some(_) => Ok(None),
+        None => unknown(state, agent, report).await,
     }
-    Ok(())
 }
 
-async fn unknown(state: &AppState, agent_id: &str, report: &SessionReport) -> StoreResult<()> {
+async fn unknown(
+    state: &AppState,
+    agent: &AgentRecord,
+    report: &SessionReport,
+) -> StoreResult<Option<Unverified>> {
     let id = &report.session_id;
     match state.config.orphan_policy {
         OrphanPolicy::Ignore => {
             tracing::warn!(session_id = %id, "unknown session on agent left alone (policy: ignore)");
+            Ok(Some(Unverified::new(report, "no record (policy: ignore)")))
         }
-        OrphanPolicy::Remove => remove(state, agent_id, id),
-        OrphanPolicy::Adopt => {
-            if !adopt(state, agent_id, report).await? {
-                tracing::warn!(
-                    session_id = %id,
-                    "unknown session on agent cannot be adopted (its user or template is gone); left alone"
-                );
+        OrphanPolicy::Remove => {
+            remove(state, &agent.id, id);
+            Ok(None)
+        }
+        OrphanPolicy::Adopt => match adopt(state, agent, report).await? {
+            Ok(()) => Ok(None),
+            Err(reason) => {
+                tracing::warn!(session_id = %id, reason, "unknown session on agent not adopted; left alone");
+                Ok(Some(Unverified::new(report, reason)))
             }
-        }
+        },
     }
-    Ok(())
 }
 
 /// Removes an unknown session's compute. The command is not stored: there
@@ -65,25 +87,45 @@ fn remove(state: &AppState, agent_id: &str, session_id: &str) {
     state.hub.send(agent_id, ServerMessage::Command(command));
 }
 
-/// Records the session for the user and template its labels name.
-async fn adopt(state: &AppState, agent_id: &str, report: &SessionReport) -> StoreResult<bool> {
+/// Records a session this control plane sealed for this agent, for the
+/// user and template the seal names, if both still exist; `Err` says why not.
+async fn adopt(
+    state: &AppState,
+    agent: &AgentRecord,
+    report: &SessionReport,
+) -> StoreResult<Result<(), &'static str>> {
     let Some(origin) = &report.origin else {
-        return Ok(false);
+        return Ok(Err("it carries no labels naming its owner"));
     };
-    let user = state.store.user_credentials(&origin.user).await?;
-    let template = state.store.find_template(&origin.template).await?;
-    let (Some((user, _)), Some(template), Some(agent)) =
-        (user, template, state.store.get_agent(agent_id).await?)
+    let (Some(user_id), Some(template_id), Some(seal)) =
+        (&origin.user_id, &origin.template_id, &origin.seal)
     else {
-        return Ok(false);
+        return Ok(Err("it carries no seal of this control plane"));
     };
-    let spec = template.spec.session_spec(
-        &template.id,
-        &report.session_id,
-        &user,
-        Resources::default(),
-        Default::default(),
-    );
+    let ids = SessionIds {
+        session: &report.session_id,
+        user: user_id,
+        template: template_id,
+        agent: &agent.id,
+    };
+    if !state.sealer.verify(&ids, seal) {
+        return Ok(Err(
+            "its seal is not this control plane's seal for this agent",
+        ));
+    }
+    let (Some(user), Some(template)) = (
+        state.store.get_user(user_id).await?,
+        state.store.get_template(template_id).await?,
+    ) else {
+        return Ok(Err("its user or template no longer exists"));
+    };
+    let Ok(granted) = template.spec.grant(SessionRequest::default()) else {
+        return Ok(Err("its template refuses a default session"));
+    };
+    let mut spec = template
+        .spec
+        .session_spec(&template.id, &report.session_id, &user, &granted);
+    spec.seal = seal.clone();
     let new = NewSession {
         user_id: user.id.clone(),
         template_id: template.id.clone(),
@@ -91,8 +133,18 @@ async fn adopt(state: &AppState, agent_id: &str, report: &SessionReport) -> Stor
         agent_id: agent.id.clone(),
         platform: agent.platform.clone(),
         spec,
-        idle_timeout_ms: template.spec.idle_timeout().map(duration_ms),
+        idle_timeout_ms: granted.idle_timeout.map(duration_ms),
     };
+    record_adoption(state, agent, &new, report).await?;
+    Ok(Ok(()))
+}
+
+async fn record_adoption(
+    state: &AppState,
+    agent: &AgentRecord,
+    new: &NewSession,
+    report: &SessionReport,
+) -> StoreResult<()> {
     let desired = match report.phase {
         Phase::Running | Phase::Starting | Phase::Waking => DesiredState::Running,
         _ => DesiredState::Hibernated,
@@ -100,14 +152,28 @@ async fn adopt(state: &AppState, agent_id: &str, report: &SessionReport) -> Stor
     let message = format!("adopted: found on agent {} without a record", agent.name);
     let session = state
         .store
-        .adopt_session(&new, desired, report.phase, &message)
+        .adopt_session(new, desired, report.phase, &message)
         .await?;
-    tracing::warn!(session_id = %session.id, user = %user.username, "adopted an unknown session");
+    tracing::warn!(session_id = %session.id, user = %session.username, "adopted an unknown session");
     let event = SessionEvent::new(format!("agent:{}", agent.name), "adopted")
         .state(desired.as_str())
         .phase(report.phase.as_str())
         .message(Some(&message));
     audit(state, &session.id, &event).await;
     state.events.session_changed(&session.id, &session.user_id);
-    Ok(true)
+    Ok(())
+}
+
+impl Unverified {
+    fn new(report: &SessionReport, reason: &str) -> Self {
+        let origin = report.origin.clone().unwrap_or_default();
+        let SessionOrigin { user, template, .. } = origin;
+        Unverified {
+            session_id: report.session_id.clone(),
+            phase: report.phase,
+            claimed_user: (!user.is_empty()).then_some(user),
+            claimed_template: (!template.is_empty()).then_some(template),
+            reason: reason.to_owned(),
+        }
+    }
 }

@@ -1,11 +1,20 @@
 //! What agents tell the control plane, applied to the store. An agent can
-//! only ever change sessions assigned to it (the store enforces that).
+//! only ever change sessions assigned to it (the store enforces that), and
+//! what it can make the control plane keep is bounded: texts are cut to
+//! [`MAX_TEXT`], inventories and heartbeats to [`MAX_SESSIONS`] entries.
 
 use crate::lifecycle::audit;
 use crate::state::AppState;
 use crate::store::{CommandStatus, SessionEvent, StoreResult, now_ms};
 use std::collections::HashSet;
 use streamspace_protocol::{AgentMessage, Phase, SessionReport};
+
+/// The longest text (a failure message, a command's error) kept from an
+/// agent; longer ones are cut. Enough for a log tail that explains a crash.
+pub const MAX_TEXT: usize = 2048;
+/// The most sessions an inventory or heartbeat may list; the rest is
+/// ignored. Far above what one host runs (a Docker agent offers 50).
+pub const MAX_SESSIONS: usize = 10_000;
 
 /// The agent a message came from.
 pub struct From<'a> {
@@ -15,7 +24,7 @@ pub struct From<'a> {
 }
 
 pub async fn handle(state: &AppState, from: &From<'_>, message: AgentMessage) {
-    if let Err(err) = apply(state, from, message).await {
+    if let Err(err) = apply(state, from, bounded(message)).await {
         tracing::error!(error = %err, "cannot apply agent message");
     }
 }
@@ -56,6 +65,54 @@ async fn apply(state: &AppState, from: &From<'_>, message: AgentMessage) -> Stor
     Ok(())
 }
 
+/// The message with its texts and lists cut to what the control plane keeps.
+fn bounded(message: AgentMessage) -> AgentMessage {
+    match message {
+        AgentMessage::Heartbeat {
+            metrics,
+            mut sessions,
+        } => {
+            sessions.truncate(MAX_SESSIONS);
+            AgentMessage::Heartbeat { metrics, sessions }
+        }
+        AgentMessage::Result { command_id, error } => AgentMessage::Result {
+            command_id,
+            error: error.map(cut),
+        },
+        AgentMessage::SessionStatus(report) => AgentMessage::SessionStatus(bounded_report(report)),
+        AgentMessage::Inventory { sessions } => AgentMessage::Inventory {
+            sessions: sessions
+                .into_iter()
+                .take(MAX_SESSIONS)
+                .map(bounded_report)
+                .collect(),
+        },
+        AgentMessage::TunnelFailed { tunnel_id, error } => AgentMessage::TunnelFailed {
+            tunnel_id,
+            error: cut(error),
+        },
+        other => other,
+    }
+}
+
+fn bounded_report(mut report: SessionReport) -> SessionReport {
+    report.message = report.message.map(cut);
+    report
+}
+
+/// `text` cut to at most [`MAX_TEXT`] bytes, on a character boundary.
+pub fn cut(mut text: String) -> String {
+    if text.len() > MAX_TEXT {
+        let mut end = MAX_TEXT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
 async fn apply_report(
     state: &AppState,
     from: &From<'_>,
@@ -86,23 +143,32 @@ async fn apply_report(
 
 /// Applies a full inventory and reconciles drift: a session the store puts
 /// on this agent that the agent no longer has, with nothing in flight that
-/// would create it, was removed behind StreamSpace's back.
+/// would create it, was removed behind StreamSpace's back. What the agent
+/// holds that nobody's list accounts for is recorded for admins.
 async fn apply_inventory(
     state: &AppState,
     from: &From<'_>,
     reports: &[SessionReport],
 ) -> StoreResult<()> {
     let agent_id = from.id;
+    let Some(agent) = state.store.get_agent(agent_id).await? else {
+        return Ok(());
+    };
     let placed = state.store.agent_sessions(agent_id).await?;
     let known: HashSet<&str> = placed.iter().map(|s| s.id.as_str()).collect();
     let mut seen = HashSet::with_capacity(reports.len());
+    let mut unverified = Vec::new();
     for report in reports {
         seen.insert(report.session_id.as_str());
         if known.contains(report.session_id.as_str()) {
             apply_report(state, from, report).await?;
-        } else {
-            super::orphans::handle(state, agent_id, report).await?;
+        } else if let Some(strange) = super::orphans::handle(state, &agent, report).await? {
+            unverified.push(strange);
         }
+    }
+    if unverified != agent.unverified {
+        state.store.set_unverified(agent_id, &unverified).await?;
+        state.events.agent_changed(agent_id);
     }
     for session in placed {
         let settled = matches!(
@@ -126,4 +192,18 @@ async fn apply_inventory(
         apply_report(state, from, &missing).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_texts_are_cut_on_a_character_boundary() {
+        assert_eq!(cut("short".into()), "short");
+        let long = "é".repeat(MAX_TEXT);
+        let cut = cut(long);
+        assert!(cut.len() <= MAX_TEXT + '…'.len_utf8(), "{}", cut.len());
+        assert!(cut.ends_with('…'));
+    }
 }

@@ -1,8 +1,9 @@
 use super::{Store, StoreError, StoreResult, conflict, from_json, new_id, now_ms, sql, to_json};
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::collections::BTreeMap;
-use streamspace_protocol::{Capabilities, Capacity, NodeMetrics};
+use streamspace_protocol::{Capabilities, Capacity, NodeMetrics, Phase};
 
 #[derive(Debug, Clone)]
 pub struct AgentRecord {
@@ -19,7 +20,28 @@ pub struct AgentRecord {
     pub last_heartbeat: Option<i64>,
     pub metrics: Option<NodeMetrics>,
     pub created_at: i64,
+    /// What its last inventory held that the control plane cannot account
+    /// for, for admins.
+    pub unverified: Vec<Unverified>,
 }
+
+/// A session an agent reports that is in nobody's list: no record, and not
+/// adopted (it carries no valid seal, its owner is gone, or it is placed on
+/// another agent). Its owner and template are only what the agent claims.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Unverified {
+    pub session_id: String,
+    #[schema(value_type = String)]
+    pub phase: Phase,
+    pub claimed_user: Option<String>,
+    pub claimed_template: Option<String>,
+    /// Why it was not adopted.
+    pub reason: String,
+}
+
+/// Unverified sessions kept per agent: enough to investigate, bounded so a
+/// hostile agent cannot grow the row at will.
+pub const MAX_UNVERIFIED: usize = 100;
 
 /// What an agent says about itself when it enrolls.
 #[derive(Debug, Clone)]
@@ -37,11 +59,12 @@ pub struct NewAgent {
 const HEARTBEATS_PER_STATEMENT: usize = 250;
 
 const COLUMNS: &str = "id, name, platform, region, labels, capacity, capabilities, version, \
-                       connected, draining, last_heartbeat, metrics, created_at";
+                       connected, draining, last_heartbeat, metrics, created_at, unverified";
 
 impl AgentRecord {
     fn from_row(row: &AnyRow) -> StoreResult<Self> {
         let metrics: Option<String> = row.try_get("metrics")?;
+        let unverified: Option<String> = row.try_get("unverified")?;
         Ok(AgentRecord {
             id: row.try_get("id")?,
             name: row.try_get("name")?,
@@ -61,6 +84,10 @@ impl AgentRecord {
                 .map(|m| from_json("agent metrics", &m))
                 .transpose()?,
             created_at: row.try_get("created_at")?,
+            unverified: unverified
+                .map(|u| from_json("unverified sessions", &u))
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 }
@@ -102,7 +129,7 @@ impl Store {
         }
         sqlx::query(sql(format!(
             "INSERT INTO agents ({COLUMNS}, secret_hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, 0, 0, NULL, NULL, $8, $9)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, 0, 0, NULL, NULL, $8, NULL, $9)"
         )))
         .bind(&id)
         .bind(&agent.name)
@@ -236,6 +263,19 @@ impl Store {
             }
             query.execute(&self.pool).await?;
         }
+        Ok(())
+    }
+
+    /// Records what the agent's latest inventory held that nobody's list
+    /// accounts for (at most [`MAX_UNVERIFIED`]).
+    pub async fn set_unverified(&self, id: &str, sessions: &[Unverified]) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
+        let kept = &sessions[..sessions.len().min(MAX_UNVERIFIED)];
+        sqlx::query("UPDATE agents SET unverified = $1 WHERE id = $2")
+            .bind((!kept.is_empty()).then(|| to_json(&kept)))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

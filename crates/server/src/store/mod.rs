@@ -34,6 +34,7 @@ mod events;
 mod quotas;
 mod resources;
 mod sessions;
+mod settings;
 #[cfg(test)]
 mod state_tests;
 mod templates;
@@ -41,7 +42,7 @@ mod tokens;
 mod users;
 
 pub use admission::Admission;
-pub use agents::{AgentRecord, EnrollError, NewAgent};
+pub use agents::{AgentRecord, EnrollError, MAX_UNVERIFIED, NewAgent, Unverified};
 pub use commands::{CommandRecord, CommandStatus, LatestCommand};
 pub use events::SessionEvent;
 pub use quotas::{Limits, Usage};

@@ -135,6 +135,14 @@ impl FakeAgent {
         Ok(agent)
     }
 
+    /// Stops the background heartbeats, for a test that sends its own (it
+    /// must keep sending something to stay online).
+    pub fn stop_heartbeats(&mut self) {
+        if let Some(heartbeats) = self.heartbeats.take() {
+            heartbeats.abort();
+        }
+    }
+
     pub async fn send(&mut self, message: AgentMessage) -> anyhow::Result<()> {
         send_on(&self.sink, &message).await
     }

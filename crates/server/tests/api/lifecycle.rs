@@ -6,55 +6,18 @@ use crate::{TestApp, on_both_engines};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use std::time::Duration;
-use streamspace_protocol::{
-    Action, AgentMessage, NodeMetrics, Phase, SessionOrigin, SessionReport,
-};
+use streamspace_protocol::{Action, AgentMessage, NodeMetrics, Phase, SessionReport};
 
 async fn setup(app: &TestApp) -> anyhow::Result<(FakeAgent, String)> {
     app.admin
-        .create_template(json!({"name": "desktop", "image": "streamspace/desktop:local"}))
+        .create_template(
+            json!({"name": "desktop", "image": "streamspace/desktop:local",
+                     "user_idle_timeout": true}),
+        )
         .await?;
     let (id, secret) = enroll(&app.admin, "a").await?;
     let agent = FakeAgent::connect(&app.url, &id, &secret).await?;
     Ok((agent, id))
-}
-
-async fn unknown_sessions_are_adopted(app: TestApp) -> anyhow::Result<()> {
-    let (agent, agent_id) = setup(&app).await?;
-    let secret = agent.secret.clone();
-    agent.close().await;
-    // The agent comes back with a session the store has never heard of (as
-    // after restoring an old database backup).
-    let orphan = "01234567-89ab-7def-8123-456789abcdef";
-    let inventory = vec![
-        SessionReport::new(orphan, Phase::Running)
-            .with_origin(SessionOrigin::named("admin", "desktop")),
-    ];
-    let _agent = FakeAgent::connect_with(&app.url, &agent_id, &secret, inventory).await?;
-    let adopted = app
-        .admin
-        .wait_for_phase(orphan, "Running", Duration::from_secs(5))
-        .await?;
-    assert_eq!(adopted["state"], "running");
-    assert_eq!(adopted["user"], "admin");
-    assert_eq!(adopted["agent_id"], agent_id.as_str());
-    assert!(
-        adopted["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("adopted")
-    );
-    let events = app
-        .admin
-        .expect(
-            Method::GET,
-            &format!("/api/v1/sessions/{orphan}/events"),
-            None,
-            StatusCode::OK,
-        )
-        .await?;
-    assert_eq!(events[0]["kind"], "adopted");
-    Ok(())
 }
 
 async fn terminated_sessions_found_again_are_removed(app: TestApp) -> anyhow::Result<()> {
@@ -254,7 +217,6 @@ async fn endless_idle_timeouts_never_hibernate(app: TestApp) -> anyhow::Result<(
 }
 
 on_both_engines!(
-    unknown_sessions_are_adopted,
     terminated_sessions_found_again_are_removed,
     audit_trail_and_heartbeats,
     quota_overrides_and_defaults,

@@ -4,6 +4,7 @@
 
 mod admission;
 mod agents;
+mod distrust;
 mod fake_agent;
 mod lifecycle;
 mod openapi;
@@ -81,6 +82,22 @@ async fn spawn_on(database_url: Option<String>) -> TestApp {
         database_url,
         stop,
     }
+}
+
+/// Runs `statement` on the app's database directly, as an operator with a
+/// database shell (or a backup restore) would.
+pub async fn run_sql(app: &TestApp, statement: &str) -> anyhow::Result<u64> {
+    sqlx::any::install_default_drivers();
+    let url = match &app.database_url {
+        Some(url) => url.clone(),
+        None => streamspace_server::store::Store::sqlite_url(app.dir.path()),
+    };
+    let pool = sqlx::AnyPool::connect(&url).await?;
+    let done = sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()))
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    Ok(done.rows_affected())
 }
 
 /// Runs a test body once per database engine.

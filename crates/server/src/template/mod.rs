@@ -1,0 +1,145 @@
+//! Templates: what a session is made from (`TemplateSpec`), how an admin
+//! writes one (`input`: the validation that keeps bad templates out of the
+//! store), and what a user may ask of one when starting a session
+//! (`policy`).
+
+mod input;
+mod policy;
+mod secret;
+#[cfg(test)]
+mod tests;
+
+pub use input::{
+    PortInput, ResourcesInput, TemplateInput, check_idle_timeout, check_image, parse_idle_timeout,
+};
+pub use policy::{Granted, SessionRequest};
+pub use secret::SecretEnv;
+
+use crate::store::User;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use streamspace_protocol::{HomeVolume, PortSpec, Resources, SessionSecurity, SessionSpec};
+
+/// Platforms a template may name.
+pub const PLATFORMS: [&str; 2] = ["docker", "kubernetes"];
+
+/// Processes and threads a session may have when its template says
+/// nothing: room for a desktop with a browser (a few hundred threads),
+/// not for a fork bomb.
+pub const DEFAULT_PIDS_LIMIT: u32 = 2048;
+
+/// A validated template, as stored and as returned by the API (to admins;
+/// others see it without its environment).
+///
+/// Fields added after the first release have serde defaults, so templates
+/// stored by an older version read as they behaved then, or stricter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TemplateSpec {
+    pub name: String,
+    pub display_name: String,
+    pub description: String,
+    pub category: String,
+    pub icon: String,
+    pub image: String,
+    pub ports: Vec<PortSpec>,
+    pub env: BTreeMap<String, String>,
+    /// Environment whose values are shown to admins only and never logged
+    /// (API keys, licence keys).
+    #[serde(default)]
+    pub secret_env: SecretEnv,
+    pub resources: Resources,
+    /// The most a user may ask for; where unset, the template's own
+    /// `resources` are the most.
+    #[serde(default)]
+    pub max_resources: Resources,
+    /// Environment variables a user may set when starting a session; none
+    /// unless listed.
+    #[serde(default)]
+    pub user_env: Vec<String>,
+    /// Whether a user may choose the session's idle timeout (including
+    /// "never"); if not, the template's applies.
+    #[serde(default)]
+    pub user_idle_timeout: bool,
+    pub persistent_home: bool,
+    pub home_path: String,
+    /// As written by the user (`"30m"`); `None` means never idle out.
+    pub idle_timeout: Option<String>,
+    /// Platforms the template may run on; empty means any.
+    pub platforms: Vec<String>,
+    /// Most processes and threads of a session.
+    #[serde(default = "default_pids_limit")]
+    pub pids_limit: u32,
+    /// Linux capabilities given back to the session after dropping all
+    /// (`CHOWN`, `SETUID`, …): what some images need to start.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+}
+
+fn default_pids_limit() -> u32 {
+    DEFAULT_PIDS_LIMIT
+}
+
+impl TemplateSpec {
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        parse_idle_timeout(self.idle_timeout.as_deref())
+    }
+
+    pub fn allows_platform(&self, platform: &str) -> bool {
+        self.platforms.is_empty() || self.platforms.iter().any(|p| p == platform)
+    }
+
+    /// What an agent needs to run this template (stored as `template_id`)
+    /// as `session_id` for `owner`, with what the policy granted. Secret
+    /// environment comes last: no other variable can shadow it.
+    pub fn session_spec(
+        &self,
+        template_id: &str,
+        session_id: &str,
+        owner: &User,
+        granted: &Granted,
+    ) -> SessionSpec {
+        let mut env = self.env.clone();
+        env.extend(granted.env.clone());
+        env.extend(self.secret_env.values().clone());
+        SessionSpec {
+            session_id: session_id.to_owned(),
+            user: owner.username.clone(),
+            user_id: owner.id.clone(),
+            template: self.name.clone(),
+            template_id: template_id.to_owned(),
+            image: self.image.clone(),
+            env,
+            ports: self.ports.clone(),
+            resources: granted.resources,
+            home: self.persistent_home.then(|| HomeVolume {
+                volume: home_volume(&owner.id, template_id),
+                path: self.home_path.clone(),
+                legacy: owner
+                    .legacy_home
+                    .then(|| format!("streamspace-home-{}-{}", owner.username, self.name)),
+            }),
+            security: SessionSecurity {
+                pids_limit: Some(self.pids_limit),
+                capabilities: self.capabilities.clone(),
+            },
+            seal: String::new(),
+        }
+    }
+
+    /// The template as someone who is not an admin sees it: without its
+    /// environment, which may hold what only the session should know.
+    pub fn for_users(mut self) -> Self {
+        self.env.clear();
+        self.secret_env = SecretEnv::default();
+        self
+    }
+}
+
+/// The persistent home of a user and template. Keyed by ids, which are
+/// never reused: joined names were ambiguous (`alice` + `dev-desktop` and
+/// `alice-dev` + `desktop`), and a re-created username would have inherited
+/// the old user's home.
+pub fn home_volume(user_id: &str, template_id: &str) -> String {
+    format!("streamspace-home-{user_id}-{template_id}")
+}
