@@ -2,6 +2,7 @@
 
 use crate::auth::{password, secrets};
 use crate::store::{Role, Store};
+use crate::validate::check_password;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -26,20 +27,29 @@ pub async fn ensure_admin(
         return Ok(None);
     }
     let (password, generated) = match configured {
-        Some(p) => (p.to_owned(), false),
+        Some(p) => {
+            check_password(p).map_err(|e| {
+                anyhow::anyhow!(
+                    "STREAMSPACE_ADMIN_PASSWORD is not a usable password: it {}",
+                    e.message
+                )
+            })?;
+            (p.to_owned(), false)
+        }
         None => (secrets::generate_password(), true),
     };
-    let hash = password::hash(password.clone())
-        .await
-        .map_err(anyhow::Error::msg)?;
-    store.create_user(ADMIN, &hash, Role::Admin).await?;
+    // The file first: if it cannot be written, no admin exists whose
+    // password nobody knows.
     let generated = if generated {
         let file = data_dir.join("admin-password");
-        write_private(&file, &password)?;
-        Some((password, file))
+        write_private(&file, &password)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))?;
+        Some((password.clone(), file))
     } else {
         None
     };
+    let hash = password::hash(password).await.map_err(anyhow::Error::msg)?;
+    store.create_user(ADMIN, &hash, Role::Admin).await?;
     Ok(Some(AdminBootstrap {
         username: ADMIN.to_owned(),
         generated,
@@ -57,4 +67,45 @@ pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
         .open(path)?;
     file.write_all(contents.as_bytes())?;
     file.write_all(b"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store(dir: &Path) -> Store {
+        Store::connect(&Store::sqlite_url(dir))
+            .await
+            .expect("store")
+    }
+
+    #[tokio::test]
+    async fn a_short_configured_password_creates_no_admin() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = store(dir.path()).await;
+        let err = ensure_admin(&store, dir.path(), Some("short"))
+            .await
+            .expect_err("refused");
+        assert!(err.to_string().contains("at least 8"), "{err}");
+        assert_eq!(store.count_users().await.expect("count"), 0);
+    }
+
+    #[tokio::test]
+    async fn the_generated_password_is_written_before_the_admin_exists() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = store(dir.path()).await;
+        // A directory where the file should be: the file cannot be written.
+        std::fs::create_dir(dir.path().join("admin-password")).expect("blocker");
+        assert!(ensure_admin(&store, dir.path(), None).await.is_err());
+        assert_eq!(
+            store.count_users().await.expect("count"),
+            0,
+            "no unreachable admin"
+        );
+        std::fs::remove_dir(dir.path().join("admin-password")).expect("unblock");
+        let made = ensure_admin(&store, dir.path(), None).await.expect("admin");
+        let (password, file) = made.and_then(|m| m.generated).expect("generated");
+        let saved = std::fs::read_to_string(file).expect("saved");
+        assert_eq!(saved.trim(), password);
+    }
 }

@@ -9,6 +9,7 @@ pub mod events;
 pub mod hub;
 pub mod lifecycle;
 pub mod metrics;
+mod private;
 pub mod quota;
 pub mod reconcile;
 pub mod scheduler;

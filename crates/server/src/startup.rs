@@ -29,16 +29,21 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        crate::private::ensure_private_dir(&config.data_dir).with_context(|| {
             format!(
                 "cannot create the data directory {}",
                 config.data_dir.display()
             )
         })?;
-        let database_url = config
-            .database_url
-            .clone()
-            .unwrap_or_else(|| Store::sqlite_url(&config.data_dir));
+        let database_url = match &config.database_url {
+            Some(url) => url.clone(),
+            None => {
+                let file = Store::sqlite_file(&config.data_dir);
+                crate::private::ensure_private_file(&file)
+                    .with_context(|| format!("cannot create the database {}", file.display()))?;
+                Store::sqlite_url(&config.data_dir)
+            }
+        };
         let store = Store::connect(&database_url)
             .await
             .with_context(|| format!("cannot open the database at {}", redact(&database_url)))?;

@@ -358,6 +358,7 @@ pub async fn register(
         .into());
     }
     check_labels(&input.labels)?;
+    check_region(input.region.as_deref())?;
     let secret = secrets::generate(secrets::SecretKind::Agent);
     let agent = NewAgent {
         name: input.name,
@@ -381,14 +382,38 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(Registered { agent_id, secret })))
 }
 
+/// Labels an agent may carry: enough to describe a host, bounded so an
+/// enrolling host cannot make the control plane store much.
+const MAX_LABELS: usize = 64;
+
+fn label_ok(s: &str) -> bool {
+    s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+}
+
+fn check_region(region: Option<&str>) -> Result<(), FieldError> {
+    match region {
+        Some(r) if r.is_empty() || !label_ok(r) => Err(FieldError::new(
+            "region",
+            format!("{r:?}: a region is up to 63 letters, digits, '-', '_', '.' or '/'"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), FieldError> {
-    let ok = |s: &str, max| {
-        s.len() <= max
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
-    };
+    if labels.len() > MAX_LABELS {
+        return Err(FieldError::new(
+            "labels",
+            format!(
+                "{} labels: an agent may carry at most {MAX_LABELS}",
+                labels.len()
+            ),
+        ));
+    }
     for (key, value) in labels {
-        if key.is_empty() || !ok(key, 63) || !ok(value, 63) {
+        if key.is_empty() || !label_ok(key) || !label_ok(value) {
             return Err(FieldError::new(
                 "labels",
                 format!(

@@ -123,9 +123,14 @@ impl Store {
         Ok(store)
     }
 
-    /// The URL of a SQLite database file in `dir`, created if missing.
+    /// The SQLite database file in `dir`.
+    pub fn sqlite_file(dir: &Path) -> std::path::PathBuf {
+        dir.join("streamspace.db")
+    }
+
+    /// The URL of the SQLite database file in `dir`, created if missing.
     pub fn sqlite_url(dir: &Path) -> String {
-        format!("sqlite://{}?mode=rwc", dir.join("streamspace.db").display())
+        format!("sqlite://{}?mode=rwc", Self::sqlite_file(dir).display())
     }
 
     /// Waits for this store's turn to write (SQLite), held while the guard

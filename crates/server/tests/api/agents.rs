@@ -41,6 +41,32 @@ async fn enrollment_tokens_are_single_use(app: TestApp) -> anyhow::Result<()> {
     };
     let bad_name = register("Bad Name").await?;
     assert_eq!(bad_name.status, StatusCode::BAD_REQUEST);
+    // What an enrolling host describes itself with is bounded and checked.
+    let labels: serde_json::Map<String, serde_json::Value> =
+        (0..65).map(|i| (format!("k{i}"), json!("v"))).collect();
+    for (extra, field) in [
+        (json!({"region": "eu west"}), "region"),
+        (json!({"labels": labels}), "labels"),
+        (
+            json!({"capacity": {"max_sessions": 2, "gpus": 8}}),
+            "capacity.gpus",
+        ),
+    ] {
+        let mut body = json!({"enrollment_token": token, "name": "odd", "platform": "docker"});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        let refused = anonymous
+            .call(Method::POST, "/api/v1/agents/register", Some(body))
+            .await?;
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{:?}",
+            refused.body
+        );
+        assert_eq!(refused.body["field"], field, "{:?}", refused.body);
+    }
     let first = register("first").await?;
     assert_eq!(
         first.status,
@@ -93,5 +119,22 @@ async fn secrets_are_hashed_at_rest() -> anyhow::Result<()> {
     let text = String::from_utf8_lossy(&whole);
     assert!(!text.contains(&secret) && !text.contains(&login_token));
     assert!(!agent_id.is_empty());
+    Ok(())
+}
+
+/// Whatever the umask, only the control plane's user can read its data:
+/// the data directory is 0700, the database and its WAL 0600.
+#[tokio::test]
+async fn the_data_directory_is_private() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let app = spawn_app(Engine::Sqlite).await;
+    app.admin.create_user("someone", "someone-password").await?;
+    let mode = |name: &str| -> anyhow::Result<u32> {
+        let path = app.dir.path().join(name);
+        Ok(std::fs::metadata(path)?.permissions().mode() & 0o777)
+    };
+    assert_eq!(mode("")?, 0o700, "data directory");
+    assert_eq!(mode("streamspace.db")?, 0o600);
+    assert_eq!(mode("streamspace.db-wal")?, 0o600);
     Ok(())
 }
