@@ -27,6 +27,7 @@ pub fn desktop_template(name: &str) -> Value {
         "image": DESKTOP,
         "ports": [{"name": "vnc", "port": 5901, "protocol": "vnc"}],
         "resources": {"cpu": "500m", "memory": "256Mi"},
+        "max_resources": {"cpu": "2", "memory": "1Gi"},
         "platforms": ["docker"]
     })
 }
