@@ -100,7 +100,7 @@ test('templates: an API field error is shown next to its field; create, edit and
   await page.getByLabel('Display name').fill('UI test app');
   await page.getByLabel('Category').fill('Testing');
   await page.getByLabel('Image').fill('streamspace/desktop:local');
-  await page.getByLabel('Memory').fill('2 gigs');
+  await page.getByLabel('Memory', { exact: true }).fill('2 gigs');
   await page.getByRole('button', { name: 'Create template' }).click();
   const memoryError = page.locator('[data-field-error=tpl-resources-memory]');
   await memoryError.waitFor();
@@ -108,7 +108,7 @@ test('templates: an API field error is shown next to its field; create, edit and
   await screenshot(page, '09-admin-template-field-error');
 
   // A port out of range is reported on that port's row.
-  await page.getByLabel('Memory').fill('512Mi');
+  await page.getByLabel('Memory', { exact: true }).fill('512Mi');
   await page.locator('#tpl-port-0-port').fill('70000');
   await page.getByRole('button', { name: 'Create template' }).click();
   const portError = page.locator('[data-field-error=tpl-port-0-port]');
@@ -122,8 +122,27 @@ test('templates: an API field error is shown next to its field; create, edit and
 
   await row.getByRole('link', { name: 'Edit UI test app' }).click();
   await page.getByLabel('Display name').fill('UI test app (edited)');
+  // A secret variable, and what users may choose, survive a round trip.
+  await page.getByRole('button', { name: 'Add variable' }).click();
+  await page.locator('#tpl-env-0-key').fill('LICENSE_KEY');
+  await page.locator('#tpl-env-0-secret').check();
+  await page.locator('#tpl-env-0-value').fill('s3cret-value');
+  assert.equal(await page.locator('#tpl-env-0-value').getAttribute('type'), 'password', 'masked as typed');
+  await page.locator('#tpl-user_env').fill('TZ, LANG');
+  await page.locator('#tpl-max_resources-memory').fill('1Gi');
+  await page.locator('#tpl-capabilities').fill('chown');
   await page.getByRole('button', { name: 'Save changes' }).click();
   await row.filter({ hasText: 'UI test app (edited)' }).waitFor();
+  await row.getByRole('link', { name: 'Edit UI test app (edited)' }).click();
+  await page.locator('#tpl-env-0-value').waitFor();
+  assert.equal(await page.locator('#tpl-env-0-key').inputValue(), 'LICENSE_KEY');
+  assert.equal(await page.locator('#tpl-env-0-secret').isChecked(), true);
+  assert.equal(await page.locator('#tpl-user_env').inputValue(), 'TZ, LANG');
+  assert.equal(await page.locator('#tpl-max_resources-memory').inputValue(), '1Gi');
+  assert.equal(await page.locator('#tpl-capabilities').inputValue(), 'CHOWN', 'normalised by the server');
+  await screenshot(page, '09b-admin-template-users-may-choose');
+  await page.getByRole('link', { name: 'Cancel' }).click();
+  await row.waitFor();
 
   // It is in the catalog, under its category.
   await page.getByRole('link', { name: 'Catalog' }).click();

@@ -65,12 +65,21 @@ export interface TemplateSpec {
   icon: string;
   image: string;
   ports: PortSpec[];
+  /** Shown to admins only (empty for others), like `secret_env`. */
   env: Record<string, string>;
+  secret_env: Record<string, string>;
   resources: Resources;
+  /** The most users may ask for; unset: the template's own `resources`. */
+  max_resources: Resources;
+  /** Variables users may set when starting a session. */
+  user_env: string[];
+  user_idle_timeout: boolean;
   persistent_home: boolean;
   home_path: string;
   idle_timeout: string | null;
   platforms: string[];
+  pids_limit: number;
+  capabilities: string[];
 }
 
 export interface Template extends TemplateSpec {

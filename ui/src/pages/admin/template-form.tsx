@@ -16,13 +16,19 @@ type Draft = {
   icon: string;
   image: string;
   ports: { name: string; port: string; protocol: PortSpec['protocol'] }[];
-  env: { key: string; value: string }[];
+  env: { key: string; value: string; secret: boolean }[];
   cpu: string;
   memory: string;
+  max_cpu: string;
+  max_memory: string;
+  user_env: string;
+  user_idle_timeout: boolean;
   persistent_home: boolean;
   home_path: string;
   idle_timeout: string;
   platforms: string[];
+  pids_limit: string;
+  capabilities: string;
 };
 
 const EMPTY: Draft = {
@@ -36,11 +42,22 @@ const EMPTY: Draft = {
   env: [],
   cpu: '1',
   memory: '1Gi',
+  max_cpu: '',
+  max_memory: '',
+  user_env: '',
+  user_idle_timeout: false,
   persistent_home: false,
   home_path: '/home/user',
   idle_timeout: '30m',
   platforms: [],
+  pids_limit: '2048',
+  capabilities: '',
 };
+
+/** "A, B c" → ["A", "B", "c"]: lists typed as text. */
+function words(text: string): string[] {
+  return text.split(/[\s,]+/).filter(Boolean);
+}
 
 function fromTemplate(t: Template): Draft {
   return {
@@ -51,20 +68,39 @@ function fromTemplate(t: Template): Draft {
     icon: t.icon,
     image: t.image,
     ports: t.ports.map((p) => ({ name: p.name, port: String(p.port), protocol: p.protocol })),
-    env: Object.entries(t.env).map(([key, value]) => ({ key, value })),
+    env: [
+      ...Object.entries(t.env).map(([key, value]) => ({ key, value, secret: false })),
+      ...Object.entries(t.secret_env ?? {}).map(([key, value]) => ({ key, value, secret: true })),
+    ],
     cpu: t.resources.cpu ?? '',
     memory: t.resources.memory ?? '',
+    max_cpu: t.max_resources?.cpu ?? '',
+    max_memory: t.max_resources?.memory ?? '',
+    user_env: (t.user_env ?? []).join(', '),
+    user_idle_timeout: t.user_idle_timeout ?? false,
     persistent_home: t.persistent_home,
     home_path: t.home_path,
     idle_timeout: t.idle_timeout ?? '',
     platforms: t.platforms,
+    pids_limit: String(t.pids_limit ?? 2048),
+    capabilities: (t.capabilities ?? []).join(', '),
   };
 }
 
+function amounts(cpu: string, memory: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (cpu.trim()) out.cpu = cpu.trim();
+  if (memory.trim()) out.memory = memory.trim();
+  return out;
+}
+
+function envOf(d: Draft, secret: boolean): Record<string, string> {
+  const rows = d.env.filter((e) => (e.key || e.value) && e.secret === secret);
+  return Object.fromEntries(rows.map((e) => [e.key.trim(), e.value]));
+}
+
 function toInput(d: Draft) {
-  const resources: Record<string, string> = {};
-  if (d.cpu.trim()) resources.cpu = d.cpu.trim();
-  if (d.memory.trim()) resources.memory = d.memory.trim();
+  const pids = d.pids_limit.trim();
   return {
     name: d.name.trim(),
     display_name: d.display_name.trim() || undefined,
@@ -78,13 +114,30 @@ function toInput(d: Draft) {
       port: /^\s*-?\d+\s*$/.test(p.port) ? Number(p.port) : p.port,
       protocol: p.protocol,
     })),
-    env: Object.fromEntries(d.env.filter((e) => e.key || e.value).map((e) => [e.key.trim(), e.value])),
-    resources,
+    env: envOf(d, false),
+    secret_env: envOf(d, true),
+    resources: amounts(d.cpu, d.memory),
+    max_resources: amounts(d.max_cpu, d.max_memory),
+    user_env: words(d.user_env),
+    user_idle_timeout: d.user_idle_timeout,
     persistent_home: d.persistent_home,
     home_path: d.home_path.trim() || undefined,
     idle_timeout: d.idle_timeout.trim() || null,
     platforms: d.platforms,
+    // A non-number is sent as written so the API's message quotes it.
+    pids_limit: pids === '' ? undefined : /^\d+$/.test(pids) ? Number(pids) : pids,
+    capabilities: words(d.capabilities),
   };
+}
+
+/** A variable's value; a secret one is masked as it is typed. */
+function EnvValue(p: { id: string; secret: boolean; value: string; onValue: (v: string) => void }) {
+  const onInput = (e: { currentTarget: HTMLInputElement }) => p.onValue(e.currentTarget.value);
+  return p.secret ? (
+    <input id={p.id} type="password" autocomplete="off" value={p.value} onInput={onInput} />
+  ) : (
+    <input id={p.id} value={p.value} onInput={onInput} />
+  );
 }
 
 /** The element id of the control an API field path is about. */
@@ -92,7 +145,8 @@ export function controlId(field: string): string {
   const port = /^ports\[(\d+)\](?:\.(\w+))?$/.exec(field);
   if (port) return `tpl-port-${port[1]}-${port[2] ?? 'port'}`;
   if (field === 'ports') return 'tpl-port-0-protocol';
-  if (field === 'env' || field.startsWith('env.')) return 'tpl-env';
+  if (field === 'env' || field.startsWith('env.') || field.startsWith('secret_env')) return 'tpl-env';
+  if (field.startsWith('capabilities')) return 'tpl-capabilities';
   return `tpl-${field.replace(/\./g, '-')}`;
 }
 
@@ -272,6 +326,17 @@ export function TemplateEditPage({ id }: { id?: string }) {
           <Field label="Home path" id="tpl-home_path" error={errFor('tpl-home_path')}>
             {input('home_path', { class: 'mono' })}
           </Field>
+          <Field label="Process limit" id="tpl-pids_limit" error={errFor('tpl-pids_limit')} hint="Processes and threads per session.">
+            {input('pids_limit', { inputMode: 'numeric' })}
+          </Field>
+          <Field
+            label="Capabilities"
+            id="tpl-capabilities"
+            error={errFor('tpl-capabilities')}
+            hint="Given back after dropping all, e.g. CHOWN, SETUID, SETGID (see docs/IMAGES.md)."
+          >
+            {input('capabilities', { class: 'mono', placeholder: 'none' })}
+          </Field>
         </div>
       </section>
 
@@ -347,8 +412,17 @@ export function TemplateEditPage({ id }: { id?: string }) {
                 </div>
                 <div class="field grow">
                   <label for={`tpl-env-${i}-value`}>Value</label>
-                  <input id={`tpl-env-${i}-value`} value={v.value} onInput={(e) => upd({ value: e.currentTarget.value })} />
+                  <EnvValue id={`tpl-env-${i}-value`} secret={v.secret} value={v.value} onValue={(value) => upd({ value })} />
                 </div>
+                <label class="check env-secret">
+                  <input
+                    type="checkbox"
+                    id={`tpl-env-${i}-secret`}
+                    checked={v.secret}
+                    onChange={(e) => upd({ secret: e.currentTarget.checked })}
+                  />
+                  Secret
+                </label>
                 <button
                   type="button"
                   class="icon-btn row-remove"
@@ -366,9 +440,42 @@ export function TemplateEditPage({ id }: { id?: string }) {
             </small>
           )}
         </div>
-        <Button small onClick={() => set('env', [...draft.env, { key: '', value: '' }])}>
+        <p class="muted small">Secret values are shown to admins only and never logged.</p>
+        <Button small onClick={() => set('env', [...draft.env, { key: '', value: '', secret: false }])}>
           Add variable
         </Button>
+      </section>
+
+      <section class="card form-section" aria-labelledby="sec-users">
+        <h2 id="sec-users">What users may choose</h2>
+        <p class="muted small">When they start a session. Unless allowed here, they get the template as it is.</p>
+        <div class="form-grid">
+          <Field label="Most CPU" id="tpl-max_resources-cpu" error={errFor('tpl-max_resources-cpu')} hint="Empty: the template’s CPU.">
+            <input id="tpl-max_resources-cpu" value={draft.max_cpu} onInput={(e) => set('max_cpu', e.currentTarget.value)} />
+          </Field>
+          <Field label="Most memory" id="tpl-max_resources-memory" error={errFor('tpl-max_resources-memory')} hint="Empty: the template’s memory.">
+            <input
+              id="tpl-max_resources-memory"
+              value={draft.max_memory}
+              onInput={(e) => set('max_memory', e.currentTarget.value)}
+            />
+          </Field>
+          <Field label="Variables users may set" id="tpl-user_env" error={errFor('tpl-user_env')} hint="Names, separated by commas." class="span-2">
+            {input('user_env', { class: 'mono', placeholder: 'TZ, LANG' })}
+          </Field>
+          <fieldset class="field">
+            <legend>Idle timeout</legend>
+            <label class="check">
+              <input
+                type="checkbox"
+                id="tpl-user_idle_timeout"
+                checked={draft.user_idle_timeout}
+                onChange={(e) => set('user_idle_timeout', e.currentTarget.checked)}
+              />
+              Users may choose their own (or none)
+            </label>
+          </fieldset>
+        </div>
       </section>
 
       <div class="form-actions">
