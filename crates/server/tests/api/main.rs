@@ -8,6 +8,7 @@ mod distrust;
 mod fake_agent;
 mod lifecycle;
 mod openapi;
+mod policy;
 mod sessions;
 mod state_machine;
 mod validation;
