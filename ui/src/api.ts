@@ -108,6 +108,16 @@ export interface Agent {
     memory_total_bytes: number;
   } | null;
   created_at: string;
+  /** What its last inventory held that is in nobody's list (see docs/SECURITY.md). */
+  unverified_sessions: UnverifiedSession[];
+}
+
+export interface UnverifiedSession {
+  session_id: string;
+  phase: string;
+  claimed_user: string | null;
+  claimed_template: string | null;
+  reason: string;
 }
 
 export interface EnrollmentToken {

@@ -192,6 +192,27 @@ function AgentCard({
           </dd>
         </div>
       </dl>
+      {a.unverified_sessions?.length > 0 && (
+        <details class="unverified" data-testid="unverified">
+          <summary>
+            {a.unverified_sessions.length} unverified session{a.unverified_sessions.length === 1 ? '' : 's'} on this
+            host
+          </summary>
+          <p class="muted small">
+            In nobody’s list: the host holds them, but this control plane cannot tell it placed them. A trustworthy
+            agent has none; check the host.
+          </p>
+          <ul>
+            {a.unverified_sessions.map((u) => (
+              <li key={u.session_id}>
+                <code>{u.session_id}</code> ({u.phase}
+                {u.claimed_user && `, labelled as ${u.claimed_user}’s`}
+                {u.claimed_template && ` ${u.claimed_template}`}): {u.reason}
+              </li>
+            ))}
+          </ul>
+        </details>
+      )}
       {m ? (
         <div class="meters">
           <Meter label="CPU" value={m.cpu_percent} max={100} text={`${m.cpu_percent.toFixed(1)} %`} />
