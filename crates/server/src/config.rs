@@ -1,6 +1,7 @@
 //! Control-plane settings. The CLI fills them from flags and `STREAMSPACE_*`
 //! variables; the defaults run a single-host install.
 
+use crate::auth::throttle::ThrottleLimits;
 use crate::store::Limits;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,6 +38,13 @@ pub struct Config {
     /// What to do with a session container an agent reports that the store
     /// does not know.
     pub orphan_policy: OrphanPolicy,
+
+    // Logins.
+    /// Proxies whose `X-Forwarded-For` names the client (`--trusted-proxies`);
+    /// otherwise the client is the TCP peer.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How failed logins are throttled, per username and client address.
+    pub login_throttle: ThrottleLimits,
 }
 
 /// What happens to a container carrying StreamSpace labels that no session
@@ -84,6 +92,8 @@ impl Default for Config {
             reconcile_interval: Duration::from_secs(1),
             wake_timeout: Duration::from_secs(60),
             orphan_policy: OrphanPolicy::default(),
+            trusted_proxies: Vec::new(),
+            login_throttle: ThrottleLimits::default(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! listener (port 0 in tests) and prepares everything; `run_until_stopped`
 //! serves until the shutdown token fires, then drains.
 
+use crate::auth::login::LoginGuard;
 use crate::bootstrap::{AdminBootstrap, ensure_admin};
 use crate::config::Config;
 use crate::events::EventBus;
@@ -57,6 +58,7 @@ impl Application {
             Some(url) => url.clone(),
             None => Url::parse(&format!("http://{local}"))?,
         };
+        let login = LoginGuard::new(config.login_throttle.clone());
         let state = AppState {
             config: Arc::new(config),
             public_url: Arc::new(public_url),
@@ -68,6 +70,7 @@ impl Application {
             tasks: TaskTracker::new(),
             admission: Arc::default(),
             metrics: Arc::default(),
+            login: Arc::new(login),
         };
         Ok(Self {
             listener,

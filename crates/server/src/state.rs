@@ -27,4 +27,6 @@ pub struct AppState {
     /// stored), so concurrent requests cannot overcommit.
     pub admission: Arc<tokio::sync::Mutex<()>>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Failed-login throttling and the bound on password hashing.
+    pub login: Arc<crate::auth::login::LoginGuard>,
 }

@@ -1,4 +1,5 @@
-use crate::auth::{AdminUser, CurrentUser, password};
+use crate::auth::login::hash_password;
+use crate::auth::{AdminUser, CurrentUser};
 use crate::error::{ApiError, ApiJson, ApiResult, ErrorBody};
 use crate::quota::{self, LimitsView, QuotaView};
 use crate::state::AppState;
@@ -99,9 +100,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<User>)> {
     check_username(&input.username)?;
     check_password(&input.password)?;
-    let hash = password::hash(input.password)
-        .await
-        .map_err(ApiError::Internal)?;
+    let hash = hash_password(&state, input.password).await?;
     let user = state
         .store
         .create_user(&input.username, &hash, input.role)
@@ -155,7 +154,7 @@ pub async fn update(
     let hash = match input.password {
         Some(password) => {
             check_password(&password)?;
-            Some(password::hash(password).await.map_err(ApiError::Internal)?)
+            Some(hash_password(&state, password).await?)
         }
         None => None,
     };

@@ -1,8 +1,13 @@
 //! Who is asking: users by bearer token or login cookie, agents by their
-//! secret.
+//! secret; and keeping that safe: throttled logins (`login`, `throttle`)
+//! and bounded password hashing (`password`).
 
+mod argon2id;
+pub mod client_addr;
+pub mod login;
 pub mod password;
 pub mod secrets;
+pub mod throttle;
 
 use crate::error::ApiError;
 use crate::state::AppState;

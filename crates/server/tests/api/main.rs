@@ -5,11 +5,13 @@
 mod agents;
 mod fake_agent;
 mod lifecycle;
+mod login_throttle;
 mod openapi;
 mod sessions;
 mod validation;
 
 use std::time::Duration;
+use streamspace_server::store::Store;
 use streamspace_server::{Application, Config};
 use streamspace_testkit::{ADMIN_PASSWORD, Api, postgres};
 use tempfile::TempDir;
@@ -26,6 +28,8 @@ pub struct TestApp {
     pub url: Url,
     pub admin: Api,
     pub dir: TempDir,
+    /// The app's database, for tests that look at the store directly.
+    pub database_url: String,
     stop: CancellationToken,
 }
 
@@ -36,6 +40,12 @@ impl Drop for TestApp {
 }
 
 pub async fn spawn_app(engine: Engine) -> TestApp {
+    spawn_app_with(engine, |_| {}).await
+}
+
+/// `spawn_app` with settings changed by `configure` (short windows and
+/// intervals for tests that wait on them).
+pub async fn spawn_app_with(engine: Engine, configure: impl FnOnce(&mut Config)) -> TestApp {
     streamspace_testkit::init();
     let dir = tempfile::tempdir().expect("temp dir");
     let database_url = match engine {
@@ -46,15 +56,17 @@ pub async fn spawn_app(engine: Engine) -> TestApp {
                 .expect("a PostgreSQL database"),
         ),
     };
-    let config = Config {
+    let mut config = Config {
         listen: "127.0.0.1:0".parse().expect("address"),
         data_dir: dir.path().to_owned(),
-        database_url,
+        database_url: database_url.clone(),
         admin_password: Some(ADMIN_PASSWORD.into()),
         heartbeat_interval: Duration::from_millis(500),
         tunnel_timeout: Duration::from_secs(2),
         ..Config::default()
     };
+    configure(&mut config);
+    let database_url = database_url.unwrap_or_else(|| Store::sqlite_url(dir.path()));
     let app = Application::build(config).await.expect("the app builds");
     let url = Url::parse(&format!("http://{}", app.local_addr())).expect("url");
     let stop = CancellationToken::new();
@@ -64,6 +76,7 @@ pub async fn spawn_app(engine: Engine) -> TestApp {
         url,
         admin,
         dir,
+        database_url,
         stop,
     }
 }
