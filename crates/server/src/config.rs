@@ -39,12 +39,17 @@ pub struct Config {
     /// does not know.
     pub orphan_policy: OrphanPolicy,
 
-    // Logins.
+    // Logins and revocation.
     /// Proxies whose `X-Forwarded-For` names the client (`--trusted-proxies`);
     /// otherwise the client is the TCP peer.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How failed logins are throttled, per username and client address.
     pub login_throttle: ThrottleLimits,
+    /// How often open event, VNC and log streams re-check their login: how
+    /// long a revocation on another replica, or an expiry, takes to end them.
+    pub revalidate_interval: Duration,
+    /// How often expired login and enrollment tokens are deleted.
+    pub token_purge_interval: Duration,
 }
 
 /// What happens to a container carrying StreamSpace labels that no session
@@ -94,6 +99,8 @@ impl Default for Config {
             orphan_policy: OrphanPolicy::default(),
             trusted_proxies: Vec::new(),
             login_throttle: ThrottleLimits::default(),
+            revalidate_interval: Duration::from_secs(30),
+            token_purge_interval: Duration::from_secs(3600),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! serves until the shutdown token fires, then drains.
 
 use crate::auth::login::LoginGuard;
+use crate::auth::revoke::Revocations;
 use crate::bootstrap::{AdminBootstrap, ensure_admin};
 use crate::config::Config;
 use crate::events::EventBus;
@@ -71,6 +72,7 @@ impl Application {
             admission: Arc::default(),
             metrics: Arc::default(),
             login: Arc::new(login),
+            revocations: Revocations::default(),
         };
         Ok(Self {
             listener,
@@ -108,6 +110,7 @@ impl Application {
         state
             .tasks
             .spawn(crate::hub::save_heartbeats(state.clone()));
+        state.tasks.spawn(crate::auth::purge::run(state.clone()));
         server.await;
         state.shutdown.cancel();
         state.tasks.close();

@@ -29,4 +29,6 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Failed-login throttling and the bound on password hashing.
     pub login: Arc<crate::auth::login::LoginGuard>,
+    /// Tells open streams that a user's logins or role changed.
+    pub revocations: crate::auth::revoke::Revocations,
 }

@@ -80,7 +80,8 @@ pub async fn login(
 
 /// Log out
 ///
-/// The token (or cookie) stops working.
+/// The token (or cookie) stops working, and the event, VNC and log streams
+/// opened with it close.
 #[utoipa::path(
     post,
     operation_id = "logout",
@@ -94,8 +95,36 @@ pub async fn login(
 )]
 pub async fn logout(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Response> {
     state.store.delete_api_token(&user.token_hash).await?;
-    let cookie = session_cookie(&state, "", 0);
-    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
+    state.revocations.user_changed(&user.user.id);
+    Ok(logged_out(&state))
+}
+
+/// Log out everywhere
+///
+/// Every login of yours stops working (other browsers, scripts, this one),
+/// and the event, VNC and log streams opened with them close.
+#[utoipa::path(
+    post,
+    operation_id = "logoutAll",
+    path = "/api/v1/auth/logout-all",
+    tag = "auth",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Every login ended; the cookie is cleared",
+            headers(("set-cookie" = String, description = "An expired `streamspace_token` cookie"))),
+    ),
+)]
+pub async fn logout_all(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Response> {
+    let ended = state.store.delete_user_tokens(&user.user.id, None).await?;
+    state.revocations.user_changed(&user.user.id);
+    tracing::info!(user = %user.user.username, ended, "logged out everywhere");
+    Ok(logged_out(&state))
+}
+
+/// 204 with an expired cookie, so the browser forgets the token.
+fn logged_out(state: &AppState) -> Response {
+    let cookie = session_cookie(state, "", 0);
+    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response()
 }
 
 /// The browser's login cookie: HttpOnly so scripts cannot read it, and

@@ -7,6 +7,8 @@ mod fake_agent;
 mod lifecycle;
 mod login_throttle;
 mod openapi;
+mod revocation;
+mod revoked_streams;
 mod sessions;
 mod validation;
 
