@@ -219,7 +219,7 @@ pub async fn change_my_password(
         Ok(user) if user.id == me.user.id => {}
         Ok(_) | Err(Denied::Wrong) => {
             return Err(ApiError::Forbidden(
-                "current_password is not your password: enter the one you log in with".into(),
+                "the current password is wrong: enter the one you sign in with".into(),
             ));
         }
         Err(Denied::Refused(err)) => return Err(err),

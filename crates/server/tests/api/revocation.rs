@@ -47,7 +47,7 @@ async fn changing_your_password_ends_your_other_logins(app: TestApp) -> anyhow::
         body["error"]
             .as_str()
             .unwrap_or_default()
-            .contains("current_password")
+            .contains("current password is wrong")
     );
     let (status, body) = change_password(&here, "alice-password", "short").await?;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
