@@ -12,6 +12,7 @@ use serde_json::json;
 use std::time::Duration;
 use streamspace_protocol::ServerMessage;
 use streamspace_protocol::tunnel::{UPGRADE_PROTOCOL, tunnel_path};
+use streamspace_server::store::Store;
 use streamspace_testkit::Api;
 use streamspace_testkit::rfb::VncSocket;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -264,3 +265,40 @@ on_both_engines!(
     logout_ends_only_that_logins_event_stream,
     deleted_or_logged_out_viewers_lose_vnc_and_logs,
 );
+
+/// Another replica ending a login (here: the token deleted from the shared
+/// database, with nothing said on this replica's bus) ends the stream at the
+/// next periodic re-check.
+async fn a_revocation_on_another_replica_ends_the_stream_at_the_next_check(
+    app: TestApp,
+) -> anyhow::Result<()> {
+    let (alice_id, alice) = user(&app, "alice", "user").await?;
+    let mut events = Streamed::get(&alice, "/api/v1/events").await?;
+    let other_replica = Store::connect(&app.database_url).await?;
+    other_replica.delete_user_tokens(&alice_id, None).await?;
+    let took = events.ends_within(Duration::from_secs(3)).await?;
+    println!("revoked elsewhere: the stream ended {took:?} later (re-checked every 300 ms)");
+    other_replica.close().await;
+    Ok(())
+}
+
+mod elsewhere {
+    use super::*;
+    use crate::{Engine, spawn_app_with};
+
+    fn quick(config: &mut streamspace_server::Config) {
+        config.revalidate_interval = Duration::from_millis(300);
+    }
+
+    #[tokio::test]
+    async fn sqlite() -> anyhow::Result<()> {
+        let app = spawn_app_with(Engine::Sqlite, quick).await;
+        a_revocation_on_another_replica_ends_the_stream_at_the_next_check(app).await
+    }
+
+    #[tokio::test]
+    async fn postgres() -> anyhow::Result<()> {
+        let app = spawn_app_with(Engine::Postgres, quick).await;
+        a_revocation_on_another_replica_ends_the_stream_at_the_next_check(app).await
+    }
+}
