@@ -79,7 +79,9 @@ checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "503"]
 EOF
 
 # Left out: WebSockets and upgrades (/vnc, the agent channels), endless
-# streams (events, logs) and logout, which would end the fuzzer's own login.
+# streams (events, logs) and logout and logout-all, which would end the
+# fuzzer's own login. Changing its own password needs the current one,
+# which the fuzzer does not know (403, then 429 once throttled).
 # The admin cannot delete or demote itself (409), so the rest is safe.
 seed=()
 [ -n "${STREAMSPACE_FUZZ_SEED:-}" ] && seed=(--seed "$STREAMSPACE_FUZZ_SEED")
@@ -93,6 +95,7 @@ status=0
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --exclude-path-regex '^/vnc/|^/api/v1/agents/(connect|tunnels/)|^/api/v1/events$|/logs$' \
     --exclude-path /api/v1/auth/logout \
+    --exclude-path /api/v1/auth/logout-all \
     --phases examples,coverage,fuzzing,stateful \
     --max-examples "$EXAMPLES" \
     --request-timeout 10 \

@@ -193,6 +193,9 @@ export const api = {
   login: (username: string, password: string) =>
     request<{ user: User; expires_at: string }>('POST', '/auth/login', { username, password }),
   logout: () => request<void>('POST', '/auth/logout'),
+  logoutAll: () => request<void>('POST', '/auth/logout-all'),
+  changePassword: (current_password: string, new_password: string) =>
+    request<void>('PUT', '/users/me/password', { current_password, new_password }),
   me: () => request<User>('GET', '/users/me'),
 
   templates: () => request<Template[]>('GET', '/templates'),

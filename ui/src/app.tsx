@@ -9,6 +9,7 @@ import { Layout } from './components/layout';
 import { LoginPage } from './pages/login';
 import { CatalogPage } from './pages/catalog';
 import { MySessionsPage } from './pages/sessions';
+import { AccountPage } from './pages/account';
 import { AgentsPage } from './pages/admin/agents';
 import { AllSessionsPage } from './pages/admin/all-sessions';
 import { UsersPage } from './pages/admin/users';
@@ -16,7 +17,7 @@ import { TemplatesPage } from './pages/admin/templates';
 import { TemplateEditPage } from './pages/admin/template-form';
 import { ForbiddenPage, NotFoundPage } from './pages/errors';
 
-type Auth = { user: User; logout: () => Promise<void> };
+type Auth = { user: User; logout: (opts?: { everywhere?: boolean }) => Promise<void> };
 const AuthContext = createContext<Auth | null>(null);
 
 export function useAuth(): Auth {
@@ -49,9 +50,9 @@ export function App() {
     else stopEvents();
   }, [user]);
 
-  const logout = async () => {
+  const logout = async ({ everywhere = false }: { everywhere?: boolean } = {}) => {
     try {
-      await api.logout();
+      await (everywhere ? api.logoutAll() : api.logout());
     } catch {
       // The cookie may already be gone; either way we are logged out here.
     }
@@ -151,6 +152,7 @@ function Routes({ path, user }: { path: string; user: User }) {
   let content: preact.JSX.Element;
   if (path === '/' || path === '/catalog') content = <CatalogPage />;
   else if (path === '/sessions') content = <MySessionsPage />;
+  else if (path === '/account') content = <AccountPage />;
   else if (path === '/admin' || path === '/admin/agents') content = adminOnly(<AgentsPage />);
   else if (path === '/admin/sessions') content = adminOnly(<AllSessionsPage />);
   else if (path === '/admin/users') content = adminOnly(<UsersPage />);

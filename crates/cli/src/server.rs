@@ -10,6 +10,7 @@ use std::time::Duration;
 use streamspace_agent::{Enrollment, Identity};
 use streamspace_docker::{DockerOptions, DockerPlatform};
 use streamspace_protocol::{Cpu, Memory};
+use streamspace_server::auth::client_addr::{IpNet, parse_trusted_proxy};
 use streamspace_server::auth::secrets;
 use streamspace_server::config::OrphanPolicy;
 use streamspace_server::store::{Limits, Store, now_ms};
@@ -50,6 +51,12 @@ pub struct ServerArgs {
     /// What to do with session containers no record accounts for: adopt, remove or ignore.
     #[arg(long, env = "STREAMSPACE_ORPHAN_POLICY", default_value = "adopt")]
     orphan_policy: OrphanPolicy,
+
+    // Logins.
+    /// Reverse proxies (addresses or CIDR blocks, comma-separated) whose
+    /// X-Forwarded-For names the client; failed logins are throttled per client address.
+    #[arg(long, env = "STREAMSPACE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_trusted_proxy)]
+    trusted_proxies: Vec<IpNet>,
 }
 
 fn humantime_duration(text: &str) -> Result<Duration, String> {
@@ -73,6 +80,7 @@ impl ServerArgs {
                 memory_bytes: self.quota_memory.map(Memory::bytes),
             },
             orphan_policy: self.orphan_policy,
+            trusted_proxies: self.trusted_proxies.clone(),
             ..Config::default()
         }
     }

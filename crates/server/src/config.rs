@@ -1,6 +1,7 @@
 //! Control-plane settings. The CLI fills them from flags and `STREAMSPACE_*`
 //! variables; the defaults run a single-host install.
 
+use crate::auth::throttle::ThrottleLimits;
 use crate::store::Limits;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,6 +38,18 @@ pub struct Config {
     /// What to do with a session container an agent reports that the store
     /// does not know.
     pub orphan_policy: OrphanPolicy,
+
+    // Logins and revocation.
+    /// Proxies whose `X-Forwarded-For` names the client (`--trusted-proxies`);
+    /// otherwise the client is the TCP peer.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How failed logins are throttled, per username and client address.
+    pub login_throttle: ThrottleLimits,
+    /// How often open event, VNC and log streams re-check their login: how
+    /// long a revocation on another replica, or an expiry, takes to end them.
+    pub revalidate_interval: Duration,
+    /// How often expired login and enrollment tokens are deleted.
+    pub token_purge_interval: Duration,
 }
 
 /// What happens to a container carrying StreamSpace labels that no session
@@ -84,6 +97,10 @@ impl Default for Config {
             reconcile_interval: Duration::from_secs(1),
             wake_timeout: Duration::from_secs(60),
             orphan_policy: OrphanPolicy::default(),
+            trusted_proxies: Vec::new(),
+            login_throttle: ThrottleLimits::default(),
+            revalidate_interval: Duration::from_secs(30),
+            token_purge_interval: Duration::from_secs(3600),
         }
     }
 }

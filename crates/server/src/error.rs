@@ -32,6 +32,14 @@ pub enum ApiError {
     GatewayTimeout(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// Refused for now (429 throttled, 503 busy); `Retry-After` says when
+    /// to try again.
+    #[error("{message}")]
+    RetryLater {
+        status: StatusCode,
+        message: String,
+        retry_after: std::time::Duration,
+    },
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -48,6 +56,7 @@ impl ApiError {
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::RetryLater { status, .. } => *status,
         }
     }
 
@@ -95,11 +104,24 @@ impl IntoResponse for ApiError {
             ApiError::Field(e) => Some(e.field.clone()),
             _ => None,
         };
+        let retry_after = match &self {
+            // Whole seconds, rounded up: never "try again in 0 s".
+            ApiError::RetryLater { retry_after, .. } => {
+                Some(retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0))
+            }
+            _ => None,
+        };
         let body = ErrorBody {
             error: self.to_string(),
             field,
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, seconds.max(1).into());
+        }
+        response
     }
 }
 

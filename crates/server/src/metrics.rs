@@ -25,6 +25,19 @@ struct PhaseLabel {
     phase: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScopeLabel {
+    scope: &'static str,
+}
+
+/// Why a login failed: the `reason` label of `login_failures`.
+const LOGIN_FAILURES: [&str; 4] = ["wrong_password", "unknown_user", "throttled", "busy"];
+
 /// The control plane's metrics, shared by every request.
 pub struct Metrics {
     registry: Registry,
@@ -35,6 +48,11 @@ pub struct Metrics {
     /// Bytes through VNC tunnels, `to_viewer` and `from_viewer`.
     pub tunnel_bytes: Family<DirectionLabel, Counter>,
     pub commands_dispatched: Counter,
+    /// Successful logins.
+    pub logins: Counter,
+    login_failures: Family<ReasonLabel, Counter>,
+    login_lockouts: Family<ScopeLabel, Gauge>,
+    password_hashes: Gauge,
     agents_connected: Gauge,
     sessions: Family<PhaseLabel, Gauge>,
 }
@@ -48,6 +66,10 @@ impl Default for Metrics {
             tunnels_zero_copy: Counter::default(),
             tunnel_bytes: Family::default(),
             commands_dispatched: Counter::default(),
+            logins: Counter::default(),
+            login_failures: Family::default(),
+            login_lockouts: Family::default(),
+            password_hashes: Gauge::default(),
             agents_connected: Gauge::default(),
             sessions: Family::default(),
             registry: Registry::default(),
@@ -77,6 +99,28 @@ impl Default for Metrics {
             "Commands handed to connected agents",
             metrics.commands_dispatched.clone(),
         );
+        registry.register("logins", "Successful logins", metrics.logins.clone());
+        registry.register(
+            "login_failures",
+            "Failed logins and password checks by reason: wrong_password, unknown_user, \
+             throttled (refused by a lockout), busy (password hashing queue full)",
+            metrics.login_failures.clone(),
+        );
+        for reason in LOGIN_FAILURES {
+            let _ = metrics
+                .login_failures
+                .get_or_create(&ReasonLabel { reason });
+        }
+        registry.register(
+            "login_lockouts",
+            "Usernames (scope=user) and client addresses (scope=address) locked out now",
+            metrics.login_lockouts.clone(),
+        );
+        registry.register(
+            "password_hashes",
+            "Password hashes running or waiting for a worker",
+            metrics.password_hashes.clone(),
+        );
         registry.register(
             "agents_connected",
             "Agents with a control channel to this control plane",
@@ -95,6 +139,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts a failed login; `reason` is one of `LOGIN_FAILURES`.
+    pub fn login_failed(&self, reason: &'static str) {
+        self.login_failures
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
     pub fn bytes(&self, direction: &'static str) -> Counter {
         self.tunnel_bytes
             .get_or_create(&DirectionLabel { direction })
@@ -121,6 +172,16 @@ pub async fn serve(State(state): State<AppState>) -> Response {
     metrics
         .agents_connected
         .set(state.hub.connected_count() as i64);
+    let (users, addresses) = state.login.throttle.locked();
+    for (scope, n) in [("user", users), ("address", addresses)] {
+        metrics
+            .login_lockouts
+            .get_or_create(&ScopeLabel { scope })
+            .set(n as i64);
+    }
+    metrics
+        .password_hashes
+        .set(state.login.work.in_use() as i64);
     match state.store.count_sessions_by_phase().await {
         Ok(counts) => {
             for phase in Phase::ALL {

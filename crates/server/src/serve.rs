@@ -36,11 +36,13 @@ pub async fn serve(
     loop {
         // Accept errors (out of descriptors) are logged and retried after a
         // pause by axum's listener.
-        let (tcp, _) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = shutdown.cancelled() => break,
         };
-        let service = TowerToHyperService::new(router.clone());
+        // Handlers read the client's address as axum's `ConnectInfo`.
+        let with_peer = axum::Extension(axum::extract::ConnectInfo(peer));
+        let service = TowerToHyperService::new(tower::Layer::layer(&with_peer, router.clone()));
         let connection = http1::Builder::new()
             .serve_connection(TokioIo::new(tcp), service)
             .with_upgrades();

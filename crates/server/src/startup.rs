@@ -2,6 +2,8 @@
 //! listener (port 0 in tests) and prepares everything; `run_until_stopped`
 //! serves until the shutdown token fires, then drains.
 
+use crate::auth::login::LoginGuard;
+use crate::auth::revoke::Revocations;
 use crate::bootstrap::{AdminBootstrap, ensure_admin};
 use crate::config::Config;
 use crate::events::EventBus;
@@ -63,6 +65,7 @@ impl Application {
             None => Url::parse(&format!("http://{local}"))?,
         };
         let sealer = crate::seal::Sealer::load(&store).await?;
+        let login = LoginGuard::new(config.login_throttle.clone());
         let state = AppState {
             config: Arc::new(config),
             public_url: Arc::new(public_url),
@@ -74,6 +77,8 @@ impl Application {
             tasks: TaskTracker::new(),
             metrics: Arc::default(),
             sealer,
+            login: Arc::new(login),
+            revocations: Revocations::default(),
         };
         Ok(Self {
             listener,
@@ -111,6 +116,7 @@ impl Application {
         state
             .tasks
             .spawn(crate::hub::save_heartbeats(state.clone()));
+        state.tasks.spawn(crate::auth::purge::run(state.clone()));
         server.await;
         state.shutdown.cancel();
         state.tasks.close();

@@ -26,4 +26,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Seals the sessions this control plane places (see `seal.rs`).
     pub sealer: crate::seal::Sealer,
+    /// Failed-login throttling and the bound on password hashing.
+    pub login: Arc<crate::auth::login::LoginGuard>,
+    /// Tells open streams that a user's logins or role changed.
+    pub revocations: crate::auth::revoke::Revocations,
 }

@@ -89,11 +89,11 @@ export function Layout({ path, children }: { path: string; children: ComponentCh
             aria-label={live ? 'Live updates connected' : 'Live updates reconnecting'}
             role="img"
           />
-          <span class="whoami" data-testid="whoami">
+          <Link href="/account" class="whoami" data-testid="whoami" title="Your account">
             {user.username}
             {user.role === 'admin' && <span class="role-chip">admin</span>}
-          </span>
-          <button type="button" class="btn btn-small btn-ghost" onClick={logout}>
+          </Link>
+          <button type="button" class="btn btn-small btn-ghost" onClick={() => logout()}>
             Sign out
           </button>
         </div>

@@ -3,6 +3,7 @@
 
 mod connect;
 mod faults;
+mod login_flood;
 mod spine;
 mod up;
 

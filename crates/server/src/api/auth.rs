@@ -1,4 +1,6 @@
-use crate::auth::{COOKIE, CurrentUser, password, secrets};
+use crate::auth::client_addr::ClientAddr;
+use crate::auth::login::{Denied, authenticate};
+use crate::auth::{COOKIE, CurrentUser, secrets};
 use crate::error::{ApiError, ApiJson, ApiResult, ErrorBody};
 use crate::state::AppState;
 use crate::store::{User, now_ms};
@@ -28,7 +30,9 @@ struct LoginAnswer {
 /// Log in
 ///
 /// Answers a bearer token, and sets the same token as the HttpOnly
-/// `streamspace_token` cookie for browsers.
+/// `streamspace_token` cookie for browsers. Failed attempts are counted per
+/// username and per client address: past a few, each locks them out for
+/// twice as long as the last (429 with `Retry-After`).
 #[utoipa::path(
     post,
     operation_id = "login",
@@ -39,20 +43,23 @@ struct LoginAnswer {
         (status = 200, description = "Logged in", body = LoginAnswer,
             headers(("set-cookie" = String, description = "`streamspace_token=…; HttpOnly; SameSite=Strict`"))),
         (status = 401, description = "Wrong username or password", body = ErrorBody),
+        (status = 429, description = "Too many failed logins for this username or from this address; `Retry-After` says when to try again", body = ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Too many passwords are being checked; `Retry-After` says when to try again", body = ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
     ),
 )]
 pub async fn login(
     State(state): State<AppState>,
+    client: ClientAddr,
     ApiJson(input): ApiJson<Login>,
 ) -> ApiResult<Response> {
-    let found = state.store.user_credentials(&input.username).await?;
-    let (user, stored) = match found {
-        Some((user, hash)) => (Some(user), Some(hash)),
-        None => (None, None),
-    };
-    let valid = password::verify(input.password, stored).await;
-    let Some(user) = user.filter(|_| valid) else {
-        return Err(ApiError::Unauthorized("wrong username or password".into()));
+    let user = match authenticate(&state, &input.username, input.password, client).await {
+        Ok(user) => user,
+        Err(Denied::Wrong) => {
+            return Err(ApiError::Unauthorized("wrong username or password".into()));
+        }
+        Err(Denied::Refused(err)) => return Err(err),
     };
     let token = secrets::generate(secrets::SecretKind::Login);
     let ttl = state.config.token_ttl;
@@ -73,7 +80,8 @@ pub async fn login(
 
 /// Log out
 ///
-/// The token (or cookie) stops working.
+/// The token (or cookie) stops working, and the event, VNC and log streams
+/// opened with it close.
 #[utoipa::path(
     post,
     operation_id = "logout",
@@ -87,8 +95,36 @@ pub async fn login(
 )]
 pub async fn logout(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Response> {
     state.store.delete_api_token(&user.token_hash).await?;
-    let cookie = session_cookie(&state, "", 0);
-    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
+    state.revocations.user_changed(&user.user.id);
+    Ok(logged_out(&state))
+}
+
+/// Log out everywhere
+///
+/// Every login of yours stops working (other browsers, scripts, this one),
+/// and the event, VNC and log streams opened with them close.
+#[utoipa::path(
+    post,
+    operation_id = "logoutAll",
+    path = "/api/v1/auth/logout-all",
+    tag = "auth",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Every login ended; the cookie is cleared",
+            headers(("set-cookie" = String, description = "An expired `streamspace_token` cookie"))),
+    ),
+)]
+pub async fn logout_all(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Response> {
+    let ended = state.store.delete_user_tokens(&user.user.id, None).await?;
+    state.revocations.user_changed(&user.user.id);
+    tracing::info!(user = %user.user.username, ended, "logged out everywhere");
+    Ok(logged_out(&state))
+}
+
+/// 204 with an expired cookie, so the browser forgets the token.
+fn logged_out(state: &AppState) -> Response {
+    let cookie = session_cookie(state, "", 0);
+    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response()
 }
 
 /// The browser's login cookie: HttpOnly so scripts cannot read it, and

@@ -38,11 +38,15 @@ pub async fn stream(
 ) -> Sse<impl Stream<Item = Result<sse::Event, Infallible>>> {
     let mut events = state.events.subscribe();
     let shutdown = state.shutdown.clone();
+    // Logout, a new password, demotion or deletion end the stream.
+    let revoked = state.revocations.ended(&state, &user);
     let stream = async_stream(move |tx| async move {
+        tokio::pin!(revoked);
         loop {
             let received = tokio::select! {
                 r = events.recv() => r,
                 _ = shutdown.cancelled() => return,
+                _ = &mut revoked => return,
             };
             let out = match received {
                 Ok(event) => render(&state, &user, event).await,

@@ -27,7 +27,9 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
+        .route("/auth/logout-all", post(auth::logout_all))
         .route("/users/me", get(users::me))
+        .route("/users/me/password", put(users::change_my_password))
         .route("/users/me/quota", get(users::my_quota))
         .route(
             "/users/{id}/quota",

@@ -28,7 +28,9 @@ use utoipa::{Modify, OpenApi};
     paths(
         super::auth::login,
         super::auth::logout,
+        super::auth::logout_all,
         super::users::me,
+        super::users::change_my_password,
         super::users::my_quota,
         super::users::get_quota,
         super::users::set_quota,

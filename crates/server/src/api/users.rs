@@ -1,9 +1,11 @@
-use crate::auth::{AdminUser, CurrentUser, password};
+use crate::auth::client_addr::ClientAddr;
+use crate::auth::login::{Denied, authenticate, hash_password};
+use crate::auth::{AdminUser, CurrentUser};
 use crate::error::{ApiError, ApiJson, ApiResult, ErrorBody};
 use crate::quota::{self, LimitsView, QuotaView};
 use crate::state::AppState;
 use crate::store::{Role, User};
-use crate::validate::{check_password, check_username};
+use crate::validate::{FieldError, check_password, check_username};
 use axum::Json;
 use axum::extract::{Path, State};
 use http::StatusCode;
@@ -99,9 +101,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<User>)> {
     check_username(&input.username)?;
     check_password(&input.password)?;
-    let hash = password::hash(input.password)
-        .await
-        .map_err(ApiError::Internal)?;
+    let hash = hash_password(&state, input.password).await?;
     let user = state
         .store
         .create_user(&input.username, &hash, input.role)
@@ -121,6 +121,10 @@ pub struct UserUpdate {
 }
 
 /// Change a user's role or password (admin)
+///
+/// A new password ends all of the user's logins (yours excepted, when it is
+/// you); a new password or role closes their open event, VNC and log
+/// streams.
 #[utoipa::path(
     put,
     operation_id = "updateUser",
@@ -155,18 +159,80 @@ pub async fn update(
     let hash = match input.password {
         Some(password) => {
             check_password(&password)?;
-            Some(password::hash(password).await.map_err(ApiError::Internal)?)
+            Some(hash_password(&state, password).await?)
         }
         None => None,
     };
     if let Some(hash) = hash {
         state.store.set_user_password(&id, &hash).await?;
+        let keep = (user.id == admin.user.id).then_some(admin.token_hash.as_str());
+        let ended = state.store.delete_user_tokens(&id, keep).await?;
+        tracing::info!(user = %user.username, ended, "password set by an admin");
     }
     if let Some(role) = input.role {
         state.store.set_user_role(&id, role).await?;
     }
+    state.revocations.user_changed(&id);
     let user = state.store.get_user(&id).await?;
     user.map(Json).ok_or_else(|| ApiError::not_found("user"))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    current_password: String,
+    /// At least 8 characters.
+    #[schema(min_length = 8)]
+    new_password: String,
+}
+
+/// Change your password
+///
+/// Needs the current password, checked (and throttled) as a login is. Your
+/// other logins end, with their open streams; the one making this request
+/// stays logged in.
+#[utoipa::path(
+    put,
+    operation_id = "changeMyPassword",
+    path = "/api/v1/users/me/password",
+    tag = "users",
+    security(("bearer" = []), ("cookie" = [])),
+    request_body = PasswordChange,
+    responses(
+        (status = 204, description = "Changed; your other logins ended"),
+        (status = 403, description = "The current password is wrong", body = ErrorBody),
+        (status = 429, description = "Too many wrong passwords; `Retry-After` says when to try again", body = ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Too many passwords are being checked; `Retry-After` says when to try again", body = ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
+    ),
+)]
+pub async fn change_my_password(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    client: ClientAddr,
+    ApiJson(input): ApiJson<PasswordChange>,
+) -> ApiResult<StatusCode> {
+    check_password(&input.new_password).map_err(|e| FieldError::new("new_password", e.message))?;
+    let username = &me.user.username;
+    match authenticate(&state, username, input.current_password, client).await {
+        Ok(user) if user.id == me.user.id => {}
+        Ok(_) | Err(Denied::Wrong) => {
+            return Err(ApiError::Forbidden(
+                "the current password is wrong: enter the one you sign in with".into(),
+            ));
+        }
+        Err(Denied::Refused(err)) => return Err(err),
+    }
+    let hash = hash_password(&state, input.new_password).await?;
+    state.store.set_user_password(&me.user.id, &hash).await?;
+    let ended = state
+        .store
+        .delete_user_tokens(&me.user.id, Some(&me.token_hash))
+        .await?;
+    state.revocations.user_changed(&me.user.id);
+    tracing::info!(user = %username, ended, "password changed");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Delete a user (admin)
@@ -201,6 +267,7 @@ pub async fn delete(
         )));
     }
     if state.store.delete_user(&id).await? {
+        state.revocations.user_changed(&id);
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("user"))

@@ -1,8 +1,16 @@
 //! Who is asking: users by bearer token or login cookie, agents by their
-//! secret.
+//! secret; and keeping that safe: throttled logins (`login`, `throttle`),
+//! bounded password hashing (`password`), revocation of open streams
+//! (`revoke`) and purging expired tokens (`purge`).
 
+mod argon2id;
+pub mod client_addr;
+pub mod login;
 pub mod password;
+pub mod purge;
+pub mod revoke;
 pub mod secrets;
+pub mod throttle;
 
 use crate::error::ApiError;
 use crate::state::AppState;

@@ -1,6 +1,7 @@
 //! Enrollment tokens: single-use, expiring, stored only as SHA-256.
 
 use super::{Store, StoreResult, now_ms};
+use sqlx::Row;
 
 impl Store {
     pub async fn create_enrollment_token(
@@ -21,5 +22,23 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Deletes enrollment tokens that expired before `now`, used or not:
+    /// neither kind can enroll an agent any more.
+    pub(super) async fn delete_expired_enrollment_tokens(&self, now: i64) -> StoreResult<u64> {
+        let _turn = self.write_turn().await;
+        let done = sqlx::query("DELETE FROM enrollment_tokens WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub async fn count_enrollment_tokens(&self) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM enrollment_tokens")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
     }
 }

@@ -47,14 +47,32 @@ impl Store {
         Ok(())
     }
 
-    pub async fn delete_expired_tokens(&self) -> StoreResult<u64> {
+    /// Ends every login of `user_id` except `keep` (the token of the
+    /// request that asked, when it should survive); returns how many ended.
+    pub async fn delete_user_tokens(&self, user_id: &str, keep: Option<&str>) -> StoreResult<u64> {
         let _turn = self.write_turn().await;
-        let now = now_ms();
-        let api = sqlx::query("DELETE FROM api_tokens WHERE expires_at <= $1")
-            .bind(now)
+        let done = sqlx::query("DELETE FROM api_tokens WHERE user_id = $1 AND token_hash <> $2")
+            .bind(user_id)
+            // No token hashes to the empty string.
+            .bind(keep.unwrap_or(""))
             .execute(&self.pool)
             .await?;
-        Ok(api.rows_affected())
+        Ok(done.rows_affected())
+    }
+
+    /// Deletes expired login and enrollment tokens: (logins, enrollments).
+    pub async fn delete_expired_tokens(&self) -> StoreResult<(u64, u64)> {
+        let now = now_ms();
+        let logins = {
+            let _turn = self.write_turn().await;
+            sqlx::query("DELETE FROM api_tokens WHERE expires_at <= $1")
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+        };
+        let enrollments = self.delete_expired_enrollment_tokens(now).await?;
+        Ok((logins, enrollments))
     }
 
     pub async fn count_api_tokens(&self, user_id: &str) -> StoreResult<i64> {

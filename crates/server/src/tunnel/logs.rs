@@ -9,6 +9,7 @@ use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use http::header;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
@@ -64,7 +65,10 @@ pub async fn logs(
         follow: query.follow,
     })
     .await?;
-    let body = Body::from_stream(ReaderStream::new(TokioIo::new(stream)));
+    // Logout, a new password, demotion or deletion end a followed log.
+    let revoked = state.revocations.ended(&state, &user);
+    let output = ReaderStream::new(TokioIo::new(stream)).take_until(revoked);
+    let body = Body::from_stream(output);
     Ok((
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),

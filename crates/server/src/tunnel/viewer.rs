@@ -73,6 +73,8 @@ pub async fn vnc(
         .await?;
     state.store.touch_session(&session.id).await?;
 
+    // Logout, a new password, demotion or deletion close the tunnel.
+    let revoked = state.revocations.ended(&state, &user);
     let span = tracing::info_span!("tunnel", session_id = %session.id, %agent_id);
     let (response, upgrade) = handshake.accept();
     state.tasks.clone().spawn(
@@ -93,6 +95,7 @@ pub async fn vnc(
             tokio::select! {
                 _ = tunnel.run(viewer, agent_stream) => {}
                 _ = activity.record(&state, &session.id) => {}
+                _ = revoked => {}
             }
             metrics.tunnels_open.dec();
             activity.flush(&state, &session.id).await;

@@ -7,13 +7,17 @@ mod agents;
 mod distrust;
 mod fake_agent;
 mod lifecycle;
+mod login_throttle;
 mod openapi;
 mod policy;
+mod revocation;
+mod revoked_streams;
 mod sessions;
 mod state_machine;
 mod validation;
 
 use std::time::Duration;
+use streamspace_server::store::Store;
 use streamspace_server::{Application, Config};
 use streamspace_testkit::{ADMIN_PASSWORD, Api, postgres};
 use tempfile::TempDir;
@@ -30,8 +34,8 @@ pub struct TestApp {
     pub url: Url,
     pub admin: Api,
     pub dir: TempDir,
-    /// `None` for SQLite in `dir`.
-    pub database_url: Option<String>,
+    /// The app's database, for tests that look at the store directly.
+    pub database_url: String,
     stop: CancellationToken,
 }
 
@@ -42,6 +46,12 @@ impl Drop for TestApp {
 }
 
 pub async fn spawn_app(engine: Engine) -> TestApp {
+    spawn_app_with(engine, |_| {}).await
+}
+
+/// `spawn_app` with settings changed by `configure` (short windows and
+/// intervals for tests that wait on them).
+pub async fn spawn_app_with(engine: Engine, configure: impl FnOnce(&mut Config)) -> TestApp {
     let database_url = match engine {
         Engine::Sqlite => None,
         Engine::Postgres => Some(
@@ -50,19 +60,22 @@ pub async fn spawn_app(engine: Engine) -> TestApp {
                 .expect("a PostgreSQL database"),
         ),
     };
-    spawn_on(database_url).await
+    spawn_on(database_url, configure).await
 }
 
 /// Another control-plane replica on the same PostgreSQL database.
 pub async fn spawn_replica(app: &TestApp) -> TestApp {
-    assert!(app.database_url.is_some(), "replicas share PostgreSQL");
-    spawn_on(app.database_url.clone()).await
+    assert!(
+        app.database_url.starts_with("postgres"),
+        "replicas share PostgreSQL"
+    );
+    spawn_on(Some(app.database_url.clone()), |_| {}).await
 }
 
-async fn spawn_on(database_url: Option<String>) -> TestApp {
+async fn spawn_on(database_url: Option<String>, configure: impl FnOnce(&mut Config)) -> TestApp {
     streamspace_testkit::init();
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = Config {
+    let mut config = Config {
         listen: "127.0.0.1:0".parse().expect("address"),
         data_dir: dir.path().to_owned(),
         database_url: database_url.clone(),
@@ -71,6 +84,8 @@ async fn spawn_on(database_url: Option<String>) -> TestApp {
         tunnel_timeout: Duration::from_secs(2),
         ..Config::default()
     };
+    configure(&mut config);
+    let database_url = database_url.unwrap_or_else(|| Store::sqlite_url(dir.path()));
     let app = Application::build(config).await.expect("the app builds");
     let url = Url::parse(&format!("http://{}", app.local_addr())).expect("url");
     let stop = CancellationToken::new();
@@ -89,11 +104,7 @@ async fn spawn_on(database_url: Option<String>) -> TestApp {
 /// database shell (or a backup restore) would.
 pub async fn run_sql(app: &TestApp, statement: &str) -> anyhow::Result<u64> {
     sqlx::any::install_default_drivers();
-    let url = match &app.database_url {
-        Some(url) => url.clone(),
-        None => streamspace_server::store::Store::sqlite_url(app.dir.path()),
-    };
-    let pool = sqlx::AnyPool::connect(&url).await?;
+    let pool = sqlx::AnyPool::connect(&app.database_url).await?;
     let done = sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()))
         .execute(&pool)
         .await?;

@@ -1,0 +1,134 @@
+//! Checking a username and password, for logging in and for changing one's
+//! own password: throttled per username and client address, hashed within
+//! the server's bound, and counted in the metrics.
+
+use super::client_addr::ClientAddr;
+use super::password::{Busy, PasswordWork};
+use super::throttle::{Lockout, LoginThrottle, Scope, ThrottleLimits};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::User;
+use http::StatusCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Passwords are at most this long (see `validate::check_password`); a
+/// longer one cannot be right and is not worth hashing.
+const MAX_PASSWORD: usize = 1024;
+
+/// The throttle and the bound on hashing, shared by every request.
+pub struct LoginGuard {
+    pub throttle: Arc<LoginThrottle>,
+    pub work: PasswordWork,
+}
+
+impl LoginGuard {
+    pub fn new(limits: ThrottleLimits) -> Self {
+        Self {
+            throttle: Arc::new(LoginThrottle::new(limits)),
+            work: PasswordWork::for_machine(),
+        }
+    }
+}
+
+/// Why a password check let nobody in.
+#[derive(Debug)]
+pub enum Denied {
+    /// The username or password is wrong (the caller words it).
+    Wrong,
+    /// Throttled, busy, or the store failed: answer this.
+    Refused(ApiError),
+}
+
+impl From<ApiError> for Denied {
+    fn from(err: ApiError) -> Self {
+        Denied::Refused(err)
+    }
+}
+
+/// The user whose password this is, if the throttle lets the attempt through.
+pub async fn authenticate(
+    state: &AppState,
+    username: &str,
+    password: String,
+    client: ClientAddr,
+) -> Result<User, Denied> {
+    let metrics = &state.metrics;
+    if password.len() > MAX_PASSWORD {
+        return Err(ApiError::BadRequest(format!(
+            "the password is longer than {MAX_PASSWORD} bytes, so it cannot be right"
+        ))
+        .into());
+    }
+    let ticket = state
+        .login
+        .throttle
+        .admit(username, client.0)
+        .map_err(|lockout| {
+            metrics.login_failed("throttled");
+            throttled(lockout)
+        })?;
+    let found = state
+        .store
+        .user_credentials(username)
+        .await
+        .map_err(ApiError::from)?;
+    let (user, stored) = found.unzip();
+    let valid = state
+        .login
+        .work
+        .verify(password, stored)
+        .await
+        .map_err(|Busy| {
+            metrics.login_failed("busy");
+            busy()
+        })?;
+    let known = user.is_some();
+    match user.filter(|_| valid) {
+        Some(user) => {
+            ticket.succeeded();
+            metrics.logins.inc();
+            Ok(user)
+        }
+        None => {
+            ticket.failed();
+            metrics.login_failed(if known {
+                "wrong_password"
+            } else {
+                "unknown_user"
+            });
+            tracing::info!(username, client = ?client.0, "failed login");
+            Err(Denied::Wrong)
+        }
+    }
+}
+
+/// Hashes a new password within the server's bound.
+pub async fn hash_password(state: &AppState, password: String) -> Result<String, ApiError> {
+    match state.login.work.hash(password).await {
+        Ok(hashed) => hashed.map_err(ApiError::Internal),
+        Err(Busy) => Err(busy()),
+    }
+}
+
+fn throttled(lockout: Lockout) -> ApiError {
+    let whose = match lockout.scope {
+        Scope::User => "for this username",
+        Scope::Address => "from your address",
+    };
+    let seconds = lockout.retry_after.as_secs_f64().ceil() as u64;
+    let wait = humantime::format_duration(Duration::from_secs(seconds.max(1)));
+    ApiError::RetryLater {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        message: format!("too many failed logins {whose}: try again in {wait}"),
+        retry_after: lockout.retry_after,
+    }
+}
+
+fn busy() -> ApiError {
+    ApiError::RetryLater {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        message: Busy.to_string(),
+        retry_after: Duration::from_secs(1),
+    }
+}

@@ -1,0 +1,26 @@
+//! Deletes expired login and enrollment tokens, which would otherwise pile
+//! up forever (a login per browser per week). Expired tokens already stop
+//! working when they expire; this only reclaims their rows. Every replica
+//! runs it; the deletes are idempotent.
+
+use crate::state::AppState;
+
+/// Runs until the server shuts down, once at start and then every
+/// `Config::token_purge_interval`.
+pub async fn run(state: AppState) {
+    let mut tick = tokio::time::interval(state.config.token_purge_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = state.shutdown.cancelled() => return,
+        }
+        match state.store.delete_expired_tokens().await {
+            Ok((0, 0)) => {}
+            Ok((logins, enrollments)) => {
+                tracing::info!(logins, enrollments, "deleted expired tokens")
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot delete expired tokens"),
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Guessing passwords is throttled per username and per client address,
+//! answered 429 with `Retry-After`; a success resets the username, quiet
+//! makes the throttle forget, unknown usernames are treated exactly like
+//! known ones, and failed logins show in the metrics.
+
+use crate::{Engine, TestApp, spawn_app_with};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::Duration;
+use streamspace_server::auth::client_addr::parse_trusted_proxy;
+use streamspace_server::auth::throttle::ThrottleLimits;
+use streamspace_testkit::{ADMIN_PASSWORD, eventually};
+
+/// Lockouts long enough that a loaded machine answers the next request
+/// within them, short enough to wait out.
+fn limits(user_failures: u32, address_failures: u32) -> ThrottleLimits {
+    ThrottleLimits {
+        user_failures,
+        address_failures,
+        first_lockout: Duration::from_secs(2),
+        max_lockout: Duration::from_secs(2),
+        forget_after: Duration::from_secs(3),
+        max_entries: 1000,
+    }
+}
+
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<u64>,
+    error: String,
+}
+
+async fn login(app: &TestApp, username: &str, password: &str, from: Option<&str>) -> Answer {
+    let mut request = reqwest::Client::new()
+        .post(app.url.join("/api/v1/auth/login").expect("url"))
+        .json(&json!({"username": username, "password": password}));
+    if let Some(address) = from {
+        request = request.header("x-forwarded-for", address);
+    }
+    let response = request.send().await.expect("the server answers");
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let body: Value = response.json().await.unwrap_or_default();
+    let error = body["error"].as_str().unwrap_or_default().to_owned();
+    Answer {
+        status,
+        retry_after,
+        error,
+    }
+}
+
+async fn statuses(app: &TestApp, username: &str, n: usize) -> Vec<u16> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let answer = login(app, username, &format!("wrong-{i}"), None).await;
+        out.push(answer.status.as_u16());
+    }
+    out
+}
+
+#[tokio::test]
+async fn guessing_one_password_is_throttled_then_forgotten() -> anyhow::Result<()> {
+    let app = spawn_app_with(Engine::Sqlite, |c| c.login_throttle = limits(3, 100)).await;
+    app.admin.create_user("alice", "alice-password").await?;
+    app.admin.create_user("bob", "bob-password").await?;
+
+    // Three free failures; the fourth locks the name for 2 s.
+    assert_eq!(statuses(&app, "alice", 4).await, [401, 401, 401, 401]);
+    let locked = login(&app, "alice", "alice-password", None).await;
+    assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS, "{locked:?}");
+    assert_eq!(locked.retry_after, Some(2), "{locked:?}");
+    assert_eq!(
+        locked.error,
+        "too many failed logins for this username: try again in 2s"
+    );
+    // Others are not locked out with alice.
+    let bob = login(&app, "bob", "bob-password", None).await;
+    assert_eq!(bob.status, StatusCode::OK, "{bob:?}");
+    // A name that does not exist is answered exactly alike.
+    assert_eq!(statuses(&app, "nobody", 5).await, [401, 401, 401, 401, 429]);
+
+    // After the lockout the right password works, and resets the count.
+    eventually(
+        Duration::from_secs(10),
+        "alice's lockout to end",
+        || async {
+            let answer = login(&app, "alice", "alice-password", None).await;
+            Ok((answer.status == StatusCode::OK).then_some(()))
+        },
+    )
+    .await?;
+    assert_eq!(statuses(&app, "alice", 3).await, [401, 401, 401]);
+
+    // Quiet for longer than forget_after: "nobody" starts afresh. (Still
+    // remembered, the first failure after the lockout would lock again.)
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(statuses(&app, "nobody", 3).await, [401, 401, 401]);
+
+    let metrics = app.admin.text("/metrics").await?;
+    for (series, at_least) in [
+        (
+            "streamspace_login_failures_total{reason=\"wrong_password\"}",
+            7,
+        ),
+        (
+            "streamspace_login_failures_total{reason=\"unknown_user\"}",
+            7,
+        ),
+        ("streamspace_login_failures_total{reason=\"throttled\"}", 2),
+        ("streamspace_logins_total", 3),
+    ] {
+        let value = metric(&metrics, series);
+        assert!(value >= at_least, "{series} = {value}\n{metrics}");
+    }
+    assert!(metrics.contains("streamspace_login_lockouts{scope=\"user\"}"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn each_client_address_is_throttled_apart_behind_a_trusted_proxy() -> anyhow::Result<()> {
+    let app = spawn_app_with(Engine::Sqlite, |c| {
+        c.login_throttle = limits(100, 3);
+        c.trusted_proxies = vec![parse_trusted_proxy("127.0.0.1").expect("address")];
+    })
+    .await;
+    // Spraying one password at many names from one client…
+    for user in ["u1", "u2", "u3", "u4"] {
+        let answer = login(&app, user, "password1", Some("192.0.2.1")).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{answer:?}");
+    }
+    let answer = login(&app, "u5", "password1", Some("192.0.2.1")).await;
+    assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS, "{answer:?}");
+    assert!(answer.error.contains("from your address"), "{answer:?}");
+    // …is stopped for that client only: the proxy (and everyone else
+    // behind it) is not locked out.
+    let other = login(&app, "admin", ADMIN_PASSWORD, Some("192.0.2.2")).await;
+    assert_eq!(other.status, StatusCode::OK, "{other:?}");
+    // A client cannot slip out by naming another address to the left of
+    // the one our proxy wrote.
+    let spoofed = login(&app, "u6", "password1", Some("198.51.100.7, 192.0.2.1")).await;
+    assert_eq!(spoofed.status, StatusCode::TOO_MANY_REQUESTS, "{spoofed:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn forwarded_for_from_an_untrusted_peer_is_ignored() -> anyhow::Result<()> {
+    let app = spawn_app_with(Engine::Sqlite, |c| c.login_throttle = limits(100, 3)).await;
+    // Without --trusted-proxies, naming a new address each time does not
+    // escape the count for the real peer.
+    for n in 1..=4 {
+        let from = format!("203.0.113.{n}");
+        let answer = login(&app, &format!("u{n}"), "password1", Some(&from)).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{answer:?}");
+    }
+    let answer = login(&app, "u5", "password1", Some("203.0.113.5")).await;
+    assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS, "{answer:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_overlong_password_is_refused_without_hashing() -> anyhow::Result<()> {
+    let app = spawn_app_with(Engine::Sqlite, |_| {}).await;
+    let answer = login(&app, "admin", &"x".repeat(2000), None).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{answer:?}");
+    assert!(answer.error.contains("1024 bytes"), "{answer:?}");
+    Ok(())
+}
+
+/// The value of one series in Prometheus text, 0 if absent.
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series))
+        .and_then(|rest| rest.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}

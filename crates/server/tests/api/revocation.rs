@@ -1,0 +1,210 @@
+//! Ending logins: a password change ends the user's other logins (an
+//! admin's reset ends all of them), `logout-all` ends every login of the
+//! caller, and expired login and enrollment tokens are purged.
+
+use crate::{TestApp, on_both_engines, spawn_app_with};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::time::Duration;
+use streamspace_server::auth::secrets;
+use streamspace_server::store::{Store, now_ms};
+use streamspace_testkit::{ADMIN_PASSWORD, Api, eventually};
+
+/// `username`'s id, after creating them.
+async fn user(app: &TestApp, username: &str, password: &str) -> anyhow::Result<String> {
+    let created = app.admin.create_user(username, password).await?;
+    Ok(created["id"].as_str().unwrap_or_default().to_owned())
+}
+
+/// The status `api`'s token gets from `GET /users/me`: 200 while it works.
+async fn me(api: &Api) -> anyhow::Result<StatusCode> {
+    Ok(api
+        .call(Method::GET, "/api/v1/users/me", None)
+        .await?
+        .status)
+}
+
+async fn change_password(
+    api: &Api,
+    current: &str,
+    new: &str,
+) -> anyhow::Result<(StatusCode, Value)> {
+    let body = json!({"current_password": current, "new_password": new});
+    let answer = api
+        .call(Method::PUT, "/api/v1/users/me/password", Some(body))
+        .await?;
+    Ok((answer.status, answer.body))
+}
+
+async fn changing_your_password_ends_your_other_logins(app: TestApp) -> anyhow::Result<()> {
+    user(&app, "alice", "alice-password").await?;
+    let here = Api::login(&app.url, "alice", "alice-password").await?;
+    let elsewhere = Api::login(&app.url, "alice", "alice-password").await?;
+
+    let (status, body) = change_password(&here, "not-it-at-all", "new-password-1").await?;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("current password is wrong")
+    );
+    let (status, body) = change_password(&here, "alice-password", "short").await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["field"], "new_password", "{body}");
+    assert_eq!(
+        me(&elsewhere).await?,
+        StatusCode::OK,
+        "refusals change nothing"
+    );
+
+    let (status, body) = change_password(&here, "alice-password", "new-password-1").await?;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(me(&here).await?, StatusCode::OK, "the asking login stays");
+    assert_eq!(me(&elsewhere).await?, StatusCode::UNAUTHORIZED);
+    assert!(
+        Api::login(&app.url, "alice", "alice-password")
+            .await
+            .is_err()
+    );
+    Api::login(&app.url, "alice", "new-password-1").await?;
+    Ok(())
+}
+
+async fn an_admins_password_reset_ends_every_login(app: TestApp) -> anyhow::Result<()> {
+    let alice_id = user(&app, "alice", "alice-password").await?;
+    let one = Api::login(&app.url, "alice", "alice-password").await?;
+    let two = Api::login(&app.url, "alice", "alice-password").await?;
+    let bob_id = user(&app, "bob", "bob-password").await?;
+    let bob = Api::login(&app.url, "bob", "bob-password").await?;
+
+    let reset = json!({"password": "reset-by-admin"});
+    let path = format!("/api/v1/users/{alice_id}");
+    app.admin
+        .expect(Method::PUT, &path, Some(reset), StatusCode::OK)
+        .await?;
+    assert_eq!(me(&one).await?, StatusCode::UNAUTHORIZED);
+    assert_eq!(me(&two).await?, StatusCode::UNAUTHORIZED);
+    assert_eq!(me(&bob).await?, StatusCode::OK, "other users keep theirs");
+    Api::login(&app.url, "alice", "reset-by-admin").await?;
+
+    // A role change alone leaves logins in place.
+    let promote = json!({"role": "admin"});
+    let path = format!("/api/v1/users/{bob_id}");
+    app.admin
+        .expect(Method::PUT, &path, Some(promote), StatusCode::OK)
+        .await?;
+    assert_eq!(me(&bob).await?, StatusCode::OK);
+
+    // An admin resetting their own password keeps the login that asked.
+    let admin_id = app
+        .admin
+        .expect(Method::GET, "/api/v1/users/me", None, StatusCode::OK)
+        .await?["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let other_admin_login = Api::admin(&app.url).await?;
+    let own = json!({"password": "admin-password-2"});
+    let path = format!("/api/v1/users/{admin_id}");
+    app.admin
+        .expect(Method::PUT, &path, Some(own), StatusCode::OK)
+        .await?;
+    assert_eq!(me(&app.admin).await?, StatusCode::OK);
+    assert_eq!(me(&other_admin_login).await?, StatusCode::UNAUTHORIZED);
+    Ok(())
+}
+
+async fn logout_all_ends_every_login_of_the_caller(app: TestApp) -> anyhow::Result<()> {
+    user(&app, "alice", "alice-password").await?;
+    let logins = [
+        Api::login(&app.url, "alice", "alice-password").await?,
+        Api::login(&app.url, "alice", "alice-password").await?,
+        Api::login(&app.url, "alice", "alice-password").await?,
+    ];
+    let response = reqwest::Client::new()
+        .post(app.url.join("/api/v1/auth/logout-all")?)
+        .bearer_auth(logins[1].token.as_deref().unwrap_or_default())
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(
+        cookie.contains("streamspace_token=;") && cookie.contains("Max-Age=0"),
+        "{cookie}"
+    );
+    for login in &logins {
+        assert_eq!(me(login).await?, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        me(&app.admin).await?,
+        StatusCode::OK,
+        "other users keep theirs"
+    );
+    let anonymous = Api::new(&app.url);
+    let answer = anonymous
+        .call(Method::POST, "/api/v1/auth/logout-all", None)
+        .await?;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    Ok(())
+}
+
+on_both_engines!(
+    changing_your_password_ends_your_other_logins,
+    an_admins_password_reset_ends_every_login,
+    logout_all_ends_every_login_of_the_caller,
+);
+
+/// Expired login and enrollment tokens are deleted by the periodic purge;
+/// live ones stay.
+async fn expired_tokens_are_purged(app: TestApp) -> anyhow::Result<()> {
+    let store = Store::connect(&app.database_url).await?;
+    let alice_id = user(&app, "alice", "alice-password").await?;
+    let long_ago = now_ms() - 60_000;
+    for _ in 0..3 {
+        let token = secrets::generate(secrets::SecretKind::Login);
+        store
+            .create_api_token(&secrets::hash(&token), &alice_id, long_ago)
+            .await?;
+        let enrollment = secrets::generate(secrets::SecretKind::Enrollment);
+        store
+            .create_enrollment_token(&secrets::hash(&enrollment), "test", long_ago)
+            .await?;
+    }
+    let alice = Api::login(&app.url, "alice", "alice-password").await?;
+    app.admin.enrollment_token().await?;
+
+    eventually(Duration::from_secs(5), "expired tokens purged", || async {
+        let logins = store.count_api_tokens(&alice_id).await?;
+        let enrollments = store.count_enrollment_tokens().await?;
+        Ok((logins == 1 && enrollments == 1).then_some(()))
+    })
+    .await?;
+    assert_eq!(me(&alice).await?, StatusCode::OK, "the live login stays");
+    Api::login(&app.url, "admin", ADMIN_PASSWORD).await?;
+    store.close().await;
+    Ok(())
+}
+
+mod purge {
+    use super::*;
+    use crate::Engine;
+
+    fn quick(config: &mut streamspace_server::Config) {
+        config.token_purge_interval = Duration::from_millis(200);
+    }
+
+    #[tokio::test]
+    async fn sqlite() -> anyhow::Result<()> {
+        expired_tokens_are_purged(spawn_app_with(Engine::Sqlite, quick).await).await
+    }
+
+    #[tokio::test]
+    async fn postgres() -> anyhow::Result<()> {
+        expired_tokens_are_purged(spawn_app_with(Engine::Postgres, quick).await).await
+    }
+}
