@@ -3,7 +3,8 @@
 //!
 //! - `identity`: enroll once, then authenticate with the saved secret
 //! - `runtime`: the control channel, reconnected with backoff, heartbeats
-//! - `executor`: commands, deduplicated by id and serialized per session
+//! - `executor`, `queue`: commands, deduplicated by id, run in arrival
+//!   order by one worker per session
 //! - `readiness`: a session is Running when its VNC server says hello
 //! - `tunnel`: per-tunnel data channels dialed back to the control plane,
 //!   spliced in the kernel (`streamspace-splice`) when both ends are TCP
@@ -15,6 +16,7 @@ mod executor;
 mod fake;
 mod identity;
 pub mod platform;
+mod queue;
 mod readiness;
 mod runtime;
 mod tls;
