@@ -1,6 +1,7 @@
 //! StreamSpace agent runtime: everything an agent does that does not depend
 //! on its platform.
 //!
+//! - `confinement`: the pids limit and capabilities every platform applies
 //! - `identity`: enroll once, then authenticate with the saved secret
 //! - `runtime`: the control channel, reconnected with backoff, heartbeats
 //! - `executor`, `queue`: commands, deduplicated by id, run in arrival
@@ -11,6 +12,7 @@
 //! - `platform`: the trait each platform (Docker, Kubernetes) implements
 
 mod backoff;
+pub mod confinement;
 mod executor;
 #[cfg(test)]
 mod fake;

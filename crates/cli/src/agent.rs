@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use streamspace_agent::{Enrollment, Identity, Platform};
-use streamspace_docker::{DockerOptions, DockerPlatform};
+use streamspace_docker::{DEFAULT_NETWORK, DockerOptions, DockerPlatform};
 use url::Url;
 
 use crate::kubernetes;
@@ -50,9 +50,16 @@ pub struct DockerAgentArgs {
     /// limit, and desktops mostly idle); memory is never overcommitted.
     #[arg(long, default_value_t = 4)]
     cpu_overcommit: u32,
-    /// Address session ports are published on; the agent dials it.
+    /// Address session ports are published on; the agent dials it. Keep it
+    /// on loopback: anywhere else, other sessions and the network reach them.
     #[arg(long, default_value = "127.0.0.1")]
     publish_host: IpAddr,
+    /// Docker network for session containers: a bridge with inter-container
+    /// traffic off (`-o com.docker.network.bridge.enable_icc=false`), so no
+    /// session can connect to another. Created if missing; an existing
+    /// network that lets containers talk is refused.
+    #[arg(long, env = "STREAMSPACE_DOCKER_NETWORK", default_value = DEFAULT_NETWORK)]
+    network: String,
 }
 
 pub async fn run(command: AgentCommand) -> anyhow::Result<()> {
@@ -66,6 +73,7 @@ async fn run_docker(args: DockerAgentArgs) -> anyhow::Result<()> {
     let shutdown = shutdown::on_signal();
     let options = DockerOptions {
         publish_host: args.publish_host,
+        network: args.network,
         max_sessions: args.max_sessions,
         cpu_overcommit: args.cpu_overcommit,
         ..DockerOptions::default()
