@@ -3,6 +3,7 @@
 
 mod connect;
 mod faults;
+mod isolation;
 mod spine;
 mod up;
 
