@@ -2,6 +2,7 @@
 //! on its platform.
 //!
 //! - `confinement`: the pids limit and capabilities every platform applies
+//! - `homes`: whether a user keeps a home from before homes were keyed by ids
 //! - `identity`: enroll once, then authenticate with the saved secret
 //! - `runtime`: the control channel, reconnected with backoff, heartbeats
 //! - `executor`, `queue`: commands, deduplicated by id, run in arrival
@@ -16,6 +17,7 @@ pub mod confinement;
 mod executor;
 #[cfg(test)]
 mod fake;
+pub mod homes;
 mod identity;
 pub mod platform;
 mod queue;

@@ -14,7 +14,7 @@ use bollard::query_parameters::{
     StopContainerOptionsBuilder,
 };
 use futures::TryStreamExt;
-use streamspace_agent::{PlatformError, PlatformResult};
+use streamspace_agent::{PlatformError, PlatformResult, homes};
 use streamspace_protocol::{Phase, SessionReport, SessionSpec};
 
 impl Shared {
@@ -103,36 +103,17 @@ impl Shared {
         Ok(())
     }
 
-    /// The home a user had before homes were keyed by ids, when it is the
-    /// one to use: the spec names it, the new home does not exist yet, and
-    /// the old volume's labels name this session's user and template (its
-    /// name alone was ambiguous).
+    /// The volume a user's home had before homes were keyed by ids, when it
+    /// is the one to mount ([`homes::legacy_home`]).
     async fn legacy_home(&self, spec: &SessionSpec) -> PlatformResult<Option<String>> {
-        let Some((home, legacy)) = spec
-            .home
-            .as_ref()
-            .and_then(|h| h.legacy.as_ref().map(|legacy| (h, legacy)))
-        else {
-            return Ok(None);
+        let belongs = |name: &str| {
+            let name = name.to_owned();
+            async move {
+                let labels = self.volume_labels(&name).await?;
+                PlatformResult::Ok(labels.map(|labels| is_home_of(&labels, spec)))
+            }
         };
-        if self.volume_labels(&home.volume).await?.is_some() {
-            return Ok(None);
-        }
-        match self.volume_labels(legacy).await? {
-            Some(labels) if is_home_of(&labels, spec) => {
-                tracing::info!(volume = %legacy, "using the home from before homes were keyed by ids");
-                Ok(Some(legacy.clone()))
-            }
-            Some(_) => {
-                tracing::warn!(
-                    volume = %legacy,
-                    "a volume has this user's old home name but its labels name another user or \
-                     template: not using it"
-                );
-                Ok(None)
-            }
-            None => Ok(None),
-        }
+        Ok(homes::legacy_home(spec, belongs).await?.map(str::to_owned))
     }
 
     /// A volume's labels, or `None` if there is no such volume.
