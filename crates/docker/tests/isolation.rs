@@ -317,3 +317,33 @@ async fn an_old_home_of_another_user_is_not_taken() {
         assert_eq!(created.labels.get(key).map(String::as_str), Some(value));
     }
 }
+
+/// The control plane adopts only what it sealed: the container keeps the
+/// ids and the seal, and the inventory reports them.
+#[tokio::test]
+async fn the_inventory_reports_ids_and_the_seal() {
+    let docker = docker().await;
+    require_image(&docker).await;
+    let session = unique("sealed");
+    let mut cleanup = Cleanup::default();
+    cleanup.session(&session);
+    let platform = platform(&unique("agent")).await;
+    let mut spec = desktop_spec(&session);
+    spec.user_id = "0190a1b2-0000-7000-8000-00000000000a".into();
+    spec.template_id = "0190a1b2-0000-7000-8000-00000000000b".into();
+    spec.seal = "0123456789abcdef0123456789abcdef".into();
+    platform.start(&spec).await.expect("start");
+    let inventory = platform.inventory().await.expect("inventory");
+    let origin = inventory
+        .iter()
+        .find(|r| r.session_id == session)
+        .and_then(|r| r.origin.clone())
+        .expect("an origin");
+    assert_eq!(origin.user, "alice");
+    assert_eq!(origin.user_id.as_deref(), Some(spec.user_id.as_str()));
+    assert_eq!(
+        origin.template_id.as_deref(),
+        Some(spec.template_id.as_str())
+    );
+    assert_eq!(origin.seal.as_deref(), Some(spec.seal.as_str()));
+}
