@@ -69,15 +69,20 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn run_docker(args: DockerAgentArgs) -> anyhow::Result<()> {
-    let shutdown = shutdown::on_signal();
-    let options = DockerOptions {
+/// What the flags make of the platform's options.
+fn docker_options(args: &DockerAgentArgs) -> DockerOptions {
+    DockerOptions {
         publish_host: args.publish_host,
-        network: args.network,
+        network: args.network.clone(),
         max_sessions: args.max_sessions,
         cpu_overcommit: args.cpu_overcommit,
         ..DockerOptions::default()
-    };
+    }
+}
+
+async fn run_docker(args: DockerAgentArgs) -> anyhow::Result<()> {
+    let shutdown = shutdown::on_signal();
+    let options = docker_options(&args);
     // Check the engine before enrolling, so a broken host does not use up
     // a single-use token.
     let probe = DockerPlatform::connect("enrollment-probe", options.clone())
@@ -113,5 +118,30 @@ fn host_name() -> String {
         "docker-agent".to_owned()
     } else {
         slug.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        docker: DockerAgentArgs,
+    }
+
+    fn options(flags: &[&str]) -> DockerOptions {
+        let mut argv = vec!["agent", "--control-plane", "http://127.0.0.1:8080"];
+        argv.extend_from_slice(flags);
+        docker_options(&Command::parse_from(argv).docker)
+    }
+
+    #[test]
+    fn sessions_join_the_isolated_network_unless_told_otherwise() {
+        assert_eq!(options(&[]).network, "streamspace-sessions");
+        assert_eq!(options(&["--network", "lab"]).network, "lab");
+        assert_eq!(options(&[]).publish_host.to_string(), "127.0.0.1");
     }
 }
