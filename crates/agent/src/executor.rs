@@ -1,19 +1,23 @@
 //! Commands from the control plane, executed at most once each (by id) and
-//! one at a time per session, in the order they arrive.
+//! strictly in arrival order per session: one queue and one worker per
+//! session (`queue.rs`), so create-then-terminate can never leave a
+//! container running under a terminated session.
 //!
 //! Delivery is at least once: the control plane re-sends every command it
 //! has no result for whenever the agent reconnects. A command already done
-//! is answered from memory; one still running is left to finish. After an
-//! agent restart the memory is gone, and re-execution is safe because every
-//! platform operation is idempotent.
+//! is answered from memory; one queued or running is left to finish. After
+//! an agent restart the memory is gone, and re-execution is safe because
+//! every platform operation is idempotent.
 
 use crate::platform::{Platform, PlatformError};
+use crate::queue::{Pushed, QUEUE_LIMIT, SessionQueues};
 use crate::readiness::wait_for_vnc;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use streamspace_protocol::{Action, AgentMessage, Command, Phase, SessionReport};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
@@ -58,9 +62,7 @@ pub struct Executor {
     platform: Arc<dyn Platform>,
     outbox: mpsc::Sender<AgentMessage>,
     log: Mutex<CommandLog>,
-    sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// Commands submitted and not finished, per session.
-    busy: Mutex<HashMap<String, u32>>,
+    queues: SessionQueues,
     tasks: TaskTracker,
 }
 
@@ -74,13 +76,13 @@ impl Executor {
             platform,
             outbox,
             log: Mutex::default(),
-            sessions: Mutex::default(),
-            busy: Mutex::default(),
+            queues: SessionQueues::default(),
             tasks,
         }
     }
 
-    /// Acknowledges the command and runs it unless it ran already.
+    /// Acknowledges the command and queues it behind the session's earlier
+    /// commands, unless it was seen already.
     pub fn submit(self: &Arc<Self>, command: Command) {
         self.send(AgentMessage::Ack {
             command_id: command.id.clone(),
@@ -92,43 +94,66 @@ impl Executor {
                 error,
             }),
             Some(Outcome::Running) => {}
-            None => {
-                let span = tracing::info_span!(
-                    "command",
-                    command_id = %command.id,
-                    session_id = %command.session_id,
-                    action = command.action.name()
-                );
-                *lock(&self.busy)
-                    .entry(command.session_id.clone())
-                    .or_default() += 1;
+            None => self.enqueue(command),
+        }
+    }
+
+    fn enqueue(self: &Arc<Self>, command: Command) {
+        let (command_id, session_id) = (command.id.clone(), command.session_id.clone());
+        match self.queues.push(command) {
+            Pushed::Queued => {}
+            Pushed::StartWorker => {
                 let this = Arc::clone(self);
+                let span = tracing::info_span!("session_commands", %session_id);
                 self.tasks
-                    .spawn(async move { this.run(command).await }.instrument(span));
+                    .spawn(async move { this.drain(&session_id).await }.instrument(span));
+            }
+            Pushed::Full => {
+                let error = format!(
+                    "session {session_id} already has {QUEUE_LIMIT} commands queued on this agent; \
+                     this one was refused and may be sent again later"
+                );
+                tracing::warn!(%command_id, %session_id, "command queue full");
+                self.finish(command_id, Some(error));
             }
         }
     }
 
-    async fn run(&self, command: Command) {
-        let session_lock = self.session_lock(&command.session_id);
-        let _serial = session_lock.lock().await;
-        let error = self.execute(&command).await.err();
+    /// The session's worker: runs its commands one after the other until
+    /// its queue is empty (the queue then goes, and the next command starts
+    /// a new worker).
+    async fn drain(&self, session_id: &str) {
+        while let Some((command, superseded)) = self.queues.next(session_id) {
+            let span = tracing::info_span!(
+                "command",
+                command_id = %command.id,
+                session_id = %command.session_id,
+                action = command.action.name()
+            );
+            self.run(command, superseded).instrument(span).await;
+        }
+    }
+
+    async fn run(&self, command: Command, superseded: CancellationToken) {
+        let error = self.execute(&command, &superseded).await.err();
         match &error {
             None => tracing::info!("command done"),
             Some(e) => tracing::warn!(error = %e, "command failed"),
         }
-        if matches!(command.action, Action::Terminate) && error.is_none() {
-            lock(&self.sessions).remove(&command.session_id);
-        }
-        lock(&self.log).finish(&command.id, error.clone());
-        self.settle(&command.session_id);
-        self.send(AgentMessage::Result {
-            command_id: command.id,
-            error,
-        });
+        self.finish(command.id, error);
     }
 
-    async fn execute(&self, command: &Command) -> Result<(), String> {
+    /// Remembers a command's outcome and reports it.
+    fn finish(&self, command_id: String, error: Option<String>) {
+        lock(&self.log).finish(&command_id, error.clone());
+        self.send(AgentMessage::Result { command_id, error });
+    }
+
+    async fn execute(
+        &self,
+        command: &Command,
+        superseded: &CancellationToken,
+    ) -> Result<(), String> {
         let id = command.session_id.as_str();
         let platform = self.platform.as_ref();
         match &command.action {
@@ -136,12 +161,12 @@ impl Executor {
                 self.report(SessionReport::new(id, Phase::Starting));
                 self.step(id, platform.start(spec).await)?;
                 let port = spec.vnc_port().ok_or("the session has no VNC port")?;
-                self.await_ready(id, port).await
+                self.await_ready(id, port, superseded).await
             }
             Action::Wake { vnc_port } => {
                 self.report(SessionReport::new(id, Phase::Waking));
                 self.step(id, platform.wake(id).await)?;
-                self.await_ready(id, *vnc_port).await
+                self.await_ready(id, *vnc_port, superseded).await
             }
             Action::Hibernate => {
                 self.report(SessionReport::new(id, Phase::Hibernating));
@@ -182,8 +207,23 @@ impl Executor {
         })
     }
 
-    async fn await_ready(&self, session_id: &str, port: u16) -> Result<(), String> {
-        match wait_for_vnc(self.platform.as_ref(), session_id, port, READY_LIMIT).await {
+    /// Waits for the VNC banner, unless a terminate queued behind this
+    /// command makes the wait pointless: the session is going away, and the
+    /// terminate should not wait up to a minute for it.
+    async fn await_ready(
+        &self,
+        session_id: &str,
+        port: u16,
+        superseded: &CancellationToken,
+    ) -> Result<(), String> {
+        let ready = tokio::select! {
+            ready = wait_for_vnc(self.platform.as_ref(), session_id, port, READY_LIMIT) => ready,
+            () = superseded.cancelled() => {
+                tracing::info!("a terminate is queued: not waiting for the VNC server");
+                return Ok(());
+            }
+        };
+        match ready {
             Ok(()) => {
                 self.report(SessionReport::new(session_id, Phase::Running));
                 Ok(())
@@ -211,29 +251,12 @@ impl Executor {
     /// is, the executor alone says when the session is `Running` (after the
     /// VNC banner); the platform only sees a started container.
     pub fn is_busy(&self, session_id: &str) -> bool {
-        lock(&self.busy).contains_key(session_id)
-    }
-
-    fn settle(&self, session_id: &str) {
-        let mut busy = lock(&self.busy);
-        if let Some(count) = busy.get_mut(session_id) {
-            *count -= 1;
-            if *count == 0 {
-                busy.remove(session_id);
-            }
-        }
-    }
-
-    fn session_lock(&self, session_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        lock(&self.sessions)
-            .entry(session_id.to_owned())
-            .or_default()
-            .clone()
+        self.queues.is_busy(session_id)
     }
 }
 
 /// Locks a std mutex, ignoring poison: every critical section here is a
-/// single map operation that cannot leave the map half-changed.
+/// few map operations that cannot leave the map half-changed.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -270,11 +293,23 @@ mod tests {
         }
     }
 
+    /// An executor on a fake platform, and its outbox.
+    fn executor(
+        outbox: usize,
+    ) -> (
+        Arc<FakePlatform>,
+        Arc<Executor>,
+        mpsc::Receiver<AgentMessage>,
+    ) {
+        let platform = Arc::new(FakePlatform::default());
+        let (tx, rx) = mpsc::channel(outbox);
+        let executor = Arc::new(Executor::new(platform.clone(), tx, TaskTracker::new()));
+        (platform, executor, rx)
+    }
+
     #[tokio::test]
     async fn running_waits_for_the_vnc_banner_and_the_session_is_busy_until_then() {
-        let platform = Arc::new(FakePlatform::default());
-        let (tx, mut rx) = mpsc::channel(64);
-        let executor = Arc::new(Executor::new(platform.clone(), tx, TaskTracker::new()));
+        let (platform, executor, mut rx) = executor(64);
         executor.submit(start_command());
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(executor.is_busy("s1"), "the start is still waiting for VNC");
@@ -307,6 +342,140 @@ mod tests {
         })
         .await;
         assert!(settled.is_ok(), "not busy once the command finished");
+    }
+
+    fn command(id: &str, session_id: &str, action: Action) -> Command {
+        Command {
+            id: id.into(),
+            session_id: session_id.into(),
+            action,
+        }
+    }
+
+    fn start(session_id: &str) -> Action {
+        let Action::Start { mut spec } = start_command().action else {
+            unreachable!("start_command starts");
+        };
+        spec.session_id = session_id.into();
+        Action::Start { spec }
+    }
+
+    /// Reads the outbox until `count` results arrived; returns them by id.
+    async fn results(
+        rx: &mut mpsc::Receiver<AgentMessage>,
+        count: usize,
+    ) -> HashMap<String, Option<String>> {
+        let mut results = HashMap::new();
+        let collect = async {
+            while results.len() < count {
+                match rx.recv().await {
+                    Some(AgentMessage::Result { command_id, error }) => {
+                        results.insert(command_id, error);
+                    }
+                    Some(_) => {}
+                    None => panic!("outbox closed"),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), collect)
+            .await
+            .expect("every command finishes");
+        results
+    }
+
+    /// Create-then-terminate for many sessions, submitted from a task on a
+    /// worker thread as the control loop does: every session must end
+    /// terminated. (Spawning a task per command let terminate overtake
+    /// start: tokio runs the task spawned last first.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commands_for_one_session_run_in_arrival_order() {
+        const SESSIONS: usize = 50;
+        let (platform, executor, mut rx) = executor(8 * SESSIONS);
+        platform.vnc_up.store(true, Ordering::SeqCst);
+        let submitter = Arc::clone(&executor);
+        tokio::spawn(async move {
+            for n in 0..SESSIONS {
+                let session = format!("s{n}");
+                submitter.submit(command(&format!("{session}-c"), &session, start(&session)));
+                submitter.submit(command(
+                    &format!("{session}-t"),
+                    &session,
+                    Action::Terminate,
+                ));
+            }
+        })
+        .await
+        .expect("submitter");
+
+        let results = results(&mut rx, 2 * SESSIONS).await;
+        assert!(results.values().all(Option::is_none), "{results:?}");
+        let left = platform.existing.lock().expect("existing").clone();
+        assert!(left.is_empty(), "sessions left running: {left:?}");
+        let calls = platform.calls.lock().expect("calls").clone();
+        for n in 0..SESSIONS {
+            let session = format!("s{n}");
+            let order: Vec<&str> = calls
+                .iter()
+                .filter(|(id, _)| *id == session)
+                .map(|(_, op)| *op)
+                .collect();
+            assert_eq!(order, ["start", "terminate"], "{session}");
+            assert!(!executor.is_busy(&session), "{session} still busy");
+        }
+    }
+
+    /// A terminate behind a start whose VNC server never answers runs at
+    /// once instead of after the minute the start would wait.
+    #[tokio::test]
+    async fn a_queued_terminate_ends_the_wait_for_vnc() {
+        let (platform, executor, mut rx) = executor(64);
+        executor.submit(start_command());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        executor.submit(command("c2", "s1", Action::Terminate));
+        let results = results(&mut rx, 2).await;
+        assert_eq!(results["c1"], None, "the start itself succeeded");
+        assert_eq!(results["c2"], None);
+        assert!(platform.existing.lock().expect("existing").is_empty());
+        assert!(!executor.is_busy("s1"));
+    }
+
+    /// A command re-sent while it waits in its queue runs once.
+    #[tokio::test]
+    async fn a_resent_queued_command_runs_once() {
+        let (platform, executor, mut rx) = executor(64);
+        executor.submit(start_command());
+        executor.submit(command("c2", "s1", Action::Hibernate));
+        executor.submit(command("c2", "s1", Action::Hibernate));
+        platform.vnc_up.store(true, Ordering::SeqCst);
+        let results = results(&mut rx, 2).await;
+        assert_eq!(results.len(), 2);
+        let calls = platform.calls.lock().expect("calls").clone();
+        let ops: Vec<&str> = calls.iter().map(|(_, op)| *op).collect();
+        assert_eq!(ops, ["start", "hibernate"]);
+    }
+
+    /// A session's queue is bounded: past the limit, commands are refused
+    /// with an error result instead of growing memory.
+    #[tokio::test]
+    async fn a_full_queue_refuses_commands_with_an_error() {
+        let (platform, executor, mut rx) = executor(4 * QUEUE_LIMIT);
+        // The start waits for VNC, so everything after it stays queued.
+        executor.submit(start_command());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for n in 0..QUEUE_LIMIT {
+            executor.submit(command(&format!("h{n}"), "s1", Action::Hibernate));
+        }
+        let refused = results(&mut rx, 1).await;
+        let error = refused
+            .get(&format!("h{}", QUEUE_LIMIT - 1))
+            .cloned()
+            .flatten()
+            .expect("the last command is refused");
+        assert!(error.contains("commands queued"), "{error}");
+        platform.vnc_up.store(true, Ordering::SeqCst);
+        let done = results(&mut rx, QUEUE_LIMIT).await;
+        assert!(done.values().all(Option::is_none), "{done:?}");
+        assert!(!executor.is_busy("s1"));
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! A platform for the runtime's own tests: sessions "run" at once, the VNC
-//! server answers only once `vnc_up` is set, and usage can be made to hang
-//! like a slow engine.
+//! server answers only once `vnc_up` is set, usage can be made to hang like
+//! a slow engine, and it remembers which sessions exist and the order of
+//! the calls that changed them.
 
 use crate::platform::{Platform, PlatformError, PlatformResult, SessionStream};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use streamspace_protocol::{
     Capabilities, Capacity, NodeMetrics, Phase, SessionReport, SessionSpec, SessionUsage,
@@ -16,6 +19,23 @@ use tokio::io::AsyncWriteExt;
 pub(crate) struct FakePlatform {
     pub vnc_up: AtomicBool,
     pub usage_hangs: AtomicBool,
+    /// Sessions started and not terminated since.
+    pub existing: Mutex<HashSet<String>>,
+    /// `(session, operation)` in the order the platform was asked.
+    pub calls: Mutex<Vec<(String, &'static str)>>,
+}
+
+impl FakePlatform {
+    fn record(&self, id: &str, operation: &'static str) {
+        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        calls.push((id.to_owned(), operation));
+        let mut existing = self.existing.lock().unwrap_or_else(|p| p.into_inner());
+        match operation {
+            "start" => existing.insert(id.to_owned()),
+            "terminate" => existing.remove(id),
+            _ => false,
+        };
+    }
 }
 
 #[async_trait]
@@ -30,15 +50,19 @@ impl Platform for FakePlatform {
         Ok(Capacity::default())
     }
     async fn start(&self, spec: &SessionSpec) -> PlatformResult<SessionReport> {
+        self.record(&spec.session_id, "start");
         Ok(SessionReport::new(&spec.session_id, Phase::Running))
     }
     async fn hibernate(&self, id: &str) -> PlatformResult<SessionReport> {
+        self.record(id, "hibernate");
         Ok(SessionReport::new(id, Phase::Hibernated))
     }
     async fn wake(&self, id: &str) -> PlatformResult<SessionReport> {
+        self.record(id, "wake");
         Ok(SessionReport::new(id, Phase::Running))
     }
     async fn terminate(&self, id: &str) -> PlatformResult<SessionReport> {
+        self.record(id, "terminate");
         Ok(SessionReport::new(id, Phase::Terminated))
     }
     async fn status(&self, id: &str) -> PlatformResult<SessionReport> {

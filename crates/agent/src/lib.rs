@@ -1,20 +1,26 @@
 //! StreamSpace agent runtime: everything an agent does that does not depend
 //! on its platform.
 //!
+//! - `confinement`: the pids limit and capabilities every platform applies
+//! - `homes`: whether a user keeps a home from before homes were keyed by ids
 //! - `identity`: enroll once, then authenticate with the saved secret
 //! - `runtime`: the control channel, reconnected with backoff, heartbeats
-//! - `executor`: commands, deduplicated by id and serialized per session
+//! - `executor`, `queue`: commands, deduplicated by id, run in arrival
+//!   order by one worker per session
 //! - `readiness`: a session is Running when its VNC server says hello
 //! - `tunnel`: per-tunnel data channels dialed back to the control plane,
 //!   spliced in the kernel (`streamspace-splice`) when both ends are TCP
 //! - `platform`: the trait each platform (Docker, Kubernetes) implements
 
 mod backoff;
+pub mod confinement;
 mod executor;
 #[cfg(test)]
 mod fake;
+pub mod homes;
 mod identity;
 pub mod platform;
+mod queue;
 mod readiness;
 mod runtime;
 mod tls;

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use streamspace_agent::{Enrollment, Identity, Platform};
-use streamspace_docker::{DockerOptions, DockerPlatform};
+use streamspace_docker::{DEFAULT_NETWORK, DockerOptions, DockerPlatform};
 use url::Url;
 
 use crate::kubernetes;
@@ -50,9 +50,16 @@ pub struct DockerAgentArgs {
     /// limit, and desktops mostly idle); memory is never overcommitted.
     #[arg(long, default_value_t = 4)]
     cpu_overcommit: u32,
-    /// Address session ports are published on; the agent dials it.
+    /// Address session ports are published on; the agent dials it. Keep it
+    /// on loopback: anywhere else, other sessions and the network reach them.
     #[arg(long, default_value = "127.0.0.1")]
     publish_host: IpAddr,
+    /// Docker network for session containers: a bridge with inter-container
+    /// traffic off (`-o com.docker.network.bridge.enable_icc=false`), so no
+    /// session can connect to another. Created if missing; an existing
+    /// network that lets containers talk is refused.
+    #[arg(long, env = "STREAMSPACE_DOCKER_NETWORK", default_value = DEFAULT_NETWORK)]
+    network: String,
 }
 
 pub async fn run(command: AgentCommand) -> anyhow::Result<()> {
@@ -62,14 +69,20 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn run_docker(args: DockerAgentArgs) -> anyhow::Result<()> {
-    let shutdown = shutdown::on_signal();
-    let options = DockerOptions {
+/// What the flags make of the platform's options.
+fn docker_options(args: &DockerAgentArgs) -> DockerOptions {
+    DockerOptions {
         publish_host: args.publish_host,
+        network: args.network.clone(),
         max_sessions: args.max_sessions,
         cpu_overcommit: args.cpu_overcommit,
         ..DockerOptions::default()
-    };
+    }
+}
+
+async fn run_docker(args: DockerAgentArgs) -> anyhow::Result<()> {
+    let shutdown = shutdown::on_signal();
+    let options = docker_options(&args);
     // Check the engine before enrolling, so a broken host does not use up
     // a single-use token.
     let probe = DockerPlatform::connect("enrollment-probe", options.clone())
@@ -105,5 +118,30 @@ fn host_name() -> String {
         "docker-agent".to_owned()
     } else {
         slug.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        docker: DockerAgentArgs,
+    }
+
+    fn options(flags: &[&str]) -> DockerOptions {
+        let mut argv = vec!["agent", "--control-plane", "http://127.0.0.1:8080"];
+        argv.extend_from_slice(flags);
+        docker_options(&Command::parse_from(argv).docker)
+    }
+
+    #[test]
+    fn sessions_join_the_isolated_network_unless_told_otherwise() {
+        assert_eq!(options(&[]).network, "streamspace-sessions");
+        assert_eq!(options(&["--network", "lab"]).network, "lab");
+        assert_eq!(options(&[]).publish_host.to_string(), "127.0.0.1");
     }
 }

@@ -8,6 +8,7 @@ use bollard::models::{
 };
 use std::collections::HashMap;
 use std::net::IpAddr;
+use streamspace_agent::confinement;
 use streamspace_protocol::{SessionSpec, labels};
 
 /// Prefix of every session container's name; the rest is the session id.
@@ -24,9 +25,12 @@ pub struct ContainerSettings<'a> {
     pub agent_id: &'a str,
     /// Host address session ports are published on.
     pub publish_host: IpAddr,
-    /// Docker network to attach the container to (Docker's default bridge if
-    /// `None`).
-    pub network: Option<&'a str>,
+    /// Id (or name) of the Docker network the container joins: one with
+    /// inter-container traffic off (`network.rs`).
+    pub network: &'a str,
+    /// The volume mounted as the home when it is not the spec's own: the
+    /// home a user had before homes were keyed by ids.
+    pub home_volume: Option<&'a str>,
 }
 
 /// The container name of a session.
@@ -54,21 +58,47 @@ pub fn port_key(port: u16) -> String {
     format!("{port}/tcp")
 }
 
-/// Labels that make a session container rediscoverable by its agent.
-pub fn session_labels(spec: &SessionSpec, agent_id: &str) -> HashMap<String, String> {
-    HashMap::from([
-        (labels::SESSION_ID.to_owned(), spec.session_id.clone()),
+/// Labels naming whose a container or volume is: user and template (names
+/// and, from control planes that send them, ids) and the agent.
+pub fn owner_labels(spec: &SessionSpec, agent_id: &str) -> HashMap<String, String> {
+    let mut owner = HashMap::from([
         (labels::USER.to_owned(), spec.user.clone()),
         (labels::TEMPLATE.to_owned(), spec.template.clone()),
         (labels::AGENT.to_owned(), agent_id.to_owned()),
-    ])
+    ]);
+    for (key, id) in [
+        (labels::USER_ID, &spec.user_id),
+        (labels::TEMPLATE_ID, &spec.template_id),
+    ] {
+        if !id.is_empty() {
+            owner.insert(key.to_owned(), id.clone());
+        }
+    }
+    owner
 }
 
-/// The create body for a session's container.
+/// Labels that make a session container rediscoverable by its agent, with
+/// the control plane's seal, which lets a control plane that lost its
+/// record adopt the session again, and no agent invent one.
+pub fn session_labels(spec: &SessionSpec, agent_id: &str) -> HashMap<String, String> {
+    let mut session = owner_labels(spec, agent_id);
+    session.insert(labels::SESSION_ID.to_owned(), spec.session_id.clone());
+    if !spec.seal.is_empty() {
+        session.insert(labels::SEAL.to_owned(), spec.seal.clone());
+    }
+    session
+}
+
+/// The create body for a session's container, confined: no privileges to
+/// gain (setuid binaries do not elevate), every capability dropped but
+/// those the spec gives back, and a pids limit. Fails when the spec asks
+/// for confinement that cannot be applied.
 pub fn container_config(
     spec: &SessionSpec,
     settings: &ContainerSettings<'_>,
-) -> ContainerCreateBody {
+) -> Result<ContainerCreateBody, String> {
+    let pids_limit = confinement::pids_limit(&spec.security)?;
+    let capabilities = confinement::capabilities(&spec.security)?;
     let env = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let exposed_ports = spec.ports.iter().map(|p| port_key(p.port)).collect();
     let port_bindings: PortMap = spec
@@ -84,9 +114,10 @@ pub fn container_config(
         })
         .collect();
     let mounts = spec.home.as_ref().map(|home| {
+        let volume = settings.home_volume.unwrap_or(&home.volume);
         vec![Mount {
             target: Some(home.path.clone()),
-            source: Some(home.volume.clone()),
+            source: Some(volume.to_owned()),
             typ: Some(MountType::VOLUME),
             ..Default::default()
         }]
@@ -105,10 +136,14 @@ pub fn container_config(
             name: Some(RestartPolicyNameEnum::NO),
             maximum_retry_count: None,
         }),
-        network_mode: settings.network.map(str::to_owned),
+        network_mode: Some(settings.network.to_owned()),
+        security_opt: Some(vec!["no-new-privileges".to_owned()]),
+        cap_drop: Some(vec!["ALL".to_owned()]),
+        cap_add: (!capabilities.is_empty()).then_some(capabilities),
+        pids_limit: Some(i64::from(pids_limit)),
         ..Default::default()
     };
-    ContainerCreateBody {
+    Ok(ContainerCreateBody {
         image: Some(spec.image.clone()),
         env: Some(env),
         exposed_ports: Some(exposed_ports),
@@ -116,7 +151,7 @@ pub fn container_config(
         stop_timeout: Some(i64::from(STOP_TIMEOUT_SECS)),
         host_config: Some(host_config),
         ..Default::default()
-    }
+    })
 }
 
 /// The create request for a session's persistent home volume. It carries no
@@ -124,13 +159,19 @@ pub fn container_config(
 /// sessions.
 pub fn volume_request(spec: &SessionSpec, agent_id: &str) -> Option<VolumeCreateRequest> {
     let home = spec.home.as_ref()?;
-    let mut volume_labels = session_labels(spec, agent_id);
-    volume_labels.remove(labels::SESSION_ID);
     Some(VolumeCreateRequest {
         name: Some(home.volume.clone()),
-        labels: Some(volume_labels),
+        labels: Some(owner_labels(spec, agent_id)),
         ..Default::default()
     })
+}
+
+/// Whether a volume's labels say it is the home of the spec's user and
+/// template: the only proof that a volume under the old, ambiguous name
+/// (`streamspace-home-{user}-{template}`) is really theirs.
+pub fn is_home_of(volume_labels: &HashMap<String, String>, spec: &SessionSpec) -> bool {
+    volume_labels.get(labels::USER) == Some(&spec.user)
+        && volume_labels.get(labels::TEMPLATE) == Some(&spec.template)
 }
 
 /// The host port Docker published for container `port`, preferring the
@@ -163,8 +204,9 @@ pub fn published_port(
         .ok()
 }
 
-/// The container's own address on `network` (on the default bridge, or
-/// the first network by name, when `None`), for dialing it directly.
+/// The container's own address on the network called `network` (on the
+/// default bridge, or the first network by name, when `None`), for dialing
+/// it directly.
 pub fn container_address(
     container: &ContainerInspectResponse,
     network: Option<&str>,
@@ -225,23 +267,97 @@ mod tests {
         ContainerSettings {
             agent_id: "agent-7",
             publish_host: IpAddr::from([127, 0, 0, 1]),
-            network: None,
+            network: "net-id",
+            home_volume: None,
         }
+    }
+
+    fn config(spec: &SessionSpec) -> ContainerCreateBody {
+        container_config(spec, &settings()).expect("a valid spec")
+    }
+
+    fn host_config(spec: &SessionSpec) -> HostConfig {
+        config(spec).host_config.expect("host config")
     }
 
     #[test]
     fn labels_identify_session_owner_template_and_agent() {
-        let config = container_config(&spec(), &settings());
-        let labels = config.labels.expect("labels");
+        let labels = config(&spec()).labels.expect("labels");
         assert_eq!(labels[labels::SESSION_ID], "s-1");
         assert_eq!(labels[labels::USER], "alice");
         assert_eq!(labels[labels::TEMPLATE], "desktop");
         assert_eq!(labels[labels::AGENT], "agent-7");
+        // A spec from a control plane without ids or seals has none.
+        for absent in [labels::USER_ID, labels::TEMPLATE_ID, labels::SEAL] {
+            assert!(!labels.contains_key(absent), "{absent}");
+        }
+    }
+
+    #[test]
+    fn ids_and_the_seal_are_labels_and_only_containers_carry_the_seal() {
+        let mut spec = spec();
+        spec.user_id = "0190a1b2-0000-7000-8000-00000000000a".into();
+        spec.template_id = "0190a1b2-0000-7000-8000-00000000000b".into();
+        spec.seal = "0123456789abcdef0123456789abcdef".into();
+        let labels = config(&spec).labels.expect("labels");
+        assert_eq!(labels[labels::USER_ID], spec.user_id);
+        assert_eq!(labels[labels::TEMPLATE_ID], spec.template_id);
+        assert_eq!(labels[labels::SEAL], spec.seal);
+        let origin =
+            streamspace_protocol::SessionOrigin::from_labels(|k| labels.get(k).map(String::as_str))
+                .expect("origin");
+        assert_eq!(origin.seal.as_deref(), Some(spec.seal.as_str()));
+        let volume = volume_request(&spec, "agent-7").expect("volume");
+        let volume_labels = volume.labels.expect("volume labels");
+        assert_eq!(volume_labels[labels::USER_ID], spec.user_id);
+        assert_eq!(volume_labels[labels::TEMPLATE_ID], spec.template_id);
+        assert!(!volume_labels.contains_key(labels::SEAL));
+        assert!(!volume_labels.contains_key(labels::SESSION_ID));
+    }
+
+    #[test]
+    fn containers_are_confined_by_default() {
+        let host = host_config(&spec());
+        assert_eq!(
+            host.security_opt,
+            Some(vec!["no-new-privileges".to_owned()])
+        );
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
+        assert_eq!(host.cap_add, None);
+        assert_eq!(
+            host.pids_limit,
+            Some(i64::from(streamspace_protocol::DEFAULT_PIDS_LIMIT))
+        );
+        assert_eq!(host.network_mode.as_deref(), Some("net-id"));
+        assert_eq!(host.privileged, None);
+    }
+
+    #[test]
+    fn the_spec_sets_the_pids_limit_and_gives_capabilities_back() {
+        let mut spec = spec();
+        spec.security.pids_limit = Some(300);
+        spec.security.capabilities = vec!["CHOWN".into(), "SETUID".into(), "SETGID".into()];
+        let host = host_config(&spec);
+        assert_eq!(host.pids_limit, Some(300));
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
+        assert_eq!(host.cap_add, Some(spec.security.capabilities.clone()));
+    }
+
+    #[test]
+    fn confinement_that_cannot_be_applied_is_refused() {
+        let mut spec = spec();
+        spec.security.capabilities = vec!["ALL".into()];
+        let err = container_config(&spec, &settings()).expect_err("ALL");
+        assert!(err.contains("unknown Linux capability \"ALL\""), "{err}");
+        spec.security.capabilities.clear();
+        spec.security.pids_limit = Some(0);
+        let err = container_config(&spec, &settings()).expect_err("unlimited");
+        assert!(err.contains("pids_limit 0"), "{err}");
     }
 
     #[test]
     fn image_env_and_limits_come_from_the_spec() {
-        let config = container_config(&spec(), &settings());
+        let config = config(&spec());
         assert_eq!(config.image.as_deref(), Some("streamspace/desktop:local"));
         assert_eq!(config.env, Some(vec!["GEOMETRY=1280x800".to_owned()]));
         assert_eq!(config.stop_timeout, Some(5));
@@ -250,16 +366,13 @@ mod tests {
         assert_eq!(host.memory, Some(512 << 20));
         let restart = host.restart_policy.expect("restart policy");
         assert_eq!(restart.name, Some(RestartPolicyNameEnum::NO));
-        assert_eq!(host.network_mode, None);
     }
 
     #[test]
     fn no_resources_means_no_limits() {
         let mut spec = spec();
         spec.resources = Resources::default();
-        let host = container_config(&spec, &settings())
-            .host_config
-            .expect("host config");
+        let host = host_config(&spec);
         assert_eq!(host.nano_cpus, None);
         assert_eq!(host.memory, None);
     }
@@ -272,7 +385,7 @@ mod tests {
             port: 8080,
             protocol: PortProtocol::Http,
         });
-        let config = container_config(&spec, &settings());
+        let config = config(&spec);
         let exposed = config.exposed_ports.expect("exposed ports");
         assert_eq!(exposed, vec!["5901/tcp".to_owned(), "8080/tcp".to_owned()]);
         let bindings = config
@@ -289,9 +402,7 @@ mod tests {
 
     #[test]
     fn home_is_a_named_volume_mount() {
-        let host = container_config(&spec(), &settings())
-            .host_config
-            .expect("host config");
+        let host = host_config(&spec());
         let mounts = host.mounts.expect("mounts");
         assert_eq!(mounts.len(), 1);
         assert_eq!(mounts[0].typ, Some(MountType::VOLUME));
@@ -316,23 +427,43 @@ mod tests {
     fn no_home_means_no_mount_and_no_volume() {
         let mut spec = spec();
         spec.home = None;
-        let host = container_config(&spec, &settings())
-            .host_config
-            .expect("host config");
+        let host = host_config(&spec);
         assert_eq!(host.mounts, None);
         assert!(volume_request(&spec, "agent-7").is_none());
     }
 
     #[test]
-    fn network_option_sets_network_mode() {
+    fn a_legacy_home_is_mounted_in_place_of_the_new_one() {
         let settings = ContainerSettings {
-            network: Some("streamspace"),
+            home_volume: Some("streamspace-home-alice-desktop-old"),
             ..settings()
         };
         let host = container_config(&spec(), &settings)
+            .expect("valid")
             .host_config
             .expect("host config");
-        assert_eq!(host.network_mode.as_deref(), Some("streamspace"));
+        let mounts = host.mounts.expect("mounts");
+        assert_eq!(
+            mounts[0].source.as_deref(),
+            Some("streamspace-home-alice-desktop-old")
+        );
+        assert_eq!(mounts[0].target.as_deref(), Some("/home/user"));
+    }
+
+    #[test]
+    fn a_home_is_theirs_only_when_its_labels_name_user_and_template() {
+        let spec = spec();
+        let labels = |user: &str, template: &str| {
+            HashMap::from([
+                (labels::USER.to_owned(), user.to_owned()),
+                (labels::TEMPLATE.to_owned(), template.to_owned()),
+            ])
+        };
+        assert!(is_home_of(&labels("alice", "desktop"), &spec));
+        // Same old name, other owner: alice-dev + desktop vs alice + dev-desktop.
+        assert!(!is_home_of(&labels("alice-dev", "desktop"), &spec));
+        assert!(!is_home_of(&labels("alice", "dev-desktop"), &spec));
+        assert!(!is_home_of(&HashMap::new(), &spec));
     }
 
     #[test]

@@ -1,9 +1,13 @@
 //! The Docker platform: each session is one container named
 //! `streamspace-<session_id>` on the agent's Docker engine, labelled so a
-//! restarted agent finds it again, with its ports published on
-//! [`DockerOptions::publish_host`] and its persistent home in a named volume.
+//! restarted agent finds it again, confined (no new privileges, no
+//! capabilities but those its template gives back, a pids limit) on a
+//! network where sessions cannot reach each other, with its ports published
+//! on [`DockerOptions::publish_host`] and its persistent home in a named
+//! volume.
 //!
 //! - `container.rs`: spec → container and volume (pure)
+//! - `network.rs`: the sessions network, isolated (`enable_icc=false`)
 //! - `state.rs`: container state → session phase, and the rule that tells
 //!   hibernation from failure (pure)
 //! - `lifecycle.rs`: start, hibernate, wake, terminate
@@ -19,6 +23,7 @@ mod events;
 mod host;
 mod intent;
 mod lifecycle;
+mod network;
 mod observe;
 mod route;
 mod state;
@@ -26,6 +31,7 @@ mod usage;
 
 pub use container::{CONTAINER_PREFIX, STOP_TIMEOUT_SECS, container_name};
 pub use error::DockerError;
+pub use network::{DEFAULT_NETWORK, NETWORK_LABEL};
 pub use route::SessionRoute;
 
 use async_trait::async_trait;
@@ -33,7 +39,7 @@ use bollard::Docker;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use streamspace_agent::{Platform, PlatformError, PlatformResult, SessionStream};
 use streamspace_protocol::{
     Capabilities, Capacity, NodeMetrics, SessionReport, SessionSpec, SessionUsage,
@@ -62,9 +68,10 @@ pub struct DockerOptions {
     /// placing by the sum of limits against real cores would turn a 2-core
     /// host away after two desktops. Memory is not overcommitted.
     pub cpu_overcommit: u32,
-    /// Docker network for session containers (Docker's default bridge when
-    /// `None`).
-    pub network: Option<String>,
+    /// Docker network session containers join: a bridge with
+    /// inter-container traffic off, created if missing (an existing one that
+    /// lets containers talk is refused).
+    pub network: String,
     /// Try `docker pull` for an image that is not on the host. Off by
     /// default: our hosts reach no registry, and a pull that fails after a
     /// long timeout hides the real fix (build the image on the host).
@@ -78,7 +85,7 @@ impl Default for DockerOptions {
             dial_container_address: true,
             max_sessions: 50,
             cpu_overcommit: 4,
-            network: None,
+            network: DEFAULT_NETWORK.to_owned(),
             pull_missing_images: false,
         }
     }
@@ -102,11 +109,31 @@ pub(crate) struct Shared {
     intents: intent::Intents,
     cpu_samples: usage::CpuSamples,
     router: route::Router,
+    /// Id of [`DockerOptions::network`]; replaced when the network had to be
+    /// created again (`docker network prune` removes it while unused).
+    network_id: Mutex<String>,
 }
 
 impl Shared {
     fn error(&self, action: impl Into<String>, cause: bollard::errors::Error) -> PlatformError {
         DockerError::new(&self.endpoint, action, cause).into()
+    }
+
+    fn network_id(&self) -> String {
+        self.network_id
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Makes sure the sessions network exists (again) and remembers its id.
+    async fn ensure_network(&self) -> PlatformResult<String> {
+        let id = network::ensure(&self.docker, &self.endpoint, &self.options.network).await?;
+        *self
+            .network_id
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = id.clone();
+        Ok(id)
     }
 }
 
@@ -147,6 +174,9 @@ impl DockerPlatform {
             "connected to the Docker engine"
         );
         let router = route::Router::new(dial_directly(&options, &endpoint));
+        // Before anything runs: a network that lets sessions talk is refused.
+        let network_id = network::ensure(&docker, &endpoint, &options.network).await?;
+        warn_if_published_beyond_loopback(options.publish_host);
         Ok(DockerPlatform {
             shared: Arc::new(Shared {
                 docker,
@@ -157,6 +187,7 @@ impl DockerPlatform {
                 intents: intent::Intents::default(),
                 cpu_samples: usage::CpuSamples::default(),
                 router,
+                network_id: Mutex::new(network_id),
             }),
             host_load: host::HostLoad::default(),
         })
@@ -170,9 +201,28 @@ impl DockerPlatform {
         &self.shared.options
     }
 
+    /// Id of the Docker network new session containers join.
+    pub fn network_id(&self) -> String {
+        self.shared.network_id()
+    }
+
     /// How this agent reaches session ports (learned on the first dial).
     pub fn session_route(&self) -> SessionRoute {
         self.shared.router.route()
+    }
+}
+
+/// Session ports published on an address other than loopback are reachable
+/// from the network, and from other sessions through the host (Docker's
+/// port proxy connects from the host, which the sessions network allows).
+fn warn_if_published_beyond_loopback(publish_host: IpAddr) {
+    if !publish_host.is_loopback() {
+        tracing::warn!(
+            %publish_host,
+            "session ports are published beyond loopback: other sessions and the network can \
+             reach their VNC servers, which have no password; use 127.0.0.1 unless the agent \
+             cannot reach containers otherwise"
+        );
     }
 }
 

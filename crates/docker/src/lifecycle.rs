@@ -3,18 +3,18 @@
 
 use crate::Shared;
 use crate::container::{
-    ContainerSettings, STOP_TIMEOUT_SECS, container_config, container_name, validate_session_id,
-    volume_request,
+    ContainerSettings, STOP_TIMEOUT_SECS, container_config, container_name, is_home_of,
+    validate_session_id, volume_request,
 };
 use crate::error::{is_conflict, is_not_found};
 use crate::state::Intent;
-use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum};
+use bollard::models::{ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder,
     StopContainerOptionsBuilder,
 };
 use futures::TryStreamExt;
-use streamspace_agent::{PlatformError, PlatformResult};
+use streamspace_agent::{PlatformError, PlatformResult, homes};
 use streamspace_protocol::{Phase, SessionReport, SessionSpec};
 
 impl Shared {
@@ -36,37 +36,96 @@ impl Shared {
         }
 
         self.ensure_image(&spec.image).await?;
-        if let Some(volume) = volume_request(spec, &self.agent_id) {
-            // Creating an existing volume returns it unchanged: the home
-            // survives terminate and is reused by the next session.
-            let volume_name = volume.name.clone().unwrap_or_default();
-            self.docker
-                .create_volume(volume)
-                .await
-                .map_err(|e| self.error(format!("create volume {volume_name}"), e))?;
-        }
+        let legacy_home = self.legacy_home(spec).await?;
+        let network = self.sessions_network().await?;
         let settings = ContainerSettings {
             agent_id: &self.agent_id,
             publish_host: self.options.publish_host,
-            network: self.options.network.as_deref(),
+            network: &network,
+            home_volume: legacy_home.as_deref(),
         };
-        let options = CreateContainerOptionsBuilder::new().name(&name).build();
-        match self
-            .docker
-            .create_container(Some(options), container_config(spec, &settings))
-            .await
-        {
+        // Before anything is created: confinement that cannot be applied.
+        let config = container_config(spec, &settings).map_err(PlatformError::Invalid)?;
+        if legacy_home.is_none() {
+            self.create_home(spec).await?;
+        }
+        self.create_and_start(&name, config).await?;
+        tracing::info!("started container");
+        Ok(SessionReport::new(session_id, Phase::Starting))
+    }
+
+    /// Creates and starts the container.
+    async fn create_and_start(
+        &self,
+        name: &str,
+        config: ContainerCreateBody,
+    ) -> PlatformResult<()> {
+        let options = CreateContainerOptionsBuilder::new().name(name).build();
+        match self.docker.create_container(Some(options), config).await {
             Ok(created) => tracing::info!(container_id = %created.id, "created container"),
             // A concurrent start won the race; starting it is all that is left.
             Err(e) if is_conflict(&e) => tracing::debug!("container already created"),
             Err(e) => return Err(self.error(format!("create container {name}"), e)),
         }
         self.docker
-            .start_container(&name, None)
+            .start_container(name, None)
             .await
-            .map_err(|e| self.error(format!("start container {name}"), e))?;
-        tracing::info!("started container");
-        Ok(SessionReport::new(session_id, Phase::Starting))
+            .map_err(|e| self.error(format!("start container {name}"), e))
+    }
+
+    /// The id of the sessions network, made again if it is gone: `docker
+    /// network prune` removes it while no session uses it, and Docker would
+    /// only notice when the container starts.
+    async fn sessions_network(&self) -> PlatformResult<String> {
+        let id = self.network_id();
+        match self.docker.inspect_network(&id, None).await {
+            Ok(_) => Ok(id),
+            Err(e) if is_not_found(&e) => {
+                tracing::warn!(network = %self.options.network, "the sessions network is gone: creating it again");
+                self.ensure_network().await
+            }
+            Err(e) => Err(self.error(format!("inspect network {}", self.options.network), e)),
+        }
+    }
+
+    /// Creates the session's home volume if it has one; an existing volume
+    /// is returned unchanged, so the home survives terminate and is reused
+    /// by the next session.
+    async fn create_home(&self, spec: &SessionSpec) -> PlatformResult<()> {
+        let Some(volume) = volume_request(spec, &self.agent_id) else {
+            return Ok(());
+        };
+        let volume_name = volume.name.clone().unwrap_or_default();
+        self.docker
+            .create_volume(volume)
+            .await
+            .map_err(|e| self.error(format!("create volume {volume_name}"), e))?;
+        Ok(())
+    }
+
+    /// The volume a user's home had before homes were keyed by ids, when it
+    /// is the one to mount ([`homes::legacy_home`]).
+    async fn legacy_home(&self, spec: &SessionSpec) -> PlatformResult<Option<String>> {
+        let belongs = |name: &str| {
+            let name = name.to_owned();
+            async move {
+                let labels = self.volume_labels(&name).await?;
+                PlatformResult::Ok(labels.map(|labels| is_home_of(&labels, spec)))
+            }
+        };
+        Ok(homes::legacy_home(spec, belongs).await?.map(str::to_owned))
+    }
+
+    /// A volume's labels, or `None` if there is no such volume.
+    async fn volume_labels(
+        &self,
+        name: &str,
+    ) -> PlatformResult<Option<std::collections::HashMap<String, String>>> {
+        match self.docker.inspect_volume(name).await {
+            Ok(volume) => Ok(Some(volume.labels)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(self.error(format!("inspect volume {name}"), e)),
+        }
     }
 
     /// Stops the container and keeps it and its volume.

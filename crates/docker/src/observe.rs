@@ -232,7 +232,9 @@ impl Shared {
                 "port {port} of session {session_id} is not published: its template does not list it"
             ))
         })?;
-        let direct = container_address(&container, self.options.network.as_deref())
+        // Containers from before the sessions network are on another one.
+        let direct = container_address(&container, Some(&self.options.network))
+            .or_else(|| container_address(&container, None))
             .map(|ip| SocketAddr::new(ip, port));
         let published = SocketAddr::new(host, host_port);
         let unreachable = |cause: String| {

@@ -43,19 +43,33 @@ pub fn validate_session_id(session_id: &str) -> Result<(), String> {
     }
 }
 
-/// Refuses a home volume name that cannot name a PersistentVolumeClaim.
+/// Refuses a home volume name that cannot name a PersistentVolumeClaim:
+/// Kubernetes' DNS subdomain rule (`IsDNS1123Subdomain`), at most 253
+/// characters of dot-separated parts, each lowercase letters, digits and
+/// '-' between a letter or digit at either end. Unlike a DNS label, a part
+/// may be longer than 63: id-keyed homes
+/// (`streamspace-home-{user id}-{template id}`) are 90 characters.
 pub fn validate_claim_name(volume: &str) -> Result<(), String> {
     let valid = !volume.is_empty()
         && volume.len() <= DNS_SUBDOMAIN_MAX
-        && volume.split('.').all(is_dns_label);
+        && volume.split('.').all(is_subdomain_part);
     if valid {
         Ok(())
     } else {
         Err(format!(
-            "home volume {volume:?} cannot name a Kubernetes PersistentVolumeClaim: use lowercase \
-             letters, digits, '-' and '.'"
+            "home volume {volume:?} cannot name a Kubernetes PersistentVolumeClaim: use at most \
+             {DNS_SUBDOMAIN_MAX} lowercase letters, digits, '-' and '.'"
         ))
     }
+}
+
+fn is_subdomain_part(part: &str) -> bool {
+    let bytes = part.as_bytes();
+    bytes
+        .iter()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
 }
 
 /// RFC 1123 label: 1 to 63 lowercase letters, digits or '-', starting and
@@ -147,9 +161,25 @@ mod tests {
     fn claim_names_are_dns_subdomains() {
         assert!(validate_claim_name("streamspace-home-alice-desktop").is_ok());
         assert!(validate_claim_name("a.b-c").is_ok());
-        for bad in ["", "Home", "a..b", "-a", "a_b", "a/b"] {
+        // Homes keyed by user and template ids: one 90-character part.
+        let by_ids = "streamspace-home-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b-\
+                      0190a1b2-0000-7000-8000-000000000002";
+        assert_eq!(by_ids.len(), 90);
+        assert!(validate_claim_name(by_ids).is_ok());
+        let too_long = "a".repeat(254);
+        for bad in [
+            "",
+            "Home",
+            "a..b",
+            "-a",
+            "a-",
+            "a_b",
+            "a/b",
+            too_long.as_str(),
+        ] {
             assert!(validate_claim_name(bad).is_err(), "{bad}");
         }
+        assert!(validate_claim_name(&"a".repeat(253)).is_ok());
     }
 
     #[test]

@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
+use streamspace_agent::confinement;
 use streamspace_protocol::{PortSpec, SessionSpec, labels};
 
 /// Seconds Kubernetes waits after SIGTERM before SIGKILL when a session is
@@ -25,10 +26,25 @@ pub const STOP_GRACE_SECS: i64 = 5;
 /// The volume name of the persistent home inside the pod.
 const HOME_VOLUME: &str = "home";
 
+/// Refuses what cannot become a session's objects, before any is made (the
+/// user sees our message instead of the apiserver's): a session id that
+/// cannot name a Deployment, a home that cannot name a claim, unknown
+/// capabilities. Kubernetes has no per-pod pids limit (the kubelet's
+/// `podPidsLimit` applies to every pod), so the spec's is not used here.
+pub fn validate(spec: &SessionSpec) -> Result<(), String> {
+    names::validate_session_id(&spec.session_id)?;
+    if let Some(home) = &spec.home {
+        names::validate_claim_name(&home.volume)?;
+    }
+    confinement::capabilities(&spec.security)?;
+    Ok(())
+}
+
 /// Labels every object of a session carries; a restarted agent finds its
-/// sessions by the agent label alone.
+/// sessions by the agent label alone. Ids (UUIDs) and the seal (32
+/// lowercase hex characters) are valid label values as they are.
 pub fn session_labels(spec: &SessionSpec, agent_id: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
+    let mut session = BTreeMap::from([
         (names::MANAGED_BY.to_owned(), names::MANAGER.to_owned()),
         (names::APP_NAME.to_owned(), names::SESSION_APP.to_owned()),
         (
@@ -39,7 +55,26 @@ pub fn session_labels(spec: &SessionSpec, agent_id: &str) -> BTreeMap<String, St
         (labels::USER.to_owned(), label_value(&spec.user)),
         (labels::TEMPLATE.to_owned(), label_value(&spec.template)),
         (labels::AGENT.to_owned(), label_value(agent_id)),
-    ])
+    ]);
+    // Control planes from before ids and seals send none: no empty labels.
+    for (key, value) in [
+        (labels::USER_ID, &spec.user_id),
+        (labels::TEMPLATE_ID, &spec.template_id),
+        (labels::SEAL, &spec.seal),
+    ] {
+        if !value.is_empty() {
+            session.insert(key.to_owned(), label_value(value));
+        }
+    }
+    session
+}
+
+/// Whether a claim's labels say it is the home of the spec's user and
+/// template: the only proof that a claim under the old, ambiguous name
+/// (`streamspace-home-{user}-{template}`) is really theirs.
+pub fn is_home_of(claim_labels: &BTreeMap<String, String>, spec: &SessionSpec) -> bool {
+    claim_labels.get(labels::USER) == Some(&label_value(&spec.user))
+        && claim_labels.get(labels::TEMPLATE) == Some(&label_value(&spec.template))
 }
 
 /// The labels a Deployment selects its pod by. Immutable once created, so
@@ -52,7 +87,7 @@ fn selector_labels(session_id: &str) -> BTreeMap<String, String> {
 }
 
 /// The session's Deployment: one replica that runs the session's image.
-/// Callers validate the session id first ([`names::validate_session_id`]).
+/// Callers validate the spec first ([`validate`]).
 pub fn deployment(spec: &SessionSpec, agent_id: &str, options: &KubernetesOptions) -> Deployment {
     let labels = session_labels(spec, agent_id);
     let home = spec.home.as_ref();
@@ -117,6 +152,8 @@ pub fn deployment(spec: &SessionSpec, agent_id: &str, options: &KubernetesOption
 }
 
 fn container(spec: &SessionSpec) -> Container {
+    // Validated by the caller ([`validate`]); an invalid list adds nothing.
+    let added = confinement::capabilities(&spec.security).unwrap_or_default();
     let env = spec
         .env
         .iter()
@@ -144,11 +181,13 @@ fn container(spec: &SessionSpec) -> Container {
             failure_threshold: Some(3),
             ..Default::default()
         }),
+        // No setuid escalation; every capability dropped, then those the
+        // template gives back (images that start as root and switch user).
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             capabilities: Some(Capabilities {
                 drop: Some(vec!["ALL".to_owned()]),
-                add: None,
+                add: (!added.is_empty()).then_some(added),
             }),
             ..Default::default()
         }),
@@ -210,8 +249,7 @@ fn resources(spec: &SessionSpec) -> Option<ResourceRequirements> {
 
 /// The claim for a session's persistent home. It carries no session id:
 /// like the Docker volume, it belongs to a user and template and outlives
-/// sessions. Callers validate the claim name first
-/// ([`names::validate_claim_name`]).
+/// sessions. Callers validate the spec first ([`validate`]).
 pub fn home_claim(
     spec: &SessionSpec,
     agent_id: &str,
@@ -220,8 +258,15 @@ pub fn home_claim(
     let home = spec.home.as_ref()?;
     let mut labels = session_labels(spec, agent_id);
     labels.remove(labels::SESSION_ID);
+    labels.remove(labels::SEAL);
     labels.insert(names::APP_NAME.to_owned(), names::HOME_APP.to_owned());
-    labels.insert(names::APP_INSTANCE.to_owned(), label_value(&home.volume));
+    // The claim's name when it fits a label value; a cut id-keyed name
+    // would not be unique, and the id labels identify the home anyway.
+    if label_value(&home.volume) == home.volume {
+        labels.insert(names::APP_INSTANCE.to_owned(), home.volume.clone());
+    } else {
+        labels.remove(names::APP_INSTANCE);
+    }
     Some(PersistentVolumeClaim {
         metadata: ObjectMeta {
             name: Some(home.volume.clone()),

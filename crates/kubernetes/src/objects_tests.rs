@@ -230,8 +230,106 @@ fn rendered_yaml_has_both_documents_in_creation_order() {
     assert!(claim_at < deployment_at, "{yaml}");
     assert_eq!(yaml.matches("---\n").count(), 2, "{yaml}");
     assert!(yaml.contains("apiVersion: apps/v1"), "{yaml}");
+    let mut by_ids = spec();
+    let claim = "streamspace-home-0190a1b2-0000-7000-8000-00000000000a-\
+                 0190a1b2-0000-7000-8000-00000000000b";
+    if let Some(home) = by_ids.home.as_mut() {
+        home.volume = claim.into();
+    }
+    let yaml = crate::render::to_yaml(&by_ids, "agent-7", &options()).expect("renders");
+    assert!(
+        yaml.contains(&format!("name: {claim}\n")),
+        "one line: {yaml}"
+    );
     let mut bad = spec();
     bad.session_id = "Not_A_Name".into();
     let err = crate::render::to_yaml(&bad, "agent-7", &options()).expect_err("refused");
     assert!(err.contains("cannot name a Kubernetes Deployment"), "{err}");
+}
+
+#[test]
+fn ids_and_the_seal_are_labels_and_the_claim_has_no_seal() {
+    let mut sealed = spec();
+    sealed.user_id = "0190a1b2-0000-7000-8000-00000000000a".into();
+    sealed.template_id = "0190a1b2-0000-7000-8000-00000000000b".into();
+    sealed.seal = "0123456789abcdef0123456789abcdef".into();
+    let d = deployment(&sealed, "agent-7", &options());
+    let labels = d.metadata.labels.clone().expect("labels");
+    assert_eq!(labels[labels::USER_ID], sealed.user_id);
+    assert_eq!(labels[labels::TEMPLATE_ID], sealed.template_id);
+    assert_eq!(labels[labels::SEAL], sealed.seal);
+    let origin =
+        streamspace_protocol::SessionOrigin::from_labels(|k| labels.get(k).map(String::as_str))
+            .expect("origin");
+    assert_eq!(origin.seal.as_deref(), Some(sealed.seal.as_str()));
+    let selector = d.spec.selector.match_labels.clone().expect("selector");
+    assert!(
+        !selector.contains_key(labels::SEAL),
+        "selectors never change"
+    );
+
+    let claim = home_claim(&sealed, "agent-7", &options()).expect("claim");
+    let claim_labels = claim.metadata.labels.expect("labels");
+    assert_eq!(claim_labels[labels::USER_ID], sealed.user_id);
+    assert!(!claim_labels.contains_key(labels::SEAL));
+
+    // An older control plane sends no ids and no seal: no empty labels.
+    let labels = session_labels(&spec(), "agent-7");
+    for absent in [labels::USER_ID, labels::TEMPLATE_ID, labels::SEAL] {
+        assert!(!labels.contains_key(absent), "{absent}");
+    }
+}
+
+#[test]
+fn capabilities_are_dropped_and_the_templates_given_back() {
+    let d = deployment(&spec(), "agent-7", &options());
+    let caps = pod_spec(&d).containers[0]
+        .security_context
+        .as_ref()
+        .and_then(|s| s.capabilities.clone())
+        .expect("capabilities");
+    assert_eq!(caps.add, None);
+
+    let mut s6 = spec();
+    s6.security.capabilities = vec!["CHOWN".into(), "SETUID".into(), "SETGID".into()];
+    let d = deployment(&s6, "agent-7", &options());
+    let caps = pod_spec(&d).containers[0]
+        .security_context
+        .as_ref()
+        .and_then(|s| s.capabilities.clone())
+        .expect("capabilities");
+    assert_eq!(caps.drop, Some(vec!["ALL".to_owned()]));
+    assert_eq!(caps.add, Some(s6.security.capabilities.clone()));
+}
+
+#[test]
+fn validation_refuses_what_cannot_become_objects() {
+    assert_eq!(validate(&spec()), Ok(()));
+    let mut bad = spec();
+    bad.security.capabilities = vec!["CAP_NET_ADMIN".into()];
+    let err = validate(&bad).expect_err("prefixed capability");
+    assert!(err.contains("write \"NET_ADMIN\""), "{err}");
+    let err = crate::render::to_yaml(&bad, "agent-7", &options()).expect_err("render refuses");
+    assert!(err.contains("unknown Linux capability"), "{err}");
+    let mut bad = spec();
+    bad.session_id = "Not_A_Name".into();
+    assert!(validate(&bad).is_err());
+}
+
+#[test]
+fn a_claim_is_a_users_home_only_when_its_labels_say_so() {
+    let labels = |user: &str, template: &str| {
+        BTreeMap::from([
+            (labels::USER.to_owned(), user.to_owned()),
+            (labels::TEMPLATE.to_owned(), template.to_owned()),
+        ])
+    };
+    assert!(is_home_of(&labels("alice", "desktop"), &spec()));
+    assert!(!is_home_of(&labels("alice-dev", "desktop"), &spec()));
+    assert!(!is_home_of(&labels("alice", "dev-desktop"), &spec()));
+    assert!(!is_home_of(&BTreeMap::new(), &spec()));
+    // Labels hold names as the platform made them valid.
+    let mut odd = spec();
+    odd.user = "Bob Smith".into();
+    assert!(is_home_of(&labels("Bob-Smith", "desktop"), &odd));
 }

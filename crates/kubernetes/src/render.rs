@@ -3,8 +3,7 @@
 //! schema validation in CI.
 
 use crate::KubernetesOptions;
-use crate::names::{validate_claim_name, validate_session_id};
-use crate::objects::{deployment, home_claim};
+use crate::objects::{deployment, home_claim, validate};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use streamspace_protocol::SessionSpec;
@@ -16,10 +15,7 @@ pub fn session_objects(
     agent_id: &str,
     options: &KubernetesOptions,
 ) -> Result<(Option<PersistentVolumeClaim>, Deployment), String> {
-    validate_session_id(&spec.session_id)?;
-    if let Some(home) = &spec.home {
-        validate_claim_name(&home.volume)?;
-    }
+    validate(spec)?;
     Ok((
         home_claim(spec, agent_id, options),
         deployment(spec, agent_id, options),
@@ -33,11 +29,19 @@ pub fn to_yaml(
     options: &KubernetesOptions,
 ) -> Result<String, String> {
     let (claim, deployment) = session_objects(spec, agent_id, options)?;
+    // Long names (id-keyed homes are 90 characters) stay on one line, as
+    // kubectl prints them, instead of becoming folded block scalars.
+    let mut yaml = serde_saphyr::SerializerOptions::default();
+    yaml.prefer_block_scalars = false;
     let mut documents = Vec::new();
     if let Some(claim) = claim {
-        documents.push(serde_saphyr::to_string(&claim).map_err(|e| e.to_string())?);
+        documents.push(
+            serde_saphyr::to_string_with_options(&claim, yaml.clone())
+                .map_err(|e| e.to_string())?,
+        );
     }
-    documents.push(serde_saphyr::to_string(&deployment).map_err(|e| e.to_string())?);
+    documents
+        .push(serde_saphyr::to_string_with_options(&deployment, yaml).map_err(|e| e.to_string())?);
     Ok(documents
         .iter()
         .map(|doc| format!("---\n{}", doc.trim_end()))

@@ -17,8 +17,8 @@ pub use control::{
 };
 pub use quantity::{Cpu, Memory, QuantityError};
 pub use session::{
-    DesiredState, HomeVolume, Phase, PortProtocol, PortSpec, Resources, SessionOrigin,
-    SessionReport, SessionSecurity, SessionSpec,
+    CAPABILITIES, DEFAULT_PIDS_LIMIT, DesiredState, HomeVolume, Phase, PortProtocol, PortSpec,
+    Resources, SessionOrigin, SessionReport, SessionSecurity, SessionSpec,
 };
 
 /// Version of the agent protocol. The control plane refuses a `hello` whose

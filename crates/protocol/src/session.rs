@@ -138,6 +138,57 @@ pub struct HomeVolume {
     pub legacy: Option<String>,
 }
 
+/// Processes and threads a session may have when its spec names no limit
+/// (a control plane from before `pids_limit`), and a template's when it
+/// names none. A desktop idles at a handful; a browser uses a few hundred; a
+/// fork bomb is stopped long before it starves the host.
+pub const DEFAULT_PIDS_LIMIT: u32 = 2048;
+
+/// Linux capabilities by their names without `CAP_` (capability.h, 6.x).
+pub const CAPABILITIES: [&str; 41] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
 /// How a platform confines a session beyond its resources. Every platform
 /// also forbids gaining privileges (no setuid escalation) and drops every
 /// Linux capability not listed here.

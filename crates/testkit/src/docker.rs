@@ -4,7 +4,8 @@
 use anyhow::bail;
 use std::process::Command;
 
-fn docker(args: &[&str]) -> anyhow::Result<String> {
+/// `docker ARGS…`: its stdout, or an error with its stderr.
+pub fn docker(args: &[&str]) -> anyhow::Result<String> {
     let output = Command::new("docker").args(args).output()?;
     if !output.status.success() {
         bail!(

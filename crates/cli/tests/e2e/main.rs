@@ -3,6 +3,7 @@
 
 mod connect;
 mod faults;
+mod isolation;
 mod login_flood;
 mod spine;
 mod up;

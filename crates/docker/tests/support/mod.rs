@@ -79,11 +79,13 @@ pub fn with_home(mut spec: SessionSpec, volume: &str) -> SessionSpec {
     spec
 }
 
-/// Removes a test's containers and volumes when dropped, also on panic.
+/// Removes a test's containers, then its volumes and networks (which
+/// cannot go while a container uses them), when dropped, also on panic.
 #[derive(Default)]
 pub struct Cleanup {
     sessions: Vec<String>,
     volumes: Vec<String>,
+    networks: Vec<String>,
 }
 
 impl Cleanup {
@@ -94,12 +96,19 @@ impl Cleanup {
     pub fn volume(&mut self, volume: &str) {
         self.volumes.push(volume.to_owned());
     }
+
+    // Each test binary compiles this module; not all of them make networks.
+    #[allow(dead_code)]
+    pub fn network(&mut self, network: &str) {
+        self.networks.push(network.to_owned());
+    }
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let sessions = std::mem::take(&mut self.sessions);
         let volumes = std::mem::take(&mut self.volumes);
+        let networks = std::mem::take(&mut self.networks);
         // Drop cannot await inside the test's runtime: clean up from a thread
         // with a runtime of its own, and wait for it.
         let cleaner = std::thread::spawn(move || {
@@ -118,6 +127,9 @@ impl Drop for Cleanup {
                     let _ = docker
                         .remove_volume(&volume, None::<RemoveVolumeOptions>)
                         .await;
+                }
+                for network in networks {
+                    let _ = docker.remove_network(&network).await;
                 }
             });
         });

@@ -25,10 +25,75 @@ enum Scenario {
     TerminateRunning,
     TerminateMissing,
     TerminateForeign,
+    /// start after the upgrade to id-keyed homes: the new claim does not
+    /// exist, the old one is labelled for this user and template: the
+    /// Deployment mounts the old one and no claim is created.
+    StartOnLegacyHome,
+    /// A claim of the old name is labelled for someone else (names joined
+    /// by '-' were ambiguous; an operator may have made it): the new claim
+    /// is created and used.
+    StartBesideAnotherUsersLegacyHome,
+    /// The new claim exists: it is used, the old one is not looked at.
+    StartOnNewHomeWithLegacyNamed,
 }
 
 const DEPLOYMENT_PATH: &str = "/apis/apps/v1/namespaces/streamspace/deployments/streamspace-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
 const CLAIMS: &str = "/api/v1/namespaces/streamspace/persistentvolumeclaims?";
+const NEW_HOME: &str =
+    "streamspace-home-0190a1b2-0000-7000-8000-00000000000a-0190a1b2-0000-7000-8000-00000000000b";
+const OLD_HOME: &str = "streamspace-home-alice-desktop";
+
+fn claim_path(name: &str) -> String {
+    format!("/api/v1/namespaces/streamspace/persistentvolumeclaims/{name}")
+}
+
+/// A claim as the apiserver returns it, labelled for `user` and `template`.
+fn claim_json(name: &str, user: &str, template: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "namespace": NS, "labels": {
+            "app.kubernetes.io/managed-by": "streamspace",
+            "io.streamspace.user": user, "io.streamspace.template": template,
+        }},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}},
+        "status": {"phase": "Bound"},
+    })
+}
+
+/// The spec of a user from before the upgrade: an id-keyed home that names
+/// the old one as legacy.
+fn upgraded_spec() -> streamspace_protocol::SessionSpec {
+    let mut spec = spec(true);
+    if let Some(home) = spec.home.as_mut() {
+        home.volume = NEW_HOME.into();
+        home.legacy = Some(OLD_HOME.into());
+    }
+    spec
+}
+
+/// The new claim is not there; the old one is, labelled for `user` and
+/// the template desktop.
+async fn expect_only_the_old_claim(server: &mut ApiServer, user: &str) {
+    server.expect("GET", &claim_path(NEW_HOME)).await.fail(
+        404,
+        "NotFound",
+        "persistentvolumeclaims not found",
+    );
+    server
+        .expect("GET", &claim_path(OLD_HOME))
+        .await
+        .respond(200, claim_json(OLD_HOME, user, "desktop"));
+}
+
+async fn expect_deployment_on(server: &mut ApiServer, claim: &str) {
+    let call = server.expect("POST", &format!("{DEPLOYMENTS}?")).await;
+    assert_eq!(
+        call.body["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"],
+        claim
+    );
+    let body = call.body.clone();
+    call.respond(201, body);
+}
 
 impl Scenario {
     fn run(self, mut server: ApiServer) -> JoinHandle<()> {
@@ -127,6 +192,29 @@ impl Scenario {
                         .expect("GET", DEPLOYMENT_PATH)
                         .await
                         .respond(200, foreign_deployment());
+                }
+                Scenario::StartOnLegacyHome => {
+                    expect_only_the_old_claim(&mut server, "alice").await;
+                    expect_deployment_on(&mut server, OLD_HOME).await;
+                }
+                Scenario::StartBesideAnotherUsersLegacyHome => {
+                    expect_only_the_old_claim(&mut server, "someone-else").await;
+                    let call = server.expect("POST", CLAIMS).await;
+                    assert_eq!(call.body["metadata"]["name"], NEW_HOME);
+                    let body = call.body.clone();
+                    call.respond(201, body);
+                    expect_deployment_on(&mut server, NEW_HOME).await;
+                }
+                Scenario::StartOnNewHomeWithLegacyNamed => {
+                    server
+                        .expect("GET", &claim_path(NEW_HOME))
+                        .await
+                        .respond(200, claim_json(NEW_HOME, "alice", "desktop"));
+                    server
+                        .expect("POST", CLAIMS)
+                        .await
+                        .fail(409, "AlreadyExists", "exists");
+                    expect_deployment_on(&mut server, NEW_HOME).await;
                 }
             }
         })
@@ -338,5 +426,31 @@ async fn terminate_never_deletes_another_agents_deployment() {
         .await
         .expect("terminates");
     assert_eq!(report.phase, Phase::Terminated);
+    within(verifier).await.expect("scenario");
+}
+
+#[tokio::test]
+async fn an_upgrade_keeps_a_users_old_home_claim() {
+    start_upgraded(Scenario::StartOnLegacyHome).await;
+}
+
+#[tokio::test]
+async fn an_old_claim_of_another_user_is_not_taken() {
+    start_upgraded(Scenario::StartBesideAnotherUsersLegacyHome).await;
+}
+
+#[tokio::test]
+async fn the_new_home_claim_wins_once_it_exists() {
+    start_upgraded(Scenario::StartOnNewHomeWithLegacyNamed).await;
+}
+
+/// Starts the session of a user from before the upgrade in `scenario`.
+async fn start_upgraded(scenario: Scenario) {
+    let (platform, server) = platform();
+    let verifier = scenario.run(server);
+    let report = within(platform.start(&upgraded_spec()))
+        .await
+        .expect("starts");
+    assert_eq!(report.phase, Phase::Starting);
     within(verifier).await.expect("scenario");
 }

@@ -6,7 +6,7 @@ use crate::validate::{FieldError, check_env, check_slug};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use streamspace_protocol::{Cpu, Memory, PortProtocol, PortSpec, Resources};
+use streamspace_protocol::{CAPABILITIES, Cpu, Memory, PortProtocol, PortSpec, Resources};
 
 /// A template as a client writes it; optional fields get defaults.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -235,51 +235,6 @@ fn check_pids_limit(value: Option<i64>) -> Result<u32, FieldError> {
         )),
     }
 }
-
-/// Linux capability names, without the `CAP_` prefix.
-const CAPABILITIES: [&str; 41] = [
-    "AUDIT_CONTROL",
-    "AUDIT_READ",
-    "AUDIT_WRITE",
-    "BLOCK_SUSPEND",
-    "BPF",
-    "CHECKPOINT_RESTORE",
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "DAC_READ_SEARCH",
-    "FOWNER",
-    "FSETID",
-    "IPC_LOCK",
-    "IPC_OWNER",
-    "KILL",
-    "LEASE",
-    "LINUX_IMMUTABLE",
-    "MAC_ADMIN",
-    "MAC_OVERRIDE",
-    "MKNOD",
-    "NET_ADMIN",
-    "NET_BIND_SERVICE",
-    "NET_BROADCAST",
-    "NET_RAW",
-    "PERFMON",
-    "SETFCAP",
-    "SETGID",
-    "SETPCAP",
-    "SETUID",
-    "SYS_ADMIN",
-    "SYS_BOOT",
-    "SYS_CHROOT",
-    "SYS_MODULE",
-    "SYS_NICE",
-    "SYS_PACCT",
-    "SYS_PTRACE",
-    "SYS_RAWIO",
-    "SYS_RESOURCE",
-    "SYS_TIME",
-    "SYS_TTY_CONFIG",
-    "SYSLOG",
-    "WAKE_ALARM",
-];
 
 /// Capabilities as Linux names them; `CAP_CHOWN` and `chown` are accepted
 /// and stored as `CHOWN`.

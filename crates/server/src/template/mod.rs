@@ -24,10 +24,7 @@ use streamspace_protocol::{HomeVolume, PortSpec, Resources, SessionSecurity, Ses
 /// Platforms a template may name.
 pub const PLATFORMS: [&str; 2] = ["docker", "kubernetes"];
 
-/// Processes and threads a session may have when its template says
-/// nothing: room for a desktop with a browser (a few hundred threads),
-/// not for a fork bomb.
-pub const DEFAULT_PIDS_LIMIT: u32 = 2048;
+pub use streamspace_protocol::DEFAULT_PIDS_LIMIT;
 
 /// A validated template, as stored and as returned by the API (to admins;
 /// others see it without its environment).
