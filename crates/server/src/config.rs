@@ -37,6 +37,45 @@ pub struct Config {
     /// What to do with a session container an agent reports that the store
     /// does not know.
     pub orphan_policy: OrphanPolicy,
+    /// Limits that keep slow, idle or too many clients from exhausting the
+    /// HTTP server.
+    pub http: HttpLimits,
+    /// Certificate and key to serve HTTPS with; `None` serves plain HTTP
+    /// (TLS then ends in a proxy in front).
+    pub tls: Option<TlsFiles>,
+    /// With TLS on, also serve plain HTTP on a random loopback port, for an
+    /// agent in this same process (`up`): see `Application::agent_url`.
+    pub loopback_listener: bool,
+}
+
+/// How long an HTTP client may take and how many may be connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// From a connection's accept (TLS handshake included), or from the
+    /// first byte of a later request, until the request's head is complete.
+    pub header_read_timeout: Duration,
+    /// How long a keep-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// Most connections speaking HTTP at once. Upgraded connections (VNC
+    /// tunnels, agent channels) no longer count: the application tracks them.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// PEM files: the certificate chain (leaf first) and its private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// What happens to a container carrying StreamSpace labels that no session
@@ -84,6 +123,9 @@ impl Default for Config {
             reconcile_interval: Duration::from_secs(1),
             wake_timeout: Duration::from_secs(60),
             orphan_policy: OrphanPolicy::default(),
+            http: HttpLimits::default(),
+            tls: None,
+            loopback_listener: false,
         }
     }
 }

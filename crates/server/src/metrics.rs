@@ -35,6 +35,8 @@ pub struct Metrics {
     /// Bytes through VNC tunnels, `to_viewer` and `from_viewer`.
     pub tunnel_bytes: Family<DirectionLabel, Counter>,
     pub commands_dispatched: Counter,
+    /// Connections, timeouts, evictions, certificate reloads (`serve/`).
+    pub http: crate::serve::HttpMetrics,
     agents_connected: Gauge,
     sessions: Family<PhaseLabel, Gauge>,
 }
@@ -48,6 +50,7 @@ impl Default for Metrics {
             tunnels_zero_copy: Counter::default(),
             tunnel_bytes: Family::default(),
             commands_dispatched: Counter::default(),
+            http: Default::default(),
             agents_connected: Gauge::default(),
             sessions: Family::default(),
             registry: Registry::default(),
@@ -87,6 +90,7 @@ impl Default for Metrics {
             "Sessions by observed phase",
             metrics.sessions.clone(),
         );
+        metrics.http.register(&mut registry);
         Metrics {
             registry,
             ..metrics

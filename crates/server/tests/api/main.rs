@@ -3,12 +3,14 @@
 //! so these tests need no Docker.
 
 mod agents;
+mod connections;
 mod fake_agent;
 mod lifecycle;
 mod openapi;
 mod sessions;
 mod validation;
 
+use std::sync::Arc;
 use std::time::Duration;
 use streamspace_server::{Application, Config};
 use streamspace_testkit::{ADMIN_PASSWORD, Api, postgres};
@@ -36,6 +38,16 @@ impl Drop for TestApp {
 }
 
 pub async fn spawn_app(engine: Engine) -> TestApp {
+    spawn_app_with(engine, |_| {}, None).await
+}
+
+/// `spawn_app` with settings changed by `configure`; `tls` is what clients
+/// trust when `configure` turns TLS on.
+pub async fn spawn_app_with(
+    engine: Engine,
+    configure: impl FnOnce(&mut Config),
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> TestApp {
     streamspace_testkit::init();
     let dir = tempfile::tempdir().expect("temp dir");
     let database_url = match engine {
@@ -46,7 +58,7 @@ pub async fn spawn_app(engine: Engine) -> TestApp {
                 .expect("a PostgreSQL database"),
         ),
     };
-    let config = Config {
+    let mut config = Config {
         listen: "127.0.0.1:0".parse().expect("address"),
         data_dir: dir.path().to_owned(),
         database_url,
@@ -55,11 +67,16 @@ pub async fn spawn_app(engine: Engine) -> TestApp {
         tunnel_timeout: Duration::from_secs(2),
         ..Config::default()
     };
+    configure(&mut config);
     let app = Application::build(config).await.expect("the app builds");
-    let url = Url::parse(&format!("http://{}", app.local_addr())).expect("url");
+    let url = app.public_url().clone();
     let stop = CancellationToken::new();
     tokio::spawn(app.run_until_stopped(stop.clone()));
-    let admin = Api::admin(&url).await.expect("admin login");
+    let client = match tls {
+        Some(tls) => Api::with_tls(&url, tls).expect("a TLS client"),
+        None => Api::new(&url),
+    };
+    let admin = client.as_admin().await.expect("admin login");
     TestApp {
         url,
         admin,

@@ -1,0 +1,314 @@
+//! What one HTTP connection is doing, and since when: the clock the
+//! header-read and idle timeouts run on, and what eviction looks at.
+//!
+//! hyper's own `header_read_timeout` cannot tell these apart: its timer
+//! starts whenever hyper waits for a request head, so it would also cut
+//! keep-alive connections that are merely idle. Here the socket itself is
+//! watched (`Watched`): the first byte of a request ends `Idle`, the
+//! service starts `Busy`, and the end of the response body is `Idle` again.
+
+use bytes::Bytes;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::config::HttpLimits;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for the first byte of the next request (keep-alive).
+    Idle,
+    /// Handshaking (TLS) or reading a request's head.
+    Head,
+    /// A request is being served; never timed out or evicted here.
+    Busy,
+    /// Chosen to make room for a newcomer; closing.
+    Evicted,
+}
+
+impl Phase {
+    fn bits(self) -> u64 {
+        match self {
+            Phase::Idle => 0,
+            Phase::Head => 1,
+            Phase::Busy => 2,
+            Phase::Evicted => 3,
+        }
+    }
+
+    fn of(bits: u64) -> Phase {
+        match bits & 3 {
+            0 => Phase::Idle,
+            1 => Phase::Head,
+            2 => Phase::Busy,
+            _ => Phase::Evicted,
+        }
+    }
+}
+
+/// A phase and when it began, read together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct State {
+    pub phase: Phase,
+    pub since: Instant,
+}
+
+/// One connection's phase, shared by its socket, its service and the
+/// registry that may evict it.
+#[derive(Debug)]
+pub struct Watch {
+    /// Milliseconds since `epoch` shifted left by 2, the phase in the low
+    /// bits: one atomic, so a reader never sees a phase with another's time.
+    state: AtomicU64,
+    epoch: Instant,
+    /// Wakes the connection's task on a change it must react to.
+    changed: Notify,
+}
+
+impl Watch {
+    /// A new connection: the client is expected to speak at once, so the
+    /// header-read clock (which covers a TLS handshake) starts at accept.
+    pub fn new(epoch: Instant) -> Self {
+        let watch = Watch {
+            state: AtomicU64::new(0),
+            epoch,
+            changed: Notify::new(),
+        };
+        watch
+            .state
+            .store(watch.pack(Phase::Head), Ordering::Release);
+        watch
+    }
+
+    fn pack(&self, phase: Phase) -> u64 {
+        let ms = Instant::now()
+            .saturating_duration_since(self.epoch)
+            .as_millis() as u64;
+        (ms << 2) | phase.bits()
+    }
+
+    fn unpack(&self, raw: u64) -> State {
+        State {
+            phase: Phase::of(raw),
+            since: self.epoch + Duration::from_millis(raw >> 2),
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.unpack(self.state.load(Ordering::Acquire))
+    }
+
+    /// Moves to `to` if the phase is one of `from`; returns whether it did.
+    fn shift(&self, from: &[Phase], to: Phase) -> bool {
+        let mut raw = self.state.load(Ordering::Acquire);
+        loop {
+            if !from.contains(&Phase::of(raw)) {
+                return false;
+            }
+            match self.state.compare_exchange_weak(
+                raw,
+                self.pack(to),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    self.changed.notify_one();
+                    return true;
+                }
+                Err(now) => raw = now,
+            }
+        }
+    }
+
+    /// Bytes arrived: an idle connection has begun its next request.
+    fn on_bytes(&self) {
+        // The common case (mid-request, mid-body) is a single load.
+        if Phase::of(self.state.load(Ordering::Relaxed)) == Phase::Idle {
+            self.shift(&[Phase::Idle], Phase::Head);
+        }
+    }
+
+    /// hyper has a complete request head and calls the service.
+    pub fn request_started(&self) {
+        self.shift(&[Phase::Idle, Phase::Head], Phase::Busy);
+    }
+
+    /// The response went out (its body was dropped).
+    pub fn request_finished(&self) {
+        self.shift(&[Phase::Busy], Phase::Idle);
+    }
+
+    /// Evicts the connection if it is still exactly in `seen` (not busy
+    /// since); the registry only passes idle or head-reading states.
+    pub fn evict_if(&self, seen: State) -> bool {
+        let raw = self.state.load(Ordering::Acquire);
+        if self.unpack(raw) != seen {
+            return false;
+        }
+        let evicted = (raw & !3) | Phase::Evicted.bits();
+        let swapped = self
+            .state
+            .compare_exchange(raw, evicted, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if swapped {
+            self.changed.notify_one();
+        }
+        swapped
+    }
+
+    /// When the current phase runs out, if it can.
+    pub fn deadline(state: State, limits: &HttpLimits) -> Option<Instant> {
+        match state.phase {
+            Phase::Head => Some(state.since + limits.header_read_timeout),
+            Phase::Idle => Some(state.since + limits.idle_timeout),
+            Phase::Busy => None,
+            Phase::Evicted => Some(state.since),
+        }
+    }
+
+    /// Waits for the next change (a permit left by an earlier one counts).
+    pub async fn changed(&self) {
+        self.changed.notified().await
+    }
+}
+
+/// A connection's socket, marking the first byte of each request.
+pub struct Watched<S> {
+    io: S,
+    watch: Arc<Watch>,
+}
+
+impl<S> Watched<S> {
+    pub fn new(io: S, watch: Arc<Watch>) -> Self {
+        Watched { io, watch }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+        if buf.filled().len() > before {
+            this.watch.on_bytes();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// The plain TCP socket under an upgraded connection, and the bytes hyper
+/// read past the upgrade; the upgrade back if it was not plain TCP (TLS).
+/// The tunnel splices such sockets in the kernel.
+pub fn into_tcp(upgraded: Upgraded) -> Result<(TcpStream, Bytes), Upgraded> {
+    let parts = upgraded.downcast::<TokioIo<Watched<TcpStream>>>()?;
+    Ok((parts.io.into_inner().io, parts.read_buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> HttpLimits {
+        HttpLimits {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1,
+        }
+    }
+
+    /// Long enough for the millisecond clock to move.
+    fn tick() {
+        std::thread::sleep(Duration::from_millis(3));
+    }
+
+    #[test]
+    fn phases_follow_a_request_and_set_the_deadline() {
+        let watch = Watch::new(Instant::now());
+        let accepted = watch.state();
+        assert_eq!(accepted.phase, Phase::Head);
+        assert_eq!(
+            Watch::deadline(accepted, &limits()),
+            Some(accepted.since + Duration::from_secs(10))
+        );
+        watch.request_started();
+        assert_eq!(Watch::deadline(watch.state(), &limits()), None);
+        watch.on_bytes();
+        assert_eq!(
+            watch.state().phase,
+            Phase::Busy,
+            "body bytes change nothing"
+        );
+        tick();
+        watch.request_finished();
+        let idle = watch.state();
+        assert_eq!(idle.phase, Phase::Idle);
+        assert!(idle.since > accepted.since);
+        assert_eq!(
+            Watch::deadline(idle, &limits()),
+            Some(idle.since + Duration::from_secs(60))
+        );
+        tick();
+        watch.on_bytes();
+        let next = watch.state();
+        assert_eq!(next.phase, Phase::Head);
+        assert!(next.since > idle.since, "the header clock starts anew");
+    }
+
+    #[test]
+    fn eviction_loses_to_a_request_that_started_meanwhile() {
+        let watch = Watch::new(Instant::now());
+        let seen = watch.state();
+        watch.request_started();
+        assert!(!watch.evict_if(seen), "a busy connection is never evicted");
+        watch.request_finished();
+        let idle = watch.state();
+        assert!(watch.evict_if(idle));
+        assert_eq!(watch.state().phase, Phase::Evicted);
+        watch.request_started();
+        watch.on_bytes();
+        assert_eq!(watch.state().phase, Phase::Evicted, "eviction is final");
+    }
+}
