@@ -133,6 +133,16 @@ impl Api {
         }
     }
 
+    /// A sample from `/metrics` by its full name (labels included); 0 when
+    /// absent, as Prometheus reads a counter not yet created.
+    pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
+        let text = self.text("/metrics").await?;
+        Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0.0))
+    }
+
     pub async fn create_user(&self, username: &str, password: &str) -> anyhow::Result<Value> {
         let body = json!({"username": username, "password": password, "role": "user"});
         self.expect(

@@ -90,15 +90,6 @@ async fn request(tcp: &mut TcpStream, path: &str, headers: &str) -> anyhow::Resu
     }
 }
 
-/// A counter or gauge from `/metrics` (0 when absent).
-async fn metric(app: &TestApp, name: &str) -> anyhow::Result<f64> {
-    let text = app.admin.text("/metrics").await?;
-    Ok(text
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0.0))
-}
-
 fn dropped(reason: &str) -> String {
     format!("streamspace_http_connections_dropped_total{{reason=\"{reason}\"}}")
 }
@@ -127,8 +118,8 @@ async fn half_open_requests_are_dropped_while_healthz_and_agents_get_in() -> any
             .await
             .with_context(|| format!("stalled connection {i}"))?;
     }
-    let evicted = metric(&app, &dropped("evicted")).await?;
-    let timed_out = metric(&app, &dropped("header_timeout")).await?;
+    let evicted = app.admin.metric(&dropped("evicted")).await?;
+    let timed_out = app.admin.metric(&dropped("header_timeout")).await?;
     assert!(evicted >= 1.0, "some were evicted at the cap");
     assert!(
         evicted + timed_out >= 40.0,
@@ -155,7 +146,7 @@ async fn an_idle_keep_alive_connection_outlives_the_header_timeout() -> anyhow::
     // timeout, long before the idle timeout.
     tcp.write_all(b"GET /hea").await?;
     dropped_by(&mut tcp, Instant::now() + GENEROUS).await?;
-    assert!(metric(&app, &dropped("header_timeout")).await? >= 1.0);
+    assert!(app.admin.metric(&dropped("header_timeout")).await? >= 1.0);
     Ok(())
 }
 
@@ -166,7 +157,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() -> any
     let answer = request(&mut tcp, "/healthz", "").await?;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     dropped_by(&mut tcp, Instant::now() + GENEROUS).await?;
-    assert!(metric(&app, &dropped("idle_timeout")).await? >= 1.0);
+    assert!(app.admin.metric(&dropped("idle_timeout")).await? >= 1.0);
     Ok(())
 }
 
@@ -249,6 +240,6 @@ async fn https_sends_hsts_and_its_handshake_is_under_the_header_timeout() -> any
     let deadline = Instant::now() + GENEROUS;
     dropped_by(&mut silent, deadline).await?;
     dropped_by(&mut partial, deadline).await?;
-    assert!(metric(&app, &dropped("header_timeout")).await? >= 2.0);
+    assert!(app.admin.metric(&dropped("header_timeout")).await? >= 2.0);
     Ok(())
 }
