@@ -54,7 +54,8 @@ pub struct HttpLimits {
     /// From a connection's accept (TLS handshake included), or from the
     /// first byte of a later request, until the request's head is complete.
     pub header_read_timeout: Duration,
-    /// How long a keep-alive connection may wait for its next request.
+    /// How long a keep-alive connection may wait for its next request (from
+    /// the last byte written), and a client may leave a response unread.
     pub idle_timeout: Duration,
     /// Most connections speaking HTTP at once. Upgraded connections (VNC
     /// tunnels, agent channels) no longer count: the application tracks them.

@@ -1,10 +1,10 @@
 //! The connection cap: every connection speaking HTTP holds a slot; at the
-//! cap a newcomer takes the slot of the connection that has been idle or
-//! reading its head the longest, so /healthz, logins and agent reconnects
+//! cap a newcomer takes the slot of the connection that has been idle,
+//! reading its head or leaving its response unread the longest, so /healthz, logins and agent reconnects
 //! keep getting in while stalled clients hold everything else. Requests in
 //! progress are never evicted; when nothing can be, the newcomer is refused.
 
-use super::watch::{Phase, State, Watch};
+use super::watch::{State, Watch};
 use crate::config::HttpLimits;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -33,7 +33,8 @@ pub struct HttpMetrics {
     pub open: Gauge,
     pub accepted: Counter,
     /// Connections the server closed: `header_timeout`, `idle_timeout`,
-    /// `evicted`, `refused` (at the cap, nothing to evict), `tls_handshake`.
+    /// `write_stall` (a response left unread), `evicted`, `refused` (at the
+    /// cap, nothing to evict), `tls_handshake`.
     pub dropped: Family<ReasonLabel, Counter>,
     /// Certificate reloads on SIGHUP: `ok` or `failed`.
     pub tls_reloads: Family<OutcomeLabel, Counter>,
@@ -168,24 +169,28 @@ pub fn raise_open_file_limit(max_connections: usize) {
     }
 }
 
-/// Evicts the connection that has been idle or reading its head the
-/// longest; returns its id. O(open connections), only at the cap.
+/// Evicts the connection that has been idle, reading its head or leaving
+/// its response unread the longest; returns its id. O(open connections),
+/// only at the cap.
 fn evict_one(open: &HashMap<u64, Arc<Watch>>) -> Option<u64> {
-    let mut candidates: Vec<(State, u64)> = open
+    let mut candidates: Vec<(Instant, u64, State)> = open
         .iter()
-        .map(|(id, watch)| (watch.state(), *id))
-        .filter(|(state, _)| matches!(state.phase, Phase::Idle | Phase::Head))
+        .filter_map(|(id, watch)| {
+            let state = watch.state();
+            Some((state.waiting_since()?, *id, state))
+        })
         .collect();
-    candidates.sort_unstable_by_key(|(state, id)| (state.since, *id));
+    candidates.sort_unstable_by_key(|(since, id, _)| (*since, *id));
     // One that started a request since it was looked at is skipped.
     candidates
         .into_iter()
-        .find(|(state, id)| open.get(id).is_some_and(|w| w.evict_if(*state)))
-        .map(|(_, id)| id)
+        .find(|(_, id, state)| open.get(id).is_some_and(|w| w.evict_if(*state)))
+        .map(|(_, id, _)| id)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::watch::Phase;
     use super::*;
 
     fn registry(max_connections: usize) -> Arc<Connections> {

@@ -11,13 +11,15 @@
 //! Each connection is watched (`watch.rs`) so that a client cannot hold it
 //! for free: the head of a request (and a TLS handshake) must arrive within
 //! the header-read timeout, a keep-alive connection may wait for its next
-//! request for the idle timeout, and at most `max_connections` speak HTTP at
-//! once (`connections.rs`). hyper's own header-read timer is not used: it
+//! request, and a client may leave a response unread, for the idle timeout,
+//! and at most `max_connections` speak HTTP at once (`connections.rs`). hyper's own header-read timer is not used: it
 //! runs whenever hyper waits for a head, so it would also cut idle
 //! keep-alive connections.
 
 mod connections;
 mod service;
+#[cfg(test)]
+mod tests;
 mod watch;
 
 pub use connections::{Connections, HttpMetrics, OutcomeLabel, raise_open_file_limit};
@@ -134,6 +136,8 @@ impl Acceptor {
 enum Stop {
     HeaderTimeout,
     IdleTimeout,
+    /// The client left a response unread for the idle timeout.
+    WriteStall,
     Evicted,
     Shutdown,
 }
@@ -166,6 +170,7 @@ impl Connection {
         match ended {
             Err(Stop::HeaderTimeout) => metrics.dropped("header_timeout"),
             Err(Stop::IdleTimeout) => metrics.dropped("idle_timeout"),
+            Err(Stop::WriteStall) => metrics.dropped("write_stall"),
             // Counted when chosen; shutdown is not the client's doing.
             Err(Stop::Evicted | Stop::Shutdown) | Ok(()) => {}
         }
@@ -213,11 +218,12 @@ impl Connection {
         let limits = &self.connections.limits;
         loop {
             let state = watch.state();
+            // What ends the connection if its deadline passes unchanged.
             let expired = match state.phase {
-                Phase::Head => Some(Stop::HeaderTimeout),
-                Phase::Idle => Some(Stop::IdleTimeout),
-                Phase::Busy => None,
                 Phase::Evicted => return Err(Stop::Evicted),
+                Phase::Head => Stop::HeaderTimeout,
+                _ if state.stalled.is_some() => Stop::WriteStall,
+                Phase::Idle | Phase::Busy => Stop::IdleTimeout,
             };
             let deadline = Watch::deadline(state, limits);
             tokio::select! {
@@ -225,10 +231,8 @@ impl Connection {
                 _ = watch.changed() => {}
                 _ = sleep_until_some(deadline) => {
                     // A change that raced the timer wins.
-                    if let Some(stop) = expired
-                        && watch.state() == state
-                    {
-                        return Err(stop);
+                    if watch.state() == state {
+                        return Err(expired);
                     }
                 }
                 _ = self.shutdown.cancelled() => return Err(Stop::Shutdown),

@@ -6,6 +6,11 @@
 //! keep-alive connections that are merely idle. Here the socket itself is
 //! watched (`Watched`): the first byte of a request ends `Idle`, the
 //! service starts `Busy`, and the end of the response body is `Idle` again.
+//! Writes are watched too. hyper lets go of a response body once its bytes
+//! are queued, before they are written, so idle time is counted from the
+//! last write that went through; and a client that has taken none of the
+//! bytes waiting for it since `stalled` is a slow reader, timed and evicted
+//! like an idle one.
 
 use bytes::Bytes;
 use hyper::upgrade::Upgraded;
@@ -55,11 +60,26 @@ impl Phase {
     }
 }
 
-/// A phase and when it began, read together.
+/// A phase and when it began, read together, and since when writes to
+/// the client have been blocked, if they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct State {
     pub phase: Phase,
     pub since: Instant,
+    pub stalled: Option<Instant>,
+}
+
+impl State {
+    /// Since when the client has been keeping the connection without using
+    /// it (idle, sending its head, or not reading); `None` while it is
+    /// served or evicted.
+    pub fn waiting_since(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Idle | Phase::Head => Some(self.since),
+            Phase::Busy => self.stalled,
+            Phase::Evicted => None,
+        }
+    }
 }
 
 /// One connection's phase, shared by its socket, its service and the
@@ -69,6 +89,9 @@ pub struct Watch {
     /// Milliseconds since `epoch` shifted left by 2, the phase in the low
     /// bits: one atomic, so a reader never sees a phase with another's time.
     state: AtomicU64,
+    /// Milliseconds since `epoch` + 1 at which a write to the client last
+    /// found the socket full; 0 while writes go through.
+    stalled: AtomicU64,
     epoch: Instant,
     /// Wakes the connection's task on a change it must react to.
     changed: Notify,
@@ -80,6 +103,7 @@ impl Watch {
     pub fn new(epoch: Instant) -> Self {
         let watch = Watch {
             state: AtomicU64::new(0),
+            stalled: AtomicU64::new(0),
             epoch,
             changed: Notify::new(),
         };
@@ -89,22 +113,57 @@ impl Watch {
         watch
     }
 
-    fn pack(&self, phase: Phase) -> u64 {
-        let ms = Instant::now()
+    fn now_ms(&self) -> u64 {
+        Instant::now()
             .saturating_duration_since(self.epoch)
-            .as_millis() as u64;
-        (ms << 2) | phase.bits()
+            .as_millis() as u64
     }
 
-    fn unpack(&self, raw: u64) -> State {
-        State {
-            phase: Phase::of(raw),
-            since: self.epoch + Duration::from_millis(raw >> 2),
-        }
+    fn pack(&self, phase: Phase) -> u64 {
+        (self.now_ms() << 2) | phase.bits()
+    }
+
+    fn unpack(&self, raw: u64) -> (Phase, Instant) {
+        (Phase::of(raw), self.epoch + Duration::from_millis(raw >> 2))
     }
 
     pub fn state(&self) -> State {
-        self.unpack(self.state.load(Ordering::Acquire))
+        let (phase, since) = self.unpack(self.state.load(Ordering::Acquire));
+        let stalled = match self.stalled.load(Ordering::Acquire) {
+            0 => None,
+            ms => Some(self.epoch + Duration::from_millis(ms - 1)),
+        };
+        State {
+            phase,
+            since,
+            stalled,
+        }
+    }
+
+    /// A write found the socket full: the clock for a slow reader starts,
+    /// unless it already runs.
+    fn write_blocked(&self) {
+        if self.stalled.load(Ordering::Relaxed) == 0 {
+            self.stalled.store(self.now_ms() + 1, Ordering::Release);
+            self.changed.notify_one();
+        }
+    }
+
+    /// A write went through: the client is reading, and a connection
+    /// still sending its last response is not idle yet.
+    fn write_moved(&self) {
+        if self.stalled.load(Ordering::Relaxed) != 0 {
+            self.stalled.store(0, Ordering::Release);
+        }
+        let raw = self.state.load(Ordering::Relaxed);
+        if Phase::of(raw) == Phase::Idle {
+            // No wake-up: the deadline only moves later. A change that wins
+            // the race stands.
+            let now = self.pack(Phase::Idle);
+            let _ = self
+                .state
+                .compare_exchange(raw, now, Ordering::AcqRel, Ordering::Relaxed);
+        }
     }
 
     /// Moves to `to` if the phase is one of `from`; returns whether it did.
@@ -147,11 +206,11 @@ impl Watch {
         self.shift(&[Phase::Busy], Phase::Idle);
     }
 
-    /// Evicts the connection if it is still exactly in `seen` (not busy
-    /// since); the registry only passes idle or head-reading states.
+    /// Evicts the connection if its phase is still exactly `seen` (no
+    /// request started since); the registry only passes waiting states.
     pub fn evict_if(&self, seen: State) -> bool {
         let raw = self.state.load(Ordering::Acquire);
-        if self.unpack(raw) != seen {
+        if self.unpack(raw) != (seen.phase, seen.since) {
             return false;
         }
         let evicted = (raw & !3) | Phase::Evicted.bits();
@@ -165,12 +224,13 @@ impl Watch {
         swapped
     }
 
-    /// When the current phase runs out, if it can.
+    /// When the current phase runs out, if it can. A request in progress
+    /// runs out only when its client has left the response unread for the
+    /// idle timeout.
     pub fn deadline(state: State, limits: &HttpLimits) -> Option<Instant> {
         match state.phase {
             Phase::Head => Some(state.since + limits.header_read_timeout),
-            Phase::Idle => Some(state.since + limits.idle_timeout),
-            Phase::Busy => None,
+            Phase::Idle | Phase::Busy => state.waiting_since().map(|at| at + limits.idle_timeout),
             Phase::Evicted => Some(state.since),
         }
     }
@@ -209,13 +269,25 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     }
 }
 
+impl<S> Watched<S> {
+    fn track<T>(&self, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match &poll {
+            Poll::Pending => self.watch.write_blocked(),
+            Poll::Ready(_) => self.watch.write_moved(),
+        }
+        poll
+    }
+}
+
 impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.track(poll)
     }
 
     fn poll_write_vectored(
@@ -223,7 +295,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.track(poll)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -231,7 +305,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.io).poll_flush(cx);
+        this.track(poll)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -295,6 +371,30 @@ mod tests {
         let next = watch.state();
         assert_eq!(next.phase, Phase::Head);
         assert!(next.since > idle.since, "the header clock starts anew");
+    }
+
+    #[test]
+    fn a_client_not_reading_waits_like_an_idle_one() {
+        let watch = Watch::new(Instant::now());
+        watch.request_started();
+        assert_eq!(watch.state().waiting_since(), None, "served");
+        tick();
+        watch.write_blocked();
+        let stalled = watch.state();
+        assert!(stalled.stalled.is_some_and(|at| at > stalled.since));
+        assert_eq!(stalled.waiting_since(), stalled.stalled);
+        assert_eq!(
+            Watch::deadline(stalled, &limits()),
+            stalled.stalled.map(|at| at + Duration::from_secs(60))
+        );
+        // The body is handed over; its tail still goes out, slowly.
+        watch.request_finished();
+        let idle = watch.state();
+        tick();
+        watch.write_moved();
+        let later = watch.state();
+        assert_eq!((later.phase, later.stalled), (Phase::Idle, None));
+        assert!(later.since > idle.since, "idle counts from the last write");
     }
 
     #[test]
