@@ -166,6 +166,7 @@ impl Connection {
                 }
             }
         };
+        self.slot.watch.release();
         let metrics = &self.connections.metrics;
         match ended {
             Err(Stop::HeaderTimeout) => metrics.dropped("header_timeout"),
@@ -220,7 +221,8 @@ impl Connection {
             let state = watch.state();
             // What ends the connection if its deadline passes unchanged.
             let expired = match state.phase {
-                Phase::Evicted => return Err(Stop::Evicted),
+                // Gone is set only once this has returned.
+                Phase::Evicted | Phase::Gone => return Err(Stop::Evicted),
                 Phase::Head => Stop::HeaderTimeout,
                 _ if state.stalled.is_some() => Stop::WriteStall,
                 Phase::Idle | Phase::Busy => Stop::IdleTimeout,

@@ -28,16 +28,24 @@ use tokio::time::Instant;
 
 use crate::config::HttpLimits;
 
+/// The phase is the low bits of the state word, the time the rest.
+const PHASE_SHIFT: u32 = 3;
+const PHASE_BITS: u64 = (1 << PHASE_SHIFT) - 1;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     /// Waiting for the first byte of the next request (keep-alive).
     Idle,
     /// Handshaking (TLS) or reading a request's head.
     Head,
-    /// A request is being served; never timed out or evicted here.
+    /// A request is being served; timed out or evicted only when its
+    /// client stops reading.
     Busy,
     /// Chosen to make room for a newcomer; closing.
     Evicted,
+    /// Upgraded (the application owns it now) or closed: no longer watched,
+    /// so an upgraded TLS tunnel's writes cost one load here.
+    Gone,
 }
 
 impl Phase {
@@ -47,15 +55,17 @@ impl Phase {
             Phase::Head => 1,
             Phase::Busy => 2,
             Phase::Evicted => 3,
+            Phase::Gone => 4,
         }
     }
 
     fn of(bits: u64) -> Phase {
-        match bits & 3 {
+        match bits & PHASE_BITS {
             0 => Phase::Idle,
             1 => Phase::Head,
             2 => Phase::Busy,
-            _ => Phase::Evicted,
+            3 => Phase::Evicted,
+            _ => Phase::Gone,
         }
     }
 }
@@ -77,7 +87,7 @@ impl State {
         match self.phase {
             Phase::Idle | Phase::Head => Some(self.since),
             Phase::Busy => self.stalled,
-            Phase::Evicted => None,
+            Phase::Evicted | Phase::Gone => None,
         }
     }
 }
@@ -86,8 +96,8 @@ impl State {
 /// registry that may evict it.
 #[derive(Debug)]
 pub struct Watch {
-    /// Milliseconds since `epoch` shifted left by 2, the phase in the low
-    /// bits: one atomic, so a reader never sees a phase with another's time.
+    /// Milliseconds since `epoch` above the phase's bits: one atomic, so a
+    /// reader never sees a phase with another's time.
     state: AtomicU64,
     /// Milliseconds since `epoch` + 1 at which a write to the client last
     /// found the socket full; 0 while writes go through.
@@ -120,11 +130,14 @@ impl Watch {
     }
 
     fn pack(&self, phase: Phase) -> u64 {
-        (self.now_ms() << 2) | phase.bits()
+        (self.now_ms() << PHASE_SHIFT) | phase.bits()
     }
 
     fn unpack(&self, raw: u64) -> (Phase, Instant) {
-        (Phase::of(raw), self.epoch + Duration::from_millis(raw >> 2))
+        (
+            Phase::of(raw),
+            self.epoch + Duration::from_millis(raw >> PHASE_SHIFT),
+        )
     }
 
     pub fn state(&self) -> State {
@@ -143,7 +156,7 @@ impl Watch {
     /// A write found the socket full: the clock for a slow reader starts,
     /// unless it already runs.
     fn write_blocked(&self) {
-        if self.stalled.load(Ordering::Relaxed) == 0 {
+        if self.stalled.load(Ordering::Relaxed) == 0 && self.phase() != Phase::Gone {
             self.stalled.store(self.now_ms() + 1, Ordering::Release);
             self.changed.notify_one();
         }
@@ -152,10 +165,13 @@ impl Watch {
     /// A write went through: the client is reading, and a connection
     /// still sending its last response is not idle yet.
     fn write_moved(&self) {
+        let raw = self.state.load(Ordering::Relaxed);
+        if Phase::of(raw) == Phase::Gone {
+            return;
+        }
         if self.stalled.load(Ordering::Relaxed) != 0 {
             self.stalled.store(0, Ordering::Release);
         }
-        let raw = self.state.load(Ordering::Relaxed);
         if Phase::of(raw) == Phase::Idle {
             // No wake-up: the deadline only moves later. A change that wins
             // the race stands.
@@ -191,9 +207,18 @@ impl Watch {
     /// Bytes arrived: an idle connection has begun its next request.
     fn on_bytes(&self) {
         // The common case (mid-request, mid-body) is a single load.
-        if Phase::of(self.state.load(Ordering::Relaxed)) == Phase::Idle {
+        if self.phase() == Phase::Idle {
             self.shift(&[Phase::Idle], Phase::Head);
         }
+    }
+
+    fn phase(&self) -> Phase {
+        Phase::of(self.state.load(Ordering::Relaxed))
+    }
+
+    /// The server no longer watches the connection (upgraded or closed).
+    pub fn release(&self) {
+        self.state.store(self.pack(Phase::Gone), Ordering::Release);
     }
 
     /// hyper has a complete request head and calls the service.
@@ -213,7 +238,7 @@ impl Watch {
         if self.unpack(raw) != (seen.phase, seen.since) {
             return false;
         }
-        let evicted = (raw & !3) | Phase::Evicted.bits();
+        let evicted = (raw & !PHASE_BITS) | Phase::Evicted.bits();
         let swapped = self
             .state
             .compare_exchange(raw, evicted, Ordering::AcqRel, Ordering::Acquire)
@@ -232,6 +257,7 @@ impl Watch {
             Phase::Head => Some(state.since + limits.header_read_timeout),
             Phase::Idle | Phase::Busy => state.waiting_since().map(|at| at + limits.idle_timeout),
             Phase::Evicted => Some(state.since),
+            Phase::Gone => None,
         }
     }
 
@@ -410,5 +436,19 @@ mod tests {
         watch.request_started();
         watch.on_bytes();
         assert_eq!(watch.state().phase, Phase::Evicted, "eviction is final");
+    }
+
+    #[test]
+    fn a_released_connection_is_left_alone() {
+        let watch = Watch::new(Instant::now());
+        watch.release();
+        watch.write_blocked();
+        watch.write_moved();
+        watch.on_bytes();
+        watch.request_started();
+        let gone = watch.state();
+        assert_eq!((gone.phase, gone.stalled), (Phase::Gone, None));
+        assert_eq!(gone.waiting_since(), None, "never evicted");
+        assert_eq!(Watch::deadline(gone, &limits()), None, "never timed out");
     }
 }
