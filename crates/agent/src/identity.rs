@@ -1,6 +1,7 @@
 //! Who this agent is: enrolled once with a single-use token, then known by
 //! its own secret, kept in the state directory (mode 0600).
 
+use crate::tls::ClientTls;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -17,6 +18,10 @@ pub struct Identity {
     pub name: String,
     pub secret: String,
     pub control_plane: Url,
+    /// What to trust on an `https://` control plane: given on the command
+    /// line each start, never saved.
+    #[serde(skip)]
+    pub tls: ClientTls,
 }
 
 /// What an agent says about itself when enrolling.
@@ -29,6 +34,8 @@ pub struct Enrollment {
     pub region: Option<String>,
     pub capacity: Capacity,
     pub capabilities: Capabilities,
+    /// What to trust on an `https://` control plane (`--ca-cert`).
+    pub tls: ClientTls,
 }
 
 impl Identity {
@@ -51,6 +58,7 @@ impl Identity {
             }
             return Ok(Identity {
                 control_plane: enrollment.control_plane.clone(),
+                tls: enrollment.tls.clone(),
                 ..identity
             });
         }
@@ -109,12 +117,15 @@ async fn enroll(enrollment: &Enrollment, token: &str) -> anyhow::Result<Identity
         "capacity": enrollment.capacity,
         "capabilities": enrollment.capabilities,
     });
-    let response = reqwest::Client::new()
+    let response = enrollment
+        .tls
+        .http_client()?
         .post(url.clone())
         .json(&body)
         .send()
         .await
-        .with_context(|| format!("cannot reach the control plane at {url}"))?;
+        .with_context(|| format!("cannot reach the control plane at {url}"))
+        .map_err(crate::tls::explain)?;
     let status = response.status();
     if !status.is_success() {
         let message = crate::error_message(&response.text().await.unwrap_or_default());
@@ -129,6 +140,7 @@ async fn enroll(enrollment: &Enrollment, token: &str) -> anyhow::Result<Identity
         name: enrollment.name.clone(),
         secret: registered.secret,
         control_plane: enrollment.control_plane.clone(),
+        tls: enrollment.tls.clone(),
     })
 }
 
@@ -145,6 +157,7 @@ mod tests {
             name: "n".into(),
             secret: "ssa_x".into(),
             control_plane: Url::parse("http://127.0.0.1:1").expect("url"),
+            tls: ClientTls::default(),
         };
         let path = Identity::path(dir.path());
         identity.save(&path).expect("saves");
@@ -161,6 +174,7 @@ mod tests {
             region: None,
             capacity: Capacity::default(),
             capabilities: Capabilities::default(),
+            tls: ClientTls::default(),
         };
         let loaded = Identity::load_or_enroll(dir.path(), &enrollment)
             .await
@@ -180,6 +194,7 @@ mod tests {
             region: None,
             capacity: Capacity::default(),
             capabilities: Capabilities::default(),
+            tls: ClientTls::default(),
         };
         let err = Identity::load_or_enroll(dir.path(), &enrollment)
             .await

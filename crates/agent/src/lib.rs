@@ -30,6 +30,7 @@ pub use backoff::Backoff;
 pub use identity::{Enrollment, Identity};
 pub use platform::{Platform, PlatformError, PlatformResult, SessionStream};
 pub use runtime::run;
+pub use tls::{ClientTls, explain as explain_tls_error};
 
 use url::Url;
 

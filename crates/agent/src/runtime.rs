@@ -173,7 +173,7 @@ async fn open_socket(identity: &Identity) -> Result<Socket, Ended> {
         .headers_mut()
         .insert(http::header::AUTHORIZATION, bearer);
     let config = WebSocketConfig::default().max_message_size(Some(1 << 20));
-    let connector = Connector::Rustls(tls::client_config());
+    let connector = Connector::Rustls(identity.tls.config());
     match tokio_tungstenite::connect_async_tls_with_config(
         request,
         Some(config),
@@ -190,7 +190,7 @@ async fn open_socket(identity: &Identity) -> Result<Socket, Ended> {
                 crate::error_message(&String::from_utf8_lossy(body))
             )))
         }
-        Err(err) => Err(Ended::Failed(anyhow!("{url}: {err}"))),
+        Err(err) => Err(Ended::Failed(tls::explain(anyhow!("{url}: {err}")))),
     }
 }
 
@@ -484,6 +484,7 @@ mod tests {
             control_plane: format!("http://{}", listener.local_addr().expect("addr"))
                 .parse()
                 .expect("url"),
+            tls: Default::default(),
         };
         let platform = Arc::new(FakePlatform::default());
         platform.usage_hangs.store(true, Ordering::SeqCst);

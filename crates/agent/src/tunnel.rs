@@ -173,11 +173,12 @@ async fn dial(identity: &Identity, tunnel_id: &str) -> anyhow::Result<Upgraded> 
     let request = upgrade_request(identity, &url, host)?;
     if url.scheme() == "https" {
         let name = ServerName::try_from(host.to_owned()).context("invalid TLS server name")?;
-        let tls = TlsConnector::from(crate::tls::client_config());
+        let tls = TlsConnector::from(identity.tls.config());
         let stream = tls
             .connect(name, tcp)
             .await
-            .context("TLS handshake failed")?;
+            .context("TLS handshake with the control plane failed")
+            .map_err(crate::tls::explain)?;
         upgrade(stream, request).await
     } else {
         // A concrete TcpStream, so the tunnel can splice it.

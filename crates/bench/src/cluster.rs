@@ -7,7 +7,9 @@ use crate::docker_cli;
 use crate::viewer::Route;
 use anyhow::Context;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
+use streamspace_testkit::tls::{ServerCert, TestCa};
 use streamspace_testkit::{AgentProcess, Api, ControlPlane, Mode, Options};
 
 pub const ECHO_IMAGE: &str = "streamspace/echo:local";
@@ -21,6 +23,25 @@ pub struct Cluster {
     pub admin: Api,
     pub agent: AgentProcess,
     pub agent_id: String,
+    /// Set when the control plane serves HTTPS.
+    pub tls: Option<Arc<BenchTls>>,
+}
+
+/// HTTPS for a benchmark: a private CA, the certificate the control plane
+/// (and websockify) serve, and a client configuration trusting the CA.
+pub struct BenchTls {
+    pub ca: TestCa,
+    pub cert: ServerCert,
+    pub client: Arc<rustls::ClientConfig>,
+}
+
+impl BenchTls {
+    pub fn new() -> anyhow::Result<Arc<Self>> {
+        let ca = TestCa::new("bench")?;
+        let cert = ca.server_cert("server")?;
+        let client = ca.client_config()?;
+        Ok(Arc::new(Self { ca, cert, client }))
+    }
 }
 
 impl Cluster {
@@ -31,17 +52,45 @@ impl Cluster {
         name: &str,
         agent_args: &[&str],
     ) -> anyhow::Result<Self> {
+        Self::start_with(settings, name, agent_args, None).await
+    }
+
+    /// `start`, with the control plane serving HTTPS and the agent
+    /// trusting its CA when `tls` is given.
+    pub async fn start_with(
+        settings: &Settings,
+        name: &str,
+        agent_args: &[&str],
+        tls: Option<Arc<BenchTls>>,
+    ) -> anyhow::Result<Self> {
+        let mut cp_args = Vec::new();
+        let mut agent_args: Vec<String> = agent_args.iter().map(|a| (*a).to_owned()).collect();
+        if let Some(tls) = &tls {
+            let (cert, key) = (&tls.cert.cert, &tls.cert.key);
+            cp_args = vec![
+                "--tls-cert".into(),
+                path(cert),
+                "--tls-key".into(),
+                path(key),
+            ];
+            agent_args.extend(["--ca-cert".into(), path(&tls.ca.ca_pem)]);
+        }
         let cp_options = Options {
             heartbeat_interval: "5s".into(),
             log_filter: settings.log_filter.clone(),
-            args: Vec::new(),
+            args: cp_args,
         };
         let cp = ControlPlane::start_with(&settings.bin, Mode::Server, None, cp_options).await?;
-        let admin = Api::admin(&cp.url).await?;
+        let admin = match &tls {
+            Some(tls) => Api::with_tls(&cp.url, tls.client.clone())?,
+            None => Api::new(&cp.url),
+        }
+        .as_admin()
+        .await?;
         let token = admin.enrollment_token().await?;
         let agent_options = Options {
             log_filter: settings.log_filter.clone(),
-            args: agent_args.iter().map(|a| (*a).to_owned()).collect(),
+            args: agent_args,
             ..Options::default()
         };
         let agent =
@@ -55,6 +104,7 @@ impl Cluster {
             admin,
             agent,
             agent_id,
+            tls,
         })
     }
 
@@ -119,6 +169,7 @@ impl Cluster {
             base: self.cp.url.clone(),
             session_id: session_id.to_owned(),
             token: self.admin.token.clone().unwrap_or_default(),
+            tls: self.tls.as_ref().map(|tls| tls.client.clone()),
         }
     }
 
@@ -172,6 +223,10 @@ impl Drop for Cluster {
             }
         }
     }
+}
+
+fn path(path: &std::path::Path) -> String {
+    path.display().to_string()
 }
 
 /// The last lines of a log, for error messages.

@@ -65,6 +65,8 @@ enum Command {
 enum Bench {
     /// Download throughput through /vnc vs websockify vs raw TCP.
     TunnelThroughput,
+    /// The same over TLS: /vnc on HTTPS (agent too) vs websockify --cert.
+    TunnelTlsThroughput,
     /// Small-message round trips through /vnc vs websockify vs raw TCP.
     TunnelLatency,
     /// Control plane + agent memory per idle open tunnel vs websockify.
@@ -80,8 +82,9 @@ enum Bench {
 }
 
 impl Bench {
-    const ALL: [Bench; 7] = [
+    const ALL: [Bench; 8] = [
         Bench::TunnelThroughput,
+        Bench::TunnelTlsThroughput,
         Bench::TunnelLatency,
         Bench::TunnelMemory,
         Bench::SessionStart,
@@ -99,6 +102,7 @@ impl Bench {
     async fn run(self, settings: &Settings) -> anyhow::Result<BenchResult> {
         match self {
             Bench::TunnelThroughput => tunnel::throughput(settings).await,
+            Bench::TunnelTlsThroughput => tunnel::tls_throughput(settings).await,
             Bench::TunnelLatency => tunnel::latency(settings).await,
             Bench::TunnelMemory => tunnel::memory(settings).await,
             Bench::SessionStart => startup::session_start(settings).await,

@@ -3,7 +3,7 @@
 //! memory an idle open tunnel costs.
 
 use crate::Settings;
-use crate::cluster::{Cluster, ECHO_IMAGE, ECHO_PORT};
+use crate::cluster::{BenchTls, Cluster, ECHO_IMAGE, ECHO_PORT};
 use crate::docker_cli::require_image;
 use crate::procfs;
 use crate::report::{BenchResult, Row};
@@ -11,6 +11,7 @@ use crate::stats::Summary;
 use crate::viewer::{Route, Viewer};
 use crate::websockify::Websockify;
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{Instant, sleep};
 
@@ -24,28 +25,40 @@ struct Setup {
 }
 
 impl Setup {
-    async fn start(settings: &Settings, name: &str) -> anyhow::Result<Self> {
+    /// With `tls`, the control plane serves HTTPS (the agent's data
+    /// channels too) and websockify serves with `--cert`.
+    async fn start(
+        settings: &Settings,
+        name: &str,
+        tls: Option<Arc<BenchTls>>,
+    ) -> anyhow::Result<Self> {
         require_image(ECHO_IMAGE, "images/echo/build.sh").await?;
-        let cluster = Cluster::start(settings, name, &[]).await?;
+        let cluster = Cluster::start_with(settings, name, &[], tls.clone()).await?;
         cluster.echo_template("source", "source").await?;
         cluster.echo_template("echo", "echo").await?;
         let source_id = cluster.running_session("source").await?;
         let echo_id = cluster.running_session("echo").await?;
         let source_port = cluster.host_port(&source_id, ECHO_PORT).await?;
         let echo_port = cluster.host_port(&echo_id, ECHO_PORT).await?;
-        let ws_source = Websockify::start(&settings.websockify, source_port).await?;
-        let ws_echo = Websockify::start(&settings.websockify, echo_port).await?;
+        let program = &settings.websockify;
+        let ws_source = Websockify::start(program, source_port, tls.as_deref()).await?;
+        let ws_echo = Websockify::start(program, echo_port, tls.as_deref()).await?;
+        let client = tls.as_ref().map(|tls| tls.client.clone());
         Ok(Self {
             source: [
                 cluster.route(&source_id),
                 Route::Websockify {
                     port: ws_source.port,
+                    tls: client.clone(),
                 },
                 Route::Raw { port: source_port },
             ],
             echo: [
                 cluster.route(&echo_id),
-                Route::Websockify { port: ws_echo.port },
+                Route::Websockify {
+                    port: ws_echo.port,
+                    tls: client,
+                },
                 Route::Raw { port: echo_port },
             ],
             cluster,
@@ -75,7 +88,20 @@ struct CpuBudget {
 /// every party on the path is recorded per GB: on a small machine the path
 /// is CPU-bound, and that budget is what limits it.
 pub async fn throughput(settings: &Settings) -> anyhow::Result<BenchResult> {
-    let setup = Setup::start(settings, "bench-throughput").await?;
+    download(settings, None).await
+}
+
+/// `throughput` with TLS on both WebSocket routes: the viewer and the
+/// agent reach the control plane over HTTPS (so both hops copy and
+/// encrypt), websockify serves with `--cert`. Raw TCP stays plain: the
+/// ceiling. No target: the figure is reported.
+pub async fn tls_throughput(settings: &Settings) -> anyhow::Result<BenchResult> {
+    download(settings, Some(BenchTls::new()?)).await
+}
+
+async fn download(settings: &Settings, tls: Option<Arc<BenchTls>>) -> anyhow::Result<BenchResult> {
+    let over_tls = tls.is_some();
+    let setup = Setup::start(settings, "bench-throughput", tls).await?;
     let (warmup, window, reps) = if settings.quick {
         (Duration::from_millis(100), Duration::from_millis(300), 1)
     } else {
@@ -149,13 +175,18 @@ pub async fn throughput(settings: &Settings) -> anyhow::Result<BenchResult> {
     let budget =
         |i: usize, f: fn(&CpuBudget) -> f64| median(&budgets[i].iter().map(f).collect::<Vec<_>>());
     let [ours, ws, raw] = [median(&rates[0]), median(&rates[1]), median(&rates[2])];
-    let mut result = BenchResult::new("tunnel-throughput");
-    result.row(
-        Row::new("download, median", "MB/s", ours)
-            .peer("websockify", ws)
-            .peer("raw TCP", raw)
-            .target("≥ 1.5× websockify", ours >= 1.5 * ws, !settings.quick),
-    );
+    let (name, label) = match over_tls {
+        true => ("tunnel-tls-throughput", "download over TLS, median"),
+        false => ("tunnel-throughput", "download, median"),
+    };
+    let mut result = BenchResult::new(name);
+    let download = Row::new(label, "MB/s", ours)
+        .peer("websockify", ws)
+        .peer("raw TCP", raw);
+    result.row(match over_tls {
+        true => download,
+        false => download.target("≥ 1.5× websockify", ours >= 1.5 * ws, !settings.quick),
+    });
     result
         .row(Row::new("ratio to websockify", "×", ratio(ours, ws)).peer("raw TCP", ratio(raw, ws)));
     result.row(
@@ -185,6 +216,7 @@ pub async fn throughput(settings: &Settings) -> anyhow::Result<BenchResult> {
         .peer("raw TCP", budget(2, |b| b.machine)),
     );
     result.detail("window_s", window.as_secs_f64());
+    result.detail("tls", over_tls);
     result.detail(
         "mb_s",
         json!({"streamspace": rates[0], "websockify": rates[1], "raw": rates[2]}),
@@ -204,7 +236,7 @@ fn ratio(a: f64, b: f64) -> f64 {
 /// Round trips of small messages through the echo target, one connection per
 /// route, in interleaved blocks.
 pub async fn latency(settings: &Settings) -> anyhow::Result<BenchResult> {
-    let setup = Setup::start(settings, "bench-latency").await?;
+    let setup = Setup::start(settings, "bench-latency", None).await?;
     let (blocks, per_block, warmup) = if settings.quick {
         (1, 50, 10)
     } else {
@@ -282,7 +314,7 @@ fn scale(mut s: Summary, k: f64) -> Summary {
 /// the connections open: the second half's slope is the marginal cost,
 /// free of allocator slack the first connections may reuse.
 pub async fn memory(settings: &Settings) -> anyhow::Result<BenchResult> {
-    let setup = Setup::start(settings, "bench-memory").await?;
+    let setup = Setup::start(settings, "bench-memory", None).await?;
     let (ours_n, ws_n) = if settings.quick {
         (10, 10)
     } else {

@@ -1,18 +1,20 @@
 //! One viewer connection to a session port, by one of three routes: our
-//! `/vnc` WebSocket (2 hops), websockify (1 hop), or raw TCP (the ceiling).
+//! `/vnc` WebSocket (2 hops), websockify (1 hop), or raw TCP (the ceiling);
+//! the two WebSocket routes over TLS too.
 //! Both WebSocket routes use the same client (tokio-tungstenite), so the
 //! client's own cost is the same for each.
 
 use anyhow::{Context, bail};
 use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use url::Url;
 
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -22,14 +24,19 @@ pub const BANNER_LEN: usize = 12;
 /// How a viewer reaches the session.
 #[derive(Debug, Clone)]
 pub enum Route {
-    /// `ws://control-plane/vnc/{session}` with a bearer token.
+    /// `ws(s)://control-plane/vnc/{session}` with a bearer token.
     Ours {
         base: Url,
         session_id: String,
         token: String,
+        /// What to trust on an `https://` base.
+        tls: Option<Arc<rustls::ClientConfig>>,
     },
-    /// websockify listening on this loopback port.
-    Websockify { port: u16 },
+    /// websockify listening on this loopback port (over TLS if `tls`).
+    Websockify {
+        port: u16,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    },
     /// The session's published port itself.
     Raw { port: u16 },
 }
@@ -56,22 +63,31 @@ impl Route {
     }
 
     async fn open(&self) -> anyhow::Result<Viewer> {
-        let (url, token) = match self {
+        let (url, token, tls) = match self {
             Route::Raw { port } => {
                 let tcp = TcpStream::connect(("127.0.0.1", *port)).await?;
                 tcp.set_nodelay(true)?;
                 return Ok(Viewer::new(Transport::Tcp(tcp)));
             }
-            Route::Websockify { port } => (format!("ws://127.0.0.1:{port}/"), None),
+            Route::Websockify { port, tls } => {
+                let scheme = if tls.is_some() { "wss" } else { "ws" };
+                (format!("{scheme}://127.0.0.1:{port}/"), None, tls)
+            }
             Route::Ours {
                 base,
                 session_id,
                 token,
+                tls,
             } => {
                 let mut url = base.clone();
-                let _ = url.set_scheme("ws");
+                let scheme = if base.scheme() == "https" {
+                    "wss"
+                } else {
+                    "ws"
+                };
+                let _ = url.set_scheme(scheme);
                 url.set_path(&format!("/vnc/{session_id}"));
-                (url.to_string(), Some(token))
+                (url.to_string(), Some(token), tls)
             }
         };
         let mut request = url.as_str().into_client_request()?;
@@ -83,9 +99,11 @@ impl Route {
         if let Some(token) = token {
             headers.insert("authorization", format!("Bearer {token}").parse()?);
         }
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
-            .await
-            .with_context(|| format!("WebSocket to {url} failed"))?;
+        let connector = tls.clone().map(Connector::Rustls);
+        let (ws, _) =
+            tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector)
+                .await
+                .with_context(|| format!("WebSocket to {url} failed"))?;
         Ok(Viewer::new(Transport::Ws(Box::new(ws))))
     }
 }

@@ -1,6 +1,7 @@
 //! websockify (PyPI, 0.13), the one-hop WebSocket-to-TCP proxy we compare
 //! against: started per benchmark in front of the same session port.
 
+use crate::cluster::BenchTls;
 use crate::procfs;
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
@@ -22,12 +23,26 @@ pub fn free_port() -> anyhow::Result<u16> {
 }
 
 impl Websockify {
-    /// `websockify 127.0.0.1:FREE 127.0.0.1:target_port`, ready to accept.
-    pub async fn start(program: &Path, target_port: u16) -> anyhow::Result<Self> {
+    /// `websockify 127.0.0.1:FREE 127.0.0.1:target_port`, ready to accept;
+    /// with `tls`, `--cert`, `--key` and `--ssl-only`.
+    pub async fn start(
+        program: &Path,
+        target_port: u16,
+        tls: Option<&BenchTls>,
+    ) -> anyhow::Result<Self> {
         let port = free_port()?;
         let log = std::env::temp_dir().join(format!("streamspace-bench-websockify-{port}.log"));
         let file = std::fs::File::create(&log)?;
-        let child = Command::new(program)
+        let mut command = Command::new(program);
+        if let Some(tls) = tls {
+            command
+                .arg("--cert")
+                .arg(&tls.cert.cert)
+                .arg("--key")
+                .arg(&tls.cert.key)
+                .arg("--ssl-only");
+        }
+        let child = command
             .arg(format!("127.0.0.1:{port}"))
             .arg(format!("127.0.0.1:{target_port}"))
             .stdin(Stdio::null())

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use streamspace_agent::{Enrollment, Identity, Platform};
+use streamspace_agent::{ClientTls, Enrollment, Identity, Platform};
 use streamspace_docker::{DEFAULT_NETWORK, DockerOptions, DockerPlatform};
 use url::Url;
 
@@ -60,6 +60,24 @@ pub struct DockerAgentArgs {
     /// network that lets containers talk is refused.
     #[arg(long, env = "STREAMSPACE_DOCKER_NETWORK", default_value = DEFAULT_NETWORK)]
     network: String,
+    #[command(flatten)]
+    ca: CaCertArg,
+}
+
+/// Trust for a control plane whose certificate a private CA signed; shared
+/// by every command that connects to one.
+#[derive(Args, Debug, Clone)]
+pub struct CaCertArg {
+    /// PEM file of CA certificates to trust besides the public (Mozilla)
+    /// roots, for an https:// control plane with a private CA.
+    #[arg(long, env = "STREAMSPACE_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+}
+
+impl CaCertArg {
+    pub fn client_tls(&self) -> anyhow::Result<ClientTls> {
+        ClientTls::new(self.ca_cert.as_deref())
+    }
 }
 
 pub async fn run(command: AgentCommand) -> anyhow::Result<()> {
@@ -82,6 +100,7 @@ fn docker_options(args: &DockerAgentArgs) -> DockerOptions {
 
 async fn run_docker(args: DockerAgentArgs) -> anyhow::Result<()> {
     let shutdown = shutdown::on_signal();
+    let tls = args.ca.client_tls()?;
     let options = docker_options(&args);
     // Check the engine before enrolling, so a broken host does not use up
     // a single-use token.
@@ -96,6 +115,7 @@ async fn run_docker(args: DockerAgentArgs) -> anyhow::Result<()> {
         region: args.region,
         capacity: probe.capacity().await.unwrap_or_default(),
         capabilities: probe.capabilities(),
+        tls,
     };
     let identity = Identity::load_or_enroll(&args.state_dir, &enrollment).await?;
     let platform = DockerPlatform::connect(&identity.agent_id, options).await?;

@@ -2,13 +2,16 @@
 //! Remmina, vncdotool). Each accepted connection becomes one `/vnc/{id}`
 //! WebSocket to the control plane.
 
+use crate::agent::CaCertArg;
 use anyhow::{Context, bail};
 use bytes::BytesMut;
 use clap::Args;
 use futures::{SinkExt, StreamExt};
 use std::net::SocketAddr;
+use streamspace_agent::{ClientTls, explain_tls_error};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use url::Url;
@@ -30,10 +33,13 @@ pub struct ConnectArgs {
     /// Login token (from POST /api/v1/auth/login).
     #[arg(long, env = "STREAMSPACE_TOKEN", hide_env_values = true)]
     token: String,
+    #[command(flatten)]
+    ca: CaCertArg,
 }
 
 pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
-    check_session(&args).await?;
+    let tls = args.ca.client_tls()?;
+    check_session(&args, &tls).await?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -52,8 +58,9 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
         };
         let url = vnc_url(&args.server, &args.session_id);
         let token = args.token.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(err) = bridge(client, &url, &token).await {
+            if let Err(err) = bridge(client, &url, &token, &tls).await {
                 eprintln!("connection from {peer}: {err:#}");
             }
         });
@@ -62,16 +69,18 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
 
 /// Fails early, with the control plane's reason, if the session cannot be
 /// reached (unknown, not ours, bad token).
-async fn check_session(args: &ConnectArgs) -> anyhow::Result<()> {
+async fn check_session(args: &ConnectArgs, tls: &ClientTls) -> anyhow::Result<()> {
     let url = args
         .server
         .join(&format!("/api/v1/sessions/{}", args.session_id))?;
-    let response = reqwest::Client::new()
+    let response = tls
+        .http_client()?
         .get(url)
         .bearer_auth(&args.token)
         .send()
         .await
-        .with_context(|| format!("cannot reach the control plane at {}", args.server))?;
+        .with_context(|| format!("cannot reach the control plane at {}", args.server))
+        .map_err(explain_tls_error)?;
     let status = response.status();
     let body: serde_json::Value = response.json().await.unwrap_or_default();
     if !status.is_success() {
@@ -101,14 +110,17 @@ fn vnc_url(server: &Url, session_id: &str) -> Url {
     url
 }
 
-async fn bridge(client: TcpStream, url: &Url, token: &str) -> anyhow::Result<()> {
+async fn bridge(client: TcpStream, url: &Url, token: &str, tls: &ClientTls) -> anyhow::Result<()> {
     client.set_nodelay(true)?;
     let mut request = url.as_str().into_client_request()?;
     request.headers_mut().insert(
         http::header::AUTHORIZATION,
         format!("Bearer {token}").parse()?,
     );
-    let ws = match tokio_tungstenite::connect_async_with_config(request, None, true).await {
+    let connector = Some(Connector::Rustls(tls.config()));
+    let connecting =
+        tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector);
+    let ws = match connecting.await {
         Ok((ws, _)) => ws,
         Err(tungstenite::Error::Http(response)) => {
             let body = response.body().as_deref().unwrap_or_default();
@@ -119,7 +131,11 @@ async fn bridge(client: TcpStream, url: &Url, token: &str) -> anyhow::Result<()>
                 body["error"].as_str().unwrap_or("refused")
             );
         }
-        Err(err) => return Err(err).context("cannot open the VNC WebSocket"),
+        Err(err) => {
+            return Err(explain_tls_error(
+                anyhow::Error::new(err).context("cannot open the VNC WebSocket"),
+            ));
+        }
     };
     let (mut ws_tx, mut ws_rx) = ws.split();
     let (mut tcp_rx, mut tcp_tx) = client.into_split();

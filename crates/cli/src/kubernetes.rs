@@ -78,6 +78,8 @@ struct RunArgs {
     /// in a pod, whose state directory does not survive it).
     #[arg(long, env = "STREAMSPACE_IDENTITY_SECRET")]
     identity_secret: Option<String>,
+    #[command(flatten)]
+    ca: crate::agent::CaCertArg,
     /// Region label shown to admins and usable for placement.
     #[arg(long, env = "STREAMSPACE_REGION")]
     region: Option<String>,
@@ -220,6 +222,7 @@ fn render_template(args: &RenderArgs) -> anyhow::Result<String> {
 async fn run_agent(args: RunArgs) -> anyhow::Result<()> {
     let shutdown = shutdown::on_signal();
     let control_plane = args.control_plane.context("--control-plane is required")?;
+    let tls = args.ca.client_tls()?;
     let client = streamspace_kubernetes::client(args.kubeconfig.as_deref()).await?;
     let namespace = args
         .namespace
@@ -266,6 +269,7 @@ async fn run_agent(args: RunArgs) -> anyhow::Result<()> {
         region: args.region,
         capacity: probe.capacity().await.unwrap_or_default(),
         capabilities: probe.capabilities(),
+        tls,
     };
     let identity = Identity::load_or_enroll(&args.state_dir, &enrollment).await?;
     if let (Some(secret), false) = (&secret, restored) {

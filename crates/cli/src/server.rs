@@ -3,7 +3,7 @@
 use crate::{image, shutdown};
 use anyhow::Context;
 use clap::Args;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use streamspace_docker::{DockerOptions, DockerPlatform};
 use streamspace_protocol::{Cpu, Memory};
 use streamspace_server::auth::client_addr::{IpNet, parse_trusted_proxy};
 use streamspace_server::auth::secrets;
-use streamspace_server::config::OrphanPolicy;
+use streamspace_server::config::{HttpLimits, OrphanPolicy, TlsFiles};
 use streamspace_server::store::{Limits, Store, now_ms};
 use streamspace_server::template::TemplateInput;
 use streamspace_server::{Application, Config};
@@ -57,10 +57,38 @@ pub struct ServerArgs {
     /// X-Forwarded-For names the client; failed logins are throttled per client address.
     #[arg(long, env = "STREAMSPACE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_trusted_proxy)]
     trusted_proxies: Vec<IpNet>,
+    /// How long a client may take to send a request's head (and its TLS
+    /// handshake), from connecting or from the request's first byte.
+    #[arg(long, env = "STREAMSPACE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    header_read_timeout: Duration,
+    /// How long a keep-alive HTTP connection may wait for its next request,
+    /// and a client may leave a response unread.
+    #[arg(long, env = "STREAMSPACE_IDLE_TIMEOUT", default_value = "60s", value_parser = positive_duration)]
+    idle_timeout: Duration,
+    /// Most connections speaking HTTP at once (VNC tunnels and agent
+    /// channels do not count); at the limit, the one idle, sending its
+    /// request head or not reading the longest is closed to make room.
+    #[arg(long, env = "STREAMSPACE_MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// PEM certificate chain (leaf first) to serve HTTPS with; needs
+    /// --tls-key. Reloaded on SIGHUP.
+    #[arg(long, env = "STREAMSPACE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (PKCS#8, RSA or EC).
+    #[arg(long, env = "STREAMSPACE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 fn humantime_duration(text: &str) -> Result<Duration, String> {
     streamspace_server::config::parse_duration(text)
+}
+
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime_duration(text)? {
+        Duration::ZERO => Err("must be longer than 0s".into()),
+        duration => Ok(duration),
+    }
 }
 
 impl ServerArgs {
@@ -81,6 +109,18 @@ impl ServerArgs {
             },
             orphan_policy: self.orphan_policy,
             trusted_proxies: self.trusted_proxies.clone(),
+            http: HttpLimits {
+                header_read_timeout: self.header_read_timeout,
+                idle_timeout: self.idle_timeout,
+                max_connections: self.max_connections as usize,
+            },
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => None,
+            },
             ..Config::default()
         }
     }
@@ -98,14 +138,21 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
 pub async fn run_up(args: ServerArgs) -> anyhow::Result<()> {
     let shutdown = shutdown::on_signal();
     image::ensure_image(image::DESKTOP_IMAGE).await?;
-    let app = Application::build(args.config()).await?;
+    // With TLS on, the embedded agent gets a plain listener on loopback:
+    // it needs no certificate that names 127.0.0.1, and its tunnels keep
+    // the zero-copy path on the agent's side.
+    let config = Config {
+        loopback_listener: true,
+        ..args.config()
+    };
+    let app = Application::build(config).await?;
     seed_desktop_template(app.store()).await?;
     let agent_dir = args.data_dir.join("agent");
     let token = match Identity::path(&agent_dir).exists() {
         true => None,
         false => Some(mint_enrollment_token(app.store()).await?),
     };
-    let control_plane = Url::parse(&format!("http://{}", loopback(app.local_addr())))?;
+    let control_plane = app.agent_url()?;
     print_banner(&app, &args);
     let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
 
@@ -117,6 +164,7 @@ pub async fn run_up(args: ServerArgs) -> anyhow::Result<()> {
         region: None,
         capacity: Default::default(),
         capabilities: Default::default(),
+        tls: Default::default(),
     };
     let agent = async {
         let identity = Identity::load_or_enroll(&agent_dir, &enrollment).await?;
@@ -131,14 +179,6 @@ pub async fn run_up(args: ServerArgs) -> anyhow::Result<()> {
     }
     let served = server.await.context("the control plane task failed")?;
     agent.and(served)
-}
-
-/// Where a local client reaches a listener bound to `addr`.
-fn loopback(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        ip if ip.is_unspecified() => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port()),
-        _ => addr,
-    }
 }
 
 fn print_banner(app: &Application, args: &ServerArgs) {
@@ -195,4 +235,38 @@ async fn mint_enrollment_token(store: &Store) -> anyhow::Result<String> {
         .create_enrollment_token(&secrets::hash(&token), "streamspace up", expires_at)
         .await?;
     Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        server: ServerArgs,
+    }
+
+    #[test]
+    fn flag_defaults_are_the_servers_defaults() {
+        let cli = Cli::try_parse_from(["server"]).expect("parses");
+        let config = cli.server.config();
+        assert_eq!(config.http, HttpLimits::default());
+        assert_eq!(config.tls, None);
+    }
+
+    #[test]
+    fn a_zero_timeout_and_a_lone_tls_flag_are_refused() {
+        let zero = Cli::try_parse_from(["server", "--idle-timeout", "0s"]);
+        assert!(
+            zero.err()
+                .is_some_and(|e| e.to_string().contains("longer than 0s"))
+        );
+        let lone = Cli::try_parse_from(["server", "--tls-cert", "cert.pem"]);
+        assert!(
+            lone.err()
+                .is_some_and(|e| e.to_string().contains("--tls-key"))
+        );
+    }
 }

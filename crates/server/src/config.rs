@@ -50,6 +50,46 @@ pub struct Config {
     pub revalidate_interval: Duration,
     /// How often expired login and enrollment tokens are deleted.
     pub token_purge_interval: Duration,
+    /// Limits that keep slow, idle or too many clients from exhausting the
+    /// HTTP server.
+    pub http: HttpLimits,
+    /// Certificate and key to serve HTTPS with; `None` serves plain HTTP
+    /// (TLS then ends in a proxy in front).
+    pub tls: Option<TlsFiles>,
+    /// With TLS on, also serve plain HTTP on a random loopback port, for an
+    /// agent in this same process (`up`): see `Application::agent_url`.
+    pub loopback_listener: bool,
+}
+
+/// How long an HTTP client may take and how many may be connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// From a connection's accept (TLS handshake included), or from the
+    /// first byte of a later request, until the request's head is complete.
+    pub header_read_timeout: Duration,
+    /// How long a keep-alive connection may wait for its next request (from
+    /// the last byte written), and a client may leave a response unread.
+    pub idle_timeout: Duration,
+    /// Most connections speaking HTTP at once. Upgraded connections (VNC
+    /// tunnels, agent channels) no longer count: the application tracks them.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// PEM files: the certificate chain (leaf first) and its private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// What happens to a container carrying StreamSpace labels that no session
@@ -101,6 +141,9 @@ impl Default for Config {
             login_throttle: ThrottleLimits::default(),
             revalidate_interval: Duration::from_secs(30),
             token_purge_interval: Duration::from_secs(3600),
+            http: HttpLimits::default(),
+            tls: None,
+            loopback_listener: false,
         }
     }
 }

@@ -18,6 +18,7 @@ mod serve;
 pub mod state;
 pub mod store;
 pub mod template;
+pub mod tls;
 pub mod tunnel;
 pub mod ui;
 pub mod validate;

@@ -53,6 +53,8 @@ pub struct Metrics {
     login_failures: Family<ReasonLabel, Counter>,
     login_lockouts: Family<ScopeLabel, Gauge>,
     password_hashes: Gauge,
+    /// Connections, timeouts, evictions, certificate reloads (`serve/`).
+    pub http: crate::serve::HttpMetrics,
     agents_connected: Gauge,
     sessions: Family<PhaseLabel, Gauge>,
 }
@@ -70,6 +72,7 @@ impl Default for Metrics {
             login_failures: Family::default(),
             login_lockouts: Family::default(),
             password_hashes: Gauge::default(),
+            http: Default::default(),
             agents_connected: Gauge::default(),
             sessions: Family::default(),
             registry: Registry::default(),
@@ -131,6 +134,7 @@ impl Default for Metrics {
             "Sessions by observed phase",
             metrics.sessions.clone(),
         );
+        metrics.http.register(&mut registry);
         Metrics {
             registry,
             ..metrics

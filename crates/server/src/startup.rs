@@ -8,11 +8,13 @@ use crate::bootstrap::{AdminBootstrap, ensure_admin};
 use crate::config::Config;
 use crate::events::EventBus;
 use crate::hub::AgentHub;
+use crate::serve::{Connections, Endpoint};
 use crate::state::AppState;
 use crate::store::Store;
+use crate::tls::ServerTls;
 use crate::tunnel::TunnelBroker;
 use anyhow::Context;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -25,6 +27,10 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 pub struct Application {
     listener: TcpListener,
+    /// Plain HTTP on loopback for an agent in this process, when TLS is on
+    /// and the config asks for it (`up`).
+    loopback: Option<TcpListener>,
+    tls: Option<ServerTls>,
     state: AppState,
     admin: Option<AdminBootstrap>,
 }
@@ -54,15 +60,25 @@ impl Application {
         if database_url.starts_with("sqlite:") {
             store.mark_all_agents_disconnected().await?;
         }
+        let tls = match &config.tls {
+            Some(files) => Some(ServerTls::load(files).context("cannot serve HTTPS")?),
+            None => None,
+        };
         let admin =
             ensure_admin(&store, &config.data_dir, config.admin_password.as_deref()).await?;
+        crate::serve::raise_open_file_limit(config.http.max_connections);
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let local = listener.local_addr()?;
+        let loopback = match tls.is_some() && config.loopback_listener {
+            true => Some(TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?),
+            false => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let public_url = match &config.public_url {
             Some(url) => url.clone(),
-            None => Url::parse(&format!("http://{local}"))?,
+            None => Url::parse(&format!("{scheme}://{local}"))?,
         };
         let sealer = crate::seal::Sealer::load(&store).await?;
         let login = LoginGuard::new(config.login_throttle.clone());
@@ -82,6 +98,8 @@ impl Application {
         };
         Ok(Self {
             listener,
+            loopback,
+            tls,
             state,
             admin,
         })
@@ -98,6 +116,18 @@ impl Application {
         &self.state.public_url
     }
 
+    /// Where an agent in this process reaches the server: the plain
+    /// loopback listener if there is one (no certificate to trust, and its
+    /// tunnels stay on the zero-copy path), else this host's own address.
+    pub fn agent_url(&self) -> anyhow::Result<Url> {
+        let (scheme, addr) = match &self.loopback {
+            Some(loopback) => ("http", loopback.local_addr()?),
+            None if self.tls.is_some() => ("https", loopback_of(self.local_addr())),
+            None => ("http", loopback_of(self.local_addr())),
+        };
+        Ok(Url::parse(&format!("{scheme}://{addr}"))?)
+    }
+
     pub fn store(&self) -> &Store {
         &self.state.store
     }
@@ -110,7 +140,29 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let state = self.state.clone();
         let router = crate::api::router(self.state);
-        let server = crate::serve::serve(self.listener, router, shutdown.clone(), DRAIN_LIMIT);
+        let mut endpoints = vec![Endpoint {
+            listener: self.listener,
+            tls: self.tls.as_ref().map(ServerTls::acceptor),
+        }];
+        if let Some(listener) = self.loopback {
+            tracing::info!(addr = %listener.local_addr()?, "plain HTTP for the embedded agent on loopback");
+            endpoints.push(Endpoint {
+                listener,
+                tls: None,
+            });
+        }
+        if let Some(tls) = self.tls {
+            let reload = tls.reload_on_sighup(state.metrics.http.clone(), shutdown.clone());
+            state.tasks.spawn(reload);
+        }
+        let connections = Connections::new(state.config.http, state.metrics.http.clone());
+        let server = crate::serve::serve(
+            endpoints,
+            router,
+            connections,
+            shutdown.clone(),
+            DRAIN_LIMIT,
+        );
         tracing::info!(url = %state.public_url, "control plane listening");
         state.tasks.spawn(crate::reconcile::run(state.clone()));
         state
@@ -128,6 +180,14 @@ impl Application {
         }
         state.store.close().await;
         Ok(())
+    }
+}
+
+/// Where a local client reaches a listener bound to `addr`.
+fn loopback_of(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        ip if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port()),
+        _ => addr,
     }
 }
 

@@ -4,6 +4,7 @@ use crate::ADMIN_PASSWORD;
 use anyhow::{Context, bail};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
@@ -11,6 +12,9 @@ use url::Url;
 pub struct Api {
     pub base: Url,
     pub token: Option<String>,
+    /// The roots to trust for an `https://` base (a test CA); `None` means
+    /// the system's.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     http: reqwest::Client,
 }
 
@@ -27,13 +31,33 @@ impl Api {
         Self {
             base: base.clone(),
             token: None,
+            tls: None,
             http: reqwest::Client::new(),
         }
     }
 
+    /// A client that trusts what `tls` trusts (e.g. a test CA).
+    pub fn with_tls(base: &Url, tls: Arc<rustls::ClientConfig>) -> anyhow::Result<Self> {
+        crate::init();
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(rustls::ClientConfig::clone(&tls))
+            .build()?;
+        Ok(Self {
+            base: base.clone(),
+            token: None,
+            tls: Some(tls),
+            http,
+        })
+    }
+
     pub async fn login(base: &Url, username: &str, password: &str) -> anyhow::Result<Self> {
-        let mut api = Self::new(base);
-        let answer = api
+        Self::new(base).log_in(username, password).await
+    }
+
+    /// Logs this client in as `username`.
+    pub async fn log_in(mut self, username: &str, password: &str) -> anyhow::Result<Self> {
+        self.token = None;
+        let answer = self
             .call(
                 Method::POST,
                 "/api/v1/auth/login",
@@ -43,12 +67,17 @@ impl Api {
         if answer.status != StatusCode::OK {
             bail!("login as {username} failed: {answer:?}");
         }
-        api.token = answer.body["token"].as_str().map(str::to_owned);
-        Ok(api)
+        self.token = answer.body["token"].as_str().map(str::to_owned);
+        Ok(self)
     }
 
     pub async fn admin(base: &Url) -> anyhow::Result<Self> {
         Self::login(base, "admin", ADMIN_PASSWORD).await
+    }
+
+    /// Logs this client in as the bootstrap admin.
+    pub async fn as_admin(self) -> anyhow::Result<Self> {
+        self.log_in("admin", ADMIN_PASSWORD).await
     }
 
     /// Any request; never fails on an HTTP error status.
@@ -102,6 +131,16 @@ impl Api {
             (StatusCode::OK, Value::String(text)) => Ok(text),
             (status, body) => bail!("GET {path}: {status} {body}"),
         }
+    }
+
+    /// A sample from `/metrics` by its full name (labels included); 0 when
+    /// absent, as Prometheus reads a counter not yet created.
+    pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
+        let text = self.text("/metrics").await?;
+        Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0.0))
     }
 
     pub async fn create_user(&self, username: &str, password: &str) -> anyhow::Result<Value> {

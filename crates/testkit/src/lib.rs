@@ -7,6 +7,7 @@ pub mod docker;
 pub mod postgres;
 pub mod process;
 pub mod rfb;
+pub mod tls;
 
 pub use api::Api;
 pub use process::{AgentProcess, ControlPlane, Mode, Options, Spawned};

@@ -43,6 +43,14 @@ impl Spawned {
         Ok(())
     }
 
+    /// Waits up to `limit` for the process to exit by itself.
+    pub async fn exited(&mut self, limit: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .with_context(|| format!("still running after {limit:?}"))?
+            .map_err(Into::into)
+    }
+
     /// SIGTERM, then wait for a graceful exit.
     pub async fn stop(&mut self) -> anyhow::Result<std::process::ExitStatus> {
         self.signal("TERM")?;

@@ -5,11 +5,12 @@
 use anyhow::{Context, bail, ensure};
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use url::Url;
 
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
@@ -56,6 +57,17 @@ impl VncSocket {
         token: &str,
         headers: &[(&str, &str)],
     ) -> Result<Self, Refused> {
+        Self::connect_tls(base, session_id, token, headers, None).await
+    }
+
+    /// `connect`, trusting what `tls` trusts for a `https://` base.
+    pub async fn connect_tls(
+        base: &Url,
+        session_id: &str,
+        token: &str,
+        headers: &[(&str, &str)],
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Self, Refused> {
         let url = vnc_url(base, session_id);
         let refused = |status, error: String| Refused { status, error };
         let mut request = url
@@ -81,7 +93,9 @@ impl VncSocket {
                 value.parse().map_err(|_| refused(0, "bad header".into()))?,
             );
         }
-        match tokio_tungstenite::connect_async_with_config(request, None, true).await {
+        let connector = tls.map(Connector::Rustls);
+        match tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector).await
+        {
             Ok((ws, _)) => Ok(Self {
                 ws,
                 buf: BytesMut::new(),

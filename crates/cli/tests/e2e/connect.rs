@@ -11,8 +11,13 @@ use streamspace_testkit::{Api, ControlPlane, Mode};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-/// Starts `streamspace connect` on a free port; returns the process and port.
-async fn start_connect(api: &Api, id: &str) -> anyhow::Result<(tokio::process::Child, u16)> {
+/// Starts `streamspace connect` (with `extra` arguments) on a free port;
+/// returns the process and port.
+pub async fn start_connect(
+    api: &Api,
+    id: &str,
+    extra: &[&std::ffi::OsStr],
+) -> anyhow::Result<(tokio::process::Child, u16)> {
     let mut child = Command::new(bin())
         .args([
             "connect",
@@ -22,6 +27,7 @@ async fn start_connect(api: &Api, id: &str) -> anyhow::Result<(tokio::process::C
             "--server",
             api.base.as_str(),
         ])
+        .args(extra)
         .env(
             "STREAMSPACE_TOKEN",
             api.token.as_deref().unwrap_or_default(),
@@ -46,7 +52,7 @@ async fn start_connect(api: &Api, id: &str) -> anyhow::Result<(tokio::process::C
 
 /// Captures the screen with vncdotool and returns how many distinct colours
 /// it holds: a desktop with an xterm has many, a blank or broken one few.
-async fn capture_colours(port: u16, png: &std::path::Path) -> anyhow::Result<usize> {
+pub async fn capture_colours(port: u16, png: &std::path::Path) -> anyhow::Result<usize> {
     let server = format!("127.0.0.1::{port}");
     // vncdotool's first capture of a new connection may be incomplete, so
     // it captures twice on one connection and keeps the second.
@@ -90,7 +96,7 @@ async fn native_vnc_client_through_connect() -> anyhow::Result<()> {
     let id = session["id"].as_str().unwrap_or_default().to_owned();
     admin.wait_for_phase(&id, "Running", RUNNING_LIMIT).await?;
 
-    let (_connect, port) = start_connect(&admin, &id).await?;
+    let (_connect, port) = start_connect(&admin, &id, &[]).await?;
     let dir = tempfile::tempdir()?;
     let png = dir.path().join("screen.png");
     let colours = capture_colours(port, &png).await?;

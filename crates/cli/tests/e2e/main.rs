@@ -6,6 +6,7 @@ mod faults;
 mod isolation;
 mod login_flood;
 mod spine;
+mod tls;
 mod up;
 
 use serde_json::{Value, json};
@@ -37,9 +38,11 @@ pub fn desktop_template(name: &str) -> Value {
 /// The RFB handshake and one framebuffer update through `/vnc/{id}`.
 pub async fn assert_vnc_works(api: &Api, session_id: &str) -> anyhow::Result<()> {
     let token = api.token.as_deref().unwrap_or_default();
-    let mut vnc = streamspace_testkit::rfb::VncSocket::connect(&api.base, session_id, token, &[])
-        .await
-        .map_err(|r| anyhow::anyhow!("/vnc refused: {} {}", r.status, r.error))?;
+    let tls = api.tls.clone();
+    let mut vnc =
+        streamspace_testkit::rfb::VncSocket::connect_tls(&api.base, session_id, token, &[], tls)
+            .await
+            .map_err(|r| anyhow::anyhow!("/vnc refused: {} {}", r.status, r.error))?;
     let init = vnc.handshake().await?;
     anyhow::ensure!(
         init.width > 0 && init.height > 0,

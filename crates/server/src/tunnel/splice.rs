@@ -269,13 +269,10 @@ mod zero_copy {
 
     impl End<Socket> {
         pub(super) fn of(upgraded: Upgraded) -> Self {
-            match upgraded.downcast::<TokioIo<TcpStream>>() {
+            match crate::serve::into_tcp(upgraded) {
                 // A copy: the bytes are few, and the original would keep
                 // hyper's whole read buffer alive as long as the tunnel.
-                Ok(parts) => End::new(
-                    Either::Left(parts.io.into_inner()),
-                    Bytes::copy_from_slice(&parts.read_buf),
-                ),
+                Ok((tcp, ahead)) => End::new(Either::Left(tcp), Bytes::copy_from_slice(&ahead)),
                 Err(upgraded) => End::new(Either::Right(TokioIo::new(upgraded)), Bytes::new()),
             }
         }

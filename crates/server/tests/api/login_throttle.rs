@@ -65,7 +65,7 @@ async fn statuses(app: &TestApp, username: &str, n: usize) -> Vec<u16> {
 
 #[tokio::test]
 async fn guessing_one_password_is_throttled_then_forgotten() -> anyhow::Result<()> {
-    let app = spawn_app_with(Engine::Sqlite, |c| c.login_throttle = limits(3, 100)).await;
+    let app = spawn_app_with(Engine::Sqlite, |c| c.login_throttle = limits(3, 100), None).await;
     app.admin.create_user("alice", "alice-password").await?;
     app.admin.create_user("bob", "bob-password").await?;
 
@@ -123,10 +123,14 @@ async fn guessing_one_password_is_throttled_then_forgotten() -> anyhow::Result<(
 
 #[tokio::test]
 async fn each_client_address_is_throttled_apart_behind_a_trusted_proxy() -> anyhow::Result<()> {
-    let app = spawn_app_with(Engine::Sqlite, |c| {
-        c.login_throttle = limits(100, 3);
-        c.trusted_proxies = vec![parse_trusted_proxy("127.0.0.1").expect("address")];
-    })
+    let app = spawn_app_with(
+        Engine::Sqlite,
+        |c| {
+            c.login_throttle = limits(100, 3);
+            c.trusted_proxies = vec![parse_trusted_proxy("127.0.0.1").expect("address")];
+        },
+        None,
+    )
     .await;
     // Spraying one password at many names from one client…
     for user in ["u1", "u2", "u3", "u4"] {
@@ -149,7 +153,7 @@ async fn each_client_address_is_throttled_apart_behind_a_trusted_proxy() -> anyh
 
 #[tokio::test]
 async fn forwarded_for_from_an_untrusted_peer_is_ignored() -> anyhow::Result<()> {
-    let app = spawn_app_with(Engine::Sqlite, |c| c.login_throttle = limits(100, 3)).await;
+    let app = spawn_app_with(Engine::Sqlite, |c| c.login_throttle = limits(100, 3), None).await;
     // Without --trusted-proxies, naming a new address each time does not
     // escape the count for the real peer.
     for n in 1..=4 {
@@ -164,7 +168,7 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored() -> anyhow::Result<()>
 
 #[tokio::test]
 async fn an_overlong_password_is_refused_without_hashing() -> anyhow::Result<()> {
-    let app = spawn_app_with(Engine::Sqlite, |_| {}).await;
+    let app = spawn_app_with(Engine::Sqlite, |_| {}, None).await;
     let answer = login(&app, "admin", &"x".repeat(2000), None).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{answer:?}");
     assert!(answer.error.contains("1024 bytes"), "{answer:?}");

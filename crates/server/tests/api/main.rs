@@ -4,6 +4,7 @@
 
 mod admission;
 mod agents;
+mod connections;
 mod distrust;
 mod fake_agent;
 mod lifecycle;
@@ -16,6 +17,7 @@ mod sessions;
 mod state_machine;
 mod validation;
 
+use std::sync::Arc;
 use std::time::Duration;
 use streamspace_server::store::Store;
 use streamspace_server::{Application, Config};
@@ -46,12 +48,17 @@ impl Drop for TestApp {
 }
 
 pub async fn spawn_app(engine: Engine) -> TestApp {
-    spawn_app_with(engine, |_| {}).await
+    spawn_app_with(engine, |_| {}, None).await
 }
 
 /// `spawn_app` with settings changed by `configure` (short windows and
-/// intervals for tests that wait on them).
-pub async fn spawn_app_with(engine: Engine, configure: impl FnOnce(&mut Config)) -> TestApp {
+/// intervals for tests that wait on them); `tls` is what clients trust when
+/// `configure` turns TLS on.
+pub async fn spawn_app_with(
+    engine: Engine,
+    configure: impl FnOnce(&mut Config),
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> TestApp {
     let database_url = match engine {
         Engine::Sqlite => None,
         Engine::Postgres => Some(
@@ -60,7 +67,7 @@ pub async fn spawn_app_with(engine: Engine, configure: impl FnOnce(&mut Config))
                 .expect("a PostgreSQL database"),
         ),
     };
-    spawn_on(database_url, configure).await
+    spawn_on(database_url, configure, tls).await
 }
 
 /// Another control-plane replica on the same PostgreSQL database.
@@ -69,10 +76,14 @@ pub async fn spawn_replica(app: &TestApp) -> TestApp {
         app.database_url.starts_with("postgres"),
         "replicas share PostgreSQL"
     );
-    spawn_on(Some(app.database_url.clone()), |_| {}).await
+    spawn_on(Some(app.database_url.clone()), |_| {}, None).await
 }
 
-async fn spawn_on(database_url: Option<String>, configure: impl FnOnce(&mut Config)) -> TestApp {
+async fn spawn_on(
+    database_url: Option<String>,
+    configure: impl FnOnce(&mut Config),
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> TestApp {
     streamspace_testkit::init();
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = Config {
@@ -87,10 +98,14 @@ async fn spawn_on(database_url: Option<String>, configure: impl FnOnce(&mut Conf
     configure(&mut config);
     let database_url = database_url.unwrap_or_else(|| Store::sqlite_url(dir.path()));
     let app = Application::build(config).await.expect("the app builds");
-    let url = Url::parse(&format!("http://{}", app.local_addr())).expect("url");
+    let url = app.public_url().clone();
     let stop = CancellationToken::new();
     tokio::spawn(app.run_until_stopped(stop.clone()));
-    let admin = Api::admin(&url).await.expect("admin login");
+    let client = match tls {
+        Some(tls) => Api::with_tls(&url, tls).expect("a TLS client"),
+        None => Api::new(&url),
+    };
+    let admin = client.as_admin().await.expect("admin login");
     TestApp {
         url,
         admin,

@@ -200,11 +200,11 @@ mod purge {
 
     #[tokio::test]
     async fn sqlite() -> anyhow::Result<()> {
-        expired_tokens_are_purged(spawn_app_with(Engine::Sqlite, quick).await).await
+        expired_tokens_are_purged(spawn_app_with(Engine::Sqlite, quick, None).await).await
     }
 
     #[tokio::test]
     async fn postgres() -> anyhow::Result<()> {
-        expired_tokens_are_purged(spawn_app_with(Engine::Postgres, quick).await).await
+        expired_tokens_are_purged(spawn_app_with(Engine::Postgres, quick, None).await).await
     }
 }

@@ -292,13 +292,13 @@ mod elsewhere {
 
     #[tokio::test]
     async fn sqlite() -> anyhow::Result<()> {
-        let app = spawn_app_with(Engine::Sqlite, quick).await;
+        let app = spawn_app_with(Engine::Sqlite, quick, None).await;
         a_revocation_on_another_replica_ends_the_stream_at_the_next_check(app).await
     }
 
     #[tokio::test]
     async fn postgres() -> anyhow::Result<()> {
-        let app = spawn_app_with(Engine::Postgres, quick).await;
+        let app = spawn_app_with(Engine::Postgres, quick, None).await;
         a_revocation_on_another_replica_ends_the_stream_at_the_next_check(app).await
     }
 }

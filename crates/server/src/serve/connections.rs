@@ -1,0 +1,234 @@
+//! The connection cap: every connection speaking HTTP holds a slot; at the
+//! cap a newcomer takes the slot of the connection that has been idle,
+//! reading its head or leaving its response unread the longest, so /healthz, logins and agent reconnects
+//! keep getting in while stalled clients hold everything else. Requests in
+//! progress are never evicted; when nothing can be, the newcomer is refused.
+
+use super::watch::{State, Watch};
+use crate::config::HttpLimits;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::time::Instant;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+/// What the HTTP server counts (`/metrics`).
+#[derive(Clone, Debug, Default)]
+pub struct HttpMetrics {
+    /// Connections speaking HTTP now (upgraded ones have left).
+    pub open: Gauge,
+    pub accepted: Counter,
+    /// Connections the server closed: `header_timeout`, `idle_timeout`,
+    /// `write_stall` (a response left unread), `evicted`, `refused` (at the
+    /// cap, nothing to evict), `tls_handshake`.
+    pub dropped: Family<ReasonLabel, Counter>,
+    /// Certificate reloads on SIGHUP: `ok` or `failed`.
+    pub tls_reloads: Family<OutcomeLabel, Counter>,
+}
+
+impl HttpMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "http_connections",
+            "Connections speaking HTTP now (upgraded tunnels and agent channels are not counted)",
+            self.open.clone(),
+        );
+        registry.register(
+            "http_connections_accepted",
+            "Connections accepted",
+            self.accepted.clone(),
+        );
+        registry.register(
+            "http_connections_dropped",
+            "Connections the server closed, by reason",
+            self.dropped.clone(),
+        );
+        registry.register(
+            "tls_reloads",
+            "Certificate reloads on SIGHUP, by outcome",
+            self.tls_reloads.clone(),
+        );
+    }
+
+    pub fn dropped(&self, reason: &'static str) {
+        self.dropped.get_or_create(&ReasonLabel { reason }).inc();
+    }
+}
+
+/// Every connection speaking HTTP, by id.
+pub struct Connections {
+    pub limits: HttpLimits,
+    pub metrics: HttpMetrics,
+    epoch: Instant,
+    next_id: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<Watch>>>,
+}
+
+/// A connection's place under the cap; dropping it frees the place.
+pub struct Slot {
+    id: u64,
+    pub watch: Arc<Watch>,
+    registry: Arc<Connections>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.registry.open().remove(&self.id).is_some() {
+            self.registry.metrics.open.dec();
+        }
+    }
+}
+
+impl Connections {
+    pub fn new(limits: HttpLimits, metrics: HttpMetrics) -> Arc<Self> {
+        Arc::new(Connections {
+            limits,
+            metrics,
+            epoch: Instant::now(),
+            next_id: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn open(&self) -> MutexGuard<'_, HashMap<u64, Arc<Watch>>> {
+        // Single inserts and removes cannot leave the map inconsistent.
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A slot for a new connection, evicting another at the cap; `None`
+    /// when every slot holds a request in progress.
+    pub fn admit(self: &Arc<Self>) -> Option<Slot> {
+        self.metrics.accepted.inc();
+        let mut open = self.open();
+        if open.len() >= self.limits.max_connections {
+            let Some(evicted) = evict_one(&open) else {
+                drop(open);
+                self.metrics.dropped("refused");
+                return None;
+            };
+            // Its task closes it; the slot is the newcomer's from now on.
+            open.remove(&evicted);
+            self.metrics.open.dec();
+            self.metrics.dropped("evicted");
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let watch = Arc::new(Watch::new(self.epoch));
+        open.insert(id, watch.clone());
+        self.metrics.open.inc();
+        Some(Slot {
+            id,
+            watch,
+            registry: self.clone(),
+        })
+    }
+}
+
+/// Raises the soft open-file limit to the hard one (as Go's runtime does):
+/// every connection is a descriptor, and the usual soft limit (1024) is far
+/// below the connection cap, where `accept` would fail before the cap
+/// could evict anyone. Warns when even the hard limit leaves little room.
+pub fn raise_open_file_limit(max_connections: usize) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let mut current = limit.current;
+    if current != limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => current = limit.maximum,
+            Err(err) => tracing::debug!(%err, "cannot raise the open-file limit"),
+        }
+    }
+    // Tunnels, agent channels and the database need descriptors too.
+    let wanted = max_connections as u64 + 1024;
+    if let Some(current) = current
+        && current < wanted
+    {
+        tracing::warn!(
+            open_files = current,
+            max_connections,
+            "the open-file limit is below --max-connections plus room for tunnels: \
+             raise it (ulimit -n, systemd LimitNOFILE=) or lower --max-connections"
+        );
+    }
+}
+
+/// Evicts the connection that has been idle, reading its head or leaving
+/// its response unread the longest; returns its id. O(open connections),
+/// only at the cap.
+fn evict_one(open: &HashMap<u64, Arc<Watch>>) -> Option<u64> {
+    let mut candidates: Vec<(Instant, u64, State)> = open
+        .iter()
+        .filter_map(|(id, watch)| {
+            let state = watch.state();
+            Some((state.waiting_since()?, *id, state))
+        })
+        .collect();
+    candidates.sort_unstable_by_key(|(since, id, _)| (*since, *id));
+    // One that started a request since it was looked at is skipped.
+    candidates
+        .into_iter()
+        .find(|(_, id, state)| open.get(id).is_some_and(|w| w.evict_if(*state)))
+        .map(|(_, id, _)| id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::watch::Phase;
+    use super::*;
+
+    fn registry(max_connections: usize) -> Arc<Connections> {
+        let limits = HttpLimits {
+            max_connections,
+            ..HttpLimits::default()
+        };
+        Connections::new(limits, HttpMetrics::default())
+    }
+
+    #[test]
+    fn at_the_cap_the_longest_waiting_idle_or_head_connection_goes() {
+        let connections = registry(3);
+        // Equal clocks are ordered by arrival.
+        let oldest = connections.admit().expect("room");
+        let busy = connections.admit().expect("room");
+        busy.watch.request_started();
+        let newer = connections.admit().expect("room");
+
+        let newcomer = connections.admit().expect("evicts one");
+        assert_eq!(oldest.watch.state().phase, Phase::Evicted);
+        assert_eq!(busy.watch.state().phase, Phase::Busy);
+        assert_eq!(newer.watch.state().phase, Phase::Head);
+        assert_eq!(connections.metrics.open.get(), 3);
+
+        // The evicted one's task ends; its slot was already handed over.
+        drop(oldest);
+        assert_eq!(connections.metrics.open.get(), 3);
+        newer.watch.request_started();
+        newcomer.watch.request_started();
+        assert!(connections.admit().is_none(), "all busy: refused");
+        let refused = connections
+            .metrics
+            .dropped
+            .get_or_create(&ReasonLabel { reason: "refused" })
+            .get();
+        assert_eq!(refused, 1);
+        drop(busy);
+        assert!(connections.admit().is_some(), "a freed slot is reused");
+    }
+}

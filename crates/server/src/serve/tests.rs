@@ -1,0 +1,74 @@
+//! One hyper connection under the limits, on an in-memory pipe whose small
+//! buffer makes a client that does not read visible at once.
+
+use super::*;
+use crate::config::HttpLimits;
+use axum::routing::get;
+use tokio::io::DuplexStream;
+
+const BODY: usize = 1 << 20;
+/// Far longer than any limit here.
+const GENEROUS: Duration = Duration::from_secs(20);
+
+/// A connection serving a 1 MiB response at `/`, and the client's end.
+fn connection(idle_timeout: Duration) -> (Connection, DuplexStream, DuplexStream) {
+    let limits = HttpLimits {
+        header_read_timeout: Duration::from_secs(30),
+        idle_timeout,
+        max_connections: 4,
+    };
+    let connections = Connections::new(limits, HttpMetrics::default());
+    let slot = connections.admit().expect("room");
+    let router = Router::new().route("/", get(|| async { vec![7u8; BODY] }));
+    let connection = Connection {
+        slot,
+        connections,
+        router,
+        shutdown: CancellationToken::new(),
+        peer: ([127, 0, 0, 1], 1).into(),
+    };
+    let (client, server) = tokio::io::duplex(4096);
+    (connection, client, server)
+}
+
+const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nhost: test\r\n\r\n";
+
+#[tokio::test]
+async fn a_client_that_leaves_a_response_unread_is_closed() {
+    let (connection, mut client, server) = connection(Duration::from_millis(300));
+    client.write_all(REQUEST).await.expect("request");
+    let ended = tokio::time::timeout(GENEROUS, connection.http(server, false))
+        .await
+        .expect("closed within the bound");
+    assert_eq!(ended, Err(Stop::WriteStall));
+}
+
+#[tokio::test]
+async fn a_slow_reader_that_keeps_reading_gets_everything() {
+    let (connection, mut client, server) = connection(Duration::from_millis(300));
+    client.write_all(REQUEST).await.expect("request");
+    let reader = tokio::spawn(async move {
+        let mut got = 0;
+        let mut buf = [0u8; 8192];
+        // Each pause is shorter than the idle timeout, all of them together
+        // far longer; the end comes when the server closes.
+        loop {
+            let n = client.read(&mut buf).await.expect("read");
+            if n == 0 {
+                break;
+            }
+            got += n;
+            if got % (64 * 1024) < n {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        got
+    });
+    let ended = tokio::time::timeout(GENEROUS, connection.http(server, false))
+        .await
+        .expect("closed within the bound");
+    // Then idle, which the idle timeout ends.
+    assert_eq!(ended, Err(Stop::IdleTimeout));
+    let received = reader.await.expect("reader");
+    assert!(received > BODY, "headers and the whole body: {received}");
+}

@@ -1,0 +1,245 @@
+//! HTTP connection limits: slow, idle and too many clients, and HTTPS.
+//! Timings are short here (seconds); every assertion waits with a generous
+//! bound rather than measuring a delay.
+
+use crate::fake_agent::{FakeAgent, enroll};
+use crate::{Engine, TestApp, spawn_app_with};
+use anyhow::{Context, bail};
+use reqwest::StatusCode;
+use std::net::SocketAddr;
+use std::time::Duration;
+use streamspace_server::config::{HttpLimits, TlsFiles};
+use streamspace_testkit::tls::TestCa;
+use streamspace_testkit::{Api, eventually};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout, timeout_at};
+
+/// Far more than any limit below: what "promptly" and "eventually" allow.
+const GENEROUS: Duration = Duration::from_secs(20);
+
+fn limits(header_read_secs: u64, idle_secs: u64, max_connections: usize) -> HttpLimits {
+    HttpLimits {
+        header_read_timeout: Duration::from_secs(header_read_secs),
+        idle_timeout: Duration::from_secs(idle_secs),
+        max_connections,
+    }
+}
+
+async fn app_with(http: HttpLimits) -> TestApp {
+    spawn_app_with(Engine::Sqlite, move |config| config.http = http, None).await
+}
+
+fn addr(app: &TestApp) -> SocketAddr {
+    let host = app.url.host_str().unwrap_or("127.0.0.1");
+    let port = app.url.port().unwrap_or(80);
+    SocketAddr::new(host.parse().unwrap_or([127, 0, 0, 1].into()), port)
+}
+
+/// A connection that sent part of a request line and stopped.
+async fn half_open(addr: SocketAddr) -> anyhow::Result<TcpStream> {
+    let mut tcp = TcpStream::connect(addr).await?;
+    tcp.write_all(b"GET /healthz HTT").await?;
+    Ok(tcp)
+}
+
+/// Waits until the server closes `tcp` (end of stream or reset) before
+/// `deadline`; fails on data or on time running out.
+async fn dropped_by(tcp: &mut TcpStream, deadline: Instant) -> anyhow::Result<()> {
+    let mut buf = [0u8; 512];
+    match timeout_at(deadline, tcp.read(&mut buf)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => Ok(()),
+        Ok(Ok(n)) => bail!(
+            "the server answered instead: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+        Err(_) => bail!("the connection is still open"),
+    }
+}
+
+/// Sends one keep-alive request on `tcp` and returns the whole response.
+async fn request(tcp: &mut TcpStream, path: &str, headers: &str) -> anyhow::Result<String> {
+    let head = format!("GET {path} HTTP/1.1\r\nHost: test\r\n{headers}\r\n");
+    tcp.write_all(head.as_bytes()).await?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>())
+                })
+                .transpose()?;
+            match length {
+                Some(n) if got.len() >= end + 4 + n => return Ok(text),
+                None => return Ok(text),
+                Some(_) => {}
+            }
+        }
+        let n = timeout(GENEROUS, tcp.read(&mut buf))
+            .await
+            .context("no response")??;
+        if n == 0 {
+            bail!("closed mid-response: {text:?}");
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+fn dropped(reason: &str) -> String {
+    format!("streamspace_http_connections_dropped_total{{reason=\"{reason}\"}}")
+}
+
+#[tokio::test]
+async fn half_open_requests_are_dropped_while_healthz_and_agents_get_in() -> anyhow::Result<()> {
+    let app = app_with(limits(3, 60, 16)).await;
+    let mut stalled = Vec::new();
+    for _ in 0..40 {
+        stalled.push(half_open(addr(&app)).await?);
+    }
+    // At the cap, with every slot held by a stalled client: newcomers
+    // push the oldest of them out.
+    let health = timeout(GENEROUS, Api::new(&app.url).text("/healthz"))
+        .await
+        .context("/healthz did not answer at the connection cap")??;
+    assert_eq!(health, "ok");
+    let (id, secret) = enroll(&app.admin, "reconnecting").await?;
+    let agent = timeout(GENEROUS, FakeAgent::connect(&app.url, &id, &secret))
+        .await
+        .context("the agent could not connect at the connection cap")??;
+
+    let deadline = Instant::now() + GENEROUS;
+    for (i, tcp) in stalled.iter_mut().enumerate() {
+        dropped_by(tcp, deadline)
+            .await
+            .with_context(|| format!("stalled connection {i}"))?;
+    }
+    let evicted = app.admin.metric(&dropped("evicted")).await?;
+    let timed_out = app.admin.metric(&dropped("header_timeout")).await?;
+    assert!(evicted >= 1.0, "some were evicted at the cap");
+    assert!(
+        evicted + timed_out >= 40.0,
+        "all 40 dropped by the server: {evicted} evicted, {timed_out} timed out"
+    );
+    // The agent's channel, upgraded, was never a candidate.
+    let agents = app.admin.agents().await?;
+    assert_eq!(agents[0]["status"], "online", "{agents:?}");
+    agent.close().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_outlives_the_header_timeout() -> anyhow::Result<()> {
+    let app = app_with(limits(1, 60, 100)).await;
+    let mut tcp = TcpStream::connect(addr(&app)).await?;
+    let first = request(&mut tcp, "/healthz", "").await?;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    // Idle for twice the header-read timeout: the idle timeout governs.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let second = request(&mut tcp, "/healthz", "").await?;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    // Once a request starts, its head must be done within the header-read
+    // timeout, long before the idle timeout.
+    tcp.write_all(b"GET /hea").await?;
+    dropped_by(&mut tcp, Instant::now() + GENEROUS).await?;
+    assert!(app.admin.metric(&dropped("header_timeout")).await? >= 1.0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() -> anyhow::Result<()> {
+    let app = app_with(limits(60, 1, 100)).await;
+    let mut tcp = TcpStream::connect(addr(&app)).await?;
+    let answer = request(&mut tcp, "/healthz", "").await?;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    dropped_by(&mut tcp, Instant::now() + GENEROUS).await?;
+    assert!(app.admin.metric(&dropped("idle_timeout")).await? >= 1.0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn at_the_cap_busy_requests_stay_and_a_newcomer_gets_503() -> anyhow::Result<()> {
+    let app = app_with(limits(10, 60, 2)).await;
+    let token = app.admin.token.clone().unwrap_or_default();
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    // Two event streams: requests in progress, which are never evicted.
+    let mut streams = Vec::new();
+    for _ in 0..2 {
+        let mut tcp = TcpStream::connect(addr(&app)).await?;
+        tcp.write_all(format!("GET /api/v1/events HTTP/1.1\r\nHost: t\r\n{auth}\r\n").as_bytes())
+            .await?;
+        let mut head = [0u8; 12];
+        tcp.read_exact(&mut head).await?;
+        assert_eq!(&head, b"HTTP/1.1 200");
+        streams.push(tcp);
+    }
+    let refused = Api::new(&app.url)
+        .call(reqwest::Method::GET, "/healthz", None)
+        .await?;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    let error = refused.body["error"].as_str().unwrap_or_default();
+    assert!(error.contains("connections"), "{:?}", refused.body);
+    // The streams are still open.
+    for tcp in &mut streams {
+        let mut buf = [0u8; 64];
+        if let Ok(read) = timeout(Duration::from_millis(200), tcp.read(&mut buf)).await {
+            assert!(read? > 0, "an event stream was closed");
+        }
+    }
+    streams.pop();
+    eventually(GENEROUS, "a free slot", || async {
+        let answer = Api::new(&app.url)
+            .call(reqwest::Method::GET, "/healthz", None)
+            .await?;
+        Ok((answer.status == StatusCode::OK).then_some(()))
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn https_sends_hsts_and_its_handshake_is_under_the_header_timeout() -> anyhow::Result<()> {
+    let ca = TestCa::new("connections")?;
+    let cert = ca.server_cert("server")?;
+    let files = TlsFiles {
+        cert: cert.cert.clone(),
+        key: cert.key.clone(),
+    };
+    let app = spawn_app_with(
+        Engine::Sqlite,
+        move |config| {
+            config.tls = Some(files);
+            config.http = limits(1, 60, 100);
+        },
+        Some(ca.client_config()?),
+    )
+    .await;
+    assert_eq!(app.url.scheme(), "https", "the default public URL");
+    let client = reqwest::Client::builder()
+        .tls_backend_preconfigured(rustls::ClientConfig::clone(&*ca.client_config()?))
+        .build()?;
+    let response = client.get(app.url.join("/healthz")?).send().await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    let hsts = response
+        .headers()
+        .get("strict-transport-security")
+        .context("no Strict-Transport-Security header")?;
+    assert!(hsts.to_str()?.starts_with("max-age="), "{hsts:?}");
+
+    // A client that never finishes its handshake is dropped like one that
+    // never finishes its request head.
+    let mut silent = TcpStream::connect(addr(&app)).await?;
+    let mut partial = TcpStream::connect(addr(&app)).await?;
+    partial
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .await?;
+    let deadline = Instant::now() + GENEROUS;
+    dropped_by(&mut silent, deadline).await?;
+    dropped_by(&mut partial, deadline).await?;
+    assert!(app.admin.metric(&dropped("header_timeout")).await? >= 2.0);
+    Ok(())
+}
