@@ -3,6 +3,7 @@
 //! so these tests need no Docker.
 
 mod agents;
+mod event_stream;
 mod fake_agent;
 mod lifecycle;
 mod openapi;
