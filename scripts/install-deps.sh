@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Prepare a Debian 12 machine for StreamSpace's run and test commands:
 # Docker engine (running), PostgreSQL (running, with the test role and
-# database), Chromium + chromedriver for browser tests, Python venv, Node/npm.
+# database), Chromium + chromedriver, nginx and Caddy for browser tests,
+# Python venv, Node/npm.
 #
 # Idempotent and quick when everything is already there: apt is only touched
 # (and `apt-get update` only run) when something is missing.
 #
 # Env:
 #   STREAMSPACE_SKIP_POSTGRES=1  skip PostgreSQL (install, start, role, db)
-#   STREAMSPACE_SKIP_CHROMIUM=1  skip Chromium/chromedriver
+#   STREAMSPACE_SKIP_CHROMIUM=1  skip Chromium/chromedriver and the browser
+#                                tests' reverse proxies (nginx, Caddy)
 # `streamspace run` itself only needs Docker.
 set -euo pipefail
 
@@ -41,10 +43,19 @@ if [[ $SKIP_PG != 1 ]]; then
   { have pg_ctlcluster && compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; } ||
     MISSING+=(postgresql)
 fi
+PROXIES=()
 if [[ $SKIP_CHROMIUM != 1 ]]; then
   have chromium || MISSING+=(chromium)
   have chromedriver || MISSING+=(chromium-driver)
+  # The browser tests run the README's reverse-proxy recipes in front of the
+  # server (their own instances, on free loopback ports), over TLS made with
+  # openssl, and preload a small library built with cc into Chromium.
+  have nginx || PROXIES+=(nginx)
+  have caddy || PROXIES+=(caddy)
+  have openssl || MISSING+=(openssl)
+  have cc || MISSING+=(gcc libc6-dev)
 fi
+MISSING+=("${PROXIES[@]}")
 have python3 || MISSING+=(python3 python3-pip)
 # Debian splits venv/ensurepip out of python3; tests create virtualenvs.
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || MISSING+=(python3-venv)
@@ -60,6 +71,11 @@ if ((${#MISSING[@]})); then
   apt-get install -y -q --no-install-recommends "${MISSING[@]}" >/tmp/streamspace-apt.log 2>&1 ||
     die "apt-get install failed, see /tmp/streamspace-apt.log: $(tail -n 3 /tmp/streamspace-apt.log)"
   DONE+=("installed ${MISSING[*]}")
+  # On systemd machines the packages start their own server on port 80; the
+  # tests do not use it, so one this script installed is stopped again.
+  if ((${#PROXIES[@]})) && [[ -d /run/systemd/system ]] && have systemctl; then
+    systemctl disable --now "${PROXIES[@]}" >/dev/null 2>&1 || true
+  fi
 fi
 
 # 2. Docker engine. No systemd here, so start dockerd directly and detach it

@@ -2,13 +2,15 @@
 # Browser tests of the web UI against a real binary, a real Docker agent and
 # Debian's Chromium:
 #
-#   scripts/test-ui.sh path/to/streamspace
+#   scripts/test-ui.sh path/to/streamspace [tests/ui/NAME.test.mjs ...]
 #
 # Starts `streamspace up` on a free loopback port with a fresh data directory
-# and a known admin password, waits for /healthz, runs tests/ui (node --test
-# with playwright-core), and saves screenshots and the server log to
-# test-artifacts/ui/. Always stops the server and removes the containers and
-# volumes it created. Exits non-zero when a test fails.
+# and a known admin password, waits for /healthz, puts Debian's nginx and
+# Caddy in front of it over TLS (tests/ui/proxies.sh), runs tests/ui (node
+# --test with playwright-core; all of them, or the files named), and saves
+# screenshots and the server and proxy logs to test-artifacts/ui/. Always
+# stops the server and the proxies and removes the containers and volumes it
+# created. Exits non-zero when a test fails.
 #
 # The binary must embed a current UI: run scripts/build-ui.sh before building it.
 set -euo pipefail
@@ -19,9 +21,12 @@ die() {
   exit 1
 }
 
-[[ $# -ge 1 ]] || die "usage: scripts/test-ui.sh path/to/streamspace"
+[[ $# -ge 1 ]] || die "usage: scripts/test-ui.sh path/to/streamspace [tests/ui/NAME.test.mjs ...]"
 [[ -x $1 ]] || die "$1 is not an executable streamspace binary (build it: cargo build -p streamspace-cli)"
 BINARY=$(realpath "$1")
+shift
+TESTS=()
+for t in "$@"; do TESTS+=("$(realpath "$t")"); done
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 ARTIFACTS=$ROOT/test-artifacts/ui
@@ -29,6 +34,12 @@ ARTIFACTS=$ROOT/test-artifacts/ui
 command -v node >/dev/null 2>&1 || die "node not found: run scripts/install-deps.sh"
 [[ -x /usr/bin/chromium ]] || die "/usr/bin/chromium not found: run scripts/install-deps.sh"
 docker info >/dev/null 2>&1 || die "the Docker engine is not reachable: run scripts/install-deps.sh"
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[[ -x $NGINX ]] || die "nginx not found: run scripts/install-deps.sh"
+CADDY=$(command -v caddy || echo /usr/bin/caddy)
+[[ -x $CADDY ]] || die "caddy not found: run scripts/install-deps.sh"
+command -v openssl >/dev/null 2>&1 || die "openssl not found: run scripts/install-deps.sh"
+command -v cc >/dev/null 2>&1 || die "no C compiler (cc) found: install gcc"
 
 # The test runner's own dependencies (playwright-core only; no browser download).
 (
@@ -45,16 +56,20 @@ rm -rf "$ARTIFACTS"
 mkdir -p "$ARTIFACTS"
 WORK=$(mktemp -d /tmp/streamspace-ui-test.XXXXXX)
 DATA=$WORK/data
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+PORT=$(free_port)
 URL=http://127.0.0.1:$PORT
 PASSWORD=ui-test-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
 # Test users get a unique prefix, so their home volumes never collide with a
 # developer's own `streamspace up` on the same engine.
 RUN_ID=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
 SERVER_PID=
+# shellcheck source=tests/ui/proxies.sh
+source tests/ui/proxies.sh
 
 cleanup() {
   local status=$?
+  stop_proxies
   if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill -TERM "$SERVER_PID" 2>/dev/null || true
     for _ in $(seq 50); do
@@ -75,7 +90,7 @@ cleanup() {
     volumes=$(docker volume ls -q --filter "label=io.streamspace.agent=$agent" 2>/dev/null || true)
   fi
   # Belt and braces: anything of this run's test users.
-  for user in "ui-$RUN_ID-alice" "ui-$RUN_ID-bob"; do
+  for user in "ui-$RUN_ID-alice" "ui-$RUN_ID-bob" "ui-$RUN_ID-carol"; do
     containers+=" $(docker ps -aq --filter "label=io.streamspace.user=$user" 2>/dev/null || true)"
     volumes+=" $(docker volume ls -q --filter "label=io.streamspace.user=$user" 2>/dev/null || true)"
   done
@@ -92,6 +107,10 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# Keeps Docker's network changes from ending Chromium's connections (see the file).
+PRELOAD=$WORK/no-netlink.so
+cc -shared -fPIC -O2 -o "$PRELOAD" tests/ui/no-netlink.c -ldl || die "cannot build tests/ui/no-netlink.c"
+
 log "starting $BINARY up on $URL"
 STREAMSPACE_ADMIN_PASSWORD=$PASSWORD RUST_LOG=${RUST_LOG:-info} \
   "$BINARY" up --listen "127.0.0.1:$PORT" --data-dir "$DATA" >"$WORK/server.log" 2>&1 &
@@ -107,12 +126,17 @@ until curl -fsS "$URL/healthz" >/dev/null 2>&1; do
   ((SECONDS < deadline)) || die "streamspace was not healthy within 180 s"
   sleep 0.3
 done
-log "server healthy; running the browser tests"
+log "server healthy"
+
+start_proxies
+log "nginx and Caddy in front on ports ${PROXY_PORTS[*]}; running the browser tests"
 
 cd tests/ui
+((${#TESTS[@]})) || TESTS=(./*.test.mjs)
 STREAMSPACE_URL=$URL \
   STREAMSPACE_ADMIN_PASSWORD=$PASSWORD \
   STREAMSPACE_TEST_RUN=$RUN_ID \
   STREAMSPACE_ARTIFACTS=$ARTIFACTS \
-  node --test --test-concurrency=1 --test-reporter=spec ./*.test.mjs
+  STREAMSPACE_CHROMIUM_PRELOAD=$PRELOAD \
+  node --test --test-concurrency=1 --test-reporter=spec "${TESTS[@]}"
 log "all browser tests passed; screenshots in test-artifacts/ui/"

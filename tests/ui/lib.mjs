@@ -18,10 +18,16 @@ function mustEnv(name) {
   return value;
 }
 
-/** Debian's Chromium, headless, offline-friendly; Playwright gives it a fresh profile directory. */
+/**
+ * Debian's Chromium, headless, offline-friendly; Playwright gives it a fresh
+ * profile directory. STREAMSPACE_CHROMIUM_PRELOAD (tests/ui/no-netlink.c)
+ * keeps Docker's network changes from ending its connections.
+ */
 export async function launchBrowser() {
+  const preload = process.env.STREAMSPACE_CHROMIUM_PRELOAD;
   return chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    env: preload ? { ...process.env, LD_PRELOAD: preload } : process.env,
     args: [
       '--headless',
       '--no-sandbox',
@@ -31,6 +37,10 @@ export async function launchBrowser() {
       '--disable-sync',
       '--no-first-run',
       '--disable-quic',
+      // The certificate of the test's nginx, and nothing else, is trusted.
+      ...(process.env.STREAMSPACE_PROXY_SPKI
+        ? [`--ignore-certificate-errors-spki-list=${process.env.STREAMSPACE_PROXY_SPKI}`]
+        : []),
     ],
   });
 }
@@ -39,11 +49,12 @@ export const LAPTOP = { width: 1366, height: 820 };
 export const PHONE = { width: 390, height: 780 };
 
 /**
- * A page in its own browser context (its own cookies). Uncaught page errors
- * are collected: `page.assertNoErrors()` fails the test on any.
+ * A page in its own browser context (its own cookies), on the server or on
+ * `baseURL` (a proxy in front). Uncaught page errors are collected:
+ * `page.assertNoErrors()` fails the test on any.
  */
-export async function newPage(browser, { viewport = LAPTOP, name = 'page' } = {}) {
-  const context = await browser.newContext({ viewport, baseURL: BASE });
+export async function newPage(browser, { viewport = LAPTOP, name = 'page', baseURL = BASE } = {}) {
+  const context = await browser.newContext({ viewport, baseURL });
   // Keeps every WebSocket the page opens in window.__sockets, so a test can
   // drop the viewer's connection the way a network failure would.
   await context.addInitScript(() => {
@@ -63,6 +74,9 @@ export async function newPage(browser, { viewport = LAPTOP, name = 'page' } = {}
   page.on('pageerror', (err) => errors.push(`${name}: ${err.message}`));
   page.on('console', (msg) => {
     if (process.env.UI_TEST_VERBOSE) console.log(`[${name} console.${msg.type()}] ${msg.text()}`);
+  });
+  page.on('requestfailed', (req) => {
+    if (process.env.UI_TEST_VERBOSE) console.log(`[${name} failed] ${req.url()}: ${req.failure()?.errorText}`);
   });
   page.assertNoErrors = () => assert.deepEqual(errors, [], 'uncaught errors in the page');
   return page;

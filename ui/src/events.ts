@@ -1,6 +1,13 @@
 // One server-sent events stream (`GET /api/v1/events`) shared by every view.
-// Views subscribe to session and agent changes; `resync` (events were
-// missed) and a reconnect of the stream both tell them to reload their lists.
+// Views subscribe to session and agent changes; `resync` tells them to reload
+// their lists. The server sends it when events were missed; this module sends
+// it when the stream works again after a break and, while the stream does not
+// work, every few seconds instead (polling), so views never go stale.
+//
+// "Works" means events arrive, not that the connection is open: a reverse
+// proxy that buffers the stream opens it and then holds everything back. The
+// server sends `ping` as soon as the stream opens and then every
+// `interval_ms`, so silence is as telling as an error.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, type ApiError, type Agent, type Session } from './api';
@@ -11,16 +18,39 @@ type Handlers = {
   resync?: () => void;
 };
 
-const subscribers = new Set<{ current: Handlers }>();
-let source: EventSource | null = null;
-let restart: ReturnType<typeof setTimeout> | undefined;
-let connected = false;
-const statusListeners = new Set<(up: boolean) => void>();
+/** `connecting`: no event yet since login; `live`: events arrive; `polling`: they do not, lists are reloaded every few seconds. */
+export type EventsStatus = 'connecting' | 'live' | 'polling';
 
-function setConnected(up: boolean) {
-  if (connected === up) return;
-  connected = up;
-  statusListeners.forEach((l) => l(up));
+/** The server pings as soon as the stream opens; a slow start gets this long. */
+const FIRST_EVENT_MS = 10_000;
+/** Until the first ping names the server's interval. */
+const DEFAULT_PING_MS = 15_000;
+export const POLL_MS = 5_000;
+/** How long to poll before trying a stream that stayed silent again. */
+const RETRY_SILENT_MS = 30_000;
+
+const subscribers = new Set<{ current: Handlers }>();
+const statusListeners = new Set<(s: EventsStatus) => void>();
+let source: EventSource | null = null;
+let status: EventsStatus = 'connecting';
+let pingMs = DEFAULT_PING_MS;
+// Whether events may have been missed since the stream last worked.
+let missed = false;
+let watchdog: ReturnType<typeof setTimeout> | undefined;
+let restart: ReturnType<typeof setTimeout> | undefined;
+let poller: ReturnType<typeof setInterval> | undefined;
+
+function setStatus(next: EventsStatus) {
+  if (status === next) return;
+  status = next;
+  clearInterval(poller);
+  poller = undefined;
+  if (next === 'polling') {
+    missed = true;
+    // A hidden tab need not refresh; it catches up on the next tick after it shows.
+    poller = setInterval(() => document.hidden || dispatch('resync', undefined as never), POLL_MS);
+  }
+  statusListeners.forEach((l) => l(next));
 }
 
 function dispatch<K extends keyof Handlers>(kind: K, data: Parameters<NonNullable<Handlers[K]>>[0]) {
@@ -42,55 +72,77 @@ function parse<T>(e: MessageEvent): T | null {
   }
 }
 
-/** Opens the stream (after login). EventSource reconnects by itself. */
+/** Any event proves the stream works: go live, catch up, and expect the next ping. */
+function heard() {
+  clearTimeout(watchdog);
+  watchdog = setTimeout(silent, 2 * pingMs + 5_000);
+  if (status === 'live') return;
+  setStatus('live');
+  if (missed) {
+    missed = false;
+    dispatch('resync', undefined as never);
+  }
+}
+
+/** No event in time: a proxy holds the stream back, or it died unnoticed. Poll, and try again later. */
+function silent() {
+  source?.close();
+  source = null;
+  setStatus('polling');
+  clearTimeout(restart);
+  restart = setTimeout(startEvents, RETRY_SILENT_MS);
+}
+
+/** Opens the stream (after login). EventSource reconnects by itself after network errors. */
 export function startEvents() {
   if (source) return;
-  let opened = false;
-  source = new EventSource('/api/v1/events', { withCredentials: true });
-  source.addEventListener('open', () => {
-    setConnected(true);
-    // After a reconnect, whatever happened meanwhile was missed.
-    if (opened) dispatch('resync', undefined as never);
-    opened = true;
+  const self = new EventSource('/api/v1/events', { withCredentials: true });
+  source = self;
+  clearTimeout(watchdog);
+  watchdog = setTimeout(silent, FIRST_EVENT_MS);
+  const on = (kind: string, handle: (e: MessageEvent) => void) =>
+    self.addEventListener(kind, (e) => {
+      handle(e as MessageEvent);
+      heard();
+    });
+  on('ping', (e) => {
+    const ms = parse<{ interval_ms?: number }>(e)?.interval_ms;
+    if (typeof ms === 'number' && ms >= 1_000 && ms <= 300_000) pingMs = ms;
   });
-  const self = source;
-  source.addEventListener('error', () => {
-    setConnected(false);
+  on('session', (e) => {
+    const s = parse<Session>(e);
+    if (s) dispatch('session', s);
+  });
+  on('agent', (e) => {
+    const a = parse<Agent>(e);
+    if (a) dispatch('agent', a);
+  });
+  on('resync', () => dispatch('resync', undefined as never));
+  self.addEventListener('error', () => {
+    if (source !== self) return;
+    setStatus('polling');
     // The browser retries network errors by itself but gives up on an HTTP
     // error (e.g. 401 after the login expired, 502 from a proxy). Check the
     // login (a 401 logs the UI out) and start a new stream a little later.
-    if (self.readyState === EventSource.CLOSED && source === self) {
-      source = null;
-      restart = setTimeout(() => {
-        api.me().then(
-          () => {
-            startEvents();
-            dispatch('resync', undefined as never);
-          },
-          (err: ApiError) => {
-            // A 401 logs the UI out, which stops events; otherwise try again.
-            if (err.status !== 401) restart = setTimeout(startEvents, 5000);
-          },
-        );
-      }, 3000);
-    }
+    if (self.readyState !== EventSource.CLOSED) return;
+    source = null;
+    clearTimeout(watchdog);
+    restart = setTimeout(() => {
+      api.me().then(startEvents, (err: ApiError) => {
+        // A 401 logs the UI out, which stops events; otherwise try again.
+        if (err.status !== 401) restart = setTimeout(startEvents, 5000);
+      });
+    }, 3000);
   });
-  source.addEventListener('session', (e) => {
-    const s = parse<Session>(e as MessageEvent);
-    if (s) dispatch('session', s);
-  });
-  source.addEventListener('agent', (e) => {
-    const a = parse<Agent>(e as MessageEvent);
-    if (a) dispatch('agent', a);
-  });
-  source.addEventListener('resync', () => dispatch('resync', undefined as never));
 }
 
 export function stopEvents() {
   clearTimeout(restart);
+  clearTimeout(watchdog);
   source?.close();
   source = null;
-  setConnected(false);
+  missed = false;
+  setStatus('connecting');
 }
 
 /** Subscribes the calling component for as long as it is mounted. */
@@ -105,15 +157,15 @@ export function useEvents(handlers: Handlers) {
   }, []);
 }
 
-/** Whether the live-update stream is connected now. */
-export function useEventsConnected(): boolean {
-  const [up, setUp] = useState(connected);
+/** Whether live updates arrive now, or lists are polled instead. */
+export function useEventsStatus(): EventsStatus {
+  const [now, setNow] = useState(status);
   useEffect(() => {
-    statusListeners.add(setUp);
-    setUp(connected);
+    statusListeners.add(setNow);
+    setNow(status);
     return () => {
-      statusListeners.delete(setUp);
+      statusListeners.delete(setNow);
     };
   }, []);
-  return up;
+  return now;
 }

@@ -427,7 +427,10 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         });
-        assert!(settled.await.is_ok(), "sessions still busy after their results");
+        assert!(
+            settled.await.is_ok(),
+            "sessions still busy after their results"
+        );
     }
 
     /// A terminate behind a start whose VNC server never answers runs at

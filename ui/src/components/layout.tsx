@@ -1,7 +1,7 @@
 import { Component, type ComponentChildren } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { useAuth } from '../app';
-import { useEventsConnected } from '../events';
+import { POLL_MS, useEventsStatus, type EventsStatus } from '../events';
 import { Link } from '../router';
 import { IconMenu } from './icons';
 
@@ -29,6 +29,12 @@ const ADMIN_LINKS = [
   { href: '/admin/templates', label: 'Templates' },
 ];
 
+const LIVE_TITLES: Record<EventsStatus, string> = {
+  connecting: 'Live updates connecting…',
+  live: 'Live updates connected',
+  polling: `Live updates unavailable (a proxy may be holding them back): refreshing every ${POLL_MS / 1000} s`,
+};
+
 function isCurrent(href: string, path: string): boolean {
   if (href === '/') return path === '/' || path === '/catalog';
   return path === href || path.startsWith(`${href}/`);
@@ -36,7 +42,7 @@ function isCurrent(href: string, path: string): boolean {
 
 export function Layout({ path, children }: { path: string; children: ComponentChildren }) {
   const { user, logout } = useAuth();
-  const live = useEventsConnected();
+  const live = useEventsStatus();
   const [menuOpen, setMenuOpen] = useState(false);
   useEffect(() => setMenuOpen(false), [path]);
   const link = (l: { href: string; label: string }) => (
@@ -84,9 +90,11 @@ export function Layout({ path, children }: { path: string; children: ComponentCh
         </nav>
         <div class="userbox">
           <span
-            class={`live${live ? ' on' : ''}`}
-            title={live ? 'Live updates connected' : 'Live updates reconnecting…'}
-            aria-label={live ? 'Live updates connected' : 'Live updates reconnecting'}
+            class={`live ${live}`}
+            data-testid="live"
+            data-state={live}
+            title={LIVE_TITLES[live]}
+            aria-label={LIVE_TITLES[live]}
             role="img"
           />
           <Link href="/account" class="whoami" data-testid="whoami" title="Your account">

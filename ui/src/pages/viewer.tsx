@@ -2,12 +2,14 @@
 //
 // The WebSocket is opened only while the session's phase is Running (the
 // server answers 409 otherwise); other phases show an overlay and the
-// server-sent events tell us when to connect. A dropped connection is retried
-// with backoff for as long as the session is still Running.
+// server-sent events tell us when to connect. While the phase is changing the
+// viewer also asks for the session itself, so it starts even when no event
+// gets through (a proxy holding the stream back). A dropped connection is
+// retried with backoff for as long as the session is still Running.
 
 import RFB from '@novnc/novnc';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { api, ApiError, errorMessage, type Session } from '../api';
+import { api, ApiError, errorMessage, type Phase, type Session } from '../api';
 import { useEvents } from '../events';
 import { Link, navigate } from '../router';
 import { changeState, terminateSession } from '../components/session-table';
@@ -31,6 +33,10 @@ type Conn =
   | { kind: 'lost'; retryAt: number; reason: string };
 
 const SCALE_KEY = 'streamspace.viewer.scale';
+/** Phases that end by themselves; the viewer polls its session through them. */
+const CHANGING: Phase[] = ['Pending', 'Starting', 'Waking', 'Hibernating', 'Stopping'];
+/** A desktop starts in a few seconds: poll often enough to open soon after, seldom enough to be cheap. */
+const PHASE_POLL_MS = 2_000;
 
 function vncUrl(id: string): string {
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
@@ -82,6 +88,13 @@ export function ViewerPage({ id }: { id: string }) {
     session: (s) => s.id === id && setSession((prev) => newer(prev, s)),
     resync: load,
   });
+
+  const changing = session !== null && CHANGING.includes(session.phase);
+  useEffect(() => {
+    if (!changing) return;
+    const timer = setInterval(load, PHASE_POLL_MS);
+    return () => clearInterval(timer);
+  }, [changing, id]);
 
   useEffect(() => {
     document.title = `${session?.template ?? 'Session'} · StreamSpace`;

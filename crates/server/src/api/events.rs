@@ -9,18 +9,33 @@ use crate::auth::CurrentUser;
 use crate::events::Event;
 use crate::state::AppState;
 use axum::extract::State;
-use axum::response::sse::{self, KeepAlive, Sse};
+use axum::http::HeaderName;
+use axum::response::IntoResponse;
+use axum::response::sse::{self, Sse};
 use futures::Stream;
 use std::convert::Infallible;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::time::MissedTickBehavior;
+
+/// How often the stream sends `event: ping`. Clients take a stream that has
+/// been silent for about two intervals as broken (a proxy buffering it, a
+/// dead connection) and poll instead; idle proxies see traffic well within
+/// their timeouts (nginx: 60 s).
+const PING_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Live updates (server-sent events)
 ///
 /// `event: session` carries a session, `event: agent` an agent (admins
 /// only), `event: resync` (data `{}`) means events were missed and lists
-/// should be reloaded. Each user receives only what they may see. A comment
-/// line keeps the connection alive every 15 s.
+/// should be reloaded. Each user receives only what they may see.
+///
+/// `event: ping` (data `{"interval_ms":15000}`) comes first, as soon as the
+/// stream opens, then every `interval_ms`. A client that sees no event for
+/// about two intervals should treat the stream as broken: a proxy may be
+/// buffering it (the response asks proxies not to, with
+/// `Cache-Control: no-cache` and `X-Accel-Buffering: no`), or the connection
+/// died silently.
 #[utoipa::path(
     get,
     operation_id = "streamEvents",
@@ -28,23 +43,31 @@ use tokio::sync::broadcast::error::RecvError;
     tag = "events",
     security(("bearer" = []), ("cookie" = [])),
     responses(
-        (status = 200, description = "An endless `text/event-stream`; each `data` is the JSON of a `Session` or an `Agent`",
-            content_type = "text/event-stream", body = String),
+        (status = 200, description = "An endless `text/event-stream`; each `data` is the JSON of a `Session` or an `Agent`, or `{}` (`resync`), or `{\"interval_ms\":15000}` (`ping`)",
+            content_type = "text/event-stream", body = String,
+            headers(("x-accel-buffering" = String, description = "`no`: nginx passes the stream on unbuffered"))),
     ),
 )]
-pub async fn stream(
-    State(state): State<AppState>,
-    user: CurrentUser,
-) -> Sse<impl Stream<Item = Result<sse::Event, Infallible>>> {
+pub async fn stream(State(state): State<AppState>, user: CurrentUser) -> impl IntoResponse {
     let mut events = state.events.subscribe();
     let shutdown = state.shutdown.clone();
     // Logout, a new password, demotion or deletion end the stream.
     let revoked = state.revocations.ended(&state, &user);
     let stream = async_stream(move |tx| async move {
         tokio::pin!(revoked);
+        // The first tick is immediate: the client learns at once that events
+        // get through. A slow client gets one ping late, not a burst.
+        let mut ping = tokio::time::interval(PING_INTERVAL);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let received = tokio::select! {
                 r = events.recv() => r,
+                _ = ping.tick() => {
+                    if tx.send(ping_event()).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 _ = shutdown.cancelled() => return,
                 _ = &mut revoked => return,
             };
@@ -60,7 +83,21 @@ pub async fn stream(
             }
         }
     });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    // nginx buffers proxied responses unless the upstream says otherwise;
+    // buffered, a session's `Running` would never reach the viewer.
+    (
+        [(HeaderName::from_static("x-accel-buffering"), "no")],
+        Sse::new(stream),
+    )
+}
+
+/// `event: ping`, carrying the interval so clients derive their silence
+/// deadline from it.
+fn ping_event() -> sse::Event {
+    let interval_ms = PING_INTERVAL.as_millis();
+    sse::Event::default()
+        .event("ping")
+        .data(format!("{{\"interval_ms\":{interval_ms}}}"))
 }
 
 /// The event as this user may see it, or `None` if it is not theirs to see.

@@ -6,6 +6,7 @@ mod admission;
 mod agents;
 mod connections;
 mod distrust;
+mod event_stream;
 mod fake_agent;
 mod lifecycle;
 mod login_throttle;
