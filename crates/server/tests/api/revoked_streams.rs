@@ -67,10 +67,16 @@ impl Streamed {
         }
     }
 
+    /// Open for [`STAYS_OPEN`]: what arrives meanwhile (pings, events) is
+    /// fine, an end is not.
     async fn stays_open(&mut self) -> anyhow::Result<()> {
-        match timeout(STAYS_OPEN, self.0.chunk()).await {
-            Err(_) => Ok(()),
-            Ok(chunk) => bail!("the stream should be open, got {chunk:?}"),
+        let start = Instant::now();
+        loop {
+            match timeout(STAYS_OPEN.saturating_sub(start.elapsed()), self.0.chunk()).await {
+                Err(_) => return Ok(()),
+                Ok(Ok(Some(_))) => continue,
+                Ok(ended) => bail!("the stream should be open, but it ended: {ended:?}"),
+            }
         }
     }
 }
