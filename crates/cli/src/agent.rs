@@ -2,12 +2,13 @@
 //! `streamspace agent kubernetes` lives in `kubernetes.rs`.
 
 use crate::shutdown;
+use crate::trust::CaCertArg;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use streamspace_agent::{ClientTls, Enrollment, Identity, Platform};
+use streamspace_agent::{Enrollment, Identity, Platform};
 use streamspace_docker::{DEFAULT_NETWORK, DockerOptions, DockerPlatform};
 use url::Url;
 
@@ -62,22 +63,6 @@ pub struct DockerAgentArgs {
     network: String,
     #[command(flatten)]
     ca: CaCertArg,
-}
-
-/// Trust for a control plane whose certificate a private CA signed; shared
-/// by every command that connects to one.
-#[derive(Args, Debug, Clone)]
-pub struct CaCertArg {
-    /// PEM file of CA certificates to trust besides the public (Mozilla)
-    /// roots, for an https:// control plane with a private CA.
-    #[arg(long, env = "STREAMSPACE_CA_CERT")]
-    ca_cert: Option<PathBuf>,
-}
-
-impl CaCertArg {
-    pub fn client_tls(&self) -> anyhow::Result<ClientTls> {
-        ClientTls::new(self.ca_cert.as_deref())
-    }
 }
 
 pub async fn run(command: AgentCommand) -> anyhow::Result<()> {

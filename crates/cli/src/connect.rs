@@ -2,7 +2,7 @@
 //! Remmina, vncdotool). Each accepted connection becomes one `/vnc/{id}`
 //! WebSocket to the control plane.
 
-use crate::agent::CaCertArg;
+use crate::trust::CaCertArg;
 use anyhow::{Context, bail};
 use bytes::BytesMut;
 use clap::Args;

@@ -79,7 +79,7 @@ struct RunArgs {
     #[arg(long, env = "STREAMSPACE_IDENTITY_SECRET")]
     identity_secret: Option<String>,
     #[command(flatten)]
-    ca: crate::agent::CaCertArg,
+    ca: crate::trust::CaCertArg,
     /// Region label shown to admins and usable for placement.
     #[arg(long, env = "STREAMSPACE_REGION")]
     region: Option<String>,

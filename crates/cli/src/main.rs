@@ -7,6 +7,7 @@ mod image;
 mod kubernetes;
 mod server;
 mod shutdown;
+mod trust;
 
 use clap::{Parser, Subcommand};
 
