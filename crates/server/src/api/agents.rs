@@ -120,6 +120,7 @@ pub struct DeleteQuery {
     params(("id" = String, Path, description = "The agent's id"), DeleteQuery),
     responses(
         (status = 204, description = "Removed"),
+        (status = 400, description = "A query parameter is not valid", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such agent", body = ErrorBody),
         (status = 409, description = "It still has sessions (and `force` was not given)", body = ErrorBody),

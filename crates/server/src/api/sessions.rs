@@ -360,6 +360,7 @@ pub struct DeleteQuery {
     params(("id" = String, Path, description = "The session's id"), DeleteQuery),
     responses(
         (status = 200, description = "The session, on its way to `Terminated` (or there, forced)", body = SessionView),
+        (status = 400, description = "A query parameter is not valid", body = ErrorBody),
         (status = 403, description = "`force=true` from someone who is not an admin", body = ErrorBody),
         (status = 404, description = "No such session, or not yours", body = ErrorBody),
         (status = 409, description = "The session has no agent, or (forced) is already terminated", body = ErrorBody),
