@@ -9,6 +9,7 @@ pub mod events;
 pub mod hub;
 pub mod lifecycle;
 pub mod metrics;
+pub mod presence;
 mod private;
 pub mod quota;
 pub mod reconcile;

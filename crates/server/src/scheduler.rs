@@ -5,8 +5,8 @@
 //! online, not draining and have room (sessions, CPU, memory); the least
 //! loaded wins. When nothing fits, the error counts why.
 
-use crate::api::agent_status;
 use crate::error::{ApiError, ApiResult};
+use crate::presence::status as agent_status;
 use crate::state::AppState;
 use crate::store::{AgentLoad, AgentRecord};
 use crate::validate::FieldError;

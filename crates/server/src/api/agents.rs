@@ -2,8 +2,9 @@ use super::views::{AgentView, LATEST_TIME_MS, time};
 use crate::auth::{AdminUser, secrets};
 use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody, parse_json};
 use crate::lifecycle::force_terminate;
+use crate::presence::{status, with_latest_beat};
 use crate::state::AppState;
-use crate::store::{AgentRecord, EnrollError, NewAgent, now_ms};
+use crate::store::{EnrollError, NewAgent, now_ms};
 use crate::template::PLATFORMS;
 use crate::validate::{FieldError, check_slug};
 use axum::Json;
@@ -14,31 +15,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use streamspace_protocol::{Capabilities, Capacity, ServerMessage};
 use utoipa::{IntoParams, ToSchema};
-
-/// Whether the agent is reachable now: connected to this control plane, or
-/// to another replica that recorded a recent heartbeat.
-pub fn status(state: &AppState, agent: &AgentRecord) -> &'static str {
-    let silence = state.config.agent_silence_limit().as_millis() as i64;
-    let fresh = agent.last_heartbeat.is_some_and(|t| now_ms() - t < silence);
-    let online = state.hub.is_connected(&agent.id) || (agent.connected && fresh);
-    match (online, agent.draining) {
-        (false, _) => "offline",
-        (true, true) => "draining",
-        (true, false) => "online",
-    }
-}
-
-/// The agent with the latest heartbeat received here, which may be newer
-/// than the stored one (heartbeats are stored in batches).
-pub fn with_latest_beat(state: &AppState, mut agent: AgentRecord) -> AgentRecord {
-    if let Some(beat) = state.hub.latest_heartbeat(&agent.id)
-        && agent.last_heartbeat.is_none_or(|t| t < beat.at)
-    {
-        agent.last_heartbeat = Some(beat.at);
-        agent.metrics = Some(beat.metrics);
-    }
-    agent
-}
 
 /// List agents (admin)
 #[utoipa::path(
@@ -140,7 +116,7 @@ pub async fn delete(
             sessions.len()
         )));
     }
-    let actor = super::sessions::actor(&admin);
+    let actor = admin.actor();
     for session in &sessions {
         // One that ended meanwhile is fine: it is what was asked.
         match force_terminate(&state, session, &actor).await {

@@ -3,10 +3,10 @@
 //! the viewer may see; `resync` means events were missed and the client
 //! should reload its lists.
 
-use super::agent_status;
 use super::views::AgentView;
 use crate::auth::CurrentUser;
 use crate::events::Event;
+use crate::presence::status as agent_status;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::HeaderName;
@@ -117,7 +117,7 @@ async fn render(state: &AppState, user: &CurrentUser, event: Event) -> Option<ss
             }
             let agent = state.store.get_agent(&id).await.ok()??;
             let count = state.store.agent_load(&agent.id).await.ok()?.sessions;
-            let agent = super::agents::with_latest_beat(state, agent);
+            let agent = crate::presence::with_latest_beat(state, agent);
             let view = AgentView::new(agent_status(state, &agent), agent, count);
             sse::Event::default().event("agent").json_data(view).ok()
         }

@@ -10,8 +10,8 @@ mod templates;
 mod users;
 mod views;
 
-pub use agents::status as agent_status;
-pub use sessions::{view as session_view, visible_session};
+pub use crate::presence::status as agent_status;
+pub use sessions::view as session_view;
 
 use crate::error::ApiError;
 use crate::state::AppState;

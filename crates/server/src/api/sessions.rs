@@ -1,9 +1,9 @@
-use super::agent_status;
 use super::views::SessionView;
-use crate::auth::CurrentUser;
+use crate::auth::{CurrentUser, visible_session};
 use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody};
 use crate::hub::dispatch;
 use crate::lifecycle::{audit, change_state, force_terminate};
+use crate::presence::status as agent_status;
 use crate::quota;
 use crate::scheduler::{self, Placement};
 use crate::seal::SessionIds;
@@ -49,11 +49,6 @@ pub struct NewSessionInput {
     #[serde(default)]
     #[schema(pattern = r"^(0|[0-9]+(ms|s|m|h|d|w|y))?$", example = "30m")]
     idle_timeout: Option<String>,
-}
-
-/// Who asked, as the audit trail names them.
-pub fn actor(user: &CurrentUser) -> String {
-    format!("user:{}", user.user.username)
 }
 
 /// Start a session
@@ -111,7 +106,7 @@ pub async fn create(
     admission.release().await;
     let (session, agent, start) = admitted?;
     tracing::info!(session_id = %session.id, agent = %agent.name, "session created");
-    let event = SessionEvent::new(actor(&user), "created")
+    let event = SessionEvent::new(user.actor(), "created")
         .state("running")
         .phase("Pending")
         .message(Some(&format!("placed on agent {}", agent.name)));
@@ -257,21 +252,6 @@ pub async fn list(
     Ok(Json(views(&state, sessions).await?))
 }
 
-/// The session if this user may see it. Others get the same 404 as for a
-/// session that does not exist, so ids cannot be probed.
-pub async fn visible_session(
-    state: &AppState,
-    user: &CurrentUser,
-    id: &str,
-) -> ApiResult<SessionRecord> {
-    state
-        .store
-        .get_session(id)
-        .await?
-        .filter(|s| user.may_access(&s.user_id))
-        .ok_or_else(|| ApiError::not_found("session"))
-}
-
 /// Get a session
 #[utoipa::path(
     get,
@@ -333,7 +313,7 @@ pub async fn set_state(
         )
     })?;
     let session = visible_session(&state, &user, &id).await?;
-    let session = change_state(&state, session, desired, &actor(&user), None).await?;
+    let session = change_state(&state, session, desired, &user.actor(), None).await?;
     Ok(Json(view(&state, session).await?))
 }
 
@@ -379,14 +359,14 @@ pub async fn delete(
                 "only admins can force-terminate a session".into(),
             ));
         }
-        let ended = force_terminate(&state, &session, &actor(&user)).await?;
+        let ended = force_terminate(&state, &session, &user.actor()).await?;
         return Ok(Json(view(&state, ended).await?));
     }
     let session = change_state(
         &state,
         session,
         DesiredState::Terminated,
-        &actor(&user),
+        &user.actor(),
         None,
     )
     .await?;

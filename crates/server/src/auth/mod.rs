@@ -12,9 +12,9 @@ pub mod revoke;
 pub mod secrets;
 pub mod throttle;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::store::User;
+use crate::store::{SessionRecord, User};
 use axum::extract::FromRequestParts;
 use http::request::Parts;
 use http::{HeaderMap, header};
@@ -57,6 +57,11 @@ pub struct CurrentUser {
 }
 
 impl CurrentUser {
+    /// Who asked, as the audit trail names them (`user:alice`).
+    pub fn actor(&self) -> String {
+        format!("user:{}", self.user.username)
+    }
+
     /// Whether this user may see and act on something owned by `owner_id`.
     pub fn may_access(&self, owner_id: &str) -> bool {
         self.user.is_admin() || self.user.id == owner_id
@@ -85,6 +90,21 @@ impl FromRequestParts<AppState> for CurrentUser {
             )),
         }
     }
+}
+
+/// The session if this user may see it. Others get the same 404 as for a
+/// session that does not exist, so ids cannot be probed.
+pub async fn visible_session(
+    state: &AppState,
+    user: &CurrentUser,
+    id: &str,
+) -> ApiResult<SessionRecord> {
+    state
+        .store
+        .get_session(id)
+        .await?
+        .filter(|s| user.may_access(&s.user_id))
+        .ok_or_else(|| ApiError::not_found("session"))
 }
 
 /// A logged-in admin.

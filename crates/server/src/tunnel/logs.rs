@@ -2,8 +2,8 @@
 //! console output, streamed from its agent over a data channel.
 
 use super::open_data_channel;
-use crate::api::visible_session;
 use crate::auth::CurrentUser;
+use crate::auth::visible_session;
 use crate::error::{ApiError, ApiQuery, ApiResult, ErrorBody};
 use crate::state::AppState;
 use axum::body::Body;
