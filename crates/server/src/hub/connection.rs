@@ -205,28 +205,31 @@ async fn relay(
             }
             incoming = ws.recv() => {
                 deadline = Instant::now() + silence;
-                if !rate.allow(Instant::now()) {
-                    tracing::warn!("agent sends too many messages; closing its connection");
+                let message = match incoming {
+                    Some(Ok(Message::Text(text))) => {
+                        serde_json::from_str::<AgentMessage>(text.as_str())
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Binary(_))) => {
+                        continue;
+                    }
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                };
+                // Charged by the work it makes (a malformed one costs one).
+                let cost = message.as_ref().map_or(1.0, reports::cost);
+                if !rate.allow(Instant::now(), cost) {
+                    tracing::warn!("agent sends too much; closing its connection");
                     let reason = format!(
-                        "more than {} messages a second: the connection is closed; reconnect \
-                         and send less",
-                        super::rate::PER_SECOND
+                        "more than {} messages a second (an inventory counts one per {} \
+                         sessions): the connection is closed; reconnect and send less",
+                        super::rate::PER_SECOND,
+                        reports::SESSIONS_PER_MESSAGE,
                     );
                     let _ = send(ws, &ServerMessage::Goodbye { reason }).await;
                     return;
                 }
-                match incoming {
-                    Some(Ok(Message::Text(text))) => {
-                        match serde_json::from_str::<AgentMessage>(text.as_str()) {
-                            Ok(message) => reports::handle(state, from, message).await,
-                            Err(err) => tracing::warn!(error = %err, "ignoring malformed agent message"),
-                        }
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    Some(Ok(Message::Binary(_))) => {
-                        tracing::warn!("ignoring binary frame on the control channel");
-                    }
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                match message {
+                    Ok(message) => reports::handle(state, from, message).await,
+                    Err(err) => tracing::warn!(error = %err, "ignoring malformed agent message"),
                 }
             }
         }

@@ -1,11 +1,12 @@
 //! What agents tell the control plane, applied to the store. An agent can
 //! only ever change sessions assigned to it (the store enforces that), and
 //! what it can make the control plane keep is bounded: texts are cut to
-//! [`MAX_TEXT`], inventories and heartbeats to [`MAX_SESSIONS`] entries.
+//! [`MAX_TEXT`], inventories and heartbeats to [`MAX_SESSIONS`] entries, and
+//! at most [`MAX_UNVERIFIED`] unknown sessions of an inventory are examined.
 
 use crate::lifecycle::audit;
 use crate::state::AppState;
-use crate::store::{CommandStatus, SessionEvent, StoreResult, now_ms};
+use crate::store::{CommandStatus, MAX_UNVERIFIED, SessionEvent, StoreResult, now_ms};
 use std::collections::HashSet;
 use streamspace_protocol::{AgentMessage, Phase, SessionReport};
 
@@ -15,6 +16,19 @@ pub const MAX_TEXT: usize = 2048;
 /// The most sessions an inventory or heartbeat may list; the rest is
 /// ignored. Far above what one host runs (a Docker agent offers 50).
 pub const MAX_SESSIONS: usize = 10_000;
+/// An inventory costs one message of the agent's rate per this many of its
+/// sessions: applying it reads and writes the store for each.
+pub const SESSIONS_PER_MESSAGE: usize = 10;
+
+/// What a message costs against the agent's rate (`rate.rs`), in messages.
+pub fn cost(message: &AgentMessage) -> f64 {
+    match message {
+        AgentMessage::Inventory { sessions } => {
+            1.0 + (sessions.len() / SESSIONS_PER_MESSAGE) as f64
+        }
+        _ => 1.0,
+    }
+}
 
 /// The agent a message came from.
 pub struct From<'a> {
@@ -158,13 +172,31 @@ async fn apply_inventory(
     let known: HashSet<&str> = placed.iter().map(|s| s.id.as_str()).collect();
     let mut seen = HashSet::with_capacity(reports.len());
     let mut unverified = Vec::new();
+    let mut unknown = 0;
     for report in reports {
-        seen.insert(report.session_id.as_str());
+        // A session listed twice is applied once.
+        if !seen.insert(report.session_id.as_str()) {
+            continue;
+        }
         if known.contains(report.session_id.as_str()) {
             apply_report(state, from, report).await?;
-        } else if let Some(strange) = super::orphans::handle(state, &agent, report).await? {
+            continue;
+        }
+        // Each unknown session costs lookups, and a trustworthy agent has
+        // none: past what admins are shown, the rest are not looked at.
+        unknown += 1;
+        if unknown > MAX_UNVERIFIED {
+            continue;
+        }
+        if let Some(strange) = super::orphans::handle(state, &agent, report).await? {
             unverified.push(strange);
         }
+    }
+    if unknown > MAX_UNVERIFIED {
+        tracing::warn!(
+            unknown,
+            "agent reports more unknown sessions than are examined; the rest are ignored"
+        );
     }
     if unverified != agent.unverified {
         state.store.set_unverified(agent_id, &unverified).await?;

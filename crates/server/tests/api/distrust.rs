@@ -229,7 +229,36 @@ async fn agents_cannot_flood_the_store(app: TestApp) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An agent cannot make the control plane do unbounded work with huge
+/// inventories: they are charged against its rate by length, so a flood of
+/// them ends its connection instead of the store's time.
+async fn huge_inventories_are_charged_by_length(app: TestApp) -> anyhow::Result<()> {
+    let (mut agent, _, _) = setup(&app).await?;
+    let bogus: Vec<SessionReport> = (0..10_000)
+        .map(|n| SessionReport::new(format!("00000000-0000-7000-8000-{n:012}"), Phase::Running))
+        .collect();
+    let inventory = AgentMessage::Inventory { sessions: bogus };
+    for _ in 0..3 {
+        if agent.send(inventory.clone()).await.is_err() {
+            break;
+        }
+    }
+    let goodbye = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match agent.recv().await {
+                Ok(ServerMessage::Goodbye { reason }) => return Ok(reason),
+                Ok(_) => continue,
+                Err(err) => return Err(err),
+            }
+        }
+    })
+    .await??;
+    assert!(goodbye.contains("inventory counts"), "{goodbye}");
+    Ok(())
+}
+
 on_both_engines!(
+    huge_inventories_are_charged_by_length,
     forged_sessions_are_never_adopted,
     sealed_sessions_are_adopted_only_from_their_agent,
     usage_only_for_own_sessions,
