@@ -124,6 +124,26 @@ impl Api {
         Ok(answer.body)
     }
 
+    /// A request that must be refused with `status` and an error message
+    /// (`{"error": …}`); returns the body, for its `field`.
+    pub async fn refused(
+        &self,
+        method: Method,
+        path: &str,
+        body: Value,
+        status: StatusCode,
+    ) -> anyhow::Result<Value> {
+        let answer = self.call(method.clone(), path, Some(body)).await?;
+        if answer.status != status || answer.body["error"].as_str().is_none_or(str::is_empty) {
+            bail!(
+                "{method} {path}: expected {status} with an error, got {} {}",
+                answer.status,
+                answer.body
+            );
+        }
+        Ok(answer.body)
+    }
+
     /// A plain-text GET that must succeed (logs).
     pub async fn text(&self, path: &str) -> anyhow::Result<String> {
         let answer = self.call(Method::GET, path, None).await?;

@@ -1,3 +1,4 @@
+use super::ForceQuery;
 use super::views::{AgentView, LATEST_TIME_MS, time};
 use crate::auth::{AdminUser, secrets};
 use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody, parse_json};
@@ -14,7 +15,7 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use streamspace_protocol::{Capabilities, Capacity, ServerMessage};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 /// List agents (admin)
 #[utoipa::path(
@@ -73,16 +74,6 @@ pub async fn get(
     )))
 }
 
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct DeleteQuery {
-    /// Force-terminate the agent's remaining sessions first (for an agent
-    /// that is gone for good); each is recorded in its audit trail.
-    #[serde(default)]
-    force: bool,
-}
-
 /// Remove an agent (admin)
 ///
 /// Its secret stops working and its connection is closed. An agent with
@@ -93,7 +84,7 @@ pub struct DeleteQuery {
     path = "/api/v1/agents/{id}",
     tag = "agents",
     security(("bearer" = []), ("cookie" = [])),
-    params(("id" = String, Path, description = "The agent's id"), DeleteQuery),
+    params(("id" = String, Path, description = "The agent's id"), ForceQuery),
     responses(
         (status = 204, description = "Removed"),
         (status = 400, description = "A query parameter is not valid", body = ErrorBody),
@@ -106,7 +97,7 @@ pub async fn delete(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
     Path(id): Path<String>,
-    ApiQuery(query): ApiQuery<DeleteQuery>,
+    ApiQuery(query): ApiQuery<ForceQuery>,
 ) -> ApiResult<StatusCode> {
     let sessions = state.store.agent_sessions(&id).await?;
     if !sessions.is_empty() && !query.force {

@@ -20,6 +20,18 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 
+/// `?force=true` on a removal: end what an absent agent cannot (admins
+/// only), recorded in the audit trail.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ForceQuery {
+    /// End the session (or the agent's sessions) at once, without the
+    /// agent: for an agent that is gone for good. Admins only.
+    #[serde(default)]
+    force: bool,
+}
+
 /// Request bodies above this are refused with 413.
 const BODY_LIMIT: usize = 1 << 20;
 

@@ -1,3 +1,4 @@
+use super::ForceQuery;
 use super::views::SessionView;
 use crate::auth::{CurrentUser, visible_session};
 use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody};
@@ -317,16 +318,6 @@ pub async fn set_state(
     Ok(Json(view(&state, session).await?))
 }
 
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct DeleteQuery {
-    /// Admins only: end the session at once, without its agent (for an
-    /// agent that is gone for good). Recorded in the audit trail.
-    #[serde(default)]
-    force: bool,
-}
-
 /// Terminate a session
 ///
 /// Asks its agent to remove it; the session shows `Stopping` until the agent
@@ -337,7 +328,7 @@ pub struct DeleteQuery {
     path = "/api/v1/sessions/{id}",
     tag = "sessions",
     security(("bearer" = []), ("cookie" = [])),
-    params(("id" = String, Path, description = "The session's id"), DeleteQuery),
+    params(("id" = String, Path, description = "The session's id"), ForceQuery),
     responses(
         (status = 200, description = "The session, on its way to `Terminated` (or there, forced)", body = SessionView),
         (status = 400, description = "A query parameter is not valid", body = ErrorBody),
@@ -350,7 +341,7 @@ pub async fn delete(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,
-    ApiQuery(query): ApiQuery<DeleteQuery>,
+    ApiQuery(query): ApiQuery<ForceQuery>,
 ) -> ApiResult<Json<SessionView>> {
     let session = visible_session(&state, &user, &id).await?;
     if query.force {

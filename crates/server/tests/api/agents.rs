@@ -56,16 +56,11 @@ async fn enrollment_tokens_are_single_use(app: TestApp) -> anyhow::Result<()> {
         if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
             body.extend(extra.clone());
         }
+        let path = "/api/v1/agents/register";
         let refused = anonymous
-            .call(Method::POST, "/api/v1/agents/register", Some(body))
+            .refused(Method::POST, path, body, StatusCode::BAD_REQUEST)
             .await?;
-        assert_eq!(
-            refused.status,
-            StatusCode::BAD_REQUEST,
-            "{:?}",
-            refused.body
-        );
-        assert_eq!(refused.body["field"], field, "{:?}", refused.body);
+        assert_eq!(refused["field"], field, "{refused}");
     }
     let first = register("first").await?;
     assert_eq!(

@@ -76,15 +76,14 @@ async fn requests_stay_within_the_template(app: TestApp) -> anyhow::Result<()> {
         ),
     ] {
         let refused = alice
-            .call(Method::POST, "/api/v1/sessions", Some(body))
+            .refused(
+                Method::POST,
+                "/api/v1/sessions",
+                body,
+                StatusCode::BAD_REQUEST,
+            )
             .await?;
-        assert_eq!(
-            refused.status,
-            StatusCode::BAD_REQUEST,
-            "{:?}",
-            refused.body
-        );
-        assert_eq!(refused.body["field"], field, "{:?}", refused.body);
+        assert_eq!(refused["field"], field, "{refused}");
     }
     let listed = alice
         .expect(Method::GET, "/api/v1/sessions", None, StatusCode::OK)

@@ -14,20 +14,6 @@ fn template(overrides: Value) -> Value {
     t
 }
 
-async fn refused(api: &Api, method: Method, path: &str, body: Value, status: StatusCode) -> Value {
-    let answer = api
-        .call(method.clone(), path, Some(body))
-        .await
-        .expect("request");
-    assert_eq!(answer.status, status, "{method} {path}: {}", answer.body);
-    assert!(
-        answer.body["error"].as_str().is_some_and(|e| !e.is_empty()),
-        "{}",
-        answer.body
-    );
-    answer.body
-}
-
 async fn bad_templates_are_refused_by_field(app: TestApp) -> anyhow::Result<()> {
     let cases = [
         (json!({"name": "Not A Slug"}), "name"),
@@ -62,26 +48,28 @@ async fn bad_templates_are_refused_by_field(app: TestApp) -> anyhow::Result<()> 
         (json!({"max_resources": {"gpus": 1}}), "max_resources.gpus"),
     ];
     for (overrides, field) in cases {
-        let body = refused(
-            &app.admin,
-            Method::POST,
-            "/api/v1/templates",
-            template(overrides.clone()),
-            StatusCode::BAD_REQUEST,
-        )
-        .await;
+        let body = app
+            .admin
+            .refused(
+                Method::POST,
+                "/api/v1/templates",
+                template(overrides.clone()),
+                StatusCode::BAD_REQUEST,
+            )
+            .await?;
         if field != "." {
             assert_eq!(body["field"], field, "{overrides}: {body}");
         }
     }
-    let memory = refused(
-        &app.admin,
-        Method::POST,
-        "/api/v1/templates",
-        template(json!({"resources": {"memory": "2 gigs"}})),
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    let memory = app
+        .admin
+        .refused(
+            Method::POST,
+            "/api/v1/templates",
+            template(json!({"resources": {"memory": "2 gigs"}})),
+            StatusCode::BAD_REQUEST,
+        )
+        .await?;
     assert!(
         memory["error"].as_str().unwrap_or_default().contains("2Gi"),
         "{memory}"
@@ -93,14 +81,14 @@ async fn bad_templates_are_refused_by_field(app: TestApp) -> anyhow::Result<()> 
     assert_eq!(listed, json!([]), "nothing was stored");
 
     app.admin.create_template(template(json!({}))).await?;
-    refused(
-        &app.admin,
-        Method::POST,
-        "/api/v1/templates",
-        template(json!({})),
-        StatusCode::CONFLICT,
-    )
-    .await;
+    app.admin
+        .refused(
+            Method::POST,
+            "/api/v1/templates",
+            template(json!({})),
+            StatusCode::CONFLICT,
+        )
+        .await?;
     Ok(())
 }
 
@@ -140,34 +128,34 @@ async fn bad_requests_get_clear_errors(app: TestApp) -> anyhow::Result<()> {
     assert_eq!(large.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
     // Unknown template; unknown state; unknown endpoint.
-    let body = refused(
-        api,
-        Method::POST,
-        "/api/v1/sessions",
-        json!({"template": "nope"}),
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    let body = api
+        .refused(
+            Method::POST,
+            "/api/v1/sessions",
+            json!({"template": "nope"}),
+            StatusCode::BAD_REQUEST,
+        )
+        .await?;
     assert_eq!(body["field"], "template");
     api.create_template(template(json!({"user_env": ["LANG"]})))
         .await?;
-    let body = refused(
-        api,
-        Method::POST,
-        "/api/v1/sessions",
-        json!({"template": "desktop", "env": {"A-B": "1"}}),
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    let body = api
+        .refused(
+            Method::POST,
+            "/api/v1/sessions",
+            json!({"template": "desktop", "env": {"A-B": "1"}}),
+            StatusCode::BAD_REQUEST,
+        )
+        .await?;
     assert_eq!(body["field"], "env");
-    let body = refused(
-        api,
-        Method::POST,
-        "/api/v1/sessions",
-        json!({"template": "desktop", "resources": {"mem": "1Gi"}}),
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    let body = api
+        .refused(
+            Method::POST,
+            "/api/v1/sessions",
+            json!({"template": "desktop", "resources": {"mem": "1Gi"}}),
+            StatusCode::BAD_REQUEST,
+        )
+        .await?;
     assert_eq!(body["field"], "resources.mem");
     let twice = http
         .post(app.url.join("/api/v1/sessions")?)
@@ -214,23 +202,23 @@ async fn bad_requests_get_clear_errors(app: TestApp) -> anyhow::Result<()> {
     );
 
     // Users: bad names and short passwords; no deleting yourself.
-    let body = refused(
-        api,
-        Method::POST,
-        "/api/v1/users",
-        json!({"username": "Bob Smith", "password": "long enough"}),
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    let body = api
+        .refused(
+            Method::POST,
+            "/api/v1/users",
+            json!({"username": "Bob Smith", "password": "long enough"}),
+            StatusCode::BAD_REQUEST,
+        )
+        .await?;
     assert_eq!(body["field"], "username");
-    let body = refused(
-        api,
-        Method::POST,
-        "/api/v1/users",
-        json!({"username": "bob", "password": "short"}),
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    let body = api
+        .refused(
+            Method::POST,
+            "/api/v1/users",
+            json!({"username": "bob", "password": "short"}),
+            StatusCode::BAD_REQUEST,
+        )
+        .await?;
     assert_eq!(body["field"], "password");
     let me = api
         .expect(Method::GET, "/api/v1/users/me", None, StatusCode::OK)
@@ -268,14 +256,15 @@ async fn fuzzed_inputs_are_refused_not_crashed(app: TestApp) -> anyhow::Result<(
     // An expiry past the year 9999 panicked when formatted; a longer TTL
     // wrapped around to a token that expired in 1970.
     for ttl in ["70000000h", "1000000000years"] {
-        let body = refused(
-            &app.admin,
-            Method::POST,
-            "/api/v1/agents/enrollment-tokens",
-            json!({ "ttl": ttl }),
-            StatusCode::BAD_REQUEST,
-        )
-        .await;
+        let body = app
+            .admin
+            .refused(
+                Method::POST,
+                "/api/v1/agents/enrollment-tokens",
+                json!({ "ttl": ttl }),
+                StatusCode::BAD_REQUEST,
+            )
+            .await?;
         assert_eq!(body["field"], "ttl");
     }
     // PostgreSQL can neither store nor look up text holding NUL: 500s.
