@@ -164,16 +164,27 @@ async fn record_adoption(
     Ok(())
 }
 
+/// The longest id or name kept from what an agent claims: real ones are
+/// UUIDs and slugs of at most 63 characters.
+const MAX_CLAIM: usize = 100;
+
 impl Unverified {
+    /// What admins are shown, every string cut to [`MAX_CLAIM`]: the agent
+    /// chose them, and they are stored.
     fn new(report: &SessionReport, reason: &str) -> Self {
         let origin = report.origin.clone().unwrap_or_default();
         let SessionOrigin { user, template, .. } = origin;
+        let claim = |text: String| (!text.is_empty()).then(|| short(text));
         Unverified {
-            session_id: report.session_id.clone(),
+            session_id: short(report.session_id.clone()),
             phase: report.phase,
-            claimed_user: (!user.is_empty()).then_some(user),
-            claimed_template: (!template.is_empty()).then_some(template),
+            claimed_user: claim(user),
+            claimed_template: claim(template),
             reason: reason.to_owned(),
         }
     }
+}
+
+fn short(text: String) -> String {
+    super::reports::cut_to(text, MAX_CLAIM)
 }

@@ -115,9 +115,15 @@ fn bounded_report(mut report: SessionReport) -> SessionReport {
 }
 
 /// `text` cut to at most [`MAX_TEXT`] bytes, on a character boundary.
-pub fn cut(mut text: String) -> String {
-    if text.len() > MAX_TEXT {
-        let mut end = MAX_TEXT;
+pub fn cut(text: String) -> String {
+    cut_to(text, MAX_TEXT)
+}
+
+/// `text` cut to at most `max` bytes (and an ellipsis), on a character
+/// boundary.
+pub fn cut_to(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
         while !text.is_char_boundary(end) {
             end -= 1;
         }

@@ -77,6 +77,9 @@ async fn forged_sessions_are_never_adopted(app: TestApp) -> anyhow::Result<()> {
             .with_origin(unsealed),
         SessionReport::new("01234567-89ab-7def-8123-456789abcde3", Phase::Running)
             .with_origin(SessionOrigin::named("admin", "desktop")),
+        // What admins are shown is the agent's to choose, so it is cut short.
+        SessionReport::new("01234567-89ab-7def-8123-456789abcde4", Phase::Running)
+            .with_origin(SessionOrigin::named("x".repeat(100_000), "desktop")),
     ];
     let _agent = FakeAgent::connect_with(&app.url, &agent_id, &secret, inventory).await?;
     let flagged = streamspace_testkit::eventually(
@@ -88,11 +91,16 @@ async fn forged_sessions_are_never_adopted(app: TestApp) -> anyhow::Result<()> {
                 .as_array()
                 .cloned()
                 .unwrap_or_default();
-            Ok((list.len() == 3).then_some(list))
+            Ok((list.len() == 4).then_some(list))
         },
     )
     .await?;
     assert_eq!(flagged[0]["claimed_user"], "admin");
+    let long = flagged[3]["claimed_user"]
+        .as_str()
+        .unwrap_or_default()
+        .len();
+    assert!((100..=104).contains(&long), "a claim of {long} bytes kept");
     assert!(
         flagged[0]["reason"]
             .as_str()
