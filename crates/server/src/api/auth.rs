@@ -68,6 +68,7 @@ pub async fn login(
         .store
         .create_api_token(&secrets::hash(&token), &user.id, expires_at)
         .await?;
+    state.metrics.logins.inc();
     tracing::info!(user = %user.username, "login");
     let cookie = session_cookie(&state, &token, ttl.as_secs());
     let answer = LoginAnswer {

@@ -83,20 +83,16 @@ pub async fn authenticate(
             metrics.login_failed("busy");
             busy()
         })?;
-    let known = user.is_some();
     match user.filter(|_| valid) {
         Some(user) => {
             ticket.succeeded();
-            metrics.logins.inc();
             Ok(user)
         }
         None => {
             ticket.failed();
-            metrics.login_failed(if known {
-                "wrong_password"
-            } else {
-                "unknown_user"
-            });
+            // One reason for unknown names and wrong passwords: /metrics is
+            // public and must not tell which usernames exist.
+            metrics.login_failed("bad_credentials");
             tracing::info!(username, client = ?client.0, "failed login");
             Err(Denied::Wrong)
         }

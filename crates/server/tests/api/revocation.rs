@@ -36,6 +36,12 @@ async fn change_password(
     Ok((answer.status, answer.body))
 }
 
+/// `streamspace_logins_total` now.
+async fn logins_total(app: &TestApp) -> anyhow::Result<u64> {
+    let metrics = app.admin.text("/metrics").await?;
+    crate::login_throttle::metric(&metrics, "streamspace_logins_total")
+}
+
 async fn changing_your_password_ends_your_other_logins(app: TestApp) -> anyhow::Result<()> {
     user(&app, "alice", "alice-password").await?;
     let here = Api::login(&app.url, "alice", "alice-password").await?;
@@ -58,8 +64,14 @@ async fn changing_your_password_ends_your_other_logins(app: TestApp) -> anyhow::
         "refusals change nothing"
     );
 
+    let logins = logins_total(&app).await?;
     let (status, body) = change_password(&here, "alice-password", "new-password-1").await?;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(
+        logins_total(&app).await?,
+        logins,
+        "a password change is no login"
+    );
     assert_eq!(me(&here).await?, StatusCode::OK, "the asking login stays");
     assert_eq!(me(&elsewhere).await?, StatusCode::UNAUTHORIZED);
     assert!(
