@@ -8,6 +8,7 @@ use super::throttle::{Lockout, LoginThrottle, Scope, ThrottleLimits};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::User;
+use crate::validate::check_username;
 use http::StatusCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +60,14 @@ pub async fn authenticate(
             "the password is longer than {MAX_PASSWORD} bytes, so it cannot be right"
         ))
         .into());
+    }
+    // The username rule is public, so a name that breaks it cannot exist,
+    // and saying so at once tells nothing. It costs no password check and
+    // no throttle entry, and only valid names (63 bytes at most) reach the
+    // log below: a 1 MiB name per request would fill the disk.
+    if check_username(username).is_err() {
+        metrics.login_failed("bad_credentials");
+        return Err(Denied::Wrong);
     }
     let ticket = state
         .login

@@ -29,6 +29,11 @@ fn limits(user_failures: u32, address_failures: u32, lockout: Duration) -> Throt
     }
 }
 
+/// The app on SQLite with these throttle limits.
+async fn app_with(throttle: ThrottleLimits) -> TestApp {
+    spawn_app_with(Engine::Sqlite, |c| c.login_throttle = throttle, None).await
+}
+
 #[derive(Debug)]
 struct Answer {
     status: StatusCode,
@@ -72,7 +77,7 @@ async fn statuses(app: &TestApp, username: &str, n: usize) -> Vec<u16> {
 async fn guessing_one_password_is_throttled_then_forgotten() -> anyhow::Result<()> {
     let throttle = limits(3, 100, SHORT);
     let forget_after = throttle.forget_after;
-    let app = spawn_app_with(Engine::Sqlite, |c| c.login_throttle = throttle, None).await;
+    let app = app_with(throttle).await;
     app.admin.create_user("alice", "alice-password").await?;
     app.admin.create_user("bob", "bob-password").await?;
 
@@ -133,6 +138,32 @@ async fn guessing_one_password_is_throttled_then_forgotten() -> anyhow::Result<(
     Ok(())
 }
 
+/// Names that break the username rule (public: lowercase slugs of up to
+/// 63 characters) cannot exist. They get the same 401 at once, with no
+/// password check, nothing counted against anyone, and nothing logged at
+/// length: a 1 MiB name per request would otherwise fill the log disk.
+#[tokio::test]
+async fn names_that_cannot_exist_are_refused_without_counting() -> anyhow::Result<()> {
+    let app = app_with(limits(3, 3, LONG)).await;
+    let huge = "n".repeat(900 * 1024);
+    let too_long = "a".repeat(64);
+    for name in ["Admin", "", "a_b", "-a", too_long.as_str(), huge.as_str()] {
+        for _ in 0..3 {
+            let answer = login(&app, name, "password1", None).await;
+            assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{answer:?}");
+            assert_eq!(answer.error, "wrong username or password");
+        }
+    }
+    // Eighteen failures from one client with a budget of three: none was
+    // counted, so the address is not locked out.
+    let admin = login(&app, "admin", ADMIN_PASSWORD, None).await;
+    assert_eq!(admin.status, StatusCode::OK, "{admin:?}");
+    let metrics = app.admin.text("/metrics").await?;
+    let bad = "streamspace_login_failures_total{reason=\"bad_credentials\"}";
+    assert_eq!(metric(&metrics, bad)?, 18);
+    Ok(())
+}
+
 #[tokio::test]
 async fn each_client_address_is_throttled_apart_behind_a_trusted_proxy() -> anyhow::Result<()> {
     let app = spawn_app_with(
@@ -165,12 +196,7 @@ async fn each_client_address_is_throttled_apart_behind_a_trusted_proxy() -> anyh
 
 #[tokio::test]
 async fn forwarded_for_from_an_untrusted_peer_is_ignored() -> anyhow::Result<()> {
-    let app = spawn_app_with(
-        Engine::Sqlite,
-        |c| c.login_throttle = limits(100, 3, LONG),
-        None,
-    )
-    .await;
+    let app = app_with(limits(100, 3, LONG)).await;
     // Without --trusted-proxies, naming a new address each time does not
     // escape the count for the real peer.
     for n in 1..=4 {
