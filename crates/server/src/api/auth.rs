@@ -54,20 +54,32 @@ pub async fn login(
     client: ClientAddr,
     ApiJson(input): ApiJson<Login>,
 ) -> ApiResult<Response> {
-    let user = match authenticate(&state, &input.username, input.password, client).await {
-        Ok(user) => user,
-        Err(Denied::Wrong) => {
-            return Err(ApiError::Unauthorized("wrong username or password".into()));
-        }
+    let wrong = || ApiError::Unauthorized("wrong username or password".into());
+    let verified = match authenticate(&state, &input.username, input.password, client).await {
+        Ok(verified) => verified,
+        Err(Denied::Wrong) => return Err(wrong()),
         Err(Denied::Refused(err)) => return Err(err),
     };
     let token = secrets::generate(secrets::SecretKind::Login);
     let ttl = state.config.token_ttl;
     let expires_at = now_ms() + ttl.as_millis() as i64;
-    state
+    let user = verified.user;
+    let issued = state
         .store
-        .create_api_token(&secrets::hash(&token), &user.id, expires_at)
+        .create_api_token(
+            &secrets::hash(&token),
+            &user.id,
+            &verified.password_hash,
+            expires_at,
+        )
         .await?;
+    if !issued {
+        // The password changed, or the user was deleted, while it was
+        // being checked: it is not right any more.
+        state.metrics.login_failed("bad_credentials");
+        tracing::info!(user = %user.username, "login refused: the password changed meanwhile");
+        return Err(wrong());
+    }
     state.metrics.logins.inc();
     tracing::info!(user = %user.username, "login");
     let cookie = session_cookie(&state, &token, ttl.as_secs());

@@ -216,7 +216,7 @@ pub async fn change_my_password(
     check_password(&input.new_password).map_err(|e| FieldError::new("new_password", e.message))?;
     let username = &me.user.username;
     match authenticate(&state, username, input.current_password, client).await {
-        Ok(user) if user.id == me.user.id => {}
+        Ok(verified) if verified.user.id == me.user.id => {}
         Ok(_) | Err(Denied::Wrong) => {
             return Err(ApiError::Forbidden(
                 "the current password is wrong: enter the one you sign in with".into(),

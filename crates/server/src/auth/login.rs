@@ -47,13 +47,22 @@ impl From<ApiError> for Denied {
     }
 }
 
+/// A password that was right.
+#[derive(Debug)]
+pub struct Verified {
+    pub user: User,
+    /// The stored hash it was checked against: a token is issued only while
+    /// the user still has it (see `Store::create_api_token`).
+    pub password_hash: String,
+}
+
 /// The user whose password this is, if the throttle lets the attempt through.
 pub async fn authenticate(
     state: &AppState,
     username: &str,
     password: String,
     client: ClientAddr,
-) -> Result<User, Denied> {
+) -> Result<Verified, Denied> {
     let metrics = &state.metrics;
     if password.len() > MAX_PASSWORD {
         return Err(ApiError::BadRequest(format!(
@@ -86,16 +95,19 @@ pub async fn authenticate(
     let valid = state
         .login
         .work
-        .verify(password, stored)
+        .verify(password, stored.clone())
         .await
         .map_err(|Busy| {
             metrics.login_failed("busy");
             busy()
         })?;
-    match user.filter(|_| valid) {
-        Some(user) => {
+    match user.zip(stored).filter(|_| valid) {
+        Some((user, password_hash)) => {
             ticket.succeeded();
-            Ok(user)
+            Ok(Verified {
+                user,
+                password_hash,
+            })
         }
         None => {
             ticket.failed();

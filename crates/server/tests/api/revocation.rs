@@ -165,10 +165,61 @@ async fn logout_all_ends_every_login_of_the_caller(app: TestApp) -> anyhow::Resu
     Ok(())
 }
 
+/// An argon2id hash of `password` that takes about a second to check but
+/// little memory: long enough that a test surely acts while a login checks
+/// it.
+async fn slow_hash(password: &'static str) -> anyhow::Result<String> {
+    use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
+    tokio::task::spawn_blocking(move || {
+        let params = Params::new(4096, 400, 1, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let hash = argon.hash_password(password.as_bytes());
+        Ok(hash.map_err(|e| anyhow::anyhow!("{e}"))?.to_string())
+    })
+    .await?
+}
+
+/// A login checks the password against the hash it read; if the password
+/// changes meanwhile (here on another replica), the change ends every
+/// login, and this one must not come out of its check with a token that
+/// outlives it (nor, for a deleted user, with a 500).
+async fn a_login_racing_a_password_change_gets_no_token(app: TestApp) -> anyhow::Result<()> {
+    let alice_id = user(&app, "alice", "alice-password").await?;
+    let other_replica = Store::connect(&app.database_url).await?;
+    let slow = slow_hash("alice-password").await?;
+    let changed = slow_hash("new-password-1").await?;
+    other_replica.set_user_password(&alice_id, &slow).await?;
+    let base = app.url.clone();
+    let login = tokio::spawn(async move { Api::login(&base, "alice", "alice-password").await });
+    // Checking the password: it has read the old hash.
+    eventually(
+        Duration::from_secs(20),
+        "the login's password check",
+        || async {
+            let metrics = app.admin.text("/metrics").await?;
+            let checking = crate::login_throttle::metric(&metrics, "streamspace_password_hashes")?;
+            Ok((checking > 0).then_some(()))
+        },
+    )
+    .await?;
+    other_replica.set_user_password(&alice_id, &changed).await?;
+    other_replica.delete_user_tokens(&alice_id, None).await?;
+    match login.await? {
+        Ok(alice) => anyhow::bail!(
+            "the login got a token after the change; GET /users/me with it: {}",
+            me(&alice).await?
+        ),
+        Err(err) => assert!(err.to_string().contains("401"), "{err:#}"),
+    }
+    other_replica.close().await;
+    Ok(())
+}
+
 on_both_engines!(
     changing_your_password_ends_your_other_logins,
     an_admins_password_reset_ends_every_login,
     logout_all_ends_every_login_of_the_caller,
+    a_login_racing_a_password_change_gets_no_token,
 );
 
 /// Expired login and enrollment tokens are deleted by the periodic purge;
@@ -177,11 +228,16 @@ async fn expired_tokens_are_purged(app: TestApp) -> anyhow::Result<()> {
     let store = Store::connect(&app.database_url).await?;
     let alice_id = user(&app, "alice", "alice-password").await?;
     let long_ago = now_ms() - 60_000;
+    let (_, password_hash) = store
+        .user_credentials("alice")
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no alice"))?;
     for _ in 0..3 {
         let token = secrets::generate(secrets::SecretKind::Login);
-        store
-            .create_api_token(&secrets::hash(&token), &alice_id, long_ago)
+        let issued = store
+            .create_api_token(&secrets::hash(&token), &alice_id, &password_hash, long_ago)
             .await?;
+        assert!(issued);
         let enrollment = secrets::generate(secrets::SecretKind::Enrollment);
         store
             .create_enrollment_token(&secrets::hash(&enrollment), "test", long_ago)
