@@ -122,9 +122,10 @@ pub struct UserUpdate {
 
 /// Change a user's role or password (admin)
 ///
-/// A new password ends all of the user's logins (yours excepted, when it is
-/// you); a new password or role closes their open event, VNC and log
-/// streams.
+/// A new password ends all of the user's logins; a new password or role
+/// closes their open event, VNC and log streams. Not for yourself: your own
+/// password is changed with `PUT /api/v1/users/me/password`, which asks for
+/// the current one, and your own role only by another admin.
 #[utoipa::path(
     put,
     operation_id = "updateUser",
@@ -137,7 +138,7 @@ pub struct UserUpdate {
         (status = 200, description = "The changed user", body = User),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
-        (status = 409, description = "You cannot take away your own admin role", body = ErrorBody),
+        (status = 409, description = "It is your own password (use `PUT /api/v1/users/me/password`) or admin role", body = ErrorBody),
     ),
 )]
 pub async fn update(
@@ -146,16 +147,14 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(input): ApiJson<UserUpdate>,
 ) -> ApiResult<Json<User>> {
+    if id == admin.user.id {
+        check_own_update(&input)?;
+    }
     let user = state
         .store
         .get_user(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
-    if input.role.is_some_and(|r| r != Role::Admin) && user.id == admin.user.id {
-        return Err(ApiError::Conflict(
-            "you cannot take away your own admin role: ask another admin".into(),
-        ));
-    }
     let hash = match input.password {
         Some(password) => {
             check_password(&password)?;
@@ -165,8 +164,7 @@ pub async fn update(
     };
     if let Some(hash) = hash {
         state.store.set_user_password(&id, &hash).await?;
-        let keep = (user.id == admin.user.id).then_some(admin.token_hash.as_str());
-        let ended = state.store.delete_user_tokens(&id, keep).await?;
+        let ended = state.store.delete_user_tokens(&id, None).await?;
         tracing::info!(user = %user.username, ended, "password set by an admin");
     }
     if let Some(role) = input.role {
@@ -175,6 +173,25 @@ pub async fn update(
     state.revocations.user_changed(&id);
     let user = state.store.get_user(&id).await?;
     user.map(Json).ok_or_else(|| ApiError::not_found("user"))
+}
+
+/// What an admin may not change on their own account here. Their password
+/// needs the current one, or a stolen admin cookie could change it, keep
+/// its own login and end the real admin's; their role needs another admin.
+fn check_own_update(input: &UserUpdate) -> ApiResult<()> {
+    if input.password.is_some() {
+        return Err(ApiError::Conflict(
+            "to change your own password use PUT /api/v1/users/me/password, \
+             which asks for your current one"
+                .into(),
+        ));
+    }
+    if input.role.is_some_and(|r| r != Role::Admin) {
+        return Err(ApiError::Conflict(
+            "you cannot take away your own admin role: ask another admin".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize, ToSchema)]

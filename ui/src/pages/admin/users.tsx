@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError, errorMessage, type Role, type User } from '../../api';
 import { useAuth } from '../../app';
+import { Link } from '../../router';
 import { Button, confirmDialog, ErrorBanner, Field, Loading, Modal, PageHeader, toast } from '../../components/ui';
 
 export function UsersPage() {
@@ -98,9 +99,16 @@ export function UsersPage() {
                   </td>
                   <td class="actions">
                     <div class="btn-row">
-                      <Button small onClick={() => setResetting(u)}>
-                        Set password
-                      </Button>
+                      {/* Your own password needs your current one: the Account page asks for it. */}
+                      {u.id === me.id ? (
+                        <Link class="btn btn-small" href="/account">
+                          Change password
+                        </Link>
+                      ) : (
+                        <Button small onClick={() => setResetting(u)}>
+                          Set password
+                        </Button>
+                      )}
                       {u.id !== me.id && (
                         <Button small variant="danger" onClick={() => remove(u)} aria-label={`Delete ${u.username}`}>
                           Delete
