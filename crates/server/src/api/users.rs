@@ -4,7 +4,7 @@ use crate::auth::{AdminUser, CurrentUser};
 use crate::error::{ApiError, ApiJson, ApiResult, ErrorBody};
 use crate::quota::{self, LimitsView, QuotaView};
 use crate::state::AppState;
-use crate::store::{Role, User};
+use crate::store::{AdminChange, Role, User};
 use crate::validate::{FieldError, check_password, check_username};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -138,7 +138,7 @@ pub struct UserUpdate {
         (status = 200, description = "The changed user", body = User),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
-        (status = 409, description = "It is your own password (use `PUT /api/v1/users/me/password`) or admin role", body = ErrorBody),
+        (status = 409, description = "It is your own password (use `PUT /api/v1/users/me/password`) or admin role, or the last admin's role", body = ErrorBody),
     ),
 )]
 pub async fn update(
@@ -162,13 +162,14 @@ pub async fn update(
         }
         None => None,
     };
+    // The role first: it is what may be refused (the last admin).
+    if let Some(role) = input.role {
+        admin_change(state.store.set_user_role(&id, role).await?, &user)?;
+    }
     if let Some(hash) = hash {
         state.store.set_user_password(&id, &hash).await?;
         let ended = state.store.delete_user_tokens(&id, None).await?;
         tracing::info!(user = %user.username, ended, "password set by an admin");
-    }
-    if let Some(role) = input.role {
-        state.store.set_user_role(&id, role).await?;
     }
     state.revocations.user_changed(&id);
     let user = state.store.get_user(&id).await?;
@@ -264,7 +265,7 @@ pub async fn change_my_password(
         (status = 204, description = "Deleted, with their tokens and session history"),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
-        (status = 409, description = "They still have sessions, or it is you", body = ErrorBody),
+        (status = 409, description = "They still have sessions, it is you, or they are the last admin", body = ErrorBody),
     ),
 )]
 pub async fn delete(
@@ -283,11 +284,27 @@ pub async fn delete(
             "the user still has {active} session(s): terminate them first"
         )));
     }
-    if state.store.delete_user(&id).await? {
-        state.revocations.user_changed(&id);
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found("user"))
+    let user = state
+        .store
+        .get_user(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    admin_change(state.store.delete_user(&id).await?, &user)?;
+    state.revocations.user_changed(&id);
+    tracing::info!(user = %user.username, "user deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A demotion or deletion the store refused: two admins removing each other
+/// at once would otherwise leave none.
+fn admin_change(change: AdminChange, user: &User) -> ApiResult<()> {
+    match change {
+        AdminChange::Done => Ok(()),
+        AdminChange::NoSuchUser => Err(ApiError::not_found("user")),
+        AdminChange::LastAdmin => Err(ApiError::Conflict(format!(
+            "{} is the last admin: make another user an admin first",
+            user.username
+        ))),
     }
 }
 

@@ -106,7 +106,7 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::Role;
     use super::*;
     use std::time::Duration;
@@ -161,8 +161,8 @@ mod tests {
         assert!(!issued, "the token was issued for the old password");
     }
 
-    /// Until a statement of this database waits for a row lock.
-    async fn waits_for_a_lock(store: &Store) {
+    /// PostgreSQL: until a statement of this database waits for a lock.
+    pub(in crate::store) async fn waits_for_a_lock(store: &Store) {
         for _ in 0..200 {
             let row = sqlx::query(
                 "SELECT COUNT(*) AS n FROM pg_stat_activity \

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use streamspace_server::auth::secrets;
 use streamspace_server::store::{Store, now_ms};
+use streamspace_testkit::api::Answer;
 use streamspace_testkit::{ADMIN_PASSWORD, Api, eventually};
 
 /// `username`'s id, after creating them.
@@ -223,11 +224,84 @@ async fn a_login_racing_a_password_change_gets_no_token(app: TestApp) -> anyhow:
     Ok(())
 }
 
+/// `username` with `role`, created by `by`: (id, their logged-in client).
+pub async fn new_user(
+    app: &TestApp,
+    by: &Api,
+    username: &str,
+    role: &str,
+) -> anyhow::Result<(String, Api)> {
+    let body = json!({"username": username, "password": "password-123", "role": role});
+    let created = by
+        .expect(
+            Method::POST,
+            "/api/v1/users",
+            Some(body),
+            StatusCode::CREATED,
+        )
+        .await?;
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    Ok((id, Api::login(&app.url, username, "password-123").await?))
+}
+
+/// `by` demotes (or, with `delete`, deletes) the user `id`.
+async fn remove(by: &Api, id: &str, delete: bool) -> anyhow::Result<Answer> {
+    let path = format!("/api/v1/users/{id}");
+    match delete {
+        true => by.call(Method::DELETE, &path, None).await,
+        false => {
+            let demote = json!({"role": "user"});
+            by.call(Method::PUT, &path, Some(demote)).await
+        }
+    }
+}
+
+/// Two admins demoting or deleting each other at the same moment: one wins,
+/// the other is refused (409 as the last admin, or 403/401 if the first
+/// change reached its login before it asked), and an admin always remains.
+async fn two_admins_cannot_remove_each_other(app: TestApp) -> anyhow::Result<()> {
+    let store = Store::connect(&app.database_url).await?;
+    let bootstrap = store.user_credentials("admin").await?;
+    let bootstrap = bootstrap.map(|(u, _)| u.id).unwrap_or_default();
+    let (mut id, mut boss) = new_user(&app, &app.admin, "boss-0", "admin").await?;
+    let handover = remove(&boss, &bootstrap, true).await?;
+    assert_eq!(handover.status, StatusCode::NO_CONTENT, "{handover:?}");
+    for round in 1..=6 {
+        let (other_id, other) = new_user(&app, &boss, &format!("boss-{round}"), "admin").await?;
+        let delete = round % 2 == 0;
+        let (mine, theirs) = tokio::join!(
+            remove(&boss, &other_id, delete),
+            remove(&other, &id, delete)
+        );
+        let (mine, theirs) = (mine?, theirs?);
+        let admins = store.list_users().await?;
+        let admins: Vec<_> = admins.iter().filter(|u| u.is_admin()).collect();
+        assert_eq!(
+            admins.len(),
+            1,
+            "round {round}: {mine:?}, {theirs:?}: {admins:?}"
+        );
+        for refused in [&mine, &theirs]
+            .iter()
+            .filter(|a| a.status == StatusCode::CONFLICT)
+        {
+            let error = refused.body["error"].as_str().unwrap_or_default();
+            assert!(error.ends_with("is the last admin: make another user an admin first"));
+        }
+        if !mine.status.is_success() {
+            (id, boss) = (other_id, other);
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
 on_both_engines!(
     changing_your_password_ends_your_other_logins,
     an_admins_password_reset_ends_every_login,
     logout_all_ends_every_login_of_the_caller,
     a_login_racing_a_password_change_gets_no_token,
+    two_admins_cannot_remove_each_other,
 );
 
 /// Expired login and enrollment tokens are deleted by the periodic purge;

@@ -83,18 +83,7 @@ impl Streamed {
 
 /// Creates `username` with `role`; returns (id, their logged-in client).
 async fn user(app: &TestApp, username: &str, role: &str) -> anyhow::Result<(String, Api)> {
-    let body = json!({"username": username, "password": "password-123", "role": role});
-    let created = app
-        .admin
-        .expect(
-            Method::POST,
-            "/api/v1/users",
-            Some(body),
-            StatusCode::CREATED,
-        )
-        .await?;
-    let id = created["id"].as_str().unwrap_or_default().to_owned();
-    Ok((id, Api::login(&app.url, username, "password-123").await?))
+    crate::revocation::new_user(app, &app.admin, username, role).await
 }
 
 async fn a_demoted_admins_event_stream_closes(app: TestApp) -> anyhow::Result<()> {
