@@ -1,7 +1,6 @@
 //! Login tokens. Only the SHA-256 of each token is stored.
 
 use super::{Store, StoreResult, User, now_ms};
-use sqlx::Row;
 
 /// Issues a login token only while the user's password hash is still the
 /// one the password was checked against (`$5`).
@@ -95,20 +94,13 @@ impl Store {
         let enrollments = self.delete_expired_enrollment_tokens(now).await?;
         Ok((logins, enrollments))
     }
-
-    pub async fn count_api_tokens(&self, user_id: &str) -> StoreResult<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM api_tokens WHERE user_id = $1")
-            .bind(user_id)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get("n")?)
-    }
 }
 
 #[cfg(test)]
 pub(super) mod tests {
     use super::super::Role;
     use super::*;
+    use sqlx::Row;
     use std::time::Duration;
 
     const LATER: i64 = i64::MAX / 2;
