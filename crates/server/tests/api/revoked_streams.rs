@@ -268,8 +268,14 @@ async fn a_revocation_on_another_replica_ends_the_stream_at_the_next_check(
     app: TestApp,
 ) -> anyhow::Result<()> {
     let (alice_id, alice) = user(&app, "alice", "user").await?;
-    let mut events = Streamed::get(&alice, "/api/v1/events").await?;
     let other_replica = Store::connect(&app.database_url).await?;
+    let mut events = Streamed::get(&alice, "/api/v1/events").await?;
+    // The stream also checks its login once as it opens. Deleted before
+    // that check ran, the token would end the stream without the timer, so
+    // wait for the stream's first ping and then far longer than that one
+    // read of the store takes: only a periodic re-check can end it now.
+    events.expect("event: ping").await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     other_replica.delete_user_tokens(&alice_id, None).await?;
     let took = events.ends_within(Duration::from_secs(3)).await?;
     println!("revoked elsewhere: the stream ended {took:?} later (re-checked every 300 ms)");
