@@ -218,6 +218,7 @@ pub struct PasswordChange {
     request_body = PasswordChange,
     responses(
         (status = 204, description = "Changed; your other logins ended"),
+        (status = 400, description = "`current_password` is empty, or `new_password` too short", body = ErrorBody),
         (status = 403, description = "The current password is wrong", body = ErrorBody),
         (status = 429, description = "Too many wrong passwords; `Retry-After` says when to try again", body = ErrorBody,
             headers(("retry-after" = u64, description = "Seconds to wait"))),
@@ -231,6 +232,10 @@ pub async fn change_my_password(
     client: ClientAddr,
     ApiJson(input): ApiJson<PasswordChange>,
 ) -> ApiResult<StatusCode> {
+    // A blank field is a form left empty, not a guess to count.
+    if input.current_password.is_empty() {
+        return Err(FieldError::new("current_password", "enter your current password").into());
+    }
     check_password(&input.new_password).map_err(|e| FieldError::new("new_password", e.message))?;
     let username = &me.user.username;
     match authenticate(&state, username, input.current_password, client).await {

@@ -45,6 +45,13 @@ async fn logins_total(app: &TestApp) -> anyhow::Result<u64> {
     crate::login_throttle::metric(&metrics, "streamspace_logins_total")
 }
 
+/// Failed logins and password checks counted as wrong so far.
+async fn bad_credentials(app: &TestApp) -> anyhow::Result<u64> {
+    let metrics = app.admin.text("/metrics").await?;
+    let series = "streamspace_login_failures_total{reason=\"bad_credentials\"}";
+    crate::login_throttle::metric(&metrics, series)
+}
+
 async fn changing_your_password_ends_your_other_logins(app: TestApp) -> anyhow::Result<()> {
     user(&app, "alice", "alice-password").await?;
     let here = Api::login(&app.url, "alice", "alice-password").await?;
@@ -61,6 +68,13 @@ async fn changing_your_password_ends_your_other_logins(app: TestApp) -> anyhow::
     let (status, body) = change_password(&here, "alice-password", "short").await?;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["field"], "new_password", "{body}");
+    // An empty current password is a form left blank, not a guess: 400,
+    // and not counted against alice's failures.
+    let failed = bad_credentials(&app).await?;
+    let (status, body) = change_password(&here, "", "new-password-1").await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["field"], "current_password", "{body}");
+    assert_eq!(bad_credentials(&app).await?, failed);
     assert_eq!(
         me(&elsewhere).await?,
         StatusCode::OK,
