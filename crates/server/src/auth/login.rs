@@ -64,20 +64,7 @@ pub async fn authenticate(
     client: ClientAddr,
 ) -> Result<Verified, Denied> {
     let metrics = &state.metrics;
-    if password.len() > MAX_PASSWORD {
-        return Err(ApiError::BadRequest(format!(
-            "the password is longer than {MAX_PASSWORD} bytes, so it cannot be right"
-        ))
-        .into());
-    }
-    // The username rule is public, so a name that breaks it cannot exist,
-    // and saying so at once tells nothing. It costs no password check and
-    // no throttle entry, and only valid names (63 bytes at most) reach the
-    // log below: a 1 MiB name per request would fill the disk.
-    if check_username(username).is_err() {
-        metrics.login_failed("bad_credentials");
-        return Err(Denied::Wrong);
-    }
+    cannot_be_right(state, username, &password)?;
     let ticket = state
         .login
         .throttle
@@ -91,23 +78,10 @@ pub async fn authenticate(
         .user_credentials(username)
         .await
         .map_err(ApiError::from)?;
-    let (user, stored) = found.unzip();
-    let valid = state
-        .login
-        .work
-        .verify(password, stored.clone())
-        .await
-        .map_err(|Busy| {
-            metrics.login_failed("busy");
-            busy()
-        })?;
-    match user.zip(stored).filter(|_| valid) {
-        Some((user, password_hash)) => {
+    match check(state, found, password).await? {
+        Some(verified) => {
             ticket.succeeded();
-            Ok(Verified {
-                user,
-                password_hash,
-            })
+            Ok(verified)
         }
         None => {
             ticket.failed();
@@ -118,6 +92,51 @@ pub async fn authenticate(
             Err(Denied::Wrong)
         }
     }
+}
+
+/// Refuses, before any hashing or throttling, what cannot be right.
+fn cannot_be_right(state: &AppState, username: &str, password: &str) -> Result<(), Denied> {
+    if password.len() > MAX_PASSWORD {
+        return Err(ApiError::BadRequest(format!(
+            "the password is longer than {MAX_PASSWORD} bytes, so it cannot be right"
+        ))
+        .into());
+    }
+    // The username rule is public, so a name that breaks it cannot exist,
+    // and saying so at once tells nothing. It costs no password check and
+    // no throttle entry, and only valid names (63 bytes at most) reach the
+    // log: a 1 MiB name per request would fill the disk.
+    if check_username(username).is_err() {
+        state.metrics.login_failed("bad_credentials");
+        return Err(Denied::Wrong);
+    }
+    Ok(())
+}
+
+/// Checks `password` against the user's hash, or against a dummy one when
+/// there is no such user, so both take as long.
+async fn check(
+    state: &AppState,
+    found: Option<(User, String)>,
+    password: String,
+) -> Result<Option<Verified>, Denied> {
+    let stored = found.as_ref().map(|(_, hash)| hash.clone());
+    let valid = state
+        .login
+        .work
+        .verify(password, stored)
+        .await
+        .map_err(|Busy| {
+            state.metrics.login_failed("busy");
+            busy()
+        })?;
+    let verified = found
+        .filter(|_| valid)
+        .map(|(user, password_hash)| Verified {
+            user,
+            password_hash,
+        });
+    Ok(verified)
 }
 
 /// Hashes a new password within the server's bound.
