@@ -1,7 +1,9 @@
-// Your account: a wrong current password is refused next to the field;
-// changing the password signs your other browser out by itself (the
-// server ends its event stream, and it finds its sign-in gone); signing out
-// everywhere ends every sign-in, this one too.
+// Your account: a blank current password is caught before it is sent and a
+// wrong one is refused next to the field; changing the password signs your
+// other browser out by itself (the server ends its event stream, and it
+// finds its sign-in gone); signing out everywhere ends every sign-in, this
+// one too, and says so when it fails; an admin's own row on the users page
+// leads here instead of setting the password without the current one.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -35,6 +37,17 @@ test('changing your password signs your other browser out', async () => {
 
   await here.getByTestId('whoami').click();
   await here.getByRole('heading', { name: 'Your account' }).waitFor();
+  // A blank current password is caught in the page, never sent (the server
+  // would count it as a wrong one).
+  const sent = [];
+  here.on('request', (r) => r.url().endsWith('/api/v1/users/me/password') && sent.push(r.method()));
+  await here.getByLabel('New password').fill(NEW_PASSWORD);
+  await here.getByRole('button', { name: 'Change password' }).click();
+  const blank = here.locator('[data-field-error=account-current]');
+  await blank.waitFor();
+  assert.match(await blank.innerText(), /enter your current password/);
+  assert.deepEqual(sent, [], 'nothing was sent');
+
   await here.getByLabel('Current password').fill('not-my-password');
   await here.getByLabel('New password').fill(NEW_PASSWORD);
   await here.getByRole('button', { name: 'Change password' }).click();
@@ -64,11 +77,41 @@ test('signing out everywhere ends every sign-in, this one too', async () => {
   const script = await apiLogin(dave.username, NEW_PASSWORD);
   await login(here, dave.username, NEW_PASSWORD);
   await here.goto('/account');
-  await here.getByRole('button', { name: 'Sign out everywhere' }).click();
-  await here.getByRole('dialog').getByRole('button', { name: 'Sign out everywhere' }).click();
+  const signOutEverywhere = async () => {
+    await here.getByRole('button', { name: 'Sign out everywhere' }).click();
+    await here.getByRole('dialog').getByRole('button', { name: 'Sign out everywhere' }).click();
+  };
+
+  // When it fails, nothing ended: the page says so and stays signed in.
+  await here.route('**/api/v1/auth/logout-all', (route) =>
+    route.fulfill({ status: 500, contentType: 'application/json', body: '{"error":"the database is down"}' }),
+  );
+  await signOutEverywhere();
+  await here.getByRole('alert').filter({ hasText: 'Could not sign out everywhere: the database is down' }).waitFor();
+  await screenshot(here, '23-sign-out-everywhere-failed');
+  await here.getByRole('heading', { name: 'Your account' }).waitFor();
+  assert.equal((await script('GET', '/users/me')).status, 200, 'nothing ended');
+  await here.unroute('**/api/v1/auth/logout-all');
+
+  await signOutEverywhere();
   await here.getByRole('heading', { name: 'Sign in' }).waitFor();
   const me = await script('GET', '/users/me');
   assert.equal(me.status, 401, 'the script’s token ended too');
   here.assertNoErrors();
   await here.context().close();
+});
+
+test('an admin changes their own password on the account page, not the users page', async () => {
+  const page = await newPage(browser, { name: 'admin-users' });
+  await login(page, 'admin', ADMIN_PASSWORD);
+  await page.goto('/admin/users');
+  const own = page.locator('tr[data-user=admin]');
+  await own.getByRole('link', { name: 'Change password' }).waitFor();
+  assert.equal(await own.getByRole('button', { name: 'Set password' }).count(), 0);
+  const others = page.locator(`tr[data-user=${dave.username}]`);
+  await others.getByRole('button', { name: 'Set password' }).waitFor();
+  await own.getByRole('link', { name: 'Change password' }).click();
+  await page.getByRole('heading', { name: 'Your account' }).waitFor();
+  page.assertNoErrors();
+  await page.context().close();
 });

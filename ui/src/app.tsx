@@ -4,7 +4,7 @@ import { useContext, useEffect, useState } from 'preact/hooks';
 import { api, ApiError, errorMessage, onUnauthorized, type User } from './api';
 import { startEvents, stopEvents } from './events';
 import { match, navigate, usePath } from './router';
-import { ConfirmHost, ErrorBanner, Loading, ToastHost } from './components/ui';
+import { ConfirmHost, ErrorBanner, Loading, toast, ToastHost } from './components/ui';
 import { Layout } from './components/layout';
 import { LoginPage } from './pages/login';
 import { CatalogPage } from './pages/catalog';
@@ -53,8 +53,16 @@ export function App() {
   const logout = async ({ everywhere = false }: { everywhere?: boolean } = {}) => {
     try {
       await (everywhere ? api.logoutAll() : api.logout());
-    } catch {
-      // The cookie may already be gone; either way we are logged out here.
+    } catch (err) {
+      const alreadyEnded = err instanceof ApiError && err.status === 401;
+      if (!alreadyEnded) {
+        // Nothing ended (the HttpOnly cookie still works): say so, stay.
+        const what = everywhere ? 'Could not sign out everywhere' : 'Could not sign out';
+        toast(`${what}: ${errorMessage(err)}`, 'error');
+        return;
+      }
+      // This sign-in had ended already, so it could not end the others.
+      if (everywhere) toast('This sign-in had already ended, so your other sign-ins were not: sign in and try again.', 'error');
     }
     setUser(null);
     navigate('/login', { replace: true });

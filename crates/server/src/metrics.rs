@@ -36,7 +36,7 @@ struct ScopeLabel {
 }
 
 /// Why a login failed: the `reason` label of `login_failures`.
-const LOGIN_FAILURES: [&str; 4] = ["wrong_password", "unknown_user", "throttled", "busy"];
+const LOGIN_FAILURES: [&str; 3] = ["bad_credentials", "throttled", "busy"];
 
 /// The control plane's metrics, shared by every request.
 pub struct Metrics {
@@ -48,7 +48,7 @@ pub struct Metrics {
     /// Bytes through VNC tunnels, `to_viewer` and `from_viewer`.
     pub tunnel_bytes: Family<DirectionLabel, Counter>,
     pub commands_dispatched: Counter,
-    /// Successful logins.
+    /// Successful logins (`POST /auth/login`; not password changes).
     pub logins: Counter,
     login_failures: Family<ReasonLabel, Counter>,
     login_lockouts: Family<ScopeLabel, Gauge>,
@@ -105,8 +105,10 @@ impl Default for Metrics {
         registry.register("logins", "Successful logins", metrics.logins.clone());
         registry.register(
             "login_failures",
-            "Failed logins and password checks by reason: wrong_password, unknown_user, \
-             throttled (refused by a lockout), busy (password hashing queue full)",
+            "Failed logins and password checks by reason: bad_credentials (unknown \
+             username or wrong password, one reason so that this public page does not \
+             tell which usernames exist), throttled (refused by a lockout), busy \
+             (password hashing queue full)",
             metrics.login_failures.clone(),
         );
         for reason in LOGIN_FAILURES {

@@ -2,7 +2,7 @@
 
 import type { ButtonHTMLAttributes, ComponentChildren } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import type { Phase } from '../api';
+import { ApiError, errorMessage, type Phase } from '../api';
 import { phaseTone, isTransitional, type Tone } from '../format';
 import { IconClose } from './icons';
 
@@ -148,6 +148,55 @@ export function Field({ label, id, error, hint, children, class: cls }: FieldPro
       )}
     </div>
   );
+}
+
+type PasswordFieldProps = {
+  label: string;
+  id: string;
+  value: string;
+  onInput: (value: string) => void;
+  error?: string | null;
+  hint?: ComponentChildren;
+  autocomplete: 'current-password' | 'new-password';
+  autofocus?: boolean;
+};
+
+/** A password input in its Field, its error announced with it. */
+export function PasswordField({ label, id, value, onInput, error, hint, autocomplete, autofocus }: PasswordFieldProps) {
+  return (
+    <Field label={label} id={id} error={error} hint={hint}>
+      <input
+        id={id}
+        type="password"
+        autocomplete={autocomplete}
+        required
+        value={value}
+        onInput={(e) => onInput(e.currentTarget.value)}
+        aria-invalid={!!error}
+        aria-describedby={error ? `${id}-error` : undefined}
+        autofocus={autofocus}
+      />
+    </Field>
+  );
+}
+
+/**
+ * A form's error: the API's (with the field it names, if any), or any other
+ * failure as one without a field. `fieldError(f)` is what to show at field f.
+ */
+export function useFormError() {
+  const [error, setError] = useState<ApiError | null>(null);
+  return {
+    error,
+    setError,
+    fail: (err: unknown) => setError(err instanceof ApiError ? err : new ApiError(0, errorMessage(err))),
+    fieldError: (field: string) => (error?.field === field ? error.detail : null),
+  };
+}
+
+/** The banner for a form error that names no field (those show at the field). */
+export function FormErrorBanner({ error }: { error: ApiError | null }) {
+  return error && !error.field ? <ErrorBanner error={error.message} /> : null;
 }
 
 // ---- Confirm dialog -------------------------------------------------------

@@ -2,9 +2,17 @@
 // everywhere (every sign-in ends, this one too).
 
 import { useState } from 'preact/hooks';
-import { api, ApiError, errorMessage } from '../api';
+import { api, ApiError } from '../api';
 import { useAuth } from '../app';
-import { Button, confirmDialog, ErrorBanner, Field, PageHeader, toast } from '../components/ui';
+import {
+  Button,
+  confirmDialog,
+  FormErrorBanner,
+  PageHeader,
+  PasswordField,
+  toast,
+  useFormError,
+} from '../components/ui';
 
 export function AccountPage() {
   const { user, logout } = useAuth();
@@ -41,13 +49,16 @@ function PasswordForm() {
   const [current, setCurrent] = useState('');
   const [next, setNext] = useState('');
   const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<ApiError | null>(null);
-  const fieldError = (f: string) => (error?.field === f ? error.detail : null);
+  const { error, setError, fail, fieldError } = useFormError();
 
   const submit = async (e: Event) => {
     e.preventDefault();
+    // Caught here, not sent: the server would count a blank current
+    // password as a wrong one.
+    const invalid = checkPasswords(current, next);
+    setError(invalid);
+    if (invalid) return;
     setBusy(true);
-    setError(null);
     try {
       await api.changePassword(current, next);
       setCurrent('');
@@ -56,35 +67,41 @@ function PasswordForm() {
     } catch (err) {
       // A wrong current password is a 403 about that field.
       if (err instanceof ApiError && err.status === 403) setError(new ApiError(403, err.message, 'current_password'));
-      else setError(err instanceof ApiError ? err : new ApiError(0, errorMessage(err)));
+      else fail(err);
     }
     setBusy(false);
   };
 
-  const input = (id: string, field: string, value: string, set: (v: string) => void, autocomplete: string) => (
-    <input
-      id={id}
-      type="password"
-      autocomplete={autocomplete}
-      required
-      value={value}
-      onInput={(e) => set(e.currentTarget.value)}
-      aria-invalid={!!fieldError(field)}
-      aria-describedby={fieldError(field) ? `${id}-error` : undefined}
-    />
-  );
   return (
     <form onSubmit={submit} noValidate>
-      {error && !error.field && <ErrorBanner error={error.message} />}
-      <Field label="Current password" id="account-current" error={fieldError('current_password')}>
-        {input('account-current', 'current_password', current, setCurrent, 'current-password')}
-      </Field>
-      <Field label="New password" id="account-new" error={fieldError('new_password')} hint="At least 8 characters.">
-        {input('account-new', 'new_password', next, setNext, 'new-password')}
-      </Field>
+      <FormErrorBanner error={error} />
+      <PasswordField
+        label="Current password"
+        id="account-current"
+        value={current}
+        onInput={setCurrent}
+        error={fieldError('current_password')}
+        autocomplete="current-password"
+      />
+      <PasswordField
+        label="New password"
+        id="account-new"
+        value={next}
+        onInput={setNext}
+        error={fieldError('new_password')}
+        hint="At least 8 characters."
+        autocomplete="new-password"
+      />
       <Button type="submit" variant="primary" busy={busy}>
         Change password
       </Button>
     </form>
   );
+}
+
+/** What the server would refuse in these fields, said the way it would. */
+function checkPasswords(current: string, next: string): ApiError | null {
+  if (!current) return new ApiError(400, 'current_password: enter your current password', 'current_password');
+  if ([...next].length < 8) return new ApiError(400, 'new_password: must be at least 8 characters', 'new_password');
+  return null;
 }

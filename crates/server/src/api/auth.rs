@@ -1,5 +1,5 @@
 use crate::auth::client_addr::ClientAddr;
-use crate::auth::login::{Denied, authenticate};
+use crate::auth::login::{Denied, Verified, authenticate};
 use crate::auth::{COOKIE, CurrentUser, secrets};
 use crate::error::{ApiError, ApiJson, ApiResult, ErrorBody};
 use crate::state::AppState;
@@ -54,21 +54,24 @@ pub async fn login(
     client: ClientAddr,
     ApiJson(input): ApiJson<Login>,
 ) -> ApiResult<Response> {
-    let user = match authenticate(&state, &input.username, input.password, client).await {
-        Ok(user) => user,
-        Err(Denied::Wrong) => {
-            return Err(ApiError::Unauthorized("wrong username or password".into()));
-        }
+    let wrong = || ApiError::Unauthorized("wrong username or password".into());
+    let verified = match authenticate(&state, &input.username, input.password, client).await {
+        Ok(verified) => verified,
+        Err(Denied::Wrong) => return Err(wrong()),
         Err(Denied::Refused(err)) => return Err(err),
     };
-    let token = secrets::generate(secrets::SecretKind::Login);
-    let ttl = state.config.token_ttl;
-    let expires_at = now_ms() + ttl.as_millis() as i64;
-    state
-        .store
-        .create_api_token(&secrets::hash(&token), &user.id, expires_at)
-        .await?;
+    let Some((token, expires_at)) = issue_token(&state, &verified).await? else {
+        // The password changed, or the user was deleted, while it was
+        // being checked: it is not right any more.
+        state.metrics.login_failed("bad_credentials");
+        let user = &verified.user.username;
+        tracing::info!(%user, "login refused: the password changed meanwhile");
+        return Err(wrong());
+    };
+    state.metrics.logins.inc();
+    let user = verified.user;
     tracing::info!(user = %user.username, "login");
+    let ttl = state.config.token_ttl;
     let cookie = session_cookie(&state, &token, ttl.as_secs());
     let answer = LoginAnswer {
         token,
@@ -76,6 +79,23 @@ pub async fn login(
         expires_at: super::views::time(expires_at),
     };
     Ok(([(header::SET_COOKIE, cookie)], Json(answer)).into_response())
+}
+
+/// A new login token and when it expires, stored only while the password
+/// hash that was checked is still the user's (`None` otherwise).
+async fn issue_token(state: &AppState, verified: &Verified) -> ApiResult<Option<(String, i64)>> {
+    let token = secrets::generate(secrets::SecretKind::Login);
+    let expires_at = now_ms() + state.config.token_ttl.as_millis() as i64;
+    let issued = state
+        .store
+        .create_api_token(
+            &secrets::hash(&token),
+            &verified.user.id,
+            &verified.password_hash,
+            expires_at,
+        )
+        .await?;
+    Ok(issued.then_some((token, expires_at)))
 }
 
 /// Log out

@@ -4,7 +4,7 @@ use crate::auth::{AdminUser, CurrentUser};
 use crate::error::{ApiError, ApiJson, ApiResult, ErrorBody};
 use crate::quota::{self, LimitsView, QuotaView};
 use crate::state::AppState;
-use crate::store::{Role, User};
+use crate::store::{AdminChange, Role, User};
 use crate::validate::{FieldError, check_password, check_username};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -122,9 +122,10 @@ pub struct UserUpdate {
 
 /// Change a user's role or password (admin)
 ///
-/// A new password ends all of the user's logins (yours excepted, when it is
-/// you); a new password or role closes their open event, VNC and log
-/// streams.
+/// A new password ends all of the user's logins; a new password or role
+/// closes their open event, VNC and log streams. Not for yourself: your own
+/// password is changed with `PUT /api/v1/users/me/password`, which asks for
+/// the current one, and your own role only by another admin.
 #[utoipa::path(
     put,
     operation_id = "updateUser",
@@ -137,7 +138,7 @@ pub struct UserUpdate {
         (status = 200, description = "The changed user", body = User),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
-        (status = 409, description = "You cannot take away your own admin role", body = ErrorBody),
+        (status = 409, description = "It is your own password (use `PUT /api/v1/users/me/password`) or admin role, or the last admin's role", body = ErrorBody),
     ),
 )]
 pub async fn update(
@@ -146,16 +147,14 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(input): ApiJson<UserUpdate>,
 ) -> ApiResult<Json<User>> {
+    if id == admin.user.id {
+        check_own_update(&input)?;
+    }
     let user = state
         .store
         .get_user(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
-    if input.role.is_some_and(|r| r != Role::Admin) && user.id == admin.user.id {
-        return Err(ApiError::Conflict(
-            "you cannot take away your own admin role: ask another admin".into(),
-        ));
-    }
     let hash = match input.password {
         Some(password) => {
             check_password(&password)?;
@@ -163,18 +162,37 @@ pub async fn update(
         }
         None => None,
     };
+    // The role first: it is what may be refused (the last admin).
+    if let Some(role) = input.role {
+        admin_change(state.store.set_user_role(&id, role).await?, &user)?;
+    }
     if let Some(hash) = hash {
         state.store.set_user_password(&id, &hash).await?;
-        let keep = (user.id == admin.user.id).then_some(admin.token_hash.as_str());
-        let ended = state.store.delete_user_tokens(&id, keep).await?;
+        let ended = state.store.delete_user_tokens(&id, None).await?;
         tracing::info!(user = %user.username, ended, "password set by an admin");
-    }
-    if let Some(role) = input.role {
-        state.store.set_user_role(&id, role).await?;
     }
     state.revocations.user_changed(&id);
     let user = state.store.get_user(&id).await?;
     user.map(Json).ok_or_else(|| ApiError::not_found("user"))
+}
+
+/// What an admin may not change on their own account here. Their password
+/// needs the current one, or a stolen admin cookie could change it, keep
+/// its own login and end the real admin's; their role needs another admin.
+fn check_own_update(input: &UserUpdate) -> ApiResult<()> {
+    if input.password.is_some() {
+        return Err(ApiError::Conflict(
+            "to change your own password use PUT /api/v1/users/me/password, \
+             which asks for your current one"
+                .into(),
+        ));
+    }
+    if input.role.is_some_and(|r| r != Role::Admin) {
+        return Err(ApiError::Conflict(
+            "you cannot take away your own admin role: ask another admin".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -200,6 +218,7 @@ pub struct PasswordChange {
     request_body = PasswordChange,
     responses(
         (status = 204, description = "Changed; your other logins ended"),
+        (status = 400, description = "`current_password` is empty, or `new_password` too short", body = ErrorBody),
         (status = 403, description = "The current password is wrong", body = ErrorBody),
         (status = 429, description = "Too many wrong passwords; `Retry-After` says when to try again", body = ErrorBody,
             headers(("retry-after" = u64, description = "Seconds to wait"))),
@@ -213,10 +232,14 @@ pub async fn change_my_password(
     client: ClientAddr,
     ApiJson(input): ApiJson<PasswordChange>,
 ) -> ApiResult<StatusCode> {
+    // A blank field is a form left empty, not a guess to count.
+    if input.current_password.is_empty() {
+        return Err(FieldError::new("current_password", "enter your current password").into());
+    }
     check_password(&input.new_password).map_err(|e| FieldError::new("new_password", e.message))?;
     let username = &me.user.username;
     match authenticate(&state, username, input.current_password, client).await {
-        Ok(user) if user.id == me.user.id => {}
+        Ok(verified) if verified.user.id == me.user.id => {}
         Ok(_) | Err(Denied::Wrong) => {
             return Err(ApiError::Forbidden(
                 "the current password is wrong: enter the one you sign in with".into(),
@@ -247,7 +270,7 @@ pub async fn change_my_password(
         (status = 204, description = "Deleted, with their tokens and session history"),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
-        (status = 409, description = "They still have sessions, or it is you", body = ErrorBody),
+        (status = 409, description = "They still have sessions, it is you, or they are the last admin", body = ErrorBody),
     ),
 )]
 pub async fn delete(
@@ -266,11 +289,27 @@ pub async fn delete(
             "the user still has {active} session(s): terminate them first"
         )));
     }
-    if state.store.delete_user(&id).await? {
-        state.revocations.user_changed(&id);
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found("user"))
+    let user = state
+        .store
+        .get_user(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    admin_change(state.store.delete_user(&id).await?, &user)?;
+    state.revocations.user_changed(&id);
+    tracing::info!(user = %user.username, "user deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A demotion or deletion the store refused: two admins removing each other
+/// at once would otherwise leave none.
+fn admin_change(change: AdminChange, user: &User) -> ApiResult<()> {
+    match change {
+        AdminChange::Done => Ok(()),
+        AdminChange::NoSuchUser => Err(ApiError::not_found("user")),
+        AdminChange::LastAdmin => Err(ApiError::Conflict(format!(
+            "{} is the last admin: make another user an admin first",
+            user.username
+        ))),
     }
 }
 

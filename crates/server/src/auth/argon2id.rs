@@ -17,6 +17,9 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 /// letting a corrupt row make one check allocate gigabytes.
 const MAX_BLOCKS: usize = 256 * 1024;
 
+/// The memory our own hashes need (in 1 KiB blocks), which a worker keeps.
+const KEPT_BLOCKS: usize = Params::DEFAULT_M_COST as usize;
+
 /// One worker's argon2 memory, reused from hash to hash.
 #[derive(Default)]
 pub struct Memory {
@@ -63,7 +66,14 @@ impl Memory {
     /// Whether `password` matches the PHC string `stored`; anything that
     /// cannot be read as an argon2 hash matches nothing.
     pub fn verify(&mut self, password: &str, stored: &str) -> bool {
-        match self.try_verify(password, stored) {
+        let verified = self.try_verify(password, stored);
+        // A hash with a larger memory cost (up to 256 MiB) must not leave
+        // its worker holding that much for good.
+        if self.blocks.len() > KEPT_BLOCKS {
+            self.blocks.truncate(KEPT_BLOCKS);
+            self.blocks.shrink_to_fit();
+        }
+        match verified {
             Ok(matches) => matches,
             Err(err) => {
                 tracing::warn!(error = %err, "a stored password hash cannot be checked");
@@ -127,6 +137,24 @@ mod tests {
             ours,
             "salted"
         );
+    }
+
+    #[test]
+    fn memory_grows_for_a_larger_hash_and_shrinks_back() {
+        let params = Params::new(4 * Params::DEFAULT_M_COST, 1, 1, None).expect("params");
+        let larger = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(b"correct horse")
+            .expect("hashes")
+            .to_string();
+        let mut memory = Memory::default();
+        assert!(memory.verify("correct horse", &larger));
+        assert!(
+            memory.blocks.capacity() <= KEPT_BLOCKS,
+            "{}",
+            memory.blocks.capacity()
+        );
+        let ours = memory.hash("correct horse").expect("hashes");
+        assert!(memory.verify("correct horse", &ours), "still works");
     }
 
     #[test]

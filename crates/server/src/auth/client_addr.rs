@@ -28,10 +28,43 @@ impl FromRequestParts<AppState> for ClientAddr {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|info| info.0.ip());
         let trusted = &state.config.trusted_proxies;
+        if let Some(peer) = peer.filter(|p| untrusted_local_proxy(*p, &parts.headers, trusted)) {
+            warn_once_about_proxy(peer);
+        }
         Ok(ClientAddr(
             peer.map(|peer| client_address(peer, &parts.headers, trusted)),
         ))
     }
+}
+
+/// Whether `peer` looks like a reverse proxy the server was not told to
+/// trust: it sends `X-Forwarded-For` from a loopback or private address.
+/// (A public peer sending it is a client writing what it likes.) Behind
+/// such a proxy every client counts as the proxy's address, so one of them
+/// failing logins locks everyone out: usually an upgrade from before
+/// `--trusted-proxies` existed.
+fn untrusted_local_proxy(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> bool {
+    let peer = peer.to_canonical();
+    let local = match peer {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unique_local() || v6.is_unicast_link_local(),
+    };
+    local && headers.contains_key("x-forwarded-for") && !trusted.iter().any(|n| n.contains(&peer))
+}
+
+/// Once per process: the condition lasts, and a line per login would bury
+/// the log.
+fn warn_once_about_proxy(peer: IpAddr) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            %peer,
+            "X-Forwarded-For came from a local address that is not in --trusted-proxies: \
+             if a reverse proxy sent it, every client behind it shares the proxy's address for \
+             login throttling, and one client failing logins locks everyone out; start the \
+             server with --trusted-proxies set to the proxy's address"
+        );
+    });
 }
 
 /// The client behind `peer`, walking `X-Forwarded-For` from the right
@@ -148,6 +181,42 @@ mod tests {
             client_address(ip("10.0.0.5"), &ports, &trusted),
             ip("2001:db8::7")
         );
+    }
+
+    #[test]
+    fn an_untrusted_local_peer_sending_forwarded_for_looks_like_a_proxy() {
+        let trusted = vec![parse_trusted_proxy("10.0.0.5").expect("address")];
+        let forwarded = headers(&["203.0.113.9"]);
+        for proxy in [
+            "127.0.0.1",
+            "::1",
+            "10.0.0.6",
+            "192.168.1.1",
+            "fd00::1",
+            "::ffff:172.16.0.1",
+        ] {
+            assert!(
+                untrusted_local_proxy(ip(proxy), &forwarded, &trusted),
+                "{proxy}"
+            );
+        }
+        // Trusted, public (a client writing what it likes), or no header.
+        assert!(!untrusted_local_proxy(ip("10.0.0.5"), &forwarded, &trusted));
+        assert!(!untrusted_local_proxy(
+            ip("198.51.100.1"),
+            &forwarded,
+            &trusted
+        ));
+        assert!(!untrusted_local_proxy(
+            ip("2001:db8::1"),
+            &forwarded,
+            &trusted
+        ));
+        assert!(!untrusted_local_proxy(
+            ip("127.0.0.1"),
+            &HeaderMap::new(),
+            &trusted
+        ));
     }
 
     #[test]

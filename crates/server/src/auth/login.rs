@@ -8,6 +8,7 @@ use super::throttle::{Lockout, LoginThrottle, Scope, ThrottleLimits};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::User;
+use crate::validate::check_username;
 use http::StatusCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,20 +47,24 @@ impl From<ApiError> for Denied {
     }
 }
 
+/// A password that was right.
+#[derive(Debug)]
+pub struct Verified {
+    pub user: User,
+    /// The stored hash it was checked against: a token is issued only while
+    /// the user still has it (see `Store::create_api_token`).
+    pub password_hash: String,
+}
+
 /// The user whose password this is, if the throttle lets the attempt through.
 pub async fn authenticate(
     state: &AppState,
     username: &str,
     password: String,
     client: ClientAddr,
-) -> Result<User, Denied> {
+) -> Result<Verified, Denied> {
     let metrics = &state.metrics;
-    if password.len() > MAX_PASSWORD {
-        return Err(ApiError::BadRequest(format!(
-            "the password is longer than {MAX_PASSWORD} bytes, so it cannot be right"
-        ))
-        .into());
-    }
+    cannot_be_right(state, username, &password)?;
     let ticket = state
         .login
         .throttle
@@ -73,34 +78,65 @@ pub async fn authenticate(
         .user_credentials(username)
         .await
         .map_err(ApiError::from)?;
-    let (user, stored) = found.unzip();
+    match check(state, found, password).await? {
+        Some(verified) => {
+            ticket.succeeded();
+            Ok(verified)
+        }
+        None => {
+            ticket.failed();
+            // One reason for unknown names and wrong passwords: /metrics is
+            // public and must not tell which usernames exist.
+            metrics.login_failed("bad_credentials");
+            tracing::info!(username, client = ?client.0, "failed login");
+            Err(Denied::Wrong)
+        }
+    }
+}
+
+/// Refuses, before any hashing or throttling, what cannot be right.
+fn cannot_be_right(state: &AppState, username: &str, password: &str) -> Result<(), Denied> {
+    if password.len() > MAX_PASSWORD {
+        return Err(ApiError::BadRequest(format!(
+            "the password is longer than {MAX_PASSWORD} bytes, so it cannot be right"
+        ))
+        .into());
+    }
+    // The username rule is public, so a name that breaks it cannot exist,
+    // and saying so at once tells nothing. It costs no password check and
+    // no throttle entry, and only valid names (63 bytes at most) reach the
+    // log: a 1 MiB name per request would fill the disk.
+    if check_username(username).is_err() {
+        state.metrics.login_failed("bad_credentials");
+        return Err(Denied::Wrong);
+    }
+    Ok(())
+}
+
+/// Checks `password` against the user's hash, or against a dummy one when
+/// there is no such user, so both take as long.
+async fn check(
+    state: &AppState,
+    found: Option<(User, String)>,
+    password: String,
+) -> Result<Option<Verified>, Denied> {
+    let stored = found.as_ref().map(|(_, hash)| hash.clone());
     let valid = state
         .login
         .work
         .verify(password, stored)
         .await
         .map_err(|Busy| {
-            metrics.login_failed("busy");
+            state.metrics.login_failed("busy");
             busy()
         })?;
-    let known = user.is_some();
-    match user.filter(|_| valid) {
-        Some(user) => {
-            ticket.succeeded();
-            metrics.logins.inc();
-            Ok(user)
-        }
-        None => {
-            ticket.failed();
-            metrics.login_failed(if known {
-                "wrong_password"
-            } else {
-                "unknown_user"
-            });
-            tracing::info!(username, client = ?client.0, "failed login");
-            Err(Denied::Wrong)
-        }
-    }
+    let verified = found
+        .filter(|_| valid)
+        .map(|(user, password_hash)| Verified {
+            user,
+            password_hash,
+        });
+    Ok(verified)
 }
 
 /// Hashes a new password within the server's bound.

@@ -8,8 +8,15 @@
 //! nothing. Unknown usernames are counted exactly like known ones, so the
 //! answers do not tell which accounts exist.
 //!
-//! Both tables are bounded LRU maps: a flood of new usernames or addresses
-//! evicts the keys that failed longest ago, and memory stays constant.
+//! Both tables are bounded, so memory stays constant under a flood; what
+//! they must never do is forget a lockout because a flood made room. So a
+//! refused attempt records nothing (only an attempt admitted to have its
+//! password checked, which costs the attacker an argon2 check, adds a
+//! key), and a full table first forgets the least recently used key still
+//! within its free failures. Keys past them (locked, or locking at their
+//! next failure) go only when no other is left, the least recently used
+//! first: pushing one out means filling the whole table with keys that
+//! each failed a checked password that many times.
 
 use hashlink::LruCache;
 use std::net::IpAddr;
@@ -30,8 +37,8 @@ pub struct ThrottleLimits {
     pub max_lockout: Duration,
     /// A key that has not failed for this long starts afresh.
     pub forget_after: Duration,
-    /// Keys remembered per table (usernames, addresses); the least recently
-    /// used are forgotten first.
+    /// Keys remembered per table (usernames, addresses); see the module
+    /// comment for which are forgotten first.
     pub max_entries: usize,
 }
 
@@ -86,6 +93,11 @@ impl Record {
         }
     }
 
+    /// Quiet for long enough to start afresh.
+    fn forgotten(&self, now: Instant, forget_after: Duration) -> bool {
+        self.in_flight == 0 && now.duration_since(self.last_failure) >= forget_after
+    }
+
     /// Why an attempt must wait, if it must. Past the free failures only one
     /// attempt is checked at a time, so a burst of concurrent guesses cannot
     /// slip through before the first of them is counted.
@@ -98,50 +110,113 @@ impl Record {
     }
 }
 
+/// One table of keys (usernames or addresses), in two LRU lists so that
+/// making room is O(1) and never costs a lockout while other keys remain.
 struct Table<K> {
-    records: LruCache<K, Record>,
+    /// Keys still within their free failures: forgotten first.
+    fresh: LruCache<K, Record>,
+    /// Keys past their free failures.
+    penalized: LruCache<K, Record>,
     free: u32,
+    capacity: usize,
 }
 
 impl<K: std::hash::Hash + Eq + Clone> Table<K> {
-    /// The key's record, started afresh if it has been quiet long enough.
-    fn record(&mut self, key: &K, now: Instant, limits: &ThrottleLimits) -> &mut Record {
-        let stale = self.records.get(key).is_some_and(|r| {
-            r.in_flight == 0 && now.duration_since(r.last_failure) >= limits.forget_after
-        });
-        if stale || !self.records.contains_key(key) {
-            self.records.insert(key.clone(), Record::new(now));
+    fn new(free: u32, capacity: usize) -> Self {
+        Self {
+            fresh: LruCache::new_unbounded(),
+            penalized: LruCache::new_unbounded(),
+            free,
+            capacity: capacity.max(1),
         }
-        // Inserted just above when missing.
-        self.records
-            .get_mut(key)
-            .expect("the record was just inserted")
+    }
+
+    fn len(&self) -> usize {
+        self.fresh.len() + self.penalized.len()
+    }
+
+    /// The key's record as it stands, without counting as a use.
+    fn peek(&self, key: &K, now: Instant, limits: &ThrottleLimits) -> Option<&Record> {
+        let record = self.penalized.peek(key).or_else(|| self.fresh.peek(key));
+        record.filter(|r| !r.forgotten(now, limits.forget_after))
+    }
+
+    fn refusal(&self, key: &K, now: Instant, limits: &ThrottleLimits) -> Option<Duration> {
+        self.peek(key, now, limits)
+            .and_then(|r| r.refusal(self.free, now))
+    }
+
+    /// Takes the key's record out (a new one if it had none or it was
+    /// forgotten), to be changed and put back.
+    fn take(&mut self, key: &K, now: Instant, limits: &ThrottleLimits) -> Record {
+        let record = self
+            .penalized
+            .remove(key)
+            .or_else(|| self.fresh.remove(key));
+        record
+            .filter(|r| !r.forgotten(now, limits.forget_after))
+            .unwrap_or_else(|| Record::new(now))
+    }
+
+    /// Puts a record back as the most recently used, in the list its
+    /// failures place it in, making room first if the table is full.
+    fn put(&mut self, key: K, record: Record) {
+        if self.len() >= self.capacity {
+            // Only when no key within its free failures is left does a
+            // penalized one go; see the module comment.
+            if self.fresh.remove_lru().is_none() {
+                self.penalized.remove_lru();
+            }
+        }
+        if record.failures >= self.free {
+            self.penalized.insert(key, record);
+        } else {
+            self.fresh.insert(key, record);
+        }
+    }
+
+    /// An attempt for this key was admitted and is being checked.
+    fn begin(&mut self, key: &K, now: Instant, limits: &ThrottleLimits) {
+        let mut record = self.take(key, now, limits);
+        record.in_flight = record.in_flight.saturating_add(1);
+        self.put(key.clone(), record);
     }
 
     fn fail(&mut self, key: &K, now: Instant, limits: &ThrottleLimits) {
-        let free = self.free;
-        let record = self.record(key, now, limits);
+        let mut record = self.take(key, now, limits);
         record.in_flight = record.in_flight.saturating_sub(1);
         record.failures = record.failures.saturating_add(1);
         record.last_failure = now;
-        if record.failures > free {
-            let doublings = (record.failures - free - 1).min(31);
+        if record.failures > self.free {
+            let doublings = (record.failures - self.free - 1).min(31);
             let lockout = limits
                 .first_lockout
                 .saturating_mul(1 << doublings)
                 .min(limits.max_lockout);
             record.locked_until = Some(now + lockout);
         }
+        self.put(key.clone(), record);
     }
 
+    /// An admitted attempt ended without counting (an error, a busy server).
     fn release(&mut self, key: &K) {
-        if let Some(record) = self.records.peek_mut(key) {
+        let record = match self.penalized.peek_mut(key) {
+            Some(record) => Some(record),
+            None => self.fresh.peek_mut(key),
+        };
+        if let Some(record) = record {
             record.in_flight = record.in_flight.saturating_sub(1);
         }
     }
 
+    fn remove(&mut self, key: &K) {
+        self.penalized.remove(key);
+        self.fresh.remove(key);
+    }
+
+    /// Keys locked out now: only penalized keys can be.
     fn locked(&self, now: Instant) -> usize {
-        self.records
+        self.penalized
             .iter()
             .filter(|(_, r)| r.locked_until.is_some_and(|until| until > now))
             .count()
@@ -162,14 +237,8 @@ pub struct LoginThrottle {
 impl LoginThrottle {
     pub fn new(limits: ThrottleLimits) -> Self {
         let tables = Tables {
-            users: Table {
-                records: LruCache::new(limits.max_entries.max(1)),
-                free: limits.user_failures,
-            },
-            addresses: Table {
-                records: LruCache::new(limits.max_entries.max(1)),
-                free: limits.address_failures,
-            },
+            users: Table::new(limits.user_failures, limits.max_entries),
+            addresses: Table::new(limits.address_failures, limits.max_entries),
         };
         Self {
             limits,
@@ -194,16 +263,15 @@ impl LoginThrottle {
         let user = user_key(username);
         let address = address.map(address_key);
         let mut tables = self.tables();
+        // Looked at, not touched: a refused attempt leaves no trace.
         let by_user = tables
             .users
-            .record(&user, now, &self.limits)
-            .refusal(self.limits.user_failures, now)
+            .refusal(&user, now, &self.limits)
             .map(|wait| (Scope::User, wait));
         let by_address = address.and_then(|a| {
             tables
                 .addresses
-                .record(&a, now, &self.limits)
-                .refusal(self.limits.address_failures, now)
+                .refusal(&a, now, &self.limits)
                 .map(|wait| (Scope::Address, wait))
         });
         if let Some((scope, retry_after)) =
@@ -211,9 +279,9 @@ impl LoginThrottle {
         {
             return Err(Lockout { scope, retry_after });
         }
-        tables.users.record(&user, now, &self.limits).in_flight += 1;
+        tables.users.begin(&user, now, &self.limits);
         if let Some(a) = &address {
-            tables.addresses.record(a, now, &self.limits).in_flight += 1;
+            tables.addresses.begin(a, now, &self.limits);
         }
         Ok(Ticket {
             throttle: Arc::clone(self),
@@ -258,7 +326,7 @@ impl Ticket {
     pub fn succeeded(mut self) {
         self.settled = true;
         let mut tables = self.throttle.tables();
-        tables.users.records.remove(&self.user);
+        tables.users.remove(&self.user);
         if let Some(address) = &self.address {
             tables.addresses.release(address);
         }
@@ -337,8 +405,7 @@ mod tests {
                 .fail(&"alice".to_owned(), now, &throttle.limits);
             let until = tables
                 .users
-                .records
-                .peek("alice")
+                .peek(&"alice".to_owned(), now, &throttle.limits)
                 .and_then(|r| r.locked_until);
             assert_eq!(until, Some(now + Duration::from_secs(expected)));
         }
@@ -399,8 +466,87 @@ mod tests {
             );
         }
         let tables = throttle.tables();
-        assert_eq!(tables.users.records.len(), 4);
-        assert_eq!(tables.addresses.records.len(), 4);
+        assert_eq!(tables.users.len(), 4);
+        assert_eq!(tables.addresses.len(), 4);
+    }
+
+    fn ip(text: &str) -> Option<IpAddr> {
+        Some(text.parse().expect("an address"))
+    }
+
+    /// An address already locked out sends logins for ever new usernames:
+    /// each is refused at no cost, and none may push alice's lockout out.
+    #[test]
+    fn refused_attempts_remember_nothing() {
+        let limits = ThrottleLimits {
+            address_failures: 1,
+            ..limits()
+        };
+        let throttle = Arc::new(LoginThrottle::new(limits));
+        for _ in 0..3 {
+            fail(&throttle, "alice", None);
+        }
+        let attacker = ip("192.0.2.66");
+        fail(&throttle, "bob", attacker);
+        fail(&throttle, "bob", attacker);
+        for n in 0..1000 {
+            let refused = throttle.admit(&format!("new-{n}"), attacker).err();
+            assert_eq!(refused.map(|l| l.scope), Some(Scope::Address));
+        }
+        let alice = throttle.admit("alice", None).err().map(|l| l.scope);
+        assert_eq!(alice, Some(Scope::User), "alice is still locked out");
+        assert_eq!(throttle.tables().users.len(), 2, "alice and bob only");
+    }
+
+    /// Checked failures for new usernames from new addresses fill the
+    /// tables, but push out keys still within their free failures first.
+    #[test]
+    fn a_flood_of_new_keys_keeps_the_lockouts() {
+        let throttle = Arc::new(LoginThrottle::new(limits()));
+        for _ in 0..3 {
+            fail(&throttle, "alice", None);
+        }
+        let attacker = ip("192.0.2.66");
+        for n in 0..4 {
+            fail(&throttle, &format!("spray-{n}"), attacker);
+        }
+        for n in 0..1000u32 {
+            let [_, _, high, low] = n.to_be_bytes();
+            fail(
+                &throttle,
+                &format!("new-{n}"),
+                Some(IpAddr::from([10, 0, high, low])),
+            );
+        }
+        let alice = throttle.admit("alice", None).err().map(|l| l.scope);
+        assert_eq!(alice, Some(Scope::User), "alice is still locked out");
+        let sprayer = throttle.admit("someone", attacker).err().map(|l| l.scope);
+        assert_eq!(
+            sprayer,
+            Some(Scope::Address),
+            "the address is still locked out"
+        );
+    }
+
+    /// With every key past its free failures, a new one pushes out the one
+    /// used longest ago: the table stays bounded whatever fills it.
+    #[test]
+    fn a_table_full_of_penalized_keys_forgets_the_oldest() {
+        let throttle = Arc::new(LoginThrottle::new(limits()));
+        for n in 0..5 {
+            fail(&throttle, &format!("u{n}"), None);
+            fail(&throttle, &format!("u{n}"), None);
+        }
+        let tables = throttle.tables();
+        let now = Instant::now();
+        let known = |user: &str| {
+            tables
+                .users
+                .peek(&user.to_owned(), now, &throttle.limits)
+                .is_some()
+        };
+        assert_eq!(tables.users.len(), 4);
+        assert!(!known("u0") && known("u1") && known("u4"));
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Enrollment tokens: single-use, expiring, stored only as SHA-256.
 
 use super::{Store, StoreResult, now_ms};
-use sqlx::Row;
 
 impl Store {
     pub async fn create_enrollment_token(
@@ -33,12 +32,5 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
-    }
-
-    pub async fn count_enrollment_tokens(&self) -> StoreResult<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM enrollment_tokens")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get("n")?)
     }
 }

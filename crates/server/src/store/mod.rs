@@ -49,7 +49,7 @@ pub use quotas::{Limits, Usage};
 pub use resources::AgentLoad;
 pub use sessions::{NewSession, SessionRecord};
 pub use templates::TemplateRecord;
-pub use users::{Role, User};
+pub use users::{AdminChange, Role, User};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, migrate::Migrator};

@@ -1,7 +1,7 @@
 use super::{Store, StoreError, StoreResult, conflict, new_id, now_ms};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -129,25 +129,175 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Deletes the user with their tokens and session history.
-    pub async fn delete_user(&self, id: &str) -> StoreResult<bool> {
+    /// Deletes the user with their tokens and session history, unless they
+    /// are the last admin.
+    pub async fn delete_user(&self, id: &str) -> StoreResult<AdminChange> {
         let _turn = self.write_turn().await;
-        let done = sqlx::query("DELETE FROM users WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        let mut tx = self.pool.begin().await?;
+        let change = delete_user_in(&mut tx, self.writes.is_none(), id).await?;
+        tx.commit().await?;
+        Ok(change)
+    }
+
+    /// Sets the user's role, unless that takes away the last admin.
+    pub async fn set_user_role(&self, id: &str, role: Role) -> StoreResult<AdminChange> {
+        let _turn = self.write_turn().await;
+        let mut tx = self.pool.begin().await?;
+        let change = set_role_in(&mut tx, self.writes.is_none(), id, role).await?;
+        tx.commit().await?;
+        Ok(change)
     }
 }
 
-impl Store {
-    pub async fn set_user_role(&self, id: &str, role: Role) -> StoreResult<bool> {
-        let _turn = self.write_turn().await;
-        let done = sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
-            .bind(role.as_str())
-            .bind(id)
-            .execute(&self.pool)
+/// What a change that may take away an admin did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminChange {
+    Done,
+    NoSuchUser,
+    /// Refused: it would have left no admin.
+    LastAdmin,
+}
+
+/// The advisory lock (PostgreSQL) that orders changes which may take away
+/// an admin, on every replica (`"SSADMINS"` as an integer).
+const ADMINS_LOCK: i64 = 0x5353_4144_4d49_4e53;
+
+/// Two admins demoting or deleting each other at once must not both
+/// succeed. Each change is conditional on another admin remaining; on
+/// PostgreSQL, whose statements see only what was committed before they
+/// began, the changes also take turns on an advisory lock held until
+/// commit, so the second sees the first. SQLite writes one at a time.
+async fn take_turn(tx: &mut Transaction<'_, Any>, postgres: bool) -> StoreResult<()> {
+    if postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(ADMINS_LOCK)
+            .execute(&mut **tx)
             .await?;
-        Ok(done.rows_affected() == 1)
+    }
+    Ok(())
+}
+
+/// Whether nothing changed because there is no such user or because it
+/// would have taken away the last admin.
+async fn outcome(
+    tx: &mut Transaction<'_, Any>,
+    changed: u64,
+    id: &str,
+) -> StoreResult<AdminChange> {
+    if changed == 1 {
+        return Ok(AdminChange::Done);
+    }
+    let exists = sqlx::query("SELECT id FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(match exists {
+        Some(_) => AdminChange::LastAdmin,
+        None => AdminChange::NoSuchUser,
+    })
+}
+
+pub(super) async fn set_role_in(
+    tx: &mut Transaction<'_, Any>,
+    postgres: bool,
+    id: &str,
+    role: Role,
+) -> StoreResult<AdminChange> {
+    take_turn(tx, postgres).await?;
+    let done = sqlx::query(
+        "UPDATE users SET role = $1 WHERE id = $2 \
+         AND ($1 = 'admin' OR role <> 'admin' \
+              OR EXISTS (SELECT 1 FROM users WHERE role = 'admin' AND id <> $2))",
+    )
+    .bind(role.as_str())
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    outcome(tx, done.rows_affected(), id).await
+}
+
+async fn delete_user_in(
+    tx: &mut Transaction<'_, Any>,
+    postgres: bool,
+    id: &str,
+) -> StoreResult<AdminChange> {
+    take_turn(tx, postgres).await?;
+    let done = sqlx::query(
+        "DELETE FROM users WHERE id = $1 \
+         AND (role <> 'admin' \
+              OR EXISTS (SELECT 1 FROM users WHERE role = 'admin' AND id <> $1))",
+    )
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    outcome(tx, done.rows_affected(), id).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tokens::tests::waits_for_a_lock;
+    use super::*;
+
+    /// Sets `id`'s role, or deletes them for `None`.
+    async fn change(store: &Store, id: &str, role: Option<Role>) -> AdminChange {
+        let change = match role {
+            Some(role) => store.set_user_role(id, role).await,
+            None => store.delete_user(id).await,
+        };
+        change.expect("write")
+    }
+
+    /// Demoting or deleting the last admin is refused; others are not.
+    async fn the_last_admin_stays(url: &str) {
+        use AdminChange::{Done, LastAdmin, NoSuchUser};
+        use Role::{Admin, User};
+        let store = Store::connect(url).await.expect("store");
+        let mut ids = Vec::new();
+        for (name, role) in [("a", Admin), ("b", Admin), ("u", User)] {
+            ids.push(store.create_user(name, "h", role).await.expect("user").id);
+        }
+        let [a, b, u] = [&ids[0], &ids[1], &ids[2]];
+        assert_eq!(change(&store, a, Some(User)).await, Done);
+        assert_eq!(change(&store, b, Some(User)).await, LastAdmin);
+        assert_eq!(change(&store, b, None).await, LastAdmin);
+        assert_eq!(change(&store, u, None).await, Done);
+        assert_eq!(change(&store, "nobody", None).await, NoSuchUser);
+        assert_eq!(change(&store, "nobody", Some(Admin)).await, NoSuchUser);
+        assert_eq!(change(&store, b, Some(Admin)).await, Done, "no change");
+        assert_eq!(change(&store, a, Some(Admin)).await, Done);
+        assert_eq!(change(&store, b, None).await, Done);
+    }
+
+    on_both_engines!(the_last_admin_stays);
+
+    /// PostgreSQL: while one demotion is not yet committed, a second waits
+    /// for it, then sees it: without the turn both would see the other
+    /// admin still in place and leave none.
+    #[tokio::test]
+    async fn concurrent_demotions_take_turns() {
+        let url = streamspace_testkit::postgres::fresh_database();
+        let store = Store::connect(&url.await.expect("a database")).await;
+        let store = store.expect("store");
+        let a = store
+            .create_user("a", "h", Role::Admin)
+            .await
+            .expect("user")
+            .id;
+        let b = store
+            .create_user("b", "h", Role::Admin)
+            .await
+            .expect("user")
+            .id;
+        let mut first = store.pool().begin().await.expect("transaction");
+        let demoted = set_role_in(&mut first, true, &a, Role::User).await;
+        assert_eq!(demoted.expect("write"), AdminChange::Done);
+        let second = tokio::spawn({
+            let store = store.clone();
+            async move { store.set_user_role(&b, Role::User).await }
+        });
+        waits_for_a_lock(&store).await;
+        first.commit().await.expect("commit");
+        let second = second.await.expect("joins").expect("write");
+        assert_eq!(second, AdminChange::LastAdmin);
     }
 }

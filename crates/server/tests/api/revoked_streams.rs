@@ -83,18 +83,7 @@ impl Streamed {
 
 /// Creates `username` with `role`; returns (id, their logged-in client).
 async fn user(app: &TestApp, username: &str, role: &str) -> anyhow::Result<(String, Api)> {
-    let body = json!({"username": username, "password": "password-123", "role": role});
-    let created = app
-        .admin
-        .expect(
-            Method::POST,
-            "/api/v1/users",
-            Some(body),
-            StatusCode::CREATED,
-        )
-        .await?;
-    let id = created["id"].as_str().unwrap_or_default().to_owned();
-    Ok((id, Api::login(&app.url, username, "password-123").await?))
+    crate::revocation::new_user(app, &app.admin, username, role).await
 }
 
 async fn a_demoted_admins_event_stream_closes(app: TestApp) -> anyhow::Result<()> {
@@ -279,8 +268,14 @@ async fn a_revocation_on_another_replica_ends_the_stream_at_the_next_check(
     app: TestApp,
 ) -> anyhow::Result<()> {
     let (alice_id, alice) = user(&app, "alice", "user").await?;
-    let mut events = Streamed::get(&alice, "/api/v1/events").await?;
     let other_replica = Store::connect(&app.database_url).await?;
+    let mut events = Streamed::get(&alice, "/api/v1/events").await?;
+    // The stream also checks its login once as it opens. Deleted before
+    // that check ran, the token would end the stream without the timer, so
+    // wait for the stream's first ping and then far longer than that one
+    // read of the store takes: only a periodic re-check can end it now.
+    events.expect("event: ping").await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     other_replica.delete_user_tokens(&alice_id, None).await?;
     let took = events.ends_within(Duration::from_secs(3)).await?;
     println!("revoked elsewhere: the stream ended {took:?} later (re-checked every 300 ms)");

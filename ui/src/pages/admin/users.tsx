@@ -1,7 +1,20 @@
 import { useEffect, useState } from 'preact/hooks';
-import { api, ApiError, errorMessage, type Role, type User } from '../../api';
+import { api, errorMessage, type Role, type User } from '../../api';
 import { useAuth } from '../../app';
-import { Button, confirmDialog, ErrorBanner, Field, Loading, Modal, PageHeader, toast } from '../../components/ui';
+import { Link } from '../../router';
+import {
+  Button,
+  confirmDialog,
+  ErrorBanner,
+  Field,
+  FormErrorBanner,
+  Loading,
+  Modal,
+  PageHeader,
+  PasswordField,
+  toast,
+  useFormError,
+} from '../../components/ui';
 
 export function UsersPage() {
   const { user: me } = useAuth();
@@ -98,9 +111,16 @@ export function UsersPage() {
                   </td>
                   <td class="actions">
                     <div class="btn-row">
-                      <Button small onClick={() => setResetting(u)}>
-                        Set password
-                      </Button>
+                      {/* Your own password needs your current one: the Account page asks for it. */}
+                      {u.id === me.id ? (
+                        <Link class="btn btn-small" href="/account">
+                          Change password
+                        </Link>
+                      ) : (
+                        <Button small onClick={() => setResetting(u)}>
+                          Set password
+                        </Button>
+                      )}
                       {u.id !== me.id && (
                         <Button small variant="danger" onClick={() => remove(u)} aria-label={`Delete ${u.username}`}>
                           Delete
@@ -151,8 +171,7 @@ function UserDialog({
   const [password, setPassword] = useState('');
   const [role, setRole] = useState<Role>('user');
   const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<ApiError | null>(null);
-  const fieldError = (f: string) => (error?.field === f ? error.detail : null);
+  const { error, setError, fail, fieldError } = useFormError();
 
   const submit = async (e: Event) => {
     e.preventDefault();
@@ -164,14 +183,14 @@ function UserDialog({
         : await api.createUser({ username: username.trim(), password, role });
       onSaved(u);
     } catch (err) {
-      setError(err instanceof ApiError ? err : new ApiError(0, errorMessage(err)));
+      fail(err);
       setBusy(false);
     }
   };
   return (
     <Modal title={existing ? `Set password of ${existing.username}` : 'Add user'} onClose={onClose}>
       <form onSubmit={submit} noValidate>
-        {error && !error.field && <ErrorBanner error={error.message} />}
+        <FormErrorBanner error={error} />
         {!existing && (
           <Field
             label="Username"
@@ -192,18 +211,16 @@ function UserDialog({
             />
           </Field>
         )}
-        <Field label="Password" id="user-password" error={fieldError('password')} hint="At least 8 characters.">
-          <input
-            id="user-password"
-            type="password"
-            autocomplete="new-password"
-            value={password}
-            onInput={(e) => setPassword(e.currentTarget.value)}
-            aria-invalid={!!fieldError('password')}
-            aria-describedby={fieldError('password') ? 'user-password-error' : undefined}
-            autofocus={!!existing}
-          />
-        </Field>
+        <PasswordField
+          label="Password"
+          id="user-password"
+          value={password}
+          onInput={setPassword}
+          error={fieldError('password')}
+          hint="At least 8 characters."
+          autocomplete="new-password"
+          autofocus={!!existing}
+        />
         {!existing && (
           <Field label="Role" id="user-role" error={fieldError('role')}>
             <select id="user-role" value={role} onChange={(e) => setRole(e.currentTarget.value as Role)}>
