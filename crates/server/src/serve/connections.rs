@@ -184,23 +184,30 @@ pub fn raise_open_file_limit(max_connections: usize) {
     }
 }
 
-/// Evicts the connection that has been idle, reading its head or leaving
-/// its response unread the longest; returns its id. O(open connections),
-/// only at the cap.
+/// Evicts the connection that has been waiting the longest (idle, sending
+/// its head, or not reading; arrival order breaks ties); returns its id.
+/// One pass over the open connections, only at the cap. One that starts a
+/// request between the pass and the eviction is passed over: the pass is
+/// repeated, a few times at most.
 fn evict_one(open: &HashMap<u64, Arc<Watch>>) -> Option<u64> {
-    let mut candidates: Vec<(Instant, u64, State)> = open
-        .iter()
+    const ATTEMPTS: usize = 3;
+    for _ in 0..ATTEMPTS {
+        let (id, state, watch) = longest_waiting(open)?;
+        if watch.evict_if(state) {
+            return Some(id);
+        }
+    }
+    None
+}
+
+fn longest_waiting(open: &HashMap<u64, Arc<Watch>>) -> Option<(u64, State, &Watch)> {
+    open.iter()
         .filter_map(|(id, watch)| {
             let state = watch.state();
-            Some((state.waiting_since()?, *id, state))
+            Some((state.waiting_since()?, *id, state, watch))
         })
-        .collect();
-    candidates.sort_unstable_by_key(|(since, id, _)| (*since, *id));
-    // One that started a request since it was looked at is skipped.
-    candidates
-        .into_iter()
-        .find(|(_, id, state)| open.get(id).is_some_and(|w| w.evict_if(*state)))
-        .map(|(_, id, _)| id)
+        .min_by_key(|(since, id, _, _)| (*since, *id))
+        .map(|(_, id, state, watch)| (id, state, &**watch))
 }
 
 #[cfg(test)]
