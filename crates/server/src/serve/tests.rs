@@ -21,6 +21,7 @@ fn connection(idle_timeout: Duration) -> (Connection, DuplexStream, DuplexStream
     let slot = connections.admit().expect("room");
     let router = Router::new().route("/", get(|| async { vec![7u8; BODY] }));
     let connection = Connection {
+        http: Arc::new(http1()),
         slot,
         connections,
         router,
@@ -71,4 +72,36 @@ async fn a_slow_reader_that_keeps_reading_gets_everything() {
     assert_eq!(ended, Err(Stop::IdleTimeout));
     let received = reader.await.expect("reader");
     assert!(received > BODY, "headers and the whole body: {received}");
+}
+
+/// Everything the client end receives until the server closes it.
+async fn read_to_end(mut client: DuplexStream) -> String {
+    let mut got = Vec::new();
+    let _ = client.read_to_end(&mut got).await;
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test]
+async fn a_request_head_over_the_buffer_is_refused() {
+    let (connection, mut client, server) = connection(Duration::from_secs(30));
+    let answer = tokio::spawn(async move {
+        // Headers of 70 KB: under hyper's default buffer, over ours. The
+        // server may stop reading once it has seen enough.
+        let big = format!(
+            "GET / HTTP/1.1\r\nhost: test\r\nx-big: {}\r\n\r\n",
+            "a".repeat(70_000)
+        );
+        let _ = client.write_all(big.as_bytes()).await;
+        read_to_end(client).await
+    });
+    let ended = tokio::time::timeout(GENEROUS, connection.http(server, false))
+        .await
+        .expect("closed within the bound");
+    assert_eq!(ended, Ok(()));
+    let answer = answer.await.expect("client");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
 }
