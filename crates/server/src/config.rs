@@ -67,6 +67,11 @@ pub struct HttpLimits {
     /// From a connection's accept (TLS handshake included), or from the
     /// first byte of a later request, until the request's head is complete.
     pub header_read_timeout: Duration,
+    /// From the end of a request's head until its body has all arrived;
+    /// then the request is answered 408 and the connection closed. A total,
+    /// not a gap between reads: a body trickled a byte at a time runs out
+    /// too.
+    pub body_read_timeout: Duration,
     /// How long a keep-alive connection may wait for its next request (from
     /// the last byte written), and a client may leave a response unread.
     pub idle_timeout: Duration,
@@ -79,6 +84,8 @@ impl Default for HttpLimits {
     fn default() -> Self {
         Self {
             header_read_timeout: Duration::from_secs(10),
+            // 1 MiB (the largest body) at 35 KB/s.
+            body_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
         }

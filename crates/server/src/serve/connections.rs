@@ -1,8 +1,9 @@
 //! The connection cap: every connection speaking HTTP holds a slot; at the
 //! cap a newcomer takes the slot of the connection that has been idle,
-//! reading its head or leaving its response unread the longest, so /healthz, logins and agent reconnects
-//! keep getting in while stalled clients hold everything else. Requests in
-//! progress are never evicted; when nothing can be, the newcomer is refused.
+//! sending its request head or body, or leaving its response unread the
+//! longest, so /healthz, logins and agent reconnects keep getting in while
+//! stalled clients hold everything else. Requests being served are never
+//! evicted; when nothing can be, the newcomer is refused.
 
 use super::watch::{State, Watch};
 use crate::config::HttpLimits;
@@ -35,9 +36,11 @@ pub struct HttpMetrics {
 }
 
 /// Why the server closed a connection: `write_stall` is a response left
-/// unread, `refused` a newcomer at the cap with nothing to evict.
-pub const DROP_REASONS: [&str; 6] = [
+/// unread, `body_timeout` a request body that did not arrive in time (408),
+/// `refused` a newcomer at the cap with nothing to evict.
+pub const DROP_REASONS: [&str; 7] = [
     "header_timeout",
+    "body_timeout",
     "idle_timeout",
     "write_stall",
     "evicted",
@@ -185,10 +188,10 @@ pub fn raise_open_file_limit(max_connections: usize) {
 }
 
 /// Evicts the connection that has been waiting the longest (idle, sending
-/// its head, or not reading; arrival order breaks ties); returns its id.
-/// One pass over the open connections, only at the cap. One that starts a
-/// request between the pass and the eviction is passed over: the pass is
-/// repeated, a few times at most.
+/// its head or body, or not reading; arrival order breaks ties); returns
+/// its id. One pass over the open connections, only at the cap. One that
+/// starts a request between the pass and the eviction is passed over: the
+/// pass is repeated, a few times at most.
 fn evict_one(open: &HashMap<u64, Arc<Watch>>) -> Option<u64> {
     const ATTEMPTS: usize = 3;
     for _ in 0..ATTEMPTS {
@@ -224,25 +227,30 @@ mod tests {
     }
 
     #[test]
-    fn at_the_cap_the_longest_waiting_idle_or_head_connection_goes() {
-        let connections = registry(3);
+    fn at_the_cap_the_longest_waiting_idle_head_or_body_connection_goes() {
+        let connections = registry(4);
         // Equal clocks are ordered by arrival.
         let oldest = connections.admit().expect("room");
         let busy = connections.admit().expect("room");
-        busy.watch.request_started();
+        busy.watch.request_started(false);
+        let body = connections.admit().expect("room");
+        body.watch.request_started(true);
         let newer = connections.admit().expect("room");
 
-        let newcomer = connections.admit().expect("evicts one");
+        let first = connections.admit().expect("evicts one");
         assert_eq!(oldest.watch.state().phase, Phase::Evicted);
+        let second = connections.admit().expect("evicts another");
+        assert_eq!(body.watch.state().phase, Phase::Evicted, "a stalled body");
         assert_eq!(busy.watch.state().phase, Phase::Busy);
         assert_eq!(newer.watch.state().phase, Phase::Head);
-        assert_eq!(connections.metrics.open.get(), 3);
+        assert_eq!(connections.metrics.open.get(), 4);
 
-        // The evicted one's task ends; its slot was already handed over.
-        drop(oldest);
-        assert_eq!(connections.metrics.open.get(), 3);
-        newer.watch.request_started();
-        newcomer.watch.request_started();
+        // The evicted ones' tasks end; their slots were already handed over.
+        drop((oldest, body));
+        assert_eq!(connections.metrics.open.get(), 4);
+        for slot in [&newer, &first, &second] {
+            slot.watch.request_started(false);
+        }
         assert!(connections.admit().is_none(), "all busy: refused");
         let refused = connections
             .metrics

@@ -10,11 +10,12 @@
 //!
 //! Each connection is watched (`watch.rs`) so that a client cannot hold it
 //! for free: the head of a request (and a TLS handshake) must arrive within
-//! the header-read timeout, a keep-alive connection may wait for its next
-//! request, and a client may leave a response unread, for the idle timeout,
-//! and at most `max_connections` speak HTTP at once (`connections.rs`). hyper's own header-read timer is not used: it
-//! runs whenever hyper waits for a head, so it would also cut idle
-//! keep-alive connections.
+//! the header-read timeout and its body within the body-read timeout, a
+//! keep-alive connection may wait for its next request, and a client may
+//! leave a response unread, for the idle timeout, and at most
+//! `max_connections` speak HTTP at once (`connections.rs`). hyper's own
+//! header-read timer is not used: it runs whenever hyper waits for a head,
+//! so it would also cut idle keep-alive connections.
 
 mod connections;
 mod service;
@@ -23,6 +24,7 @@ mod tests;
 mod watch;
 
 pub use connections::{Connections, HttpMetrics, OutcomeLabel, raise_open_file_limit};
+pub use service::BodyTimedOut;
 pub use watch::into_tcp;
 
 use axum::Router;
@@ -152,6 +154,9 @@ impl Acceptor {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
     HeaderTimeout,
+    /// A request body was still incomplete after the body-read timeout
+    /// and the handler did not answer 408.
+    BodyTimeout,
     IdleTimeout,
     /// The client left a response unread for the idle timeout.
     WriteStall,
@@ -190,6 +195,7 @@ impl Connection {
         let metrics = &self.connections.metrics;
         match ended {
             Err(Stop::HeaderTimeout) => metrics.dropped("header_timeout"),
+            Err(Stop::BodyTimeout) => metrics.dropped("body_timeout"),
             Err(Stop::IdleTimeout) => metrics.dropped("idle_timeout"),
             Err(Stop::WriteStall) => metrics.dropped("write_stall"),
             // Counted when chosen; shutdown is not the client's doing.
@@ -207,6 +213,7 @@ impl Connection {
         let service = Service {
             router: self.router.clone(),
             watch: watch.clone(),
+            connections: self.connections.clone(),
             https,
             peer: self.peer,
         };
@@ -241,6 +248,7 @@ impl Connection {
                 // Gone is set only once this has returned.
                 Phase::Evicted | Phase::Gone => return Err(Stop::Evicted),
                 Phase::Head => Stop::HeaderTimeout,
+                Phase::Body => Stop::BodyTimeout,
                 _ if state.stalled.is_some() => Stop::WriteStall,
                 Phase::Idle | Phase::Busy => Stop::IdleTimeout,
             };

@@ -4,7 +4,7 @@
 
 use crate::fake_agent::{FakeAgent, enroll};
 use crate::{Engine, TestApp, spawn_app_with};
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use reqwest::StatusCode;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,11 +18,12 @@ use tokio::time::{Instant, timeout, timeout_at};
 /// Far more than any limit below: what "promptly" and "eventually" allow.
 const GENEROUS: Duration = Duration::from_secs(20);
 
-fn limits(header_read_secs: u64, idle_secs: u64, max_connections: usize) -> HttpLimits {
+pub(crate) fn limits(header_read_secs: u64, idle_secs: u64, max_connections: usize) -> HttpLimits {
     HttpLimits {
         header_read_timeout: Duration::from_secs(header_read_secs),
         idle_timeout: Duration::from_secs(idle_secs),
         max_connections,
+        ..HttpLimits::default()
     }
 }
 
@@ -30,7 +31,7 @@ async fn app_with(http: HttpLimits) -> TestApp {
     spawn_app_with(Engine::Sqlite, move |config| config.http = http, None).await
 }
 
-fn addr(app: &TestApp) -> SocketAddr {
+pub(crate) fn addr(app: &TestApp) -> SocketAddr {
     let host = app.url.host_str().unwrap_or("127.0.0.1");
     let port = app.url.port().unwrap_or(80);
     SocketAddr::new(host.parse().unwrap_or([127, 0, 0, 1].into()), port)
@@ -45,7 +46,7 @@ async fn half_open(addr: SocketAddr) -> anyhow::Result<TcpStream> {
 
 /// Waits until the server closes `tcp` (end of stream or reset) before
 /// `deadline`; fails on data or on time running out.
-async fn dropped_by(tcp: &mut TcpStream, deadline: Instant) -> anyhow::Result<()> {
+pub(crate) async fn dropped_by(tcp: &mut TcpStream, deadline: Instant) -> anyhow::Result<()> {
     let mut buf = [0u8; 512];
     match timeout_at(deadline, tcp.read(&mut buf)).await {
         Ok(Ok(0)) | Ok(Err(_)) => Ok(()),
@@ -90,7 +91,39 @@ async fn request(tcp: &mut TcpStream, path: &str, headers: &str) -> anyhow::Resu
     }
 }
 
-fn dropped(reason: &str) -> String {
+/// Waits until the server has closed every one of `stalled`.
+pub(crate) async fn all_dropped(stalled: &mut [TcpStream]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + GENEROUS;
+    for (i, tcp) in stalled.iter_mut().enumerate() {
+        dropped_by(tcp, deadline)
+            .await
+            .with_context(|| format!("stalled connection {i}"))?;
+    }
+    Ok(())
+}
+
+/// `/healthz` answers, however full of stalled clients the cap is.
+pub(crate) async fn healthz_gets_in(app: &TestApp) -> anyhow::Result<()> {
+    let health = timeout(GENEROUS, Api::new(&app.url).text("/healthz"))
+        .await
+        .context("/healthz did not answer at the connection cap")??;
+    ensure!(health == "ok", "{health}");
+    Ok(())
+}
+
+/// An agent enrolls and connects, however full of stalled clients the cap
+/// is, and is online.
+pub(crate) async fn an_agent_gets_in(app: &TestApp) -> anyhow::Result<FakeAgent> {
+    let (id, secret) = enroll(&app.admin, "reconnecting").await?;
+    let agent = timeout(GENEROUS, FakeAgent::connect(&app.url, &id, &secret))
+        .await
+        .context("the agent could not connect at the connection cap")??;
+    let agents = app.admin.agents().await?;
+    ensure!(agents[0]["status"] == "online", "{agents:?}");
+    Ok(agent)
+}
+
+pub(crate) fn dropped(reason: &str) -> String {
     format!("streamspace_http_connections_dropped_total{{reason=\"{reason}\"}}")
 }
 

@@ -12,6 +12,7 @@ mod lifecycle;
 mod login_throttle;
 mod openapi;
 mod policy;
+mod request_bodies;
 mod revocation;
 mod revoked_streams;
 mod sessions;
