@@ -75,6 +75,11 @@ pub struct ServerArgs {
     #[arg(long, env = "STREAMSPACE_MAX_CONNECTIONS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
+    /// Most event streams, log streams and VNC viewers one user may have
+    /// open at once (all kinds together); beyond it, 429.
+    #[arg(long, env = "STREAMSPACE_MAX_STREAMS_PER_USER", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_streams_per_user: u32,
     /// PEM certificate chain (leaf first) to serve HTTPS with; needs
     /// --tls-key. Reloaded on SIGHUP.
     #[arg(long, env = "STREAMSPACE_TLS_CERT", requires = "tls_key")]
@@ -119,6 +124,7 @@ impl ServerArgs {
                 idle_timeout: self.idle_timeout,
                 max_connections: self.max_connections as usize,
             },
+            max_streams_per_user: self.max_streams_per_user as usize,
             tls: match (&self.tls_cert, &self.tls_key) {
                 (Some(cert), Some(key)) => Some(TlsFiles {
                     cert: cert.clone(),
@@ -258,6 +264,8 @@ mod tests {
         let cli = Cli::try_parse_from(["server"]).expect("parses");
         let config = cli.server.config();
         assert_eq!(config.http, HttpLimits::default());
+        let defaults = Config::default();
+        assert_eq!(config.max_streams_per_user, defaults.max_streams_per_user);
         assert_eq!(config.tls, None);
     }
 

@@ -53,6 +53,9 @@ pub struct Config {
     /// Limits that keep slow, idle or too many clients from exhausting the
     /// HTTP server.
     pub http: HttpLimits,
+    /// Most event streams, log streams and VNC viewers one user may have
+    /// open at once on this process, all kinds together.
+    pub max_streams_per_user: usize,
     /// Certificate and key to serve HTTPS with; `None` serves plain HTTP
     /// (TLS then ends in a proxy in front).
     pub tls: Option<TlsFiles>,
@@ -149,6 +152,9 @@ impl Default for Config {
             revalidate_interval: Duration::from_secs(30),
             token_purge_interval: Duration::from_secs(3600),
             http: HttpLimits::default(),
+            // A few browser tabs, each with its event stream, viewers and
+            // logs, and room to spare; not the connection cap.
+            max_streams_per_user: 32,
             tls: None,
             loopback_listener: false,
         }

@@ -11,6 +11,7 @@ use crate::hub::AgentHub;
 use crate::serve::{Connections, Endpoint};
 use crate::state::AppState;
 use crate::store::Store;
+use crate::streams::StreamLimit;
 use crate::tls::ServerTls;
 use crate::tunnel::TunnelBroker;
 use anyhow::Context;
@@ -83,6 +84,7 @@ impl Application {
         let sealer = crate::seal::Sealer::load(&store).await?;
         let login = LoginGuard::new(config.login_throttle.clone());
         let state = AppState {
+            streams: StreamLimit::new(config.max_streams_per_user),
             config: Arc::new(config),
             public_url: Arc::new(public_url),
             store,

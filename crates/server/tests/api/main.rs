@@ -17,6 +17,7 @@ mod revocation;
 mod revoked_streams;
 mod sessions;
 mod state_machine;
+mod stream_limits;
 mod validation;
 
 use std::sync::Arc;
