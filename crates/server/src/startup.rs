@@ -19,6 +19,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::signal::unix::Signal;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::Url;
@@ -32,6 +33,9 @@ pub struct Application {
     /// and the config asks for it (`up`).
     loopback: Option<TcpListener>,
     tls: Option<ServerTls>,
+    /// SIGHUPs (certificate reloads) with TLS on, listened for from `build`
+    /// on: until a handler is in place, a SIGHUP ends the process.
+    hangups: Option<Signal>,
     state: AppState,
     admin: Option<AdminBootstrap>,
 }
@@ -63,6 +67,10 @@ impl Application {
         }
         let tls = match &config.tls {
             Some(files) => Some(ServerTls::load(files).context("cannot serve HTTPS")?),
+            None => None,
+        };
+        let hangups = match &tls {
+            Some(_) => Some(crate::tls::hangups()?),
             None => None,
         };
         let admin =
@@ -102,6 +110,7 @@ impl Application {
             listener,
             loopback,
             tls,
+            hangups,
             state,
             admin,
         })
@@ -153,8 +162,9 @@ impl Application {
                 tls: None,
             });
         }
-        if let Some(tls) = self.tls {
-            let reload = tls.reload_on_sighup(state.metrics.http.clone(), shutdown.clone());
+        if let (Some(tls), Some(hangups)) = (self.tls, self.hangups) {
+            let metrics = state.metrics.http.clone();
+            let reload = tls.reload_on_sighup(hangups, metrics, shutdown.clone());
             state.tasks.spawn(reload);
         }
         let connections = Connections::new(state.config.http, state.metrics.http.clone());

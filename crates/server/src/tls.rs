@@ -13,6 +13,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use std::sync::{Arc, RwLock};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -75,16 +76,13 @@ impl ServerTls {
         Ok(())
     }
 
-    /// Reloads on every SIGHUP until `shutdown`.
-    pub async fn reload_on_sighup(self, metrics: HttpMetrics, shutdown: CancellationToken) {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hangups = match signal(SignalKind::hangup()) {
-            Ok(hangups) => hangups,
-            Err(err) => {
-                tracing::error!(error = %err, "cannot listen for SIGHUP: the TLS certificate will not be reloaded");
-                return;
-            }
-        };
+    /// Reloads on every SIGHUP in `hangups` until `shutdown`.
+    pub async fn reload_on_sighup(
+        self,
+        mut hangups: Signal,
+        metrics: HttpMetrics,
+        shutdown: CancellationToken,
+    ) {
         loop {
             tokio::select! {
                 Some(()) = hangups.recv() => {}
@@ -106,6 +104,13 @@ impl ServerTls {
                 .inc();
         }
     }
+}
+
+/// Starts listening for SIGHUP. Call it before the server is reachable and
+/// keep what it returns: a SIGHUP that comes before a handler is in place
+/// ends the process.
+pub fn hangups() -> anyhow::Result<Signal> {
+    signal(SignalKind::hangup()).context("cannot listen for SIGHUP (certificate reloads)")
 }
 
 fn load_certified_key(files: &TlsFiles, provider: &CryptoProvider) -> anyhow::Result<CertifiedKey> {

@@ -276,3 +276,38 @@ async fn https_sends_hsts_and_its_handshake_is_under_the_header_timeout() -> any
     assert!(app.admin.metric(&dropped("header_timeout")).await? >= 2.0);
     Ok(())
 }
+
+/// A SIGHUP (a certificate renewal hook) can come the moment the server
+/// is up: without a handler in place yet it would end the process, here
+/// this test binary.
+#[tokio::test]
+async fn a_sighup_right_after_start_reloads_the_certificate() -> anyhow::Result<()> {
+    let ca = TestCa::new("hangup")?;
+    let cert = ca.server_cert("server")?;
+    let dir = tempfile::tempdir()?;
+    let config = streamspace_server::Config {
+        listen: "127.0.0.1:0".parse()?,
+        data_dir: dir.path().to_owned(),
+        admin_password: Some(streamspace_testkit::ADMIN_PASSWORD.into()),
+        tls: Some(TlsFiles {
+            cert: cert.cert.clone(),
+            key: cert.key.clone(),
+        }),
+        ..Default::default()
+    };
+    let app = streamspace_server::Application::build(config).await?;
+    use rustix::process::{Signal, getpid, kill_process};
+    kill_process(getpid(), Signal::HUP)?;
+    let url = app.public_url().clone();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(app.run_until_stopped(stop.clone()));
+    let admin = Api::with_tls(&url, ca.client_config()?)?.as_admin().await?;
+    let reloaded = r#"streamspace_tls_reloads_total{outcome="ok"}"#;
+    eventually(GENEROUS, "the certificate reloaded", || async {
+        Ok((admin.metric(reloaded).await? >= 1.0).then_some(()))
+    })
+    .await?;
+    stop.cancel();
+    server.await??;
+    Ok(())
+}
