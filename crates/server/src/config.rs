@@ -56,6 +56,9 @@ pub struct Config {
     /// Most event streams, log streams and VNC viewers one user may have
     /// open at once on this process, all kinds together.
     pub max_streams_per_user: usize,
+    /// How long shutdown waits for requests in flight, then for tunnels and
+    /// agent channels, to end.
+    pub shutdown_drain: Duration,
     /// Certificate and key to serve HTTPS with; `None` serves plain HTTP
     /// (TLS then ends in a proxy in front).
     pub tls: Option<TlsFiles>,
@@ -155,6 +158,7 @@ impl Default for Config {
             // A few browser tabs, each with its event stream, viewers and
             // logs, and room to spare; not the connection cap.
             max_streams_per_user: 32,
+            shutdown_drain: Duration::from_secs(5),
             tls: None,
             loopback_listener: false,
         }

@@ -17,15 +17,11 @@ use crate::tunnel::TunnelBroker;
 use anyhow::Context;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::signal::unix::Signal;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::Url;
-
-/// How long shutdown waits for open tunnels and agent channels to close.
-const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 pub struct Application {
     listener: TcpListener,
@@ -167,28 +163,29 @@ impl Application {
             let reload = tls.reload_on_sighup(hangups, metrics, shutdown.clone());
             state.tasks.spawn(reload);
         }
+        let drain = state.config.shutdown_drain;
         let connections = Connections::new(state.config.http, state.metrics.http.clone());
-        let server = crate::serve::serve(
-            endpoints,
-            router,
-            connections,
-            shutdown.clone(),
-            DRAIN_LIMIT,
-        );
+        let server = crate::serve::serve(endpoints, router, connections, shutdown.clone(), drain);
         tracing::info!(url = %state.public_url, "control plane listening");
         state.tasks.spawn(crate::reconcile::run(state.clone()));
         state
             .tasks
             .spawn(crate::hub::save_heartbeats(state.clone()));
         state.tasks.spawn(crate::auth::purge::run(state.clone()));
-        server.await;
-        state.shutdown.cancel();
+        // Event streams, tunnels and agent channels watch the app's token:
+        // ended with the server's, they close now rather than hold the
+        // drain of requests in flight (an event stream never finishes).
+        let streams_end = async {
+            shutdown.cancelled().await;
+            state.shutdown.cancel();
+        };
+        tokio::join!(server, streams_end);
         state.tasks.close();
-        if tokio::time::timeout(DRAIN_LIMIT, state.tasks.wait())
+        if tokio::time::timeout(drain, state.tasks.wait())
             .await
             .is_err()
         {
-            tracing::warn!("some connections did not close within {DRAIN_LIMIT:?}");
+            tracing::warn!("some connections did not close within {drain:?}");
         }
         state.store.close().await;
         Ok(())

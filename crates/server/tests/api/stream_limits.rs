@@ -1,6 +1,6 @@
-//! Long-lived streams: each user's budget of event, log and VNC streams.
-//! The agent is the fake that opens real data channels (see
-//! `revoked_streams.rs`).
+//! Long-lived streams: each user's budget of event, log and VNC streams,
+//! and streams at shutdown. The agent is the fake that opens real data
+//! channels (see `revoked_streams.rs`).
 
 use crate::fake_agent::{FakeAgent, enroll};
 use crate::revoked_streams::{Streamed, data_channel, next_channel, user, view};
@@ -117,5 +117,23 @@ async fn followed_logs_hold_a_place_until_their_client_leaves() -> anyhow::Resul
     over_budget(&alice, "/api/v1/events").await?;
     drop(logs);
     an_event_stream_gets_in(&alice).await?;
+    Ok(())
+}
+
+/// Event streams never finish on their own; shutdown must end them rather
+/// than wait out the whole drain for requests in flight.
+#[tokio::test]
+async fn shutdown_ends_event_streams_without_waiting_out_the_drain() -> anyhow::Result<()> {
+    let app = spawn_app_with(
+        Engine::Sqlite,
+        |c| c.shutdown_drain = Duration::from_secs(120),
+        None,
+    )
+    .await;
+    let (_, alice) = user(&app, "alice", "user").await?;
+    let mut events = Streamed::get(&alice, "/api/v1/events").await?;
+    events.expect("event: ping").await?;
+    drop(app);
+    events.ends_within(GENEROUS).await?;
     Ok(())
 }
