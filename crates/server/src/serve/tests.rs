@@ -70,7 +70,7 @@ async fn a_client_that_leaves_a_response_unread_is_closed() {
 
 #[tokio::test]
 async fn a_slow_reader_that_keeps_reading_gets_everything() {
-    let (connection, mut client, server) = connection(Duration::from_millis(300));
+    let (connection, mut client, server) = connection(Duration::from_secs(1));
     client.write_all(REQUEST).await.expect("request");
     let reader = tokio::spawn(async move {
         let mut got = 0;
@@ -83,8 +83,8 @@ async fn a_slow_reader_that_keeps_reading_gets_everything() {
                 break;
             }
             got += n;
-            if got % (64 * 1024) < n {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            if got % (32 * 1024) < n {
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
         got

@@ -1,6 +1,6 @@
 //! Long-lived streams: each user's budget of event, log and VNC streams,
-//! and streams at shutdown. The agent is the fake that opens real data
-//! channels (see `revoked_streams.rs`).
+//! the zero-copy path of plain tunnels, and streams at shutdown. The agent
+//! is the fake that opens real data channels (see `revoked_streams.rs`).
 
 use crate::fake_agent::{FakeAgent, enroll};
 use crate::revoked_streams::{Streamed, data_channel, next_channel, user, view};
@@ -117,6 +117,21 @@ async fn followed_logs_hold_a_place_until_their_client_leaves() -> anyhow::Resul
     over_budget(&alice, "/api/v1/events").await?;
     drop(logs);
     an_event_stream_gets_in(&alice).await?;
+    Ok(())
+}
+
+/// The splice(2) path depends on taking the plain TCP socket back out of
+/// hyper's upgrade (`serve::into_tcp`); another wrapper around connections
+/// would silently turn every tunnel into a copying one.
+#[tokio::test]
+async fn a_plain_tunnel_takes_the_zero_copy_path() -> anyhow::Result<()> {
+    const ZERO_COPY: &str = "streamspace_tunnels_zero_copy_total";
+    let app = spawn_app_with(Engine::Sqlite, |_| {}, None).await;
+    let (_, alice) = user(&app, "alice", "user").await?;
+    let (mut agent, session) = desktop(&app, &alice).await?;
+    assert_eq!(app.admin.metric(ZERO_COPY).await?, 0.0);
+    let (_viewer, _channel) = view(&app, &mut agent, &session, &alice).await?;
+    assert_eq!(app.admin.metric(ZERO_COPY).await?, 1.0);
     Ok(())
 }
 
