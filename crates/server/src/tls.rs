@@ -142,8 +142,7 @@ fn load_certified_key(files: &TlsFiles, provider: &CryptoProvider) -> anyhow::Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use streamspace_testkit::tls::{TestCa, presented_certificate};
-    use tokio::net::TcpListener;
+    use streamspace_testkit::tls::{TestCa, accept_handshakes, presented_certificate};
 
     fn files(cert: &streamspace_testkit::tls::ServerCert) -> TlsFiles {
         TlsFiles {
@@ -152,27 +151,13 @@ mod tests {
         }
     }
 
-    /// Accepts TLS handshakes on a loopback port with `tls`.
-    async fn serve(tls: &ServerTls) -> std::net::SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let acceptor = tls.acceptor();
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move { acceptor.accept(tcp).await });
-            }
-        });
-        addr
-    }
-
     #[tokio::test]
     async fn a_reload_serves_the_new_certificate_and_a_bad_file_keeps_the_old() {
         streamspace_testkit::init();
         let ca = TestCa::new("reload").expect("CA");
         let first = ca.server_cert("first").expect("cert");
         let tls = ServerTls::load(&files(&first)).expect("loads");
-        let addr = serve(&tls).await;
+        let addr = accept_handshakes(tls.acceptor()).await.expect("listens");
         let client = ca.client_config().expect("client");
         let seen = presented_certificate(addr, client.clone())
             .await
