@@ -190,7 +190,10 @@ async fn open_socket(identity: &Identity) -> Result<Socket, Ended> {
                 crate::error_message(&String::from_utf8_lossy(body))
             )))
         }
-        Err(err) => Err(Ended::Failed(tls::explain(anyhow!("{url}: {err}")))),
+        // The error itself, not its text: `explain` looks inside it.
+        Err(err) => Err(Ended::Failed(tls::explain(
+            anyhow::Error::new(err).context(url.to_string()),
+        ))),
     }
 }
 

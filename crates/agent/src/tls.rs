@@ -3,9 +3,12 @@
 //! trusts the Mozilla roots plus any private CA given with `--ca-cert`.
 
 use anyhow::{Context, bail};
+use rustls::CertificateError;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use std::error::Error;
 use std::fmt;
+use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -78,28 +81,52 @@ impl ClientTls {
     }
 }
 
-/// `err` with advice when it is a certificate the roots do not trust.
+/// `err` with advice when the control plane's certificate was refused for
+/// a reason fixed on this side: a private CA not given, or a CA
+/// certificate served as the control plane's own.
 pub fn explain(err: anyhow::Error) -> anyhow::Error {
-    let text = format!("{err:#}");
-    if text.contains("CaUsedAsEndEntity") {
-        // What `openssl req -x509` makes unless told otherwise.
-        err.context(
-            "the control plane presents a CA certificate as its own: serve a certificate \
-             that CA signed, or a self-signed one made with basicConstraints CA:FALSE",
-        )
-    } else if text.contains("invalid peer certificate") {
-        err.context(
+    let advice = match certificate_error(err.as_ref()) {
+        Some(CertificateError::UnknownIssuer) => {
             "the control plane's TLS certificate is not trusted: if a private CA signed it, \
-             pass that CA's certificate with --ca-cert FILE (PEM)",
-        )
-    } else {
-        err
+             pass that CA's certificate with --ca-cert FILE (PEM)"
+        }
+        // What `openssl req -x509` makes unless told otherwise.
+        Some(CertificateError::Other(other))
+            if matches!(
+                other.0.downcast_ref::<webpki::Error>(),
+                Some(webpki::Error::CaUsedAsEndEntity)
+            ) =>
+        {
+            "the control plane presents a CA certificate as its own: serve a certificate \
+             that CA signed, or a self-signed one made with basicConstraints CA:FALSE"
+        }
+        _ => return err,
+    };
+    err.context(advice)
+}
+
+/// The certificate error somewhere in `err`'s chain. rustls's errors come
+/// wrapped in `io::Error`s (tokio-rustls, hyper), whose `source()` skips
+/// the error they hold, so each one is opened with `get_ref`.
+fn certificate_error<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a CertificateError> {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if let Some(rustls::Error::InvalidCertificate(found)) = err.downcast_ref() {
+            return Some(found);
+        }
+        let held = err.downcast_ref::<io::Error>().and_then(io::Error::get_ref);
+        if let Some(found) = held.and_then(|held| certificate_error(held)) {
+            return Some(found);
+        }
+        next = err.source();
     }
+    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use streamspace_testkit::tls::{ServerCert, TestCa, accept_handshakes};
 
     #[test]
     fn a_file_without_certificates_is_refused_by_name() {
@@ -115,13 +142,43 @@ mod tests {
         );
     }
 
-    #[test]
-    fn untrusted_certificates_get_advice() {
-        let err = anyhow::anyhow!("invalid peer certificate: UnknownIssuer");
-        assert!(format!("{:#}", explain(err)).contains("--ca-cert"));
-        let ca = anyhow::anyhow!("invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))");
-        assert!(format!("{:#}", explain(ca)).contains("CA:FALSE"));
-        let other = anyhow::anyhow!("connection refused");
-        assert!(!format!("{:#}", explain(other)).contains("--ca-cert"));
+    /// A loopback HTTPS server presenting `cert`; its `https://` URL.
+    async fn serving(cert: &ServerCert) -> String {
+        let acceptor = cert.acceptor().expect("server config");
+        let addr = accept_handshakes(acceptor).await.expect("listens");
+        format!("https://{addr}/")
+    }
+
+    #[tokio::test]
+    async fn real_handshake_failures_get_advice() {
+        let ca = TestCa::new("explain").expect("CA");
+        let signed = serving(&ca.server_cert("server").expect("cert")).await;
+        let trusting = ClientTls::new(Some(&ca.ca_pem)).expect("loads");
+
+        // Enrollment and `connect` (reqwest) without the private CA.
+        let client = ClientTls::default().http_client().expect("client");
+        let err = client.get(&signed).send().await.expect_err("untrusted");
+        let explained = format!("{:#}", explain(err.into()));
+        assert!(explained.contains("--ca-cert"), "{explained}");
+
+        // The control channel (tungstenite) to a CA certificate served as
+        // a leaf, by a client that trusts that CA.
+        let leaf = serving(&ca.as_server_cert().expect("the CA as a leaf")).await;
+        let connector = tokio_tungstenite::Connector::Rustls(trusting.config());
+        let url = leaf.replace("https", "wss");
+        let connected =
+            tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector))
+                .await;
+        let Err(err) = connected else {
+            panic!("a CA is not a server certificate");
+        };
+        let explained = format!("{:#}", explain(err.into()));
+        assert!(explained.contains("CA:FALSE"), "{explained}");
+
+        // Trusted: whatever fails next is not the certificate's fault.
+        let client = trusting.http_client().expect("client");
+        let err = client.get(&signed).send().await.expect_err("no HTTP there");
+        let explained = format!("{:#}", explain(err.into()));
+        assert!(!explained.contains("--ca-cert"), "{explained}");
     }
 }

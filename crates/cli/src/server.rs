@@ -61,16 +61,25 @@ pub struct ServerArgs {
     /// handshake), from connecting or from the request's first byte.
     #[arg(long, env = "STREAMSPACE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
     header_read_timeout: Duration,
+    /// How long a client may take to send a request's body, from the end
+    /// of its head (a total: a trickle runs out too); then it gets 408.
+    #[arg(long, env = "STREAMSPACE_BODY_READ_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
+    body_read_timeout: Duration,
     /// How long a keep-alive HTTP connection may wait for its next request,
     /// and a client may leave a response unread.
     #[arg(long, env = "STREAMSPACE_IDLE_TIMEOUT", default_value = "60s", value_parser = positive_duration)]
     idle_timeout: Duration,
     /// Most connections speaking HTTP at once (VNC tunnels and agent
     /// channels do not count); at the limit, the one idle, sending its
-    /// request head or not reading the longest is closed to make room.
+    /// request head or body, or not reading the longest is closed to make room.
     #[arg(long, env = "STREAMSPACE_MAX_CONNECTIONS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
+    /// Most event streams, log streams and VNC viewers one user may have
+    /// open at once (all kinds together); beyond it, 429.
+    #[arg(long, env = "STREAMSPACE_MAX_STREAMS_PER_USER", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_streams_per_user: u32,
     /// PEM certificate chain (leaf first) to serve HTTPS with; needs
     /// --tls-key. Reloaded on SIGHUP.
     #[arg(long, env = "STREAMSPACE_TLS_CERT", requires = "tls_key")]
@@ -111,9 +120,11 @@ impl ServerArgs {
             trusted_proxies: self.trusted_proxies.clone(),
             http: HttpLimits {
                 header_read_timeout: self.header_read_timeout,
+                body_read_timeout: self.body_read_timeout,
                 idle_timeout: self.idle_timeout,
                 max_connections: self.max_connections as usize,
             },
+            max_streams_per_user: self.max_streams_per_user as usize,
             tls: match (&self.tls_cert, &self.tls_key) {
                 (Some(cert), Some(key)) => Some(TlsFiles {
                     cert: cert.clone(),
@@ -253,6 +264,8 @@ mod tests {
         let cli = Cli::try_parse_from(["server"]).expect("parses");
         let config = cli.server.config();
         assert_eq!(config.http, HttpLimits::default());
+        let defaults = Config::default();
+        assert_eq!(config.max_streams_per_user, defaults.max_streams_per_user);
         assert_eq!(config.tls, None);
     }
 

@@ -53,6 +53,12 @@ pub struct Config {
     /// Limits that keep slow, idle or too many clients from exhausting the
     /// HTTP server.
     pub http: HttpLimits,
+    /// Most event streams, log streams and VNC viewers one user may have
+    /// open at once on this process, all kinds together.
+    pub max_streams_per_user: usize,
+    /// How long shutdown waits for requests in flight, then for tunnels and
+    /// agent channels, to end.
+    pub shutdown_drain: Duration,
     /// Certificate and key to serve HTTPS with; `None` serves plain HTTP
     /// (TLS then ends in a proxy in front).
     pub tls: Option<TlsFiles>,
@@ -67,6 +73,11 @@ pub struct HttpLimits {
     /// From a connection's accept (TLS handshake included), or from the
     /// first byte of a later request, until the request's head is complete.
     pub header_read_timeout: Duration,
+    /// From the end of a request's head until its body has all arrived;
+    /// then the request is answered 408 and the connection closed. A total,
+    /// not a gap between reads: a body trickled a byte at a time runs out
+    /// too.
+    pub body_read_timeout: Duration,
     /// How long a keep-alive connection may wait for its next request (from
     /// the last byte written), and a client may leave a response unread.
     pub idle_timeout: Duration,
@@ -79,6 +90,8 @@ impl Default for HttpLimits {
     fn default() -> Self {
         Self {
             header_read_timeout: Duration::from_secs(10),
+            // 1 MiB (the largest body) at 35 KB/s.
+            body_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
         }
@@ -142,6 +155,10 @@ impl Default for Config {
             revalidate_interval: Duration::from_secs(30),
             token_purge_interval: Duration::from_secs(3600),
             http: HttpLimits::default(),
+            // A few browser tabs, each with its event stream, viewers and
+            // logs, and room to spare; not the connection cap.
+            max_streams_per_user: 32,
+            shutdown_drain: Duration::from_secs(5),
             tls: None,
             loopback_listener: false,
         }

@@ -1,14 +1,21 @@
 //! API errors: every failure is a status code and `{"error": "<what to fix>"}`
 //! (plus `"field"` when one input field is at fault).
 
+use crate::serve::BodyTimedOut;
 use crate::store::StoreError;
 use crate::validate::FieldError;
 use axum::Json;
+use axum::body::HttpBody;
 use axum::extract::{FromRequest, Request};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::StatusCode;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
+
+/// Request bodies above this are refused with 413, unless the route sets a
+/// smaller [`BodyLimit`].
+pub const BODY_LIMIT: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -24,6 +31,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -52,6 +61,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -132,7 +142,7 @@ pub struct ApiJson<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
         let is_json = req
             .headers()
             .get(http::header::CONTENT_TYPE)
@@ -143,14 +153,73 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 "send a JSON body with Content-Type: application/json".into(),
             ));
         }
-        let body = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge("the request body is too large (limit 1 MiB)".into())
-            } else {
-                ApiError::BadRequest(format!("cannot read the request body: {e}"))
-            }
-        })?;
-        parse_json(&body).map(ApiJson)
+        parse_json(&read_body(req).await?).map(ApiJson)
+    }
+}
+
+/// A request body as bytes, with the same limits and JSON errors as
+/// [`ApiJson`].
+pub struct ApiBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
+        read_body(req).await.map(ApiBytes)
+    }
+}
+
+/// A route's own limit on request bodies, below [`BODY_LIMIT`]; set it with
+/// `.layer(Extension(BodyLimit(n)))`.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// Reads the whole body: 413 above the route's limit (at once when its
+/// `Content-Length` says so), 408 when it does not arrive within the
+/// body-read timeout (`serve::BodyTimedOut`).
+async fn read_body(req: Request) -> ApiResult<Bytes> {
+    let limit = req
+        .extensions()
+        .get::<BodyLimit>()
+        .map_or(BODY_LIMIT, |own| own.0);
+    let too_large = || {
+        let limit = match limit % (1 << 20) {
+            0 => format!("{} MiB", limit >> 20),
+            _ => format!("{} KiB", limit.div_ceil(1 << 10)),
+        };
+        ApiError::PayloadTooLarge(format!(
+            "the request body is too large: send at most {limit} here"
+        ))
+    };
+    let body = req.into_body();
+    if body.size_hint().lower() > limit as u64 {
+        return Err(too_large());
+    }
+    let err = match Limited::new(body, limit).collect().await {
+        Ok(collected) => return Ok(collected.to_bytes()),
+        Err(err) => err,
+    };
+    if err.is::<LengthLimitError>() {
+        return Err(too_large());
+    }
+    Err(match caused_by::<BodyTimedOut>(&*err) {
+        Some(BodyTimedOut(limit)) => ApiError::RequestTimeout(format!(
+            "the request body did not arrive within {} of its head: send it all at once",
+            humantime::format_duration(*limit)
+        )),
+        None => ApiError::BadRequest(format!("cannot read the request body: {err}")),
+    })
+}
+
+/// The first error of type `E` in the chain from `err` down its sources.
+fn caused_by<'a, E: std::error::Error + 'static>(
+    mut err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a E> {
+    loop {
+        if let Some(found) = err.downcast_ref::<E>() {
+            return Some(found);
+        }
+        err = err.source()?;
     }
 }
 

@@ -18,6 +18,7 @@ pub mod seal;
 mod serve;
 pub mod state;
 pub mod store;
+pub mod streams;
 pub mod template;
 pub mod tls;
 pub mod tunnel;

@@ -25,9 +25,10 @@ struct PhaseLabel {
     phase: &'static str,
 }
 
+/// Why something failed or ended: login failures, dropped connections.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabel {
-    reason: &'static str,
+pub struct ReasonLabel {
+    pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

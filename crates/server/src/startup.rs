@@ -11,19 +11,17 @@ use crate::hub::AgentHub;
 use crate::serve::{Connections, Endpoint};
 use crate::state::AppState;
 use crate::store::Store;
+use crate::streams::StreamLimit;
 use crate::tls::ServerTls;
 use crate::tunnel::TunnelBroker;
 use anyhow::Context;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::signal::unix::Signal;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::Url;
-
-/// How long shutdown waits for open tunnels and agent channels to close.
-const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 pub struct Application {
     listener: TcpListener,
@@ -31,6 +29,9 @@ pub struct Application {
     /// and the config asks for it (`up`).
     loopback: Option<TcpListener>,
     tls: Option<ServerTls>,
+    /// SIGHUPs (certificate reloads) with TLS on, listened for from `build`
+    /// on: until a handler is in place, a SIGHUP ends the process.
+    hangups: Option<Signal>,
     state: AppState,
     admin: Option<AdminBootstrap>,
 }
@@ -64,6 +65,10 @@ impl Application {
             Some(files) => Some(ServerTls::load(files).context("cannot serve HTTPS")?),
             None => None,
         };
+        let hangups = match &tls {
+            Some(_) => Some(crate::tls::hangups()?),
+            None => None,
+        };
         let admin =
             ensure_admin(&store, &config.data_dir, config.admin_password.as_deref()).await?;
         crate::serve::raise_open_file_limit(config.http.max_connections);
@@ -83,6 +88,7 @@ impl Application {
         let sealer = crate::seal::Sealer::load(&store).await?;
         let login = LoginGuard::new(config.login_throttle.clone());
         let state = AppState {
+            streams: StreamLimit::new(config.max_streams_per_user),
             config: Arc::new(config),
             public_url: Arc::new(public_url),
             store,
@@ -100,6 +106,7 @@ impl Application {
             listener,
             loopback,
             tls,
+            hangups,
             state,
             admin,
         })
@@ -151,32 +158,34 @@ impl Application {
                 tls: None,
             });
         }
-        if let Some(tls) = self.tls {
-            let reload = tls.reload_on_sighup(state.metrics.http.clone(), shutdown.clone());
+        if let (Some(tls), Some(hangups)) = (self.tls, self.hangups) {
+            let metrics = state.metrics.http.clone();
+            let reload = tls.reload_on_sighup(hangups, metrics, shutdown.clone());
             state.tasks.spawn(reload);
         }
+        let drain = state.config.shutdown_drain;
         let connections = Connections::new(state.config.http, state.metrics.http.clone());
-        let server = crate::serve::serve(
-            endpoints,
-            router,
-            connections,
-            shutdown.clone(),
-            DRAIN_LIMIT,
-        );
+        let server = crate::serve::serve(endpoints, router, connections, shutdown.clone(), drain);
         tracing::info!(url = %state.public_url, "control plane listening");
         state.tasks.spawn(crate::reconcile::run(state.clone()));
         state
             .tasks
             .spawn(crate::hub::save_heartbeats(state.clone()));
         state.tasks.spawn(crate::auth::purge::run(state.clone()));
-        server.await;
-        state.shutdown.cancel();
+        // Event streams, tunnels and agent channels watch the app's token:
+        // ended with the server's, they close now rather than hold the
+        // drain of requests in flight (an event stream never finishes).
+        let streams_end = async {
+            shutdown.cancelled().await;
+            state.shutdown.cancel();
+        };
+        tokio::join!(server, streams_end);
         state.tasks.close();
-        if tokio::time::timeout(DRAIN_LIMIT, state.tasks.wait())
+        if tokio::time::timeout(drain, state.tasks.wait())
             .await
             .is_err()
         {
-            tracing::warn!("some connections did not close within {DRAIN_LIMIT:?}");
+            tracing::warn!("some connections did not close within {drain:?}");
         }
         state.store.close().await;
         Ok(())

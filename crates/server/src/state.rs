@@ -30,4 +30,6 @@ pub struct AppState {
     pub login: Arc<crate::auth::login::LoginGuard>,
     /// Tells open streams that a user's logins or role changed.
     pub revocations: crate::auth::revoke::Revocations,
+    /// Each user's budget of event, log and VNC streams.
+    pub streams: Arc<crate::streams::StreamLimit>,
 }

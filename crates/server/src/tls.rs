@@ -13,6 +13,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use std::sync::{Arc, RwLock};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -75,16 +76,13 @@ impl ServerTls {
         Ok(())
     }
 
-    /// Reloads on every SIGHUP until `shutdown`.
-    pub async fn reload_on_sighup(self, metrics: HttpMetrics, shutdown: CancellationToken) {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hangups = match signal(SignalKind::hangup()) {
-            Ok(hangups) => hangups,
-            Err(err) => {
-                tracing::error!(error = %err, "cannot listen for SIGHUP: the TLS certificate will not be reloaded");
-                return;
-            }
-        };
+    /// Reloads on every SIGHUP in `hangups` until `shutdown`.
+    pub async fn reload_on_sighup(
+        self,
+        mut hangups: Signal,
+        metrics: HttpMetrics,
+        shutdown: CancellationToken,
+    ) {
         loop {
             tokio::select! {
                 Some(()) = hangups.recv() => {}
@@ -106,6 +104,13 @@ impl ServerTls {
                 .inc();
         }
     }
+}
+
+/// Starts listening for SIGHUP. Call it before the server is reachable and
+/// keep what it returns: a SIGHUP that comes before a handler is in place
+/// ends the process.
+pub fn hangups() -> anyhow::Result<Signal> {
+    signal(SignalKind::hangup()).context("cannot listen for SIGHUP (certificate reloads)")
 }
 
 fn load_certified_key(files: &TlsFiles, provider: &CryptoProvider) -> anyhow::Result<CertifiedKey> {
@@ -137,8 +142,7 @@ fn load_certified_key(files: &TlsFiles, provider: &CryptoProvider) -> anyhow::Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use streamspace_testkit::tls::{TestCa, presented_certificate};
-    use tokio::net::TcpListener;
+    use streamspace_testkit::tls::{TestCa, accept_handshakes, presented_certificate};
 
     fn files(cert: &streamspace_testkit::tls::ServerCert) -> TlsFiles {
         TlsFiles {
@@ -147,27 +151,13 @@ mod tests {
         }
     }
 
-    /// Accepts TLS handshakes on a loopback port with `tls`.
-    async fn serve(tls: &ServerTls) -> std::net::SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let acceptor = tls.acceptor();
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move { acceptor.accept(tcp).await });
-            }
-        });
-        addr
-    }
-
     #[tokio::test]
     async fn a_reload_serves_the_new_certificate_and_a_bad_file_keeps_the_old() {
         streamspace_testkit::init();
         let ca = TestCa::new("reload").expect("CA");
         let first = ca.server_cert("first").expect("cert");
         let tls = ServerTls::load(&files(&first)).expect("loads");
-        let addr = serve(&tls).await;
+        let addr = accept_handshakes(tls.acceptor()).await.expect("listens");
         let client = ca.client_config().expect("client");
         let seen = presented_certificate(addr, client.clone())
             .await

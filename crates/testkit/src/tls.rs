@@ -4,10 +4,13 @@
 
 use anyhow::Context;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tempfile::TempDir;
+use tokio_rustls::TlsAcceptor;
 
 /// The names every test server certificate is valid for.
 const SERVER_NAMES: [&str; 3] = ["127.0.0.1", "localhost", "::1"];
@@ -70,6 +73,18 @@ impl TestCa {
         Ok(files)
     }
 
+    /// The CA's own certificate and key as a server's: what a server made
+    /// with `openssl req -x509` and no `basicConstraints CA:FALSE` presents.
+    pub fn as_server_cert(&self) -> anyhow::Result<ServerCert> {
+        let files = ServerCert {
+            cert: self.ca_pem.clone(),
+            key: self.dir.path().join("ca-key.pem"),
+            der: self.der.clone(),
+        };
+        std::fs::write(&files.key, self.issuer.key().serialize_pem())?;
+        Ok(files)
+    }
+
     /// A rustls client configuration that trusts this CA alone.
     pub fn client_config(&self) -> anyhow::Result<Arc<rustls::ClientConfig>> {
         let mut roots = rustls::RootCertStore::empty();
@@ -82,6 +97,35 @@ impl TestCa {
         .with_no_client_auth();
         Ok(Arc::new(config))
     }
+}
+
+impl ServerCert {
+    /// A TLS acceptor presenting this certificate.
+    pub fn acceptor(&self) -> anyhow::Result<TlsAcceptor> {
+        let chain = vec![CertificateDer::from_pem_file(&self.cert)?];
+        let key = PrivateKeyDer::from_pem_file(&self.key)?;
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+        Ok(TlsAcceptor::from(Arc::new(config)))
+    }
+}
+
+/// Completes TLS handshakes with `acceptor` on a loopback port, in the
+/// background, and then closes each connection; returns the port's address.
+pub async fn accept_handshakes(acceptor: TlsAcceptor) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move { acceptor.accept(tcp).await });
+        }
+    });
+    Ok(addr)
 }
 
 /// The certificate a TLS server at `addr` presents right now (verified

@@ -1,7 +1,7 @@
 use super::ForceQuery;
 use super::views::{AgentView, LATEST_TIME_MS, time};
 use crate::auth::{AdminUser, secrets};
-use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody, parse_json};
+use crate::error::{ApiBytes, ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody, parse_json};
 use crate::lifecycle::force_terminate;
 use crate::presence::{status, with_latest_beat};
 use crate::state::AppState;
@@ -10,7 +10,6 @@ use crate::template::PLATFORMS;
 use crate::validate::{FieldError, check_slug};
 use axum::Json;
 use axum::extract::{Path, State};
-use bytes::Bytes;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -225,7 +224,7 @@ pub struct EnrollmentToken {
 pub async fn create_enrollment_token(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> ApiResult<(StatusCode, Json<EnrollmentToken>)> {
     let request: TokenRequest = if body.iter().all(u8::is_ascii_whitespace) {
         TokenRequest::default()

@@ -5,6 +5,7 @@
 
 use super::views::AgentView;
 use crate::auth::CurrentUser;
+use crate::error::{ApiResult, ErrorBody};
 use crate::events::Event;
 use crate::presence::status as agent_status;
 use crate::state::AppState;
@@ -46,14 +47,21 @@ const PING_INTERVAL: Duration = Duration::from_secs(15);
         (status = 200, description = "An endless `text/event-stream`; each `data` is the JSON of a `Session` or an `Agent`, or `{}` (`resync`), or `{\"interval_ms\":15000}` (`ping`)",
             content_type = "text/event-stream", body = String,
             headers(("x-accel-buffering" = String, description = "`no`: nginx passes the stream on unbuffered"))),
+        (status = 429, description = "You have too many event, log and VNC streams open; `Retry-After` says when to try again", body = ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
     ),
 )]
-pub async fn stream(State(state): State<AppState>, user: CurrentUser) -> impl IntoResponse {
+pub async fn stream(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> ApiResult<impl IntoResponse> {
+    let permit = state.streams.acquire(&user.user.id)?;
     let mut events = state.events.subscribe();
     let shutdown = state.shutdown.clone();
     // Logout, a new password, demotion or deletion end the stream.
     let revoked = state.revocations.ended(&state, &user);
     let stream = async_stream(move |tx| async move {
+        let _permit = permit;
         tokio::pin!(revoked);
         // The first tick is immediate: the client learns at once that events
         // get through. A slow client gets one ping late, not a burst.
@@ -70,6 +78,9 @@ pub async fn stream(State(state): State<AppState>, user: CurrentUser) -> impl In
                 }
                 _ = shutdown.cancelled() => return,
                 _ = &mut revoked => return,
+                // The client left: give its place back now, not at the
+                // next ping.
+                _ = tx.closed() => return,
             };
             let out = match received {
                 Ok(event) => render(&state, &user, event).await,
@@ -85,10 +96,10 @@ pub async fn stream(State(state): State<AppState>, user: CurrentUser) -> impl In
     });
     // nginx buffers proxied responses unless the upstream says otherwise;
     // buffered, a session's `Running` would never reach the viewer.
-    (
+    Ok((
         [(HeaderName::from_static("x-accel-buffering"), "no")],
         Sse::new(stream),
-    )
+    ))
 }
 
 /// `event: ping`, carrying the interval so clients derive their silence

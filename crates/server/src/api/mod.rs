@@ -13,12 +13,12 @@ mod views;
 pub use crate::presence::status as agent_status;
 pub use sessions::view as session_view;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, BODY_LIMIT, BodyLimit};
 use crate::state::AppState;
 use crate::{hub, tunnel};
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
+use axum::{Extension, Router};
 
 /// `?force=true` on a removal: end what an absent agent cannot (admins
 /// only), recorded in the audit trail.
@@ -32,12 +32,17 @@ pub struct ForceQuery {
     force: bool,
 }
 
-/// Request bodies above this are refused with 413.
-const BODY_LIMIT: usize = 1 << 20;
+/// The body limit of the routes anyone may call (logins, agent enrollment):
+/// ample for what they take, and all a client that has proven nothing can
+/// make the server hold per connection.
+const PUBLIC_BODY_LIMIT: BodyLimit = BodyLimit(16 * 1024);
 
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
-        .route("/auth/login", post(auth::login))
+        .route(
+            "/auth/login",
+            post(auth::login).layer(Extension(PUBLIC_BODY_LIMIT)),
+        )
         .route("/auth/logout", post(auth::logout))
         .route("/auth/logout-all", post(auth::logout_all))
         .route("/users/me", get(users::me))
@@ -64,7 +69,10 @@ pub fn router(state: AppState) -> Router {
             "/agents/enrollment-tokens",
             post(agents::create_enrollment_token),
         )
-        .route("/agents/register", post(agents::register))
+        .route(
+            "/agents/register",
+            post(agents::register).layer(Extension(PUBLIC_BODY_LIMIT)),
+        )
         .route("/agents/connect", get(hub::connect))
         .route("/agents/tunnels/{id}", get(tunnel::accept))
         .route("/agents/{id}", get(agents::get).delete(agents::delete))
@@ -89,6 +97,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(crate::metrics::serve))
         .fallback(crate::ui::serve)
+        // For axum's own extractors; `ApiJson` and `ApiBytes` apply the
+        // same limit, or a route's `BodyLimit`.
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

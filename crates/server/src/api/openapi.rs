@@ -4,8 +4,8 @@
 //!
 //! Responses that come from shared machinery rather than from one handler
 //! are added here, once, so that no annotation can forget them: 401 wherever
-//! a login or agent secret is needed (the auth extractors), 400 and 413
-//! wherever a JSON body is read (`ApiJson`), and 500 wherever a handler can
+//! a login or agent secret is needed (the auth extractors), 400, 408 and
+//! 413 wherever a JSON body is read (`ApiJson`), and 500 wherever a handler can
 //! fail at all (the store).
 
 use crate::error::ErrorBody;
@@ -23,7 +23,8 @@ use utoipa::{Modify, OpenApi};
         title = "StreamSpace",
         description = "Stream containerised desktop applications to a web browser. \
             Errors are `{\"error\": \"…\", \"field\"?: \"…\"}`; times are RFC 3339 UTC; \
-            unknown body fields are refused; bodies are limited to 1 MiB.",
+            unknown body fields are refused; bodies are limited to 1 MiB (16 KiB for \
+            logins and agent enrollment) and must arrive within 30 s of their head.",
     ),
     paths(
         super::auth::login,
@@ -166,7 +167,16 @@ fn add_shared(operation: &mut Operation) {
             "400",
             "The body is not valid: `field` names the culprit",
         );
-        add_error(operation, "413", "The body is larger than 1 MiB");
+        add_error(
+            operation,
+            "408",
+            "The body did not arrive within the body-read timeout (30 s by default)",
+        );
+        add_error(
+            operation,
+            "413",
+            "The body is larger than 1 MiB (16 KiB for logins and agent enrollment)",
+        );
     }
     let can_fail = operation
         .responses

@@ -1,11 +1,13 @@
 //! The connection cap: every connection speaking HTTP holds a slot; at the
 //! cap a newcomer takes the slot of the connection that has been idle,
-//! reading its head or leaving its response unread the longest, so /healthz, logins and agent reconnects
-//! keep getting in while stalled clients hold everything else. Requests in
-//! progress are never evicted; when nothing can be, the newcomer is refused.
+//! sending its request head or body, or leaving its response unread the
+//! longest, so /healthz, logins and agent reconnects keep getting in while
+//! stalled clients hold everything else. Requests being served are never
+//! evicted; when nothing can be, the newcomer is refused.
 
 use super::watch::{State, Watch};
 use crate::config::HttpLimits;
+use crate::metrics::ReasonLabel;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -15,11 +17,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::time::Instant;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabel {
-    pub reason: &'static str,
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
@@ -32,13 +29,25 @@ pub struct HttpMetrics {
     /// Connections speaking HTTP now (upgraded ones have left).
     pub open: Gauge,
     pub accepted: Counter,
-    /// Connections the server closed: `header_timeout`, `idle_timeout`,
-    /// `write_stall` (a response left unread), `evicted`, `refused` (at the
-    /// cap, nothing to evict), `tls_handshake`.
+    /// Connections the server closed, by one of `DROP_REASONS`.
     pub dropped: Family<ReasonLabel, Counter>,
     /// Certificate reloads on SIGHUP: `ok` or `failed`.
     pub tls_reloads: Family<OutcomeLabel, Counter>,
 }
+
+/// Why the server closed a connection: `write_stall` is a response left
+/// unread, `body_timeout` a request body that did not arrive in time (408),
+/// `refused` a newcomer at the cap with nothing to evict.
+pub const DROP_REASONS: [&str; 7] = [
+    "header_timeout",
+    "body_timeout",
+    "idle_timeout",
+    "write_stall",
+    "evicted",
+    "refused",
+    "tls_handshake",
+];
+const RELOAD_OUTCOMES: [&str; 2] = ["ok", "failed"];
 
 impl HttpMetrics {
     pub fn register(&self, registry: &mut Registry) {
@@ -62,8 +71,17 @@ impl HttpMetrics {
             "Certificate reloads on SIGHUP, by outcome",
             self.tls_reloads.clone(),
         );
+        // Every series exists from the start, at 0, so a rate or an alert
+        // on one works before the first event.
+        for reason in DROP_REASONS {
+            let _ = self.dropped.get_or_create(&ReasonLabel { reason });
+        }
+        for outcome in RELOAD_OUTCOMES {
+            let _ = self.tls_reloads.get_or_create(&OutcomeLabel { outcome });
+        }
     }
 
+    /// Counts a closed connection; `reason` is one of `DROP_REASONS`.
     pub fn dropped(&self, reason: &'static str) {
         self.dropped.get_or_create(&ReasonLabel { reason }).inc();
     }
@@ -169,23 +187,30 @@ pub fn raise_open_file_limit(max_connections: usize) {
     }
 }
 
-/// Evicts the connection that has been idle, reading its head or leaving
-/// its response unread the longest; returns its id. O(open connections),
-/// only at the cap.
+/// Evicts the connection that has been waiting the longest (idle, sending
+/// its head or body, or not reading; arrival order breaks ties); returns
+/// its id. One pass over the open connections, only at the cap. One that
+/// starts a request between the pass and the eviction is passed over: the
+/// pass is repeated, a few times at most.
 fn evict_one(open: &HashMap<u64, Arc<Watch>>) -> Option<u64> {
-    let mut candidates: Vec<(Instant, u64, State)> = open
-        .iter()
+    const ATTEMPTS: usize = 3;
+    for _ in 0..ATTEMPTS {
+        let (id, state, watch) = longest_waiting(open)?;
+        if watch.evict_if(state) {
+            return Some(id);
+        }
+    }
+    None
+}
+
+fn longest_waiting(open: &HashMap<u64, Arc<Watch>>) -> Option<(u64, State, &Watch)> {
+    open.iter()
         .filter_map(|(id, watch)| {
             let state = watch.state();
-            Some((state.waiting_since()?, *id, state))
+            Some((state.waiting_since()?, *id, state, watch))
         })
-        .collect();
-    candidates.sort_unstable_by_key(|(since, id, _)| (*since, *id));
-    // One that started a request since it was looked at is skipped.
-    candidates
-        .into_iter()
-        .find(|(_, id, state)| open.get(id).is_some_and(|w| w.evict_if(*state)))
-        .map(|(_, id, _)| id)
+        .min_by_key(|(since, id, _, _)| (*since, *id))
+        .map(|(_, id, state, watch)| (id, state, &**watch))
 }
 
 #[cfg(test)]
@@ -202,25 +227,30 @@ mod tests {
     }
 
     #[test]
-    fn at_the_cap_the_longest_waiting_idle_or_head_connection_goes() {
-        let connections = registry(3);
+    fn at_the_cap_the_longest_waiting_idle_head_or_body_connection_goes() {
+        let connections = registry(4);
         // Equal clocks are ordered by arrival.
         let oldest = connections.admit().expect("room");
         let busy = connections.admit().expect("room");
-        busy.watch.request_started();
+        busy.watch.request_started(false);
+        let body = connections.admit().expect("room");
+        body.watch.request_started(true);
         let newer = connections.admit().expect("room");
 
-        let newcomer = connections.admit().expect("evicts one");
+        let first = connections.admit().expect("evicts one");
         assert_eq!(oldest.watch.state().phase, Phase::Evicted);
+        let second = connections.admit().expect("evicts another");
+        assert_eq!(body.watch.state().phase, Phase::Evicted, "a stalled body");
         assert_eq!(busy.watch.state().phase, Phase::Busy);
         assert_eq!(newer.watch.state().phase, Phase::Head);
-        assert_eq!(connections.metrics.open.get(), 3);
+        assert_eq!(connections.metrics.open.get(), 4);
 
-        // The evicted one's task ends; its slot was already handed over.
-        drop(oldest);
-        assert_eq!(connections.metrics.open.get(), 3);
-        newer.watch.request_started();
-        newcomer.watch.request_started();
+        // The evicted ones' tasks end; their slots were already handed over.
+        drop((oldest, body));
+        assert_eq!(connections.metrics.open.get(), 4);
+        for slot in [&newer, &first, &second] {
+            slot.watch.request_started(false);
+        }
         assert!(connections.admit().is_none(), "all busy: refused");
         let refused = connections
             .metrics
@@ -230,5 +260,18 @@ mod tests {
         assert_eq!(refused, 1);
         drop(busy);
         assert!(connections.admit().is_some(), "a freed slot is reused");
+    }
+
+    #[test]
+    fn every_drop_reason_is_a_series_from_the_start() {
+        let metrics = HttpMetrics::default();
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        for reason in DROP_REASONS {
+            let series = format!("http_connections_dropped_total{{reason=\"{reason}\"}} 0");
+            assert!(text.contains(&series), "no {series} in {text}");
+        }
     }
 }

@@ -10,11 +10,12 @@
 //!
 //! Each connection is watched (`watch.rs`) so that a client cannot hold it
 //! for free: the head of a request (and a TLS handshake) must arrive within
-//! the header-read timeout, a keep-alive connection may wait for its next
-//! request, and a client may leave a response unread, for the idle timeout,
-//! and at most `max_connections` speak HTTP at once (`connections.rs`). hyper's own header-read timer is not used: it
-//! runs whenever hyper waits for a head, so it would also cut idle
-//! keep-alive connections.
+//! the header-read timeout and its body within the body-read timeout, a
+//! keep-alive connection may wait for its next request, and a client may
+//! leave a response unread, for the idle timeout, and at most
+//! `max_connections` speak HTTP at once (`connections.rs`). hyper's own
+//! header-read timer is not used: it runs whenever hyper waits for a head,
+//! so it would also cut idle keep-alive connections.
 
 mod connections;
 mod service;
@@ -23,6 +24,7 @@ mod tests;
 mod watch;
 
 pub use connections::{Connections, HttpMetrics, OutcomeLabel, raise_open_file_limit};
+pub use service::BodyTimedOut;
 pub use watch::into_tcp;
 
 use axum::Router;
@@ -50,6 +52,17 @@ const REFUSAL_GRACE: Duration = Duration::from_secs(1);
 /// Most refusals being written at once; beyond it, connections are closed
 /// without a word rather than queueing work for a flood.
 const REFUSALS_AT_ONCE: usize = 64;
+/// The most hyper buffers of a connection's input: a request head larger
+/// than this is answered 431. hyper's default (about 400 KiB) would let
+/// 10,000 connections hold 4 GB of heads; nginx allows about 40 KiB.
+const MAX_BUFFER: usize = 64 * 1024;
+
+/// How every connection speaks HTTP/1.1.
+fn http1() -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder.max_buf_size(MAX_BUFFER);
+    builder
+}
 
 /// A listening socket and how to speak on it.
 pub struct Endpoint {
@@ -70,8 +83,10 @@ pub async fn serve(
 ) {
     let tasks = TaskTracker::new();
     let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
+    let http = Arc::new(http1());
     let loops = endpoints.into_iter().map(|endpoint| {
         Acceptor {
+            http: http.clone(),
             router: router.clone(),
             connections: connections.clone(),
             tasks: tasks.clone(),
@@ -88,6 +103,7 @@ pub async fn serve(
 }
 
 struct Acceptor {
+    http: Arc<http1::Builder>,
     router: Router,
     connections: Arc<Connections>,
     tasks: TaskTracker,
@@ -122,6 +138,7 @@ impl Acceptor {
                 continue;
             };
             let connection = Connection {
+                http: self.http.clone(),
                 slot,
                 connections: self.connections.clone(),
                 router: self.router.clone(),
@@ -137,6 +154,9 @@ impl Acceptor {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
     HeaderTimeout,
+    /// A request body was still incomplete after the body-read timeout
+    /// and the handler did not answer 408.
+    BodyTimeout,
     IdleTimeout,
     /// The client left a response unread for the idle timeout.
     WriteStall,
@@ -145,6 +165,7 @@ enum Stop {
 }
 
 struct Connection {
+    http: Arc<http1::Builder>,
     slot: Slot,
     connections: Arc<Connections>,
     router: Router,
@@ -174,6 +195,7 @@ impl Connection {
         let metrics = &self.connections.metrics;
         match ended {
             Err(Stop::HeaderTimeout) => metrics.dropped("header_timeout"),
+            Err(Stop::BodyTimeout) => metrics.dropped("body_timeout"),
             Err(Stop::IdleTimeout) => metrics.dropped("idle_timeout"),
             Err(Stop::WriteStall) => metrics.dropped("write_stall"),
             // Counted when chosen; shutdown is not the client's doing.
@@ -191,15 +213,12 @@ impl Connection {
         let service = Service {
             router: self.router.clone(),
             watch: watch.clone(),
+            connections: self.connections.clone(),
             https,
             peer: self.peer,
         };
         let io = TokioIo::new(Watched::new(io, watch));
-        let mut connection = pin!(
-            http1::Builder::new()
-                .serve_connection(io, service)
-                .with_upgrades()
-        );
+        let mut connection = pin!(self.http.serve_connection(io, service).with_upgrades());
         match self.until_limit(connection.as_mut()).await {
             Ok(ended) => {
                 if let Err(err) = ended {
@@ -229,6 +248,7 @@ impl Connection {
                 // Gone is set only once this has returned.
                 Phase::Evicted | Phase::Gone => return Err(Stop::Evicted),
                 Phase::Head => Stop::HeaderTimeout,
+                Phase::Body => Stop::BodyTimeout,
                 _ if state.stalled.is_some() => Stop::WriteStall,
                 Phase::Idle | Phase::Busy => Stop::IdleTimeout,
             };

@@ -1,12 +1,14 @@
 //! The router as hyper's per-connection service: it marks the connection
-//! busy from the request head until the response body is gone (so the
-//! connection limits never cut a request in progress), and adds
+//! as waiting for the request body until that has arrived, then busy until
+//! the response body is gone (so the connection limits never cut a request
+//! being served), gives the body a deadline, and adds
 //! Strict-Transport-Security on HTTPS.
 
+use super::Connections;
 use super::watch::Watch;
-use axum::Router;
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::ConnectInfo;
+use axum::{BoxError, Router};
 use http::header::STRICT_TRANSPORT_SECURITY;
 use http::{HeaderValue, Request, Response};
 use hyper::body::{Frame, Incoming, SizeHint};
@@ -15,7 +17,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::time::Sleep;
 use tower::ServiceExt;
 
 /// One year; no `includeSubDomains`, since other hosts under the same
@@ -26,6 +30,8 @@ const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000");
 pub struct Service {
     pub router: Router,
     pub watch: Arc<Watch>,
+    /// The limits (the body-read timeout) and where to count a late body.
+    pub connections: Arc<Connections>,
     /// Whether this connection is HTTPS.
     pub https: bool,
     /// The TCP peer, for handlers (login throttling) as `ConnectInfo`.
@@ -37,8 +43,13 @@ impl hyper::service::Service<Request<Incoming>> for Service {
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
-    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
-        self.watch.request_started();
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let with_body = !request.body().is_end_stream();
+        self.watch.request_started(with_body);
+        let mut request = request.map(|body| match with_body {
+            true => Body::new(TimedBody::new(body, &self.watch, &self.connections)),
+            false => Body::new(body),
+        });
         request.extensions_mut().insert(ConnectInfo(self.peer));
         let finished = Finished(self.watch.clone());
         let response = self.router.clone().oneshot(request);
@@ -92,5 +103,83 @@ impl HttpBody for Tracked {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+/// Reading a request body took longer than the body-read timeout allows.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0:?}")]
+pub struct BodyTimedOut(pub Duration);
+
+/// A request body that must arrive whole within the body-read timeout,
+/// counted from the end of the head: a total, so a body trickled a byte at
+/// a time runs out too (tower-http's timeout only times the gaps). At the
+/// deadline a read fails with [`BodyTimedOut`], which handlers answer with
+/// 408 (`ApiJson`). Its end, however it comes, tells the watch that the
+/// client owes nothing more.
+struct TimedBody {
+    body: Incoming,
+    /// `None` once it has fired.
+    deadline: Option<Pin<Box<Sleep>>>,
+    watch: Arc<Watch>,
+    connections: Arc<Connections>,
+}
+
+impl TimedBody {
+    fn new(body: Incoming, watch: &Arc<Watch>, connections: &Arc<Connections>) -> Self {
+        let limit = connections.limits.body_read_timeout;
+        TimedBody {
+            body,
+            deadline: Some(Box::pin(tokio::time::sleep(limit))),
+            watch: watch.clone(),
+            connections: connections.clone(),
+        }
+    }
+}
+
+impl HttpBody for TimedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let Some(deadline) = this.deadline.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let ended = !matches!(frame, Some(Ok(_))) || this.body.is_end_stream();
+                if ended {
+                    this.watch.body_finished();
+                }
+                Poll::Ready(frame.map(|frame| frame.map_err(BoxError::from)))
+            }
+            Poll::Pending => {
+                ready!(deadline.as_mut().poll(cx));
+                this.deadline = None;
+                this.watch.body_finished();
+                this.connections.metrics.dropped("body_timeout");
+                let limit = this.connections.limits.body_read_timeout;
+                Poll::Ready(Some(Err(BodyTimedOut(limit).into())))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.deadline.is_none() || self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for TimedBody {
+    /// A body let go unread: the handler has what it wants from the client.
+    fn drop(&mut self) {
+        self.watch.body_finished();
     }
 }

@@ -5,7 +5,11 @@
 //! starts whenever hyper waits for a request head, so it would also cut
 //! keep-alive connections that are merely idle. Here the socket itself is
 //! watched (`Watched`): the first byte of a request ends `Idle`, the
-//! service starts `Busy`, and the end of the response body is `Idle` again.
+//! service starts `Body` (or `Busy` for a request without one), the end of
+//! the request body starts `Busy`, and the end of the response body is
+//! `Idle` again. A body still on its way is the client's to send, so it is
+//! timed and evicted like a head: otherwise a client that sends all but
+//! the last byte of a body would hold its connection for free.
 //! Writes are watched too. hyper lets go of a response body once its bytes
 //! are queued, before they are written, so idle time is counted from the
 //! last write that went through; and a client that has taken none of the
@@ -28,6 +32,10 @@ use tokio::time::Instant;
 
 use crate::config::HttpLimits;
 
+/// How long after the body-read timeout a connection whose body is still
+/// incomplete is closed without an answer: time for the 408 to go out.
+const BODY_GRACE: Duration = Duration::from_secs(1);
+
 /// The phase is the low bits of the state word, the time the rest.
 const PHASE_SHIFT: u32 = 3;
 const PHASE_BITS: u64 = (1 << PHASE_SHIFT) - 1;
@@ -38,6 +46,8 @@ pub enum Phase {
     Idle,
     /// Handshaking (TLS) or reading a request's head.
     Head,
+    /// The request's head is in, its body is not (all of it).
+    Body,
     /// A request is being served; timed out or evicted only when its
     /// client stops reading.
     Busy,
@@ -53,9 +63,10 @@ impl Phase {
         match self {
             Phase::Idle => 0,
             Phase::Head => 1,
-            Phase::Busy => 2,
-            Phase::Evicted => 3,
-            Phase::Gone => 4,
+            Phase::Body => 2,
+            Phase::Busy => 3,
+            Phase::Evicted => 4,
+            Phase::Gone => 5,
         }
     }
 
@@ -63,8 +74,9 @@ impl Phase {
         match bits & PHASE_BITS {
             0 => Phase::Idle,
             1 => Phase::Head,
-            2 => Phase::Busy,
-            3 => Phase::Evicted,
+            2 => Phase::Body,
+            3 => Phase::Busy,
+            4 => Phase::Evicted,
             _ => Phase::Gone,
         }
     }
@@ -81,11 +93,11 @@ pub struct State {
 
 impl State {
     /// Since when the client has been keeping the connection without using
-    /// it (idle, sending its head, or not reading); `None` while it is
-    /// served or evicted.
+    /// it (idle, sending its head or body, or not reading); `None` while it
+    /// is served or evicted.
     pub fn waiting_since(&self) -> Option<Instant> {
         match self.phase {
-            Phase::Idle | Phase::Head => Some(self.since),
+            Phase::Idle | Phase::Head | Phase::Body => Some(self.since),
             Phase::Busy => self.stalled,
             Phase::Evicted | Phase::Gone => None,
         }
@@ -221,14 +233,22 @@ impl Watch {
         self.state.store(self.pack(Phase::Gone), Ordering::Release);
     }
 
-    /// hyper has a complete request head and calls the service.
-    pub fn request_started(&self) {
-        self.shift(&[Phase::Idle, Phase::Head], Phase::Busy);
+    /// hyper has a complete request head and calls the service; the
+    /// request's body, if it has one, is still to come.
+    pub fn request_started(&self, with_body: bool) {
+        let next = if with_body { Phase::Body } else { Phase::Busy };
+        self.shift(&[Phase::Idle, Phase::Head], next);
     }
 
-    /// The response went out (its body was dropped).
+    /// The request's body has all arrived, failed, or was let go unread.
+    pub fn body_finished(&self) {
+        self.shift(&[Phase::Body], Phase::Busy);
+    }
+
+    /// The response went out (its body was dropped); a request body the
+    /// handler kept past its answer no longer matters.
     pub fn request_finished(&self) {
-        self.shift(&[Phase::Busy], Phase::Idle);
+        self.shift(&[Phase::Body, Phase::Busy], Phase::Idle);
     }
 
     /// Evicts the connection if its phase is still exactly `seen` (no
@@ -255,6 +275,9 @@ impl Watch {
     pub fn deadline(state: State, limits: &HttpLimits) -> Option<Instant> {
         match state.phase {
             Phase::Head => Some(state.since + limits.header_read_timeout),
+            // The body itself fails at the timeout, so the handler answers
+            // 408 (`service.rs`); this closes the connection if it did not.
+            Phase::Body => Some(state.since + limits.body_read_timeout + BODY_GRACE),
             Phase::Idle | Phase::Busy => state.waiting_since().map(|at| at + limits.idle_timeout),
             Phase::Evicted => Some(state.since),
             Phase::Gone => None,
@@ -356,6 +379,7 @@ mod tests {
     fn limits() -> HttpLimits {
         HttpLimits {
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_connections: 1,
         }
@@ -375,14 +399,20 @@ mod tests {
             Watch::deadline(accepted, &limits()),
             Some(accepted.since + Duration::from_secs(10))
         );
-        watch.request_started();
-        assert_eq!(Watch::deadline(watch.state(), &limits()), None);
-        watch.on_bytes();
+        tick();
+        watch.request_started(true);
+        let body = watch.state();
+        assert_eq!(body.phase, Phase::Body);
+        assert_eq!(body.waiting_since(), Some(body.since), "evictable");
         assert_eq!(
-            watch.state().phase,
-            Phase::Busy,
-            "body bytes change nothing"
+            Watch::deadline(body, &limits()),
+            Some(body.since + Duration::from_secs(30) + BODY_GRACE)
         );
+        watch.on_bytes();
+        assert_eq!(watch.state(), body, "body bytes do not move the deadline");
+        watch.body_finished();
+        assert_eq!(watch.state().phase, Phase::Busy);
+        assert_eq!(Watch::deadline(watch.state(), &limits()), None);
         tick();
         watch.request_finished();
         let idle = watch.state();
@@ -402,7 +432,7 @@ mod tests {
     #[test]
     fn a_client_not_reading_waits_like_an_idle_one() {
         let watch = Watch::new(Instant::now());
-        watch.request_started();
+        watch.request_started(false);
         assert_eq!(watch.state().waiting_since(), None, "served");
         tick();
         watch.write_blocked();
@@ -427,13 +457,15 @@ mod tests {
     fn eviction_loses_to_a_request_that_started_meanwhile() {
         let watch = Watch::new(Instant::now());
         let seen = watch.state();
-        watch.request_started();
-        assert!(!watch.evict_if(seen), "a busy connection is never evicted");
+        watch.request_started(true);
+        assert!(!watch.evict_if(seen), "a request started since");
+        watch.body_finished();
         watch.request_finished();
         let idle = watch.state();
         assert!(watch.evict_if(idle));
         assert_eq!(watch.state().phase, Phase::Evicted);
-        watch.request_started();
+        watch.request_started(false);
+        watch.body_finished();
         watch.on_bytes();
         assert_eq!(watch.state().phase, Phase::Evicted, "eviction is final");
     }
@@ -445,7 +477,8 @@ mod tests {
         watch.write_blocked();
         watch.write_moved();
         watch.on_bytes();
-        watch.request_started();
+        watch.request_started(true);
+        watch.body_finished();
         let gone = watch.state();
         assert_eq!((gone.phase, gone.stalled), (Phase::Gone, None));
         assert_eq!(gone.waiting_since(), None, "never evicted");

@@ -44,6 +44,8 @@ pub struct LogsQuery {
         (status = 400, description = "A query parameter is not valid", body = ErrorBody),
         (status = 404, description = "No such session, or not yours", body = ErrorBody),
         (status = 409, description = "The session has no agent", body = ErrorBody),
+        (status = 429, description = "You have too many event, log and VNC streams open; `Retry-After` says when to try again", body = ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
         (status = 503, description = "The agent is offline or cannot reach the session", body = ErrorBody),
         (status = 504, description = "The agent did not open the data channel in time", body = ErrorBody),
     ),
@@ -55,6 +57,7 @@ pub async fn logs(
     ApiQuery(query): ApiQuery<LogsQuery>,
 ) -> ApiResult<Response> {
     let session = visible_session(&state, &user, &id).await?;
+    let permit = state.streams.acquire(&user.user.id)?;
     let agent_id = session
         .agent_id
         .ok_or_else(|| ApiError::Conflict("the session has no agent".into()))?;
@@ -67,7 +70,7 @@ pub async fn logs(
     .await?;
     // Logout, a new password, demotion or deletion end a followed log.
     let revoked = state.revocations.ended(&state, &user);
-    let output = ReaderStream::new(TokioIo::new(stream)).take_until(revoked);
+    let output = permit.hold(ReaderStream::new(TokioIo::new(stream)).take_until(revoked));
     let body = Body::from_stream(output);
     Ok((
         [

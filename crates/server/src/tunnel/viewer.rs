@@ -36,6 +36,8 @@ use tracing::Instrument;
         (status = 403, description = "Foreign `Origin` with the cookie, or waking it would exceed the quota", body = ErrorBody),
         (status = 404, description = "No such session, or not yours", body = ErrorBody),
         (status = 409, description = "The session is terminated or stopping", body = ErrorBody),
+        (status = 429, description = "You have too many event, log and VNC streams open; `Retry-After` says when to try again", body = ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
         (status = 503, description = "The agent is offline, cannot reach the session, or it failed to wake", body = ErrorBody),
         (status = 504, description = "It did not wake, or no tunnel opened, in time", body = ErrorBody),
     ),
@@ -56,6 +58,8 @@ pub async fn vnc(
         .await?
         .filter(|s| user.may_access(&s.user_id))
         .ok_or_else(|| ApiError::not_found("session"))?;
+    // Held by the tunnel until it closes.
+    let permit = state.streams.acquire(&user.user.id)?;
     let session = wake_if_needed(&state, &user, session).await?;
     let agent_id = session
         .agent_id
@@ -79,6 +83,7 @@ pub async fn vnc(
     let (response, upgrade) = handshake.accept();
     state.tasks.clone().spawn(
         async move {
+            let _permit = permit;
             let viewer = match upgrade.await {
                 Ok(viewer) => viewer,
                 Err(err) => return tracing::debug!(%err, "viewer upgrade failed"),

@@ -12,10 +12,12 @@ mod lifecycle;
 mod login_throttle;
 mod openapi;
 mod policy;
+mod request_bodies;
 mod revocation;
 mod revoked_streams;
 mod sessions;
 mod state_machine;
+mod stream_limits;
 mod validation;
 
 use std::sync::Arc;

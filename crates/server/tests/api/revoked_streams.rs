@@ -25,15 +25,11 @@ const WITHIN: Duration = Duration::from_secs(1);
 const STAYS_OPEN: Duration = Duration::from_millis(1500);
 
 /// A response body read chunk by chunk (server-sent events, followed logs).
-struct Streamed(reqwest::Response);
+pub(crate) struct Streamed(reqwest::Response);
 
 impl Streamed {
-    async fn get(api: &Api, path: &str) -> anyhow::Result<Self> {
-        let response = reqwest::Client::new()
-            .get(api.base.join(path)?)
-            .bearer_auth(api.token.as_deref().unwrap_or_default())
-            .send()
-            .await?;
+    pub(crate) async fn get(api: &Api, path: &str) -> anyhow::Result<Self> {
+        let response = Self::open(api, path).await?;
         ensure!(
             response.status() == StatusCode::OK,
             "GET {path}: {}",
@@ -42,8 +38,18 @@ impl Streamed {
         Ok(Streamed(response))
     }
 
+    /// GET `path` as `api`'s user, on a client of its own: its answer,
+    /// whatever the status.
+    pub(crate) async fn open(api: &Api, path: &str) -> anyhow::Result<reqwest::Response> {
+        Ok(reqwest::Client::new()
+            .get(api.base.join(path)?)
+            .bearer_auth(api.token.as_deref().unwrap_or_default())
+            .send()
+            .await?)
+    }
+
     /// Reads until `text` has arrived.
-    async fn expect(&mut self, text: &str) -> anyhow::Result<()> {
+    pub(crate) async fn expect(&mut self, text: &str) -> anyhow::Result<()> {
         let mut seen = String::new();
         while !seen.contains(text) {
             let chunk = timeout(Duration::from_secs(5), self.0.chunk())
@@ -56,7 +62,7 @@ impl Streamed {
     }
 
     /// Waits for the end of the body; how long it took.
-    async fn ends_within(&mut self, limit: Duration) -> anyhow::Result<Duration> {
+    pub(crate) async fn ends_within(&mut self, limit: Duration) -> anyhow::Result<Duration> {
         let start = Instant::now();
         loop {
             match timeout(limit.saturating_sub(start.elapsed()), self.0.chunk()).await {
@@ -82,7 +88,11 @@ impl Streamed {
 }
 
 /// Creates `username` with `role`; returns (id, their logged-in client).
-async fn user(app: &TestApp, username: &str, role: &str) -> anyhow::Result<(String, Api)> {
+pub(crate) async fn user(
+    app: &TestApp,
+    username: &str,
+    role: &str,
+) -> anyhow::Result<(String, Api)> {
     crate::revocation::new_user(app, &app.admin, username, role).await
 }
 
@@ -126,7 +136,7 @@ async fn logout_ends_only_that_logins_event_stream(app: TestApp) -> anyhow::Resu
 }
 
 /// Asks the fake agent for the next data channel the control plane wants.
-async fn next_channel(agent: &mut FakeAgent) -> anyhow::Result<String> {
+pub(crate) async fn next_channel(agent: &mut FakeAgent) -> anyhow::Result<String> {
     loop {
         match agent.recv().await? {
             ServerMessage::OpenTunnel { tunnel_id, .. }
@@ -138,7 +148,11 @@ async fn next_channel(agent: &mut FakeAgent) -> anyhow::Result<String> {
 
 /// Opens the data channel for `tunnel_id` as the agent does: an HTTP/1.1
 /// upgrade with its secret, then raw bytes.
-async fn data_channel(app: &TestApp, secret: &str, tunnel_id: &str) -> anyhow::Result<TcpStream> {
+pub(crate) async fn data_channel(
+    app: &TestApp,
+    secret: &str,
+    tunnel_id: &str,
+) -> anyhow::Result<TcpStream> {
     let host = format!(
         "{}:{}",
         app.url.host_str().unwrap_or("127.0.0.1"),
@@ -167,7 +181,7 @@ async fn data_channel(app: &TestApp, secret: &str, tunnel_id: &str) -> anyhow::R
 /// A viewer on `session_id` as `api`'s user, through a data channel the
 /// fake agent opens and answers with an RFB banner. The channel is
 /// returned too: dropping it would end the tunnel.
-async fn view(
+pub(crate) async fn view(
     app: &TestApp,
     agent: &mut FakeAgent,
     session_id: &str,
