@@ -111,9 +111,12 @@ impl Executor {
                     .spawn(async move { this.drain(&session_id).await }.instrument(span));
             }
             Pushed::Full => {
+                // Recorded as done: a re-send of this id gets the same
+                // answer, and the control plane's reconciler decides whether
+                // to try again with a new command.
                 let error = format!(
-                    "session {session_id} already has {QUEUE_LIMIT} commands queued on this agent; \
-                     this one was refused and may be sent again later"
+                    "refused without running it: session {session_id} already has {QUEUE_LIMIT} \
+                     commands queued on this agent, the most it keeps"
                 );
                 tracing::warn!(%command_id, %session_id, "command queue full");
                 self.finish(command_id, Some(error));
@@ -510,6 +513,9 @@ mod tests {
             .flatten()
             .expect("the last command is refused");
         assert!(error.contains("commands queued"), "{error}");
+        // It is recorded as failed for good: no promise of a later run.
+        assert!(error.contains("without running it"), "{error}");
+        assert!(!error.contains("again"), "{error}");
         platform.vnc_up.store(true, Ordering::SeqCst);
         let done = results(&mut rx, QUEUE_LIMIT).await;
         assert!(done.values().all(Option::is_none), "{done:?}");
