@@ -8,7 +8,7 @@ use bollard::models::{
 };
 use std::collections::HashMap;
 use std::net::IpAddr;
-use streamspace_agent::confinement;
+use streamspace_agent::confinement::Confinement;
 use streamspace_protocol::{SessionSpec, labels};
 
 /// Prefix of every session container's name; the rest is the session id.
@@ -31,6 +31,9 @@ pub struct ContainerSettings<'a> {
     /// The volume mounted as the home when it is not the spec's own: the
     /// home a user had before homes were keyed by ids.
     pub home_volume: Option<&'a str>,
+    /// Capabilities that weaken isolation which this agent's operator lets
+    /// templates give back ([`streamspace_agent::confinement`]).
+    pub allowed_capabilities: &'a [String],
 }
 
 /// The container name of a session.
@@ -92,13 +95,15 @@ pub fn session_labels(spec: &SessionSpec, agent_id: &str) -> HashMap<String, Str
 /// The create body for a session's container, confined: no privileges to
 /// gain (setuid binaries do not elevate), every capability dropped but
 /// those the spec gives back, and a pids limit. Fails when the spec asks
-/// for confinement that cannot be applied.
+/// for confinement that cannot be applied or that this agent refuses.
 pub fn container_config(
     spec: &SessionSpec,
     settings: &ContainerSettings<'_>,
 ) -> Result<ContainerCreateBody, String> {
-    let pids_limit = confinement::pids_limit(&spec.security)?;
-    let capabilities = confinement::capabilities(&spec.security)?;
+    let Confinement {
+        pids_limit,
+        capabilities,
+    } = Confinement::of(&spec.security, settings.allowed_capabilities)?;
     let env = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let exposed_ports = spec.ports.iter().map(|p| port_key(p.port)).collect();
     let port_bindings: PortMap = spec
@@ -269,6 +274,7 @@ mod tests {
             publish_host: IpAddr::from([127, 0, 0, 1]),
             network: "net-id",
             home_volume: None,
+            allowed_capabilities: &[],
         }
     }
 
@@ -353,6 +359,24 @@ mod tests {
         spec.security.pids_limit = Some(0);
         let err = container_config(&spec, &settings()).expect_err("unlimited");
         assert!(err.contains("pids_limit 0"), "{err}");
+    }
+
+    #[test]
+    fn capabilities_that_break_isolation_need_the_operators_consent() {
+        let mut spec = spec();
+        spec.security.capabilities = vec!["NET_RAW".into()];
+        let err = container_config(&spec, &settings()).expect_err("NET_RAW");
+        assert!(err.contains("--allow-capability NET_RAW"), "{err}");
+        let allowed = ["NET_RAW".to_owned()];
+        let settings = ContainerSettings {
+            allowed_capabilities: &allowed,
+            ..settings()
+        };
+        let host = container_config(&spec, &settings)
+            .expect("allowed by the operator")
+            .host_config
+            .expect("host config");
+        assert_eq!(host.cap_add, Some(vec!["NET_RAW".to_owned()]));
     }
 
     #[test]

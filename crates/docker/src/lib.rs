@@ -40,7 +40,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, PoisonError};
-use streamspace_agent::{Platform, PlatformError, PlatformResult, SessionStream};
+use streamspace_agent::{Platform, PlatformError, PlatformResult, SessionStream, confinement};
 use streamspace_protocol::{
     Capabilities, Capacity, NodeMetrics, SessionReport, SessionSpec, SessionUsage,
 };
@@ -76,6 +76,10 @@ pub struct DockerOptions {
     /// default: our hosts reach no registry, and a pull that fails after a
     /// long timeout hides the real fix (build the image on the host).
     pub pull_missing_images: bool,
+    /// Capabilities that weaken isolation
+    /// ([`streamspace_agent::confinement::REFUSED_CAPABILITIES`]) which
+    /// templates may nevertheless give back on this host; none by default.
+    pub allowed_capabilities: Vec<String>,
 }
 
 impl Default for DockerOptions {
@@ -87,6 +91,7 @@ impl Default for DockerOptions {
             cpu_overcommit: 4,
             network: DEFAULT_NETWORK.to_owned(),
             pull_missing_images: false,
+            allowed_capabilities: Vec::new(),
         }
     }
 }
@@ -149,6 +154,8 @@ impl DockerPlatform {
                 "the Docker platform needs a non-empty agent id".into(),
             ));
         }
+        confinement::check_allowed(&options.allowed_capabilities)
+            .map_err(PlatformError::Invalid)?;
         let endpoint = std::env::var("DOCKER_HOST")
             .ok()
             .filter(|host| !host.is_empty())

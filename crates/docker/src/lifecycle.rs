@@ -43,6 +43,7 @@ impl Shared {
             publish_host: self.options.publish_host,
             network: &network,
             home_volume: legacy_home.as_deref(),
+            allowed_capabilities: &self.options.allowed_capabilities,
         };
         // Before anything is created: confinement that cannot be applied.
         let config = container_config(spec, &settings).map_err(PlatformError::Invalid)?;

@@ -196,6 +196,17 @@ async fn the_template_sets_the_pids_limit_and_capabilities() {
         "{err:?}"
     );
     assert!(inspect(&docker, &bad.session_id).await.is_none());
+
+    // NET_RAW would let it answer ARP for its neighbours' addresses.
+    let mut raw = desktop_spec(&unique("caps"));
+    cleanup.session(&raw.session_id);
+    raw.security.capabilities = vec!["NET_RAW".into()];
+    let err = platform.start(&raw).await.expect_err("NET_RAW is refused");
+    assert!(
+        matches!(&err, PlatformError::Invalid(m) if m.contains("--allow-capability NET_RAW")),
+        "{err:?}"
+    );
+    assert!(inspect(&docker, &raw.session_id).await.is_none());
 }
 
 /// Writes `text` to `file` in the home of a session of `spec` started by

@@ -20,7 +20,7 @@ impl Shared {
     /// spec takes effect after terminate and start.
     #[tracing::instrument(skip(self, spec), fields(session_id = %spec.session_id, agent_id = %self.agent_id))]
     pub(crate) async fn start(&self, spec: &SessionSpec) -> PlatformResult<SessionReport> {
-        validate(spec).map_err(PlatformError::Invalid)?;
+        let confinement = validate(spec, &self.options).map_err(PlatformError::Invalid)?;
         let session_id = spec.session_id.as_str();
         let name = deployment_name(session_id);
         self.intents.clear(session_id);
@@ -32,7 +32,7 @@ impl Shared {
                 Cow::Borrowed(spec)
             }
         };
-        let wanted = deployment(&spec, &self.agent_id, &self.options);
+        let wanted = deployment(&spec, &confinement, &self.agent_id, &self.options);
         match self
             .deployments
             .create(&PostParams::default(), &wanted)
