@@ -28,12 +28,9 @@ pub struct ContainerSettings<'a> {
     /// Id (or name) of the Docker network the container joins: one with
     /// inter-container traffic off (`network.rs`).
     pub network: &'a str,
-    /// The volume mounted as the home when it is not the spec's own: the
-    /// home a user had before homes were keyed by ids.
+    /// The volume mounted as the home ([`streamspace_agent::homes::prepare`]);
+    /// the spec's own when `None`.
     pub home_volume: Option<&'a str>,
-    /// Capabilities that weaken isolation which this agent's operator lets
-    /// templates give back ([`streamspace_agent::confinement`]).
-    pub allowed_capabilities: &'a [String],
 }
 
 /// The container name of a session.
@@ -94,16 +91,14 @@ pub fn session_labels(spec: &SessionSpec, agent_id: &str) -> HashMap<String, Str
 
 /// The create body for a session's container, confined: no privileges to
 /// gain (setuid binaries do not elevate), every capability dropped but
-/// those the spec gives back, and a pids limit. Fails when the spec asks
-/// for confinement that cannot be applied or that this agent refuses.
+/// those `confinement` gives back (checked with [`Confinement::of`] before
+/// anything is created), and its pids limit.
 pub fn container_config(
     spec: &SessionSpec,
+    confinement: &Confinement,
     settings: &ContainerSettings<'_>,
-) -> Result<ContainerCreateBody, String> {
-    let Confinement {
-        pids_limit,
-        capabilities,
-    } = Confinement::of(&spec.security, settings.allowed_capabilities)?;
+) -> ContainerCreateBody {
+    let capabilities = &confinement.capabilities;
     let env = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let exposed_ports = spec.ports.iter().map(|p| port_key(p.port)).collect();
     let port_bindings: PortMap = spec
@@ -144,11 +139,11 @@ pub fn container_config(
         network_mode: Some(settings.network.to_owned()),
         security_opt: Some(vec!["no-new-privileges".to_owned()]),
         cap_drop: Some(vec!["ALL".to_owned()]),
-        cap_add: (!capabilities.is_empty()).then_some(capabilities),
-        pids_limit: Some(i64::from(pids_limit)),
+        cap_add: (!capabilities.is_empty()).then(|| capabilities.clone()),
+        pids_limit: Some(i64::from(confinement.pids_limit)),
         ..Default::default()
     };
-    Ok(ContainerCreateBody {
+    ContainerCreateBody {
         image: Some(spec.image.clone()),
         env: Some(env),
         exposed_ports: Some(exposed_ports),
@@ -156,7 +151,7 @@ pub fn container_config(
         stop_timeout: Some(i64::from(STOP_TIMEOUT_SECS)),
         host_config: Some(host_config),
         ..Default::default()
-    })
+    }
 }
 
 /// The create request for a session's persistent home volume. It carries no
@@ -169,14 +164,6 @@ pub fn volume_request(spec: &SessionSpec, agent_id: &str) -> Option<VolumeCreate
         labels: Some(owner_labels(spec, agent_id)),
         ..Default::default()
     })
-}
-
-/// Whether a volume's labels say it is the home of the spec's user and
-/// template: the only proof that a volume under the old, ambiguous name
-/// (`streamspace-home-{user}-{template}`) is really theirs.
-pub fn is_home_of(volume_labels: &HashMap<String, String>, spec: &SessionSpec) -> bool {
-    volume_labels.get(labels::USER) == Some(&spec.user)
-        && volume_labels.get(labels::TEMPLATE) == Some(&spec.template)
 }
 
 /// The host port Docker published for container `port`, preferring the
@@ -274,12 +261,15 @@ mod tests {
             publish_host: IpAddr::from([127, 0, 0, 1]),
             network: "net-id",
             home_volume: None,
-            allowed_capabilities: &[],
         }
     }
 
+    fn confined(spec: &SessionSpec) -> Confinement {
+        Confinement::of(&spec.security, &[]).expect("a valid spec")
+    }
+
     fn config(spec: &SessionSpec) -> ContainerCreateBody {
-        container_config(spec, &settings()).expect("a valid spec")
+        container_config(spec, &confined(spec), &settings())
     }
 
     fn host_config(spec: &SessionSpec) -> HostConfig {
@@ -347,36 +337,6 @@ mod tests {
         assert_eq!(host.pids_limit, Some(300));
         assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
         assert_eq!(host.cap_add, Some(spec.security.capabilities.clone()));
-    }
-
-    #[test]
-    fn confinement_that_cannot_be_applied_is_refused() {
-        let mut spec = spec();
-        spec.security.capabilities = vec!["ALL".into()];
-        let err = container_config(&spec, &settings()).expect_err("ALL");
-        assert!(err.contains("unknown Linux capability \"ALL\""), "{err}");
-        spec.security.capabilities.clear();
-        spec.security.pids_limit = Some(0);
-        let err = container_config(&spec, &settings()).expect_err("unlimited");
-        assert!(err.contains("pids_limit 0"), "{err}");
-    }
-
-    #[test]
-    fn capabilities_that_break_isolation_need_the_operators_consent() {
-        let mut spec = spec();
-        spec.security.capabilities = vec!["NET_RAW".into()];
-        let err = container_config(&spec, &settings()).expect_err("NET_RAW");
-        assert!(err.contains("--allow-capability NET_RAW"), "{err}");
-        let allowed = ["NET_RAW".to_owned()];
-        let settings = ContainerSettings {
-            allowed_capabilities: &allowed,
-            ..settings()
-        };
-        let host = container_config(&spec, &settings)
-            .expect("allowed by the operator")
-            .host_config
-            .expect("host config");
-        assert_eq!(host.cap_add, Some(vec!["NET_RAW".to_owned()]));
     }
 
     #[test]
@@ -462,8 +422,7 @@ mod tests {
             home_volume: Some("streamspace-home-alice-desktop-old"),
             ..settings()
         };
-        let host = container_config(&spec(), &settings)
-            .expect("valid")
+        let host = container_config(&spec(), &confined(&spec()), &settings)
             .host_config
             .expect("host config");
         let mounts = host.mounts.expect("mounts");
@@ -472,22 +431,6 @@ mod tests {
             Some("streamspace-home-alice-desktop-old")
         );
         assert_eq!(mounts[0].target.as_deref(), Some("/home/user"));
-    }
-
-    #[test]
-    fn a_home_is_theirs_only_when_its_labels_name_user_and_template() {
-        let spec = spec();
-        let labels = |user: &str, template: &str| {
-            HashMap::from([
-                (labels::USER.to_owned(), user.to_owned()),
-                (labels::TEMPLATE.to_owned(), template.to_owned()),
-            ])
-        };
-        assert!(is_home_of(&labels("alice", "desktop"), &spec));
-        // Same old name, other owner: alice-dev + desktop vs alice + dev-desktop.
-        assert!(!is_home_of(&labels("alice-dev", "desktop"), &spec));
-        assert!(!is_home_of(&labels("alice", "dev-desktop"), &spec));
-        assert!(!is_home_of(&HashMap::new(), &spec));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! - `state.rs`: container state → session phase, and the rule that tells
 //!   hibernation from failure (pure)
 //! - `lifecycle.rs`: start, hibernate, wake, terminate
+//! - `home.rs`: persistent homes as named volumes
 //! - `observe.rs`: status, inventory, connect, capacity, metrics
 //! - `route.rs`: which address reaches a session's port (its own, or the
 //!   published one)
@@ -20,6 +21,7 @@
 mod container;
 mod error;
 mod events;
+mod home;
 mod host;
 mod intent;
 mod lifecycle;

@@ -3,8 +3,7 @@
 
 use crate::Shared;
 use crate::container::{
-    ContainerSettings, STOP_TIMEOUT_SECS, container_config, container_name, is_home_of,
-    validate_session_id, volume_request,
+    ContainerSettings, STOP_TIMEOUT_SECS, container_config, container_name, validate_session_id,
 };
 use crate::error::{is_conflict, is_not_found};
 use crate::state::Intent;
@@ -14,6 +13,7 @@ use bollard::query_parameters::{
     StopContainerOptionsBuilder,
 };
 use futures::TryStreamExt;
+use streamspace_agent::confinement::Confinement;
 use streamspace_agent::{PlatformError, PlatformResult, homes};
 use streamspace_protocol::{Phase, SessionReport, SessionSpec};
 
@@ -24,6 +24,9 @@ impl Shared {
     #[tracing::instrument(skip(self, spec), fields(session_id = %spec.session_id, agent_id = %self.agent_id))]
     pub(crate) async fn start(&self, spec: &SessionSpec) -> PlatformResult<SessionReport> {
         validate_session_id(&spec.session_id).map_err(PlatformError::Invalid)?;
+        // Before anything is created: confinement that cannot be applied.
+        let confinement = Confinement::of(&spec.security, &self.options.allowed_capabilities)
+            .map_err(PlatformError::Invalid)?;
         let session_id = spec.session_id.as_str();
         let name = container_name(session_id);
         self.intents.clear(session_id);
@@ -36,20 +39,14 @@ impl Shared {
         }
 
         self.ensure_image(&spec.image).await?;
-        let legacy_home = self.legacy_home(spec).await?;
         let network = self.sessions_network().await?;
         let settings = ContainerSettings {
             agent_id: &self.agent_id,
             publish_host: self.options.publish_host,
             network: &network,
-            home_volume: legacy_home.as_deref(),
-            allowed_capabilities: &self.options.allowed_capabilities,
+            home_volume: homes::prepare(self, spec).await?,
         };
-        // Before anything is created: confinement that cannot be applied.
-        let config = container_config(spec, &settings).map_err(PlatformError::Invalid)?;
-        if legacy_home.is_none() {
-            self.create_home(spec).await?;
-        }
+        let config = container_config(spec, &confinement, &settings);
         self.create_and_start(&name, config).await?;
         tracing::info!("started container");
         Ok(SessionReport::new(session_id, Phase::Starting))
@@ -86,46 +83,6 @@ impl Shared {
                 self.ensure_network().await
             }
             Err(e) => Err(self.error(format!("inspect network {}", self.options.network), e)),
-        }
-    }
-
-    /// Creates the session's home volume if it has one; an existing volume
-    /// is returned unchanged, so the home survives terminate and is reused
-    /// by the next session.
-    async fn create_home(&self, spec: &SessionSpec) -> PlatformResult<()> {
-        let Some(volume) = volume_request(spec, &self.agent_id) else {
-            return Ok(());
-        };
-        let volume_name = volume.name.clone().unwrap_or_default();
-        self.docker
-            .create_volume(volume)
-            .await
-            .map_err(|e| self.error(format!("create volume {volume_name}"), e))?;
-        Ok(())
-    }
-
-    /// The volume a user's home had before homes were keyed by ids, when it
-    /// is the one to mount ([`homes::legacy_home`]).
-    async fn legacy_home(&self, spec: &SessionSpec) -> PlatformResult<Option<String>> {
-        let belongs = |name: &str| {
-            let name = name.to_owned();
-            async move {
-                let labels = self.volume_labels(&name).await?;
-                PlatformResult::Ok(labels.map(|labels| is_home_of(&labels, spec)))
-            }
-        };
-        Ok(homes::legacy_home(spec, belongs).await?.map(str::to_owned))
-    }
-
-    /// A volume's labels, or `None` if there is no such volume.
-    async fn volume_labels(
-        &self,
-        name: &str,
-    ) -> PlatformResult<Option<std::collections::HashMap<String, String>>> {
-        match self.docker.inspect_volume(name).await {
-            Ok(volume) => Ok(Some(volume.labels)),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(self.error(format!("inspect volume {name}"), e)),
         }
     }
 

@@ -8,6 +8,7 @@
 //! - `objects.rs`: spec → Deployment and PersistentVolumeClaim (pure)
 //! - `phase.rs`: Deployment and pods → session phase (pure)
 //! - `lifecycle.rs`: start, hibernate, wake, terminate
+//! - `home.rs`: persistent homes as PersistentVolumeClaims
 //! - `observe.rs`: status, inventory, logs
 //! - `tunnel.rs`: connections to a session's port (pod IP or port-forward)
 //! - `watch.rs`: kube-runtime watchers → session reports, and the cache the
@@ -19,6 +20,7 @@
 
 mod cluster;
 mod error;
+mod home;
 mod intent;
 pub mod leader;
 mod lifecycle;

@@ -70,14 +70,6 @@ pub fn session_labels(spec: &SessionSpec, agent_id: &str) -> BTreeMap<String, St
     session
 }
 
-/// Whether a claim's labels say it is the home of the spec's user and
-/// template: the only proof that a claim under the old, ambiguous name
-/// (`streamspace-home-{user}-{template}`) is really theirs.
-pub fn is_home_of(claim_labels: &BTreeMap<String, String>, spec: &SessionSpec) -> bool {
-    claim_labels.get(labels::USER) == Some(&label_value(&spec.user))
-        && claim_labels.get(labels::TEMPLATE) == Some(&label_value(&spec.template))
-}
-
 /// The labels a Deployment selects its pod by. Immutable once created, so
 /// only what never changes for a session.
 fn selector_labels(session_id: &str) -> BTreeMap<String, String> {

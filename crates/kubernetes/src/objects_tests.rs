@@ -1,5 +1,6 @@
 use super::*;
 use crate::TunnelMode;
+use streamspace_agent::homes::is_home_of;
 use streamspace_protocol::{Cpu, HomeVolume, Memory, PortProtocol, Resources};
 
 const SESSION: &str = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
@@ -354,8 +355,28 @@ fn a_claim_is_a_users_home_only_when_its_labels_say_so() {
     assert!(!is_home_of(&labels("alice-dev", "desktop"), &spec()));
     assert!(!is_home_of(&labels("alice", "dev-desktop"), &spec()));
     assert!(!is_home_of(&BTreeMap::new(), &spec()));
-    // Labels hold names as the platform made them valid.
+    // Label values are names made valid (cut to 63 characters, odd
+    // characters replaced): a claim whose labels only a mangled name matches
+    // is nobody's, or two users could share one.
+    let long = |last: char| format!("{}{last}", "a".repeat(63));
+    let mut theirs = spec();
+    theirs.user = long('x');
+    let mut other = spec();
+    other.user = long('y');
+    let made = home_claim(&theirs, "agent-7", &options())
+        .and_then(|c| c.metadata.labels)
+        .expect("labels");
+    assert!(
+        !is_home_of(&made, &other),
+        "{} vs {}",
+        theirs.user,
+        other.user
+    );
     let mut odd = spec();
     odd.user = "Bob Smith".into();
-    assert!(is_home_of(&labels("Bob-Smith", "desktop"), &odd));
+    assert!(!is_home_of(&labels("Bob-Smith", "desktop"), &odd));
+    // Ids, where the labels have them, must be the spec's too.
+    let mut with_ids = labels("alice", "desktop");
+    with_ids.insert(labels::USER_ID.to_owned(), "someone-else".to_owned());
+    assert!(!is_home_of(&with_ids, &spec()));
 }
