@@ -119,6 +119,11 @@ pub(crate) struct Shared {
     /// Id of [`DockerOptions::network`]; replaced when the network had to be
     /// created again (`docker network prune` removes it while unused).
     network_id: Mutex<String>,
+    /// Held while the network is made again, so that starts at once after
+    /// a prune make one network between them, not one each of which all
+    /// but the oldest are removed again, maybe under a container another
+    /// start has just created on it.
+    remaking_network: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -133,14 +138,36 @@ impl Shared {
             .clone()
     }
 
-    /// Makes sure the sessions network exists (again) and remembers its id.
-    async fn ensure_network(&self) -> PlatformResult<String> {
-        let id = network::ensure(&self.docker, &self.endpoint, &self.options.network).await?;
+    /// The id of the sessions network, made again if it is gone: `docker
+    /// network prune` removes it while no session uses it, and Docker would
+    /// only say so when a container on it starts.
+    async fn sessions_network(&self) -> PlatformResult<String> {
+        let seen = self.network_id();
+        if self.network_exists(&seen).await? {
+            return Ok(seen);
+        }
+        let _remaking = self.remaking_network.lock().await;
+        let current = self.network_id();
+        if current != seen {
+            // Made again by another start while this one waited.
+            return Ok(current);
+        }
+        let network = &self.options.network;
+        tracing::warn!(%network, "the sessions network is gone: creating it again");
+        let id = network::ensure(&self.docker, &self.endpoint, network).await?;
         *self
             .network_id
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = id.clone();
         Ok(id)
+    }
+
+    async fn network_exists(&self, id: &str) -> PlatformResult<bool> {
+        match self.docker.inspect_network(id, None).await {
+            Ok(_) => Ok(true),
+            Err(e) if error::is_not_found(&e) => Ok(false),
+            Err(e) => Err(self.error(format!("inspect network {}", self.options.network), e)),
+        }
     }
 }
 
@@ -197,6 +224,7 @@ impl DockerPlatform {
                 cpu_samples: usage::CpuSamples::default(),
                 router,
                 network_id: Mutex::new(network_id),
+                remaking_network: tokio::sync::Mutex::new(()),
             }),
             host_load: host::HostLoad::default(),
         })

@@ -71,21 +71,6 @@ impl Shared {
             .map_err(|e| self.error(format!("start container {name}"), e))
     }
 
-    /// The id of the sessions network, made again if it is gone: `docker
-    /// network prune` removes it while no session uses it, and Docker would
-    /// only notice when the container starts.
-    async fn sessions_network(&self) -> PlatformResult<String> {
-        let id = self.network_id();
-        match self.docker.inspect_network(&id, None).await {
-            Ok(_) => Ok(id),
-            Err(e) if is_not_found(&e) => {
-                tracing::warn!(network = %self.options.network, "the sessions network is gone: creating it again");
-                self.ensure_network().await
-            }
-            Err(e) => Err(self.error(format!("inspect network {}", self.options.network), e)),
-        }
-    }
-
     /// Stops the container and keeps it and its volume.
     #[tracing::instrument(skip(self), fields(agent_id = %self.agent_id))]
     pub(crate) async fn hibernate(&self, session_id: &str) -> PlatformResult<SessionReport> {

@@ -8,18 +8,10 @@ mod support;
 use bollard::models::NetworkCreateRequest;
 use std::collections::HashMap;
 use streamspace_agent::{Platform, PlatformError};
-use streamspace_docker::{DockerOptions, DockerPlatform, NETWORK_LABEL};
+use streamspace_docker::{DockerPlatform, NETWORK_LABEL};
 use streamspace_protocol::DEFAULT_PIDS_LIMIT;
 use streamspace_protocol::{SessionSpec, labels};
 use support::*;
-
-async fn platform_on(agent_id: &str, network: &str) -> Result<DockerPlatform, PlatformError> {
-    let options = DockerOptions {
-        network: network.to_owned(),
-        ..DockerOptions::default()
-    };
-    DockerPlatform::connect(agent_id, options).await
-}
 
 #[tokio::test]
 async fn a_network_that_lets_sessions_talk_is_refused() {
@@ -57,38 +49,41 @@ async fn a_network_that_lets_sessions_talk_is_refused() {
 }
 
 /// Agents that start together on a fresh host make one network between
-/// them: two of the same name would make every container start fail
-/// ("network … is ambiguous").
+/// them: two of the same name would make every container start by name
+/// fail ("network … is ambiguous"), and an agent left holding a copy that
+/// another removed could not start sessions. Which copy each agent chose
+/// while they raced is not the point (under load one may choose before a
+/// copy is removed, and find the survivor at its next start): after they
+/// have connected, one network remains and every agent starts a session.
 #[tokio::test]
 async fn agents_starting_together_make_one_network() {
+    const AGENTS: usize = 8;
     let docker = docker().await;
+    require_image(&docker).await;
     let network = unique("streamspace-test-together");
+    let sessions: Vec<String> = (0..AGENTS).map(|_| unique("together")).collect();
     let mut cleanup = Cleanup::default();
+    for session in &sessions {
+        cleanup.session(session);
+    }
     cleanup.network(&network);
-    let agents: Vec<String> = (0..8).map(|_| unique("agent")).collect();
+    let agents: Vec<String> = (0..AGENTS).map(|_| unique("agent")).collect();
     let connected =
         futures::future::join_all(agents.iter().map(|agent| platform_on(agent, &network))).await;
-    let chosen: Vec<String> = connected
+    let platforms: Vec<DockerPlatform> = connected
         .into_iter()
-        .map(|result| result.expect("every agent connects").network_id())
+        .map(|result| result.expect("every agent connects"))
         .collect();
-    let filters = HashMap::from([("name", vec![network.clone()])]);
-    let options = bollard::query_parameters::ListNetworksOptionsBuilder::new()
-        .filters(&filters)
-        .build();
-    let named: Vec<_> = docker
-        .list_networks(Some(options))
-        .await
-        .expect("list networks")
-        .into_iter()
-        .filter(|n| n.name.as_deref() == Some(network.as_str()))
-        .collect();
+    let named = networks_named(&docker, &network).await;
     assert_eq!(named.len(), 1, "{named:?}");
-    let survivor = named[0].id.clone().expect("id");
-    assert!(
-        chosen.iter().all(|id| *id == survivor),
-        "{chosen:?} vs {survivor}"
-    );
+    for (platform, session) in platforms.iter().zip(&sessions) {
+        platform
+            .start(&desktop_spec(session))
+            .await
+            .unwrap_or_else(|e| panic!("agent {} starts a session: {e}", platform.agent_id()));
+        assert_eq!(attached(&docker, session).await, named, "{session}");
+        platform.terminate(session).await.expect("terminate");
+    }
 }
 
 #[tokio::test]
