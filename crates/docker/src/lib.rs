@@ -11,6 +11,8 @@
 //! - `state.rs`: container state → session phase, and the rule that tells
 //!   hibernation from failure (pure)
 //! - `lifecycle.rs`: start, hibernate, wake, terminate
+//! - `existing.rs`: what a container must be before it starts again
+//!   (confined, on the sessions network as it is now; pure)
 //! - `home.rs`: persistent homes as named volumes
 //! - `observe.rs`: status, inventory, connect, capacity, metrics
 //! - `route.rs`: which address reaches a session's port (its own, or the
@@ -21,6 +23,7 @@
 mod container;
 mod error;
 mod events;
+mod existing;
 mod home;
 mod host;
 mod intent;

@@ -6,8 +6,12 @@ use crate::container::{
     ContainerSettings, STOP_TIMEOUT_SECS, container_config, container_name, validate_session_id,
 };
 use crate::error::{is_conflict, is_not_found};
+use crate::existing::{missing_confinement, rewiring};
 use crate::state::Intent;
-use bollard::models::{ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum};
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, NetworkConnectRequest,
+    NetworkDisconnectRequest,
+};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder,
     StopContainerOptionsBuilder,
@@ -19,8 +23,9 @@ use streamspace_protocol::{Phase, SessionReport, SessionSpec};
 
 impl Shared {
     /// Creates the session's container if needed and makes sure it runs.
-    /// An existing container is started as it is: a changed spec takes
-    /// effect after terminate and start.
+    /// An existing container keeps its spec (a changed one takes effect
+    /// after terminate and start); it is confined and on the sessions
+    /// network before it starts again ([`Shared::prepare_restart`]).
     #[tracing::instrument(skip(self, spec), fields(session_id = %spec.session_id, agent_id = %self.agent_id))]
     pub(crate) async fn start(&self, spec: &SessionSpec) -> PlatformResult<SessionReport> {
         validate_session_id(&spec.session_id).map_err(PlatformError::Invalid)?;
@@ -128,7 +133,8 @@ impl Shared {
     }
 
     /// Starts (or unpauses) a container unless it runs; reports `Running` if
-    /// it already did and `started` otherwise.
+    /// it already did and `started` otherwise. A stopped container is first
+    /// made fit to start again ([`Shared::prepare_restart`]).
     async fn ensure_running(
         &self,
         session_id: &str,
@@ -150,14 +156,65 @@ impl Shared {
             }
             _ => {}
         }
+        self.prepare_restart(session_id, container).await?;
         match self.docker.start_container(&name, None).await {
             Ok(()) => tracing::info!("started container"),
-            Err(e) if is_not_found(&e) => {
+            // Docker also answers 404 for a network the container names;
+            // only a container that is gone makes the session's gone.
+            Err(e) if is_not_found(&e) && self.inspect_by_name(&name).await?.is_none() => {
                 return Err(PlatformError::NotFound(session_id.to_owned()));
             }
             Err(e) => return Err(self.error(format!("start container {name}"), e)),
         }
         Ok(SessionReport::new(session_id, started))
+    }
+
+    /// Refuses a container that is not confined, and moves one that is off
+    /// the sessions network onto it (see `existing.rs` for why).
+    async fn prepare_restart(
+        &self,
+        session_id: &str,
+        container: &ContainerInspectResponse,
+    ) -> PlatformResult<()> {
+        let missing = missing_confinement(container);
+        if !missing.is_empty() {
+            return Err(PlatformError::Invalid(format!(
+                "the container of session {session_id} was created before sessions were \
+                 isolated from each other (it has no {}), and it is not started again as it is: \
+                 terminate the session and start a new one; its home is kept",
+                missing.join(", no ")
+            )));
+        }
+        let network = self.sessions_network().await?;
+        let name = container_name(session_id);
+        let rewiring = rewiring(container, &self.options.network, &network);
+        for stale in &rewiring.leave {
+            let request = NetworkDisconnectRequest {
+                container: name.clone(),
+                force: None,
+            };
+            // Docker forgets a stopped container's network by the name it
+            // lists it under, even when that network is gone. Should it
+            // refuse, the start below says why.
+            match self.docker.disconnect_network(stale, request).await {
+                Ok(()) => tracing::info!(network = %stale, "left a stale network"),
+                Err(e) => tracing::warn!(network = %stale, error = %e, "could not leave a network"),
+            }
+        }
+        if rewiring.join {
+            let request = NetworkConnectRequest {
+                container: name.clone(),
+                endpoint_config: None,
+            };
+            self.docker
+                .connect_network(&network, request)
+                .await
+                .map_err(|e| {
+                    self.error(format!("attach container {name} to network {network}"), e)
+                })?;
+            tracing::info!(network = %self.options.network, "joined the sessions network");
+        }
+        Ok(())
     }
 
     /// Makes sure `image` is on the engine's host; pulls it only when the
