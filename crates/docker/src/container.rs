@@ -3,8 +3,8 @@
 //! Docker calls here, so every rule is unit-tested.
 
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, HostConfig, Mount, MountType, PortBinding,
-    PortMap, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, ContainerInspectResponse, HostConfig, HostConfigLogConfig, Mount,
+    MountType, PortBinding, PortMap, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,6 +19,13 @@ pub const CONTAINER_PREFIX: &str = "streamspace-";
 /// that takes longer, and a short stop keeps hibernation quick.
 pub const STOP_TIMEOUT_SECS: i32 = 5;
 
+/// Where Docker keeps a session's console output (json-file, the engine's
+/// default), at most this many files of this size: a desktop that writes
+/// without end (`yes > /proc/1/fd/1`) would otherwise fill the host's disk.
+/// `docker logs` and the session's logs in StreamSpace read them as before.
+pub const LOG_MAX_SIZE: &str = "10m";
+pub const LOG_MAX_FILES: &str = "3";
+
 /// What the platform adds to a spec when it builds a container.
 #[derive(Debug, Clone)]
 pub struct ContainerSettings<'a> {
@@ -31,6 +38,11 @@ pub struct ContainerSettings<'a> {
     /// The volume mounted as the home ([`streamspace_agent::homes::prepare`]);
     /// the spec's own when `None`.
     pub home_volume: Option<&'a str>,
+    /// Bound the console output kept on disk ([`LOG_MAX_SIZE`]): set when
+    /// the engine logs to json-file by default, which keeps everything. Any
+    /// other driver is the operator's choice (journald, syslog, local),
+    /// with its own retention, and is left alone.
+    pub bound_json_logs: bool,
 }
 
 /// The container name of a session.
@@ -141,6 +153,7 @@ pub fn container_config(
         cap_drop: Some(vec!["ALL".to_owned()]),
         cap_add: (!capabilities.is_empty()).then(|| capabilities.clone()),
         pids_limit: Some(i64::from(confinement.pids_limit)),
+        log_config: settings.bound_json_logs.then(bounded_json_logs),
         ..Default::default()
     };
     ContainerCreateBody {
@@ -151,6 +164,16 @@ pub fn container_config(
         stop_timeout: Some(i64::from(STOP_TIMEOUT_SECS)),
         host_config: Some(host_config),
         ..Default::default()
+    }
+}
+
+fn bounded_json_logs() -> HostConfigLogConfig {
+    HostConfigLogConfig {
+        typ: Some("json-file".to_owned()),
+        config: Some(HashMap::from([
+            ("max-size".to_owned(), LOG_MAX_SIZE.to_owned()),
+            ("max-file".to_owned(), LOG_MAX_FILES.to_owned()),
+        ])),
     }
 }
 
@@ -261,6 +284,7 @@ mod tests {
             publish_host: IpAddr::from([127, 0, 0, 1]),
             network: "net-id",
             home_volume: None,
+            bound_json_logs: true,
         }
     }
 
@@ -350,6 +374,21 @@ mod tests {
         assert_eq!(host.memory, Some(512 << 20));
         let restart = host.restart_policy.expect("restart policy");
         assert_eq!(restart.name, Some(RestartPolicyNameEnum::NO));
+    }
+
+    #[test]
+    fn console_output_on_disk_is_bounded_unless_the_operator_chose_a_driver() {
+        let logs = host_config(&spec()).log_config.expect("log config");
+        assert_eq!(logs.typ.as_deref(), Some("json-file"));
+        let options = logs.config.expect("options");
+        assert_eq!(options["max-size"], LOG_MAX_SIZE);
+        assert_eq!(options["max-file"], LOG_MAX_FILES);
+        let journald = ContainerSettings {
+            bound_json_logs: false,
+            ..settings()
+        };
+        let host = container_config(&spec(), &confined(&spec()), &journald).host_config;
+        assert_eq!(host.expect("host config").log_config, None);
     }
 
     #[test]

@@ -116,6 +116,9 @@ pub(crate) struct Shared {
     endpoint: String,
     /// The engine host's name (`docker info`), for error messages.
     engine_host: String,
+    /// The engine logs to json-file by default: bound each session's
+    /// (`container::LOG_MAX_SIZE`).
+    bound_json_logs: bool,
     intents: intent::Intents,
     cpu_samples: usage::CpuSamples,
     router: route::Router,
@@ -216,6 +219,15 @@ impl DockerPlatform {
         // Before anything runs: a network that lets sessions talk is refused.
         let network_id = network::ensure(&docker, &endpoint, &options.network).await?;
         warn_if_published_beyond_loopback(options.publish_host);
+        if endpoint.starts_with("unix://") {
+            host::warn_if_pids_exceed_pid_max(options.max_sessions);
+        }
+        // Docker's default driver keeps all output; any other is the
+        // operator's choice, with its own retention.
+        let bound_json_logs = info
+            .logging_driver
+            .as_deref()
+            .is_none_or(|driver| driver == "json-file");
         Ok(DockerPlatform {
             shared: Arc::new(Shared {
                 docker,
@@ -223,6 +235,7 @@ impl DockerPlatform {
                 options,
                 endpoint,
                 engine_host,
+                bound_json_logs,
                 intents: intent::Intents::default(),
                 cpu_samples: usage::CpuSamples::default(),
                 router,

@@ -50,6 +50,7 @@ impl Shared {
             publish_host: self.options.publish_host,
             network: &network,
             home_volume: homes::prepare(self, spec).await?,
+            bound_json_logs: self.bound_json_logs,
         };
         let config = container_config(spec, &confinement, &settings);
         self.create_and_start(&name, config).await?;

@@ -6,7 +6,9 @@
 mod support;
 
 use bollard::models::NetworkCreateRequest;
+use futures::StreamExt;
 use std::collections::HashMap;
+use std::time::Duration;
 use streamspace_agent::{Platform, PlatformError};
 use streamspace_docker::{DockerPlatform, NETWORK_LABEL};
 use streamspace_protocol::DEFAULT_PIDS_LIMIT;
@@ -202,6 +204,49 @@ async fn the_template_sets_the_pids_limit_and_capabilities() {
         "{err:?}"
     );
     assert!(inspect(&docker, &raw.session_id).await.is_none());
+}
+
+/// A desktop that writes without end (`yes > /proc/1/fd/1`) cannot fill
+/// the host's disk with its console output, which still reads as before.
+#[tokio::test]
+async fn a_sessions_console_output_on_disk_is_bounded() {
+    let docker = docker().await;
+    require_image(&docker).await;
+    let session = unique("logs");
+    let mut cleanup = Cleanup::default();
+    cleanup.session(&session);
+    let platform = platform(&unique("agent")).await;
+    platform
+        .start(&desktop_spec(&session))
+        .await
+        .expect("start");
+    let host = inspect(&docker, &session)
+        .await
+        .and_then(|c| c.host_config)
+        .expect("host config");
+    let logs = host.log_config.expect("log config");
+    assert_eq!(
+        logs.typ.as_deref(),
+        Some("json-file"),
+        "this engine's default"
+    );
+    let options = logs.config.unwrap_or_default();
+    assert_eq!(options.get("max-size").map(String::as_str), Some("10m"));
+    assert_eq!(options.get("max-file").map(String::as_str), Some("3"));
+
+    exec(&docker, &session, "echo bounded-but-kept > /proc/1/fd/1").await;
+    let read = eventually("the line in the logs", Duration::from_secs(10), || async {
+        let stream = platform.logs(&session, None, false).await.ok()?;
+        let chunks: Vec<_> = stream.collect().await;
+        let text: String = chunks
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(|c| String::from_utf8_lossy(&c).into_owned())
+            .collect();
+        text.contains("bounded-but-kept").then_some(text)
+    })
+    .await;
+    assert!(read.contains("bounded-but-kept"), "{read}");
 }
 
 /// Writes `text` to `file` in the home of a session of `spec` started by
