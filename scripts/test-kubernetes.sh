@@ -364,6 +364,9 @@ if ours != theirs:
     fail(where, f"this script's kustomize builds {sorted(ours ^ theirs)} differently")
 sessions = [pod_labels(d) for name in sorted(os.listdir(rendered_dir))
             for d in load_all(os.path.join(rendered_dir, name)) if d.get("kind") == "Deployment"]
+# Without sessions every check below would pass by saying nothing.
+if not sessions:
+    fail(where, f"render produced no session Deployment in {rendered_dir}")
 agents = [pod_labels(d) for d in default
           if d.get("kind") == "Deployment" and d["metadata"]["name"] == "streamspace-agent"]
 if not agents:
