@@ -84,6 +84,11 @@ render desktop-options --template "$work/templates/desktop.yaml" --user bob \
   --namespace sessions --storage-class fast-ssd --home-size 50Gi \
   --image-pull-secret registry-cred --image-pull-secret mirror-cred
 render minimal --template "$work/templates/minimal.json"
+# A capability that undoes isolation renders only when the operator allows it.
+cat >"$work/templates/raw.json" <<'EOF'
+{"name": "pinger", "image": "streamspace/desktop:local", "capabilities": ["NET_RAW"]}
+EOF
+render raw-allowed --template "$work/templates/raw.json" --allow-capability NET_RAW
 render browser-root --template "$work/templates/browser.json" --user carol \
   --allow-root-sessions --home-fs-group none \
   --session-id 0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b --agent-id 0190a1b2-0000-7000-8000-000000000001
@@ -92,6 +97,10 @@ render browser-root --template "$work/templates/browser.json" --user carol \
 echo '{"name": "Bad Name", "image": "x"}' >"$work/templates/bad.json"
 if "$bin" agent kubernetes render --template "$work/templates/bad.json" >/dev/null 2>&1; then
   log "FAIL: render accepted an invalid template"
+  exit 1
+fi
+if "$bin" agent kubernetes render --template "$work/templates/raw.json" >/dev/null 2>&1; then
+  log "FAIL: render gave a session NET_RAW without --allow-capability"
   exit 1
 fi
 if "$bin" agent kubernetes render --template "$work/templates/minimal.json" \
@@ -355,6 +364,9 @@ if ours != theirs:
     fail(where, f"this script's kustomize builds {sorted(ours ^ theirs)} differently")
 sessions = [pod_labels(d) for name in sorted(os.listdir(rendered_dir))
             for d in load_all(os.path.join(rendered_dir, name)) if d.get("kind") == "Deployment"]
+# Without sessions every check below would pass by saying nothing.
+if not sessions:
+    fail(where, f"render produced no session Deployment in {rendered_dir}")
 agents = [pod_labels(d) for d in default
           if d.get("kind") == "Deployment" and d["metadata"]["name"] == "streamspace-agent"]
 if not agents:

@@ -12,7 +12,9 @@
 use crate::platform::{Platform, PlatformError};
 use crate::queue::{Pushed, QUEUE_LIMIT, SessionQueues};
 use crate::readiness::wait_for_vnc;
+use futures::FutureExt;
 use std::collections::{HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use streamspace_protocol::{Action, AgentMessage, Command, Phase, SessionReport};
@@ -109,9 +111,12 @@ impl Executor {
                     .spawn(async move { this.drain(&session_id).await }.instrument(span));
             }
             Pushed::Full => {
+                // Recorded as done: a re-send of this id gets the same
+                // answer, and the control plane's reconciler decides whether
+                // to try again with a new command.
                 let error = format!(
-                    "session {session_id} already has {QUEUE_LIMIT} commands queued on this agent; \
-                     this one was refused and may be sent again later"
+                    "refused without running it: session {session_id} already has {QUEUE_LIMIT} \
+                     commands queued on this agent, the most it keeps"
                 );
                 tracing::warn!(%command_id, %session_id, "command queue full");
                 self.finish(command_id, Some(error));
@@ -122,6 +127,11 @@ impl Executor {
     /// The session's worker: runs its commands one after the other until
     /// its queue is empty (the queue then goes, and the next command starts
     /// a new worker).
+    ///
+    /// A command that panics (a bug in a platform) fails with an error
+    /// result and the worker goes on: were the panic to end the task, the
+    /// queue would stay behind with no worker, the session would look busy
+    /// for good and every later command for it would wait forever.
     async fn drain(&self, session_id: &str) {
         while let Some((command, superseded)) = self.queues.next(session_id) {
             let span = tracing::info_span!(
@@ -130,7 +140,20 @@ impl Executor {
                 session_id = %command.session_id,
                 action = command.action.name()
             );
-            self.run(command, superseded).instrument(span).await;
+            let command_id = command.id.clone();
+            // Unwind safety: what a panic may leave half-done is the
+            // platform's own state, which every operation re-reads, and the
+            // executor's maps, which are changed only under locks that
+            // tolerate poisoning.
+            let run = AssertUnwindSafe(self.run(command, superseded).instrument(span.clone()));
+            if let Err(panic) = run.catch_unwind().await {
+                let error = format!(
+                    "the agent hit a bug running this command ({}); see the agent's log",
+                    panic_message(panic.as_ref())
+                );
+                span.in_scope(|| tracing::error!(%error, "command panicked"));
+                self.finish(command_id, Some(error));
+            }
         }
     }
 
@@ -253,6 +276,15 @@ impl Executor {
     pub fn is_busy(&self, session_id: &str) -> bool {
         self.queues.is_busy(session_id)
     }
+}
+
+/// The text a panic was raised with, when it has one.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
 }
 
 /// Locks a std mutex, ignoring poison: every critical section here is a
@@ -481,10 +513,39 @@ mod tests {
             .flatten()
             .expect("the last command is refused");
         assert!(error.contains("commands queued"), "{error}");
+        // It is recorded as failed for good: no promise of a later run.
+        assert!(error.contains("without running it"), "{error}");
+        assert!(!error.contains("again"), "{error}");
         platform.vnc_up.store(true, Ordering::SeqCst);
         let done = results(&mut rx, QUEUE_LIMIT).await;
         assert!(done.values().all(Option::is_none), "{done:?}");
         assert!(!executor.is_busy("s1"));
+    }
+
+    /// A command whose platform call panics fails with an error result,
+    /// and the session's later commands still run: the worker survives
+    /// (a dead worker left its queue behind, so the session stayed busy
+    /// and every later command waited for good).
+    #[tokio::test]
+    async fn a_panicking_command_fails_and_the_queue_goes_on() {
+        let (platform, executor, mut rx) = executor(64);
+        platform.start_panics.store(true, Ordering::SeqCst);
+        executor.submit(start_command());
+        executor.submit(command("c2", "s1", Action::Hibernate));
+        let first = results(&mut rx, 2).await;
+        let error = first["c1"].clone().expect("the start failed");
+        assert!(
+            error.contains("the fake platform's start has a bug"),
+            "{error}"
+        );
+        assert_eq!(first["c2"], None, "the hibernate behind it ran");
+        assert!(!executor.is_busy("s1"));
+
+        // A later command gets a worker of its own.
+        platform.start_panics.store(false, Ordering::SeqCst);
+        platform.vnc_up.store(true, Ordering::SeqCst);
+        executor.submit(command("c3", "s1", start("s1")));
+        assert_eq!(results(&mut rx, 1).await["c3"], None);
     }
 
     #[test]

@@ -19,6 +19,8 @@ use tokio::io::AsyncWriteExt;
 pub(crate) struct FakePlatform {
     pub vnc_up: AtomicBool,
     pub usage_hangs: AtomicBool,
+    /// `start` panics, like a platform with a bug.
+    pub start_panics: AtomicBool,
     /// Sessions started and not terminated since.
     pub existing: Mutex<HashSet<String>>,
     /// `(session, operation)` in the order the platform was asked.
@@ -50,6 +52,9 @@ impl Platform for FakePlatform {
         Ok(Capacity::default())
     }
     async fn start(&self, spec: &SessionSpec) -> PlatformResult<SessionReport> {
+        if self.start_panics.load(Ordering::SeqCst) {
+            panic!("the fake platform's start has a bug");
+        }
         self.record(&spec.session_id, "start");
         Ok(SessionReport::new(&spec.session_id, Phase::Running))
     }

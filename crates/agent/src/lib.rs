@@ -2,7 +2,8 @@
 //! on its platform.
 //!
 //! - `confinement`: the pids limit and capabilities every platform applies
-//! - `homes`: whether a user keeps a home from before homes were keyed by ids
+//! - `homes`: which home a session mounts, and whether a user keeps the one
+//!   from before homes were keyed by ids (each platform a `HomeStore`)
 //! - `identity`: enroll once, then authenticate with the saved secret
 //! - `runtime`: the control channel, reconnected with backoff, heartbeats
 //! - `executor`, `queue`: commands, deduplicated by id, run in arrival

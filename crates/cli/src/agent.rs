@@ -62,7 +62,29 @@ pub struct DockerAgentArgs {
     #[arg(long, env = "STREAMSPACE_DOCKER_NETWORK", default_value = DEFAULT_NETWORK)]
     network: String,
     #[command(flatten)]
+    capabilities: AllowCapabilityArg,
+    #[command(flatten)]
     ca: CaCertArg,
+}
+
+/// `--allow-capability`, shared by the Docker and Kubernetes agents.
+#[derive(Args, Debug, Clone, Default)]
+pub struct AllowCapabilityArg {
+    /// Let templates give sessions this capability although it undoes
+    /// their isolation or reaches into the host (NET_RAW, NET_ADMIN,
+    /// SYS_ADMIN, …: see docs/IMAGES.md); refused otherwise. Repeatable.
+    #[arg(
+        long = "allow-capability",
+        value_name = "NAME",
+        env = "STREAMSPACE_ALLOW_CAPABILITIES",
+        value_delimiter = ',',
+        value_parser = parse_capability
+    )]
+    pub allowed: Vec<String>,
+}
+
+fn parse_capability(name: &str) -> Result<String, String> {
+    streamspace_agent::confinement::check_name(name).map(|()| name.to_owned())
 }
 
 pub async fn run(command: AgentCommand) -> anyhow::Result<()> {
@@ -79,6 +101,7 @@ fn docker_options(args: &DockerAgentArgs) -> DockerOptions {
         network: args.network.clone(),
         max_sessions: args.max_sessions,
         cpu_overcommit: args.cpu_overcommit,
+        allowed_capabilities: args.capabilities.allowed.clone(),
         ..DockerOptions::default()
     }
 }
@@ -148,5 +171,27 @@ mod tests {
         assert_eq!(options(&[]).network, "streamspace-sessions");
         assert_eq!(options(&["--network", "lab"]).network, "lab");
         assert_eq!(options(&[]).publish_host.to_string(), "127.0.0.1");
+    }
+
+    #[test]
+    fn capabilities_that_weaken_isolation_are_allowed_one_by_one() {
+        assert!(options(&[]).allowed_capabilities.is_empty());
+        let flags = [
+            "--allow-capability",
+            "NET_RAW",
+            "--allow-capability",
+            "SYS_PTRACE",
+        ];
+        assert_eq!(
+            options(&flags).allowed_capabilities,
+            ["NET_RAW", "SYS_PTRACE"]
+        );
+        let argv = ["agent", "--control-plane", "http://127.0.0.1:8080"];
+        let err =
+            Command::try_parse_from(argv.iter().chain(&["--allow-capability", "CAP_NET_RAW"]))
+                .err()
+                .expect("a prefixed name is refused")
+                .to_string();
+        assert!(err.contains("write \"NET_RAW\""), "{err}");
     }
 }

@@ -121,6 +121,8 @@ struct ObjectArgs {
     /// Group that owns home volume files (fsGroup), or "none".
     #[arg(long, default_value = "1000", value_parser = parse_fs_group)]
     home_fs_group: FsGroup,
+    #[command(flatten)]
+    capabilities: crate::agent::AllowCapabilityArg,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -146,6 +148,7 @@ impl ObjectArgs {
             image_pull_secrets: self.image_pull_secrets.clone(),
             run_as_non_root: !self.allow_root_sessions,
             fs_group: self.home_fs_group.0,
+            allowed_capabilities: self.capabilities.allowed.clone(),
             ..KubernetesOptions::default()
         }
     }
@@ -399,6 +402,7 @@ mod tests {
                 image_pull_secrets: Vec::new(),
                 allow_root_sessions: false,
                 home_fs_group: FsGroup(Some(1000)),
+                capabilities: Default::default(),
             },
         };
         let yaml = render_template(&args).expect("renders");

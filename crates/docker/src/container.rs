@@ -3,12 +3,12 @@
 //! Docker calls here, so every rule is unit-tested.
 
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, HostConfig, Mount, MountType, PortBinding,
-    PortMap, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, ContainerInspectResponse, HostConfig, HostConfigLogConfig, Mount,
+    MountType, PortBinding, PortMap, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use std::collections::HashMap;
 use std::net::IpAddr;
-use streamspace_agent::confinement;
+use streamspace_agent::confinement::Confinement;
 use streamspace_protocol::{SessionSpec, labels};
 
 /// Prefix of every session container's name; the rest is the session id.
@@ -19,6 +19,13 @@ pub const CONTAINER_PREFIX: &str = "streamspace-";
 /// that takes longer, and a short stop keeps hibernation quick.
 pub const STOP_TIMEOUT_SECS: i32 = 5;
 
+/// Where Docker keeps a session's console output (json-file, the engine's
+/// default), at most this many files of this size: a desktop that writes
+/// without end (`yes > /proc/1/fd/1`) would otherwise fill the host's disk.
+/// `docker logs` and the session's logs in StreamSpace read them as before.
+pub const LOG_MAX_SIZE: &str = "10m";
+pub const LOG_MAX_FILES: &str = "3";
+
 /// What the platform adds to a spec when it builds a container.
 #[derive(Debug, Clone)]
 pub struct ContainerSettings<'a> {
@@ -28,9 +35,14 @@ pub struct ContainerSettings<'a> {
     /// Id (or name) of the Docker network the container joins: one with
     /// inter-container traffic off (`network.rs`).
     pub network: &'a str,
-    /// The volume mounted as the home when it is not the spec's own: the
-    /// home a user had before homes were keyed by ids.
+    /// The volume mounted as the home ([`streamspace_agent::homes::prepare`]);
+    /// the spec's own when `None`.
     pub home_volume: Option<&'a str>,
+    /// Bound the console output kept on disk ([`LOG_MAX_SIZE`]): set when
+    /// the engine logs to json-file by default, which keeps everything. Any
+    /// other driver is the operator's choice (journald, syslog, local),
+    /// with its own retention, and is left alone.
+    pub bound_json_logs: bool,
 }
 
 /// The container name of a session.
@@ -91,14 +103,14 @@ pub fn session_labels(spec: &SessionSpec, agent_id: &str) -> HashMap<String, Str
 
 /// The create body for a session's container, confined: no privileges to
 /// gain (setuid binaries do not elevate), every capability dropped but
-/// those the spec gives back, and a pids limit. Fails when the spec asks
-/// for confinement that cannot be applied.
+/// those `confinement` gives back (checked with [`Confinement::of`] before
+/// anything is created), and its pids limit.
 pub fn container_config(
     spec: &SessionSpec,
+    confinement: &Confinement,
     settings: &ContainerSettings<'_>,
-) -> Result<ContainerCreateBody, String> {
-    let pids_limit = confinement::pids_limit(&spec.security)?;
-    let capabilities = confinement::capabilities(&spec.security)?;
+) -> ContainerCreateBody {
+    let capabilities = &confinement.capabilities;
     let env = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let exposed_ports = spec.ports.iter().map(|p| port_key(p.port)).collect();
     let port_bindings: PortMap = spec
@@ -139,11 +151,12 @@ pub fn container_config(
         network_mode: Some(settings.network.to_owned()),
         security_opt: Some(vec!["no-new-privileges".to_owned()]),
         cap_drop: Some(vec!["ALL".to_owned()]),
-        cap_add: (!capabilities.is_empty()).then_some(capabilities),
-        pids_limit: Some(i64::from(pids_limit)),
+        cap_add: (!capabilities.is_empty()).then(|| capabilities.clone()),
+        pids_limit: Some(i64::from(confinement.pids_limit)),
+        log_config: settings.bound_json_logs.then(bounded_json_logs),
         ..Default::default()
     };
-    Ok(ContainerCreateBody {
+    ContainerCreateBody {
         image: Some(spec.image.clone()),
         env: Some(env),
         exposed_ports: Some(exposed_ports),
@@ -151,7 +164,17 @@ pub fn container_config(
         stop_timeout: Some(i64::from(STOP_TIMEOUT_SECS)),
         host_config: Some(host_config),
         ..Default::default()
-    })
+    }
+}
+
+fn bounded_json_logs() -> HostConfigLogConfig {
+    HostConfigLogConfig {
+        typ: Some("json-file".to_owned()),
+        config: Some(HashMap::from([
+            ("max-size".to_owned(), LOG_MAX_SIZE.to_owned()),
+            ("max-file".to_owned(), LOG_MAX_FILES.to_owned()),
+        ])),
+    }
 }
 
 /// The create request for a session's persistent home volume. It carries no
@@ -164,14 +187,6 @@ pub fn volume_request(spec: &SessionSpec, agent_id: &str) -> Option<VolumeCreate
         labels: Some(owner_labels(spec, agent_id)),
         ..Default::default()
     })
-}
-
-/// Whether a volume's labels say it is the home of the spec's user and
-/// template: the only proof that a volume under the old, ambiguous name
-/// (`streamspace-home-{user}-{template}`) is really theirs.
-pub fn is_home_of(volume_labels: &HashMap<String, String>, spec: &SessionSpec) -> bool {
-    volume_labels.get(labels::USER) == Some(&spec.user)
-        && volume_labels.get(labels::TEMPLATE) == Some(&spec.template)
 }
 
 /// The host port Docker published for container `port`, preferring the
@@ -269,11 +284,16 @@ mod tests {
             publish_host: IpAddr::from([127, 0, 0, 1]),
             network: "net-id",
             home_volume: None,
+            bound_json_logs: true,
         }
     }
 
+    fn confined(spec: &SessionSpec) -> Confinement {
+        Confinement::of(&spec.security, &[]).expect("a valid spec")
+    }
+
     fn config(spec: &SessionSpec) -> ContainerCreateBody {
-        container_config(spec, &settings()).expect("a valid spec")
+        container_config(spec, &confined(spec), &settings())
     }
 
     fn host_config(spec: &SessionSpec) -> HostConfig {
@@ -344,18 +364,6 @@ mod tests {
     }
 
     #[test]
-    fn confinement_that_cannot_be_applied_is_refused() {
-        let mut spec = spec();
-        spec.security.capabilities = vec!["ALL".into()];
-        let err = container_config(&spec, &settings()).expect_err("ALL");
-        assert!(err.contains("unknown Linux capability \"ALL\""), "{err}");
-        spec.security.capabilities.clear();
-        spec.security.pids_limit = Some(0);
-        let err = container_config(&spec, &settings()).expect_err("unlimited");
-        assert!(err.contains("pids_limit 0"), "{err}");
-    }
-
-    #[test]
     fn image_env_and_limits_come_from_the_spec() {
         let config = config(&spec());
         assert_eq!(config.image.as_deref(), Some("streamspace/desktop:local"));
@@ -366,6 +374,21 @@ mod tests {
         assert_eq!(host.memory, Some(512 << 20));
         let restart = host.restart_policy.expect("restart policy");
         assert_eq!(restart.name, Some(RestartPolicyNameEnum::NO));
+    }
+
+    #[test]
+    fn console_output_on_disk_is_bounded_unless_the_operator_chose_a_driver() {
+        let logs = host_config(&spec()).log_config.expect("log config");
+        assert_eq!(logs.typ.as_deref(), Some("json-file"));
+        let options = logs.config.expect("options");
+        assert_eq!(options["max-size"], LOG_MAX_SIZE);
+        assert_eq!(options["max-file"], LOG_MAX_FILES);
+        let journald = ContainerSettings {
+            bound_json_logs: false,
+            ..settings()
+        };
+        let host = container_config(&spec(), &confined(&spec()), &journald).host_config;
+        assert_eq!(host.expect("host config").log_config, None);
     }
 
     #[test]
@@ -438,8 +461,7 @@ mod tests {
             home_volume: Some("streamspace-home-alice-desktop-old"),
             ..settings()
         };
-        let host = container_config(&spec(), &settings)
-            .expect("valid")
+        let host = container_config(&spec(), &confined(&spec()), &settings)
             .host_config
             .expect("host config");
         let mounts = host.mounts.expect("mounts");
@@ -448,22 +470,6 @@ mod tests {
             Some("streamspace-home-alice-desktop-old")
         );
         assert_eq!(mounts[0].target.as_deref(), Some("/home/user"));
-    }
-
-    #[test]
-    fn a_home_is_theirs_only_when_its_labels_name_user_and_template() {
-        let spec = spec();
-        let labels = |user: &str, template: &str| {
-            HashMap::from([
-                (labels::USER.to_owned(), user.to_owned()),
-                (labels::TEMPLATE.to_owned(), template.to_owned()),
-            ])
-        };
-        assert!(is_home_of(&labels("alice", "desktop"), &spec));
-        // Same old name, other owner: alice-dev + desktop vs alice + dev-desktop.
-        assert!(!is_home_of(&labels("alice-dev", "desktop"), &spec));
-        assert!(!is_home_of(&labels("alice", "dev-desktop"), &spec));
-        assert!(!is_home_of(&HashMap::new(), &spec));
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! Load of the Docker host from `/proc`, read directly because the agent runs
 //! on that host (the Engine API has no cheap host-wide CPU figure). When
 //! `/proc` is unreadable (another OS, a remote `DOCKER_HOST`), figures are 0.
+//! Also the start-up check of the sessions' process limits against the
+//! kernel's `pid_max`.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
+use streamspace_protocol::DEFAULT_PIDS_LIMIT;
 
 /// Cumulative CPU time of the whole host, in clock ticks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +90,34 @@ impl HostLoad {
     }
 }
 
+/// Processes and threads all sessions could have at once under the
+/// default limit, when that is more than the kernel's `pid_max`: the pids
+/// limit of each session then stops a fork bomb too late to keep the host
+/// (and its other sessions) able to start processes.
+pub fn pids_beyond_pid_max(max_sessions: u32, pid_max: u64) -> Option<u64> {
+    let possible = u64::from(max_sessions) * u64::from(DEFAULT_PIDS_LIMIT);
+    (possible > pid_max).then_some(possible)
+}
+
+/// Warns at start when [`pids_beyond_pid_max`] says so for this host.
+pub fn warn_if_pids_exceed_pid_max(max_sessions: u32) {
+    let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok());
+    let Some(pid_max) = pid_max else { return };
+    if let Some(possible) = pids_beyond_pid_max(max_sessions, pid_max) {
+        tracing::warn!(
+            max_sessions,
+            pids_limit = DEFAULT_PIDS_LIMIT,
+            possible,
+            pid_max,
+            "sessions may together start more processes than this host's kernel.pid_max: \
+             raise it (sysctl kernel.pid_max=4194304), lower --max-sessions, or give \
+             templates a lower pids_limit"
+        );
+    }
+}
+
 fn read_cpu() -> Option<CpuTimes> {
     parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)
 }
@@ -124,6 +155,14 @@ mod tests {
         let text = "MemTotal:       2048 kB\nMemFree:  100 kB\nMemAvailable:   1024 kB\n";
         assert_eq!(parse_meminfo(text), Some((1024 * 1024, 2048 * 1024)));
         assert_eq!(parse_meminfo("MemTotal: 5 kB\n"), None);
+    }
+
+    #[test]
+    fn many_sessions_under_the_default_limit_can_outgrow_pid_max() {
+        // 50 sessions × 2048 on a host with Linux's default pid_max.
+        assert_eq!(pids_beyond_pid_max(50, 32_768), Some(102_400));
+        assert_eq!(pids_beyond_pid_max(16, 32_768), None);
+        assert_eq!(pids_beyond_pid_max(50, 4_194_304), None);
     }
 
     #[tokio::test]

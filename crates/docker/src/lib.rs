@@ -11,6 +11,9 @@
 //! - `state.rs`: container state → session phase, and the rule that tells
 //!   hibernation from failure (pure)
 //! - `lifecycle.rs`: start, hibernate, wake, terminate
+//! - `existing.rs`: what a container must be before it starts again
+//!   (confined, on the sessions network as it is now; pure)
+//! - `home.rs`: persistent homes as named volumes
 //! - `observe.rs`: status, inventory, connect, capacity, metrics
 //! - `route.rs`: which address reaches a session's port (its own, or the
 //!   published one)
@@ -20,6 +23,8 @@
 mod container;
 mod error;
 mod events;
+mod existing;
+mod home;
 mod host;
 mod intent;
 mod lifecycle;
@@ -40,7 +45,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, PoisonError};
-use streamspace_agent::{Platform, PlatformError, PlatformResult, SessionStream};
+use streamspace_agent::{Platform, PlatformError, PlatformResult, SessionStream, confinement};
 use streamspace_protocol::{
     Capabilities, Capacity, NodeMetrics, SessionReport, SessionSpec, SessionUsage,
 };
@@ -76,6 +81,10 @@ pub struct DockerOptions {
     /// default: our hosts reach no registry, and a pull that fails after a
     /// long timeout hides the real fix (build the image on the host).
     pub pull_missing_images: bool,
+    /// Capabilities that weaken isolation
+    /// ([`streamspace_agent::confinement::REFUSED_CAPABILITIES`]) which
+    /// templates may nevertheless give back on this host; none by default.
+    pub allowed_capabilities: Vec<String>,
 }
 
 impl Default for DockerOptions {
@@ -87,6 +96,7 @@ impl Default for DockerOptions {
             cpu_overcommit: 4,
             network: DEFAULT_NETWORK.to_owned(),
             pull_missing_images: false,
+            allowed_capabilities: Vec::new(),
         }
     }
 }
@@ -106,12 +116,20 @@ pub(crate) struct Shared {
     endpoint: String,
     /// The engine host's name (`docker info`), for error messages.
     engine_host: String,
+    /// The engine logs to json-file by default: bound each session's
+    /// (`container::LOG_MAX_SIZE`).
+    bound_json_logs: bool,
     intents: intent::Intents,
     cpu_samples: usage::CpuSamples,
     router: route::Router,
     /// Id of [`DockerOptions::network`]; replaced when the network had to be
     /// created again (`docker network prune` removes it while unused).
     network_id: Mutex<String>,
+    /// Held while the network is made again, so that starts at once after
+    /// a prune make one network between them, not one each of which all
+    /// but the oldest are removed again, maybe under a container another
+    /// start has just created on it.
+    remaking_network: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -126,14 +144,36 @@ impl Shared {
             .clone()
     }
 
-    /// Makes sure the sessions network exists (again) and remembers its id.
-    async fn ensure_network(&self) -> PlatformResult<String> {
-        let id = network::ensure(&self.docker, &self.endpoint, &self.options.network).await?;
+    /// The id of the sessions network, made again if it is gone: `docker
+    /// network prune` removes it while no session uses it, and Docker would
+    /// only say so when a container on it starts.
+    async fn sessions_network(&self) -> PlatformResult<String> {
+        let seen = self.network_id();
+        if self.network_exists(&seen).await? {
+            return Ok(seen);
+        }
+        let _remaking = self.remaking_network.lock().await;
+        let current = self.network_id();
+        if current != seen {
+            // Made again by another start while this one waited.
+            return Ok(current);
+        }
+        let network = &self.options.network;
+        tracing::warn!(%network, "the sessions network is gone: creating it again");
+        let id = network::ensure(&self.docker, &self.endpoint, network).await?;
         *self
             .network_id
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = id.clone();
         Ok(id)
+    }
+
+    async fn network_exists(&self, id: &str) -> PlatformResult<bool> {
+        match self.docker.inspect_network(id, None).await {
+            Ok(_) => Ok(true),
+            Err(e) if error::is_not_found(&e) => Ok(false),
+            Err(e) => Err(self.error(format!("inspect network {}", self.options.network), e)),
+        }
     }
 }
 
@@ -149,6 +189,8 @@ impl DockerPlatform {
                 "the Docker platform needs a non-empty agent id".into(),
             ));
         }
+        confinement::check_allowed(&options.allowed_capabilities)
+            .map_err(PlatformError::Invalid)?;
         let endpoint = std::env::var("DOCKER_HOST")
             .ok()
             .filter(|host| !host.is_empty())
@@ -177,6 +219,15 @@ impl DockerPlatform {
         // Before anything runs: a network that lets sessions talk is refused.
         let network_id = network::ensure(&docker, &endpoint, &options.network).await?;
         warn_if_published_beyond_loopback(options.publish_host);
+        if endpoint.starts_with("unix://") {
+            host::warn_if_pids_exceed_pid_max(options.max_sessions);
+        }
+        // Docker's default driver keeps all output; any other is the
+        // operator's choice, with its own retention.
+        let bound_json_logs = info
+            .logging_driver
+            .as_deref()
+            .is_none_or(|driver| driver == "json-file");
         Ok(DockerPlatform {
             shared: Arc::new(Shared {
                 docker,
@@ -184,10 +235,12 @@ impl DockerPlatform {
                 options,
                 endpoint,
                 engine_host,
+                bound_json_logs,
                 intents: intent::Intents::default(),
                 cpu_samples: usage::CpuSamples::default(),
                 router,
                 network_id: Mutex::new(network_id),
+                remaking_network: tokio::sync::Mutex::new(()),
             }),
             host_load: host::HostLoad::default(),
         })

@@ -3,27 +3,35 @@
 
 use crate::Shared;
 use crate::container::{
-    ContainerSettings, STOP_TIMEOUT_SECS, container_config, container_name, is_home_of,
-    validate_session_id, volume_request,
+    ContainerSettings, STOP_TIMEOUT_SECS, container_config, container_name, validate_session_id,
 };
 use crate::error::{is_conflict, is_not_found};
+use crate::existing::{missing_confinement, rewiring};
 use crate::state::Intent;
-use bollard::models::{ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum};
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, NetworkConnectRequest,
+    NetworkDisconnectRequest,
+};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder,
     StopContainerOptionsBuilder,
 };
 use futures::TryStreamExt;
+use streamspace_agent::confinement::Confinement;
 use streamspace_agent::{PlatformError, PlatformResult, homes};
 use streamspace_protocol::{Phase, SessionReport, SessionSpec};
 
 impl Shared {
     /// Creates the session's container if needed and makes sure it runs.
-    /// An existing container is started as it is: a changed spec takes
-    /// effect after terminate and start.
+    /// An existing container keeps its spec (a changed one takes effect
+    /// after terminate and start); it is confined and on the sessions
+    /// network before it starts again ([`Shared::prepare_restart`]).
     #[tracing::instrument(skip(self, spec), fields(session_id = %spec.session_id, agent_id = %self.agent_id))]
     pub(crate) async fn start(&self, spec: &SessionSpec) -> PlatformResult<SessionReport> {
         validate_session_id(&spec.session_id).map_err(PlatformError::Invalid)?;
+        // Before anything is created: confinement that cannot be applied.
+        let confinement = Confinement::of(&spec.security, &self.options.allowed_capabilities)
+            .map_err(PlatformError::Invalid)?;
         let session_id = spec.session_id.as_str();
         let name = container_name(session_id);
         self.intents.clear(session_id);
@@ -36,19 +44,15 @@ impl Shared {
         }
 
         self.ensure_image(&spec.image).await?;
-        let legacy_home = self.legacy_home(spec).await?;
         let network = self.sessions_network().await?;
         let settings = ContainerSettings {
             agent_id: &self.agent_id,
             publish_host: self.options.publish_host,
             network: &network,
-            home_volume: legacy_home.as_deref(),
+            home_volume: homes::prepare(self, spec).await?,
+            bound_json_logs: self.bound_json_logs,
         };
-        // Before anything is created: confinement that cannot be applied.
-        let config = container_config(spec, &settings).map_err(PlatformError::Invalid)?;
-        if legacy_home.is_none() {
-            self.create_home(spec).await?;
-        }
+        let config = container_config(spec, &confinement, &settings);
         self.create_and_start(&name, config).await?;
         tracing::info!("started container");
         Ok(SessionReport::new(session_id, Phase::Starting))
@@ -71,61 +75,6 @@ impl Shared {
             .start_container(name, None)
             .await
             .map_err(|e| self.error(format!("start container {name}"), e))
-    }
-
-    /// The id of the sessions network, made again if it is gone: `docker
-    /// network prune` removes it while no session uses it, and Docker would
-    /// only notice when the container starts.
-    async fn sessions_network(&self) -> PlatformResult<String> {
-        let id = self.network_id();
-        match self.docker.inspect_network(&id, None).await {
-            Ok(_) => Ok(id),
-            Err(e) if is_not_found(&e) => {
-                tracing::warn!(network = %self.options.network, "the sessions network is gone: creating it again");
-                self.ensure_network().await
-            }
-            Err(e) => Err(self.error(format!("inspect network {}", self.options.network), e)),
-        }
-    }
-
-    /// Creates the session's home volume if it has one; an existing volume
-    /// is returned unchanged, so the home survives terminate and is reused
-    /// by the next session.
-    async fn create_home(&self, spec: &SessionSpec) -> PlatformResult<()> {
-        let Some(volume) = volume_request(spec, &self.agent_id) else {
-            return Ok(());
-        };
-        let volume_name = volume.name.clone().unwrap_or_default();
-        self.docker
-            .create_volume(volume)
-            .await
-            .map_err(|e| self.error(format!("create volume {volume_name}"), e))?;
-        Ok(())
-    }
-
-    /// The volume a user's home had before homes were keyed by ids, when it
-    /// is the one to mount ([`homes::legacy_home`]).
-    async fn legacy_home(&self, spec: &SessionSpec) -> PlatformResult<Option<String>> {
-        let belongs = |name: &str| {
-            let name = name.to_owned();
-            async move {
-                let labels = self.volume_labels(&name).await?;
-                PlatformResult::Ok(labels.map(|labels| is_home_of(&labels, spec)))
-            }
-        };
-        Ok(homes::legacy_home(spec, belongs).await?.map(str::to_owned))
-    }
-
-    /// A volume's labels, or `None` if there is no such volume.
-    async fn volume_labels(
-        &self,
-        name: &str,
-    ) -> PlatformResult<Option<std::collections::HashMap<String, String>>> {
-        match self.docker.inspect_volume(name).await {
-            Ok(volume) => Ok(Some(volume.labels)),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(self.error(format!("inspect volume {name}"), e)),
-        }
     }
 
     /// Stops the container and keeps it and its volume.
@@ -185,7 +134,8 @@ impl Shared {
     }
 
     /// Starts (or unpauses) a container unless it runs; reports `Running` if
-    /// it already did and `started` otherwise.
+    /// it already did and `started` otherwise. A stopped container is first
+    /// made fit to start again ([`Shared::prepare_restart`]).
     async fn ensure_running(
         &self,
         session_id: &str,
@@ -207,14 +157,65 @@ impl Shared {
             }
             _ => {}
         }
+        self.prepare_restart(session_id, container).await?;
         match self.docker.start_container(&name, None).await {
             Ok(()) => tracing::info!("started container"),
-            Err(e) if is_not_found(&e) => {
+            // Docker also answers 404 for a network the container names;
+            // only a container that is gone makes the session's gone.
+            Err(e) if is_not_found(&e) && self.inspect_by_name(&name).await?.is_none() => {
                 return Err(PlatformError::NotFound(session_id.to_owned()));
             }
             Err(e) => return Err(self.error(format!("start container {name}"), e)),
         }
         Ok(SessionReport::new(session_id, started))
+    }
+
+    /// Refuses a container that is not confined, and moves one that is off
+    /// the sessions network onto it (see `existing.rs` for why).
+    async fn prepare_restart(
+        &self,
+        session_id: &str,
+        container: &ContainerInspectResponse,
+    ) -> PlatformResult<()> {
+        let missing = missing_confinement(container);
+        if !missing.is_empty() {
+            return Err(PlatformError::Invalid(format!(
+                "the container of session {session_id} was created before sessions were \
+                 isolated from each other (it has no {}), and it is not started again as it is: \
+                 terminate the session and start a new one; its home is kept",
+                missing.join(", no ")
+            )));
+        }
+        let network = self.sessions_network().await?;
+        let name = container_name(session_id);
+        let rewiring = rewiring(container, &self.options.network, &network);
+        for stale in &rewiring.leave {
+            let request = NetworkDisconnectRequest {
+                container: name.clone(),
+                force: None,
+            };
+            // Docker forgets a stopped container's network by the name it
+            // lists it under, even when that network is gone. Should it
+            // refuse, the start below says why.
+            match self.docker.disconnect_network(stale, request).await {
+                Ok(()) => tracing::info!(network = %stale, "left a stale network"),
+                Err(e) => tracing::warn!(network = %stale, error = %e, "could not leave a network"),
+            }
+        }
+        if rewiring.join {
+            let request = NetworkConnectRequest {
+                container: name.clone(),
+                endpoint_config: None,
+            };
+            self.docker
+                .connect_network(&network, request)
+                .await
+                .map_err(|e| {
+                    self.error(format!("attach container {name} to network {network}"), e)
+                })?;
+            tracing::info!(network = %self.options.network, "joined the sessions network");
+        }
+        Ok(())
     }
 
     /// Makes sure `image` is on the engine's host; pulls it only when the

@@ -56,6 +56,9 @@ pub fn create_request(name: &str) -> NetworkCreateRequest {
         name: name.to_owned(),
         driver: Some("bridge".to_owned()),
         options: Some(HashMap::from([(ICC_OPTION.to_owned(), "false".to_owned())])),
+        // Said, not left to the daemon's default: Docker 20.10 applies
+        // enable_icc=false to IPv6 only with its ip6tables support on.
+        enable_ipv6: Some(false),
         labels: Some(HashMap::from([(
             NETWORK_LABEL.to_owned(),
             "sessions".to_owned(),
@@ -65,12 +68,14 @@ pub fn create_request(name: &str) -> NetworkCreateRequest {
 }
 
 /// How long apart two listings of the network must agree before an agent
-/// trusts them. The engine's duplicate check is not atomic (eight
-/// concurrent creates of one name made eight networks on Debian's 20.10),
-/// a network's creation time is taken before it becomes visible, and
-/// containers cannot start while two networks share a name ("network … is
-/// ambiguous"): agents starting together must see each other's copies
-/// before they choose. Costs this much once, when an agent starts.
+/// that created it trusts them. Engines before API 1.44 let networks share
+/// a name, their duplicate check is not atomic (eight concurrent creates of
+/// one name made eight networks on Debian's 20.10), and a network's
+/// creation time is taken before it becomes visible: agents that create it
+/// together must see each other's copies before they choose, and no
+/// container starts by a name two networks share ("network … is
+/// ambiguous"; ours join by id). Paid only by an agent that created the
+/// network (or found copies): once per host, not at every start.
 const SETTLE: Duration = Duration::from_millis(250);
 /// Listings after which an agent chooses even if they keep changing.
 const SETTLE_ROUNDS: usize = 8;
@@ -79,24 +84,12 @@ const SETTLE_ROUNDS: usize = 8;
 /// its id, which containers are attached by.
 pub async fn ensure(docker: &Docker, endpoint: &str, name: &str) -> PlatformResult<String> {
     let mut found = named(docker, endpoint, name).await?;
-    if found.is_empty() {
-        match create(docker, name).await {
-            Ok(()) => {}
-            // Another agent made it first.
-            Err(e) if is_conflict(&e) => {}
-            Err(e) => {
-                return Err(DockerError::new(endpoint, format!("create network {name}"), e).into());
-            }
-        }
+    let created = found.is_empty();
+    if created {
+        create(docker, endpoint, name).await?;
     }
-    for _ in 0..SETTLE_ROUNDS {
-        tokio::time::sleep(SETTLE).await;
-        let again = named(docker, endpoint, name).await?;
-        let same = ids(&again) == ids(&found);
-        found = again;
-        if same {
-            break;
-        }
+    if created || found.len() > 1 {
+        found = settle(docker, endpoint, name, found).await?;
     }
     let network = keep_oldest(docker, name, found).await?;
     if let Some(why) = unfit(&network) {
@@ -113,32 +106,44 @@ pub async fn ensure(docker: &Docker, endpoint: &str, name: &str) -> PlatformResu
     })
 }
 
+/// Creates the network; another agent having made it first is no error
+/// (engines from API 1.44 refuse a second one of the name).
+async fn create(docker: &Docker, endpoint: &str, name: &str) -> PlatformResult<()> {
+    match docker.create_network(create_request(name)).await {
+        Ok(created) => {
+            tracing::info!(network = name, id = %created.id, "created the sessions network");
+            Ok(())
+        }
+        Err(e) if is_conflict(&e) => Ok(()),
+        Err(e) => Err(DockerError::new(endpoint, format!("create network {name}"), e).into()),
+    }
+}
+
+/// Lists the networks of the name until two listings [`SETTLE`] apart
+/// agree, so that copies other agents are making are seen before one is
+/// kept.
+async fn settle(
+    docker: &Docker,
+    endpoint: &str,
+    name: &str,
+    mut found: Vec<Network>,
+) -> PlatformResult<Vec<Network>> {
+    for _ in 0..SETTLE_ROUNDS {
+        tokio::time::sleep(SETTLE).await;
+        let again = named(docker, endpoint, name).await?;
+        let same = ids(&again) == ids(&found);
+        found = again;
+        if same {
+            break;
+        }
+    }
+    Ok(found)
+}
+
 fn ids(networks: &[Network]) -> Vec<Option<&str>> {
     let mut ids: Vec<Option<&str>> = networks.iter().map(|n| n.id.as_deref()).collect();
     ids.sort_unstable();
     ids
-}
-
-/// Creates the network. bollard's request follows API 1.44 and later, where
-/// the engine refuses a name that exists; older engines (Debian's 20.10
-/// speaks 1.41) do so only when asked with `CheckDuplicate`, which the
-/// request type no longer has. So the body is sent with it added, through a
-/// client that exists for this one request. (That check is not atomic:
-/// see [`SETTLE`].)
-async fn create(docker: &Docker, name: &str) -> Result<(), bollard::errors::Error> {
-    let mut body = serde_json::to_value(create_request(name))?;
-    body["CheckDuplicate"] = serde_json::Value::Bool(true);
-    let body = bytes::Bytes::from(serde_json::to_vec(&body)?);
-    let client = docker.clone().with_request_modifier(move |request| {
-        if request.uri().path().ends_with("/networks/create") {
-            request.map(|_| bollard::body_full(body.clone()))
-        } else {
-            request
-        }
-    });
-    let created = client.create_network(create_request(name)).await?;
-    tracing::info!(network = name, id = %created.id, "created the sessions network");
-    Ok(())
 }
 
 /// The oldest network of the name, once the younger copies StreamSpace made
@@ -150,7 +155,12 @@ async fn keep_oldest(
     name: &str,
     mut found: Vec<Network>,
 ) -> PlatformResult<Network> {
-    found.sort_by_cached_key(|n| (n.created.as_deref().map(creation_order), n.id.clone()));
+    // A time the engine wrote that does not parse sorts last: never keep
+    // an unknown over a known age.
+    found.sort_by_cached_key(|n| {
+        let created = n.created.as_deref().and_then(creation_time);
+        (created.is_none(), created, n.id.clone())
+    });
     let mut found = found.into_iter();
     let kept = found.next().ok_or_else(|| {
         PlatformError::Unavailable(format!(
@@ -181,17 +191,10 @@ async fn keep_oldest(
     Ok(kept)
 }
 
-/// Docker's creation time (`2026-12-01T14:59:07.3495Z`: RFC 3339, the
-/// fraction's trailing zeros trimmed) as text that sorts by time, for the
-/// networks of one engine (which all carry its time zone).
-fn creation_order(created: &str) -> String {
-    let seconds = created.get(..19).unwrap_or(created);
-    let fraction: String = created
-        .get(19..)
-        .and_then(|rest| rest.strip_prefix('.'))
-        .map(|rest| rest.chars().take_while(char::is_ascii_digit).collect())
-        .unwrap_or_default();
-    format!("{seconds}.{fraction:0<9}")
+/// Docker's creation time, RFC 3339 with the engine's own offset
+/// (`2026-12-01T14:59:07.3495Z`, `…15:59:07.3495+01:00`), as an instant.
+fn creation_time(created: &str) -> Option<jiff::Timestamp> {
+    created.parse().ok()
 }
 
 /// Networks called exactly `name` (Docker's name filter also matches parts).
@@ -261,7 +264,7 @@ mod tests {
             "2026-12-01T14:59:07Z",
             "2026-12-01T14:59:06.9Z",
         ];
-        times.sort_by_key(|t| creation_order(t));
+        times.sort_by_key(|t| creation_time(t));
         assert_eq!(
             times,
             [
@@ -271,7 +274,19 @@ mod tests {
                 "2026-12-01T14:59:07.349568631Z",
             ]
         );
-        assert_eq!(creation_order("garbage"), "garbage.000000000");
+        assert_eq!(creation_time("garbage"), None);
+    }
+
+    /// An engine in another time zone writes its offset: 15:59:07+01:00 is
+    /// a second before 14:59:08Z, whatever the digits say.
+    #[test]
+    fn creation_times_in_other_time_zones_sort_by_time() {
+        let mut times = vec!["2026-12-01T14:59:08Z", "2026-12-01T15:59:07.5+01:00"];
+        times.sort_by_key(|t| creation_time(t));
+        assert_eq!(
+            times,
+            ["2026-12-01T15:59:07.5+01:00", "2026-12-01T14:59:08Z"]
+        );
     }
 
     #[test]
@@ -285,6 +300,9 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(unfit(&created), None);
+        // Said, not left to the engine's default (a daemon may default to
+        // IPv6 on, and enable_icc=false would not cover it).
+        assert_eq!(request.enable_ipv6, Some(false));
         assert_eq!(request.labels.expect("labels")[NETWORK_LABEL], "sessions");
     }
 }

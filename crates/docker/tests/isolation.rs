@@ -6,20 +6,14 @@
 mod support;
 
 use bollard::models::NetworkCreateRequest;
+use futures::StreamExt;
 use std::collections::HashMap;
+use std::time::Duration;
 use streamspace_agent::{Platform, PlatformError};
-use streamspace_docker::{DockerOptions, DockerPlatform, NETWORK_LABEL};
+use streamspace_docker::{DockerPlatform, NETWORK_LABEL};
 use streamspace_protocol::DEFAULT_PIDS_LIMIT;
 use streamspace_protocol::{SessionSpec, labels};
 use support::*;
-
-async fn platform_on(agent_id: &str, network: &str) -> Result<DockerPlatform, PlatformError> {
-    let options = DockerOptions {
-        network: network.to_owned(),
-        ..DockerOptions::default()
-    };
-    DockerPlatform::connect(agent_id, options).await
-}
 
 #[tokio::test]
 async fn a_network_that_lets_sessions_talk_is_refused() {
@@ -57,38 +51,41 @@ async fn a_network_that_lets_sessions_talk_is_refused() {
 }
 
 /// Agents that start together on a fresh host make one network between
-/// them: two of the same name would make every container start fail
-/// ("network … is ambiguous").
+/// them: two of the same name would make every container start by name
+/// fail ("network … is ambiguous"), and an agent left holding a copy that
+/// another removed could not start sessions. Which copy each agent chose
+/// while they raced is not the point (under load one may choose before a
+/// copy is removed, and find the survivor at its next start): after they
+/// have connected, one network remains and every agent starts a session.
 #[tokio::test]
 async fn agents_starting_together_make_one_network() {
+    const AGENTS: usize = 8;
     let docker = docker().await;
+    require_image(&docker).await;
     let network = unique("streamspace-test-together");
+    let sessions: Vec<String> = (0..AGENTS).map(|_| unique("together")).collect();
     let mut cleanup = Cleanup::default();
+    for session in &sessions {
+        cleanup.session(session);
+    }
     cleanup.network(&network);
-    let agents: Vec<String> = (0..8).map(|_| unique("agent")).collect();
+    let agents: Vec<String> = (0..AGENTS).map(|_| unique("agent")).collect();
     let connected =
         futures::future::join_all(agents.iter().map(|agent| platform_on(agent, &network))).await;
-    let chosen: Vec<String> = connected
+    let platforms: Vec<DockerPlatform> = connected
         .into_iter()
-        .map(|result| result.expect("every agent connects").network_id())
+        .map(|result| result.expect("every agent connects"))
         .collect();
-    let filters = HashMap::from([("name", vec![network.clone()])]);
-    let options = bollard::query_parameters::ListNetworksOptionsBuilder::new()
-        .filters(&filters)
-        .build();
-    let named: Vec<_> = docker
-        .list_networks(Some(options))
-        .await
-        .expect("list networks")
-        .into_iter()
-        .filter(|n| n.name.as_deref() == Some(network.as_str()))
-        .collect();
+    let named = networks_named(&docker, &network).await;
     assert_eq!(named.len(), 1, "{named:?}");
-    let survivor = named[0].id.clone().expect("id");
-    assert!(
-        chosen.iter().all(|id| *id == survivor),
-        "{chosen:?} vs {survivor}"
-    );
+    for (platform, session) in platforms.iter().zip(&sessions) {
+        platform
+            .start(&desktop_spec(session))
+            .await
+            .unwrap_or_else(|e| panic!("agent {} starts a session: {e}", platform.agent_id()));
+        assert_eq!(attached(&docker, session).await, named, "{session}");
+        platform.terminate(session).await.expect("terminate");
+    }
 }
 
 #[tokio::test]
@@ -196,6 +193,60 @@ async fn the_template_sets_the_pids_limit_and_capabilities() {
         "{err:?}"
     );
     assert!(inspect(&docker, &bad.session_id).await.is_none());
+
+    // NET_RAW would let it answer ARP for its neighbours' addresses.
+    let mut raw = desktop_spec(&unique("caps"));
+    cleanup.session(&raw.session_id);
+    raw.security.capabilities = vec!["NET_RAW".into()];
+    let err = platform.start(&raw).await.expect_err("NET_RAW is refused");
+    assert!(
+        matches!(&err, PlatformError::Invalid(m) if m.contains("--allow-capability NET_RAW")),
+        "{err:?}"
+    );
+    assert!(inspect(&docker, &raw.session_id).await.is_none());
+}
+
+/// A desktop that writes without end (`yes > /proc/1/fd/1`) cannot fill
+/// the host's disk with its console output, which still reads as before.
+#[tokio::test]
+async fn a_sessions_console_output_on_disk_is_bounded() {
+    let docker = docker().await;
+    require_image(&docker).await;
+    let session = unique("logs");
+    let mut cleanup = Cleanup::default();
+    cleanup.session(&session);
+    let platform = platform(&unique("agent")).await;
+    platform
+        .start(&desktop_spec(&session))
+        .await
+        .expect("start");
+    let host = inspect(&docker, &session)
+        .await
+        .and_then(|c| c.host_config)
+        .expect("host config");
+    let logs = host.log_config.expect("log config");
+    assert_eq!(
+        logs.typ.as_deref(),
+        Some("json-file"),
+        "this engine's default"
+    );
+    let options = logs.config.unwrap_or_default();
+    assert_eq!(options.get("max-size").map(String::as_str), Some("10m"));
+    assert_eq!(options.get("max-file").map(String::as_str), Some("3"));
+
+    exec(&docker, &session, "echo bounded-but-kept > /proc/1/fd/1").await;
+    let read = eventually("the line in the logs", Duration::from_secs(10), || async {
+        let stream = platform.logs(&session, None, false).await.ok()?;
+        let chunks: Vec<_> = stream.collect().await;
+        let text: String = chunks
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(|c| String::from_utf8_lossy(&c).into_owned())
+            .collect();
+        text.contains("bounded-but-kept").then_some(text)
+    })
+    .await;
+    assert!(read.contains("bounded-but-kept"), "{read}");
 }
 
 /// Writes `text` to `file` in the home of a session of `spec` started by

@@ -8,6 +8,7 @@
 //! - `objects.rs`: spec → Deployment and PersistentVolumeClaim (pure)
 //! - `phase.rs`: Deployment and pods → session phase (pure)
 //! - `lifecycle.rs`: start, hibernate, wake, terminate
+//! - `home.rs`: persistent homes as PersistentVolumeClaims
 //! - `observe.rs`: status, inventory, logs
 //! - `tunnel.rs`: connections to a session's port (pod IP or port-forward)
 //! - `watch.rs`: kube-runtime watchers → session reports, and the cache the
@@ -19,6 +20,7 @@
 
 mod cluster;
 mod error;
+mod home;
 mod intent;
 pub mod leader;
 mod lifecycle;
@@ -44,7 +46,7 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
-use streamspace_agent::{Platform, PlatformError, PlatformResult, SessionStream};
+use streamspace_agent::{Platform, PlatformError, PlatformResult, SessionStream, confinement};
 use streamspace_protocol::{
     Capabilities, Capacity, Memory, NodeMetrics, SessionReport, SessionSpec, SessionUsage,
 };
@@ -139,6 +141,11 @@ pub struct KubernetesOptions {
     /// Group that owns the home volume's files, so a non-root session user
     /// of that group can write to a fresh claim (the demo image: 1000).
     pub fs_group: Option<i64>,
+    /// Capabilities that weaken isolation
+    /// ([`streamspace_agent::confinement::REFUSED_CAPABILITIES`]) which
+    /// templates may nevertheless give back in this namespace; none by
+    /// default.
+    pub allowed_capabilities: Vec<String>,
 }
 
 impl Default for KubernetesOptions {
@@ -152,6 +159,7 @@ impl Default for KubernetesOptions {
             image_pull_secrets: Vec::new(),
             run_as_non_root: true,
             fs_group: Some(1000),
+            allowed_capabilities: Vec::new(),
         }
     }
 }
@@ -190,6 +198,8 @@ impl KubernetesPlatform {
                 "the Kubernetes platform needs a non-empty agent id".into(),
             ));
         }
+        confinement::check_allowed(&options.allowed_capabilities)
+            .map_err(PlatformError::Invalid)?;
         let namespace = options.namespace.as_str();
         Ok(KubernetesPlatform {
             shared: Arc::new(Shared {

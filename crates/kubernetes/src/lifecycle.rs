@@ -4,11 +4,10 @@
 use crate::Shared;
 use crate::error::{is_conflict, is_not_found};
 use crate::intent::Intent;
-use crate::names::{self, deployment_name, label_value, validate_claim_name};
-use crate::objects::{deployment, home_claim, is_home_of, validate};
+use crate::names::{self, deployment_name, label_value};
+use crate::objects::{deployment, validate};
 use crate::phase::desired_replicas;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use std::borrow::Cow;
 use streamspace_agent::{PlatformError, PlatformResult, homes};
@@ -20,19 +19,16 @@ impl Shared {
     /// spec takes effect after terminate and start.
     #[tracing::instrument(skip(self, spec), fields(session_id = %spec.session_id, agent_id = %self.agent_id))]
     pub(crate) async fn start(&self, spec: &SessionSpec) -> PlatformResult<SessionReport> {
-        validate(spec).map_err(PlatformError::Invalid)?;
+        let confinement = validate(spec, &self.options).map_err(PlatformError::Invalid)?;
         let session_id = spec.session_id.as_str();
         let name = deployment_name(session_id);
         self.intents.clear(session_id);
 
-        let spec = match self.legacy_home(spec).await? {
-            Some(claim) => Cow::Owned(on_claim(spec, &claim)),
-            None => {
-                self.create_home(spec).await?;
-                Cow::Borrowed(spec)
-            }
+        let spec = match homes::prepare(self, spec).await? {
+            Some(claim) => Cow::Owned(on_claim(spec, claim)),
+            None => Cow::Borrowed(spec),
         };
-        let wanted = deployment(&spec, &self.agent_id, &self.options);
+        let wanted = deployment(&spec, &confinement, &self.agent_id, &self.options);
         match self
             .deployments
             .create(&PostParams::default(), &wanted)
@@ -55,50 +51,6 @@ impl Shared {
             self.scale(session_id, 1).await?;
         }
         Ok(SessionReport::new(session_id, Phase::Starting))
-    }
-
-    /// Creates the session's home claim if it has one. An existing claim is
-    /// the user's home from an earlier session (or one an operator
-    /// provisioned): it is reused as it is.
-    async fn create_home(&self, spec: &SessionSpec) -> PlatformResult<()> {
-        let Some(claim) = home_claim(spec, &self.agent_id, &self.options) else {
-            return Ok(());
-        };
-        let claim_name = claim.metadata.name.clone().unwrap_or_default();
-        match self.claims.create(&PostParams::default(), &claim).await {
-            Ok(_) => tracing::info!(claim = %claim_name, "created home claim"),
-            Err(e) if is_conflict(&e) => tracing::debug!(claim = %claim_name, "home claim exists"),
-            Err(e) => {
-                return Err(self.error(format!("create persistentvolumeclaim {claim_name}"), e));
-            }
-        }
-        Ok(())
-    }
-
-    /// The claim a user's home had before homes were keyed by ids, when it
-    /// is the one to mount ([`homes::legacy_home`]).
-    async fn legacy_home(&self, spec: &SessionSpec) -> PlatformResult<Option<String>> {
-        let belongs = |name: &str| {
-            let name = name.to_owned();
-            async move {
-                // A name no claim can have: there is no such claim.
-                if validate_claim_name(&name).is_err() {
-                    return Ok(None);
-                }
-                let claim = self.get_claim(&name).await?;
-                PlatformResult::Ok(
-                    claim.map(|c| is_home_of(&c.metadata.labels.unwrap_or_default(), spec)),
-                )
-            }
-        };
-        Ok(homes::legacy_home(spec, belongs).await?.map(str::to_owned))
-    }
-
-    async fn get_claim(&self, name: &str) -> PlatformResult<Option<PersistentVolumeClaim>> {
-        self.claims
-            .get_opt(name)
-            .await
-            .map_err(|e| self.error(format!("get persistentvolumeclaim {name}"), e))
     }
 
     /// Scales the session's Deployment to 0: the pod goes, the Deployment
@@ -209,7 +161,7 @@ impl Shared {
     }
 }
 
-/// `spec` with its home on `claim` instead of its own.
+/// `spec` with its home on `claim` (its own, or the user's old one).
 fn on_claim(spec: &SessionSpec, claim: &str) -> SessionSpec {
     let mut spec = spec.clone();
     if let Some(home) = spec.home.as_mut() {

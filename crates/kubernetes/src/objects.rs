@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
-use streamspace_agent::confinement;
+use streamspace_agent::confinement::Confinement;
 use streamspace_protocol::{PortSpec, SessionSpec, labels};
 
 /// Seconds Kubernetes waits after SIGTERM before SIGKILL when a session is
@@ -29,15 +29,16 @@ const HOME_VOLUME: &str = "home";
 /// Refuses what cannot become a session's objects, before any is made (the
 /// user sees our message instead of the apiserver's): a session id that
 /// cannot name a Deployment, a home that cannot name a claim, unknown
-/// capabilities. Kubernetes has no per-pod pids limit (the kubelet's
-/// `podPidsLimit` applies to every pod), so the spec's is not used here.
-pub fn validate(spec: &SessionSpec) -> Result<(), String> {
+/// capabilities or ones this agent refuses. Returns the checked
+/// confinement, which [`deployment`] applies. Kubernetes has no per-pod
+/// pids limit (the kubelet's `podPidsLimit` applies to every pod), so the
+/// spec's is checked but not used here.
+pub fn validate(spec: &SessionSpec, options: &KubernetesOptions) -> Result<Confinement, String> {
     names::validate_session_id(&spec.session_id)?;
     if let Some(home) = &spec.home {
         names::validate_claim_name(&home.volume)?;
     }
-    confinement::capabilities(&spec.security)?;
-    Ok(())
+    Confinement::of(&spec.security, &options.allowed_capabilities)
 }
 
 /// Labels every object of a session carries; a restarted agent finds its
@@ -69,14 +70,6 @@ pub fn session_labels(spec: &SessionSpec, agent_id: &str) -> BTreeMap<String, St
     session
 }
 
-/// Whether a claim's labels say it is the home of the spec's user and
-/// template: the only proof that a claim under the old, ambiguous name
-/// (`streamspace-home-{user}-{template}`) is really theirs.
-pub fn is_home_of(claim_labels: &BTreeMap<String, String>, spec: &SessionSpec) -> bool {
-    claim_labels.get(labels::USER) == Some(&label_value(&spec.user))
-        && claim_labels.get(labels::TEMPLATE) == Some(&label_value(&spec.template))
-}
-
 /// The labels a Deployment selects its pod by. Immutable once created, so
 /// only what never changes for a session.
 fn selector_labels(session_id: &str) -> BTreeMap<String, String> {
@@ -86,13 +79,18 @@ fn selector_labels(session_id: &str) -> BTreeMap<String, String> {
     ])
 }
 
-/// The session's Deployment: one replica that runs the session's image.
-/// Callers validate the spec first ([`validate`]).
-pub fn deployment(spec: &SessionSpec, agent_id: &str, options: &KubernetesOptions) -> Deployment {
+/// The session's Deployment: one replica that runs the session's image,
+/// confined as [`validate`] worked out.
+pub fn deployment(
+    spec: &SessionSpec,
+    confinement: &Confinement,
+    agent_id: &str,
+    options: &KubernetesOptions,
+) -> Deployment {
     let labels = session_labels(spec, agent_id);
     let home = spec.home.as_ref();
     let pod = PodSpec {
-        containers: vec![container(spec)],
+        containers: vec![container(spec, &confinement.capabilities)],
         // A session is a user's desktop: it has no business calling the
         // Kubernetes API, nor seeing every Service in the namespace.
         automount_service_account_token: Some(false),
@@ -151,9 +149,8 @@ pub fn deployment(spec: &SessionSpec, agent_id: &str, options: &KubernetesOption
     }
 }
 
-fn container(spec: &SessionSpec) -> Container {
-    // Validated by the caller ([`validate`]); an invalid list adds nothing.
-    let added = confinement::capabilities(&spec.security).unwrap_or_default();
+/// The session's container, given back the `added` capabilities.
+fn container(spec: &SessionSpec, added: &[String]) -> Container {
     let env = spec
         .env
         .iter()
@@ -187,7 +184,7 @@ fn container(spec: &SessionSpec) -> Container {
             allow_privilege_escalation: Some(false),
             capabilities: Some(Capabilities {
                 drop: Some(vec!["ALL".to_owned()]),
-                add: (!added.is_empty()).then_some(added),
+                add: (!added.is_empty()).then(|| added.to_vec()),
             }),
             ..Default::default()
         }),

@@ -1,5 +1,6 @@
 use super::*;
 use crate::TunnelMode;
+use streamspace_agent::homes::is_home_of;
 use streamspace_protocol::{Cpu, HomeVolume, Memory, PortProtocol, Resources};
 
 const SESSION: &str = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
@@ -42,13 +43,28 @@ fn options() -> KubernetesOptions {
     }
 }
 
+/// The Deployment the platform makes for `spec` on agent `agent-7`.
+fn deploy(spec: &SessionSpec, options: &KubernetesOptions) -> Deployment {
+    let confinement = validate(spec, options).expect("a valid spec");
+    deployment(spec, &confinement, "agent-7", options)
+}
+
 fn pod_spec(deployment: &Deployment) -> &PodSpec {
     deployment.spec.template.spec.as_ref().expect("pod spec")
 }
 
+/// The session container's capabilities (dropped and added).
+fn capabilities(deployment: &Deployment) -> Capabilities {
+    pod_spec(deployment).containers[0]
+        .security_context
+        .as_ref()
+        .and_then(|s| s.capabilities.clone())
+        .expect("capabilities")
+}
+
 #[test]
 fn deployment_is_named_labelled_and_selects_its_session() {
-    let d = deployment(&spec(), "agent-7", &options());
+    let d = deploy(&spec(), &options());
     assert_eq!(
         d.metadata.name.as_deref(),
         Some("streamspace-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
@@ -81,7 +97,7 @@ fn deployment_is_named_labelled_and_selects_its_session() {
 
 #[test]
 fn container_has_image_env_ports_and_equal_requests_and_limits() {
-    let d = deployment(&spec(), "agent-7", &options());
+    let d = deploy(&spec(), &options());
     let pod = pod_spec(&d);
     assert_eq!(pod.containers.len(), 1);
     let c = &pod.containers[0];
@@ -114,7 +130,7 @@ fn container_has_image_env_ports_and_equal_requests_and_limits() {
 
 #[test]
 fn sessions_run_restricted_without_api_access() {
-    let d = deployment(&spec(), "agent-7", &options());
+    let d = deploy(&spec(), &options());
     let pod = pod_spec(&d);
     assert_eq!(pod.automount_service_account_token, Some(false));
     assert_eq!(pod.enable_service_links, Some(false));
@@ -149,7 +165,7 @@ fn sessions_run_restricted_without_api_access() {
         image_pull_secrets: Vec::new(),
         ..options()
     };
-    let d = deployment(&spec(), "agent-7", &relaxed);
+    let d = deploy(&spec(), &relaxed);
     let pod = pod_spec(&d);
     let security = pod.security_context.as_ref().expect("pod security");
     assert_eq!(security.run_as_non_root, None);
@@ -159,7 +175,7 @@ fn sessions_run_restricted_without_api_access() {
 
 #[test]
 fn home_is_a_claim_mounted_at_the_home_path() {
-    let d = deployment(&spec(), "agent-7", &options());
+    let d = deploy(&spec(), &options());
     let pod = pod_spec(&d);
     let volume = &pod.volumes.as_ref().expect("volumes")[0];
     assert_eq!(
@@ -203,7 +219,7 @@ fn no_home_no_resources_no_extras() {
     bare.env.clear();
     bare.ports[0].name = "a-port-name-too-long".into();
     assert!(home_claim(&bare, "agent-7", &options()).is_none());
-    let d = deployment(&bare, "agent-7", &options());
+    let d = deploy(&bare, &options());
     let pod = pod_spec(&d);
     assert_eq!(pod.volumes, None);
     let c = &pod.containers[0];
@@ -253,7 +269,7 @@ fn ids_and_the_seal_are_labels_and_the_claim_has_no_seal() {
     sealed.user_id = "0190a1b2-0000-7000-8000-00000000000a".into();
     sealed.template_id = "0190a1b2-0000-7000-8000-00000000000b".into();
     sealed.seal = "0123456789abcdef0123456789abcdef".into();
-    let d = deployment(&sealed, "agent-7", &options());
+    let d = deploy(&sealed, &options());
     let labels = d.metadata.labels.clone().expect("labels");
     assert_eq!(labels[labels::USER_ID], sealed.user_id);
     assert_eq!(labels[labels::TEMPLATE_ID], sealed.template_id);
@@ -282,38 +298,49 @@ fn ids_and_the_seal_are_labels_and_the_claim_has_no_seal() {
 
 #[test]
 fn capabilities_are_dropped_and_the_templates_given_back() {
-    let d = deployment(&spec(), "agent-7", &options());
-    let caps = pod_spec(&d).containers[0]
-        .security_context
-        .as_ref()
-        .and_then(|s| s.capabilities.clone())
-        .expect("capabilities");
+    let d = deploy(&spec(), &options());
+    let caps = capabilities(&d);
     assert_eq!(caps.add, None);
 
     let mut s6 = spec();
     s6.security.capabilities = vec!["CHOWN".into(), "SETUID".into(), "SETGID".into()];
-    let d = deployment(&s6, "agent-7", &options());
-    let caps = pod_spec(&d).containers[0]
-        .security_context
-        .as_ref()
-        .and_then(|s| s.capabilities.clone())
-        .expect("capabilities");
+    let d = deploy(&s6, &options());
+    let caps = capabilities(&d);
     assert_eq!(caps.drop, Some(vec!["ALL".to_owned()]));
     assert_eq!(caps.add, Some(s6.security.capabilities.clone()));
 }
 
 #[test]
 fn validation_refuses_what_cannot_become_objects() {
-    assert_eq!(validate(&spec()), Ok(()));
+    assert!(validate(&spec(), &options()).is_ok());
     let mut bad = spec();
     bad.security.capabilities = vec!["CAP_NET_ADMIN".into()];
-    let err = validate(&bad).expect_err("prefixed capability");
+    let err = validate(&bad, &options()).expect_err("prefixed capability");
     assert!(err.contains("write \"NET_ADMIN\""), "{err}");
     let err = crate::render::to_yaml(&bad, "agent-7", &options()).expect_err("render refuses");
     assert!(err.contains("unknown Linux capability"), "{err}");
     let mut bad = spec();
     bad.session_id = "Not_A_Name".into();
-    assert!(validate(&bad).is_err());
+    assert!(validate(&bad, &options()).is_err());
+}
+
+/// NET_RAW on a node's pod network lets a session answer ARP for its
+/// neighbours: refused unless the agent's operator allows it.
+#[test]
+fn capabilities_that_break_isolation_need_the_operators_consent() {
+    let mut raw = spec();
+    raw.security.capabilities = vec!["NET_RAW".into()];
+    let err = validate(&raw, &options()).expect_err("NET_RAW");
+    assert!(err.contains("--allow-capability NET_RAW"), "{err}");
+    let err = crate::render::to_yaml(&raw, "agent-7", &options()).expect_err("render refuses");
+    assert!(err.contains("--allow-capability NET_RAW"), "{err}");
+    let allowing = KubernetesOptions {
+        allowed_capabilities: vec!["NET_RAW".into()],
+        ..options()
+    };
+    let d = deploy(&raw, &allowing);
+    let caps = capabilities(&d);
+    assert_eq!(caps.add, Some(vec!["NET_RAW".to_owned()]));
 }
 
 #[test]
@@ -328,8 +355,28 @@ fn a_claim_is_a_users_home_only_when_its_labels_say_so() {
     assert!(!is_home_of(&labels("alice-dev", "desktop"), &spec()));
     assert!(!is_home_of(&labels("alice", "dev-desktop"), &spec()));
     assert!(!is_home_of(&BTreeMap::new(), &spec()));
-    // Labels hold names as the platform made them valid.
+    // Label values are names made valid (cut to 63 characters, odd
+    // characters replaced): a claim whose labels only a mangled name matches
+    // is nobody's, or two users could share one.
+    let long = |last: char| format!("{}{last}", "a".repeat(63));
+    let mut theirs = spec();
+    theirs.user = long('x');
+    let mut other = spec();
+    other.user = long('y');
+    let made = home_claim(&theirs, "agent-7", &options())
+        .and_then(|c| c.metadata.labels)
+        .expect("labels");
+    assert!(
+        !is_home_of(&made, &other),
+        "{} vs {}",
+        theirs.user,
+        other.user
+    );
     let mut odd = spec();
     odd.user = "Bob Smith".into();
-    assert!(is_home_of(&labels("Bob-Smith", "desktop"), &odd));
+    assert!(!is_home_of(&labels("Bob-Smith", "desktop"), &odd));
+    // Ids, where the labels have them, must be the spec's too.
+    let mut with_ids = labels("alice", "desktop");
+    with_ids.insert(labels::USER_ID.to_owned(), "someone-else".to_owned());
+    assert!(!is_home_of(&with_ids, &spec()));
 }

@@ -15,10 +15,10 @@ pub fn session_objects(
     agent_id: &str,
     options: &KubernetesOptions,
 ) -> Result<(Option<PersistentVolumeClaim>, Deployment), String> {
-    validate(spec)?;
+    let confinement = validate(spec, options)?;
     Ok((
         home_claim(spec, agent_id, options),
-        deployment(spec, agent_id, options),
+        deployment(spec, &confinement, agent_id, options),
     ))
 }
 

@@ -51,6 +51,24 @@ pub fn remove_agent_containers(agent_id: &str) {
     }
 }
 
+/// Names of the volumes an agent made (persistent homes carry its label).
+pub fn agent_volumes(agent_id: &str) -> anyhow::Result<Vec<String>> {
+    let filter = format!("label=io.streamspace.agent={agent_id}");
+    let out = docker(&["volume", "ls", "-q", "--filter", &filter])?;
+    Ok(out.lines().map(str::to_owned).collect())
+}
+
+/// Removes an agent's containers, then its volumes, which cannot go while
+/// a container uses them (test cleanup).
+pub fn remove_agent_objects(agent_id: &str) {
+    remove_agent_containers(agent_id);
+    if let Ok(names) = agent_volumes(agent_id) {
+        for name in names {
+            remove_volume(&name);
+        }
+    }
+}
+
 pub fn remove_container(name: &str) -> anyhow::Result<()> {
     docker(&["rm", "-f", name]).map(|_| ())
 }
@@ -67,13 +85,14 @@ pub fn require_image(tag: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Removes containers of every agent whose id is in the list when dropped.
+/// Removes the containers and volumes (persistent homes) of every agent
+/// whose id is in the list when dropped.
 pub struct Cleanup(pub Vec<String>);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
         for agent in &self.0 {
-            remove_agent_containers(agent);
+            remove_agent_objects(agent);
         }
     }
 }

@@ -2,15 +2,20 @@
 //! names, cleanup that runs even when a test panics, and polling with
 //! deadlines instead of sleeps.
 
+// Each test binary compiles this module and uses a part of it.
+#![allow(dead_code)]
+
 use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::ContainerInspectResponse;
-use bollard::query_parameters::{RemoveContainerOptionsBuilder, RemoveVolumeOptions};
+use bollard::query_parameters::{
+    ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptions,
+};
 use futures::StreamExt;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::time::{Duration, Instant};
-use streamspace_agent::Platform;
+use streamspace_agent::{Platform, PlatformResult};
 use streamspace_docker::{DockerOptions, DockerPlatform, container_name};
 use streamspace_protocol::{HomeVolume, PortProtocol, PortSpec, Resources, SessionSpec};
 use tokio::io::AsyncReadExt;
@@ -41,6 +46,16 @@ pub async fn require_image(docker: &Docker) {
 pub fn unique(prefix: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
     format!("{prefix}-{}", &id[..12])
+}
+
+/// A platform whose sessions join `network` (a test's own, so that
+/// pruning or racing for it touches no one else's sessions).
+pub async fn platform_on(agent_id: &str, network: &str) -> PlatformResult<DockerPlatform> {
+    let options = DockerOptions {
+        network: network.to_owned(),
+        ..DockerOptions::default()
+    };
+    DockerPlatform::connect(agent_id, options).await
 }
 
 pub async fn platform(agent_id: &str) -> DockerPlatform {
@@ -97,8 +112,6 @@ impl Cleanup {
         self.volumes.push(volume.to_owned());
     }
 
-    // Each test binary compiles this module; not all of them make networks.
-    #[allow(dead_code)]
     pub fn network(&mut self, network: &str) {
         self.networks.push(network.to_owned());
     }
@@ -203,4 +216,31 @@ pub async fn exec(docker: &Docker, session_id: &str, script: &str) -> String {
         text.push_str(&chunk.expect("exec output").to_string());
     }
     text
+}
+
+/// Ids of the networks called exactly `name`.
+pub async fn networks_named(docker: &Docker, name: &str) -> Vec<String> {
+    let filters = HashMap::from([("name", vec![name.to_owned()])]);
+    let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
+    docker
+        .list_networks(Some(options))
+        .await
+        .expect("list networks")
+        .into_iter()
+        .filter(|n| n.name.as_deref() == Some(name))
+        .filter_map(|n| n.id)
+        .collect()
+}
+
+/// The ids of the networks a session's container is attached to.
+pub async fn attached(docker: &Docker, session_id: &str) -> Vec<String> {
+    let container = inspect(docker, session_id).await.expect("container");
+    let networks = container
+        .network_settings
+        .and_then(|n| n.networks)
+        .unwrap_or_default();
+    networks
+        .into_values()
+        .filter_map(|n| n.network_id)
+        .collect()
 }

@@ -7,7 +7,7 @@ use http_body_util::BodyExt;
 use kube::client::Body;
 use serde_json::{Value, json};
 use std::time::Duration;
-use streamspace_kubernetes::objects::deployment;
+use streamspace_kubernetes::objects::{deployment, validate};
 use streamspace_kubernetes::{Client, KubernetesOptions, TunnelMode};
 use streamspace_protocol::{
     Cpu, HomeVolume, Memory, PortProtocol, PortSpec, Resources, SessionSpec,
@@ -83,8 +83,9 @@ pub fn spec(home: bool) -> SessionSpec {
 /// The session's Deployment as the apiserver returns it: what the
 /// platform creates, with `replicas` and status filled in.
 pub fn deployment_json(replicas: i32, ready: i32) -> Value {
-    let mut d = serde_json::to_value(deployment(&spec(true), AGENT, &options()))
-        .expect("deployment serializes");
+    let confinement = validate(&spec(true), &options()).expect("a valid spec");
+    let made = deployment(&spec(true), &confinement, AGENT, &options());
+    let mut d = serde_json::to_value(made).expect("deployment serializes");
     d["metadata"]["uid"] = json!("d5a1e3c4-0000-4000-8000-000000000001");
     d["metadata"]["resourceVersion"] = json!("4711");
     d["metadata"]["creationTimestamp"] = json!("2026-05-04T10:00:00Z");
