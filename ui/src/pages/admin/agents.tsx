@@ -135,8 +135,14 @@ function AgentCard({
   onRemove: () => void;
 }) {
   const tone = a.status === 'online' ? 'green' : a.status === 'draining' ? 'amber' : 'grey';
-  const m = a.metrics;
-  const maxSessions = a.capacity.max_sessions;
+  // A number the agent did not report is 0, as in the agent protocol.
+  const m = a.metrics && {
+    sessions_running: a.metrics.sessions_running,
+    cpu_percent: a.metrics.cpu_percent ?? 0,
+    memory_used_bytes: a.metrics.memory_used_bytes ?? 0,
+    memory_total_bytes: a.metrics.memory_total_bytes ?? 0,
+  };
+  const maxSessions = a.capacity.max_sessions ?? 0;
   return (
     <li class="card agent-card" data-agent={a.name} data-status={a.status}>
       <div class="agent-head">
