@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, errorMessage, type Agent, type EnrollmentToken } from '../../api';
 import { useEvents } from '../../events';
+import { useResource } from '../../hooks';
 import { absolute, ago, bytes, memory, useNow } from '../../format';
 import {
   Badge,
@@ -17,21 +18,11 @@ import {
 } from '../../components/ui';
 
 export function AgentsPage() {
-  const [agents, setAgents] = useState<Agent[] | null>(null);
-  const [error, setError] = useState<string | null>(null);
+  const { data: agents, error, reload: load, setData: setAgents } = useResource(api.agents);
   const [enrolling, setEnrolling] = useState(false);
   const now = useNow(5000);
 
-  const load = () =>
-    api.agents().then(
-      (a) => {
-        setAgents(a);
-        setError(null);
-      },
-      (err) => setError(errorMessage(err)),
-    );
   useEffect(() => {
-    load();
     // Heartbeats do not all arrive as events; a slow poll keeps "last heartbeat" honest.
     const t = setInterval(load, 15000);
     return () => clearInterval(t);
