@@ -20,7 +20,7 @@ if [[ ! -f $stamp || package-lock.json -nt $stamp || package.json -nt $stamp ]];
 fi
 
 if [[ -f dist/index.html ]] &&
-  [[ -z $(find src public index.html vite.config.ts tsconfig.json package-lock.json \
+  [[ -z $(find src public index.html openapi.json vite.config.ts tsconfig.json package-lock.json \
     -newer dist/index.html -print -quit) ]]; then
   log "ui/dist is up to date"
   exit 0

@@ -7,14 +7,17 @@
 #   scripts/test-api-fuzz.sh BINARY
 #
 # BINARY is the `streamspace` binary (a debug build also catches integer
-# overflow). The server runs on a free loopback port with a fresh data
-# directory, on SQLite; export STREAMSPACE_DATABASE_URL to fuzz PostgreSQL.
+# overflow). The server runs on `--listen 127.0.0.1:0` (the kernel picks the
+# port; the URL comes from its startup line) with a fresh data directory, on
+# SQLite; export STREAMSPACE_DATABASE_URL to fuzz PostgreSQL.
 # STREAMSPACE_FUZZ_EXAMPLES (default 100, about a minute) bounds the cases per operation and
 # phase; STREAMSPACE_FUZZ_SEED replays a run.
 set -euo pipefail
 
 BIN=${1:?usage: scripts/test-api-fuzz.sh BINARY}
 BIN=$(realpath "$BIN")
+# shellcheck source=scripts/lib/server-url.sh
+source "$(dirname "$0")/lib/server-url.sh"
 VENV=/var/tmp/streamspace-venv
 EXAMPLES=${STREAMSPACE_FUZZ_EXAMPLES:-100}
 PASSWORD=fuzz-admin-password
@@ -50,12 +53,16 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-url=http://127.0.0.1:$port
-log "starting $BIN server on $url"
+log "starting $BIN server on 127.0.0.1, a port of the kernel's choice"
 STREAMSPACE_ADMIN_PASSWORD=$PASSWORD STREAMSPACE_LOG=info,tower_http=warn \
-    "$BIN" server --listen "127.0.0.1:$port" --data-dir "$work/data" >"$work/server.log" 2>&1 &
+    "$BIN" server --listen 127.0.0.1:0 --data-dir "$work/data" >"$work/server.log" 2>&1 &
 server_pid=$!
+if ! url=$(server_url "$work/server.log" "$server_pid" 60); then
+    cat "$work/server.log" >&2
+    log "the server printed no URL"
+    exit 1
+fi
+log "server at $url"
 for _ in $(seq 100); do
     curl -fs "$url/healthz" >/dev/null 2>&1 && break
     kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }

@@ -4,8 +4,9 @@
 #
 #   scripts/test-ui.sh path/to/streamspace [tests/ui/NAME.test.mjs ...]
 #
-# Starts `streamspace up` on a free loopback port with a fresh data directory
-# and a known admin password, waits for /healthz, puts Debian's nginx and
+# Starts `streamspace up` on `--listen 127.0.0.1:0` (the kernel picks the
+# port; the URL comes from its startup line) with a fresh data directory and
+# a known admin password, waits for /healthz, puts Debian's nginx and
 # Caddy in front of it over TLS (tests/ui/proxies.sh), runs tests/ui (node
 # --test with playwright-core; all of them, or the files named), and saves
 # screenshots and the server and proxy logs to test-artifacts/ui/. Always
@@ -56,14 +57,18 @@ rm -rf "$ARTIFACTS"
 mkdir -p "$ARTIFACTS"
 WORK=$(mktemp -d /tmp/streamspace-ui-test.XXXXXX)
 DATA=$WORK/data
+# The proxies in front (tests/ui/proxies.sh) need ports chosen beforehand.
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-PORT=$(free_port)
-URL=http://127.0.0.1:$PORT
+# The server's, from its startup line.
+URL=
+PORT=
 PASSWORD=ui-test-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
 # Test users get a unique prefix, so their home volumes never collide with a
 # developer's own `streamspace up` on the same engine.
 RUN_ID=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
 SERVER_PID=
+# shellcheck source=scripts/lib/server-url.sh
+source scripts/lib/server-url.sh
 # shellcheck source=tests/ui/proxies.sh
 source tests/ui/proxies.sh
 
@@ -111,13 +116,20 @@ trap cleanup EXIT INT TERM
 PRELOAD=$WORK/no-netlink.so
 cc -shared -fPIC -O2 -o "$PRELOAD" tests/ui/no-netlink.c -ldl || die "cannot build tests/ui/no-netlink.c"
 
-log "starting $BINARY up on $URL"
+log "starting $BINARY up on 127.0.0.1, a port of the kernel's choice"
 STREAMSPACE_ADMIN_PASSWORD=$PASSWORD RUST_LOG=${RUST_LOG:-info} \
-  "$BINARY" up --listen "127.0.0.1:$PORT" --data-dir "$DATA" >"$WORK/server.log" 2>&1 &
+  "$BINARY" up --listen 127.0.0.1:0 --data-dir "$DATA" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 
-# `up` may first build the desktop image (about 10 s).
+# `up` may first build the desktop image (about 10 s), then prints its URL.
 deadline=$((SECONDS + 180))
+if ! URL=$(server_url "$WORK/server.log" "$SERVER_PID" 180); then
+  tail -n 30 "$WORK/server.log" >&2 || true
+  kill -0 "$SERVER_PID" 2>/dev/null || die "streamspace exited before it printed its URL"
+  die "streamspace printed no URL within 180 s"
+fi
+PORT=$(url_port "$URL") || die "no port in the server's URL $URL"
+log "server at $URL"
 until curl -fsS "$URL/healthz" >/dev/null 2>&1; do
   if ! kill -0 "$SERVER_PID" 2>/dev/null; then
     tail -n 30 "$WORK/server.log" >&2 || true

@@ -1,130 +1,34 @@
 // The StreamSpace HTTP API as the browser sees it. Authentication is the
 // HttpOnly `streamspace_token` cookie set by the login endpoint, so no token
 // is ever held in JavaScript.
+//
+// The types are the API's own: api-schema.ts is generated from ui/openapi.json,
+// the document the server serves at /api/v1/openapi.json (docs/UI.md says how
+// to regenerate it), so `tsc` fails wherever the UI no longer fits the API.
 
-export type Role = 'user' | 'admin';
+import type { components } from './api-schema';
 
-export interface User {
-  id: string;
-  username: string;
-  role: Role;
-}
+type Schemas = components['schemas'];
 
-export type Phase =
-  | 'Pending'
-  | 'Starting'
-  | 'Running'
-  | 'Hibernating'
-  | 'Hibernated'
-  | 'Waking'
-  | 'Stopping'
-  | 'Terminated'
-  | 'Failed';
+export type Role = Schemas['Role'];
+export type User = Schemas['User'];
+export type Phase = Schemas['Phase'];
+export type DesiredState = Schemas['DesiredState'];
+export type Session = Schemas['Session'];
+export type PortSpec = Schemas['PortSpec'];
+export type Template = Schemas['Template'];
+export type Agent = Schemas['Agent'];
+export type EnrollmentToken = Schemas['EnrollmentToken'];
 
-export type DesiredState = 'running' | 'hibernated' | 'terminated';
-
-export interface Resources {
-  cpu?: string;
-  memory?: string;
-}
-
-export interface Session {
-  id: string;
-  user: string;
-  user_id: string;
-  template: string;
-  agent_id: string | null;
-  agent_name: string | null;
-  /** What the session uses now, e.g. `{cpu: "120m", memory: "18Mi"}`, when measured. */
-  usage: { cpu: string; memory: string } | null;
-  platform: string;
-  state: DesiredState;
-  phase: Phase;
-  message: string | null;
-  url: string;
-  resources: Resources;
-  /** Whether the session's agent is reachable; `offline` means changes wait for it. */
-  agent_status: 'online' | 'offline' | 'draining' | null;
-  idle_timeout: string | null;
-  created_at: string;
-  updated_at: string;
-  last_activity: string;
-}
-
-export interface PortSpec {
-  name: string;
-  port: number;
-  protocol: 'vnc' | 'http';
-}
-
-export interface TemplateSpec {
-  name: string;
-  display_name: string;
-  description: string;
-  category: string;
-  icon: string;
-  image: string;
-  ports: PortSpec[];
-  /** Shown to admins only (empty for others), like `secret_env`. */
-  env: Record<string, string>;
-  secret_env: Record<string, string>;
-  resources: Resources;
-  /** The most users may ask for; unset: the template's own `resources`. */
-  max_resources: Resources;
-  /** Variables users may set when starting a session. */
-  user_env: string[];
-  user_idle_timeout: boolean;
-  persistent_home: boolean;
-  home_path: string;
-  idle_timeout: string | null;
-  platforms: string[];
-  pids_limit: number;
-  capabilities: string[];
-}
-
-export interface Template extends TemplateSpec {
-  id: string;
-  created_at: string;
-  updated_at: string;
-}
-
-export interface Agent {
-  id: string;
-  name: string;
-  platform: string;
-  region: string | null;
-  labels: Record<string, string>;
-  status: 'online' | 'offline' | 'draining';
-  draining: boolean;
-  version: string | null;
-  last_heartbeat: string | null;
-  capacity: { max_sessions: number; cpu?: string; memory?: string };
-  capabilities: { hibernation: boolean; persistent_storage: boolean; gpu: boolean };
-  session_count: number;
-  metrics: {
-    sessions_running: number;
-    cpu_percent: number;
-    memory_used_bytes: number;
-    memory_total_bytes: number;
-  } | null;
-  created_at: string;
-  /** What its last inventory held that is in nobody's list (see docs/SECURITY.md). */
-  unverified_sessions: UnverifiedSession[];
-}
-
-export interface UnverifiedSession {
-  session_id: string;
-  phase: string;
-  claimed_user: string | null;
-  claimed_template: string | null;
-  reason: string;
-}
-
-export interface EnrollmentToken {
-  token: string;
-  expires_at: string;
-  command: string;
-}
+/**
+ * A template as the form sends it: the API's input, except that a port or
+ * process limit that is not a number is sent as typed, so that the API's
+ * message quotes it.
+ */
+export type TemplateDraftInput = Omit<Schemas['TemplateInput'], 'ports' | 'pids_limit'> & {
+  ports: (Omit<Schemas['PortInput'], 'port'> & { port: number | string })[];
+  pids_limit?: number | string;
+};
 
 /** A failed API call: the server's message, and the input field at fault if any. */
 export class ApiError extends Error {
@@ -191,17 +95,17 @@ async function request<T>(method: string, path: string, body?: unknown): Promise
 
 export const api = {
   login: (username: string, password: string) =>
-    request<{ user: User; expires_at: string }>('POST', '/auth/login', { username, password }),
+    request<Schemas['LoginAnswer']>('POST', '/auth/login', { username, password } satisfies Schemas['Login']),
   logout: () => request<void>('POST', '/auth/logout'),
   logoutAll: () => request<void>('POST', '/auth/logout-all'),
   changePassword: (current_password: string, new_password: string) =>
-    request<void>('PUT', '/users/me/password', { current_password, new_password }),
+    request<void>('PUT', '/users/me/password', { current_password, new_password } satisfies Schemas['PasswordChange']),
   me: () => request<User>('GET', '/users/me'),
 
   templates: () => request<Template[]>('GET', '/templates'),
   template: (id: string) => request<Template>('GET', `/templates/${encodeURIComponent(id)}`),
-  createTemplate: (t: unknown) => request<Template>('POST', '/templates', t),
-  updateTemplate: (id: string, t: unknown) =>
+  createTemplate: (t: TemplateDraftInput) => request<Template>('POST', '/templates', t),
+  updateTemplate: (id: string, t: TemplateDraftInput) =>
     request<Template>('PUT', `/templates/${encodeURIComponent(id)}`, t),
   deleteTemplate: (id: string) => request<void>('DELETE', `/templates/${encodeURIComponent(id)}`),
 
@@ -213,9 +117,10 @@ export const api = {
     return request<Session[]>('GET', `/sessions${qs ? `?${qs}` : ''}`);
   },
   session: (id: string) => request<Session>('GET', `/sessions/${encodeURIComponent(id)}`),
-  launch: (template: string) => request<Session>('POST', '/sessions', { template }),
+  launch: (template: string) =>
+    request<Session>('POST', '/sessions', { template } satisfies Schemas['NewSessionInput']),
   setState: (id: string, state: DesiredState) =>
-    request<Session>('PUT', `/sessions/${encodeURIComponent(id)}/state`, { state }),
+    request<Session>('PUT', `/sessions/${encodeURIComponent(id)}/state`, { state } satisfies Schemas['StateInput']),
   terminate: (id: string) => request<Session>('DELETE', `/sessions/${encodeURIComponent(id)}`),
 
   agents: () => request<Agent[]>('GET', '/agents'),
@@ -223,12 +128,15 @@ export const api = {
   drain: (id: string) => request<Agent>('POST', `/agents/${encodeURIComponent(id)}/drain`),
   undrain: (id: string) => request<Agent>('POST', `/agents/${encodeURIComponent(id)}/undrain`),
   enrollmentToken: (ttl?: string) =>
-    request<EnrollmentToken>('POST', '/agents/enrollment-tokens', ttl ? { ttl } : {}),
+    request<EnrollmentToken>(
+      'POST',
+      '/agents/enrollment-tokens',
+      (ttl ? { ttl } : {}) satisfies Schemas['TokenRequest'],
+    ),
 
   users: () => request<User[]>('GET', '/users'),
-  createUser: (u: { username: string; password: string; role: Role }) =>
-    request<User>('POST', '/users', u),
-  updateUser: (id: string, u: { role?: Role; password?: string }) =>
+  createUser: (u: Schemas['NewUser']) => request<User>('POST', '/users', u),
+  updateUser: (id: string, u: Schemas['UserUpdate']) =>
     request<User>('PUT', `/users/${encodeURIComponent(id)}`, u),
   deleteUser: (id: string) => request<void>('DELETE', `/users/${encodeURIComponent(id)}`),
 };

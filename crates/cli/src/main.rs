@@ -36,6 +36,9 @@ enum Command {
     Connect(connect::ConnectArgs),
     /// Build the demo desktop image from Debian packages (no registry needed).
     BuildImage(image::BuildImageArgs),
+    /// Print the API's OpenAPI document (what GET /api/v1/openapi.json
+    /// serves), without starting a server.
+    Openapi,
 }
 
 #[tokio::main]
@@ -50,6 +53,7 @@ async fn main() -> std::process::ExitCode {
         Command::Up(args) => server::run_up(args).await,
         Command::Connect(args) => connect::run(args).await,
         Command::BuildImage(args) => image::run(args).await,
+        Command::Openapi => print_openapi(),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -57,6 +61,18 @@ async fn main() -> std::process::ExitCode {
             eprintln!("error: {err:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// `ui/openapi.json` is this output (the web UI's types are generated from it).
+fn print_openapi() -> anyhow::Result<()> {
+    use std::io::Write;
+    let json = streamspace_server::api::openapi_json()?;
+    // Not `println!`, which panics when the reader has gone (`| head`);
+    // a reader that has gone wanted no more.
+    match writeln!(std::io::stdout().lock(), "{json}") {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(err.into()),
+        _ => Ok(()),
     }
 }
 

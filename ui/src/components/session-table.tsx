@@ -1,24 +1,19 @@
-import { useEffect, useState } from 'preact/hooks';
+import { useState } from 'preact/hooks';
 import { api, errorMessage, type DesiredState, type Session } from '../api';
 import { useEvents } from '../events';
 import { absolute, age, ago, useNow } from '../format';
+import { useResource } from '../hooks';
 import { Link } from '../router';
 import { Button, confirmDialog, EmptyState, ErrorBanner, Loading, PhaseBadge, toast } from './ui';
 
 /** A live list of sessions: loaded once, then kept current by server-sent events. */
 export function useSessionList(opts: { all?: boolean; includeTerminated?: boolean; ownerId?: string }) {
-  const [sessions, setSessions] = useState<Session[] | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  const load = () => {
-    api
-      .sessions(opts)
-      .then((s) => {
-        setSessions(s);
-        setError(null);
-      })
-      .catch((err) => setError(errorMessage(err)));
-  };
-  useEffect(load, [opts.all, opts.includeTerminated]);
+  const {
+    data: sessions,
+    error,
+    reload: load,
+    setData: setSessions,
+  } = useResource(() => api.sessions(opts), [opts.all, opts.includeTerminated]);
   const upsert = (s: Session) =>
     setSessions((list) => {
       if (!list) return list;

@@ -1,23 +1,27 @@
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import { api, errorMessage, type Session, type Template } from '../api';
 import { useEvents } from '../events';
+import { useResource } from '../hooks';
 import { Link, navigate } from '../router';
 import { Button, EmptyState, ErrorBanner, Loading, PageHeader, TemplateIcon, toast } from '../components/ui';
 
 export function CatalogPage() {
-  const [templates, setTemplates] = useState<Template[] | null>(null);
+  // An error is hidden while the catalog tries again.
+  const apps = useResource(api.templates, [], { clearErrorOnReload: true });
+  const { data: templates, error } = apps;
   const [sessions, setSessions] = useState<Session[]>([]);
-  const [error, setError] = useState<string | null>(null);
   const [query, setQuery] = useState('');
   const [category, setCategory] = useState('');
   const [launching, setLaunching] = useState<string | null>(null);
 
-  const load = () => {
-    setError(null);
-    api.templates().then(setTemplates, (err) => setError(errorMessage(err)));
+  const loadSessions = () => {
     api.sessions().then(setSessions, () => {});
   };
-  useEffect(load, []);
+  useEffect(loadSessions, []);
+  const load = () => {
+    apps.reload();
+    loadSessions();
+  };
   useEvents({
     session: (s) =>
       setSessions((all) =>

@@ -13,6 +13,13 @@ mod views;
 pub use crate::presence::status as agent_status;
 pub use sessions::view as session_view;
 
+/// The OpenAPI document as pretty-printed JSON, without a running server:
+/// what `streamspace openapi` prints and `ui/openapi.json` holds, from which
+/// the web UI's types are generated.
+pub fn openapi_json() -> Result<String, serde_json::Error> {
+    openapi::document().to_pretty_json()
+}
+
 use crate::error::{ApiError, BODY_LIMIT, BodyLimit};
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;

@@ -164,3 +164,19 @@ async fn errors_have_the_documented_shape() -> anyhow::Result<()> {
     assert_eq!(keys, BTreeSet::from(["error", "field"]));
     Ok(())
 }
+
+/// `streamspace openapi` (and so `ui/openapi.json`, the source of the web
+/// UI's types) prints the document the server serves.
+#[tokio::test]
+async fn the_printed_document_is_the_served_one() -> anyhow::Result<()> {
+    let app = spawn_app(Engine::Sqlite).await;
+    let served = Api::new(&app.url)
+        .expect(Method::GET, "/api/v1/openapi.json", None, StatusCode::OK)
+        .await?;
+    let printed: Value = serde_json::from_str(&streamspace_server::api::openapi_json()?)?;
+    assert!(
+        printed == served,
+        "streamspace openapi prints another document than GET /api/v1/openapi.json serves"
+    );
+    Ok(())
+}

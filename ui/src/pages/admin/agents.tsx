@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, errorMessage, type Agent, type EnrollmentToken } from '../../api';
 import { useEvents } from '../../events';
+import { useResource } from '../../hooks';
 import { absolute, ago, bytes, memory, useNow } from '../../format';
 import {
   Badge,
@@ -17,21 +18,11 @@ import {
 } from '../../components/ui';
 
 export function AgentsPage() {
-  const [agents, setAgents] = useState<Agent[] | null>(null);
-  const [error, setError] = useState<string | null>(null);
+  const { data: agents, error, reload: load, setData: setAgents } = useResource(api.agents);
   const [enrolling, setEnrolling] = useState(false);
   const now = useNow(5000);
 
-  const load = () =>
-    api.agents().then(
-      (a) => {
-        setAgents(a);
-        setError(null);
-      },
-      (err) => setError(errorMessage(err)),
-    );
   useEffect(() => {
-    load();
     // Heartbeats do not all arrive as events; a slow poll keeps "last heartbeat" honest.
     const t = setInterval(load, 15000);
     return () => clearInterval(t);
@@ -135,8 +126,14 @@ function AgentCard({
   onRemove: () => void;
 }) {
   const tone = a.status === 'online' ? 'green' : a.status === 'draining' ? 'amber' : 'grey';
-  const m = a.metrics;
-  const maxSessions = a.capacity.max_sessions;
+  // A number the agent did not report is 0, as in the agent protocol.
+  const m = a.metrics && {
+    sessions_running: a.metrics.sessions_running,
+    cpu_percent: a.metrics.cpu_percent ?? 0,
+    memory_used_bytes: a.metrics.memory_used_bytes ?? 0,
+    memory_total_bytes: a.metrics.memory_total_bytes ?? 0,
+  };
+  const maxSessions = a.capacity.max_sessions ?? 0;
   return (
     <li class="card agent-card" data-agent={a.name} data-status={a.status}>
       <div class="agent-head">

@@ -3,7 +3,7 @@
 // control they are about.
 
 import { useEffect, useState } from 'preact/hooks';
-import { api, ApiError, errorMessage, type PortSpec, type Template } from '../../api';
+import { api, ApiError, errorMessage, type PortSpec, type Template, type TemplateDraftInput } from '../../api';
 import { Link, navigate } from '../../router';
 import { IconClose } from '../../components/icons';
 import { Button, ErrorBanner, Field, Loading, PageHeader, TemplateIcon, toast } from '../../components/ui';
@@ -99,7 +99,7 @@ function envOf(d: Draft, secret: boolean): Record<string, string> {
   return Object.fromEntries(rows.map((e) => [e.key.trim(), e.value]));
 }
 
-function toInput(d: Draft) {
+function toInput(d: Draft): TemplateDraftInput {
   const pids = d.pids_limit.trim();
   return {
     name: d.name.trim(),

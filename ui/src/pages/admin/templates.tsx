@@ -1,22 +1,10 @@
-import { useEffect, useState } from 'preact/hooks';
 import { api, errorMessage, type Template } from '../../api';
+import { useResource } from '../../hooks';
 import { Link } from '../../router';
 import { confirmDialog, EmptyState, ErrorBanner, Loading, PageHeader, TemplateIcon, toast, Button } from '../../components/ui';
 
 export function TemplatesPage() {
-  const [templates, setTemplates] = useState<Template[] | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  const load = () =>
-    api.templates().then(
-      (t) => {
-        setTemplates(t);
-        setError(null);
-      },
-      (err) => setError(errorMessage(err)),
-    );
-  useEffect(() => {
-    load();
-  }, []);
+  const { data: templates, error, reload: load, setData: setTemplates } = useResource(api.templates);
 
   const remove = async (t: Template) => {
     const ok = await confirmDialog({

@@ -1,6 +1,7 @@
-import { useEffect, useState } from 'preact/hooks';
+import { useState } from 'preact/hooks';
 import { api, errorMessage, type Role, type User } from '../../api';
 import { useAuth } from '../../app';
+import { useResource } from '../../hooks';
 import { Link } from '../../router';
 import {
   Button,
@@ -18,22 +19,9 @@ import {
 
 export function UsersPage() {
   const { user: me } = useAuth();
-  const [users, setUsers] = useState<User[] | null>(null);
-  const [error, setError] = useState<string | null>(null);
+  const { data: users, error, reload: load, setData: setUsers } = useResource(api.users);
   const [creating, setCreating] = useState(false);
   const [resetting, setResetting] = useState<User | null>(null);
-
-  const load = () =>
-    api.users().then(
-      (u) => {
-        setUsers(u);
-        setError(null);
-      },
-      (err) => setError(errorMessage(err)),
-    );
-  useEffect(() => {
-    load();
-  }, []);
 
   const setRole = async (u: User, role: Role) => {
     try {

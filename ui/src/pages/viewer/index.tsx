@@ -1,0 +1,169 @@
+// The session viewer: the session, kept current, and the pieces around its
+// screen: the connection (connection.ts), the top bar (toolbar.tsx), what
+// covers the screen while there is no desktop (overlays.tsx) and the
+// clipboard panel (clipboard.tsx).
+//
+// Server-sent events say when the session's phase changes (and so when to
+// connect). While the phase is changing the viewer also asks for the session
+// itself, so it starts even when no event gets through (a proxy holding the
+// stream back).
+
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { api, ApiError, errorMessage, type Phase, type Session } from '../../api';
+import { useEvents } from '../../events';
+import { Link, navigate } from '../../router';
+import { changeState, terminateSession } from '../../components/session-table';
+import { Button, Loading } from '../../components/ui';
+import { ClipboardPanel } from './clipboard';
+import { useVncConnection } from './connection';
+import { Overlay } from './overlays';
+import { Toolbar, useFullscreen } from './toolbar';
+
+const SCALE_KEY = 'streamspace.viewer.scale';
+/** Phases that end by themselves; the viewer polls its session through them. */
+const CHANGING: Phase[] = ['Pending', 'Starting', 'Waking', 'Hibernating', 'Stopping'];
+/** A desktop starts in a few seconds: poll often enough to open soon after, seldom enough to be cheap. */
+const PHASE_POLL_MS = 2_000;
+
+/** Keeps the newer of two views of one session. */
+function newer(prev: Session | null, next: Session): Session {
+  return prev && prev.updated_at > next.updated_at ? prev : next;
+}
+
+export function ViewerPage({ id }: { id: string }) {
+  const [session, setSession] = useState<Session | null>(null);
+  const [loadError, setLoadError] = useState<ApiError | null>(null);
+  const [fit, setFit] = useState(localStorage.getItem(SCALE_KEY) !== 'real');
+  const [panel, setPanel] = useState(false);
+  const [acting, setActing] = useState(false);
+  const root = useRef<HTMLDivElement>(null);
+  const screen = useRef<HTMLDivElement>(null);
+
+  const load = () =>
+    api.session(id).then(
+      (s) => {
+        setSession((prev) => newer(prev, s));
+        setLoadError(null);
+      },
+      (err) => setLoadError(err instanceof ApiError ? err : new ApiError(0, errorMessage(err))),
+    );
+
+  useEffect(() => {
+    load();
+  }, [id]);
+  useEvents({
+    session: (s) => s.id === id && setSession((prev) => newer(prev, s)),
+    resync: load,
+  });
+
+  const changing = session !== null && CHANGING.includes(session.phase);
+  useEffect(() => {
+    if (!changing) return;
+    const timer = setInterval(load, PHASE_POLL_MS);
+    return () => clearInterval(timer);
+  }, [changing, id]);
+
+  useEffect(() => {
+    document.title = `${session?.template ?? 'Session'} · StreamSpace`;
+  }, [session?.template]);
+
+  const vnc = useVncConnection({ id, phase: session?.phase, screen, fit, onDrop: load });
+
+  useEffect(() => {
+    localStorage.setItem(SCALE_KEY, fit ? 'fit' : 'real');
+  }, [fit]);
+
+  const { fullscreen, toggle: toggleFullscreen } = useFullscreen(root, vnc.focus);
+
+  const act = async (f: () => Promise<unknown>) => {
+    setActing(true);
+    try {
+      await f();
+    } finally {
+      setActing(false);
+    }
+  };
+  const update = (s: Session) => setSession((prev) => newer(prev, s));
+
+  if (loadError && !session) return <CannotOpen error={loadError} onRetry={load} />;
+  if (!session) {
+    return (
+      <main class="center-page">
+        <Loading what="session" />
+      </main>
+    );
+  }
+
+  const connected = vnc.conn.kind === 'connected';
+  return (
+    <div class="viewer" ref={root} data-testid="viewer" data-conn={vnc.conn.kind} data-phase={session.phase}>
+      <Toolbar
+        session={session}
+        fit={fit}
+        onFit={setFit}
+        panel={panel}
+        onPanel={setPanel}
+        connected={connected}
+        onCtrlAltDel={vnc.sendCtrlAltDel}
+        fullscreen={fullscreen}
+        onFullscreen={toggleFullscreen}
+        acting={acting}
+        onHibernate={() => act(() => changeState(session, 'hibernated', update))}
+        onTerminate={() =>
+          act(async () => {
+            if (await terminateSession(session, update)) navigate('/sessions');
+          })
+        }
+      />
+      <div class="viewer-body">
+        <div class="screen-wrap">
+          <div class={`screen${fit ? ' fit' : ''}`} ref={screen} data-testid="screen" />
+          <Overlay
+            session={session}
+            conn={vnc.conn}
+            acting={acting}
+            onWake={() => act(() => changeState(session, 'running', update))}
+            onReconnect={vnc.reconnect}
+          />
+        </div>
+        <ClipboardPanel
+          open={panel}
+          onClose={() => setPanel(false)}
+          received={vnc.received}
+          connected={connected}
+          onSend={vnc.paste}
+        />
+      </div>
+    </div>
+  );
+}
+
+/** The session cannot be loaded: gone (or someone else's), or the server cannot be reached. */
+function CannotOpen({ error, onRetry }: { error: ApiError; onRetry: () => void }) {
+  const gone = error.status === 404;
+  return (
+    <main class="center-page">
+      <div class="card narrow" role="alert" data-testid="viewer-error">
+        <h1>{gone ? 'Session not found' : 'Cannot open this session'}</h1>
+        <p class="muted">
+          {gone
+            ? 'It may have ended, or it belongs to another user. You can only open your own sessions.'
+            : error.message}
+        </p>
+        <div class="btn-row">
+          {!gone && (
+            <Button variant="primary" onClick={onRetry}>
+              Try again
+            </Button>
+          )}
+          <Link href="/sessions" class="btn">
+            My sessions
+          </Link>
+          <Link href="/" class="btn">
+            Catalog
+          </Link>
+        </div>
+      </div>
+    </main>
+  );
+}

@@ -1,0 +1,130 @@
+// The viewer's top bar: back, the session's name and phase, and its tools
+// (scaling, clipboard, Ctrl+Alt+Del, fullscreen, hibernate, terminate).
+
+import type { RefObject } from 'preact';
+import { useEffect, useState } from 'preact/hooks';
+import type { Session } from '../../api';
+import { PhaseBadge } from '../../components/ui';
+import {
+  IconBack,
+  IconClipboard,
+  IconExpand,
+  IconKeyboard,
+  IconMoon,
+  IconPower,
+  IconShrink,
+} from '../../components/icons';
+import { Link } from '../../router';
+
+/** Whether `root` is the fullscreen element, and a toggle; `afterToggle` runs either way. */
+export function useFullscreen(root: RefObject<HTMLElement | null>, afterToggle: () => void) {
+  const [fullscreen, setFullscreen] = useState(false);
+  useEffect(() => {
+    const onChange = () => setFullscreen(document.fullscreenElement === root.current);
+    document.addEventListener('fullscreenchange', onChange);
+    return () => document.removeEventListener('fullscreenchange', onChange);
+  }, []);
+
+  const toggle = async () => {
+    try {
+      if (document.fullscreenElement) await document.exitFullscreen();
+      else await root.current?.requestFullscreen();
+    } catch {
+      // Refused by the browser (e.g. in an iframe): nothing to undo.
+    }
+    afterToggle();
+  };
+  return { fullscreen, toggle };
+}
+
+type Props = {
+  session: Session;
+  fit: boolean;
+  onFit: (fit: boolean) => void;
+  /** Whether the clipboard panel is open. */
+  panel: boolean;
+  onPanel: (open: boolean) => void;
+  connected: boolean;
+  onCtrlAltDel: () => void;
+  fullscreen: boolean;
+  onFullscreen: () => void;
+  /** A hibernate or terminate request is under way. */
+  acting: boolean;
+  onHibernate: () => void;
+  onTerminate: () => void;
+};
+
+export function Toolbar(p: Props) {
+  const { session, fit, panel, fullscreen } = p;
+  const ended = session.phase === 'Terminated' || session.phase === 'Stopping';
+  return (
+    <header class="viewer-bar">
+      <Link href="/sessions" class="icon-btn" aria-label="Back to my sessions" title="Back to my sessions">
+        <IconBack />
+      </Link>
+      <div class="viewer-title">
+        <strong>{session.template}</strong>
+        <PhaseBadge phase={session.phase} />
+      </div>
+      <div class="viewer-tools" role="toolbar" aria-label="Viewer controls">
+        <div class="segmented" role="group" aria-label="Scaling">
+          <button type="button" aria-pressed={fit} onClick={() => p.onFit(true)} title="Scale to window">
+            Fit
+          </button>
+          <button type="button" aria-pressed={!fit} onClick={() => p.onFit(false)} title="Actual size (1:1)">
+            1:1
+          </button>
+        </div>
+        <button
+          type="button"
+          class="tool"
+          aria-pressed={panel}
+          aria-controls="clipboard-panel"
+          onClick={() => p.onPanel(!panel)}
+          title="Clipboard"
+        >
+          <IconClipboard />
+          <span class="tool-label">Clipboard</span>
+        </button>
+        <button type="button" class="tool" disabled={!p.connected} onClick={p.onCtrlAltDel} title="Send Ctrl+Alt+Del">
+          <IconKeyboard />
+          <span class="tool-label">Ctrl+Alt+Del</span>
+        </button>
+        <button
+          type="button"
+          class="tool"
+          aria-pressed={fullscreen}
+          onClick={p.onFullscreen}
+          title={fullscreen ? 'Exit fullscreen' : 'Fullscreen'}
+        >
+          {fullscreen ? <IconShrink /> : <IconExpand />}
+          <span class="tool-label">{fullscreen ? 'Exit fullscreen' : 'Fullscreen'}</span>
+        </button>
+        {session.state === 'running' && !ended && session.phase !== 'Failed' && (
+          <button
+            type="button"
+            class="tool"
+            disabled={p.acting}
+            onClick={p.onHibernate}
+            title="Hibernate: pause the session, keep its state"
+          >
+            <IconMoon />
+            <span class="tool-label">Hibernate</span>
+          </button>
+        )}
+        {!ended && (
+          <button
+            type="button"
+            class="tool tool-danger"
+            disabled={p.acting}
+            onClick={p.onTerminate}
+            title="Terminate the session"
+          >
+            <IconPower />
+            <span class="tool-label">Terminate</span>
+          </button>
+        )}
+      </div>
+    </header>
+  );
+}
