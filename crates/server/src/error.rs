@@ -2,6 +2,7 @@
 //! (plus `"field"` when one input field is at fault).
 
 use crate::serve::BodyTimedOut;
+use crate::session_error::SessionError;
 use crate::store::StoreError;
 use crate::validate::FieldError;
 use axum::Json;
@@ -41,6 +42,10 @@ pub enum ApiError {
     GatewayTimeout(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The store failed: the client learns only that; the cause is logged
+    /// when the answer is made.
+    #[error("internal error: the database failed; see the control plane's log")]
+    Store(#[source] StoreError),
     /// Refused for now (429 throttled, 503 busy); `Retry-After` says when
     /// to try again.
     #[error("{message}")]
@@ -65,7 +70,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal(_) | ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::RetryLater { status, .. } => *status,
         }
     }
@@ -84,10 +89,28 @@ impl From<StoreError> for ApiError {
                  or look up"
                     .into(),
             ),
-            other => {
-                tracing::error!(error = %other, "store failure");
-                ApiError::Internal("the database failed; see the control plane's log".into())
+            other => ApiError::Store(other),
+        }
+    }
+}
+
+/// The one place the session logic's refusals become HTTP answers.
+impl From<SessionError> for ApiError {
+    fn from(err: SessionError) -> Self {
+        let message = err.to_string();
+        match err {
+            SessionError::Store(store) => store.into(),
+            SessionError::NotFound => ApiError::NotFound(message),
+            SessionError::Quota(_) => ApiError::Forbidden(message),
+            SessionError::Placement(placement) if placement.is_bad_agent_id() => {
+                FieldError::new("agent_id", message).into()
             }
+            SessionError::Placement(_) => ApiError::Unavailable(message),
+            SessionError::NoAgent
+            | SessionError::CannotHibernate
+            | SessionError::Ending { .. }
+            | SessionError::AlreadyTerminated
+            | SessionError::KeptChanging => ApiError::Conflict(message),
         }
     }
 }
@@ -110,6 +133,9 @@ pub struct ErrorBody {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        if status.is_server_error() {
+            log_failure(&self);
+        }
         let field = match &self {
             ApiError::Field(e) => Some(e.field.clone()),
             _ => None,
@@ -132,6 +158,16 @@ impl IntoResponse for ApiError {
                 .insert(http::header::RETRY_AFTER, seconds.max(1).into());
         }
         response
+    }
+}
+
+/// A 500 is the server's fault: its cause goes to the log, where the
+/// operator looks (the client is told only to look there).
+fn log_failure(err: &ApiError) {
+    match err {
+        ApiError::Store(cause) => tracing::error!(error = %cause, "store failure"),
+        ApiError::Internal(cause) => tracing::error!(error = %cause, "internal error"),
+        _ => {}
     }
 }
 

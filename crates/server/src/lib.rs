@@ -16,6 +16,7 @@ pub mod reconcile;
 pub mod scheduler;
 pub mod seal;
 mod serve;
+pub mod session_error;
 pub mod state;
 pub mod store;
 pub mod streams;

@@ -2,9 +2,9 @@
 //! detector and auto-wake all take, so every change is checked against
 //! quotas, stored with its command, audited and announced the same way.
 
-use crate::error::{ApiError, ApiResult};
 use crate::hub::dispatch;
 use crate::quota;
+use crate::session_error::{SessionError, SessionResult};
 use crate::state::AppState;
 use crate::store::{SessionEvent, SessionRecord, new_id};
 use streamspace_protocol::{Action, Command, DesiredState, Phase, ServerMessage};
@@ -26,7 +26,7 @@ pub async fn change_state(
     desired: DesiredState,
     actor: &str,
     reason: Option<&str>,
-) -> ApiResult<SessionRecord> {
+) -> SessionResult<SessionRecord> {
     let mut session = session;
     for _ in 0..RACE_RETRIES {
         if let Some(done) = try_change(state, &session, desired, actor, reason).await? {
@@ -36,11 +36,9 @@ pub async fn change_state(
             .store
             .get_session(&session.id)
             .await?
-            .ok_or_else(|| ApiError::not_found("session"))?;
+            .ok_or(SessionError::NotFound)?;
     }
-    Err(ApiError::Conflict(
-        "the session kept changing while the request was applied: try again".into(),
-    ))
+    Err(SessionError::KeptChanging)
 }
 
 /// One attempt: `Some` with the session as it is now (changed, or already
@@ -51,17 +49,15 @@ async fn try_change(
     desired: DesiredState,
     actor: &str,
     reason: Option<&str>,
-) -> ApiResult<Option<SessionRecord>> {
+) -> SessionResult<Option<SessionRecord>> {
     let Some(agent_id) = session.agent_id.clone() else {
-        return Err(ApiError::Conflict("the session has no agent".into()));
+        return Err(SessionError::NoAgent);
     };
     let Some((phase, action)) = transition(session, desired)? else {
         return Ok(Some(session.clone()));
     };
     if action == Action::Hibernate && !agent_supports_hibernation(state, &agent_id).await? {
-        return Err(ApiError::Conflict(
-            "this session's platform cannot hibernate sessions".into(),
-        ));
+        return Err(SessionError::CannotHibernate);
     }
     let command = Command {
         id: new_id(),
@@ -102,7 +98,7 @@ async fn write_change(
     (desired, phase): (DesiredState, Phase),
     agent_id: &str,
     command: &Command,
-) -> ApiResult<Option<SessionRecord>> {
+) -> SessionResult<Option<SessionRecord>> {
     if wakes {
         quota::check_wake(state, session).await?;
     }
@@ -121,12 +117,10 @@ pub async fn force_terminate(
     state: &AppState,
     session: &SessionRecord,
     actor: &str,
-) -> ApiResult<SessionRecord> {
+) -> SessionResult<SessionRecord> {
     let message = format!("force-terminated by {actor} without waiting for the agent");
     let Some(ended) = state.store.force_terminate(&session.id, &message).await? else {
-        return Err(ApiError::Conflict(
-            "the session is already terminated".into(),
-        ));
+        return Err(SessionError::AlreadyTerminated);
     };
     tracing::warn!(session_id = %session.id, %actor, "session force-terminated");
     let event = SessionEvent::new(actor, "force_terminated")
@@ -153,19 +147,13 @@ pub async fn force_terminate(
 pub fn transition(
     session: &SessionRecord,
     desired: DesiredState,
-) -> ApiResult<Option<(Phase, Action)>> {
+) -> SessionResult<Option<(Phase, Action)>> {
     use Phase::*;
     let ending = session.phase == Terminated || session.state == DesiredState::Terminated;
     if ending && desired != DesiredState::Terminated {
-        return Err(ApiError::Conflict(format!(
-            "the session is {}: a terminated session cannot run again; start a new one from \
-             its template",
-            if session.phase == Terminated {
-                "terminated"
-            } else {
-                "being terminated"
-            }
-        )));
+        return Err(SessionError::Ending {
+            terminated: session.phase == Terminated,
+        });
     }
     if session.phase == Terminated {
         return Ok(None);
@@ -214,7 +202,7 @@ pub fn action_for(session: &SessionRecord, desired: DesiredState) -> Action {
     }
 }
 
-async fn agent_supports_hibernation(state: &AppState, agent_id: &str) -> ApiResult<bool> {
+async fn agent_supports_hibernation(state: &AppState, agent_id: &str) -> SessionResult<bool> {
     let agent = state.store.get_agent(agent_id).await?;
     Ok(agent.is_some_and(|a| a.capabilities.hibernation))
 }

@@ -8,69 +8,68 @@
 //! releases compute; waking one re-checks CPU and memory.
 //! Sessions whose template sets no CPU or memory count as zero for those.
 
-use crate::error::{ApiError, ApiResult};
+use crate::session_error::{QuotaExceeded, SessionResult};
 use crate::state::AppState;
-use crate::store::{Limits, SessionRecord, Usage};
+use crate::store::{Limits, SessionRecord, StoreResult, Usage};
 use serde::{Deserialize, Serialize};
 use streamspace_protocol::{Cpu, Memory, Resources};
 
 /// The limits that apply to `user_id`.
-pub async fn limits_for(state: &AppState, user_id: &str) -> ApiResult<Limits> {
+pub async fn limits_for(state: &AppState, user_id: &str) -> StoreResult<Limits> {
     let own = state.store.quota_override(user_id).await?;
     Ok(own.over(state.config.quota_defaults))
 }
 
 /// A new session asking for `resources` fits the user's quota.
-pub async fn check_create(state: &AppState, user_id: &str, resources: &Resources) -> ApiResult<()> {
+pub async fn check_create(
+    state: &AppState,
+    user_id: &str,
+    resources: &Resources,
+) -> SessionResult<()> {
     let limits = limits_for(state, user_id).await?;
     let usage = state.store.usage(user_id).await?;
     if let Some(max) = limits.max_sessions
         && usage.sessions + 1 > max
     {
-        return Err(exceeded(format!(
-            "{} of {max} sessions in use: terminate one first",
-            usage.sessions
-        )));
+        return Err(QuotaExceeded::Sessions {
+            used: usage.sessions,
+            max,
+        }
+        .into());
     }
-    check_compute(&limits, &usage, resources)
+    Ok(check_compute(&limits, &usage, resources)?)
 }
 
 /// Waking `session` fits its owner's CPU and memory quota.
-pub async fn check_wake(state: &AppState, session: &SessionRecord) -> ApiResult<()> {
+pub async fn check_wake(state: &AppState, session: &SessionRecord) -> SessionResult<()> {
     let limits = limits_for(state, &session.user_id).await?;
     let usage = state.store.usage(&session.user_id).await?;
-    check_compute(&limits, &usage, &session.spec.resources)
+    Ok(check_compute(&limits, &usage, &session.spec.resources)?)
 }
 
-fn check_compute(limits: &Limits, usage: &Usage, wanted: &Resources) -> ApiResult<()> {
+fn check_compute(limits: &Limits, usage: &Usage, wanted: &Resources) -> Result<(), QuotaExceeded> {
     let cpu = wanted.cpu.map_or(0, Cpu::millicores);
     // Saturating: usage summed from absurd requests reaches u64::MAX.
     if let Some(max) = limits.cpu_millis
         && usage.cpu_millis.saturating_add(cpu) > max
     {
-        return Err(exceeded(format!(
-            "cpu: {} in use + {} requested > {} allowed",
-            Cpu(usage.cpu_millis),
-            Cpu(cpu),
-            Cpu(max)
-        )));
+        return Err(QuotaExceeded::Cpu {
+            used: Cpu(usage.cpu_millis),
+            requested: Cpu(cpu),
+            max: Cpu(max),
+        });
     }
     let memory = wanted.memory.map_or(0, Memory::bytes);
     if let Some(max) = limits.memory_bytes
         && usage.memory_bytes.saturating_add(memory) > max
     {
-        return Err(exceeded(format!(
-            "memory: {} in use + {} requested > {} allowed",
-            Memory(usage.memory_bytes),
-            Memory(memory),
-            Memory(max)
-        )));
+        return Err(QuotaExceeded::Memory {
+            used: Memory(usage.memory_bytes),
+            requested: Memory(memory),
+            max: Memory(max),
+        });
     }
     Ok(())
-}
-
-fn exceeded(detail: String) -> ApiError {
-    ApiError::Forbidden(format!("quota exceeded: {detail}"))
 }
 
 /// Limits as the API shows and accepts them: quantities as strings, `null`
@@ -129,7 +128,7 @@ pub struct QuotaView {
     pub usage: UsageView,
 }
 
-pub async fn view(state: &AppState, user_id: &str) -> ApiResult<QuotaView> {
+pub async fn view(state: &AppState, user_id: &str) -> StoreResult<QuotaView> {
     let own = state.store.quota_override(user_id).await?;
     let usage = state.store.usage(user_id).await?;
     Ok(QuotaView {
@@ -182,7 +181,7 @@ mod tests {
         };
         let err = check_compute(&limits, &usage, &one_core).expect_err("over the cpu limit");
         assert_eq!(
-            err.to_string(),
+            crate::session_error::SessionError::from(err).to_string(),
             "quota exceeded: cpu: 1 in use + 1 requested > 1 allowed"
         );
         assert!(check_compute(&limits, &Usage::default(), &one_core).is_ok());

@@ -93,9 +93,13 @@ async fn hibernate_idle(state: &AppState, session: SessionRecord) {
     .await
     {
         Ok(_) => tracing::info!(session_id = %id, %reason, "hibernated an idle session"),
-        // A platform that cannot hibernate keeps idle sessions running.
+        // Expected: a platform that cannot hibernate keeps idle sessions
+        // running; the session moved on meanwhile.
+        Err(err) if err.is_refusal() => {
+            tracing::debug!(session_id = %id, error = %err, "idle session not hibernated")
+        }
         Err(err) => {
-            tracing::debug!(session_id = %id, error = %err, "cannot hibernate idle session")
+            tracing::error!(session_id = %id, error = %err, "cannot hibernate idle session")
         }
     }
 }

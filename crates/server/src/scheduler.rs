@@ -5,11 +5,10 @@
 //! online, not draining and have room (sessions, CPU, memory); the least
 //! loaded wins. When nothing fits, the error counts why.
 
-use crate::error::{ApiError, ApiResult};
 use crate::presence::status as agent_status;
+use crate::session_error::{PlacementError, SessionResult, Unfit};
 use crate::state::AppState;
 use crate::store::{AgentLoad, AgentRecord};
-use crate::validate::FieldError;
 use std::collections::BTreeMap;
 use streamspace_protocol::{Capacity, Cpu, Memory, Resources};
 
@@ -23,15 +22,7 @@ pub struct Placement<'a> {
     pub resources: Resources,
 }
 
-/// Why an agent cannot take a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Unfit {
-    Offline,
-    Draining,
-    Full,
-}
-
-pub async fn choose(state: &AppState, placement: &Placement<'_>) -> ApiResult<AgentRecord> {
+pub async fn choose(state: &AppState, placement: &Placement<'_>) -> SessionResult<AgentRecord> {
     let platform_ok = |a: &AgentRecord| {
         (placement.platforms.is_empty() || placement.platforms.contains(&a.platform))
             && matches_selector(a, placement.selector)
@@ -42,25 +33,22 @@ pub async fn choose(state: &AppState, placement: &Placement<'_>) -> ApiResult<Ag
             .store
             .get_agent(id)
             .await?
-            .ok_or_else(|| FieldError::new("agent_id", format!("no agent with id {id:?}")))?;
+            .ok_or_else(|| PlacementError::UnknownAgent(id.to_owned()))?;
         if !platform_ok(&agent) {
-            return Err(FieldError::new(
-                "agent_id",
-                format!(
-                    "agent {} runs {} or lacks the selected labels, so this session may not use it",
-                    agent.name, agent.platform
-                ),
-            )
+            return Err(PlacementError::AgentNotAllowed {
+                name: agent.name,
+                platform: agent.platform,
+            }
             .into());
         }
         let load = state.store.agent_load(&agent.id).await?;
         return match fitness(state, &agent, load, &placement.resources) {
             Ok(()) => Ok(agent),
-            Err(why) => Err(ApiError::Unavailable(format!(
-                "agent {} cannot take the session: it is {}",
-                agent.name,
-                describe(why)
-            ))),
+            Err(why) => Err(PlacementError::AgentUnfit {
+                name: agent.name,
+                why,
+            }
+            .into()),
         };
     }
 
@@ -83,8 +71,15 @@ pub async fn choose(state: &AppState, placement: &Placement<'_>) -> ApiResult<Ag
             Err(why) => refused.push(why),
         }
     }
-    best.map(|(_, agent)| agent)
-        .ok_or_else(|| no_fit(placement.platforms, &refused))
+    let platforms = placement.platforms.to_vec();
+    let Some((_, agent)) = best else {
+        return Err(match refused.is_empty() {
+            true => PlacementError::NoAgent { platforms },
+            false => PlacementError::NoCapacity { platforms, refused },
+        }
+        .into());
+    };
+    Ok(agent)
 }
 
 fn matches_selector(agent: &AgentRecord, selector: &BTreeMap<String, String>) -> bool {
@@ -142,39 +137,6 @@ fn utilisation(agent: &AgentRecord, load: AgentLoad) -> f64 {
     sessions
         .max(ratio(load.cpu_millis, c.cpu.map(|x| x.millicores())))
         .max(ratio(load.memory_bytes, c.memory.map(|x| x.bytes())))
-}
-
-fn describe(why: Unfit) -> &'static str {
-    match why {
-        Unfit::Offline => "offline",
-        Unfit::Draining => "draining",
-        Unfit::Full => "full",
-    }
-}
-
-fn no_fit(platforms: &[String], refused: &[Unfit]) -> ApiError {
-    let platform = if platforms.is_empty() {
-        String::new()
-    } else {
-        format!("{} ", platforms.join("/"))
-    };
-    if refused.is_empty() {
-        return ApiError::Unavailable(format!(
-            "no {platform}agent is enrolled: an admin can create an enrollment token \
-             (POST /api/v1/agents/enrollment-tokens) and start an agent with it"
-        ));
-    }
-    let counts: Vec<String> = [Unfit::Offline, Unfit::Draining, Unfit::Full]
-        .into_iter()
-        .filter_map(|kind| {
-            let n = refused.iter().filter(|r| **r == kind).count();
-            (n > 0).then(|| format!("{n} {}", describe(kind)))
-        })
-        .collect();
-    ApiError::Unavailable(format!(
-        "no online {platform}agent with free capacity: {}",
-        counts.join(", ")
-    ))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use crate::auth::{AdminUser, secrets};
 use crate::error::{ApiBytes, ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody, parse_json};
 use crate::lifecycle::force_terminate;
 use crate::presence::{status, with_latest_beat};
+use crate::session_error::SessionError;
 use crate::state::AppState;
 use crate::store::{EnrollError, NewAgent, now_ms};
 use crate::template::PLATFORMS;
@@ -110,8 +111,8 @@ pub async fn delete(
     for session in &sessions {
         // One that ended meanwhile is fine: it is what was asked.
         match force_terminate(&state, session, &actor).await {
-            Ok(_) | Err(ApiError::Conflict(_)) => {}
-            Err(err) => return Err(err),
+            Ok(_) | Err(SessionError::AlreadyTerminated) => {}
+            Err(err) => return Err(err.into()),
         }
     }
     if !state.store.delete_agent(&id).await? {

@@ -22,10 +22,11 @@ pub fn openapi_json() -> Result<String, serde_json::Error> {
 
 use crate::error::{ApiError, BODY_LIMIT, BodyLimit};
 use crate::state::AppState;
-use crate::{hub, tunnel};
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::routing::any;
 use axum::{Extension, Router};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
 
 /// `?force=true` on a removal: end what an absent agent cannot (admins
 /// only), recorded in the audit trail.
@@ -44,65 +45,60 @@ pub struct ForceQuery {
 /// make the server hold per connection.
 const PUBLIC_BODY_LIMIT: BodyLimit = BodyLimit(16 * 1024);
 
-pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route(
-            "/auth/login",
-            post(auth::login).layer(Extension(PUBLIC_BODY_LIMIT)),
-        )
-        .route("/auth/logout", post(auth::logout))
-        .route("/auth/logout-all", post(auth::logout_all))
-        .route("/users/me", get(users::me))
-        .route("/users/me/password", put(users::change_my_password))
-        .route("/users/me/quota", get(users::my_quota))
-        .route(
-            "/users/{id}/quota",
-            get(users::get_quota).put(users::set_quota),
-        )
-        .route("/users", get(users::list).post(users::create))
-        .route(
-            "/users/{id}",
-            get(users::get).put(users::update).delete(users::delete),
-        )
-        .route("/templates", get(templates::list).post(templates::create))
-        .route(
-            "/templates/{id}",
-            get(templates::get)
-                .put(templates::update)
-                .delete(templates::delete),
-        )
-        .route("/agents", get(agents::list))
-        .route(
-            "/agents/enrollment-tokens",
-            post(agents::create_enrollment_token),
-        )
-        .route(
-            "/agents/register",
-            post(agents::register).layer(Extension(PUBLIC_BODY_LIMIT)),
-        )
-        .route("/agents/connect", get(hub::connect))
-        .route("/agents/tunnels/{id}", get(tunnel::accept))
-        .route("/agents/{id}", get(agents::get).delete(agents::delete))
-        .route("/agents/{id}/drain", post(agents::drain))
-        .route("/agents/{id}/undrain", post(agents::undrain))
-        .route("/sessions", get(sessions::list).post(sessions::create))
-        .route(
-            "/sessions/{id}",
-            get(sessions::get).delete(sessions::delete),
-        )
-        .route("/sessions/{id}/state", put(sessions::set_state))
-        .route("/sessions/{id}/logs", get(tunnel::logs))
-        .route("/sessions/{id}/events", get(sessions::events))
-        .route("/sessions/{id}/heartbeat", post(sessions::heartbeat))
-        .route("/events", get(events::stream))
-        .route("/openapi.json", get(openapi::serve))
-        .fallback(api_not_found);
+/// Every route, each registered once: `routes!` gives axum the handler and
+/// the OpenAPI document its `#[utoipa::path]`, so the document cannot miss a
+/// route. Handlers that share a path share a `routes!`.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    use crate::{hub::connection, metrics, tunnel::agent_side, tunnel::logs, tunnel::viewer};
+    OpenApiRouter::new()
+        .routes(public(routes!(auth::login)))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::logout_all))
+        .routes(routes!(users::me))
+        .routes(routes!(users::change_my_password))
+        .routes(routes!(users::my_quota))
+        .routes(routes!(users::get_quota, users::set_quota))
+        .routes(routes!(users::list, users::create))
+        .routes(routes!(users::get, users::update, users::delete))
+        .routes(routes!(templates::list, templates::create))
+        .routes(routes!(
+            templates::get,
+            templates::update,
+            templates::delete
+        ))
+        .routes(routes!(agents::list))
+        .routes(routes!(agents::create_enrollment_token))
+        .routes(public(routes!(agents::register)))
+        .routes(routes!(connection::connect))
+        .routes(routes!(agent_side::accept))
+        .routes(routes!(agents::get, agents::delete))
+        .routes(routes!(agents::drain))
+        .routes(routes!(agents::undrain))
+        .routes(routes!(sessions::list, sessions::create))
+        .routes(routes!(sessions::get, sessions::delete))
+        .routes(routes!(sessions::set_state))
+        .routes(routes!(logs::logs))
+        .routes(routes!(sessions::events))
+        .routes(routes!(sessions::heartbeat))
+        .routes(routes!(events::stream))
+        .routes(routes!(openapi::serve))
+        .routes(routes!(viewer::vnc))
+        .routes(routes!(healthz))
+        .routes(routes!(metrics::serve))
+}
 
-    Router::new()
-        .nest("/api/v1", api)
-        .route("/vnc/{id}", get(tunnel::vnc))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(crate::metrics::serve))
+/// A route anyone may call gets the small body limit.
+fn public(
+    (schemas, paths, handlers): UtoipaMethodRouter<AppState>,
+) -> UtoipaMethodRouter<AppState> {
+    (schemas, paths, handlers.layer(Extension(PUBLIC_BODY_LIMIT)))
+}
+
+pub fn router(state: AppState) -> Router {
+    let (routes, _) = routes().split_for_parts();
+    routes
+        .route("/api/v1", any(api_not_found))
+        .route("/api/v1/{*rest}", any(api_not_found))
         .fallback(crate::ui::serve)
         // For axum's own extractors; `ApiJson` and `ApiBytes` apply the
         // same limit, or a route's `BodyLimit`.

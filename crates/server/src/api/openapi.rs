@@ -1,6 +1,7 @@
 //! `GET /api/v1/openapi.json`: the OpenAPI 3.1 document of this API, derived
-//! from the handlers' `#[utoipa::path]` annotations and the types they take
-//! and answer, so it cannot drift from the code the way prose can.
+//! from the handlers' `#[utoipa::path]` annotations (collected where the
+//! routes are registered, `super::routes`) and the types they take and
+//! answer, so it cannot drift from the code the way prose can.
 //!
 //! Responses that come from shared machinery rather than from one handler
 //! are added here, once, so that no annotation can forget them: 401 wherever
@@ -26,50 +27,7 @@ use utoipa::{Modify, OpenApi};
             unknown body fields are refused; bodies are limited to 1 MiB (16 KiB for \
             logins and agent enrollment) and must arrive within 30 s of their head.",
     ),
-    paths(
-        super::auth::login,
-        super::auth::logout,
-        super::auth::logout_all,
-        super::users::me,
-        super::users::change_my_password,
-        super::users::my_quota,
-        super::users::get_quota,
-        super::users::set_quota,
-        super::users::list,
-        super::users::create,
-        super::users::get,
-        super::users::update,
-        super::users::delete,
-        super::templates::list,
-        super::templates::create,
-        super::templates::get,
-        super::templates::update,
-        super::templates::delete,
-        super::agents::list,
-        super::agents::create_enrollment_token,
-        super::agents::register,
-        crate::hub::connection::connect,
-        crate::tunnel::agent_side::accept,
-        super::agents::get,
-        super::agents::delete,
-        super::agents::drain,
-        super::agents::undrain,
-        super::sessions::list,
-        super::sessions::create,
-        super::sessions::get,
-        super::sessions::delete,
-        super::sessions::set_state,
-        crate::tunnel::logs::logs,
-        super::sessions::events,
-        super::sessions::heartbeat,
-        super::events::stream,
-        serve,
-        crate::tunnel::viewer::vnc,
-        super::healthz,
-        crate::metrics::serve,
-    ),
     components(schemas(ErrorBody)),
-    modifiers(&SharedResponses),
     tags(
         (name = "auth", description = "Logging in and out"),
         (name = "users", description = "Users and their quotas"),
@@ -84,9 +42,14 @@ use utoipa::{Modify, OpenApi};
 )]
 struct ApiDoc;
 
-/// The document, built once.
+/// The document, built once: this header, the paths of every route
+/// (`super::routes`), then the responses they share.
 pub fn document() -> &'static utoipa::openapi::OpenApi {
-    static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(ApiDoc::openapi);
+    static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(|| {
+        let mut document = ApiDoc::openapi().merge_from(super::routes().into_openapi());
+        SharedResponses.modify(&mut document);
+        document
+    });
     &DOCUMENT
 }
 

@@ -10,6 +10,8 @@
 //! size or fragmentation), pong for ping, close for close. Frame headers and
 //! the accept key are tungstenite's.
 
+#[cfg(test)]
+mod conformance;
 mod frames;
 
 pub use frames::{Decoder, Incoming, frame_header, write_frame};

@@ -1,0 +1,161 @@
+//! Why the session logic (lifecycle, quota, placement) refused or failed, in
+//! its own terms: no status codes here. The API turns these into HTTP answers
+//! in one place (`From<SessionError> for ApiError` in `error.rs`); the
+//! reconciler tells expected refusals from store failures by variant.
+
+use crate::store::StoreError;
+use streamspace_protocol::{Cpu, Memory};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("session not found")]
+    NotFound,
+    #[error("the session has no agent")]
+    NoAgent,
+    #[error("this session's platform cannot hibernate sessions")]
+    CannotHibernate,
+    /// Only termination is left for a session that is (being) terminated.
+    #[error(
+        "the session is {}: a terminated session cannot run again; start a new one from its template",
+        if *.terminated { "terminated" } else { "being terminated" }
+    )]
+    Ending { terminated: bool },
+    #[error("the session is already terminated")]
+    AlreadyTerminated,
+    /// It moved under every attempt (agent reports kept landing).
+    #[error("the session kept changing while the request was applied: try again")]
+    KeptChanging,
+    #[error("quota exceeded: {0}")]
+    Quota(#[from] QuotaExceeded),
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub type SessionResult<T> = Result<T, SessionError>;
+
+impl SessionError {
+    /// A refusal the caller could expect (the session or the platform says
+    /// no), as opposed to the store failing.
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, SessionError::Store(_))
+    }
+}
+
+/// Which quota a session would exceed, with the numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum QuotaExceeded {
+    #[error("{used} of {max} sessions in use: terminate one first")]
+    Sessions { used: u64, max: u64 },
+    #[error("cpu: {used} in use + {requested} requested > {max} allowed")]
+    Cpu { used: Cpu, requested: Cpu, max: Cpu },
+    #[error("memory: {used} in use + {requested} requested > {max} allowed")]
+    Memory {
+        used: Memory,
+        requested: Memory,
+        max: Memory,
+    },
+}
+
+/// Why no agent could take a session.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlacementError {
+    /// The `agent_id` asked for names no agent.
+    #[error("no agent with id {0:?}")]
+    UnknownAgent(String),
+    /// The agent asked for runs another platform or lacks the selected labels.
+    #[error(
+        "agent {name} runs {platform} or lacks the selected labels, so this session may not use it"
+    )]
+    AgentNotAllowed { name: String, platform: String },
+    #[error("agent {name} cannot take the session: it is {why}")]
+    AgentUnfit { name: String, why: Unfit },
+    #[error(
+        "no {}agent is enrolled: an admin can create an enrollment token \
+         (POST /api/v1/agents/enrollment-tokens) and start an agent with it",
+        platform_prefix(.platforms)
+    )]
+    NoAgent { platforms: Vec<String> },
+    #[error(
+        "no online {}agent with free capacity: {}",
+        platform_prefix(.platforms),
+        count_unfit(.refused)
+    )]
+    NoCapacity {
+        platforms: Vec<String>,
+        refused: Vec<Unfit>,
+    },
+}
+
+impl PlacementError {
+    /// Whether the request named an agent it may not use (its fault), rather
+    /// than the agents having no room (for now).
+    pub fn is_bad_agent_id(&self) -> bool {
+        matches!(
+            self,
+            PlacementError::UnknownAgent(_) | PlacementError::AgentNotAllowed { .. }
+        )
+    }
+}
+
+/// Why an agent cannot take a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unfit {
+    #[error("offline")]
+    Offline,
+    #[error("draining")]
+    Draining,
+    #[error("full")]
+    Full,
+}
+
+/// `"docker/kubernetes "`, or nothing when any platform would do.
+fn platform_prefix(platforms: &[String]) -> String {
+    match platforms {
+        [] => String::new(),
+        _ => format!("{} ", platforms.join("/")),
+    }
+}
+
+/// `"1 offline, 2 full"`.
+fn count_unfit(refused: &[Unfit]) -> String {
+    let counts: Vec<String> = [Unfit::Offline, Unfit::Draining, Unfit::Full]
+        .into_iter()
+        .filter_map(|kind| {
+            let n = refused.iter().filter(|r| **r == kind).count();
+            (n > 0).then(|| format!("{n} {kind}"))
+        })
+        .collect();
+    counts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_errors_say_what_was_refused() {
+        let err = PlacementError::NoCapacity {
+            platforms: vec!["docker".into()],
+            refused: vec![Unfit::Full, Unfit::Offline, Unfit::Full],
+        };
+        assert_eq!(
+            err.to_string(),
+            "no online docker agent with free capacity: 1 offline, 2 full"
+        );
+        let err = PlacementError::NoAgent { platforms: vec![] };
+        assert!(err.to_string().starts_with("no agent is enrolled"), "{err}");
+    }
+
+    #[test]
+    fn ending_names_how_far_it_got() {
+        let err = SessionError::Ending { terminated: false };
+        assert!(
+            err.to_string()
+                .starts_with("the session is being terminated:")
+        );
+        assert!(SessionError::Quota(QuotaExceeded::Sessions { used: 1, max: 1 }).is_refusal());
+        assert!(!SessionError::Store(StoreError::Corrupt("x".into())).is_refusal());
+    }
+}
