@@ -2,6 +2,7 @@
 //! on its platform.
 //!
 //! - `confinement`: the pids limit and capabilities every platform applies
+//! - `errors`: a platform error's chain of causes as one message
 //! - `homes`: which home a session mounts, and whether a user keeps the one
 //!   from before homes were keyed by ids (each platform a `HomeStore`)
 //! - `identity`: enroll once, then authenticate with the saved secret
@@ -15,6 +16,7 @@
 
 mod backoff;
 pub mod confinement;
+pub mod errors;
 mod executor;
 #[cfg(test)]
 mod fake;
