@@ -6,6 +6,8 @@
 //! - `homes`: which home a session mounts, and whether a user keeps the one
 //!   from before homes were keyed by ids (each platform a `HomeStore`)
 //! - `identity`: enroll once, then authenticate with the saved secret
+//! - `intent`: what the agent last asked of each session, so a platform
+//!   tells its own stops and deletions from ones done to it
 //! - `runtime`: the control channel, reconnected with backoff, heartbeats
 //! - `executor`, `queue`: commands, deduplicated by id, run in arrival
 //!   order by one worker per session
@@ -22,6 +24,7 @@ mod executor;
 mod fake;
 pub mod homes;
 mod identity;
+pub mod intent;
 pub mod platform;
 mod queue;
 mod readiness;

@@ -3,7 +3,6 @@
 
 use crate::Shared;
 use crate::container::{container_name, label_of};
-use crate::state::Intent;
 use bollard::models::EventMessage;
 use bollard::query_parameters::EventsOptionsBuilder;
 use futures::stream::{BoxStream, StreamExt};
@@ -93,11 +92,7 @@ impl Shared {
 
     /// A removed container: our terminate, or somebody else's `docker rm`.
     fn removal_report(&self, session_id: &str) -> SessionReport {
-        if self.intents.get(session_id) == Some(Intent::Terminate) {
-            return SessionReport::new(session_id, Phase::Terminated);
-        }
-        tracing::warn!("session container removed outside StreamSpace");
-        SessionReport::new(session_id, Phase::Failed).with_message(format!(
+        self.intents.removal_report(session_id, || format!(
             "container {} was removed outside StreamSpace (for example with `docker rm`); the session is gone, its home volume (if any) is kept",
             container_name(session_id)
         ))

@@ -21,7 +21,6 @@
 mod cluster;
 mod error;
 mod home;
-mod intent;
 pub mod leader;
 mod lifecycle;
 pub mod names;
@@ -46,6 +45,7 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
+use streamspace_agent::intent::Intents;
 use streamspace_agent::{Platform, PlatformError, PlatformResult, SessionStream, confinement};
 use streamspace_protocol::{
     Capabilities, Capacity, Memory, NodeMetrics, SessionReport, SessionSpec, SessionUsage,
@@ -177,7 +177,7 @@ pub(crate) struct Shared {
     deployments: Api<Deployment>,
     pods: Api<Pod>,
     claims: Api<PersistentVolumeClaim>,
-    intents: intent::Intents,
+    intents: Intents,
     /// What the running watch has seen; see `watch.rs`.
     view: Mutex<watch::View>,
     cluster: cluster::ClusterCache,
@@ -209,7 +209,7 @@ impl KubernetesPlatform {
                 client,
                 agent_id: agent_id.to_owned(),
                 options,
-                intents: intent::Intents::default(),
+                intents: Intents::default(),
                 view: Mutex::new(watch::View::default()),
                 cluster: cluster::ClusterCache::default(),
             }),

@@ -2,7 +2,6 @@
 //! inventory and console output.
 
 use crate::Shared;
-use crate::intent::Intent;
 use crate::names::{CONTAINER, agent_selector, session_selector};
 use crate::phase::{current_pod, desired_replicas, observe};
 use bytes::Bytes;
@@ -13,6 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, LogParams};
 use std::collections::BTreeMap;
 use std::pin::Pin;
+use streamspace_agent::intent::Intent;
 use streamspace_agent::{PlatformError, PlatformResult};
 use streamspace_protocol::{Phase, SessionOrigin, SessionReport, labels};
 

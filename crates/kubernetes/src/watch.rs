@@ -13,7 +13,6 @@
 //! apiserver 20 times a second per starting session.
 
 use crate::Shared;
-use crate::intent::Intent;
 use crate::names::{agent_selector, deployment_name};
 use crate::observe::{SessionObjects, session_of};
 use futures::stream::{BoxStream, StreamExt};
@@ -23,7 +22,7 @@ use kube::runtime::watcher::{self, Event, watcher};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard, PoisonError};
-use streamspace_protocol::{Phase, SessionReport};
+use streamspace_protocol::SessionReport;
 
 /// Distinguishes watch streams, so an old one cannot clear a newer one's
 /// cache.
@@ -240,15 +239,13 @@ impl Watch {
 
     /// A deleted Deployment: our terminate, or somebody's `kubectl delete`.
     fn removal_report(&self, session_id: &str) -> SessionReport {
-        if self.shared.intents.get(session_id) == Some(Intent::Terminate) {
-            return SessionReport::new(session_id, Phase::Terminated);
-        }
-        tracing::warn!(session_id, "session deployment deleted outside StreamSpace");
-        SessionReport::new(session_id, Phase::Failed).with_message(format!(
-            "deployment {} was deleted outside StreamSpace (for example with kubectl delete); \
-             the session is gone, its home volume claim (if any) is kept",
-            deployment_name(session_id)
-        ))
+        self.shared.intents.removal_report(session_id, || {
+            format!(
+                "deployment {} was deleted outside StreamSpace (for example with kubectl delete); \
+                 the session is gone, its home volume claim (if any) is kept",
+                deployment_name(session_id)
+            )
+        })
     }
 }
 
