@@ -12,6 +12,7 @@
 //! - `executor`, `queue`: commands, deduplicated by id, run in arrival
 //!   order by one worker per session
 //! - `readiness`: a session is Running when its VNC server says hello
+//! - `reports`: a platform's watcher sends only changes
 //! - `tunnel`: per-tunnel data channels dialed back to the control plane,
 //!   spliced in the kernel (`streamspace-splice`) when both ends are TCP
 //! - `platform`: the trait each platform (Docker, Kubernetes) implements
@@ -28,6 +29,7 @@ pub mod intent;
 pub mod platform;
 mod queue;
 mod readiness;
+pub mod reports;
 mod runtime;
 mod tls;
 mod tunnel;

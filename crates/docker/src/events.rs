@@ -9,6 +9,7 @@ use futures::stream::{BoxStream, StreamExt};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+use streamspace_agent::reports::LastSent;
 use streamspace_protocol::{Phase, SessionReport, labels};
 
 /// The container events that can change a session's phase.
@@ -32,9 +33,8 @@ pub(crate) fn watch(shared: Arc<Shared>) -> BoxStream<'static, SessionReport> {
         .filters(&filters)
         .build();
     let events = shared.docker.events(Some(options)).boxed();
-    // The last report sent per session: one stop yields `die` and `stop`,
-    // and the second must not repeat the first.
-    let sent: HashMap<String, SessionReport> = HashMap::new();
+    // One stop yields `die` and `stop`; the second must not repeat the first.
+    let sent = LastSent::default();
     futures::stream::unfold(
         (events, shared, sent),
         |(mut events, shared, mut sent)| async move {
@@ -53,13 +53,15 @@ pub(crate) fn watch(shared: Arc<Shared>) -> BoxStream<'static, SessionReport> {
                 let Some(report) = shared.report_for_event(&event).await else {
                     continue;
                 };
-                if sent.get(&report.session_id) == Some(&report) {
+                if !sent.is_news(&report) {
                     continue;
                 }
-                if report.phase.is_final() || report.phase == Phase::Failed {
-                    sent.remove(&report.session_id);
-                } else {
-                    sent.insert(report.session_id.clone(), report.clone());
+                if report.phase == Phase::Failed {
+                    // Docker forgets a failure once sent (Kubernetes does
+                    // not: a failing pod repeats it with every status
+                    // update), so the event after it (`die` after `oom`)
+                    // is sent even when it says the same.
+                    sent.forget(&report.session_id);
                 }
                 return Some((report, (events, shared, sent)));
             }

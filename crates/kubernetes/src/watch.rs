@@ -22,6 +22,7 @@ use kube::runtime::watcher::{self, Event, watcher};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard, PoisonError};
+use streamspace_agent::reports::LastSent;
 use streamspace_protocol::SessionReport;
 
 /// Distinguishes watch streams, so an old one cannot clear a newer one's
@@ -104,8 +105,7 @@ struct Watch {
     /// Objects listed since the watcher's last `Init`, until `InitDone`.
     deployment_buffer: Vec<Deployment>,
     pod_buffer: Vec<Pod>,
-    /// The last report sent per session.
-    sent: HashMap<String, SessionReport>,
+    sent: LastSent,
     pending: VecDeque<SessionReport>,
 }
 
@@ -121,7 +121,7 @@ impl Watch {
             id,
             deployment_buffer: Vec::new(),
             pod_buffer: Vec::new(),
-            sent: HashMap::new(),
+            sent: LastSent::default(),
             pending: VecDeque::new(),
         }
     }
@@ -226,15 +226,9 @@ impl Watch {
     }
 
     fn queue(&mut self, report: SessionReport) {
-        if self.sent.get(&report.session_id) == Some(&report) {
-            return;
+        if self.sent.is_news(&report) {
+            self.pending.push_back(report);
         }
-        if report.phase.is_final() {
-            self.sent.remove(&report.session_id);
-        } else {
-            self.sent.insert(report.session_id.clone(), report.clone());
-        }
-        self.pending.push_back(report);
     }
 
     /// A deleted Deployment: our terminate, or somebody's `kubectl delete`.
