@@ -11,8 +11,9 @@
 //! - `home.rs`: persistent homes as PersistentVolumeClaims
 //! - `observe.rs`: status, inventory, logs
 //! - `tunnel.rs`: connections to a session's port (pod IP or port-forward)
-//! - `watch.rs`: kube-runtime watchers → session reports, and the cache the
-//!   tunnel and status read instead of asking the apiserver
+//! - `watch.rs`: kube-runtime watchers → session reports, and the
+//!   reflector stores the tunnel and status read instead of asking the
+//!   apiserver
 //! - `cluster.rs`: capacity and load from nodes and metrics.k8s.io
 //! - `leader.rs`: leader election on a coordination.k8s.io Lease
 //! - `state_secret.rs`: the agent's identity kept in a Secret
@@ -178,8 +179,8 @@ pub(crate) struct Shared {
     pods: Api<Pod>,
     claims: Api<PersistentVolumeClaim>,
     intents: Intents,
-    /// What the running watch has seen; see `watch.rs`.
-    view: Mutex<watch::View>,
+    /// The stores of the running watch, if one runs; see `watch.rs`.
+    view: Mutex<Option<watch::View>>,
     cluster: cluster::ClusterCache,
 }
 
@@ -210,7 +211,7 @@ impl KubernetesPlatform {
                 agent_id: agent_id.to_owned(),
                 options,
                 intents: Intents::default(),
-                view: Mutex::new(watch::View::default()),
+                view: Mutex::new(None),
                 cluster: cluster::ClusterCache::default(),
             }),
         })

@@ -174,10 +174,7 @@ impl Shared {
     /// The cached objects of a session, when the watch has synced and
     /// knows its Deployment.
     fn cached(&self, session_id: &str) -> Option<SessionObjects> {
-        let view = self
-            .view
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let view = crate::watch::lock_view(self).clone()?;
         view.session(session_id)
     }
 }
