@@ -1,5 +1,6 @@
 //! `streamspace agent docker`: an agent next to a Docker engine;
-//! `streamspace agent kubernetes` lives in `kubernetes.rs`.
+//! `streamspace agent kubernetes` lives in `kubernetes.rs`, the flags every
+//! agent takes in `agent_args.rs`.
 
 use crate::agent_args::{AgentArgs, AllowCapabilityArg, agent_name};
 use crate::shutdown;
