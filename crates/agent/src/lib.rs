@@ -2,27 +2,34 @@
 //! on its platform.
 //!
 //! - `confinement`: the pids limit and capabilities every platform applies
+//! - `errors`: a platform error's chain of causes as one message
 //! - `homes`: which home a session mounts, and whether a user keeps the one
 //!   from before homes were keyed by ids (each platform a `HomeStore`)
 //! - `identity`: enroll once, then authenticate with the saved secret
+//! - `intent`: what the agent last asked of each session, so a platform
+//!   tells its own stops and deletions from ones done to it
 //! - `runtime`: the control channel, reconnected with backoff, heartbeats
 //! - `executor`, `queue`: commands, deduplicated by id, run in arrival
 //!   order by one worker per session
 //! - `readiness`: a session is Running when its VNC server says hello
+//! - `reports`: a platform's watcher sends only changes
 //! - `tunnel`: per-tunnel data channels dialed back to the control plane,
 //!   spliced in the kernel (`streamspace-splice`) when both ends are TCP
 //! - `platform`: the trait each platform (Docker, Kubernetes) implements
 
 mod backoff;
 pub mod confinement;
+pub mod errors;
 mod executor;
 #[cfg(test)]
 mod fake;
 pub mod homes;
 mod identity;
+pub mod intent;
 pub mod platform;
 mod queue;
 mod readiness;
+pub mod reports;
 mod runtime;
 mod tls;
 mod tunnel;

@@ -1,16 +1,14 @@
 //! `streamspace agent docker`: an agent next to a Docker engine;
-//! `streamspace agent kubernetes` lives in `kubernetes.rs`.
+//! `streamspace agent kubernetes` lives in `kubernetes.rs`, the flags every
+//! agent takes in `agent_args.rs`.
 
+use crate::agent_args::{AgentArgs, AllowCapabilityArg, agent_name};
 use crate::shutdown;
-use crate::trust::CaCertArg;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
-use streamspace_agent::{Enrollment, Identity, Platform};
 use streamspace_docker::{DEFAULT_NETWORK, DockerOptions, DockerPlatform};
-use url::Url;
 
 use crate::kubernetes;
 
@@ -25,25 +23,8 @@ pub enum AgentCommand {
 
 #[derive(Args, Debug)]
 pub struct DockerAgentArgs {
-    /// URL of the control plane, e.g. https://streamspace.example.com
-    #[arg(long, env = "STREAMSPACE_CONTROL_PLANE")]
-    control_plane: Url,
-    /// Single-use token from an admin; needed only the first time.
-    #[arg(long, env = "STREAMSPACE_ENROLLMENT_TOKEN", hide_env_values = true)]
-    enrollment_token: Option<String>,
-    /// Name shown to admins (default: this host's name).
-    #[arg(long, env = "STREAMSPACE_AGENT_NAME")]
-    name: Option<String>,
-    /// Where the agent keeps its identity (agent.json, mode 0600).
-    #[arg(
-        long,
-        env = "STREAMSPACE_STATE_DIR",
-        default_value = "./streamspace-agent"
-    )]
-    state_dir: PathBuf,
-    /// Region label shown to admins and usable for placement.
-    #[arg(long, env = "STREAMSPACE_REGION")]
-    region: Option<String>,
+    #[command(flatten)]
+    agent: AgentArgs,
     /// Most sessions this host runs at once.
     #[arg(long, default_value_t = 50)]
     max_sessions: u32,
@@ -63,28 +44,6 @@ pub struct DockerAgentArgs {
     network: String,
     #[command(flatten)]
     capabilities: AllowCapabilityArg,
-    #[command(flatten)]
-    ca: CaCertArg,
-}
-
-/// `--allow-capability`, shared by the Docker and Kubernetes agents.
-#[derive(Args, Debug, Clone, Default)]
-pub struct AllowCapabilityArg {
-    /// Let templates give sessions this capability although it undoes
-    /// their isolation or reaches into the host (NET_RAW, NET_ADMIN,
-    /// SYS_ADMIN, …: see docs/IMAGES.md); refused otherwise. Repeatable.
-    #[arg(
-        long = "allow-capability",
-        value_name = "NAME",
-        env = "STREAMSPACE_ALLOW_CAPABILITIES",
-        value_delimiter = ',',
-        value_parser = parse_capability
-    )]
-    pub allowed: Vec<String>,
-}
-
-fn parse_capability(name: &str) -> Result<String, String> {
-    streamspace_agent::confinement::check_name(name).map(|()| name.to_owned())
 }
 
 pub async fn run(command: AgentCommand) -> anyhow::Result<()> {
@@ -108,24 +67,14 @@ fn docker_options(args: &DockerAgentArgs) -> DockerOptions {
 
 async fn run_docker(args: DockerAgentArgs) -> anyhow::Result<()> {
     let shutdown = shutdown::on_signal();
-    let tls = args.ca.client_tls()?;
+    let tls = args.agent.client_tls()?;
     let options = docker_options(&args);
     // Check the engine before enrolling, so a broken host does not use up
     // a single-use token.
     let probe = DockerPlatform::connect("enrollment-probe", options.clone())
         .await
         .context("cannot use the Docker engine")?;
-    let enrollment = Enrollment {
-        control_plane: args.control_plane,
-        token: args.enrollment_token,
-        name: args.name.unwrap_or_else(host_name),
-        platform: probe.name().to_owned(),
-        region: args.region,
-        capacity: probe.capacity().await.unwrap_or_default(),
-        capabilities: probe.capabilities(),
-        tls,
-    };
-    let identity = Identity::load_or_enroll(&args.state_dir, &enrollment).await?;
+    let identity = args.agent.load_or_enroll(tls, &probe, host_name).await?;
     let platform = DockerPlatform::connect(&identity.agent_id, options).await?;
     tracing::info!(agent_id = %identity.agent_id, name = %identity.name, "docker agent starting");
     streamspace_agent::run(identity, Arc::new(platform), shutdown).await
@@ -134,18 +83,11 @@ async fn run_docker(args: DockerAgentArgs) -> anyhow::Result<()> {
 /// This host's name as a valid agent name (lowercase letters, digits, '-').
 fn host_name() -> String {
     let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let slug: String = raw
-        .trim()
-        .to_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .take(63)
-        .collect();
-    let slug = slug.trim_matches('-');
+    let slug = agent_name(raw.trim());
     if slug.is_empty() {
         "docker-agent".to_owned()
     } else {
-        slug.to_owned()
+        slug
     }
 }
 

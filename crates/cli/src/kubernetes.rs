@@ -9,20 +9,20 @@
 //! a second leader-elected replica then never need the (single-use)
 //! enrollment token again.
 
+use crate::agent_args::{AgentArgs, AllowCapabilityArg, agent_name};
 use crate::shutdown;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use streamspace_agent::{Enrollment, Identity, Platform};
+use streamspace_agent::Identity;
 use streamspace_kubernetes::leader::LeaderElector;
 use streamspace_kubernetes::state_secret::StateSecret;
 use streamspace_kubernetes::{KubernetesOptions, KubernetesPlatform, TunnelMode};
 use streamspace_protocol::Memory;
 use streamspace_server::store::{Role, User};
 use streamspace_server::template::{SessionRequest, TemplateInput};
-use url::Url;
 
 /// Session id used by `render` unless one is given.
 const EXAMPLE_SESSION: &str = "00000000-0000-4000-8000-000000000000";
@@ -50,13 +50,10 @@ enum KubernetesCommand {
 }
 
 #[derive(Args, Debug)]
+#[command(mut_arg("name", |name| name.help("Name shown to admins (default: k8s-<namespace>)")))]
 struct RunArgs {
-    /// URL of the control plane, e.g. https://streamspace.example.com
-    #[arg(long, env = "STREAMSPACE_CONTROL_PLANE", required = true)]
-    control_plane: Option<Url>,
-    /// Single-use token from an admin; needed only the first time.
-    #[arg(long, env = "STREAMSPACE_ENROLLMENT_TOKEN", hide_env_values = true)]
-    enrollment_token: Option<String>,
+    #[command(flatten)]
+    agent: AgentArgs,
     /// Namespace sessions run in (default: the kubeconfig's or the pod's).
     #[arg(long, env = "STREAMSPACE_NAMESPACE")]
     namespace: Option<String>,
@@ -64,25 +61,10 @@ struct RunArgs {
     /// service account when running in the cluster).
     #[arg(long, env = "STREAMSPACE_KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
-    /// Name shown to admins (default: k8s-<namespace>).
-    #[arg(long, env = "STREAMSPACE_AGENT_NAME")]
-    name: Option<String>,
-    /// Where the agent keeps its identity (agent.json, mode 0600).
-    #[arg(
-        long,
-        env = "STREAMSPACE_STATE_DIR",
-        default_value = "./streamspace-agent"
-    )]
-    state_dir: PathBuf,
     /// Keep the identity in this Secret of the namespace as well (needed
     /// in a pod, whose state directory does not survive it).
     #[arg(long, env = "STREAMSPACE_IDENTITY_SECRET")]
     identity_secret: Option<String>,
-    #[command(flatten)]
-    ca: crate::trust::CaCertArg,
-    /// Region label shown to admins and usable for placement.
-    #[arg(long, env = "STREAMSPACE_REGION")]
-    region: Option<String>,
     /// Most sessions this agent runs at once.
     #[arg(long, default_value_t = 100)]
     max_sessions: u32,
@@ -122,7 +104,7 @@ struct ObjectArgs {
     #[arg(long, default_value = "1000", value_parser = parse_fs_group)]
     home_fs_group: FsGroup,
     #[command(flatten)]
-    capabilities: crate::agent::AllowCapabilityArg,
+    capabilities: AllowCapabilityArg,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -224,8 +206,7 @@ fn render_template(args: &RenderArgs) -> anyhow::Result<String> {
 
 async fn run_agent(args: RunArgs) -> anyhow::Result<()> {
     let shutdown = shutdown::on_signal();
-    let control_plane = args.control_plane.context("--control-plane is required")?;
-    let tls = args.ca.client_tls()?;
+    let tls = args.agent.client_tls()?;
     let client = streamspace_kubernetes::client(args.kubeconfig.as_deref()).await?;
     let namespace = args
         .namespace
@@ -260,23 +241,17 @@ async fn run_agent(args: RunArgs) -> anyhow::Result<()> {
         .identity_secret
         .as_deref()
         .map(|name| StateSecret::new(client.clone(), &namespace, name));
+    let state_dir = &args.agent.state_dir;
     let restored = match &secret {
-        Some(secret) => restore_identity(secret, &args.state_dir).await?,
+        Some(secret) => restore_identity(secret, state_dir).await?,
         None => false,
     };
-    let enrollment = Enrollment {
-        control_plane,
-        token: args.enrollment_token,
-        name: args.name.unwrap_or_else(|| default_name(&namespace)),
-        platform: probe.name().to_owned(),
-        region: args.region,
-        capacity: probe.capacity().await.unwrap_or_default(),
-        capabilities: probe.capabilities(),
-        tls,
-    };
-    let identity = Identity::load_or_enroll(&args.state_dir, &enrollment).await?;
+    let identity = args
+        .agent
+        .load_or_enroll(tls, &probe, || default_name(&namespace))
+        .await?;
     if let (Some(secret), false) = (&secret, restored) {
-        let path = Identity::path(&args.state_dir);
+        let path = Identity::path(state_dir);
         let saved =
             std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         secret.store(&saved).await?;
@@ -351,13 +326,7 @@ fn holder_identity() -> String {
 
 /// `k8s-<namespace>` as a valid agent name.
 fn default_name(namespace: &str) -> String {
-    let slug: String = format!("k8s-{namespace}")
-        .to_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .take(63)
-        .collect();
-    slug.trim_matches('-').to_owned()
+    agent_name(&format!("k8s-{namespace}"))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! home-lab mode and the native-VNC-client bridge.
 
 mod agent;
+mod agent_args;
 mod connect;
 mod image;
 mod kubernetes;

@@ -4,6 +4,7 @@
 
 use bollard::errors::Error as BollardError;
 use streamspace_agent::PlatformError;
+use streamspace_agent::errors::with_sources;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -69,21 +70,6 @@ impl From<DockerError> for PlatformError {
             _ => PlatformError::Unavailable(err.to_string()),
         }
     }
-}
-
-/// An error and its causes, `outer: inner: innermost` (hyper's own message
-/// alone is just "client error (Connect)").
-fn with_sources(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text = format!("{text}: {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Docker answered "no such object".

@@ -3,13 +3,13 @@
 
 use crate::Shared;
 use crate::container::{container_name, label_of};
-use crate::state::Intent;
 use bollard::models::EventMessage;
 use bollard::query_parameters::EventsOptionsBuilder;
 use futures::stream::{BoxStream, StreamExt};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+use streamspace_agent::reports::LastSent;
 use streamspace_protocol::{Phase, SessionReport, labels};
 
 /// The container events that can change a session's phase.
@@ -33,9 +33,8 @@ pub(crate) fn watch(shared: Arc<Shared>) -> BoxStream<'static, SessionReport> {
         .filters(&filters)
         .build();
     let events = shared.docker.events(Some(options)).boxed();
-    // The last report sent per session: one stop yields `die` and `stop`,
-    // and the second must not repeat the first.
-    let sent: HashMap<String, SessionReport> = HashMap::new();
+    // One stop yields `die` and `stop`; the second must not repeat the first.
+    let sent = LastSent::default();
     futures::stream::unfold(
         (events, shared, sent),
         |(mut events, shared, mut sent)| async move {
@@ -54,13 +53,15 @@ pub(crate) fn watch(shared: Arc<Shared>) -> BoxStream<'static, SessionReport> {
                 let Some(report) = shared.report_for_event(&event).await else {
                     continue;
                 };
-                if sent.get(&report.session_id) == Some(&report) {
+                if !sent.is_news(&report) {
                     continue;
                 }
-                if report.phase.is_final() || report.phase == Phase::Failed {
-                    sent.remove(&report.session_id);
-                } else {
-                    sent.insert(report.session_id.clone(), report.clone());
+                if report.phase == Phase::Failed {
+                    // Docker forgets a failure once sent (Kubernetes does
+                    // not: a failing pod repeats it with every status
+                    // update), so the event after it (`die` after `oom`)
+                    // is sent even when it says the same.
+                    sent.forget(&report.session_id);
                 }
                 return Some((report, (events, shared, sent)));
             }
@@ -93,11 +94,7 @@ impl Shared {
 
     /// A removed container: our terminate, or somebody else's `docker rm`.
     fn removal_report(&self, session_id: &str) -> SessionReport {
-        if self.intents.get(session_id) == Some(Intent::Terminate) {
-            return SessionReport::new(session_id, Phase::Terminated);
-        }
-        tracing::warn!("session container removed outside StreamSpace");
-        SessionReport::new(session_id, Phase::Failed).with_message(format!(
+        self.intents.removal_report(session_id, || format!(
             "container {} was removed outside StreamSpace (for example with `docker rm`); the session is gone, its home volume (if any) is kept",
             container_name(session_id)
         ))

@@ -26,7 +26,6 @@ mod events;
 mod existing;
 mod home;
 mod host;
-mod intent;
 mod lifecycle;
 mod network;
 mod observe;
@@ -45,6 +44,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, PoisonError};
+use streamspace_agent::intent::Intents;
 use streamspace_agent::{Platform, PlatformError, PlatformResult, SessionStream, confinement};
 use streamspace_protocol::{
     Capabilities, Capacity, NodeMetrics, SessionReport, SessionSpec, SessionUsage,
@@ -119,7 +119,7 @@ pub(crate) struct Shared {
     /// The engine logs to json-file by default: bound each session's
     /// (`container::LOG_MAX_SIZE`).
     bound_json_logs: bool,
-    intents: intent::Intents,
+    intents: Intents,
     cpu_samples: usage::CpuSamples,
     router: route::Router,
     /// Id of [`DockerOptions::network`]; replaced when the network had to be
@@ -236,7 +236,7 @@ impl DockerPlatform {
                 endpoint,
                 engine_host,
                 bound_json_logs,
-                intents: intent::Intents::default(),
+                intents: Intents::default(),
                 cpu_samples: usage::CpuSamples::default(),
                 router,
                 network_id: Mutex::new(network_id),

@@ -7,7 +7,6 @@ use crate::container::{
 };
 use crate::error::{is_conflict, is_not_found};
 use crate::existing::{missing_confinement, rewiring};
-use crate::state::Intent;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, NetworkConnectRequest,
     NetworkDisconnectRequest,
@@ -18,6 +17,7 @@ use bollard::query_parameters::{
 };
 use futures::TryStreamExt;
 use streamspace_agent::confinement::Confinement;
+use streamspace_agent::intent::Intent;
 use streamspace_agent::{PlatformError, PlatformResult, homes};
 use streamspace_protocol::{Phase, SessionReport, SessionSpec};
 

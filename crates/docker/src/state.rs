@@ -22,15 +22,8 @@
 //! **Failed** ("removed outside StreamSpace") otherwise; see `events.rs`.
 
 use bollard::models::{ContainerState, ContainerStateStatusEnum};
+use streamspace_agent::intent::Intent;
 use streamspace_protocol::Phase;
-
-/// What this platform last asked of a session's container, remembered in
-/// memory to tell our own stops and removals from ones that happened to us.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Intent {
-    Hibernate,
-    Terminate,
-}
 
 /// A session's phase as derived from its container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,7 +113,9 @@ fn observe_exit(
         Some(Intent::Hibernate) => return Observation::phase(Phase::Hibernated),
         // Killed by our own forced removal, which has not finished yet.
         Some(Intent::Terminate) => return Observation::phase(Phase::Stopping),
-        None => {}
+        // Not recorded here: waking clears the intent, a started container
+        // shows it.
+        Some(Intent::Wake) | None => {}
     }
     if code == 0 || STOP_SIGNAL_EXITS.contains(&code) {
         return Observation::with(

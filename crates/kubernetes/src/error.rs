@@ -3,6 +3,7 @@
 //! ([`PlatformError::Unavailable`]).
 
 use streamspace_agent::PlatformError;
+use streamspace_agent::errors::with_sources;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubernetesError {
@@ -70,20 +71,6 @@ impl From<KubernetesError> for PlatformError {
             _ => PlatformError::Unavailable(err.to_string()),
         }
     }
-}
-
-/// An error and its causes, `outer: inner: innermost`.
-fn with_sources(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text = format!("{text}: {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// The HTTP status the apiserver answered with, if it answered.

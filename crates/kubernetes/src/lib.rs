@@ -11,8 +11,9 @@
 //! - `home.rs`: persistent homes as PersistentVolumeClaims
 //! - `observe.rs`: status, inventory, logs
 //! - `tunnel.rs`: connections to a session's port (pod IP or port-forward)
-//! - `watch.rs`: kube-runtime watchers → session reports, and the cache the
-//!   tunnel and status read instead of asking the apiserver
+//! - `watch.rs`: kube-runtime watchers → session reports, and the
+//!   reflector stores the tunnel and status read instead of asking the
+//!   apiserver
 //! - `cluster.rs`: capacity and load from nodes and metrics.k8s.io
 //! - `leader.rs`: leader election on a coordination.k8s.io Lease
 //! - `state_secret.rs`: the agent's identity kept in a Secret
@@ -21,7 +22,6 @@
 mod cluster;
 mod error;
 mod home;
-mod intent;
 pub mod leader;
 mod lifecycle;
 pub mod names;
@@ -46,6 +46,7 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
+use streamspace_agent::intent::Intents;
 use streamspace_agent::{Platform, PlatformError, PlatformResult, SessionStream, confinement};
 use streamspace_protocol::{
     Capabilities, Capacity, Memory, NodeMetrics, SessionReport, SessionSpec, SessionUsage,
@@ -177,9 +178,9 @@ pub(crate) struct Shared {
     deployments: Api<Deployment>,
     pods: Api<Pod>,
     claims: Api<PersistentVolumeClaim>,
-    intents: intent::Intents,
-    /// What the running watch has seen; see `watch.rs`.
-    view: Mutex<watch::View>,
+    intents: Intents,
+    /// The stores of the running watch, if one runs; see `watch.rs`.
+    view: Mutex<Option<watch::View>>,
     cluster: cluster::ClusterCache,
 }
 
@@ -209,8 +210,8 @@ impl KubernetesPlatform {
                 client,
                 agent_id: agent_id.to_owned(),
                 options,
-                intents: intent::Intents::default(),
-                view: Mutex::new(watch::View::default()),
+                intents: Intents::default(),
+                view: Mutex::new(None),
                 cluster: cluster::ClusterCache::default(),
             }),
         })

@@ -3,13 +3,13 @@
 
 use crate::Shared;
 use crate::error::{is_conflict, is_not_found};
-use crate::intent::Intent;
 use crate::names::{self, deployment_name, label_value};
 use crate::objects::{deployment, validate};
 use crate::phase::desired_replicas;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use std::borrow::Cow;
+use streamspace_agent::intent::Intent;
 use streamspace_agent::{PlatformError, PlatformResult, homes};
 use streamspace_protocol::{Phase, SessionReport, SessionSpec, labels};
 

@@ -2,7 +2,6 @@
 //! inventory and console output.
 
 use crate::Shared;
-use crate::intent::Intent;
 use crate::names::{CONTAINER, agent_selector, session_selector};
 use crate::phase::{current_pod, desired_replicas, observe};
 use bytes::Bytes;
@@ -13,6 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, LogParams};
 use std::collections::BTreeMap;
 use std::pin::Pin;
+use streamspace_agent::intent::Intent;
 use streamspace_agent::{PlatformError, PlatformResult};
 use streamspace_protocol::{Phase, SessionOrigin, SessionReport, labels};
 
@@ -174,10 +174,7 @@ impl Shared {
     /// The cached objects of a session, when the watch has synced and
     /// knows its Deployment.
     fn cached(&self, session_id: &str) -> Option<SessionObjects> {
-        let view = self
-            .view
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let view = crate::watch::lock_view(self).clone()?;
         view.session(session_id)
     }
 }

@@ -1,5 +1,6 @@
 //! Session reports from kube-runtime watchers on this agent's Deployments
-//! and pods (one label selector, no polling), and the cache they fill.
+//! and pods (one label selector, no polling), and the reflector stores
+//! they fill.
 //!
 //! Every change to a session's Deployment or pods recomputes that session's
 //! phase ([`crate::phase`]); a report is sent when it differs from the last
@@ -8,40 +9,46 @@
 //! that disappears is `Terminated` if this platform deleted it and `Failed`
 //! ("deleted outside StreamSpace") otherwise.
 //!
-//! The same objects are kept in [`View`], shared with the platform: while a
-//! watch runs, `connect` and `status` read the cache instead of asking the
-//! apiserver 20 times a second per starting session.
+//! The watchers' objects are kept in kube-runtime reflector [`Store`]s,
+//! shared with the platform as a [`View`]: while a watch runs, `connect`
+//! and `status` read them instead of asking the apiserver 20 times a second
+//! per starting session. Each watch fills stores of its own, so one that
+//! ends late cannot disturb the next one's. A watch lists once: kube's
+//! watcher lists again only after an error, which ends the watch, and the
+//! runtime subscribes again and sends a fresh inventory (which is what
+//! finds sessions deleted in between).
 
 use crate::Shared;
-use crate::intent::Intent;
 use crate::names::{agent_selector, deployment_name};
 use crate::observe::{SessionObjects, session_of};
+use futures::FutureExt;
 use futures::stream::{BoxStream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::reflector::{self, Store, reflector};
 use kube::runtime::watcher::{self, Event, watcher};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard, PoisonError};
-use streamspace_protocol::{Phase, SessionReport};
+use streamspace_agent::reports::LastSent;
+use streamspace_protocol::{SessionReport, labels};
 
 /// Distinguishes watch streams, so an old one cannot clear a newer one's
-/// cache.
+/// view.
 static NEXT_WATCH: AtomicU64 = AtomicU64::new(1);
 
-/// What the current watch has seen, by session id.
-#[derive(Debug, Default)]
+/// What the current watch has seen: its stores, read by session id.
+#[derive(Clone)]
 pub(crate) struct View {
     owner: u64,
-    deployments_synced: bool,
-    pods_synced: bool,
-    deployments: HashMap<String, Deployment>,
-    pods: HashMap<String, BTreeMap<String, Pod>>,
+    deployments: Store<Deployment>,
+    pods: Store<Pod>,
 }
 
 impl View {
+    /// Both watchers have listed everything once.
     fn synced(&self) -> bool {
-        self.deployments_synced && self.pods_synced
+        listed(&self.deployments) && listed(&self.pods)
     }
 
     /// A session's objects, if the view is complete and has its Deployment.
@@ -49,13 +56,17 @@ impl View {
         if !self.synced() {
             return None;
         }
-        let deployment = self.deployments.get(session_id)?.clone();
-        let pods = self
+        let deployment = self
+            .deployments
+            .find(|d| session_label(d) == Some(session_id))?;
+        let mut pods = self
             .pods
-            .get(session_id)
-            .map(|pods| pods.values().cloned().collect())
-            .unwrap_or_default();
-        Some(SessionObjects { deployment, pods })
+            .state_filter(|p| session_label(p) == Some(session_id));
+        pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        Some(SessionObjects {
+            deployment: Deployment::clone(&deployment),
+            pods: pods.iter().map(|pod| Pod::clone(pod)).collect(),
+        })
     }
 }
 
@@ -68,14 +79,17 @@ enum Change {
 /// then subscribes again (and sends a fresh inventory).
 pub(crate) fn watch(shared: Arc<Shared>) -> BoxStream<'static, SessionReport> {
     let config = watcher::Config::default().labels(&agent_selector(&shared.agent_id));
-    let deployments = watcher(shared.deployments.clone(), config.clone())
+    let (deployments_read, deployments_write) = reflector::store();
+    let (pods_read, pods_write) = reflector::store();
+    let deployments = watcher(shared.deployments.clone(), config.clone());
+    let deployments = reflector(deployments_write, deployments)
         .map(|event| event.map(Change::Deployment))
         .boxed();
-    let pods = watcher(shared.pods.clone(), config)
+    let pods = reflector(pods_write, watcher(shared.pods.clone(), config))
         .map(|event| event.map(Change::Pod))
         .boxed();
     let events = futures::stream::select(deployments, pods);
-    let state = Watch::new(shared);
+    let state = Watch::new(shared, deployments_read, pods_read);
     futures::stream::unfold((events, state), |(mut events, mut state)| async move {
         loop {
             if let Some(report) = state.pending.pop_front() {
@@ -83,8 +97,8 @@ pub(crate) fn watch(shared: Arc<Shared>) -> BoxStream<'static, SessionReport> {
             }
             match events.next().await {
                 Some(Ok(change)) => {
-                    if !state.apply(change) {
-                        tracing::info!("a newer watch took over");
+                    if let Err(ended) = state.apply(change) {
+                        tracing::info!("{ended}");
                         return None;
                     }
                 }
@@ -101,173 +115,136 @@ pub(crate) fn watch(shared: Arc<Shared>) -> BoxStream<'static, SessionReport> {
 
 struct Watch {
     shared: Arc<Shared>,
-    id: u64,
-    /// Objects listed since the watcher's last `Init`, until `InitDone`.
-    deployment_buffer: Vec<Deployment>,
-    pod_buffer: Vec<Pod>,
-    /// The last report sent per session.
-    sent: HashMap<String, SessionReport>,
+    /// The stores this watch's reflectors fill (as `shared.view` holds
+    /// them while this watch is the current one).
+    view: View,
+    /// Both watchers have listed everything, and every session was judged.
+    synced: bool,
+    sent: LastSent,
     pending: VecDeque<SessionReport>,
 }
 
 impl Watch {
-    fn new(shared: Arc<Shared>) -> Self {
-        let id = NEXT_WATCH.fetch_add(1, Ordering::Relaxed);
-        *lock_view(&shared) = View {
-            owner: id,
-            ..View::default()
+    fn new(shared: Arc<Shared>, deployments: Store<Deployment>, pods: Store<Pod>) -> Self {
+        let view = View {
+            owner: NEXT_WATCH.fetch_add(1, Ordering::Relaxed),
+            deployments,
+            pods,
         };
+        *lock_view(&shared) = Some(view.clone());
         Watch {
             shared,
-            id,
-            deployment_buffer: Vec::new(),
-            pod_buffer: Vec::new(),
-            sent: HashMap::new(),
+            view,
+            synced: false,
+            sent: LastSent::default(),
             pending: VecDeque::new(),
         }
     }
 
-    /// Applies one watcher event to the view and queues the reports it
-    /// causes. `false` if another watch owns the view now.
-    fn apply(&mut self, change: Change) -> bool {
-        let shared = Arc::clone(&self.shared);
-        let mut view = lock_view(&shared);
-        if view.owner != self.id {
-            return false;
+    fn owns_view(&self) -> bool {
+        lock_view(&self.shared)
+            .as_ref()
+            .is_some_and(|view| view.owner == self.view.owner)
+    }
+
+    /// Queues the reports one watcher event causes; its reflector has put
+    /// it in the store already. An error says why this watch must end.
+    fn apply(&mut self, change: Change) -> Result<(), &'static str> {
+        if !self.owns_view() {
+            return Err("a newer watch took over");
         }
-        let was_synced = view.synced();
         let mut touched = BTreeSet::new();
-        let mut removed = BTreeSet::new();
+        let mut removed = None;
         match change {
-            Change::Deployment(event) => match event {
-                Event::Init => self.deployment_buffer.clear(),
-                Event::InitApply(d) => self.deployment_buffer.push(d),
-                Event::InitDone => {
-                    let listed = by_session(std::mem::take(&mut self.deployment_buffer));
-                    removed.extend(
-                        view.deployments
-                            .keys()
-                            .filter(|s| !listed.contains_key(*s))
-                            .cloned(),
-                    );
-                    touched.extend(listed.keys().cloned());
-                    view.deployments = listed;
-                    view.deployments_synced = true;
-                }
-                Event::Apply(d) => {
-                    if let Some(session_id) = session_of(&d.metadata.labels) {
-                        touched.insert(session_id.clone());
-                        view.deployments.insert(session_id, d);
-                    }
-                }
-                Event::Delete(d) => {
-                    if let Some(session_id) = session_of(&d.metadata.labels) {
-                        view.deployments.remove(&session_id);
-                        removed.insert(session_id);
-                    }
-                }
-            },
-            Change::Pod(event) => match event {
-                Event::Init => self.pod_buffer.clear(),
-                Event::InitApply(p) => self.pod_buffer.push(p),
-                Event::InitDone => {
-                    let mut listed: HashMap<String, BTreeMap<String, Pod>> = HashMap::new();
-                    for pod in std::mem::take(&mut self.pod_buffer) {
-                        if let Some(session_id) = session_of(&pod.metadata.labels) {
-                            let name = pod.metadata.name.clone().unwrap_or_default();
-                            listed.entry(session_id).or_default().insert(name, pod);
-                        }
-                    }
-                    touched.extend(view.pods.keys().cloned());
-                    touched.extend(listed.keys().cloned());
-                    view.pods = listed;
-                    view.pods_synced = true;
-                }
-                Event::Apply(p) => {
-                    if let Some(session_id) = session_of(&p.metadata.labels) {
-                        let name = p.metadata.name.clone().unwrap_or_default();
-                        let pods = view.pods.entry(session_id.clone()).or_default();
-                        pods.insert(name, p);
-                        touched.insert(session_id);
-                    }
-                }
-                Event::Delete(p) => {
-                    if let Some(session_id) = session_of(&p.metadata.labels) {
-                        let name = p.metadata.name.clone().unwrap_or_default();
-                        if let Some(pods) = view.pods.get_mut(&session_id) {
-                            pods.remove(&name);
-                            if pods.is_empty() {
-                                view.pods.remove(&session_id);
-                            }
-                        }
-                        touched.insert(session_id);
-                    }
-                }
-            },
+            Change::Deployment(Event::Apply(d)) => touched.extend(session_of(&d.metadata.labels)),
+            Change::Deployment(Event::Delete(d)) => removed = session_of(&d.metadata.labels),
+            Change::Pod(Event::Apply(p) | Event::Delete(p)) => {
+                touched.extend(session_of(&p.metadata.labels))
+            }
+            // Never with kube's watcher today (see the module's comment); a
+            // new list would hide the Deployments deleted before it.
+            Change::Deployment(Event::Init) | Change::Pod(Event::Init) if self.synced => {
+                return Err("the watch started over: subscribing again");
+            }
+            Change::Deployment(Event::Init | Event::InitApply(_) | Event::InitDone)
+            | Change::Pod(Event::Init | Event::InitApply(_) | Event::InitDone) => {}
         }
-        if !view.synced() {
-            return true;
+        if !self.view.synced() {
+            return Ok(());
         }
-        if !was_synced {
+        if !self.synced {
             // Both lists are in: judge every session once.
-            touched.extend(view.deployments.keys().cloned());
+            self.synced = true;
+            touched.extend(sessions(&self.view.deployments));
         }
-        for session_id in removed {
+        if let Some(session_id) = removed {
             touched.remove(&session_id);
             let report = self.removal_report(&session_id);
             self.queue(report);
         }
         for session_id in touched {
-            if let Some(objects) = view.session(&session_id) {
+            if let Some(objects) = self.view.session(&session_id) {
                 let report = self.shared.report(&session_id, &objects);
                 self.queue(report);
             }
         }
-        true
+        Ok(())
     }
 
     fn queue(&mut self, report: SessionReport) {
-        if self.sent.get(&report.session_id) == Some(&report) {
-            return;
+        if self.sent.is_news(&report) {
+            self.pending.push_back(report);
         }
-        if report.phase.is_final() {
-            self.sent.remove(&report.session_id);
-        } else {
-            self.sent.insert(report.session_id.clone(), report.clone());
-        }
-        self.pending.push_back(report);
     }
 
     /// A deleted Deployment: our terminate, or somebody's `kubectl delete`.
     fn removal_report(&self, session_id: &str) -> SessionReport {
-        if self.shared.intents.get(session_id) == Some(Intent::Terminate) {
-            return SessionReport::new(session_id, Phase::Terminated);
-        }
-        tracing::warn!(session_id, "session deployment deleted outside StreamSpace");
-        SessionReport::new(session_id, Phase::Failed).with_message(format!(
-            "deployment {} was deleted outside StreamSpace (for example with kubectl delete); \
-             the session is gone, its home volume claim (if any) is kept",
-            deployment_name(session_id)
-        ))
+        self.shared.intents.removal_report(session_id, || {
+            format!(
+                "deployment {} was deleted outside StreamSpace (for example with kubectl delete); \
+                 the session is gone, its home volume claim (if any) is kept",
+                deployment_name(session_id)
+            )
+        })
     }
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
         let mut view = lock_view(&self.shared);
-        if view.owner == self.id {
-            *view = View::default();
+        if view
+            .as_ref()
+            .is_some_and(|view| view.owner == self.view.owner)
+        {
+            *view = None;
         }
     }
 }
 
-fn lock_view(shared: &Shared) -> MutexGuard<'_, View> {
+pub(crate) fn lock_view(shared: &Shared) -> MutexGuard<'_, Option<View>> {
     shared.view.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn by_session(deployments: Vec<Deployment>) -> HashMap<String, Deployment> {
-    deployments
-        .into_iter()
-        .filter_map(|d| Some((session_of(&d.metadata.labels)?, d)))
+/// Whether a store's watcher has listed everything.
+fn listed<K: kube::Resource<DynamicType = ()> + Clone + 'static>(store: &Store<K>) -> bool {
+    matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
+}
+
+fn session_label<K: kube::Resource>(object: &K) -> Option<&str> {
+    object
+        .meta()
+        .labels
+        .as_ref()?
+        .get(labels::SESSION_ID)
+        .map(String::as_str)
+}
+
+fn sessions<K: kube::Resource<DynamicType = ()> + Clone + 'static>(
+    store: &Store<K>,
+) -> BTreeSet<String> {
+    store
+        .state()
+        .iter()
+        .filter_map(|object| session_label(object.as_ref()).map(str::to_owned))
         .collect()
 }

@@ -207,3 +207,29 @@ async fn a_broken_watch_ends_the_stream_so_the_runtime_resubscribes() {
     call.fail(403, "Forbidden", "deployments.apps is forbidden");
     assert!(within(reports.recv()).await.is_none(), "the stream ends");
 }
+
+#[tokio::test]
+async fn once_the_watch_is_gone_status_asks_the_apiserver_again() {
+    let (client, mut server) = mock_client();
+    let platform = KubernetesPlatform::new(client, AGENT, options()).expect("platform");
+    let mut reports = platform.watch();
+    let lists = answer_lists(&mut server, deployment_json(1, 0), vec![pod("ready")]);
+    let (report, ()) = within(futures::future::join(reports.next(), lists)).await;
+    assert_eq!(report.expect("a report").phase, Phase::Running);
+    // Served from the watch's stores: no request.
+    let status = within(platform.status(SESSION)).await.expect("status");
+    assert_eq!(status.phase, Phase::Running);
+
+    drop(reports);
+    let answering = async {
+        let deployment = format!("{DEPLOYMENTS}/{DEPLOYMENT}");
+        let call = server.expect("GET", &deployment).await;
+        call.respond(200, deployment_json(0, 0));
+        let call = server
+            .expect("GET", &format!("{PODS}?{SESSION_SELECTOR}"))
+            .await;
+        call.respond(200, list("PodList", Vec::new()));
+    };
+    let (status, ()) = within(futures::future::join(platform.status(SESSION), answering)).await;
+    assert_eq!(status.expect("status").phase, Phase::Hibernated);
+}
