@@ -6,6 +6,7 @@
 //! HTTP/1.1 upgrade to a raw byte stream described in [`tunnel`].
 
 pub mod control;
+mod idle;
 pub mod ids;
 pub mod labels;
 pub mod quantity;
@@ -16,6 +17,7 @@ pub use control::{
     Action, AgentMessage, Capabilities, Capacity, Command, Hello, NodeMetrics, ServerMessage,
     SessionUsage, Welcome,
 };
+pub use idle::{IdleTimeout, IdleTimeoutError};
 pub use ids::{AgentId, CommandId, SessionId, TemplateId, TunnelId, UserId};
 pub use quantity::{Cpu, Memory, QuantityError};
 pub use session::{

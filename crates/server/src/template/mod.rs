@@ -9,9 +9,7 @@ mod secret;
 #[cfg(test)]
 mod tests;
 
-pub use input::{
-    PortInput, ResourcesInput, TemplateInput, check_idle_timeout, check_image, parse_idle_timeout,
-};
+pub use input::{PortInput, ResourcesInput, TemplateInput, check_image};
 pub use policy::{Granted, SessionRequest};
 pub use secret::SecretEnv;
 
@@ -19,7 +17,9 @@ use crate::store::User;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use streamspace_protocol::{HomeVolume, PortSpec, Resources, SessionSecurity, SessionSpec};
+use streamspace_protocol::{
+    HomeVolume, IdleTimeout, PortSpec, Resources, SessionSecurity, SessionSpec,
+};
 
 /// Platforms a template may name.
 pub const PLATFORMS: [&str; 2] = ["docker", "kubernetes"];
@@ -61,7 +61,8 @@ pub struct TemplateSpec {
     pub persistent_home: bool,
     pub home_path: String,
     /// As written by the user (`"30m"`); `None` means never idle out.
-    pub idle_timeout: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub idle_timeout: Option<IdleTimeout>,
     /// Platforms the template may run on; empty means any.
     pub platforms: Vec<String>,
     /// Most processes and threads of a session.
@@ -79,7 +80,7 @@ fn default_pids_limit() -> u32 {
 
 impl TemplateSpec {
     pub fn idle_timeout(&self) -> Option<Duration> {
-        parse_idle_timeout(self.idle_timeout.as_deref())
+        self.idle_timeout.as_ref().map(IdleTimeout::duration)
     }
 
     pub fn allows_platform(&self, platform: &str) -> bool {
