@@ -85,8 +85,8 @@ pub fn is_home_of(home_labels: &BTreeMap<String, String>, spec: &SessionSpec) ->
     let ids_agree = |key: &str, id: &str| home_labels.get(key).is_none_or(|v| v == id);
     is(labels::USER, &spec.user)
         && is(labels::TEMPLATE, &spec.template)
-        && ids_agree(labels::USER_ID, &spec.user_id)
-        && ids_agree(labels::TEMPLATE_ID, &spec.template_id)
+        && ids_agree(labels::USER_ID, spec.user_id.as_str())
+        && ids_agree(labels::TEMPLATE_ID, spec.template_id.as_str())
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use futures::stream::{BoxStream, StreamExt};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
-use streamspace_protocol::{Phase, SessionReport, labels};
+use streamspace_protocol::{Phase, SessionId, SessionReport, labels};
 
 /// The container events that can change a session's phase.
 const EVENTS: [&str; 5] = ["start", "die", "stop", "oom", "destroy"];
@@ -35,7 +35,7 @@ pub(crate) fn watch(shared: Arc<Shared>) -> BoxStream<'static, SessionReport> {
     let events = shared.docker.events(Some(options)).boxed();
     // The last report sent per session: one stop yields `die` and `stop`,
     // and the second must not repeat the first.
-    let sent: HashMap<String, SessionReport> = HashMap::new();
+    let sent: HashMap<SessionId, SessionReport> = HashMap::new();
     futures::stream::unfold(
         (events, shared, sent),
         |(mut events, shared, mut sent)| async move {
@@ -72,16 +72,16 @@ pub(crate) fn watch(shared: Arc<Shared>) -> BoxStream<'static, SessionReport> {
 impl Shared {
     async fn report_for_event(&self, event: &EventMessage) -> Option<SessionReport> {
         let actor = event.actor.as_ref()?;
-        let session_id = label_of(actor.attributes.as_ref(), labels::SESSION_ID)?;
+        let session_id = SessionId::from(label_of(actor.attributes.as_ref(), labels::SESSION_ID)?);
         let action = event.action.as_deref().unwrap_or_default();
-        let span = tracing::info_span!("docker_event", session_id, action);
+        let span = tracing::info_span!("docker_event", %session_id, action);
         let _entered = span.enter();
         if action == "destroy" {
-            return Some(self.removal_report(session_id));
+            return Some(self.removal_report(&session_id));
         }
         let id = actor.id.as_deref()?;
         match self.inspect_by_name(id).await {
-            Ok(Some(container)) => Some(self.report(session_id, &container).await),
+            Ok(Some(container)) => Some(self.report(&session_id, &container).await),
             // Removed meanwhile: its `destroy` event follows.
             Ok(None) => None,
             Err(e) => {
@@ -92,7 +92,7 @@ impl Shared {
     }
 
     /// A removed container: our terminate, or somebody else's `docker rm`.
-    fn removal_report(&self, session_id: &str) -> SessionReport {
+    fn removal_report(&self, session_id: &SessionId) -> SessionReport {
         if self.intents.get(session_id) == Some(Intent::Terminate) {
             return SessionReport::new(session_id, Phase::Terminated);
         }

@@ -5,6 +5,7 @@ use crate::state::Intent;
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
+use streamspace_protocol::SessionId;
 
 /// How long a terminate is remembered. Long enough for the `destroy` event
 /// to reach a watcher; afterwards the container is gone and nothing asks.
@@ -12,11 +13,11 @@ const TERMINATE_MEMORY: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Default)]
 pub struct Intents {
-    by_session: Mutex<HashMap<String, (Intent, Instant)>>,
+    by_session: Mutex<HashMap<SessionId, (Intent, Instant)>>,
 }
 
 impl Intents {
-    pub fn set(&self, session_id: &str, intent: Intent) {
+    pub fn set(&self, session_id: &SessionId, intent: Intent) {
         let now = Instant::now();
         let mut map = self
             .by_session
@@ -27,10 +28,10 @@ impl Intents {
         map.retain(|_, (intent, at)| {
             *intent == Intent::Hibernate || now.duration_since(*at) < TERMINATE_MEMORY
         });
-        map.insert(session_id.to_owned(), (intent, now));
+        map.insert(session_id.clone(), (intent, now));
     }
 
-    pub fn clear(&self, session_id: &str) {
+    pub fn clear(&self, session_id: &SessionId) {
         let mut map = self
             .by_session
             .lock()
@@ -38,7 +39,7 @@ impl Intents {
         map.remove(session_id);
     }
 
-    pub fn get(&self, session_id: &str) -> Option<Intent> {
+    pub fn get(&self, session_id: &SessionId) -> Option<Intent> {
         let map = self
             .by_session
             .lock()
@@ -54,14 +55,14 @@ mod tests {
     #[test]
     fn remembers_the_last_intent_per_session() {
         let intents = Intents::default();
-        assert_eq!(intents.get("a"), None);
-        intents.set("a", Intent::Hibernate);
-        intents.set("b", Intent::Terminate);
-        assert_eq!(intents.get("a"), Some(Intent::Hibernate));
-        intents.set("a", Intent::Terminate);
-        assert_eq!(intents.get("a"), Some(Intent::Terminate));
-        intents.clear("a");
-        assert_eq!(intents.get("a"), None);
-        assert_eq!(intents.get("b"), Some(Intent::Terminate));
+        assert_eq!(intents.get(&"a".into()), None);
+        intents.set(&"a".into(), Intent::Hibernate);
+        intents.set(&"b".into(), Intent::Terminate);
+        assert_eq!(intents.get(&"a".into()), Some(Intent::Hibernate));
+        intents.set(&"a".into(), Intent::Terminate);
+        assert_eq!(intents.get(&"a".into()), Some(Intent::Terminate));
+        intents.clear(&"a".into());
+        assert_eq!(intents.get(&"a".into()), None);
+        assert_eq!(intents.get(&"b".into()), Some(Intent::Terminate));
     }
 }

@@ -23,7 +23,7 @@ use kube::runtime::watcher::{self, Event, watcher};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard, PoisonError};
-use streamspace_protocol::{Phase, SessionReport};
+use streamspace_protocol::{Phase, SessionId, SessionReport};
 
 /// Distinguishes watch streams, so an old one cannot clear a newer one's
 /// cache.
@@ -35,8 +35,8 @@ pub(crate) struct View {
     owner: u64,
     deployments_synced: bool,
     pods_synced: bool,
-    deployments: HashMap<String, Deployment>,
-    pods: HashMap<String, BTreeMap<String, Pod>>,
+    deployments: HashMap<SessionId, Deployment>,
+    pods: HashMap<SessionId, BTreeMap<String, Pod>>,
 }
 
 impl View {
@@ -45,7 +45,7 @@ impl View {
     }
 
     /// A session's objects, if the view is complete and has its Deployment.
-    pub(crate) fn session(&self, session_id: &str) -> Option<SessionObjects> {
+    pub(crate) fn session(&self, session_id: &SessionId) -> Option<SessionObjects> {
         if !self.synced() {
             return None;
         }
@@ -106,7 +106,7 @@ struct Watch {
     deployment_buffer: Vec<Deployment>,
     pod_buffer: Vec<Pod>,
     /// The last report sent per session.
-    sent: HashMap<String, SessionReport>,
+    sent: HashMap<SessionId, SessionReport>,
     pending: VecDeque<SessionReport>,
 }
 
@@ -171,7 +171,7 @@ impl Watch {
                 Event::Init => self.pod_buffer.clear(),
                 Event::InitApply(p) => self.pod_buffer.push(p),
                 Event::InitDone => {
-                    let mut listed: HashMap<String, BTreeMap<String, Pod>> = HashMap::new();
+                    let mut listed: HashMap<SessionId, BTreeMap<String, Pod>> = HashMap::new();
                     for pod in std::mem::take(&mut self.pod_buffer) {
                         if let Some(session_id) = session_of(&pod.metadata.labels) {
                             let name = pod.metadata.name.clone().unwrap_or_default();
@@ -239,11 +239,11 @@ impl Watch {
     }
 
     /// A deleted Deployment: our terminate, or somebody's `kubectl delete`.
-    fn removal_report(&self, session_id: &str) -> SessionReport {
+    fn removal_report(&self, session_id: &SessionId) -> SessionReport {
         if self.shared.intents.get(session_id) == Some(Intent::Terminate) {
             return SessionReport::new(session_id, Phase::Terminated);
         }
-        tracing::warn!(session_id, "session deployment deleted outside StreamSpace");
+        tracing::warn!(%session_id, "session deployment deleted outside StreamSpace");
         SessionReport::new(session_id, Phase::Failed).with_message(format!(
             "deployment {} was deleted outside StreamSpace (for example with kubectl delete); \
              the session is gone, its home volume claim (if any) is kept",
@@ -265,7 +265,7 @@ fn lock_view(shared: &Shared) -> MutexGuard<'_, View> {
     shared.view.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn by_session(deployments: Vec<Deployment>) -> HashMap<String, Deployment> {
+fn by_session(deployments: Vec<Deployment>) -> HashMap<SessionId, Deployment> {
     deployments
         .into_iter()
         .filter_map(|d| Some((session_of(&d.metadata.labels)?, d)))

@@ -12,16 +12,20 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::{Limits, SessionRecord, Usage};
 use serde::{Deserialize, Serialize};
-use streamspace_protocol::{Cpu, Memory, Resources};
+use streamspace_protocol::{Cpu, Memory, Resources, UserId};
 
 /// The limits that apply to `user_id`.
-pub async fn limits_for(state: &AppState, user_id: &str) -> ApiResult<Limits> {
+pub async fn limits_for(state: &AppState, user_id: &UserId) -> ApiResult<Limits> {
     let own = state.store.quota_override(user_id).await?;
     Ok(own.over(state.config.quota_defaults))
 }
 
 /// A new session asking for `resources` fits the user's quota.
-pub async fn check_create(state: &AppState, user_id: &str, resources: &Resources) -> ApiResult<()> {
+pub async fn check_create(
+    state: &AppState,
+    user_id: &UserId,
+    resources: &Resources,
+) -> ApiResult<()> {
     let limits = limits_for(state, user_id).await?;
     let usage = state.store.usage(user_id).await?;
     if let Some(max) = limits.max_sessions
@@ -129,7 +133,7 @@ pub struct QuotaView {
     pub usage: UsageView,
 }
 
-pub async fn view(state: &AppState, user_id: &str) -> ApiResult<QuotaView> {
+pub async fn view(state: &AppState, user_id: &UserId) -> ApiResult<QuotaView> {
     let own = state.store.quota_override(user_id).await?;
     let usage = state.store.usage(user_id).await?;
     Ok(QuotaView {

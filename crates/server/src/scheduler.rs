@@ -11,13 +11,13 @@ use crate::state::AppState;
 use crate::store::{AgentLoad, AgentRecord};
 use crate::validate::FieldError;
 use std::collections::BTreeMap;
-use streamspace_protocol::{Capacity, Cpu, Memory, Resources};
+use streamspace_protocol::{AgentId, Capacity, Cpu, Memory, Resources};
 
 pub struct Placement<'a> {
     /// Platforms the session may run on (requested, or the template's);
     /// empty means any.
     pub platforms: &'a [String],
-    pub agent_id: Option<&'a str>,
+    pub agent_id: Option<&'a AgentId>,
     /// Labels an agent must carry (`region` also matches its region).
     pub selector: &'a BTreeMap<String, String>,
     pub resources: Resources,

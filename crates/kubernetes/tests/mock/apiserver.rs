@@ -10,7 +10,7 @@ use std::time::Duration;
 use streamspace_kubernetes::objects::{deployment, validate};
 use streamspace_kubernetes::{Client, KubernetesOptions, TunnelMode};
 use streamspace_protocol::{
-    Cpu, HomeVolume, Memory, PortProtocol, PortSpec, Resources, SessionSpec,
+    AgentId, Cpu, HomeVolume, Memory, PortProtocol, PortSpec, Resources, SessionId, SessionSpec,
 };
 use tower_test::mock::{Handle, SendResponse};
 
@@ -25,6 +25,16 @@ pub const AGENT_SELECTOR: &str =
     "&labelSelector=app.kubernetes.io%2Fmanaged-by%3Dstreamspace%2Cio.streamspace.agent%3Dagent-1";
 /// `labelSelector` for the pods of SESSION, URL-encoded.
 pub const SESSION_SELECTOR: &str = "&labelSelector=app.kubernetes.io%2Fmanaged-by%3Dstreamspace%2Cio.streamspace.agent%3Dagent-1%2Cio.streamspace.session-id%3D0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+
+/// [`SESSION`] as the id the platform takes.
+pub fn session_id() -> SessionId {
+    SESSION.into()
+}
+
+/// [`AGENT`] as the id the platform takes.
+pub fn agent_id() -> AgentId {
+    AGENT.into()
+}
 
 /// How long a test waits for a request or an answer before failing.
 const PATIENCE: Duration = Duration::from_secs(5);
@@ -84,7 +94,7 @@ pub fn spec(home: bool) -> SessionSpec {
 /// platform creates, with `replicas` and status filled in.
 pub fn deployment_json(replicas: i32, ready: i32) -> Value {
     let confinement = validate(&spec(true), &options()).expect("a valid spec");
-    let made = deployment(&spec(true), &confinement, AGENT, &options());
+    let made = deployment(&spec(true), &confinement, &agent_id(), &options());
     let mut d = serde_json::to_value(made).expect("deployment serializes");
     d["metadata"]["uid"] = json!("d5a1e3c4-0000-4000-8000-000000000001");
     d["metadata"]["resourceVersion"] = json!("4711");

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use streamspace_protocol::{
-    HomeVolume, IdleTimeout, PortSpec, Resources, SessionSecurity, SessionSpec,
+    HomeVolume, IdleTimeout, PortSpec, Resources, SessionId, SessionSecurity, SessionSpec,
+    TemplateId, UserId,
 };
 
 /// Platforms a template may name.
@@ -92,8 +93,8 @@ impl TemplateSpec {
     /// environment comes last: no other variable can shadow it.
     pub fn session_spec(
         &self,
-        template_id: &str,
-        session_id: &str,
+        template_id: &TemplateId,
+        session_id: &SessionId,
         owner: &User,
         granted: &Granted,
     ) -> SessionSpec {
@@ -101,11 +102,11 @@ impl TemplateSpec {
         env.extend(granted.env.clone());
         env.extend(self.secret_env.values().clone());
         SessionSpec {
-            session_id: session_id.to_owned(),
+            session_id: session_id.clone(),
             user: owner.username.clone(),
             user_id: owner.id.clone(),
             template: self.name.clone(),
-            template_id: template_id.to_owned(),
+            template_id: template_id.clone(),
             image: self.image.clone(),
             env,
             ports: self.ports.clone(),
@@ -138,6 +139,6 @@ impl TemplateSpec {
 /// never reused: joined names were ambiguous (`alice` + `dev-desktop` and
 /// `alice-dev` + `desktop`), and a re-created username would have inherited
 /// the old user's home.
-pub fn home_volume(user_id: &str, template_id: &str) -> String {
+pub fn home_volume(user_id: &UserId, template_id: &TemplateId) -> String {
     format!("streamspace-home-{user_id}-{template_id}")
 }
