@@ -300,24 +300,12 @@ mod tests {
     use super::*;
     use crate::fake::FakePlatform;
     use std::sync::atomic::Ordering;
-    use streamspace_protocol::{PortProtocol, PortSpec, SessionSpec};
+    use streamspace_protocol::SessionSpec;
 
     fn start_command() -> Command {
-        let spec = SessionSpec {
-            session_id: "s1".into(),
-            user: "u".into(),
-            template: "t".into(),
-            image: "i".into(),
-            env: Default::default(),
-            ports: vec![PortSpec {
-                name: "vnc".into(),
-                port: 5901,
-                protocol: PortProtocol::Vnc,
-            }],
-            resources: Default::default(),
-            home: None,
-            ..Default::default()
-        };
+        let spec = SessionSpec::fixture("s1")
+            .with_owner("u", "t")
+            .with_image("i");
         Command {
             id: "c1".into(),
             session_id: "s1".into(),

@@ -96,16 +96,9 @@ mod tests {
     use std::sync::Mutex;
 
     fn spec(legacy: Option<&str>) -> SessionSpec {
-        SessionSpec {
-            user: "alice".into(),
-            template: "desktop".into(),
-            home: Some(HomeVolume {
-                volume: "new".into(),
-                path: "/home/user".into(),
-                legacy: legacy.map(str::to_owned),
-            }),
-            ..SessionSpec::default()
-        }
+        SessionSpec::fixture("s1")
+            .with_home("new")
+            .with_legacy_home(legacy)
     }
 
     fn owner(user: &str, template: &str) -> BTreeMap<String, String> {

@@ -250,32 +250,13 @@ fn saturating_i64(value: u64) -> i64 {
 mod tests {
     use super::*;
     use bollard::models::{EndpointSettings, NetworkSettings};
-    use std::collections::BTreeMap;
-    use streamspace_protocol::{Cpu, HomeVolume, Memory, PortProtocol, PortSpec, Resources};
+    use streamspace_protocol::{PortProtocol, PortSpec, Resources};
 
     fn spec() -> SessionSpec {
-        SessionSpec {
-            session_id: "s-1".into(),
-            user: "alice".into(),
-            template: "desktop".into(),
-            image: "streamspace/desktop:local".into(),
-            env: BTreeMap::from([("GEOMETRY".into(), "1280x800".into())]),
-            ports: vec![PortSpec {
-                name: "vnc".into(),
-                port: 5901,
-                protocol: PortProtocol::Vnc,
-            }],
-            resources: Resources {
-                cpu: Some(Cpu(1500)),
-                memory: Some(Memory(512 << 20)),
-            },
-            home: Some(HomeVolume {
-                volume: "streamspace-home-alice-desktop".into(),
-                path: "/home/user".into(),
-                legacy: None,
-            }),
-            ..Default::default()
-        }
+        SessionSpec::fixture("s-1")
+            .with_env("GEOMETRY", "1280x800")
+            .with_limits("1500m", "512Mi")
+            .with_home("streamspace-home-alice-desktop")
     }
 
     fn agent() -> AgentId {

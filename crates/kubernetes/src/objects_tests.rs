@@ -1,36 +1,17 @@
 use super::*;
 use crate::TunnelMode;
 use streamspace_agent::homes::is_home_of;
-use streamspace_protocol::{Cpu, HomeVolume, Memory, PortProtocol, Resources};
+use streamspace_protocol::Resources;
 
 const SESSION: &str = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
 
 fn spec() -> SessionSpec {
-    SessionSpec {
-        session_id: SESSION.into(),
-        user: "alice".into(),
-        template: "desktop".into(),
-        image: "registry.example.com/streamspace/desktop:1.0".into(),
-        env: BTreeMap::from([
-            ("VNC_GEOMETRY".into(), "1280x800".into()),
-            ("TZ".into(), "UTC".into()),
-        ]),
-        ports: vec![PortSpec {
-            name: "vnc".into(),
-            port: 5901,
-            protocol: PortProtocol::Vnc,
-        }],
-        resources: Resources {
-            cpu: Some(Cpu(1500)),
-            memory: Some(Memory(2 << 30)),
-        },
-        home: Some(HomeVolume {
-            volume: "streamspace-home-alice-desktop".into(),
-            path: "/home/user".into(),
-            legacy: None,
-        }),
-        ..Default::default()
-    }
+    SessionSpec::fixture(SESSION)
+        .with_image("registry.example.com/streamspace/desktop:1.0")
+        .with_env("VNC_GEOMETRY", "1280x800")
+        .with_env("TZ", "UTC")
+        .with_limits("1500m", "2Gi")
+        .with_home("streamspace-home-alice-desktop")
 }
 
 fn options() -> KubernetesOptions {

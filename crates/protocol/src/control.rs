@@ -170,7 +170,7 @@ pub struct NodeMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::{Phase, PortProtocol, PortSpec, Resources};
+    use crate::session::Phase;
 
     fn round_trip<T>(value: &T) -> T
     where
@@ -230,24 +230,9 @@ mod tests {
 
     #[test]
     fn server_messages_round_trip() {
-        let spec = SessionSpec {
-            session_id: "s1".into(),
-            user: "alice".into(),
-            template: "desktop".into(),
-            image: "streamspace/desktop:local".into(),
-            env: [("A".to_owned(), "b".to_owned())].into(),
-            ports: vec![PortSpec {
-                name: "vnc".into(),
-                port: 5901,
-                protocol: PortProtocol::Vnc,
-            }],
-            resources: Resources {
-                cpu: Some(Cpu(500)),
-                memory: Some(Memory(1 << 30)),
-            },
-            home: None,
-            ..Default::default()
-        };
+        let spec = SessionSpec::fixture("s1")
+            .with_env("A", "b")
+            .with_limits("500m", "1Gi");
         let messages = [
             ServerMessage::Welcome(Welcome {
                 protocol_version: 1,

@@ -6,6 +6,8 @@
 //! HTTP/1.1 upgrade to a raw byte stream described in [`tunnel`].
 
 pub mod control;
+#[cfg(any(test, feature = "test-fixtures"))]
+mod fixtures;
 mod idle;
 pub mod ids;
 pub mod labels;

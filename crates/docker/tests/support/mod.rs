@@ -12,14 +12,12 @@ use bollard::query_parameters::{
     ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptions,
 };
 use futures::StreamExt;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 use streamspace_agent::{Platform, PlatformResult};
 use streamspace_docker::{DockerOptions, DockerPlatform, container_name};
-use streamspace_protocol::{
-    AgentId, HomeVolume, PortProtocol, PortSpec, Resources, SessionId, SessionSpec,
-};
+use streamspace_protocol::{AgentId, HomeVolume, SessionId, SessionSpec};
 use tokio::io::AsyncReadExt;
 
 pub const IMAGE: &str = "streamspace/desktop:local";
@@ -77,24 +75,11 @@ pub async fn platform(agent_id: &AgentId) -> DockerPlatform {
 }
 
 pub fn desktop_spec(session_id: &SessionId) -> SessionSpec {
-    SessionSpec {
-        session_id: session_id.clone(),
-        user: "alice".into(),
-        template: "desktop".into(),
-        image: IMAGE.into(),
-        env: BTreeMap::from([("VNC_GEOMETRY".into(), "1024x768".into())]),
-        ports: vec![PortSpec {
-            name: "vnc".into(),
-            port: VNC_PORT,
-            protocol: PortProtocol::Vnc,
-        }],
-        resources: Resources {
-            cpu: Some("500m".parse().expect("cpu")),
-            memory: Some("256Mi".parse().expect("memory")),
-        },
-        home: None,
-        ..Default::default()
-    }
+    SessionSpec::fixture(session_id)
+        .with_image(IMAGE)
+        .with_vnc_port(VNC_PORT)
+        .with_env("VNC_GEOMETRY", "1024x768")
+        .with_limits("500m", "256Mi")
 }
 
 pub fn with_home(mut spec: SessionSpec, volume: &str) -> SessionSpec {

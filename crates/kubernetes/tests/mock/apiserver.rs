@@ -9,9 +9,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use streamspace_kubernetes::objects::{deployment, validate};
 use streamspace_kubernetes::{Client, KubernetesOptions, TunnelMode};
-use streamspace_protocol::{
-    AgentId, Cpu, HomeVolume, Memory, PortProtocol, PortSpec, Resources, SessionId, SessionSpec,
-};
+use streamspace_protocol::{AgentId, SessionId, SessionSpec};
 use tower_test::mock::{Handle, SendResponse};
 
 pub const NS: &str = "streamspace";
@@ -66,27 +64,13 @@ pub fn options() -> KubernetesOptions {
 }
 
 pub fn spec(home: bool) -> SessionSpec {
-    SessionSpec {
-        session_id: SESSION.into(),
-        user: "alice".into(),
-        template: "desktop".into(),
-        image: "registry.example.com/streamspace/desktop:1.0".into(),
-        env: [("VNC_GEOMETRY".to_owned(), "1280x800".to_owned())].into(),
-        ports: vec![PortSpec {
-            name: "vnc".into(),
-            port: 5901,
-            protocol: PortProtocol::Vnc,
-        }],
-        resources: Resources {
-            cpu: Some(Cpu(1000)),
-            memory: Some(Memory(1 << 30)),
-        },
-        home: home.then(|| HomeVolume {
-            volume: "streamspace-home-alice-desktop".into(),
-            path: "/home/user".into(),
-            legacy: None,
-        }),
-        ..Default::default()
+    let spec = SessionSpec::fixture(SESSION)
+        .with_image("registry.example.com/streamspace/desktop:1.0")
+        .with_env("VNC_GEOMETRY", "1280x800")
+        .with_limits("1", "1Gi");
+    match home {
+        true => spec.with_home("streamspace-home-alice-desktop"),
+        false => spec,
     }
 }
 

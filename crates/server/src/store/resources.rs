@@ -180,17 +180,11 @@ mod tests {
     }
 
     fn spec_asking(resources: Resources) -> SessionSpec {
-        SessionSpec {
-            session_id: SessionId::new(),
-            user: "someone".into(),
-            template: "desktop".into(),
-            image: "desktop:1".into(),
-            env: Default::default(),
-            ports: Vec::new(),
-            resources,
-            home: None,
-            ..Default::default()
-        }
+        SessionSpec::fixture(SessionId::new())
+            .with_owner("someone", "desktop")
+            .with_image("desktop:1")
+            .without_ports()
+            .with_resources(resources)
     }
 
     async fn session_asking(

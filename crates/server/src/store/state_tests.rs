@@ -6,10 +6,7 @@ use streamspace_protocol::{DesiredState, Phase, SessionId, SessionSpec};
 
 async fn running_session(store: &Store) -> SessionId {
     let user = store.create_user("u", "x", Role::User).await.expect("user");
-    let spec = SessionSpec {
-        session_id: SessionId::new(),
-        ..SessionSpec::default()
-    };
+    let spec = SessionSpec::fixture(SessionId::new());
     let new = NewSession {
         user_id: user.id,
         template_id: "t".into(),
