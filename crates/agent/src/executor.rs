@@ -17,7 +17,9 @@ use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use streamspace_protocol::{Action, AgentMessage, Command, Phase, SessionReport};
+use streamspace_protocol::{
+    Action, AgentMessage, Command, CommandId, Phase, SessionId, SessionReport,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -36,17 +38,17 @@ enum Outcome {
 
 #[derive(Default)]
 struct CommandLog {
-    outcomes: HashMap<String, Outcome>,
-    order: VecDeque<String>,
+    outcomes: HashMap<CommandId, Outcome>,
+    order: VecDeque<CommandId>,
 }
 
 impl CommandLog {
-    fn begin(&mut self, id: &str) -> Option<Outcome> {
+    fn begin(&mut self, id: &CommandId) -> Option<Outcome> {
         if let Some(known) = self.outcomes.get(id) {
             return Some(known.clone());
         }
-        self.outcomes.insert(id.to_owned(), Outcome::Running);
-        self.order.push_back(id.to_owned());
+        self.outcomes.insert(id.clone(), Outcome::Running);
+        self.order.push_back(id.clone());
         while self.order.len() > REMEMBERED {
             if let Some(old) = self.order.pop_front() {
                 self.outcomes.remove(&old);
@@ -55,8 +57,8 @@ impl CommandLog {
         None
     }
 
-    fn finish(&mut self, id: &str, error: Option<String>) {
-        self.outcomes.insert(id.to_owned(), Outcome::Done(error));
+    fn finish(&mut self, id: &CommandId, error: Option<String>) {
+        self.outcomes.insert(id.clone(), Outcome::Done(error));
     }
 }
 
@@ -132,7 +134,7 @@ impl Executor {
     /// result and the worker goes on: were the panic to end the task, the
     /// queue would stay behind with no worker, the session would look busy
     /// for good and every later command for it would wait forever.
-    async fn drain(&self, session_id: &str) {
+    async fn drain(&self, session_id: &SessionId) {
         while let Some((command, superseded)) = self.queues.next(session_id) {
             let span = tracing::info_span!(
                 "command",
@@ -167,7 +169,7 @@ impl Executor {
     }
 
     /// Remembers a command's outcome and reports it.
-    fn finish(&self, command_id: String, error: Option<String>) {
+    fn finish(&self, command_id: CommandId, error: Option<String>) {
         lock(&self.log).finish(&command_id, error.clone());
         self.send(AgentMessage::Result { command_id, error });
     }
@@ -177,7 +179,7 @@ impl Executor {
         command: &Command,
         superseded: &CancellationToken,
     ) -> Result<(), String> {
-        let id = command.session_id.as_str();
+        let id = &command.session_id;
         let platform = self.platform.as_ref();
         match &command.action {
             Action::Start { spec } => {
@@ -212,7 +214,7 @@ impl Executor {
     /// unavailable leaves the phase alone so the control plane retries.
     fn step(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
         result: Result<SessionReport, PlatformError>,
     ) -> Result<SessionReport, String> {
         result.map_err(|err| {
@@ -235,7 +237,7 @@ impl Executor {
     /// terminate should not wait up to a minute for it.
     async fn await_ready(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
         port: u16,
         superseded: &CancellationToken,
     ) -> Result<(), String> {
@@ -273,7 +275,7 @@ impl Executor {
     /// Whether a command for the session is queued or running. While one
     /// is, the executor alone says when the session is `Running` (after the
     /// VNC banner); the platform only sees a started container.
-    pub fn is_busy(&self, session_id: &str) -> bool {
+    pub fn is_busy(&self, session_id: &SessionId) -> bool {
         self.queues.is_busy(session_id)
     }
 }
@@ -298,24 +300,12 @@ mod tests {
     use super::*;
     use crate::fake::FakePlatform;
     use std::sync::atomic::Ordering;
-    use streamspace_protocol::{PortProtocol, PortSpec, SessionSpec};
+    use streamspace_protocol::SessionSpec;
 
     fn start_command() -> Command {
-        let spec = SessionSpec {
-            session_id: "s1".into(),
-            user: "u".into(),
-            template: "t".into(),
-            image: "i".into(),
-            env: Default::default(),
-            ports: vec![PortSpec {
-                name: "vnc".into(),
-                port: 5901,
-                protocol: PortProtocol::Vnc,
-            }],
-            resources: Default::default(),
-            home: None,
-            ..Default::default()
-        };
+        let spec = SessionSpec::fixture("s1")
+            .with_owner("u", "t")
+            .with_image("i");
         Command {
             id: "c1".into(),
             session_id: "s1".into(),
@@ -344,7 +334,10 @@ mod tests {
         let (platform, executor, mut rx) = executor(64);
         executor.submit(start_command());
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(executor.is_busy("s1"), "the start is still waiting for VNC");
+        assert!(
+            executor.is_busy(&"s1".into()),
+            "the start is still waiting for VNC"
+        );
         let mut seen = Vec::new();
         while let Ok(message) = rx.try_recv() {
             seen.push(message);
@@ -368,7 +361,7 @@ mod tests {
         .await;
         assert!(running.is_ok(), "Running once the banner arrives");
         let settled = tokio::time::timeout(Duration::from_secs(5), async {
-            while executor.is_busy("s1") {
+            while executor.is_busy(&"s1".into()) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })
@@ -402,7 +395,7 @@ mod tests {
             while results.len() < count {
                 match rx.recv().await {
                     Some(AgentMessage::Result { command_id, error }) => {
-                        results.insert(command_id, error);
+                        results.insert(command_id.into(), error);
                     }
                     Some(_) => {}
                     None => panic!("outbox closed"),
@@ -455,7 +448,7 @@ mod tests {
         }
         // A worker reports its last result just before it lets its queue go.
         let settled = tokio::time::timeout(Duration::from_secs(5), async {
-            while (0..SESSIONS).any(|n| executor.is_busy(&format!("s{n}"))) {
+            while (0..SESSIONS).any(|n| executor.is_busy(&format!("s{n}").into())) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         });
@@ -477,7 +470,7 @@ mod tests {
         assert_eq!(results["c1"], None, "the start itself succeeded");
         assert_eq!(results["c2"], None);
         assert!(platform.existing.lock().expect("existing").is_empty());
-        assert!(!executor.is_busy("s1"));
+        assert!(!executor.is_busy(&"s1".into()));
     }
 
     /// A command re-sent while it waits in its queue runs once.
@@ -519,7 +512,7 @@ mod tests {
         platform.vnc_up.store(true, Ordering::SeqCst);
         let done = results(&mut rx, QUEUE_LIMIT).await;
         assert!(done.values().all(Option::is_none), "{done:?}");
-        assert!(!executor.is_busy("s1"));
+        assert!(!executor.is_busy(&"s1".into()));
     }
 
     /// A command whose platform call panics fails with an error result,
@@ -539,7 +532,7 @@ mod tests {
             "{error}"
         );
         assert_eq!(first["c2"], None, "the hibernate behind it ran");
-        assert!(!executor.is_busy("s1"));
+        assert!(!executor.is_busy(&"s1".into()));
 
         // A later command gets a worker of its own.
         platform.start_panics.store(false, Ordering::SeqCst);
@@ -551,13 +544,16 @@ mod tests {
     #[test]
     fn log_remembers_outcomes_and_forgets_the_oldest() {
         let mut log = CommandLog::default();
-        assert!(log.begin("a").is_none());
-        assert!(matches!(log.begin("a"), Some(Outcome::Running)));
-        log.finish("a", Some("boom".into()));
-        assert!(matches!(log.begin("a"), Some(Outcome::Done(Some(e))) if e == "boom"));
+        assert!(log.begin(&"a".into()).is_none());
+        assert!(matches!(log.begin(&"a".into()), Some(Outcome::Running)));
+        log.finish(&"a".into(), Some("boom".into()));
+        assert!(matches!(log.begin(&"a".into()), Some(Outcome::Done(Some(e))) if e == "boom"));
         for i in 0..REMEMBERED {
-            log.begin(&i.to_string());
+            log.begin(&i.to_string().into());
         }
-        assert!(log.begin("a").is_none(), "the oldest entry was forgotten");
+        assert!(
+            log.begin(&"a".into()).is_none(),
+            "the oldest entry was forgotten"
+        );
     }
 }

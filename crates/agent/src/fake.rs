@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use streamspace_protocol::{
-    Capabilities, Capacity, NodeMetrics, Phase, SessionReport, SessionSpec, SessionUsage,
+    Capabilities, Capacity, NodeMetrics, Phase, SessionId, SessionReport, SessionSpec, SessionUsage,
 };
 use tokio::io::AsyncWriteExt;
 
@@ -22,18 +22,18 @@ pub(crate) struct FakePlatform {
     /// `start` panics, like a platform with a bug.
     pub start_panics: AtomicBool,
     /// Sessions started and not terminated since.
-    pub existing: Mutex<HashSet<String>>,
+    pub existing: Mutex<HashSet<SessionId>>,
     /// `(session, operation)` in the order the platform was asked.
-    pub calls: Mutex<Vec<(String, &'static str)>>,
+    pub calls: Mutex<Vec<(SessionId, &'static str)>>,
 }
 
 impl FakePlatform {
-    fn record(&self, id: &str, operation: &'static str) {
+    fn record(&self, id: &SessionId, operation: &'static str) {
         let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
-        calls.push((id.to_owned(), operation));
+        calls.push((id.clone(), operation));
         let mut existing = self.existing.lock().unwrap_or_else(|p| p.into_inner());
         match operation {
-            "start" => existing.insert(id.to_owned()),
+            "start" => existing.insert(id.clone()),
             "terminate" => existing.remove(id),
             _ => false,
         };
@@ -58,25 +58,25 @@ impl Platform for FakePlatform {
         self.record(&spec.session_id, "start");
         Ok(SessionReport::new(&spec.session_id, Phase::Running))
     }
-    async fn hibernate(&self, id: &str) -> PlatformResult<SessionReport> {
+    async fn hibernate(&self, id: &SessionId) -> PlatformResult<SessionReport> {
         self.record(id, "hibernate");
         Ok(SessionReport::new(id, Phase::Hibernated))
     }
-    async fn wake(&self, id: &str) -> PlatformResult<SessionReport> {
+    async fn wake(&self, id: &SessionId) -> PlatformResult<SessionReport> {
         self.record(id, "wake");
         Ok(SessionReport::new(id, Phase::Running))
     }
-    async fn terminate(&self, id: &str) -> PlatformResult<SessionReport> {
+    async fn terminate(&self, id: &SessionId) -> PlatformResult<SessionReport> {
         self.record(id, "terminate");
         Ok(SessionReport::new(id, Phase::Terminated))
     }
-    async fn status(&self, id: &str) -> PlatformResult<SessionReport> {
+    async fn status(&self, id: &SessionId) -> PlatformResult<SessionReport> {
         Ok(SessionReport::new(id, Phase::Running))
     }
     async fn inventory(&self) -> PlatformResult<Vec<SessionReport>> {
         Ok(Vec::new())
     }
-    async fn connect(&self, _: &str, _: u16) -> PlatformResult<Box<dyn SessionStream>> {
+    async fn connect(&self, _: &SessionId, _: u16) -> PlatformResult<Box<dyn SessionStream>> {
         if !self.vnc_up.load(Ordering::SeqCst) {
             return Err(PlatformError::Unavailable("connection refused".into()));
         }
@@ -87,7 +87,7 @@ impl Platform for FakePlatform {
     }
     async fn logs(
         &self,
-        _: &str,
+        _: &SessionId,
         _: Option<u32>,
         _: bool,
     ) -> PlatformResult<BoxStream<'static, PlatformResult<Bytes>>> {

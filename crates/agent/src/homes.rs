@@ -85,8 +85,8 @@ pub fn is_home_of(home_labels: &BTreeMap<String, String>, spec: &SessionSpec) ->
     let ids_agree = |key: &str, id: &str| home_labels.get(key).is_none_or(|v| v == id);
     is(labels::USER, &spec.user)
         && is(labels::TEMPLATE, &spec.template)
-        && ids_agree(labels::USER_ID, &spec.user_id)
-        && ids_agree(labels::TEMPLATE_ID, &spec.template_id)
+        && ids_agree(labels::USER_ID, spec.user_id.as_str())
+        && ids_agree(labels::TEMPLATE_ID, spec.template_id.as_str())
 }
 
 #[cfg(test)]
@@ -96,16 +96,9 @@ mod tests {
     use std::sync::Mutex;
 
     fn spec(legacy: Option<&str>) -> SessionSpec {
-        SessionSpec {
-            user: "alice".into(),
-            template: "desktop".into(),
-            home: Some(HomeVolume {
-                volume: "new".into(),
-                path: "/home/user".into(),
-                legacy: legacy.map(str::to_owned),
-            }),
-            ..SessionSpec::default()
-        }
+        SessionSpec::fixture("s1")
+            .with_home("new")
+            .with_legacy_home(legacy)
     }
 
     fn owner(user: &str, template: &str) -> BTreeMap<String, String> {

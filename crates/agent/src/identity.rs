@@ -7,14 +7,14 @@ use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use streamspace_protocol::tunnel::REGISTER_PATH;
-use streamspace_protocol::{Capabilities, Capacity};
+use streamspace_protocol::{AgentId, Capabilities, Capacity};
 use url::Url;
 
 const FILE: &str = "agent.json";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Identity {
-    pub agent_id: String,
+    pub agent_id: AgentId,
     pub name: String,
     pub secret: String,
     pub control_plane: Url,
@@ -103,7 +103,7 @@ impl Identity {
 
 #[derive(Deserialize)]
 struct Registered {
-    agent_id: String,
+    agent_id: AgentId,
     secret: String,
 }
 

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
-use streamspace_protocol::{Phase, SessionReport};
+use streamspace_protocol::{Phase, SessionId, SessionReport};
 
 /// The command a platform recorded before acting on a session. Each
 /// platform records only the ones its observation cannot tell by itself.
@@ -27,24 +27,24 @@ const MEMORY: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Default)]
 pub struct Intents {
-    by_session: Mutex<HashMap<String, (Intent, Instant)>>,
+    by_session: Mutex<HashMap<SessionId, (Intent, Instant)>>,
 }
 
 impl Intents {
-    pub fn set(&self, session_id: &str, intent: Intent) {
+    pub fn set(&self, session_id: &SessionId, intent: Intent) {
         let now = Instant::now();
         let mut map = self.lock();
         map.retain(|_, (intent, at)| {
             *intent == Intent::Hibernate || now.duration_since(*at) < MEMORY
         });
-        map.insert(session_id.to_owned(), (intent, now));
+        map.insert(session_id.clone(), (intent, now));
     }
 
-    pub fn clear(&self, session_id: &str) {
+    pub fn clear(&self, session_id: &SessionId) {
         self.lock().remove(session_id);
     }
 
-    pub fn get(&self, session_id: &str) -> Option<Intent> {
+    pub fn get(&self, session_id: &SessionId) -> Option<Intent> {
         self.lock().get(session_id).map(|(intent, _)| *intent)
     }
 
@@ -54,18 +54,18 @@ impl Intents {
     /// what is kept.
     pub fn removal_report(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
         outside: impl FnOnce() -> String,
     ) -> SessionReport {
         if self.get(session_id) == Some(Intent::Terminate) {
             return SessionReport::new(session_id, Phase::Terminated);
         }
         let message = outside();
-        tracing::warn!(session_id, %message, "session removed outside StreamSpace");
+        tracing::warn!(%session_id, %message, "session removed outside StreamSpace");
         SessionReport::new(session_id, Phase::Failed).with_message(message)
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, (Intent, Instant)>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<SessionId, (Intent, Instant)>> {
         self.by_session
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -79,27 +79,27 @@ mod tests {
     #[test]
     fn remembers_the_last_intent_per_session() {
         let intents = Intents::default();
-        assert_eq!(intents.get("a"), None);
-        intents.set("a", Intent::Hibernate);
-        intents.set("b", Intent::Terminate);
-        assert_eq!(intents.get("a"), Some(Intent::Hibernate));
-        intents.set("a", Intent::Wake);
-        assert_eq!(intents.get("a"), Some(Intent::Wake));
-        intents.set("a", Intent::Terminate);
-        assert_eq!(intents.get("a"), Some(Intent::Terminate));
-        intents.clear("a");
-        assert_eq!(intents.get("a"), None);
-        assert_eq!(intents.get("b"), Some(Intent::Terminate));
+        assert_eq!(intents.get(&"a".into()), None);
+        intents.set(&"a".into(), Intent::Hibernate);
+        intents.set(&"b".into(), Intent::Terminate);
+        assert_eq!(intents.get(&"a".into()), Some(Intent::Hibernate));
+        intents.set(&"a".into(), Intent::Wake);
+        assert_eq!(intents.get(&"a".into()), Some(Intent::Wake));
+        intents.set(&"a".into(), Intent::Terminate);
+        assert_eq!(intents.get(&"a".into()), Some(Intent::Terminate));
+        intents.clear(&"a".into());
+        assert_eq!(intents.get(&"a".into()), None);
+        assert_eq!(intents.get(&"b".into()), Some(Intent::Terminate));
     }
 
     #[test]
     fn a_removal_is_ours_only_after_our_terminate() {
         let intents = Intents::default();
-        intents.set("ours", Intent::Terminate);
-        let report = intents.removal_report("ours", || unreachable!("ours"));
+        intents.set(&"ours".into(), Intent::Terminate);
+        let report = intents.removal_report(&"ours".into(), || unreachable!("ours"));
         assert_eq!(report.phase, Phase::Terminated);
-        intents.set("hibernated", Intent::Hibernate);
-        let report = intents.removal_report("hibernated", || "removed by hand".into());
+        intents.set(&"hibernated".into(), Intent::Hibernate);
+        let report = intents.removal_report(&"hibernated".into(), || "removed by hand".into());
         assert_eq!(report.phase, Phase::Failed);
         assert_eq!(report.message.as_deref(), Some("removed by hand"));
     }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use streamspace_protocol::{
-    Capabilities, Capacity, NodeMetrics, SessionReport, SessionSpec, SessionUsage,
+    Capabilities, Capacity, NodeMetrics, SessionId, SessionReport, SessionSpec, SessionUsage,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -31,7 +31,7 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> SessionStream for T {
 pub enum PlatformError {
     /// The platform has no object for this session.
     #[error("session {0} does not exist on this platform")]
-    NotFound(String),
+    NotFound(SessionId),
     /// The request cannot succeed as asked (missing image, bad spec); the
     /// message says what to fix and is shown to the user.
     #[error("{0}")]
@@ -67,29 +67,33 @@ pub trait Platform: Send + Sync + 'static {
     async fn start(&self, spec: &SessionSpec) -> PlatformResult<SessionReport>;
 
     /// Release the session's compute and keep its state.
-    async fn hibernate(&self, session_id: &str) -> PlatformResult<SessionReport>;
+    async fn hibernate(&self, session_id: &SessionId) -> PlatformResult<SessionReport>;
 
     /// Resume a hibernated session.
-    async fn wake(&self, session_id: &str) -> PlatformResult<SessionReport>;
+    async fn wake(&self, session_id: &SessionId) -> PlatformResult<SessionReport>;
 
     /// Remove the session's compute; persistent homes are kept.
-    async fn terminate(&self, session_id: &str) -> PlatformResult<SessionReport>;
+    async fn terminate(&self, session_id: &SessionId) -> PlatformResult<SessionReport>;
 
     /// The observed phase of one session (`NotFound` if it does not exist).
-    async fn status(&self, session_id: &str) -> PlatformResult<SessionReport>;
+    async fn status(&self, session_id: &SessionId) -> PlatformResult<SessionReport>;
 
     /// Every session this agent owns on the platform, found by label.
     async fn inventory(&self) -> PlatformResult<Vec<SessionReport>>;
 
     /// Open a byte stream to `port` of a running session.
-    async fn connect(&self, session_id: &str, port: u16) -> PlatformResult<Box<dyn SessionStream>>;
+    async fn connect(
+        &self,
+        session_id: &SessionId,
+        port: u16,
+    ) -> PlatformResult<Box<dyn SessionStream>>;
 
     /// The session's console output: the last `tail` lines (all when
     /// `None`), then, with `follow`, new output as it is written, until the
     /// stream is dropped.
     async fn logs(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
         tail: Option<u32>,
         follow: bool,
     ) -> PlatformResult<BoxStream<'static, PlatformResult<Bytes>>>;

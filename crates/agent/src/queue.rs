@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
-use streamspace_protocol::{Action, Command};
+use streamspace_protocol::{Action, Command, SessionId};
 use tokio_util::sync::CancellationToken;
 
 /// Most commands one session may have queued or running.
@@ -36,7 +36,7 @@ struct Queue {
 
 #[derive(Default)]
 pub(crate) struct SessionQueues {
-    by_session: Mutex<HashMap<String, Queue>>,
+    by_session: Mutex<HashMap<SessionId, Queue>>,
 }
 
 impl SessionQueues {
@@ -68,7 +68,7 @@ impl SessionQueues {
     /// The session's next command, with the token that says a terminate is
     /// queued behind it; `None` when there is none, and then the queue is
     /// gone (the worker must end, and the next push starts a new one).
-    pub(crate) fn next(&self, session_id: &str) -> Option<(Command, CancellationToken)> {
+    pub(crate) fn next(&self, session_id: &SessionId) -> Option<(Command, CancellationToken)> {
         let mut queues = self.lock();
         let queue = queues.get_mut(session_id)?;
         let Some(command) = queue.waiting.pop_front() else {
@@ -87,7 +87,7 @@ impl SessionQueues {
     }
 
     /// Whether the session has a command queued or running.
-    pub(crate) fn is_busy(&self, session_id: &str) -> bool {
+    pub(crate) fn is_busy(&self, session_id: &SessionId) -> bool {
         self.lock().contains_key(session_id)
     }
 
@@ -98,7 +98,7 @@ impl SessionQueues {
 
     /// Every critical section is a few map and deque operations that cannot
     /// leave them half-changed, so a poisoned lock is safe to use.
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Queue>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<SessionId, Queue>> {
         self.by_session.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -106,6 +106,7 @@ impl SessionQueues {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use streamspace_protocol::CommandId;
 
     fn command(id: &str, session_id: &str, action: Action) -> Command {
         Command {
@@ -130,24 +131,24 @@ mod tests {
             queues.push(command("x", "other", Action::Hibernate)),
             Pushed::StartWorker
         );
-        let ids: Vec<String> = std::iter::from_fn(|| queues.next("s"))
+        let ids: Vec<CommandId> = std::iter::from_fn(|| queues.next(&"s".into()))
             .map(|(c, _)| c.id)
             .collect();
         assert_eq!(ids, ["1", "2"]);
-        assert!(!queues.is_busy("s"), "an empty queue is removed");
-        assert!(queues.is_busy("other"));
+        assert!(!queues.is_busy(&"s".into()), "an empty queue is removed");
+        assert!(queues.is_busy(&"other".into()));
         assert_eq!(queues.sessions(), 1);
-        assert!(queues.next("s").is_none());
+        assert!(queues.next(&"s".into()).is_none());
     }
 
     #[test]
     fn a_session_is_busy_while_its_last_command_runs() {
         let queues = SessionQueues::default();
         queues.push(command("1", "s", Action::Hibernate));
-        let _running = queues.next("s").expect("command");
-        assert!(queues.is_busy("s"));
-        assert!(queues.next("s").is_none());
-        assert!(!queues.is_busy("s"));
+        let _running = queues.next(&"s".into()).expect("command");
+        assert!(queues.is_busy(&"s".into()));
+        assert!(queues.next(&"s".into()).is_none());
+        assert!(!queues.is_busy(&"s".into()));
     }
 
     #[test]
@@ -172,19 +173,19 @@ mod tests {
     fn a_queued_terminate_supersedes_what_runs_before_it() {
         let queues = SessionQueues::default();
         queues.push(command("1", "s", Action::Hibernate));
-        let (_, first) = queues.next("s").expect("first");
+        let (_, first) = queues.next(&"s".into()).expect("first");
         assert!(!first.is_cancelled());
         queues.push(command("2", "s", Action::Wake { vnc_port: 1 }));
         assert!(!first.is_cancelled(), "only a terminate supersedes");
         queues.push(command("3", "s", Action::Terminate));
         assert!(first.is_cancelled());
-        let (wake, second) = queues.next("s").expect("wake");
+        let (wake, second) = queues.next(&"s".into()).expect("wake");
         assert_eq!(wake.id, "2");
         assert!(
             second.is_cancelled(),
             "a terminate is still queued behind it"
         );
-        let (terminate, third) = queues.next("s").expect("terminate");
+        let (terminate, third) = queues.next(&"s".into()).expect("terminate");
         assert_eq!(terminate.id, "3");
         assert!(!third.is_cancelled());
     }

@@ -4,7 +4,7 @@
 
 use crate::platform::{Platform, PlatformError};
 use std::time::Duration;
-use streamspace_protocol::Phase;
+use streamspace_protocol::{Phase, SessionId};
 use tokio::io::AsyncReadExt;
 use tokio::time::{Instant, sleep, timeout};
 
@@ -22,7 +22,7 @@ const PREPARE_LIMIT: Duration = Duration::from_secs(15 * 60);
 /// started running).
 pub async fn wait_for_vnc(
     platform: &dyn Platform,
-    session_id: &str,
+    session_id: &SessionId,
     port: u16,
     limit: Duration,
 ) -> Result<(), String> {
@@ -49,7 +49,7 @@ pub async fn wait_for_vnc(
     }
 }
 
-async fn probe(platform: &dyn Platform, session_id: &str, port: u16) -> Result<(), String> {
+async fn probe(platform: &dyn Platform, session_id: &SessionId, port: u16) -> Result<(), String> {
     let mut stream = platform
         .connect(session_id, port)
         .await
@@ -67,7 +67,7 @@ async fn probe(platform: &dyn Platform, session_id: &str, port: u16) -> Result<(
 }
 
 /// Fails if the session died; otherwise whether its compute is running yet.
-async fn check_alive(platform: &dyn Platform, session_id: &str) -> Result<bool, String> {
+async fn check_alive(platform: &dyn Platform, session_id: &SessionId) -> Result<bool, String> {
     match platform.status(session_id).await {
         Ok(report) if matches!(report.phase, Phase::Failed | Phase::Terminated) => Err(report
             .message

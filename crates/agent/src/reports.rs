@@ -4,12 +4,12 @@
 //! most leave the session's phase as it was.
 
 use std::collections::HashMap;
-use streamspace_protocol::SessionReport;
+use streamspace_protocol::{SessionId, SessionReport};
 
 /// The last report a watcher sent per session.
 #[derive(Debug, Default)]
 pub struct LastSent {
-    by_session: HashMap<String, SessionReport>,
+    by_session: HashMap<SessionId, SessionReport>,
 }
 
 impl LastSent {
@@ -31,7 +31,7 @@ impl LastSent {
 
     /// Forgets what was sent for a session: its next report is news,
     /// whatever it says.
-    pub fn forget(&mut self, session_id: &str) {
+    pub fn forget(&mut self, session_id: &SessionId) {
         self.by_session.remove(session_id);
     }
 }
@@ -51,7 +51,7 @@ mod tests {
         let failed = SessionReport::new("a", Phase::Failed).with_message("crashed");
         assert!(sent.is_news(&failed));
         assert!(!sent.is_news(&failed));
-        sent.forget("a");
+        sent.forget(&"a".into());
         assert!(sent.is_news(&failed));
         let terminated = SessionReport::new("a", Phase::Terminated);
         assert!(sent.is_news(&terminated));

@@ -17,7 +17,7 @@ use std::time::Duration;
 use streamspace_protocol::tunnel::CONNECT_PATH;
 use streamspace_protocol::{
     AgentMessage, Hello, NodeMetrics, PROTOCOL_VERSION, Phase, ServerMessage, SessionReport,
-    SessionUsage,
+    SessionUsage, TunnelId,
 };
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -364,7 +364,7 @@ fn handle(agent: &Agent, text: &str) -> Option<String> {
     None
 }
 
-fn spawn_data_channel(agent: &Agent, tunnel_id: String, purpose: Purpose) {
+fn spawn_data_channel(agent: &Agent, tunnel_id: TunnelId, purpose: Purpose) {
     let identity = agent.identity.clone();
     let platform = agent.platform.clone();
     let outbox = agent.outbox.clone();

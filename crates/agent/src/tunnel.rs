@@ -14,6 +14,7 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use streamspace_protocol::tunnel::{UPGRADE_PROTOCOL, read_chunk, tunnel_path};
+use streamspace_protocol::{SessionId, TunnelId};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -22,10 +23,10 @@ use tokio_rustls::TlsConnector;
 #[derive(Debug, Clone)]
 pub enum Purpose {
     /// Both directions of a session's TCP port (VNC).
-    Port { session_id: String, port: u16 },
+    Port { session_id: SessionId, port: u16 },
     /// The session's console output, one way.
     Logs {
-        session_id: String,
+        session_id: SessionId,
         tail: Option<u32>,
         follow: bool,
     },
@@ -37,7 +38,7 @@ pub enum Purpose {
 pub async fn open(
     identity: &Identity,
     platform: &dyn Platform,
-    tunnel_id: &str,
+    tunnel_id: &TunnelId,
     purpose: Purpose,
 ) -> anyhow::Result<()> {
     match purpose {
@@ -160,7 +161,7 @@ where
 }
 
 /// Opens the data channel for `tunnel_id`: HTTP/1.1 upgrade to a raw stream.
-async fn dial(identity: &Identity, tunnel_id: &str) -> anyhow::Result<Upgraded> {
+async fn dial(identity: &Identity, tunnel_id: &TunnelId) -> anyhow::Result<Upgraded> {
     let url = crate::endpoint(&identity.control_plane, &tunnel_path(tunnel_id), false);
     let host = url.host_str().context("control plane URL has no host")?;
     let port = url

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use streamspace_protocol::SessionId;
 use streamspace_testkit::{Api, ControlPlane, Mode, Options};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -119,7 +120,7 @@ pub async fn hub(settings: &Settings) -> anyhow::Result<BenchResult> {
     let mut responses = Vec::with_capacity(dispatches);
     let mut sent_at = Vec::with_capacity(dispatches);
     let dispatch_start = Instant::now();
-    let mut early: HashMap<String, Instant> = HashMap::new();
+    let mut early: HashMap<SessionId, Instant> = HashMap::new();
     for k in 0..dispatches {
         let agent = &identities[(k * 7919) % n];
         let sent = Instant::now();
@@ -128,7 +129,7 @@ pub async fn hub(settings: &Settings) -> anyhow::Result<BenchResult> {
             .await?;
         responses.push(sent.elapsed());
         let id = session["id"].as_str().context("session id")?.to_owned();
-        let received = match early.remove(&id) {
+        let received = match early.remove(id.as_str()) {
             Some(at) => at,
             None => loop {
                 let (sid, at) = timeout(Duration::from_secs(30), deliveries.recv())

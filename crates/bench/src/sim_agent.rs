@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use streamspace_protocol::{
-    Action, AgentMessage, Capabilities, Capacity, Command, Hello, PROTOCOL_VERSION, Phase,
-    ServerMessage, SessionReport,
+    Action, AgentId, AgentMessage, Capabilities, Capacity, Command, Hello, PROTOCOL_VERSION, Phase,
+    ServerMessage, SessionId, SessionReport,
 };
 use streamspace_testkit::Api;
 use tokio::net::TcpStream;
@@ -31,7 +31,7 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// An enrolled agent's identity.
 #[derive(Debug, Clone)]
 pub struct Identity {
-    pub id: String,
+    pub id: AgentId,
     pub secret: String,
 }
 
@@ -45,7 +45,7 @@ pub struct Counters {
 }
 
 /// A start command arrived: for which session, and when.
-pub type Delivery = (String, Instant);
+pub type Delivery = (SessionId, Instant);
 
 /// Mints a token as admin and registers `name` with it.
 pub async fn enroll(admin: &Api, public: &Api, name: &str) -> anyhow::Result<Identity> {
@@ -61,7 +61,7 @@ pub async fn enroll(admin: &Api, public: &Api, name: &str) -> anyhow::Result<Ide
         )
         .await?;
     Ok(Identity {
-        id: answer["agent_id"].as_str().context("agent_id")?.to_owned(),
+        id: answer["agent_id"].as_str().context("agent_id")?.into(),
         secret: answer["secret"].as_str().context("secret")?.to_owned(),
     })
 }

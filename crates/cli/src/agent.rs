@@ -71,7 +71,7 @@ async fn run_docker(args: DockerAgentArgs) -> anyhow::Result<()> {
     let options = docker_options(&args);
     // Check the engine before enrolling, so a broken host does not use up
     // a single-use token.
-    let probe = DockerPlatform::connect("enrollment-probe", options.clone())
+    let probe = DockerPlatform::connect(&"enrollment-probe".into(), options.clone())
         .await
         .context("cannot use the Docker engine")?;
     let identity = args.agent.load_or_enroll(tls, &probe, host_name).await?;

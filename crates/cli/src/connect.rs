@@ -9,6 +9,7 @@ use clap::Args;
 use futures::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use streamspace_agent::{ClientTls, explain_tls_error};
+use streamspace_protocol::SessionId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::Connector;
@@ -19,7 +20,7 @@ use url::Url;
 #[derive(Args, Debug)]
 pub struct ConnectArgs {
     /// The session to connect to.
-    session_id: String,
+    session_id: SessionId,
     /// Local address VNC clients connect to.
     #[arg(long, default_value = "127.0.0.1:5901")]
     listen: SocketAddr,
@@ -98,7 +99,7 @@ async fn check_session(args: &ConnectArgs, tls: &ClientTls) -> anyhow::Result<()
     Ok(())
 }
 
-fn vnc_url(server: &Url, session_id: &str) -> Url {
+fn vnc_url(server: &Url, session_id: &SessionId) -> Url {
     let mut url = server.clone();
     let scheme = if server.scheme() == "https" {
         "wss"

@@ -20,7 +20,7 @@ use streamspace_agent::Identity;
 use streamspace_kubernetes::leader::LeaderElector;
 use streamspace_kubernetes::state_secret::StateSecret;
 use streamspace_kubernetes::{KubernetesOptions, KubernetesPlatform, TunnelMode};
-use streamspace_protocol::Memory;
+use streamspace_protocol::{AgentId, Memory, SessionId, TemplateId, UserId};
 use streamspace_server::store::{Role, User};
 use streamspace_server::template::{SessionRequest, TemplateInput};
 
@@ -146,19 +146,19 @@ struct RenderArgs {
     user: String,
     /// The owner's id (labels, home claim name).
     #[arg(long, default_value = EXAMPLE_USER_ID)]
-    user_id: String,
+    user_id: UserId,
     /// The template's id (labels, home claim name).
     #[arg(long, default_value = EXAMPLE_TEMPLATE_ID)]
-    template_id: String,
+    template_id: TemplateId,
     /// Namespace the objects are rendered for.
     #[arg(long, default_value = "default")]
     namespace: String,
     /// Session id (names the Deployment).
     #[arg(long, default_value = EXAMPLE_SESSION)]
-    session_id: String,
+    session_id: SessionId,
     /// Agent id for the labels.
     #[arg(long, default_value = "agent")]
-    agent_id: String,
+    agent_id: AgentId,
     #[command(flatten)]
     objects: ObjectArgs,
 }
@@ -218,7 +218,8 @@ async fn run_agent(args: RunArgs) -> anyhow::Result<()> {
 
     // Check the cluster before enrolling, so a broken setup does not use up
     // a single-use token.
-    let probe = KubernetesPlatform::new(client.clone(), "enrollment-probe", options.clone())?;
+    let probe_id = AgentId::from("enrollment-probe");
+    let probe = KubernetesPlatform::new(client.clone(), &probe_id, options.clone())?;
     probe
         .check_access()
         .await

@@ -9,7 +9,7 @@ use bollard::models::{
 use std::collections::HashMap;
 use std::net::IpAddr;
 use streamspace_agent::confinement::Confinement;
-use streamspace_protocol::{SessionSpec, labels};
+use streamspace_protocol::{AgentId, SessionId, SessionSpec, labels};
 
 /// Prefix of every session container's name; the rest is the session id.
 pub const CONTAINER_PREFIX: &str = "streamspace-";
@@ -29,7 +29,7 @@ pub const LOG_MAX_FILES: &str = "3";
 /// What the platform adds to a spec when it builds a container.
 #[derive(Debug, Clone)]
 pub struct ContainerSettings<'a> {
-    pub agent_id: &'a str,
+    pub agent_id: &'a AgentId,
     /// Host address session ports are published on.
     pub publish_host: IpAddr,
     /// Id (or name) of the Docker network the container joins: one with
@@ -46,17 +46,17 @@ pub struct ContainerSettings<'a> {
 }
 
 /// The container name of a session.
-pub fn container_name(session_id: &str) -> String {
+pub fn container_name(session_id: &SessionId) -> String {
     format!("{CONTAINER_PREFIX}{session_id}")
 }
 
 /// Refuses session ids Docker cannot put in a container name, so the user
 /// sees our message instead of the engine's.
-pub fn validate_session_id(session_id: &str) -> Result<(), String> {
-    let mut chars = session_id.chars();
+pub fn validate_session_id(session_id: &SessionId) -> Result<(), String> {
+    let mut chars = session_id.as_str().chars();
     let valid_first = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
     let valid_rest = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if valid_first && valid_rest && session_id.len() <= 200 {
+    if valid_first && valid_rest && session_id.as_str().len() <= 200 {
         Ok(())
     } else {
         Err(format!(
@@ -72,18 +72,18 @@ pub fn port_key(port: u16) -> String {
 
 /// Labels naming whose a container or volume is: user and template (names
 /// and, from control planes that send them, ids) and the agent.
-pub fn owner_labels(spec: &SessionSpec, agent_id: &str) -> HashMap<String, String> {
+pub fn owner_labels(spec: &SessionSpec, agent_id: &AgentId) -> HashMap<String, String> {
     let mut owner = HashMap::from([
         (labels::USER.to_owned(), spec.user.clone()),
         (labels::TEMPLATE.to_owned(), spec.template.clone()),
-        (labels::AGENT.to_owned(), agent_id.to_owned()),
+        (labels::AGENT.to_owned(), agent_id.to_string()),
     ]);
     for (key, id) in [
-        (labels::USER_ID, &spec.user_id),
-        (labels::TEMPLATE_ID, &spec.template_id),
+        (labels::USER_ID, spec.user_id.as_str()),
+        (labels::TEMPLATE_ID, spec.template_id.as_str()),
     ] {
         if !id.is_empty() {
-            owner.insert(key.to_owned(), id.clone());
+            owner.insert(key.to_owned(), id.to_owned());
         }
     }
     owner
@@ -92,9 +92,9 @@ pub fn owner_labels(spec: &SessionSpec, agent_id: &str) -> HashMap<String, Strin
 /// Labels that make a session container rediscoverable by its agent, with
 /// the control plane's seal, which lets a control plane that lost its
 /// record adopt the session again, and no agent invent one.
-pub fn session_labels(spec: &SessionSpec, agent_id: &str) -> HashMap<String, String> {
+pub fn session_labels(spec: &SessionSpec, agent_id: &AgentId) -> HashMap<String, String> {
     let mut session = owner_labels(spec, agent_id);
-    session.insert(labels::SESSION_ID.to_owned(), spec.session_id.clone());
+    session.insert(labels::SESSION_ID.to_owned(), spec.session_id.to_string());
     if !spec.seal.is_empty() {
         session.insert(labels::SEAL.to_owned(), spec.seal.clone());
     }
@@ -180,7 +180,7 @@ fn bounded_json_logs() -> HostConfigLogConfig {
 /// The create request for a session's persistent home volume. It carries no
 /// session id: the volume belongs to a user and template and outlives
 /// sessions.
-pub fn volume_request(spec: &SessionSpec, agent_id: &str) -> Option<VolumeCreateRequest> {
+pub fn volume_request(spec: &SessionSpec, agent_id: &AgentId) -> Option<VolumeCreateRequest> {
     let home = spec.home.as_ref()?;
     Some(VolumeCreateRequest {
         name: Some(home.volume.clone()),
@@ -250,37 +250,23 @@ fn saturating_i64(value: u64) -> i64 {
 mod tests {
     use super::*;
     use bollard::models::{EndpointSettings, NetworkSettings};
-    use std::collections::BTreeMap;
-    use streamspace_protocol::{Cpu, HomeVolume, Memory, PortProtocol, PortSpec, Resources};
+    use streamspace_protocol::{PortProtocol, PortSpec, Resources};
 
     fn spec() -> SessionSpec {
-        SessionSpec {
-            session_id: "s-1".into(),
-            user: "alice".into(),
-            template: "desktop".into(),
-            image: "streamspace/desktop:local".into(),
-            env: BTreeMap::from([("GEOMETRY".into(), "1280x800".into())]),
-            ports: vec![PortSpec {
-                name: "vnc".into(),
-                port: 5901,
-                protocol: PortProtocol::Vnc,
-            }],
-            resources: Resources {
-                cpu: Some(Cpu(1500)),
-                memory: Some(Memory(512 << 20)),
-            },
-            home: Some(HomeVolume {
-                volume: "streamspace-home-alice-desktop".into(),
-                path: "/home/user".into(),
-                legacy: None,
-            }),
-            ..Default::default()
-        }
+        SessionSpec::fixture("s-1")
+            .with_env("GEOMETRY", "1280x800")
+            .with_limits("1500m", "512Mi")
+            .with_home("streamspace-home-alice-desktop")
+    }
+
+    fn agent() -> AgentId {
+        "agent-7".into()
     }
 
     fn settings() -> ContainerSettings<'static> {
+        static AGENT: std::sync::LazyLock<AgentId> = std::sync::LazyLock::new(agent);
         ContainerSettings {
-            agent_id: "agent-7",
+            agent_id: &AGENT,
             publish_host: IpAddr::from([127, 0, 0, 1]),
             network: "net-id",
             home_volume: None,
@@ -327,7 +313,7 @@ mod tests {
             streamspace_protocol::SessionOrigin::from_labels(|k| labels.get(k).map(String::as_str))
                 .expect("origin");
         assert_eq!(origin.seal.as_deref(), Some(spec.seal.as_str()));
-        let volume = volume_request(&spec, "agent-7").expect("volume");
+        let volume = volume_request(&spec, &agent()).expect("volume");
         let volume_labels = volume.labels.expect("volume labels");
         assert_eq!(volume_labels[labels::USER_ID], spec.user_id);
         assert_eq!(volume_labels[labels::TEMPLATE_ID], spec.template_id);
@@ -435,7 +421,7 @@ mod tests {
         );
         assert_eq!(mounts[0].target.as_deref(), Some("/home/user"));
 
-        let volume = volume_request(&spec(), "agent-7").expect("volume request");
+        let volume = volume_request(&spec(), &agent()).expect("volume request");
         assert_eq!(
             volume.name.as_deref(),
             Some("streamspace-home-alice-desktop")
@@ -452,7 +438,7 @@ mod tests {
         spec.home = None;
         let host = host_config(&spec);
         assert_eq!(host.mounts, None);
-        assert!(volume_request(&spec, "agent-7").is_none());
+        assert!(volume_request(&spec, &agent()).is_none());
     }
 
     #[test]
@@ -474,12 +460,12 @@ mod tests {
 
     #[test]
     fn session_ids_must_fit_a_container_name() {
-        assert_eq!(container_name("abc-1"), "streamspace-abc-1");
+        assert_eq!(container_name(&"abc-1".into()), "streamspace-abc-1");
         for good in ["a", "0f3c", "s_1.x-y"] {
-            assert!(validate_session_id(good).is_ok(), "{good}");
+            assert!(validate_session_id(&good.into()).is_ok(), "{good}");
         }
         for bad in ["", "-a", "a/b", "a b", "ä"] {
-            let err = validate_session_id(bad).expect_err(bad);
+            let err = validate_session_id(&bad.into()).expect_err(bad);
             assert!(err.contains("cannot name a Docker container"), "{err}");
         }
     }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use streamspace_agent::reports::LastSent;
-use streamspace_protocol::{Phase, SessionReport, labels};
+use streamspace_protocol::{Phase, SessionId, SessionReport, labels};
 
 /// The container events that can change a session's phase.
 const EVENTS: [&str; 5] = ["start", "die", "stop", "oom", "destroy"];
@@ -73,16 +73,16 @@ pub(crate) fn watch(shared: Arc<Shared>) -> BoxStream<'static, SessionReport> {
 impl Shared {
     async fn report_for_event(&self, event: &EventMessage) -> Option<SessionReport> {
         let actor = event.actor.as_ref()?;
-        let session_id = label_of(actor.attributes.as_ref(), labels::SESSION_ID)?;
+        let session_id = SessionId::from(label_of(actor.attributes.as_ref(), labels::SESSION_ID)?);
         let action = event.action.as_deref().unwrap_or_default();
-        let span = tracing::info_span!("docker_event", session_id, action);
+        let span = tracing::info_span!("docker_event", %session_id, action);
         let _entered = span.enter();
         if action == "destroy" {
-            return Some(self.removal_report(session_id));
+            return Some(self.removal_report(&session_id));
         }
         let id = actor.id.as_deref()?;
         match self.inspect_by_name(id).await {
-            Ok(Some(container)) => Some(self.report(session_id, &container).await),
+            Ok(Some(container)) => Some(self.report(&session_id, &container).await),
             // Removed meanwhile: its `destroy` event follows.
             Ok(None) => None,
             Err(e) => {
@@ -93,7 +93,7 @@ impl Shared {
     }
 
     /// A removed container: our terminate, or somebody else's `docker rm`.
-    fn removal_report(&self, session_id: &str) -> SessionReport {
+    fn removal_report(&self, session_id: &SessionId) -> SessionReport {
         self.intents.removal_report(session_id, || format!(
             "container {} was removed outside StreamSpace (for example with `docker rm`); the session is gone, its home volume (if any) is kept",
             container_name(session_id)

@@ -47,7 +47,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use streamspace_agent::intent::Intents;
 use streamspace_agent::{Platform, PlatformError, PlatformResult, SessionStream, confinement};
 use streamspace_protocol::{
-    Capabilities, Capacity, NodeMetrics, SessionReport, SessionSpec, SessionUsage,
+    AgentId, Capabilities, Capacity, NodeMetrics, SessionId, SessionReport, SessionSpec,
+    SessionUsage,
 };
 
 /// Where the engine is when `DOCKER_HOST` is not set (bollard's default).
@@ -110,7 +111,7 @@ pub struct DockerPlatform {
 /// What the platform's methods and its event watcher share.
 pub(crate) struct Shared {
     docker: Docker,
-    agent_id: String,
+    agent_id: AgentId,
     options: DockerOptions,
     /// `DOCKER_HOST` or the default socket, for error messages.
     endpoint: String,
@@ -183,7 +184,7 @@ impl DockerPlatform {
     /// older engine (Debian's 20.10 speaks API 1.41) is spoken to in its own
     /// version rather than refusing bollard's newer default.
     #[tracing::instrument(skip(options))]
-    pub async fn connect(agent_id: &str, options: DockerOptions) -> PlatformResult<Self> {
+    pub async fn connect(agent_id: &AgentId, options: DockerOptions) -> PlatformResult<Self> {
         if agent_id.is_empty() {
             return Err(PlatformError::Invalid(
                 "the Docker platform needs a non-empty agent id".into(),
@@ -231,7 +232,7 @@ impl DockerPlatform {
         Ok(DockerPlatform {
             shared: Arc::new(Shared {
                 docker,
-                agent_id: agent_id.to_owned(),
+                agent_id: agent_id.clone(),
                 options,
                 endpoint,
                 engine_host,
@@ -246,7 +247,7 @@ impl DockerPlatform {
         })
     }
 
-    pub fn agent_id(&self) -> &str {
+    pub fn agent_id(&self) -> &AgentId {
         &self.shared.agent_id
     }
 
@@ -317,19 +318,19 @@ impl Platform for DockerPlatform {
         self.shared.start(spec).await
     }
 
-    async fn hibernate(&self, session_id: &str) -> PlatformResult<SessionReport> {
+    async fn hibernate(&self, session_id: &SessionId) -> PlatformResult<SessionReport> {
         self.shared.hibernate(session_id).await
     }
 
-    async fn wake(&self, session_id: &str) -> PlatformResult<SessionReport> {
+    async fn wake(&self, session_id: &SessionId) -> PlatformResult<SessionReport> {
         self.shared.wake(session_id).await
     }
 
-    async fn terminate(&self, session_id: &str) -> PlatformResult<SessionReport> {
+    async fn terminate(&self, session_id: &SessionId) -> PlatformResult<SessionReport> {
         self.shared.terminate(session_id).await
     }
 
-    async fn status(&self, session_id: &str) -> PlatformResult<SessionReport> {
+    async fn status(&self, session_id: &SessionId) -> PlatformResult<SessionReport> {
         self.shared.status(session_id).await
     }
 
@@ -337,13 +338,17 @@ impl Platform for DockerPlatform {
         self.shared.inventory().await
     }
 
-    async fn connect(&self, session_id: &str, port: u16) -> PlatformResult<Box<dyn SessionStream>> {
+    async fn connect(
+        &self,
+        session_id: &SessionId,
+        port: u16,
+    ) -> PlatformResult<Box<dyn SessionStream>> {
         self.shared.dial(session_id, port).await
     }
 
     async fn logs(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
         tail: Option<u32>,
         follow: bool,
     ) -> PlatformResult<BoxStream<'static, PlatformResult<Bytes>>> {

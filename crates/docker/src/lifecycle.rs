@@ -19,7 +19,7 @@ use futures::TryStreamExt;
 use streamspace_agent::confinement::Confinement;
 use streamspace_agent::intent::Intent;
 use streamspace_agent::{PlatformError, PlatformResult, homes};
-use streamspace_protocol::{Phase, SessionReport, SessionSpec};
+use streamspace_protocol::{Phase, SessionId, SessionReport, SessionSpec};
 
 impl Shared {
     /// Creates the session's container if needed and makes sure it runs.
@@ -32,7 +32,7 @@ impl Shared {
         // Before anything is created: confinement that cannot be applied.
         let confinement = Confinement::of(&spec.security, &self.options.allowed_capabilities)
             .map_err(PlatformError::Invalid)?;
-        let session_id = spec.session_id.as_str();
+        let session_id = &spec.session_id;
         let name = container_name(session_id);
         self.intents.clear(session_id);
 
@@ -79,12 +79,12 @@ impl Shared {
 
     /// Stops the container and keeps it and its volume.
     #[tracing::instrument(skip(self), fields(agent_id = %self.agent_id))]
-    pub(crate) async fn hibernate(&self, session_id: &str) -> PlatformResult<SessionReport> {
+    pub(crate) async fn hibernate(&self, session_id: &SessionId) -> PlatformResult<SessionReport> {
         let name = container_name(session_id);
         let container = self
             .inspect_owned(session_id)
             .await?
-            .ok_or_else(|| PlatformError::NotFound(session_id.to_owned()))?;
+            .ok_or_else(|| PlatformError::NotFound(session_id.clone()))?;
         // Recorded before the stop so the watcher sees the `die` as ours.
         self.intents.set(session_id, Intent::Hibernate);
         if is_live(&container) {
@@ -94,7 +94,7 @@ impl Shared {
             match self.docker.stop_container(&name, Some(options)).await {
                 Ok(()) => tracing::info!("stopped container"),
                 Err(e) if is_not_found(&e) => {
-                    return Err(PlatformError::NotFound(session_id.to_owned()));
+                    return Err(PlatformError::NotFound(session_id.clone()));
                 }
                 Err(e) => return Err(self.error(format!("stop container {name}"), e)),
             }
@@ -104,11 +104,11 @@ impl Shared {
 
     /// Starts a hibernated session's container again.
     #[tracing::instrument(skip(self), fields(agent_id = %self.agent_id))]
-    pub(crate) async fn wake(&self, session_id: &str) -> PlatformResult<SessionReport> {
+    pub(crate) async fn wake(&self, session_id: &SessionId) -> PlatformResult<SessionReport> {
         let container = self
             .inspect_owned(session_id)
             .await?
-            .ok_or_else(|| PlatformError::NotFound(session_id.to_owned()))?;
+            .ok_or_else(|| PlatformError::NotFound(session_id.clone()))?;
         self.intents.clear(session_id);
         self.ensure_running(session_id, &container, Phase::Waking)
             .await
@@ -116,7 +116,7 @@ impl Shared {
 
     /// Removes the container (by force, running or not); volumes are kept.
     #[tracing::instrument(skip(self), fields(agent_id = %self.agent_id))]
-    pub(crate) async fn terminate(&self, session_id: &str) -> PlatformResult<SessionReport> {
+    pub(crate) async fn terminate(&self, session_id: &SessionId) -> PlatformResult<SessionReport> {
         let name = container_name(session_id);
         // Never remove a container of the same name that another agent owns.
         if self.inspect_owned(session_id).await?.is_none() {
@@ -138,7 +138,7 @@ impl Shared {
     /// made fit to start again ([`Shared::prepare_restart`]).
     async fn ensure_running(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
         container: &ContainerInspectResponse,
         started: Phase,
     ) -> PlatformResult<SessionReport> {
@@ -163,7 +163,7 @@ impl Shared {
             // Docker also answers 404 for a network the container names;
             // only a container that is gone makes the session's gone.
             Err(e) if is_not_found(&e) && self.inspect_by_name(&name).await?.is_none() => {
-                return Err(PlatformError::NotFound(session_id.to_owned()));
+                return Err(PlatformError::NotFound(session_id.clone()));
             }
             Err(e) => return Err(self.error(format!("start container {name}"), e)),
         }
@@ -174,7 +174,7 @@ impl Shared {
     /// the sessions network onto it (see `existing.rs` for why).
     async fn prepare_restart(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
         container: &ContainerInspectResponse,
     ) -> PlatformResult<()> {
         let missing = missing_confinement(container);

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use streamspace_agent::{PlatformError, PlatformResult, SessionStream};
 use streamspace_protocol::{
-    Capacity, Cpu, Memory, NodeMetrics, Phase, SessionOrigin, SessionReport, labels,
+    Capacity, Cpu, Memory, NodeMetrics, Phase, SessionId, SessionOrigin, SessionReport, labels,
 };
 
 /// Log lines attached to a failure, and the longest line kept.
@@ -31,7 +31,7 @@ impl Shared {
     /// The container of a session this agent owns, if there is one.
     pub(crate) async fn inspect_owned(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
     ) -> PlatformResult<Option<ContainerInspectResponse>> {
         let container = self.inspect_by_name(&container_name(session_id)).await?;
         Ok(container.filter(|c| self.owner_of(c) == Some(self.agent_id.as_str())))
@@ -62,7 +62,7 @@ impl Shared {
         container: &ContainerInspectResponse,
     ) -> PlatformResult<()> {
         match self.owner_of(container) {
-            Some(owner) if owner == self.agent_id => Ok(()),
+            Some(owner) if self.agent_id == owner => Ok(()),
             Some(owner) => Err(PlatformError::Invalid(format!(
                 "container {name} already exists on docker host {} and belongs to agent {owner:?}",
                 self.engine_host
@@ -78,7 +78,7 @@ impl Shared {
     /// container's last log lines when it failed.
     pub(crate) async fn report(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
         container: &ContainerInspectResponse,
     ) -> SessionReport {
         let state = container.state.clone().unwrap_or_default();
@@ -86,7 +86,7 @@ impl Shared {
         let mut report = SessionReport::new(session_id, observed.phase);
         report.message = match (observed.message, observed.wants_logs) {
             (Some(message), true) => {
-                let id = container.id.as_deref().unwrap_or(session_id);
+                let id = container.id.as_deref().unwrap_or(session_id.as_str());
                 Some(with_log_tail(&message, &self.log_tail(id).await))
             }
             (message, _) => message,
@@ -117,11 +117,11 @@ impl Shared {
     }
 
     #[tracing::instrument(skip(self), fields(agent_id = %self.agent_id))]
-    pub(crate) async fn status(&self, session_id: &str) -> PlatformResult<SessionReport> {
+    pub(crate) async fn status(&self, session_id: &SessionId) -> PlatformResult<SessionReport> {
         let container = self
             .inspect_owned(session_id)
             .await?
-            .ok_or_else(|| PlatformError::NotFound(session_id.to_owned()))?;
+            .ok_or_else(|| PlatformError::NotFound(session_id.clone()))?;
         Ok(self.report(session_id, &container).await)
     }
 
@@ -132,17 +132,18 @@ impl Shared {
         let summaries = self.list_own(true).await?;
         let mut reports = Vec::with_capacity(summaries.len());
         for summary in summaries {
-            let Some(session_id) = label_of(summary.labels.as_ref(), labels::SESSION_ID) else {
+            let Some(label) = label_of(summary.labels.as_ref(), labels::SESSION_ID) else {
                 continue;
             };
+            let session_id = SessionId::from(label);
             let report = if summary.state == Some(ContainerSummaryStateEnum::RUNNING) {
-                SessionReport::new(session_id, Phase::Running)
+                SessionReport::new(&session_id, Phase::Running)
             } else {
                 // Stopped containers need the full state (exit code, OOM) to
                 // tell hibernation from failure.
                 let id = summary.id.as_deref().unwrap_or_default();
                 match self.inspect_by_name(id).await? {
-                    Some(container) => self.report(session_id, &container).await,
+                    Some(container) => self.report(&session_id, &container).await,
                     None => continue,
                 }
             };
@@ -180,14 +181,14 @@ impl Shared {
     #[tracing::instrument(skip(self), fields(agent_id = %self.agent_id))]
     pub(crate) async fn logs(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
         tail: Option<u32>,
         follow: bool,
     ) -> PlatformResult<BoxStream<'static, PlatformResult<Bytes>>> {
         let container = self
             .inspect_owned(session_id)
             .await?
-            .ok_or_else(|| PlatformError::NotFound(session_id.to_owned()))?;
+            .ok_or_else(|| PlatformError::NotFound(session_id.clone()))?;
         let id = container.id.unwrap_or_else(|| container_name(session_id));
         let tail = tail.map_or_else(|| "all".to_owned(), |n| n.to_string());
         let options = LogsOptionsBuilder::new()
@@ -211,13 +212,13 @@ impl Shared {
     #[tracing::instrument(skip(self), fields(agent_id = %self.agent_id))]
     pub(crate) async fn dial(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
         port: u16,
     ) -> PlatformResult<Box<dyn SessionStream>> {
         let container = self
             .inspect_owned(session_id)
             .await?
-            .ok_or_else(|| PlatformError::NotFound(session_id.to_owned()))?;
+            .ok_or_else(|| PlatformError::NotFound(session_id.clone()))?;
         let state = container.state.clone().unwrap_or_default();
         let phase = observe(&state, self.intents.get(session_id)).phase;
         if phase != Phase::Running {

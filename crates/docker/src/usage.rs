@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 use streamspace_agent::PlatformResult;
-use streamspace_protocol::{SessionUsage, labels};
+use streamspace_protocol::{SessionId, SessionUsage, labels};
 
 /// Each container's cumulative CPU nanoseconds at the last measurement.
 #[derive(Default)]
@@ -45,7 +45,8 @@ impl Shared {
     pub(crate) async fn usage(&self) -> PlatformResult<Vec<SessionUsage>> {
         let running = self.list_own(false).await?;
         let targets = running.into_iter().filter_map(|container| {
-            let session_id = label_of(container.labels.as_ref(), labels::SESSION_ID)?.to_owned();
+            let session_id =
+                SessionId::from(label_of(container.labels.as_ref(), labels::SESSION_ID)?);
             Some((container.id?, session_id))
         });
         let measured: Vec<(String, SessionUsage)> = futures::stream::iter(targets)
@@ -60,7 +61,7 @@ impl Shared {
     }
 
     /// One container's usage, or `None` when it stopped meanwhile.
-    async fn measure(&self, id: String, session_id: String) -> Option<(String, SessionUsage)> {
+    async fn measure(&self, id: String, session_id: SessionId) -> Option<(String, SessionUsage)> {
         let options = StatsOptionsBuilder::new()
             .stream(false)
             .one_shot(true)

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use std::time::Duration;
 use streamspace_agent::{Platform, PlatformError};
 use streamspace_docker::{DockerOptions, DockerPlatform, SessionRoute, container_name};
-use streamspace_protocol::{Phase, SessionOrigin, SessionReport, labels};
+use streamspace_protocol::{Phase, SessionId, SessionOrigin, SessionReport, labels};
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -19,8 +19,8 @@ const WAIT: Duration = Duration::from_secs(30);
 async fn session_lifecycle_on_a_real_engine() {
     let docker = docker().await;
     require_image(&docker).await;
-    let agent = unique("agent");
-    let session = unique("life");
+    let agent = unique_agent("agent");
+    let session = unique_session("life");
     let mut cleanup = Cleanup::default();
     cleanup.session(&session);
     let platform = platform(&agent).await;
@@ -143,8 +143,8 @@ async fn session_lifecycle_on_a_real_engine() {
 async fn sessions_are_reached_at_their_container_address_or_published_port() {
     let docker = docker().await;
     require_image(&docker).await;
-    let agent = unique("agent");
-    let session = unique("route");
+    let agent = unique_agent("agent");
+    let session = unique_session("route");
     let mut cleanup = Cleanup::default();
     cleanup.session(&session);
     let direct = platform(&agent).await;
@@ -169,8 +169,8 @@ async fn sessions_are_reached_at_their_container_address_or_published_port() {
 async fn terminate_removes_the_container_and_the_watcher_reports_it() {
     let docker = docker().await;
     require_image(&docker).await;
-    let agent = unique("agent");
-    let session = unique("term");
+    let agent = unique_agent("agent");
+    let session = unique_session("term");
     let mut cleanup = Cleanup::default();
     cleanup.session(&session);
     let platform = platform(&agent).await;
@@ -192,8 +192,8 @@ async fn terminate_removes_the_container_and_the_watcher_reports_it() {
 async fn a_crashing_session_fails_with_its_exit_code_and_logs() {
     let docker = docker().await;
     require_image(&docker).await;
-    let agent = unique("agent");
-    let session = unique("crash");
+    let agent = unique_agent("agent");
+    let session = unique_session("crash");
     let mut cleanup = Cleanup::default();
     cleanup.session(&session);
     let platform = platform(&agent).await;
@@ -217,8 +217,8 @@ async fn a_crashing_session_fails_with_its_exit_code_and_logs() {
 
 #[tokio::test]
 async fn a_missing_image_is_invalid_and_says_how_to_fix_it() {
-    let agent = unique("agent");
-    let session = unique("noimg");
+    let agent = unique_agent("agent");
+    let session = unique_session("noimg");
     let mut cleanup = Cleanup::default();
     cleanup.session(&session);
     let platform = platform(&agent).await;
@@ -248,9 +248,13 @@ async fn a_missing_image_is_invalid_and_says_how_to_fix_it() {
 async fn a_restarted_agent_finds_its_sessions_and_only_its_own() {
     let docker = docker().await;
     require_image(&docker).await;
-    let agent = unique("agent");
-    let other_agent = unique("other");
-    let (running, hibernated, foreign) = (unique("inv"), unique("inv"), unique("inv"));
+    let agent = unique_agent("agent");
+    let other_agent = unique_agent("other");
+    let (running, hibernated, foreign) = (
+        unique_session("inv"),
+        unique_session("inv"),
+        unique_session("inv"),
+    );
     let mut cleanup = Cleanup::default();
     for session in [&running, &hibernated, &foreign] {
         cleanup.session(session);
@@ -305,7 +309,7 @@ async fn a_restarted_agent_finds_its_sessions_and_only_its_own() {
         .await
         .expect_err("start over another agent's container");
     assert!(
-        matches!(&err, PlatformError::Invalid(m) if m.contains(&other_agent)),
+        matches!(&err, PlatformError::Invalid(m) if m.contains(other_agent.as_str())),
         "{err:?}"
     );
 
@@ -322,9 +326,9 @@ async fn a_restarted_agent_finds_its_sessions_and_only_its_own() {
 async fn the_home_volume_survives_terminate_and_is_reused() {
     let docker = docker().await;
     require_image(&docker).await;
-    let agent = unique("agent");
+    let agent = unique_agent("agent");
     let volume = unique("streamspace-home");
-    let (first, second) = (unique("home"), unique("home"));
+    let (first, second) = (unique_session("home"), unique_session("home"));
     let mut cleanup = Cleanup::default();
     cleanup.session(&first);
     cleanup.session(&second);
@@ -361,12 +365,12 @@ async fn the_home_volume_survives_terminate_and_is_reused() {
 /// The next report for `session` that satisfies `wanted`, skipping others.
 async fn next_report(
     watch: &mut futures::stream::BoxStream<'static, SessionReport>,
-    session: &str,
+    session: &SessionId,
     wanted: impl Fn(&SessionReport) -> bool,
 ) -> SessionReport {
     let find = async {
         while let Some(report) = watch.next().await {
-            if report.session_id == session && wanted(&report) {
+            if report.session_id == *session && wanted(&report) {
                 return report;
             }
         }

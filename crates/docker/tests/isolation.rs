@@ -12,7 +12,7 @@ use std::time::Duration;
 use streamspace_agent::{Platform, PlatformError};
 use streamspace_docker::{DockerPlatform, NETWORK_LABEL};
 use streamspace_protocol::DEFAULT_PIDS_LIMIT;
-use streamspace_protocol::{SessionSpec, labels};
+use streamspace_protocol::{AgentId, SessionId, SessionSpec, labels};
 use support::*;
 
 #[tokio::test]
@@ -29,7 +29,7 @@ async fn a_network_that_lets_sessions_talk_is_refused() {
         })
         .await
         .expect("create network");
-    let err = match platform_on(&unique("agent"), &name).await {
+    let err = match platform_on(&unique_agent("agent"), &name).await {
         Err(err) => err,
         Ok(_) => panic!("an agent must refuse network {name}"),
     };
@@ -42,7 +42,7 @@ async fn a_network_that_lets_sessions_talk_is_refused() {
     );
     assert!(message.contains("enable_icc=false"), "{message}");
     for default in ["bridge", "host"] {
-        let err = platform_on(&unique("agent"), default)
+        let err = platform_on(&unique_agent("agent"), default)
             .await
             .err()
             .unwrap_or_else(|| panic!("Docker's {default} network must be refused"));
@@ -63,13 +63,13 @@ async fn agents_starting_together_make_one_network() {
     let docker = docker().await;
     require_image(&docker).await;
     let network = unique("streamspace-test-together");
-    let sessions: Vec<String> = (0..AGENTS).map(|_| unique("together")).collect();
+    let sessions: Vec<SessionId> = (0..AGENTS).map(|_| unique_session("together")).collect();
     let mut cleanup = Cleanup::default();
     for session in &sessions {
         cleanup.session(session);
     }
     cleanup.network(&network);
-    let agents: Vec<String> = (0..AGENTS).map(|_| unique("agent")).collect();
+    let agents: Vec<AgentId> = (0..AGENTS).map(|_| unique_agent("agent")).collect();
     let connected =
         futures::future::join_all(agents.iter().map(|agent| platform_on(agent, &network))).await;
     let platforms: Vec<DockerPlatform> = connected
@@ -93,12 +93,12 @@ async fn sessions_join_an_isolated_network_that_is_made_again_when_pruned() {
     let docker = docker().await;
     require_image(&docker).await;
     let network = unique("streamspace-test-sessions");
-    let (first, second) = (unique("net"), unique("net"));
+    let (first, second) = (unique_session("net"), unique_session("net"));
     let mut cleanup = Cleanup::default();
     cleanup.session(&first);
     cleanup.session(&second);
     cleanup.network(&network);
-    let platform = platform_on(&unique("agent"), &network)
+    let platform = platform_on(&unique_agent("agent"), &network)
         .await
         .expect("connects");
 
@@ -117,7 +117,7 @@ async fn sessions_join_an_isolated_network_that_is_made_again_when_pruned() {
         Some(&"sessions".to_owned())
     );
     // A second agent on the same host uses it as it is.
-    platform_on(&unique("agent"), &network)
+    platform_on(&unique_agent("agent"), &network)
         .await
         .expect("a second agent connects");
 
@@ -159,10 +159,10 @@ async fn sessions_join_an_isolated_network_that_is_made_again_when_pruned() {
 async fn the_template_sets_the_pids_limit_and_capabilities() {
     let docker = docker().await;
     require_image(&docker).await;
-    let session = unique("caps");
+    let session = unique_session("caps");
     let mut cleanup = Cleanup::default();
     cleanup.session(&session);
-    let platform = platform(&unique("agent")).await;
+    let platform = platform(&unique_agent("agent")).await;
     let mut spec = desktop_spec(&session);
     spec.security.pids_limit = Some(64);
     spec.security.capabilities = vec!["CHOWN".into(), "SETUID".into(), "SETGID".into()];
@@ -185,7 +185,7 @@ async fn the_template_sets_the_pids_limit_and_capabilities() {
     assert!(forked.contains("can't fork"), "{forked:?}");
     assert!(!forked.contains("all started"), "{forked:?}");
 
-    let mut bad = desktop_spec(&unique("caps"));
+    let mut bad = desktop_spec(&unique_session("caps"));
     bad.security.capabilities = vec!["CAP_SYS_ADMIN".into()];
     let err = platform.start(&bad).await.expect_err("prefixed name");
     assert!(
@@ -195,7 +195,7 @@ async fn the_template_sets_the_pids_limit_and_capabilities() {
     assert!(inspect(&docker, &bad.session_id).await.is_none());
 
     // NET_RAW would let it answer ARP for its neighbours' addresses.
-    let mut raw = desktop_spec(&unique("caps"));
+    let mut raw = desktop_spec(&unique_session("caps"));
     cleanup.session(&raw.session_id);
     raw.security.capabilities = vec!["NET_RAW".into()];
     let err = platform.start(&raw).await.expect_err("NET_RAW is refused");
@@ -212,10 +212,10 @@ async fn the_template_sets_the_pids_limit_and_capabilities() {
 async fn a_sessions_console_output_on_disk_is_bounded() {
     let docker = docker().await;
     require_image(&docker).await;
-    let session = unique("logs");
+    let session = unique_session("logs");
     let mut cleanup = Cleanup::default();
     cleanup.session(&session);
-    let platform = platform(&unique("agent")).await;
+    let platform = platform(&unique_agent("agent")).await;
     platform
         .start(&desktop_spec(&session))
         .await
@@ -280,10 +280,14 @@ fn with_legacy(mut spec: SessionSpec, volume: &str, legacy: &str) -> SessionSpec
 async fn an_upgrade_keeps_the_home_whose_labels_name_the_user() {
     let docker = docker().await;
     require_image(&docker).await;
-    let agent = unique("agent");
+    let agent = unique_agent("agent");
     let old_home = unique("streamspace-home-alice-desktop");
     let new_home = unique("streamspace-home-u1-t1");
-    let sessions = [unique("old"), unique("new"), unique("again")];
+    let sessions = [
+        unique_session("old"),
+        unique_session("new"),
+        unique_session("again"),
+    ];
     let mut cleanup = Cleanup::default();
     for session in &sessions {
         cleanup.session(session);
@@ -327,11 +331,11 @@ async fn an_upgrade_keeps_the_home_whose_labels_name_the_user() {
 async fn an_old_home_of_another_user_is_not_taken() {
     let docker = docker().await;
     require_image(&docker).await;
-    let agent = unique("agent");
+    let agent = unique_agent("agent");
     // alice + dev-desktop and alice-dev + desktop had the same old name.
     let old_home = unique("streamspace-home-alice-dev-desktop");
     let new_home = unique("streamspace-home-u2-t2");
-    let (alices, theirs) = (unique("alice"), unique("alicedev"));
+    let (alices, theirs) = (unique_session("alice"), unique_session("alicedev"));
     let mut cleanup = Cleanup::default();
     cleanup.session(&alices);
     cleanup.session(&theirs);
@@ -375,10 +379,10 @@ async fn an_old_home_of_another_user_is_not_taken() {
 async fn the_inventory_reports_ids_and_the_seal() {
     let docker = docker().await;
     require_image(&docker).await;
-    let session = unique("sealed");
+    let session = unique_session("sealed");
     let mut cleanup = Cleanup::default();
     cleanup.session(&session);
-    let platform = platform(&unique("agent")).await;
+    let platform = platform(&unique_agent("agent")).await;
     let mut spec = desktop_spec(&session);
     spec.user_id = "0190a1b2-0000-7000-8000-00000000000a".into();
     spec.template_id = "0190a1b2-0000-7000-8000-00000000000b".into();
@@ -391,10 +395,7 @@ async fn the_inventory_reports_ids_and_the_seal() {
         .and_then(|r| r.origin.clone())
         .expect("an origin");
     assert_eq!(origin.user, "alice");
-    assert_eq!(origin.user_id.as_deref(), Some(spec.user_id.as_str()));
-    assert_eq!(
-        origin.template_id.as_deref(),
-        Some(spec.template_id.as_str())
-    );
+    assert_eq!(origin.user_id.as_ref(), Some(&spec.user_id));
+    assert_eq!(origin.template_id.as_ref(), Some(&spec.template_id));
     assert_eq!(origin.seal.as_deref(), Some(spec.seal.as_str()));
 }

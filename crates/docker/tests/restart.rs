@@ -10,7 +10,7 @@ use bollard::query_parameters::CreateContainerOptionsBuilder;
 use std::collections::HashMap;
 use streamspace_agent::{Platform, PlatformError};
 use streamspace_docker::container_name;
-use streamspace_protocol::{Phase, labels};
+use streamspace_protocol::{AgentId, Phase, SessionId, labels};
 use support::*;
 
 /// After `docker network prune`, sessions started at once by one agent
@@ -22,13 +22,13 @@ async fn starts_at_once_after_a_prune_share_one_network() {
     let docker = docker().await;
     require_image(&docker).await;
     let network = unique("streamspace-test-reprune");
-    let sessions: Vec<String> = (0..SESSIONS).map(|_| unique("again")).collect();
+    let sessions: Vec<SessionId> = (0..SESSIONS).map(|_| unique_session("again")).collect();
     let mut cleanup = Cleanup::default();
     for session in &sessions {
         cleanup.session(session);
     }
     cleanup.network(&network);
-    let platform = platform_on(&unique("agent"), &network)
+    let platform = platform_on(&unique_agent("agent"), &network)
         .await
         .expect("the platform connects");
     docker.remove_network(&network).await.expect("prune");
@@ -62,11 +62,11 @@ async fn a_hibernated_session_wakes_after_its_network_is_pruned() {
     let docker = docker().await;
     require_image(&docker).await;
     let network = unique("streamspace-test-wake");
-    let session = unique("pruned");
+    let session = unique_session("pruned");
     let mut cleanup = Cleanup::default();
     cleanup.session(&session);
     cleanup.network(&network);
-    let platform = platform_on(&unique("agent"), &network)
+    let platform = platform_on(&unique_agent("agent"), &network)
         .await
         .expect("the platform connects");
     platform
@@ -89,12 +89,12 @@ async fn a_hibernated_session_wakes_after_its_network_is_pruned() {
 /// A container from before sessions were isolated: what a plain `docker
 /// create` makes, on Docker's default bridge, unconfined, labelled as this
 /// agent's session.
-async fn create_unconfined(docker: &bollard::Docker, agent_id: &str, session_id: &str) {
+async fn create_unconfined(docker: &bollard::Docker, agent_id: &AgentId, session_id: &SessionId) {
     let labels = HashMap::from([
-        (labels::SESSION_ID.to_owned(), session_id.to_owned()),
+        (labels::SESSION_ID.to_owned(), session_id.to_string()),
         (labels::USER.to_owned(), "alice".to_owned()),
         (labels::TEMPLATE.to_owned(), "desktop".to_owned()),
-        (labels::AGENT.to_owned(), agent_id.to_owned()),
+        (labels::AGENT.to_owned(), agent_id.to_string()),
     ]);
     let body = ContainerCreateBody {
         image: Some(IMAGE.to_owned()),
@@ -116,7 +116,7 @@ async fn an_unconfined_container_from_before_is_not_started() {
     let docker = docker().await;
     require_image(&docker).await;
     let network = unique("streamspace-test-old");
-    let (agent, session) = (unique("agent"), unique("old"));
+    let (agent, session) = (unique_agent("agent"), unique_session("old"));
     let mut cleanup = Cleanup::default();
     cleanup.session(&session);
     cleanup.network(&network);

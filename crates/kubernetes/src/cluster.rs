@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use streamspace_agent::PlatformResult;
-use streamspace_protocol::{Capacity, Cpu, Memory, NodeMetrics, SessionUsage, labels};
+use streamspace_protocol::{Capacity, Cpu, Memory, NodeMetrics, SessionId, SessionUsage, labels};
 
 /// Node lists are large on big clusters and allocatable changes slowly.
 const NODE_CACHE: Duration = Duration::from_secs(60);
@@ -167,8 +167,8 @@ fn pod_usage(pod: &DynamicObject) -> Option<SessionUsage> {
         .metadata
         .labels
         .as_ref()?
-        .get(labels::SESSION_ID)?
-        .clone();
+        .get(labels::SESSION_ID)
+        .map(SessionId::from)?;
     let containers = pod.data.get("containers")?.as_array()?;
     let amount = |key: &str| -> f64 {
         containers

@@ -49,7 +49,8 @@ use std::sync::{Arc, Mutex};
 use streamspace_agent::intent::Intents;
 use streamspace_agent::{Platform, PlatformError, PlatformResult, SessionStream, confinement};
 use streamspace_protocol::{
-    Capabilities, Capacity, Memory, NodeMetrics, SessionReport, SessionSpec, SessionUsage,
+    AgentId, Capabilities, Capacity, Memory, NodeMetrics, SessionId, SessionReport, SessionSpec,
+    SessionUsage,
 };
 
 /// How the agent reaches a session's port.
@@ -173,7 +174,7 @@ pub struct KubernetesPlatform {
 /// What the platform's methods and its watcher share.
 pub(crate) struct Shared {
     client: Client,
-    agent_id: String,
+    agent_id: AgentId,
     options: KubernetesOptions,
     deployments: Api<Deployment>,
     pods: Api<Pod>,
@@ -193,7 +194,11 @@ impl Shared {
 impl KubernetesPlatform {
     /// A platform acting in `options.namespace` through `client`. Makes no
     /// request; [`KubernetesPlatform::check_access`] does.
-    pub fn new(client: Client, agent_id: &str, options: KubernetesOptions) -> PlatformResult<Self> {
+    pub fn new(
+        client: Client,
+        agent_id: &AgentId,
+        options: KubernetesOptions,
+    ) -> PlatformResult<Self> {
         if agent_id.is_empty() {
             return Err(PlatformError::Invalid(
                 "the Kubernetes platform needs a non-empty agent id".into(),
@@ -208,7 +213,7 @@ impl KubernetesPlatform {
                 pods: Api::namespaced(client.clone(), namespace),
                 claims: Api::namespaced(client.clone(), namespace),
                 client,
-                agent_id: agent_id.to_owned(),
+                agent_id: agent_id.clone(),
                 options,
                 intents: Intents::default(),
                 view: Mutex::new(None),
@@ -224,7 +229,7 @@ impl KubernetesPlatform {
         self.shared.check_access().await
     }
 
-    pub fn agent_id(&self) -> &str {
+    pub fn agent_id(&self) -> &AgentId {
         &self.shared.agent_id
     }
 
@@ -255,19 +260,19 @@ impl Platform for KubernetesPlatform {
         self.shared.start(spec).await
     }
 
-    async fn hibernate(&self, session_id: &str) -> PlatformResult<SessionReport> {
+    async fn hibernate(&self, session_id: &SessionId) -> PlatformResult<SessionReport> {
         self.shared.hibernate(session_id).await
     }
 
-    async fn wake(&self, session_id: &str) -> PlatformResult<SessionReport> {
+    async fn wake(&self, session_id: &SessionId) -> PlatformResult<SessionReport> {
         self.shared.wake(session_id).await
     }
 
-    async fn terminate(&self, session_id: &str) -> PlatformResult<SessionReport> {
+    async fn terminate(&self, session_id: &SessionId) -> PlatformResult<SessionReport> {
         self.shared.terminate(session_id).await
     }
 
-    async fn status(&self, session_id: &str) -> PlatformResult<SessionReport> {
+    async fn status(&self, session_id: &SessionId) -> PlatformResult<SessionReport> {
         self.shared.status(session_id).await
     }
 
@@ -275,13 +280,17 @@ impl Platform for KubernetesPlatform {
         self.shared.inventory().await
     }
 
-    async fn connect(&self, session_id: &str, port: u16) -> PlatformResult<Box<dyn SessionStream>> {
+    async fn connect(
+        &self,
+        session_id: &SessionId,
+        port: u16,
+    ) -> PlatformResult<Box<dyn SessionStream>> {
         self.shared.dial(session_id, port).await
     }
 
     async fn logs(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
         tail: Option<u32>,
         follow: bool,
     ) -> PlatformResult<BoxStream<'static, PlatformResult<Bytes>>> {

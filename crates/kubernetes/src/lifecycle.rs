@@ -11,7 +11,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use std::borrow::Cow;
 use streamspace_agent::intent::Intent;
 use streamspace_agent::{PlatformError, PlatformResult, homes};
-use streamspace_protocol::{Phase, SessionReport, SessionSpec, labels};
+use streamspace_protocol::{Phase, SessionId, SessionReport, SessionSpec, labels};
 
 impl Shared {
     /// Creates the session's claim and Deployment if needed and makes sure
@@ -20,7 +20,7 @@ impl Shared {
     #[tracing::instrument(skip(self, spec), fields(session_id = %spec.session_id, agent_id = %self.agent_id))]
     pub(crate) async fn start(&self, spec: &SessionSpec) -> PlatformResult<SessionReport> {
         let confinement = validate(spec, &self.options).map_err(PlatformError::Invalid)?;
-        let session_id = spec.session_id.as_str();
+        let session_id = &spec.session_id;
         let name = deployment_name(session_id);
         self.intents.clear(session_id);
 
@@ -56,11 +56,11 @@ impl Shared {
     /// Scales the session's Deployment to 0: the pod goes, the Deployment
     /// and the home claim stay.
     #[tracing::instrument(skip(self), fields(agent_id = %self.agent_id))]
-    pub(crate) async fn hibernate(&self, session_id: &str) -> PlatformResult<SessionReport> {
+    pub(crate) async fn hibernate(&self, session_id: &SessionId) -> PlatformResult<SessionReport> {
         let existing = self
             .get_owned(session_id)
             .await?
-            .ok_or_else(|| PlatformError::NotFound(session_id.to_owned()))?;
+            .ok_or_else(|| PlatformError::NotFound(session_id.clone()))?;
         self.intents.clear(session_id);
         if desired_replicas(&existing) != 0 {
             self.scale(session_id, 0).await?;
@@ -70,11 +70,11 @@ impl Shared {
 
     /// Scales a hibernated session's Deployment back to 1.
     #[tracing::instrument(skip(self), fields(agent_id = %self.agent_id))]
-    pub(crate) async fn wake(&self, session_id: &str) -> PlatformResult<SessionReport> {
+    pub(crate) async fn wake(&self, session_id: &SessionId) -> PlatformResult<SessionReport> {
         let existing = self
             .get_owned(session_id)
             .await?
-            .ok_or_else(|| PlatformError::NotFound(session_id.to_owned()))?;
+            .ok_or_else(|| PlatformError::NotFound(session_id.clone()))?;
         self.intents.set(session_id, Intent::Wake);
         if desired_replicas(&existing) == 0 {
             self.scale(session_id, 1).await?;
@@ -85,7 +85,7 @@ impl Shared {
     /// Deletes the Deployment (its ReplicaSet and pod follow); the home
     /// claim is kept for the user's next session.
     #[tracing::instrument(skip(self), fields(agent_id = %self.agent_id))]
-    pub(crate) async fn terminate(&self, session_id: &str) -> PlatformResult<SessionReport> {
+    pub(crate) async fn terminate(&self, session_id: &SessionId) -> PlatformResult<SessionReport> {
         let name = deployment_name(session_id);
         // Never delete a Deployment of the same name that is not ours.
         if self.get_owned(session_id).await?.is_none() {
@@ -107,7 +107,7 @@ impl Shared {
 
     /// Sets the replica count through the scale subresource, which is all
     /// the agent's Role lets it change on an existing Deployment.
-    async fn scale(&self, session_id: &str, replicas: i32) -> PlatformResult<()> {
+    async fn scale(&self, session_id: &SessionId, replicas: i32) -> PlatformResult<()> {
         let name = deployment_name(session_id);
         let patch = Patch::Merge(serde_json::json!({ "spec": { "replicas": replicas } }));
         match self
@@ -119,7 +119,7 @@ impl Shared {
                 tracing::info!(deployment = %name, replicas, "scaled deployment");
                 Ok(())
             }
-            Err(e) if is_not_found(&e) => Err(PlatformError::NotFound(session_id.to_owned())),
+            Err(e) if is_not_found(&e) => Err(PlatformError::NotFound(session_id.clone())),
             Err(e) => Err(self.error(format!("scale deployment {name} to {replicas}"), e)),
         }
     }
@@ -133,13 +133,17 @@ impl Shared {
     }
 
     /// The Deployment of a session this agent owns, if there is one.
-    pub(crate) async fn get_owned(&self, session_id: &str) -> PlatformResult<Option<Deployment>> {
+    pub(crate) async fn get_owned(
+        &self,
+        session_id: &SessionId,
+    ) -> PlatformResult<Option<Deployment>> {
         let found = self.get_deployment(&deployment_name(session_id)).await?;
         Ok(found.filter(|d| self.owns(d)))
     }
 
     pub(crate) fn owns(&self, deployment: &Deployment) -> bool {
-        owner_of(deployment) == Some(label_value(&self.agent_id).as_str()) && managed(deployment)
+        owner_of(deployment) == Some(label_value(self.agent_id.as_str()).as_str())
+            && managed(deployment)
     }
 
     /// Refuses to adopt a Deployment of our name that this agent did not

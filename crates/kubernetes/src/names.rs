@@ -1,7 +1,7 @@
 //! Names, labels and selectors, and the rules Kubernetes puts on them.
 //! Pure and unit-tested.
 
-use streamspace_protocol::labels;
+use streamspace_protocol::{AgentId, SessionId, labels};
 
 /// Prefix of every session Deployment's name; the rest is the session id.
 pub const NAME_PREFIX: &str = "streamspace-";
@@ -24,13 +24,13 @@ const LABEL_VALUE_MAX: usize = 63;
 const DNS_SUBDOMAIN_MAX: usize = 253;
 
 /// The Deployment name of a session.
-pub fn deployment_name(session_id: &str) -> String {
+pub fn deployment_name(session_id: &SessionId) -> String {
     format!("{NAME_PREFIX}{session_id}")
 }
 
 /// Refuses session ids that cannot name a Deployment (and be a label value),
 /// so the user sees our message instead of the apiserver's.
-pub fn validate_session_id(session_id: &str) -> Result<(), String> {
+pub fn validate_session_id(session_id: &SessionId) -> Result<(), String> {
     let name = deployment_name(session_id);
     if is_dns_label(&name) {
         Ok(())
@@ -122,16 +122,16 @@ pub fn is_port_name(name: &str) -> bool {
 }
 
 /// Selects every object this agent created.
-pub fn agent_selector(agent_id: &str) -> String {
+pub fn agent_selector(agent_id: &AgentId) -> String {
     format!(
         "{MANAGED_BY}={MANAGER},{}={}",
         labels::AGENT,
-        label_value(agent_id)
+        label_value(agent_id.as_str())
     )
 }
 
 /// Selects the pods of one session of this agent.
-pub fn session_selector(agent_id: &str, session_id: &str) -> String {
+pub fn session_selector(agent_id: &AgentId, session_id: &SessionId) -> String {
     format!(
         "{},{}={session_id}",
         agent_selector(agent_id),
@@ -145,16 +145,16 @@ mod tests {
 
     #[test]
     fn session_ids_must_make_a_dns_label() {
-        assert_eq!(deployment_name("abc"), "streamspace-abc");
+        assert_eq!(deployment_name(&"abc".into()), "streamspace-abc");
         for good in ["0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "a", "s-1"] {
-            assert!(validate_session_id(good).is_ok(), "{good}");
+            assert!(validate_session_id(&good.into()).is_ok(), "{good}");
         }
         let too_long = "a".repeat(52);
         for bad in ["", "A1", "a_b", "a.b", "ends-", "ä", too_long.as_str()] {
-            let err = validate_session_id(bad).expect_err(bad);
+            let err = validate_session_id(&bad.into()).expect_err(bad);
             assert!(err.contains("cannot name a Kubernetes Deployment"), "{err}");
         }
-        assert!(validate_session_id(&"a".repeat(51)).is_ok());
+        assert!(validate_session_id(&"a".repeat(51).into()).is_ok());
     }
 
     #[test]
@@ -208,11 +208,11 @@ mod tests {
     #[test]
     fn selectors_name_manager_agent_and_session() {
         assert_eq!(
-            agent_selector("agent-1"),
+            agent_selector(&"agent-1".into()),
             "app.kubernetes.io/managed-by=streamspace,io.streamspace.agent=agent-1"
         );
         assert_eq!(
-            session_selector("agent-1", "s1"),
+            session_selector(&"agent-1".into(), &"s1".into()),
             "app.kubernetes.io/managed-by=streamspace,io.streamspace.agent=agent-1,\
              io.streamspace.session-id=s1"
         );

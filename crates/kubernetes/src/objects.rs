@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 use streamspace_agent::confinement::Confinement;
-use streamspace_protocol::{PortSpec, SessionSpec, labels};
+use streamspace_protocol::{AgentId, PortSpec, SessionId, SessionSpec, labels};
 
 /// Seconds Kubernetes waits after SIGTERM before SIGKILL when a session is
 /// hibernated or terminated (the Docker platform uses the same).
@@ -44,7 +44,7 @@ pub fn validate(spec: &SessionSpec, options: &KubernetesOptions) -> Result<Confi
 /// Labels every object of a session carries; a restarted agent finds its
 /// sessions by the agent label alone. Ids (UUIDs) and the seal (32
 /// lowercase hex characters) are valid label values as they are.
-pub fn session_labels(spec: &SessionSpec, agent_id: &str) -> BTreeMap<String, String> {
+pub fn session_labels(spec: &SessionSpec, agent_id: &AgentId) -> BTreeMap<String, String> {
     let mut session = BTreeMap::from([
         (names::MANAGED_BY.to_owned(), names::MANAGER.to_owned()),
         (names::APP_NAME.to_owned(), names::SESSION_APP.to_owned()),
@@ -52,16 +52,16 @@ pub fn session_labels(spec: &SessionSpec, agent_id: &str) -> BTreeMap<String, St
             names::APP_INSTANCE.to_owned(),
             names::deployment_name(&spec.session_id),
         ),
-        (labels::SESSION_ID.to_owned(), spec.session_id.clone()),
+        (labels::SESSION_ID.to_owned(), spec.session_id.to_string()),
         (labels::USER.to_owned(), label_value(&spec.user)),
         (labels::TEMPLATE.to_owned(), label_value(&spec.template)),
-        (labels::AGENT.to_owned(), label_value(agent_id)),
+        (labels::AGENT.to_owned(), label_value(agent_id.as_str())),
     ]);
     // Control planes from before ids and seals send none: no empty labels.
     for (key, value) in [
-        (labels::USER_ID, &spec.user_id),
-        (labels::TEMPLATE_ID, &spec.template_id),
-        (labels::SEAL, &spec.seal),
+        (labels::USER_ID, spec.user_id.as_str()),
+        (labels::TEMPLATE_ID, spec.template_id.as_str()),
+        (labels::SEAL, spec.seal.as_str()),
     ] {
         if !value.is_empty() {
             session.insert(key.to_owned(), label_value(value));
@@ -72,10 +72,10 @@ pub fn session_labels(spec: &SessionSpec, agent_id: &str) -> BTreeMap<String, St
 
 /// The labels a Deployment selects its pod by. Immutable once created, so
 /// only what never changes for a session.
-fn selector_labels(session_id: &str) -> BTreeMap<String, String> {
+fn selector_labels(session_id: &SessionId) -> BTreeMap<String, String> {
     BTreeMap::from([
         (names::MANAGED_BY.to_owned(), names::MANAGER.to_owned()),
-        (labels::SESSION_ID.to_owned(), session_id.to_owned()),
+        (labels::SESSION_ID.to_owned(), session_id.to_string()),
     ])
 }
 
@@ -84,7 +84,7 @@ fn selector_labels(session_id: &str) -> BTreeMap<String, String> {
 pub fn deployment(
     spec: &SessionSpec,
     confinement: &Confinement,
-    agent_id: &str,
+    agent_id: &AgentId,
     options: &KubernetesOptions,
 ) -> Deployment {
     let labels = session_labels(spec, agent_id);
@@ -249,7 +249,7 @@ fn resources(spec: &SessionSpec) -> Option<ResourceRequirements> {
 /// sessions. Callers validate the spec first ([`validate`]).
 pub fn home_claim(
     spec: &SessionSpec,
-    agent_id: &str,
+    agent_id: &AgentId,
     options: &KubernetesOptions,
 ) -> Option<PersistentVolumeClaim> {
     let home = spec.home.as_ref()?;

@@ -1,36 +1,17 @@
 use super::*;
 use crate::TunnelMode;
 use streamspace_agent::homes::is_home_of;
-use streamspace_protocol::{Cpu, HomeVolume, Memory, PortProtocol, Resources};
+use streamspace_protocol::Resources;
 
 const SESSION: &str = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
 
 fn spec() -> SessionSpec {
-    SessionSpec {
-        session_id: SESSION.into(),
-        user: "alice".into(),
-        template: "desktop".into(),
-        image: "registry.example.com/streamspace/desktop:1.0".into(),
-        env: BTreeMap::from([
-            ("VNC_GEOMETRY".into(), "1280x800".into()),
-            ("TZ".into(), "UTC".into()),
-        ]),
-        ports: vec![PortSpec {
-            name: "vnc".into(),
-            port: 5901,
-            protocol: PortProtocol::Vnc,
-        }],
-        resources: Resources {
-            cpu: Some(Cpu(1500)),
-            memory: Some(Memory(2 << 30)),
-        },
-        home: Some(HomeVolume {
-            volume: "streamspace-home-alice-desktop".into(),
-            path: "/home/user".into(),
-            legacy: None,
-        }),
-        ..Default::default()
-    }
+    SessionSpec::fixture(SESSION)
+        .with_image("registry.example.com/streamspace/desktop:1.0")
+        .with_env("VNC_GEOMETRY", "1280x800")
+        .with_env("TZ", "UTC")
+        .with_limits("1500m", "2Gi")
+        .with_home("streamspace-home-alice-desktop")
 }
 
 fn options() -> KubernetesOptions {
@@ -46,7 +27,7 @@ fn options() -> KubernetesOptions {
 /// The Deployment the platform makes for `spec` on agent `agent-7`.
 fn deploy(spec: &SessionSpec, options: &KubernetesOptions) -> Deployment {
     let confinement = validate(spec, options).expect("a valid spec");
-    deployment(spec, &confinement, "agent-7", options)
+    deployment(spec, &confinement, &"agent-7".into(), options)
 }
 
 fn pod_spec(deployment: &Deployment) -> &PodSpec {
@@ -189,7 +170,7 @@ fn home_is_a_claim_mounted_at_the_home_path() {
     assert_eq!(mount.name, volume.name);
     assert_eq!(mount.mount_path, "/home/user");
 
-    let claim = home_claim(&spec(), "agent-7", &options()).expect("claim");
+    let claim = home_claim(&spec(), &"agent-7".into(), &options()).expect("claim");
     assert_eq!(
         claim.metadata.name.as_deref(),
         Some("streamspace-home-alice-desktop")
@@ -218,7 +199,7 @@ fn no_home_no_resources_no_extras() {
     bare.resources = Resources::default();
     bare.env.clear();
     bare.ports[0].name = "a-port-name-too-long".into();
-    assert!(home_claim(&bare, "agent-7", &options()).is_none());
+    assert!(home_claim(&bare, &"agent-7".into(), &options()).is_none());
     let d = deploy(&bare, &options());
     let pod = pod_spec(&d);
     assert_eq!(pod.volumes, None);
@@ -233,14 +214,14 @@ fn no_home_no_resources_no_extras() {
 fn odd_label_values_are_made_valid() {
     let mut odd = spec();
     odd.user = "Bob Smith".into();
-    let labels = session_labels(&odd, "agent 7");
+    let labels = session_labels(&odd, &"agent 7".into());
     assert_eq!(labels[labels::USER], "Bob-Smith");
     assert_eq!(labels[labels::AGENT], "agent-7");
 }
 
 #[test]
 fn rendered_yaml_has_both_documents_in_creation_order() {
-    let yaml = crate::render::to_yaml(&spec(), "agent-7", &options()).expect("renders");
+    let yaml = crate::render::to_yaml(&spec(), &"agent-7".into(), &options()).expect("renders");
     let claim_at = yaml.find("kind: PersistentVolumeClaim").expect("claim");
     let deployment_at = yaml.find("kind: Deployment").expect("deployment");
     assert!(claim_at < deployment_at, "{yaml}");
@@ -252,14 +233,14 @@ fn rendered_yaml_has_both_documents_in_creation_order() {
     if let Some(home) = by_ids.home.as_mut() {
         home.volume = claim.into();
     }
-    let yaml = crate::render::to_yaml(&by_ids, "agent-7", &options()).expect("renders");
+    let yaml = crate::render::to_yaml(&by_ids, &"agent-7".into(), &options()).expect("renders");
     assert!(
         yaml.contains(&format!("name: {claim}\n")),
         "one line: {yaml}"
     );
     let mut bad = spec();
     bad.session_id = "Not_A_Name".into();
-    let err = crate::render::to_yaml(&bad, "agent-7", &options()).expect_err("refused");
+    let err = crate::render::to_yaml(&bad, &"agent-7".into(), &options()).expect_err("refused");
     assert!(err.contains("cannot name a Kubernetes Deployment"), "{err}");
 }
 
@@ -284,13 +265,13 @@ fn ids_and_the_seal_are_labels_and_the_claim_has_no_seal() {
         "selectors never change"
     );
 
-    let claim = home_claim(&sealed, "agent-7", &options()).expect("claim");
+    let claim = home_claim(&sealed, &"agent-7".into(), &options()).expect("claim");
     let claim_labels = claim.metadata.labels.expect("labels");
     assert_eq!(claim_labels[labels::USER_ID], sealed.user_id);
     assert!(!claim_labels.contains_key(labels::SEAL));
 
     // An older control plane sends no ids and no seal: no empty labels.
-    let labels = session_labels(&spec(), "agent-7");
+    let labels = session_labels(&spec(), &"agent-7".into());
     for absent in [labels::USER_ID, labels::TEMPLATE_ID, labels::SEAL] {
         assert!(!labels.contains_key(absent), "{absent}");
     }
@@ -317,7 +298,8 @@ fn validation_refuses_what_cannot_become_objects() {
     bad.security.capabilities = vec!["CAP_NET_ADMIN".into()];
     let err = validate(&bad, &options()).expect_err("prefixed capability");
     assert!(err.contains("write \"NET_ADMIN\""), "{err}");
-    let err = crate::render::to_yaml(&bad, "agent-7", &options()).expect_err("render refuses");
+    let err =
+        crate::render::to_yaml(&bad, &"agent-7".into(), &options()).expect_err("render refuses");
     assert!(err.contains("unknown Linux capability"), "{err}");
     let mut bad = spec();
     bad.session_id = "Not_A_Name".into();
@@ -332,7 +314,8 @@ fn capabilities_that_break_isolation_need_the_operators_consent() {
     raw.security.capabilities = vec!["NET_RAW".into()];
     let err = validate(&raw, &options()).expect_err("NET_RAW");
     assert!(err.contains("--allow-capability NET_RAW"), "{err}");
-    let err = crate::render::to_yaml(&raw, "agent-7", &options()).expect_err("render refuses");
+    let err =
+        crate::render::to_yaml(&raw, &"agent-7".into(), &options()).expect_err("render refuses");
     assert!(err.contains("--allow-capability NET_RAW"), "{err}");
     let allowing = KubernetesOptions {
         allowed_capabilities: vec!["NET_RAW".into()],
@@ -363,7 +346,7 @@ fn a_claim_is_a_users_home_only_when_its_labels_say_so() {
     theirs.user = long('x');
     let mut other = spec();
     other.user = long('y');
-    let made = home_claim(&theirs, "agent-7", &options())
+    let made = home_claim(&theirs, &"agent-7".into(), &options())
         .and_then(|c| c.metadata.labels)
         .expect("labels");
     assert!(

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::pin::Pin;
 use streamspace_agent::intent::Intent;
 use streamspace_agent::{PlatformError, PlatformResult};
-use streamspace_protocol::{Phase, SessionOrigin, SessionReport, labels};
+use streamspace_protocol::{Phase, SessionId, SessionOrigin, SessionReport, labels};
 
 /// A session's Deployment and its pods, in any state.
 #[derive(Debug, Clone)]
@@ -41,7 +41,7 @@ impl Shared {
 
     /// The report for a session with these objects, with what only this
     /// platform knows (a wake in progress) applied.
-    pub(crate) fn report(&self, session_id: &str, objects: &SessionObjects) -> SessionReport {
+    pub(crate) fn report(&self, session_id: &SessionId, objects: &SessionObjects) -> SessionReport {
         let observed = observe(&objects.deployment, &objects.pods);
         let mut phase = observed.phase;
         if self.intents.get(session_id) == Some(Intent::Wake) {
@@ -62,7 +62,7 @@ impl Shared {
     /// from the apiserver. `None` if this agent has no such session.
     pub(crate) async fn session_objects(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
     ) -> PlatformResult<Option<SessionObjects>> {
         if let Some(cached) = self.cached(session_id) {
             return Ok(Some(cached));
@@ -77,11 +77,11 @@ impl Shared {
     }
 
     #[tracing::instrument(skip(self), fields(agent_id = %self.agent_id))]
-    pub(crate) async fn status(&self, session_id: &str) -> PlatformResult<SessionReport> {
+    pub(crate) async fn status(&self, session_id: &SessionId) -> PlatformResult<SessionReport> {
         let objects = self
             .session_objects(session_id)
             .await?
-            .ok_or_else(|| PlatformError::NotFound(session_id.to_owned()))?;
+            .ok_or_else(|| PlatformError::NotFound(session_id.clone()))?;
         Ok(self.report(session_id, &objects))
     }
 
@@ -96,7 +96,7 @@ impl Shared {
             .list(&ListParams::default().labels(&selector))
             .await
             .map_err(|e| self.error("list deployments", e))?;
-        let mut pods_by_session: BTreeMap<String, Vec<Pod>> = BTreeMap::new();
+        let mut pods_by_session: BTreeMap<SessionId, Vec<Pod>> = BTreeMap::new();
         for pod in self.list_pods(&selector).await? {
             if let Some(session_id) = session_of(&pod.metadata.labels) {
                 pods_by_session.entry(session_id).or_default().push(pod);
@@ -138,14 +138,14 @@ impl Shared {
     #[tracing::instrument(skip(self), fields(agent_id = %self.agent_id))]
     pub(crate) async fn logs(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
         tail: Option<u32>,
         follow: bool,
     ) -> PlatformResult<BoxStream<'static, PlatformResult<Bytes>>> {
         let objects = self
             .session_objects(session_id)
             .await?
-            .ok_or_else(|| PlatformError::NotFound(session_id.to_owned()))?;
+            .ok_or_else(|| PlatformError::NotFound(session_id.clone()))?;
         let Some(pod) = current_pod(&objects.pods) else {
             let why = if desired_replicas(&objects.deployment) == 0 {
                 "it is hibernated: its pod, and the pod's console output, are gone until it wakes"
@@ -173,15 +173,18 @@ impl Shared {
 
     /// The cached objects of a session, when the watch has synced and
     /// knows its Deployment.
-    fn cached(&self, session_id: &str) -> Option<SessionObjects> {
+    fn cached(&self, session_id: &SessionId) -> Option<SessionObjects> {
         let view = crate::watch::lock_view(self).clone()?;
         view.session(session_id)
     }
 }
 
 /// The session id label of an object.
-pub(crate) fn session_of(labels: &Option<BTreeMap<String, String>>) -> Option<String> {
-    labels.as_ref()?.get(labels::SESSION_ID).cloned()
+pub(crate) fn session_of(labels: &Option<BTreeMap<String, String>>) -> Option<SessionId> {
+    labels
+        .as_ref()?
+        .get(labels::SESSION_ID)
+        .map(SessionId::from)
 }
 
 /// A byte reader as a stream of chunks, ending after the first error.

@@ -6,13 +6,13 @@ use crate::KubernetesOptions;
 use crate::objects::{deployment, home_claim, validate};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use streamspace_protocol::SessionSpec;
+use streamspace_protocol::{AgentId, SessionSpec};
 
 /// The claim (if the session has a persistent home) and the Deployment,
 /// in the order the platform creates them. Refuses what `start` refuses.
 pub fn session_objects(
     spec: &SessionSpec,
-    agent_id: &str,
+    agent_id: &AgentId,
     options: &KubernetesOptions,
 ) -> Result<(Option<PersistentVolumeClaim>, Deployment), String> {
     let confinement = validate(spec, options)?;
@@ -25,7 +25,7 @@ pub fn session_objects(
 /// [`session_objects`] as multi-document YAML.
 pub fn to_yaml(
     spec: &SessionSpec,
-    agent_id: &str,
+    agent_id: &AgentId,
     options: &KubernetesOptions,
 ) -> Result<String, String> {
     let (claim, deployment) = session_objects(spec, agent_id, options)?;

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use streamspace_agent::{PlatformError, PlatformResult, SessionStream};
-use streamspace_protocol::Phase;
+use streamspace_protocol::{Phase, SessionId};
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -26,13 +26,13 @@ impl Shared {
     #[tracing::instrument(skip(self), fields(agent_id = %self.agent_id))]
     pub(crate) async fn dial(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
         port: u16,
     ) -> PlatformResult<Box<dyn SessionStream>> {
         let objects = self
             .session_objects(session_id)
             .await?
-            .ok_or_else(|| PlatformError::NotFound(session_id.to_owned()))?;
+            .ok_or_else(|| PlatformError::NotFound(session_id.clone()))?;
         let phase = observe(&objects.deployment, &objects.pods).phase;
         let pod = current_pod(&objects.pods).filter(|_| phase == Phase::Running);
         let Some(pod) = pod else {

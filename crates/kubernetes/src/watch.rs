@@ -31,7 +31,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard, PoisonError};
 use streamspace_agent::reports::LastSent;
-use streamspace_protocol::{SessionReport, labels};
+use streamspace_protocol::{SessionId, SessionReport, labels};
 
 /// Distinguishes watch streams, so an old one cannot clear a newer one's
 /// view.
@@ -52,16 +52,16 @@ impl View {
     }
 
     /// A session's objects, if the view is complete and has its Deployment.
-    pub(crate) fn session(&self, session_id: &str) -> Option<SessionObjects> {
+    pub(crate) fn session(&self, session_id: &SessionId) -> Option<SessionObjects> {
         if !self.synced() {
             return None;
         }
         let deployment = self
             .deployments
-            .find(|d| session_label(d) == Some(session_id))?;
+            .find(|d| session_label(d) == Some(session_id.as_str()))?;
         let mut pods = self
             .pods
-            .state_filter(|p| session_label(p) == Some(session_id));
+            .state_filter(|p| session_label(p) == Some(session_id.as_str()));
         pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         Some(SessionObjects {
             deployment: Deployment::clone(&deployment),
@@ -198,7 +198,7 @@ impl Watch {
     }
 
     /// A deleted Deployment: our terminate, or somebody's `kubectl delete`.
-    fn removal_report(&self, session_id: &str) -> SessionReport {
+    fn removal_report(&self, session_id: &SessionId) -> SessionReport {
         self.shared.intents.removal_report(session_id, || {
             format!(
                 "deployment {} was deleted outside StreamSpace (for example with kubectl delete); \
@@ -241,10 +241,10 @@ fn session_label<K: kube::Resource>(object: &K) -> Option<&str> {
 
 fn sessions<K: kube::Resource<DynamicType = ()> + Clone + 'static>(
     store: &Store<K>,
-) -> BTreeSet<String> {
+) -> BTreeSet<SessionId> {
     store
         .state()
         .iter()
-        .filter_map(|object| session_label(object.as_ref()).map(str::to_owned))
+        .filter_map(|object| session_label(object.as_ref()).map(SessionId::from))
         .collect()
 }

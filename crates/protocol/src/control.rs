@@ -6,6 +6,7 @@
 //! the agent sends a full [`AgentMessage::Inventory`]; then the control plane
 //! re-sends every command not yet completed, and both sides run freely.
 
+use crate::ids::{AgentId, CommandId, SessionId, TunnelId};
 use crate::quantity::{Cpu, Memory};
 use crate::session::{SessionReport, SessionSpec};
 use serde::{Deserialize, Serialize};
@@ -27,17 +28,17 @@ pub enum AgentMessage {
         sessions: Vec<SessionUsage>,
     },
     /// The command was received and will be executed (or was already).
-    Ack { command_id: String },
+    Ack { command_id: CommandId },
     /// The command finished; `error` is set when it failed.
     Result {
-        command_id: String,
+        command_id: CommandId,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
     /// A session's observed phase changed.
     SessionStatus(SessionReport),
     /// The agent could not open the tunnel it was asked for.
-    TunnelFailed { tunnel_id: String, error: String },
+    TunnelFailed { tunnel_id: TunnelId, error: String },
 }
 
 /// Control plane → agent.
@@ -48,15 +49,15 @@ pub enum ServerMessage {
     Command(Command),
     /// Dial `port` of `session_id` and open data channel `tunnel_id`.
     OpenTunnel {
-        tunnel_id: String,
-        session_id: String,
+        tunnel_id: TunnelId,
+        session_id: SessionId,
         port: u16,
     },
     /// Stream the session's console output on data channel `tunnel_id`:
     /// the last `tail` lines (all when absent), then new output if `follow`.
     OpenLogs {
-        tunnel_id: String,
-        session_id: String,
+        tunnel_id: TunnelId,
+        session_id: SessionId,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tail: Option<u32>,
         #[serde(default)]
@@ -82,7 +83,7 @@ pub struct Hello {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Welcome {
     pub protocol_version: u32,
-    pub agent_id: String,
+    pub agent_id: AgentId,
     pub heartbeat_interval_ms: u64,
 }
 
@@ -91,8 +92,8 @@ pub struct Welcome {
 /// agent executes each `id` at most once and answers duplicates from memory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command {
-    pub id: String,
-    pub session_id: String,
+    pub id: CommandId,
+    pub session_id: SessionId,
     pub action: Action,
 }
 
@@ -147,7 +148,7 @@ pub struct Capabilities {
 /// What one running session uses now, as its platform measures it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionUsage {
-    pub session_id: String,
+    pub session_id: SessionId,
     pub cpu_millicores: u64,
     pub memory_bytes: u64,
 }
@@ -169,7 +170,7 @@ pub struct NodeMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::{Phase, PortProtocol, PortSpec, Resources};
+    use crate::session::Phase;
 
     fn round_trip<T>(value: &T) -> T
     where
@@ -229,24 +230,9 @@ mod tests {
 
     #[test]
     fn server_messages_round_trip() {
-        let spec = SessionSpec {
-            session_id: "s1".into(),
-            user: "alice".into(),
-            template: "desktop".into(),
-            image: "streamspace/desktop:local".into(),
-            env: [("A".to_owned(), "b".to_owned())].into(),
-            ports: vec![PortSpec {
-                name: "vnc".into(),
-                port: 5901,
-                protocol: PortProtocol::Vnc,
-            }],
-            resources: Resources {
-                cpu: Some(Cpu(500)),
-                memory: Some(Memory(1 << 30)),
-            },
-            home: None,
-            ..Default::default()
-        };
+        let spec = SessionSpec::fixture("s1")
+            .with_env("A", "b")
+            .with_limits("500m", "1Gi");
         let messages = [
             ServerMessage::Welcome(Welcome {
                 protocol_version: 1,

@@ -6,6 +6,10 @@
 //! HTTP/1.1 upgrade to a raw byte stream described in [`tunnel`].
 
 pub mod control;
+#[cfg(any(test, feature = "test-fixtures"))]
+mod fixtures;
+mod idle;
+pub mod ids;
 pub mod labels;
 pub mod quantity;
 pub mod session;
@@ -15,6 +19,8 @@ pub use control::{
     Action, AgentMessage, Capabilities, Capacity, Command, Hello, NodeMetrics, ServerMessage,
     SessionUsage, Welcome,
 };
+pub use idle::{IdleTimeout, IdleTimeoutError};
+pub use ids::{AgentId, CommandId, SessionId, TemplateId, TunnelId, UserId};
 pub use quantity::{Cpu, Memory, QuantityError};
 pub use session::{
     CAPABILITIES, DEFAULT_PIDS_LIMIT, DesiredState, HomeVolume, Phase, PortProtocol, PortSpec,

@@ -1,5 +1,6 @@
 //! What a session is, as the control plane asks for it and as an agent sees it.
 
+use crate::ids::{SessionId, TemplateId, UserId};
 use crate::quantity::{Cpu, Memory};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -211,16 +212,16 @@ pub struct SessionSecurity {
 /// `Debug` leaves out environment values: templates may put secrets there.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionSpec {
-    pub session_id: String,
+    pub session_id: SessionId,
     /// The owner's username (for labels people read).
     pub user: String,
     /// The owner's id: what homes and seals are keyed by.
     #[serde(default)]
-    pub user_id: String,
+    pub user_id: UserId,
     /// The template's name.
     pub template: String,
     #[serde(default)]
-    pub template_id: String,
+    pub template_id: TemplateId,
     pub image: String,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -270,7 +271,7 @@ impl SessionSpec {
 /// One session as an agent observes it on its platform.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionReport {
-    pub session_id: String,
+    pub session_id: SessionId,
     pub phase: Phase,
     /// Why the session is in this phase, when that is not obvious (failures).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -287,9 +288,9 @@ pub struct SessionOrigin {
     pub user: String,
     pub template: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<String>,
+    pub user_id: Option<UserId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub template_id: Option<String>,
+    pub template_id: Option<TemplateId>,
     /// [`SessionSpec::seal`] as the platform kept it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seal: Option<String>,
@@ -312,15 +313,15 @@ impl SessionOrigin {
         Some(SessionOrigin {
             user: owned(crate::labels::USER)?,
             template: owned(crate::labels::TEMPLATE)?,
-            user_id: owned(crate::labels::USER_ID),
-            template_id: owned(crate::labels::TEMPLATE_ID),
+            user_id: owned(crate::labels::USER_ID).map(UserId::from),
+            template_id: owned(crate::labels::TEMPLATE_ID).map(TemplateId::from),
             seal: owned(crate::labels::SEAL),
         })
     }
 }
 
 impl SessionReport {
-    pub fn new(session_id: impl Into<String>, phase: Phase) -> Self {
+    pub fn new(session_id: impl Into<SessionId>, phase: Phase) -> Self {
         Self {
             session_id: session_id.into(),
             phase,
@@ -399,7 +400,7 @@ mod tests {
         .into();
         let origin = SessionOrigin::from_labels(|k| labels.get(k).copied()).expect("origin");
         assert_eq!(origin.user, "alice");
-        assert_eq!(origin.user_id.as_deref(), Some("u1"));
+        assert_eq!(origin.user_id, Some("u1".into()));
         assert_eq!(origin.template_id, None);
         assert_eq!(origin.seal.as_deref(), Some("abc"));
         assert_eq!(SessionOrigin::from_labels(|_| None), None);

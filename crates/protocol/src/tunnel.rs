@@ -22,7 +22,7 @@ pub const CONNECT_PATH: &str = "/api/v1/agents/connect";
 pub const REGISTER_PATH: &str = "/api/v1/agents/register";
 
 /// The data-channel path for one tunnel.
-pub fn tunnel_path(tunnel_id: &str) -> String {
+pub fn tunnel_path(tunnel_id: &crate::TunnelId) -> String {
     format!("{TUNNEL_PATH_PREFIX}{tunnel_id}")
 }
 

@@ -1,12 +1,13 @@
 //! In-process notifications that something changed, for live views. They
 //! carry ids only; listeners read the current state from the store.
 
+use streamspace_protocol::{AgentId, SessionId, UserId};
 use tokio::sync::broadcast;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    Session { id: String, user_id: String },
-    Agent { id: String },
+    Session { id: SessionId, user_id: UserId },
+    Agent { id: AgentId },
 }
 
 #[derive(Clone)]
@@ -23,16 +24,16 @@ impl Default for EventBus {
 }
 
 impl EventBus {
-    pub fn session_changed(&self, id: &str, user_id: &str) {
+    pub fn session_changed(&self, id: &SessionId, user_id: &UserId) {
         // No subscribers is fine: nobody is watching.
         let _ = self.tx.send(Event::Session {
-            id: id.to_owned(),
-            user_id: user_id.to_owned(),
+            id: id.clone(),
+            user_id: user_id.clone(),
         });
     }
 
-    pub fn agent_changed(&self, id: &str) {
-        let _ = self.tx.send(Event::Agent { id: id.to_owned() });
+    pub fn agent_changed(&self, id: &AgentId) {
+        let _ = self.tx.send(Event::Agent { id: id.clone() });
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {

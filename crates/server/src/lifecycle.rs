@@ -6,8 +6,10 @@ use crate::hub::dispatch;
 use crate::quota;
 use crate::session_error::{SessionError, SessionResult};
 use crate::state::AppState;
-use crate::store::{SessionEvent, SessionRecord, new_id};
-use streamspace_protocol::{Action, Command, DesiredState, Phase, ServerMessage};
+use crate::store::{SessionEvent, SessionRecord};
+use streamspace_protocol::{
+    Action, AgentId, Command, CommandId, DesiredState, Phase, ServerMessage, SessionId,
+};
 
 /// How often a change is tried again when the session moved between reading
 /// it and writing the change (an agent's report landed in between).
@@ -60,7 +62,7 @@ async fn try_change(
         return Err(SessionError::CannotHibernate);
     }
     let command = Command {
-        id: new_id(),
+        id: CommandId::new(),
         session_id: session.id.clone(),
         action,
     };
@@ -96,7 +98,7 @@ async fn write_change(
     session: &SessionRecord,
     wakes: bool,
     (desired, phase): (DesiredState, Phase),
-    agent_id: &str,
+    agent_id: &AgentId,
     command: &Command,
 ) -> SessionResult<Option<SessionRecord>> {
     if wakes {
@@ -130,7 +132,7 @@ pub async fn force_terminate(
     audit(state, &session.id, &event).await;
     if let Some(agent_id) = &session.agent_id {
         let command = Command {
-            id: new_id(),
+            id: CommandId::new(),
             session_id: session.id.clone(),
             action: Action::Terminate,
         };
@@ -202,14 +204,14 @@ pub fn action_for(session: &SessionRecord, desired: DesiredState) -> Action {
     }
 }
 
-async fn agent_supports_hibernation(state: &AppState, agent_id: &str) -> SessionResult<bool> {
+async fn agent_supports_hibernation(state: &AppState, agent_id: &AgentId) -> SessionResult<bool> {
     let agent = state.store.get_agent(agent_id).await?;
     Ok(agent.is_some_and(|a| a.capabilities.hibernation))
 }
 
 /// Records an audit event; a failure to record is logged, not fatal.
-pub async fn audit(state: &AppState, session_id: &str, event: &SessionEvent) {
+pub async fn audit(state: &AppState, session_id: &SessionId, event: &SessionEvent) {
     if let Err(err) = state.store.record_event(session_id, event).await {
-        tracing::error!(error = %err, session_id, "cannot record session event");
+        tracing::error!(error = %err, %session_id, "cannot record session event");
     }
 }

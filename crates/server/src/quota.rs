@@ -12,10 +12,10 @@ use crate::session_error::{QuotaExceeded, SessionResult};
 use crate::state::AppState;
 use crate::store::{Limits, SessionRecord, StoreResult, Usage};
 use serde::{Deserialize, Serialize};
-use streamspace_protocol::{Cpu, Memory, Resources};
+use streamspace_protocol::{Cpu, Memory, Resources, UserId};
 
 /// The limits that apply to `user_id`.
-pub async fn limits_for(state: &AppState, user_id: &str) -> StoreResult<Limits> {
+pub async fn limits_for(state: &AppState, user_id: &UserId) -> StoreResult<Limits> {
     let own = state.store.quota_override(user_id).await?;
     Ok(own.over(state.config.quota_defaults))
 }
@@ -23,7 +23,7 @@ pub async fn limits_for(state: &AppState, user_id: &str) -> StoreResult<Limits> 
 /// A new session asking for `resources` fits the user's quota.
 pub async fn check_create(
     state: &AppState,
-    user_id: &str,
+    user_id: &UserId,
     resources: &Resources,
 ) -> SessionResult<()> {
     let limits = limits_for(state, user_id).await?;
@@ -128,7 +128,7 @@ pub struct QuotaView {
     pub usage: UsageView,
 }
 
-pub async fn view(state: &AppState, user_id: &str) -> StoreResult<QuotaView> {
+pub async fn view(state: &AppState, user_id: &UserId) -> StoreResult<QuotaView> {
     let own = state.store.quota_override(user_id).await?;
     let usage = state.store.usage(user_id).await?;
     Ok(QuotaView {

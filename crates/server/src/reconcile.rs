@@ -10,9 +10,9 @@
 
 use crate::lifecycle::{action_for, audit, change_state};
 use crate::state::AppState;
-use crate::store::{SessionEvent, SessionRecord, StoreResult, new_id, now_ms};
+use crate::store::{SessionEvent, SessionRecord, StoreResult, now_ms};
 use std::time::Duration;
-use streamspace_protocol::{Command, DesiredState, Phase, ServerMessage};
+use streamspace_protocol::{AgentId, Command, CommandId, DesiredState, Phase, ServerMessage};
 
 /// A stored command not yet handed to the agent (created on another replica,
 /// or its send failed) goes out after this long.
@@ -108,7 +108,7 @@ async fn hibernate_idle(state: &AppState, session: SessionRecord) {
 async fn converge(
     state: &AppState,
     session: &SessionRecord,
-    agent_id: &str,
+    agent_id: &AgentId,
     now: i64,
 ) -> StoreResult<()> {
     let since_change = Duration::from_millis((now - session.state_changed_at).max(0) as u64);
@@ -124,7 +124,7 @@ async fn converge(
         }
         let age = Duration::from_millis((now - open.updated_at).max(0) as u64);
         let resend = (open.status == "pending" && age > PENDING_RESEND) || age > STUCK_RESEND;
-        if resend && open.agent_id == agent_id {
+        if resend && open.agent_id == *agent_id {
             let id = open.command.id.clone();
             if state
                 .hub
@@ -162,12 +162,12 @@ fn backoff(failures: u32) -> Duration {
 async fn retry(
     state: &AppState,
     session: &SessionRecord,
-    agent_id: &str,
+    agent_id: &AgentId,
     failures: u32,
     last_error: Option<&str>,
 ) -> StoreResult<()> {
     let command = Command {
-        id: new_id(),
+        id: CommandId::new(),
         session_id: session.id.clone(),
         action: action_for(session, session.state),
     };

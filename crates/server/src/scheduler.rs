@@ -10,13 +10,13 @@ use crate::session_error::{PlacementError, SessionResult, Unfit};
 use crate::state::AppState;
 use crate::store::{AgentLoad, AgentRecord};
 use std::collections::BTreeMap;
-use streamspace_protocol::{Capacity, Cpu, Memory, Resources};
+use streamspace_protocol::{AgentId, Capacity, Cpu, Memory, Resources};
 
 pub struct Placement<'a> {
     /// Platforms the session may run on (requested, or the template's);
     /// empty means any.
     pub platforms: &'a [String],
-    pub agent_id: Option<&'a str>,
+    pub agent_id: Option<&'a AgentId>,
     /// Labels an agent must carry (`region` also matches its region).
     pub selector: &'a BTreeMap<String, String>,
     pub resources: Resources,
@@ -33,7 +33,7 @@ pub async fn choose(state: &AppState, placement: &Placement<'_>) -> SessionResul
             .store
             .get_agent(id)
             .await?
-            .ok_or_else(|| PlacementError::UnknownAgent(id.to_owned()))?;
+            .ok_or_else(|| PlacementError::UnknownAgent(id.clone()))?;
         if !platform_ok(&agent) {
             return Err(PlacementError::AgentNotAllowed {
                 name: agent.name,

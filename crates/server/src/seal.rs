@@ -18,6 +18,7 @@
 use crate::store::{Store, StoreResult};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+use streamspace_protocol::{AgentId, SessionId, TemplateId, UserId};
 
 const KEY_SETTING: &str = "session_seal_key";
 /// Seals are truncated to 128 bits (32 hex digits) so they fit a
@@ -31,10 +32,10 @@ pub struct Sealer {
 
 /// What a seal vouches for.
 pub struct SessionIds<'a> {
-    pub session: &'a str,
-    pub user: &'a str,
-    pub template: &'a str,
-    pub agent: &'a str,
+    pub session: &'a SessionId,
+    pub user: &'a UserId,
+    pub template: &'a TemplateId,
+    pub agent: &'a AgentId,
 }
 
 impl Sealer {
@@ -74,7 +75,13 @@ impl Sealer {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
             .expect("HMAC takes keys of any length");
         // Length-prefixed, so no two different id lists read alike.
-        for part in [ids.session, ids.user, ids.template, ids.agent] {
+        let parts = [
+            ids.session.as_str(),
+            ids.user.as_str(),
+            ids.template.as_str(),
+            ids.agent.as_str(),
+        ];
+        for part in parts {
             mac.update(&(part.len() as u64).to_be_bytes());
             mac.update(part.as_bytes());
         }
@@ -86,28 +93,43 @@ impl Sealer {
 mod tests {
     use super::*;
 
-    fn ids<'a>(agent: &'a str, user: &'a str) -> SessionIds<'a> {
-        SessionIds {
-            session: "s1",
-            user,
-            template: "t1",
-            agent,
+    /// Owned ids, lent out as `SessionIds` by `ids()`.
+    struct Owned(SessionId, UserId, TemplateId, AgentId);
+
+    impl Owned {
+        fn ids(&self) -> SessionIds<'_> {
+            SessionIds {
+                session: &self.0,
+                user: &self.1,
+                template: &self.2,
+                agent: &self.3,
+            }
         }
+    }
+
+    fn ids(agent: &str, user: &str) -> Owned {
+        Owned("s1".into(), user.into(), "t1".into(), agent.into())
     }
 
     #[test]
     fn seals_verify_only_for_what_they_sealed() {
         let sealer = Sealer { key: [7; 32] };
-        let seal = sealer.seal(&ids("a1", "u1"));
+        let seal = sealer.seal(&ids("a1", "u1").ids());
         assert_eq!(seal.len(), 32);
-        assert!(sealer.verify(&ids("a1", "u1"), &seal));
-        assert!(!sealer.verify(&ids("a2", "u1"), &seal), "another agent");
-        assert!(!sealer.verify(&ids("a1", "u2"), &seal), "another user");
-        assert!(!sealer.verify(&ids("a1", "u1"), "00"), "too short");
-        assert!(!sealer.verify(&ids("a1", "u1"), "not hex at all, not hex at all!"));
+        assert!(sealer.verify(&ids("a1", "u1").ids(), &seal));
+        assert!(
+            !sealer.verify(&ids("a2", "u1").ids(), &seal),
+            "another agent"
+        );
+        assert!(
+            !sealer.verify(&ids("a1", "u2").ids(), &seal),
+            "another user"
+        );
+        assert!(!sealer.verify(&ids("a1", "u1").ids(), "00"), "too short");
+        assert!(!sealer.verify(&ids("a1", "u1").ids(), "not hex at all, not hex at all!"));
         let other = Sealer { key: [8; 32] };
         assert!(
-            !other.verify(&ids("a1", "u1"), &seal),
+            !other.verify(&ids("a1", "u1").ids(), &seal),
             "another control plane"
         );
     }
@@ -115,18 +137,8 @@ mod tests {
     #[test]
     fn ids_cannot_be_shifted_between_fields() {
         let sealer = Sealer { key: [1; 32] };
-        let a = SessionIds {
-            session: "ab",
-            user: "c",
-            template: "t",
-            agent: "a",
-        };
-        let b = SessionIds {
-            session: "a",
-            user: "bc",
-            template: "t",
-            agent: "a",
-        };
-        assert_ne!(sealer.seal(&a), sealer.seal(&b));
+        let a = Owned("ab".into(), "c".into(), "t".into(), "a".into());
+        let b = Owned("a".into(), "bc".into(), "t".into(), "a".into());
+        assert_ne!(sealer.seal(&a.ids()), sealer.seal(&b.ids()));
     }
 }

@@ -4,7 +4,7 @@
 //! reconciler tells expected refusals from store failures by variant.
 
 use crate::store::StoreError;
-use streamspace_protocol::{Cpu, Memory};
+use streamspace_protocol::{AgentId, Cpu, Memory};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -63,7 +63,7 @@ pub enum QuotaExceeded {
 pub enum PlacementError {
     /// The `agent_id` asked for names no agent.
     #[error("no agent with id {0:?}")]
-    UnknownAgent(String),
+    UnknownAgent(AgentId),
     /// The agent asked for runs another platform or lacks the selected labels.
     #[error(
         "agent {name} runs {platform} or lacks the selected labels, so this session may not use it"

@@ -12,6 +12,7 @@ use http::StatusCode;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use streamspace_protocol::UserId;
 
 /// What a refused client is told to wait: streams end when their clients
 /// close them, so there is no time at which one surely will.
@@ -22,14 +23,14 @@ const RETRY_AFTER: Duration = Duration::from_secs(5);
 pub struct StreamLimit {
     max: usize,
     /// Users with at least one stream open; the others are removed.
-    open: Mutex<HashMap<String, usize>>,
+    open: Mutex<HashMap<UserId, usize>>,
 }
 
 /// One open stream's place in its user's budget, given back when dropped.
 #[derive(Debug)]
 pub struct StreamPermit {
     limit: Arc<StreamLimit>,
-    user_id: String,
+    user_id: UserId,
 }
 
 impl StreamLimit {
@@ -40,15 +41,15 @@ impl StreamLimit {
         })
     }
 
-    fn open(&self) -> MutexGuard<'_, HashMap<String, usize>> {
+    fn open(&self) -> MutexGuard<'_, HashMap<UserId, usize>> {
         // Each change is one insert or update: a panic cannot leave it torn.
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A place for one more stream of `user_id`; 429 when they have `max`.
-    pub fn acquire(self: &Arc<Self>, user_id: &str) -> Result<StreamPermit, ApiError> {
+    pub fn acquire(self: &Arc<Self>, user_id: &UserId) -> Result<StreamPermit, ApiError> {
         let mut open = self.open();
-        let count = open.entry(user_id.to_owned()).or_default();
+        let count = open.entry(user_id.clone()).or_default();
         if *count >= self.max {
             return Err(ApiError::RetryLater {
                 status: StatusCode::TOO_MANY_REQUESTS,
@@ -63,12 +64,12 @@ impl StreamLimit {
         *count += 1;
         Ok(StreamPermit {
             limit: self.clone(),
-            user_id: user_id.to_owned(),
+            user_id: user_id.clone(),
         })
     }
 
     #[cfg(test)]
-    fn count(&self, user_id: &str) -> usize {
+    fn count(&self, user_id: &UserId) -> usize {
         self.open().get(user_id).copied().unwrap_or(0)
     }
 }
@@ -103,21 +104,23 @@ mod tests {
     #[test]
     fn each_user_gets_the_budget_and_closing_a_stream_gives_it_back() {
         let limit = StreamLimit::new(2);
-        let first = limit.acquire("alice").expect("room");
-        let _second = limit.acquire("alice").expect("room");
-        let refused = limit.acquire("alice").expect_err("over the budget");
+        let first = limit.acquire(&"alice".into()).expect("room");
+        let _second = limit.acquire(&"alice".into()).expect("room");
+        let refused = limit.acquire(&"alice".into()).expect_err("over the budget");
         assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
         assert!(refused.to_string().contains("close some"), "{refused}");
-        let _bob = limit.acquire("bob").expect("another user's budget");
+        let _bob = limit.acquire(&"bob".into()).expect("another user's budget");
         drop(first);
-        let _again = limit.acquire("alice").expect("a place was given back");
-        assert_eq!(limit.count("alice"), 2);
+        let _again = limit
+            .acquire(&"alice".into())
+            .expect("a place was given back");
+        assert_eq!(limit.count(&"alice".into()), 2);
     }
 
     #[test]
     fn users_without_streams_are_forgotten() {
         let limit = StreamLimit::new(2);
-        let permit = limit.acquire("alice").expect("room");
+        let permit = limit.acquire(&"alice".into()).expect("room");
         drop(permit);
         assert!(limit.open().is_empty());
     }
@@ -125,11 +128,11 @@ mod tests {
     #[tokio::test]
     async fn a_held_stream_keeps_its_place_until_dropped() {
         let limit = StreamLimit::new(1);
-        let permit = limit.acquire("alice").expect("room");
+        let permit = limit.acquire(&"alice".into()).expect("room");
         let mut held = Box::pin(permit.hold(futures::stream::iter([1, 2])));
         assert_eq!(held.next().await, Some(1));
-        assert_eq!(limit.count("alice"), 1);
+        assert_eq!(limit.count(&"alice".into()), 1);
         drop(held);
-        assert_eq!(limit.count("alice"), 0);
+        assert_eq!(limit.count(&"alice".into()), 0);
     }
 }

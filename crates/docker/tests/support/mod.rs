@@ -12,12 +12,12 @@ use bollard::query_parameters::{
     ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptions,
 };
 use futures::StreamExt;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 use streamspace_agent::{Platform, PlatformResult};
 use streamspace_docker::{DockerOptions, DockerPlatform, container_name};
-use streamspace_protocol::{HomeVolume, PortProtocol, PortSpec, Resources, SessionSpec};
+use streamspace_protocol::{AgentId, HomeVolume, SessionId, SessionSpec};
 use tokio::io::AsyncReadExt;
 
 pub const IMAGE: &str = "streamspace/desktop:local";
@@ -48,9 +48,19 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &id[..12])
 }
 
+/// A session id no other test uses.
+pub fn unique_session(prefix: &str) -> SessionId {
+    unique(prefix).into()
+}
+
+/// An agent id no other test uses.
+pub fn unique_agent(prefix: &str) -> AgentId {
+    unique(prefix).into()
+}
+
 /// A platform whose sessions join `network` (a test's own, so that
 /// pruning or racing for it touches no one else's sessions).
-pub async fn platform_on(agent_id: &str, network: &str) -> PlatformResult<DockerPlatform> {
+pub async fn platform_on(agent_id: &AgentId, network: &str) -> PlatformResult<DockerPlatform> {
     let options = DockerOptions {
         network: network.to_owned(),
         ..DockerOptions::default()
@@ -58,31 +68,18 @@ pub async fn platform_on(agent_id: &str, network: &str) -> PlatformResult<Docker
     DockerPlatform::connect(agent_id, options).await
 }
 
-pub async fn platform(agent_id: &str) -> DockerPlatform {
+pub async fn platform(agent_id: &AgentId) -> DockerPlatform {
     DockerPlatform::connect(agent_id, DockerOptions::default())
         .await
         .expect("DockerPlatform connects")
 }
 
-pub fn desktop_spec(session_id: &str) -> SessionSpec {
-    SessionSpec {
-        session_id: session_id.to_owned(),
-        user: "alice".into(),
-        template: "desktop".into(),
-        image: IMAGE.into(),
-        env: BTreeMap::from([("VNC_GEOMETRY".into(), "1024x768".into())]),
-        ports: vec![PortSpec {
-            name: "vnc".into(),
-            port: VNC_PORT,
-            protocol: PortProtocol::Vnc,
-        }],
-        resources: Resources {
-            cpu: Some("500m".parse().expect("cpu")),
-            memory: Some("256Mi".parse().expect("memory")),
-        },
-        home: None,
-        ..Default::default()
-    }
+pub fn desktop_spec(session_id: &SessionId) -> SessionSpec {
+    SessionSpec::fixture(session_id)
+        .with_image(IMAGE)
+        .with_vnc_port(VNC_PORT)
+        .with_env("VNC_GEOMETRY", "1024x768")
+        .with_limits("500m", "256Mi")
 }
 
 pub fn with_home(mut spec: SessionSpec, volume: &str) -> SessionSpec {
@@ -98,14 +95,14 @@ pub fn with_home(mut spec: SessionSpec, volume: &str) -> SessionSpec {
 /// cannot go while a container uses them), when dropped, also on panic.
 #[derive(Default)]
 pub struct Cleanup {
-    sessions: Vec<String>,
+    sessions: Vec<SessionId>,
     volumes: Vec<String>,
     networks: Vec<String>,
 }
 
 impl Cleanup {
-    pub fn session(&mut self, session_id: &str) {
-        self.sessions.push(session_id.to_owned());
+    pub fn session(&mut self, session_id: &SessionId) {
+        self.sessions.push(session_id.clone());
     }
 
     pub fn volume(&mut self, volume: &str) {
@@ -172,7 +169,7 @@ where
 
 /// Connects through the platform until the session's VNC server sends its
 /// banner (Docker's port proxy accepts before Xvnc listens).
-pub async fn wait_for_banner(platform: &DockerPlatform, session_id: &str) -> [u8; 12] {
+pub async fn wait_for_banner(platform: &DockerPlatform, session_id: &SessionId) -> [u8; 12] {
     eventually("the RFB banner", Duration::from_secs(30), || async {
         let mut stream = platform.connect(session_id, VNC_PORT).await.ok()?;
         let mut banner = [0u8; 12];
@@ -185,7 +182,7 @@ pub async fn wait_for_banner(platform: &DockerPlatform, session_id: &str) -> [u8
     .await
 }
 
-pub async fn inspect(docker: &Docker, session_id: &str) -> Option<ContainerInspectResponse> {
+pub async fn inspect(docker: &Docker, session_id: &SessionId) -> Option<ContainerInspectResponse> {
     docker
         .inspect_container(&container_name(session_id), None)
         .await
@@ -193,7 +190,7 @@ pub async fn inspect(docker: &Docker, session_id: &str) -> Option<ContainerInspe
 }
 
 /// Runs `sh -c script` in a session's container and returns its output.
-pub async fn exec(docker: &Docker, session_id: &str, script: &str) -> String {
+pub async fn exec(docker: &Docker, session_id: &SessionId, script: &str) -> String {
     let exec = docker
         .create_exec(
             &container_name(session_id),
@@ -233,7 +230,7 @@ pub async fn networks_named(docker: &Docker, name: &str) -> Vec<String> {
 }
 
 /// The ids of the networks a session's container is attached to.
-pub async fn attached(docker: &Docker, session_id: &str) -> Vec<String> {
+pub async fn attached(docker: &Docker, session_id: &SessionId) -> Vec<String> {
     let container = inspect(docker, session_id).await.expect("container");
     let networks = container
         .network_settings

@@ -9,9 +9,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use streamspace_kubernetes::objects::{deployment, validate};
 use streamspace_kubernetes::{Client, KubernetesOptions, TunnelMode};
-use streamspace_protocol::{
-    Cpu, HomeVolume, Memory, PortProtocol, PortSpec, Resources, SessionSpec,
-};
+use streamspace_protocol::{AgentId, SessionId, SessionSpec};
 use tower_test::mock::{Handle, SendResponse};
 
 pub const NS: &str = "streamspace";
@@ -25,6 +23,16 @@ pub const AGENT_SELECTOR: &str =
     "&labelSelector=app.kubernetes.io%2Fmanaged-by%3Dstreamspace%2Cio.streamspace.agent%3Dagent-1";
 /// `labelSelector` for the pods of SESSION, URL-encoded.
 pub const SESSION_SELECTOR: &str = "&labelSelector=app.kubernetes.io%2Fmanaged-by%3Dstreamspace%2Cio.streamspace.agent%3Dagent-1%2Cio.streamspace.session-id%3D0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+
+/// [`SESSION`] as the id the platform takes.
+pub fn session_id() -> SessionId {
+    SESSION.into()
+}
+
+/// [`AGENT`] as the id the platform takes.
+pub fn agent_id() -> AgentId {
+    AGENT.into()
+}
 
 /// How long a test waits for a request or an answer before failing.
 const PATIENCE: Duration = Duration::from_secs(5);
@@ -56,27 +64,13 @@ pub fn options() -> KubernetesOptions {
 }
 
 pub fn spec(home: bool) -> SessionSpec {
-    SessionSpec {
-        session_id: SESSION.into(),
-        user: "alice".into(),
-        template: "desktop".into(),
-        image: "registry.example.com/streamspace/desktop:1.0".into(),
-        env: [("VNC_GEOMETRY".to_owned(), "1280x800".to_owned())].into(),
-        ports: vec![PortSpec {
-            name: "vnc".into(),
-            port: 5901,
-            protocol: PortProtocol::Vnc,
-        }],
-        resources: Resources {
-            cpu: Some(Cpu(1000)),
-            memory: Some(Memory(1 << 30)),
-        },
-        home: home.then(|| HomeVolume {
-            volume: "streamspace-home-alice-desktop".into(),
-            path: "/home/user".into(),
-            legacy: None,
-        }),
-        ..Default::default()
+    let spec = SessionSpec::fixture(SESSION)
+        .with_image("registry.example.com/streamspace/desktop:1.0")
+        .with_env("VNC_GEOMETRY", "1280x800")
+        .with_limits("1", "1Gi");
+    match home {
+        true => spec.with_home("streamspace-home-alice-desktop"),
+        false => spec,
     }
 }
 
@@ -84,7 +78,7 @@ pub fn spec(home: bool) -> SessionSpec {
 /// platform creates, with `replicas` and status filled in.
 pub fn deployment_json(replicas: i32, ready: i32) -> Value {
     let confinement = validate(&spec(true), &options()).expect("a valid spec");
-    let made = deployment(&spec(true), &confinement, AGENT, &options());
+    let made = deployment(&spec(true), &confinement, &agent_id(), &options());
     let mut d = serde_json::to_value(made).expect("deployment serializes");
     d["metadata"]["uid"] = json!("d5a1e3c4-0000-4000-8000-000000000001");
     d["metadata"]["resourceVersion"] = json!("4711");

@@ -311,7 +311,7 @@ fn assert_deployment(body: &serde_json::Value, home: bool) {
 
 fn platform() -> (KubernetesPlatform, ApiServer) {
     let (client, server) = mock_client();
-    let platform = KubernetesPlatform::new(client, AGENT, options()).expect("platform");
+    let platform = KubernetesPlatform::new(client, &agent_id(), options()).expect("platform");
     (platform, server)
 }
 
@@ -369,7 +369,7 @@ async fn start_refuses_an_id_that_cannot_name_a_deployment_without_asking() {
 async fn hibernate_scales_to_zero() {
     let (platform, server) = platform();
     let verifier = Scenario::HibernateRunning.run(server);
-    let report = within(platform.hibernate(SESSION))
+    let report = within(platform.hibernate(&session_id()))
         .await
         .expect("hibernates");
     assert_eq!(report.phase, Phase::Hibernated);
@@ -380,7 +380,7 @@ async fn hibernate_scales_to_zero() {
 async fn hibernate_twice_changes_nothing() {
     let (platform, server) = platform();
     let verifier = Scenario::HibernateAlreadyHibernated.run(server);
-    let report = within(platform.hibernate(SESSION))
+    let report = within(platform.hibernate(&session_id()))
         .await
         .expect("hibernates");
     assert_eq!(report.phase, Phase::Hibernated);
@@ -391,7 +391,7 @@ async fn hibernate_twice_changes_nothing() {
 async fn wake_scales_to_one() {
     let (platform, server) = platform();
     let verifier = Scenario::WakeHibernated.run(server);
-    let report = within(platform.wake(SESSION)).await.expect("wakes");
+    let report = within(platform.wake(&session_id())).await.expect("wakes");
     assert_eq!(report.phase, Phase::Waking);
     within(verifier).await.expect("scenario");
 }
@@ -400,7 +400,7 @@ async fn wake_scales_to_one() {
 async fn terminate_deletes_the_deployment_and_keeps_the_claim() {
     let (platform, server) = platform();
     let verifier = Scenario::TerminateRunning.run(server);
-    let report = within(platform.terminate(SESSION))
+    let report = within(platform.terminate(&session_id()))
         .await
         .expect("terminates");
     assert_eq!(report.phase, Phase::Terminated);
@@ -411,7 +411,7 @@ async fn terminate_deletes_the_deployment_and_keeps_the_claim() {
 async fn terminate_of_a_missing_session_is_terminated() {
     let (platform, server) = platform();
     let verifier = Scenario::TerminateMissing.run(server);
-    let report = within(platform.terminate(SESSION))
+    let report = within(platform.terminate(&session_id()))
         .await
         .expect("terminates");
     assert_eq!(report.phase, Phase::Terminated);
@@ -422,7 +422,7 @@ async fn terminate_of_a_missing_session_is_terminated() {
 async fn terminate_never_deletes_another_agents_deployment() {
     let (platform, server) = platform();
     let verifier = Scenario::TerminateForeign.run(server);
-    let report = within(platform.terminate(SESSION))
+    let report = within(platform.terminate(&session_id()))
         .await
         .expect("terminates");
     assert_eq!(report.phase, Phase::Terminated);

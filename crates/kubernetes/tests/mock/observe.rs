@@ -13,7 +13,7 @@ const DEPLOYMENT_PATH: &str = "/apis/apps/v1/namespaces/streamspace/deployments/
 
 fn platform_with(options: KubernetesOptions) -> (KubernetesPlatform, ApiServer) {
     let (client, server) = mock_client();
-    let platform = KubernetesPlatform::new(client, AGENT, options).expect("platform");
+    let platform = KubernetesPlatform::new(client, &agent_id(), options).expect("platform");
     (platform, server)
 }
 
@@ -66,7 +66,11 @@ async fn status_maps_real_pod_status_to_phases() {
         let answering = async {
             answer_status(&mut server, deployment_json(1, 0), vec![pod(fixture)]).await;
         };
-        let (report, ()) = within(futures::future::join(platform.status(SESSION), answering)).await;
+        let (report, ()) = within(futures::future::join(
+            platform.status(&session_id()),
+            answering,
+        ))
+        .await;
         let report = report.expect("status");
         assert_eq!(report.phase, phase, "{fixture}: {report:?}");
         match message {
@@ -83,7 +87,11 @@ async fn status_maps_real_pod_status_to_phases() {
 async fn status_of_a_scaled_down_deployment_is_hibernated() {
     let (platform, mut server) = platform_with(options());
     let answering = answer_status(&mut server, deployment_json(0, 0), vec![]);
-    let (report, ()) = within(futures::future::join(platform.status(SESSION), answering)).await;
+    let (report, ()) = within(futures::future::join(
+        platform.status(&session_id()),
+        answering,
+    ))
+    .await;
     assert_eq!(report.expect("status").phase, Phase::Hibernated);
 }
 
@@ -96,7 +104,11 @@ async fn status_of_a_missing_session_is_not_found() {
             .await
             .fail(404, "NotFound", "not found");
     };
-    let (report, ()) = within(futures::future::join(platform.status(SESSION), answering)).await;
+    let (report, ()) = within(futures::future::join(
+        platform.status(&session_id()),
+        answering,
+    ))
+    .await;
     assert!(
         matches!(report, Err(PlatformError::NotFound(_))),
         "{report:?}"
@@ -181,7 +193,7 @@ async fn logs_stream_the_session_containers_output() {
             .respond_raw(200, b"Xvnc started\nxterm started\n".to_vec());
     };
     let (logs, ()) = within(futures::future::join(
-        platform.logs(SESSION, Some(20), true),
+        platform.logs(&session_id(), Some(20), true),
         answering,
     ))
     .await;
@@ -198,7 +210,7 @@ async fn logs_of_a_hibernated_session_say_why_there_are_none() {
     let (platform, mut server) = platform_with(options());
     let answering = answer_status(&mut server, deployment_json(0, 0), vec![]);
     let (logs, ()) = within(futures::future::join(
-        platform.logs(SESSION, None, false),
+        platform.logs(&session_id(), None, false),
         answering,
     ))
     .await;
@@ -224,7 +236,7 @@ async fn pod_ip_tunnel_dials_the_ready_pods_ip() {
     let (platform, mut server) = platform_with(options());
     let answering = answer_status(&mut server, deployment_json(1, 1), vec![ready]);
     let (stream, ()) = within(futures::future::join(
-        platform.connect(SESSION, port),
+        platform.connect(&session_id(), port),
         answering,
     ))
     .await;
@@ -246,7 +258,7 @@ async fn tunnel_to_a_session_that_is_not_ready_is_refused() {
         vec![pod("container-creating")],
     );
     let (stream, ()) = within(futures::future::join(
-        platform.connect(SESSION, 5901),
+        platform.connect(&session_id(), 5901),
         answering,
     ))
     .await;

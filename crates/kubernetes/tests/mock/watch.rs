@@ -91,7 +91,7 @@ fn with_version(mut object: Value, version: &str) -> Value {
 #[tokio::test]
 async fn watch_reports_starting_running_hibernated_and_our_terminate() {
     let (client, mut server) = mock_client();
-    let platform = KubernetesPlatform::new(client, AGENT, options()).expect("platform");
+    let platform = KubernetesPlatform::new(client, &agent_id(), options()).expect("platform");
     let mut reports = start_watch(&platform);
 
     answer_lists(
@@ -117,7 +117,9 @@ async fn watch_reports_starting_running_hibernated_and_our_terminate() {
 
     // Status and tunnels now come from the watch: no request is made (an
     // unanswered one would time this out).
-    let status = within(platform.status(SESSION)).await.expect("status");
+    let status = within(platform.status(&session_id()))
+        .await
+        .expect("status");
     assert_eq!(status.phase, Phase::Running);
 
     deployment_watch.respond_raw(
@@ -139,7 +141,7 @@ async fn watch_reports_starting_running_hibernated_and_our_terminate() {
         call.respond(200, deployment_json(0, 0));
     };
     let (terminated, ()) = within(futures::future::join(
-        platform.terminate(SESSION),
+        platform.terminate(&session_id()),
         terminating,
     ))
     .await;
@@ -155,7 +157,7 @@ async fn watch_reports_starting_running_hibernated_and_our_terminate() {
 #[tokio::test]
 async fn watch_reports_failures_and_deletions_done_outside_streamspace() {
     let (client, mut server) = mock_client();
-    let platform = KubernetesPlatform::new(client, AGENT, options()).expect("platform");
+    let platform = KubernetesPlatform::new(client, &agent_id(), options()).expect("platform");
     let mut reports = start_watch(&platform);
 
     answer_lists(&mut server, deployment_json(1, 0), vec![pod("pending")]).await;
@@ -201,7 +203,7 @@ async fn watch_reports_failures_and_deletions_done_outside_streamspace() {
 #[tokio::test]
 async fn a_broken_watch_ends_the_stream_so_the_runtime_resubscribes() {
     let (client, mut server) = mock_client();
-    let platform = KubernetesPlatform::new(client, AGENT, options()).expect("platform");
+    let platform = KubernetesPlatform::new(client, &agent_id(), options()).expect("platform");
     let mut reports = start_watch(&platform);
     let call = server.next().await;
     call.fail(403, "Forbidden", "deployments.apps is forbidden");
@@ -211,13 +213,15 @@ async fn a_broken_watch_ends_the_stream_so_the_runtime_resubscribes() {
 #[tokio::test]
 async fn once_the_watch_is_gone_status_asks_the_apiserver_again() {
     let (client, mut server) = mock_client();
-    let platform = KubernetesPlatform::new(client, AGENT, options()).expect("platform");
+    let platform = KubernetesPlatform::new(client, &agent_id(), options()).expect("platform");
     let mut reports = platform.watch();
     let lists = answer_lists(&mut server, deployment_json(1, 0), vec![pod("ready")]);
     let (report, ()) = within(futures::future::join(reports.next(), lists)).await;
     assert_eq!(report.expect("a report").phase, Phase::Running);
     // Served from the watch's stores: no request.
-    let status = within(platform.status(SESSION)).await.expect("status");
+    let status = within(platform.status(&session_id()))
+        .await
+        .expect("status");
     assert_eq!(status.phase, Phase::Running);
 
     drop(reports);
@@ -230,6 +234,10 @@ async fn once_the_watch_is_gone_status_asks_the_apiserver_again() {
             .await;
         call.respond(200, list("PodList", Vec::new()));
     };
-    let (status, ()) = within(futures::future::join(platform.status(SESSION), answering)).await;
+    let (status, ()) = within(futures::future::join(
+        platform.status(&session_id()),
+        answering,
+    ))
+    .await;
     assert_eq!(status.expect("status").phase, Phase::Hibernated);
 }

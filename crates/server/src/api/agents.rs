@@ -14,7 +14,7 @@ use axum::extract::{Path, State};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use streamspace_protocol::{Capabilities, Capacity, ServerMessage};
+use streamspace_protocol::{AgentId, Capabilities, Capacity, ServerMessage};
 use utoipa::ToSchema;
 
 /// List agents (admin)
@@ -59,7 +59,7 @@ pub async fn list(State(state): State<AppState>, _: AdminUser) -> ApiResult<Json
 pub async fn get(
     State(state): State<AppState>,
     _: AdminUser,
-    Path(id): Path<String>,
+    Path(id): Path<AgentId>,
 ) -> ApiResult<Json<AgentView>> {
     let agent = state
         .store
@@ -96,7 +96,7 @@ pub async fn get(
 pub async fn delete(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
-    Path(id): Path<String>,
+    Path(id): Path<AgentId>,
     ApiQuery(query): ApiQuery<ForceQuery>,
 ) -> ApiResult<StatusCode> {
     let sessions = state.store.agent_sessions(&id).await?;
@@ -145,7 +145,7 @@ pub async fn delete(
 pub async fn drain(
     state: State<AppState>,
     admin: AdminUser,
-    id: Path<String>,
+    id: Path<AgentId>,
 ) -> ApiResult<Json<AgentView>> {
     set_draining(state, admin, id, true).await
 }
@@ -169,7 +169,7 @@ pub async fn drain(
 pub async fn undrain(
     state: State<AppState>,
     admin: AdminUser,
-    id: Path<String>,
+    id: Path<AgentId>,
 ) -> ApiResult<Json<AgentView>> {
     set_draining(state, admin, id, false).await
 }
@@ -177,7 +177,7 @@ pub async fn undrain(
 async fn set_draining(
     State(state): State<AppState>,
     admin: AdminUser,
-    Path(id): Path<String>,
+    Path(id): Path<AgentId>,
     draining: bool,
 ) -> ApiResult<Json<AgentView>> {
     if !state.store.set_agent_draining(&id, draining).await? {
@@ -254,7 +254,7 @@ pub async fn create_enrollment_token(
     let token = secrets::generate(secrets::SecretKind::Enrollment);
     state
         .store
-        .create_enrollment_token(&secrets::hash(&token), &admin.user.id, expires_at)
+        .create_enrollment_token(&secrets::hash(&token), admin.user.id.as_str(), expires_at)
         .await?;
     let command = format!(
         "streamspace agent docker --control-plane {} --enrollment-token {token}",
@@ -289,7 +289,8 @@ pub struct Registration {
 
 #[derive(Serialize, ToSchema)]
 pub struct Registered {
-    agent_id: String,
+    #[schema(value_type = String)]
+    agent_id: AgentId,
     /// The agent's own secret, shown this once.
     secret: String,
 }

@@ -10,7 +10,7 @@ use crate::scheduler::{self, Placement};
 use crate::seal::SessionIds;
 use crate::state::AppState;
 use crate::store::{
-    AgentRecord, NewSession, SessionEvent, SessionRecord, TemplateRecord, duration_ms, new_id,
+    AgentRecord, NewSession, SessionEvent, SessionRecord, TemplateRecord, duration_ms,
 };
 use crate::template::{PLATFORMS, ResourcesInput, SessionRequest};
 use crate::validate::FieldError;
@@ -19,7 +19,9 @@ use axum::extract::{Path, State};
 use http::StatusCode;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
-use streamspace_protocol::{Action, Command, DesiredState, Resources, SessionSpec};
+use streamspace_protocol::{
+    Action, AgentId, Command, CommandId, DesiredState, Resources, SessionId, SessionSpec,
+};
 use utoipa::{IntoParams, ToSchema};
 
 #[derive(Deserialize, ToSchema)]
@@ -33,7 +35,8 @@ pub struct NewSessionInput {
     platform: Option<String>,
     /// Run on this agent.
     #[serde(default)]
-    agent_id: Option<String>,
+    #[schema(value_type = Option<String>)]
+    agent_id: Option<AgentId>,
     /// Only agents carrying all these labels (`region` matches the agent's
     /// region too).
     #[serde(default)]
@@ -92,11 +95,11 @@ pub async fn create(
     })?;
     let spec = template
         .spec
-        .session_spec(&template.id, &new_id(), &user.user, &granted);
+        .session_spec(&template.id, &SessionId::new(), &user.user, &granted);
     let idle = granted.idle_timeout;
     let placement = Placement {
         platforms: &platforms,
-        agent_id: input.agent_id.as_deref(),
+        agent_id: input.agent_id.as_ref(),
         selector: &input.agent_selector,
         resources: spec.resources,
     };
@@ -136,7 +139,7 @@ async fn admit(
         agent: &agent.id,
     });
     let start = Command {
-        id: new_id(),
+        id: CommandId::new(),
         session_id: spec.session_id.clone(),
         action: Action::Start {
             spec: Box::new(spec.clone()),
@@ -179,7 +182,7 @@ fn allowed_platforms(template: &TemplateRecord, requested: Option<&str>) -> ApiR
 
 /// Views of sessions, with their agents' reachability looked up once.
 pub async fn views(state: &AppState, sessions: Vec<SessionRecord>) -> ApiResult<Vec<SessionView>> {
-    let agents: HashMap<String, (&'static str, String)> = state
+    let agents: HashMap<AgentId, (&'static str, String)> = state
         .store
         .list_agents()
         .await?
@@ -245,7 +248,7 @@ pub async fn list(
             "only admins can list everyone's sessions".into(),
         ));
     }
-    let owner = (!query.all).then_some(user.user.id.as_str());
+    let owner = (!query.all).then_some(&user.user.id);
     let sessions = state
         .store
         .list_sessions(owner, query.include_terminated)
@@ -269,7 +272,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    Path(id): Path<SessionId>,
 ) -> ApiResult<Json<SessionView>> {
     let session = visible_session(&state, &user, &id).await?;
     Ok(Json(view(&state, session).await?))
@@ -301,7 +304,7 @@ pub struct StateInput {
 pub async fn set_state(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    Path(id): Path<SessionId>,
     ApiJson(input): ApiJson<StateInput>,
 ) -> ApiResult<Json<SessionView>> {
     let desired = DesiredState::parse(&input.state).ok_or_else(|| {
@@ -340,7 +343,7 @@ pub async fn set_state(
 pub async fn delete(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    Path(id): Path<SessionId>,
     ApiQuery(query): ApiQuery<ForceQuery>,
 ) -> ApiResult<Json<SessionView>> {
     let session = visible_session(&state, &user, &id).await?;
@@ -383,7 +386,7 @@ pub async fn delete(
 pub async fn heartbeat(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    Path(id): Path<SessionId>,
 ) -> ApiResult<StatusCode> {
     let session = visible_session(&state, &user, &id).await?;
     state.store.touch_session(&session.id).await?;
@@ -408,7 +411,7 @@ pub async fn heartbeat(
 pub async fn events(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    Path(id): Path<SessionId>,
 ) -> ApiResult<Json<Vec<serde_json::Value>>> {
     let session = visible_session(&state, &user, &id).await?;
     let events = state.store.session_events(&session.id).await?;

@@ -10,6 +10,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use http::StatusCode;
 use serde::Deserialize;
+use streamspace_protocol::UserId;
 use utoipa::ToSchema;
 
 /// Who you are
@@ -58,7 +59,7 @@ pub async fn list(State(state): State<AppState>, _: AdminUser) -> ApiResult<Json
 pub async fn get(
     State(state): State<AppState>,
     _: AdminUser,
-    Path(id): Path<String>,
+    Path(id): Path<UserId>,
 ) -> ApiResult<Json<User>> {
     let user = state.store.get_user(&id).await?;
     user.map(Json).ok_or_else(|| ApiError::not_found("user"))
@@ -144,7 +145,7 @@ pub struct UserUpdate {
 pub async fn update(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
-    Path(id): Path<String>,
+    Path(id): Path<UserId>,
     ApiJson(input): ApiJson<UserUpdate>,
 ) -> ApiResult<Json<User>> {
     if id == admin.user.id {
@@ -276,7 +277,7 @@ pub async fn change_my_password(
 pub async fn delete(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
-    Path(id): Path<String>,
+    Path(id): Path<UserId>,
 ) -> ApiResult<StatusCode> {
     if id == admin.user.id {
         return Err(ApiError::Conflict(
@@ -346,7 +347,7 @@ pub async fn my_quota(
 pub async fn get_quota(
     State(state): State<AppState>,
     _: AdminUser,
-    Path(id): Path<String>,
+    Path(id): Path<UserId>,
 ) -> ApiResult<Json<QuotaView>> {
     let user = state
         .store
@@ -376,7 +377,7 @@ pub async fn get_quota(
 pub async fn set_quota(
     State(state): State<AppState>,
     _: AdminUser,
-    Path(id): Path<String>,
+    Path(id): Path<UserId>,
     ApiJson(input): ApiJson<LimitsView>,
 ) -> ApiResult<Json<QuotaView>> {
     let user = state

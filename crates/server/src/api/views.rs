@@ -7,7 +7,8 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 use streamspace_protocol::{
-    Capabilities, Capacity, Cpu, DesiredState, Memory, NodeMetrics, Phase, Resources,
+    AgentId, Capabilities, Capacity, Cpu, DesiredState, Memory, NodeMetrics, Phase, Resources,
+    SessionId, TemplateId, UserId,
 };
 use utoipa::ToSchema;
 
@@ -34,13 +35,16 @@ pub enum AgentStatus {
 #[derive(Serialize, ToSchema)]
 #[schema(as = Session)]
 pub struct SessionView {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: SessionId,
     /// The owner's username.
     pub user: String,
-    pub user_id: String,
+    #[schema(value_type = String)]
+    pub user_id: UserId,
     /// The template's name.
     pub template: String,
-    pub agent_id: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub agent_id: Option<AgentId>,
     pub platform: String,
     /// What was asked for.
     #[schema(value_type = DesiredState)]
@@ -78,7 +82,7 @@ impl SessionView {
         let (agent_status, agent_name) = agent.unzip();
         let usage = s
             .agent_id
-            .as_deref()
+            .as_ref()
             .and_then(|agent| state.hub.session_usage(agent, &s.id));
         let usage = usage.map(|u| UsageView {
             cpu: Cpu(u.cpu_millicores),
@@ -109,7 +113,7 @@ impl SessionView {
     }
 }
 
-fn vnc_url(state: &AppState, session_id: &str) -> String {
+fn vnc_url(state: &AppState, session_id: &SessionId) -> String {
     let mut url = (*state.public_url).clone();
     let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
     // Both schemes are special, so switching between them always succeeds.
@@ -129,7 +133,8 @@ pub struct UsageView {
 #[derive(Serialize, ToSchema)]
 #[schema(as = Template)]
 pub struct TemplateView {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: TemplateId,
     #[serde(flatten)]
     pub spec: TemplateSpec,
     #[schema(format = DateTime)]
@@ -163,7 +168,8 @@ impl TemplateView {
 #[derive(Serialize, ToSchema)]
 #[schema(as = Agent)]
 pub struct AgentView {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: AgentId,
     pub name: String,
     pub platform: String,
     pub region: Option<String>,

@@ -18,6 +18,7 @@ use crate::store::{SessionRecord, User};
 use axum::extract::FromRequestParts;
 use http::request::Parts;
 use http::{HeaderMap, header};
+use streamspace_protocol::{SessionId, UserId};
 
 /// Name of the HttpOnly cookie the browser UI logs in with.
 pub const COOKIE: &str = "streamspace_token";
@@ -63,8 +64,8 @@ impl CurrentUser {
     }
 
     /// Whether this user may see and act on something owned by `owner_id`.
-    pub fn may_access(&self, owner_id: &str) -> bool {
-        self.user.is_admin() || self.user.id == owner_id
+    pub fn may_access(&self, owner_id: &UserId) -> bool {
+        self.user.is_admin() || self.user.id == *owner_id
     }
 }
 
@@ -97,7 +98,7 @@ impl FromRequestParts<AppState> for CurrentUser {
 pub async fn visible_session(
     state: &AppState,
     user: &CurrentUser,
-    id: &str,
+    id: &SessionId,
 ) -> ApiResult<SessionRecord> {
     state
         .store

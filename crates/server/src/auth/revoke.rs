@@ -15,6 +15,7 @@ use crate::state::AppState;
 use crate::store::{Role, Store};
 use std::future::Future;
 use std::time::Duration;
+use streamspace_protocol::UserId;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -23,7 +24,7 @@ const CAPACITY: usize = 256;
 
 #[derive(Clone)]
 pub struct Revocations {
-    tx: broadcast::Sender<String>,
+    tx: broadcast::Sender<UserId>,
 }
 
 impl Default for Revocations {
@@ -36,9 +37,9 @@ impl Default for Revocations {
 
 impl Revocations {
     /// The user's logins or role changed: their streams re-check.
-    pub fn user_changed(&self, user_id: &str) {
+    pub fn user_changed(&self, user_id: &UserId) {
         // No subscribers is fine: no stream is open.
-        let _ = self.tx.send(user_id.to_owned());
+        let _ = self.tx.send(user_id.clone());
     }
 
     /// Completes when `user`'s login no longer stands as it did when the
@@ -63,13 +64,13 @@ impl Revocations {
 /// What a stream was opened with.
 struct Login {
     store: Store,
-    user_id: String,
+    user_id: UserId,
     role: Role,
     token_hash: String,
 }
 
 impl Login {
-    async fn watch(self, mut changes: broadcast::Receiver<String>, every: Duration) {
+    async fn watch(self, mut changes: broadcast::Receiver<UserId>, every: Duration) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -12,7 +12,9 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use http::HeaderMap;
 use std::time::Duration;
-use streamspace_protocol::{AgentMessage, Hello, PROTOCOL_VERSION, ServerMessage, Welcome};
+use streamspace_protocol::{
+    AgentId, AgentMessage, Hello, PROTOCOL_VERSION, ServerMessage, Welcome,
+};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 use tracing::Instrument;
@@ -153,7 +155,7 @@ async fn read_hello(ws: &mut WebSocket) -> Result<Hello, String> {
 
 /// Re-sends, in issue order, every command the agent has not finished. The
 /// agent deduplicates by command id, so re-sending is always safe.
-async fn replay_open_commands(state: &AppState, agent_id: &str) {
+async fn replay_open_commands(state: &AppState, agent_id: &AgentId) {
     match state.store.open_commands(agent_id).await {
         Ok(commands) => {
             for record in commands {

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use streamspace_protocol::{Command, NodeMetrics, ServerMessage, SessionUsage};
+use streamspace_protocol::{AgentId, Command, NodeMetrics, ServerMessage, SessionId, SessionUsage};
 use tokio::sync::mpsc;
 
 /// Outgoing messages queued per agent before the connection is considered
@@ -36,7 +36,7 @@ pub struct Beat {
 
 #[derive(Default)]
 pub struct AgentHub {
-    links: Mutex<HashMap<String, Link>>,
+    links: Mutex<HashMap<AgentId, Link>>,
     next_conn: AtomicU64,
     /// Latest heartbeats, and which are not stored yet: heartbeats are
     /// written in one batch per interval, not one write each (10,000 agents
@@ -46,18 +46,18 @@ pub struct AgentHub {
 
 #[derive(Default)]
 struct Beats {
-    latest: HashMap<String, Beat>,
-    unsaved: HashSet<String>,
+    latest: HashMap<AgentId, Beat>,
+    unsaved: HashSet<AgentId>,
     /// What each running session used at its agent's last heartbeat, by
     /// (agent, session): an agent's figures only ever describe its own
     /// sessions, whatever ids it sends. And which sessions each agent
     /// reported (to drop those it stops reporting).
-    usage: HashMap<(String, String), SessionUsage>,
-    reported: HashMap<String, Vec<String>>,
+    usage: HashMap<(AgentId, SessionId), SessionUsage>,
+    reported: HashMap<AgentId, Vec<SessionId>>,
 }
 
 impl AgentHub {
-    fn links(&self) -> std::sync::MutexGuard<'_, HashMap<String, Link>> {
+    fn links(&self) -> std::sync::MutexGuard<'_, HashMap<AgentId, Link>> {
         // A panic while holding this lock cannot leave the map inconsistent
         // (every operation is a single insert/remove), so poison is ignored.
         self.links.lock().unwrap_or_else(|p| p.into_inner())
@@ -65,7 +65,11 @@ impl AgentHub {
 
     /// Registers a new connection for `agent_id`, replacing (and thereby
     /// closing) any older one. Returns the connection id and its outbox.
-    fn attach(&self, agent_id: &str, secret_hash: &str) -> (u64, mpsc::Receiver<ServerMessage>) {
+    fn attach(
+        &self,
+        agent_id: &AgentId,
+        secret_hash: &str,
+    ) -> (u64, mpsc::Receiver<ServerMessage>) {
         let (outbox, rx) = mpsc::channel(OUTBOX);
         let conn_id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let link = Link {
@@ -73,9 +77,9 @@ impl AgentHub {
             secret_hash: secret_hash.to_owned(),
             outbox,
         };
-        if self.links().insert(agent_id.to_owned(), link).is_some() {
+        if self.links().insert(agent_id.clone(), link).is_some() {
             tracing::info!(
-                agent_id,
+                %agent_id,
                 "a newer connection replaced the agent's previous one"
             );
         }
@@ -83,7 +87,7 @@ impl AgentHub {
     }
 
     /// Removes the connection if it is still the current one for the agent.
-    fn detach(&self, agent_id: &str, conn_id: u64) -> bool {
+    fn detach(&self, agent_id: &AgentId, conn_id: u64) -> bool {
         let mut links = self.links();
         if links.get(agent_id).is_some_and(|l| l.conn_id == conn_id) {
             links.remove(agent_id);
@@ -94,16 +98,16 @@ impl AgentHub {
     }
 
     /// Closes the agent's connection, if any (used when an agent is deleted).
-    pub fn disconnect(&self, agent_id: &str) {
+    pub fn disconnect(&self, agent_id: &AgentId) {
         self.links().remove(agent_id);
     }
 
-    pub fn is_connected(&self, agent_id: &str) -> bool {
+    pub fn is_connected(&self, agent_id: &AgentId) -> bool {
         self.links().contains_key(agent_id)
     }
 
     /// The connected agent that holds this secret, if any.
-    pub fn agent_for_secret(&self, secret_hash: &str) -> Option<String> {
+    pub fn agent_for_secret(&self, secret_hash: &str) -> Option<AgentId> {
         self.links()
             .iter()
             .find(|(_, link)| link.secret_hash == secret_hash)
@@ -112,7 +116,7 @@ impl AgentHub {
 
     /// Queues a message to a connected agent. `false` when the agent is not
     /// connected here or its connection is stuck.
-    pub fn send(&self, agent_id: &str, message: ServerMessage) -> bool {
+    pub fn send(&self, agent_id: &AgentId, message: ServerMessage) -> bool {
         let links = self.links();
         let Some(link) = links.get(agent_id) else {
             return false;
@@ -120,7 +124,7 @@ impl AgentHub {
         match link.outbox.try_send(message) {
             Ok(()) => true,
             Err(err) => {
-                tracing::warn!(agent_id, error = %err, "agent outbox is full or closed");
+                tracing::warn!(%agent_id, error = %err, "agent outbox is full or closed");
                 false
             }
         }
@@ -134,38 +138,42 @@ impl AgentHub {
         self.beats.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn record_heartbeat(&self, agent_id: &str, beat: Beat, sessions: Vec<SessionUsage>) {
+    pub fn record_heartbeat(&self, agent_id: &AgentId, beat: Beat, sessions: Vec<SessionUsage>) {
         let mut beats = self.beats();
-        beats.latest.insert(agent_id.to_owned(), beat);
-        beats.unsaved.insert(agent_id.to_owned());
-        let ids: Vec<String> = sessions.iter().map(|s| s.session_id.clone()).collect();
+        beats.latest.insert(agent_id.clone(), beat);
+        beats.unsaved.insert(agent_id.clone());
+        let ids: Vec<SessionId> = sessions.iter().map(|s| s.session_id.clone()).collect();
         for old in beats
             .reported
-            .insert(agent_id.to_owned(), ids)
+            .insert(agent_id.clone(), ids)
             .unwrap_or_default()
         {
-            beats.usage.remove(&(agent_id.to_owned(), old));
+            beats.usage.remove(&(agent_id.clone(), old));
         }
         for usage in sessions {
-            let key = (agent_id.to_owned(), usage.session_id.clone());
+            let key = (agent_id.clone(), usage.session_id.clone());
             beats.usage.insert(key, usage);
         }
     }
 
     /// What a session used at the last heartbeat of `agent_id`, the agent
     /// it is placed on, if measured.
-    pub fn session_usage(&self, agent_id: &str, session_id: &str) -> Option<SessionUsage> {
-        let key = (agent_id.to_owned(), session_id.to_owned());
+    pub fn session_usage(
+        &self,
+        agent_id: &AgentId,
+        session_id: &SessionId,
+    ) -> Option<SessionUsage> {
+        let key = (agent_id.clone(), session_id.clone());
         self.beats().usage.get(&key).cloned()
     }
 
     /// The latest heartbeat received here, stored or not.
-    pub fn latest_heartbeat(&self, agent_id: &str) -> Option<Beat> {
+    pub fn latest_heartbeat(&self, agent_id: &AgentId) -> Option<Beat> {
         self.beats().latest.get(agent_id).copied()
     }
 
     /// Heartbeats received since the last call, to store in one batch.
-    fn take_unsaved(&self) -> Vec<(String, Beat)> {
+    fn take_unsaved(&self) -> Vec<(AgentId, Beat)> {
         let mut beats = self.beats();
         let ids = std::mem::take(&mut beats.unsaved);
         ids.into_iter()
@@ -173,11 +181,11 @@ impl AgentHub {
             .collect()
     }
 
-    pub fn forget(&self, agent_id: &str) {
+    pub fn forget(&self, agent_id: &AgentId) {
         let mut beats = self.beats();
         beats.latest.remove(agent_id);
         for old in beats.reported.remove(agent_id).unwrap_or_default() {
-            beats.usage.remove(&(agent_id.to_owned(), old));
+            beats.usage.remove(&(agent_id.clone(), old));
         }
     }
 }
@@ -219,13 +227,13 @@ pub async fn save_heartbeats(state: AppState) {
 
 /// Sends a command that is already stored. If the agent is not connected it
 /// stays pending and goes out when the agent next connects.
-pub async fn dispatch(state: &AppState, agent_id: &str, command: Command) -> StoreResult<()> {
+pub async fn dispatch(state: &AppState, agent_id: &AgentId, command: Command) -> StoreResult<()> {
     let id = command.id.clone();
     if state.hub.send(agent_id, ServerMessage::Command(command)) {
         state.metrics.commands_dispatched.inc();
         state.store.mark_command_sent(&id).await?;
     } else {
-        tracing::info!(agent_id, command_id = %id, "agent not connected; command queued");
+        tracing::info!(%agent_id, command_id = %id, "agent not connected; command queued");
     }
     Ok(())
 }

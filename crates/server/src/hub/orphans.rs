@@ -9,12 +9,11 @@ use crate::config::OrphanPolicy;
 use crate::lifecycle::audit;
 use crate::seal::SessionIds;
 use crate::state::AppState;
-use crate::store::{
-    AgentRecord, NewSession, SessionEvent, StoreResult, Unverified, duration_ms, new_id,
-};
+use crate::store::{AgentRecord, NewSession, SessionEvent, StoreResult, Unverified, duration_ms};
 use crate::template::SessionRequest;
 use streamspace_protocol::{
-    Action, Command, DesiredState, Phase, ServerMessage, SessionOrigin, SessionReport,
+    Action, AgentId, Command, CommandId, DesiredState, Phase, ServerMessage, SessionId,
+    SessionOrigin, SessionReport,
 };
 
 /// Handles one such session; `Some` is what admins should know about it.
@@ -24,7 +23,7 @@ pub async fn handle(
     report: &SessionReport,
 ) -> StoreResult<Option<Unverified>> {
     match state.store.get_session(&report.session_id).await? {
-        Some(session) if session.agent_id.as_deref() != Some(agent.id.as_str()) => {
+        Some(session) if session.agent_id.as_ref() != Some(&agent.id) => {
             tracing::warn!(session_id = %session.id, "agent reports a session placed on another agent");
             Ok(Some(Unverified::new(
                 report,
@@ -34,7 +33,7 @@ pub async fn handle(
         Some(session) if report.phase != Phase::Terminated => {
             // Terminated here, still present there: finish the job.
             let command = Command {
-                id: new_id(),
+                id: CommandId::new(),
                 session_id: session.id.clone(),
                 action: Action::Terminate,
             };
@@ -74,14 +73,14 @@ async fn unknown(
 
 /// Removes an unknown session's compute. The command is not stored: there
 /// is no session row to attach it to, and the next inventory repeats it.
-fn remove(state: &AppState, agent_id: &str, session_id: &str) {
+fn remove(state: &AppState, agent_id: &AgentId, session_id: &SessionId) {
     tracing::warn!(
-        session_id,
+        %session_id,
         "removing unknown session from agent (policy: remove)"
     );
     let command = Command {
-        id: new_id(),
-        session_id: session_id.to_owned(),
+        id: CommandId::new(),
+        session_id: session_id.clone(),
         action: Action::Terminate,
     };
     state.hub.send(agent_id, ServerMessage::Command(command));
@@ -176,7 +175,7 @@ impl Unverified {
         let SessionOrigin { user, template, .. } = origin;
         let claim = |text: String| (!text.is_empty()).then(|| short(text));
         Unverified {
-            session_id: short(report.session_id.clone()),
+            session_id: short(report.session_id.to_string()),
             phase: report.phase,
             claimed_user: claim(user),
             claimed_template: claim(template),

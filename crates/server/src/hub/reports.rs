@@ -8,7 +8,7 @@ use crate::lifecycle::audit;
 use crate::state::AppState;
 use crate::store::{CommandStatus, MAX_UNVERIFIED, SessionEvent, StoreResult, now_ms};
 use std::collections::HashSet;
-use streamspace_protocol::{AgentMessage, Phase, SessionReport};
+use streamspace_protocol::{AgentId, AgentMessage, Phase, SessionId, SessionReport};
 
 /// The longest text (a failure message, a command's error) kept from an
 /// agent; longer ones are cut. Enough for a log tail that explains a crash.
@@ -32,7 +32,7 @@ pub fn cost(message: &AgentMessage) -> f64 {
 
 /// The agent a message came from.
 pub struct From<'a> {
-    pub id: &'a str,
+    pub id: &'a AgentId,
     /// `agent:<name>`, for the audit trail.
     pub actor: &'a str,
 }
@@ -175,16 +175,16 @@ async fn apply_inventory(
         return Ok(());
     };
     let placed = state.store.agent_sessions(agent_id).await?;
-    let known: HashSet<&str> = placed.iter().map(|s| s.id.as_str()).collect();
+    let known: HashSet<&SessionId> = placed.iter().map(|s| &s.id).collect();
     let mut seen = HashSet::with_capacity(reports.len());
     let mut unverified = Vec::new();
     let mut unknown = 0;
     for report in reports {
         // A session listed twice is applied once.
-        if !seen.insert(report.session_id.as_str()) {
+        if !seen.insert(&report.session_id) {
             continue;
         }
-        if known.contains(report.session_id.as_str()) {
+        if known.contains(&report.session_id) {
             apply_report(state, from, report).await?;
             continue;
         }
@@ -213,7 +213,7 @@ async fn apply_inventory(
             session.phase,
             Phase::Pending | Phase::Failed | Phase::Terminated
         );
-        if seen.contains(session.id.as_str())
+        if seen.contains(&session.id)
             || settled
             || state.store.session_has_open_commands(&session.id).await?
         {

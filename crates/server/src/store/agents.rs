@@ -1,13 +1,13 @@
-use super::{Store, StoreError, StoreResult, conflict, from_json, new_id, now_ms, sql, to_json};
+use super::{Store, StoreError, StoreResult, conflict, from_json, now_ms, sql, to_json};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::collections::BTreeMap;
-use streamspace_protocol::{Capabilities, Capacity, NodeMetrics, Phase};
+use streamspace_protocol::{AgentId, Capabilities, Capacity, NodeMetrics, Phase};
 
 #[derive(Debug, Clone)]
 pub struct AgentRecord {
-    pub id: String,
+    pub id: AgentId,
     pub name: String,
     pub platform: String,
     pub region: Option<String>,
@@ -109,9 +109,9 @@ impl Store {
         enrollment_token_hash: &str,
         agent: &NewAgent,
         secret_hash: &str,
-    ) -> Result<String, EnrollError> {
+    ) -> Result<AgentId, EnrollError> {
         let _turn = self.write_turn().await;
-        let id = new_id();
+        let id = AgentId::new();
         let now = now_ms();
         let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
         let claimed = sqlx::query(
@@ -160,7 +160,7 @@ impl Store {
         row.as_ref().map(AgentRecord::from_row).transpose()
     }
 
-    pub async fn get_agent(&self, id: &str) -> StoreResult<Option<AgentRecord>> {
+    pub async fn get_agent(&self, id: &AgentId) -> StoreResult<Option<AgentRecord>> {
         let row = sqlx::query(sql(format!("SELECT {COLUMNS} FROM agents WHERE id = $1")))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -176,7 +176,7 @@ impl Store {
     }
 
     /// Deletes the agent and its undelivered commands.
-    pub async fn delete_agent(&self, id: &str) -> StoreResult<bool> {
+    pub async fn delete_agent(&self, id: &AgentId) -> StoreResult<bool> {
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM commands WHERE agent_id = $1")
@@ -194,7 +194,7 @@ impl Store {
     /// Records what a freshly connected agent said in its `hello`.
     pub async fn mark_agent_connected(
         &self,
-        id: &str,
+        id: &AgentId,
         version: &str,
         capacity: &Capacity,
         capabilities: &Capabilities,
@@ -214,7 +214,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn mark_agent_disconnected(&self, id: &str) -> StoreResult<()> {
+    pub async fn mark_agent_disconnected(&self, id: &AgentId) -> StoreResult<()> {
         let _turn = self.write_turn().await;
         sqlx::query("UPDATE agents SET connected = 0 WHERE id = $1")
             .bind(id)
@@ -236,14 +236,17 @@ impl Store {
     /// Stores a batch of heartbeats as one multi-row `UPDATE` per few
     /// hundred agents: with 10,000 agents, a statement per row held SQLite's
     /// write lock for half a second, stalling every request that writes.
-    pub async fn record_heartbeats(&self, beats: &[(String, crate::hub::Beat)]) -> StoreResult<()> {
+    pub async fn record_heartbeats(
+        &self,
+        beats: &[(AgentId, crate::hub::Beat)],
+    ) -> StoreResult<()> {
         self.record_heartbeats_in(beats, HEARTBEATS_PER_STATEMENT)
             .await
     }
 
     async fn record_heartbeats_in(
         &self,
-        beats: &[(String, crate::hub::Beat)],
+        beats: &[(AgentId, crate::hub::Beat)],
         per_statement: usize,
     ) -> StoreResult<()> {
         for chunk in beats.chunks(per_statement) {
@@ -268,7 +271,7 @@ impl Store {
 
     /// Records what the agent's latest inventory held that nobody's list
     /// accounts for (at most [`MAX_UNVERIFIED`]).
-    pub async fn set_unverified(&self, id: &str, sessions: &[Unverified]) -> StoreResult<()> {
+    pub async fn set_unverified(&self, id: &AgentId, sessions: &[Unverified]) -> StoreResult<()> {
         let _turn = self.write_turn().await;
         let kept = &sessions[..sessions.len().min(MAX_UNVERIFIED)];
         sqlx::query("UPDATE agents SET unverified = $1 WHERE id = $2")
@@ -279,7 +282,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn set_agent_draining(&self, id: &str, draining: bool) -> StoreResult<bool> {
+    pub async fn set_agent_draining(&self, id: &AgentId, draining: bool) -> StoreResult<bool> {
         let _turn = self.write_turn().await;
         let done = sqlx::query("UPDATE agents SET draining = $1 WHERE id = $2")
             .bind(i64::from(draining))
@@ -295,7 +298,7 @@ mod tests {
     use super::*;
     use crate::hub::Beat;
 
-    async fn enroll(store: &Store, name: &str) -> String {
+    async fn enroll(store: &Store, name: &str) -> AgentId {
         let token = format!("token-{name}");
         store
             .create_enrollment_token(&token, "admin", now_ms() + 60_000)

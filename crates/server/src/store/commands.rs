@@ -4,7 +4,7 @@
 use super::{Store, StoreError, StoreResult, from_json, now_ms, sql, to_json};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
-use streamspace_protocol::Command;
+use streamspace_protocol::{AgentId, Command, CommandId, SessionId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommandStatus {
@@ -38,7 +38,7 @@ const OPEN: &str = "('pending', 'sent', 'acked')";
 
 #[derive(Debug, Clone)]
 pub struct CommandRecord {
-    pub agent_id: String,
+    pub agent_id: AgentId,
     pub command: Command,
     pub status: String,
 }
@@ -58,7 +58,7 @@ impl CommandRecord {
 /// wish for a session makes older undelivered ones moot.
 pub(super) async fn enqueue(
     conn: &mut AnyConnection,
-    agent_id: &str,
+    agent_id: &AgentId,
     command: &Command,
 ) -> StoreResult<()> {
     let now = now_ms();
@@ -89,7 +89,7 @@ pub(super) async fn enqueue(
 /// inside a caller's transaction: the session ended without them.
 pub(super) async fn supersede_open(
     conn: &mut AnyConnection,
-    session_id: &str,
+    session_id: &SessionId,
     now: i64,
 ) -> StoreResult<()> {
     sqlx::query(sql(format!(
@@ -106,7 +106,7 @@ pub(super) async fn supersede_open(
 /// The newest command of a session, for the reconciler.
 #[derive(Debug, Clone)]
 pub struct LatestCommand {
-    pub agent_id: String,
+    pub agent_id: AgentId,
     pub command: Command,
     pub status: String,
     pub created_at: i64,
@@ -121,7 +121,7 @@ impl LatestCommand {
 
 impl Store {
     /// Stores a command on its own (the reconciler's retries).
-    pub async fn enqueue_command(&self, agent_id: &str, command: &Command) -> StoreResult<()> {
+    pub async fn enqueue_command(&self, agent_id: &AgentId, command: &Command) -> StoreResult<()> {
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         enqueue(&mut tx, agent_id, command).await?;
@@ -129,7 +129,10 @@ impl Store {
         Ok(())
     }
 
-    pub async fn latest_command(&self, session_id: &str) -> StoreResult<Option<LatestCommand>> {
+    pub async fn latest_command(
+        &self,
+        session_id: &SessionId,
+    ) -> StoreResult<Option<LatestCommand>> {
         let row = sqlx::query(
             "SELECT agent_id, payload, status, created_at, updated_at FROM commands \
              WHERE session_id = $1 AND status <> 'superseded' ORDER BY id DESC LIMIT 1",
@@ -153,7 +156,7 @@ impl Store {
     /// error.
     pub async fn failures_since(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
         since: i64,
     ) -> StoreResult<(u32, Option<String>)> {
         let rows = sqlx::query(
@@ -173,7 +176,7 @@ impl Store {
     }
 
     /// Commands not yet completed for this agent, in issue order.
-    pub async fn open_commands(&self, agent_id: &str) -> StoreResult<Vec<CommandRecord>> {
+    pub async fn open_commands(&self, agent_id: &AgentId) -> StoreResult<Vec<CommandRecord>> {
         let rows = sqlx::query(sql(format!(
             "SELECT agent_id, payload, status FROM commands \
              WHERE agent_id = $1 AND status IN {OPEN} ORDER BY id"
@@ -184,7 +187,7 @@ impl Store {
         rows.iter().map(CommandRecord::from_row).collect()
     }
 
-    pub async fn session_has_open_commands(&self, session_id: &str) -> StoreResult<bool> {
+    pub async fn session_has_open_commands(&self, session_id: &SessionId) -> StoreResult<bool> {
         let row = sqlx::query(sql(format!(
             "SELECT COUNT(*) AS n FROM commands WHERE session_id = $1 AND status IN {OPEN}"
         )))
@@ -198,8 +201,8 @@ impl Store {
     /// and a finished or superseded command never moves again.
     pub async fn advance_command(
         &self,
-        command_id: &str,
-        agent_id: &str,
+        command_id: &CommandId,
+        agent_id: &AgentId,
         status: CommandStatus,
         error: Option<&str>,
     ) -> StoreResult<bool> {
@@ -220,7 +223,7 @@ impl Store {
 
     /// Marks a command as written to the agent's connection, unless the agent
     /// already acknowledged it (acks can overtake this write).
-    pub async fn mark_command_sent(&self, command_id: &str) -> StoreResult<()> {
+    pub async fn mark_command_sent(&self, command_id: &CommandId) -> StoreResult<()> {
         let _turn = self.write_turn().await;
         sqlx::query(
             "UPDATE commands SET status = 'sent', updated_at = $1 \
@@ -233,7 +236,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn command_status(&self, command_id: &str) -> StoreResult<Option<String>> {
+    pub async fn command_status(&self, command_id: &CommandId) -> StoreResult<Option<String>> {
         let row = sqlx::query("SELECT status FROM commands WHERE id = $1")
             .bind(command_id)
             .fetch_optional(&self.pool)

@@ -3,6 +3,8 @@
 use super::{Store, StoreResult, now_ms};
 
 impl Store {
+    /// `created_by` is who minted it: an admin's user id, or
+    /// `streamspace up` for the embedded agent's token.
     pub async fn create_enrollment_token(
         &self,
         token_hash: &str,

@@ -3,6 +3,7 @@
 use super::{Store, StoreResult, new_id, now_ms};
 use serde::Serialize;
 use sqlx::Row;
+use streamspace_protocol::SessionId;
 
 /// One entry: who or what (`actor`) did what (`kind`) and what followed.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
@@ -51,7 +52,11 @@ impl SessionEvent {
 }
 
 impl Store {
-    pub async fn record_event(&self, session_id: &str, event: &SessionEvent) -> StoreResult<()> {
+    pub async fn record_event(
+        &self,
+        session_id: &SessionId,
+        event: &SessionEvent,
+    ) -> StoreResult<()> {
         let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO session_events (id, session_id, at, actor, kind, state, phase, message) \
@@ -71,7 +76,7 @@ impl Store {
     }
 
     /// A session's events, oldest first.
-    pub async fn session_events(&self, session_id: &str) -> StoreResult<Vec<SessionEvent>> {
+    pub async fn session_events(&self, session_id: &SessionId) -> StoreResult<Vec<SessionEvent>> {
         let rows = sqlx::query(
             "SELECT at, actor, kind, state, phase, message FROM session_events \
              WHERE session_id = $1 ORDER BY id",

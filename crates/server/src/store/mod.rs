@@ -165,9 +165,10 @@ pub fn duration_ms(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// A new random id. UUIDv7 sorts by creation time, which keeps commands in
-/// issue order and makes lists stable.
-pub fn new_id() -> String {
+/// A new id for an audit event. UUIDv7 sorts by creation time, which keeps
+/// the trail in order. Sessions, users, templates, agents and commands mint
+/// theirs with their own types (`SessionId::new()`, …), in the same form.
+fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 

@@ -4,6 +4,7 @@ use super::resources::{read_count, read_sum, sum};
 use super::{Store, StoreResult, sql};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
+use streamspace_protocol::UserId;
 
 /// Limits on what one user may run. `None` means no limit (or, in an
 /// override, "use the server-wide default").
@@ -59,7 +60,7 @@ fn to_i64(v: Option<u64>) -> Option<i64> {
 }
 
 impl Store {
-    pub async fn quota_override(&self, user_id: &str) -> StoreResult<Limits> {
+    pub async fn quota_override(&self, user_id: &UserId) -> StoreResult<Limits> {
         let row = sqlx::query(
             "SELECT max_sessions, cpu_millis, memory_bytes FROM user_quotas WHERE user_id = $1",
         )
@@ -76,7 +77,7 @@ impl Store {
         })
     }
 
-    pub async fn set_quota_override(&self, user_id: &str, limits: &Limits) -> StoreResult<()> {
+    pub async fn set_quota_override(&self, user_id: &UserId, limits: &Limits) -> StoreResult<()> {
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM user_quotas WHERE user_id = $1")
@@ -97,7 +98,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn usage(&self, user_id: &str) -> StoreResult<Usage> {
+    pub async fn usage(&self, user_id: &UserId) -> StoreResult<Usage> {
         let row = sqlx::query(sql(usage_sql()))
             .bind(user_id)
             .fetch_one(&self.pool)

@@ -5,7 +5,7 @@ use super::{Store, StoreResult, from_json, sql};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::collections::HashMap;
-use streamspace_protocol::{Resources, SessionSpec};
+use streamspace_protocol::{AgentId, Resources, SessionId, SessionSpec};
 
 /// What a set of sessions asks of an agent, for scheduling.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -18,7 +18,7 @@ pub struct AgentLoad {
 impl Store {
     /// What the non-terminated sessions on each agent ask for. Hibernated
     /// sessions count too: waking them must not overcommit their agent.
-    pub async fn agent_loads(&self) -> StoreResult<HashMap<String, AgentLoad>> {
+    pub async fn agent_loads(&self) -> StoreResult<HashMap<AgentId, AgentLoad>> {
         let rows = sqlx::query(sql(agent_loads_sql()))
             .fetch_all(&self.pool)
             .await?;
@@ -28,7 +28,7 @@ impl Store {
     }
 
     /// [`Store::agent_loads`] for one agent.
-    pub async fn agent_load(&self, agent_id: &str) -> StoreResult<AgentLoad> {
+    pub async fn agent_load(&self, agent_id: &AgentId) -> StoreResult<AgentLoad> {
         let row = sqlx::query(sql(agent_load_sql()))
             .bind(agent_id)
             .fetch_one(&self.pool)
@@ -52,7 +52,7 @@ impl Store {
         }
         let mut tx = self.pool.begin().await?;
         for row in &rows {
-            let id: String = row.try_get("id")?;
+            let id: SessionId = row.try_get("id")?;
             let text: String = row.try_get("spec")?;
             let spec: SessionSpec = from_json(&format!("spec of session {id}"), &text)?;
             sqlx::query("UPDATE sessions SET cpu_millis = $1, memory_bytes = $2 WHERE id = $3")
@@ -157,7 +157,7 @@ impl AgentLoad {
 mod tests {
     use super::*;
     use crate::store::{NewSession, Role, Usage};
-    use streamspace_protocol::{Cpu, DesiredState, Memory, Phase};
+    use streamspace_protocol::{Cpu, DesiredState, Memory, Phase, UserId};
 
     const GIB: u64 = 1 << 30;
 
@@ -165,7 +165,7 @@ mod tests {
     /// for `cpu` millicores and `memory` GiB (0: not set).
     async fn session(
         store: &Store,
-        user: &str,
+        user: &UserId,
         agent: &str,
         state: DesiredState,
         phase: Phase,
@@ -180,28 +180,22 @@ mod tests {
     }
 
     fn spec_asking(resources: Resources) -> SessionSpec {
-        SessionSpec {
-            session_id: super::super::new_id(),
-            user: "someone".into(),
-            template: "desktop".into(),
-            image: "desktop:1".into(),
-            env: Default::default(),
-            ports: Vec::new(),
-            resources,
-            home: None,
-            ..Default::default()
-        }
+        SessionSpec::fixture(SessionId::new())
+            .with_owner("someone", "desktop")
+            .with_image("desktop:1")
+            .without_ports()
+            .with_resources(resources)
     }
 
     async fn session_asking(
         store: &Store,
-        (user, agent): (&str, &str),
+        (user, agent): (&UserId, &str),
         (state, phase): (DesiredState, Phase),
         resources: Resources,
     ) {
         let spec = spec_asking(resources);
         let new = NewSession {
-            user_id: user.into(),
+            user_id: user.clone(),
             template_id: "t".into(),
             template_name: "desktop".into(),
             agent_id: agent.into(),
@@ -215,7 +209,7 @@ mod tests {
             .expect("session");
     }
 
-    async fn new_user(store: &Store, name: &str) -> String {
+    async fn new_user(store: &Store, name: &str) -> UserId {
         let user = store.create_user(name, "x", Role::User).await;
         user.expect("user").id
     }
@@ -231,14 +225,17 @@ mod tests {
     /// Agent loads count sessions that hold their agent (not terminated nor
     /// failed, hibernated included); usage counts the user's sessions that
     /// are not terminated, and compute only for those meant to run.
-    async fn check_figures(store: &Store, user: &str) {
+    async fn check_figures(store: &Store, user: &UserId) {
         let loads = store.agent_loads().await.expect("loads");
         assert_eq!(loads.get("a1"), Some(&load(3, 1600, 3)));
         assert_eq!(loads.get("a2"), Some(&load(1, 0, 0)));
         assert_eq!(loads.len(), 2, "{loads:?}");
-        assert_eq!(store.agent_load("a1").await.expect("a1"), load(3, 1600, 3));
         assert_eq!(
-            store.agent_load("nobody").await.expect("none"),
+            store.agent_load(&"a1".into()).await.expect("a1"),
+            load(3, 1600, 3)
+        );
+        assert_eq!(
+            store.agent_load(&"nobody".into()).await.expect("none"),
             AgentLoad::default()
         );
         let usage = store.usage(user).await.expect("usage");
@@ -344,7 +341,7 @@ mod tests {
         let usage = store.usage(&user).await.expect("usage");
         assert_eq!((usage.cpu_millis, usage.memory_bytes), (exact, exact));
         session_asking(&store, (&user, "a1"), running, huge).await;
-        let load = store.agent_load("a1").await.expect("load");
+        let load = store.agent_load(&"a1".into()).await.expect("load");
         assert_eq!((load.cpu_millis, load.memory_bytes), (u64::MAX, u64::MAX));
         let loads = store.agent_loads().await.expect("loads");
         assert_eq!(loads.get("a1"), Some(&load));
@@ -394,14 +391,14 @@ mod tests {
         pool.close().await;
         for _ in 0..2 {
             let store = Store::connect(url).await.expect("store");
-            let usage = store.usage("u").await.expect("usage");
+            let usage = store.usage(&"u".into()).await.expect("usage");
             let expected = Usage {
                 sessions: 3,
                 cpu_millis: 1600,
                 memory_bytes: GIB,
             };
             assert_eq!(usage, expected);
-            let load = store.agent_load("a1").await.expect("load");
+            let load = store.agent_load(&"a1".into()).await.expect("load");
             assert_eq!(
                 load,
                 AgentLoad {

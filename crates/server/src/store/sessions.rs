@@ -4,16 +4,18 @@ use super::{Store, StoreError, StoreResult, from_json, now_ms, sql, to_json};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::collections::HashMap;
-use streamspace_protocol::{Command, DesiredState, Phase, SessionSpec};
+use streamspace_protocol::{
+    AgentId, Command, DesiredState, Phase, SessionId, SessionSpec, TemplateId, UserId,
+};
 
 #[derive(Debug, Clone)]
 pub struct SessionRecord {
-    pub id: String,
-    pub user_id: String,
+    pub id: SessionId,
+    pub user_id: UserId,
     pub username: String,
-    pub template_id: String,
+    pub template_id: TemplateId,
     pub template_name: String,
-    pub agent_id: Option<String>,
+    pub agent_id: Option<AgentId>,
     pub platform: String,
     pub spec: SessionSpec,
     pub state: DesiredState,
@@ -30,10 +32,10 @@ pub struct SessionRecord {
 
 #[derive(Debug, Clone)]
 pub struct NewSession {
-    pub user_id: String,
-    pub template_id: String,
+    pub user_id: UserId,
+    pub template_id: TemplateId,
     pub template_name: String,
-    pub agent_id: String,
+    pub agent_id: AgentId,
     pub platform: String,
     pub spec: SessionSpec,
     pub idle_timeout_ms: Option<i64>,
@@ -147,7 +149,7 @@ impl Store {
             .ok_or_else(|| StoreError::Corrupt("session vanished after insert".into()))
     }
 
-    pub async fn get_session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
+    pub async fn get_session(&self, id: &SessionId) -> StoreResult<Option<SessionRecord>> {
         let row = sqlx::query(sql(format!("{SELECT} WHERE s.id = $1")))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -159,7 +161,7 @@ impl Store {
     /// `None`. Terminated sessions are history and only listed on request.
     pub async fn list_sessions(
         &self,
-        user_id: Option<&str>,
+        user_id: Option<&UserId>,
         include_terminated: bool,
     ) -> StoreResult<Vec<SessionRecord>> {
         let mut query_text = format!("{SELECT} WHERE ($1 = '' OR s.user_id = $1)");
@@ -168,13 +170,13 @@ impl Store {
         }
         query_text.push_str(" ORDER BY s.id DESC");
         let rows = sqlx::query(sql(query_text))
-            .bind(user_id.unwrap_or(""))
+            .bind(user_id.map_or("", UserId::as_str))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(SessionRecord::from_row).collect()
     }
 
-    pub async fn agent_sessions(&self, agent_id: &str) -> StoreResult<Vec<SessionRecord>> {
+    pub async fn agent_sessions(&self, agent_id: &AgentId) -> StoreResult<Vec<SessionRecord>> {
         let rows = sqlx::query(sql(format!(
             "{SELECT} WHERE s.agent_id = $1 AND s.phase <> 'Terminated' ORDER BY s.id"
         )))
@@ -196,11 +198,11 @@ impl Store {
     /// out at once.
     pub async fn set_desired_state(
         &self,
-        id: &str,
+        id: &SessionId,
         seen: (DesiredState, Phase),
         state: DesiredState,
         phase: Phase,
-        command: Option<(&str, &Command)>,
+        command: Option<(&AgentId, &Command)>,
     ) -> StoreResult<Option<SessionRecord>> {
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
@@ -237,8 +239,8 @@ impl Store {
     /// person can still recover.
     pub async fn report_phase(
         &self,
-        id: &str,
-        agent_id: &str,
+        id: &SessionId,
+        agent_id: &AgentId,
         phase: Phase,
         message: Option<&str>,
     ) -> StoreResult<Option<SessionRecord>> {
@@ -288,7 +290,7 @@ impl Store {
     /// inventory it sends has the leftovers removed.
     pub async fn force_terminate(
         &self,
-        id: &str,
+        id: &SessionId,
         message: &str,
     ) -> StoreResult<Option<SessionRecord>> {
         let _turn = self.write_turn().await;
@@ -314,7 +316,7 @@ impl Store {
     /// Marks a session failed, unless it has reached `Terminated`.
     pub async fn fail_session(
         &self,
-        id: &str,
+        id: &SessionId,
         message: &str,
     ) -> StoreResult<Option<SessionRecord>> {
         let _turn = self.write_turn().await;
@@ -343,7 +345,7 @@ impl Store {
             .collect()
     }
 
-    pub async fn touch_session(&self, id: &str) -> StoreResult<()> {
+    pub async fn touch_session(&self, id: &SessionId) -> StoreResult<()> {
         let _turn = self.write_turn().await;
         sqlx::query("UPDATE sessions SET last_activity = $1 WHERE id = $2")
             .bind(now_ms())

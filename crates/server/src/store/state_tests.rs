@@ -2,14 +2,11 @@
 //! only to the session as it was read, and terminated is final.
 
 use super::{NewSession, Role, Store};
-use streamspace_protocol::{DesiredState, Phase, SessionSpec};
+use streamspace_protocol::{DesiredState, Phase, SessionId, SessionSpec};
 
-async fn running_session(store: &Store) -> String {
+async fn running_session(store: &Store) -> SessionId {
     let user = store.create_user("u", "x", Role::User).await.expect("user");
-    let spec = SessionSpec {
-        session_id: super::new_id(),
-        ..SessionSpec::default()
-    };
+    let spec = SessionSpec::fixture(SessionId::new());
     let new = NewSession {
         user_id: user.id,
         template_id: "t".into(),
@@ -73,12 +70,16 @@ async fn terminated_is_final(url: &str) {
         revived.is_none(),
         "a session being terminated cannot run again"
     );
-    let ended = store.report_phase(&id, "a1", Phase::Terminated, None).await;
+    let ended = store
+        .report_phase(&id, &"a1".into(), Phase::Terminated, None)
+        .await;
     assert_eq!(
         ended.expect("report").map(|s| s.phase),
         Some(Phase::Terminated)
     );
-    let late = store.report_phase(&id, "a1", Phase::Running, None).await;
+    let late = store
+        .report_phase(&id, &"a1".into(), Phase::Running, None)
+        .await;
     assert!(
         late.expect("report").is_none(),
         "late reports change nothing"
@@ -92,7 +93,9 @@ async fn terminated_is_final(url: &str) {
 async fn agents_cannot_end_sessions_on_their_own(url: &str) {
     let store = Store::connect(url).await.expect("store");
     let id = running_session(&store).await;
-    let report = store.report_phase(&id, "a1", Phase::Terminated, None).await;
+    let report = store
+        .report_phase(&id, &"a1".into(), Phase::Terminated, None)
+        .await;
     let session = report.expect("report").expect("changed");
     assert_eq!(session.phase, Phase::Failed);
     assert!(
@@ -104,7 +107,9 @@ async fn agents_cannot_end_sessions_on_their_own(url: &str) {
         "{:?}",
         session.message
     );
-    let again = store.report_phase(&id, "a1", Phase::Terminated, None).await;
+    let again = store
+        .report_phase(&id, &"a1".into(), Phase::Terminated, None)
+        .await;
     assert!(again.expect("report").is_none(), "a repeat changes nothing");
 }
 

@@ -1,11 +1,12 @@
-use super::{Store, StoreResult, conflict, from_json, new_id, now_ms, sql, to_json};
+use super::{Store, StoreResult, conflict, from_json, now_ms, sql, to_json};
 use crate::template::TemplateSpec;
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use streamspace_protocol::TemplateId;
 
 #[derive(Debug, Clone)]
 pub struct TemplateRecord {
-    pub id: String,
+    pub id: TemplateId,
     pub spec: TemplateSpec,
     pub created_at: i64,
     pub updated_at: i64,
@@ -30,7 +31,7 @@ impl Store {
         let _turn = self.write_turn().await;
         let now = now_ms();
         let record = TemplateRecord {
-            id: new_id(),
+            id: TemplateId::new(),
             spec: spec.clone(),
             created_at: now,
             updated_at: now,
@@ -51,7 +52,7 @@ impl Store {
 
     pub async fn update_template(
         &self,
-        id: &str,
+        id: &TemplateId,
         spec: &TemplateSpec,
     ) -> StoreResult<Option<TemplateRecord>> {
         let _turn = self.write_turn().await;
@@ -70,7 +71,7 @@ impl Store {
         self.get_template(id).await
     }
 
-    pub async fn get_template(&self, id: &str) -> StoreResult<Option<TemplateRecord>> {
+    pub async fn get_template(&self, id: &TemplateId) -> StoreResult<Option<TemplateRecord>> {
         let row = sqlx::query(sql(format!(
             "SELECT {COLUMNS} FROM templates WHERE id = $1"
         )))
@@ -100,7 +101,7 @@ impl Store {
         rows.iter().map(TemplateRecord::from_row).collect()
     }
 
-    pub async fn delete_template(&self, id: &str) -> StoreResult<bool> {
+    pub async fn delete_template(&self, id: &TemplateId) -> StoreResult<bool> {
         let _turn = self.write_turn().await;
         let done = sqlx::query("DELETE FROM templates WHERE id = $1")
             .bind(id)

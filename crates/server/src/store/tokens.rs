@@ -1,6 +1,7 @@
 //! Login tokens. Only the SHA-256 of each token is stored.
 
 use super::{Store, StoreResult, User, now_ms};
+use streamspace_protocol::UserId;
 
 /// Issues a login token only while the user's password hash is still the
 /// one the password was checked against (`$5`).
@@ -24,7 +25,7 @@ impl Store {
     pub async fn create_api_token(
         &self,
         token_hash: &str,
-        user_id: &str,
+        user_id: &UserId,
         checked_hash: &str,
         expires_at: i64,
     ) -> StoreResult<bool> {
@@ -69,7 +70,11 @@ impl Store {
 
     /// Ends every login of `user_id` except `keep` (the token of the
     /// request that asked, when it should survive); returns how many ended.
-    pub async fn delete_user_tokens(&self, user_id: &str, keep: Option<&str>) -> StoreResult<u64> {
+    pub async fn delete_user_tokens(
+        &self,
+        user_id: &UserId,
+        keep: Option<&str>,
+    ) -> StoreResult<u64> {
         let _turn = self.write_turn().await;
         let done = sqlx::query("DELETE FROM api_tokens WHERE user_id = $1 AND token_hash <> $2")
             .bind(user_id)

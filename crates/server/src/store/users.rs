@@ -1,7 +1,8 @@
-use super::{Store, StoreError, StoreResult, conflict, new_id, now_ms};
+use super::{Store, StoreError, StoreResult, conflict, now_ms};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
+use streamspace_protocol::UserId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -29,7 +30,8 @@ impl Role {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct User {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: UserId,
     pub username: String,
     pub role: Role,
     /// Existed before homes were keyed by ids, so may have a home under the
@@ -62,7 +64,7 @@ impl Store {
     ) -> StoreResult<User> {
         let _turn = self.write_turn().await;
         let user = User {
-            id: new_id(),
+            id: UserId::new(),
             username: username.to_owned(),
             role,
             legacy_home: false,
@@ -97,7 +99,7 @@ impl Store {
         rows.iter().map(User::from_row).collect()
     }
 
-    pub async fn get_user(&self, id: &str) -> StoreResult<Option<User>> {
+    pub async fn get_user(&self, id: &UserId) -> StoreResult<Option<User>> {
         let row = sqlx::query("SELECT id, username, role, legacy_home FROM users WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
@@ -119,7 +121,7 @@ impl Store {
         }
     }
 
-    pub async fn set_user_password(&self, id: &str, password_hash: &str) -> StoreResult<bool> {
+    pub async fn set_user_password(&self, id: &UserId, password_hash: &str) -> StoreResult<bool> {
         let _turn = self.write_turn().await;
         let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(password_hash)
@@ -131,7 +133,7 @@ impl Store {
 
     /// Deletes the user with their tokens and session history, unless they
     /// are the last admin.
-    pub async fn delete_user(&self, id: &str) -> StoreResult<AdminChange> {
+    pub async fn delete_user(&self, id: &UserId) -> StoreResult<AdminChange> {
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let change = delete_user_in(&mut tx, self.writes.is_none(), id).await?;
@@ -140,7 +142,7 @@ impl Store {
     }
 
     /// Sets the user's role, unless that takes away the last admin.
-    pub async fn set_user_role(&self, id: &str, role: Role) -> StoreResult<AdminChange> {
+    pub async fn set_user_role(&self, id: &UserId, role: Role) -> StoreResult<AdminChange> {
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let change = set_role_in(&mut tx, self.writes.is_none(), id, role).await?;
@@ -182,7 +184,7 @@ async fn take_turn(tx: &mut Transaction<'_, Any>, postgres: bool) -> StoreResult
 async fn outcome(
     tx: &mut Transaction<'_, Any>,
     changed: u64,
-    id: &str,
+    id: &UserId,
 ) -> StoreResult<AdminChange> {
     if changed == 1 {
         return Ok(AdminChange::Done);
@@ -200,7 +202,7 @@ async fn outcome(
 pub(super) async fn set_role_in(
     tx: &mut Transaction<'_, Any>,
     postgres: bool,
-    id: &str,
+    id: &UserId,
     role: Role,
 ) -> StoreResult<AdminChange> {
     take_turn(tx, postgres).await?;
@@ -219,7 +221,7 @@ pub(super) async fn set_role_in(
 async fn delete_user_in(
     tx: &mut Transaction<'_, Any>,
     postgres: bool,
-    id: &str,
+    id: &UserId,
 ) -> StoreResult<AdminChange> {
     take_turn(tx, postgres).await?;
     let done = sqlx::query(
@@ -239,7 +241,7 @@ mod tests {
     use super::*;
 
     /// Sets `id`'s role, or deletes them for `None`.
-    async fn change(store: &Store, id: &str, role: Option<Role>) -> AdminChange {
+    async fn change(store: &Store, id: &UserId, role: Option<Role>) -> AdminChange {
         let change = match role {
             Some(role) => store.set_user_role(id, role).await,
             None => store.delete_user(id).await,
@@ -261,8 +263,9 @@ mod tests {
         assert_eq!(change(&store, b, Some(User)).await, LastAdmin);
         assert_eq!(change(&store, b, None).await, LastAdmin);
         assert_eq!(change(&store, u, None).await, Done);
-        assert_eq!(change(&store, "nobody", None).await, NoSuchUser);
-        assert_eq!(change(&store, "nobody", Some(Admin)).await, NoSuchUser);
+        let nobody = UserId::from("nobody");
+        assert_eq!(change(&store, &nobody, None).await, NoSuchUser);
+        assert_eq!(change(&store, &nobody, Some(Admin)).await, NoSuchUser);
         assert_eq!(change(&store, b, Some(Admin)).await, Done, "no change");
         assert_eq!(change(&store, a, Some(Admin)).await, Done);
         assert_eq!(change(&store, b, None).await, Done);

@@ -5,8 +5,9 @@ use super::{DEFAULT_PIDS_LIMIT, PLATFORMS, SecretEnv, TemplateSpec};
 use crate::validate::{FieldError, check_env, check_slug};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::time::Duration;
-use streamspace_protocol::{CAPABILITIES, Cpu, Memory, PortProtocol, PortSpec, Resources};
+use streamspace_protocol::{
+    CAPABILITIES, Cpu, IdleTimeout, Memory, PortProtocol, PortSpec, Resources,
+};
 
 /// A template as a client writes it; optional fields get defaults.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -364,25 +365,11 @@ fn check_ports(ports: Option<Vec<PortInput>>) -> Result<Vec<PortSpec>, FieldErro
     Ok(checked)
 }
 
-pub fn check_idle_timeout(value: Option<String>) -> Result<Option<String>, FieldError> {
-    let Some(text) = value.filter(|t| !t.trim().is_empty()) else {
+/// An idle timeout as written, parsed once; `None` means never (empty,
+/// `"0"`, a zero duration).
+pub fn check_idle_timeout(value: Option<String>) -> Result<Option<IdleTimeout>, FieldError> {
+    let Some(text) = value else {
         return Ok(None);
     };
-    if text.trim() == "0" {
-        return Ok(None);
-    }
-    match humantime::parse_duration(text.trim()) {
-        Ok(d) if d.is_zero() => Ok(None),
-        Ok(_) => Ok(Some(text.trim().to_owned())),
-        Err(_) => Err(FieldError::new(
-            "idle_timeout",
-            format!("{text:?} is not a duration: use e.g. \"30m\", \"2h\" or \"0\" for never"),
-        )),
-    }
-}
-
-/// A validated idle timeout as a duration; `None` means never.
-pub fn parse_idle_timeout(text: Option<&str>) -> Option<Duration> {
-    text.and_then(|t| humantime::parse_duration(t.trim()).ok())
-        .filter(|d| !d.is_zero())
+    IdleTimeout::parse(&text).map_err(|err| FieldError::new("idle_timeout", err.to_string()))
 }

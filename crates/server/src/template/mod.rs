@@ -9,9 +9,7 @@ mod secret;
 #[cfg(test)]
 mod tests;
 
-pub use input::{
-    PortInput, ResourcesInput, TemplateInput, check_idle_timeout, check_image, parse_idle_timeout,
-};
+pub use input::{PortInput, ResourcesInput, TemplateInput, check_image};
 pub use policy::{Granted, SessionRequest};
 pub use secret::SecretEnv;
 
@@ -19,7 +17,10 @@ use crate::store::User;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use streamspace_protocol::{HomeVolume, PortSpec, Resources, SessionSecurity, SessionSpec};
+use streamspace_protocol::{
+    HomeVolume, IdleTimeout, PortSpec, Resources, SessionId, SessionSecurity, SessionSpec,
+    TemplateId, UserId,
+};
 
 /// Platforms a template may name.
 pub const PLATFORMS: [&str; 2] = ["docker", "kubernetes"];
@@ -61,7 +62,8 @@ pub struct TemplateSpec {
     pub persistent_home: bool,
     pub home_path: String,
     /// As written by the user (`"30m"`); `None` means never idle out.
-    pub idle_timeout: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub idle_timeout: Option<IdleTimeout>,
     /// Platforms the template may run on; empty means any.
     pub platforms: Vec<String>,
     /// Most processes and threads of a session.
@@ -79,7 +81,7 @@ fn default_pids_limit() -> u32 {
 
 impl TemplateSpec {
     pub fn idle_timeout(&self) -> Option<Duration> {
-        parse_idle_timeout(self.idle_timeout.as_deref())
+        self.idle_timeout.as_ref().map(IdleTimeout::duration)
     }
 
     pub fn allows_platform(&self, platform: &str) -> bool {
@@ -91,8 +93,8 @@ impl TemplateSpec {
     /// environment comes last: no other variable can shadow it.
     pub fn session_spec(
         &self,
-        template_id: &str,
-        session_id: &str,
+        template_id: &TemplateId,
+        session_id: &SessionId,
         owner: &User,
         granted: &Granted,
     ) -> SessionSpec {
@@ -100,11 +102,11 @@ impl TemplateSpec {
         env.extend(granted.env.clone());
         env.extend(self.secret_env.values().clone());
         SessionSpec {
-            session_id: session_id.to_owned(),
+            session_id: session_id.clone(),
             user: owner.username.clone(),
             user_id: owner.id.clone(),
             template: self.name.clone(),
-            template_id: template_id.to_owned(),
+            template_id: template_id.clone(),
             image: self.image.clone(),
             env,
             ports: self.ports.clone(),
@@ -137,6 +139,6 @@ impl TemplateSpec {
 /// never reused: joined names were ambiguous (`alice` + `dev-desktop` and
 /// `alice-dev` + `desktop`), and a re-created username would have inherited
 /// the old user's home.
-pub fn home_volume(user_id: &str, template_id: &str) -> String {
+pub fn home_volume(user_id: &UserId, template_id: &TemplateId) -> String {
     format!("streamspace-home-{user_id}-{template_id}")
 }

@@ -8,7 +8,7 @@ use super::input::check_idle_timeout;
 use crate::validate::{FieldError, check_env};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use streamspace_protocol::{Cpu, Memory, Resources};
+use streamspace_protocol::{Cpu, IdleTimeout, Memory, Resources};
 
 /// What a user asked for beyond the template.
 #[derive(Debug, Clone, Default)]
@@ -98,7 +98,7 @@ impl TemplateSpec {
             ));
         }
         let checked = check_idle_timeout(Some(text))?;
-        Ok(super::parse_idle_timeout(checked.as_deref()))
+        Ok(checked.as_ref().map(IdleTimeout::duration))
     }
 }
 

@@ -108,7 +108,7 @@ fn homes_are_keyed_by_ids_and_legacy_names_only_for_old_users() {
     };
     let home = |t: &TemplateSpec, template_id: &str, owner: &User| {
         let granted = t.grant(SessionRequest::default()).expect("granted");
-        t.session_spec(template_id, "s1", owner, &granted)
+        t.session_spec(&template_id.into(), &"s1".into(), owner, &granted)
             .home
             .expect("a home")
     };
@@ -191,7 +191,7 @@ fn users_set_only_the_variables_the_template_lists() {
         role: crate::store::Role::User,
         legacy_home: false,
     };
-    let spec = t.session_spec("t", "s", &owner, &granted);
+    let spec = t.session_spec(&"t".into(), &"s".into(), &owner, &granted);
     assert_eq!(spec.env["LANG"], "x", "the user's value");
     assert_eq!(spec.env["PROXY"], "http://proxy:3128", "the admin's value");
     assert_eq!(spec.env["LICENSE"], "s3cret", "the session gets the secret");

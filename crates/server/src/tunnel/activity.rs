@@ -5,6 +5,7 @@
 use crate::state::AppState;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use streamspace_protocol::SessionId;
 use tokio::sync::Notify;
 
 /// Least time between two writes of one tunnel's activity.
@@ -26,7 +27,7 @@ impl Activity {
     }
 
     /// Writes activity to the store as it happens; runs until cancelled.
-    pub async fn record(&self, state: &AppState, session_id: &str) {
+    pub async fn record(&self, state: &AppState, session_id: &SessionId) {
         loop {
             self.wake.notified().await;
             self.flush(state, session_id).await;
@@ -35,7 +36,7 @@ impl Activity {
     }
 
     /// Writes any activity not yet recorded.
-    pub async fn flush(&self, state: &AppState, session_id: &str) {
+    pub async fn flush(&self, state: &AppState, session_id: &SessionId) {
         if self.pending.swap(false, Ordering::Relaxed)
             && let Err(err) = state.store.touch_session(session_id).await
         {

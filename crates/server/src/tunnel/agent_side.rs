@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use http::{StatusCode, header};
+use streamspace_protocol::TunnelId;
 use streamspace_protocol::tunnel::UPGRADE_PROTOCOL;
 
 /// An agent's data channel for one tunnel
@@ -29,7 +30,7 @@ use streamspace_protocol::tunnel::UPGRADE_PROTOCOL;
 )]
 pub async fn accept(
     State(state): State<AppState>,
-    Path(tunnel_id): Path<String>,
+    Path(tunnel_id): Path<TunnelId>,
     mut request: Request,
 ) -> ApiResult<Response> {
     let headers = request.headers();

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use http::header;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
-use streamspace_protocol::ServerMessage;
+use streamspace_protocol::{ServerMessage, SessionId};
 use tokio_util::io::ReaderStream;
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -53,7 +53,7 @@ pub struct LogsQuery {
 pub async fn logs(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    Path(id): Path<SessionId>,
     ApiQuery(query): ApiQuery<LogsQuery>,
 ) -> ApiResult<Response> {
     let session = visible_session(&state, &user, &id).await?;

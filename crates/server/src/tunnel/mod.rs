@@ -19,7 +19,7 @@ pub use viewer::vnc;
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use streamspace_protocol::ServerMessage;
+use streamspace_protocol::{AgentId, ServerMessage, TunnelId};
 
 use hyper::upgrade::Upgraded;
 use std::collections::HashMap;
@@ -30,19 +30,19 @@ use tokio::time::timeout;
 type Reply = oneshot::Sender<Result<Upgraded, String>>;
 
 struct Pending {
-    agent_id: String,
+    agent_id: AgentId,
     reply: Reply,
 }
 
 #[derive(Default)]
 pub struct TunnelBroker {
-    pending: Mutex<HashMap<String, Pending>>,
+    pending: Mutex<HashMap<TunnelId, Pending>>,
 }
 
 /// A tunnel the viewer side is waiting for. Dropping it (timeout, viewer
 /// gone) withdraws the request so a late agent connection is refused.
 pub struct TunnelRequest {
-    pub id: String,
+    pub id: TunnelId,
     pub reply: oneshot::Receiver<Result<Upgraded, String>>,
     broker: Arc<TunnelBroker>,
 }
@@ -54,17 +54,17 @@ impl Drop for TunnelRequest {
 }
 
 impl TunnelBroker {
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<TunnelId, Pending>> {
         // Single inserts/removes cannot leave the map inconsistent.
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Registers a tunnel that `agent_id` is about to be asked to open.
-    pub fn expect(self: &Arc<Self>, agent_id: &str) -> TunnelRequest {
-        let id = uuid::Uuid::new_v4().simple().to_string();
+    pub fn expect(self: &Arc<Self>, agent_id: &AgentId) -> TunnelRequest {
+        let id = TunnelId::new();
         let (reply, rx) = oneshot::channel();
         let pending = Pending {
-            agent_id: agent_id.to_owned(),
+            agent_id: agent_id.clone(),
             reply,
         };
         self.pending().insert(id.clone(), pending);
@@ -77,16 +77,16 @@ impl TunnelBroker {
 
     /// Hands the waiting viewer's reply channel to the agent connection that
     /// opened `tunnel_id`, if that agent is the one it was asked of.
-    fn claim(&self, tunnel_id: &str, agent_id: &str) -> Option<Reply> {
+    fn claim(&self, tunnel_id: &TunnelId, agent_id: &AgentId) -> Option<Reply> {
         let mut pending = self.pending();
-        if pending.get(tunnel_id)?.agent_id != agent_id {
+        if pending.get(tunnel_id)?.agent_id != *agent_id {
             return None;
         }
         pending.remove(tunnel_id).map(|p| p.reply)
     }
 
     /// The agent could not open the tunnel; tell the waiting viewer why.
-    pub fn fail(&self, tunnel_id: &str, agent_id: &str, error: String) {
+    pub fn fail(&self, tunnel_id: &TunnelId, agent_id: &AgentId, error: String) {
         if let Some(reply) = self.claim(tunnel_id, agent_id) {
             let _ = reply.send(Err(error));
         }
@@ -101,8 +101,8 @@ impl TunnelBroker {
 /// new tunnel id) and waits for it, within the configured time limit.
 pub async fn open_data_channel(
     state: &AppState,
-    agent_id: &str,
-    ask: impl FnOnce(String) -> ServerMessage,
+    agent_id: &AgentId,
+    ask: impl FnOnce(TunnelId) -> ServerMessage,
 ) -> ApiResult<Upgraded> {
     let mut request = state.tunnels.expect(agent_id);
     if !state.hub.send(agent_id, ask(request.id.clone())) {

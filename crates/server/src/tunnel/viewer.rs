@@ -14,7 +14,7 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use http::{HeaderMap, header};
 use std::time::Duration;
-use streamspace_protocol::{DesiredState, Phase, ServerMessage};
+use streamspace_protocol::{DesiredState, Phase, ServerMessage, SessionId};
 use tracing::Instrument;
 
 /// View a session (VNC over WebSocket)
@@ -44,7 +44,7 @@ use tracing::Instrument;
 )]
 pub async fn vnc(
     State(state): State<AppState>,
-    Path(session_id): Path<String>,
+    Path(session_id): Path<SessionId>,
     user: CurrentUser,
     headers: HeaderMap,
     handshake: Handshake,

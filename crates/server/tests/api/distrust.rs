@@ -62,8 +62,8 @@ async fn forged_sessions_are_never_adopted(app: TestApp) -> anyhow::Result<()> {
     let forged = SessionOrigin {
         user: "admin".into(),
         template: "desktop".into(),
-        user_id: Some(admin_id(&app).await?),
-        template_id: template["id"].as_str().map(str::to_owned),
+        user_id: Some(admin_id(&app).await?.into()),
+        template_id: template["id"].as_str().map(Into::into),
         seal: Some("0123456789abcdef0123456789abcdef".into()),
     };
     let unsealed = SessionOrigin {
@@ -178,7 +178,7 @@ async fn usage_only_for_own_sessions(app: TestApp) -> anyhow::Result<()> {
     let claims = |cpu| AgentMessage::Heartbeat {
         metrics: NodeMetrics::default(),
         sessions: vec![SessionUsage {
-            session_id: id.clone(),
+            session_id: id.clone().into(),
             cpu_millicores: cpu,
             memory_bytes: 1 << 20,
         }],

@@ -8,15 +8,16 @@ use crate::{TestApp, on_both_engines, spawn_app_with};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;
+use streamspace_protocol::UserId;
 use streamspace_server::auth::secrets;
 use streamspace_server::store::{Store, now_ms};
 use streamspace_testkit::api::Answer;
 use streamspace_testkit::{ADMIN_PASSWORD, Api, eventually};
 
 /// `username`'s id, after creating them.
-async fn user(app: &TestApp, username: &str, password: &str) -> anyhow::Result<String> {
+async fn user(app: &TestApp, username: &str, password: &str) -> anyhow::Result<UserId> {
     let created = app.admin.create_user(username, password).await?;
-    Ok(created["id"].as_str().unwrap_or_default().to_owned())
+    Ok(created["id"].as_str().unwrap_or_default().into())
 }
 
 /// The status `api`'s token gets from `GET /users/me`: 200 while it works.
@@ -278,7 +279,7 @@ async fn two_admins_cannot_remove_each_other(app: TestApp) -> anyhow::Result<()>
     let bootstrap = store.user_credentials("admin").await?;
     let bootstrap = bootstrap.map(|(u, _)| u.id).unwrap_or_default();
     let (mut id, mut boss) = new_user(&app, &app.admin, "boss-0", "admin").await?;
-    let handover = remove(&boss, &bootstrap, true).await?;
+    let handover = remove(&boss, bootstrap.as_str(), true).await?;
     assert_eq!(handover.status, StatusCode::NO_CONTENT, "{handover:?}");
     for round in 1..=6 {
         let (other_id, other) = new_user(&app, &boss, &format!("boss-{round}"), "admin").await?;
@@ -355,7 +356,12 @@ async fn expired_tokens_are_purged(app: TestApp) -> anyhow::Result<()> {
     app.admin.enrollment_token().await?;
 
     eventually(Duration::from_secs(5), "expired tokens purged", || async {
-        let logins = count(&store, "api_tokens WHERE user_id = $1", Some(&alice_id)).await?;
+        let logins = count(
+            &store,
+            "api_tokens WHERE user_id = $1",
+            Some(alice_id.as_str()),
+        )
+        .await?;
         let enrollments = count(&store, "enrollment_tokens", None).await?;
         Ok((logins == 1 && enrollments == 1).then_some(()))
     })

@@ -10,8 +10,8 @@ use anyhow::{Context, bail, ensure};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use std::time::Duration;
-use streamspace_protocol::ServerMessage;
 use streamspace_protocol::tunnel::{UPGRADE_PROTOCOL, tunnel_path};
+use streamspace_protocol::{ServerMessage, TunnelId, UserId};
 use streamspace_server::store::Store;
 use streamspace_testkit::Api;
 use streamspace_testkit::rfb::VncSocket;
@@ -136,7 +136,7 @@ async fn logout_ends_only_that_logins_event_stream(app: TestApp) -> anyhow::Resu
 }
 
 /// Asks the fake agent for the next data channel the control plane wants.
-pub(crate) async fn next_channel(agent: &mut FakeAgent) -> anyhow::Result<String> {
+pub(crate) async fn next_channel(agent: &mut FakeAgent) -> anyhow::Result<TunnelId> {
     loop {
         match agent.recv().await? {
             ServerMessage::OpenTunnel { tunnel_id, .. }
@@ -151,7 +151,7 @@ pub(crate) async fn next_channel(agent: &mut FakeAgent) -> anyhow::Result<String
 pub(crate) async fn data_channel(
     app: &TestApp,
     secret: &str,
-    tunnel_id: &str,
+    tunnel_id: &TunnelId,
 ) -> anyhow::Result<TcpStream> {
     let host = format!(
         "{}:{}",
@@ -290,7 +290,9 @@ async fn a_revocation_on_another_replica_ends_the_stream_at_the_next_check(
     // read of the store takes: only a periodic re-check can end it now.
     events.expect("event: ping").await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    other_replica.delete_user_tokens(&alice_id, None).await?;
+    other_replica
+        .delete_user_tokens(&UserId::from(&alice_id), None)
+        .await?;
     let took = events.ends_within(Duration::from_secs(3)).await?;
     println!("revoked elsewhere: the stream ended {took:?} later (re-checked every 300 ms)");
     other_replica.close().await;
