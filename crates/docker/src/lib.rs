@@ -8,7 +8,7 @@
 //!
 //! - `container.rs`: spec → container and volume (pure)
 //! - `network.rs`: the sessions network, isolated (`enable_icc=false`)
-//! - `state.rs`: container state → session phase, and the rule that tells
+//! - `phase.rs`: container state → session phase, and the rule that tells
 //!   hibernation from failure (pure)
 //! - `lifecycle.rs`: start, hibernate, wake, terminate
 //! - `existing.rs`: what a container must be before it starts again
@@ -17,21 +17,23 @@
 //! - `observe.rs`: status, inventory, connect, capacity, metrics
 //! - `route.rs`: which address reaches a session's port (its own, or the
 //!   published one)
-//! - `events.rs`: Docker's event stream → session reports
-//! - `host.rs`: host CPU and memory from `/proc`
+//! - `watch.rs`: Docker's event stream → session reports
+//! - `host.rs`: host CPU and memory from `/proc`, the pids-limit check
+//! - `usage.rs`: what each running session uses (memory, CPU)
+//! - `error.rs`: Docker failures, classified for the control plane
 
 mod container;
 mod error;
-mod events;
 mod existing;
 mod home;
 mod host;
 mod lifecycle;
 mod network;
 mod observe;
+mod phase;
 mod route;
-mod state;
 mod usage;
+mod watch;
 
 pub use container::{CONTAINER_PREFIX, STOP_TIMEOUT_SECS, container_name};
 pub use error::DockerError;
@@ -364,6 +366,6 @@ impl Platform for DockerPlatform {
     }
 
     fn watch(&self) -> BoxStream<'static, SessionReport> {
-        events::watch(Arc::clone(&self.shared))
+        watch::watch(Arc::clone(&self.shared))
     }
 }

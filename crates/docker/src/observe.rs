@@ -5,7 +5,7 @@ use crate::Shared;
 use crate::container::{container_address, container_name, label_of, published_port};
 use crate::error::is_not_found;
 use crate::host::HostLoad;
-use crate::state::{log_tail, observe, with_log_tail};
+use crate::phase::{log_tail, observe, with_log_tail};
 use bollard::models::{ContainerInspectResponse, ContainerSummaryStateEnum};
 use bollard::query_parameters::{ListContainersOptionsBuilder, LogsOptionsBuilder};
 use bytes::Bytes;

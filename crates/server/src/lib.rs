@@ -1,32 +1,50 @@
 //! The StreamSpace control plane: REST API, agent hub, VNC proxy and store.
+//!
+//! Where each concern lives (docs/ARCHITECTURE.md has the whole picture):
+//!
+//! | concern | module |
+//! |---|---|
+//! | starting up, shutting down | `startup` ([`Application`]), [`config`], [`bootstrap`] (the first admin), `private` (data-dir permissions) |
+//! | HTTP connections, their limits, TLS | `serve` (hyper's HTTP/1 loop, timeouts, caps), `tls` |
+//! | the REST API, its routes and OpenAPI document | [`api`] (handlers, `api::routes`), `error` (the HTTP error and body readers) |
+//! | who is asking | [`auth`]: tokens, cookies, agent secrets, logins, throttling, password hashing, revocation |
+//! | what a session should be, and the rules | `lifecycle` (every state change), `quota`, `scheduler` (placement), `session_error` (their refusals) |
+//! | making sessions what they should be | `reconcile` (commands until desired = observed, idle hibernation) |
+//! | agents | `hub` (control channels, commands out, reports in, orphans), `seal` (sessions we placed), `presence` (online or not) |
+//! | viewers and logs through agents | `tunnel` (`/vnc` WebSocket ⇄ data channel relay, logs) |
+//! | live views | `changes` (in-process notice of a change), `api/events.rs` (the SSE stream), `streams` (each user's stream budget) |
+//! | templates | [`template`]: the spec, admin input and its validation, what users may ask |
+//! | the database | [`store`] (SQLite or PostgreSQL; the audit trail in `store/audit.rs`) |
+//! | field checks | [`validate`] |
+//! | metrics | `metrics` (`GET /metrics`) |
+//! | the web UI | `ui` (embedded `ui/dist`) |
 
 pub mod api;
 pub mod auth;
 pub mod bootstrap;
+pub(crate) mod changes;
 pub mod config;
-pub mod error;
-pub mod events;
-pub mod hub;
-pub mod lifecycle;
-pub mod metrics;
-pub mod presence;
+pub(crate) mod error;
+pub(crate) mod hub;
+pub(crate) mod lifecycle;
+pub(crate) mod metrics;
+pub(crate) mod presence;
 mod private;
-pub mod quota;
-pub mod reconcile;
-pub mod scheduler;
-pub mod seal;
+pub(crate) mod quota;
+pub(crate) mod reconcile;
+pub(crate) mod scheduler;
+pub(crate) mod seal;
 mod serve;
-pub mod session_error;
-pub mod state;
+pub(crate) mod session_error;
+mod startup;
+pub(crate) mod state;
 pub mod store;
-pub mod streams;
+pub(crate) mod streams;
 pub mod template;
-pub mod tls;
-pub mod tunnel;
-pub mod ui;
+pub(crate) mod tls;
+pub(crate) mod tunnel;
+pub(crate) mod ui;
 pub mod validate;
 
 pub use config::Config;
 pub use startup::Application;
-
-mod startup;

@@ -6,7 +6,7 @@ use crate::hub::dispatch;
 use crate::quota;
 use crate::session_error::{SessionError, SessionResult};
 use crate::state::AppState;
-use crate::store::{SessionEvent, SessionRecord};
+use crate::store::{AuditEntry, SessionRecord};
 use streamspace_protocol::{
     Action, AgentId, Command, CommandId, DesiredState, Phase, ServerMessage, SessionId,
 };
@@ -81,13 +81,13 @@ async fn try_change(
         return Ok(None);
     };
     tracing::info!(session_id = %session.id, state = desired.as_str(), %actor, "desired state set");
-    let event = SessionEvent::new(actor, "state")
+    let event = AuditEntry::new(actor, "state")
         .state(desired.as_str())
         .phase(phase.as_str())
         .message(reason);
     audit(state, &session.id, &event).await;
     dispatch(state, &agent_id, command).await?;
-    state.events.session_changed(&updated.id, &updated.user_id);
+    state.changes.session_changed(&updated.id, &updated.user_id);
     Ok(Some(updated))
 }
 
@@ -125,7 +125,7 @@ pub async fn force_terminate(
         return Err(SessionError::AlreadyTerminated);
     };
     tracing::warn!(session_id = %session.id, %actor, "session force-terminated");
-    let event = SessionEvent::new(actor, "force_terminated")
+    let event = AuditEntry::new(actor, "force_terminated")
         .state(DesiredState::Terminated.as_str())
         .phase(Phase::Terminated.as_str())
         .message(Some(&message));
@@ -140,7 +140,7 @@ pub async fn force_terminate(
         // a later inventory repeats the removal if this is lost.
         state.hub.send(agent_id, ServerMessage::Command(command));
     }
-    state.events.session_changed(&ended.id, &ended.user_id);
+    state.changes.session_changed(&ended.id, &ended.user_id);
     Ok(ended)
 }
 
@@ -210,8 +210,8 @@ async fn agent_supports_hibernation(state: &AppState, agent_id: &AgentId) -> Ses
 }
 
 /// Records an audit event; a failure to record is logged, not fatal.
-pub async fn audit(state: &AppState, session_id: &SessionId, event: &SessionEvent) {
-    if let Err(err) = state.store.record_event(session_id, event).await {
+pub async fn audit(state: &AppState, session_id: &SessionId, event: &AuditEntry) {
+    if let Err(err) = state.store.record_audit(session_id, event).await {
         tracing::error!(error = %err, %session_id, "cannot record session event");
     }
 }

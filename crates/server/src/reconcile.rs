@@ -10,7 +10,7 @@
 
 use crate::lifecycle::{action_for, audit, change_state};
 use crate::state::AppState;
-use crate::store::{SessionEvent, SessionRecord, StoreResult, now_ms};
+use crate::store::{AuditEntry, SessionRecord, StoreResult, now_ms};
 use std::time::Duration;
 use streamspace_protocol::{AgentId, Command, CommandId, DesiredState, Phase, ServerMessage};
 
@@ -187,7 +187,7 @@ async fn retry(
             command.action.name()
         ),
     };
-    let event = SessionEvent::new(ACTOR, "retry")
+    let event = AuditEntry::new(ACTOR, "retry")
         .state(session.state.as_str())
         .message(Some(&message));
     audit(state, &session.id, &event).await;
@@ -197,11 +197,11 @@ async fn retry(
 async fn give_up(state: &AppState, session: &SessionRecord, reason: &str) -> StoreResult<()> {
     tracing::warn!(session_id = %session.id, %reason, "reconciler gave up");
     if let Some(failed) = state.store.fail_session(&session.id, reason).await? {
-        let event = SessionEvent::new(ACTOR, "gave_up")
+        let event = AuditEntry::new(ACTOR, "gave_up")
             .phase("Failed")
             .message(Some(reason));
         audit(state, &session.id, &event).await;
-        state.events.session_changed(&failed.id, &failed.user_id);
+        state.changes.session_changed(&failed.id, &failed.user_id);
     }
     Ok(())
 }

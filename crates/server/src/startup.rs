@@ -5,8 +5,8 @@
 use crate::auth::login::LoginGuard;
 use crate::auth::revoke::Revocations;
 use crate::bootstrap::{AdminBootstrap, ensure_admin};
+use crate::changes::Changes;
 use crate::config::Config;
-use crate::events::EventBus;
 use crate::hub::AgentHub;
 use crate::serve::{Connections, Endpoint};
 use crate::state::AppState;
@@ -94,7 +94,7 @@ impl Application {
             store,
             hub: Arc::new(AgentHub::default()),
             tunnels: Arc::new(TunnelBroker::default()),
-            events: EventBus::default(),
+            changes: Changes::default(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             metrics: Arc::default(),

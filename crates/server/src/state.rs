@@ -1,5 +1,5 @@
+use crate::changes::Changes;
 use crate::config::Config;
-use crate::events::EventBus;
 use crate::hub::AgentHub;
 use crate::store::Store;
 use crate::tunnel::TunnelBroker;
@@ -17,7 +17,7 @@ pub struct AppState {
     pub store: Store,
     pub hub: Arc<AgentHub>,
     pub tunnels: Arc<TunnelBroker>,
-    pub events: EventBus,
+    pub changes: Changes,
     /// Fires when the server shuts down; long-lived connections watch it.
     pub shutdown: CancellationToken,
     /// Upgraded connections, which axum does not track, so shutdown can

@@ -122,7 +122,7 @@ pub async fn delete(
     state.hub.send(&id, ServerMessage::Goodbye { reason });
     state.hub.disconnect(&id);
     state.hub.forget(&id);
-    state.events.agent_changed(&id);
+    state.changes.agent_changed(&id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -184,7 +184,7 @@ async fn set_draining(
         return Err(ApiError::not_found("agent"));
     }
     tracing::info!(agent_id = %id, draining, "agent drain state changed");
-    state.events.agent_changed(&id);
+    state.changes.agent_changed(&id);
     get(State(state), admin, Path(id)).await
 }
 
@@ -347,7 +347,7 @@ pub async fn register(
             EnrollError::Store(store) => store.into(),
         })?;
     tracing::info!(%agent_id, name = %agent.name, platform = %agent.platform, "agent enrolled");
-    state.events.agent_changed(&agent_id);
+    state.changes.agent_changed(&agent_id);
     Ok((StatusCode::CREATED, Json(Registered { agent_id, secret })))
 }
 

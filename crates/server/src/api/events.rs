@@ -5,8 +5,8 @@
 
 use super::views::AgentView;
 use crate::auth::CurrentUser;
+use crate::changes::Change;
 use crate::error::{ApiResult, ErrorBody};
-use crate::events::Event;
 use crate::presence::status as agent_status;
 use crate::state::AppState;
 use axum::extract::State;
@@ -56,7 +56,7 @@ pub async fn stream(
     user: CurrentUser,
 ) -> ApiResult<impl IntoResponse> {
     let permit = state.streams.acquire(&user.user.id)?;
-    let mut events = state.events.subscribe();
+    let mut changes = state.changes.subscribe();
     let shutdown = state.shutdown.clone();
     // Logout, a new password, demotion or deletion end the stream.
     let revoked = state.revocations.ended(&state, &user);
@@ -69,7 +69,7 @@ pub async fn stream(
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let received = tokio::select! {
-                r = events.recv() => r,
+                r = changes.recv() => r,
                 _ = ping.tick() => {
                     if tx.send(ping_event()).await.is_err() {
                         return;
@@ -83,7 +83,7 @@ pub async fn stream(
                 _ = tx.closed() => return,
             };
             let out = match received {
-                Ok(event) => render(&state, &user, event).await,
+                Ok(change) => render(&state, &user, change).await,
                 Err(RecvError::Lagged(_)) => Some(sse::Event::default().event("resync").data("{}")),
                 Err(RecvError::Closed) => return,
             };
@@ -111,10 +111,10 @@ fn ping_event() -> sse::Event {
         .data(format!("{{\"interval_ms\":{interval_ms}}}"))
 }
 
-/// The event as this user may see it, or `None` if it is not theirs to see.
-async fn render(state: &AppState, user: &CurrentUser, event: Event) -> Option<sse::Event> {
-    match event {
-        Event::Session { id, user_id } => {
+/// The change as this user may see it, or `None` if it is not theirs to see.
+async fn render(state: &AppState, user: &CurrentUser, change: Change) -> Option<sse::Event> {
+    match change {
+        Change::Session { id, user_id } => {
             if !user.may_access(&user_id) {
                 return None;
             }
@@ -122,7 +122,7 @@ async fn render(state: &AppState, user: &CurrentUser, event: Event) -> Option<ss
             let view = super::session_view(state, session).await.ok()?;
             sse::Event::default().event("session").json_data(view).ok()
         }
-        Event::Agent { id } => {
+        Change::Agent { id } => {
             if !user.user.is_admin() {
                 return None;
             }

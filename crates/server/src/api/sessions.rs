@@ -10,7 +10,7 @@ use crate::scheduler::{self, Placement};
 use crate::seal::SessionIds;
 use crate::state::AppState;
 use crate::store::{
-    AgentRecord, NewSession, SessionEvent, SessionRecord, TemplateRecord, duration_ms,
+    AgentRecord, AuditEntry, NewSession, SessionRecord, TemplateRecord, duration_ms,
 };
 use crate::template::{PLATFORMS, ResourcesInput, SessionRequest};
 use crate::validate::FieldError;
@@ -110,13 +110,13 @@ pub async fn create(
     admission.release().await;
     let (session, agent, start) = admitted?;
     tracing::info!(session_id = %session.id, agent = %agent.name, "session created");
-    let event = SessionEvent::new(user.actor(), "created")
+    let event = AuditEntry::new(user.actor(), "created")
         .state("running")
         .phase("Pending")
         .message(Some(&format!("placed on agent {}", agent.name)));
     audit(&state, &session.id, &event).await;
     dispatch(&state, &agent.id, start).await?;
-    state.events.session_changed(&session.id, &session.user_id);
+    state.changes.session_changed(&session.id, &session.user_id);
     Ok((StatusCode::CREATED, Json(view(&state, session).await?)))
 }
 
@@ -398,13 +398,13 @@ pub async fn heartbeat(
 /// `GET /sessions/{id}/events`: the audit trail, oldest first.
 #[utoipa::path(
     get,
-    operation_id = "getSessionEvents",
+    operation_id = "getAuditEntrys",
     path = "/api/v1/sessions/{id}/events",
     tag = "sessions",
     security(("bearer" = []), ("cookie" = [])),
     params(("id" = String, Path, description = "The session's id")),
     responses(
-        (status = 200, description = "Oldest first", body = Vec<SessionEvent>),
+        (status = 200, description = "Oldest first", body = Vec<AuditEntry>),
         (status = 404, description = "No such session, or not yours", body = ErrorBody),
     ),
 )]
@@ -414,7 +414,7 @@ pub async fn events(
     Path(id): Path<SessionId>,
 ) -> ApiResult<Json<Vec<serde_json::Value>>> {
     let session = visible_session(&state, &user, &id).await?;
-    let events = state.store.session_events(&session.id).await?;
+    let events = state.store.audit_trail(&session.id).await?;
     let shaped = events
         .into_iter()
         .map(|e| {

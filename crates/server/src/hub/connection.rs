@@ -114,7 +114,7 @@ async fn serve(state: AppState, agent: AgentRecord, secret_hash: String, mut ws:
     }
     let (conn_id, outbox) = state.hub.attach(&agent.id, &secret_hash);
     tracing::info!(version = %hello.agent_version, "agent connected");
-    state.events.agent_changed(&agent.id);
+    state.changes.agent_changed(&agent.id);
     replay_open_commands(&state, &agent.id).await;
 
     let actor = format!("agent:{}", agent.name);
@@ -128,7 +128,7 @@ async fn serve(state: AppState, agent: AgentRecord, secret_hash: String, mut ws:
         if let Err(err) = state.store.mark_agent_disconnected(&agent.id).await {
             tracing::error!(error = %err, "cannot record agent disconnection");
         }
-        state.events.agent_changed(&agent.id);
+        state.changes.agent_changed(&agent.id);
         tracing::info!("agent disconnected");
     }
 }

@@ -6,8 +6,6 @@ mod orphans;
 mod rate;
 mod reports;
 
-pub use connection::connect;
-
 use crate::state::AppState;
 use crate::store::StoreResult;
 use std::collections::{HashMap, HashSet};

@@ -9,7 +9,7 @@ use crate::config::OrphanPolicy;
 use crate::lifecycle::audit;
 use crate::seal::SessionIds;
 use crate::state::AppState;
-use crate::store::{AgentRecord, NewSession, SessionEvent, StoreResult, Unverified, duration_ms};
+use crate::store::{AgentRecord, AuditEntry, NewSession, StoreResult, Unverified, duration_ms};
 use crate::template::SessionRequest;
 use streamspace_protocol::{
     Action, AgentId, Command, CommandId, DesiredState, Phase, ServerMessage, SessionId,
@@ -154,12 +154,12 @@ async fn record_adoption(
         .adopt_session(new, desired, report.phase, &message)
         .await?;
     tracing::warn!(session_id = %session.id, user = %session.username, "adopted an unknown session");
-    let event = SessionEvent::new(format!("agent:{}", agent.name), "adopted")
+    let event = AuditEntry::new(format!("agent:{}", agent.name), "adopted")
         .state(desired.as_str())
         .phase(report.phase.as_str())
         .message(Some(&message));
     audit(state, &session.id, &event).await;
-    state.events.session_changed(&session.id, &session.user_id);
+    state.changes.session_changed(&session.id, &session.user_id);
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 
 use crate::lifecycle::audit;
 use crate::state::AppState;
-use crate::store::{CommandStatus, MAX_UNVERIFIED, SessionEvent, StoreResult, now_ms};
+use crate::store::{AuditEntry, CommandStatus, MAX_UNVERIFIED, StoreResult, now_ms};
 use std::collections::HashSet;
 use streamspace_protocol::{AgentId, AgentMessage, Phase, SessionId, SessionReport};
 
@@ -150,11 +150,11 @@ async fn apply_report(
     match updated {
         Some(session) => {
             tracing::info!(session_id = %session.id, phase = %session.phase, "session phase");
-            let event = SessionEvent::new(from.actor, "phase")
+            let event = AuditEntry::new(from.actor, "phase")
                 .phase(session.phase.as_str())
                 .message(session.message.as_deref());
             audit(state, &session.id, &event).await;
-            state.events.session_changed(&session.id, &session.user_id);
+            state.changes.session_changed(&session.id, &session.user_id);
         }
         None => tracing::debug!(session_id = %report.session_id, "report changed nothing"),
     }
@@ -206,7 +206,7 @@ async fn apply_inventory(
     }
     if unverified != agent.unverified {
         state.store.set_unverified(agent_id, &unverified).await?;
-        state.events.agent_changed(agent_id);
+        state.changes.agent_changed(agent_id);
     }
     for session in placed {
         let settled = matches!(

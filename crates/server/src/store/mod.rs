@@ -28,9 +28,9 @@ macro_rules! on_both_engines {
 
 mod admission;
 mod agents;
+mod audit;
 mod commands;
 mod enrollment;
-mod events;
 mod quotas;
 mod resources;
 mod sessions;
@@ -43,8 +43,8 @@ mod users;
 
 pub use admission::Admission;
 pub use agents::{AgentRecord, EnrollError, MAX_UNVERIFIED, NewAgent, Unverified};
+pub use audit::AuditEntry;
 pub use commands::{CommandRecord, CommandStatus, LatestCommand};
-pub use events::SessionEvent;
 pub use quotas::{Limits, Usage};
 pub use resources::AgentLoad;
 pub use sessions::{NewSession, SessionRecord};

@@ -9,13 +9,11 @@
 mod activity;
 pub(crate) mod agent_side;
 pub(crate) mod logs;
-mod splice;
+mod relay;
 pub(crate) mod viewer;
 mod websocket;
 
-pub use agent_side::accept;
 pub use logs::logs;
-pub use viewer::vnc;
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;

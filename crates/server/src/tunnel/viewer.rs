@@ -3,7 +3,7 @@
 
 use super::activity::Activity;
 use super::open_data_channel;
-use super::splice::Tunnel;
+use super::relay::Tunnel;
 use super::websocket::Handshake;
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -128,7 +128,7 @@ async fn wake_if_needed(
             session.phase
         )));
     }
-    let mut changes = state.events.subscribe();
+    let mut changes = state.changes.subscribe();
     let id = session.id.clone();
     if session.state != DesiredState::Running || session.phase == Phase::Failed {
         let actor = format!("viewer:{}", user.user.username);

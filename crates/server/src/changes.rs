@@ -5,17 +5,17 @@ use streamspace_protocol::{AgentId, SessionId, UserId};
 use tokio::sync::broadcast;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub enum Change {
     Session { id: SessionId, user_id: UserId },
     Agent { id: AgentId },
 }
 
 #[derive(Clone)]
-pub struct EventBus {
-    tx: broadcast::Sender<Event>,
+pub struct Changes {
+    tx: broadcast::Sender<Change>,
 }
 
-impl Default for EventBus {
+impl Default for Changes {
     fn default() -> Self {
         Self {
             tx: broadcast::channel(1024).0,
@@ -23,20 +23,20 @@ impl Default for EventBus {
     }
 }
 
-impl EventBus {
+impl Changes {
     pub fn session_changed(&self, id: &SessionId, user_id: &UserId) {
         // No subscribers is fine: nobody is watching.
-        let _ = self.tx.send(Event::Session {
+        let _ = self.tx.send(Change::Session {
             id: id.clone(),
             user_id: user_id.clone(),
         });
     }
 
     pub fn agent_changed(&self, id: &AgentId) {
-        let _ = self.tx.send(Event::Agent { id: id.clone() });
+        let _ = self.tx.send(Change::Agent { id: id.clone() });
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.tx.subscribe()
     }
 }

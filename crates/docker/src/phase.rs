@@ -19,7 +19,7 @@
 //!    the last log lines.
 //!
 //! A removed container is **Terminated** if this platform removed it and
-//! **Failed** ("removed outside StreamSpace") otherwise; see `events.rs`.
+//! **Failed** ("removed outside StreamSpace") otherwise; see `watch.rs`.
 
 use bollard::models::{ContainerState, ContainerStateStatusEnum};
 use streamspace_agent::intent::Intent;

@@ -7,7 +7,9 @@ use streamspace_protocol::SessionId;
 
 /// One entry: who or what (`actor`) did what (`kind`) and what followed.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
-pub struct SessionEvent {
+// The API calls the trail a session's events (`GET …/sessions/{id}/events`).
+#[schema(as = SessionEvent)]
+pub struct AuditEntry {
     // Unix milliseconds; the API shows it as RFC 3339 (`api::sessions::events`).
     #[schema(value_type = String, format = DateTime)]
     pub at: i64,
@@ -25,7 +27,7 @@ pub struct SessionEvent {
     pub message: Option<String>,
 }
 
-impl SessionEvent {
+impl AuditEntry {
     pub fn new(actor: impl Into<String>, kind: &str) -> Self {
         Self {
             at: now_ms(),
@@ -52,10 +54,10 @@ impl SessionEvent {
 }
 
 impl Store {
-    pub async fn record_event(
+    pub async fn record_audit(
         &self,
         session_id: &SessionId,
-        event: &SessionEvent,
+        event: &AuditEntry,
     ) -> StoreResult<()> {
         let _turn = self.write_turn().await;
         sqlx::query(
@@ -76,7 +78,7 @@ impl Store {
     }
 
     /// A session's events, oldest first.
-    pub async fn session_events(&self, session_id: &SessionId) -> StoreResult<Vec<SessionEvent>> {
+    pub async fn audit_trail(&self, session_id: &SessionId) -> StoreResult<Vec<AuditEntry>> {
         let rows = sqlx::query(
             "SELECT at, actor, kind, state, phase, message FROM session_events \
              WHERE session_id = $1 ORDER BY id",
@@ -86,7 +88,7 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
-                Ok(SessionEvent {
+                Ok(AuditEntry {
                     at: r.try_get("at")?,
                     actor: r.try_get("actor")?,
                     kind: r.try_get("kind")?,
