@@ -106,9 +106,10 @@ if "$bin" agent kubernetes render --template "$work/templates/minimal.json" \
   exit 1
 fi
 
-log "linting tests/kubernetes (ruff)"
-"$venv/bin/ruff" check --quiet tests/kubernetes
-"$venv/bin/ruff" format --diff --quiet tests/kubernetes
+# All of the repository's Python test code is under tests/.
+log "linting tests/ (ruff)"
+"$venv/bin/ruff" check --quiet tests
+"$venv/bin/ruff" format --diff --quiet tests
 
 log "building with kubectl kustomize and validating against Kubernetes $kube_version"
 "$venv/bin/python" tests/kubernetes/check_manifests.py --kubectl "$venv/bin/kubectl" \

@@ -29,6 +29,7 @@ step "web UI"
 scripts/build-ui.sh
 
 step "format and lint"
+python3 tests/docs/modules.py
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

@@ -1,5 +1,6 @@
-//! In-process notifications that something changed, for live views. They
-//! carry ids only; listeners read the current state from the store.
+//! In-process notice that a session or an agent changed, for the live
+//! views (`api/events.rs` turns them into the SSE stream). They carry ids
+//! only; listeners read the current state from the store.
 
 use streamspace_protocol::{AgentId, SessionId, UserId};
 use tokio::sync::broadcast;

@@ -1,3 +1,6 @@
+//! What every handler and background job shares: the configuration, the
+//! store, the agent hub, the tunnel broker, the change notices, the limits.
+
 use crate::changes::Changes;
 use crate::config::Config;
 use crate::hub::AgentHub;

@@ -1,3 +1,6 @@
+//! `/api/v1/agents`: the hosts sessions run on (list, get, drain, remove),
+//! enrollment tokens, and an agent's own registration.
+
 use super::ForceQuery;
 use super::views::{AgentView, LATEST_TIME_MS, time};
 use crate::auth::{AdminUser, secrets};

@@ -1,3 +1,5 @@
+//! `/api/v1/auth`: logging in (a token and the browser's cookie) and out.
+
 use crate::auth::client_addr::ClientAddr;
 use crate::auth::login::{Denied, Verified, authenticate};
 use crate::auth::{COOKIE, CurrentUser, secrets};

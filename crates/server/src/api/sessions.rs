@@ -1,3 +1,6 @@
+//! `/api/v1/sessions`: start a session from a template, list and read them,
+//! change what they should be, end them, their audit trail and heartbeats.
+
 use super::ForceQuery;
 use super::views::SessionView;
 use crate::auth::{CurrentUser, visible_session};

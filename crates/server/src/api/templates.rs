@@ -1,3 +1,6 @@
+//! `/api/v1/templates`: the catalog sessions are made from (admins write it,
+//! users see what they may start).
+
 use super::views::TemplateView;
 use crate::auth::{AdminUser, CurrentUser};
 use crate::error::{ApiError, ApiJson, ApiResult, ErrorBody};

@@ -1,3 +1,5 @@
+//! `/api/v1/users`: accounts (admins), one's own account and password, quotas.
+
 use crate::auth::client_addr::ClientAddr;
 use crate::auth::login::{Denied, authenticate, hash_password};
 use crate::auth::{AdminUser, CurrentUser};

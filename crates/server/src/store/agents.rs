@@ -1,3 +1,6 @@
+//! Agents in the store: enrollment, their reported capacity and load,
+//! drain, removal.
+
 use super::{Store, StoreError, StoreResult, conflict, from_json, now_ms, sql, to_json};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;

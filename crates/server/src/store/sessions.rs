@@ -1,3 +1,6 @@
+//! Sessions in the store: specs, desired state and observed phase, and the
+//! conditional writes that keep an agent's report from undoing a newer change.
+
 use super::commands::{enqueue, supersede_open};
 use super::resources::{cpu_millis, memory_bytes};
 use super::{Store, StoreError, StoreResult, from_json, now_ms, sql, to_json};

@@ -1,3 +1,5 @@
+//! Templates in the store, found by id or name.
+
 use super::{Store, StoreResult, conflict, from_json, now_ms, sql, to_json};
 use crate::template::TemplateSpec;
 use sqlx::Row;

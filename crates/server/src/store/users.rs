@@ -1,3 +1,6 @@
+//! Users in the store: accounts, password hashes, roles, and the guards that
+//! keep at least one admin.
+
 use super::{Store, StoreError, StoreResult, conflict, now_ms};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
