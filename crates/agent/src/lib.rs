@@ -36,7 +36,7 @@ mod tunnel;
 
 pub use backoff::Backoff;
 pub use identity::{Enrollment, Identity};
-pub use platform::{Platform, PlatformError, PlatformResult, SessionStream};
+pub use platform::{OrNotFound, Platform, PlatformError, PlatformResult, SessionStream};
 pub use runtime::run;
 pub use tls::{ClientTls, explain as explain_tls_error};
 

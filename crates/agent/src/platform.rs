@@ -43,6 +43,18 @@ pub enum PlatformError {
 
 pub type PlatformResult<T> = Result<T, PlatformError>;
 
+/// A platform's lookup of a session's objects, where finding none means the
+/// session does not exist there.
+pub trait OrNotFound<T> {
+    fn or_not_found(self, session_id: &SessionId) -> PlatformResult<T>;
+}
+
+impl<T> OrNotFound<T> for PlatformResult<Option<T>> {
+    fn or_not_found(self, session_id: &SessionId) -> PlatformResult<T> {
+        self?.ok_or_else(|| PlatformError::NotFound(session_id.clone()))
+    }
+}
+
 /// One platform's translation of the platform-neutral session lifecycle.
 ///
 /// Every method is idempotent: `start` on a session that exists makes sure it

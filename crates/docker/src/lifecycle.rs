@@ -18,7 +18,7 @@ use bollard::query_parameters::{
 use futures::TryStreamExt;
 use streamspace_agent::confinement::Confinement;
 use streamspace_agent::intent::Intent;
-use streamspace_agent::{PlatformError, PlatformResult, homes};
+use streamspace_agent::{OrNotFound, PlatformError, PlatformResult, homes};
 use streamspace_protocol::{Phase, SessionId, SessionReport, SessionSpec};
 
 impl Shared {
@@ -83,8 +83,8 @@ impl Shared {
         let name = container_name(session_id);
         let container = self
             .inspect_owned(session_id)
-            .await?
-            .ok_or_else(|| PlatformError::NotFound(session_id.clone()))?;
+            .await
+            .or_not_found(session_id)?;
         // Recorded before the stop so the watcher sees the `die` as ours.
         self.intents.set(session_id, Intent::Hibernate);
         if is_live(&container) {
@@ -107,8 +107,8 @@ impl Shared {
     pub(crate) async fn wake(&self, session_id: &SessionId) -> PlatformResult<SessionReport> {
         let container = self
             .inspect_owned(session_id)
-            .await?
-            .ok_or_else(|| PlatformError::NotFound(session_id.clone()))?;
+            .await
+            .or_not_found(session_id)?;
         self.intents.clear(session_id);
         self.ensure_running(session_id, &container, Phase::Waking)
             .await

@@ -14,7 +14,7 @@ use futures::stream::BoxStream;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
-use streamspace_agent::{PlatformError, PlatformResult, SessionStream};
+use streamspace_agent::{OrNotFound, PlatformError, PlatformResult, SessionStream};
 use streamspace_protocol::{
     Capacity, Cpu, Memory, NodeMetrics, Phase, SessionId, SessionOrigin, SessionReport, labels,
 };
@@ -120,8 +120,8 @@ impl Shared {
     pub(crate) async fn status(&self, session_id: &SessionId) -> PlatformResult<SessionReport> {
         let container = self
             .inspect_owned(session_id)
-            .await?
-            .ok_or_else(|| PlatformError::NotFound(session_id.clone()))?;
+            .await
+            .or_not_found(session_id)?;
         Ok(self.report(session_id, &container).await)
     }
 
@@ -187,8 +187,8 @@ impl Shared {
     ) -> PlatformResult<BoxStream<'static, PlatformResult<Bytes>>> {
         let container = self
             .inspect_owned(session_id)
-            .await?
-            .ok_or_else(|| PlatformError::NotFound(session_id.clone()))?;
+            .await
+            .or_not_found(session_id)?;
         let id = container.id.unwrap_or_else(|| container_name(session_id));
         let tail = tail.map_or_else(|| "all".to_owned(), |n| n.to_string());
         let options = LogsOptionsBuilder::new()
@@ -217,8 +217,8 @@ impl Shared {
     ) -> PlatformResult<Box<dyn SessionStream>> {
         let container = self
             .inspect_owned(session_id)
-            .await?
-            .ok_or_else(|| PlatformError::NotFound(session_id.clone()))?;
+            .await
+            .or_not_found(session_id)?;
         let state = container.state.clone().unwrap_or_default();
         let phase = observe(&state, self.intents.get(session_id)).phase;
         if phase != Phase::Running {

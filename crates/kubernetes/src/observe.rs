@@ -13,7 +13,7 @@ use kube::api::{ListParams, LogParams};
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use streamspace_agent::intent::Intent;
-use streamspace_agent::{PlatformError, PlatformResult};
+use streamspace_agent::{OrNotFound, PlatformError, PlatformResult};
 use streamspace_protocol::{Phase, SessionId, SessionOrigin, SessionReport, labels};
 
 /// A session's Deployment and its pods, in any state.
@@ -80,8 +80,8 @@ impl Shared {
     pub(crate) async fn status(&self, session_id: &SessionId) -> PlatformResult<SessionReport> {
         let objects = self
             .session_objects(session_id)
-            .await?
-            .ok_or_else(|| PlatformError::NotFound(session_id.clone()))?;
+            .await
+            .or_not_found(session_id)?;
         Ok(self.report(session_id, &objects))
     }
 
@@ -144,8 +144,8 @@ impl Shared {
     ) -> PlatformResult<BoxStream<'static, PlatformResult<Bytes>>> {
         let objects = self
             .session_objects(session_id)
-            .await?
-            .ok_or_else(|| PlatformError::NotFound(session_id.clone()))?;
+            .await
+            .or_not_found(session_id)?;
         let Some(pod) = current_pod(&objects.pods) else {
             let why = if desired_replicas(&objects.deployment) == 0 {
                 "it is hibernated: its pod, and the pod's console output, are gone until it wakes"

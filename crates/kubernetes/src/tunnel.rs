@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use streamspace_agent::{PlatformError, PlatformResult, SessionStream};
+use streamspace_agent::{OrNotFound, PlatformError, PlatformResult, SessionStream};
 use streamspace_protocol::{Phase, SessionId};
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use tokio::net::TcpStream;
@@ -31,8 +31,8 @@ impl Shared {
     ) -> PlatformResult<Box<dyn SessionStream>> {
         let objects = self
             .session_objects(session_id)
-            .await?
-            .ok_or_else(|| PlatformError::NotFound(session_id.clone()))?;
+            .await
+            .or_not_found(session_id)?;
         let phase = observe(&objects.deployment, &objects.pods).phase;
         let pod = current_pod(&objects.pods).filter(|_| phase == Phase::Running);
         let Some(pod) = pod else {
