@@ -401,7 +401,7 @@ pub async fn heartbeat(
 /// `GET /sessions/{id}/events`: the audit trail, oldest first.
 #[utoipa::path(
     get,
-    operation_id = "getAuditEntrys",
+    operation_id = "getSessionEvents",
     path = "/api/v1/sessions/{id}/events",
     tag = "sessions",
     security(("bearer" = []), ("cookie" = [])),
