@@ -16,7 +16,7 @@
 //! | templates | [`template`]: the spec, admin input and its validation, what users may ask |
 //! | the database | [`store`] (SQLite or PostgreSQL; the audit trail in `store/audit.rs`) |
 //! | field checks | [`validate`] |
-//! | metrics | `metrics` (`GET /metrics`) |
+//! | metrics | `metrics` (the counters, the HTTP server's too), `api/metrics.rs` (`GET /metrics`) |
 //! | the web UI | `ui` (embedded `ui/dist`) |
 
 pub mod api;
