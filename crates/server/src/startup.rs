@@ -7,7 +7,7 @@ use crate::auth::revoke::Revocations;
 use crate::bootstrap::{AdminBootstrap, ensure_admin};
 use crate::changes::Changes;
 use crate::config::Config;
-use crate::hub::AgentHub;
+use crate::hub::channels::AgentHub;
 use crate::serve::{Connections, Endpoint};
 use crate::state::AppState;
 use crate::store::Store;

@@ -3,7 +3,7 @@
 
 use crate::changes::Changes;
 use crate::config::Config;
-use crate::hub::AgentHub;
+use crate::hub::channels::AgentHub;
 use crate::store::Store;
 use crate::tunnel::TunnelBroker;
 use std::sync::Arc;
