@@ -13,7 +13,7 @@ use crate::state::AppState;
 use crate::store::Store;
 use crate::streams::StreamLimit;
 use crate::tls::ServerTls;
-use crate::tunnel::TunnelBroker;
+use crate::tunnel::broker::TunnelBroker;
 use anyhow::Context;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;

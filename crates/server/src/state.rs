@@ -5,7 +5,7 @@ use crate::changes::Changes;
 use crate::config::Config;
 use crate::hub::channels::AgentHub;
 use crate::store::Store;
-use crate::tunnel::TunnelBroker;
+use crate::tunnel::broker::TunnelBroker;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
