@@ -2,7 +2,7 @@
 //! listener (port 0 in tests) and prepares everything; `run_until_stopped`
 //! serves until the shutdown token fires, then drains.
 
-use crate::auth::login::LoginGuard;
+use crate::auth::login_guard::LoginGuard;
 use crate::auth::revoke::Revocations;
 use crate::bootstrap::{AdminBootstrap, ensure_admin};
 use crate::changes::Changes;

@@ -30,7 +30,7 @@ pub struct AppState {
     /// Seals the sessions this control plane places (see `seal.rs`).
     pub sealer: crate::seal::Sealer,
     /// Failed-login throttling and the bound on password hashing.
-    pub login: Arc<crate::auth::login::LoginGuard>,
+    pub login: Arc<crate::auth::login_guard::LoginGuard>,
     /// Tells open streams that a user's logins or role changed.
     pub revocations: crate::auth::revoke::Revocations,
     /// Each user's budget of event, log and VNC streams.

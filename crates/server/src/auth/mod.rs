@@ -6,6 +6,7 @@
 mod argon2id;
 pub mod client_addr;
 pub mod login;
+pub mod login_guard;
 pub mod password;
 pub mod purge;
 pub mod revoke;
