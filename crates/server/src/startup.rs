@@ -3,7 +3,7 @@
 //! serves until the shutdown token fires, then drains.
 
 use crate::auth::login_guard::LoginGuard;
-use crate::auth::revoke::Revocations;
+use crate::auth::revocations::Revocations;
 use crate::bootstrap::{AdminBootstrap, ensure_admin};
 use crate::changes::Changes;
 use crate::config::Config;

@@ -32,7 +32,7 @@ pub struct AppState {
     /// Failed-login throttling and the bound on password hashing.
     pub login: Arc<crate::auth::login_guard::LoginGuard>,
     /// Tells open streams that a user's logins or role changed.
-    pub revocations: crate::auth::revoke::Revocations,
+    pub revocations: crate::auth::revocations::Revocations,
     /// Each user's budget of event, log and VNC streams.
     pub streams: Arc<crate::streams::StreamLimit>,
 }

@@ -9,6 +9,7 @@ pub mod login;
 pub mod login_guard;
 pub mod password;
 pub mod purge;
+pub mod revocations;
 pub mod revoke;
 pub mod secrets;
 pub mod throttle;
