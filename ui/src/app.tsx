@@ -1,7 +1,7 @@
-import { createContext } from 'preact';
 import type { FunctionComponent } from 'preact';
-import { useContext, useEffect, useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError, errorMessage, onUnauthorized, type User } from './api';
+import { AuthContext } from './auth';
 import { startEvents, stopEvents } from './events';
 import { match, navigate, usePath } from './router';
 import { ConfirmHost, ErrorBanner, Loading, toast, ToastHost } from './components/ui';
@@ -16,15 +16,6 @@ import { UsersPage } from './pages/admin/users';
 import { TemplatesPage } from './pages/admin/templates';
 import { TemplateEditPage } from './pages/admin/template-form';
 import { ForbiddenPage, NotFoundPage } from './pages/errors';
-
-type Auth = { user: User; logout: (opts?: { everywhere?: boolean }) => Promise<void> };
-const AuthContext = createContext<Auth | null>(null);
-
-export function useAuth(): Auth {
-  const auth = useContext(AuthContext);
-  if (!auth) throw new Error('useAuth outside a logged-in page');
-  return auth;
-}
 
 export function App() {
   // undefined: still asking the server who we are.

@@ -1,6 +1,7 @@
 //! Names, labels and selectors, and the rules Kubernetes puts on them.
 //! Pure and unit-tested.
 
+use std::collections::BTreeMap;
 use streamspace_protocol::{AgentId, SessionId, labels};
 
 /// Prefix of every session Deployment's name; the rest is the session id.
@@ -137,6 +138,14 @@ pub fn session_selector(agent_id: &AgentId, session_id: &SessionId) -> String {
         agent_selector(agent_id),
         labels::SESSION_ID
     )
+}
+
+/// The session id label of an object.
+pub(crate) fn session_of(labels: &Option<BTreeMap<String, String>>) -> Option<SessionId> {
+    labels
+        .as_ref()?
+        .get(labels::SESSION_ID)
+        .map(SessionId::from)
 }
 
 #[cfg(test)]

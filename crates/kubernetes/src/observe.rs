@@ -2,8 +2,8 @@
 //! inventory and console output.
 
 use crate::Shared;
-use crate::names::{CONTAINER, agent_selector, session_selector};
-use crate::phase::{current_pod, desired_replicas, observe};
+use crate::names::{CONTAINER, agent_selector, session_of, session_selector};
+use crate::phase::{SessionObjects, current_pod, desired_replicas, observe};
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{AsyncBufRead, AsyncBufReadExt, StreamExt};
@@ -14,14 +14,7 @@ use std::collections::BTreeMap;
 use std::pin::Pin;
 use streamspace_agent::intent::Intent;
 use streamspace_agent::{OrNotFound, PlatformError, PlatformResult};
-use streamspace_protocol::{Phase, SessionId, SessionOrigin, SessionReport, labels};
-
-/// A session's Deployment and its pods, in any state.
-#[derive(Debug, Clone)]
-pub(crate) struct SessionObjects {
-    pub deployment: Deployment,
-    pub pods: Vec<Pod>,
-}
+use streamspace_protocol::{Phase, SessionId, SessionOrigin, SessionReport};
 
 impl Shared {
     pub(crate) async fn check_access(&self) -> PlatformResult<()> {
@@ -177,14 +170,6 @@ impl Shared {
         let view = crate::watch::lock_view(self).clone()?;
         view.session(session_id)
     }
-}
-
-/// The session id label of an object.
-pub(crate) fn session_of(labels: &Option<BTreeMap<String, String>>) -> Option<SessionId> {
-    labels
-        .as_ref()?
-        .get(labels::SESSION_ID)
-        .map(SessionId::from)
 }
 
 /// A byte reader as a stream of chunks, ending after the first error.

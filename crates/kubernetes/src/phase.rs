@@ -40,6 +40,14 @@ const FAILED_WAITING: [&str; 8] = [
     "RunContainerError",
 ];
 
+/// A session's Deployment and its pods, in any state: what its phase is
+/// derived from.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionObjects {
+    pub deployment: Deployment,
+    pub pods: Vec<Pod>,
+}
+
 /// A session's phase as derived from its objects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observation {

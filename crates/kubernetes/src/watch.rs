@@ -19,8 +19,8 @@
 //! finds sessions deleted in between).
 
 use crate::Shared;
-use crate::names::{agent_selector, deployment_name};
-use crate::observe::{SessionObjects, session_of};
+use crate::names::{agent_selector, deployment_name, session_of};
+use crate::phase::SessionObjects;
 use futures::FutureExt;
 use futures::stream::{BoxStream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;

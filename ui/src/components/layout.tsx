@@ -1,6 +1,6 @@
 import { Component, type ComponentChildren } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { useAuth } from '../app';
+import { useAuth } from '../auth';
 import { POLL_MS, useEventsStatus, type EventsStatus } from '../events';
 import { Link } from '../router';
 import { IconMenu } from './icons';

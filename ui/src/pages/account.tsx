@@ -3,7 +3,7 @@
 
 import { useState } from 'preact/hooks';
 import { api, ApiError } from '../api';
-import { useAuth } from '../app';
+import { useAuth } from '../auth';
 import {
   Button,
   confirmDialog,

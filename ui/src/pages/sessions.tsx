@@ -1,4 +1,4 @@
-import { useAuth } from '../app';
+import { useAuth } from '../auth';
 import { SessionTable, useSessionList } from '../components/session-table';
 import { PageHeader } from '../components/ui';
 import { Link } from '../router';

@@ -185,5 +185,21 @@ impl Unverified {
 }
 
 fn short(text: String) -> String {
-    super::reports::cut_to(text, MAX_CLAIM)
+    cut_to(text, MAX_CLAIM)
+}
+
+/// `text` cut to at most `max` bytes (and an ellipsis), on a character
+/// boundary. Here, not in `reports.rs` (which cuts agents' messages with it
+/// too), because `reports.rs` imports this module: the other way round
+/// would be a circle.
+pub fn cut_to(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
 }

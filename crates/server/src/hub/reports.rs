@@ -4,6 +4,7 @@
 //! [`MAX_TEXT`], inventories and heartbeats to [`MAX_SESSIONS`] entries, and
 //! at most [`MAX_UNVERIFIED`] unknown sessions of an inventory are examined.
 
+use super::orphans::cut_to;
 use crate::lifecycle::audit;
 use crate::state::AppState;
 use crate::store::{AuditEntry, CommandStatus, MAX_UNVERIFIED, StoreResult, now_ms};
@@ -117,20 +118,6 @@ fn bounded_report(mut report: SessionReport) -> SessionReport {
 /// `text` cut to at most [`MAX_TEXT`] bytes, on a character boundary.
 pub fn cut(text: String) -> String {
     cut_to(text, MAX_TEXT)
-}
-
-/// `text` cut to at most `max` bytes (and an ellipsis), on a character
-/// boundary.
-pub fn cut_to(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push('…');
-    }
-    text
 }
 
 async fn apply_report(

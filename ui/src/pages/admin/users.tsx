@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { api, errorMessage, type Role, type User } from '../../api';
-import { useAuth } from '../../app';
+import { useAuth } from '../../auth';
 import { useResource } from '../../hooks';
 import { Link } from '../../router';
 import {
