@@ -14,8 +14,6 @@ mod reports;
 
 use crate::state::AppState;
 use crate::store::StoreResult;
-// `reports.rs` records heartbeats as `super::Beat`.
-use channels::Beat;
 use std::time::Duration;
 use streamspace_protocol::{AgentId, Command, ServerMessage};
 
