@@ -10,13 +10,13 @@
 //! | who is asking | [`auth`]: tokens, cookies, agent secrets, logins, throttling, password hashing, revocation |
 //! | what a session should be, and the rules | `lifecycle` (every state change), `quota`, `scheduler` (placement), `session_error` (their refusals) |
 //! | making sessions what they should be | `reconcile` (commands until desired = observed, idle hibernation) |
-//! | agents | `hub` (control channels, commands out, reports in, orphans), `seal` (sessions we placed), `presence` (online or not) |
-//! | viewers and logs through agents | `tunnel` (`/vnc` WebSocket ⇄ data channel relay, logs) |
+//! | agents | `hub` (commands out, reports in, orphans; the live control channels in `hub/channels.rs`), `seal` (sessions we placed), `presence` (online or not) |
+//! | viewers and logs through agents | `tunnel` (`/vnc` WebSocket ⇄ data channel relay, logs; `tunnel/broker.rs` pairs the two ends) |
 //! | live views | `changes` (in-process notice of a change), `api/events.rs` (the SSE stream), `streams` (each user's stream budget) |
 //! | templates | [`template`]: the spec, admin input and its validation, what users may ask |
 //! | the database | [`store`] (SQLite or PostgreSQL; the audit trail in `store/audit.rs`) |
 //! | field checks | [`validate`] |
-//! | metrics | `metrics` (`GET /metrics`) |
+//! | metrics | `metrics` (the counters, the HTTP server's too), `api/metrics.rs` (`GET /metrics`) |
 //! | the web UI | `ui` (embedded `ui/dist`) |
 
 pub mod api;

@@ -1,23 +1,29 @@
-//! Prometheus metrics at `GET /metrics` (text exposition format).
+//! The control plane's metrics, in one registry: what `GET /metrics`
+//! (`api/metrics.rs`) encodes in Prometheus' text exposition format.
 //!
 //! Counters are updated where things happen (cheap atomic adds on the tunnel
-//! path); gauges that describe the store are computed when scraped.
+//! path); gauges that describe the hub, the login throttle and the store are
+//! set from them when scraped. Nothing here reads those parts itself: the
+//! HTTP server (`serve/`) counts into [`HttpMetrics`] from below the
+//! application state, and the scrape handler reads the state from above.
 
-use crate::state::AppState;
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use http::{StatusCode, header};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use std::collections::HashMap;
 use streamspace_protocol::Phase;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DirectionLabel {
     pub direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -55,7 +61,7 @@ pub struct Metrics {
     login_lockouts: Family<ScopeLabel, Gauge>,
     password_hashes: Gauge,
     /// Connections, timeouts, evictions, certificate reloads (`serve/`).
-    pub http: crate::serve::HttpMetrics,
+    pub http: HttpMetrics,
     agents_connected: Gauge,
     sessions: Family<PhaseLabel, Gauge>,
 }
@@ -158,59 +164,127 @@ impl Metrics {
             .get_or_create(&DirectionLabel { direction })
             .clone()
     }
+
+    // The gauges below describe other parts of the control plane rather
+    // than count events: the scrape handler sets them just before encoding.
+
+    pub fn set_agents_connected(&self, agents: usize) {
+        self.agents_connected.set(agents as i64);
+    }
+
+    /// Usernames and client addresses locked out now.
+    pub fn set_login_lockouts(&self, users: usize, addresses: usize) {
+        for (scope, n) in [("user", users), ("address", addresses)] {
+            self.login_lockouts
+                .get_or_create(&ScopeLabel { scope })
+                .set(n as i64);
+        }
+    }
+
+    pub fn set_password_hashes(&self, running_or_waiting: usize) {
+        self.password_hashes.set(running_or_waiting as i64);
+    }
+
+    /// Sessions by observed phase, as the store counts them; a phase it
+    /// does not name has none.
+    pub fn set_sessions(&self, by_phase: &HashMap<String, i64>) {
+        for phase in Phase::ALL {
+            let n = by_phase.get(phase.as_str()).copied().unwrap_or(0);
+            let label = PhaseLabel {
+                phase: phase.as_str(),
+            };
+            self.sessions.get_or_create(&label).set(n);
+        }
+    }
+
+    /// Every metric in the text exposition format.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
 }
 
-/// Prometheus metrics
-///
-/// Counts only, no names or ids.
-#[utoipa::path(
-    get,
-    operation_id = "metrics",
-    path = "/metrics",
-    tag = "system",
-    responses(
-        (status = 200, description = "OpenMetrics text",
-            content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
-        (status = 500, description = "The metrics could not be encoded (empty body)"),
-    ),
-)]
-pub async fn serve(State(state): State<AppState>) -> Response {
-    let metrics = &state.metrics;
-    metrics
-        .agents_connected
-        .set(state.hub.connected_count() as i64);
-    let (users, addresses) = state.login.throttle.locked();
-    for (scope, n) in [("user", users), ("address", addresses)] {
-        metrics
-            .login_lockouts
-            .get_or_create(&ScopeLabel { scope })
-            .set(n as i64);
-    }
-    metrics
-        .password_hashes
-        .set(state.login.work.in_use() as i64);
-    match state.store.count_sessions_by_phase().await {
-        Ok(counts) => {
-            for phase in Phase::ALL {
-                let n = counts.get(phase.as_str()).copied().unwrap_or(0);
-                let label = PhaseLabel {
-                    phase: phase.as_str(),
-                };
-                metrics.sessions.get_or_create(&label).set(n);
-            }
+/// What the HTTP server counts (`serve/`, and certificate reloads in
+/// `tls.rs`). Part of [`Metrics`], and kept here rather than in `serve/`
+/// so the server and the registry share one definition of its labels.
+#[derive(Clone, Debug, Default)]
+pub struct HttpMetrics {
+    /// Connections speaking HTTP now (upgraded ones have left).
+    pub open: Gauge,
+    pub accepted: Counter,
+    /// Connections the server closed, by one of `DROP_REASONS`.
+    pub dropped: Family<ReasonLabel, Counter>,
+    /// Certificate reloads on SIGHUP: `ok` or `failed`.
+    pub tls_reloads: Family<OutcomeLabel, Counter>,
+}
+
+/// Why the server closed a connection: `write_stall` is a response left
+/// unread, `body_timeout` a request body that did not arrive in time (408),
+/// `refused` a newcomer at the cap with nothing to evict.
+pub const DROP_REASONS: [&str; 7] = [
+    "header_timeout",
+    "body_timeout",
+    "idle_timeout",
+    "write_stall",
+    "evicted",
+    "refused",
+    "tls_handshake",
+];
+const RELOAD_OUTCOMES: [&str; 2] = ["ok", "failed"];
+
+impl HttpMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "http_connections",
+            "Connections speaking HTTP now (upgraded tunnels and agent channels are not counted)",
+            self.open.clone(),
+        );
+        registry.register(
+            "http_connections_accepted",
+            "Connections accepted",
+            self.accepted.clone(),
+        );
+        registry.register(
+            "http_connections_dropped",
+            "Connections the server closed, by reason",
+            self.dropped.clone(),
+        );
+        registry.register(
+            "tls_reloads",
+            "Certificate reloads on SIGHUP, by outcome",
+            self.tls_reloads.clone(),
+        );
+        // Every series exists from the start, at 0, so a rate or an alert
+        // on one works before the first event.
+        for reason in DROP_REASONS {
+            let _ = self.dropped.get_or_create(&ReasonLabel { reason });
         }
-        Err(err) => tracing::warn!(error = %err, "cannot count sessions for metrics"),
+        for outcome in RELOAD_OUTCOMES {
+            let _ = self.tls_reloads.get_or_create(&OutcomeLabel { outcome });
+        }
     }
-    let mut text = String::new();
-    if encode(&mut text, &metrics.registry).is_err() {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+
+    /// Counts a closed connection; `reason` is one of `DROP_REASONS`.
+    pub fn dropped(&self, reason: &'static str) {
+        self.dropped.get_or_create(&ReasonLabel { reason }).inc();
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_drop_reason_is_a_series_from_the_start() {
+        let metrics = HttpMetrics::default();
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        for reason in DROP_REASONS {
+            let series = format!("http_connections_dropped_total{{reason=\"{reason}\"}} 0");
+            assert!(text.contains(&series), "no {series} in {text}");
+        }
+    }
 }

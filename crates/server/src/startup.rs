@@ -2,18 +2,18 @@
 //! listener (port 0 in tests) and prepares everything; `run_until_stopped`
 //! serves until the shutdown token fires, then drains.
 
-use crate::auth::login::LoginGuard;
-use crate::auth::revoke::Revocations;
+use crate::auth::login_guard::LoginGuard;
+use crate::auth::revocations::Revocations;
 use crate::bootstrap::{AdminBootstrap, ensure_admin};
 use crate::changes::Changes;
 use crate::config::Config;
-use crate::hub::AgentHub;
+use crate::hub::channels::AgentHub;
 use crate::serve::{Connections, Endpoint};
 use crate::state::AppState;
 use crate::store::Store;
 use crate::streams::StreamLimit;
 use crate::tls::ServerTls;
-use crate::tunnel::TunnelBroker;
+use crate::tunnel::broker::TunnelBroker;
 use anyhow::Context;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;

@@ -1,11 +1,22 @@
 //! What every handler and background job shares: the configuration, the
 //! store, the agent hub, the tunnel broker, the change notices, the limits.
+//!
+//! Each part is imported from the file that defines it, and none of those
+//! files imports this one: a part is a type and its own methods, and what
+//! needs the whole state (handlers, dispatching commands, opening tunnels,
+//! checking logins) lives in files above it. That keeps the parts free of
+//! import circles through `AppState`.
 
+use crate::auth::login_guard::LoginGuard;
+use crate::auth::revocations::Revocations;
 use crate::changes::Changes;
 use crate::config::Config;
-use crate::hub::AgentHub;
+use crate::hub::channels::AgentHub;
+use crate::metrics::Metrics;
+use crate::seal::Sealer;
 use crate::store::Store;
-use crate::tunnel::TunnelBroker;
+use crate::streams::StreamLimit;
+use crate::tunnel::broker::TunnelBroker;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -26,13 +37,13 @@ pub struct AppState {
     /// Upgraded connections, which axum does not track, so shutdown can
     /// wait for them.
     pub tasks: TaskTracker,
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<Metrics>,
     /// Seals the sessions this control plane places (see `seal.rs`).
-    pub sealer: crate::seal::Sealer,
+    pub sealer: Sealer,
     /// Failed-login throttling and the bound on password hashing.
-    pub login: Arc<crate::auth::login::LoginGuard>,
+    pub login: Arc<LoginGuard>,
     /// Tells open streams that a user's logins or role changed.
-    pub revocations: crate::auth::revoke::Revocations,
+    pub revocations: Revocations,
     /// Each user's budget of event, log and VNC streams.
-    pub streams: Arc<crate::streams::StreamLimit>,
+    pub streams: Arc<StreamLimit>,
 }

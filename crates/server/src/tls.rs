@@ -5,7 +5,7 @@
 //! certificate in use is kept, so a botched renewal never takes HTTPS down.
 
 use crate::config::TlsFiles;
-use crate::serve::HttpMetrics;
+use crate::metrics::{HttpMetrics, OutcomeLabel};
 use anyhow::{Context, bail};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -100,7 +100,7 @@ impl ServerTls {
             };
             metrics
                 .tls_reloads
-                .get_or_create(&crate::serve::OutcomeLabel { outcome })
+                .get_or_create(&OutcomeLabel { outcome })
                 .inc();
         }
     }

@@ -5,6 +5,7 @@
 
 use super::views::AgentView;
 use crate::auth::CurrentUser;
+use crate::auth::revoke;
 use crate::changes::Change;
 use crate::error::{ApiResult, ErrorBody};
 use crate::presence::status as agent_status;
@@ -59,7 +60,7 @@ pub async fn stream(
     let mut changes = state.changes.subscribe();
     let shutdown = state.shutdown.clone();
     // Logout, a new password, demotion or deletion end the stream.
-    let revoked = state.revocations.ended(&state, &user);
+    let revoked = revoke::ended(&state, &user);
     let stream = async_stream(move |tx| async move {
         let _permit = permit;
         tokio::pin!(revoked);

@@ -4,6 +4,7 @@
 mod agents;
 mod auth;
 mod events;
+mod metrics;
 mod openapi;
 mod sessions;
 mod templates;
@@ -49,7 +50,7 @@ const PUBLIC_BODY_LIMIT: BodyLimit = BodyLimit(16 * 1024);
 /// the OpenAPI document its `#[utoipa::path]`, so the document cannot miss a
 /// route. Handlers that share a path share a `routes!`.
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
-    use crate::{hub::connection, metrics, tunnel::agent_side, tunnel::logs, tunnel::viewer};
+    use crate::{hub::connection, tunnel::agent_side, tunnel::logs, tunnel::viewer};
     OpenApiRouter::new()
         .routes(public(routes!(auth::login)))
         .routes(routes!(auth::logout))

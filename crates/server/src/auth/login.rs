@@ -1,36 +1,24 @@
 //! Checking a username and password, for logging in and for changing one's
 //! own password: throttled per username and client address, hashed within
 //! the server's bound, and counted in the metrics.
+//!
+//! The throttle and the bound themselves are `login_guard.rs`, a part of
+//! the application state; the checks need the whole state (the store, the
+//! metrics) and sit above it.
 
 use super::client_addr::ClientAddr;
-use super::password::{Busy, PasswordWork};
-use super::throttle::{Lockout, LoginThrottle, Scope, ThrottleLimits};
+use super::password::Busy;
+use super::throttle::{Lockout, Scope};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::User;
 use crate::validate::check_username;
 use http::StatusCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Passwords are at most this long (see `validate::check_password`); a
 /// longer one cannot be right and is not worth hashing.
 const MAX_PASSWORD: usize = 1024;
-
-/// The throttle and the bound on hashing, shared by every request.
-pub struct LoginGuard {
-    pub throttle: Arc<LoginThrottle>,
-    pub work: PasswordWork,
-}
-
-impl LoginGuard {
-    pub fn new(limits: ThrottleLimits) -> Self {
-        Self {
-            throttle: Arc::new(LoginThrottle::new(limits)),
-            work: PasswordWork::for_machine(),
-        }
-    }
-}
 
 /// Why a password check let nobody in.
 #[derive(Debug)]

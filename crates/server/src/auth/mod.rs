@@ -6,8 +6,10 @@
 mod argon2id;
 pub mod client_addr;
 pub mod login;
+pub mod login_guard;
 pub mod password;
 pub mod purge;
+pub mod revocations;
 pub mod revoke;
 pub mod secrets;
 pub mod throttle;

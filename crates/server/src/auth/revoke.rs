@@ -3,12 +3,12 @@
 //! a deleted or demoted user.
 //!
 //! Whatever changes a user's logins or role says so on an in-process bus
-//! (`user_changed`); every stream of that user then re-checks its token
-//! against the store and ends if the token is gone or the role changed.
-//! The bus carries only user ids and is bounded: a stream that falls behind
-//! re-checks anyway. Streams also re-check on a timer
-//! (`Config::revalidate_interval`), which is how revocations made on another
-//! replica, and tokens that expire, reach them.
+//! (`revocations.rs`, held by the application state); every stream of that
+//! user then re-checks its token against the store and ends if the token is
+//! gone or the role changed. The bus carries only user ids and is bounded:
+//! a stream that falls behind re-checks anyway. Streams also re-check on a
+//! timer (`Config::revalidate_interval`), which is how revocations made on
+//! another replica, and tokens that expire, reach them.
 
 use super::CurrentUser;
 use crate::state::AppState;
@@ -19,46 +19,18 @@ use streamspace_protocol::UserId;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
-/// Notices kept for slow streams; one that misses some re-checks.
-const CAPACITY: usize = 256;
-
-#[derive(Clone)]
-pub struct Revocations {
-    tx: broadcast::Sender<UserId>,
-}
-
-impl Default for Revocations {
-    fn default() -> Self {
-        Self {
-            tx: broadcast::channel(CAPACITY).0,
-        }
-    }
-}
-
-impl Revocations {
-    /// The user's logins or role changed: their streams re-check.
-    pub fn user_changed(&self, user_id: &UserId) {
-        // No subscribers is fine: no stream is open.
-        let _ = self.tx.send(user_id.clone());
-    }
-
-    /// Completes when `user`'s login no longer stands as it did when the
-    /// request was authenticated. It checks once at once, which closes the
-    /// gap between authenticating and subscribing.
-    pub fn ended(
-        &self,
-        state: &AppState,
-        user: &CurrentUser,
-    ) -> impl Future<Output = ()> + Send + use<> {
-        let login = Login {
-            store: state.store.clone(),
-            user_id: user.user.id.clone(),
-            role: user.user.role,
-            token_hash: user.token_hash.clone(),
-        };
-        let changes = self.tx.subscribe();
-        login.watch(changes, state.config.revalidate_interval)
-    }
+/// Completes when `user`'s login no longer stands as it did when the
+/// request was authenticated. It checks once at once, which closes the gap
+/// between authenticating and subscribing.
+pub fn ended(state: &AppState, user: &CurrentUser) -> impl Future<Output = ()> + Send + use<> {
+    let login = Login {
+        store: state.store.clone(),
+        user_id: user.user.id.clone(),
+        role: user.user.role,
+        token_hash: user.token_hash.clone(),
+    };
+    let changes = state.revocations.subscribe();
+    login.watch(changes, state.config.revalidate_interval)
 }
 
 /// What a stream was opened with.

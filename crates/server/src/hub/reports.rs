@@ -48,7 +48,7 @@ async fn apply(state: &AppState, from: &From<'_>, message: AgentMessage) -> Stor
     let agent_id = from.id;
     match message {
         AgentMessage::Heartbeat { metrics, sessions } => {
-            let beat = super::Beat {
+            let beat = super::channels::Beat {
                 at: now_ms(),
                 metrics,
             };

@@ -7,85 +7,11 @@
 
 use super::watch::{State, Watch};
 use crate::config::HttpLimits;
-use crate::metrics::ReasonLabel;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use crate::metrics::HttpMetrics;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::time::Instant;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabel {
-    pub outcome: &'static str,
-}
-
-/// What the HTTP server counts (`/metrics`).
-#[derive(Clone, Debug, Default)]
-pub struct HttpMetrics {
-    /// Connections speaking HTTP now (upgraded ones have left).
-    pub open: Gauge,
-    pub accepted: Counter,
-    /// Connections the server closed, by one of `DROP_REASONS`.
-    pub dropped: Family<ReasonLabel, Counter>,
-    /// Certificate reloads on SIGHUP: `ok` or `failed`.
-    pub tls_reloads: Family<OutcomeLabel, Counter>,
-}
-
-/// Why the server closed a connection: `write_stall` is a response left
-/// unread, `body_timeout` a request body that did not arrive in time (408),
-/// `refused` a newcomer at the cap with nothing to evict.
-pub const DROP_REASONS: [&str; 7] = [
-    "header_timeout",
-    "body_timeout",
-    "idle_timeout",
-    "write_stall",
-    "evicted",
-    "refused",
-    "tls_handshake",
-];
-const RELOAD_OUTCOMES: [&str; 2] = ["ok", "failed"];
-
-impl HttpMetrics {
-    pub fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "http_connections",
-            "Connections speaking HTTP now (upgraded tunnels and agent channels are not counted)",
-            self.open.clone(),
-        );
-        registry.register(
-            "http_connections_accepted",
-            "Connections accepted",
-            self.accepted.clone(),
-        );
-        registry.register(
-            "http_connections_dropped",
-            "Connections the server closed, by reason",
-            self.dropped.clone(),
-        );
-        registry.register(
-            "tls_reloads",
-            "Certificate reloads on SIGHUP, by outcome",
-            self.tls_reloads.clone(),
-        );
-        // Every series exists from the start, at 0, so a rate or an alert
-        // on one works before the first event.
-        for reason in DROP_REASONS {
-            let _ = self.dropped.get_or_create(&ReasonLabel { reason });
-        }
-        for outcome in RELOAD_OUTCOMES {
-            let _ = self.tls_reloads.get_or_create(&OutcomeLabel { outcome });
-        }
-    }
-
-    /// Counts a closed connection; `reason` is one of `DROP_REASONS`.
-    pub fn dropped(&self, reason: &'static str) {
-        self.dropped.get_or_create(&ReasonLabel { reason }).inc();
-    }
-}
 
 /// Every connection speaking HTTP, by id.
 pub struct Connections {
@@ -217,6 +143,7 @@ fn longest_waiting(open: &HashMap<u64, Arc<Watch>>) -> Option<(u64, State, &Watc
 mod tests {
     use super::super::watch::Phase;
     use super::*;
+    use crate::metrics::ReasonLabel;
 
     fn registry(max_connections: usize) -> Arc<Connections> {
         let limits = HttpLimits {
@@ -260,18 +187,5 @@ mod tests {
         assert_eq!(refused, 1);
         drop(busy);
         assert!(connections.admit().is_some(), "a freed slot is reused");
-    }
-
-    #[test]
-    fn every_drop_reason_is_a_series_from_the_start() {
-        let metrics = HttpMetrics::default();
-        let mut registry = Registry::default();
-        metrics.register(&mut registry);
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
-        for reason in DROP_REASONS {
-            let series = format!("http_connections_dropped_total{{reason=\"{reason}\"}} 0");
-            assert!(text.contains(&series), "no {series} in {text}");
-        }
     }
 }

@@ -23,7 +23,7 @@ mod service;
 mod tests;
 mod watch;
 
-pub use connections::{Connections, HttpMetrics, OutcomeLabel, raise_open_file_limit};
+pub use connections::{Connections, raise_open_file_limit};
 pub use service::BodyTimedOut;
 pub use watch::into_tcp;
 

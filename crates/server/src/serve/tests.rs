@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::config::HttpLimits;
-use crate::metrics::ReasonLabel;
+use crate::metrics::{HttpMetrics, ReasonLabel};
 use axum::body::Body;
 use axum::routing::{get, post};
 use http::StatusCode;

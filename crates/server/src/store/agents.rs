@@ -2,6 +2,7 @@
 //! drain, removal.
 
 use super::{Store, StoreError, StoreResult, conflict, from_json, now_ms, sql, to_json};
+use crate::hub::channels::Beat;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -239,17 +240,14 @@ impl Store {
     /// Stores a batch of heartbeats as one multi-row `UPDATE` per few
     /// hundred agents: with 10,000 agents, a statement per row held SQLite's
     /// write lock for half a second, stalling every request that writes.
-    pub async fn record_heartbeats(
-        &self,
-        beats: &[(AgentId, crate::hub::Beat)],
-    ) -> StoreResult<()> {
+    pub async fn record_heartbeats(&self, beats: &[(AgentId, Beat)]) -> StoreResult<()> {
         self.record_heartbeats_in(beats, HEARTBEATS_PER_STATEMENT)
             .await
     }
 
     async fn record_heartbeats_in(
         &self,
-        beats: &[(AgentId, crate::hub::Beat)],
+        beats: &[(AgentId, Beat)],
         per_statement: usize,
     ) -> StoreResult<()> {
         for chunk in beats.chunks(per_statement) {
@@ -299,7 +297,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::Beat;
 
     async fn enroll(store: &Store, name: &str) -> AgentId {
         let token = format!("token-{name}");

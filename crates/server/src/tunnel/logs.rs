@@ -3,6 +3,7 @@
 
 use super::open_data_channel;
 use crate::auth::CurrentUser;
+use crate::auth::revoke;
 use crate::auth::visible_session;
 use crate::error::{ApiError, ApiQuery, ApiResult, ErrorBody};
 use crate::state::AppState;
@@ -69,7 +70,7 @@ pub async fn logs(
     })
     .await?;
     // Logout, a new password, demotion or deletion end a followed log.
-    let revoked = state.revocations.ended(&state, &user);
+    let revoked = revoke::ended(&state, &user);
     let output = permit.hold(ReaderStream::new(TokioIo::new(stream)).take_until(revoked));
     let body = Body::from_stream(output);
     Ok((

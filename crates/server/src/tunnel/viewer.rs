@@ -6,6 +6,7 @@ use super::open_data_channel;
 use super::relay::Tunnel;
 use super::websocket::Handshake;
 use crate::auth::CurrentUser;
+use crate::auth::revoke;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::lifecycle::change_state;
 use crate::state::AppState;
@@ -78,7 +79,7 @@ pub async fn vnc(
     state.store.touch_session(&session.id).await?;
 
     // Logout, a new password, demotion or deletion close the tunnel.
-    let revoked = state.revocations.ended(&state, &user);
+    let revoked = revoke::ended(&state, &user);
     let span = tracing::info_span!("tunnel", session_id = %session.id, %agent_id);
     let (response, upgrade) = handshake.accept();
     state.tasks.clone().spawn(
