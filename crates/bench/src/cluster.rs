@@ -63,16 +63,19 @@ impl Cluster {
         agent_args: &[&str],
         tls: Option<Arc<BenchTls>>,
     ) -> anyhow::Result<Self> {
-        let mut cp_args = Vec::new();
+        // The benchmarks open hundreds of tunnels as one admin to measure
+        // what each costs; the per-user stream budget is a policy, not a
+        // cost, so it is lifted here.
+        let mut cp_args = vec!["--max-streams-per-user".into(), "1000000".into()];
         let mut agent_args: Vec<String> = agent_args.iter().map(|a| (*a).to_owned()).collect();
         if let Some(tls) = &tls {
             let (cert, key) = (&tls.cert.cert, &tls.cert.key);
-            cp_args = vec![
+            cp_args.extend([
                 "--tls-cert".into(),
                 path(cert),
                 "--tls-key".into(),
                 path(key),
-            ];
+            ]);
             agent_args.extend(["--ca-cert".into(), path(&tls.ca.ca_pem)]);
         }
         let cp_options = Options {
