@@ -59,7 +59,11 @@ STREAMSPACE_ADMIN_PASSWORD=$PASSWORD STREAMSPACE_LOG=info,tower_http=warn \
 server_pid=$!
 if ! url=$(server_url "$work/server.log" "$server_pid" 60); then
     cat "$work/server.log" >&2
-    log "the server printed no URL"
+    if kill -0 "$server_pid" 2>/dev/null; then
+        log "the server printed no 'StreamSpace is running at URL' line within 60 s (its log is above)"
+    else
+        log "the server exited before it printed its URL (its log is above)"
+    fi
     exit 1
 fi
 log "server at $url"

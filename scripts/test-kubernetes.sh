@@ -28,7 +28,7 @@ cd "$(dirname "$0")/.."
 
 bin=${1:?usage: $0 path/to/streamspace}
 [[ -x $bin ]] || {
-  echo "test-kubernetes: $bin is not an executable" >&2
+  echo "test-kubernetes: $bin is not an executable streamspace binary (build it: cargo build -p streamspace-cli)" >&2
   exit 1
 }
 bin=$(realpath "$bin")

@@ -117,7 +117,7 @@ PRELOAD=$WORK/no-netlink.so
 cc -shared -fPIC -O2 -o "$PRELOAD" tests/ui/no-netlink.c -ldl || die "cannot build tests/ui/no-netlink.c"
 
 log "starting $BINARY up on 127.0.0.1, a port of the kernel's choice"
-STREAMSPACE_ADMIN_PASSWORD=$PASSWORD RUST_LOG=${RUST_LOG:-info} \
+STREAMSPACE_ADMIN_PASSWORD=$PASSWORD \
   "$BINARY" up --listen 127.0.0.1:0 --data-dir "$DATA" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 

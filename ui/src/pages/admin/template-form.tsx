@@ -180,8 +180,8 @@ export function TemplateEditPage({ id }: { id?: string }) {
 
   const set = <K extends keyof Draft>(k: K, v: Draft[K]) => setDraft({ ...draft, [k]: v });
   const errFor = (ctl: string) => (error?.field && controlId(error.field) === ctl ? error.detail : null);
-  const input = (k: keyof Draft & string, extra: Record<string, unknown> = {}) => {
-    const ctl = `tpl-${k}`;
+  // `ctl` is the control's id, the one `controlId` gives the API's field name.
+  const input = (k: keyof Draft & string, extra: Record<string, unknown> = {}, ctl = `tpl-${k}`) => {
     return (
       <input
         id={ctl}
@@ -268,20 +268,10 @@ export function TemplateEditPage({ id }: { id?: string }) {
             {input('image', { autocapitalize: 'none', spellcheck: false, required: true, class: 'mono' })}
           </Field>
           <Field label="CPU" id="tpl-resources-cpu" error={errFor('tpl-resources-cpu')} hint='Cores ("2", "0.5") or millicores ("1500m").'>
-            <input
-              id="tpl-resources-cpu"
-              value={draft.cpu}
-              onInput={(e) => set('cpu', e.currentTarget.value)}
-              aria-invalid={!!errFor('tpl-resources-cpu')}
-            />
+            {input('cpu', {}, 'tpl-resources-cpu')}
           </Field>
           <Field label="Memory" id="tpl-resources-memory" error={errFor('tpl-resources-memory')} hint='e.g. "512Mi", "2Gi".'>
-            <input
-              id="tpl-resources-memory"
-              value={draft.memory}
-              onInput={(e) => set('memory', e.currentTarget.value)}
-              aria-invalid={!!errFor('tpl-resources-memory')}
-            />
+            {input('memory', {}, 'tpl-resources-memory')}
           </Field>
           <Field label="Idle timeout" id="tpl-idle_timeout" error={errFor('tpl-idle_timeout')} hint='Hibernate after no input for e.g. "30m"; empty for never.'>
             {input('idle_timeout')}
@@ -451,14 +441,10 @@ export function TemplateEditPage({ id }: { id?: string }) {
         <p class="muted small">When they start a session. Unless allowed here, they get the template as it is.</p>
         <div class="form-grid">
           <Field label="Most CPU" id="tpl-max_resources-cpu" error={errFor('tpl-max_resources-cpu')} hint="Empty: the template’s CPU.">
-            <input id="tpl-max_resources-cpu" value={draft.max_cpu} onInput={(e) => set('max_cpu', e.currentTarget.value)} />
+            {input('max_cpu', {}, 'tpl-max_resources-cpu')}
           </Field>
           <Field label="Most memory" id="tpl-max_resources-memory" error={errFor('tpl-max_resources-memory')} hint="Empty: the template’s memory.">
-            <input
-              id="tpl-max_resources-memory"
-              value={draft.max_memory}
-              onInput={(e) => set('max_memory', e.currentTarget.value)}
-            />
+            {input('max_memory', {}, 'tpl-max_resources-memory')}
           </Field>
           <Field label="Variables users may set" id="tpl-user_env" error={errFor('tpl-user_env')} hint="Names, separated by commas." class="span-2">
             {input('user_env', { class: 'mono', placeholder: 'TZ, LANG' })}
