@@ -276,6 +276,28 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
     }
 }
 
+/// Path parameters whose errors come back as JSON 400s like any other
+/// (axum's own `Path` answers an id that is not UTF-8 in plain text).
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e| match e.status() {
+                // A route and its handler disagree: the server's fault.
+                status if status.is_server_error() => ApiError::Internal(e.body_text()),
+                _ => ApiError::BadRequest(format!("invalid path: {}", e.body_text())),
+            })
+    }
+}
+
 /// Parses a request body strictly: a field the type does not know, at any
 /// depth, is refused rather than silently dropped (a misspelt `"memroy"`
 /// would otherwise mean "no limit"), and so is anything after the value.
