@@ -309,10 +309,34 @@ async fn bad_paths_get_json_errors(app: TestApp) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A method a path does not take is a 405 with `{"error": …}` too, not
+/// axum's empty answer.
+async fn unknown_methods_get_json_errors(app: TestApp) -> anyhow::Result<()> {
+    for (method, path) in [
+        (Method::PATCH, "/api/v1/sessions"),
+        (Method::POST, "/api/v1/users/me"),
+        (Method::DELETE, "/healthz"),
+    ] {
+        let answer = app.admin.call(method.clone(), path, None).await?;
+        assert_eq!(
+            answer.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}: {answer:?}"
+        );
+        let error = answer.body["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains(method.as_str()),
+            "{method} {path}: {answer:?}"
+        );
+    }
+    Ok(())
+}
+
 on_both_engines!(
     bad_templates_are_refused_by_field,
     bad_requests_get_clear_errors,
     logout_revokes_the_token,
     fuzzed_inputs_are_refused_not_crashed,
-    bad_paths_get_json_errors
+    bad_paths_get_json_errors,
+    unknown_methods_get_json_errors
 );
