@@ -64,6 +64,9 @@ pub struct Metrics {
     pub http: HttpMetrics,
     agents_connected: Gauge,
     sessions: Family<PhaseLabel, Gauge>,
+    /// When the scrape handler last counted sessions in the store; held
+    /// while it counts, so concurrent scrapes share one count.
+    pub sessions_counted: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Default for Metrics {
@@ -82,6 +85,7 @@ impl Default for Metrics {
             http: Default::default(),
             agents_connected: Gauge::default(),
             sessions: Family::default(),
+            sessions_counted: Default::default(),
             registry: Registry::default(),
         };
         registry.register(

@@ -4,7 +4,9 @@
 use super::ForceQuery;
 use super::views::{AgentView, LATEST_TIME_MS, time};
 use crate::auth::{AdminUser, secrets};
-use crate::error::{ApiBytes, ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody, parse_json};
+use crate::error::{
+    ApiBytes, ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody, parse_json,
+};
 use crate::lifecycle::force_terminate;
 use crate::presence::{status, with_latest_beat};
 use crate::session_error::SessionError;
@@ -13,7 +15,7 @@ use crate::store::{EnrollError, NewAgent, now_ms};
 use crate::template::PLATFORMS;
 use crate::validate::{FieldError, check_slug};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -62,7 +64,7 @@ pub async fn list(State(state): State<AppState>, _: AdminUser) -> ApiResult<Json
 pub async fn get(
     State(state): State<AppState>,
     _: AdminUser,
-    Path(id): Path<AgentId>,
+    ApiPath(id): ApiPath<AgentId>,
 ) -> ApiResult<Json<AgentView>> {
     let agent = state
         .store
@@ -99,7 +101,7 @@ pub async fn get(
 pub async fn delete(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
-    Path(id): Path<AgentId>,
+    ApiPath(id): ApiPath<AgentId>,
     ApiQuery(query): ApiQuery<ForceQuery>,
 ) -> ApiResult<StatusCode> {
     let sessions = state.store.agent_sessions(&id).await?;
@@ -148,7 +150,7 @@ pub async fn delete(
 pub async fn drain(
     state: State<AppState>,
     admin: AdminUser,
-    id: Path<AgentId>,
+    id: ApiPath<AgentId>,
 ) -> ApiResult<Json<AgentView>> {
     set_draining(state, admin, id, true).await
 }
@@ -172,7 +174,7 @@ pub async fn drain(
 pub async fn undrain(
     state: State<AppState>,
     admin: AdminUser,
-    id: Path<AgentId>,
+    id: ApiPath<AgentId>,
 ) -> ApiResult<Json<AgentView>> {
     set_draining(state, admin, id, false).await
 }
@@ -180,7 +182,7 @@ pub async fn undrain(
 async fn set_draining(
     State(state): State<AppState>,
     admin: AdminUser,
-    Path(id): Path<AgentId>,
+    ApiPath(id): ApiPath<AgentId>,
     draining: bool,
 ) -> ApiResult<Json<AgentView>> {
     if !state.store.set_agent_draining(&id, draining).await? {
@@ -188,7 +190,7 @@ async fn set_draining(
     }
     tracing::info!(agent_id = %id, draining, "agent drain state changed");
     state.changes.agent_changed(&id);
-    get(State(state), admin, Path(id)).await
+    get(State(state), admin, ApiPath(id)).await
 }
 
 #[derive(Deserialize, Default, ToSchema)]

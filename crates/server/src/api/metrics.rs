@@ -6,6 +6,13 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{StatusCode, header};
+use std::time::{Duration, Instant};
+
+/// Counting sessions reads every session the store keeps, terminated ones
+/// included, and `/metrics` is public: a scrape within this of the last
+/// count reuses it, so a flood of scrapes costs the store one count a
+/// second. (Prometheus scrapes every 15 s or so.)
+const RECOUNT_AFTER: Duration = Duration::from_secs(1);
 
 /// Prometheus metrics
 ///
@@ -27,10 +34,7 @@ pub async fn serve(State(state): State<AppState>) -> Response {
     let (users, addresses) = state.login.throttle.locked();
     metrics.set_login_lockouts(users, addresses);
     metrics.set_password_hashes(state.login.work.in_use());
-    match state.store.count_sessions_by_phase().await {
-        Ok(counts) => metrics.set_sessions(&counts),
-        Err(err) => tracing::warn!(error = %err, "cannot count sessions for metrics"),
-    }
+    count_sessions(&state).await;
     let Ok(text) = metrics.encode() else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
@@ -42,4 +46,19 @@ pub async fn serve(State(state): State<AppState>) -> Response {
         text,
     )
         .into_response()
+}
+
+/// Sets the session gauges, unless they were set less than
+/// [`RECOUNT_AFTER`] ago. One scrape counts at a time; those that arrive
+/// meanwhile wait for it and reuse its count.
+async fn count_sessions(state: &AppState) {
+    let mut counted = state.metrics.sessions_counted.lock().await;
+    if counted.is_some_and(|at| at.elapsed() < RECOUNT_AFTER) {
+        return;
+    }
+    match state.store.count_sessions_by_phase().await {
+        Ok(counts) => state.metrics.set_sessions(&counts),
+        Err(err) => tracing::warn!(error = %err, "cannot count sessions for metrics"),
+    }
+    *counted = Some(Instant::now());
 }

@@ -101,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1", any(api_not_found))
         .route("/api/v1/{*rest}", any(api_not_found))
         .fallback(crate::ui::serve)
+        .method_not_allowed_fallback(method_not_allowed)
         // For axum's own extractors; `ApiJson` and `ApiBytes` apply the
         // same limit, or a route's `BodyLimit`.
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -118,6 +119,14 @@ pub fn router(state: AppState) -> Router {
 )]
 async fn healthz() -> &'static str {
     "ok"
+}
+
+/// A path that is served, with a method it is not (axum's own answer has
+/// no body).
+async fn method_not_allowed(method: http::Method) -> ApiError {
+    ApiError::MethodNotAllowed(format!(
+        "this path does not take {method}: see docs/API.md for its methods"
+    ))
 }
 
 async fn api_not_found() -> ApiError {

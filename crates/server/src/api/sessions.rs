@@ -4,7 +4,7 @@
 use super::ForceQuery;
 use super::views::SessionView;
 use crate::auth::{CurrentUser, visible_session};
-use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use crate::hub::dispatch;
 use crate::lifecycle::{audit, change_state, force_terminate};
 use crate::presence::status as agent_status;
@@ -18,7 +18,7 @@ use crate::store::{
 use crate::template::{PLATFORMS, ResourcesInput, SessionRequest};
 use crate::validate::FieldError;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use http::StatusCode;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -275,7 +275,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<SessionId>,
+    ApiPath(id): ApiPath<SessionId>,
 ) -> ApiResult<Json<SessionView>> {
     let session = visible_session(&state, &user, &id).await?;
     Ok(Json(view(&state, session).await?))
@@ -307,7 +307,7 @@ pub struct StateInput {
 pub async fn set_state(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<SessionId>,
+    ApiPath(id): ApiPath<SessionId>,
     ApiJson(input): ApiJson<StateInput>,
 ) -> ApiResult<Json<SessionView>> {
     let desired = DesiredState::parse(&input.state).ok_or_else(|| {
@@ -346,7 +346,7 @@ pub async fn set_state(
 pub async fn delete(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<SessionId>,
+    ApiPath(id): ApiPath<SessionId>,
     ApiQuery(query): ApiQuery<ForceQuery>,
 ) -> ApiResult<Json<SessionView>> {
     let session = visible_session(&state, &user, &id).await?;
@@ -389,7 +389,7 @@ pub async fn delete(
 pub async fn heartbeat(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<SessionId>,
+    ApiPath(id): ApiPath<SessionId>,
 ) -> ApiResult<StatusCode> {
     let session = visible_session(&state, &user, &id).await?;
     state.store.touch_session(&session.id).await?;
@@ -414,7 +414,7 @@ pub async fn heartbeat(
 pub async fn events(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<SessionId>,
+    ApiPath(id): ApiPath<SessionId>,
 ) -> ApiResult<Json<Vec<serde_json::Value>>> {
     let session = visible_session(&state, &user, &id).await?;
     let events = state.store.audit_trail(&session.id).await?;

@@ -3,11 +3,11 @@
 
 use super::views::TemplateView;
 use crate::auth::{AdminUser, CurrentUser};
-use crate::error::{ApiError, ApiJson, ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
 use crate::state::AppState;
 use crate::template::TemplateInput;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use http::StatusCode;
 
 /// List templates
@@ -54,7 +54,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<TemplateView>> {
     let template = state.store.find_template(&id).await?;
     let admin = user.user.is_admin();
@@ -109,7 +109,7 @@ pub async fn create(
 pub async fn update(
     State(state): State<AppState>,
     _: AdminUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<TemplateInput>,
 ) -> ApiResult<Json<TemplateView>> {
     let spec = input.validate()?;
@@ -141,7 +141,7 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     _: AdminUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     let existing = state
         .store

@@ -3,13 +3,13 @@
 use crate::auth::client_addr::ClientAddr;
 use crate::auth::login::{Denied, authenticate, hash_password};
 use crate::auth::{AdminUser, CurrentUser};
-use crate::error::{ApiError, ApiJson, ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
 use crate::quota::{self, LimitsView, QuotaView};
 use crate::state::AppState;
 use crate::store::{AdminChange, Role, User};
 use crate::validate::{FieldError, check_password, check_username};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use http::StatusCode;
 use serde::Deserialize;
 use streamspace_protocol::UserId;
@@ -61,7 +61,7 @@ pub async fn list(State(state): State<AppState>, _: AdminUser) -> ApiResult<Json
 pub async fn get(
     State(state): State<AppState>,
     _: AdminUser,
-    Path(id): Path<UserId>,
+    ApiPath(id): ApiPath<UserId>,
 ) -> ApiResult<Json<User>> {
     let user = state.store.get_user(&id).await?;
     user.map(Json).ok_or_else(|| ApiError::not_found("user"))
@@ -147,7 +147,7 @@ pub struct UserUpdate {
 pub async fn update(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
-    Path(id): Path<UserId>,
+    ApiPath(id): ApiPath<UserId>,
     ApiJson(input): ApiJson<UserUpdate>,
 ) -> ApiResult<Json<User>> {
     if id == admin.user.id {
@@ -279,7 +279,7 @@ pub async fn change_my_password(
 pub async fn delete(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
-    Path(id): Path<UserId>,
+    ApiPath(id): ApiPath<UserId>,
 ) -> ApiResult<StatusCode> {
     if id == admin.user.id {
         return Err(ApiError::Conflict(
@@ -349,7 +349,7 @@ pub async fn my_quota(
 pub async fn get_quota(
     State(state): State<AppState>,
     _: AdminUser,
-    Path(id): Path<UserId>,
+    ApiPath(id): ApiPath<UserId>,
 ) -> ApiResult<Json<QuotaView>> {
     let user = state
         .store
@@ -379,7 +379,7 @@ pub async fn get_quota(
 pub async fn set_quota(
     State(state): State<AppState>,
     _: AdminUser,
-    Path(id): Path<UserId>,
+    ApiPath(id): ApiPath<UserId>,
     ApiJson(input): ApiJson<LimitsView>,
 ) -> ApiResult<Json<QuotaView>> {
     let user = state

@@ -74,7 +74,7 @@ impl PasswordWork {
         &self,
         work: impl FnOnce(&mut Memory) -> T + Send + 'static,
     ) -> Result<T, Busy> {
-        let _admitted = self
+        let admitted = self
             .admitted
             .clone()
             .try_acquire_owned()
@@ -86,10 +86,11 @@ impl PasswordWork {
             .await
             .map_err(|_| Busy)?;
         let memories = self.memories.clone();
-        // The permit moves into the task: a request that gives up while its
-        // hash runs does not free a worker that is still busy.
+        // Both permits move into the task: a request that gives up while
+        // its hash runs frees neither a worker that is still busy nor a
+        // place in the bound (which `in_use` reports) for one more.
         tokio::task::spawn_blocking(move || {
-            let _running = running;
+            let _permits = (admitted, running);
             let mut memory = take(&memories).unwrap_or_default();
             let result = work(&mut memory);
             take_back(&memories, memory);
@@ -177,6 +178,37 @@ mod tests {
         assert_eq!(waiting.await.expect("joins"), Ok(2));
         assert_eq!(work.in_use(), 0);
         assert_eq!(work.run(|_| 4).await, Ok(4));
+    }
+
+    /// A client that disconnects while its password is checked drops its
+    /// request, not the hash: until the hash ends it counts, in the bound
+    /// and in the metrics. (It stopped counting at once: the gauge read 0
+    /// while a worker was busy, and one more request was admitted.)
+    #[tokio::test]
+    async fn a_hash_whose_request_gave_up_counts_until_it_ends() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let work = Arc::new(PasswordWork::new(1, 0));
+        let started = Arc::new(AtomicBool::new(false));
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let request = tokio::spawn({
+            let (work, started) = (work.clone(), started.clone());
+            async move {
+                work.run(move |_| {
+                    started.store(true, Ordering::SeqCst);
+                    hold.recv().is_ok()
+                })
+                .await
+            }
+        });
+        until(|| started.load(Ordering::SeqCst)).await;
+        request.abort();
+        assert!(request.await.is_err(), "the request was dropped");
+        assert_eq!(work.in_use(), 1, "its hash still runs");
+        let refused = tokio::time::timeout(Duration::from_secs(10), work.run(|_| 2)).await;
+        assert_eq!(refused, Ok(Err(Busy)), "and holds the only place");
+        release.send(()).expect("the hash waits");
+        until(|| work.in_use() == 0).await;
+        assert_eq!(work.run(|_| 3).await, Ok(3));
     }
 
     #[tokio::test]

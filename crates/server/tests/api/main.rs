@@ -10,6 +10,7 @@ mod event_stream;
 mod fake_agent;
 mod lifecycle;
 mod login_throttle;
+mod metrics;
 mod openapi;
 mod policy;
 mod request_bodies;

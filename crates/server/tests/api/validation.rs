@@ -289,9 +289,54 @@ async fn fuzzed_inputs_are_refused_not_crashed(app: TestApp) -> anyhow::Result<(
     Ok(())
 }
 
+/// Whatever in the request is at fault, the answer is `{"error": …}`: an
+/// id that is not UTF-8 got axum's plain-text answer, which clients could
+/// not read.
+async fn bad_paths_get_json_errors(app: TestApp) -> anyhow::Result<()> {
+    for path in [
+        "/api/v1/templates/%FF",
+        "/api/v1/users/%FF",
+        "/api/v1/users/%FF/quota",
+        "/api/v1/sessions/%FF",
+        "/api/v1/sessions/%FF/events",
+        "/api/v1/agents/%FF",
+    ] {
+        let answer = app.admin.call(Method::GET, path, None).await?;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{path}: {answer:?}");
+        let error = answer.body["error"].as_str().unwrap_or_default();
+        assert!(error.contains("UTF-8"), "{path}: {answer:?}");
+    }
+    Ok(())
+}
+
+/// A method a path does not take is a 405 with `{"error": …}` too, not
+/// axum's empty answer.
+async fn unknown_methods_get_json_errors(app: TestApp) -> anyhow::Result<()> {
+    for (method, path) in [
+        (Method::PATCH, "/api/v1/sessions"),
+        (Method::POST, "/api/v1/users/me"),
+        (Method::DELETE, "/healthz"),
+    ] {
+        let answer = app.admin.call(method.clone(), path, None).await?;
+        assert_eq!(
+            answer.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}: {answer:?}"
+        );
+        let error = answer.body["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains(method.as_str()),
+            "{method} {path}: {answer:?}"
+        );
+    }
+    Ok(())
+}
+
 on_both_engines!(
     bad_templates_are_refused_by_field,
     bad_requests_get_clear_errors,
     logout_revokes_the_token,
-    fuzzed_inputs_are_refused_not_crashed
+    fuzzed_inputs_are_refused_not_crashed,
+    bad_paths_get_json_errors,
+    unknown_methods_get_json_errors
 );
