@@ -17,12 +17,22 @@
 //!   network first.
 
 use bollard::models::ContainerInspectResponse;
+use streamspace_agent::confinement;
+use streamspace_protocol::SessionSecurity;
 
 /// What the container lacks of the confinement every session gets, as
-/// words for a person; empty when it is confined.
-pub fn missing_confinement(container: &ContainerInspectResponse) -> Vec<&'static str> {
+/// words for a person; empty when it is confined. `allowed` are the refused
+/// capabilities this agent's operator allows now: a container given one
+/// while it was allowed does not keep it after the allowance is withdrawn.
+pub fn missing_confinement(
+    container: &ContainerInspectResponse,
+    allowed: &[String],
+) -> Vec<&'static str> {
     let host = container.host_config.clone().unwrap_or_default();
     let mut missing = Vec::new();
+    if host.privileged == Some(true) {
+        missing.push("privileged mode off");
+    }
     // Docker accepts `no-new-privileges`, `…:true` and `…=true`.
     let no_new_privileges = host.security_opt.iter().flatten().any(|opt| {
         matches!(
@@ -43,6 +53,17 @@ pub fn missing_confinement(container: &ContainerInspectResponse) -> Vec<&'static
     }
     if host.pids_limit.is_none_or(|limit| limit <= 0) {
         missing.push("a pids limit");
+    }
+    // Docker lists added capabilities as they were given, or (since 20.10)
+    // with the `CAP_` prefix; templates name them without.
+    let added = SessionSecurity {
+        capabilities: (host.cap_add.iter().flatten())
+            .map(|cap| cap.strip_prefix("CAP_").unwrap_or(cap).to_owned())
+            .collect(),
+        ..SessionSecurity::default()
+    };
+    if confinement::capabilities(&added, allowed).is_err() {
+        missing.push("only capabilities this agent allows");
     }
     missing
 }
@@ -120,7 +141,7 @@ mod tests {
 
     #[test]
     fn a_container_from_before_isolation_lacks_its_confinement() {
-        assert!(missing_confinement(&container(confined(), &[])).is_empty());
+        assert!(missing_confinement_now(&container(confined(), &[])).is_empty());
         let written_otherwise = HostConfig {
             security_opt: Some(vec![
                 "label=disable".into(),
@@ -129,14 +150,14 @@ mod tests {
             cap_drop: Some(vec!["all".into()]),
             ..confined()
         };
-        assert!(missing_confinement(&container(written_otherwise, &[])).is_empty());
+        assert!(missing_confinement_now(&container(written_otherwise, &[])).is_empty());
         // What Docker makes of a plain `docker run`.
         let plain = HostConfig {
             pids_limit: Some(0),
             ..HostConfig::default()
         };
         assert_eq!(
-            missing_confinement(&container(plain, &[])),
+            missing_confinement_now(&container(plain, &[])),
             [
                 "no-new-privileges",
                 "every capability dropped",
@@ -148,9 +169,43 @@ mod tests {
             ..confined()
         };
         assert_eq!(
-            missing_confinement(&container(unlimited, &[])),
+            missing_confinement_now(&container(unlimited, &[])),
             ["a pids limit"]
         );
+    }
+
+    /// Without any capability allowed.
+    fn missing_confinement_now(container: &ContainerInspectResponse) -> Vec<&'static str> {
+        missing_confinement(container, &[])
+    }
+
+    #[test]
+    fn a_privileged_container_or_one_with_refused_capabilities_is_not_confined() {
+        let privileged = HostConfig {
+            privileged: Some(true),
+            ..confined()
+        };
+        assert_eq!(
+            missing_confinement_now(&container(privileged, &[])),
+            ["privileged mode off"]
+        );
+        // Given back as templates may (Docker 20.10+ lists them with CAP_).
+        let ordinary = HostConfig {
+            cap_add: Some(vec!["CAP_CHOWN".into(), "SETUID".into()]),
+            ..confined()
+        };
+        assert!(missing_confinement_now(&container(ordinary, &[])).is_empty());
+        // Created while the operator allowed SYS_ADMIN; not any more.
+        let sys_admin = HostConfig {
+            cap_add: Some(vec!["CAP_SYS_ADMIN".into()]),
+            ..confined()
+        };
+        let sys_admin = container(sys_admin, &[]);
+        assert_eq!(
+            missing_confinement_now(&sys_admin),
+            ["only capabilities this agent allows"]
+        );
+        assert!(missing_confinement(&sys_admin, &["SYS_ADMIN".into()]).is_empty());
     }
 
     #[test]

@@ -177,13 +177,14 @@ impl Shared {
         session_id: &SessionId,
         container: &ContainerInspectResponse,
     ) -> PlatformResult<()> {
-        let missing = missing_confinement(container);
+        let missing = missing_confinement(container, &self.options.allowed_capabilities);
         if !missing.is_empty() {
             return Err(PlatformError::Invalid(format!(
                 "the container of session {session_id} was created before sessions were \
-                 isolated from each other (it has no {}), and it is not started again as it is: \
+                 isolated from each other, or with a capability this agent no longer allows \
+                 (it lacks {}), and it is not started again as it is: \
                  terminate the session and start a new one; its home is kept",
-                missing.join(", no ")
+                missing.join(", ")
             )));
         }
         let network = self.sessions_network().await?;

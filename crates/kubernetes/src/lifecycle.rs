@@ -4,7 +4,7 @@
 use crate::Shared;
 use crate::error::{is_conflict, is_not_found};
 use crate::names::{self, deployment_name, label_value};
-use crate::objects::{deployment, validate};
+use crate::objects::{check_existing, deployment, validate};
 use crate::phase::desired_replicas;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -47,6 +47,7 @@ impl Shared {
             ))
         })?;
         self.check_owner(&name, &existing)?;
+        check_existing(&existing, &self.options).map_err(PlatformError::Invalid)?;
         if desired_replicas(&existing) == 0 {
             self.scale(session_id, 1).await?;
         }
@@ -75,6 +76,7 @@ impl Shared {
             .get_owned(session_id)
             .await?
             .ok_or_else(|| PlatformError::NotFound(session_id.clone()))?;
+        check_existing(&existing, &self.options).map_err(PlatformError::Invalid)?;
         self.intents.set(session_id, Intent::Wake);
         if desired_replicas(&existing) == 0 {
             self.scale(session_id, 1).await?;

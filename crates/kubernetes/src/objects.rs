@@ -16,8 +16,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
-use streamspace_agent::confinement::Confinement;
-use streamspace_protocol::{AgentId, PortSpec, SessionId, SessionSpec, labels};
+use streamspace_agent::confinement::{self, Confinement};
+use streamspace_protocol::{AgentId, PortSpec, SessionId, SessionSecurity, SessionSpec, labels};
 
 /// Seconds Kubernetes waits after SIGTERM before SIGKILL when a session is
 /// hibernated or terminated (the Docker platform uses the same).
@@ -147,6 +147,44 @@ pub fn deployment(
         },
         status: None,
     }
+}
+
+/// Refuses to run the pods of an existing Deployment (a wake, a start of a
+/// session whose Deployment exists) with more than this agent allows now:
+/// a privileged container, or a capability given back while
+/// `--allow-capability` named it and no longer does. Its pod template is
+/// fixed when it is created, so this is the only check a wake meets.
+pub fn check_existing(deployment: &Deployment, options: &KubernetesOptions) -> Result<(), String> {
+    let name = deployment.metadata.name.as_deref().unwrap_or_default();
+    let pod = deployment.spec.template.spec.as_ref();
+    let containers = pod.into_iter().flat_map(|pod| {
+        pod.containers
+            .iter()
+            .chain(pod.init_containers.iter().flatten())
+    });
+    for container in containers {
+        let context = container.security_context.clone().unwrap_or_default();
+        if context.privileged == Some(true) {
+            return Err(format!(
+                "deployment {name} runs a privileged container; it is not scaled up: terminate \
+                 the session and start a new one (its home is kept)"
+            ));
+        }
+        let added = context.capabilities.and_then(|c| c.add).unwrap_or_default();
+        let security = SessionSecurity {
+            capabilities: (added.iter())
+                .map(|cap| cap.strip_prefix("CAP_").unwrap_or(cap).to_owned())
+                .collect(),
+            ..SessionSecurity::default()
+        };
+        confinement::capabilities(&security, &options.allowed_capabilities).map_err(|why| {
+            format!(
+                "deployment {name} was made when the agent allowed more; it is not scaled up \
+                 ({why}), or terminate the session and start a new one (its home is kept)"
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// The session's container, given back the `added` capabilities.

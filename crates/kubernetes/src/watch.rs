@@ -122,6 +122,10 @@ struct Watch {
     synced: bool,
     sent: LastSent,
     pending: VecDeque<SessionReport>,
+    /// Deployments deleted before both watchers had listed: reported once
+    /// they have (a session is never judged on half a view), or the
+    /// deletion would be lost.
+    removed_early: BTreeSet<SessionId>,
 }
 
 impl Watch {
@@ -138,6 +142,7 @@ impl Watch {
             synced: false,
             sent: LastSent::default(),
             pending: VecDeque::new(),
+            removed_early: BTreeSet::new(),
         }
     }
 
@@ -170,12 +175,19 @@ impl Watch {
             | Change::Pod(Event::Init | Event::InitApply(_) | Event::InitDone) => {}
         }
         if !self.view.synced() {
+            self.removed_early.extend(removed);
             return Ok(());
         }
         if !self.synced {
             // Both lists are in: judge every session once.
             self.synced = true;
             touched.extend(sessions(&self.view.deployments));
+            for session_id in std::mem::take(&mut self.removed_early) {
+                if !touched.contains(&session_id) {
+                    let report = self.removal_report(&session_id);
+                    self.queue(report);
+                }
+            }
         }
         if let Some(session_id) = removed {
             touched.remove(&session_id);

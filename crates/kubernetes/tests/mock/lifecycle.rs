@@ -396,6 +396,39 @@ async fn wake_scales_to_one() {
     within(verifier).await.expect("scenario");
 }
 
+/// A Deployment made while the operator allowed SYS_ADMIN is not scaled up
+/// once the allowance is gone, nor a privileged one (no scale request: an
+/// unanswered one would time the test out).
+#[tokio::test]
+async fn wake_refuses_pods_with_more_than_the_agent_allows_now() {
+    for (field, value) in [
+        (
+            "capabilities",
+            json!({"drop": ["ALL"], "add": ["SYS_ADMIN"]}),
+        ),
+        ("privileged", json!(true)),
+    ] {
+        let (platform, mut server) = platform();
+        let mut deployment = deployment_json(0, 0);
+        deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"][field] = value;
+        let answering = async {
+            server
+                .expect("GET", DEPLOYMENT_PATH)
+                .await
+                .respond(200, deployment);
+        };
+        let (woken, ()) = within(futures::future::join(
+            platform.wake(&session_id()),
+            answering,
+        ))
+        .await;
+        let Err(PlatformError::Invalid(message)) = woken else {
+            panic!("{field}: expected a refusal, got {woken:?}");
+        };
+        assert!(message.contains("not scaled up"), "{message}");
+    }
+}
+
 #[tokio::test]
 async fn terminate_deletes_the_deployment_and_keeps_the_claim() {
     let (platform, server) = platform();

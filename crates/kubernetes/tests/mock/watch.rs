@@ -200,6 +200,49 @@ async fn watch_reports_failures_and_deletions_done_outside_streamspace() {
     let _deployment_rewatch = server.expect("GET", &watch_uri(DEPLOYMENTS, "5004")).await;
 }
 
+/// A Deployment deleted while the pod watcher is still listing: its
+/// deletion must be reported once both lists are in, not dropped because
+/// the view was incomplete when it came.
+#[tokio::test]
+async fn a_deletion_before_the_pods_are_listed_is_still_reported() {
+    let (client, mut server) = mock_client();
+    let platform = KubernetesPlatform::new(client, &agent_id(), options()).expect("platform");
+    let mut reports = start_watch(&platform);
+
+    // Answer the Deployments' list; hold the pods' list back.
+    let mut pods_list = None;
+    while pods_list.is_none() {
+        let call = server.next().await;
+        if call.uri == format!("{DEPLOYMENTS}?{AGENT_SELECTOR}&limit=500") {
+            call.respond(200, list("DeploymentList", vec![deployment_json(1, 1)]));
+        } else {
+            assert_eq!(call.uri, format!("{PODS}?{AGENT_SELECTOR}&limit=500"));
+            pods_list = Some(call);
+        }
+    }
+    let deployment_watch = server.expect("GET", &watch_uri(DEPLOYMENTS, "5000")).await;
+    deployment_watch.respond_raw(
+        200,
+        events(&[("DELETED", with_version(deployment_json(1, 1), "5001"))]),
+    );
+    // Watching on from the deletion: the event was taken in.
+    let _deployment_rewatch = server.expect("GET", &watch_uri(DEPLOYMENTS, "5001")).await;
+
+    let pods_list = pods_list.expect("the pods' list");
+    pods_list.respond(200, list("PodList", vec![pod("ready")]));
+    let report = next_report(&mut reports).await;
+    assert_eq!(
+        (report.session_id.as_str(), report.phase),
+        (SESSION, Phase::Failed)
+    );
+    let message = report.message.unwrap_or_default();
+    assert!(
+        message.contains("was deleted outside StreamSpace"),
+        "{message}"
+    );
+    let _pod_watch = server.expect("GET", &watch_uri(PODS, "5000")).await;
+}
+
 #[tokio::test]
 async fn a_broken_watch_ends_the_stream_so_the_runtime_resubscribes() {
     let (client, mut server) = mock_client();

@@ -31,7 +31,13 @@ pub async fn handle(
             )))
         }
         Some(session) if report.phase != Phase::Terminated => {
-            // Terminated here, still present there: finish the job.
+            // Terminated here, still present there: finish the job, once.
+            // While a terminate is open, another would be one more stored
+            // row per inventory, which an agent can send as often as its
+            // rate allows and never answer.
+            if state.store.session_has_open_commands(&session.id).await? {
+                return Ok(None);
+            }
             let command = Command {
                 id: CommandId::new(),
                 session_id: session.id.clone(),

@@ -56,6 +56,44 @@ async fn terminated_sessions_found_again_are_removed(app: TestApp) -> anyhow::Re
         "Terminated",
         "history stays"
     );
+
+    // Listing it again while that terminate is open asks nothing more: an
+    // agent that repeats its inventory and never answers cannot make a
+    // stored command per message.
+    let other = agent
+        .run_session(&app.admin, json!({"template": "desktop"}))
+        .await?;
+    for _ in 0..3 {
+        let sessions = vec![
+            SessionReport::new(&id, Phase::Running),
+            SessionReport::new(&other, Phase::Running),
+        ];
+        agent.send(AgentMessage::Inventory { sessions }).await?;
+    }
+    // Messages are applied in order: once this shows, the inventories were.
+    agent
+        .report(SessionReport::new(&other, Phase::Hibernated))
+        .await?;
+    app.admin
+        .wait_for_phase(&other, "Hibernated", Duration::from_secs(5))
+        .await?;
+    app.admin
+        .expect(
+            Method::DELETE,
+            &format!("/api/v1/sessions/{other}"),
+            None,
+            StatusCode::OK,
+        )
+        .await?;
+    // Up to the other's terminate (the reconciler may wake it first),
+    // nothing more for the first session.
+    loop {
+        let next = agent.expect_command().await?;
+        assert_ne!(next.session_id.as_str(), id, "a further {next:?}");
+        if next.action == Action::Terminate {
+            break;
+        }
+    }
     Ok(())
 }
 
