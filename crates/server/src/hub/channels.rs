@@ -27,9 +27,37 @@ pub struct Beat {
     pub metrics: NodeMetrics,
 }
 
+/// The connected agents, and which holds each secret: tunnel claims come
+/// from anyone on the network, so finding the agent of a secret is one
+/// lookup, not a scan of every agent under the lock all messages take.
+#[derive(Default)]
+struct Links {
+    by_agent: HashMap<AgentId, Link>,
+    by_secret: HashMap<String, AgentId>,
+}
+
+impl Links {
+    /// The replaced link, if the agent was connected.
+    fn insert(&mut self, agent_id: &AgentId, link: Link) -> Option<Link> {
+        self.by_secret
+            .insert(link.secret_hash.clone(), agent_id.clone());
+        let old = self.by_agent.insert(agent_id.clone(), link)?;
+        if old.secret_hash != self.by_agent[agent_id].secret_hash {
+            self.by_secret.remove(&old.secret_hash);
+        }
+        Some(old)
+    }
+
+    fn remove(&mut self, agent_id: &AgentId) {
+        if let Some(link) = self.by_agent.remove(agent_id) {
+            self.by_secret.remove(&link.secret_hash);
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct AgentHub {
-    links: Mutex<HashMap<AgentId, Link>>,
+    links: Mutex<Links>,
     next_conn: AtomicU64,
     /// Latest heartbeats, and which are not stored yet: heartbeats are
     /// written in one batch per interval, not one write each (10,000 agents
@@ -50,9 +78,9 @@ struct Beats {
 }
 
 impl AgentHub {
-    fn links(&self) -> std::sync::MutexGuard<'_, HashMap<AgentId, Link>> {
-        // A panic while holding this lock cannot leave the map inconsistent
-        // (every operation is a single insert/remove), so poison is ignored.
+    fn links(&self) -> std::sync::MutexGuard<'_, Links> {
+        // A panic while holding this lock cannot leave the maps inconsistent
+        // (`Links` changes both without calling out), so poison is ignored.
         self.links.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -70,7 +98,7 @@ impl AgentHub {
             secret_hash: secret_hash.to_owned(),
             outbox,
         };
-        if self.links().insert(agent_id.clone(), link).is_some() {
+        if self.links().insert(agent_id, link).is_some() {
             tracing::info!(
                 %agent_id,
                 "a newer connection replaced the agent's previous one"
@@ -82,7 +110,11 @@ impl AgentHub {
     /// Removes the connection if it is still the current one for the agent.
     pub(super) fn detach(&self, agent_id: &AgentId, conn_id: u64) -> bool {
         let mut links = self.links();
-        if links.get(agent_id).is_some_and(|l| l.conn_id == conn_id) {
+        if links
+            .by_agent
+            .get(agent_id)
+            .is_some_and(|l| l.conn_id == conn_id)
+        {
             links.remove(agent_id);
             true
         } else {
@@ -96,22 +128,19 @@ impl AgentHub {
     }
 
     pub fn is_connected(&self, agent_id: &AgentId) -> bool {
-        self.links().contains_key(agent_id)
+        self.links().by_agent.contains_key(agent_id)
     }
 
     /// The connected agent that holds this secret, if any.
     pub fn agent_for_secret(&self, secret_hash: &str) -> Option<AgentId> {
-        self.links()
-            .iter()
-            .find(|(_, link)| link.secret_hash == secret_hash)
-            .map(|(id, _)| id.clone())
+        self.links().by_secret.get(secret_hash).cloned()
     }
 
     /// Queues a message to a connected agent. `false` when the agent is not
     /// connected here or its connection is stuck.
     pub fn send(&self, agent_id: &AgentId, message: ServerMessage) -> bool {
         let links = self.links();
-        let Some(link) = links.get(agent_id) else {
+        let Some(link) = links.by_agent.get(agent_id) else {
             return false;
         };
         match link.outbox.try_send(message) {
@@ -124,7 +153,7 @@ impl AgentHub {
     }
 
     pub fn connected_count(&self) -> usize {
-        self.links().len()
+        self.links().by_agent.len()
     }
 
     fn beats(&self) -> std::sync::MutexGuard<'_, Beats> {
@@ -180,5 +209,34 @@ impl AgentHub {
         for old in beats.reported.remove(agent_id).unwrap_or_default() {
             beats.usage.remove(&(agent_id.clone(), old));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_finds_its_connected_agent_and_only_while_connected() {
+        let hub = AgentHub::default();
+        let (a, b) = (AgentId::from("a"), AgentId::from("b"));
+        let (a1, _rx_a1) = hub.attach(&a, "hash-a1");
+        let (_b1, _rx_b1) = hub.attach(&b, "hash-b");
+        assert_eq!(hub.agent_for_secret("hash-a1"), Some(a.clone()));
+        assert_eq!(hub.agent_for_secret("hash-b"), Some(b.clone()));
+        assert_eq!(hub.agent_for_secret("hash-x"), None);
+
+        // A reconnects with a new secret: the old one no longer names it,
+        // and the old connection's late detach changes nothing.
+        let (a2, _rx_a2) = hub.attach(&a, "hash-a2");
+        assert_eq!(hub.agent_for_secret("hash-a1"), None);
+        assert!(!hub.detach(&a, a1));
+        assert_eq!(hub.agent_for_secret("hash-a2"), Some(a.clone()));
+
+        assert!(hub.detach(&a, a2));
+        assert_eq!(hub.agent_for_secret("hash-a2"), None);
+        hub.disconnect(&b);
+        assert_eq!(hub.agent_for_secret("hash-b"), None);
+        assert_eq!(hub.connected_count(), 0);
     }
 }
