@@ -2,10 +2,10 @@
 //! tunnel, upgraded from HTTP/1.1 to a raw byte stream.
 
 use crate::auth::{bearer_token, secrets};
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiPath, ApiResult, ErrorBody};
 use crate::state::AppState;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::response::Response;
 use http::{StatusCode, header};
 use streamspace_protocol::TunnelId;
@@ -30,7 +30,7 @@ use streamspace_protocol::tunnel::UPGRADE_PROTOCOL;
 )]
 pub async fn accept(
     State(state): State<AppState>,
-    Path(tunnel_id): Path<TunnelId>,
+    ApiPath(tunnel_id): ApiPath<TunnelId>,
     mut request: Request,
 ) -> ApiResult<Response> {
     let headers = request.headers();

@@ -5,10 +5,10 @@ use super::open_data_channel;
 use crate::auth::CurrentUser;
 use crate::auth::revoke;
 use crate::auth::visible_session;
-use crate::error::{ApiError, ApiQuery, ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use crate::state::AppState;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use http::header;
@@ -54,7 +54,7 @@ pub struct LogsQuery {
 pub async fn logs(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<SessionId>,
+    ApiPath(id): ApiPath<SessionId>,
     ApiQuery(query): ApiQuery<LogsQuery>,
 ) -> ApiResult<Response> {
     let session = visible_session(&state, &user, &id).await?;

@@ -7,11 +7,11 @@ use super::relay::Tunnel;
 use super::websocket::Handshake;
 use crate::auth::CurrentUser;
 use crate::auth::revoke;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiPath, ApiResult, ErrorBody};
 use crate::lifecycle::change_state;
 use crate::state::AppState;
 use crate::store::SessionRecord;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use http::{HeaderMap, header};
 use std::time::Duration;
@@ -45,7 +45,7 @@ use tracing::Instrument;
 )]
 pub async fn vnc(
     State(state): State<AppState>,
-    Path(session_id): Path<SessionId>,
+    ApiPath(session_id): ApiPath<SessionId>,
     user: CurrentUser,
     headers: HeaderMap,
     handshake: Handshake,

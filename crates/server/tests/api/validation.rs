@@ -300,6 +300,9 @@ async fn bad_paths_get_json_errors(app: TestApp) -> anyhow::Result<()> {
         "/api/v1/sessions/%FF",
         "/api/v1/sessions/%FF/events",
         "/api/v1/agents/%FF",
+        "/api/v1/agents/tunnels/%FF",
+        "/api/v1/sessions/%FF/logs",
+        "/vnc/%FF",
     ] {
         let answer = app.admin.call(Method::GET, path, None).await?;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{path}: {answer:?}");
