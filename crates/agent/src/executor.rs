@@ -10,6 +10,7 @@
 //! every platform operation is idempotent.
 
 use crate::platform::{Platform, PlatformError};
+use crate::pulls::{PullProgress, Throttle};
 use crate::queue::{Pushed, QUEUE_LIMIT, SessionQueues};
 use crate::readiness::wait_for_vnc;
 use futures::FutureExt;
@@ -18,7 +19,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use streamspace_protocol::{
-    Action, AgentMessage, Command, CommandId, Phase, SessionId, SessionReport,
+    Action, AgentMessage, Command, CommandId, Phase, SessionId, SessionReport, SessionSpec,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -183,6 +184,7 @@ impl Executor {
         let platform = self.platform.as_ref();
         match &command.action {
             Action::Start { spec } => {
+                self.pull(spec).await?;
                 self.report(SessionReport::new(id, Phase::Starting));
                 self.step(id, platform.start(spec).await)?;
                 let port = spec.vnc_port().ok_or("the session has no VNC port")?;
@@ -208,15 +210,36 @@ impl Executor {
         }
     }
 
+    /// Pulls the session's image if the platform lacks it, reporting
+    /// `Pulling` with its progress (at most once a second, and only when
+    /// the percentage moved: `pulls::Throttle`).
+    async fn pull(&self, spec: &SessionSpec) -> Result<(), String> {
+        let id = &spec.session_id;
+        let throttle = Mutex::new(Throttle::default());
+        let progress = |progress: PullProgress| {
+            if lock(&throttle).admit(tokio::time::Instant::now(), progress.percent()) {
+                let message = progress.message(&spec.image);
+                self.report(SessionReport::new(id, Phase::Pulling).with_message(message));
+            }
+        };
+        let pulled = self
+            .platform
+            .pull(&spec.image, spec.registry_auth.as_ref(), &progress)
+            .await;
+        self.step(id, pulled).map(|pulled| {
+            tracing::debug!(?pulled, image = %spec.image, "image ready");
+        })
+    }
+
     /// Turns a failed platform step into the command's error. A step that
     /// cannot succeed as asked (bad spec, missing object) also marks the
     /// session `Failed`, which needs a person; a platform that is briefly
     /// unavailable leaves the phase alone so the control plane retries.
-    fn step(
+    fn step<T>(
         &self,
         session_id: &SessionId,
-        result: Result<SessionReport, PlatformError>,
-    ) -> Result<SessionReport, String> {
+        result: Result<T, PlatformError>,
+    ) -> Result<T, String> {
         result.map_err(|err| {
             let message = match &err {
                 PlatformError::NotFound(_) => {

@@ -1,0 +1,166 @@
+//! Image pulls as the agent reports them: a platform counts bytes
+//! ([`PullProgress`]), this turns them into what people read ("pulling
+//! registry.example.com/app:1: 42% (120 MB of 286 MB)") and lets through at
+//! most one report a second per pull, and only when the percentage moved,
+//! so an image of a thousand layers or a registry that trickles bytes
+//! cannot flood the control plane (which also rate-limits every agent).
+
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Least time between two progress reports of one pull.
+pub const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// Overrides [`REPORT_EVERY`] in milliseconds (tests pull small images
+/// in well under a second); at most [`MAX_REPORT_EVERY_MS`].
+pub const REPORT_EVERY_ENV: &str = "STREAMSPACE_PULL_REPORT_INTERVAL_MS";
+const MAX_REPORT_EVERY_MS: u64 = 60_000;
+
+/// How far a pull is, in bytes. Both downloading and unpacking a layer
+/// take time, so each counts half: `done` runs to twice `total`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PullProgress {
+    /// Bytes of the image's layers known so far (compressed, as sent).
+    pub total: u64,
+    /// Bytes downloaded so far.
+    pub downloaded: u64,
+    /// Bytes downloaded plus bytes unpacked.
+    pub done: u64,
+}
+
+impl PullProgress {
+    /// 0 to 100; 0 while no layer's size is known.
+    pub fn percent(&self) -> u8 {
+        if self.total == 0 {
+            return 0;
+        }
+        let percent = self.done.saturating_mul(100) / self.total.saturating_mul(2);
+        percent.min(100) as u8
+    }
+
+    /// "pulling IMAGE: 42% (120 MB of 286 MB)", or "pulling IMAGE" before
+    /// any size is known.
+    pub fn message(&self, image: &str) -> String {
+        if self.total == 0 {
+            return format!("pulling {image}");
+        }
+        format!(
+            "pulling {image}: {}% ({} of {})",
+            self.percent(),
+            megabytes(self.downloaded.min(self.total)),
+            megabytes(self.total)
+        )
+    }
+}
+
+/// What a platform's pull did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pulled {
+    /// The image was there already.
+    Present,
+    /// The image was pulled.
+    Pulled,
+    /// The platform pulls by itself when a session needs the image (the
+    /// kubelet on Kubernetes); nothing was done.
+    ByPlatform,
+}
+
+/// Decimal megabytes, as registries and `docker pull` count them.
+fn megabytes(bytes: u64) -> String {
+    const MB: u64 = 1_000_000;
+    if bytes >= 10 * MB {
+        format!("{} MB", (bytes + MB / 2) / MB)
+    } else {
+        format!("{:.1} MB", bytes as f64 / MB as f64)
+    }
+}
+
+/// Which progress reports of one pull go out.
+#[derive(Debug)]
+pub struct Throttle {
+    every: Duration,
+    last: Option<(Instant, u8)>,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Throttle::new(report_every())
+    }
+}
+
+impl Throttle {
+    pub fn new(every: Duration) -> Self {
+        Throttle { every, last: None }
+    }
+
+    /// Whether a report at `percent` goes out now: the first always does,
+    /// later ones when `every` has passed and the percentage moved by at
+    /// least one.
+    pub fn admit(&mut self, now: Instant, percent: u8) -> bool {
+        let due = match self.last {
+            None => true,
+            Some((at, last)) => {
+                now.saturating_duration_since(at) >= self.every && percent != last
+            }
+        };
+        if due {
+            self.last = Some((now, percent));
+        }
+        due
+    }
+}
+
+/// [`REPORT_EVERY`], or what [`REPORT_EVERY_ENV`] says.
+fn report_every() -> Duration {
+    std::env::var(REPORT_EVERY_ENV)
+        .ok()
+        .and_then(|ms| ms.trim().parse::<u64>().ok())
+        .map_or(REPORT_EVERY, |ms| {
+            Duration::from_millis(ms.min(MAX_REPORT_EVERY_MS))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_say_percent_and_bytes() {
+        let progress = PullProgress {
+            total: 286_000_000,
+            downloaded: 120_000_000,
+            done: 240_000_000,
+        };
+        assert_eq!(progress.percent(), 41);
+        assert_eq!(
+            progress.message("lscr.io/app:1"),
+            "pulling lscr.io/app:1: 41% (120 MB of 286 MB)"
+        );
+        assert_eq!(PullProgress::default().message("a:1"), "pulling a:1");
+        let small = PullProgress {
+            total: 2_500_000,
+            downloaded: 400_000,
+            done: 400_000,
+        };
+        assert_eq!(small.message("a:1"), "pulling a:1: 8% (0.4 MB of 2.5 MB)");
+        let overflowing = PullProgress {
+            total: 10,
+            downloaded: 50,
+            done: 50,
+        };
+        assert_eq!(overflowing.percent(), 100, "a registry's lies stay in range");
+    }
+
+    #[test]
+    fn at_most_one_report_a_second_and_only_when_it_moved() {
+        let start = Instant::now();
+        let mut throttle = Throttle::new(Duration::from_secs(1));
+        assert!(throttle.admit(start, 0), "the first report goes out");
+        assert!(!throttle.admit(start + Duration::from_millis(500), 10));
+        assert!(throttle.admit(start + Duration::from_millis(1000), 10));
+        assert!(
+            !throttle.admit(start + Duration::from_secs(5), 10),
+            "unchanged"
+        );
+        assert!(throttle.admit(start + Duration::from_secs(5), 11));
+    }
+}
