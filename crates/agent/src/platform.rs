@@ -3,10 +3,10 @@
 //! does (enrollment, the control channel, command bookkeeping, readiness,
 //! tunnels) is shared and lives in this crate.
 
+use crate::pulls::{PullProgress, Pulled};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use crate::pulls::{PullProgress, Pulled};
 use streamspace_protocol::{
     Capabilities, Capacity, NodeMetrics, RegistryAuth, SessionId, SessionReport, SessionSpec,
     SessionUsage,

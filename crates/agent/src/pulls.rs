@@ -64,6 +64,90 @@ pub enum Pulled {
     ByPlatform,
 }
 
+/// Docker Hub, as images without a registry name it.
+pub const DOCKER_HUB: &str = "docker.io";
+
+/// Why a pull failed, as far as the platform's text tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullFailure {
+    Auth,
+    NotFound,
+    Network,
+    Other,
+}
+
+/// Reads the engine's text (which carries the registry's) for why a pull
+/// failed. Docker Hub says "repository does not exist or may require
+/// 'docker login'" for both a missing and a private image: not found.
+pub fn classify(detail: &str) -> PullFailure {
+    let text = detail.to_ascii_lowercase();
+    let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
+    if has(&["repository does not exist"]) {
+        PullFailure::NotFound
+    } else if has(&[
+        "unauthorized",
+        "authentication required",
+        "no basic auth credentials",
+        "incorrect username or password",
+        "denied",
+        "401",
+    ]) {
+        PullFailure::Auth
+    } else if has(&[
+        "manifest unknown",
+        "not found",
+        "name unknown",
+        "no such image",
+    ]) {
+        PullFailure::NotFound
+    } else if has(&[
+        "dial tcp",
+        "no such host",
+        "connection refused",
+        "connection reset",
+        "i/o timeout",
+        "timeout",
+        "network is unreachable",
+        "tls",
+        "certificate",
+        "http response to https client",
+        "eof",
+    ]) {
+        PullFailure::Network
+    } else {
+        PullFailure::Other
+    }
+}
+
+/// A registry as a Docker `config.json` key or an image names it:
+/// `https://index.docker.io/v1/` (what `docker login` writes for Docker
+/// Hub) is `docker.io`; a URL's scheme and path are dropped.
+pub fn registry_host(key: &str) -> String {
+    let host = key
+        .trim()
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    let host = host.split('/').next().unwrap_or(host).to_ascii_lowercase();
+    match host.as_str() {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
+            DOCKER_HUB.to_owned()
+        }
+        _ => host,
+    }
+}
+
+/// The registry an image reference names, the way Docker and containerd
+/// read it: the part before the first `/` when it has a `.` or a `:` or is
+/// `localhost`, else Docker Hub.
+pub fn registry_of(image: &str) -> String {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            registry_host(first)
+        }
+        _ => DOCKER_HUB.to_owned(),
+    }
+}
+
 /// Decimal megabytes, as registries and `docker pull` count them.
 fn megabytes(bytes: u64) -> String {
     const MB: u64 = 1_000_000;
@@ -98,9 +182,7 @@ impl Throttle {
     pub fn admit(&mut self, now: Instant, percent: u8) -> bool {
         let due = match self.last {
             None => true,
-            Some((at, last)) => {
-                now.saturating_duration_since(at) >= self.every && percent != last
-            }
+            Some((at, last)) => now.saturating_duration_since(at) >= self.every && percent != last,
         };
         if due {
             self.last = Some((now, percent));
@@ -147,7 +229,49 @@ mod tests {
             downloaded: 50,
             done: 50,
         };
-        assert_eq!(overflowing.percent(), 100, "a registry's lies stay in range");
+        assert_eq!(
+            overflowing.percent(),
+            100,
+            "a registry's lies stay in range"
+        );
+    }
+
+    #[test]
+    fn images_name_their_registry_or_docker_hub() {
+        assert_eq!(registry_of("127.0.0.1:5000/test/echo:1"), "127.0.0.1:5000");
+        assert_eq!(registry_of("lscr.io/linuxserver/webtop"), "lscr.io");
+        assert_eq!(registry_of("localhost/app"), "localhost");
+        assert_eq!(registry_of("streamspace/desktop:local"), DOCKER_HUB);
+        assert_eq!(registry_of("busybox"), DOCKER_HUB);
+    }
+
+    #[test]
+    fn failures_are_classified_by_what_the_registry_said() {
+        let cases = [
+            (
+                "Head \"http://127.0.0.1:5000/v2/t/e/manifests/1\": no basic auth credentials",
+                PullFailure::Auth,
+            ),
+            ("unauthorized: authentication required", PullFailure::Auth),
+            (
+                "manifest for 127.0.0.1:5000/t/nope:1 not found: manifest unknown: manifest unknown",
+                PullFailure::NotFound,
+            ),
+            (
+                "pull access denied for ghost, repository does not exist or may require \
+                 'docker login': denied: requested access to the resource is denied",
+                PullFailure::NotFound,
+            ),
+            (
+                "Get \"https://registry-1.docker.io/v2/\": dial tcp: lookup registry-1.docker.io: \
+                 no such host",
+                PullFailure::Network,
+            ),
+            ("something odd", PullFailure::Other),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(classify(text), expected, "{text}");
+        }
     }
 
     #[test]

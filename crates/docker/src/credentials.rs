@@ -1,6 +1,6 @@
-//! Registry credentials: the agent's own (`--registry-auth FILE`, a Docker
-//! `config.json` with `auths`), and which registry an image comes from, so
-//! a pull sends the credentials of that registry and no other.
+//! The agent's own registry credentials (`--registry-auth FILE`, a Docker
+//! `config.json` with `auths`), by registry host, so a pull sends the
+//! credentials of its image's registry and no other.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -8,9 +8,8 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
+use streamspace_agent::pulls::registry_host;
 
-/// Docker Hub, as images without a registry name it.
-pub const DOCKER_HUB: &str = "docker.io";
 /// The largest credentials file read: a `config.json` is a few hundred bytes
 /// per registry.
 const MAX_FILE: u64 = 1 << 20;
@@ -18,7 +17,10 @@ const MAX_FILE: u64 = 1 << 20;
 /// One registry's credentials.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credentials {
-    Password { username: String, password: String },
+    Password {
+        username: String,
+        password: String,
+    },
     /// An OAuth refresh token (`identitytoken` in `config.json`).
     IdentityToken(String),
 }
@@ -70,7 +72,8 @@ impl RegistryAuths {
             ));
         }
         warn_if_others_may_read(path, &meta);
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
         Self::parse(&text).map_err(|e| format!("{shown}: {e}"))
     }
 
@@ -85,7 +88,7 @@ impl RegistryAuths {
             let credentials = entry
                 .credentials()
                 .map_err(|e| format!("auths.{key}: {e}"))?;
-            auths.insert(registry_key(&key), credentials);
+            auths.insert(registry_host(&key), credentials);
         }
         Ok(RegistryAuths(auths))
     }
@@ -142,49 +145,10 @@ fn warn_if_others_may_read(path: &Path, meta: &std::fs::Metadata) {
 #[cfg(not(unix))]
 fn warn_if_others_may_read(_: &Path, _: &std::fs::Metadata) {}
 
-/// A `config.json` key as a registry host: `https://index.docker.io/v1/`
-/// (what `docker login` writes for Docker Hub) is `docker.io`, a URL's
-/// scheme and path are dropped.
-fn registry_key(key: &str) -> String {
-    let host = key
-        .trim()
-        .trim_start_matches("https://")
-        .trim_start_matches("http://");
-    let host = host.split('/').next().unwrap_or(host).to_ascii_lowercase();
-    match host.as_str() {
-        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
-            DOCKER_HUB.to_owned()
-        }
-        _ => host,
-    }
-}
-
-/// The registry an image reference names, the way Docker reads it: the
-/// part before the first `/` when it has a `.` or a `:` or is `localhost`,
-/// else Docker Hub.
-pub fn registry_of(image: &str) -> String {
-    match image.split_once('/') {
-        Some((first, _))
-            if first.contains('.') || first.contains(':') || first == "localhost" =>
-        {
-            registry_key(first)
-        }
-        _ => DOCKER_HUB.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn images_name_their_registry_or_docker_hub() {
-        assert_eq!(registry_of("127.0.0.1:5000/test/echo:1"), "127.0.0.1:5000");
-        assert_eq!(registry_of("lscr.io/linuxserver/webtop"), "lscr.io");
-        assert_eq!(registry_of("localhost/app"), "localhost");
-        assert_eq!(registry_of("streamspace/desktop:local"), DOCKER_HUB);
-        assert_eq!(registry_of("busybox"), DOCKER_HUB);
-    }
+    use streamspace_agent::pulls::DOCKER_HUB;
 
     #[test]
     fn config_files_give_credentials_by_registry() {
@@ -210,13 +174,19 @@ mod tests {
             Some(&Credentials::IdentityToken("tok".into()))
         );
         let printed = format!("{auths:?}");
-        assert!(!printed.contains("s3cret") && !printed.contains("tok\""), "{printed}");
+        assert!(
+            !printed.contains("s3cret") && !printed.contains("tok\""),
+            "{printed}"
+        );
     }
 
     #[test]
     fn broken_files_say_what_is_wrong() {
         let err = RegistryAuths::parse(r#"{"auths": {"r.io": {"auth": "!!"}}}"#).expect_err("bad");
-        assert!(err.contains("auths.r.io") && err.contains("base64"), "{err}");
+        assert!(
+            err.contains("auths.r.io") && err.contains("base64"),
+            "{err}"
+        );
         let err = RegistryAuths::parse(r#"{"auths": {"r.io": {}}}"#).expect_err("empty");
         assert!(err.contains("has no"), "{err}");
         assert!(RegistryAuths::parse("42").is_err());

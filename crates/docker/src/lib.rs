@@ -13,8 +13,7 @@
 //! - `lifecycle.rs`: start, hibernate, wake, terminate
 //! - `pull.rs`: pulling a missing image, with progress and failures said
 //!   plainly
-//! - `credentials.rs`: the agent's registry credentials, and which
-//!   registry an image is from
+//! - `credentials.rs`: the agent's registry credentials, by registry
 //! - `existing.rs`: what a container must be before it starts again
 //!   (confined, on the sessions network as it is now; pure)
 //! - `home.rs`: persistent homes as named volumes
@@ -42,7 +41,7 @@ mod usage;
 mod watch;
 
 pub use container::{CONTAINER_PREFIX, STOP_TIMEOUT_SECS, container_name};
-pub use credentials::{Credentials, DOCKER_HUB, RegistryAuths, registry_of};
+pub use credentials::{Credentials, RegistryAuths};
 pub use error::DockerError;
 pub use network::{DEFAULT_NETWORK, NETWORK_LABEL};
 pub use route::SessionRoute;

@@ -7,7 +7,7 @@
 //! [`PULL_STALL`] fails the pull.
 
 use crate::Shared;
-use crate::credentials::{Credentials, registry_of};
+use crate::credentials::Credentials;
 use crate::error::is_not_found;
 use bollard::auth::DockerCredentials;
 use bollard::errors::Error as BollardError;
@@ -16,7 +16,9 @@ use bollard::query_parameters::CreateImageOptionsBuilder;
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::time::Duration;
-use streamspace_agent::pulls::{PullProgress, Pulled};
+use streamspace_agent::pulls::{
+    PullFailure as Failure, PullProgress, Pulled, classify, registry_of,
+};
 use streamspace_agent::{PlatformError, PlatformResult};
 use streamspace_protocol::RegistryAuth;
 
@@ -44,15 +46,6 @@ impl Source {
             Source::None => "none",
         }
     }
-}
-
-/// Why a pull failed, as far as the engine's text tells.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failure {
-    Auth,
-    NotFound,
-    Network,
-    Other,
 }
 
 impl Shared {
@@ -185,7 +178,9 @@ impl Shared {
                 source.describe()
             ),
             Failure::NotFound => format!("image {image} not found in {registry}: {detail}"),
-            Failure::Network => format!("cannot reach registry {registry} to pull {image}: {detail}"),
+            Failure::Network => {
+                format!("cannot reach registry {registry} to pull {image}: {detail}")
+            }
             Failure::Other => format!("pulling {image} from {registry} failed: {detail}"),
         };
         tracing::warn!(image, registry, ?failure, "pull failed");
@@ -194,44 +189,6 @@ impl Shared {
              build or load it there)",
             self.engine_host
         ))
-    }
-}
-
-/// Reads the engine's text (which carries the registry's) for why a pull
-/// failed. Docker Hub says "repository does not exist or may require
-/// 'docker login'" for both a missing and a private image: not found.
-fn classify(detail: &str) -> Failure {
-    let text = detail.to_ascii_lowercase();
-    let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
-    if has(&["repository does not exist"]) {
-        Failure::NotFound
-    } else if has(&[
-        "unauthorized",
-        "authentication required",
-        "no basic auth credentials",
-        "incorrect username or password",
-        "denied",
-        "401",
-    ]) {
-        Failure::Auth
-    } else if has(&["manifest unknown", "not found", "name unknown", "no such image"]) {
-        Failure::NotFound
-    } else if has(&[
-        "dial tcp",
-        "no such host",
-        "connection refused",
-        "connection reset",
-        "i/o timeout",
-        "timeout",
-        "network is unreachable",
-        "tls",
-        "certificate",
-        "http response to https client",
-        "eof",
-    ]) {
-        Failure::Network
-    } else {
-        Failure::Other
     }
 }
 
@@ -351,7 +308,10 @@ mod tests {
         assert!(layers.update(&item("a", "Extracting", 40, 100)));
         assert_eq!(layers.progress().done, 100 + 40);
         assert!(layers.update(&item("a", "Pull complete", 0, 0)));
-        assert!(!layers.update(&item("a", "Pull complete", 0, 0)), "no change");
+        assert!(
+            !layers.update(&item("a", "Pull complete", 0, 0)),
+            "no change"
+        );
         assert!(layers.update(&item("c", "Pull complete", 0, 0)));
         assert_eq!(layers.progress().percent(), 100);
     }
@@ -367,38 +327,6 @@ mod tests {
             !layers.update(&item("u", "Downloading", i64::MAX, -1)),
             "past the bound nothing is kept"
         );
-    }
-
-    #[test]
-    fn failures_are_classified_by_what_the_registry_said() {
-        let cases = [
-            (
-                "Head \"http://127.0.0.1:5000/v2/t/e/manifests/1\": no basic auth credentials",
-                Failure::Auth,
-            ),
-            (
-                "unauthorized: authentication required",
-                Failure::Auth,
-            ),
-            (
-                "manifest for 127.0.0.1:5000/t/nope:1 not found: manifest unknown: manifest unknown",
-                Failure::NotFound,
-            ),
-            (
-                "pull access denied for ghost, repository does not exist or may require \
-                 'docker login': denied: requested access to the resource is denied",
-                Failure::NotFound,
-            ),
-            (
-                "Get \"https://registry-1.docker.io/v2/\": dial tcp: lookup registry-1.docker.io: \
-                 no such host",
-                Failure::Network,
-            ),
-            ("something odd", Failure::Other),
-        ];
-        for (text, expected) in cases {
-            assert_eq!(classify(text), expected, "{text}");
-        }
     }
 
     #[test]

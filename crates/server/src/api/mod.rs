@@ -6,6 +6,7 @@ mod auth;
 mod events;
 mod metrics;
 mod openapi;
+mod prepull;
 mod sessions;
 mod templates;
 mod users;
@@ -67,6 +68,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
             templates::update,
             templates::delete
         ))
+        .routes(routes!(prepull::start, prepull::status))
         .routes(routes!(agents::list))
         .routes(routes!(agents::create_enrollment_token))
         .routes(public(routes!(agents::register)))
