@@ -5,15 +5,23 @@
 //! so an image of a thousand layers or a registry that trickles bytes
 //! cannot flood the control plane (which also rate-limits every agent).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Least time between two progress reports of one pull.
+/// Least time between two progress reports of one pull, by default.
 pub const REPORT_EVERY: Duration = Duration::from_secs(1);
-/// Overrides [`REPORT_EVERY`] in milliseconds (tests pull small images
-/// in well under a second); at most [`MAX_REPORT_EVERY_MS`].
-pub const REPORT_EVERY_ENV: &str = "STREAMSPACE_PULL_REPORT_INTERVAL_MS";
-const MAX_REPORT_EVERY_MS: u64 = 60_000;
+/// The most [`set_report_every`] takes.
+pub const MAX_REPORT_EVERY: Duration = Duration::from_secs(60);
+static REPORT_EVERY_MS: AtomicU64 = AtomicU64::new(REPORT_EVERY.as_millis() as u64);
+
+/// Sets the least time between two progress reports of one pull for this
+/// process (at most [`MAX_REPORT_EVERY`]): tests pull small images in well
+/// under a second and want to see several reports.
+pub fn set_report_every(every: Duration) {
+    let ms = every.min(MAX_REPORT_EVERY).as_millis() as u64;
+    REPORT_EVERY_MS.store(ms, Ordering::Relaxed);
+}
 
 /// How far a pull is, in bytes. Both downloading and unpacking a layer
 /// take time, so each counts half: `done` runs to twice `total`.
@@ -166,8 +174,11 @@ pub struct Throttle {
 }
 
 impl Default for Throttle {
+    /// At [`set_report_every`]'s pace ([`REPORT_EVERY`] unless set).
     fn default() -> Self {
-        Throttle::new(report_every())
+        Throttle::new(Duration::from_millis(
+            REPORT_EVERY_MS.load(Ordering::Relaxed),
+        ))
     }
 }
 
@@ -189,16 +200,6 @@ impl Throttle {
         }
         due
     }
-}
-
-/// [`REPORT_EVERY`], or what [`REPORT_EVERY_ENV`] says.
-fn report_every() -> Duration {
-    std::env::var(REPORT_EVERY_ENV)
-        .ok()
-        .and_then(|ms| ms.trim().parse::<u64>().ok())
-        .map_or(REPORT_EVERY, |ms| {
-            Duration::from_millis(ms.min(MAX_REPORT_EVERY_MS))
-        })
 }
 
 #[cfg(test)]

@@ -55,6 +55,10 @@ pub struct DockerAgentArgs {
     /// there).
     #[arg(long)]
     no_pull: bool,
+    /// Least milliseconds between two progress reports of one pull
+    /// (default 1000); for tests, which pull small images quickly.
+    #[arg(long, hide = true, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pull_report_interval_ms: Option<u64>,
 }
 
 pub async fn run(command: AgentCommand) -> anyhow::Result<()> {
@@ -93,6 +97,9 @@ async fn run_docker(args: DockerAgentArgs) -> anyhow::Result<()> {
     let shutdown = shutdown::on_signal();
     let tls = args.agent.client_tls()?;
     let options = docker_options(&args)?;
+    if let Some(ms) = args.pull_report_interval_ms {
+        streamspace_agent::pulls::set_report_every(std::time::Duration::from_millis(ms));
+    }
     // Check the engine before enrolling, so a broken host does not use up
     // a single-use token.
     let probe = DockerPlatform::connect(&"enrollment-probe".into(), options.clone())

@@ -5,6 +5,7 @@ mod connect;
 mod faults;
 mod isolation;
 mod login_flood;
+mod pulls;
 mod spine;
 mod tls;
 mod up;
