@@ -726,21 +726,6 @@ export interface components {
             /** @description Single use: an agent trades it for its own secret. */
             token: string;
         };
-        /** @description One agent's pre-pull of one template's image. */
-        Entry: {
-            image: string;
-            /**
-             * @description Progress while pulling ("pulling …: 42% (120 MB of 286 MB)"), or
-             *     why it failed.
-             */
-            message?: string | null;
-            state: components["schemas"]["PullState"];
-            /**
-             * Format: int64
-             * @description When the entry last changed, in milliseconds since the epoch.
-             */
-            updated_at_ms: number;
-        };
         /**
          * @description The body of every error answer.
          * @example {
@@ -874,9 +859,24 @@ export interface components {
             template_id: string;
         };
         /** @description Where one agent's pre-pull stands. */
-        PrepullAgent: components["schemas"]["Entry"] & {
+        PrepullAgent: components["schemas"]["PrepullEntry"] & {
             agent_id: string;
             name: string;
+        };
+        /** @description One agent's pre-pull of one template's image. */
+        PrepullEntry: {
+            image: string;
+            /**
+             * @description Progress while pulling ("pulling …: 42% (120 MB of 286 MB)"), or
+             *     why it failed.
+             */
+            message?: string | null;
+            state: components["schemas"]["PullState"];
+            /**
+             * Format: int64
+             * @description When the entry last changed, in milliseconds since the epoch.
+             */
+            updated_at_ms: number;
         };
         /**
          * @description Where a pre-pull stands on one agent.
