@@ -221,14 +221,14 @@ fn check_registry_auth(input: RegistryAuthInput) -> Result<RegistryAuth, FieldEr
             "must not contain control characters",
         ));
     }
-    if let Some(password) = &input.password {
-        if password.is_empty() || password.len() > 8192 || !clean(password) {
-            return Err(FieldError::new(
-                "registry_auth.password",
-                "must be 1 to 8192 bytes without control characters (leave it out to keep the \
-                 stored one)",
-            ));
-        }
+    if let Some(password) = &input.password
+        && (password.is_empty() || password.len() > 8192 || !clean(password))
+    {
+        return Err(FieldError::new(
+            "registry_auth.password",
+            "must be 1 to 8192 bytes without control characters (leave it out to keep the \
+             stored one)",
+        ));
     }
     Ok(RegistryAuth {
         username,
