@@ -37,6 +37,7 @@ pub mod reports;
 mod runtime;
 mod tls;
 mod tunnel;
+mod web;
 
 pub use backoff::Backoff;
 pub use identity::{Enrollment, Identity};
