@@ -328,6 +328,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use crate::fake::FakePlatform;
+    use crate::pulls::PullProgress;
     use std::sync::atomic::Ordering;
     use streamspace_protocol::SessionSpec;
 
@@ -568,6 +569,76 @@ mod tests {
         platform.vnc_up.store(true, Ordering::SeqCst);
         executor.submit(command("c3", "s1", start("s1")));
         assert_eq!(results(&mut rx, 1).await["c3"], None);
+    }
+
+    /// Every status report in the outbox, in order, once `count` results came.
+    async fn statuses(rx: &mut mpsc::Receiver<AgentMessage>) -> Vec<SessionReport> {
+        let mut seen = Vec::new();
+        let collect = async {
+            loop {
+                match rx.recv().await {
+                    Some(AgentMessage::SessionStatus(report)) => seen.push(report),
+                    Some(AgentMessage::Result { .. }) => return,
+                    Some(_) => {}
+                    None => panic!("outbox closed"),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), collect)
+            .await
+            .expect("the command finishes");
+        seen
+    }
+
+    /// A missing image is pulled before the start: `Pulling` with its
+    /// progress comes first, throttled (fifty steps at once make one
+    /// report), then `Starting`.
+    #[tokio::test]
+    async fn a_missing_image_is_pulled_first_and_its_progress_throttled() {
+        let (platform, executor, mut rx) = executor(256);
+        platform.vnc_up.store(true, Ordering::SeqCst);
+        let steps = (1..=50).map(|n| PullProgress {
+            total: 100,
+            downloaded: 2 * n,
+            done: 4 * n,
+        });
+        *platform.pull_steps.lock().expect("steps") = steps.collect();
+        executor.submit(start_command());
+        let phases: Vec<(Phase, Option<String>)> = statuses(&mut rx)
+            .await
+            .into_iter()
+            .map(|r| (r.phase, r.message))
+            .collect();
+        assert_eq!(
+            phases,
+            [
+                (
+                    Phase::Pulling,
+                    Some("pulling i: 2% (0.0 MB of 0.0 MB)".to_owned())
+                ),
+                (Phase::Starting, None),
+                (Phase::Running, None),
+            ]
+        );
+    }
+
+    /// A pull that fails fails the session with why, and nothing starts.
+    #[tokio::test]
+    async fn a_failed_pull_fails_the_session_and_starts_nothing() {
+        let (platform, executor, mut rx) = executor(64);
+        *platform.pull_fails.lock().expect("fails") = Some("image i not found in docker.io".into());
+        executor.submit(start_command());
+        let reports = statuses(&mut rx).await;
+        let last = reports.last().expect("a report");
+        assert_eq!(last.phase, Phase::Failed);
+        assert_eq!(
+            last.message.as_deref(),
+            Some("image i not found in docker.io")
+        );
+        assert!(
+            platform.calls.lock().expect("calls").is_empty(),
+            "nothing started"
+        );
     }
 
     #[test]
