@@ -185,7 +185,16 @@ impl Executor {
         let platform = self.platform.as_ref();
         match &command.action {
             Action::Start { spec } => {
-                self.pull(spec).await?;
+                // A terminate queued behind makes a long pull pointless;
+                // one that is done (the image was there) goes on to start.
+                tokio::select! {
+                    biased;
+                    pulled = self.pull(spec) => pulled?,
+                    () = superseded.cancelled() => {
+                        tracing::info!("a terminate is queued: the pull is abandoned");
+                        return Ok(());
+                    }
+                }
                 self.report(SessionReport::new(id, Phase::Starting));
                 self.step(id, platform.start(spec).await)?;
                 self.await_ready(id, &spec.ports, superseded).await
@@ -620,6 +629,23 @@ mod tests {
                 (Phase::Running, None),
             ]
         );
+    }
+
+    /// A terminate behind a start whose pull takes long runs at once: the
+    /// pull is abandoned and nothing is started.
+    #[tokio::test]
+    async fn a_queued_terminate_abandons_the_pull() {
+        let (platform, executor, mut rx) = executor(64);
+        platform.pull_hangs.store(true, Ordering::SeqCst);
+        executor.submit(start_command());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        executor.submit(command("c2", "s1", Action::Terminate));
+        let results = results(&mut rx, 2).await;
+        assert_eq!(results["c1"], None);
+        assert_eq!(results["c2"], None);
+        let calls = platform.calls.lock().expect("calls").clone();
+        let ops: Vec<&str> = calls.iter().map(|(_, op)| *op).collect();
+        assert_eq!(ops, ["terminate"], "nothing was started");
     }
 
     /// A pull that fails fails the session with why, and nothing starts.

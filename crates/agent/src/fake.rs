@@ -34,6 +34,8 @@ pub(crate) struct FakePlatform {
     pub pull_steps: Mutex<Vec<PullProgress>>,
     /// ... then fails with this, if set.
     pub pull_fails: Mutex<Option<String>>,
+    /// A pull never ends, like one from a registry that trickles.
+    pub pull_hangs: AtomicBool,
 }
 
 impl FakePlatform {
@@ -66,6 +68,9 @@ impl Platform for FakePlatform {
         _auth: Option<&RegistryAuth>,
         progress: &(dyn Fn(PullProgress) + Send + Sync),
     ) -> PlatformResult<Pulled> {
+        if self.pull_hangs.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         let steps = self
             .pull_steps
             .lock()
