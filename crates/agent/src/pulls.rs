@@ -98,7 +98,6 @@ pub fn classify(detail: &str) -> PullFailure {
         "no basic auth credentials",
         "incorrect username or password",
         "denied",
-        "401",
     ]) {
         PullFailure::Auth
     } else if has(&[
@@ -267,6 +266,10 @@ mod tests {
                 "Get \"https://registry-1.docker.io/v2/\": dial tcp: lookup registry-1.docker.io: \
                  no such host",
                 PullFailure::Network,
+            ),
+            (
+                "manifest for r.io/a@sha256:4011aa not found: manifest unknown",
+                PullFailure::NotFound,
             ),
             ("something odd", PullFailure::Other),
         ];

@@ -42,7 +42,7 @@ impl Source {
     fn describe(self) -> &'static str {
         match self {
             Source::Template => "the template's",
-            Source::Agent => "this agent's (--registry-auth)",
+            Source::Agent => "this agent's --registry-auth",
             Source::None => "none",
         }
     }
