@@ -62,6 +62,10 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || MISSING+=(python3-venv)
 # curl and jq: the README's walk-through drives the API with them.
 have curl || MISSING+=(curl)
 have jq || MISSING+=(jq)
+# The pull tests run a private registry (the CNCF distribution registry)
+# with htpasswd authentication (htpasswd -B from apache2-utils).
+have docker-registry || MISSING+=(docker-registry)
+have htpasswd || MISSING+=(apache2-utils)
 have node || MISSING+=(nodejs)
 have npm || MISSING+=(npm)
 

@@ -487,6 +487,36 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/templates/{id}/prepull": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * See a template's pre-pull (admin)
+         * @description Where each agent asked by the last `POST` stands: `requested`,
+         *     `pulling` (with progress in `message`), `done` or `failed` (with why).
+         *     Kept in memory: empty after the control plane restarts.
+         */
+        get: operations["getTemplatePrepull"];
+        put?: never;
+        /**
+         * Pre-pull a template's image (admin)
+         * @description Asks every connected agent that may run the template (its platform is
+         *     allowed, it is not draining) to pull the image now, with the template's
+         *     registry credentials. Answers at once with the agents asked; `GET`
+         *     shows how their pulls go. Kubernetes agents answer `done` at once:
+         *     their nodes pull when a pod needs the image.
+         */
+        post: operations["prepullTemplate"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/users": {
         parameters: {
             query?: never;
@@ -843,7 +873,7 @@ export interface components {
          * @description What a session is observed to be, as reported by its agent.
          * @enum {string}
          */
-        Phase: "Pending" | "Starting" | "Running" | "Hibernating" | "Hibernated" | "Waking" | "Stopping" | "Terminated" | "Failed";
+        Phase: "Pending" | "Pulling" | "Starting" | "Running" | "Hibernating" | "Hibernated" | "Waking" | "Stopping" | "Terminated" | "Failed";
         /** @description A template's warm pool. */
         PoolView: {
             /** @description Running and waiting for a launch. */
@@ -890,6 +920,37 @@ export interface components {
             port: number;
             protocol: components["schemas"]["PortProtocol"];
         };
+        /** @description A template's pre-pull on each agent asked. */
+        Prepull: {
+            agents: components["schemas"]["PrepullAgent"][];
+            image: string;
+            template_id: string;
+        };
+        /** @description Where one agent's pre-pull stands. */
+        PrepullAgent: components["schemas"]["PrepullEntry"] & {
+            agent_id: string;
+            name: string;
+        };
+        /** @description One agent's pre-pull of one template's image. */
+        PrepullEntry: {
+            image: string;
+            /**
+             * @description Progress while pulling ("pulling …: 42% (120 MB of 286 MB)"), or
+             *     why it failed.
+             */
+            message?: string | null;
+            state: components["schemas"]["PullState"];
+            /**
+             * Format: int64
+             * @description When the entry last changed, in milliseconds since the epoch.
+             */
+            updated_at_ms: number;
+        };
+        /**
+         * @description Where a pre-pull stands on one agent.
+         * @enum {string}
+         */
+        PullState: "requested" | "pulling" | "done" | "failed";
         /** @description `GET …/quota`: what applies, what was set for this user, what is used. */
         Quota: {
             /** @description What applies. */
@@ -922,6 +983,26 @@ export interface components {
             /** @description `docker` or `kubernetes`. */
             platform: string;
             region?: string | null;
+        };
+        /**
+         * @description A template's credentials for its image's registry. The password is
+         *     write-only: kept with the template and sent to agents in start commands
+         *     and pre-pulls, but never in an API answer (to admins neither: they see
+         *     the username, which says credentials are set) and never logged.
+         */
+        RegistryAuth: {
+            /**
+             * @description Write-only. When replacing a template, leave it out to keep the
+             *     stored one (the username must then stay the same).
+             */
+            password?: string | null;
+            username: string;
+        };
+        /** @description Registry credentials as written. */
+        RegistryAuthInput: {
+            /** @description A password or access token; never shown again. */
+            password?: string | null;
+            username: string;
         };
         /** @description Resource limits; absent means the platform's default (no limit on Docker). */
         Resources: {
@@ -1081,6 +1162,7 @@ export interface components {
              *     `[{"name": "vnc", "port": 5901, "protocol": "vnc"}]`.
              */
             ports?: components["schemas"]["PortInput"][] | null;
+            registry_auth?: components["schemas"]["RegistryAuthInput"] | null;
             resources?: components["schemas"]["ResourcesInput"];
             /**
              * @description Like `env`, but the values are shown to admins only and never
@@ -1147,6 +1229,7 @@ export interface components {
             /** @description Platforms the template may run on; empty means any. */
             platforms: string[];
             ports: components["schemas"]["PortSpec"][];
+            registry_auth?: components["schemas"]["RegistryAuth"] | null;
             resources: components["schemas"]["Resources"];
             /**
              * @description Environment whose values are shown to admins only and never logged
@@ -3051,6 +3134,133 @@ export interface operations {
             };
             /** @description No such template */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    getTemplatePrepull: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The template's id or name */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Each agent asked */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Prepull"];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such template */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    prepullTemplate: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The template's id or name */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The agents asked */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Prepull"];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such template */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No connected agent may run the template */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

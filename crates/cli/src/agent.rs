@@ -7,8 +7,9 @@ use crate::shutdown;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
-use streamspace_docker::{DEFAULT_NETWORK, DockerOptions, DockerPlatform};
+use streamspace_docker::{DEFAULT_NETWORK, DockerOptions, DockerPlatform, RegistryAuths};
 
 use crate::kubernetes;
 
@@ -44,6 +45,20 @@ pub struct DockerAgentArgs {
     network: String,
     #[command(flatten)]
     capabilities: AllowCapabilityArg,
+    /// Registry credentials for pulls: a Docker `config.json` (`auths` by
+    /// registry, as `docker login` writes it), read at start; keep it mode
+    /// 0600. A template's own `registry_auth` wins for its registry.
+    #[arg(long, value_name = "FILE", env = "STREAMSPACE_REGISTRY_AUTH")]
+    registry_auth: Option<PathBuf>,
+    /// Never pull a missing image: a session whose image is not on this
+    /// host fails and says so (for hosts whose images are built or loaded
+    /// there).
+    #[arg(long)]
+    no_pull: bool,
+    /// Least milliseconds between two progress reports of one pull
+    /// (default 1000); for tests, which pull small images quickly.
+    #[arg(long, hide = true, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pull_report_interval_ms: Option<u64>,
 }
 
 pub async fn run(command: AgentCommand) -> anyhow::Result<()> {
@@ -53,22 +68,38 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<()> {
     }
 }
 
-/// What the flags make of the platform's options.
-fn docker_options(args: &DockerAgentArgs) -> DockerOptions {
-    DockerOptions {
+/// What the flags make of the platform's options; the error says what is
+/// wrong with `--registry-auth`'s file.
+fn docker_options(args: &DockerAgentArgs) -> anyhow::Result<DockerOptions> {
+    let registry_auths = match &args.registry_auth {
+        None => RegistryAuths::default(),
+        Some(path) => {
+            let auths =
+                RegistryAuths::load(path).map_err(|e| anyhow::anyhow!("--registry-auth: {e}"))?;
+            let registries: Vec<&str> = auths.registries().collect();
+            tracing::info!(?registries, "registry credentials loaded");
+            auths
+        }
+    };
+    Ok(DockerOptions {
         publish_host: args.publish_host,
         network: args.network.clone(),
         max_sessions: args.max_sessions,
         cpu_overcommit: args.cpu_overcommit,
         allowed_capabilities: args.capabilities.allowed.clone(),
+        pull_missing_images: !args.no_pull,
+        registry_auths,
         ..DockerOptions::default()
-    }
+    })
 }
 
 async fn run_docker(args: DockerAgentArgs) -> anyhow::Result<()> {
     let shutdown = shutdown::on_signal();
     let tls = args.agent.client_tls()?;
-    let options = docker_options(&args);
+    let options = docker_options(&args)?;
+    if let Some(ms) = args.pull_report_interval_ms {
+        streamspace_agent::pulls::set_report_every(std::time::Duration::from_millis(ms));
+    }
     // Check the engine before enrolling, so a broken host does not use up
     // a single-use token.
     let probe = DockerPlatform::connect(&"enrollment-probe".into(), options.clone())
@@ -105,7 +136,7 @@ mod tests {
     fn options(flags: &[&str]) -> DockerOptions {
         let mut argv = vec!["agent", "--control-plane", "http://127.0.0.1:8080"];
         argv.extend_from_slice(flags);
-        docker_options(&Command::parse_from(argv).docker)
+        docker_options(&Command::parse_from(argv).docker).expect("options")
     }
 
     #[test]
@@ -113,6 +144,32 @@ mod tests {
         assert_eq!(options(&[]).network, "streamspace-sessions");
         assert_eq!(options(&["--network", "lab"]).network, "lab");
         assert_eq!(options(&[]).publish_host.to_string(), "127.0.0.1");
+    }
+
+    #[test]
+    fn missing_images_are_pulled_with_the_credentials_file_unless_told_not_to() {
+        assert!(options(&[]).pull_missing_images);
+        assert!(!options(&["--no-pull"]).pull_missing_images);
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("config.json");
+        std::fs::write(
+            &file,
+            r#"{"auths": {"127.0.0.1:5000": {"username": "u", "password": "p"}}}"#,
+        )
+        .expect("write");
+        let path = file.to_str().expect("utf-8");
+        let auths = options(&["--registry-auth", path]).registry_auths;
+        assert!(auths.get("127.0.0.1:5000").is_some());
+        std::fs::write(&file, "{").expect("write");
+        let argv = [
+            "agent",
+            "--control-plane",
+            "http://x",
+            "--registry-auth",
+            path,
+        ];
+        let err = docker_options(&Command::parse_from(argv).docker).expect_err("broken file");
+        assert!(err.to_string().starts_with("--registry-auth: "), "{err}");
     }
 
     #[test]

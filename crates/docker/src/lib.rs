@@ -11,6 +11,9 @@
 //! - `phase.rs`: container state → session phase, and the rule that tells
 //!   hibernation from failure (pure)
 //! - `lifecycle.rs`: start, hibernate, wake, terminate
+//! - `pull.rs`: pulling a missing image, with progress and failures said
+//!   plainly
+//! - `credentials.rs`: the agent's registry credentials, by registry
 //! - `existing.rs`: what a container must be before it starts again
 //!   (confined, on the sessions network as it is now; pure)
 //! - `home.rs`: persistent homes as named volumes
@@ -23,6 +26,7 @@
 //! - `error.rs`: Docker failures, classified for the control plane
 
 mod container;
+mod credentials;
 mod error;
 mod existing;
 mod home;
@@ -31,11 +35,13 @@ mod lifecycle;
 mod network;
 mod observe;
 mod phase;
+mod pull;
 mod route;
 mod usage;
 mod watch;
 
 pub use container::{CONTAINER_PREFIX, STOP_TIMEOUT_SECS, container_name};
+pub use credentials::{Credentials, RegistryAuths};
 pub use error::DockerError;
 pub use network::{DEFAULT_NETWORK, NETWORK_LABEL};
 pub use route::SessionRoute;
@@ -47,10 +53,11 @@ use futures::stream::BoxStream;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, PoisonError};
 use streamspace_agent::intent::Intents;
+use streamspace_agent::pulls::{PullProgress, Pulled};
 use streamspace_agent::{Platform, PlatformError, PlatformResult, SessionStream, confinement};
 use streamspace_protocol::{
-    AgentId, Capabilities, Capacity, NodeMetrics, SessionId, SessionReport, SessionSpec,
-    SessionUsage,
+    AgentId, Capabilities, Capacity, NodeMetrics, RegistryAuth, SessionId, SessionReport,
+    SessionSpec, SessionUsage,
 };
 
 /// Where the engine is when `DOCKER_HOST` is not set (bollard's default).
@@ -80,10 +87,13 @@ pub struct DockerOptions {
     /// inter-container traffic off, created if missing (an existing one that
     /// lets containers talk is refused).
     pub network: String,
-    /// Try `docker pull` for an image that is not on the host. Off by
-    /// default: our hosts reach no registry, and a pull that fails after a
-    /// long timeout hides the real fix (build the image on the host).
+    /// Pull an image that is not on the host (`streamspace agent docker`
+    /// does unless `--no-pull`). Off in the library's default: a pull that
+    /// fails hides the real fix when images are built on the host.
     pub pull_missing_images: bool,
+    /// The agent's own registry credentials (`--registry-auth`), by
+    /// registry; a template's win for its image's registry.
+    pub registry_auths: RegistryAuths,
     /// Capabilities that weaken isolation
     /// ([`streamspace_agent::confinement::REFUSED_CAPABILITIES`]) which
     /// templates may nevertheless give back on this host; none by default.
@@ -99,6 +109,7 @@ impl Default for DockerOptions {
             cpu_overcommit: 4,
             network: DEFAULT_NETWORK.to_owned(),
             pull_missing_images: false,
+            registry_auths: RegistryAuths::default(),
             allowed_capabilities: Vec::new(),
         }
     }
@@ -314,6 +325,15 @@ impl Platform for DockerPlatform {
 
     async fn capacity(&self) -> PlatformResult<Capacity> {
         self.shared.capacity().await
+    }
+
+    async fn pull(
+        &self,
+        image: &str,
+        auth: Option<&RegistryAuth>,
+        progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> PlatformResult<Pulled> {
+        self.shared.pull(image, auth, progress).await
     }
 
     async fn start(&self, spec: &SessionSpec) -> PlatformResult<SessionReport> {

@@ -41,6 +41,8 @@ impl DesiredState {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Phase {
     Pending,
+    /// The agent is pulling the session's image; the message says how far.
+    Pulling,
     Starting,
     Running,
     Hibernating,
@@ -52,8 +54,9 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 9] = [
+    pub const ALL: [Phase; 10] = [
         Phase::Pending,
+        Phase::Pulling,
         Phase::Starting,
         Phase::Running,
         Phase::Hibernating,
@@ -67,6 +70,7 @@ impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Pending => "Pending",
+            Phase::Pulling => "Pulling",
             Phase::Starting => "Starting",
             Phase::Running => "Running",
             Phase::Hibernating => "Hibernating",
@@ -240,6 +244,22 @@ pub struct SessionSecurity {
     pub capabilities: Vec<String>,
 }
 
+/// Credentials for the registry of a session's image (a template's
+/// `registry_auth`). `Debug` shows the username only.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryAuth {
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Everything an agent needs to run a session, resolved from its template by
 /// the control plane. Platform-neutral: each platform translates it.
 ///
@@ -272,6 +292,10 @@ pub struct SessionSpec {
     /// itself, never ones an agent invents.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub seal: String,
+    /// Credentials for pulling `image` from its registry; they win over
+    /// the agent's own for that registry. Left out of `Debug`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_auth: Option<RegistryAuth>,
 }
 
 impl fmt::Debug for SessionSpec {
@@ -431,6 +455,21 @@ mod tests {
         let printed = format!("{spec:?}");
         assert!(printed.contains("API_KEY"), "{printed}");
         assert!(!printed.contains("hunter2"), "{printed}");
+    }
+
+    #[test]
+    fn debug_leaves_out_registry_passwords() {
+        let spec = SessionSpec {
+            registry_auth: Some(RegistryAuth {
+                username: "robot".into(),
+                password: "hunter2".into(),
+            }),
+            ..SessionSpec::default()
+        };
+        let printed = format!("{spec:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        let json = serde_json::to_string(&spec).expect("serializes");
+        assert!(json.contains("hunter2"), "the agent needs it: {json}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod events;
 mod metrics;
 mod openapi;
 mod pools;
+mod prepull;
 mod sessions;
 mod templates;
 mod users;
@@ -68,6 +69,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
             templates::update,
             templates::delete
         ))
+        .routes(routes!(prepull::start, prepull::status))
         .routes(routes!(agents::list))
         .routes(routes!(agents::create_enrollment_token))
         .routes(public(routes!(agents::register)))

@@ -82,7 +82,8 @@ pub async fn create(
     _: AdminUser,
     ApiJson(input): ApiJson<TemplateInput>,
 ) -> ApiResult<(StatusCode, Json<TemplateView>)> {
-    let spec = input.validate()?;
+    let mut spec = input.validate()?;
+    spec.keep_registry_password(None)?;
     let record = state.store.create_template(&spec).await?;
     tracing::info!(template = %spec.name, "template created");
     Ok((StatusCode::CREATED, Json(record.into())))
@@ -112,12 +113,13 @@ pub async fn update(
     ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<TemplateInput>,
 ) -> ApiResult<Json<TemplateView>> {
-    let spec = input.validate()?;
+    let mut spec = input.validate()?;
     let existing = state
         .store
         .find_template(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("template"))?;
+    spec.keep_registry_password(Some(&existing.spec))?;
     let record = state.store.update_template(&existing.id, &spec).await?;
     record
         .map(|t| Json(t.into()))
@@ -149,5 +151,6 @@ pub async fn delete(
         .await?
         .ok_or_else(|| ApiError::not_found("template"))?;
     state.store.delete_template(&existing.id).await?;
+    state.hub.prepulls.forget(&existing.id);
     Ok(StatusCode::NO_CONTENT)
 }

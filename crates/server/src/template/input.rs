@@ -1,7 +1,7 @@
 //! A template as an admin writes it, and the validation that keeps bad
 //! templates out of the store.
 
-use super::{DEFAULT_PIDS_LIMIT, PLATFORMS, SecretEnv, TemplateSpec};
+use super::{DEFAULT_PIDS_LIMIT, PLATFORMS, RegistryAuth, SecretEnv, TemplateSpec};
 use crate::validate::{FieldError, check_env, check_slug};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -96,6 +96,23 @@ pub struct TemplateInput {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 20)]
     pub warm_pool: Option<i64>,
+    /// Credentials for pulling `image` from its registry (a private one):
+    /// `{"username": "…", "password": "…"}`. The password is write-only;
+    /// when replacing a template, leave it out to keep the stored one.
+    #[serde(default)]
+    pub registry_auth: Option<RegistryAuthInput>,
+}
+
+/// Registry credentials as written.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryAuthInput {
+    #[schema(max_length = 255)]
+    pub username: String,
+    /// A password or access token; never shown again.
+    #[serde(default)]
+    #[schema(max_length = 8192, write_only)]
+    pub password: Option<String>,
 }
 
 /// Resources as written: the same fields as the protocol's `Resources`, but
@@ -175,6 +192,7 @@ impl TemplateInput {
         let resources = Resources::from(self.resources);
         let max_resources = Resources::from(self.max_resources);
         check_max_resources(&resources, &max_resources)?;
+        let registry_auth = self.registry_auth.map(check_registry_auth).transpose()?;
         Ok(TemplateSpec {
             display_name: self.display_name.unwrap_or_else(|| self.name.clone()),
             name: self.name,
@@ -196,8 +214,41 @@ impl TemplateInput {
             pids_limit,
             capabilities,
             warm_pool,
+            registry_auth,
         })
     }
+}
+
+/// A username registries accept (no `:`, which would end it in basic
+/// auth) and a bounded password; both without control characters.
+fn check_registry_auth(input: RegistryAuthInput) -> Result<RegistryAuth, FieldError> {
+    let clean = |text: &str| !text.chars().any(char::is_control);
+    let username = input.username;
+    if username.is_empty() || username.chars().count() > 255 || username.contains(':') {
+        return Err(FieldError::new(
+            "registry_auth.username",
+            "must be 1 to 255 characters without \":\"",
+        ));
+    }
+    if !clean(&username) {
+        return Err(FieldError::new(
+            "registry_auth.username",
+            "must not contain control characters",
+        ));
+    }
+    if let Some(password) = &input.password
+        && (password.is_empty() || password.len() > 8192 || !clean(password))
+    {
+        return Err(FieldError::new(
+            "registry_auth.password",
+            "must be 1 to 8192 bytes without control characters (leave it out to keep the \
+             stored one)",
+        ));
+    }
+    Ok(RegistryAuth {
+        username,
+        password: input.password,
+    })
 }
 
 /// Secret variables follow the same naming rules, and a name is either

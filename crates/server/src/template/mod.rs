@@ -9,11 +9,12 @@ mod secret;
 #[cfg(test)]
 mod tests;
 
-pub use input::{PortInput, ResourcesInput, TemplateInput, check_image};
+pub use input::{PortInput, RegistryAuthInput, ResourcesInput, TemplateInput, check_image};
 pub use policy::{Granted, SessionRequest};
-pub use secret::SecretEnv;
+pub use secret::{RegistryAuth, SecretEnv};
 
 use crate::store::User;
+use crate::validate::FieldError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -77,6 +78,10 @@ pub struct TemplateSpec {
     /// template, so a launch takes one at once (`pool.rs`).
     #[serde(default)]
     pub warm_pool: u32,
+    /// Credentials for pulling `image` from its registry; the password is
+    /// never shown (see [`RegistryAuth`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_auth: Option<RegistryAuth>,
 }
 
 fn default_pids_limit() -> u32 {
@@ -127,6 +132,10 @@ impl TemplateSpec {
                 capabilities: self.capabilities.clone(),
             },
             seal: String::new(),
+            registry_auth: self
+                .registry_auth
+                .as_ref()
+                .and_then(RegistryAuth::for_agent),
         }
     }
 
@@ -135,7 +144,43 @@ impl TemplateSpec {
     pub fn for_users(mut self) -> Self {
         self.env.clear();
         self.secret_env = SecretEnv::default();
+        self.registry_auth = None;
         self
+    }
+
+    /// The template as admins see it too: registry passwords are
+    /// write-only.
+    pub fn without_passwords(mut self) -> Self {
+        if let Some(auth) = &mut self.registry_auth {
+            auth.password = None;
+        }
+        self
+    }
+
+    /// A registry password left out keeps `previous`'s (an admin editing a
+    /// template never sees it), provided the username stays the same; a
+    /// new template must give one.
+    pub fn keep_registry_password(
+        &mut self,
+        previous: Option<&TemplateSpec>,
+    ) -> Result<(), FieldError> {
+        let Some(auth) = self.registry_auth.as_mut().filter(|a| a.password.is_none()) else {
+            return Ok(());
+        };
+        let kept = previous
+            .and_then(|p| p.registry_auth.as_ref())
+            .filter(|old| old.username == auth.username)
+            .and_then(|old| old.password.clone());
+        match kept {
+            Some(password) => {
+                auth.password = Some(password);
+                Ok(())
+            }
+            None => Err(FieldError::new(
+                "registry_auth.password",
+                "is required: give the registry password or token (it is never shown again;                  to keep a stored one, leave it out and keep the same username)",
+            )),
+        }
     }
 }
 
