@@ -29,6 +29,7 @@ macro_rules! on_both_engines {
 mod admission;
 mod agents;
 mod audit;
+mod catalog;
 mod commands;
 mod enrollment;
 mod quotas;
@@ -44,6 +45,7 @@ mod users;
 pub use admission::Admission;
 pub use agents::{AgentRecord, EnrollError, MAX_UNVERIFIED, NewAgent, Unverified};
 pub use audit::AuditEntry;
+pub use catalog::TemplateWrite;
 pub use commands::{CommandRecord, CommandStatus, LatestCommand};
 pub use quotas::{Limits, Usage};
 pub use resources::AgentLoad;

@@ -3,6 +3,7 @@
 //! store), and what a user may ask of one when starting a session
 //! (`policy`).
 
+pub mod catalog;
 mod input;
 mod policy;
 mod secret;
