@@ -421,6 +421,51 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/templates/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export the templates as a catalog (admin)
+         * @description Every template, in the format imports read, without `secret_env`
+         *     values (importing the file back keeps the server's).
+         */
+        get: operations["exportTemplates"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/templates/import": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Import a catalog (admin)
+         * @description Creates and replaces templates from a catalog file (docs/CATALOG.md),
+         *     matched by `name`; templates not in the catalog are left alone. All or
+         *     nothing: one broken entry and nothing is written. An entry without
+         *     `secret_env` keeps the existing template's secret values. With
+         *     `?dry_run=true`, only says what it would do.
+         */
+        post: operations["importTemplates"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/templates/{id}": {
         parameters: {
             query?: never;
@@ -677,6 +722,50 @@ export interface components {
             memory?: components["schemas"]["Memory"] | null;
         };
         /**
+         * @description A catalog file: what `POST /api/v1/templates/import` takes and
+         *     `GET /api/v1/templates/export` gives (docs/CATALOG.md).
+         */
+        Catalog: {
+            /**
+             * @description Templates as `POST /api/v1/templates` takes them, matched by `name`
+             *     with the server's; at most 500.
+             */
+            templates: components["schemas"]["TemplateInput"][];
+            /**
+             * Format: int32
+             * @description The format's version: 1.
+             */
+            version: number;
+        };
+        /**
+         * @description The answer to a catalog that cannot be imported: the first problem as
+         *     every error states one (`error`, `field`), and every problem found
+         *     (one per broken entry, with its line).
+         */
+        CatalogErrorBody: {
+            error: string;
+            field?: string | null;
+            problems: components["schemas"]["CatalogProblem"][];
+        };
+        /** @description One thing wrong with a catalog, located as precisely as the text allows. */
+        CatalogProblem: {
+            /** Format: int64 */
+            column?: number | null;
+            /** @description The field at fault, from the catalog's root: `templates[3].ports[0].port`. */
+            field?: string | null;
+            /** @description The entry at fault (its index in `templates`), when it is one entry. */
+            index?: number | null;
+            /**
+             * Format: int64
+             * @description 1-based line (and column) in the catalog text.
+             */
+            line?: number | null;
+            /** @description What is wrong and what to write instead. */
+            message: string;
+            /** @description That entry's `name`, when it has one. */
+            name?: string | null;
+        };
+        /**
          * @description CPU as cores ("2", "0.5") or millicores ("1500m").
          * @example 1500m
          * @example 2
@@ -711,6 +800,33 @@ export interface components {
              *     `ports[0].port`).
              */
             field?: string | null;
+        };
+        /**
+         * @description What an import does to one template.
+         * @enum {string}
+         */
+        ImportAction: "create" | "update" | "unchanged";
+        /** @description One entry of an import's summary. */
+        ImportItem: {
+            action: components["schemas"]["ImportAction"];
+            /**
+             * @description The fields an update changes (names only: `secret_env` values are
+             *     never shown).
+             */
+            changed: string[];
+            /** @description The entry's index in the catalog's `templates`. */
+            index: number;
+            name: string;
+        };
+        /** @description What an import did, or (with `dry_run`) would do. */
+        ImportSummary: {
+            created: number;
+            /** @description True when nothing was written. */
+            dry_run: boolean;
+            /** @description Every entry, in catalog order. */
+            templates: components["schemas"]["ImportItem"][];
+            unchanged: number;
+            updated: number;
         };
         /**
          * @description Limits as the API shows and accepts them: quantities as strings, `null`
@@ -2608,6 +2724,157 @@ export interface operations {
                 };
             };
             /** @description The body is larger than 1 MiB (16 KiB for logins and agent enrollment) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    exportTemplates: {
+        parameters: {
+            query?: {
+                format?: "yaml" | "json";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The catalog file */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Catalog"];
+                    "application/yaml": string;
+                };
+            };
+            /** @description An unknown format */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not logged in */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    importTemplates: {
+        parameters: {
+            query?: {
+                /** @description Only say what the import would do; write nothing. */
+                dry_run?: boolean;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The catalog, as JSON or YAML (by Content-Type), at most 4 MiB */
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Catalog"];
+                "application/yaml": string;
+            };
+        };
+        responses: {
+            /** @description What was (or would be) created, updated and left unchanged */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImportSummary"];
+                };
+            };
+            /** @description The catalog cannot be imported: every problem, with its entry, field and line */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CatalogErrorBody"];
+                };
+            };
+            /** @description Not logged in */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body did not arrive within the body-read timeout (30 s by default) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A template changed during the import; nothing was written */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The catalog is larger than 4 MiB */
             413: {
                 headers: {
                     [name: string]: unknown;

@@ -303,11 +303,7 @@ fn summary_table(body: &Value) -> String {
     let width = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max(4);
     let mut out = format!("{:<10} {:<width$} CHANGED\n", "ACTION", "NAME");
     for (action, name, changed) in &rows {
-        out.push_str(
-            &format!("{action:<10} {name:<width$} {changed}")
-                .trim_end()
-                .to_owned(),
-        );
+        out.push_str(format!("{action:<10} {name:<width$} {changed}").trim_end());
         out.push('\n');
     }
     let dry_run = body["dry_run"].as_bool().unwrap_or(false);
