@@ -13,11 +13,18 @@ use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 use std::fmt;
 
-/// Limits for YAML readers: serde-saphyr's defaults bound events, aliases
-/// and nesting already; comments are not kept.
+/// Limits for YAML readers: serde-saphyr's defaults bound events, nesting
+/// and anchors; what aliases may replay, and what anchors may record, is
+/// cut to a tenth of its default (100,000 events: shared defaults merged
+/// into hundreds of entries fit many times over), so an alias bomb is
+/// refused quickly by each of the (up to three) readers of one catalog.
 pub fn yaml_options() -> serde_saphyr::Options {
     let mut options = serde_saphyr::Options::default();
     options.with_snippet = false;
+    options.alias_limits.max_total_replayed_events = 100_000;
+    let mut budget = options.budget.unwrap_or_default();
+    budget.max_recorded_anchor_events = 100_000;
+    options.budget = Some(budget);
     options
 }
 

@@ -279,3 +279,34 @@ fn the_schema_is_template_input_from_the_openapi_document() {
     assert!(defs.contains_key("PortInput") && defs.contains_key("ResourcesInput"));
     assert!(!schema.to_string().contains("#/components/"));
 }
+
+#[test]
+fn alias_bombs_are_refused_quickly() {
+    // "Billion laughs": nine levels of ten aliases each expand to 10^9
+    // strings, in a field the strict parse refuses at once but the lenient
+    // outline (which names the entry) and the locator would walk.
+    let mut bomb = String::from("[&a0 [\"lol\"]");
+    for level in 1..10 {
+        let refs = vec![format!("*a{}", level - 1); 10].join(", ");
+        bomb.push_str(&format!(", &a{level} [{refs}]"));
+    }
+    bomb.push(']');
+    let text = format!("version: 1\ntemplates:\n  - name: x\n    image: x:1\n    bomb: {bomb}\n");
+    let started = std::time::Instant::now();
+    let problem = parse(&text, CatalogFormat::Yaml).err().expect("refused");
+    assert_eq!(
+        problem.field.as_deref(),
+        Some("templates[0].bomb"),
+        "{problem:?}"
+    );
+    let position = locate::position(&text, CatalogFormat::Yaml, "templates[0].image");
+    // Debug build, all three readers: ~0.6 s; at serde-saphyr's default
+    // limits it was 4 s.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    // The locator gives up on such a text rather than expanding it.
+    assert_eq!(position, None);
+}
