@@ -271,6 +271,7 @@ impl Shared {
                     .saturating_mul(u64::from(self.options.cpu_overcommit.max(1))))
             }),
             memory: positive(info.mem_total).map(Memory),
+            ..Capacity::default()
         })
     }
 

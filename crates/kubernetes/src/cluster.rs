@@ -51,6 +51,7 @@ impl Shared {
             max_sessions: self.options.max_sessions,
             cpu: totals.map(|t| Cpu(t.cpu_millis)).filter(|c| c.0 > 0),
             memory: totals.map(|t| Memory(t.memory_bytes)).filter(|m| m.0 > 0),
+            ..Capacity::default()
         }
     }
 
