@@ -714,9 +714,20 @@ export interface components {
             hibernation?: boolean;
             persistent_storage?: boolean;
         };
-        /** @description How much an agent may run. Absent limits mean "as much as the host has". */
+        /**
+         * @description How much an agent may run. Absent limits mean "as much as the host has",
+         *     except GPUs: an agent has none unless it reports them.
+         */
         Capacity: {
             cpu?: components["schemas"]["Cpu"] | null;
+            /** @description What those GPUs are (`"NVIDIA A10"`), for people to read. */
+            gpu_model?: string | null;
+            /**
+             * Format: int32
+             * @description Whole GPUs sessions may be given (detected, or declared with
+             *     `--gpus`).
+             */
+            gpus?: number;
             /** Format: int32 */
             max_sessions?: number;
             memory?: components["schemas"]["Memory"] | null;
@@ -985,6 +996,11 @@ export interface components {
         /** @description Resource limits; absent means the platform's default (no limit on Docker). */
         Resources: {
             cpu?: components["schemas"]["Cpu"] | null;
+            /**
+             * Format: int32
+             * @description Whole GPUs (NVIDIA), placed only on agents with that many free.
+             */
+            gpu?: number | null;
             memory?: components["schemas"]["Memory"] | null;
         };
         /**
@@ -997,6 +1013,12 @@ export interface components {
              * @example 500m
              */
             cpu?: string | null;
+            /**
+             * Format: int32
+             * @description Whole NVIDIA GPUs, 0 to 16 (0: none).
+             * @example 1
+             */
+            gpu?: number | null;
             /**
              * @description Bytes: `"512Mi"`, `"2Gi"`.
              * @example 512Mi
@@ -1057,6 +1079,23 @@ export interface components {
         SessionUsage: {
             cpu: components["schemas"]["Cpu"];
             memory: components["schemas"]["Memory"];
+        };
+        /**
+         * @description An existing volume an admin made for sessions to share (Docker: a named
+         *     volume; Kubernetes: a PersistentVolumeClaim of that name), mounted at
+         *     `path` beyond the home. Platforms never create one: a missing volume
+         *     fails the session with its name.
+         */
+        SharedVolume: {
+            /** @description Absolute path inside the session. */
+            path: string;
+            /**
+             * @description Read-only unless the template says otherwise: a shared dataset one
+             *     user could change would change for every other.
+             */
+            read_only?: boolean;
+            /** @description The volume's (claim's) name. */
+            source: string;
         };
         StateInput: {
             state: components["schemas"]["DesiredState"];
@@ -1133,6 +1172,11 @@ export interface components {
              *     `[{"name": "vnc", "port": 5901, "protocol": "vnc"}]`.
              */
             ports?: components["schemas"]["PortInput"][] | null;
+            /**
+             * @description Mount the image read-only; `/tmp` and `/run` get writable scratch
+             *     space (and the home stays writable).
+             */
+            read_only_root_filesystem?: boolean;
             resources?: components["schemas"]["ResourcesInput"];
             /**
              * @description Like `env`, but the values are shown to admins only and never
@@ -1141,6 +1185,18 @@ export interface components {
             secret_env?: {
                 [key: string]: string;
             };
+            /**
+             * @description Size of `/dev/shm` (`"1Gi"`): browsers crash with Docker's 64 MiB.
+             *     At most `resources.memory` (64Gi without one).
+             * @example 1Gi
+             */
+            shm_size?: string | null;
+            /**
+             * @description Run as this user instead of the image's: `"1000"`, `"1000:1000"`,
+             *     or (Docker only) a name in the image such as `"app"`.
+             * @example 1000:1000
+             */
+            user?: string | null;
             /**
              * @description Environment variables users may set when starting a session
              *     (default: none). Secret ones cannot be listed.
@@ -1151,6 +1207,11 @@ export interface components {
              *     false, the template's applies).
              */
             user_idle_timeout?: boolean;
+            /**
+             * @description Existing shared volumes (Docker volumes, Kubernetes claims) mounted
+             *     beyond the home, read-only unless said; at most 16.
+             */
+            volumes?: components["schemas"]["VolumeInput"][];
         };
         /**
          * @description A validated template, as stored and as returned by the API (to admins;
@@ -1191,12 +1252,24 @@ export interface components {
             /** @description Platforms the template may run on; empty means any. */
             platforms: string[];
             ports: components["schemas"]["PortSpec"][];
+            /** @description The image's filesystem is read-only; `/tmp` and `/run` are scratch. */
+            read_only_root_filesystem?: boolean;
             resources: components["schemas"]["Resources"];
             /**
              * @description Environment whose values are shown to admins only and never logged
              *     (API keys, licence keys).
              */
             secret_env?: components["schemas"]["SecretEnv"];
+            /**
+             * @description Size of `/dev/shm`; the platform's default when unset.
+             * @example 1Gi
+             */
+            shm_size?: string | null;
+            /**
+             * @description Whom the session runs as (`"1000:1000"`); the image's user when
+             *     unset.
+             */
+            user?: string | null;
             /**
              * @description Environment variables a user may set when starting a session; none
              *     unless listed.
@@ -1207,6 +1280,8 @@ export interface components {
              *     "never"); if not, the template's applies.
              */
             user_idle_timeout?: boolean;
+            /** @description Existing shared volumes mounted beyond the home. */
+            volumes?: components["schemas"]["SharedVolume"][];
         };
         TokenRequest: {
             /**
@@ -1237,6 +1312,22 @@ export interface components {
             /** @description At least 8 characters. */
             password?: string | null;
             role?: components["schemas"]["Role"] | null;
+        };
+        /** @description A shared volume as written. */
+        VolumeInput: {
+            /**
+             * @description An absolute path in the session, e.g. `/data`.
+             * @example /data
+             */
+            path: string;
+            /** @description Default true: sessions of many users share the volume. */
+            read_only?: boolean | null;
+            /**
+             * @description An existing Docker volume or Kubernetes PersistentVolumeClaim, made
+             *     by an admin of the platform; never created by StreamSpace.
+             * @example datasets
+             */
+            source: string;
         };
     };
     responses: never;

@@ -24,7 +24,8 @@ pub use ids::{AgentId, CommandId, SessionId, TemplateId, TunnelId, UserId};
 pub use quantity::{Cpu, Memory, QuantityError};
 pub use session::{
     CAPABILITIES, DEFAULT_PIDS_LIMIT, DesiredState, HomeVolume, Phase, PortProtocol, PortSpec,
-    Resources, SessionOrigin, SessionReport, SessionSecurity, SessionSpec,
+    Resources, SessionOrigin, SessionReport, SessionSecurity, SessionSpec, SharedVolume,
+    parse_numeric_user,
 };
 
 /// Version of the agent protocol. The control plane refuses a `hello` whose

@@ -6,12 +6,16 @@
 pub mod catalog;
 mod input;
 mod policy;
+mod runtime;
+#[cfg(test)]
+mod runtime_tests;
 mod secret;
 #[cfg(test)]
 mod tests;
 
 pub use input::{PortInput, ResourcesInput, TemplateInput, check_image};
 pub use policy::{Granted, SessionRequest};
+pub use runtime::{MAX_GPUS, VolumeInput};
 pub use secret::SecretEnv;
 
 use crate::store::User;
@@ -19,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use streamspace_protocol::{
-    HomeVolume, IdleTimeout, PortSpec, Resources, SessionId, SessionSecurity, SessionSpec,
-    TemplateId, UserId,
+    HomeVolume, IdleTimeout, Memory, PortSpec, Resources, SessionId, SessionSecurity, SessionSpec,
+    SharedVolume, TemplateId, UserId,
 };
 
 /// Platforms a template may name.
@@ -74,6 +78,20 @@ pub struct TemplateSpec {
     /// (`CHOWN`, `SETUID`, …): what some images need to start.
     #[serde(default)]
     pub capabilities: Vec<String>,
+    /// Size of `/dev/shm`; the platform's default when unset.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "1Gi")]
+    pub shm_size: Option<Memory>,
+    /// Whom the session runs as (`"1000:1000"`); the image's user when
+    /// unset.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The image's filesystem is read-only; `/tmp` and `/run` are scratch.
+    #[serde(default)]
+    pub read_only_root_filesystem: bool,
+    /// Existing shared volumes mounted beyond the home.
+    #[serde(default)]
+    pub volumes: Vec<SharedVolume>,
 }
 
 fn default_pids_limit() -> u32 {
@@ -122,7 +140,11 @@ impl TemplateSpec {
             security: SessionSecurity {
                 pids_limit: Some(self.pids_limit),
                 capabilities: self.capabilities.clone(),
+                user: self.user.clone(),
+                read_only_root_filesystem: self.read_only_root_filesystem,
             },
+            shm_size: self.shm_size,
+            volumes: self.volumes.clone(),
             seal: String::new(),
         }
     }
