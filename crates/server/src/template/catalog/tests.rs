@@ -234,7 +234,14 @@ fn an_export_imports_back_unchanged_in_both_formats() {
             "max_resources": {"cpu": "2"},
             "user_env": ["LANG"], "user_idle_timeout": true, "pids_limit": 512,
             "capabilities": ["CHOWN", "SETUID"], "persistent_home": true,
-            "home_path": "/config", "idle_timeout": "2h", "platforms": ["docker"]
+            "home_path": "/config", "idle_timeout": "2h", "platforms": ["docker"],
+            "shm_size": "1Gi", "user": "1000:1000", "read_only_root_filesystem": true,
+            "volumes": [{"source": "datasets", "path": "/data"},
+                        {"source": "scratch", "path": "/scratch", "read_only": false}]
+        })),
+        record(json!({
+            "name": "gpu", "image": "gpu:1",
+            "resources": {"gpu": 1}, "max_resources": {"gpu": 2}
         })),
         record(json!({"name": "bare", "image": "bare:1"})),
     ];
@@ -249,7 +256,7 @@ fn an_export_imports_back_unchanged_in_both_formats() {
         let planned = plan(parse(&text, format).expect("parses"), existing.clone())
             .unwrap_or_else(|p| panic!("{p:?}\n{text}"));
         let actions: Vec<_> = planned.iter().map(|p| p.item.action).collect();
-        assert_eq!(actions, [ImportAction::Unchanged; 2], "{text}");
+        assert_eq!(actions, [ImportAction::Unchanged; 3], "{text}");
         assert_eq!(planned[0].spec.secret_env.values()["TOKEN"], "s3cret");
     }
 }
