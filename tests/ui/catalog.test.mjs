@@ -1,4 +1,4 @@
-// Admin page "Import catalog": a broken catalog shows its problems with line
+// Admin page "Import templates" (a catalog file): a broken catalog shows its problems with line
 // and field and cannot be applied; a valid one previews create / unchanged,
 // applies, and its templates appear; a catalog URL is fetched by the browser
 // (the page's own request), not by the server.
@@ -44,8 +44,8 @@ async function preview(text) {
 }
 
 test('a broken entry is shown with its line and field, and cannot be applied', async () => {
-  await page.getByRole('link', { name: 'Import catalog' }).click();
-  await page.getByRole('heading', { name: 'Import catalog' }).waitFor();
+  await page.getByRole('link', { name: 'Import', exact: true }).click();
+  await page.getByRole('heading', { name: 'Import templates' }).waitFor();
   await preview(BROKEN);
   const row = page.locator(`tr[data-problem-field="templates[1].ports[0].port"]`);
   await row.waitFor();

@@ -1,4 +1,4 @@
-// Admin: import a template catalog (docs/CATALOG.md). The catalog is pasted,
+// Admin: import templates from a catalog (docs/CATALOG.md). The catalog is pasted,
 // read from a file, or fetched from a URL by the browser — never by the
 // server, which must not be made to fetch addresses an admin types (SSRF).
 // A dry run previews what is created, updated and left unchanged (or every
@@ -139,7 +139,7 @@ export function ImportCatalogPage() {
   return (
     <>
       <PageHeader
-        title="Import catalog"
+        title="Import templates"
         subtitle="Create and update templates from a catalog file (YAML or JSON, docs/CATALOG.md): preview first, then apply."
         actions={
           <Link href="/admin/templates" class="btn">
