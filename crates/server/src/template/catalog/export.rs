@@ -1,9 +1,9 @@
 //! A catalog of the store's templates, in the format imports read: each
 //! entry is the template as `POST /api/v1/templates` takes it, without
-//! `secret_env` (secret values never leave the server this way; importing
-//! the file back keeps them).
+//! `secret_env` and write-only passwords (secrets never leave the server
+//! this way; importing the file back keeps them).
 
-use super::CATALOG_VERSION;
+use super::{CATALOG_VERSION, WRITE_ONLY};
 use crate::template::TemplateSpec;
 use serde::Serialize;
 use serde::ser::SerializeMap;
@@ -93,6 +93,11 @@ fn entry(spec: &TemplateSpec) -> Ordered {
         return Ordered(Vec::new());
     };
     fields.remove("secret_env");
+    for (field, _, secret) in WRITE_ONLY {
+        if let Some(Value::Object(object)) = fields.get_mut(field) {
+            object.remove(secret);
+        }
+    }
     let mut ordered: Vec<(String, Value)> = LEADING
         .iter()
         .filter_map(|key| fields.remove(*key).map(|v| ((*key).to_owned(), v)))

@@ -29,6 +29,12 @@ pub const MAX_CATALOG_TEMPLATES: usize = 500;
 /// at the template limit).
 pub const CATALOG_BODY_LIMIT: usize = 4 << 20;
 
+/// Write-only secrets inside an object field, as (field, the key that
+/// names whose secret it is, the secret's key): a registry password, which
+/// no API answer shows. Exports leave the secret out; an entry without it
+/// keeps the stored one while the name stays the same, as `PUT` does.
+pub(crate) const WRITE_ONLY: [(&str, &str, &str); 1] = [("registry_auth", "username", "password")];
+
 /// How the catalog is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CatalogFormat {

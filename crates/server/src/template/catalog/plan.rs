@@ -2,10 +2,11 @@
 //! `POST /api/v1/templates` validates it, matched by name with the store's
 //! templates, and compared field by field.
 
-use super::{CatalogProblem, ParsedCatalog};
+use super::{CatalogProblem, ParsedCatalog, WRITE_ONLY};
 use crate::store::TemplateRecord;
 use crate::template::TemplateSpec;
 use serde::Serialize;
+use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use streamspace_protocol::TemplateId;
 
@@ -117,16 +118,17 @@ pub fn plan(
 }
 
 fn compare(index: usize, spec: TemplateSpec, current: Option<TemplateRecord>) -> Planned {
-    let (action, changed, existing) = match current {
-        None => (ImportAction::Create, Vec::new(), None),
+    let (action, changed, existing, spec) = match current {
+        None => (ImportAction::Create, Vec::new(), None, spec),
         Some(record) => {
+            let spec = keep_write_only(spec, &record.spec);
             let changed = changed_fields(&record.spec, &spec);
             let action = if changed.is_empty() {
                 ImportAction::Unchanged
             } else {
                 ImportAction::Update
             };
-            (action, changed, Some(record.id))
+            (action, changed, Some(record.id), spec)
         }
     };
     Planned {
@@ -138,6 +140,36 @@ fn compare(index: usize, spec: TemplateSpec, current: Option<TemplateRecord>) ->
         },
         spec,
         existing,
+    }
+}
+
+/// `spec` with the stored write-only secrets its entry left out (see
+/// [`WRITE_ONLY`]): exports cannot carry them, and a round trip must not
+/// erase them. Works on the spec's JSON, so it needs no field by name.
+fn keep_write_only(spec: TemplateSpec, stored: &TemplateSpec) -> TemplateSpec {
+    let (Ok(Value::Object(mut new)), Ok(Value::Object(old))) =
+        (serde_json::to_value(&spec), serde_json::to_value(stored))
+    else {
+        return spec;
+    };
+    let mut kept = false;
+    for (field, owner, secret) in WRITE_ONLY {
+        let (Some(Value::Object(entry)), Some(Value::Object(stored))) =
+            (new.get_mut(field), old.get(field))
+        else {
+            continue;
+        };
+        if entry.get(secret).is_none()
+            && entry.get(owner) == stored.get(owner)
+            && let Some(value) = stored.get(secret)
+        {
+            entry.insert(secret.to_owned(), value.clone());
+            kept = true;
+        }
+    }
+    match kept {
+        true => serde_json::from_value(Value::Object(new)).unwrap_or(spec),
+        false => spec,
     }
 }
 
