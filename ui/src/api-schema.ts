@@ -751,12 +751,13 @@ export interface components {
         /**
          * @description The answer to a catalog that cannot be imported: the first problem as
          *     every error states one (`error`, `field`), and every problem found
-         *     (one per broken entry, with its line).
+         *     (one per broken entry, with its line). Refusals of the request itself
+         *     (its query, its `Content-Type`) have no `problems`.
          */
         CatalogErrorBody: {
             error: string;
             field?: string | null;
-            problems: components["schemas"]["CatalogProblem"][];
+            problems?: components["schemas"]["CatalogProblem"][];
         };
         /** @description One thing wrong with a catalog, located as precisely as the text allows. */
         CatalogProblem: {
@@ -2864,7 +2865,7 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Catalog"];
-                    "application/yaml": string;
+                    "application/yaml": components["schemas"]["Catalog"];
                 };
             };
             /** @description An unknown format */
@@ -2919,7 +2920,7 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["Catalog"];
-                "application/yaml": string;
+                "application/yaml": components["schemas"]["Catalog"];
             };
         };
         responses: {

@@ -181,12 +181,14 @@ pub struct ExportQuery {
 
 /// The answer to a catalog that cannot be imported: the first problem as
 /// every error states one (`error`, `field`), and every problem found
-/// (one per broken entry, with its line).
+/// (one per broken entry, with its line). Refusals of the request itself
+/// (its query, its `Content-Type`) have no `problems`.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct CatalogErrorBody {
     pub error: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<CatalogProblem>,
 }
 
@@ -238,7 +240,7 @@ impl IntoResponse for ImportError {
         description = "The catalog, as JSON or YAML (by Content-Type), at most 4 MiB",
         content(
             (CatalogFile = "application/json"),
-            (String = "application/yaml"),
+            (CatalogFile = "application/yaml"),
         ),
     ),
     responses(
@@ -331,7 +333,7 @@ async fn write(state: &AppState, planned: &[Planned]) -> ApiResult<()> {
     responses(
         (status = 200, description = "The catalog file", content(
             (CatalogFile = "application/json"),
-            (String = "application/yaml"),
+            (CatalogFile = "application/yaml"),
         )),
         (status = 400, description = "An unknown format", body = ErrorBody),
         (status = 401, description = "Not logged in", body = ErrorBody),
