@@ -320,6 +320,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/sessions/{id}/apps/{port}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Open a session's web app
+         * @description Redirects the browser to the app with a one-time ticket, which the app's
+         *     origin exchanges for a cookie of its own (the control plane's login
+         *     never reaches the app). Path mode is for the session's owner only: the
+         *     app then shares the control plane's origin, and an admin's browser must
+         *     not run a user's scripts there.
+         */
+        get: operations["openSessionApp"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/sessions/{id}/events": {
         parameters: {
             query?: never;
@@ -1036,6 +1060,11 @@ export interface components {
             /** @description The agent's name, for people (users cannot list agents). */
             agent_name?: string | null;
             agent_status?: components["schemas"]["AgentStatus"] | null;
+            /**
+             * @description When the first port is a web app: where a browser opens it
+             *     (`GET` with the login redirects to the app with a ticket).
+             */
+            app_url?: string | null;
             /** Format: date-time */
             created_at: string;
             id: string;
@@ -1048,6 +1077,8 @@ export interface components {
             /** @description What the agent observes. */
             phase: components["schemas"]["Phase"];
             platform: string;
+            /** @description The session's ports, the first being the one its viewer opens. */
+            ports: components["schemas"]["PortSpec"][];
             resources: components["schemas"]["Resources"];
             /** @description What was asked for. */
             state: components["schemas"]["DesiredState"];
@@ -2404,6 +2435,93 @@ export interface operations {
                 };
             };
             /** @description The session has no agent, or (forced) is already terminated */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    openSessionApp: {
+        parameters: {
+            query?: {
+                /** @description Where in the app to go (a path such as `/index.html?x=1`), default `/`. */
+                to?: string;
+                /**
+                 * @description `path` (`/apps/{id}/{port}/` on this origin) or `subdomain` (its own
+                 *     host under `--apps-domain`); default `subdomain` when that is set.
+                 */
+                mode?: string;
+            };
+            header?: never;
+            path: {
+                /** @description The session's id */
+                id: string;
+                /** @description A web (`http`/`https`) port of the session's template */
+                port: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description To the app, with a ticket */
+            302: {
+                headers: {
+                    /** @description The app's ticket exchange */
+                    location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not a web port, or an unknown mode */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Path mode for someone else's session */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such session, or not yours */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session is terminated or stopping */
             409: {
                 headers: {
                     [name: string]: unknown;
