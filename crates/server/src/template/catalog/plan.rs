@@ -84,7 +84,7 @@ pub fn plan(
     let entries = std::mem::take(&mut catalog.entries);
     for entry in entries {
         let index = entry.index;
-        if let Some(first) = seen.insert(entry.input.name.clone(), index) {
+        if let Some(&first) = seen.get(&entry.input.name) {
             problems.push(catalog.problem(
                 index,
                 "name",
@@ -92,18 +92,24 @@ pub fn plan(
             ));
             continue;
         }
+        seen.insert(entry.input.name.clone(), index);
         let current = by_name.remove(&entry.input.name);
         let mut input = entry.input;
-        let kept_secrets = !entry.has_secret_env && current.is_some();
-        if let (false, Some(current)) = (entry.has_secret_env, &current) {
-            input.secret_env = current.spec.secret_env.values().clone();
+        let kept = match (&current, entry.has_secret_env) {
+            (Some(current), false) => current.spec.secret_env.values().clone(),
+            _ => BTreeMap::new(),
+        };
+        let kept_secrets = !kept.is_empty();
+        if kept_secrets {
+            input.secret_env = kept;
         }
         match input.validate() {
             Ok(spec) => planned.push(compare(index, spec, current)),
             Err(err) => {
                 let mut message = err.message;
-                if kept_secrets && (err.field.starts_with("secret_env") || err.field == "user_env")
-                {
+                let about_secrets =
+                    err.field.starts_with("secret_env") || message.contains("secret variable");
+                if kept_secrets && about_secrets {
                     message.push_str(" (secret_env is kept from the existing template)");
                 }
                 problems.push(catalog.problem(index, &err.field, message));

@@ -128,9 +128,11 @@ fn the_version_and_the_size_are_checked() {
 
 #[test]
 fn names_are_unique_within_a_catalog() {
+    let third = "  - name: firefox\n    image: lscr.io/linuxserver/firefox:latest\n";
     let text = TWO
         .replace("name: code", "name: firefox")
-        .replace("70000", "5901");
+        .replace("70000", "5901")
+        + third;
     let problems = plan(
         parse(&text, CatalogFormat::Yaml).expect("parses"),
         Vec::new(),
@@ -139,6 +141,8 @@ fn names_are_unique_within_a_catalog() {
     assert_eq!(problems[0].field.as_deref(), Some("templates[1].name"));
     assert_eq!(problems[0].line, Some(5));
     assert!(problems[0].message.contains("templates[0]"));
+    assert_eq!(problems[1].field.as_deref(), Some("templates[2].name"));
+    assert!(problems[1].message.contains("templates[0]"), "{problems:?}");
 }
 
 #[test]
