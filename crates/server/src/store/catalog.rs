@@ -53,3 +53,75 @@ impl Store {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::TemplateInput;
+
+    fn spec(name: &str) -> TemplateSpec {
+        let input: TemplateInput =
+            serde_json::from_value(serde_json::json!({"name": name, "image": "app:1"}))
+                .expect("input");
+        input.validate().expect("valid")
+    }
+
+    async fn names(store: &Store) -> Vec<String> {
+        let list = store.list_templates().await.expect("list");
+        list.into_iter().map(|t| t.spec.name).collect()
+    }
+
+    /// A write that fails takes the writes before it back with it.
+    async fn imports_are_all_or_nothing(url: &str) {
+        let store = Store::connect(url).await.expect("store");
+        let taken = store.create_template(&spec("taken")).await.expect("create");
+        let (fresh, clash) = (spec("fresh"), spec("taken"));
+        let writes = [
+            TemplateWrite {
+                id: None,
+                spec: &fresh,
+            },
+            TemplateWrite {
+                id: None,
+                spec: &clash,
+            },
+        ];
+        let failed = store.write_templates(&writes).await;
+        assert!(
+            matches!(failed, Err(super::super::StoreError::Conflict(_))),
+            "{failed:?}"
+        );
+        assert_eq!(names(&store).await, ["taken"]);
+
+        // A template deleted since the preview: nothing written, and said so.
+        let gone = TemplateId::new();
+        let renamed = spec("renamed");
+        let writes = [
+            TemplateWrite {
+                id: None,
+                spec: &fresh,
+            },
+            TemplateWrite {
+                id: Some(&gone),
+                spec: &renamed,
+            },
+        ];
+        assert!(!store.write_templates(&writes).await.expect("no error"));
+        assert_eq!(names(&store).await, ["taken"]);
+
+        let writes = [
+            TemplateWrite {
+                id: None,
+                spec: &fresh,
+            },
+            TemplateWrite {
+                id: Some(&taken.id),
+                spec: &renamed,
+            },
+        ];
+        assert!(store.write_templates(&writes).await.expect("written"));
+        assert_eq!(names(&store).await, ["fresh", "renamed"]);
+    }
+
+    on_both_engines!(imports_are_all_or_nothing);
+}
