@@ -59,6 +59,26 @@ pub struct DockerAgentArgs {
     /// (default 1000); for tests, which pull small images quickly.
     #[arg(long, hide = true, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pull_report_interval_ms: Option<u64>,
+    /// NVIDIA GPUs sessions may be given, instead of those found in
+    /// /proc/driver/nvidia/gpus: for hosts where detection fails (a remote
+    /// engine), to keep some back, or to test GPU placement without a GPU
+    /// (sessions that get one then fail: the engine cannot hand it out).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=1024))]
+    gpus: Option<u32>,
+    /// The GPUs' model as agents report it ("NVIDIA A10"); detected by
+    /// default.
+    #[arg(long, value_parser = gpu_model)]
+    gpu_model: Option<String>,
+}
+
+/// A model name people read in the agent list: printable, at most 100
+/// characters.
+fn gpu_model(text: &str) -> Result<String, String> {
+    let ok = !text.trim().is_empty() && text.chars().count() <= 100;
+    match ok && !text.chars().any(char::is_control) {
+        true => Ok(text.trim().to_owned()),
+        false => Err("write 1 to 100 printable characters, e.g. \"NVIDIA A10\"".to_owned()),
+    }
 }
 
 pub async fn run(command: AgentCommand) -> anyhow::Result<()> {
@@ -89,6 +109,8 @@ fn docker_options(args: &DockerAgentArgs) -> anyhow::Result<DockerOptions> {
         allowed_capabilities: args.capabilities.allowed.clone(),
         pull_missing_images: !args.no_pull,
         registry_auths,
+        gpus: args.gpus,
+        gpu_model: args.gpu_model.clone(),
         ..DockerOptions::default()
     })
 }
@@ -170,6 +192,21 @@ mod tests {
         ];
         let err = docker_options(&Command::parse_from(argv).docker).expect_err("broken file");
         assert!(err.to_string().starts_with("--registry-auth: "), "{err}");
+    }
+
+    #[test]
+    fn gpus_are_detected_unless_declared() {
+        assert_eq!((options(&[]).gpus, options(&[]).gpu_model), (None, None));
+        let declared = options(&["--gpus", "2", "--gpu-model", "Fake GPU"]);
+        assert_eq!(declared.gpus, Some(2));
+        assert_eq!(declared.gpu_model.as_deref(), Some("Fake GPU"));
+        let argv = ["agent", "--control-plane", "http://127.0.0.1:8080"];
+        for bad in [["--gpus", "-1"], ["--gpus", "5000"], ["--gpu-model", ""]] {
+            assert!(
+                Command::try_parse_from(argv.iter().chain(&bad)).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! Start, hibernate, wake and terminate: each idempotent, keyed by the
 //! container name, so a command delivered twice does no harm.
 
-use crate::Shared;
 use crate::container::{
     ContainerSettings, STOP_TIMEOUT_SECS, container_config, container_name, validate_session_id,
 };
 use crate::error::{is_conflict, is_not_found};
 use crate::existing::{missing_confinement, rewiring};
+use crate::{Shared, gpu};
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, NetworkConnectRequest,
     NetworkDisconnectRequest,
@@ -45,16 +45,34 @@ impl Shared {
         // only checks it is there (or pulls it, for a caller that did not).
         self.pull(&spec.image, spec.registry_auth.as_ref(), &|_| {})
             .await?;
+        self.check_shared_volumes(spec).await?;
         let network = self.sessions_network().await?;
+        // GPUs are picked and the container made under one turn, so that
+        // two starts cannot pick the same.
+        let _gpu_turn = match spec.resources.gpus() {
+            0 => None,
+            _ => Some(self.gpu_turn.lock().await),
+        };
+        let gpus = self.session_gpus(spec).await?;
         let settings = ContainerSettings {
             agent_id: &self.agent_id,
             publish_host: self.options.publish_host,
             network: &network,
             home_volume: homes::prepare(self, spec).await?,
             bound_json_logs: self.bound_json_logs,
+            gpus: &gpus,
+            nvidia_runtime: self.gpus.nvidia_runtime,
         };
         let config = container_config(spec, &confinement, &settings);
-        self.create_and_start(&name, config).await?;
+        match self.create_and_start(&name, config).await {
+            Err(e) if gpu::is_missing_driver(&e.to_string()) => {
+                // Not kept: started again, it would fail the same way.
+                let force = RemoveContainerOptionsBuilder::new().force(true).build();
+                let _ = self.docker.remove_container(&name, Some(force)).await;
+                return Err(self.no_gpu_driver(spec, &e.to_string()));
+            }
+            result => result?,
+        }
         tracing::info!("started container");
         Ok(SessionReport::new(session_id, Phase::Starting))
     }

@@ -167,8 +167,9 @@ pub struct PullStatus {
     pub message: Option<String>,
 }
 
-/// How much an agent may run. Absent limits mean "as much as the host has".
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How much an agent may run. Absent limits mean "as much as the host has",
+/// except GPUs: an agent has none unless it reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Capacity {
     #[serde(default)]
@@ -177,6 +178,17 @@ pub struct Capacity {
     pub cpu: Option<Cpu>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<Memory>,
+    /// Whole GPUs sessions may be given (detected, or declared with
+    /// `--gpus`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub gpus: u32,
+    /// What those GPUs are (`"NVIDIA A10"`), for people to read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_model: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What the agent's platform supports.
@@ -237,6 +249,8 @@ mod tests {
                     max_sessions: 10,
                     cpu: Some(Cpu(4000)),
                     memory: None,
+                    gpus: 2,
+                    gpu_model: Some("NVIDIA A10".into()),
                 },
                 capabilities: Capabilities {
                     hibernation: true,
@@ -353,6 +367,15 @@ mod tests {
             ),
             "a wake from an older control plane, without ports, still parses"
         );
+    }
+
+    #[test]
+    fn capacity_without_gpus_reads_and_writes_as_before() {
+        let old: Capacity = serde_json::from_str(r#"{"max_sessions": 3}"#).expect("parses");
+        assert_eq!(old.gpus, 0);
+        assert_eq!(old.gpu_model, None);
+        let json = serde_json::to_value(&old).expect("serializes");
+        assert_eq!(json, serde_json::json!({"max_sessions": 3}));
     }
 
     #[test]

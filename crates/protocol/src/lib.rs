@@ -25,6 +25,7 @@ pub use quantity::{Cpu, Memory, QuantityError};
 pub use session::{
     CAPABILITIES, DEFAULT_PIDS_LIMIT, DesiredState, HomeVolume, Phase, PortProtocol, PortSpec,
     RegistryAuth, Resources, SessionOrigin, SessionReport, SessionSecurity, SessionSpec,
+    SharedVolume, parse_numeric_user,
 };
 
 /// Version of the agent protocol. The control plane refuses a `hello` whose

@@ -3,14 +3,19 @@
 //! store), and what a user may ask of one when starting a session
 //! (`policy`).
 
+pub mod catalog;
 mod input;
 mod policy;
+mod runtime;
+#[cfg(test)]
+mod runtime_tests;
 mod secret;
 #[cfg(test)]
 mod tests;
 
 pub use input::{PortInput, RegistryAuthInput, ResourcesInput, TemplateInput, check_image};
 pub use policy::{Granted, SessionRequest};
+pub use runtime::{MAX_GPUS, VolumeInput};
 pub use secret::{RegistryAuth, SecretEnv};
 
 use crate::store::User;
@@ -19,8 +24,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use streamspace_protocol::{
-    HomeVolume, IdleTimeout, PortSpec, Resources, SessionId, SessionSecurity, SessionSpec,
-    TemplateId, UserId,
+    HomeVolume, IdleTimeout, Memory, PortSpec, Resources, SessionId, SessionSecurity, SessionSpec,
+    SharedVolume, TemplateId, UserId,
 };
 
 /// Platforms a template may name.
@@ -82,6 +87,20 @@ pub struct TemplateSpec {
     /// never shown (see [`RegistryAuth`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry_auth: Option<RegistryAuth>,
+    /// Size of `/dev/shm`; the platform's default when unset.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "1Gi")]
+    pub shm_size: Option<Memory>,
+    /// Whom the session runs as (`"1000:1000"`); the image's user when
+    /// unset.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The image's filesystem is read-only; `/tmp` and `/run` are scratch.
+    #[serde(default)]
+    pub read_only_root_filesystem: bool,
+    /// Existing shared volumes mounted beyond the home.
+    #[serde(default)]
+    pub volumes: Vec<SharedVolume>,
 }
 
 fn default_pids_limit() -> u32 {
@@ -130,7 +149,11 @@ impl TemplateSpec {
             security: SessionSecurity {
                 pids_limit: Some(self.pids_limit),
                 capabilities: self.capabilities.clone(),
+                user: self.user.clone(),
+                read_only_root_filesystem: self.read_only_root_filesystem,
             },
+            shm_size: self.shm_size,
+            volumes: self.volumes.clone(),
             seal: String::new(),
             registry_auth: self
                 .registry_auth

@@ -172,6 +172,7 @@ fn users_get_at_most_what_the_template_allows() {
         resources: Some(Resources {
             cpu: Some(cpu.parse().expect("cpu")),
             memory: memory.map(|m| m.parse().expect("memory")),
+            gpu: None,
         }),
         ..SessionRequest::default()
     };
@@ -275,6 +276,9 @@ fn templates_stored_by_an_older_version_read_conservatively() {
     assert_eq!(spec.pids_limit, DEFAULT_PIDS_LIMIT);
     assert!(spec.user_env.is_empty() && !spec.user_idle_timeout);
     assert!(spec.capabilities.is_empty());
+    assert_eq!((spec.shm_size, spec.user.as_deref()), (None, None));
+    assert!(!spec.read_only_root_filesystem && spec.volumes.is_empty());
+    assert_eq!(spec.resources.gpu, None);
 }
 
 #[test]
