@@ -636,6 +636,12 @@ export interface components {
             /** Format: date-time */
             created_at: string;
             draining: boolean;
+            /**
+             * Format: int64
+             * @description GPUs its sessions hold (hibernated ones included), of
+             *     `capacity.gpus`.
+             */
+            gpus_in_use: number;
             id: string;
             labels: {
                 [key: string]: string;

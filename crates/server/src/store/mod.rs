@@ -42,7 +42,9 @@ mod tokens;
 mod users;
 
 pub use admission::Admission;
-pub use agents::{AgentRecord, EnrollError, MAX_UNVERIFIED, NewAgent, Unverified};
+pub use agents::{
+    AgentRecord, EnrollError, MAX_AGENT_GPUS, MAX_GPU_MODEL, MAX_UNVERIFIED, NewAgent, Unverified,
+};
 pub use audit::AuditEntry;
 pub use commands::{CommandRecord, CommandStatus, LatestCommand};
 pub use quotas::{Limits, Usage};

@@ -1,4 +1,4 @@
-//! What sessions ask for (CPU, memory), kept in columns of `sessions` beside
+//! What sessions ask for (CPU, memory, GPUs), kept in columns of `sessions` beside
 //! the JSON spec so that quota usage and agent loads are SQL aggregates.
 
 use super::{Store, StoreResult, from_json, sql};
@@ -13,6 +13,7 @@ pub struct AgentLoad {
     pub sessions: u32,
     pub cpu_millis: u64,
     pub memory_bytes: u64,
+    pub gpus: u64,
 }
 
 impl Store {
@@ -94,9 +95,10 @@ fn agent_load_sql() -> String {
 /// An [`AgentLoad`] as SQL aggregates.
 fn load_columns() -> String {
     format!(
-        "COUNT(*) AS sessions, {}, {}",
+        "COUNT(*) AS sessions, {}, {}, {}",
         sum("cpu_millis", "cpu_millis"),
-        sum("memory_bytes", "memory_bytes")
+        sum("memory_bytes", "memory_bytes"),
+        sum("gpus", "gpus")
     )
 }
 
@@ -137,6 +139,10 @@ pub(super) fn cpu_millis(resources: &Resources) -> i64 {
         .map_or(0, |c| i64::try_from(c.millicores()).unwrap_or(i64::MAX))
 }
 
+pub(super) fn gpus(resources: &Resources) -> i64 {
+    i64::from(resources.gpus())
+}
+
 pub(super) fn memory_bytes(resources: &Resources) -> i64 {
     resources
         .memory
@@ -149,6 +155,7 @@ impl AgentLoad {
             sessions: u32::try_from(read_count(row, "sessions")?).unwrap_or(u32::MAX),
             cpu_millis: read_sum(row, "cpu_millis")?,
             memory_bytes: read_sum(row, "memory_bytes")?,
+            gpus: read_sum(row, "gpus")?,
         })
     }
 }
@@ -220,6 +227,7 @@ mod tests {
             sessions,
             cpu_millis,
             memory_bytes: memory_gib * GIB,
+            gpus: 0,
         }
     }
 
@@ -407,7 +415,8 @@ mod tests {
                 AgentLoad {
                     sessions: 2,
                     cpu_millis: 1500,
-                    memory_bytes: 2 * GIB
+                    memory_bytes: 2 * GIB,
+                    gpus: 0,
                 }
             );
             store.close().await;
@@ -469,7 +478,39 @@ mod tests {
         }
     }
 
+    /// GPUs held on an agent are summed like CPU: hibernated sessions hold
+    /// theirs (waking must find them), ended and failed ones do not.
+    async fn gpus_held_are_summed_per_agent(url: &str) {
+        let store = Store::connect(url).await.expect("store");
+        let user = new_user(&store, "u1").await;
+        let gpus = |n: u32| Resources {
+            gpu: Some(n),
+            ..Resources::default()
+        };
+        for (agent, state, phase, n) in [
+            ("a1", DesiredState::Running, Phase::Running, 2),
+            ("a1", DesiredState::Hibernated, Phase::Hibernated, 1),
+            ("a1", DesiredState::Running, Phase::Failed, 4),
+            ("a1", DesiredState::Terminated, Phase::Terminated, 8),
+            ("a2", DesiredState::Running, Phase::Starting, 1),
+        ] {
+            session_asking(&store, (&user, agent), (state, phase), gpus(n)).await;
+        }
+        session_asking(
+            &store,
+            (&user, "a2"),
+            (DesiredState::Running, Phase::Running),
+            Resources::default(),
+        )
+        .await;
+        let loads = store.agent_loads().await.expect("loads");
+        assert_eq!(loads["a1"].gpus, 3);
+        assert_eq!(loads["a2"].gpus, 1);
+        assert_eq!(store.agent_load(&"a1".into()).await.expect("a1").gpus, 3);
+    }
+
     on_both_engines!(
+        gpus_held_are_summed_per_agent,
         loads_and_usage_are_summed_by_the_database,
         huge_amounts_saturate,
         sessions_of_an_older_version_are_filled_in,
