@@ -8,7 +8,7 @@ use crate::container::GPUS_LABEL;
 use std::collections::BTreeSet;
 use std::path::Path;
 use streamspace_agent::{PlatformError, PlatformResult};
-use streamspace_protocol::SessionSpec;
+use streamspace_protocol::{SessionId, SessionSpec};
 
 /// Where the NVIDIA driver lists the host's GPUs, one directory each with
 /// an `information` file (`Model:  NVIDIA A10`).
@@ -92,6 +92,14 @@ pub fn pick<'a>(
     Ok(free.into_iter().take(wanted as usize).collect())
 }
 
+/// What to do when the engine cannot hand out GPUs, after its own words.
+pub fn missing_driver(cause: &str) -> String {
+    format!(
+        "the Docker engine cannot give containers GPUs ({cause}): install the NVIDIA driver and the \
+         NVIDIA Container Toolkit on its host and restart dockerd, or run the agent without --gpus"
+    )
+}
+
 /// Whether an engine error says it cannot hand out GPUs (no NVIDIA
 /// Container Toolkit): `could not select device driver "nvidia"`.
 pub fn is_missing_driver(message: &str) -> bool {
@@ -130,15 +138,12 @@ impl Shared {
     }
 
     /// Says why a GPU session cannot start on an engine that cannot hand
-    /// out GPUs, instead of the engine's riddle.
-    pub(crate) fn no_gpu_driver(&self, session: &SessionSpec, cause: &str) -> PlatformError {
+    /// out GPUs, instead of the engine's riddle; not worth retrying.
+    pub(crate) fn no_gpu_driver(&self, session_id: &SessionId, cause: &str) -> PlatformError {
         PlatformError::Invalid(format!(
-            "session {} asks for {} GPU(s), but docker host {} cannot give containers GPUs \
-             ({cause}): install the NVIDIA driver and Container Toolkit there and restart \
-             dockerd, or run the agent without --gpus",
-            session.session_id,
-            session.resources.gpus(),
-            self.engine_host
+            "session {session_id} asks for GPUs on docker host {}, but {}",
+            self.engine_host,
+            missing_driver(cause)
         ))
     }
 }

@@ -3,6 +3,7 @@
 
 mod connect;
 mod faults;
+mod gpus;
 mod isolation;
 mod login_flood;
 mod spine;
