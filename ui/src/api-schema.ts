@@ -662,8 +662,8 @@ export interface components {
             draining: boolean;
             /**
              * Format: int64
-             * @description GPUs its sessions hold (hibernated ones included), of
-             *     `capacity.gpus`.
+             * @description GPUs its sessions hold until terminated (hibernated and failed ones
+             *     included), of `capacity.gpus`.
              */
             gpus_in_use: number;
             id: string;

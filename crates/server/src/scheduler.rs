@@ -117,7 +117,7 @@ fn fitness(
 }
 
 /// Whether the GPUs `wanted` are more than those of `capacity` that the
-/// sessions in `load` (hibernated ones included) do not hold. Unlike CPU
+/// sessions in `load` (hibernated and failed ones included) do not hold. Unlike CPU
 /// and memory, an agent that reports none has none.
 fn too_few_gpus(capacity: &Capacity, load: AgentLoad, wanted: &Resources) -> bool {
     let wanted = u64::from(wanted.gpus());

@@ -184,8 +184,8 @@ pub struct AgentView {
     pub capacity: Capacity,
     pub capabilities: Capabilities,
     pub session_count: u32,
-    /// GPUs its sessions hold (hibernated ones included), of
-    /// `capacity.gpus`.
+    /// GPUs its sessions hold until terminated (hibernated and failed ones
+    /// included), of `capacity.gpus`.
     pub gpus_in_use: u64,
     pub metrics: Option<NodeMetrics>,
     #[schema(format = DateTime)]

@@ -19,6 +19,7 @@ pub struct AgentLoad {
 impl Store {
     /// What the non-terminated sessions on each agent ask for. Hibernated
     /// sessions count too: waking them must not overcommit their agent.
+    /// Failed ones count for their GPUs only ([`HOLDS_COMPUTE`]).
     pub async fn agent_loads(&self) -> StoreResult<HashMap<AgentId, AgentLoad>> {
         let rows = sqlx::query(sql(agent_loads_sql()))
             .fetch_all(&self.pool)
@@ -74,12 +75,20 @@ impl Store {
 
 /// Sessions that hold their agent's capacity: not terminated nor failed.
 /// Spelled with `phase <> 'Terminated'` as in the partial index
-/// `sessions_live_agent`, so that both engines see the index applies.
-const HOLDS_AGENT: &str = "phase <> 'Terminated' AND phase <> 'Failed'";
+/// `sessions_live_agent`, so that both engines see the index applies; the
+/// rows it selects include failed sessions, which hold their GPUs only
+/// ([`HOLDS_COMPUTE`]).
+const LIVE: &str = "phase <> 'Terminated'";
+
+/// Sessions that hold their agent's sessions, CPU and memory: not failed
+/// either. A failed session keeps its GPUs until it is terminated: its
+/// container (Docker) keeps the devices it was given, and starting it
+/// again uses them.
+const HOLDS_COMPUTE: &str = "phase <> 'Failed'";
 
 fn agent_loads_sql() -> String {
     format!(
-        "SELECT agent_id, {} FROM sessions WHERE agent_id IS NOT NULL AND {HOLDS_AGENT} \
+        "SELECT agent_id, {} FROM sessions WHERE agent_id IS NOT NULL AND {LIVE} \
          GROUP BY agent_id",
         load_columns()
     )
@@ -87,17 +96,19 @@ fn agent_loads_sql() -> String {
 
 fn agent_load_sql() -> String {
     format!(
-        "SELECT {} FROM sessions WHERE agent_id = $1 AND {HOLDS_AGENT}",
+        "SELECT {} FROM sessions WHERE agent_id = $1 AND {LIVE}",
         load_columns()
     )
 }
 
 /// An [`AgentLoad`] as SQL aggregates.
 fn load_columns() -> String {
+    let holding = |column: &str| format!("CASE WHEN {HOLDS_COMPUTE} THEN {column} ELSE 0 END");
     format!(
-        "COUNT(*) AS sessions, {}, {}, {}",
-        sum("cpu_millis", "cpu_millis"),
-        sum("memory_bytes", "memory_bytes"),
+        "{}, {}, {}, {}",
+        sum(&holding("1"), "sessions"),
+        sum(&holding("cpu_millis"), "cpu_millis"),
+        sum(&holding("memory_bytes"), "memory_bytes"),
         sum("gpus", "gpus")
     )
 }
@@ -152,7 +163,7 @@ pub(super) fn memory_bytes(resources: &Resources) -> i64 {
 impl AgentLoad {
     fn from_row(row: &AnyRow) -> StoreResult<Self> {
         Ok(AgentLoad {
-            sessions: u32::try_from(read_count(row, "sessions")?).unwrap_or(u32::MAX),
+            sessions: u32::try_from(read_sum(row, "sessions")?).unwrap_or(u32::MAX),
             cpu_millis: read_sum(row, "cpu_millis")?,
             memory_bytes: read_sum(row, "memory_bytes")?,
             gpus: read_sum(row, "gpus")?,
@@ -479,7 +490,8 @@ mod tests {
     }
 
     /// GPUs held on an agent are summed like CPU: hibernated sessions hold
-    /// theirs (waking must find them), ended and failed ones do not.
+    /// theirs (waking must find them), and so do failed ones (their
+    /// container keeps the devices until terminated); ended ones do not.
     async fn gpus_held_are_summed_per_agent(url: &str) {
         let store = Store::connect(url).await.expect("store");
         let user = new_user(&store, "u1").await;
@@ -504,9 +516,13 @@ mod tests {
         )
         .await;
         let loads = store.agent_loads().await.expect("loads");
-        assert_eq!(loads["a1"].gpus, 3);
+        assert_eq!(loads["a1"].gpus, 7);
+        assert_eq!(
+            loads["a1"].sessions, 2,
+            "the failed one holds no session slot"
+        );
         assert_eq!(loads["a2"].gpus, 1);
-        assert_eq!(store.agent_load(&"a1".into()).await.expect("a1").gpus, 3);
+        assert_eq!(store.agent_load(&"a1".into()).await.expect("a1").gpus, 7);
     }
 
     on_both_engines!(
