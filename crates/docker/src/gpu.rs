@@ -108,8 +108,8 @@ pub fn is_missing_driver(message: &str) -> bool {
 
 impl Shared {
     /// The GPUs (indexes) `spec` gets: as many as it asks, none of them
-    /// held by another container of this agent (running or hibernated: the
-    /// control plane counts both). Callers hold [`Shared::gpu_turn`] until
+    /// held by another container of this agent (running, hibernated or
+    /// failed: the control plane counts them all until terminated). Callers hold [`Shared::gpu_turn`] until
     /// the container is created, so two starts cannot pick the same.
     pub(crate) async fn session_gpus(&self, spec: &SessionSpec) -> PlatformResult<Vec<String>> {
         let wanted = spec.resources.gpus();
@@ -131,7 +131,7 @@ impl Shared {
         pick(have, wanted, held).map_err(|free| {
             PlatformError::Invalid(format!(
                 "session {} asks for {wanted} GPU(s) and {free} of this agent's {have} are free: \
-                 other sessions (running or hibernated) hold the rest",
+                 other sessions (running, hibernated or failed) hold the rest",
                 spec.session_id
             ))
         })
