@@ -73,6 +73,8 @@ enum Bench {
     TunnelMemory,
     /// POST /sessions → banner via /vnc vs docker run → banner.
     SessionStart,
+    /// Launch from a warm pool → banner via /vnc vs a cold launch and docker run.
+    WarmStart,
     /// Hibernate and wake vs docker stop and docker start.
     HibernateWake,
     /// Simulated agents heartbeating on one control plane; dispatch latency.
@@ -82,12 +84,13 @@ enum Bench {
 }
 
 impl Bench {
-    const ALL: [Bench; 8] = [
+    const ALL: [Bench; 9] = [
         Bench::TunnelThroughput,
         Bench::TunnelTlsThroughput,
         Bench::TunnelLatency,
         Bench::TunnelMemory,
         Bench::SessionStart,
+        Bench::WarmStart,
         Bench::HibernateWake,
         Bench::Hub,
         Bench::Desktops,
@@ -106,6 +109,7 @@ impl Bench {
             Bench::TunnelLatency => tunnel::latency(settings).await,
             Bench::TunnelMemory => tunnel::memory(settings).await,
             Bench::SessionStart => startup::session_start(settings).await,
+            Bench::WarmStart => startup::warm_start(settings).await,
             Bench::HibernateWake => startup::hibernate_wake(settings).await,
             Bench::Hub => hub::hub(settings).await,
             Bench::Desktops => desktops::desktops(settings).await,

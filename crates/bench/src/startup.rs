@@ -1,6 +1,7 @@
 //! Session start (`POST /sessions` → RFB banner through `/vnc`) against
-//! `docker run` of the same image → banner on its published port; and
-//! hibernate / wake against `docker stop` / `docker start` → banner.
+//! `docker run` of the same image → banner on its published port; the same
+//! from a warm pool, against a cold start and `docker run` in the same run;
+//! and hibernate / wake against `docker stop` / `docker start` → banner.
 
 use crate::Settings;
 use crate::cluster::{Cluster, DESKTOP_IMAGE, DESKTOP_PORT};
@@ -205,6 +206,113 @@ pub async fn hibernate_wake(settings: &Settings) -> anyhow::Result<BenchResult> 
         "ms",
         json!({"hibernate": Summary::of(&times[0]), "wake": Summary::of(&times[1]),
                "docker_stop": Summary::of(&times[2]), "docker_start": Summary::of(&times[3])}),
+    );
+    cluster.shutdown().await?;
+    Ok(result)
+}
+
+const WARM_TEMPLATE: &str = "desktop-warm";
+
+/// `POST /sessions` with `body` → the banner through `/vnc`: how long, and
+/// the session as the POST answered it.
+async fn launch_to_banner(
+    cluster: &Cluster,
+    body: serde_json::Value,
+) -> anyhow::Result<(Duration, serde_json::Value)> {
+    let start = Instant::now();
+    let session = cluster.admin.create_session(body).await?;
+    let id = session["id"].as_str().unwrap_or_default().to_owned();
+    let viewer = cluster.route(&id).connect().await?;
+    let took = start.elapsed();
+    viewer.close().await;
+    Ok((took, session))
+}
+
+async fn end(cluster: &Cluster, session: &serde_json::Value) -> anyhow::Result<()> {
+    let id = session["id"].as_str().unwrap_or_default();
+    let path = format!("/api/v1/sessions/{id}");
+    cluster
+        .admin
+        .expect(Method::DELETE, &path, None, StatusCode::OK)
+        .await?;
+    cluster
+        .admin
+        .wait_for_phase(id, "Terminated", LIMIT)
+        .await?;
+    Ok(())
+}
+
+/// Until the warm pool has a session ready.
+async fn pool_ready(cluster: &Cluster) -> anyhow::Result<()> {
+    let path = format!("/api/v1/templates/{WARM_TEMPLATE}/pool");
+    let deadline = Instant::now() + LIMIT;
+    while Instant::now() < deadline {
+        let pool = cluster
+            .admin
+            .expect(Method::GET, &path, None, StatusCode::OK)
+            .await?;
+        if pool["ready"].as_u64().unwrap_or_default() > 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    anyhow::bail!("the warm pool had no session ready within {LIMIT:?}")
+}
+
+pub async fn warm_start(settings: &Settings) -> anyhow::Result<BenchResult> {
+    let cluster = desktop_cluster(settings, "bench-warm").await?;
+    cluster
+        .admin
+        .create_template(json!({
+            "name": WARM_TEMPLATE, "image": DESKTOP_IMAGE, "warm_pool": 1,
+            "ports": [{"name": "vnc", "port": DESKTOP_PORT, "protocol": "vnc"}],
+            "platforms": ["docker"],
+        }))
+        .await?;
+    let reps = if settings.quick { 1 } else { 7 };
+    let (mut warm, mut cold, mut peer) = (Vec::new(), Vec::new(), Vec::new());
+    for rep in 0..reps {
+        pool_ready(&cluster).await?;
+        let (took, session) =
+            launch_to_banner(&cluster, json!({"template": WARM_TEMPLATE})).await?;
+        anyhow::ensure!(
+            session["phase"] == "Running",
+            "the launch was not served from the warm pool: {session}"
+        );
+        end(&cluster, &session).await?;
+        let cold_body = json!({"template": TEMPLATE, "agent_id": cluster.agent_id});
+        let (cold_took, session) = launch_to_banner(&cluster, cold_body).await?;
+        end(&cluster, &session).await?;
+        let container = PeerContainer::new("warm")?;
+        let peer_time = container.run().await;
+        container.remove().await;
+        let peer_time = peer_time?;
+        eprintln!(
+            "  rep {}/{reps}: warm pool {:.1} ms, cold {:.0} ms, docker run {:.0} ms",
+            rep + 1,
+            ms(took),
+            ms(cold_took),
+            ms(peer_time)
+        );
+        warm.push(ms(took));
+        cold.push(ms(cold_took));
+        peer.push(ms(peer_time));
+    }
+    let (w, c, p) = (median(&warm), median(&cold), median(&peer));
+    let mut result = BenchResult::new("warm-start");
+    result.row(
+        Row::new("launch from a warm pool → banner via /vnc, median", "ms", w)
+            .peer("docker run → banner", p)
+            .target("< 50 ms", w < 50.0, !settings.quick),
+    );
+    result.row(Row::new(
+        "cold launch → banner via /vnc, same run, median",
+        "ms",
+        c,
+    ));
+    result.detail(
+        "ms",
+        json!({"warm": Summary::of(&warm), "cold": Summary::of(&cold), "docker_run": Summary::of(&peer)}),
     );
     cluster.shutdown().await?;
     Ok(result)
