@@ -22,13 +22,14 @@ export type EnrollmentToken = Schemas['EnrollmentToken'];
 export type Prepull = Schemas['Prepull'];
 
 /**
- * A template as the form sends it: the API's input, except that a port or
- * process limit that is not a number is sent as typed, so that the API's
- * message quotes it.
+ * A template as the form sends it: the API's input, except that a port,
+ * process limit or pool size that is not a number is sent as typed, so that
+ * the API's message quotes it.
  */
-export type TemplateDraftInput = Omit<Schemas['TemplateInput'], 'ports' | 'pids_limit'> & {
+export type TemplateDraftInput = Omit<Schemas['TemplateInput'], 'ports' | 'pids_limit' | 'warm_pool'> & {
   ports: (Omit<Schemas['PortInput'], 'port'> & { port: number | string })[];
   pids_limit?: number | string;
+  warm_pool?: number | string;
 };
 
 /** A failed API call: the server's message, and the input field at fault if any. */

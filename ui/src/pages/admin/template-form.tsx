@@ -28,6 +28,7 @@ type Draft = {
   idle_timeout: string;
   platforms: string[];
   pids_limit: string;
+  warm_pool: string;
   capabilities: string;
   /** Registry credentials; the password is write-only (empty keeps the stored one). */
   registry_username: string;
@@ -60,6 +61,7 @@ const EMPTY: Draft = {
   idle_timeout: '30m',
   platforms: [],
   pids_limit: '2048',
+  warm_pool: '0',
   capabilities: '',
   registry_username: '',
   registry_password: '',
@@ -100,6 +102,7 @@ function fromTemplate(t: Template): Draft {
     idle_timeout: t.idle_timeout ?? '',
     platforms: t.platforms,
     pids_limit: String(t.pids_limit ?? 2048),
+    warm_pool: String(t.warm_pool ?? 0),
     capabilities: (t.capabilities ?? []).join(', '),
     gpu: t.resources.gpu ? String(t.resources.gpu) : '',
     max_gpu: t.max_resources?.gpu ? String(t.max_resources.gpu) : '',
@@ -138,6 +141,7 @@ function envOf(d: Draft, secret: boolean): Record<string, string> {
 
 function toInput(d: Draft): TemplateDraftInput {
   const pids = d.pids_limit.trim();
+  const pool = d.warm_pool.trim();
   return {
     name: d.name.trim(),
     display_name: d.display_name.trim() || undefined,
@@ -165,6 +169,7 @@ function toInput(d: Draft): TemplateDraftInput {
     // A non-number is sent as written so the API's message quotes it.
     pids_limit: pids === '' ? undefined : /^\d+$/.test(pids) ? Number(pids) : pids,
     capabilities: words(d.capabilities),
+    warm_pool: pool === '' ? undefined : /^\d+$/.test(pool) ? Number(pool) : pool,
     registry_auth: registryAuthOf(d),
     shm_size: d.shm_size.trim() || undefined,
     user: d.user.trim() || undefined,
@@ -369,6 +374,14 @@ export function TemplateEditPage({ id }: { id?: string }) {
           </Field>
           <Field label="Process limit" id="tpl-pids_limit" error={errFor('tpl-pids_limit')} hint="Processes and threads per session.">
             {input('pids_limit', { inputMode: 'numeric' })}
+          </Field>
+          <Field
+            label="Warm pool"
+            id="tpl-warm_pool"
+            error={errFor('tpl-warm_pool')}
+            hint="Sessions kept running per agent so a launch opens at once (0 to 20; not with a persistent home)."
+          >
+            {input('warm_pool', { inputMode: 'numeric' })}
           </Field>
           <Field
             label="Capabilities"
