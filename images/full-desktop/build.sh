@@ -93,8 +93,8 @@ rootfs_add_user
 rootfs_ldconfig
 firefox_setup
 build_caches
-rootfs_desktop_config 'prog Firefox firefox-esr firefox-esr
-prog Terminal xterm xterm'
+rootfs_desktop_config "prog Firefox $ICONS/firefox-esr.png firefox-esr
+prog Terminal $ICONS/xterm-color.png xterm"
 rootfs_x_session
 
 # Started by streamspace-session once X is up. IceWM comes back if it dies;
@@ -112,7 +112,7 @@ rootfs_import "$TAG" \
   -c 'CMD ["/usr/local/bin/streamspace-session"]' \
   -c "USER $USER_UID:$USER_UID" \
   -c "WORKDIR $USER_HOME" \
-  -c "ENV HOME=$USER_HOME USER=$USER_NAME LANG=C.UTF-8 XDG_CACHE_HOME=/tmp/.cache VNC_GEOMETRY=1280x800 VNC_DEPTH=24 PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" \
+  -c "ENV HOME=$USER_HOME USER=$USER_NAME LANG=C.UTF-8 NO_AT_BRIDGE=1 XDG_CACHE_HOME=/tmp/.cache VNC_GEOMETRY=1280x800 VNC_DEPTH=24 PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" \
   -c 'EXPOSE 5901' \
   -c 'LABEL io.streamspace.image=full-desktop' \
   -m "streamspace full desktop image (${PACKAGES[*]})"

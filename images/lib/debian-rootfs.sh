@@ -200,6 +200,10 @@ SESSION
   chmod 0755 "$ROOTFS/usr/local/bin/streamspace-session"
 }
 
+# Where the packages put 48x48 application icons; IceWM's toolbar finds
+# icons named by absolute path only (its theme lookup misses hicolor here).
+ICONS=/usr/share/icons/hicolor/48x48/apps
+
 # IceWM as a product-like desktop: a taskbar with a clock, a start menu and
 # quick-launch buttons for `$1` (lines of "prog Name icon command"), no
 # logout entry (ending the session is StreamSpace's job); and xterm in an

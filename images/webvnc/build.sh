@@ -208,7 +208,7 @@ rootfs_add_user
 rootfs_ldconfig
 write_index
 write_server
-rootfs_desktop_config 'prog Terminal xterm xterm'
+rootfs_desktop_config "prog Terminal $ICONS/xterm-color.png xterm"
 rootfs_x_session
 
 # Started by streamspace-session once X is up; the web server and IceWM
