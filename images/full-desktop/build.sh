@@ -12,20 +12,18 @@ IMAGE_NAME=full-desktop
 TAG="${1:-streamspace/full-desktop:local}"
 PACKAGES=(tigervnc-standalone-server xterm icewm firefox-esr fonts-dejavu-core
   fonts-liberation2 libglib2.0-bin busybox-static libc-bin)
-# Pulled in by the closure but never used in a session: Mesa/LLVM (Firefox
-# renders in software without a GL driver), systemd, the D-Bus daemons
-# (libdbus stays), PAM, perl, packaging tools, and the image loaders imlib2
-# links as plugins (Ghostscript with its fonts, HEIF/x265, JPEG XL, AV1).
-SKIP_RE='^(libllvm[0-9]*|libz3-[0-9]*|libgl1-mesa-dri|libglx-mesa0|libglapi-mesa|libdrm-(amdgpu1|intel1|nouveau2|radeon1)|libsensors.*|libedit2|perl|perl-base|perl-modules-.*|libperl.*|lib.*-perl|libdb5\.3|libgdbm.*|dpkg|tar|debconf|sysvinit-utils|lsb-base|usrmerge|init-system-helpers|systemd|systemd-sysv|libsystemd-shared|libpam-systemd|dbus|dbus-bin|dbus-daemon|dbus-user-session|dbus-system-bus-common|dbus-session-bus-common|dconf-service|mount|dmsetup|libdevmapper.*|libcryptsetup.*|libfdisk1|libkmod2|libargon2-1|libip4tc2|libjson-c5|passwd|adduser|libsemanage.*|libpam-modules.*|libpam-runtime|libgs10|libgs10-common|libgs-common|fonts-urw-base35|poppler-data|libspectre1|libheif1|libde265-0|libx265-.*|libjxl.*|libhwy1|libaom3|libdav1d6|libopenjp2-7|libijs-.*|libjbig2dec0|libpaper1|libidn12|libnuma1)$'
-USER_NAME=user
-USER_UID=1000
-USER_HOME=/home/user
 
 # Piped to bash, the library arrives first; run from a file, load it.
 if ! declare -F rootfs_prepare >/dev/null; then
   # shellcheck source=images/lib/debian-rootfs.sh
   source "$(dirname "${BASH_SOURCE[0]}")/../lib/debian-rootfs.sh"
 fi
+
+# Pulled in by the closure, never run in a session (images/lib).
+SKIP_RE="^($(rootfs_icewm_skips))$"
+USER_NAME=user
+USER_UID=1000
+USER_HOME=/home/user
 
 # Firefox's first start without questions, tours or update checks, opening
 # a local welcome page (the session may have no internet access).

@@ -200,6 +200,15 @@ SESSION
   chmod 0755 "$ROOTFS/usr/local/bin/streamspace-session"
 }
 
+# Packages the closure of an IceWM desktop pulls in that no session runs,
+# as alternatives for SKIP_RE: Mesa/LLVM (X and Firefox render in software
+# without a GL driver), perl, packaging tools, PAM, systemd and the D-Bus
+# daemons (libdbus stays), and the Ghostscript/HEIF/JPEG XL/AV1 stacks that
+# imlib2 (IceWM's image library) loads as plugins only.
+rootfs_icewm_skips() {
+  printf '%s' 'libllvm[0-9]*|libz3-[0-9]*|libgl1-mesa-dri|libglx-mesa0|libglapi-mesa|libdrm-(amdgpu1|intel1|nouveau2|radeon1)|libsensors.*|libedit2|perl|perl-base|perl-modules-.*|libperl.*|lib.*-perl|libdb5\.3|libgdbm.*|dpkg|tar|debconf|sysvinit-utils|lsb-base|usrmerge|init-system-helpers|passwd|adduser|libsemanage.*|libpam-modules.*|libpam-runtime|systemd|systemd-sysv|libsystemd-shared|libpam-systemd|dbus|dbus-bin|dbus-daemon|dbus-user-session|dbus-system-bus-common|dbus-session-bus-common|dconf-service|mount|dmsetup|libdevmapper.*|libcryptsetup.*|libfdisk1|libkmod2|libargon2-1|libip4tc2|libjson-c5|libgs10|libgs10-common|libgs-common|fonts-urw-base35|poppler-data|libspectre1|libheif1|libde265-0|libx265-.*|libjxl.*|libhwy1|libaom3|libdav1d6|libopenjp2-7|libijs-.*|libjbig2dec0|libpaper1|libidn12|libnuma1'
+}
+
 # Where the packages put 48x48 application icons; IceWM's toolbar finds
 # icons named by absolute path only (its theme lookup misses hicolor here).
 ICONS=/usr/share/icons/hicolor/48x48/apps

@@ -15,21 +15,22 @@ IMAGE_NAME=webvnc
 TAG="${1:-streamspace/webvnc:local}"
 PACKAGES=(tigervnc-standalone-server xterm icewm fonts-dejavu-core novnc
   python3-websockify busybox-static libc-bin)
-# Only noVNC's static files are used: its Node.js, numpy (websockify works
-# without it) and the OpenStack libraries of python3-novnc are skipped, as
-# is every python3-* package except the interpreter and websockify; then
-# what images/full-desktop skips (Mesa/LLVM, systemd, perl, imlib2 plugins).
-SKIP_RE='^(nodejs|libnode[0-9]*|node-.*|python3-.*|websockify|net-tools|libblas3|liblapack3|libgfortran5|libquadmath0|libuv1|libc-ares2|libnghttp2-14|libllvm[0-9]*|libz3-[0-9]*|libgl1-mesa-dri|libglx-mesa0|libglapi-mesa|libdrm-(amdgpu1|intel1|nouveau2|radeon1)|libsensors.*|libedit2|perl|perl-base|perl-modules-.*|libperl.*|lib.*-perl|libdb5\.3|libgdbm.*|dpkg|tar|debconf|sysvinit-utils|lsb-base|usrmerge|init-system-helpers|adduser|passwd|libsemanage.*|libpam-modules.*|libpam-runtime|libgs10|libgs10-common|libgs-common|fonts-urw-base35|poppler-data|libspectre1|libheif1|libde265-0|libx265-.*|libjxl.*|libhwy1|libaom3|libdav1d6|libopenjp2-7|libijs-.*|libjbig2dec0|libpaper1|libidn12|libnuma1|docutils-common|sgml-base|xml-core|tzdata|wget|openssl|ca-certificates)$'
-KEEP_RE='^(python3-minimal|python3-websockify)$'
-USER_NAME=user
-USER_UID=1000
-USER_HOME=/home/user
 
 # Piped to bash, the library arrives first; run from a file, load it.
 if ! declare -F rootfs_prepare >/dev/null; then
   # shellcheck source=images/lib/debian-rootfs.sh
   source "$(dirname "${BASH_SOURCE[0]}")/../lib/debian-rootfs.sh"
 fi
+
+# Only noVNC's static files are used: its Node.js, numpy (websockify works
+# without it) and the OpenStack libraries of python3-novnc are skipped, as
+# is every python3-* package except the interpreter and websockify; and what
+# no IceWM session runs (images/lib).
+SKIP_RE="^($(rootfs_icewm_skips)|nodejs|libnode[0-9]*|node-.*|python3-.*|websockify|net-tools|libblas3|liblapack3|libgfortran5|libquadmath0|libuv1|libc-ares2|libnghttp2-14|docutils-common|sgml-base|xml-core|tzdata|wget|openssl|ca-certificates)$"
+KEEP_RE='^(python3-minimal|python3-websockify)$'
+USER_NAME=user
+USER_UID=1000
+USER_HOME=/home/user
 
 # `/` of the web app: sends the browser to noVNC with a WebSocket path
 # computed from where this page was loaded, so it is right at the root of a
@@ -128,7 +129,6 @@ class Handler(ProxyRequestHandler):
                     out.write(chunk)
         except (ValueError, ConnectionError) as err:
             os.unlink(part)
-            self.close_connection = True
             return self.fail(400, "upload failed: %s" % err)
         os.replace(part, final)
         body = json.dumps({"name": match.group(1), "bytes": size, "sha256": digest.hexdigest()})
@@ -170,6 +170,9 @@ class Handler(ProxyRequestHandler):
                 shutil.copyfileobj(src, self.wfile, CHUNK)
 
     def fail(self, status, message):
+        # A refused PUT leaves its body unread: the connection cannot go on.
+        if self.command == "PUT":
+            self.close_connection = True
         body = json.dumps({"error": message}).encode()
         self.reply(status, body, [("Content-Type", "application/json")])
 

@@ -35,7 +35,8 @@ enum Command {
     Up(server::ServerArgs),
     /// Open a local TCP port for a native VNC client, tunnelled to a session.
     Connect(connect::ConnectArgs),
-    /// Build the demo desktop image from Debian packages (no registry needed).
+    /// Build a demo image (desktop, full-desktop or webvnc) from Debian
+    /// packages (no registry needed).
     BuildImage(image::BuildImageArgs),
     /// Print the API's OpenAPI document (what GET /api/v1/openapi.json
     /// serves), without starting a server.
