@@ -2,15 +2,15 @@
 //! `streamspace/full-desktop:local`) run as StreamSpace runs sessions: no
 //! capabilities, `no-new-privileges`, a pids limit, uid 1000. Talks to them
 //! directly through ports Docker publishes on 127.0.0.1 (the control plane's
-//! proxy has its own tests).
+//! proxy has its own tests); and `up` offers a template for each built image.
 
 use anyhow::{Context, bail, ensure};
 use futures::StreamExt;
-use reqwest::StatusCode;
 use reqwest::header::{CONTENT_LENGTH, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::{Method, StatusCode};
 use std::time::Duration;
-use streamspace_testkit::docker::docker;
-use streamspace_testkit::eventually;
+use streamspace_testkit::docker::{Cleanup, docker};
+use streamspace_testkit::{Api, ControlPlane, Mode, eventually};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -292,4 +292,43 @@ async fn check_full_desktop(container: &Confined) -> anyhow::Result<()> {
         }
     })
     .await
+}
+
+/// `up` seeds a template for each demo image on the Docker host: the
+/// desktop (which it builds), the web desktop (`scripts/test.sh` builds its
+/// image) and the full desktop only where its image was built.
+#[tokio::test]
+async fn up_offers_a_template_for_each_built_demo_image() -> anyhow::Result<()> {
+    streamspace_testkit::init();
+    if !image_present(WEBVNC) {
+        panic!("{WEBVNC} is not on this Docker host: build it with images/webvnc/build.sh");
+    }
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_streamspace"));
+    let cp = ControlPlane::start(bin, Mode::Up, None).await?;
+    let admin = Api::admin(&cp.url).await?;
+    let agent_id = admin
+        .wait_for_agent("local", Duration::from_secs(30))
+        .await?;
+    let _cleanup = Cleanup(vec![agent_id]);
+    let listed = admin
+        .expect(Method::GET, "/api/v1/templates", None, StatusCode::OK)
+        .await?;
+    let find = |name: &str| {
+        listed
+            .as_array()
+            .and_then(|all| all.iter().find(|t| t["name"] == name))
+            .cloned()
+    };
+    ensure!(find("desktop").is_some(), "no desktop template: {listed}");
+    let web = find("web-desktop").with_context(|| format!("no web-desktop: {listed}"))?;
+    ensure!(web["image"] == WEBVNC);
+    ensure!(web["ports"][0]["protocol"] == "http" && web["ports"][0]["port"] == 6080);
+    ensure!(web["ports"][1]["protocol"] == "vnc" && web["ports"][1]["port"] == 5901);
+    let full = find("full-desktop");
+    ensure!(
+        full.is_some() == image_present(FULL_DESKTOP),
+        "full-desktop template {full:?} while its image present = {}",
+        image_present(FULL_DESKTOP)
+    );
+    Ok(())
 }
