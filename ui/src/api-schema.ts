@@ -809,15 +809,26 @@ export interface components {
          */
         PortInput: {
             name: string;
+            /**
+             * @description `http` and `https` ports only: the path readiness asks (default `/`);
+             *     the session is `Running` once the app answers it below 500.
+             * @example /
+             */
+            path?: string | null;
             /** Format: int64 */
             port: number;
             protocol: components["schemas"]["PortProtocol"];
         };
         /** @enum {string} */
-        PortProtocol: "vnc" | "http";
+        PortProtocol: "vnc" | "http" | "https";
         /** @description A port the session's container listens on. */
         PortSpec: {
             name: string;
+            /**
+             * @description Web ports only: the path readiness asks for (`Running` means the app
+             *     answered it with a status below 500); `None` means `/`.
+             */
+            path?: string | null;
             /** Format: int32 */
             port: number;
             protocol: components["schemas"]["PortProtocol"];
@@ -1001,7 +1012,8 @@ export interface components {
             /** @description A subset of `docker`, `kubernetes`; empty means any. */
             platforms?: string[];
             /**
-             * @description Unique names and numbers, at least one `vnc`; defaults to
+             * @description Unique names and numbers, at least one; the first is the one the
+             *     viewer opens (a VNC desktop, or a web app). Defaults to
              *     `[{"name": "vnc", "port": 5901, "protocol": "vnc"}]`.
              */
             ports?: components["schemas"]["PortInput"][] | null;

@@ -11,14 +11,15 @@
 
 use crate::platform::{Platform, PlatformError};
 use crate::queue::{Pushed, QUEUE_LIMIT, SessionQueues};
-use crate::readiness::wait_for_vnc;
+use crate::readiness::wait_for_ports;
 use futures::FutureExt;
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use streamspace_protocol::{
-    Action, AgentMessage, Command, CommandId, Phase, SessionId, SessionReport,
+    Action, AgentMessage, Command, CommandId, Phase, PortProtocol, PortSpec, SessionId,
+    SessionReport,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -185,13 +186,15 @@ impl Executor {
             Action::Start { spec } => {
                 self.report(SessionReport::new(id, Phase::Starting));
                 self.step(id, platform.start(spec).await)?;
-                let port = spec.vnc_port().ok_or("the session has no VNC port")?;
-                self.await_ready(id, port, superseded).await
+                self.await_ready(id, &spec.ports, superseded).await
             }
-            Action::Wake { vnc_port } => {
+            Action::Wake { vnc_port, ports } => {
                 self.report(SessionReport::new(id, Phase::Waking));
                 self.step(id, platform.wake(id).await)?;
-                self.await_ready(id, *vnc_port, superseded).await
+                // From a control plane that sends only the VNC port.
+                let vnc = [PortSpec::new("vnc", *vnc_port, PortProtocol::Vnc)];
+                let ports = if ports.is_empty() { &vnc[..] } else { ports };
+                self.await_ready(id, ports, superseded).await
             }
             Action::Hibernate => {
                 self.report(SessionReport::new(id, Phase::Hibernating));
@@ -232,19 +235,22 @@ impl Executor {
         })
     }
 
-    /// Waits for the VNC banner, unless a terminate queued behind this
+    /// Waits for every port to answer, unless a terminate queued behind this
     /// command makes the wait pointless: the session is going away, and the
     /// terminate should not wait up to a minute for it.
     async fn await_ready(
         &self,
         session_id: &SessionId,
-        port: u16,
+        ports: &[PortSpec],
         superseded: &CancellationToken,
     ) -> Result<(), String> {
+        if ports.is_empty() {
+            return Err("the session has no ports: nothing could reach it".into());
+        }
         let ready = tokio::select! {
-            ready = wait_for_vnc(self.platform.as_ref(), session_id, port, READY_LIMIT) => ready,
+            ready = wait_for_ports(self.platform.as_ref(), session_id, ports, READY_LIMIT) => ready,
             () = superseded.cancelled() => {
-                tracing::info!("a terminate is queued: not waiting for the VNC server");
+                tracing::info!("a terminate is queued: not waiting for the session to answer");
                 return Ok(());
             }
         };

@@ -1,5 +1,6 @@
 //! A platform for the runtime's own tests: sessions "run" at once, the VNC
-//! server answers only once `vnc_up` is set, usage can be made to hang like
+//! server answers only once `vnc_up` is set (or, with `web_status` set, a
+//! web app answers every request with that status), usage can be made to hang like
 //! a slow engine, and it remembers which sessions exist and the order of
 //! the calls that changed them.
 
@@ -9,15 +10,17 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use std::collections::HashSet;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use streamspace_protocol::{
     Capabilities, Capacity, NodeMetrics, Phase, SessionId, SessionReport, SessionSpec, SessionUsage,
 };
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Default)]
 pub(crate) struct FakePlatform {
     pub vnc_up: AtomicBool,
+    /// Non-zero: the session's ports are a web app answering this status.
+    pub web_status: AtomicU16,
     pub usage_hangs: AtomicBool,
     /// `start` panics, like a platform with a bug.
     pub start_panics: AtomicBool,
@@ -80,9 +83,19 @@ impl Platform for FakePlatform {
         if !self.vnc_up.load(Ordering::SeqCst) {
             return Err(PlatformError::Unavailable("connection refused".into()));
         }
-        let (mut server, client) = tokio::io::duplex(64);
-        let _ = server.write_all(b"RFB 003.008\n").await;
-        tokio::spawn(async move { server });
+        let (mut server, client) = tokio::io::duplex(1024);
+        let status = self.web_status.load(Ordering::SeqCst);
+        if status == 0 {
+            let _ = server.write_all(b"RFB 003.008\n").await;
+            tokio::spawn(async move { server });
+        } else {
+            tokio::spawn(async move {
+                let mut request = [0u8; 512];
+                let _ = server.read(&mut request).await;
+                let answer = format!("HTTP/1.1 {status} Fake\r\nContent-Length: 0\r\n\r\n");
+                let _ = server.write_all(answer.as_bytes()).await;
+            });
+        }
         Ok(Box::new(client))
     }
     async fn logs(

@@ -33,6 +33,7 @@ pub mod reports;
 mod runtime;
 mod tls;
 mod tunnel;
+mod web;
 
 pub use backoff::Backoff;
 pub use identity::{Enrollment, Identity};

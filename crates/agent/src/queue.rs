@@ -124,7 +124,14 @@ mod tests {
             Pushed::StartWorker
         );
         assert_eq!(
-            queues.push(command("2", "s", Action::Wake { vnc_port: 1 })),
+            queues.push(command(
+                "2",
+                "s",
+                Action::Wake {
+                    vnc_port: 1,
+                    ports: vec![],
+                }
+            )),
             Pushed::Queued
         );
         assert_eq!(
@@ -175,7 +182,14 @@ mod tests {
         queues.push(command("1", "s", Action::Hibernate));
         let (_, first) = queues.next(&"s".into()).expect("first");
         assert!(!first.is_cancelled());
-        queues.push(command("2", "s", Action::Wake { vnc_port: 1 }));
+        queues.push(command(
+            "2",
+            "s",
+            Action::Wake {
+                vnc_port: 1,
+                ports: vec![],
+            },
+        ));
         assert!(!first.is_cancelled(), "only a terminate supersedes");
         queues.push(command("3", "s", Action::Terminate));
         assert!(first.is_cancelled());

@@ -343,7 +343,15 @@ fn handle(agent: &Agent, text: &str) -> Option<String> {
             tunnel_id,
             session_id,
             port,
-        }) => spawn_data_channel(agent, tunnel_id, Purpose::Port { session_id, port }),
+            tls,
+        }) => {
+            let purpose = Purpose::Port {
+                session_id,
+                port,
+                tls,
+            };
+            spawn_data_channel(agent, tunnel_id, purpose)
+        }
         Ok(ServerMessage::OpenLogs {
             tunnel_id,
             session_id,

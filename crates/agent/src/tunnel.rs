@@ -22,8 +22,13 @@ use tokio_rustls::TlsConnector;
 /// What a data channel carries.
 #[derive(Debug, Clone)]
 pub enum Purpose {
-    /// Both directions of a session's TCP port (VNC).
-    Port { session_id: SessionId, port: u16 },
+    /// Both directions of a session's TCP port (VNC, a web app), through
+    /// TLS to the port when `tls`.
+    Port {
+        session_id: SessionId,
+        port: u16,
+        tls: bool,
+    },
     /// The session's console output, one way.
     Logs {
         session_id: SessionId,
@@ -42,9 +47,12 @@ pub async fn open(
     purpose: Purpose,
 ) -> anyhow::Result<()> {
     match purpose {
-        Purpose::Port { session_id, port } => {
-            let session = platform
-                .connect(&session_id, port)
+        Purpose::Port {
+            session_id,
+            port,
+            tls,
+        } => {
+            let session = crate::web::open(platform, &session_id, port, tls)
                 .await
                 .with_context(|| format!("cannot reach port {port} of the session"))?;
             let data = dial(identity, tunnel_id).await?;

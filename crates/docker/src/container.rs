@@ -389,11 +389,8 @@ mod tests {
     #[test]
     fn every_port_is_published_on_the_publish_host_with_a_random_port() {
         let mut spec = spec();
-        spec.ports.push(PortSpec {
-            name: "web".into(),
-            port: 8080,
-            protocol: PortProtocol::Http,
-        });
+        spec.ports
+            .push(PortSpec::new("web", 8080, PortProtocol::Http));
         let config = config(&spec);
         let exposed = config.exposed_ports.expect("exposed ports");
         assert_eq!(exposed, vec!["5901/tcp".to_owned(), "8080/tcp".to_owned()]);

@@ -205,9 +205,10 @@ fn container(spec: &SessionSpec, added: &[String]) -> Container {
         env: (!env.is_empty()).then_some(env),
         ports: (!ports.is_empty()).then_some(ports),
         resources: resources(spec),
-        // Ready means the VNC server listens, so "Running" on the watch is
-        // close to what the agent's banner check will find.
-        readiness_probe: spec.vnc_port().map(|port| Probe {
+        // Ready means the primary port listens, so "Running" on the watch
+        // is close to what the agent's own check (an RFB banner, an HTTP
+        // answer below 500, which an HTTP probe would not accept) will find.
+        readiness_probe: spec.primary_port().map(|p| p.port).map(|port| Probe {
             tcp_socket: Some(TCPSocketAction {
                 port: IntOrString::Int(i32::from(port)),
                 host: None,

@@ -8,7 +8,7 @@
 
 use crate::ids::{AgentId, CommandId, SessionId, TunnelId};
 use crate::quantity::{Cpu, Memory};
-use crate::session::{SessionReport, SessionSpec};
+use crate::session::{PortSpec, SessionReport, SessionSpec};
 use serde::{Deserialize, Serialize};
 
 /// Agent → control plane.
@@ -47,11 +47,15 @@ pub enum AgentMessage {
 pub enum ServerMessage {
     Welcome(Welcome),
     Command(Command),
-    /// Dial `port` of `session_id` and open data channel `tunnel_id`.
+    /// Dial `port` of `session_id` and open data channel `tunnel_id`;
+    /// with `tls`, speak TLS to the port and carry the plain bytes (a web
+    /// app served over HTTPS with the image's own certificate).
     OpenTunnel {
         tunnel_id: TunnelId,
         session_id: SessionId,
         port: u16,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        tls: bool,
     },
     /// Stream the session's console output on data channel `tunnel_id`:
     /// the last `tail` lines (all when absent), then new output if `follow`.
@@ -104,8 +108,14 @@ pub enum Action {
     Start { spec: Box<SessionSpec> },
     /// Release compute, keep state (Docker: stop the container).
     Hibernate,
-    /// Resume a hibernated session; `vnc_port` is where readiness is checked.
-    Wake { vnc_port: u16 },
+    /// Resume a hibernated session; readiness is checked on `ports` (the
+    /// session's), or on `vnc_port` alone when the control plane is older
+    /// and sends no `ports`.
+    Wake {
+        vnc_port: u16,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ports: Vec<PortSpec>,
+    },
     /// Remove the session's compute; persistent homes are kept.
     Terminate,
 }
@@ -255,6 +265,7 @@ mod tests {
                 tunnel_id: "t".into(),
                 session_id: "s1".into(),
                 port: 5901,
+                tls: false,
             },
             ServerMessage::OpenLogs {
                 tunnel_id: "t".into(),
@@ -282,13 +293,16 @@ mod tests {
             "type": "command", "id": "c", "session_id": "s", "action": {"kind": "wake", "vnc_port": 5901}
         }))
         .expect("a wake command parses");
-        assert!(matches!(
-            command,
-            ServerMessage::Command(Command {
-                action: Action::Wake { vnc_port: 5901 },
-                ..
-            })
-        ));
+        assert!(
+            matches!(
+                command,
+                ServerMessage::Command(Command {
+                    action: Action::Wake { vnc_port: 5901, ref ports },
+                    ..
+                }) if ports.is_empty()
+            ),
+            "a wake from an older control plane, without ports, still parses"
+        );
     }
 
     #[test]

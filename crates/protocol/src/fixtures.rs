@@ -15,11 +15,7 @@ impl SessionSpec {
             user: "alice".into(),
             template: "desktop".into(),
             image: "streamspace/desktop:local".into(),
-            ports: vec![PortSpec {
-                name: "vnc".into(),
-                port: 5901,
-                protocol: PortProtocol::Vnc,
-            }],
+            ports: vec![PortSpec::new("vnc", 5901, PortProtocol::Vnc)],
             ..SessionSpec::default()
         }
     }
@@ -44,11 +40,7 @@ impl SessionSpec {
 
     /// The VNC port moved to `port`.
     pub fn with_vnc_port(mut self, port: u16) -> Self {
-        self.ports = vec![PortSpec {
-            name: "vnc".into(),
-            port,
-            protocol: PortProtocol::Vnc,
-        }];
+        self.ports = vec![PortSpec::new("vnc", port, PortProtocol::Vnc)];
         self
     }
 

@@ -98,8 +98,22 @@ impl fmt::Display for Phase {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PortProtocol {
+    /// A VNC server (RFB), for the viewer and native clients.
     Vnc,
+    /// A web app the image serves over plain HTTP (KasmVNC, Selkies,
+    /// code-server, noVNC inside the image).
     Http,
+    /// The same over TLS with the image's own certificate, usually
+    /// self-signed (Kasm images on 6901, linuxserver.io's 3001): the tunnel
+    /// already authenticates the session, so it is not verified.
+    Https,
+}
+
+impl PortProtocol {
+    /// Whether the port serves a web app, reached through `/apps/…`.
+    pub fn is_web(self) -> bool {
+        matches!(self, PortProtocol::Http | PortProtocol::Https)
+    }
 }
 
 /// A port the session's container listens on.
@@ -109,6 +123,26 @@ pub struct PortSpec {
     pub name: String,
     pub port: u16,
     pub protocol: PortProtocol,
+    /// Web ports only: the path readiness asks for (`Running` means the app
+    /// answered it with a status below 500); `None` means `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+impl PortSpec {
+    pub fn new(name: impl Into<String>, port: u16, protocol: PortProtocol) -> Self {
+        PortSpec {
+            name: name.into(),
+            port,
+            protocol,
+            path: None,
+        }
+    }
+
+    /// Where readiness asks a web port.
+    pub fn ready_path(&self) -> &str {
+        self.path.as_deref().unwrap_or("/")
+    }
 }
 
 /// Resource limits; absent means the platform's default (no limit on Docker).
@@ -265,6 +299,16 @@ impl SessionSpec {
             .iter()
             .find(|p| p.protocol == PortProtocol::Vnc)
             .map(|p| p.port)
+    }
+
+    /// The port a session is opened at: the first its template lists.
+    pub fn primary_port(&self) -> Option<&PortSpec> {
+        self.ports.first()
+    }
+
+    /// A port the template lists, by number.
+    pub fn port(&self, port: u16) -> Option<&PortSpec> {
+        self.ports.iter().find(|p| p.port == port)
     }
 }
 

@@ -200,6 +200,7 @@ pub fn action_for(session: &SessionRecord, desired: DesiredState) -> Action {
         }
         DesiredState::Running => Action::Wake {
             vnc_port: session.spec.vnc_port().unwrap_or_default(),
+            ports: session.spec.ports.clone(),
         },
     }
 }

@@ -39,7 +39,8 @@ pub struct TemplateInput {
     /// `[registry/]repository[:tag][@digest]`, repository in lowercase.
     #[schema(example = "streamspace/desktop:local")]
     pub image: String,
-    /// Unique names and numbers, at least one `vnc`; defaults to
+    /// Unique names and numbers, at least one; the first is the one the
+    /// viewer opens (a VNC desktop, or a web app). Defaults to
     /// `[{"name": "vnc", "port": 5901, "protocol": "vnc"}]`.
     #[serde(default)]
     pub ports: Option<Vec<PortInput>>,
@@ -125,6 +126,11 @@ pub struct PortInput {
     #[schema(minimum = 1, maximum = 65535)]
     pub port: i64,
     pub protocol: PortProtocol,
+    /// `http` and `https` ports only: the path readiness asks (default `/`);
+    /// the session is `Running` once the app answers it below 500.
+    #[serde(default)]
+    #[schema(max_length = 1024, example = "/")]
+    pub path: Option<String>,
 }
 
 const DEFAULT_HOME: &str = "/home/user";
@@ -324,11 +330,11 @@ fn repository_of(image: &str) -> &str {
 
 fn check_ports(ports: Option<Vec<PortInput>>) -> Result<Vec<PortSpec>, FieldError> {
     let Some(ports) = ports else {
-        return Ok(vec![PortSpec {
-            name: "vnc".into(),
-            port: DEFAULT_VNC_PORT,
-            protocol: PortProtocol::Vnc,
-        }]);
+        return Ok(vec![PortSpec::new(
+            "vnc",
+            DEFAULT_VNC_PORT,
+            PortProtocol::Vnc,
+        )]);
     };
     let mut checked: Vec<PortSpec> = Vec::with_capacity(ports.len());
     for (i, p) in ports.into_iter().enumerate() {
@@ -349,20 +355,48 @@ fn check_ports(ports: Option<Vec<PortInput>>) -> Result<Vec<PortSpec>, FieldErro
                 "port names and numbers must be unique".to_owned(),
             ));
         }
+        let path = check_ready_path(&field, p.protocol, p.path)?;
         checked.push(PortSpec {
             name: p.name,
             port,
             protocol: p.protocol,
+            path,
         });
     }
-    if !checked.iter().any(|p| p.protocol == PortProtocol::Vnc) {
+    if checked.is_empty() {
         return Err(FieldError::new(
             "ports",
-            "at least one port must have protocol \"vnc\" (the desktop viewers connect to it)"
-                .to_owned(),
+            "list at least one port: a \"vnc\" desktop or an \"http\" web app".to_owned(),
         ));
     }
     Ok(checked)
+}
+
+/// A web port's readiness path: absolute, printable, no spaces (it goes
+/// into a request line as written).
+fn check_ready_path(
+    field: &str,
+    protocol: PortProtocol,
+    path: Option<String>,
+) -> Result<Option<String>, FieldError> {
+    let Some(path) = path else { return Ok(None) };
+    let field = format!("{field}.path");
+    if !protocol.is_web() {
+        return Err(FieldError::new(
+            field,
+            "only \"http\" and \"https\" ports have a path: remove it",
+        ));
+    }
+    let printable = path.bytes().all(|b| b.is_ascii_graphic());
+    if !path.starts_with('/') || !printable || path.len() > 1024 {
+        return Err(FieldError::new(
+            field,
+            format!(
+                "{path:?} must be an absolute URL path such as \"/\" or \"/healthz\", without spaces"
+            ),
+        ));
+    }
+    Ok(Some(path))
 }
 
 /// An idle timeout as written, parsed once; `None` means never (empty,

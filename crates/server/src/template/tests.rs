@@ -25,6 +25,37 @@ fn minimal_template_gets_defaults() {
 }
 
 #[test]
+fn web_ports_stand_alone_and_carry_a_readiness_path() {
+    let ports = json!([
+        {"name": "web", "port": 6080, "protocol": "http", "path": "/healthz"},
+        {"name": "kasm", "port": 6901, "protocol": "https"},
+        {"name": "vnc", "port": 5901, "protocol": "vnc"}
+    ]);
+    let spec = input(json!({"name": "web", "image": "streamspace/webvnc:local", "ports": ports}))
+        .validate()
+        .expect("web ports are valid, the first is primary");
+    assert_eq!(spec.ports[0].ready_path(), "/healthz");
+    assert_eq!(spec.ports[1].ready_path(), "/");
+    let only_web = json!([{"name": "web", "port": 80, "protocol": "http"}]);
+    assert!(
+        input(json!({"name": "web", "image": "nginx", "ports": only_web}))
+            .validate()
+            .is_ok(),
+        "a web app needs no VNC port"
+    );
+    for ports in [
+        json!([{"name": "vnc", "port": 5901, "protocol": "vnc", "path": "/"}]),
+        json!([{"name": "web", "port": 80, "protocol": "http", "path": "relative"}]),
+        json!([{"name": "web", "port": 80, "protocol": "http", "path": "/a b"}]),
+    ] {
+        let refused = input(json!({"name": "web", "image": "nginx", "ports": ports}))
+            .validate()
+            .expect_err("refused");
+        assert_eq!(refused.field, "ports[0].path");
+    }
+}
+
+#[test]
 fn bad_fields_are_named() {
     let base = |k: &str, v: serde_json::Value| {
         let mut t = json!({"name": "desktop", "image": "streamspace/desktop:local"});
@@ -41,13 +72,7 @@ fn bad_fields_are_named() {
         )),
         "ports[0].port"
     );
-    assert_eq!(
-        field_of(base(
-            "ports",
-            json!([{"name": "web", "port": 80, "protocol": "http"}])
-        )),
-        "ports"
-    );
+    assert_eq!(field_of(base("ports", json!([]))), "ports");
     assert_eq!(field_of(base("env", json!({"1BAD": "x"}))), "env");
     assert_eq!(
         field_of(base("idle_timeout", json!("soon"))),

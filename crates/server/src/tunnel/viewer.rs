@@ -74,6 +74,7 @@ pub async fn vnc(
             tunnel_id,
             session_id: session.id.clone(),
             port,
+            tls: false,
         })
         .await?;
     state.store.touch_session(&session.id).await?;

@@ -15,7 +15,7 @@ type Draft = {
   category: string;
   icon: string;
   image: string;
-  ports: { name: string; port: string; protocol: PortSpec['protocol'] }[];
+  ports: { name: string; port: string; protocol: PortSpec['protocol']; path: string }[];
   env: { key: string; value: string; secret: boolean }[];
   cpu: string;
   memory: string;
@@ -38,7 +38,7 @@ const EMPTY: Draft = {
   category: '',
   icon: '',
   image: '',
-  ports: [{ name: 'vnc', port: '5901', protocol: 'vnc' }],
+  ports: [{ name: 'vnc', port: '5901', protocol: 'vnc', path: '' }],
   env: [],
   cpu: '1',
   memory: '1Gi',
@@ -67,7 +67,7 @@ function fromTemplate(t: Template): Draft {
     category: t.category,
     icon: t.icon,
     image: t.image,
-    ports: t.ports.map((p) => ({ name: p.name, port: String(p.port), protocol: p.protocol })),
+    ports: t.ports.map((p) => ({ name: p.name, port: String(p.port), protocol: p.protocol, path: p.path ?? '' })),
     env: [
       ...Object.entries(t.env).map(([key, value]) => ({ key, value, secret: false })),
       ...Object.entries(t.secret_env ?? {}).map(([key, value]) => ({ key, value, secret: true })),
@@ -113,6 +113,7 @@ function toInput(d: Draft): TemplateDraftInput {
       name: p.name.trim(),
       port: /^\s*-?\d+\s*$/.test(p.port) ? Number(p.port) : p.port,
       protocol: p.protocol,
+      path: p.protocol !== 'vnc' && p.path.trim() ? p.path.trim() : undefined,
     })),
     env: envOf(d, false),
     secret_env: envOf(d, true),
@@ -363,8 +364,19 @@ export function TemplateEditPage({ id }: { id?: string }) {
                   >
                     <option value="vnc">vnc</option>
                     <option value="http">http</option>
+                    <option value="https">https</option>
                   </select>
                 </Field>
+                {p.protocol !== 'vnc' && (
+                  <Field label="Ready path" id={`tpl-port-${i}-path`} error={errFor(`tpl-port-${i}-path`)}>
+                    <input
+                      id={`tpl-port-${i}-path`}
+                      placeholder="/"
+                      value={p.path}
+                      onInput={(e) => upd({ path: e.currentTarget.value })}
+                    />
+                  </Field>
+                )}
                 <button
                   type="button"
                   class="icon-btn row-remove"
@@ -377,7 +389,7 @@ export function TemplateEditPage({ id }: { id?: string }) {
             );
           })}
         </div>
-        <Button small onClick={() => set('ports', [...draft.ports, { name: '', port: '', protocol: 'http' }])}>
+        <Button small onClick={() => set('ports', [...draft.ports, { name: '', port: '', protocol: 'http', path: '' }])}>
           Add port
         </Button>
       </section>
