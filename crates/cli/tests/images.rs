@@ -296,7 +296,8 @@ async fn check_full_desktop(container: &Confined) -> anyhow::Result<()> {
 
 /// `up` seeds a template for each demo image on the Docker host: the
 /// desktop (which it builds), the web desktop (`scripts/test.sh` builds its
-/// image) and the full desktop only where its image was built.
+/// image; a session of it gets Running) and the full desktop only where its
+/// image was built.
 #[tokio::test]
 async fn up_offers_a_template_for_each_built_demo_image() -> anyhow::Result<()> {
     streamspace_testkit::init();
@@ -324,6 +325,12 @@ async fn up_offers_a_template_for_each_built_demo_image() -> anyhow::Result<()> 
     ensure!(web["image"] == WEBVNC);
     ensure!(web["ports"][0]["protocol"] == "http" && web["ports"][0]["port"] == 6080);
     ensure!(web["ports"][1]["protocol"] == "vnc" && web["ports"][1]["port"] == 5901);
+    // The agent finds it ready: noVNC answers on 6080, the banner on 5901.
+    let session = admin
+        .create_session(serde_json::json!({"template": "web-desktop"}))
+        .await?;
+    let id = session["id"].as_str().unwrap_or_default().to_owned();
+    admin.wait_for_phase(&id, "Running", START_LIMIT).await?;
     let full = find("full-desktop");
     ensure!(
         full.is_some() == image_present(FULL_DESKTOP),
