@@ -211,6 +211,11 @@ rootfs_add_user
 rootfs_ldconfig
 write_index
 write_server
+# Bytecode that dpkg's py3compile would have made: the server starts in
+# half the time, and sessions are Running sooner.
+PYTHONHOME="$ROOTFS/usr" rootfs_run /usr/bin/python3.11 -m compileall -q -j 0 \
+  -s "$ROOTFS" -p / "$ROOTFS/usr/lib/python3.11" "$ROOTFS/usr/lib/python3/dist-packages" \
+  "$ROOTFS/usr/local/lib/streamspace" >/dev/null || log "compileall failed (harmless: slower start)"
 rootfs_desktop_config "prog Terminal $ICONS/xterm-color.png xterm"
 rootfs_x_session
 

@@ -23,7 +23,7 @@ pub enum DemoImage {
     /// IceWM with a taskbar, xterm and Firefox ESR (about 1 min, 490 MB).
     FullDesktop,
     /// noVNC and websockify over HTTP on 6080, and a small desktop on 5901
-    /// (about 30 s, 175 MB).
+    /// (about 30 s, 185 MB).
     Webvnc,
 }
 
