@@ -320,6 +320,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/sessions/{id}/apps/{port}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Open a session's web app
+         * @description Redirects the browser to the app with a one-time ticket, which the app's
+         *     origin exchanges for a cookie of its own (the control plane's login
+         *     never reaches the app). Path mode is for the session's owner only: the
+         *     app then shares the control plane's origin, and an admin's browser must
+         *     not run a user's scripts there.
+         */
+        get: operations["openSessionApp"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/sessions/{id}/events": {
         parameters: {
             query?: never;
@@ -2196,6 +2220,93 @@ export interface operations {
                 };
             };
             /** @description The session has no agent, or (forced) is already terminated */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    openSessionApp: {
+        parameters: {
+            query?: {
+                /** @description Where in the app to go (a path such as `/index.html?x=1`), default `/`. */
+                to?: string;
+                /**
+                 * @description `path` (`/apps/{id}/{port}/` on this origin) or `subdomain` (its own
+                 *     host under `--apps-domain`); default `subdomain` when that is set.
+                 */
+                mode?: string;
+            };
+            header?: never;
+            path: {
+                /** @description The session's id */
+                id: string;
+                /** @description A web (`http`/`https`) port of the session's template */
+                port: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description To the app, with a ticket */
+            302: {
+                headers: {
+                    /** @description The app's ticket exchange */
+                    location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not a web port, or an unknown mode */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Path mode for someone else's session */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such session, or not yours */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session is terminated or stopping */
             409: {
                 headers: {
                     [name: string]: unknown;

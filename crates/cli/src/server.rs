@@ -37,6 +37,11 @@ pub struct ServerArgs {
     /// The URL users and agents reach this server at (default: http://LISTEN).
     #[arg(long, env = "STREAMSPACE_PUBLIC_URL")]
     public_url: Option<Url>,
+    /// Serve web apps at `{session}--{port}.DOMAIN` (an origin of their own per
+    /// session; needs wildcard DNS and, for HTTPS, a wildcard certificate).
+    /// Without it apps are served at `/apps/{session}/{port}/` only.
+    #[arg(long, env = "STREAMSPACE_APPS_DOMAIN", value_parser = parse_apps_domain)]
+    apps_domain: Option<String>,
     /// How often agents send heartbeats; an agent silent for 3 intervals is offline.
     #[arg(long, env = "STREAMSPACE_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = humantime_duration)]
     heartbeat_interval: Duration,
@@ -108,6 +113,7 @@ impl ServerArgs {
             data_dir: self.data_dir.clone(),
             database_url: self.database_url.clone(),
             public_url: self.public_url.clone(),
+            apps_domain: self.apps_domain.clone(),
             admin_password: std::env::var("STREAMSPACE_ADMIN_PASSWORD")
                 .ok()
                 .filter(|p| !p.is_empty()),
@@ -308,6 +314,25 @@ async fn mint_enrollment_token(store: &Store) -> anyhow::Result<String> {
     Ok(token)
 }
 
+/// A DNS name such as `apps.example.com`, stored in lowercase.
+fn parse_apps_domain(text: &str) -> Result<String, String> {
+    let domain = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if domain.contains('.') && domain.split('.').all(label_ok) {
+        Ok(domain)
+    } else {
+        Err(format!(
+            "{text:?} is not a domain name: give one such as apps.example.com (no scheme, port or *)"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,6 +360,23 @@ mod tests {
             assert_eq!(template["image"], image.tag());
             let input: TemplateInput = serde_json::from_value(template).expect("parses");
             input.validate().expect("valid");
+        }
+    }
+
+    #[test]
+    fn apps_domains_are_bare_dns_names() {
+        assert_eq!(
+            parse_apps_domain("Apps.Example.com."),
+            Ok("apps.example.com".into())
+        );
+        for bad in [
+            "*.apps.example.com",
+            "https://apps.example.com",
+            "apps.example.com:8443",
+            "localhost",
+            "a..b",
+        ] {
+            assert!(parse_apps_domain(bad).is_err(), "{bad}");
         }
     }
 

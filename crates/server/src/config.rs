@@ -19,6 +19,8 @@ pub struct Config {
     /// The URL users and agents reach this server at; `None` means
     /// `http://{listen}`.
     pub public_url: Option<Url>,
+    /// Web apps are also served at `{session}--{port}.{apps_domain}`.
+    pub apps_domain: Option<String>,
     /// Password for the `admin` user created on first start; random if unset.
     pub admin_password: Option<String>,
     /// How often agents send heartbeats (told to them in `welcome`).
@@ -141,6 +143,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./streamspace-data"),
             database_url: None,
             public_url: None,
+            apps_domain: None,
             admin_password: None,
             heartbeat_interval: Duration::from_secs(5),
             token_ttl: Duration::from_secs(7 * 24 * 3600),

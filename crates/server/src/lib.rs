@@ -12,6 +12,7 @@
 //! | making sessions what they should be | `reconcile` (commands until desired = observed, idle hibernation) |
 //! | agents | `hub` (commands out, reports in, orphans; the live control channels in `hub/channels.rs`), `seal` (sessions we placed), `presence` (online or not) |
 //! | viewers and logs through agents | `tunnel` (`/vnc` WebSocket ⇄ data channel relay, logs; `tunnel/broker.rs` pairs the two ends) |
+//! | web apps through agents | `apps` (`/apps/…` and `{session}--{port}.{apps domain}`: grants, the HTTP proxy, pooled data channels) |
 //! | live views | `changes` (in-process notice of a change), `api/events.rs` (the SSE stream), `streams` (each user's stream budget) |
 //! | templates | [`template`]: the spec, admin input and its validation, what users may ask |
 //! | the database | [`store`] (SQLite or PostgreSQL; the audit trail in `store/audit.rs`) |
@@ -20,6 +21,7 @@
 //! | the web UI | `ui` (embedded `ui/dist`) |
 
 pub mod api;
+pub(crate) mod apps;
 pub mod auth;
 pub mod bootstrap;
 pub(crate) mod changes;

@@ -2,6 +2,7 @@
 //! listener (port 0 in tests) and prepares everything; `run_until_stopped`
 //! serves until the shutdown token fires, then drains.
 
+use crate::apps::Apps;
 use crate::auth::login_guard::LoginGuard;
 use crate::auth::revocations::Revocations;
 use crate::bootstrap::{AdminBootstrap, ensure_admin};
@@ -13,6 +14,7 @@ use crate::state::AppState;
 use crate::store::Store;
 use crate::streams::StreamLimit;
 use crate::tls::ServerTls;
+use crate::tunnel::TunnelOpener;
 use crate::tunnel::broker::TunnelBroker;
 use anyhow::Context;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -87,13 +89,21 @@ impl Application {
         };
         let sealer = crate::seal::Sealer::load(&store).await?;
         let login = LoginGuard::new(config.login_throttle.clone());
+        let hub = Arc::new(AgentHub::default());
+        let tunnels = Arc::new(TunnelBroker::default());
+        let opener = TunnelOpener {
+            hub: hub.clone(),
+            broker: tunnels.clone(),
+            limit: config.tunnel_timeout,
+        };
         let state = AppState {
             streams: StreamLimit::new(config.max_streams_per_user),
+            apps: Arc::new(Apps::new(opener)),
             config: Arc::new(config),
             public_url: Arc::new(public_url),
             store,
-            hub: Arc::new(AgentHub::default()),
-            tunnels: Arc::new(TunnelBroker::default()),
+            hub,
+            tunnels,
             changes: Changes::default(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -164,7 +174,11 @@ impl Application {
             state.tasks.spawn(reload);
         }
         let drain = state.config.shutdown_drain;
-        let connections = Connections::new(state.config.http, state.metrics.http.clone());
+        let connections = Connections::with_apps_domain(
+            state.config.http,
+            state.metrics.http.clone(),
+            state.config.apps_domain.clone(),
+        );
         let server = crate::serve::serve(endpoints, router, connections, shutdown.clone(), drain);
         tracing::info!(url = %state.public_url, "control plane listening");
         state.tasks.spawn(crate::reconcile::run(state.clone()));

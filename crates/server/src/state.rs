@@ -46,4 +46,6 @@ pub struct AppState {
     pub revocations: Revocations,
     /// Each user's budget of event, log and VNC streams.
     pub streams: Arc<StreamLimit>,
+    /// The web-app proxy's pooled client (`apps/`).
+    pub apps: Arc<crate::apps::Apps>,
 }

@@ -3,6 +3,7 @@
 //! `/vnc`, and inspect the real Docker engine.
 
 pub mod api;
+pub mod apps;
 pub mod docker;
 pub mod postgres;
 pub mod process;

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `streamspace` binary, a real Docker engine, the
 //! real demo desktop image, and RFB spoken through `/vnc`.
 
+mod apps;
 mod connect;
 mod faults;
 mod isolation;

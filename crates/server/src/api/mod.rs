@@ -84,6 +84,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(events::stream))
         .routes(routes!(openapi::serve))
         .routes(routes!(viewer::vnc))
+        .routes(routes!(crate::apps::grant::open))
         .routes(routes!(healthz))
         .routes(routes!(metrics::serve))
 }
@@ -98,6 +99,7 @@ fn public(
 pub fn router(state: AppState) -> Router {
     let (routes, _) = routes().split_for_parts();
     routes
+        .merge(crate::apps::routes())
         .route("/api/v1", any(api_not_found))
         .route("/api/v1/{*rest}", any(api_not_found))
         .fallback(crate::ui::serve)
@@ -106,6 +108,11 @@ pub fn router(state: AppState) -> Router {
         // same limit, or a route's `BodyLimit`.
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Before any route: on an app's own host every path is the app's.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::apps::by_host,
+        ))
         .with_state(state)
 }
 

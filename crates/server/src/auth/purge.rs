@@ -22,5 +22,10 @@ pub async fn run(state: AppState) {
             }
             Err(err) => tracing::warn!(error = %err, "cannot delete expired tokens"),
         }
+        match state.store.delete_expired_app_grants().await {
+            Ok(0) => {}
+            Ok(grants) => tracing::info!(grants, "deleted expired web-app grants"),
+            Err(err) => tracing::warn!(error = %err, "cannot delete expired web-app grants"),
+        }
     }
 }

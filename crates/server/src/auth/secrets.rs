@@ -18,6 +18,10 @@ pub enum SecretKind {
     Enrollment,
     /// An agent's own long-lived secret.
     Agent,
+    /// A one-time ticket into a web app (`apps/grant.rs`).
+    AppTicket,
+    /// A web app's own cookie.
+    AppCookie,
 }
 
 impl SecretKind {
@@ -26,6 +30,8 @@ impl SecretKind {
             SecretKind::Login => "sst_",
             SecretKind::Enrollment => "sse_",
             SecretKind::Agent => "ssa_",
+            SecretKind::AppTicket => "ssk_",
+            SecretKind::AppCookie => "ssc_",
         }
     }
 }

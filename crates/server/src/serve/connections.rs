@@ -17,6 +17,9 @@ use tokio::time::Instant;
 pub struct Connections {
     pub limits: HttpLimits,
     pub metrics: HttpMetrics,
+    /// Requests to web apps stream their bodies (uploads of any size):
+    /// timed by the gap between reads, not in total (`service.rs`).
+    pub apps_domain: Option<String>,
     epoch: Instant,
     next_id: AtomicU64,
     open: Mutex<HashMap<u64, Arc<Watch>>>,
@@ -42,10 +45,23 @@ impl Connections {
         Arc::new(Connections {
             limits,
             metrics,
+            apps_domain: None,
             epoch: Instant::now(),
             next_id: AtomicU64::new(0),
             open: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The same, with web apps also served under `apps_domain`.
+    pub fn with_apps_domain(
+        limits: HttpLimits,
+        metrics: HttpMetrics,
+        apps_domain: Option<String>,
+    ) -> Arc<Self> {
+        let mut connections =
+            Arc::into_inner(Self::new(limits, metrics)).expect("a new registry has no other owner");
+        connections.apps_domain = apps_domain;
+        Arc::new(connections)
     }
 
     fn open(&self) -> MutexGuard<'_, HashMap<u64, Arc<Watch>>> {

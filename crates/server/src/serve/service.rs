@@ -46,8 +46,13 @@ impl hyper::service::Service<Request<Incoming>> for Service {
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let with_body = !request.body().is_end_stream();
         self.watch.request_started(with_body);
+        let domain = self.connections.apps_domain.as_deref();
+        let timing = match crate::apps::is_app_request(&request, domain) {
+            true => Timing::Gap,
+            false => Timing::Total,
+        };
         let mut request = request.map(|body| match with_body {
-            true => Body::new(TimedBody::new(body, &self.watch, &self.connections)),
+            true => Body::new(TimedBody::new(body, &self.watch, &self.connections, timing)),
             false => Body::new(body),
         });
         request.extensions_mut().insert(ConnectInfo(self.peer));
@@ -111,26 +116,47 @@ impl HttpBody for Tracked {
 #[error("the request body did not arrive within {0:?}")]
 pub struct BodyTimedOut(pub Duration);
 
+/// How a request body's deadline is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timing {
+    /// The whole body within the limit: the API's bodies are small.
+    Total,
+    /// No more than the limit between two reads: a web app's upload may be
+    /// any size and take as long as it keeps moving. The connection counts
+    /// as busy, not as waiting for a body, so its own clock leaves it be.
+    Gap,
+}
+
 /// A request body that must arrive whole within the body-read timeout,
 /// counted from the end of the head: a total, so a body trickled a byte at
-/// a time runs out too (tower-http's timeout only times the gaps). At the
-/// deadline a read fails with [`BodyTimedOut`], which handlers answer with
-/// 408 (`ApiJson`). Its end, however it comes, tells the watch that the
-/// client owes nothing more.
+/// a time runs out too (tower-http's timeout only times the gaps); for web
+/// apps, the gap between reads. At the deadline a read fails with
+/// [`BodyTimedOut`], which handlers answer with 408 (`ApiJson`). Its end,
+/// however it comes, tells the watch that the client owes nothing more.
 struct TimedBody {
     body: Incoming,
     /// `None` once it has fired.
     deadline: Option<Pin<Box<Sleep>>>,
+    timing: Timing,
     watch: Arc<Watch>,
     connections: Arc<Connections>,
 }
 
 impl TimedBody {
-    fn new(body: Incoming, watch: &Arc<Watch>, connections: &Arc<Connections>) -> Self {
+    fn new(
+        body: Incoming,
+        watch: &Arc<Watch>,
+        connections: &Arc<Connections>,
+        timing: Timing,
+    ) -> Self {
         let limit = connections.limits.body_read_timeout;
+        if timing == Timing::Gap {
+            watch.body_finished();
+        }
         TimedBody {
             body,
             deadline: Some(Box::pin(tokio::time::sleep(limit))),
+            timing,
             watch: watch.clone(),
             connections: connections.clone(),
         }
@@ -154,6 +180,9 @@ impl HttpBody for TimedBody {
                 let ended = !matches!(frame, Some(Ok(_))) || this.body.is_end_stream();
                 if ended {
                     this.watch.body_finished();
+                } else if this.timing == Timing::Gap {
+                    let limit = this.connections.limits.body_read_timeout;
+                    deadline.as_mut().reset(tokio::time::Instant::now() + limit);
                 }
                 Poll::Ready(frame.map(|frame| frame.map_err(BoxError::from)))
             }

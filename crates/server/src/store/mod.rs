@@ -28,6 +28,7 @@ macro_rules! on_both_engines {
 
 mod admission;
 mod agents;
+mod app_grants;
 mod audit;
 mod commands;
 mod enrollment;
@@ -43,6 +44,7 @@ mod users;
 
 pub use admission::Admission;
 pub use agents::{AgentRecord, EnrollError, MAX_UNVERIFIED, NewAgent, Unverified};
+pub use app_grants::{Grant, NewGrant};
 pub use audit::AuditEntry;
 pub use commands::{CommandRecord, CommandStatus, LatestCommand};
 pub use quotas::{Limits, Usage};

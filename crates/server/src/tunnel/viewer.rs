@@ -10,7 +10,7 @@ use crate::auth::revoke;
 use crate::error::{ApiError, ApiPath, ApiResult, ErrorBody};
 use crate::lifecycle::change_state;
 use crate::state::AppState;
-use crate::store::SessionRecord;
+use crate::store::{SessionRecord, User};
 use axum::extract::State;
 use axum::response::Response;
 use http::{HeaderMap, header};
@@ -61,7 +61,7 @@ pub async fn vnc(
         .ok_or_else(|| ApiError::not_found("session"))?;
     // Held by the tunnel until it closes.
     let permit = state.streams.acquire(&user.user.id)?;
-    let session = wake_if_needed(&state, &user, session).await?;
+    let session = wake_if_needed(&state, &user.user, session).await?;
     let agent_id = session
         .agent_id
         .ok_or_else(|| ApiError::Conflict("session has no agent".into()))?;
@@ -116,9 +116,9 @@ pub async fn vnc(
 /// Opening a viewer on a hibernated session wakes it (the viewer's
 /// connection waits, bounded, until the VNC server answers); one that is on
 /// its way to running is waited for.
-async fn wake_if_needed(
+pub(crate) async fn wake_if_needed(
     state: &AppState,
-    user: &CurrentUser,
+    user: &User,
     session: SessionRecord,
 ) -> ApiResult<SessionRecord> {
     if session.phase == Phase::Running && session.state == DesiredState::Running {
@@ -133,7 +133,7 @@ async fn wake_if_needed(
     let mut changes = state.changes.subscribe();
     let id = session.id.clone();
     if session.state != DesiredState::Running || session.phase == Phase::Failed {
-        let actor = format!("viewer:{}", user.user.username);
+        let actor = format!("viewer:{}", user.username);
         let reason = "woken by a viewer connection";
         change_state(state, session, DesiredState::Running, &actor, Some(reason)).await?;
     }
