@@ -7,8 +7,9 @@
 # download and unpack those .debs into a directory and `docker import` it.
 #
 # Sourced by images/*/build.sh, which set IMAGE_NAME, PACKAGES and SKIP_RE
-# (and optionally KEEP_RE) first. Only functions are defined here: the Rust
-# binary pipes this file and an image's build.sh to `bash -s` as one script.
+# (and optionally KEEP_RE) first. Only functions and constants are defined
+# here: the Rust binary pipes this file and an image's build.sh to `bash -s`
+# as one script.
 
 log() { printf '%s-image: %s\n' "$IMAGE_NAME" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -230,7 +231,6 @@ TaskBarShowWorkspaces=0
 TaskBarShowCPUStatus=0
 TaskBarShowNetStatus=0
 TaskBarShowMailboxStatus=0
-TaskBarClockLeds=0
 TimeFormat="%H:%M"
 PREFS
   # A plain background: the default theme's wallpaper goes (an empty
