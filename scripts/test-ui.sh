@@ -95,7 +95,7 @@ cleanup() {
     volumes=$(docker volume ls -q --filter "label=io.streamspace.agent=$agent" 2>/dev/null || true)
   fi
   # Belt and braces: anything of this run's test users.
-  for user in "ui-$RUN_ID-alice" "ui-$RUN_ID-bob" "ui-$RUN_ID-carol"; do
+  for user in "ui-$RUN_ID-alice" "ui-$RUN_ID-bob" "ui-$RUN_ID-carol" "ui-$RUN_ID-dora"; do
     containers+=" $(docker ps -aq --filter "label=io.streamspace.user=$user" 2>/dev/null || true)"
     volumes+=" $(docker volume ls -q --filter "label=io.streamspace.user=$user" 2>/dev/null || true)"
   done
@@ -116,9 +116,12 @@ trap cleanup EXIT INT TERM
 PRELOAD=$WORK/no-netlink.so
 cc -shared -fPIC -O2 -o "$PRELOAD" tests/ui/no-netlink.c -ldl || die "cannot build tests/ui/no-netlink.c"
 
+# Chromium finds every *.localhost name on loopback by itself: web apps' own
+# hosts need no DNS in the tests.
+APPS_DOMAIN=apps.localhost
 log "starting $BINARY up on 127.0.0.1, a port of the kernel's choice"
 STREAMSPACE_ADMIN_PASSWORD=$PASSWORD \
-  "$BINARY" up --listen 127.0.0.1:0 --data-dir "$DATA" >"$WORK/server.log" 2>&1 &
+  "$BINARY" up --listen 127.0.0.1:0 --data-dir "$DATA" --apps-domain "$APPS_DOMAIN" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 
 # `up` may first build the desktop image (about 10 s), then prints its URL.
@@ -148,6 +151,7 @@ cd tests/ui
 STREAMSPACE_URL=$URL \
   STREAMSPACE_ADMIN_PASSWORD=$PASSWORD \
   STREAMSPACE_TEST_RUN=$RUN_ID \
+  STREAMSPACE_APPS_DOMAIN=$APPS_DOMAIN \
   STREAMSPACE_ARTIFACTS=$ARTIFACTS \
   STREAMSPACE_CHROMIUM_PRELOAD=$PRELOAD \
   node --test --test-concurrency=1 --test-reporter=spec "${TESTS[@]}"

@@ -921,6 +921,11 @@ export interface components {
             /** @description The agent's name, for people (users cannot list agents). */
             agent_name?: string | null;
             agent_status?: components["schemas"]["AgentStatus"] | null;
+            /**
+             * @description When the first port is a web app: where a browser opens it
+             *     (`GET` with the login redirects to the app with a ticket).
+             */
+            app_url?: string | null;
             /** Format: date-time */
             created_at: string;
             id: string;
@@ -933,6 +938,8 @@ export interface components {
             /** @description What the agent observes. */
             phase: components["schemas"]["Phase"];
             platform: string;
+            /** @description The session's ports, the first being the one its viewer opens. */
+            ports: components["schemas"]["PortSpec"][];
             resources: components["schemas"]["Resources"];
             /** @description What was asked for. */
             state: components["schemas"]["DesiredState"];

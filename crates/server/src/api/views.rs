@@ -7,8 +7,8 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 use streamspace_protocol::{
-    AgentId, Capabilities, Capacity, Cpu, DesiredState, Memory, NodeMetrics, Phase, Resources,
-    SessionId, TemplateId, UserId,
+    AgentId, Capabilities, Capacity, Cpu, DesiredState, Memory, NodeMetrics, Phase, PortSpec,
+    Resources, SessionId, TemplateId, UserId,
 };
 use utoipa::ToSchema;
 
@@ -56,6 +56,11 @@ pub struct SessionView {
     pub message: Option<String>,
     /// Where a viewer reaches the session: the `/vnc` WebSocket.
     pub url: String,
+    /// The session's ports, the first being the one its viewer opens.
+    pub ports: Vec<PortSpec>,
+    /// When the first port is a web app: where a browser opens it
+    /// (`GET` with the login redirects to the app with a ticket).
+    pub app_url: Option<String>,
     pub resources: Resources,
     /// Whether the session's agent is reachable: `online`, `offline` (the
     /// session is untouched but cannot be reached or changed until the agent
@@ -96,6 +101,12 @@ impl SessionView {
                 humantime::format_duration(Duration::from_millis(ms.max(0) as u64)).to_string()
             }),
             url: vnc_url(state, &s.id),
+            app_url: s
+                .spec
+                .primary_port()
+                .filter(|p| p.protocol.is_web())
+                .map(|p| format!("/api/v1/sessions/{}/apps/{}", s.id, p.port)),
+            ports: s.spec.ports.clone(),
             user: s.username,
             user_id: s.user_id,
             template: s.template_name,

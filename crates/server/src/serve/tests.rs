@@ -163,6 +163,48 @@ async fn a_body_nobody_reads_still_runs_out() {
     assert_eq!(ended, Err(Stop::BodyTimeout));
 }
 
+/// A web app's upload may take longer than the body-read timeout in all,
+/// as long as no gap between its pieces does; one that stops still ends.
+#[tokio::test]
+async fn an_app_upload_is_timed_by_its_gaps() {
+    let router = Router::new().route(
+        "/apps/{*rest}",
+        post(|body: Body| async move {
+            match body.collect().await {
+                Ok(all) => (StatusCode::OK, all.to_bytes().len().to_string()),
+                Err(_) => (StatusCode::REQUEST_TIMEOUT, String::new()),
+            }
+        }),
+    );
+    let limit = Duration::from_millis(300);
+    let (connection, mut client, server) = connection_to(router.clone(), GENEROUS, limit);
+    let pieces = 8;
+    let head =
+        format!("POST /apps/s/80/up HTTP/1.1\r\nhost: test\r\ncontent-length: {pieces}\r\n\r\n");
+    let serving = tokio::spawn(async move { connection.http(server, false).await });
+    client.write_all(head.as_bytes()).await.expect("head");
+    // 8 pieces 100 ms apart: 800 ms in all, more than twice the limit.
+    for _ in 0..pieces {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        client.write_all(b"x").await.expect("piece");
+    }
+    let mut answer = [0u8; 12];
+    client.read_exact(&mut answer).await.expect("answer");
+    assert_eq!(
+        &answer,
+        b"HTTP/1.1 200",
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    serving.abort();
+
+    let (connection, mut client, server) = connection_to(router, GENEROUS, limit);
+    let stalled = "POST /apps/s/80/up HTTP/1.1\r\nhost: test\r\ncontent-length: 100\r\n\r\nx";
+    let ended = serve_one(connection, &mut client, server, stalled.as_bytes()).await;
+    assert_eq!(ended, Ok(()));
+    assert!(read_to_end(client).await.starts_with("HTTP/1.1 408"));
+}
+
 #[tokio::test]
 async fn a_request_head_over_the_buffer_is_refused() {
     let (connection, mut client, server) = connection(Duration::from_secs(30));

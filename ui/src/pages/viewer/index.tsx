@@ -1,7 +1,7 @@
 // The session viewer: the session, kept current, and the pieces around its
-// screen: the connection (connection.ts), the top bar (toolbar.tsx), what
-// covers the screen while there is no desktop (overlays.tsx) and the
-// clipboard panel (clipboard.tsx).
+// screen: the connection (connection.ts), or for a web app its frame
+// (webapp.tsx), the top bar (toolbar.tsx), what covers the screen while
+// there is no desktop (overlays.tsx) and the clipboard panel (clipboard.tsx).
 //
 // Server-sent events say when the session's phase changes (and so when to
 // connect). While the phase is changing the viewer also asks for the session
@@ -18,6 +18,7 @@ import { ClipboardPanel } from './clipboard';
 import { useVncConnection } from './connection';
 import { Overlay } from './overlays';
 import { Toolbar, useFullscreen } from './toolbar';
+import { useWebApp, WebAppFrame } from './webapp';
 
 const SCALE_KEY = 'streamspace.viewer.scale';
 /** Phases that end by themselves; the viewer polls its session through them. */
@@ -67,7 +68,10 @@ export function ViewerPage({ id }: { id: string }) {
     document.title = `${session?.template ?? 'Session'} · StreamSpace`;
   }, [session?.template]);
 
-  const vnc = useVncConnection({ id, phase: session?.phase, screen, fit, onDrop: load });
+  const web = !!session?.app_url;
+  const app = useWebApp(session);
+  // A web app's session may also have a VNC port: the viewer shows the app.
+  const vnc = useVncConnection({ id, phase: web ? undefined : session?.phase, screen, fit, onDrop: load });
 
   useEffect(() => {
     localStorage.setItem(SCALE_KEY, fit ? 'fit' : 'real');
@@ -94,11 +98,13 @@ export function ViewerPage({ id }: { id: string }) {
     );
   }
 
-  const connected = vnc.conn.kind === 'connected';
+  const conn = web ? app.conn : vnc.conn;
+  const connected = conn.kind === 'connected';
   return (
-    <div class="viewer" ref={root} data-testid="viewer" data-conn={vnc.conn.kind} data-phase={session.phase}>
+    <div class="viewer" ref={root} data-testid="viewer" data-conn={conn.kind} data-phase={session.phase}>
       <Toolbar
         session={session}
+        web={web}
         fit={fit}
         onFit={setFit}
         panel={panel}
@@ -117,17 +123,21 @@ export function ViewerPage({ id }: { id: string }) {
       />
       <div class="viewer-body">
         <div class="screen-wrap">
-          <div class={`screen${fit ? ' fit' : ''}`} ref={screen} data-testid="screen" />
+          {web ? (
+            <WebAppFrame session={session} frameKey={app.key} onLoad={app.onLoad} />
+          ) : (
+            <div class={`screen${fit ? ' fit' : ''}`} ref={screen} data-testid="screen" />
+          )}
           <Overlay
             session={session}
-            conn={vnc.conn}
+            conn={conn}
             acting={acting}
             onWake={() => act(() => changeState(session, 'running', update))}
             onReconnect={vnc.reconnect}
           />
         </div>
         <ClipboardPanel
-          open={panel}
+          open={panel && !web}
           onClose={() => setPanel(false)}
           received={vnc.received}
           connected={connected}

@@ -39,6 +39,8 @@ export function useFullscreen(root: RefObject<HTMLElement | null>, afterToggle: 
 
 type Props = {
   session: Session;
+  /** A web app: no scaling, clipboard or keys, but a new-tab link. */
+  web: boolean;
   fit: boolean;
   onFit: (fit: boolean) => void;
   /** Whether the clipboard panel is open. */
@@ -55,7 +57,7 @@ type Props = {
 };
 
 export function Toolbar(p: Props) {
-  const { session, fit, panel, fullscreen } = p;
+  const { session, fullscreen } = p;
   const ended = session.phase === 'Terminated' || session.phase === 'Stopping';
   return (
     <header class="viewer-bar">
@@ -67,29 +69,7 @@ export function Toolbar(p: Props) {
         <PhaseBadge phase={session.phase} />
       </div>
       <div class="viewer-tools" role="toolbar" aria-label="Viewer controls">
-        <div class="segmented" role="group" aria-label="Scaling">
-          <button type="button" aria-pressed={fit} onClick={() => p.onFit(true)} title="Scale to window">
-            Fit
-          </button>
-          <button type="button" aria-pressed={!fit} onClick={() => p.onFit(false)} title="Actual size (1:1)">
-            1:1
-          </button>
-        </div>
-        <button
-          type="button"
-          class="tool"
-          aria-pressed={panel}
-          aria-controls="clipboard-panel"
-          onClick={() => p.onPanel(!panel)}
-          title="Clipboard"
-        >
-          <IconClipboard />
-          <span class="tool-label">Clipboard</span>
-        </button>
-        <button type="button" class="tool" disabled={!p.connected} onClick={p.onCtrlAltDel} title="Send Ctrl+Alt+Del">
-          <IconKeyboard />
-          <span class="tool-label">Ctrl+Alt+Del</span>
-        </button>
+        {p.web ? <WebTools session={session} /> : <VncTools {...p} />}
         <button
           type="button"
           class="tool"
@@ -126,5 +106,47 @@ export function Toolbar(p: Props) {
         )}
       </div>
     </header>
+  );
+}
+
+/** For apps that refuse to be framed, or that want the whole window. */
+function WebTools({ session }: { session: Session }) {
+  if (!session.app_url || session.phase !== 'Running') return null;
+  return (
+    <a class="tool" href={session.app_url} target="_blank" rel="noopener" title="Open the app in a new tab">
+      <IconExpand />
+      <span class="tool-label">New tab</span>
+    </a>
+  );
+}
+
+function VncTools(p: Props) {
+  const { fit, panel } = p;
+  return (
+    <>
+      <div class="segmented" role="group" aria-label="Scaling">
+        <button type="button" aria-pressed={fit} onClick={() => p.onFit(true)} title="Scale to window">
+          Fit
+        </button>
+        <button type="button" aria-pressed={!fit} onClick={() => p.onFit(false)} title="Actual size (1:1)">
+          1:1
+        </button>
+      </div>
+      <button
+        type="button"
+        class="tool"
+        aria-pressed={panel}
+        aria-controls="clipboard-panel"
+        onClick={() => p.onPanel(!panel)}
+        title="Clipboard"
+      >
+        <IconClipboard />
+        <span class="tool-label">Clipboard</span>
+      </button>
+      <button type="button" class="tool" disabled={!p.connected} onClick={p.onCtrlAltDel} title="Send Ctrl+Alt+Del">
+        <IconKeyboard />
+        <span class="tool-label">Ctrl+Alt+Del</span>
+      </button>
+    </>
   );
 }
