@@ -16,6 +16,15 @@ scripts/install-deps.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/streamspace-target}"
 export STREAMSPACE_TEST_POSTGRES_URL="${STREAMSPACE_TEST_POSTGRES_URL:-postgres://streamspace:streamspace@127.0.0.1:5432/streamspace_test}"
 
+# Each PostgreSQL test makes a throwaway database (crates/testkit/src/postgres.rs);
+# those of earlier runs go now, or thousands of them fill the disk.
+step "throwaway PostgreSQL databases of earlier runs"
+psql "$STREAMSPACE_TEST_POSTGRES_URL" -X -q -tAc \
+  "SELECT datname FROM pg_database WHERE datname LIKE 'ss\_test\_%'" |
+  while read -r db; do
+    psql "$STREAMSPACE_TEST_POSTGRES_URL" -X -q -c "DROP DATABASE IF EXISTS \"$db\"" >/dev/null
+  done
+
 step "python test peers (vncdotool)"
 venv=/var/tmp/streamspace-venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"

@@ -470,6 +470,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/templates/{id}/pool": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A template's warm pool */
+        get: operations["getTemplatePool"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/users": {
         parameters: {
             query?: never;
@@ -827,6 +844,22 @@ export interface components {
          * @enum {string}
          */
         Phase: "Pending" | "Starting" | "Running" | "Hibernating" | "Hibernated" | "Waking" | "Stopping" | "Terminated" | "Failed";
+        /** @description A template's warm pool. */
+        PoolView: {
+            /** @description Running and waiting for a launch. */
+            ready: number;
+            /** @description Ready sessions per agent id. */
+            ready_by_agent: {
+                [key: string]: number;
+            };
+            /**
+             * Format: int32
+             * @description Sessions kept ready on each agent that may run the template.
+             */
+            size: number;
+            /** @description On their way to running. */
+            starting: number;
+        };
         /**
          * @description A port as written: `port` is wide so that 70000 gets our message rather
          *     than serde's "expected u16".
@@ -1066,6 +1099,14 @@ export interface components {
              *     false, the template's applies).
              */
             user_idle_timeout?: boolean;
+            /**
+             * Format: int64
+             * @description Sessions to keep started and unassigned on every agent that may run
+             *     the template (0 to 20, default 0): a launch takes one at once. Not
+             *     with `persistent_home` (a pooled session starts before its user is
+             *     known).
+             */
+            warm_pool?: number | null;
         };
         /**
          * @description A validated template, as stored and as returned by the API (to admins;
@@ -1122,6 +1163,12 @@ export interface components {
              *     "never"); if not, the template's applies.
              */
             user_idle_timeout?: boolean;
+            /**
+             * Format: int32
+             * @description Sessions kept started and unassigned on each agent that may run the
+             *     template, so a launch takes one at once (`pool.rs`).
+             */
+            warm_pool?: number;
         };
         TokenRequest: {
             /**
@@ -2935,6 +2982,65 @@ export interface operations {
                 };
             };
             /** @description Not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such template */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    getTemplatePool: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The template's id or name */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The pool */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PoolView"];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Admins only */
             403: {
                 headers: {
                     [name: string]: unknown;

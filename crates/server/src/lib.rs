@@ -9,7 +9,7 @@
 //! | the REST API, its routes and OpenAPI document | [`api`] (handlers, `api::routes`), `error` (the HTTP error and body readers) |
 //! | who is asking | [`auth`]: tokens, cookies, agent secrets, logins, throttling, password hashing, revocation |
 //! | what a session should be, and the rules | `lifecycle` (every state change), `quota`, `scheduler` (placement), `session_error` (their refusals) |
-//! | making sessions what they should be | `reconcile` (commands until desired = observed, idle hibernation) |
+//! | making sessions what they should be | `reconcile` (commands until desired = observed, idle hibernation), `pool` (warm pools: sessions started before a launch asks) |
 //! | agents | `hub` (commands out, reports in, orphans; the live control channels in `hub/channels.rs`), `seal` (sessions we placed), `presence` (online or not) |
 //! | viewers and logs through agents | `tunnel` (`/vnc` WebSocket ⇄ data channel relay, logs; `tunnel/broker.rs` pairs the two ends) |
 //! | web apps through agents | `apps` (`/apps/…` and `{session}--{port}.{apps domain}`: grants, the HTTP proxy, pooled data channels) |
@@ -30,6 +30,7 @@ pub(crate) mod error;
 pub(crate) mod hub;
 pub(crate) mod lifecycle;
 pub(crate) mod metrics;
+pub(crate) mod pool;
 pub(crate) mod presence;
 mod private;
 pub(crate) mod quota;

@@ -4,11 +4,16 @@
 
 use crate::hub::dispatch;
 use crate::quota;
+use crate::scheduler::{self, Placement};
+use crate::seal::SessionIds;
 use crate::session_error::{SessionError, SessionResult};
 use crate::state::AppState;
-use crate::store::{AuditEntry, SessionRecord};
+use crate::store::{
+    AgentRecord, AuditEntry, NewSession, SessionRecord, TemplateRecord, duration_ms,
+};
+use std::time::Duration;
 use streamspace_protocol::{
-    Action, AgentId, Command, CommandId, DesiredState, Phase, ServerMessage, SessionId,
+    Action, AgentId, Command, CommandId, DesiredState, Phase, ServerMessage, SessionId, SessionSpec,
 };
 
 /// How often a change is tried again when the session moved between reading
@@ -215,4 +220,42 @@ pub async fn audit(state: &AppState, session_id: &SessionId, event: &AuditEntry)
     if let Err(err) = state.store.record_audit(session_id, event).await {
         tracing::error!(error = %err, %session_id, "cannot record session event");
     }
+}
+
+/// Places a new session (`spec`, made from `template` for its owner),
+/// seals it for the chosen agent and stores it with its start command;
+/// called with the admission turn held, after the owner's quota (if any)
+/// was checked. The caller dispatches the command.
+pub async fn place_new(
+    state: &AppState,
+    placement: &Placement<'_>,
+    mut spec: SessionSpec,
+    template: &TemplateRecord,
+    idle: Option<Duration>,
+) -> SessionResult<(SessionRecord, AgentRecord, Command)> {
+    let agent = scheduler::choose(state, placement).await?;
+    spec.seal = state.sealer.seal(&SessionIds {
+        session: &spec.session_id,
+        user: &spec.user_id,
+        template: &spec.template_id,
+        agent: &agent.id,
+    });
+    let start = Command {
+        id: CommandId::new(),
+        session_id: spec.session_id.clone(),
+        action: Action::Start {
+            spec: Box::new(spec.clone()),
+        },
+    };
+    let new = NewSession {
+        user_id: spec.user_id.clone(),
+        template_id: template.id.clone(),
+        template_name: template.spec.name.clone(),
+        agent_id: agent.id.clone(),
+        platform: agent.platform.clone(),
+        spec,
+        idle_timeout_ms: idle.map(duration_ms),
+    };
+    let session = state.store.create_session(&new, &start).await?;
+    Ok((session, agent, start))
 }

@@ -182,6 +182,7 @@ impl Application {
         let server = crate::serve::serve(endpoints, router, connections, shutdown.clone(), drain);
         tracing::info!(url = %state.public_url, "control plane listening");
         state.tasks.spawn(crate::reconcile::run(state.clone()));
+        state.tasks.spawn(crate::pool::run(state.clone()));
         state
             .tasks
             .spawn(crate::hub::save_heartbeats(state.clone()));

@@ -6,6 +6,7 @@ mod connect;
 mod faults;
 mod isolation;
 mod login_flood;
+mod pool;
 mod spine;
 mod tls;
 mod up;

@@ -6,6 +6,7 @@ mod auth;
 mod events;
 mod metrics;
 mod openapi;
+mod pools;
 mod sessions;
 mod templates;
 mod users;
@@ -85,6 +86,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi::serve))
         .routes(routes!(viewer::vnc))
         .routes(routes!(crate::apps::grant::open))
+        .routes(routes!(pools::get))
         .routes(routes!(healthz))
         .routes(routes!(metrics::serve))
 }

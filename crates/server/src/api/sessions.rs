@@ -6,15 +6,12 @@ use super::views::SessionView;
 use crate::auth::{CurrentUser, visible_session};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use crate::hub::dispatch;
-use crate::lifecycle::{audit, change_state, force_terminate};
+use crate::lifecycle::{self, audit, change_state, force_terminate};
 use crate::presence::status as agent_status;
 use crate::quota;
-use crate::scheduler::{self, Placement};
-use crate::seal::SessionIds;
+use crate::scheduler::Placement;
 use crate::state::AppState;
-use crate::store::{
-    AgentRecord, AuditEntry, NewSession, SessionRecord, TemplateRecord, duration_ms,
-};
+use crate::store::{AgentRecord, AuditEntry, SessionRecord, TemplateRecord};
 use crate::template::{PLATFORMS, ResourcesInput, SessionRequest};
 use crate::validate::FieldError;
 use axum::Json;
@@ -22,9 +19,7 @@ use axum::extract::State;
 use http::StatusCode;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
-use streamspace_protocol::{
-    Action, AgentId, Command, CommandId, DesiredState, Resources, SessionId, SessionSpec,
-};
+use streamspace_protocol::{AgentId, Command, DesiredState, Resources, SessionId, SessionSpec};
 use utoipa::{IntoParams, ToSchema};
 
 #[derive(Deserialize, ToSchema)]
@@ -91,6 +86,13 @@ pub async fn create(
             )
         })?;
     let platforms = allowed_platforms(&template, input.platform.as_deref())?;
+    // A launch that asks for nothing of its own may take a warm session.
+    let poolable = input.resources.is_none()
+        && input.env.is_empty()
+        && input.idle_timeout.is_none()
+        && input.platform.is_none()
+        && input.agent_id.is_none()
+        && input.agent_selector.is_empty();
     let granted = template.spec.grant(SessionRequest {
         resources: input.resources.map(Resources::from),
         env: input.env,
@@ -109,7 +111,18 @@ pub async fn create(
     // One admission at a time, on every replica, so two requests cannot
     // both pass a quota or capacity check that only one of them fits.
     let admission = state.store.admission().await?;
-    let admitted = admit(&state, &user, &placement, spec, &template, idle).await;
+    let pooled = match poolable {
+        true => take_pooled(&state, &user, &template, &spec, idle).await,
+        false => Ok(None),
+    };
+    let admitted = match pooled {
+        Ok(Some(session)) => {
+            admission.release().await;
+            return pooled_launch(&state, &user, session).await;
+        }
+        Ok(None) => admit(&state, &user, &placement, spec, &template, idle).await,
+        Err(err) => Err(err),
+    };
     admission.release().await;
     let (session, agent, start) = admitted?;
     tracing::info!(session_id = %session.id, agent = %agent.name, "session created");
@@ -123,42 +136,50 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(view(&state, session).await?)))
 }
 
+/// A warm session of `template` for `user`, within their quota; called
+/// with the admission turn held.
+async fn take_pooled(
+    state: &AppState,
+    user: &CurrentUser,
+    template: &TemplateRecord,
+    spec: &SessionSpec,
+    idle: Option<std::time::Duration>,
+) -> ApiResult<Option<SessionRecord>> {
+    if template.spec.warm_pool == 0 {
+        return Ok(None);
+    }
+    quota::check_create(state, &user.user.id, &spec.resources).await?;
+    Ok(crate::pool::take(state, &user.user, template, idle).await?)
+}
+
+/// A launch served from the warm pool: the session runs already.
+async fn pooled_launch(
+    state: &AppState,
+    user: &CurrentUser,
+    session: SessionRecord,
+) -> ApiResult<(StatusCode, Json<SessionView>)> {
+    tracing::info!(session_id = %session.id, "session taken from the warm pool");
+    let event = AuditEntry::new(user.actor(), "created")
+        .state("running")
+        .phase(session.phase.as_str())
+        .message(Some("taken from the template's warm pool"));
+    audit(state, &session.id, &event).await;
+    state.changes.session_changed(&session.id, &session.user_id);
+    Ok((StatusCode::CREATED, Json(view(state, session).await?)))
+}
+
 /// Checks the quota, places the session and stores it with its start
 /// command; called with the admission turn held.
 async fn admit(
     state: &AppState,
     user: &CurrentUser,
     placement: &Placement<'_>,
-    mut spec: SessionSpec,
+    spec: SessionSpec,
     template: &TemplateRecord,
     idle: Option<std::time::Duration>,
 ) -> ApiResult<(SessionRecord, AgentRecord, Command)> {
     quota::check_create(state, &user.user.id, &spec.resources).await?;
-    let agent = scheduler::choose(state, placement).await?;
-    spec.seal = state.sealer.seal(&SessionIds {
-        session: &spec.session_id,
-        user: &spec.user_id,
-        template: &spec.template_id,
-        agent: &agent.id,
-    });
-    let start = Command {
-        id: CommandId::new(),
-        session_id: spec.session_id.clone(),
-        action: Action::Start {
-            spec: Box::new(spec.clone()),
-        },
-    };
-    let new = NewSession {
-        user_id: user.user.id.clone(),
-        template_id: template.id.clone(),
-        template_name: template.spec.name.clone(),
-        agent_id: agent.id.clone(),
-        platform: agent.platform.clone(),
-        spec,
-        idle_timeout_ms: idle.map(duration_ms),
-    };
-    let session = state.store.create_session(&new, &start).await?;
-    Ok((session, agent, start))
+    Ok(lifecycle::place_new(state, placement, spec, template, idle).await?)
 }
 
 /// The platforms this session may use: the requested one, if the template

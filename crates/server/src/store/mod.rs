@@ -32,6 +32,7 @@ mod app_grants;
 mod audit;
 mod commands;
 mod enrollment;
+mod pool;
 mod quotas;
 mod resources;
 mod sessions;
@@ -47,6 +48,7 @@ pub use agents::{AgentRecord, EnrollError, MAX_UNVERIFIED, NewAgent, Unverified}
 pub use app_grants::{Grant, NewGrant};
 pub use audit::AuditEntry;
 pub use commands::{CommandRecord, CommandStatus, LatestCommand};
+pub use pool::POOL_USER;
 pub use quotas::{Limits, Usage};
 pub use resources::AgentLoad;
 pub use sessions::{NewSession, SessionRecord};

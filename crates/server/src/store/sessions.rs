@@ -2,6 +2,7 @@
 //! conditional writes that keep an agent's report from undoing a newer change.
 
 use super::commands::{enqueue, supersede_open};
+use super::pool::POOL_USER;
 use super::resources::{cpu_millis, memory_bytes};
 use super::{Store, StoreError, StoreResult, from_json, now_ms, sql, to_json};
 use sqlx::Row;
@@ -44,13 +45,13 @@ pub struct NewSession {
     pub idle_timeout_ms: Option<i64>,
 }
 
-const SELECT: &str = "SELECT s.id, s.user_id, u.username, s.template_id, s.template_name, \
+pub(super) const SELECT: &str = "SELECT s.id, s.user_id, u.username, s.template_id, s.template_name, \
      s.agent_id, s.platform, s.spec, s.state, s.phase, s.message, s.created_at, s.updated_at, \
      s.last_activity, s.idle_timeout_ms, s.state_changed_at \
      FROM sessions s JOIN users u ON u.id = s.user_id";
 
 impl SessionRecord {
-    fn from_row(row: &AnyRow) -> StoreResult<Self> {
+    pub(super) fn from_row(row: &AnyRow) -> StoreResult<Self> {
         let state: String = row.try_get("state")?;
         let phase: String = row.try_get("phase")?;
         Ok(SessionRecord {
@@ -167,7 +168,9 @@ impl Store {
         user_id: Option<&UserId>,
         include_terminated: bool,
     ) -> StoreResult<Vec<SessionRecord>> {
-        let mut query_text = format!("{SELECT} WHERE ($1 = '' OR s.user_id = $1)");
+        // The pool's sessions are nobody's until taken.
+        let mut query_text =
+            format!("{SELECT} WHERE ($1 = '' OR s.user_id = $1) AND s.user_id <> '{POOL_USER}'");
         if !include_terminated {
             query_text.push_str(" AND s.phase <> 'Terminated'");
         }

@@ -1,6 +1,7 @@
 //! Users in the store: accounts, password hashes, roles, and the guards that
 //! keep at least one admin.
 
+use super::pool::pool_user;
 use super::{Store, StoreError, StoreResult, conflict, now_ms};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
@@ -88,33 +89,48 @@ impl Store {
     }
 
     pub async fn count_users(&self) -> StoreResult<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM users")
-            .fetch_one(&self.pool)
-            .await?;
+        let row = sqlx::query(concat!(
+            "SELECT COUNT(*) AS n FROM users WHERE id <> '",
+            pool_user!(),
+            "'"
+        ))
+        .fetch_one(&self.pool)
+        .await?;
         Ok(row.try_get("n")?)
     }
 
     pub async fn list_users(&self) -> StoreResult<Vec<User>> {
-        let rows =
-            sqlx::query("SELECT id, username, role, legacy_home FROM users ORDER BY username")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(concat!(
+            "SELECT id, username, role, legacy_home FROM users ",
+            "WHERE id <> '",
+            pool_user!(),
+            "' ORDER BY username"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(User::from_row).collect()
     }
 
     pub async fn get_user(&self, id: &UserId) -> StoreResult<Option<User>> {
-        let row = sqlx::query("SELECT id, username, role, legacy_home FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(concat!(
+            "SELECT id, username, role, legacy_home FROM users WHERE id = $1 AND id <> '",
+            pool_user!(),
+            "'"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(User::from_row).transpose()
     }
 
     /// The user and their password hash, for login.
     pub async fn user_credentials(&self, username: &str) -> StoreResult<Option<(User, String)>> {
-        let row = sqlx::query(
-            "SELECT id, username, role, legacy_home, password_hash FROM users WHERE username = $1",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT id, username, role, legacy_home, password_hash FROM users ",
+            "WHERE username = $1 AND id <> '",
+            pool_user!(),
+            "'"
+        ))
         .bind(username)
         .fetch_optional(&self.pool)
         .await?;
@@ -192,10 +208,14 @@ async fn outcome(
     if changed == 1 {
         return Ok(AdminChange::Done);
     }
-    let exists = sqlx::query("SELECT id FROM users WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?;
+    let exists = sqlx::query(concat!(
+        "SELECT id FROM users WHERE id = $1 AND id <> '",
+        pool_user!(),
+        "'"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
     Ok(match exists {
         Some(_) => AdminChange::LastAdmin,
         None => AdminChange::NoSuchUser,
@@ -209,11 +229,12 @@ pub(super) async fn set_role_in(
     role: Role,
 ) -> StoreResult<AdminChange> {
     take_turn(tx, postgres).await?;
-    let done = sqlx::query(
-        "UPDATE users SET role = $1 WHERE id = $2 \
-         AND ($1 = 'admin' OR role <> 'admin' \
-              OR EXISTS (SELECT 1 FROM users WHERE role = 'admin' AND id <> $2))",
-    )
+    let done = sqlx::query(concat!(
+        "UPDATE users SET role = $1 WHERE id = $2 AND id <> '",
+        pool_user!(),
+        "' AND ($1 = 'admin' OR role <> 'admin' \
+              OR EXISTS (SELECT 1 FROM users WHERE role = 'admin' AND id <> $2))"
+    ))
     .bind(role.as_str())
     .bind(id)
     .execute(&mut **tx)
@@ -227,11 +248,12 @@ async fn delete_user_in(
     id: &UserId,
 ) -> StoreResult<AdminChange> {
     take_turn(tx, postgres).await?;
-    let done = sqlx::query(
-        "DELETE FROM users WHERE id = $1 \
-         AND (role <> 'admin' \
-              OR EXISTS (SELECT 1 FROM users WHERE role = 'admin' AND id <> $1))",
-    )
+    let done = sqlx::query(concat!(
+        "DELETE FROM users WHERE id = $1 AND id <> '",
+        pool_user!(),
+        "' AND (role <> 'admin' \
+              OR EXISTS (SELECT 1 FROM users WHERE role = 'admin' AND id <> $1))"
+    ))
     .bind(id)
     .execute(&mut **tx)
     .await?;

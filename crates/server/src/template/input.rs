@@ -89,6 +89,13 @@ pub struct TemplateInput {
     /// A subset of `docker`, `kubernetes`; empty means any.
     #[serde(default)]
     pub platforms: Vec<String>,
+    /// Sessions to keep started and unassigned on every agent that may run
+    /// the template (0 to 20, default 0): a launch takes one at once. Not
+    /// with `persistent_home` (a pooled session starts before its user is
+    /// known).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 20)]
+    pub warm_pool: Option<i64>,
 }
 
 /// Resources as written: the same fields as the protocol's `Resources`, but
@@ -163,6 +170,7 @@ impl TemplateInput {
         check_secret_env(&self.env, &self.secret_env)?;
         check_user_env(&self.user_env, &self.secret_env)?;
         let pids_limit = check_pids_limit(self.pids_limit)?;
+        let warm_pool = check_warm_pool(self.warm_pool, self.persistent_home)?;
         let capabilities = check_capabilities(self.capabilities)?;
         let resources = Resources::from(self.resources);
         let max_resources = Resources::from(self.max_resources);
@@ -187,6 +195,7 @@ impl TemplateInput {
             platforms: self.platforms,
             pids_limit,
             capabilities,
+            warm_pool,
         })
     }
 }
@@ -224,6 +233,24 @@ fn check_user_env(
             format!("{key} is a secret variable: users cannot set it"),
         )),
         None => Ok(()),
+    }
+}
+
+/// A pool is a few ready sessions per agent, and cannot carry homes: its
+/// sessions start before anyone asks, and a running container cannot
+/// mount a volume afterwards.
+fn check_warm_pool(value: Option<i64>, persistent_home: bool) -> Result<u32, FieldError> {
+    match value.unwrap_or(0) {
+        0 => Ok(0),
+        n @ 1..=20 if !persistent_home => Ok(n as u32),
+        1..=20 => Err(FieldError::new(
+            "warm_pool",
+            "a warm pool cannot be used with persistent_home: pooled sessions start before their user is known, so they cannot mount the user's home",
+        )),
+        n => Err(FieldError::new(
+            "warm_pool",
+            format!("{n} is out of range: keep 0 to 20 sessions ready per agent"),
+        )),
     }
 }
 

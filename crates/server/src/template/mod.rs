@@ -73,6 +73,10 @@ pub struct TemplateSpec {
     /// (`CHOWN`, `SETUID`, …): what some images need to start.
     #[serde(default)]
     pub capabilities: Vec<String>,
+    /// Sessions kept started and unassigned on each agent that may run the
+    /// template, so a launch takes one at once (`pool.rs`).
+    #[serde(default)]
+    pub warm_pool: u32,
 }
 
 fn default_pids_limit() -> u32 {

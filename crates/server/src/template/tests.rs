@@ -288,3 +288,16 @@ fn users_do_not_see_the_environment() {
     let admin = serde_json::to_value(t).expect("json");
     assert_eq!(admin["secret_env"], json!({"B": "2"}));
 }
+
+#[test]
+fn warm_pools_are_bounded_and_homeless() {
+    let with = |pool: serde_json::Value, home: bool| {
+        input(json!({"name": "d", "image": "streamspace/desktop:local", "warm_pool": pool, "persistent_home": home}))
+            .validate()
+    };
+    assert_eq!(with(json!(2), false).expect("valid").warm_pool, 2);
+    assert_eq!(with(json!(0), true).expect("valid").warm_pool, 0);
+    for (pool, home) in [(json!(21), false), (json!(-1), false), (json!(1), true)] {
+        assert_eq!(with(pool, home).expect_err("refused").field, "warm_pool");
+    }
+}
