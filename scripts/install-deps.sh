@@ -59,9 +59,15 @@ MISSING+=("${PROXIES[@]}")
 have python3 || MISSING+=(python3 python3-pip)
 # Debian splits venv/ensurepip out of python3; tests create virtualenvs.
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || MISSING+=(python3-venv)
+# catalog/check.py validates the template catalog against its JSON Schema.
+python3 -c 'import jsonschema, yaml' >/dev/null 2>&1 || MISSING+=(python3-jsonschema python3-yaml)
 # curl and jq: the README's walk-through drives the API with them.
 have curl || MISSING+=(curl)
 have jq || MISSING+=(jq)
+# The pull tests run a private registry (the CNCF distribution registry)
+# with htpasswd authentication (htpasswd -B from apache2-utils).
+have docker-registry || MISSING+=(docker-registry)
+have htpasswd || MISSING+=(apache2-utils)
 have node || MISSING+=(nodejs)
 have npm || MISSING+=(npm)
 

@@ -90,6 +90,16 @@ render browser-root --template "$work/templates/browser.json" --user carol \
   --allow-root-sessions --home-fs-group none \
   --session-id 0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b --agent-id 0190a1b2-0000-7000-8000-000000000001
 
+# What real images need: shm, a numeric user, a read-only root, a shared
+# claim and a GPU.
+cat >"$work/templates/notebook.json" <<'EOF'
+{"name": "notebook", "image": "registry.example.com/apps/notebook:1", "user": "1000:1000",
+ "shm_size": "1Gi", "read_only_root_filesystem": true, "persistent_home": true,
+ "resources": {"cpu": "2", "memory": "4Gi", "gpu": 1},
+ "volumes": [{"source": "datasets", "path": "/data"}, {"source": "scratch", "path": "/scratch", "read_only": false}]}
+EOF
+render notebook --template "$work/templates/notebook.json"
+
 # What `render` must refuse, it refuses.
 echo '{"name": "Bad Name", "image": "x"}' >"$work/templates/bad.json"
 if "$bin" agent kubernetes render --template "$work/templates/bad.json" >/dev/null 2>&1; then
@@ -98,6 +108,11 @@ if "$bin" agent kubernetes render --template "$work/templates/bad.json" >/dev/nu
 fi
 if "$bin" agent kubernetes render --template "$work/templates/raw.json" >/dev/null 2>&1; then
   log "FAIL: render gave a session NET_RAW without --allow-capability"
+  exit 1
+fi
+echo '{"name": "root", "image": "x:1", "user": "0"}' >"$work/templates/root.json"
+if "$bin" agent kubernetes render --template "$work/templates/root.json" >/dev/null 2>&1; then
+  log "FAIL: render ran a session as root without --allow-root-sessions"
   exit 1
 fi
 if "$bin" agent kubernetes render --template "$work/templates/minimal.json" \

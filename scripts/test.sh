@@ -44,6 +44,7 @@ scripts/build-ui.sh
 
 step "format and lint"
 python3 tests/docs/modules.py
+catalog/check.py
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

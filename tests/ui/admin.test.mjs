@@ -1,6 +1,7 @@
 // Admin pages: agents (online, enrollment token and its command), users
 // (create with a field error, role, delete) and templates (create with a
-// field error next to the field, edit, delete).
+// field error next to the field, edit, delete, registry credentials that are
+// never shown again, pre-pull).
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -152,6 +153,43 @@ test('templates: an API field error is shown next to its field; create, edit and
 
   await page.getByRole('link', { name: 'Templates' }).click();
   await row.getByRole('button', { name: 'Delete UI test app (edited)' }).click();
+  await page.locator('dialog.modal[open]').getByRole('button', { name: 'Delete template' }).click();
+  await row.waitFor({ state: 'detached' });
+});
+
+test('templates: registry credentials are write-only, and a pre-pull shows each agent', async () => {
+  const name = `ui-${RUN}-reg`;
+  await page.getByRole('link', { name: 'Templates' }).click();
+  await page.getByRole('link', { name: 'New template' }).click();
+  await page.locator('#tpl-name').fill(name);
+  await page.getByLabel('Image').fill('streamspace/desktop:local');
+  await page.locator('#tpl-registry_auth-username').fill('robot');
+  await page.locator('#tpl-registry_auth-password').fill('reg-s3cret');
+  await page.getByRole('button', { name: 'Create template' }).click();
+  const row = page.locator(`tr[data-template="${name}"]`);
+  await row.waitFor();
+
+  // Edited without typing the password: the username shows, the password
+  // never does, and saving keeps it (the API would refuse a new template
+  // without one, and says so next to the field).
+  await row.getByRole('link', { name: `Edit ${name}` }).click();
+  await page.locator('#tpl-registry_auth-username').waitFor();
+  assert.equal(await page.locator('#tpl-registry_auth-username').inputValue(), 'robot');
+  assert.equal(await page.locator('#tpl-registry_auth-password').inputValue(), '');
+  assert.equal(await page.locator('#tpl-registry_auth-password').getAttribute('type'), 'password');
+  assert.ok(!(await page.content()).includes('reg-s3cret'), 'the password is nowhere on the page');
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await row.waitFor();
+
+  // Pre-pull: the embedded agent has the image already.
+  await row.getByRole('button', { name: `Pre-pull ${name}` }).click();
+  const line = row.locator('[data-prepull-agent]');
+  await line.first().waitFor();
+  await eventually('the pre-pull is done', async () => /: done/.test(await line.first().innerText()));
+  assert.match(await line.first().innerText(), /the image was here already/);
+  await screenshot(page, '09c-admin-template-prepull');
+
+  await row.getByRole('button', { name: `Delete ${name}` }).click();
   await page.locator('dialog.modal[open]').getByRole('button', { name: 'Delete template' }).click();
   await row.waitFor({ state: 'detached' });
 });

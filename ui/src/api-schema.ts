@@ -445,6 +445,51 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/templates/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export the templates as a catalog (admin)
+         * @description Every template, in the format imports read, without `secret_env`
+         *     values (importing the file back keeps the server's).
+         */
+        get: operations["exportTemplates"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/templates/import": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Import a catalog (admin)
+         * @description Creates and replaces templates from a catalog file (docs/CATALOG.md),
+         *     matched by `name`; templates not in the catalog are left alone. All or
+         *     nothing: one broken entry and nothing is written. An entry without
+         *     `secret_env` keeps the existing template's secret values. With
+         *     `?dry_run=true`, only says what it would do.
+         */
+        post: operations["importTemplates"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/templates/{id}": {
         parameters: {
             query?: never;
@@ -481,6 +526,36 @@ export interface paths {
         get: operations["getTemplatePool"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/templates/{id}/prepull": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * See a template's pre-pull (admin)
+         * @description Where each agent asked by the last `POST` stands: `requested`,
+         *     `pulling` (with progress in `message`), `done` or `failed` (with why).
+         *     Kept in memory: empty after the control plane restarts.
+         */
+        get: operations["getTemplatePrepull"];
+        put?: never;
+        /**
+         * Pre-pull a template's image (admin)
+         * @description Asks every connected agent that may run the template (its platform is
+         *     allowed, it is not draining) to pull the image now, with the template's
+         *     registry credentials. Answers at once with the agents asked; `GET`
+         *     shows how their pulls go. Kubernetes agents answer `done` at once:
+         *     their nodes pull when a pod needs the image.
+         */
+        post: operations["prepullTemplate"];
         delete?: never;
         options?: never;
         head?: never;
@@ -710,12 +785,68 @@ export interface components {
             hibernation?: boolean;
             persistent_storage?: boolean;
         };
-        /** @description How much an agent may run. Absent limits mean "as much as the host has". */
+        /**
+         * @description How much an agent may run. Absent limits mean "as much as the host has",
+         *     except GPUs: an agent has none unless it reports them.
+         */
         Capacity: {
             cpu?: components["schemas"]["Cpu"] | null;
+            /** @description What those GPUs are (`"NVIDIA A10"`), for people to read. */
+            gpu_model?: string | null;
+            /**
+             * Format: int32
+             * @description Whole GPUs sessions may be given (detected, or declared with
+             *     `--gpus`).
+             */
+            gpus?: number;
             /** Format: int32 */
             max_sessions?: number;
             memory?: components["schemas"]["Memory"] | null;
+        };
+        /**
+         * @description A catalog file: what `POST /api/v1/templates/import` takes and
+         *     `GET /api/v1/templates/export` gives (docs/CATALOG.md).
+         */
+        Catalog: {
+            /**
+             * @description Templates as `POST /api/v1/templates` takes them, matched by `name`
+             *     with the server's; at most 500.
+             */
+            templates: components["schemas"]["TemplateInput"][];
+            /**
+             * Format: int32
+             * @description The format's version: 1.
+             */
+            version: number;
+        };
+        /**
+         * @description The answer to a catalog that cannot be imported: the first problem as
+         *     every error states one (`error`, `field`), and every problem found
+         *     (one per broken entry, with its line). Refusals of the request itself
+         *     (its query, its `Content-Type`) have no `problems`.
+         */
+        CatalogErrorBody: {
+            error: string;
+            field?: string | null;
+            problems?: components["schemas"]["CatalogProblem"][];
+        };
+        /** @description One thing wrong with a catalog, located as precisely as the text allows. */
+        CatalogProblem: {
+            /** Format: int64 */
+            column?: number | null;
+            /** @description The field at fault, from the catalog's root: `templates[3].ports[0].port`. */
+            field?: string | null;
+            /** @description The entry at fault (its index in `templates`), when it is one entry. */
+            index?: number | null;
+            /**
+             * Format: int64
+             * @description 1-based line (and column) in the catalog text.
+             */
+            line?: number | null;
+            /** @description What is wrong and what to write instead. */
+            message: string;
+            /** @description That entry's `name`, when it has one. */
+            name?: string | null;
         };
         /**
          * @description CPU as cores ("2", "0.5") or millicores ("1500m").
@@ -752,6 +883,33 @@ export interface components {
              *     `ports[0].port`).
              */
             field?: string | null;
+        };
+        /**
+         * @description What an import does to one template.
+         * @enum {string}
+         */
+        ImportAction: "create" | "update" | "unchanged";
+        /** @description One entry of an import's summary. */
+        ImportItem: {
+            action: components["schemas"]["ImportAction"];
+            /**
+             * @description The fields an update changes (names only: `secret_env` values are
+             *     never shown).
+             */
+            changed: string[];
+            /** @description The entry's index in the catalog's `templates`. */
+            index: number;
+            name: string;
+        };
+        /** @description What an import did, or (with `dry_run`) would do. */
+        ImportSummary: {
+            created: number;
+            /** @description True when nothing was written. */
+            dry_run: boolean;
+            /** @description Every entry, in catalog order. */
+            templates: components["schemas"]["ImportItem"][];
+            unchanged: number;
+            updated: number;
         };
         /**
          * @description Limits as the API shows and accepts them: quantities as strings, `null`
@@ -843,7 +1001,7 @@ export interface components {
          * @description What a session is observed to be, as reported by its agent.
          * @enum {string}
          */
-        Phase: "Pending" | "Starting" | "Running" | "Hibernating" | "Hibernated" | "Waking" | "Stopping" | "Terminated" | "Failed";
+        Phase: "Pending" | "Pulling" | "Starting" | "Running" | "Hibernating" | "Hibernated" | "Waking" | "Stopping" | "Terminated" | "Failed";
         /** @description A template's warm pool. */
         PoolView: {
             /** @description Running and waiting for a launch. */
@@ -890,6 +1048,37 @@ export interface components {
             port: number;
             protocol: components["schemas"]["PortProtocol"];
         };
+        /** @description A template's pre-pull on each agent asked. */
+        Prepull: {
+            agents: components["schemas"]["PrepullAgent"][];
+            image: string;
+            template_id: string;
+        };
+        /** @description Where one agent's pre-pull stands. */
+        PrepullAgent: components["schemas"]["PrepullEntry"] & {
+            agent_id: string;
+            name: string;
+        };
+        /** @description One agent's pre-pull of one template's image. */
+        PrepullEntry: {
+            image: string;
+            /**
+             * @description Progress while pulling ("pulling …: 42% (120 MB of 286 MB)"), or
+             *     why it failed.
+             */
+            message?: string | null;
+            state: components["schemas"]["PullState"];
+            /**
+             * Format: int64
+             * @description When the entry last changed, in milliseconds since the epoch.
+             */
+            updated_at_ms: number;
+        };
+        /**
+         * @description Where a pre-pull stands on one agent.
+         * @enum {string}
+         */
+        PullState: "requested" | "pulling" | "done" | "failed";
         /** @description `GET …/quota`: what applies, what was set for this user, what is used. */
         Quota: {
             /** @description What applies. */
@@ -923,9 +1112,34 @@ export interface components {
             platform: string;
             region?: string | null;
         };
+        /**
+         * @description A template's credentials for its image's registry. The password is
+         *     write-only: kept with the template and sent to agents in start commands
+         *     and pre-pulls, but never in an API answer (to admins neither: they see
+         *     the username, which says credentials are set) and never logged.
+         */
+        RegistryAuth: {
+            /**
+             * @description Write-only. When replacing a template, leave it out to keep the
+             *     stored one (the username must then stay the same).
+             */
+            password?: string | null;
+            username: string;
+        };
+        /** @description Registry credentials as written. */
+        RegistryAuthInput: {
+            /** @description A password or access token; never shown again. */
+            password?: string | null;
+            username: string;
+        };
         /** @description Resource limits; absent means the platform's default (no limit on Docker). */
         Resources: {
             cpu?: components["schemas"]["Cpu"] | null;
+            /**
+             * Format: int32
+             * @description Whole GPUs (NVIDIA), placed only on agents with that many free.
+             */
+            gpu?: number | null;
             memory?: components["schemas"]["Memory"] | null;
         };
         /**
@@ -938,6 +1152,12 @@ export interface components {
              * @example 500m
              */
             cpu?: string | null;
+            /**
+             * Format: int32
+             * @description Whole NVIDIA GPUs, 0 to 16 (0: none).
+             * @example 1
+             */
+            gpu?: number | null;
             /**
              * @description Bytes: `"512Mi"`, `"2Gi"`.
              * @example 512Mi
@@ -1005,6 +1225,23 @@ export interface components {
         SessionUsage: {
             cpu: components["schemas"]["Cpu"];
             memory: components["schemas"]["Memory"];
+        };
+        /**
+         * @description An existing volume an admin made for sessions to share (Docker: a named
+         *     volume; Kubernetes: a PersistentVolumeClaim of that name), mounted at
+         *     `path` beyond the home. Platforms never create one: a missing volume
+         *     fails the session with its name.
+         */
+        SharedVolume: {
+            /** @description Absolute path inside the session. */
+            path: string;
+            /**
+             * @description Read-only unless the template says otherwise: a shared dataset one
+             *     user could change would change for every other.
+             */
+            read_only?: boolean;
+            /** @description The volume's (claim's) name. */
+            source: string;
         };
         StateInput: {
             state: components["schemas"]["DesiredState"];
@@ -1081,6 +1318,12 @@ export interface components {
              *     `[{"name": "vnc", "port": 5901, "protocol": "vnc"}]`.
              */
             ports?: components["schemas"]["PortInput"][] | null;
+            /**
+             * @description Mount the image read-only; `/tmp` and `/run` get writable scratch
+             *     space (and the home stays writable).
+             */
+            read_only_root_filesystem?: boolean;
+            registry_auth?: components["schemas"]["RegistryAuthInput"] | null;
             resources?: components["schemas"]["ResourcesInput"];
             /**
              * @description Like `env`, but the values are shown to admins only and never
@@ -1089,6 +1332,18 @@ export interface components {
             secret_env?: {
                 [key: string]: string;
             };
+            /**
+             * @description Size of `/dev/shm` (`"1Gi"`): browsers crash with Docker's 64 MiB.
+             *     At most `resources.memory` (64Gi without one).
+             * @example 1Gi
+             */
+            shm_size?: string | null;
+            /**
+             * @description Run as this user instead of the image's: `"1000"`, `"1000:1000"`,
+             *     or (Docker only) a name in the image such as `"app"`.
+             * @example 1000:1000
+             */
+            user?: string | null;
             /**
              * @description Environment variables users may set when starting a session
              *     (default: none). Secret ones cannot be listed.
@@ -1099,6 +1354,11 @@ export interface components {
              *     false, the template's applies).
              */
             user_idle_timeout?: boolean;
+            /**
+             * @description Existing shared volumes (Docker volumes, Kubernetes claims) mounted
+             *     beyond the home, read-only unless said; at most 16.
+             */
+            volumes?: components["schemas"]["VolumeInput"][];
             /**
              * Format: int64
              * @description Sessions to keep started and unassigned on every agent that may run
@@ -1147,12 +1407,25 @@ export interface components {
             /** @description Platforms the template may run on; empty means any. */
             platforms: string[];
             ports: components["schemas"]["PortSpec"][];
+            /** @description The image's filesystem is read-only; `/tmp` and `/run` are scratch. */
+            read_only_root_filesystem?: boolean;
+            registry_auth?: components["schemas"]["RegistryAuth"] | null;
             resources: components["schemas"]["Resources"];
             /**
              * @description Environment whose values are shown to admins only and never logged
              *     (API keys, licence keys).
              */
             secret_env?: components["schemas"]["SecretEnv"];
+            /**
+             * @description Size of `/dev/shm`; the platform's default when unset.
+             * @example 1Gi
+             */
+            shm_size?: string | null;
+            /**
+             * @description Whom the session runs as (`"1000:1000"`); the image's user when
+             *     unset.
+             */
+            user?: string | null;
             /**
              * @description Environment variables a user may set when starting a session; none
              *     unless listed.
@@ -1163,6 +1436,8 @@ export interface components {
              *     "never"); if not, the template's applies.
              */
             user_idle_timeout?: boolean;
+            /** @description Existing shared volumes mounted beyond the home. */
+            volumes?: components["schemas"]["SharedVolume"][];
             /**
              * Format: int32
              * @description Sessions kept started and unassigned on each agent that may run the
@@ -1199,6 +1474,22 @@ export interface components {
             /** @description At least 8 characters. */
             password?: string | null;
             role?: components["schemas"]["Role"] | null;
+        };
+        /** @description A shared volume as written. */
+        VolumeInput: {
+            /**
+             * @description An absolute path in the session, e.g. `/data`.
+             * @example /data
+             */
+            path: string;
+            /** @description Default true: sessions of many users share the volume. */
+            read_only?: boolean | null;
+            /**
+             * @description An existing Docker volume or Kubernetes PersistentVolumeClaim, made
+             *     by an admin of the platform; never created by StreamSpace.
+             * @example datasets
+             */
+            source: string;
         };
     };
     responses: never;
@@ -2804,6 +3095,157 @@ export interface operations {
             };
         };
     };
+    exportTemplates: {
+        parameters: {
+            query?: {
+                format?: "yaml" | "json";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The catalog file */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Catalog"];
+                    "application/yaml": components["schemas"]["Catalog"];
+                };
+            };
+            /** @description An unknown format */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not logged in */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    importTemplates: {
+        parameters: {
+            query?: {
+                /** @description Only say what the import would do; write nothing. */
+                dry_run?: boolean;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The catalog, as JSON or YAML (by Content-Type), at most 4 MiB */
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Catalog"];
+                "application/yaml": components["schemas"]["Catalog"];
+            };
+        };
+        responses: {
+            /** @description What was (or would be) created, updated and left unchanged */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImportSummary"];
+                };
+            };
+            /** @description The catalog cannot be imported: every problem, with its entry, field and line */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CatalogErrorBody"];
+                };
+            };
+            /** @description Not logged in */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body did not arrive within the body-read timeout (30 s by default) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A template changed during the import; nothing was written */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The catalog is larger than 4 MiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     getTemplate: {
         parameters: {
             query?: never;
@@ -3051,6 +3493,133 @@ export interface operations {
             };
             /** @description No such template */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    getTemplatePrepull: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The template's id or name */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Each agent asked */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Prepull"];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such template */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    prepullTemplate: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The template's id or name */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The agents asked */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Prepull"];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such template */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No connected agent may run the template */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -19,6 +19,7 @@ export type PortSpec = Schemas['PortSpec'];
 export type Template = Schemas['Template'];
 export type Agent = Schemas['Agent'];
 export type EnrollmentToken = Schemas['EnrollmentToken'];
+export type Prepull = Schemas['Prepull'];
 
 /**
  * A template as the form sends it: the API's input, except that a port or
@@ -108,6 +109,8 @@ export const api = {
   updateTemplate: (id: string, t: TemplateDraftInput) =>
     request<Template>('PUT', `/templates/${encodeURIComponent(id)}`, t),
   deleteTemplate: (id: string) => request<void>('DELETE', `/templates/${encodeURIComponent(id)}`),
+  prepull: (id: string) => request<Prepull>('POST', `/templates/${encodeURIComponent(id)}/prepull`),
+  prepullStatus: (id: string) => request<Prepull>('GET', `/templates/${encodeURIComponent(id)}/prepull`),
 
   sessions: (opts: { all?: boolean; includeTerminated?: boolean } = {}) => {
     const q = new URLSearchParams();

@@ -15,6 +15,7 @@ import { AllSessionsPage } from './pages/admin/all-sessions';
 import { UsersPage } from './pages/admin/users';
 import { TemplatesPage } from './pages/admin/templates';
 import { TemplateEditPage } from './pages/admin/template-form';
+import { ImportCatalogPage } from './pages/admin/import-catalog';
 import { ForbiddenPage, NotFoundPage } from './pages/errors';
 
 export function App() {
@@ -157,6 +158,7 @@ function Routes({ path, user }: { path: string; user: User }) {
   else if (path === '/admin/users') content = adminOnly(<UsersPage />);
   else if (path === '/admin/templates') content = adminOnly(<TemplatesPage />);
   else if (path === '/admin/templates/new') content = adminOnly(<TemplateEditPage />);
+  else if (path === '/admin/catalog') content = adminOnly(<ImportCatalogPage />);
   else if ((m = match('/admin/templates/:id', path)))
     content = adminOnly(<TemplateEditPage key={m.id} id={m.id} />);
   else content = <NotFoundPage />;

@@ -62,6 +62,7 @@ export function phaseTone(phase: Phase): Tone {
     case 'Running':
       return 'green';
     case 'Pending':
+    case 'Pulling':
     case 'Starting':
     case 'Waking':
       return 'blue';
@@ -78,7 +79,7 @@ export function phaseTone(phase: Phase): Tone {
 
 /** Phases in which the session is on its way somewhere. */
 export function isTransitional(phase: Phase): boolean {
-  return ['Pending', 'Starting', 'Waking', 'Hibernating', 'Stopping'].includes(phase);
+  return ['Pending', 'Pulling', 'Starting', 'Waking', 'Hibernating', 'Stopping'].includes(phase);
 }
 
 const UNITS: Record<string, number> = {

@@ -153,6 +153,7 @@ mod tests {
         SessionSecurity {
             pids_limit,
             capabilities: capabilities.iter().map(|c| (*c).to_owned()).collect(),
+            ..SessionSecurity::default()
         }
     }
 

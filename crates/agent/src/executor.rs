@@ -10,6 +10,7 @@
 //! every platform operation is idempotent.
 
 use crate::platform::{Platform, PlatformError};
+use crate::pulls::{PullProgress, Throttle};
 use crate::queue::{Pushed, QUEUE_LIMIT, SessionQueues};
 use crate::readiness::wait_for_ports;
 use futures::FutureExt;
@@ -19,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use streamspace_protocol::{
     Action, AgentMessage, Command, CommandId, Phase, PortProtocol, PortSpec, SessionId,
-    SessionReport,
+    SessionReport, SessionSpec,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -184,6 +185,16 @@ impl Executor {
         let platform = self.platform.as_ref();
         match &command.action {
             Action::Start { spec } => {
+                // A terminate queued behind makes a long pull pointless;
+                // one that is done (the image was there) goes on to start.
+                tokio::select! {
+                    biased;
+                    pulled = self.pull(spec) => pulled?,
+                    () = superseded.cancelled() => {
+                        tracing::info!("a terminate is queued: the pull is abandoned");
+                        return Ok(());
+                    }
+                }
                 self.report(SessionReport::new(id, Phase::Starting));
                 self.step(id, platform.start(spec).await)?;
                 self.await_ready(id, &spec.ports, superseded).await
@@ -211,15 +222,36 @@ impl Executor {
         }
     }
 
+    /// Pulls the session's image if the platform lacks it, reporting
+    /// `Pulling` with its progress (at most once a second, and only when
+    /// the percentage moved: `pulls::Throttle`).
+    async fn pull(&self, spec: &SessionSpec) -> Result<(), String> {
+        let id = &spec.session_id;
+        let throttle = Mutex::new(Throttle::default());
+        let progress = |progress: PullProgress| {
+            if lock(&throttle).admit(tokio::time::Instant::now(), progress.percent()) {
+                let message = progress.message(&spec.image);
+                self.report(SessionReport::new(id, Phase::Pulling).with_message(message));
+            }
+        };
+        let pulled = self
+            .platform
+            .pull(&spec.image, spec.registry_auth.as_ref(), &progress)
+            .await;
+        self.step(id, pulled).map(|pulled| {
+            tracing::debug!(?pulled, image = %spec.image, "image ready");
+        })
+    }
+
     /// Turns a failed platform step into the command's error. A step that
     /// cannot succeed as asked (bad spec, missing object) also marks the
     /// session `Failed`, which needs a person; a platform that is briefly
     /// unavailable leaves the phase alone so the control plane retries.
-    fn step(
+    fn step<T>(
         &self,
         session_id: &SessionId,
-        result: Result<SessionReport, PlatformError>,
-    ) -> Result<SessionReport, String> {
+        result: Result<T, PlatformError>,
+    ) -> Result<T, String> {
         result.map_err(|err| {
             let message = match &err {
                 PlatformError::NotFound(_) => {
@@ -305,6 +337,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use crate::fake::FakePlatform;
+    use crate::pulls::PullProgress;
     use std::sync::atomic::Ordering;
     use streamspace_protocol::SessionSpec;
 
@@ -545,6 +578,93 @@ mod tests {
         platform.vnc_up.store(true, Ordering::SeqCst);
         executor.submit(command("c3", "s1", start("s1")));
         assert_eq!(results(&mut rx, 1).await["c3"], None);
+    }
+
+    /// Every status report in the outbox, in order, once `count` results came.
+    async fn statuses(rx: &mut mpsc::Receiver<AgentMessage>) -> Vec<SessionReport> {
+        let mut seen = Vec::new();
+        let collect = async {
+            loop {
+                match rx.recv().await {
+                    Some(AgentMessage::SessionStatus(report)) => seen.push(report),
+                    Some(AgentMessage::Result { .. }) => return,
+                    Some(_) => {}
+                    None => panic!("outbox closed"),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), collect)
+            .await
+            .expect("the command finishes");
+        seen
+    }
+
+    /// A missing image is pulled before the start: `Pulling` with its
+    /// progress comes first, throttled (fifty steps at once make one
+    /// report), then `Starting`.
+    #[tokio::test]
+    async fn a_missing_image_is_pulled_first_and_its_progress_throttled() {
+        let (platform, executor, mut rx) = executor(256);
+        platform.vnc_up.store(true, Ordering::SeqCst);
+        let steps = (1..=50).map(|n| PullProgress {
+            total: 100,
+            downloaded: 2 * n,
+            done: 4 * n,
+        });
+        *platform.pull_steps.lock().expect("steps") = steps.collect();
+        executor.submit(start_command());
+        let phases: Vec<(Phase, Option<String>)> = statuses(&mut rx)
+            .await
+            .into_iter()
+            .map(|r| (r.phase, r.message))
+            .collect();
+        assert_eq!(
+            phases,
+            [
+                (
+                    Phase::Pulling,
+                    Some("pulling i: 2% (0.0 MB of 0.0 MB)".to_owned())
+                ),
+                (Phase::Starting, None),
+                (Phase::Running, None),
+            ]
+        );
+    }
+
+    /// A terminate behind a start whose pull takes long runs at once: the
+    /// pull is abandoned and nothing is started.
+    #[tokio::test]
+    async fn a_queued_terminate_abandons_the_pull() {
+        let (platform, executor, mut rx) = executor(64);
+        platform.pull_hangs.store(true, Ordering::SeqCst);
+        executor.submit(start_command());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        executor.submit(command("c2", "s1", Action::Terminate));
+        let results = results(&mut rx, 2).await;
+        assert_eq!(results["c1"], None);
+        assert_eq!(results["c2"], None);
+        let calls = platform.calls.lock().expect("calls").clone();
+        let ops: Vec<&str> = calls.iter().map(|(_, op)| *op).collect();
+        assert_eq!(ops, ["terminate"], "nothing was started");
+    }
+
+    /// A pull that fails fails the session with why, and nothing starts.
+    #[tokio::test]
+    async fn a_failed_pull_fails_the_session_and_starts_nothing() {
+        let (platform, executor, mut rx) = executor(64);
+        *platform.pull_fails.lock().expect("fails") = Some("image i not found in docker.io".into());
+        executor.submit(start_command());
+        let reports = statuses(&mut rx).await;
+        let last = reports.last().expect("a report");
+        assert_eq!(last.phase, Phase::Failed);
+        assert_eq!(
+            last.message.as_deref(),
+            Some("image i not found in docker.io")
+        );
+        assert!(
+            platform.calls.lock().expect("calls").is_empty(),
+            "nothing started"
+        );
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! A platform for the runtime's own tests: sessions "run" at once, the VNC
 //! server answers only once `vnc_up` is set (or, with `web_status` set, a
 //! web app answers every request with that status), usage can be made to hang like
-//! a slow engine, and it remembers which sessions exist and the order of
+//! a slow engine, a pull can be scripted (`pull_steps`, `pull_fails`), and it remembers which sessions exist and the order of
 //! the calls that changed them.
 
 use crate::platform::{Platform, PlatformError, PlatformResult, SessionStream};
+use crate::pulls::{PullProgress, Pulled};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -12,7 +13,8 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use streamspace_protocol::{
-    Capabilities, Capacity, NodeMetrics, Phase, SessionId, SessionReport, SessionSpec, SessionUsage,
+    Capabilities, Capacity, NodeMetrics, Phase, RegistryAuth, SessionId, SessionReport,
+    SessionSpec, SessionUsage,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -28,6 +30,12 @@ pub(crate) struct FakePlatform {
     pub existing: Mutex<HashSet<SessionId>>,
     /// `(session, operation)` in the order the platform was asked.
     pub calls: Mutex<Vec<(SessionId, &'static str)>>,
+    /// A pull reports these steps (none: the image is present)...
+    pub pull_steps: Mutex<Vec<PullProgress>>,
+    /// ... then fails with this, if set.
+    pub pull_fails: Mutex<Option<String>>,
+    /// A pull never ends, like one from a registry that trickles.
+    pub pull_hangs: AtomicBool,
 }
 
 impl FakePlatform {
@@ -53,6 +61,34 @@ impl Platform for FakePlatform {
     }
     async fn capacity(&self) -> PlatformResult<Capacity> {
         Ok(Capacity::default())
+    }
+    async fn pull(
+        &self,
+        _image: &str,
+        _auth: Option<&RegistryAuth>,
+        progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> PlatformResult<Pulled> {
+        if self.pull_hangs.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        let steps = self
+            .pull_steps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for step in &steps {
+            progress(*step);
+        }
+        let fails = self
+            .pull_fails
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match fails {
+            Some(message) => Err(PlatformError::Invalid(message)),
+            None if steps.is_empty() => Ok(Pulled::Present),
+            None => Ok(Pulled::Pulled),
+        }
     }
     async fn start(&self, spec: &SessionSpec) -> PlatformResult<SessionReport> {
         if self.start_panics.load(Ordering::SeqCst) {

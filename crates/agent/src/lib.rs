@@ -11,6 +11,8 @@
 //! - `runtime`: the control channel, reconnected with backoff, heartbeats
 //! - `executor`, `queue`: commands, deduplicated by id, run in arrival
 //!   order by one worker per session
+//! - `prepull`: pulling a template's image when the control plane asks
+//! - `pulls`: image pull progress as people read it, rate-limited
 //! - `readiness`: a session is Running when its VNC server says hello
 //! - `reports`: a platform's watcher sends only changes
 //! - `tunnel`: per-tunnel data channels dialed back to the control plane,
@@ -27,6 +29,8 @@ pub mod homes;
 mod identity;
 pub mod intent;
 pub mod platform;
+mod prepull;
+pub mod pulls;
 mod queue;
 mod readiness;
 pub mod reports;

@@ -3,11 +3,13 @@
 //! does (enrollment, the control channel, command bookkeeping, readiness,
 //! tunnels) is shared and lives in this crate.
 
+use crate::pulls::{PullProgress, Pulled};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use streamspace_protocol::{
-    Capabilities, Capacity, NodeMetrics, SessionId, SessionReport, SessionSpec, SessionUsage,
+    Capabilities, Capacity, NodeMetrics, RegistryAuth, SessionId, SessionReport, SessionSpec,
+    SessionUsage,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -74,6 +76,24 @@ pub trait Platform: Send + Sync + 'static {
 
     /// How much this platform can run, discovered from it.
     async fn capacity(&self) -> PlatformResult<Capacity>;
+
+    /// Makes sure `image` is on the platform, pulling it when it is
+    /// missing (with `auth` for its registry when given, over the agent's
+    /// own credentials), and tells `progress` how the pull goes. Called
+    /// before `start` and for pre-pulls. A failed pull is `Invalid` with a
+    /// message that says why (credentials refused, image not found,
+    /// registry unreachable). Platforms whose nodes pull by themselves
+    /// (Kubernetes: the kubelet, when a pod needs the image) keep this
+    /// default, which does nothing.
+    async fn pull(
+        &self,
+        image: &str,
+        auth: Option<&RegistryAuth>,
+        progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> PlatformResult<Pulled> {
+        let _ = (image, auth, progress);
+        Ok(Pulled::ByPlatform)
+    }
 
     /// Create the session if needed and start it.
     async fn start(&self, spec: &SessionSpec) -> PlatformResult<SessionReport>;

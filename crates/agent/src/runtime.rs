@@ -7,6 +7,7 @@ use crate::backoff::Backoff;
 use crate::executor::Executor;
 use crate::identity::Identity;
 use crate::platform::Platform;
+use crate::prepull::{self, Prepulls};
 use crate::tunnel::{self, Purpose};
 use crate::{VERSION, endpoint, tls};
 use anyhow::{Context, anyhow};
@@ -58,6 +59,7 @@ struct Agent {
     identity: Identity,
     platform: Arc<dyn Platform>,
     executor: Arc<Executor>,
+    prepulls: Prepulls,
     outbox: mpsc::Sender<AgentMessage>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -91,10 +93,17 @@ pub async fn run(
         tasks.clone(),
     ));
     let (gauges_tx, gauges) = watch::channel(Gauges::default());
+    let prepulls = Prepulls::new(
+        platform.clone(),
+        outbox.clone(),
+        tasks.clone(),
+        shutdown.clone(),
+    );
     let agent = Arc::new(Agent {
         identity,
         platform,
         executor,
+        prepulls,
         outbox,
         tasks: tasks.clone(),
         shutdown: shutdown.clone(),
@@ -365,6 +374,15 @@ fn handle(agent: &Agent, text: &str) -> Option<String> {
             };
             spawn_data_channel(agent, tunnel_id, purpose)
         }
+        Ok(ServerMessage::Prepull {
+            template_id,
+            image,
+            registry_auth,
+        }) => agent.prepulls.start(prepull::Request {
+            template_id,
+            image,
+            auth: registry_auth,
+        }),
         Ok(ServerMessage::Goodbye { reason }) => return Some(reason),
         Ok(ServerMessage::Welcome(_)) => {}
         Err(err) => tracing::warn!(error = %err, "ignoring unknown control message"),

@@ -220,6 +220,14 @@ fn answer(
                 error: "simulated agent: no platform".into(),
             }]
         }
+        ServerMessage::Prepull {
+            template_id, image, ..
+        } => vec![AgentMessage::PullStatus(streamspace_protocol::PullStatus {
+            template_id,
+            image,
+            state: streamspace_protocol::PullState::Done,
+            message: Some("simulated agent: nothing to pull".into()),
+        })],
         ServerMessage::Welcome(_) | ServerMessage::Goodbye { .. } => Vec::new(),
     }
 }

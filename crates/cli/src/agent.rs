@@ -7,8 +7,9 @@ use crate::shutdown;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
-use streamspace_docker::{DEFAULT_NETWORK, DockerOptions, DockerPlatform};
+use streamspace_docker::{DEFAULT_NETWORK, DockerOptions, DockerPlatform, RegistryAuths};
 
 use crate::kubernetes;
 
@@ -44,6 +45,40 @@ pub struct DockerAgentArgs {
     network: String,
     #[command(flatten)]
     capabilities: AllowCapabilityArg,
+    /// Registry credentials for pulls: a Docker `config.json` (`auths` by
+    /// registry, as `docker login` writes it), read at start; keep it mode
+    /// 0600. A template's own `registry_auth` wins for its registry.
+    #[arg(long, value_name = "FILE", env = "STREAMSPACE_REGISTRY_AUTH")]
+    registry_auth: Option<PathBuf>,
+    /// Never pull a missing image: a session whose image is not on this
+    /// host fails and says so (for hosts whose images are built or loaded
+    /// there).
+    #[arg(long)]
+    no_pull: bool,
+    /// Least milliseconds between two progress reports of one pull
+    /// (default 1000); for tests, which pull small images quickly.
+    #[arg(long, hide = true, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pull_report_interval_ms: Option<u64>,
+    /// NVIDIA GPUs sessions may be given, instead of those found in
+    /// /proc/driver/nvidia/gpus: for hosts where detection fails (a remote
+    /// engine), to keep some back, or to test GPU placement without a GPU
+    /// (sessions that get one then fail: the engine cannot hand it out).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=1024))]
+    gpus: Option<u32>,
+    /// The GPUs' model as agents report it ("NVIDIA A10"); detected by
+    /// default.
+    #[arg(long, value_parser = gpu_model)]
+    gpu_model: Option<String>,
+}
+
+/// A model name people read in the agent list: printable, at most 100
+/// characters.
+fn gpu_model(text: &str) -> Result<String, String> {
+    let ok = !text.trim().is_empty() && text.chars().count() <= 100;
+    match ok && !text.chars().any(char::is_control) {
+        true => Ok(text.trim().to_owned()),
+        false => Err("write 1 to 100 printable characters, e.g. \"NVIDIA A10\"".to_owned()),
+    }
 }
 
 pub async fn run(command: AgentCommand) -> anyhow::Result<()> {
@@ -53,22 +88,40 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<()> {
     }
 }
 
-/// What the flags make of the platform's options.
-fn docker_options(args: &DockerAgentArgs) -> DockerOptions {
-    DockerOptions {
+/// What the flags make of the platform's options; the error says what is
+/// wrong with `--registry-auth`'s file.
+fn docker_options(args: &DockerAgentArgs) -> anyhow::Result<DockerOptions> {
+    let registry_auths = match &args.registry_auth {
+        None => RegistryAuths::default(),
+        Some(path) => {
+            let auths =
+                RegistryAuths::load(path).map_err(|e| anyhow::anyhow!("--registry-auth: {e}"))?;
+            let registries: Vec<&str> = auths.registries().collect();
+            tracing::info!(?registries, "registry credentials loaded");
+            auths
+        }
+    };
+    Ok(DockerOptions {
         publish_host: args.publish_host,
         network: args.network.clone(),
         max_sessions: args.max_sessions,
         cpu_overcommit: args.cpu_overcommit,
         allowed_capabilities: args.capabilities.allowed.clone(),
+        pull_missing_images: !args.no_pull,
+        registry_auths,
+        gpus: args.gpus,
+        gpu_model: args.gpu_model.clone(),
         ..DockerOptions::default()
-    }
+    })
 }
 
 async fn run_docker(args: DockerAgentArgs) -> anyhow::Result<()> {
     let shutdown = shutdown::on_signal();
     let tls = args.agent.client_tls()?;
-    let options = docker_options(&args);
+    let options = docker_options(&args)?;
+    if let Some(ms) = args.pull_report_interval_ms {
+        streamspace_agent::pulls::set_report_every(std::time::Duration::from_millis(ms));
+    }
     // Check the engine before enrolling, so a broken host does not use up
     // a single-use token.
     let probe = DockerPlatform::connect(&"enrollment-probe".into(), options.clone())
@@ -105,7 +158,7 @@ mod tests {
     fn options(flags: &[&str]) -> DockerOptions {
         let mut argv = vec!["agent", "--control-plane", "http://127.0.0.1:8080"];
         argv.extend_from_slice(flags);
-        docker_options(&Command::parse_from(argv).docker)
+        docker_options(&Command::parse_from(argv).docker).expect("options")
     }
 
     #[test]
@@ -113,6 +166,47 @@ mod tests {
         assert_eq!(options(&[]).network, "streamspace-sessions");
         assert_eq!(options(&["--network", "lab"]).network, "lab");
         assert_eq!(options(&[]).publish_host.to_string(), "127.0.0.1");
+    }
+
+    #[test]
+    fn missing_images_are_pulled_with_the_credentials_file_unless_told_not_to() {
+        assert!(options(&[]).pull_missing_images);
+        assert!(!options(&["--no-pull"]).pull_missing_images);
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("config.json");
+        std::fs::write(
+            &file,
+            r#"{"auths": {"127.0.0.1:5000": {"username": "u", "password": "p"}}}"#,
+        )
+        .expect("write");
+        let path = file.to_str().expect("utf-8");
+        let auths = options(&["--registry-auth", path]).registry_auths;
+        assert!(auths.get("127.0.0.1:5000").is_some());
+        std::fs::write(&file, "{").expect("write");
+        let argv = [
+            "agent",
+            "--control-plane",
+            "http://x",
+            "--registry-auth",
+            path,
+        ];
+        let err = docker_options(&Command::parse_from(argv).docker).expect_err("broken file");
+        assert!(err.to_string().starts_with("--registry-auth: "), "{err}");
+    }
+
+    #[test]
+    fn gpus_are_detected_unless_declared() {
+        assert_eq!((options(&[]).gpus, options(&[]).gpu_model), (None, None));
+        let declared = options(&["--gpus", "2", "--gpu-model", "Fake GPU"]);
+        assert_eq!(declared.gpus, Some(2));
+        assert_eq!(declared.gpu_model.as_deref(), Some("Fake GPU"));
+        let argv = ["agent", "--control-plane", "http://127.0.0.1:8080"];
+        for bad in [["--gpus", "-1"], ["--gpus", "5000"], ["--gpu-model", ""]] {
+            assert!(
+                Command::try_parse_from(argv.iter().chain(&bad)).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

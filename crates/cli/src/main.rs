@@ -8,6 +8,7 @@ mod image;
 mod kubernetes;
 mod server;
 mod shutdown;
+mod templates;
 mod trust;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,9 @@ enum Command {
     Up(server::ServerArgs),
     /// Open a local TCP port for a native VNC client, tunnelled to a session.
     Connect(connect::ConnectArgs),
+    /// Import and export template catalogs (docs/CATALOG.md).
+    #[command(subcommand)]
+    Templates(templates::TemplatesCommand),
     /// Build a demo image (desktop, full-desktop or webvnc) from Debian
     /// packages (no registry needed).
     BuildImage(image::BuildImageArgs),
@@ -54,6 +58,7 @@ async fn main() -> std::process::ExitCode {
         Command::Agent(command) => agent::run(command).await,
         Command::Up(args) => server::run_up(args).await,
         Command::Connect(args) => connect::run(args).await,
+        Command::Templates(command) => templates::run(command).await,
         Command::BuildImage(args) => image::run(args).await,
         Command::Openapi => print_openapi(),
     };

@@ -186,7 +186,12 @@ pub async fn run_up(args: ServerArgs) -> anyhow::Result<()> {
     };
     let agent = async {
         let identity = Identity::load_or_enroll(&agent_dir, &enrollment).await?;
-        let platform = DockerPlatform::connect(&identity.agent_id, DockerOptions::default())
+        // Like `agent docker`: a missing image is pulled (docs/REGISTRIES.md).
+        let options = DockerOptions {
+            pull_missing_images: true,
+            ..DockerOptions::default()
+        };
+        let platform = DockerPlatform::connect(&identity.agent_id, options)
             .await
             .context("the embedded Docker agent cannot start")?;
         streamspace_agent::run(identity, Arc::new(platform), shutdown.clone()).await

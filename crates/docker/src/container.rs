@@ -3,8 +3,9 @@
 //! Docker calls here, so every rule is unit-tested.
 
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, HostConfig, HostConfigLogConfig, Mount,
-    MountType, PortBinding, PortMap, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, ContainerInspectResponse, DeviceRequest, HostConfig, HostConfigLogConfig,
+    Mount, MountType, PortBinding, PortMap, RestartPolicy, RestartPolicyNameEnum,
+    VolumeCreateRequest,
 };
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -26,6 +27,21 @@ pub const STOP_TIMEOUT_SECS: i32 = 5;
 pub const LOG_MAX_SIZE: &str = "10m";
 pub const LOG_MAX_FILES: &str = "3";
 
+/// The writable scratch space a read-only root gets, as tmpfs mounts (in
+/// memory, counted against the session's limit): where images write at run
+/// time. `/tmp` is everyone's, as on any Linux; `/run` is root's.
+pub const SCRATCH_TMPFS: [(&str, &str); 2] = [
+    ("/tmp", "rw,nosuid,nodev,mode=1777"),
+    ("/run", "rw,nosuid,nodev,mode=0755"),
+];
+
+/// The label listing the GPUs (device indexes, `"0,1"`) a container was
+/// given, so the next session is given others without inspecting each.
+pub const GPUS_LABEL: &str = "io.streamspace.gpus";
+
+/// The runtime that NVIDIA's Container Toolkit registers with the engine.
+pub const NVIDIA_RUNTIME: &str = "nvidia";
+
 /// What the platform adds to a spec when it builds a container.
 #[derive(Debug, Clone)]
 pub struct ContainerSettings<'a> {
@@ -43,6 +59,10 @@ pub struct ContainerSettings<'a> {
     /// other driver is the operator's choice (journald, syslog, local),
     /// with its own retention, and is left alone.
     pub bound_json_logs: bool,
+    /// The GPUs (device indexes) the session is given; as many as it asks.
+    pub gpus: &'a [String],
+    /// The engine has the `nvidia` runtime: GPU sessions run with it.
+    pub nvidia_runtime: bool,
 }
 
 /// The container name of a session.
@@ -125,15 +145,8 @@ pub fn container_config(
             (port_key(p.port), Some(vec![binding]))
         })
         .collect();
-    let mounts = spec.home.as_ref().map(|home| {
-        let volume = settings.home_volume.unwrap_or(&home.volume);
-        vec![Mount {
-            target: Some(home.path.clone()),
-            source: Some(volume.to_owned()),
-            typ: Some(MountType::VOLUME),
-            ..Default::default()
-        }]
-    });
+    let mounts = mounts(spec, settings.home_volume);
+    let with_gpus = !settings.gpus.is_empty();
     let host_config = HostConfig {
         nano_cpus: spec
             .resources
@@ -141,7 +154,16 @@ pub fn container_config(
             .map(|cpu| saturating_i64(cpu.millicores().saturating_mul(1_000_000))),
         memory: spec.resources.memory.map(|m| saturating_i64(m.bytes())),
         port_bindings: Some(port_bindings),
-        mounts,
+        mounts: (!mounts.is_empty()).then_some(mounts),
+        shm_size: spec.shm_size.map(|m| saturating_i64(m.bytes())),
+        readonly_rootfs: spec.security.read_only_root_filesystem.then_some(true),
+        tmpfs: spec.security.read_only_root_filesystem.then(|| {
+            (SCRATCH_TMPFS.iter())
+                .map(|(path, options)| ((*path).to_owned(), (*options).to_owned()))
+                .collect()
+        }),
+        device_requests: with_gpus.then(|| vec![gpu_request(settings.gpus)]),
+        runtime: (with_gpus && settings.nvidia_runtime).then(|| NVIDIA_RUNTIME.to_owned()),
         // The control plane decides what runs; Docker must not restart a
         // session it stopped or that died.
         restart_policy: Some(RestartPolicy {
@@ -156,14 +178,50 @@ pub fn container_config(
         log_config: settings.bound_json_logs.then(bounded_json_logs),
         ..Default::default()
     };
+    let mut labels = session_labels(spec, settings.agent_id);
+    if with_gpus {
+        labels.insert(GPUS_LABEL.to_owned(), settings.gpus.join(","));
+    }
     ContainerCreateBody {
         image: Some(spec.image.clone()),
         env: Some(env),
         exposed_ports: Some(exposed_ports),
-        labels: Some(session_labels(spec, settings.agent_id)),
+        labels: Some(labels),
+        user: spec.security.user.clone(),
         stop_timeout: Some(i64::from(STOP_TIMEOUT_SECS)),
         host_config: Some(host_config),
         ..Default::default()
+    }
+}
+
+/// The home (`home_volume` when the platform chose another than the
+/// spec's) and the shared volumes, read-only unless the template said.
+fn mounts(spec: &SessionSpec, home_volume: Option<&str>) -> Vec<Mount> {
+    let home = spec.home.as_ref().map(|home| Mount {
+        target: Some(home.path.clone()),
+        source: Some(home_volume.unwrap_or(&home.volume).to_owned()),
+        typ: Some(MountType::VOLUME),
+        ..Default::default()
+    });
+    let shared = spec.volumes.iter().map(|volume| Mount {
+        target: Some(volume.path.clone()),
+        source: Some(volume.source.clone()),
+        typ: Some(MountType::VOLUME),
+        read_only: Some(volume.read_only),
+        ..Default::default()
+    });
+    home.into_iter().chain(shared).collect()
+}
+
+/// NVIDIA GPUs by index: Docker's `count` would give every session the
+/// first ones, so the platform picks free ones itself.
+fn gpu_request(devices: &[String]) -> DeviceRequest {
+    DeviceRequest {
+        driver: Some(NVIDIA_RUNTIME.to_owned()),
+        count: None,
+        device_ids: Some(devices.to_vec()),
+        capabilities: Some(vec![vec!["gpu".to_owned()]]),
+        options: None,
     }
 }
 
@@ -250,7 +308,7 @@ fn saturating_i64(value: u64) -> i64 {
 mod tests {
     use super::*;
     use bollard::models::{EndpointSettings, NetworkSettings};
-    use streamspace_protocol::{PortProtocol, PortSpec, Resources};
+    use streamspace_protocol::{PortProtocol, PortSpec, Resources, SharedVolume};
 
     fn spec() -> SessionSpec {
         SessionSpec::fixture("s-1")
@@ -271,6 +329,8 @@ mod tests {
             network: "net-id",
             home_volume: None,
             bound_json_logs: true,
+            gpus: &[],
+            nvidia_runtime: false,
         }
     }
 
@@ -453,6 +513,78 @@ mod tests {
             Some("streamspace-home-alice-desktop-old")
         );
         assert_eq!(mounts[0].target.as_deref(), Some("/home/user"));
+    }
+
+    #[test]
+    fn shm_user_and_a_read_only_root_come_from_the_spec() {
+        let host = host_config(&spec());
+        assert_eq!(
+            (host.shm_size, host.readonly_rootfs, host.tmpfs.as_ref()),
+            (None, None, None)
+        );
+        assert_eq!(config(&spec()).user, None, "the image's user");
+        let mut spec = spec();
+        spec.shm_size = Some("1Gi".parse().expect("memory"));
+        spec.security.user = Some("1000:1000".into());
+        spec.security.read_only_root_filesystem = true;
+        let config = config(&spec);
+        assert_eq!(config.user.as_deref(), Some("1000:1000"));
+        let host = config.host_config.expect("host config");
+        assert_eq!(host.shm_size, Some(1 << 30));
+        assert_eq!(host.readonly_rootfs, Some(true));
+        let tmpfs = host.tmpfs.expect("scratch space");
+        assert!(tmpfs["/tmp"].contains("mode=1777"), "{tmpfs:?}");
+        assert!(tmpfs.contains_key("/run"), "{tmpfs:?}");
+    }
+
+    #[test]
+    fn shared_volumes_are_mounted_after_the_home_read_only_unless_said() {
+        let mut spec = spec();
+        spec.volumes = vec![
+            SharedVolume {
+                source: "datasets".into(),
+                path: "/data".into(),
+                read_only: true,
+            },
+            SharedVolume {
+                source: "scratch".into(),
+                path: "/scratch".into(),
+                read_only: false,
+            },
+        ];
+        let mounts = host_config(&spec).mounts.expect("mounts");
+        assert_eq!(mounts.len(), 3);
+        assert_eq!(mounts[0].target.as_deref(), Some("/home/user"));
+        assert_eq!(mounts[1].source.as_deref(), Some("datasets"));
+        assert_eq!(mounts[1].target.as_deref(), Some("/data"));
+        assert_eq!(mounts[1].typ, Some(MountType::VOLUME));
+        assert_eq!(mounts[1].read_only, Some(true));
+        assert_eq!(mounts[2].read_only, Some(false));
+    }
+
+    #[test]
+    fn gpus_are_requested_by_index_with_the_nvidia_runtime_when_there_is_one() {
+        assert_eq!(host_config(&spec()).device_requests, None);
+        let gpus = ["1".to_owned(), "3".to_owned()];
+        let with = |nvidia_runtime| ContainerSettings {
+            gpus: &gpus,
+            nvidia_runtime,
+            ..settings()
+        };
+        let config = container_config(&spec(), &confined(&spec()), &with(true));
+        assert_eq!(config.labels.expect("labels")[GPUS_LABEL], "1,3");
+        let host = config.host_config.expect("host config");
+        let request = &host.device_requests.expect("device requests")[0];
+        assert_eq!(request.driver.as_deref(), Some("nvidia"));
+        assert_eq!(request.device_ids, Some(gpus.to_vec()));
+        assert_eq!(request.capabilities, Some(vec![vec!["gpu".to_owned()]]));
+        assert_eq!(host.runtime.as_deref(), Some("nvidia"));
+        let host = container_config(&spec(), &confined(&spec()), &with(false)).host_config;
+        assert_eq!(
+            host.expect("host config").runtime,
+            None,
+            "the engine's default"
+        );
     }
 
     #[test]

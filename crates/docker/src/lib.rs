@@ -11,9 +11,14 @@
 //! - `phase.rs`: container state → session phase, and the rule that tells
 //!   hibernation from failure (pure)
 //! - `lifecycle.rs`: start, hibernate, wake, terminate
+//! - `pull.rs`: pulling a missing image, with progress and failures said
+//!   plainly
+//! - `credentials.rs`: the agent's registry credentials, by registry
 //! - `existing.rs`: what a container must be before it starts again
 //!   (confined, on the sessions network as it is now; pure)
-//! - `home.rs`: persistent homes as named volumes
+//! - `home.rs`: persistent homes as named volumes, and the check that
+//!   shared volumes exist
+//! - `gpu.rs`: the host's NVIDIA GPUs, and which a session gets
 //! - `observe.rs`: status, inventory, connect, capacity, metrics
 //! - `route.rs`: which address reaches a session's port (its own, or the
 //!   published one)
@@ -23,20 +28,25 @@
 //! - `error.rs`: Docker failures, classified for the control plane
 
 mod container;
+mod credentials;
 mod error;
 mod existing;
+mod gpu;
 mod home;
 mod host;
 mod lifecycle;
 mod network;
 mod observe;
 mod phase;
+mod pull;
 mod route;
 mod usage;
 mod watch;
 
-pub use container::{CONTAINER_PREFIX, STOP_TIMEOUT_SECS, container_name};
+pub use container::{CONTAINER_PREFIX, GPUS_LABEL, STOP_TIMEOUT_SECS, container_name};
+pub use credentials::{Credentials, RegistryAuths};
 pub use error::DockerError;
+pub use gpu::GpuInventory;
 pub use network::{DEFAULT_NETWORK, NETWORK_LABEL};
 pub use route::SessionRoute;
 
@@ -47,10 +57,11 @@ use futures::stream::BoxStream;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, PoisonError};
 use streamspace_agent::intent::Intents;
+use streamspace_agent::pulls::{PullProgress, Pulled};
 use streamspace_agent::{Platform, PlatformError, PlatformResult, SessionStream, confinement};
 use streamspace_protocol::{
-    AgentId, Capabilities, Capacity, NodeMetrics, SessionId, SessionReport, SessionSpec,
-    SessionUsage,
+    AgentId, Capabilities, Capacity, NodeMetrics, RegistryAuth, SessionId, SessionReport,
+    SessionSpec, SessionUsage,
 };
 
 /// Where the engine is when `DOCKER_HOST` is not set (bollard's default).
@@ -80,14 +91,24 @@ pub struct DockerOptions {
     /// inter-container traffic off, created if missing (an existing one that
     /// lets containers talk is refused).
     pub network: String,
-    /// Try `docker pull` for an image that is not on the host. Off by
-    /// default: our hosts reach no registry, and a pull that fails after a
-    /// long timeout hides the real fix (build the image on the host).
+    /// Pull an image that is not on the host (`streamspace agent docker`
+    /// does unless `--no-pull`). Off in the library's default: a pull that
+    /// fails hides the real fix when images are built on the host.
     pub pull_missing_images: bool,
+    /// The agent's own registry credentials (`--registry-auth`), by
+    /// registry; a template's win for its image's registry.
+    pub registry_auths: RegistryAuths,
     /// Capabilities that weaken isolation
     /// ([`streamspace_agent::confinement::REFUSED_CAPABILITIES`]) which
     /// templates may nevertheless give back on this host; none by default.
     pub allowed_capabilities: Vec<String>,
+    /// NVIDIA GPUs sessions may be given, declared by the operator instead
+    /// of detected (`/proc/driver/nvidia/gpus`): for hosts where detection
+    /// fails, to give sessions fewer than the host has, and to test GPU
+    /// placement without a GPU.
+    pub gpus: Option<u32>,
+    /// The GPUs' model as reported (`"NVIDIA A10"`); detected by default.
+    pub gpu_model: Option<String>,
 }
 
 impl Default for DockerOptions {
@@ -99,7 +120,10 @@ impl Default for DockerOptions {
             cpu_overcommit: 4,
             network: DEFAULT_NETWORK.to_owned(),
             pull_missing_images: false,
+            registry_auths: RegistryAuths::default(),
             allowed_capabilities: Vec::new(),
+            gpus: None,
+            gpu_model: None,
         }
     }
 }
@@ -133,6 +157,9 @@ pub(crate) struct Shared {
     /// but the oldest are removed again, maybe under a container another
     /// start has just created on it.
     remaking_network: tokio::sync::Mutex<()>,
+    gpus: gpu::GpuInventory,
+    /// Held from picking a GPU session's GPUs until its container exists.
+    gpu_turn: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -210,7 +237,7 @@ impl DockerPlatform {
             .info()
             .await
             .map_err(|e| unreachable("describe itself (docker info)", e))?;
-        let engine_host = info.name.unwrap_or_else(|| endpoint.clone());
+        let engine_host = info.name.clone().unwrap_or_else(|| endpoint.clone());
         tracing::info!(
             %endpoint,
             engine_host,
@@ -231,6 +258,7 @@ impl DockerPlatform {
             .logging_driver
             .as_deref()
             .is_none_or(|driver| driver == "json-file");
+        let gpus = gpu_inventory(&options, &endpoint, &info);
         Ok(DockerPlatform {
             shared: Arc::new(Shared {
                 docker,
@@ -244,6 +272,8 @@ impl DockerPlatform {
                 router,
                 network_id: Mutex::new(network_id),
                 remaking_network: tokio::sync::Mutex::new(()),
+                gpus,
+                gpu_turn: tokio::sync::Mutex::new(()),
             }),
             host_load: host::HostLoad::default(),
         })
@@ -260,6 +290,11 @@ impl DockerPlatform {
     /// Id of the Docker network new session containers join.
     pub fn network_id(&self) -> String {
         self.shared.network_id()
+    }
+
+    /// The GPUs this agent gives sessions.
+    pub fn gpus(&self) -> &GpuInventory {
+        &self.shared.gpus
     }
 
     /// How this agent reaches session ports (learned on the first dial).
@@ -280,6 +315,38 @@ fn warn_if_published_beyond_loopback(publish_host: IpAddr) {
              cannot reach containers otherwise"
         );
     }
+}
+
+/// The GPUs sessions may be given: declared, or found in the driver's
+/// `/proc` files when the engine is on this machine (a remote engine's host
+/// is not this one).
+fn gpu_inventory(
+    options: &DockerOptions,
+    endpoint: &str,
+    info: &bollard::models::SystemInfo,
+) -> GpuInventory {
+    let detected = match endpoint.starts_with("unix://") {
+        true => gpu::detect(std::path::Path::new(gpu::NVIDIA_PROC)),
+        false => (0, None),
+    };
+    let nvidia_runtime = (info.runtimes.as_ref())
+        .is_some_and(|runtimes| runtimes.contains_key(container::NVIDIA_RUNTIME));
+    let inventory = GpuInventory::new(
+        detected,
+        options.gpus,
+        options.gpu_model.as_deref(),
+        nvidia_runtime,
+    );
+    if inventory.count > 0 {
+        tracing::info!(
+            gpus = inventory.count,
+            model = inventory.model.as_deref().unwrap_or("unknown"),
+            nvidia_runtime,
+            declared = options.gpus.is_some(),
+            "GPUs for sessions"
+        );
+    }
+    inventory
 }
 
 /// Container addresses are worth trying only on an engine on this machine
@@ -308,12 +375,21 @@ impl Platform for DockerPlatform {
         Capabilities {
             hibernation: true,
             persistent_storage: true,
-            gpu: false,
+            gpu: self.shared.gpus.count > 0,
         }
     }
 
     async fn capacity(&self) -> PlatformResult<Capacity> {
         self.shared.capacity().await
+    }
+
+    async fn pull(
+        &self,
+        image: &str,
+        auth: Option<&RegistryAuth>,
+        progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> PlatformResult<Pulled> {
+        self.shared.pull(image, auth, progress).await
     }
 
     async fn start(&self, spec: &SessionSpec) -> PlatformResult<SessionReport> {

@@ -1,21 +1,19 @@
 //! Start, hibernate, wake and terminate: each idempotent, keyed by the
 //! container name, so a command delivered twice does no harm.
 
-use crate::Shared;
 use crate::container::{
     ContainerSettings, STOP_TIMEOUT_SECS, container_config, container_name, validate_session_id,
 };
 use crate::error::{is_conflict, is_not_found};
 use crate::existing::{missing_confinement, rewiring};
+use crate::{Shared, gpu};
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, NetworkConnectRequest,
     NetworkDisconnectRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder,
-    StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
-use futures::TryStreamExt;
 use streamspace_agent::confinement::Confinement;
 use streamspace_agent::intent::Intent;
 use streamspace_agent::{OrNotFound, PlatformError, PlatformResult, homes};
@@ -43,17 +41,38 @@ impl Shared {
                 .await;
         }
 
-        self.ensure_image(&spec.image).await?;
+        // Pulled already, with progress, when the executor asked; this
+        // only checks it is there (or pulls it, for a caller that did not).
+        self.pull(&spec.image, spec.registry_auth.as_ref(), &|_| {})
+            .await?;
+        self.check_shared_volumes(spec).await?;
         let network = self.sessions_network().await?;
+        // GPUs are picked and the container made under one turn, so that
+        // two starts cannot pick the same.
+        let _gpu_turn = match spec.resources.gpus() {
+            0 => None,
+            _ => Some(self.gpu_turn.lock().await),
+        };
+        let gpus = self.session_gpus(spec).await?;
         let settings = ContainerSettings {
             agent_id: &self.agent_id,
             publish_host: self.options.publish_host,
             network: &network,
             home_volume: homes::prepare(self, spec).await?,
             bound_json_logs: self.bound_json_logs,
+            gpus: &gpus,
+            nvidia_runtime: self.gpus.nvidia_runtime,
         };
         let config = container_config(spec, &confinement, &settings);
-        self.create_and_start(&name, config).await?;
+        match self.create_and_start(&name, config).await {
+            Err(e) if gpu::is_missing_driver(&e.to_string()) => {
+                // Not kept: started again, it would fail the same way.
+                let force = RemoveContainerOptionsBuilder::new().force(true).build();
+                let _ = self.docker.remove_container(&name, Some(force)).await;
+                return Err(self.no_gpu_driver(spec, &e.to_string()));
+            }
+            result => result?,
+        }
         tracing::info!("started container");
         Ok(SessionReport::new(session_id, Phase::Starting))
     }
@@ -218,41 +237,6 @@ impl Shared {
         }
         Ok(())
     }
-
-    /// Makes sure `image` is on the engine's host; pulls it only when the
-    /// options allow, since our hosts reach no registry.
-    async fn ensure_image(&self, image: &str) -> PlatformResult<()> {
-        match self.docker.inspect_image(image).await {
-            Ok(_) => return Ok(()),
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(self.error(format!("inspect image {image}"), e)),
-        }
-        let host = &self.engine_host;
-        if !self.options.pull_missing_images {
-            return Err(PlatformError::Invalid(format!(
-                "image {image:?} is not present on docker host {host}: build or load it there \
-                 (for the demo desktop: `streamspace up` or images/desktop/build.sh builds \
-                 streamspace/desktop:local) — no registry pull is attempted"
-            )));
-        }
-        tracing::info!(image, "pulling missing image");
-        let mut options = CreateImageOptionsBuilder::new().from_image(image);
-        if !has_tag(image) {
-            // Without a tag the engine would pull every tag of the repository.
-            options = options.tag("latest");
-        }
-        let options = options.build();
-        self.docker
-            .create_image(Some(options), None, None)
-            .try_for_each(|_| futures::future::ready(Ok(())))
-            .await
-            .map_err(|e| {
-                PlatformError::Invalid(format!(
-                    "image {image:?} is not present on docker host {host} and pulling it failed \
-                     ({e}): build or load it there"
-                ))
-            })
-    }
 }
 
 /// A container whose process exists (running, paused or restarting).
@@ -269,25 +253,4 @@ fn is_live(container: &ContainerInspectResponse) -> bool {
 
 fn status_of(container: &ContainerInspectResponse) -> Option<ContainerStateStatusEnum> {
     container.state.as_ref()?.status
-}
-
-/// Whether an image reference names a tag or digest (`repo:tag`,
-/// `repo@sha256:…`); a colon in a registry's `host:port` does not count.
-fn has_tag(image: &str) -> bool {
-    let last = image.rsplit('/').next().unwrap_or(image);
-    image.contains('@') || last.contains(':')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tags_and_digests_are_recognised() {
-        assert!(has_tag("streamspace/desktop:local"));
-        assert!(has_tag("busybox@sha256:abc"));
-        assert!(has_tag("registry:5000/team/app:1"));
-        assert!(!has_tag("registry:5000/team/app"));
-        assert!(!has_tag("busybox"));
-    }
 }

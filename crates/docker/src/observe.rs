@@ -271,6 +271,10 @@ impl Shared {
                     .saturating_mul(u64::from(self.options.cpu_overcommit.max(1))))
             }),
             memory: positive(info.mem_total).map(Memory),
+            gpus: self.gpus.count,
+            gpu_model: (self.gpus.count > 0)
+                .then(|| self.gpus.model.clone())
+                .flatten(),
         })
     }
 

@@ -1,4 +1,5 @@
-//! Capacity and load of the cluster: allocatable CPU and memory of its
+//! Capacity and load of the cluster: allocatable CPU, memory and NVIDIA
+//! GPUs (`nvidia.com/gpu`, offered by NVIDIA's device plugin) of its
 //! schedulable nodes, usage from metrics.k8s.io when a metrics server is
 //! installed. Both need cluster-wide read access (the optional ClusterRole
 //! in deploy/kubernetes/agent/); without it the agent reports session counts
@@ -6,6 +7,7 @@
 
 use crate::Shared;
 use crate::names::agent_selector;
+use crate::objects::GPU_RESOURCE;
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, ListParams};
@@ -20,12 +22,19 @@ use streamspace_protocol::{Capacity, Cpu, Memory, NodeMetrics, SessionId, Sessio
 const NODE_CACHE: Duration = Duration::from_secs(60);
 const METRICS_PATH: &str = "/apis/metrics.k8s.io/v1beta1/nodes";
 
-/// Allocatable CPU (millicores) and memory (bytes) of schedulable nodes.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// Allocatable CPU (millicores), memory (bytes) and GPUs of schedulable
+/// nodes.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct NodeTotals {
     pub cpu_millis: u64,
     pub memory_bytes: u64,
+    pub gpus: u32,
+    /// The first GPU node's model (`nvidia.com/gpu.product`).
+    pub gpu_model: Option<String>,
 }
+
+/// The label NVIDIA's GPU feature discovery puts the GPU model in.
+const GPU_PRODUCT_LABEL: &str = "nvidia.com/gpu.product";
 
 #[derive(Debug, Default)]
 pub(crate) struct ClusterCache {
@@ -49,8 +58,15 @@ impl Shared {
         let totals = self.node_totals().await;
         Capacity {
             max_sessions: self.options.max_sessions,
-            cpu: totals.map(|t| Cpu(t.cpu_millis)).filter(|c| c.0 > 0),
-            memory: totals.map(|t| Memory(t.memory_bytes)).filter(|m| m.0 > 0),
+            cpu: totals
+                .as_ref()
+                .map(|t| Cpu(t.cpu_millis))
+                .filter(|c| c.0 > 0),
+            memory: (totals.as_ref())
+                .map(|t| Memory(t.memory_bytes))
+                .filter(|m| m.0 > 0),
+            gpus: totals.as_ref().map_or(0, |t| t.gpus),
+            gpu_model: totals.and_then(|t| t.gpu_model),
         }
     }
 
@@ -59,7 +75,7 @@ impl Shared {
         let totals = self.node_totals().await.unwrap_or_default();
         let usage = self.node_usage().await;
         let cpu_percent = match usage {
-            Some(used) if totals.cpu_millis > 0 => {
+            Some(ref used) if totals.cpu_millis > 0 => {
                 used.cpu_millis as f64 * 100.0 / totals.cpu_millis as f64
             }
             _ => 0.0,
@@ -100,10 +116,10 @@ impl Shared {
                 .nodes
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            if let Some((at, totals)) = *cached
+            if let Some((at, totals)) = cached.as_ref()
                 && at.elapsed() < NODE_CACHE
             {
-                return totals;
+                return totals.clone();
             }
         }
         let nodes: Api<Node> = Api::all(self.client.clone());
@@ -118,7 +134,7 @@ impl Shared {
             .cluster
             .nodes
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), totals));
+            .unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), totals.clone()));
         totals
     }
 
@@ -207,8 +223,19 @@ fn sum_allocatable(nodes: &[Node]) -> NodeTotals {
         let amount = |key: &str| allocatable.get(key).and_then(|q| parse_quantity(&q.0));
         totals.cpu_millis += amount("cpu").map_or(0, |cores| (cores * 1000.0).round() as u64);
         totals.memory_bytes += amount("memory").map_or(0, |bytes| bytes.round() as u64);
+        let gpus = amount(GPU_RESOURCE).map_or(0, |n| n.max(0.0).round() as u32);
+        totals.gpus = totals.gpus.saturating_add(gpus);
+        if gpus > 0 && totals.gpu_model.is_none() {
+            totals.gpu_model = gpu_product(node);
+        }
     }
     totals
+}
+
+/// The GPU model NVIDIA's GPU feature discovery labels a node with.
+fn gpu_product(node: &Node) -> Option<String> {
+    let labels = node.metadata.labels.as_ref()?;
+    labels.get(GPU_PRODUCT_LABEL).cloned()
 }
 
 fn sum_usage(items: &[NodeUsage]) -> NodeTotals {
@@ -300,7 +327,36 @@ mod tests {
             NodeTotals {
                 cpu_millis: 7840,
                 memory_bytes: 2 * 16318312 * 1024,
+                ..NodeTotals::default()
             }
         );
+    }
+
+    #[test]
+    fn gpus_are_the_nvidia_device_plugins_allocatable() {
+        let node = |gpus: Option<&str>, product: Option<&str>| -> Node {
+            let mut allocatable = serde_json::json!({"cpu": "4", "memory": "1Gi"});
+            if let Some(gpus) = gpus {
+                allocatable["nvidia.com/gpu"] = gpus.into();
+            }
+            let labels = product.map(|p| serde_json::json!({"nvidia.com/gpu.product": p}));
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "n", "labels": labels},
+                "status": {
+                    "allocatable": allocatable,
+                    "conditions": [{"type": "Ready", "status": "True"}]
+                }
+            }))
+            .expect("node")
+        };
+        let none = sum_allocatable(&[node(None, None), node(Some("0"), Some("unused"))]);
+        assert_eq!((none.gpus, none.gpu_model), (0, None));
+        let some = sum_allocatable(&[
+            node(None, None),
+            node(Some("4"), Some("NVIDIA-A10")),
+            node(Some("2"), Some("Tesla-T4")),
+        ]);
+        assert_eq!(some.gpus, 6);
+        assert_eq!(some.gpu_model.as_deref(), Some("NVIDIA-A10"));
     }
 }

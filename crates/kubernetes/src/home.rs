@@ -1,6 +1,7 @@
 //! Persistent homes as PersistentVolumeClaims: how this platform looks them
 //! up and creates them; which one a session mounts is decided by
-//! [`streamspace_agent::homes`], the same way on every platform.
+//! [`streamspace_agent::homes`], the same way on every platform. And the
+//! shared claims a template mounts, which must exist already.
 
 use crate::Shared;
 use crate::error::is_conflict;
@@ -9,9 +10,41 @@ use crate::objects::home_claim;
 use async_trait::async_trait;
 use kube::api::PostParams;
 use std::collections::BTreeMap;
-use streamspace_agent::PlatformResult;
 use streamspace_agent::homes::HomeStore;
+use streamspace_agent::{PlatformError, PlatformResult};
 use streamspace_protocol::SessionSpec;
+
+impl Shared {
+    /// Refuses a session whose shared claims do not all exist: its pod
+    /// would wait in Pending without saying why to the user. A claim
+    /// labelled as someone's home is never shared.
+    pub(crate) async fn check_shared_claims(&self, spec: &SessionSpec) -> PlatformResult<()> {
+        for volume in &spec.volumes {
+            let name = &volume.source;
+            let claim = self
+                .claims
+                .get_opt(name)
+                .await
+                .map_err(|e| self.error(format!("get persistentvolumeclaim {name}"), e))?;
+            let Some(claim) = claim else {
+                return Err(PlatformError::Invalid(format!(
+                    "shared volume {name:?} (for {}) does not exist: an admin creates a \
+                     PersistentVolumeClaim of that name in namespace {} (ReadOnlyMany or \
+                     ReadWriteMany, so sessions on any node can mount it)",
+                    volume.path, self.options.namespace
+                )));
+            };
+            let labels = claim.metadata.labels.unwrap_or_default();
+            if labels.contains_key(streamspace_protocol::labels::USER) {
+                return Err(PlatformError::Invalid(format!(
+                    "claim {name:?} is a StreamSpace home (it belongs to one user) and is not \
+                     mounted as a shared volume"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
 
 #[async_trait]
 impl HomeStore for Shared {

@@ -23,6 +23,7 @@ impl Shared {
         let session_id = &spec.session_id;
         let name = deployment_name(session_id);
         self.intents.clear(session_id);
+        self.check_shared_claims(spec).await?;
 
         let spec = match homes::prepare(self, spec).await? {
             Some(claim) => Cow::Owned(on_claim(spec, claim)),

@@ -7,10 +7,10 @@ use crate::KubernetesOptions;
 use crate::names::{self, CONTAINER, label_value};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, LocalObjectReference, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, TCPSocketAction,
-    Volume, VolumeMount, VolumeResourceRequirements,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, LocalObjectReference,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecurityContext, TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -26,6 +26,16 @@ pub const STOP_GRACE_SECS: i64 = 5;
 /// The volume name of the persistent home inside the pod.
 const HOME_VOLUME: &str = "home";
 
+/// The volume name of `/dev/shm` when the template sizes it.
+const SHM_VOLUME: &str = "shm";
+
+/// The resource NVIDIA's device plugin offers GPUs as.
+pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
+
+/// Writable scratch space of a read-only root (volume name, path), as
+/// emptyDirs: where images write at run time.
+const SCRATCH: [(&str, &str); 2] = [("scratch-tmp", "/tmp"), ("scratch-run", "/run")];
+
 /// Refuses what cannot become a session's objects, before any is made (the
 /// user sees our message instead of the apiserver's): a session id that
 /// cannot name a Deployment, a home that cannot name a claim, unknown
@@ -38,7 +48,27 @@ pub fn validate(spec: &SessionSpec, options: &KubernetesOptions) -> Result<Confi
     if let Some(home) = &spec.home {
         names::validate_claim_name(&home.volume)?;
     }
+    for volume in &spec.volumes {
+        names::validate_claim_name(&volume.source)
+            .map_err(|_| format!("shared volume {:?} cannot name a claim", volume.source))?;
+    }
+    check_user(&spec.security, options)?;
     Confinement::of(&spec.security, &options.allowed_capabilities)
+}
+
+/// Kubernetes runs containers as numeric ids only, and root only where
+/// the operator allows root sessions.
+fn check_user(security: &SessionSecurity, options: &KubernetesOptions) -> Result<(), String> {
+    if let Some((0, _)) = security.numeric_user()?
+        && options.run_as_non_root
+    {
+        return Err(
+            "the template runs the session as root (user 0), which this agent refuses: use a \
+             non-root user, or start the agent with --allow-root-sessions"
+                .to_owned(),
+        );
+    }
+    Ok(())
 }
 
 /// Labels every object of a session carries; a restarted agent finds its
@@ -88,7 +118,6 @@ pub fn deployment(
     options: &KubernetesOptions,
 ) -> Deployment {
     let labels = session_labels(spec, agent_id);
-    let home = spec.home.as_ref();
     let pod = PodSpec {
         containers: vec![container(spec, &confinement.capabilities)],
         // A session is a user's desktop: it has no business calling the
@@ -104,16 +133,7 @@ pub fn deployment(
                 .collect()
         }),
         security_context: Some(pod_security(options)),
-        volumes: home.map(|home| {
-            vec![Volume {
-                name: HOME_VOLUME.to_owned(),
-                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                    claim_name: home.volume.clone(),
-                    read_only: None,
-                }),
-                ..Default::default()
-            }]
-        }),
+        volumes: Some(pod_volumes(spec)).filter(|v| !v.is_empty()),
         ..Default::default()
     };
     Deployment {
@@ -217,25 +237,104 @@ fn container(spec: &SessionSpec, added: &[String]) -> Container {
             failure_threshold: Some(3),
             ..Default::default()
         }),
-        // No setuid escalation; every capability dropped, then those the
-        // template gives back (images that start as root and switch user).
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".to_owned()]),
-                add: (!added.is_empty()).then(|| added.to_vec()),
-            }),
-            ..Default::default()
-        }),
-        volume_mounts: spec.home.as_ref().map(|home| {
-            vec![VolumeMount {
-                name: HOME_VOLUME.to_owned(),
-                mount_path: home.path.clone(),
-                ..Default::default()
-            }]
-        }),
+        security_context: Some(container_security(spec, added)),
+        volume_mounts: Some(volume_mounts(spec)).filter(|m| !m.is_empty()),
         ..Default::default()
     }
+}
+
+/// No setuid escalation; every capability dropped, then those the template
+/// gives back (images that start as root and switch user); the template's
+/// user and read-only root. [`validate`] has checked the user is numeric.
+fn container_security(spec: &SessionSpec, added: &[String]) -> SecurityContext {
+    let (uid, gid) = match spec.security.numeric_user() {
+        Ok(Some((uid, gid))) => (Some(i64::from(uid)), gid.map(i64::from)),
+        _ => (None, None),
+    };
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            add: (!added.is_empty()).then(|| added.to_vec()),
+        }),
+        run_as_user: uid,
+        run_as_group: gid,
+        read_only_root_filesystem: spec.security.read_only_root_filesystem.then_some(true),
+        ..Default::default()
+    }
+}
+
+/// The name a shared volume has inside the pod.
+fn shared_volume_name(index: usize) -> String {
+    format!("shared-{index}")
+}
+
+/// The pod's volumes: the home claim, `/dev/shm` in memory when sized,
+/// scratch space for a read-only root, and the shared claims.
+fn pod_volumes(spec: &SessionSpec) -> Vec<Volume> {
+    let claim = |name: String, claim_name: &str, read_only: bool| Volume {
+        name,
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: claim_name.to_owned(),
+            read_only: read_only.then_some(true),
+        }),
+        ..Default::default()
+    };
+    let empty_dir = |name: &str, medium: Option<&str>, size: Option<String>| Volume {
+        name: name.to_owned(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: medium.map(str::to_owned),
+            size_limit: size.map(Quantity),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut volumes = Vec::new();
+    if let Some(home) = &spec.home {
+        volumes.push(claim(HOME_VOLUME.to_owned(), &home.volume, false));
+    }
+    if let Some(shm) = spec.shm_size {
+        volumes.push(empty_dir(SHM_VOLUME, Some("Memory"), Some(shm.to_string())));
+    }
+    if spec.security.read_only_root_filesystem {
+        volumes.extend(SCRATCH.iter().map(|(name, _)| empty_dir(name, None, None)));
+    }
+    for (i, shared) in spec.volumes.iter().enumerate() {
+        volumes.push(claim(
+            shared_volume_name(i),
+            &shared.source,
+            shared.read_only,
+        ));
+    }
+    volumes
+}
+
+/// Where [`pod_volumes`] are mounted in the session's container.
+fn volume_mounts(spec: &SessionSpec) -> Vec<VolumeMount> {
+    let mount = |name: &str, path: &str, read_only: bool| VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: read_only.then_some(true),
+        ..Default::default()
+    };
+    let mut mounts = Vec::new();
+    if let Some(home) = &spec.home {
+        mounts.push(mount(HOME_VOLUME, &home.path, false));
+    }
+    if spec.shm_size.is_some() {
+        mounts.push(mount(SHM_VOLUME, "/dev/shm", false));
+    }
+    if spec.security.read_only_root_filesystem {
+        mounts.extend(SCRATCH.iter().map(|(name, path)| mount(name, path, false)));
+    }
+    for (i, shared) in spec.volumes.iter().enumerate() {
+        mounts.push(mount(
+            &shared_volume_name(i),
+            &shared.path,
+            shared.read_only,
+        ));
+    }
+    mounts
 }
 
 /// The pod-level security context: the "restricted" Pod Security Standard
@@ -275,6 +374,9 @@ fn resources(spec: &SessionSpec) -> Option<ResourceRequirements> {
     }
     if let Some(memory) = spec.resources.memory {
         amounts.insert("memory".to_owned(), Quantity(memory.to_string()));
+    }
+    if let Some(gpus) = spec.resources.gpu.filter(|&n| n > 0) {
+        amounts.insert(GPU_RESOURCE.to_owned(), Quantity(gpus.to_string()));
     }
     (!amounts.is_empty()).then(|| ResourceRequirements {
         limits: Some(amounts.clone()),

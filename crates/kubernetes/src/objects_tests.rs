@@ -363,3 +363,131 @@ fn a_claim_is_a_users_home_only_when_its_labels_say_so() {
     with_ids.insert(labels::USER_ID.to_owned(), "someone-else".to_owned());
     assert!(!is_home_of(&with_ids, &spec()));
 }
+
+/// The session container's volume mounts by path: (volume name, read-only).
+fn mounts(deployment: &Deployment) -> BTreeMap<String, (String, bool)> {
+    let container = &pod_spec(deployment).containers[0];
+    (container.volume_mounts.iter().flatten())
+        .map(|m| {
+            let read_only = m.read_only.unwrap_or(false);
+            (m.mount_path.clone(), (m.name.clone(), read_only))
+        })
+        .collect()
+}
+
+/// The pod's volume called `name`.
+fn volume<'a>(deployment: &'a Deployment, name: &str) -> &'a Volume {
+    (pod_spec(deployment).volumes.iter().flatten())
+        .find(|v| v.name == name)
+        .unwrap_or_else(|| panic!("volume {name}"))
+}
+
+#[test]
+fn shm_is_a_memory_backed_empty_dir_of_the_templates_size() {
+    assert!(!mounts(&deploy(&spec(), &options())).contains_key("/dev/shm"));
+    let mut spec = spec();
+    spec.shm_size = Some("1Gi".parse().expect("memory"));
+    let d = deploy(&spec, &options());
+    assert_eq!(mounts(&d)["/dev/shm"], ("shm".to_owned(), false));
+    let empty_dir = volume(&d, "shm").empty_dir.clone().expect("emptyDir");
+    assert_eq!(empty_dir.medium.as_deref(), Some("Memory"));
+    assert_eq!(empty_dir.size_limit, Some(Quantity("1Gi".into())));
+}
+
+#[test]
+fn the_user_and_a_read_only_root_go_to_the_container() {
+    let mut spec = spec();
+    spec.security.user = Some("1000:2000".into());
+    spec.security.read_only_root_filesystem = true;
+    let d = deploy(&spec, &options());
+    let container = &pod_spec(&d).containers[0];
+    let security = container.security_context.as_ref().expect("security");
+    assert_eq!(security.run_as_user, Some(1000));
+    assert_eq!(security.run_as_group, Some(2000));
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    let mounts = mounts(&d);
+    assert_eq!(mounts["/tmp"], ("scratch-tmp".to_owned(), false));
+    assert_eq!(mounts["/run"], ("scratch-run".to_owned(), false));
+    assert!(volume(&d, "scratch-tmp").empty_dir.is_some());
+    // Without them, the image decides.
+    let plain = deploy(&self::spec(), &options());
+    let security = pod_spec(&plain).containers[0].security_context.clone();
+    let security = security.expect("security");
+    assert_eq!((security.run_as_user, security.run_as_group), (None, None));
+    assert_eq!(security.read_only_root_filesystem, None);
+}
+
+#[test]
+fn users_must_be_numeric_and_root_needs_the_operators_consent() {
+    let with_user = |user: &str| {
+        let mut spec = spec();
+        spec.security.user = Some(user.to_owned());
+        spec
+    };
+    let err = validate(&with_user("app"), &options()).expect_err("a name");
+    assert!(err.contains("numeric"), "{err}");
+    let err = validate(&with_user("0"), &options()).expect_err("root");
+    assert!(err.contains("--allow-root-sessions"), "{err}");
+    let root_allowed = KubernetesOptions {
+        run_as_non_root: false,
+        ..options()
+    };
+    assert!(validate(&with_user("0:0"), &root_allowed).is_ok());
+    assert!(validate(&with_user("1000"), &options()).is_ok());
+}
+
+#[test]
+fn shared_volumes_are_claims_mounted_read_only_unless_said() {
+    let mut spec = spec();
+    spec.volumes = vec![
+        streamspace_protocol::SharedVolume {
+            source: "datasets".into(),
+            path: "/data".into(),
+            read_only: true,
+        },
+        streamspace_protocol::SharedVolume {
+            source: "scratch".into(),
+            path: "/scratch".into(),
+            read_only: false,
+        },
+    ];
+    let d = deploy(&spec, &options());
+    let mounts = mounts(&d);
+    assert_eq!(mounts["/data"], ("shared-0".to_owned(), true));
+    assert_eq!(mounts["/scratch"], ("shared-1".to_owned(), false));
+    assert_eq!(mounts["/home/user"], ("home".to_owned(), false));
+    let claim = volume(&d, "shared-0").persistent_volume_claim.clone();
+    let claim = claim.expect("claim");
+    assert_eq!(
+        (claim.claim_name.as_str(), claim.read_only),
+        ("datasets", Some(true))
+    );
+    spec.volumes[0].source = "Not_A_Claim".into();
+    let err = validate(&spec, &options()).expect_err("bad claim name");
+    assert!(err.contains("Not_A_Claim"), "{err}");
+}
+
+#[test]
+fn gpus_are_nvidia_limits_and_requests() {
+    let spec = spec().with_resources(Resources {
+        gpu: Some(2),
+        ..spec().resources
+    });
+    let d = deploy(&spec, &options());
+    let resources = pod_spec(&d).containers[0].resources.clone();
+    let resources = resources.expect("resources");
+    let limits = resources.limits.expect("limits");
+    assert_eq!(limits[GPU_RESOURCE], Quantity("2".into()));
+    assert_eq!(
+        resources.requests.expect("requests")[GPU_RESOURCE],
+        Quantity("2".into())
+    );
+    let plain = deploy(&self::spec(), &options());
+    let limits = pod_spec(&plain).containers[0].resources.clone();
+    assert!(
+        !limits
+            .and_then(|r| r.limits)
+            .expect("limits")
+            .contains_key(GPU_RESOURCE)
+    );
+}

@@ -13,7 +13,9 @@
 //!    - its container waits for a reason that needs a person
 //!      (`ErrImagePull`, `ImagePullBackOff`, `CrashLoopBackOff`,
 //!      `CreateContainerConfigError`, …) → **Failed** with Kubernetes'
-//!      reason and message;
+//!      reason and message; for an image that cannot be pulled, followed by
+//!      what a Docker agent would say (credentials refused, image not
+//!      found, registry unreachable);
 //!    - it restarted after a crash and is not ready again → **Failed** with
 //!      the last exit (`OOMKilled`, exit code);
 //!    - `Ready` → **Running** (the readiness probe is the VNC port);
@@ -26,6 +28,7 @@
 use crate::names::CONTAINER;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use streamspace_agent::pulls::{PullFailure, classify, registry_of};
 use streamspace_protocol::Phase;
 
 /// Waiting reasons that will not resolve by themselves.
@@ -145,6 +148,10 @@ fn observe_pod(pod: &Pod) -> Observation {
                 if let (Some(message), Some(last)) = (&mut observed.message, last_exit(container)) {
                     message.push_str(&format!(" (last exit: {last})"));
                 }
+                if let (Some(message), Some(why)) = (&mut observed.message, pull_failure(container))
+                {
+                    message.push_str(&format!("; {why}"));
+                }
                 return observed;
             }
         }
@@ -168,6 +175,27 @@ fn observe_pod(pod: &Pod) -> Observation {
         ),
         _ => Observation::phase(Phase::Starting),
     }
+}
+
+/// Why the kubelet cannot pull the session's image, in the words a Docker
+/// agent uses, when its waiting message tells.
+fn pull_failure(container: &ContainerStatus) -> Option<String> {
+    let waiting = container.state.as_ref()?.waiting.as_ref()?;
+    let reason = waiting.reason.as_deref()?;
+    if !matches!(reason, "ErrImagePull" | "ImagePullBackOff") {
+        return None;
+    }
+    let image = container.image.as_str();
+    let registry = registry_of(image);
+    Some(match classify(waiting.message.as_deref()?) {
+        PullFailure::Auth => format!(
+            "the registry refused the credentials for {registry} (or none were given: \
+             the namespace's service account needs an imagePullSecret for it)"
+        ),
+        PullFailure::NotFound => format!("image {image} not found in {registry}"),
+        PullFailure::Network => format!("cannot reach registry {registry}"),
+        PullFailure::Other => return None,
+    })
 }
 
 /// `(status, reason, message)` of one of the pod's conditions.

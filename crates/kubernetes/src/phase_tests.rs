@@ -54,6 +54,13 @@ fn image_pull_failures_fail_with_kubernetes_reason_and_message() {
         ),
         "{message}"
     );
+    assert!(
+        message.ends_with(
+            "; image registry.example.com/streamspace/desktop:1.0 not found in \
+             registry.example.com"
+        ),
+        "{message}"
+    );
     let message = failed_message(observed(pod!("err-image-pull")));
     assert!(message.contains("ErrImagePull: rpc error"), "{message}");
 }

@@ -6,9 +6,9 @@
 //! the agent sends a full [`AgentMessage::Inventory`]; then the control plane
 //! re-sends every command not yet completed, and both sides run freely.
 
-use crate::ids::{AgentId, CommandId, SessionId, TunnelId};
+use crate::ids::{AgentId, CommandId, SessionId, TemplateId, TunnelId};
 use crate::quantity::{Cpu, Memory};
-use crate::session::{PortSpec, SessionReport, SessionSpec};
+use crate::session::{PortSpec, RegistryAuth, SessionReport, SessionSpec};
 use serde::{Deserialize, Serialize};
 
 /// Agent → control plane.
@@ -39,6 +39,9 @@ pub enum AgentMessage {
     SessionStatus(SessionReport),
     /// The agent could not open the tunnel it was asked for.
     TunnelFailed { tunnel_id: TunnelId, error: String },
+    /// How a pre-pull ([`ServerMessage::Prepull`]) goes: sent when it
+    /// starts, as it progresses (at most once a second) and when it ends.
+    PullStatus(PullStatus),
 }
 
 /// Control plane → agent.
@@ -66,6 +69,15 @@ pub enum ServerMessage {
         tail: Option<u32>,
         #[serde(default)]
         follow: bool,
+    },
+    /// Pull a template's image now, before any session needs it; answered
+    /// with [`AgentMessage::PullStatus`]. Not a command: nothing is stored
+    /// or re-sent, an agent that misses it is simply asked again.
+    Prepull {
+        template_id: TemplateId,
+        image: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        registry_auth: Option<RegistryAuth>,
     },
     /// The control plane is closing this connection, and why.
     Goodbye {
@@ -131,8 +143,33 @@ impl Action {
     }
 }
 
-/// How much an agent may run. Absent limits mean "as much as the host has".
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a pre-pull stands on one agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PullState {
+    /// Asked, no answer yet (only the control plane says this).
+    Requested,
+    Pulling,
+    /// The image is on the agent's platform (pulled, or it was already).
+    Done,
+    Failed,
+}
+
+/// One agent's word on a pre-pull of `image` for `template_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullStatus {
+    pub template_id: TemplateId,
+    pub image: String,
+    pub state: PullState,
+    /// Progress while pulling, why it failed, or how it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// How much an agent may run. Absent limits mean "as much as the host has",
+/// except GPUs: an agent has none unless it reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Capacity {
     #[serde(default)]
@@ -141,6 +178,17 @@ pub struct Capacity {
     pub cpu: Option<Cpu>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<Memory>,
+    /// Whole GPUs sessions may be given (detected, or declared with
+    /// `--gpus`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub gpus: u32,
+    /// What those GPUs are (`"NVIDIA A10"`), for people to read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_model: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What the agent's platform supports.
@@ -201,6 +249,8 @@ mod tests {
                     max_sessions: 10,
                     cpu: Some(Cpu(4000)),
                     memory: None,
+                    gpus: 2,
+                    gpu_model: Some("NVIDIA A10".into()),
                 },
                 capabilities: Capabilities {
                     hibernation: true,
@@ -232,6 +282,12 @@ mod tests {
                 tunnel_id: "t".into(),
                 error: "refused".into(),
             },
+            AgentMessage::PullStatus(PullStatus {
+                template_id: "t1".into(),
+                image: "registry.example.com/app:1".into(),
+                state: PullState::Pulling,
+                message: Some("42% (120 MB of 286 MB)".into()),
+            }),
         ];
         for message in messages {
             assert_eq!(round_trip(&message), message);
@@ -273,6 +329,14 @@ mod tests {
                 tail: Some(100),
                 follow: true,
             },
+            ServerMessage::Prepull {
+                template_id: "t1".into(),
+                image: "registry.example.com/app:1".into(),
+                registry_auth: Some(RegistryAuth {
+                    username: "robot".into(),
+                    password: "secret".into(),
+                }),
+            },
             ServerMessage::Goodbye {
                 reason: "bye".into(),
             },
@@ -303,6 +367,15 @@ mod tests {
             ),
             "a wake from an older control plane, without ports, still parses"
         );
+    }
+
+    #[test]
+    fn capacity_without_gpus_reads_and_writes_as_before() {
+        let old: Capacity = serde_json::from_str(r#"{"max_sessions": 3}"#).expect("parses");
+        assert_eq!(old.gpus, 0);
+        assert_eq!(old.gpu_model, None);
+        let json = serde_json::to_value(&old).expect("serializes");
+        assert_eq!(json, serde_json::json!({"max_sessions": 3}));
     }
 
     #[test]

@@ -55,6 +55,7 @@ impl SessionSpec {
         self.with_resources(Resources {
             cpu: Some(cpu.parse::<Cpu>().expect("a test's cpu")),
             memory: Some(memory.parse::<Memory>().expect("a test's memory")),
+            gpu: None,
         })
     }
 

@@ -16,15 +16,16 @@ pub mod session;
 pub mod tunnel;
 
 pub use control::{
-    Action, AgentMessage, Capabilities, Capacity, Command, Hello, NodeMetrics, ServerMessage,
-    SessionUsage, Welcome,
+    Action, AgentMessage, Capabilities, Capacity, Command, Hello, NodeMetrics, PullState,
+    PullStatus, ServerMessage, SessionUsage, Welcome,
 };
 pub use idle::{IdleTimeout, IdleTimeoutError};
 pub use ids::{AgentId, CommandId, SessionId, TemplateId, TunnelId, UserId};
 pub use quantity::{Cpu, Memory, QuantityError};
 pub use session::{
     CAPABILITIES, DEFAULT_PIDS_LIMIT, DesiredState, HomeVolume, Phase, PortProtocol, PortSpec,
-    Resources, SessionOrigin, SessionReport, SessionSecurity, SessionSpec,
+    RegistryAuth, Resources, SessionOrigin, SessionReport, SessionSecurity, SessionSpec,
+    SharedVolume, parse_numeric_user,
 };
 
 /// Version of the agent protocol. The control plane refuses a `hello` whose

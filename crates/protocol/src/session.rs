@@ -41,6 +41,8 @@ impl DesiredState {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Phase {
     Pending,
+    /// The agent is pulling the session's image; the message says how far.
+    Pulling,
     Starting,
     Running,
     Hibernating,
@@ -52,8 +54,9 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 9] = [
+    pub const ALL: [Phase; 10] = [
         Phase::Pending,
+        Phase::Pulling,
         Phase::Starting,
         Phase::Running,
         Phase::Hibernating,
@@ -67,6 +70,7 @@ impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Pending => "Pending",
+            Phase::Pulling => "Pulling",
             Phase::Starting => "Starting",
             Phase::Running => "Running",
             Phase::Hibernating => "Hibernating",
@@ -153,6 +157,37 @@ pub struct Resources {
     pub cpu: Option<Cpu>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<Memory>,
+    /// Whole GPUs (NVIDIA), placed only on agents with that many free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<u32>,
+}
+
+impl Resources {
+    /// GPUs asked for; none when unset.
+    pub fn gpus(&self) -> u32 {
+        self.gpu.unwrap_or(0)
+    }
+}
+
+/// An existing volume an admin made for sessions to share (Docker: a named
+/// volume; Kubernetes: a PersistentVolumeClaim of that name), mounted at
+/// `path` beyond the home. Platforms never create one: a missing volume
+/// fails the session with its name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SharedVolume {
+    /// The volume's (claim's) name.
+    pub source: String,
+    /// Absolute path inside the session.
+    pub path: String,
+    /// Read-only unless the template says otherwise: a shared dataset one
+    /// user could change would change for every other.
+    #[serde(default = "read_only_by_default")]
+    pub read_only: bool,
+}
+
+fn read_only_by_default() -> bool {
+    true
 }
 
 /// A persistent home: a volume that outlives the session, one per user and
@@ -238,6 +273,60 @@ pub struct SessionSecurity {
     /// then switch user (s6-overlay) need.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capabilities: Vec<String>,
+    /// Whom the session's processes run as, instead of the image's user:
+    /// `"1000"`, `"1000:1000"`, or (Docker only) a name in the image such
+    /// as `"app"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The image's filesystem is mounted read-only; platforms add writable
+    /// scratch space on `/tmp` and `/run` so images still start.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only_root_filesystem: bool,
+}
+
+impl SessionSecurity {
+    /// [`SessionSecurity::user`] as numeric ids (`(uid, gid)`), what
+    /// Kubernetes needs; `Err` with the reason for a name.
+    pub fn numeric_user(&self) -> Result<Option<(u32, Option<u32>)>, String> {
+        let Some(user) = &self.user else {
+            return Ok(None);
+        };
+        parse_numeric_user(user).map(Some).ok_or_else(|| {
+            format!(
+                "user {user:?} is not numeric: this platform runs sessions as numeric ids only \
+                 (\"1000\" or \"1000:1000\"), so the template must name the user by number"
+            )
+        })
+    }
+}
+
+/// `"1000"` → `(1000, None)`, `"1000:100"` → `(1000, Some(100))`.
+pub fn parse_numeric_user(user: &str) -> Option<(u32, Option<u32>)> {
+    let number = |text: &str| -> Option<u32> {
+        let digits =
+            !text.is_empty() && text.len() <= 10 && text.bytes().all(|b| b.is_ascii_digit());
+        digits.then(|| text.parse().ok()).flatten()
+    };
+    match user.split_once(':') {
+        Some((uid, gid)) => Some((number(uid)?, Some(number(gid)?))),
+        None => Some((number(user)?, None)),
+    }
+}
+
+/// Credentials for the registry of a session's image (a template's
+/// `registry_auth`). `Debug` shows the username only.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryAuth {
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Everything an agent needs to run a session, resolved from its template by
@@ -266,12 +355,23 @@ pub struct SessionSpec {
     pub home: Option<HomeVolume>,
     #[serde(default)]
     pub security: SessionSecurity,
+    /// Size of `/dev/shm`; the platform's default (Docker: 64 MiB, too
+    /// little for browsers) when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<Memory>,
+    /// Shared volumes mounted beyond the home.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<SharedVolume>,
     /// The control plane's seal over the session, user, template and agent
     /// ids. Platforms keep it with the session (a label) and report it in
     /// inventories, so that a control plane adopts only sessions it placed
     /// itself, never ones an agent invents.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub seal: String,
+    /// Credentials for pulling `image` from its registry; they win over
+    /// the agent's own for that registry. Left out of `Debug`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_auth: Option<RegistryAuth>,
 }
 
 impl fmt::Debug for SessionSpec {
@@ -288,6 +388,8 @@ impl fmt::Debug for SessionSpec {
             .field("resources", &self.resources)
             .field("home", &self.home)
             .field("security", &self.security)
+            .field("shm_size", &self.shm_size)
+            .field("volumes", &self.volumes)
             .finish_non_exhaustive()
     }
 }
@@ -420,6 +522,47 @@ mod tests {
         assert_eq!(spec.seal, "");
         assert_eq!(spec.security, SessionSecurity::default());
         assert_eq!(spec.home.and_then(|h| h.legacy), None);
+        assert_eq!(spec.shm_size, None);
+        assert!(spec.volumes.is_empty());
+        assert_eq!(spec.resources.gpus(), 0);
+    }
+
+    #[test]
+    fn shared_volumes_are_read_only_unless_said() {
+        let volume: SharedVolume =
+            serde_json::from_str(r#"{"source": "datasets", "path": "/data"}"#).expect("parses");
+        assert!(volume.read_only);
+        let volume: SharedVolume =
+            serde_json::from_str(r#"{"source": "d", "path": "/d", "read_only": false}"#)
+                .expect("parses");
+        assert!(!volume.read_only);
+    }
+
+    #[test]
+    fn numeric_users() {
+        assert_eq!(parse_numeric_user("1000"), Some((1000, None)));
+        assert_eq!(parse_numeric_user("1000:100"), Some((1000, Some(100))));
+        assert_eq!(parse_numeric_user("0"), Some((0, None)));
+        for bad in [
+            "app",
+            "",
+            ":1",
+            "1:",
+            "1:app",
+            "-1",
+            "99999999999",
+            "1:2:3",
+            " 1",
+        ] {
+            assert_eq!(parse_numeric_user(bad), None, "{bad:?}");
+        }
+        let named = SessionSecurity {
+            user: Some("app".into()),
+            ..SessionSecurity::default()
+        };
+        let err = named.numeric_user().expect_err("a name is not numeric");
+        assert!(err.contains("\"app\""), "{err}");
+        assert_eq!(SessionSecurity::default().numeric_user(), Ok(None));
     }
 
     #[test]
@@ -431,6 +574,21 @@ mod tests {
         let printed = format!("{spec:?}");
         assert!(printed.contains("API_KEY"), "{printed}");
         assert!(!printed.contains("hunter2"), "{printed}");
+    }
+
+    #[test]
+    fn debug_leaves_out_registry_passwords() {
+        let spec = SessionSpec {
+            registry_auth: Some(RegistryAuth {
+                username: "robot".into(),
+                password: "hunter2".into(),
+            }),
+            ..SessionSpec::default()
+        };
+        let printed = format!("{spec:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        let json = serde_json::to_string(&spec).expect("serializes");
+        assert!(json.contains("hunter2"), "the agent needs it: {json}");
     }
 
     #[test]

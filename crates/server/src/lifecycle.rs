@@ -179,7 +179,12 @@ pub fn transitional_phase(session: &SessionRecord, desired: DesiredState) -> Pha
     match desired {
         DesiredState::Terminated => Phase::Stopping,
         DesiredState::Hibernated => Phase::Hibernating,
-        DesiredState::Running if matches!(session.phase, Phase::Failed | Phase::Pending) => {
+        DesiredState::Running
+            if matches!(
+                session.phase,
+                Phase::Failed | Phase::Pending | Phase::Pulling
+            ) =>
+        {
             Phase::Starting
         }
         DesiredState::Running => Phase::Waking,
@@ -196,7 +201,7 @@ pub fn action_for(session: &SessionRecord, desired: DesiredState) -> Action {
         DesiredState::Running
             if matches!(
                 session.phase,
-                Phase::Failed | Phase::Pending | Phase::Starting
+                Phase::Failed | Phase::Pending | Phase::Pulling | Phase::Starting
             ) =>
         {
             Action::Start {

@@ -178,6 +178,7 @@ mod tests {
         let one_core = Resources {
             cpu: Some(Cpu(1000)),
             memory: None,
+            gpu: None,
         };
         let err = check_compute(&limits, &usage, &one_core).expect_err("over the cpu limit");
         assert_eq!(
@@ -192,6 +193,7 @@ mod tests {
         let some_memory = Resources {
             cpu: None,
             memory: Some(Memory(1)),
+            gpu: None,
         };
         assert!(check_compute(&limits, &saturated, &some_memory).is_err());
     }

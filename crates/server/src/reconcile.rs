@@ -24,6 +24,11 @@ const STUCK_RESEND: Duration = Duration::from_secs(60);
 const MAX_ATTEMPTS: u32 = 5;
 /// The longest a session may take to reach its desired state.
 const GIVE_UP: Duration = Duration::from_secs(10 * 60);
+/// ... unless it is pulling its image and the pull still moves (a report
+/// within [`PULL_QUIET`]): a big image on a slow link takes longer. Even
+/// so, never longer than this.
+const PULL_GIVE_UP: Duration = Duration::from_secs(60 * 60);
+const PULL_QUIET: Duration = Duration::from_secs(2 * 60);
 const ACTOR: &str = "system:reconciler";
 
 /// Runs until the server shuts down.
@@ -114,7 +119,7 @@ async fn converge(
     let since_change = Duration::from_millis((now - session.state_changed_at).max(0) as u64);
     let latest = state.store.latest_command(&session.id).await?;
     if let Some(open) = latest.as_ref().filter(|c| c.is_open()) {
-        if since_change > GIVE_UP {
+        if since_change > give_up_after(session, now) {
             let reason = format!(
                 "gave up: the agent did not finish \"{}\" within {}",
                 open.command.action.name(),
@@ -152,6 +157,17 @@ async fn converge(
         return Ok(());
     }
     retry(state, session, agent_id, failures, last_error.as_deref()).await
+}
+
+/// How long the session's open command may take: longer while its
+/// image is being pulled and the pull reports progress.
+fn give_up_after(session: &SessionRecord, now: i64) -> Duration {
+    let quiet = Duration::from_millis((now - session.updated_at).max(0) as u64);
+    if session.phase == Phase::Pulling && quiet < PULL_QUIET {
+        PULL_GIVE_UP
+    } else {
+        GIVE_UP
+    }
 }
 
 /// 1 s, 2 s, 4 s … between attempts, at most a minute.

@@ -123,7 +123,7 @@ fn over_capacity(capacity: &Capacity, load: AgentLoad, wanted: &Resources) -> bo
 
 /// The fraction of its most used dimension an agent has committed.
 fn utilisation(agent: &AgentRecord, load: AgentLoad) -> f64 {
-    let c = agent.capacity;
+    let c = &agent.capacity;
     let ratio = |used: u64, total: Option<u64>| match total {
         Some(t) if t > 0 => used as f64 / t as f64,
         _ => 0.0,
@@ -149,10 +149,12 @@ mod tests {
             max_sessions: 2,
             cpu: Some(Cpu(2000)),
             memory: None,
+            ..Capacity::default()
         };
         let one_core = Resources {
             cpu: Some(Cpu(1000)),
             memory: Some(Memory(1 << 40)),
+            gpu: None,
         };
         // Memory has no limit here, but its addition must not overflow.
         let load = |sessions, cpu_millis| AgentLoad {

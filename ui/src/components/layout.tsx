@@ -27,6 +27,7 @@ const ADMIN_LINKS = [
   { href: '/admin/sessions', label: 'All sessions' },
   { href: '/admin/users', label: 'Users' },
   { href: '/admin/templates', label: 'Templates' },
+  { href: '/admin/catalog', label: 'Import' },
 ];
 
 const LIVE_TITLES: Record<EventsStatus, string> = {

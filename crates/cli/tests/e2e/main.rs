@@ -7,6 +7,7 @@ mod faults;
 mod isolation;
 mod login_flood;
 mod pool;
+mod pulls;
 mod spine;
 mod tls;
 mod up;

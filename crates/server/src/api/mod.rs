@@ -7,6 +7,7 @@ mod events;
 mod metrics;
 mod openapi;
 mod pools;
+mod prepull;
 mod sessions;
 mod templates;
 mod users;
@@ -63,11 +64,14 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::update, users::delete))
         .routes(routes!(templates::list, templates::create))
+        .routes(catalog_sized(routes!(templates::import)))
+        .routes(routes!(templates::export))
         .routes(routes!(
             templates::get,
             templates::update,
             templates::delete
         ))
+        .routes(routes!(prepull::start, prepull::status))
         .routes(routes!(agents::list))
         .routes(routes!(agents::create_enrollment_token))
         .routes(public(routes!(agents::register)))
@@ -96,6 +100,15 @@ fn public(
     (schemas, paths, handlers): UtoipaMethodRouter<AppState>,
 ) -> UtoipaMethodRouter<AppState> {
     (schemas, paths, handlers.layer(Extension(PUBLIC_BODY_LIMIT)))
+}
+
+/// Catalog imports get a larger body limit than other routes: a catalog
+/// holds hundreds of templates.
+fn catalog_sized(
+    (schemas, paths, handlers): UtoipaMethodRouter<AppState>,
+) -> UtoipaMethodRouter<AppState> {
+    let limit = BodyLimit(crate::template::catalog::CATALOG_BODY_LIMIT);
+    (schemas, paths, handlers.layer(Extension(limit)))
 }
 
 pub fn router(state: AppState) -> Router {

@@ -1,14 +1,21 @@
 //! `/api/v1/templates`: the catalog sessions are made from (admins write it,
-//! users see what they may start).
+//! users see what they may start), and its import and export as catalog
+//! files (`template::catalog`).
 
 use super::views::TemplateView;
 use crate::auth::{AdminUser, CurrentUser};
-use crate::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
+use crate::error::{ApiBytes, ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use crate::state::AppState;
+use crate::store::{TemplateRecord, TemplateWrite};
 use crate::template::TemplateInput;
+use crate::template::catalog::{
+    self, CatalogFile, CatalogFormat, CatalogProblem, ExportFormat, ImportAction, ImportSummary,
+    Planned,
+};
 use axum::Json;
 use axum::extract::State;
-use http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, StatusCode};
 
 /// List templates
 ///
@@ -82,7 +89,8 @@ pub async fn create(
     _: AdminUser,
     ApiJson(input): ApiJson<TemplateInput>,
 ) -> ApiResult<(StatusCode, Json<TemplateView>)> {
-    let spec = input.validate()?;
+    let mut spec = input.validate()?;
+    spec.keep_registry_password(None)?;
     let record = state.store.create_template(&spec).await?;
     tracing::info!(template = %spec.name, "template created");
     Ok((StatusCode::CREATED, Json(record.into())))
@@ -112,12 +120,13 @@ pub async fn update(
     ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<TemplateInput>,
 ) -> ApiResult<Json<TemplateView>> {
-    let spec = input.validate()?;
+    let mut spec = input.validate()?;
     let existing = state
         .store
         .find_template(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("template"))?;
+    spec.keep_registry_password(Some(&existing.spec))?;
     let record = state.store.update_template(&existing.id, &spec).await?;
     record
         .map(|t| Json(t.into()))
@@ -149,5 +158,212 @@ pub async fn delete(
         .await?
         .ok_or_else(|| ApiError::not_found("template"))?;
     state.store.delete_template(&existing.id).await?;
+    state.hub.prepulls.forget(&existing.id);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `?dry_run=true`: preview an import.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ImportQuery {
+    /// Only say what the import would do; write nothing.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// `?format=yaml|json` for an export (default `yaml`).
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    #[serde(default)]
+    #[param(inline)]
+    format: ExportFormat,
+}
+
+/// The answer to a catalog that cannot be imported: the first problem as
+/// every error states one (`error`, `field`), and every problem found
+/// (one per broken entry, with its line). Refusals of the request itself
+/// (its query, its `Content-Type`) have no `problems`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CatalogErrorBody {
+    pub error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<CatalogProblem>,
+}
+
+/// Why an import was refused: as any API error, or with the catalog's
+/// problems.
+pub enum ImportError {
+    Api(ApiError),
+    Catalog(Vec<CatalogProblem>),
+}
+
+impl<E: Into<ApiError>> From<E> for ImportError {
+    fn from(err: E) -> Self {
+        ImportError::Api(err.into())
+    }
+}
+
+impl IntoResponse for ImportError {
+    fn into_response(self) -> Response {
+        match self {
+            ImportError::Api(err) => err.into_response(),
+            ImportError::Catalog(problems) => {
+                let first = problems.first();
+                let body = CatalogErrorBody {
+                    error: first.map_or_else(String::new, CatalogProblem::describe),
+                    field: first.and_then(|p| p.field.clone()),
+                    problems,
+                };
+                (StatusCode::BAD_REQUEST, Json(body)).into_response()
+            }
+        }
+    }
+}
+
+/// Import a catalog (admin)
+///
+/// Creates and replaces templates from a catalog file (docs/CATALOG.md),
+/// matched by `name`; templates not in the catalog are left alone. All or
+/// nothing: one broken entry and nothing is written. An entry without
+/// `secret_env` keeps the existing template's secret values. With
+/// `?dry_run=true`, only says what it would do.
+#[utoipa::path(
+    post,
+    operation_id = "importTemplates",
+    path = "/api/v1/templates/import",
+    tag = "templates",
+    security(("bearer" = []), ("cookie" = [])),
+    params(ImportQuery),
+    request_body(
+        description = "The catalog, as JSON or YAML (by Content-Type), at most 4 MiB",
+        content(
+            (CatalogFile = "application/json"),
+            (CatalogFile = "application/yaml"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "What was (or would be) created, updated and left unchanged", body = ImportSummary),
+        (status = 400, description = "The catalog cannot be imported: every problem, with its entry, field and line", body = CatalogErrorBody),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 409, description = "A template changed during the import; nothing was written", body = ErrorBody),
+        (status = 413, description = "The catalog is larger than 4 MiB", body = ErrorBody),
+    ),
+)]
+pub async fn import(
+    State(state): State<AppState>,
+    _: AdminUser,
+    ApiQuery(query): ApiQuery<ImportQuery>,
+    headers: HeaderMap,
+    ApiBytes(body): ApiBytes,
+) -> Result<Json<ImportSummary>, ImportError> {
+    let format = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(CatalogFormat::from_content_type)
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "send the catalog with Content-Type: application/json or application/yaml".into(),
+            )
+        })?;
+    let existing = state.store.list_templates().await?;
+    // Parsing up to 4 MiB of YAML is CPU work: off the async threads.
+    let planned = tokio::task::spawn_blocking(move || plan_import(&body, format, existing))
+        .await
+        .map_err(|e| ApiError::Internal(format!("the import's planning failed: {e}")))?
+        .map_err(ImportError::Catalog)?;
+    if !query.dry_run {
+        write(&state, &planned).await?;
+    }
+    Ok(Json(ImportSummary::of(&planned, query.dry_run)))
+}
+
+fn plan_import(
+    body: &[u8],
+    format: CatalogFormat,
+    existing: Vec<TemplateRecord>,
+) -> Result<Vec<Planned>, Vec<CatalogProblem>> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        vec![CatalogProblem::new(format!(
+            "the catalog is not UTF-8 text (invalid byte at offset {})",
+            e.valid_up_to()
+        ))]
+    })?;
+    let parsed = catalog::parse(text, format).map_err(|p| vec![p])?;
+    catalog::plan(parsed, existing)
+}
+
+/// Writes what changes, in one transaction.
+async fn write(state: &AppState, planned: &[Planned]) -> ApiResult<()> {
+    let writes: Vec<TemplateWrite<'_>> = planned
+        .iter()
+        .filter(|p| p.item.action != ImportAction::Unchanged)
+        .map(|p| TemplateWrite {
+            id: p.existing.as_ref(),
+            spec: &p.spec,
+        })
+        .collect();
+    if writes.is_empty() {
+        return Ok(());
+    }
+    if !state.store.write_templates(&writes).await? {
+        return Err(ApiError::Conflict(
+            "a template of the catalog was deleted during the import; nothing was written: \
+             preview the import again"
+                .into(),
+        ));
+    }
+    tracing::info!(templates = writes.len(), "catalog imported");
+    Ok(())
+}
+
+/// Export the templates as a catalog (admin)
+///
+/// Every template, in the format imports read, without `secret_env`
+/// values (importing the file back keeps the server's).
+#[utoipa::path(
+    get,
+    operation_id = "exportTemplates",
+    path = "/api/v1/templates/export",
+    tag = "templates",
+    security(("bearer" = []), ("cookie" = [])),
+    params(ExportQuery),
+    responses(
+        (status = 200, description = "The catalog file", content(
+            (CatalogFile = "application/json"),
+            (CatalogFile = "application/yaml"),
+        )),
+        (status = 400, description = "An unknown format", body = ErrorBody),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+    ),
+)]
+pub async fn export(
+    State(state): State<AppState>,
+    _: AdminUser,
+    ApiQuery(query): ApiQuery<ExportQuery>,
+) -> ApiResult<Response> {
+    let templates = state.store.list_templates().await?;
+    let specs: Vec<_> = templates.into_iter().map(|t| t.spec).collect();
+    let text = catalog::export(&specs, query.format).map_err(ApiError::Internal)?;
+    let disposition = format!(
+        "attachment; filename=\"streamspace-catalog.{}\"",
+        query.format.extension()
+    );
+    Ok((
+        [
+            (
+                http::header::CONTENT_TYPE,
+                query.format.content_type().to_owned(),
+            ),
+            (http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        text,
+    )
+        .into_response())
 }

@@ -158,7 +158,7 @@ impl From<TemplateRecord> for TemplateView {
     fn from(t: TemplateRecord) -> Self {
         TemplateView {
             id: t.id,
-            spec: t.spec,
+            spec: t.spec.without_passwords(),
             created_at: time(t.created_at),
             updated_at: time(t.updated_at),
         }

@@ -63,6 +63,8 @@ pub struct AgentHub {
     /// written in one batch per interval, not one write each (10,000 agents
     /// every 5 s would otherwise be 2,000 writes a second).
     beats: Mutex<Beats>,
+    /// Where each agent asked to pre-pull a template's image stands.
+    pub prepulls: super::prepulls::Board,
 }
 
 #[derive(Default)]

@@ -151,7 +151,7 @@ async fn record_adoption(
     report: &SessionReport,
 ) -> StoreResult<()> {
     let desired = match report.phase {
-        Phase::Running | Phase::Starting | Phase::Waking => DesiredState::Running,
+        Phase::Running | Phase::Pulling | Phase::Starting | Phase::Waking => DesiredState::Running,
         _ => DesiredState::Hibernated,
     };
     let message = format!("adopted: found on agent {} without a record", agent.name);

@@ -9,7 +9,7 @@ use crate::lifecycle::audit;
 use crate::state::AppState;
 use crate::store::{AuditEntry, CommandStatus, MAX_UNVERIFIED, StoreResult, now_ms};
 use std::collections::HashSet;
-use streamspace_protocol::{AgentId, AgentMessage, Phase, SessionId, SessionReport};
+use streamspace_protocol::{AgentId, AgentMessage, Phase, PullState, SessionId, SessionReport};
 
 /// The longest text (a failure message, a command's error) kept from an
 /// agent; longer ones are cut. Enough for a log tail that explains a crash.
@@ -75,6 +75,16 @@ async fn apply(state: &AppState, from: &From<'_>, message: AgentMessage) -> Stor
         AgentMessage::TunnelFailed { tunnel_id, error } => {
             state.tunnels.fail(&tunnel_id, agent_id, error);
         }
+        AgentMessage::PullStatus(status) => {
+            let (template_id, pull) = (status.template_id.clone(), status.state);
+            if matches!(pull, PullState::Done | PullState::Failed) {
+                let message = status.message.as_deref().unwrap_or_default();
+                tracing::info!(%template_id, image = %status.image, ?pull, message, "pre-pull");
+            }
+            if !state.hub.prepulls.report(agent_id, status) {
+                tracing::debug!(%template_id, "ignoring a pre-pull report nobody asked for");
+            }
+        }
         AgentMessage::Hello(_) => tracing::warn!("ignoring a second hello"),
     }
     Ok(())
@@ -106,6 +116,11 @@ fn bounded(message: AgentMessage) -> AgentMessage {
             tunnel_id,
             error: cut(error),
         },
+        AgentMessage::PullStatus(mut status) => {
+            status.image = cut(status.image);
+            status.message = status.message.map(cut);
+            AgentMessage::PullStatus(status)
+        }
         other => other,
     }
 }

@@ -90,13 +90,41 @@ mod tests {
     /// to log in; and a pooled session goes to one launch only.
     async fn the_pool_is_nobody_and_gives_each_session_once(url: &str) {
         let store = Store::connect(url).await.expect("store");
-        assert_eq!(store.count_users().await.expect("count"), 0, "a fresh store has no users");
-        let alice = store.create_user("alice", "h", Role::User).await.expect("user");
-        let bob = store.create_user("bob", "h", Role::User).await.expect("user");
-        let names: Vec<_> = store.list_users().await.expect("list").into_iter().map(|u| u.username).collect();
+        assert_eq!(
+            store.count_users().await.expect("count"),
+            0,
+            "a fresh store has no users"
+        );
+        let alice = store
+            .create_user("alice", "h", Role::User)
+            .await
+            .expect("user");
+        let bob = store
+            .create_user("bob", "h", Role::User)
+            .await
+            .expect("user");
+        let names: Vec<_> = store
+            .list_users()
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|u| u.username)
+            .collect();
         assert_eq!(names, ["alice", "bob"]);
-        assert!(store.get_user(&POOL_USER.into()).await.expect("read").is_none());
-        assert!(store.user_credentials("_pool").await.expect("read").is_none());
+        assert!(
+            store
+                .get_user(&POOL_USER.into())
+                .await
+                .expect("read")
+                .is_none()
+        );
+        assert!(
+            store
+                .user_credentials("_pool")
+                .await
+                .expect("read")
+                .is_none()
+        );
 
         let new = NewSession {
             user_id: POOL_USER.into(),
@@ -109,14 +137,30 @@ mod tests {
         };
         let pooled = store.adopt_session(&new, DesiredState::Running, Phase::Running, "test");
         let pooled = pooled.await.expect("session");
-        assert!(store.list_sessions(None, false).await.expect("list").is_empty());
-        assert_eq!(store.pool_sessions(Some(&"t".into())).await.expect("pool").len(), 1);
+        assert!(
+            store
+                .list_sessions(None, false)
+                .await
+                .expect("list")
+                .is_empty()
+        );
+        assert_eq!(
+            store
+                .pool_sessions(Some(&"t".into()))
+                .await
+                .expect("pool")
+                .len(),
+            1
+        );
         let spec = pooled.spec.clone();
         let first = store.assign_pool_session(&pooled.id, &alice.id, &spec, None);
         assert!(first.await.expect("write"));
         let second = store.assign_pool_session(&pooled.id, &bob.id, &spec, None);
         assert!(!second.await.expect("write"), "taken already");
-        let mine = store.list_sessions(Some(&alice.id), false).await.expect("list");
+        let mine = store
+            .list_sessions(Some(&alice.id), false)
+            .await
+            .expect("list");
         assert_eq!(mine.len(), 1);
         assert!(store.pool_sessions(None).await.expect("pool").is_empty());
     }

@@ -175,6 +175,7 @@ mod tests {
         let resources = Resources {
             cpu: (cpu > 0).then_some(Cpu(cpu)),
             memory: (memory > 0).then_some(Memory(memory * GIB)),
+            gpu: None,
         };
         session_asking(store, (user, agent), (state, phase), resources).await;
     }
@@ -331,6 +332,7 @@ mod tests {
         let huge = Resources {
             cpu: Some(Cpu(u64::MAX)),
             memory: Some(Memory(u64::MAX)),
+            gpu: None,
         };
         let running = (DesiredState::Running, Phase::Running);
         for _ in 0..2 {
@@ -363,6 +365,7 @@ mod tests {
         let resources = |cpu: Option<u64>, memory: Option<u64>| Resources {
             cpu: cpu.map(Cpu),
             memory: memory.map(Memory),
+            gpu: None,
         };
         let old = [
             (

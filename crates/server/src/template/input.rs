@@ -1,7 +1,8 @@
 //! A template as an admin writes it, and the validation that keeps bad
 //! templates out of the store.
 
-use super::{DEFAULT_PIDS_LIMIT, PLATFORMS, SecretEnv, TemplateSpec};
+use super::runtime::{RuntimeInput, VolumeInput, check_gpus};
+use super::{DEFAULT_PIDS_LIMIT, PLATFORMS, RegistryAuth, SecretEnv, TemplateSpec};
 use crate::validate::{FieldError, check_env, check_slug};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -89,6 +90,24 @@ pub struct TemplateInput {
     /// A subset of `docker`, `kubernetes`; empty means any.
     #[serde(default)]
     pub platforms: Vec<String>,
+    /// Size of `/dev/shm` (`"1Gi"`): browsers crash with Docker's 64 MiB.
+    /// At most `resources.memory` (64Gi without one).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "1Gi")]
+    pub shm_size: Option<Memory>,
+    /// Run as this user instead of the image's: `"1000"`, `"1000:1000"`,
+    /// or (Docker only) a name in the image such as `"app"`.
+    #[serde(default)]
+    #[schema(example = "1000:1000")]
+    pub user: Option<String>,
+    /// Mount the image read-only; `/tmp` and `/run` get writable scratch
+    /// space (and the home stays writable).
+    #[serde(default)]
+    pub read_only_root_filesystem: bool,
+    /// Existing shared volumes (Docker volumes, Kubernetes claims) mounted
+    /// beyond the home, read-only unless said; at most 16.
+    #[serde(default)]
+    pub volumes: Vec<VolumeInput>,
     /// Sessions to keep started and unassigned on every agent that may run
     /// the template (0 to 20, default 0): a launch takes one at once. Not
     /// with `persistent_home` (a pooled session starts before its user is
@@ -96,6 +115,23 @@ pub struct TemplateInput {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 20)]
     pub warm_pool: Option<i64>,
+    /// Credentials for pulling `image` from its registry (a private one):
+    /// `{"username": "…", "password": "…"}`. The password is write-only;
+    /// when replacing a template, leave it out to keep the stored one.
+    #[serde(default)]
+    pub registry_auth: Option<RegistryAuthInput>,
+}
+
+/// Registry credentials as written.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryAuthInput {
+    #[schema(max_length = 255)]
+    pub username: String,
+    /// A password or access token; never shown again.
+    #[serde(default)]
+    #[schema(max_length = 8192, write_only)]
+    pub password: Option<String>,
 }
 
 /// Resources as written: the same fields as the protocol's `Resources`, but
@@ -112,14 +148,30 @@ pub struct ResourcesInput {
     #[serde(default)]
     #[schema(value_type = Option<String>, example = "512Mi")]
     pub memory: Option<Memory>,
+    /// Whole NVIDIA GPUs, 0 to 16 (0: none).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 16, example = 1)]
+    pub gpu: Option<u32>,
 }
 
+/// As written; a user's request is bounded by the template's maximum
+/// ([`TemplateSpec::grant`]), a template's by [`check_gpus`].
 impl From<ResourcesInput> for Resources {
     fn from(r: ResourcesInput) -> Self {
         Resources {
             cpu: r.cpu,
             memory: r.memory,
+            gpu: r.gpu.filter(|&n| n > 0),
         }
+    }
+}
+
+impl ResourcesInput {
+    /// The resources, with the GPU count bounded; `field` is where they
+    /// were written (`resources`, `max_resources`).
+    fn checked(self, field: &str) -> Result<Resources, FieldError> {
+        check_gpus(&format!("{field}.gpu"), self.gpu)?;
+        Ok(Resources::from(self))
     }
 }
 
@@ -172,9 +224,20 @@ impl TemplateInput {
         let pids_limit = check_pids_limit(self.pids_limit)?;
         let warm_pool = check_warm_pool(self.warm_pool, self.persistent_home)?;
         let capabilities = check_capabilities(self.capabilities)?;
-        let resources = Resources::from(self.resources);
-        let max_resources = Resources::from(self.max_resources);
+        let resources = self.resources.checked("resources")?;
+        let max_resources = self.max_resources.checked("max_resources")?;
         check_max_resources(&resources, &max_resources)?;
+        let registry_auth = self.registry_auth.map(check_registry_auth).transpose()?;
+        let runtime = RuntimeInput {
+            shm_size: self.shm_size,
+            user: self.user,
+            read_only_root_filesystem: self.read_only_root_filesystem,
+            volumes: self.volumes,
+            home_path: &home_path,
+            platforms: &self.platforms,
+            resources: &resources,
+        }
+        .validate()?;
         Ok(TemplateSpec {
             display_name: self.display_name.unwrap_or_else(|| self.name.clone()),
             name: self.name,
@@ -196,8 +259,45 @@ impl TemplateInput {
             pids_limit,
             capabilities,
             warm_pool,
+            registry_auth,
+            shm_size: runtime.shm_size,
+            user: runtime.user,
+            read_only_root_filesystem: self.read_only_root_filesystem,
+            volumes: runtime.volumes,
         })
     }
+}
+
+/// A username registries accept (no `:`, which would end it in basic
+/// auth) and a bounded password; both without control characters.
+fn check_registry_auth(input: RegistryAuthInput) -> Result<RegistryAuth, FieldError> {
+    let clean = |text: &str| !text.chars().any(char::is_control);
+    let username = input.username;
+    if username.is_empty() || username.chars().count() > 255 || username.contains(':') {
+        return Err(FieldError::new(
+            "registry_auth.username",
+            "must be 1 to 255 characters without \":\"",
+        ));
+    }
+    if !clean(&username) {
+        return Err(FieldError::new(
+            "registry_auth.username",
+            "must not contain control characters",
+        ));
+    }
+    if let Some(password) = &input.password
+        && (password.is_empty() || password.len() > 8192 || !clean(password))
+    {
+        return Err(FieldError::new(
+            "registry_auth.password",
+            "must be 1 to 8192 bytes without control characters (leave it out to keep the \
+             stored one)",
+        ));
+    }
+    Ok(RegistryAuth {
+        username,
+        password: input.password,
+    })
 }
 
 /// Secret variables follow the same naming rules, and a name is either
@@ -312,6 +412,12 @@ fn check_max_resources(resources: &Resources, max: &Resources) -> Result<(), Fie
         return Err(FieldError::new(
             "max_resources.memory",
             "must be at least resources.memory",
+        ));
+    }
+    if below(resources.gpu.map(u64::from), max.gpu.map(u64::from)) {
+        return Err(FieldError::new(
+            "max_resources.gpu",
+            "must be at least resources.gpu",
         ));
     }
     Ok(())

@@ -3,23 +3,29 @@
 //! store), and what a user may ask of one when starting a session
 //! (`policy`).
 
+pub mod catalog;
 mod input;
 mod policy;
+mod runtime;
+#[cfg(test)]
+mod runtime_tests;
 mod secret;
 #[cfg(test)]
 mod tests;
 
-pub use input::{PortInput, ResourcesInput, TemplateInput, check_image};
+pub use input::{PortInput, RegistryAuthInput, ResourcesInput, TemplateInput, check_image};
 pub use policy::{Granted, SessionRequest};
-pub use secret::SecretEnv;
+pub use runtime::{MAX_GPUS, VolumeInput};
+pub use secret::{RegistryAuth, SecretEnv};
 
 use crate::store::User;
+use crate::validate::FieldError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use streamspace_protocol::{
-    HomeVolume, IdleTimeout, PortSpec, Resources, SessionId, SessionSecurity, SessionSpec,
-    TemplateId, UserId,
+    HomeVolume, IdleTimeout, Memory, PortSpec, Resources, SessionId, SessionSecurity, SessionSpec,
+    SharedVolume, TemplateId, UserId,
 };
 
 /// Platforms a template may name.
@@ -77,6 +83,24 @@ pub struct TemplateSpec {
     /// template, so a launch takes one at once (`pool.rs`).
     #[serde(default)]
     pub warm_pool: u32,
+    /// Credentials for pulling `image` from its registry; the password is
+    /// never shown (see [`RegistryAuth`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_auth: Option<RegistryAuth>,
+    /// Size of `/dev/shm`; the platform's default when unset.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "1Gi")]
+    pub shm_size: Option<Memory>,
+    /// Whom the session runs as (`"1000:1000"`); the image's user when
+    /// unset.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The image's filesystem is read-only; `/tmp` and `/run` are scratch.
+    #[serde(default)]
+    pub read_only_root_filesystem: bool,
+    /// Existing shared volumes mounted beyond the home.
+    #[serde(default)]
+    pub volumes: Vec<SharedVolume>,
 }
 
 fn default_pids_limit() -> u32 {
@@ -125,8 +149,16 @@ impl TemplateSpec {
             security: SessionSecurity {
                 pids_limit: Some(self.pids_limit),
                 capabilities: self.capabilities.clone(),
+                user: self.user.clone(),
+                read_only_root_filesystem: self.read_only_root_filesystem,
             },
+            shm_size: self.shm_size,
+            volumes: self.volumes.clone(),
             seal: String::new(),
+            registry_auth: self
+                .registry_auth
+                .as_ref()
+                .and_then(RegistryAuth::for_agent),
         }
     }
 
@@ -135,7 +167,43 @@ impl TemplateSpec {
     pub fn for_users(mut self) -> Self {
         self.env.clear();
         self.secret_env = SecretEnv::default();
+        self.registry_auth = None;
         self
+    }
+
+    /// The template as admins see it too: registry passwords are
+    /// write-only.
+    pub fn without_passwords(mut self) -> Self {
+        if let Some(auth) = &mut self.registry_auth {
+            auth.password = None;
+        }
+        self
+    }
+
+    /// A registry password left out keeps `previous`'s (an admin editing a
+    /// template never sees it), provided the username stays the same; a
+    /// new template must give one.
+    pub fn keep_registry_password(
+        &mut self,
+        previous: Option<&TemplateSpec>,
+    ) -> Result<(), FieldError> {
+        let Some(auth) = self.registry_auth.as_mut().filter(|a| a.password.is_none()) else {
+            return Ok(());
+        };
+        let kept = previous
+            .and_then(|p| p.registry_auth.as_ref())
+            .filter(|old| old.username == auth.username)
+            .and_then(|old| old.password.clone());
+        match kept {
+            Some(password) => {
+                auth.password = Some(password);
+                Ok(())
+            }
+            None => Err(FieldError::new(
+                "registry_auth.password",
+                "is required: give the registry password or token (it is never shown again;                  to keep a stored one, leave it out and keep the same username)",
+            )),
+        }
     }
 }
 

@@ -57,10 +57,35 @@ impl TemplateSpec {
             memory_max,
             Memory::bytes,
         )?;
-        Ok(Resources {
+        let gpu = within(
+            &self.name,
+            "resources.gpu",
+            asked.gpu,
+            self.max_resources.gpu.or(self.resources.gpu),
+            u64::from,
+        )?;
+        let granted = Resources {
             cpu: cpu.or(self.resources.cpu),
             memory: memory.or(self.resources.memory),
-        })
+            gpu: gpu.or(self.resources.gpu),
+        };
+        self.check_shm_fits(&granted)?;
+        Ok(granted)
+    }
+
+    /// `/dev/shm` counts against the session's memory: a user may not ask
+    /// for less memory than the template's shared memory.
+    fn check_shm_fits(&self, granted: &Resources) -> Result<(), FieldError> {
+        match (self.shm_size, granted.memory) {
+            (Some(shm), Some(memory)) if memory < shm => Err(FieldError::new(
+                "resources.memory",
+                format!(
+                    "{memory} is less than template {}'s shm_size ({shm}): ask for at least that",
+                    self.name
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn grant_env(

@@ -1,6 +1,7 @@
-//! Secret environment variables of a template. A type of their own so that
-//! printing a template (a `{:?}` in a log line, a panic message) shows the
-//! names and never the values.
+//! What a template holds that only sessions should know: secret
+//! environment variables, and credentials for its image's registry. Types
+//! of their own so that printing a template (a `{:?}` in a log line, a
+//! panic message) shows names and never values.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -31,6 +32,38 @@ impl fmt::Debug for SecretEnv {
     }
 }
 
+/// A template's credentials for its image's registry. The password is
+/// write-only: kept with the template and sent to agents in start commands
+/// and pre-pulls, but never in an API answer (to admins neither: they see
+/// the username, which says credentials are set) and never logged.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = RegistryAuth)]
+pub struct RegistryAuth {
+    pub username: String,
+    /// Write-only. When replacing a template, leave it out to keep the
+    /// stored one (the username must then stay the same).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RegistryAuth {
+    /// What an agent sends the registry; none without a password.
+    pub fn for_agent(&self) -> Option<streamspace_protocol::RegistryAuth> {
+        Some(streamspace_protocol::RegistryAuth {
+            username: self.username.clone(),
+            password: self.password.clone()?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,5 +73,14 @@ mod tests {
         let secret = SecretEnv::new([("API_KEY".into(), "hunter2".into())].into());
         let printed = format!("{secret:?}");
         assert_eq!(printed, r#"{"API_KEY"}"#);
+        let auth = RegistryAuth {
+            username: "robot".into(),
+            password: Some("hunter2".into()),
+        };
+        let printed = format!("{auth:?}");
+        assert!(
+            printed.contains("robot") && !printed.contains("hunter2"),
+            "{printed}"
+        );
     }
 }

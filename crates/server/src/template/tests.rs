@@ -172,6 +172,7 @@ fn users_get_at_most_what_the_template_allows() {
         resources: Some(Resources {
             cpu: Some(cpu.parse().expect("cpu")),
             memory: memory.map(|m| m.parse().expect("memory")),
+            gpu: None,
         }),
         ..SessionRequest::default()
     };
@@ -275,6 +276,9 @@ fn templates_stored_by_an_older_version_read_conservatively() {
     assert_eq!(spec.pids_limit, DEFAULT_PIDS_LIMIT);
     assert!(spec.user_env.is_empty() && !spec.user_idle_timeout);
     assert!(spec.capabilities.is_empty());
+    assert_eq!((spec.shm_size, spec.user.as_deref()), (None, None));
+    assert!(!spec.read_only_root_filesystem && spec.volumes.is_empty());
+    assert_eq!(spec.resources.gpu, None);
 }
 
 #[test]
@@ -300,4 +304,93 @@ fn warm_pools_are_bounded_and_homeless() {
     for (pool, home) in [(json!(21), false), (json!(-1), false), (json!(1), true)] {
         assert_eq!(with(pool, home).expect_err("refused").field, "warm_pool");
     }
+}
+
+fn with_registry_auth(auth: serde_json::Value) -> serde_json::Value {
+    json!({"name": "private", "image": "registry.example.com/app:1", "registry_auth": auth})
+}
+
+#[test]
+fn registry_passwords_are_write_only_and_kept_when_left_out() {
+    let mut first = input(with_registry_auth(
+        json!({"username": "robot", "password": "s3cret"}),
+    ))
+    .validate()
+    .expect("valid");
+    first
+        .keep_registry_password(None)
+        .expect("a new template gives one");
+    let owner = User {
+        id: "u1".into(),
+        username: "alice".into(),
+        role: crate::store::Role::User,
+        legacy_home: false,
+    };
+    let granted = first.grant(SessionRequest::default()).expect("granted");
+    let spec = first.session_spec(&"t".into(), &"s".into(), &owner, &granted);
+    let sent = spec.registry_auth.expect("the agent gets the credentials");
+    assert_eq!(
+        (sent.username.as_str(), sent.password.as_str()),
+        ("robot", "s3cret")
+    );
+
+    let shown = serde_json::to_string(&first.clone().without_passwords()).expect("json");
+    assert!(
+        shown.contains("robot") && !shown.contains("s3cret"),
+        "{shown}"
+    );
+    assert!(first.clone().for_users().registry_auth.is_none());
+    assert!(!format!("{first:?}").contains("s3cret"));
+
+    // Replaced without the password: the stored one stays.
+    let mut edited = input(with_registry_auth(json!({"username": "robot"})))
+        .validate()
+        .expect("valid");
+    edited.keep_registry_password(Some(&first)).expect("kept");
+    assert_eq!(edited.registry_auth, first.registry_auth);
+    // ... but not for another username, nor for a new template.
+    let mut renamed = input(with_registry_auth(json!({"username": "other"})))
+        .validate()
+        .expect("valid");
+    let err = renamed
+        .keep_registry_password(Some(&first))
+        .expect_err("refused");
+    assert_eq!(err.field, "registry_auth.password");
+    let mut new = input(with_registry_auth(json!({"username": "robot"})))
+        .validate()
+        .expect("valid");
+    assert!(new.keep_registry_password(None).is_err());
+}
+
+#[test]
+fn bad_registry_credentials_are_named() {
+    let cases = [
+        (
+            json!({"username": "", "password": "p"}),
+            "registry_auth.username",
+        ),
+        (
+            json!({"username": "a:b", "password": "p"}),
+            "registry_auth.username",
+        ),
+        (
+            json!({"username": "u", "password": ""}),
+            "registry_auth.password",
+        ),
+        (
+            json!({"username": "u", "password": "x".repeat(9000)}),
+            "registry_auth.password",
+        ),
+        (
+            json!({"username": "u", "password": "a\nb"}),
+            "registry_auth.password",
+        ),
+    ];
+    for (auth, field) in cases {
+        assert_eq!(field_of(with_registry_auth(auth.clone())), field, "{auth}");
+    }
+    let unknown = serde_json::from_value::<TemplateInput>(with_registry_auth(
+        json!({"username": "u", "password": "p", "email": "x"}),
+    ));
+    assert!(unknown.is_err(), "unknown fields are refused");
 }

@@ -4,6 +4,7 @@
 
 mod admission;
 mod agents;
+mod catalog;
 mod connections;
 mod distrust;
 mod event_stream;

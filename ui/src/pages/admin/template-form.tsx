@@ -29,6 +29,9 @@ type Draft = {
   platforms: string[];
   pids_limit: string;
   capabilities: string;
+  /** Registry credentials; the password is write-only (empty keeps the stored one). */
+  registry_username: string;
+  registry_password: string;
 };
 
 const EMPTY: Draft = {
@@ -52,6 +55,8 @@ const EMPTY: Draft = {
   platforms: [],
   pids_limit: '2048',
   capabilities: '',
+  registry_username: '',
+  registry_password: '',
 };
 
 /** "A, B c" → ["A", "B", "c"]: lists typed as text. */
@@ -84,7 +89,16 @@ function fromTemplate(t: Template): Draft {
     platforms: t.platforms,
     pids_limit: String(t.pids_limit ?? 2048),
     capabilities: (t.capabilities ?? []).join(', '),
+    registry_username: t.registry_auth?.username ?? '',
+    registry_password: '',
   };
+}
+
+/** No username: no credentials. No password: the stored one stays (the API never shows it). */
+function registryAuthOf(d: Draft): TemplateDraftInput['registry_auth'] {
+  const username = d.registry_username.trim();
+  if (!username) return null;
+  return d.registry_password ? { username, password: d.registry_password } : { username };
 }
 
 function amounts(cpu: string, memory: string): Record<string, string> {
@@ -128,6 +142,7 @@ function toInput(d: Draft): TemplateDraftInput {
     // A non-number is sent as written so the API's message quotes it.
     pids_limit: pids === '' ? undefined : /^\d+$/.test(pids) ? Number(pids) : pids,
     capabilities: words(d.capabilities),
+    registry_auth: registryAuthOf(d),
   };
 }
 
@@ -327,6 +342,26 @@ export function TemplateEditPage({ id }: { id?: string }) {
             hint="Given back after dropping all, e.g. CHOWN, SETUID, SETGID (see docs/IMAGES.md)."
           >
             {input('capabilities', { class: 'mono', placeholder: 'none' })}
+          </Field>
+          <Field
+            label="Registry username"
+            id="tpl-registry_auth-username"
+            error={errFor('tpl-registry_auth-username')}
+            hint="For an image in a private registry (docs/REGISTRIES.md); empty for none."
+          >
+            {input('registry_username', { autoComplete: 'off', placeholder: 'none' }, 'tpl-registry_auth-username')}
+          </Field>
+          <Field
+            label="Registry password or token"
+            id="tpl-registry_auth-password"
+            error={errFor('tpl-registry_auth-password')}
+            hint="Never shown again. Leave empty to keep the stored one."
+          >
+            {input(
+              'registry_password',
+              { type: 'password', autoComplete: 'new-password', placeholder: id ? 'unchanged' : '' },
+              'tpl-registry_auth-password',
+            )}
           </Field>
         </div>
       </section>

@@ -1,10 +1,64 @@
-import { api, errorMessage, type Template } from '../../api';
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { api, errorMessage, type Prepull, type Template } from '../../api';
 import { useResource } from '../../hooks';
 import { Link } from '../../router';
 import { confirmDialog, EmptyState, ErrorBanner, Loading, PageHeader, TemplateIcon, toast, Button } from '../../components/ui';
 
+/** How often a pre-pull's progress is asked for, and for how long at most. */
+const PREPULL_POLL_MS = 2_000;
+const PREPULL_FOLLOW_MS = 30 * 60_000;
+
+function prepullDone(p: Prepull): boolean {
+  return p.agents.every((a) => a.state === 'done' || a.state === 'failed');
+}
+
+/** Each agent's pre-pull of a template's image, as one line each. */
+function PrepullLines({ prepull }: { prepull: Prepull }) {
+  return (
+    <div role="status" aria-label="Pre-pull">
+      {prepull.agents.map((a) => (
+        <div key={a.agent_id} data-prepull-agent={a.name} class={`small ${a.state === 'failed' ? 'text-error' : 'muted'}`}>
+          {a.name || a.agent_id}: {a.state}
+          {a.message ? ` — ${a.message}` : ''}
+        </div>
+      ))}
+    </div>
+  );
+}
+
 export function TemplatesPage() {
   const { data: templates, error, reload: load, setData: setTemplates } = useResource(api.templates);
+  const [prepulls, setPrepulls] = useState<Record<string, Prepull>>({});
+  const mounted = useRef(true);
+  useEffect(() => () => void (mounted.current = false), []);
+
+  /** Asks for the pre-pull's progress until every agent is done or failed. */
+  const follow = async (id: string) => {
+    const until = Date.now() + PREPULL_FOLLOW_MS;
+    while (mounted.current && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, PREPULL_POLL_MS));
+      try {
+        const status = await api.prepullStatus(id);
+        if (!mounted.current) return;
+        setPrepulls((all) => ({ ...all, [id]: status }));
+        if (prepullDone(status)) return;
+      } catch {
+        return;
+      }
+    }
+  };
+
+  const prepull = async (t: Template) => {
+    try {
+      const asked = await api.prepull(t.id);
+      setPrepulls((all) => ({ ...all, [t.id]: asked }));
+      const n = asked.agents.length;
+      toast(`Pulling ${t.image} on ${n} agent${n === 1 ? '' : 's'}.`);
+      void follow(t.id);
+    } catch (err) {
+      toast(errorMessage(err), 'error');
+    }
+  };
 
   const remove = async (t: Template) => {
     const ok = await confirmDialog({
@@ -67,6 +121,7 @@ export function TemplatesPage() {
                   </td>
                   <td data-label="Image" class="mono small">
                     {t.image}
+                    {prepulls[t.id] && <PrepullLines prepull={prepulls[t.id]} />}
                   </td>
                   <td data-label="Category">{t.category}</td>
                   <td data-label="Resources">
@@ -83,6 +138,14 @@ export function TemplatesPage() {
                       >
                         Edit
                       </Link>
+                      <Button
+                        small
+                        onClick={() => prepull(t)}
+                        aria-label={`Pre-pull ${t.display_name}`}
+                        title="Pull the image on every agent that may run it, before anyone starts it"
+                      >
+                        Pre-pull
+                      </Button>
                       <Button small variant="danger" onClick={() => remove(t)} aria-label={`Delete ${t.display_name}`}>
                         Delete
                       </Button>

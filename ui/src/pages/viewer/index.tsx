@@ -22,7 +22,7 @@ import { useWebApp, WebAppFrame } from './webapp';
 
 const SCALE_KEY = 'streamspace.viewer.scale';
 /** Phases that end by themselves; the viewer polls its session through them. */
-const CHANGING: Phase[] = ['Pending', 'Starting', 'Waking', 'Hibernating', 'Stopping'];
+const CHANGING: Phase[] = ['Pending', 'Pulling', 'Starting', 'Waking', 'Hibernating', 'Stopping'];
 /** A desktop starts in a few seconds: poll often enough to open soon after, seldom enough to be cheap. */
 const PHASE_POLL_MS = 2_000;
 

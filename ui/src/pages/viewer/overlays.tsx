@@ -39,6 +39,10 @@ export function Overlay({ session, conn, acting, onWake, onReconnect }: OverlayP
     case 'Starting':
       body = waiting(`Starting ${session.template}…`, 'Your session is being created. This usually takes a few seconds.');
       break;
+    case 'Pulling':
+      // The agent's message carries the progress: "pulling …: 42% (120 MB of 286 MB)".
+      body = waiting(`Downloading ${session.template}…`, session.message ?? 'The image of this app is being downloaded.');
+      break;
     case 'Waking':
       body = waiting('Waking up…', 'Your session is resuming where you left it.');
       break;

@@ -1,0 +1,404 @@
+//! `streamspace templates`: import a template catalog from a file or URL
+//! (with a dry-run preview), export the server's templates as one, and
+//! print the catalog's JSON Schema (docs/CATALOG.md).
+
+use crate::trust::CaCertArg;
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::Value;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+use streamspace_agent::explain_tls_error;
+use streamspace_server::template::catalog::{CATALOG_BODY_LIMIT, json_schema};
+use url::Url;
+
+#[derive(Subcommand, Debug)]
+pub enum TemplatesCommand {
+    /// Import a catalog file (or http(s) URL, or `-` for stdin): create and
+    /// update templates by name, all or nothing.
+    Import(ImportArgs),
+    /// Export the server's templates as a catalog (without secret values).
+    Export(ExportArgs),
+    /// Print the catalog's JSON Schema (catalog/schema.json is this output).
+    Schema,
+}
+
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// URL of the control plane.
+    #[arg(
+        long,
+        env = "STREAMSPACE_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    server: Url,
+    /// An admin's login token (from POST /api/v1/auth/login).
+    #[arg(long, env = "STREAMSPACE_TOKEN", hide_env_values = true)]
+    token: String,
+    #[command(flatten)]
+    ca: CaCertArg,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// A catalog file, an http(s):// URL, or `-` for standard input.
+    source: String,
+    /// Only show what would change; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// The catalog's format; by default from the file name's extension
+    /// (.json, .yaml, .yml), else from its first character.
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// `table` for people, `json` for scripts (the server's summary).
+    #[arg(long, value_enum, default_value = "table")]
+    output: Output,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    #[arg(long, value_enum, default_value = "yaml")]
+    format: Format,
+    /// Write to this file instead of standard output.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Yaml,
+    Json,
+}
+
+impl Format {
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Yaml => "application/yaml",
+            Format::Json => "application/json",
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Output {
+    Table,
+    Json,
+}
+
+pub async fn run(command: TemplatesCommand) -> anyhow::Result<()> {
+    match command {
+        TemplatesCommand::Import(args) => import(args).await,
+        TemplatesCommand::Export(args) => export(args).await,
+        TemplatesCommand::Schema => {
+            let openapi: Value = serde_json::from_str(&streamspace_server::api::openapi_json()?)?;
+            let schema = json_schema(&openapi).map_err(anyhow::Error::msg)?;
+            print(&format!("{}\n", serde_json::to_string_pretty(&schema)?))
+        }
+    }
+}
+
+async fn import(args: ImportArgs) -> anyhow::Result<()> {
+    let client = args.server.ca.client_tls()?.http_client()?;
+    let (text, hint) = read_source(&client, &args.source).await?;
+    let format = args
+        .format
+        .or(hint)
+        .unwrap_or_else(|| match text.trim_start().starts_with('{') {
+            true => Format::Json,
+            false => Format::Yaml,
+        });
+    let mut url = args.server.server.join("/api/v1/templates/import")?;
+    if args.dry_run {
+        url.set_query(Some("dry_run=true"));
+    }
+    let response = client
+        .post(url)
+        .bearer_auth(&args.server.token)
+        .header(http::header::CONTENT_TYPE, format.content_type())
+        .body(text)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the control plane at {}", args.server.server))
+        .map_err(explain_tls_error)?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("{}", refusal(status, &body));
+    }
+    match args.output {
+        Output::Json => print(&format!("{}\n", serde_json::to_string_pretty(&body)?)),
+        Output::Table => print(&summary_table(&body)),
+    }
+}
+
+/// The catalog's text, and the format its name says.
+async fn read_source(
+    client: &reqwest::Client,
+    source: &str,
+) -> anyhow::Result<(String, Option<Format>)> {
+    let hint = format_of_name(source);
+    if source == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut std::io::Read::take(std::io::stdin(), CATALOG_BODY_LIMIT as u64 + 1),
+            &mut text,
+        )
+        .context("cannot read the catalog from standard input")?;
+        return Ok((within_limit(text, "standard input")?, hint));
+    }
+    if let Ok(url) = Url::parse(source)
+        && matches!(url.scheme(), "http" | "https")
+    {
+        return fetch(client, url)
+            .await
+            .map(|(text, served)| (text, hint.or(served)));
+    }
+    let metadata = std::fs::metadata(source).with_context(|| format!("cannot read {source}"))?;
+    if metadata.len() > CATALOG_BODY_LIMIT as u64 {
+        bail!(
+            "{source} is larger than {} MiB, the most the server takes",
+            CATALOG_BODY_LIMIT >> 20
+        );
+    }
+    let text = std::fs::read_to_string(source).with_context(|| format!("cannot read {source}"))?;
+    Ok((text, hint))
+}
+
+fn format_of_name(name: &str) -> Option<Format> {
+    let path = name
+        .split(['?', '#'])
+        .next()
+        .unwrap_or(name)
+        .to_ascii_lowercase();
+    if path.ends_with(".json") {
+        Some(Format::Json)
+    } else if path.ends_with(".yaml") || path.ends_with(".yml") {
+        Some(Format::Yaml)
+    } else {
+        None
+    }
+}
+
+/// A catalog from a URL: bounded in size and time, read as it arrives so
+/// a huge or endless answer is cut off at the limit.
+async fn fetch(client: &reqwest::Client, url: Url) -> anyhow::Result<(String, Option<Format>)> {
+    let mut response = client
+        .get(url.clone())
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .with_context(|| format!("cannot fetch {url}"))?;
+    if !response.status().is_success() {
+        bail!("cannot fetch {url}: {}", response.status());
+    }
+    let served = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| match v {
+            v if v.contains("json") => Some(Format::Json),
+            v if v.contains("yaml") => Some(Format::Yaml),
+            _ => None,
+        });
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .with_context(|| format!("cannot fetch {url}"))?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() > CATALOG_BODY_LIMIT {
+            bail!(
+                "{url} is larger than {} MiB, the most the server takes",
+                CATALOG_BODY_LIMIT >> 20
+            );
+        }
+    }
+    let text = String::from_utf8(body).with_context(|| format!("{url} is not UTF-8 text"))?;
+    Ok((text, served))
+}
+
+fn within_limit(text: String, what: &str) -> anyhow::Result<String> {
+    if text.len() > CATALOG_BODY_LIMIT {
+        bail!(
+            "{what} is larger than {} MiB, the most the server takes",
+            CATALOG_BODY_LIMIT >> 20
+        );
+    }
+    Ok(text)
+}
+
+/// The server's refusal, with every catalog problem on its own line.
+fn refusal(status: reqwest::StatusCode, body: &Value) -> String {
+    let mut text = format!(
+        "{status}: {}",
+        body["error"].as_str().unwrap_or("request refused")
+    );
+    let problems = body["problems"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if problems.len() > 1 {
+        text.push_str(&format!(
+            "\n{} problems, nothing was imported:",
+            problems.len()
+        ));
+        for problem in problems {
+            text.push_str(&format!("\n  {}", describe(problem)));
+        }
+    }
+    text
+}
+
+/// A problem as the server's `describe` writes it.
+fn describe(problem: &Value) -> String {
+    let mut head = Vec::new();
+    if let Some(index) = problem["index"].as_u64() {
+        head.push(match problem["name"].as_str() {
+            Some(name) => format!("templates[{index}] ({name:?})"),
+            None => format!("templates[{index}]"),
+        });
+    }
+    if let Some(line) = problem["line"].as_u64() {
+        head.push(format!("line {line}"));
+    }
+    let field = problem["field"]
+        .as_str()
+        .map(|f| format!("{f}: "))
+        .unwrap_or_default();
+    let message = problem["message"].as_str().unwrap_or_default();
+    match head.is_empty() {
+        true => format!("{field}{message}"),
+        false => format!("{}: {field}{message}", head.join(", ")),
+    }
+}
+
+/// The summary as a table: one template per line, then the counts.
+fn summary_table(body: &Value) -> String {
+    let rows: Vec<(&str, &str, String)> = body["templates"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|t| {
+            let changed: Vec<&str> = t["changed"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            (
+                t["action"].as_str().unwrap_or("?"),
+                t["name"].as_str().unwrap_or("?"),
+                changed.join(", "),
+            )
+        })
+        .collect();
+    let width = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max(4);
+    let mut out = format!("{:<10} {:<width$} CHANGED\n", "ACTION", "NAME");
+    for (action, name, changed) in &rows {
+        out.push_str(format!("{action:<10} {name:<width$} {changed}").trim_end());
+        out.push('\n');
+    }
+    let dry_run = body["dry_run"].as_bool().unwrap_or(false);
+    let (create, update) = match dry_run {
+        true => ("to create", "to update"),
+        false => ("created", "updated"),
+    };
+    out.push_str(&format!(
+        "{} templates: {} {create}, {} {update}, {} unchanged{}\n",
+        rows.len(),
+        body["created"],
+        body["updated"],
+        body["unchanged"],
+        if dry_run {
+            " (dry run: nothing was written)"
+        } else {
+            ""
+        }
+    ));
+    out
+}
+
+async fn export(args: ExportArgs) -> anyhow::Result<()> {
+    let client = args.server.ca.client_tls()?.http_client()?;
+    let mut url = args.server.server.join("/api/v1/templates/export")?;
+    let format = match args.format {
+        Format::Yaml => "yaml",
+        Format::Json => "json",
+    };
+    url.set_query(Some(&format!("format={format}")));
+    let response = client
+        .get(url)
+        .bearer_auth(&args.server.token)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the control plane at {}", args.server.server))
+        .map_err(explain_tls_error)?;
+    let status = response.status();
+    let text = response.text().await?;
+    if !status.is_success() {
+        let body: Value = serde_json::from_str(&text).unwrap_or_default();
+        bail!("{}", refusal(status, &body));
+    }
+    match args.output {
+        Some(path) => {
+            std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+        }
+        None => print(&text),
+    }
+}
+
+/// Writes to standard output; a reader that has gone (`| head`) wanted no
+/// more.
+fn print(text: &str) -> anyhow::Result<()> {
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(err.into()),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_table_lists_every_template_and_the_counts() {
+        let table = summary_table(&json!({
+            "dry_run": true, "created": 1, "updated": 1, "unchanged": 0,
+            "templates": [
+                {"index": 0, "name": "firefox", "action": "create", "changed": []},
+                {"index": 1, "name": "code-server", "action": "update", "changed": ["env", "image"]}
+            ]
+        }));
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "ACTION     NAME        CHANGED");
+        assert_eq!(lines[1], "create     firefox");
+        assert_eq!(lines[2], "update     code-server env, image");
+        assert_eq!(
+            lines[3],
+            "2 templates: 1 to create, 1 to update, 0 unchanged (dry run: nothing was written)"
+        );
+    }
+
+    #[test]
+    fn problems_are_listed_with_entry_line_and_field() {
+        let problem = json!({
+            "index": 3, "name": "gimp", "field": "templates[3].ports[0].port",
+            "line": 42, "message": "70000 is not a port"
+        });
+        assert_eq!(
+            describe(&problem),
+            "templates[3] (\"gimp\"), line 42: templates[3].ports[0].port: 70000 is not a port"
+        );
+        assert_eq!(format_of_name("https://x/c.YML?raw=1"), Some(Format::Yaml));
+        assert_eq!(format_of_name("catalog"), None);
+    }
+}
