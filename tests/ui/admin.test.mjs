@@ -157,6 +157,47 @@ test('templates: an API field error is shown next to its field; create, edit and
   await row.waitFor({ state: 'detached' });
 });
 
+test('templates: shared memory, user, read-only root, volumes and GPUs round-trip', async () => {
+  const name = `ui-${RUN}-container`;
+  await page.getByRole('link', { name: 'Templates' }).click();
+  await page.getByRole('link', { name: 'New template' }).click();
+  await page.locator('#tpl-name').fill(name);
+  await page.getByLabel('Image').fill('streamspace/desktop:local');
+  await page.locator('#tpl-shm_size').fill('512Mi');
+  await page.locator('#tpl-user').fill('1000:1000');
+  await page.locator('#tpl-read_only_root_filesystem').check();
+  await page.locator('#tpl-resources-gpu').fill('1');
+  await page.locator('#tpl-max_resources-gpu').fill('2');
+  await page.getByRole('button', { name: 'Add volume' }).click();
+  await page.locator('#tpl-volume-0-source').fill('datasets');
+  // A volume over the home is refused, next to its path.
+  await page.locator('#tpl-volume-0-path').fill('/home/user/data');
+  await page.getByRole('button', { name: 'Create template' }).click();
+  const pathError = page.locator('[data-field-error=tpl-volume-0-path]');
+  await pathError.waitFor();
+  assert.match(await pathError.innerText(), /overlaps home_path/);
+  await page.locator('#tpl-volume-0-path').fill('/data');
+  await page.getByRole('button', { name: 'Create template' }).click();
+  const row = page.locator(`tr[data-template="${name}"]`);
+  await row.waitFor();
+
+  await row.getByRole('link', { name: `Edit ${name}` }).click();
+  await page.locator('#tpl-volume-0-source').waitFor();
+  assert.equal(await page.locator('#tpl-shm_size').inputValue(), '512Mi');
+  assert.equal(await page.locator('#tpl-user').inputValue(), '1000:1000');
+  assert.equal(await page.locator('#tpl-read_only_root_filesystem').isChecked(), true);
+  assert.equal(await page.locator('#tpl-resources-gpu').inputValue(), '1');
+  assert.equal(await page.locator('#tpl-max_resources-gpu').inputValue(), '2');
+  assert.equal(await page.locator('#tpl-volume-0-source').inputValue(), 'datasets');
+  assert.equal(await page.locator('#tpl-volume-0-path').inputValue(), '/data');
+  assert.equal(await page.locator('#tpl-volume-0-read_only').isChecked(), true, 'read-only by default');
+  await screenshot(page, '09c-admin-template-container');
+  await page.getByRole('link', { name: 'Cancel' }).click();
+  await row.getByRole('button', { name: `Delete ${name}` }).click();
+  await page.locator('dialog.modal[open]').getByRole('button', { name: 'Delete template' }).click();
+  await row.waitFor({ state: 'detached' });
+});
+
 test('templates: registry credentials are write-only, and a pre-pull shows each agent', async () => {
   const name = `ui-${RUN}-reg`;
   await page.getByRole('link', { name: 'Templates' }).click();

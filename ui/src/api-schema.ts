@@ -752,6 +752,12 @@ export interface components {
             /** Format: date-time */
             created_at: string;
             draining: boolean;
+            /**
+             * Format: int64
+             * @description GPUs its sessions hold until terminated (hibernated and failed ones
+             *     included), of `capacity.gpus`.
+             */
+            gpus_in_use: number;
             id: string;
             labels: {
                 [key: string]: string;

@@ -8,7 +8,7 @@ use crate::container::GPUS_LABEL;
 use std::collections::BTreeSet;
 use std::path::Path;
 use streamspace_agent::{PlatformError, PlatformResult};
-use streamspace_protocol::SessionSpec;
+use streamspace_protocol::{SessionId, SessionSpec};
 
 /// Where the NVIDIA driver lists the host's GPUs, one directory each with
 /// an `information` file (`Model:  NVIDIA A10`).
@@ -92,6 +92,14 @@ pub fn pick<'a>(
     Ok(free.into_iter().take(wanted as usize).collect())
 }
 
+/// What to do when the engine cannot hand out GPUs, after its own words.
+pub fn missing_driver(cause: &str) -> String {
+    format!(
+        "the Docker engine cannot give containers GPUs ({cause}): install the NVIDIA driver and the \
+         NVIDIA Container Toolkit on its host and restart dockerd, or run the agent without --gpus"
+    )
+}
+
 /// Whether an engine error says it cannot hand out GPUs (no NVIDIA
 /// Container Toolkit): `could not select device driver "nvidia"`.
 pub fn is_missing_driver(message: &str) -> bool {
@@ -100,8 +108,8 @@ pub fn is_missing_driver(message: &str) -> bool {
 
 impl Shared {
     /// The GPUs (indexes) `spec` gets: as many as it asks, none of them
-    /// held by another container of this agent (running or hibernated: the
-    /// control plane counts both). Callers hold [`Shared::gpu_turn`] until
+    /// held by another container of this agent (running, hibernated or
+    /// failed: the control plane counts them all until terminated). Callers hold [`Shared::gpu_turn`] until
     /// the container is created, so two starts cannot pick the same.
     pub(crate) async fn session_gpus(&self, spec: &SessionSpec) -> PlatformResult<Vec<String>> {
         let wanted = spec.resources.gpus();
@@ -123,22 +131,19 @@ impl Shared {
         pick(have, wanted, held).map_err(|free| {
             PlatformError::Invalid(format!(
                 "session {} asks for {wanted} GPU(s) and {free} of this agent's {have} are free: \
-                 other sessions (running or hibernated) hold the rest",
+                 other sessions (running, hibernated or failed) hold the rest",
                 spec.session_id
             ))
         })
     }
 
     /// Says why a GPU session cannot start on an engine that cannot hand
-    /// out GPUs, instead of the engine's riddle.
-    pub(crate) fn no_gpu_driver(&self, session: &SessionSpec, cause: &str) -> PlatformError {
+    /// out GPUs, instead of the engine's riddle; not worth retrying.
+    pub(crate) fn no_gpu_driver(&self, session_id: &SessionId, cause: &str) -> PlatformError {
         PlatformError::Invalid(format!(
-            "session {} asks for {} GPU(s), but docker host {} cannot give containers GPUs \
-             ({cause}): install the NVIDIA driver and Container Toolkit there and restart \
-             dockerd, or run the agent without --gpus",
-            session.session_id,
-            session.resources.gpus(),
-            self.engine_host
+            "session {session_id} asks for GPUs on docker host {}, but {}",
+            self.engine_host,
+            missing_driver(cause)
         ))
     }
 }

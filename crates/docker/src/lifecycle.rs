@@ -64,12 +64,11 @@ impl Shared {
             nvidia_runtime: self.gpus.nvidia_runtime,
         };
         let config = container_config(spec, &confinement, &settings);
+        // The container is kept, as any that could not start: its state
+        // says why (`phase.rs`), and terminate removes it.
         match self.create_and_start(&name, config).await {
             Err(e) if gpu::is_missing_driver(&e.to_string()) => {
-                // Not kept: started again, it would fail the same way.
-                let force = RemoveContainerOptionsBuilder::new().force(true).build();
-                let _ = self.docker.remove_container(&name, Some(force)).await;
-                return Err(self.no_gpu_driver(spec, &e.to_string()));
+                return Err(self.no_gpu_driver(session_id, &e.to_string()));
             }
             result => result?,
         }
@@ -179,6 +178,9 @@ impl Shared {
         self.prepare_restart(session_id, container).await?;
         match self.docker.start_container(&name, None).await {
             Ok(()) => tracing::info!("started container"),
+            Err(e) if gpu::is_missing_driver(&e.to_string()) => {
+                return Err(self.no_gpu_driver(session_id, &e.to_string()));
+            }
             // Docker also answers 404 for a network the container names;
             // only a container that is gone makes the session's gone.
             Err(e) if is_not_found(&e) && self.inspect_by_name(&name).await?.is_none() => {

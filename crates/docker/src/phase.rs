@@ -71,6 +71,13 @@ pub fn observe(state: &ContainerState, intent: Option<Intent>) -> Observation {
         Some(ContainerStateStatusEnum::RUNNING) => Observation::phase(Phase::Running),
         Some(ContainerStateStatusEnum::RESTARTING) => Observation::phase(Phase::Starting),
         Some(ContainerStateStatusEnum::CREATED) => match error {
+            Some(error) if crate::gpu::is_missing_driver(error) => Observation::with(
+                Phase::Failed,
+                format!(
+                    "the session's container could not start: {}",
+                    crate::gpu::missing_driver(error)
+                ),
+            ),
             Some(error) => Observation::with(
                 Phase::Failed,
                 format!("the session's container could not start: {error}"),
@@ -189,6 +196,20 @@ mod tests {
         );
         let never_started = observe(&state(CREATED), Some(Intent::Hibernate));
         assert_eq!(never_started.phase, Phase::Hibernated);
+    }
+
+    #[test]
+    fn a_gpu_container_on_an_engine_without_the_toolkit_says_what_to_install() {
+        let state = ContainerState {
+            error: Some(
+                r#"could not select device driver "nvidia" with capabilities: [[gpu]]"#.into(),
+            ),
+            ..state(ContainerStateStatusEnum::CREATED)
+        };
+        let observed = observe(&state, None);
+        assert_eq!(observed.phase, Phase::Failed);
+        let message = observed.message.expect("message");
+        assert!(message.contains("NVIDIA Container Toolkit"), "{message}");
     }
 
     #[test]

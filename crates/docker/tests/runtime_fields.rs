@@ -171,7 +171,7 @@ fn gpu_spec(session: &SessionId, gpus: u32) -> SessionSpec {
 
 /// This engine has no NVIDIA Container Toolkit (CI never has a GPU): an
 /// agent told it has one reports it, and a session asking for it fails at
-/// once with what to do, leaving no container behind to retry.
+/// once with what to do, and again the same way if started again.
 #[tokio::test]
 async fn a_gpu_session_on_an_engine_without_the_toolkit_fails_with_a_reason() {
     let docker = docker().await;
@@ -206,11 +206,19 @@ async fn a_gpu_session_on_an_engine_without_the_toolkit_fails_with_a_reason() {
         panic!("expected Invalid (not worth retrying), got {err:?}");
     };
     assert!(message.contains("cannot give containers GPUs"), "{message}");
-    assert!(message.contains("NVIDIA"), "{message}");
-    assert!(
-        inspect(&docker, &one).await.is_none(),
-        "no container is kept"
-    );
+    assert!(message.contains("NVIDIA Container Toolkit"), "{message}");
+    // Its container stays, as one that could not start, and says why.
+    let status = gpu_agent.status(&one).await.expect("status");
+    assert_eq!(status.phase, streamspace_protocol::Phase::Failed);
+    let message = status.message.unwrap_or_default();
+    assert!(message.contains("NVIDIA Container Toolkit"), "{message}");
+    // Started again, it fails the same way, not as an engine outage.
+    let again = gpu_agent
+        .start(&gpu_spec(&one, 1))
+        .await
+        .expect_err("again");
+    assert!(matches!(again, PlatformError::Invalid(_)), "{again:?}");
+    gpu_agent.terminate(&one).await.expect("terminate");
 
     let err = gpu_agent
         .start(&gpu_spec(&two, 2))

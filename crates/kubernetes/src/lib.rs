@@ -248,7 +248,9 @@ impl Platform for KubernetesPlatform {
         Capabilities {
             hibernation: true,
             persistent_storage: true,
-            gpu: false,
+            // Sessions may request `nvidia.com/gpu`; how many the cluster
+            // has is in `capacity` (none without NVIDIA's device plugin).
+            gpu: true,
         }
     }
 

@@ -416,9 +416,9 @@ mod tests {
         struct List {
             items: Vec<Resources>,
         }
-        let err = parse_json::<List>(br#"{"items": [{}, {"cpu": "1", "gpu": 1}]}"#)
+        let err = parse_json::<List>(br#"{"items": [{}, {"cpu": "1", "tpu": 1}]}"#)
             .expect_err("a nested field in a list");
-        assert!(matches!(err, ApiError::Field(e) if e.field == "items[1].gpu"));
+        assert!(matches!(err, ApiError::Field(e) if e.field == "items[1].tpu"));
     }
 
     #[test]

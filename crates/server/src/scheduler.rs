@@ -2,8 +2,9 @@
 //!
 //! An explicit `agent_id` is honoured if that agent can take the session.
 //! Otherwise the candidates are the agents of the allowed platforms that are
-//! online, not draining and have room (sessions, CPU, memory); the least
-//! loaded wins. When nothing fits, the error counts why.
+//! online, not draining and have room (sessions, CPU, memory, free GPUs);
+//! the least loaded wins. When nothing fits, the error counts why, and a
+//! session asking for GPUs says how many no agent had free.
 
 use crate::presence::status as agent_status;
 use crate::session_error::{PlacementError, SessionResult, Unfit};
@@ -73,9 +74,15 @@ pub async fn choose(state: &AppState, placement: &Placement<'_>) -> SessionResul
     }
     let platforms = placement.platforms.to_vec();
     let Some((_, agent)) = best else {
-        return Err(match refused.is_empty() {
-            true => PlacementError::NoAgent { platforms },
-            false => PlacementError::NoCapacity { platforms, refused },
+        let gpus = placement.resources.gpus();
+        return Err(match (refused.is_empty(), gpus) {
+            (true, _) => PlacementError::NoAgent { platforms },
+            (false, 0) => PlacementError::NoCapacity { platforms, refused },
+            (false, gpus) => PlacementError::NoGpu {
+                gpus,
+                platforms,
+                refused,
+            },
         }
         .into());
     };
@@ -100,11 +107,21 @@ fn fitness(
         "draining" => return Err(Unfit::Draining),
         _ => {}
     }
-    if over_capacity(&agent.capacity, load, wanted) {
+    if too_few_gpus(&agent.capacity, load, wanted) {
+        Err(Unfit::FewGpus)
+    } else if over_capacity(&agent.capacity, load, wanted) {
         Err(Unfit::Full)
     } else {
         Ok(())
     }
+}
+
+/// Whether the GPUs `wanted` are more than those of `capacity` that the
+/// sessions in `load` (hibernated and failed ones included) do not hold. Unlike CPU
+/// and memory, an agent that reports none has none.
+fn too_few_gpus(capacity: &Capacity, load: AgentLoad, wanted: &Resources) -> bool {
+    let wanted = u64::from(wanted.gpus());
+    wanted > 0 && load.gpus.saturating_add(wanted) > u64::from(capacity.gpus)
 }
 
 /// Whether `wanted` on top of `load` goes past `capacity`. The additions
@@ -161,10 +178,32 @@ mod tests {
             sessions,
             cpu_millis,
             memory_bytes: u64::MAX,
+            gpus: 0,
         };
         assert!(!over_capacity(&capacity, load(1, 1000), &one_core));
         assert!(over_capacity(&capacity, load(2, 0), &one_core));
         assert!(over_capacity(&capacity, load(1, 1001), &one_core));
         assert!(over_capacity(&capacity, load(0, u64::MAX), &one_core));
+    }
+
+    #[test]
+    fn gpus_are_counted_and_an_agent_without_any_has_none() {
+        let gpus = |n: u32| Capacity {
+            gpus: n,
+            ..Capacity::default()
+        };
+        let asking = |n: u32| Resources {
+            gpu: Some(n),
+            ..Resources::default()
+        };
+        let holding = |n: u64| AgentLoad {
+            gpus: n,
+            ..AgentLoad::default()
+        };
+        assert!(!too_few_gpus(&gpus(0), holding(0), &Resources::default()));
+        assert!(too_few_gpus(&gpus(0), holding(0), &asking(1)));
+        assert!(!too_few_gpus(&gpus(2), holding(1), &asking(1)));
+        assert!(too_few_gpus(&gpus(2), holding(1), &asking(2)));
+        assert!(too_few_gpus(&gpus(2), holding(u64::MAX), &asking(1)));
     }
 }

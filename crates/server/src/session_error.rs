@@ -86,6 +86,18 @@ pub enum PlacementError {
         platforms: Vec<String>,
         refused: Vec<Unfit>,
     },
+    #[error(
+        "no online {}agent has {gpus} free GPU{}: {} (agents report the NVIDIA GPUs they \
+         detect, or those declared with --gpus)",
+        platform_prefix(.platforms),
+        if *.gpus == 1 { "" } else { "s" },
+        count_unfit(.refused)
+    )]
+    NoGpu {
+        gpus: u32,
+        platforms: Vec<String>,
+        refused: Vec<Unfit>,
+    },
 }
 
 impl PlacementError {
@@ -108,6 +120,8 @@ pub enum Unfit {
     Draining,
     #[error("full")]
     Full,
+    #[error("short of free GPUs")]
+    FewGpus,
 }
 
 /// `"docker/kubernetes "`, or nothing when any platform would do.
@@ -120,7 +134,7 @@ fn platform_prefix(platforms: &[String]) -> String {
 
 /// `"1 offline, 2 full"`.
 fn count_unfit(refused: &[Unfit]) -> String {
-    let counts: Vec<String> = [Unfit::Offline, Unfit::Draining, Unfit::Full]
+    let counts: Vec<String> = [Unfit::Offline, Unfit::Draining, Unfit::FewGpus, Unfit::Full]
         .into_iter()
         .filter_map(|kind| {
             let n = refused.iter().filter(|r| **r == kind).count();
@@ -143,6 +157,16 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "no online docker agent with free capacity: 1 offline, 2 full"
+        );
+        let err = PlacementError::NoGpu {
+            gpus: 1,
+            platforms: vec![],
+            refused: vec![Unfit::FewGpus, Unfit::FewGpus, Unfit::Offline],
+        };
+        assert!(
+            err.to_string()
+                .starts_with("no online agent has 1 free GPU: 1 offline, 2 short of free GPUs"),
+            "{err}"
         );
         let err = PlacementError::NoAgent { platforms: vec![] };
         assert!(err.to_string().starts_with("no agent is enrolled"), "{err}");

@@ -4,6 +4,7 @@
 mod apps;
 mod connect;
 mod faults;
+mod gpus;
 mod isolation;
 mod login_flood;
 mod pool;

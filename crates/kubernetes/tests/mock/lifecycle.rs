@@ -487,3 +487,80 @@ async fn start_upgraded(scenario: Scenario) {
     assert_eq!(report.phase, Phase::Starting);
     within(verifier).await.expect("scenario");
 }
+
+/// A session without a home that mounts the shared claim `datasets`.
+fn spec_with_datasets() -> streamspace_protocol::SessionSpec {
+    let mut spec = spec(false);
+    spec.volumes = vec![streamspace_protocol::SharedVolume {
+        source: "datasets".into(),
+        path: "/data".into(),
+        read_only: true,
+    }];
+    spec
+}
+
+#[tokio::test]
+async fn a_missing_shared_claim_fails_the_start_with_its_name_and_makes_nothing() {
+    let (platform, mut server) = platform();
+    let verifier = tokio::spawn(async move {
+        server.expect("GET", &claim_path("datasets")).await.fail(
+            404,
+            "NotFound",
+            "persistentvolumeclaims \"datasets\" not found",
+        );
+        // Nothing else is asked: no Deployment is made.
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(300), server.next())
+                .await
+                .is_err(),
+            "no request after the refusal"
+        );
+    });
+    let err = within(platform.start(&spec_with_datasets()))
+        .await
+        .expect_err("missing");
+    assert!(
+        matches!(&err, PlatformError::Invalid(m) if m.contains("\"datasets\"") && m.contains("does not exist")),
+        "{err:?}"
+    );
+    within(verifier).await.expect("scenario");
+}
+
+#[tokio::test]
+async fn an_existing_shared_claim_is_mounted_read_only_and_a_home_never_is() {
+    let (platform, mut server) = platform();
+    let verifier = tokio::spawn(async move {
+        let shared = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                            "metadata": {"name": "datasets", "namespace": NS}});
+        server
+            .expect("GET", &claim_path("datasets"))
+            .await
+            .respond(200, shared);
+        let call = server.expect("POST", &format!("{DEPLOYMENTS}?")).await;
+        let pod = &call.body["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["volumes"][0]["persistentVolumeClaim"]["claimName"],
+            "datasets"
+        );
+        assert_eq!(pod["volumes"][0]["persistentVolumeClaim"]["readOnly"], true);
+        assert_eq!(
+            pod["containers"][0]["volumeMounts"][0]["mountPath"],
+            "/data"
+        );
+        let body = call.body.clone();
+        call.respond(201, body);
+        // The next start finds the claim is someone's home.
+        server
+            .expect("GET", &claim_path("datasets"))
+            .await
+            .respond(200, claim_json("datasets", "bob", "desktop"));
+    });
+    within(platform.start(&spec_with_datasets()))
+        .await
+        .expect("starts");
+    let err = within(platform.start(&spec_with_datasets()))
+        .await
+        .expect_err("a home");
+    assert!(err.to_string().contains("is a StreamSpace home"), "{err}");
+    within(verifier).await.expect("scenario");
+}

@@ -11,7 +11,7 @@ use crate::lifecycle::force_terminate;
 use crate::presence::{status, with_latest_beat};
 use crate::session_error::SessionError;
 use crate::state::AppState;
-use crate::store::{EnrollError, NewAgent, now_ms};
+use crate::store::{EnrollError, MAX_AGENT_GPUS, MAX_GPU_MODEL, NewAgent, now_ms};
 use crate::template::PLATFORMS;
 use crate::validate::{FieldError, check_slug};
 use axum::Json;
@@ -40,8 +40,8 @@ pub async fn list(State(state): State<AppState>, _: AdminUser) -> ApiResult<Json
     let views = agents
         .into_iter()
         .map(|a| {
-            let count = loads.get(&a.id).map_or(0, |l| l.sessions);
-            AgentView::new(status(&state, &a), with_latest_beat(&state, a), count)
+            let load = loads.get(&a.id).copied().unwrap_or_default();
+            AgentView::new(status(&state, &a), with_latest_beat(&state, a), load)
         })
         .collect();
     Ok(Json(views))
@@ -71,11 +71,11 @@ pub async fn get(
         .get_agent(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("agent"))?;
-    let count = state.store.agent_load(&agent.id).await?.sessions;
+    let load = state.store.agent_load(&agent.id).await?;
     Ok(Json(AgentView::new(
         status(&state, &agent),
         with_latest_beat(&state, agent),
-        count,
+        load,
     )))
 }
 
@@ -333,6 +333,7 @@ pub async fn register(
     }
     check_labels(&input.labels)?;
     check_region(input.region.as_deref())?;
+    check_capacity(&input.capacity)?;
     let secret = secrets::generate(secrets::SecretKind::Agent);
     let agent = NewAgent {
         name: input.name,
@@ -364,6 +365,33 @@ fn label_ok(s: &str) -> bool {
     s.len() <= 63
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+}
+
+/// What an enrolling host says it has; its hellos are bounded the same way
+/// (`store::agents::bounded`) without refusing the connection.
+fn check_capacity(capacity: &Capacity) -> Result<(), FieldError> {
+    if capacity.gpus > MAX_AGENT_GPUS {
+        return Err(FieldError::new(
+            "capacity.gpus",
+            format!(
+                "{}: an agent has at most {MAX_AGENT_GPUS} GPUs",
+                capacity.gpus
+            ),
+        ));
+    }
+    match capacity.gpu_model.as_deref() {
+        Some(model)
+            if model.trim().is_empty()
+                || model.chars().count() > MAX_GPU_MODEL
+                || model.chars().any(char::is_control) =>
+        {
+            Err(FieldError::new(
+                "capacity.gpu_model",
+                format!("1 to {MAX_GPU_MODEL} printable characters, e.g. \"NVIDIA A10\""),
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn check_region(region: Option<&str>) -> Result<(), FieldError> {

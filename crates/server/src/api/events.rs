@@ -128,9 +128,9 @@ async fn render(state: &AppState, user: &CurrentUser, change: Change) -> Option<
                 return None;
             }
             let agent = state.store.get_agent(&id).await.ok()??;
-            let count = state.store.agent_load(&agent.id).await.ok()?.sessions;
+            let load = state.store.agent_load(&agent.id).await.ok()?;
             let agent = crate::presence::with_latest_beat(state, agent);
-            let view = AgentView::new(agent_status(state, &agent), agent, count);
+            let view = AgentView::new(agent_status(state, &agent), agent, load);
             sse::Event::default().event("agent").json_data(view).ok()
         }
     }

@@ -1,7 +1,7 @@
 //! The JSON shapes the API answers with.
 
 use crate::state::AppState;
-use crate::store::{AgentRecord, SessionRecord, TemplateRecord, Unverified};
+use crate::store::{AgentLoad, AgentRecord, SessionRecord, TemplateRecord, Unverified};
 use crate::template::TemplateSpec;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -195,6 +195,9 @@ pub struct AgentView {
     pub capacity: Capacity,
     pub capabilities: Capabilities,
     pub session_count: u32,
+    /// GPUs its sessions hold until terminated (hibernated and failed ones
+    /// included), of `capacity.gpus`.
+    pub gpus_in_use: u64,
     pub metrics: Option<NodeMetrics>,
     #[schema(format = DateTime)]
     pub created_at: String,
@@ -205,7 +208,8 @@ pub struct AgentView {
 }
 
 impl AgentView {
-    pub fn new(status: &'static str, a: AgentRecord, session_count: u32) -> Self {
+    /// The agent as admins see it, with what its sessions hold (`load`).
+    pub fn new(status: &'static str, a: AgentRecord, load: AgentLoad) -> Self {
         AgentView {
             id: a.id,
             name: a.name,
@@ -218,7 +222,8 @@ impl AgentView {
             last_heartbeat: a.last_heartbeat.map(time),
             capacity: a.capacity,
             capabilities: a.capabilities,
-            session_count,
+            session_count: load.sessions,
+            gpus_in_use: load.gpus,
             metrics: a.metrics,
             created_at: time(a.created_at),
             unverified_sessions: a.unverified,

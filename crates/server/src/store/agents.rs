@@ -209,7 +209,7 @@ impl Store {
              last_heartbeat = $4 WHERE id = $5",
         )
         .bind(version)
-        .bind(to_json(capacity))
+        .bind(to_json(&bounded(capacity)))
         .bind(to_json(capabilities))
         .bind(now_ms())
         .bind(id)
@@ -294,9 +294,51 @@ impl Store {
     }
 }
 
+/// Most GPUs an agent is believed to have, and the longest model name
+/// kept: an agent's hello is not checked field by field like an API body,
+/// so what it says is bounded here before anyone reads it.
+pub const MAX_AGENT_GPUS: u32 = 1024;
+pub const MAX_GPU_MODEL: usize = 100;
+
+/// `capacity` with its GPU figures bounded: at most [`MAX_AGENT_GPUS`],
+/// and a model name of printable characters, cut at [`MAX_GPU_MODEL`].
+pub fn bounded(capacity: &Capacity) -> Capacity {
+    let model = capacity.gpu_model.as_deref().map(|m| {
+        m.chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_GPU_MODEL)
+            .collect::<String>()
+    });
+    Capacity {
+        gpus: capacity.gpus.min(MAX_AGENT_GPUS),
+        gpu_model: model.filter(|m| !m.trim().is_empty()),
+        ..capacity.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_hello_says_of_gpus_is_bounded() {
+        let said = Capacity {
+            max_sessions: 3,
+            gpus: u32::MAX,
+            gpu_model: Some(format!("NVIDIA\u{1b}[31m {}", "A".repeat(500))),
+            ..Capacity::default()
+        };
+        let kept = bounded(&said);
+        assert_eq!((kept.max_sessions, kept.gpus), (3, MAX_AGENT_GPUS));
+        let model = kept.gpu_model.expect("a model");
+        assert_eq!(model.chars().count(), MAX_GPU_MODEL);
+        assert!(!model.contains('\u{1b}'), "{model:?}");
+        let blank = Capacity {
+            gpu_model: Some("\n".into()),
+            ..Capacity::default()
+        };
+        assert_eq!(bounded(&blank).gpu_model, None);
+    }
 
     async fn enroll(store: &Store, name: &str) -> AgentId {
         let token = format!("token-{name}");

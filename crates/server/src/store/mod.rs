@@ -45,7 +45,9 @@ mod tokens;
 mod users;
 
 pub use admission::Admission;
-pub use agents::{AgentRecord, EnrollError, MAX_UNVERIFIED, NewAgent, Unverified};
+pub use agents::{
+    AgentRecord, EnrollError, MAX_AGENT_GPUS, MAX_GPU_MODEL, MAX_UNVERIFIED, NewAgent, Unverified,
+};
 pub use app_grants::{Grant, NewGrant};
 pub use audit::AuditEntry;
 pub use catalog::TemplateWrite;

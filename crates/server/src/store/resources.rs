@@ -1,4 +1,4 @@
-//! What sessions ask for (CPU, memory), kept in columns of `sessions` beside
+//! What sessions ask for (CPU, memory, GPUs), kept in columns of `sessions` beside
 //! the JSON spec so that quota usage and agent loads are SQL aggregates.
 
 use super::{Store, StoreResult, from_json, sql};
@@ -13,11 +13,13 @@ pub struct AgentLoad {
     pub sessions: u32,
     pub cpu_millis: u64,
     pub memory_bytes: u64,
+    pub gpus: u64,
 }
 
 impl Store {
     /// What the non-terminated sessions on each agent ask for. Hibernated
     /// sessions count too: waking them must not overcommit their agent.
+    /// Failed ones count for their GPUs only ([`HOLDS_COMPUTE`]).
     pub async fn agent_loads(&self) -> StoreResult<HashMap<AgentId, AgentLoad>> {
         let rows = sqlx::query(sql(agent_loads_sql()))
             .fetch_all(&self.pool)
@@ -73,12 +75,20 @@ impl Store {
 
 /// Sessions that hold their agent's capacity: not terminated nor failed.
 /// Spelled with `phase <> 'Terminated'` as in the partial index
-/// `sessions_live_agent`, so that both engines see the index applies.
-const HOLDS_AGENT: &str = "phase <> 'Terminated' AND phase <> 'Failed'";
+/// `sessions_live_agent`, so that both engines see the index applies; the
+/// rows it selects include failed sessions, which hold their GPUs only
+/// ([`HOLDS_COMPUTE`]).
+const LIVE: &str = "phase <> 'Terminated'";
+
+/// Sessions that hold their agent's sessions, CPU and memory: not failed
+/// either. A failed session keeps its GPUs until it is terminated: its
+/// container (Docker) keeps the devices it was given, and starting it
+/// again uses them.
+const HOLDS_COMPUTE: &str = "phase <> 'Failed'";
 
 fn agent_loads_sql() -> String {
     format!(
-        "SELECT agent_id, {} FROM sessions WHERE agent_id IS NOT NULL AND {HOLDS_AGENT} \
+        "SELECT agent_id, {} FROM sessions WHERE agent_id IS NOT NULL AND {LIVE} \
          GROUP BY agent_id",
         load_columns()
     )
@@ -86,17 +96,20 @@ fn agent_loads_sql() -> String {
 
 fn agent_load_sql() -> String {
     format!(
-        "SELECT {} FROM sessions WHERE agent_id = $1 AND {HOLDS_AGENT}",
+        "SELECT {} FROM sessions WHERE agent_id = $1 AND {LIVE}",
         load_columns()
     )
 }
 
 /// An [`AgentLoad`] as SQL aggregates.
 fn load_columns() -> String {
+    let holding = |column: &str| format!("CASE WHEN {HOLDS_COMPUTE} THEN {column} ELSE 0 END");
     format!(
-        "COUNT(*) AS sessions, {}, {}",
-        sum("cpu_millis", "cpu_millis"),
-        sum("memory_bytes", "memory_bytes")
+        "{}, {}, {}, {}",
+        sum(&holding("1"), "sessions"),
+        sum(&holding("cpu_millis"), "cpu_millis"),
+        sum(&holding("memory_bytes"), "memory_bytes"),
+        sum("gpus", "gpus")
     )
 }
 
@@ -137,6 +150,10 @@ pub(super) fn cpu_millis(resources: &Resources) -> i64 {
         .map_or(0, |c| i64::try_from(c.millicores()).unwrap_or(i64::MAX))
 }
 
+pub(super) fn gpus(resources: &Resources) -> i64 {
+    i64::from(resources.gpus())
+}
+
 pub(super) fn memory_bytes(resources: &Resources) -> i64 {
     resources
         .memory
@@ -146,9 +163,10 @@ pub(super) fn memory_bytes(resources: &Resources) -> i64 {
 impl AgentLoad {
     fn from_row(row: &AnyRow) -> StoreResult<Self> {
         Ok(AgentLoad {
-            sessions: u32::try_from(read_count(row, "sessions")?).unwrap_or(u32::MAX),
+            sessions: u32::try_from(read_sum(row, "sessions")?).unwrap_or(u32::MAX),
             cpu_millis: read_sum(row, "cpu_millis")?,
             memory_bytes: read_sum(row, "memory_bytes")?,
+            gpus: read_sum(row, "gpus")?,
         })
     }
 }
@@ -220,6 +238,7 @@ mod tests {
             sessions,
             cpu_millis,
             memory_bytes: memory_gib * GIB,
+            gpus: 0,
         }
     }
 
@@ -407,7 +426,8 @@ mod tests {
                 AgentLoad {
                     sessions: 2,
                     cpu_millis: 1500,
-                    memory_bytes: 2 * GIB
+                    memory_bytes: 2 * GIB,
+                    gpus: 0,
                 }
             );
             store.close().await;
@@ -469,7 +489,44 @@ mod tests {
         }
     }
 
+    /// GPUs held on an agent are summed like CPU: hibernated sessions hold
+    /// theirs (waking must find them), and so do failed ones (their
+    /// container keeps the devices until terminated); ended ones do not.
+    async fn gpus_held_are_summed_per_agent(url: &str) {
+        let store = Store::connect(url).await.expect("store");
+        let user = new_user(&store, "u1").await;
+        let gpus = |n: u32| Resources {
+            gpu: Some(n),
+            ..Resources::default()
+        };
+        for (agent, state, phase, n) in [
+            ("a1", DesiredState::Running, Phase::Running, 2),
+            ("a1", DesiredState::Hibernated, Phase::Hibernated, 1),
+            ("a1", DesiredState::Running, Phase::Failed, 4),
+            ("a1", DesiredState::Terminated, Phase::Terminated, 8),
+            ("a2", DesiredState::Running, Phase::Starting, 1),
+        ] {
+            session_asking(&store, (&user, agent), (state, phase), gpus(n)).await;
+        }
+        session_asking(
+            &store,
+            (&user, "a2"),
+            (DesiredState::Running, Phase::Running),
+            Resources::default(),
+        )
+        .await;
+        let loads = store.agent_loads().await.expect("loads");
+        assert_eq!(loads["a1"].gpus, 7);
+        assert_eq!(
+            loads["a1"].sessions, 2,
+            "the failed one holds no session slot"
+        );
+        assert_eq!(loads["a2"].gpus, 1);
+        assert_eq!(store.agent_load(&"a1".into()).await.expect("a1").gpus, 7);
+    }
+
     on_both_engines!(
+        gpus_held_are_summed_per_agent,
         loads_and_usage_are_summed_by_the_database,
         huge_amounts_saturate,
         sessions_of_an_older_version_are_filled_in,

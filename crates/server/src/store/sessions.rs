@@ -3,7 +3,7 @@
 
 use super::commands::{enqueue, supersede_open};
 use super::pool::POOL_USER;
-use super::resources::{cpu_millis, memory_bytes};
+use super::resources::{cpu_millis, gpus, memory_bytes};
 use super::{Store, StoreError, StoreResult, from_json, now_ms, sql, to_json};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -91,9 +91,9 @@ impl Store {
         sqlx::query(
             "INSERT INTO sessions (id, user_id, template_id, template_name, agent_id, platform, \
              spec, state, phase, message, created_at, updated_at, last_activity, \
-             idle_timeout_ms, state_changed_at, cpu_millis, memory_bytes) \
+             idle_timeout_ms, state_changed_at, cpu_millis, memory_bytes, gpus) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', 'Pending', NULL, $8, $8, $8, $9, $8, \
-             $10, $11)",
+             $10, $11, $12)",
         )
         .bind(&new.spec.session_id)
         .bind(&new.user_id)
@@ -106,6 +106,7 @@ impl Store {
         .bind(new.idle_timeout_ms)
         .bind(cpu_millis(&new.spec.resources))
         .bind(memory_bytes(&new.spec.resources))
+        .bind(gpus(&new.spec.resources))
         .execute(&mut *tx)
         .await?;
         enqueue(&mut tx, &new.agent_id, start).await?;
@@ -129,8 +130,9 @@ impl Store {
         sqlx::query(
             "INSERT INTO sessions (id, user_id, template_id, template_name, agent_id, platform, \
              spec, state, phase, message, created_at, updated_at, last_activity, \
-             idle_timeout_ms, state_changed_at, cpu_millis, memory_bytes) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11, $12, $11, $13, $14)",
+             idle_timeout_ms, state_changed_at, cpu_millis, memory_bytes, gpus) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11, $12, $11, $13, $14, \
+             $15)",
         )
         .bind(&new.spec.session_id)
         .bind(&new.user_id)
@@ -146,6 +148,7 @@ impl Store {
         .bind(new.idle_timeout_ms)
         .bind(cpu_millis(&new.spec.resources))
         .bind(memory_bytes(&new.spec.resources))
+        .bind(gpus(&new.spec.resources))
         .execute(&self.pool)
         .await?;
         self.get_session(&new.spec.session_id)

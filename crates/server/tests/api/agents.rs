@@ -48,8 +48,13 @@ async fn enrollment_tokens_are_single_use(app: TestApp) -> anyhow::Result<()> {
         (json!({"region": "eu west"}), "region"),
         (json!({"labels": labels}), "labels"),
         (
-            json!({"capacity": {"max_sessions": 2, "gpus": 8}}),
-            "capacity.gpus",
+            json!({"capacity": {"max_sessions": 2, "tpus": 8}}),
+            "capacity.tpus",
+        ),
+        (json!({"capacity": {"gpus": 5000}}), "capacity.gpus"),
+        (
+            json!({"capacity": {"gpus": 1, "gpu_model": "x".repeat(101)}}),
+            "capacity.gpu_model",
         ),
     ] {
         let mut body = json!({"enrollment_token": token, "name": "odd", "platform": "docker"});

@@ -61,6 +61,14 @@ pub async fn enroll(admin: &Api, name: &str) -> anyhow::Result<(String, String)>
     ))
 }
 
+/// Room for `max_sessions` sessions and nothing else said.
+fn sessions(max_sessions: u32) -> Capacity {
+    Capacity {
+        max_sessions,
+        ..Capacity::default()
+    }
+}
+
 impl FakeAgent {
     /// Connects, says hello, waits for welcome, sends an empty inventory.
     pub async fn connect(base: &Url, id: &str, secret: &str) -> anyhow::Result<Self> {
@@ -73,7 +81,7 @@ impl FakeAgent {
         secret: &str,
         inventory: Vec<SessionReport>,
     ) -> anyhow::Result<Self> {
-        Self::connect_as(base, id, secret, inventory, 2).await
+        Self::connect_as(base, id, secret, inventory, sessions(2)).await
     }
 
     /// Connects offering room for `max_sessions` sessions.
@@ -83,7 +91,17 @@ impl FakeAgent {
         secret: &str,
         max_sessions: u32,
     ) -> anyhow::Result<Self> {
-        Self::connect_as(base, id, secret, Vec::new(), max_sessions).await
+        Self::connect_as(base, id, secret, Vec::new(), sessions(max_sessions)).await
+    }
+
+    /// Connects offering `capacity` (GPUs, say).
+    pub async fn connect_offering(
+        base: &Url,
+        id: &str,
+        secret: &str,
+        capacity: Capacity,
+    ) -> anyhow::Result<Self> {
+        Self::connect_as(base, id, secret, Vec::new(), capacity).await
     }
 
     async fn connect_as(
@@ -91,7 +109,7 @@ impl FakeAgent {
         id: &str,
         secret: &str,
         inventory: Vec<SessionReport>,
-        max_sessions: u32,
+        capacity: Capacity,
     ) -> anyhow::Result<Self> {
         let mut url = base.join("/api/v1/agents/connect")?;
         let _ = url.set_scheme("ws");
@@ -112,10 +130,7 @@ impl FakeAgent {
                 protocol_version: PROTOCOL_VERSION,
                 agent_version: "test".into(),
                 platform: "docker".into(),
-                capacity: Capacity {
-                    max_sessions,
-                    ..Default::default()
-                },
+                capacity,
                 capabilities: Capabilities {
                     hibernation: true,
                     ..Default::default()

@@ -9,6 +9,7 @@ mod connections;
 mod distrust;
 mod event_stream;
 mod fake_agent;
+mod gpus;
 mod lifecycle;
 mod login_throttle;
 mod metrics;

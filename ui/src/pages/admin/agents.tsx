@@ -172,6 +172,15 @@ function AgentCard({
               .join(' · ')}
           </dd>
         </div>
+        {(a.capacity.gpus ?? 0) > 0 && (
+          <div data-testid="agent-gpus">
+            <dt>GPUs</dt>
+            <dd>
+              {a.gpus_in_use} / {a.capacity.gpus} in use
+              {a.capacity.gpu_model && <span class="muted"> · {a.capacity.gpu_model}</span>}
+            </dd>
+          </div>
+        )}
         <div>
           <dt>Last heartbeat</dt>
           <dd title={absolute(a.last_heartbeat)}>{ago(a.last_heartbeat, now)}</dd>

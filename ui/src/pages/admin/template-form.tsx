@@ -32,6 +32,12 @@ type Draft = {
   /** Registry credentials; the password is write-only (empty keeps the stored one). */
   registry_username: string;
   registry_password: string;
+  gpu: string;
+  max_gpu: string;
+  shm_size: string;
+  user: string;
+  read_only_root_filesystem: boolean;
+  volumes: { source: string; path: string; read_only: boolean }[];
 };
 
 const EMPTY: Draft = {
@@ -57,6 +63,12 @@ const EMPTY: Draft = {
   capabilities: '',
   registry_username: '',
   registry_password: '',
+  gpu: '',
+  max_gpu: '',
+  shm_size: '',
+  user: '',
+  read_only_root_filesystem: false,
+  volumes: [],
 };
 
 /** "A, B c" → ["A", "B", "c"]: lists typed as text. */
@@ -89,9 +101,20 @@ function fromTemplate(t: Template): Draft {
     platforms: t.platforms,
     pids_limit: String(t.pids_limit ?? 2048),
     capabilities: (t.capabilities ?? []).join(', '),
+    gpu: t.resources.gpu ? String(t.resources.gpu) : '',
+    max_gpu: t.max_resources?.gpu ? String(t.max_resources.gpu) : '',
+    shm_size: t.shm_size ?? '',
+    user: t.user ?? '',
+    read_only_root_filesystem: t.read_only_root_filesystem ?? false,
+    volumes: (t.volumes ?? []).map((v) => ({ source: v.source, path: v.path, read_only: v.read_only ?? true })),
     registry_username: t.registry_auth?.username ?? '',
     registry_password: '',
   };
+}
+
+/** A GPU count as typed: a whole number, or nothing (none). */
+function gpus(text: string): number | undefined {
+  return /^\s*\d+\s*$/.test(text) ? Number(text) : undefined;
 }
 
 /** No username: no credentials. No password: the stored one stays (the API never shows it). */
@@ -131,8 +154,8 @@ function toInput(d: Draft): TemplateDraftInput {
     })),
     env: envOf(d, false),
     secret_env: envOf(d, true),
-    resources: amounts(d.cpu, d.memory),
-    max_resources: amounts(d.max_cpu, d.max_memory),
+    resources: { ...amounts(d.cpu, d.memory), gpu: gpus(d.gpu) },
+    max_resources: { ...amounts(d.max_cpu, d.max_memory), gpu: gpus(d.max_gpu) },
     user_env: words(d.user_env),
     user_idle_timeout: d.user_idle_timeout,
     persistent_home: d.persistent_home,
@@ -143,6 +166,12 @@ function toInput(d: Draft): TemplateDraftInput {
     pids_limit: pids === '' ? undefined : /^\d+$/.test(pids) ? Number(pids) : pids,
     capabilities: words(d.capabilities),
     registry_auth: registryAuthOf(d),
+    shm_size: d.shm_size.trim() || undefined,
+    user: d.user.trim() || undefined,
+    read_only_root_filesystem: d.read_only_root_filesystem,
+    volumes: d.volumes
+      .filter((v) => v.source.trim() || v.path.trim())
+      .map((v) => ({ source: v.source.trim(), path: v.path.trim(), read_only: v.read_only })),
   };
 }
 
@@ -163,6 +192,9 @@ export function controlId(field: string): string {
   if (field === 'ports') return 'tpl-port-0-protocol';
   if (field === 'env' || field.startsWith('env.') || field.startsWith('secret_env')) return 'tpl-env';
   if (field.startsWith('capabilities')) return 'tpl-capabilities';
+  const volume = /^volumes\[(\d+)\]\.(source|path)$/.exec(field);
+  if (volume) return `tpl-volume-${volume[1]}-${volume[2]}`;
+  if (field === 'volumes') return 'tpl-volumes';
   return `tpl-${field.replace(/\./g, '-')}`;
 }
 
@@ -289,6 +321,9 @@ export function TemplateEditPage({ id }: { id?: string }) {
           <Field label="Memory" id="tpl-resources-memory" error={errFor('tpl-resources-memory')} hint='e.g. "512Mi", "2Gi".'>
             {input('memory', {}, 'tpl-resources-memory')}
           </Field>
+          <Field label="GPUs" id="tpl-resources-gpu" error={errFor('tpl-resources-gpu')} hint="Whole NVIDIA GPUs, 0 to 16; empty for none.">
+            {input('gpu', { type: 'number', min: 0, max: 16, inputMode: 'numeric' }, 'tpl-resources-gpu')}
+          </Field>
           <Field label="Idle timeout" id="tpl-idle_timeout" error={errFor('tpl-idle_timeout')} hint='Hibernate after no input for e.g. "30m"; empty for never.'>
             {input('idle_timeout')}
           </Field>
@@ -365,6 +400,8 @@ export function TemplateEditPage({ id }: { id?: string }) {
           </Field>
         </div>
       </section>
+
+      <ContainerSection draft={draft} set={set} input={input} errFor={errFor} error={error} />
 
       <section class="card form-section" aria-labelledby="sec-ports">
         <h2 id="sec-ports">Ports</h2>
@@ -493,6 +530,9 @@ export function TemplateEditPage({ id }: { id?: string }) {
           <Field label="Most memory" id="tpl-max_resources-memory" error={errFor('tpl-max_resources-memory')} hint="Empty: the template’s memory.">
             {input('max_memory', {}, 'tpl-max_resources-memory')}
           </Field>
+          <Field label="Most GPUs" id="tpl-max_resources-gpu" error={errFor('tpl-max_resources-gpu')} hint="Empty: the template’s GPUs.">
+            {input('max_gpu', { type: 'number', min: 0, max: 16, inputMode: 'numeric' }, 'tpl-max_resources-gpu')}
+          </Field>
           <Field label="Variables users may set" id="tpl-user_env" error={errFor('tpl-user_env')} hint="Names, separated by commas." class="span-2">
             {input('user_env', { class: 'mono', placeholder: 'TZ, LANG' })}
           </Field>
@@ -520,5 +560,101 @@ export function TemplateEditPage({ id }: { id?: string }) {
         </Button>
       </div>
     </form>
+  );
+}
+
+type SectionProps = {
+  draft: Draft;
+  set: <K extends keyof Draft>(k: K, v: Draft[K]) => void;
+  input: (k: keyof Draft & string, extra?: Record<string, unknown>, ctl?: string) => preact.JSX.Element;
+  errFor: (ctl: string) => string | null | undefined;
+  error: ApiError | null;
+};
+
+/** What real images need beyond an image: shared memory, a user, a
+ * read-only root, and shared volumes (docs/IMAGES.md). */
+function ContainerSection({ draft, set, input, errFor, error }: SectionProps) {
+  const setVolume = (i: number, patch: Partial<Draft['volumes'][number]>) =>
+    set('volumes', draft.volumes.map((x, j) => (j === i ? { ...x, ...patch } : x)));
+  return (
+    <section class="card form-section" aria-labelledby="sec-container">
+      <h2 id="sec-container">Container</h2>
+      <div class="form-grid">
+        <Field label="Shared memory" id="tpl-shm_size" error={errFor('tpl-shm_size')} hint='/dev/shm, e.g. "1Gi" for browsers; empty for the platform’s 64Mi.'>
+          {input('shm_size', { class: 'mono', placeholder: '64Mi' })}
+        </Field>
+        <Field label="Run as user" id="tpl-user" error={errFor('tpl-user')} hint='"1000" or "1000:1000"; a name only on Docker; empty for the image’s.'>
+          {input('user', { class: 'mono', autocapitalize: 'none', spellcheck: false })}
+        </Field>
+        <fieldset class="field span-2">
+          <legend>Root filesystem</legend>
+          <label class="check">
+            <input
+              type="checkbox"
+              id="tpl-read_only_root_filesystem"
+              checked={draft.read_only_root_filesystem}
+              onChange={(e) => set('read_only_root_filesystem', e.currentTarget.checked)}
+            />
+            Read-only (/tmp, /run and the home stay writable)
+          </label>
+        </fieldset>
+      </div>
+      <h3 class="small">Shared volumes</h3>
+      <p class="muted small">
+        Existing Docker volumes or Kubernetes claims an admin made; mounted read-only unless unchecked. A missing one fails
+        the session.
+      </p>
+      {errFor('tpl-volumes') && error?.field === 'volumes' && (
+        <small class="field-error" role="alert" id="tpl-volumes" tabIndex={-1}>
+          {error.detail}
+        </small>
+      )}
+      <div class="rows">
+        {draft.volumes.map((v, i) => (
+          <div class="row" key={i}>
+            <Field label="Volume" id={`tpl-volume-${i}-source`} error={errFor(`tpl-volume-${i}-source`)}>
+              <input
+                id={`tpl-volume-${i}-source`}
+                class="mono"
+                value={v.source}
+                placeholder="datasets"
+                onInput={(e) => setVolume(i, { source: e.currentTarget.value })}
+                aria-invalid={!!errFor(`tpl-volume-${i}-source`)}
+              />
+            </Field>
+            <Field label="Path" id={`tpl-volume-${i}-path`} error={errFor(`tpl-volume-${i}-path`)}>
+              <input
+                id={`tpl-volume-${i}-path`}
+                class="mono"
+                value={v.path}
+                placeholder="/data"
+                onInput={(e) => setVolume(i, { path: e.currentTarget.value })}
+                aria-invalid={!!errFor(`tpl-volume-${i}-path`)}
+              />
+            </Field>
+            <label class="check env-secret">
+              <input
+                type="checkbox"
+                id={`tpl-volume-${i}-read_only`}
+                checked={v.read_only}
+                onChange={(e) => setVolume(i, { read_only: e.currentTarget.checked })}
+              />
+              Read-only
+            </label>
+            <button
+              type="button"
+              class="icon-btn row-remove"
+              aria-label={`Remove volume ${v.source || i + 1}`}
+              onClick={() => set('volumes', draft.volumes.filter((_, j) => j !== i))}
+            >
+              <IconClose size={16} />
+            </button>
+          </div>
+        ))}
+      </div>
+      <Button small onClick={() => set('volumes', [...draft.volumes, { source: '', path: '', read_only: true }])}>
+        Add volume
+      </Button>
+    </section>
   );
 }

@@ -103,7 +103,12 @@ pub fn plan(
         if kept_secrets {
             input.secret_env = kept;
         }
-        match input.validate() {
+        let checked = input.validate().and_then(|mut spec| {
+            // A registry password left out is kept only for the same username.
+            spec.keep_registry_password(current.as_ref().map(|c| &c.spec))?;
+            Ok(spec)
+        });
+        match checked {
             Ok(spec) => planned.push(compare(index, spec, current)),
             Err(err) => {
                 let mut message = err.message;

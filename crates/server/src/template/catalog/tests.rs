@@ -321,3 +321,37 @@ fn alias_bombs_are_refused_quickly() {
     // The locator gives up on such a text rather than expanding it.
     assert_eq!(position, None);
 }
+
+#[test]
+fn a_registry_password_left_out_is_kept_only_for_the_same_username() {
+    let existing = || {
+        let mut stored = record(json!({
+            "name": "private", "image": "registry.example.com/app:1",
+            "registry_auth": {"username": "robot", "password": "s3cret"}
+        }));
+        stored
+            .spec
+            .keep_registry_password(None)
+            .expect("a password");
+        vec![stored]
+    };
+    let entry = |user: &str| {
+        format!(
+            "version: 1\ntemplates:\n  - name: private\n    image: registry.example.com/app:1\n    registry_auth:\n      username: {user}\n"
+        )
+    };
+    let same = plan(
+        parse(&entry("robot"), CatalogFormat::Yaml).expect("parses"),
+        existing(),
+    );
+    let same = same.expect("the stored password stays");
+    let kept = same[0].spec.registry_auth.as_ref().expect("credentials");
+    assert_eq!(kept.password.as_deref(), Some("s3cret"));
+    let other = plan(
+        parse(&entry("other"), CatalogFormat::Yaml).expect("parses"),
+        existing(),
+    );
+    let problems = other.expect_err("another username needs its password");
+    let field = problems[0].field.as_deref().unwrap_or_default();
+    assert!(field.ends_with("registry_auth.password"), "{problems:?}");
+}
