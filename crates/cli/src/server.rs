@@ -280,6 +280,8 @@ fn demo_templates() -> [(DemoImage, serde_json::Value); 3] {
                 "image": image::FULL_DESKTOP_IMAGE,
                 "ports": [{"name": "vnc", "port": 5901, "protocol": "vnc"}],
                 "resources": {"cpu": "2", "memory": "2Gi"},
+                // Firefox's tabs crash with Docker's 64 MB /dev/shm.
+                "shm_size": "1Gi",
                 "persistent_home": true,
                 "home_path": "/home/user",
                 "idle_timeout": "30m",

@@ -332,6 +332,12 @@ async fn up_offers_a_template_for_each_built_demo_image() -> anyhow::Result<()> 
     let id = session["id"].as_str().unwrap_or_default().to_owned();
     admin.wait_for_phase(&id, "Running", START_LIMIT).await?;
     let full = find("full-desktop");
+    if let Some(full) = &full {
+        ensure!(
+            full["shm_size"] == "1Gi",
+            "Firefox needs a large /dev/shm: {full}"
+        );
+    }
     ensure!(
         full.is_some() == image_present(FULL_DESKTOP),
         "full-desktop template {full:?} while its image present = {}",
