@@ -297,7 +297,7 @@ async fn check_full_desktop(container: &Confined) -> anyhow::Result<()> {
 /// `up` seeds a template for each demo image on the Docker host: the
 /// desktop (which it builds), the web desktop (`scripts/test.sh` builds its
 /// image; a session of it gets Running) and the full desktop only where its
-/// image was built.
+/// image was built (then with a 1 GiB /dev/shm in its session).
 #[tokio::test]
 async fn up_offers_a_template_for_each_built_demo_image() -> anyhow::Result<()> {
     streamspace_testkit::init();
@@ -337,6 +337,15 @@ async fn up_offers_a_template_for_each_built_demo_image() -> anyhow::Result<()> 
             full["shm_size"] == "1Gi",
             "Firefox needs a large /dev/shm: {full}"
         );
+        // The agent gives the session that /dev/shm, and Firefox runs.
+        let session = admin
+            .create_session(serde_json::json!({"template": "full-desktop"}))
+            .await?;
+        let id = session["id"].as_str().unwrap_or_default().to_owned();
+        admin.wait_for_phase(&id, "Running", START_LIMIT).await?;
+        let container = format!("streamspace-{id}");
+        let shm = docker(&["exec", &container, "df", "-k", "/dev/shm"])?;
+        ensure!(shm.contains("1048576"), "/dev/shm is not 1 GiB:\n{shm}");
     }
     ensure!(
         full.is_some() == image_present(FULL_DESKTOP),
