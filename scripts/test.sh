@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every StreamSpace test on a fresh Debian machine: installs and starts
 # what the tests need (Docker engine, PostgreSQL, Chromium, Node), builds the
-# demo desktop image and the web UI, then runs formatting and lint checks,
+# demo desktop and web-app images and the web UI, then runs formatting and lint checks,
 # the Rust unit/integration/end-to-end tests, the browser tests, schema
 # checks of the Kubernetes objects, API fuzzing and a benchmark smoke test.
 set -euo pipefail
@@ -33,6 +33,11 @@ export PATH="$venv/bin:$PATH"
 
 step "demo desktop image"
 docker image inspect streamspace/desktop:local >/dev/null 2>&1 || images/desktop/build.sh
+
+# The web-app image the HTTP proxy's tests run. The full desktop (Firefox,
+# ~490 MB) is not built here: its test says how to build it and skips.
+step "demo web-app image (noVNC + websockify)"
+docker image inspect streamspace/webvnc:local >/dev/null 2>&1 || images/webvnc/build.sh
 
 step "web UI"
 scripts/build-ui.sh

@@ -36,25 +36,7 @@ rootfs_unpack
 # which never runs here.
 [[ -e "$ROOTFS/usr/bin/Xvnc" ]] || ln -s Xtigervnc "$ROOTFS/usr/bin/Xvnc"
 
-mkdir -p "$ROOTFS/etc" "$ROOTFS/tmp/.X11-unix" "$ROOTFS/var/tmp" "$ROOTFS/root" \
-  "$ROOTFS/usr/local/bin" "$ROOTFS$USER_HOME"
-chmod 1777 "$ROOTFS/tmp" "$ROOTFS/tmp/.X11-unix" "$ROOTFS/var/tmp"
-chmod 0700 "$ROOTFS/root"
-chmod 0755 "$ROOTFS$USER_HOME"
-cat >"$ROOTFS/etc/passwd" <<EOF
-root:x:0:0:root:/root:/bin/sh
-$USER_NAME:x:$USER_UID:$USER_UID:StreamSpace user:$USER_HOME:/bin/sh
-nobody:x:65534:65534:nobody:/nonexistent:/bin/false
-EOF
-cat >"$ROOTFS/etc/group" <<EOF
-root:x:0:
-tty:x:5:
-utmp:x:43:
-$USER_NAME:x:$USER_UID:
-nogroup:x:65534:
-EOF
-printf 'root:*:19000:0:99999:7:::\n%s:*:19000:0:99999:7:::\n' "$USER_NAME" >"$ROOTFS/etc/shadow"
-chmod 0640 "$ROOTFS/etc/shadow"
+rootfs_add_user
 rootfs_ldconfig
 
 # Xvnc is PID 1 (exec) so `docker stop` sends SIGTERM straight to it and the
@@ -87,12 +69,7 @@ exec Xvnc :1 -rfbport 5901 -SecurityTypes None -AlwaysShared \
 EOF
 chmod 0755 "$ROOTFS/usr/local/bin/streamspace-session"
 
-# Everything belongs to root except the user's home; tar sets owners so that
-# this also works when the build runs unprivileged.
-tar -C "$ROOTFS" --numeric-owner --owner=0 --group=0 \
-  --exclude=".$USER_HOME" -cf "$WORK/rootfs.tar" .
-tar -C "$ROOTFS" --numeric-owner --owner="$USER_UID" --group="$USER_UID" \
-  -rf "$WORK/rootfs.tar" ".$USER_HOME"
+rootfs_pack
 rootfs_import "$TAG" \
   -c 'CMD ["/usr/local/bin/streamspace-session"]' \
   -c "USER $USER_UID:$USER_UID" \

@@ -7,8 +7,9 @@
 # download and unpack those .debs into a directory and `docker import` it.
 #
 # Sourced by images/*/build.sh, which set IMAGE_NAME, PACKAGES and SKIP_RE
-# first. Only functions are defined here: the Rust binary pipes this file and
-# images/desktop/build.sh to `bash -s` as one script.
+# (and optionally KEEP_RE) first. Only functions and constants are defined
+# here: the Rust binary pipes this file and an image's build.sh to `bash -s`
+# as one script.
 
 log() { printf '%s-image: %s\n' "$IMAGE_NAME" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -30,7 +31,9 @@ rootfs_prepare() {
   : >"$WORK/empty-status"
 }
 
-# Downloads the closure of $PACKAGES, less what matches $SKIP_RE.
+# Downloads the closure of $PACKAGES, less what matches $SKIP_RE unless it
+# also matches $KEEP_RE (optional: lets a script skip a family, such as
+# python3-*, except a few members).
 rootfs_fetch_debs() {
   local sandbox=()
   # As root apt drops to the _apt user, which cannot write into our 0700 temp dir.
@@ -42,7 +45,8 @@ rootfs_fetch_debs() {
     install --no-install-recommends "${PACKAGES[@]}" >"$WORK/plan" 2>"$WORK/apt.log" || return 1
   awk '/^Inst /{ v = $3; gsub(/[()]/, "", v); print $2 "=" v }' "$WORK/plan" >"$WORK/closure"
   local want
-  mapfile -t want < <(awk -F= -v re="$SKIP_RE" '$1 !~ re' "$WORK/closure")
+  mapfile -t want < <(awk -F= -v re="$SKIP_RE" -v keep="${KEEP_RE:-^$}" \
+    '$1 !~ re || $1 ~ keep' "$WORK/closure")
   ((${#want[@]})) || return 1
   log "downloading ${#want[@]} packages ($(wc -l <"$WORK/closure") in closure, rest skipped)"
   (cd "$WORK/debs" && apt-get download -q "${sandbox[@]}" "${want[@]}") >>"$WORK/apt.log" 2>&1
@@ -99,4 +103,141 @@ rootfs_import() {
     docker image rm "$old_id" >/dev/null 2>&1 || true
   fi
   log "built $tag ($(docker image inspect -f '{{.Size}}' "$tag" | awk '{ printf "%.0f MB", $1 / 1e6 }'))"
+}
+
+# Adds /etc/passwd, group and shadow with root, the session user
+# ($USER_NAME, uid/gid $USER_UID, home $USER_HOME) and nobody, and the
+# directories every session image needs (maintainer scripts would have made
+# them; they never run here).
+rootfs_add_user() {
+  mkdir -p "$ROOTFS/etc" "$ROOTFS/tmp/.X11-unix" "$ROOTFS/var/tmp" "$ROOTFS/root" \
+    "$ROOTFS/usr/local/bin" "$ROOTFS$USER_HOME"
+  chmod 1777 "$ROOTFS/tmp" "$ROOTFS/tmp/.X11-unix" "$ROOTFS/var/tmp"
+  chmod 0700 "$ROOTFS/root"
+  chmod 0755 "$ROOTFS$USER_HOME"
+  cat >"$ROOTFS/etc/passwd" <<PASSWD
+root:x:0:0:root:/root:/bin/sh
+$USER_NAME:x:$USER_UID:$USER_UID:StreamSpace user:$USER_HOME:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false
+PASSWD
+  cat >"$ROOTFS/etc/group" <<GROUP
+root:x:0:
+tty:x:5:
+utmp:x:43:
+$USER_NAME:x:$USER_UID:
+nogroup:x:65534:
+GROUP
+  printf 'root:*:19000:0:99999:7:::\n%s:*:19000:0:99999:7:::\n' "$USER_NAME" >"$ROOTFS/etc/shadow"
+  chmod 0640 "$ROOTFS/etc/shadow"
+}
+
+# Writes $WORK/rootfs.tar: everything owned by root except the user's home,
+# which belongs to $USER_UID (so a new Docker volume mounted there, which
+# starts as a copy of it, is writable). tar sets the owners, so this also
+# works when the build runs unprivileged.
+rootfs_pack() {
+  tar -C "$ROOTFS" --numeric-owner --owner=0 --group=0 \
+    --exclude=".$USER_HOME" -cf "$WORK/rootfs.tar" .
+  tar -C "$ROOTFS" --numeric-owner --owner="$USER_UID" --group="$USER_UID" \
+    -rf "$WORK/rootfs.tar" ".$USER_HOME"
+}
+
+# Runs one of the rootfs's own programs on the build host through the
+# rootfs's dynamic loader and libraries (apt resolved them for this host's
+# architecture), to build the caches a maintainer script or trigger would
+# have built (GSettings schemas, gdk-pixbuf loaders, fonts). Needs neither
+# root nor chroot, so unprivileged builds get the caches too.
+rootfs_run() {
+  local prog=$1 ldso libdirs
+  shift
+  ldso="$(find "$ROOTFS/lib" "$ROOTFS/usr/lib" -maxdepth 2 -name 'ld-linux*.so.[0-9]' 2>/dev/null | head -n 1)"
+  [[ -n "$ldso" ]] || die "no dynamic loader in the rootfs"
+  libdirs="$(find "$ROOTFS/lib" "$ROOTFS/usr/lib" -maxdepth 1 -type d -name '*-linux-gnu*' | paste -sd:)"
+  "$ldso" --library-path "$libdirs" "$ROOTFS$prog" "$@"
+}
+
+# Installs /usr/local/bin/streamspace-session, the CMD of the images with a
+# window manager: Xvnc on :1 (RFB on 5901, no password: the control plane
+# authenticates viewers) is PID 1, so `docker stop` ends the container at
+# once; once its X socket exists, the image's own
+# /usr/local/bin/streamspace-desktop starts the desktop (window manager,
+# apps, services). Xvnc's link is made here because update-alternatives,
+# which normally makes it, never runs.
+rootfs_x_session() {
+  [[ -e "$ROOTFS/usr/bin/Xvnc" ]] || ln -s Xtigervnc "$ROOTFS/usr/bin/Xvnc"
+  cat >"$ROOTFS/usr/local/bin/streamspace-session" <<'SESSION'
+#!/bin/sh
+set -u
+: "${HOME:=/home/user}" "${XDG_CACHE_HOME:=/tmp/.cache}"
+: "${VNC_GEOMETRY:=1280x800}" "${VNC_DEPTH:=24}"
+# HOME may be a volume: a new one (writable, a copy of the image's), one
+# kept from an earlier session, or a bind mount the user cannot write. Apps
+# such as Firefox refuse to start without a writable HOME, so the last case
+# falls back to one under /tmp (lost when the session ends) and says so.
+mkdir -p "$HOME" 2>/dev/null
+if ! (: >"$HOME/.streamspace-probe") 2>/dev/null; then
+  echo "streamspace-session: $HOME is not writable by uid $(id -u); using /tmp/home (not kept)" >&2
+  HOME=/tmp/home
+  mkdir -p "$HOME"
+fi
+rm -f "$HOME/.streamspace-probe"
+XDG_RUNTIME_DIR="/tmp/runtime-$(id -u)"
+export HOME XDG_CACHE_HOME XDG_RUNTIME_DIR DISPLAY=:1
+mkdir -p "$XDG_CACHE_HOME" "$XDG_RUNTIME_DIR" 2>/dev/null
+chmod 0700 "$XDG_RUNTIME_DIR" 2>/dev/null
+cd "$HOME" 2>/dev/null || cd /
+# A stale socket from a previous run (docker start) would fool the wait below.
+rm -f /tmp/.X11-unix/X1 /tmp/.X1-lock 2>/dev/null
+# A tmpfs /tmp hides the image's socket dir, and Xvnc only creates it as root.
+mkdir -p /tmp/.X11-unix 2>/dev/null && chmod 1777 /tmp/.X11-unix 2>/dev/null
+(
+  while [ ! -S /tmp/.X11-unix/X1 ]; do sleep 0.05; done
+  exec /usr/local/bin/streamspace-desktop
+) </dev/null &
+exec Xvnc :1 -rfbport 5901 -SecurityTypes None -AlwaysShared \
+  -desktop streamspace -geometry "$VNC_GEOMETRY" -depth "$VNC_DEPTH" \
+  -nolisten tcp
+SESSION
+  chmod 0755 "$ROOTFS/usr/local/bin/streamspace-session"
+}
+
+# Packages the closure of an IceWM desktop pulls in that no session runs,
+# as alternatives for SKIP_RE: Mesa/LLVM (X and Firefox render in software
+# without a GL driver), perl, packaging tools, PAM, systemd and the D-Bus
+# daemons (libdbus stays), and the Ghostscript/HEIF/JPEG XL/AV1 stacks that
+# imlib2 (IceWM's image library) loads as plugins only.
+rootfs_icewm_skips() {
+  printf '%s' 'libllvm[0-9]*|libz3-[0-9]*|libgl1-mesa-dri|libglx-mesa0|libglapi-mesa|libdrm-(amdgpu1|intel1|nouveau2|radeon1)|libsensors.*|libedit2|perl|perl-base|perl-modules-.*|libperl.*|lib.*-perl|libdb5\.3|libgdbm.*|dpkg|tar|debconf|sysvinit-utils|lsb-base|usrmerge|init-system-helpers|passwd|adduser|libsemanage.*|libpam-modules.*|libpam-runtime|systemd|systemd-sysv|libsystemd-shared|libpam-systemd|dbus|dbus-bin|dbus-daemon|dbus-user-session|dbus-system-bus-common|dbus-session-bus-common|dconf-service|mount|dmsetup|libdevmapper.*|libcryptsetup.*|libfdisk1|libkmod2|libargon2-1|libip4tc2|libjson-c5|libgs10|libgs10-common|libgs-common|fonts-urw-base35|poppler-data|libspectre1|libheif1|libde265-0|libx265-.*|libjxl.*|libhwy1|libaom3|libdav1d6|libopenjp2-7|libijs-.*|libjbig2dec0|libpaper1|libidn12|libnuma1'
+}
+
+# Where the packages put 48x48 application icons; IceWM's toolbar finds
+# icons named by absolute path only (its theme lookup misses hicolor here).
+ICONS=/usr/share/icons/hicolor/48x48/apps
+
+# IceWM as a product-like desktop: a taskbar with a clock, a start menu and
+# quick-launch buttons for `$1` (lines of "prog Name icon command"), no
+# logout entry (ending the session is StreamSpace's job); and xterm in an
+# outline font (its default bitmap font is in a package we do not install).
+rootfs_desktop_config() {
+  printf 'XTerm*faceName: Monospace\nXTerm*faceSize: 11\n' >>"$ROOTFS/etc/X11/app-defaults/XTerm"
+  # D-Bus clients (GTK) want a machine id; one per image is enough here.
+  tr -d '-' </proc/sys/kernel/random/uuid >"$ROOTFS/etc/machine-id"
+  local dir="$ROOTFS/etc/X11/icewm"
+  mkdir -p "$dir"
+  cat >"$dir/preferences" <<'PREFS'
+ShowLogoutMenu=0
+ShowLogoutSubMenu=0
+TaskBarShowWorkspaces=0
+TaskBarShowCPUStatus=0
+TaskBarShowNetStatus=0
+TaskBarShowMailboxStatus=0
+TimeFormat="%H:%M"
+PREFS
+  # A plain background: the default theme's wallpaper goes (an empty
+  # DesktopBackgroundImage does not override a theme's).
+  sed -i '/^DesktopBackground/d' "$ROOTFS/usr/share/icewm/themes/default/default.theme"
+  printf 'DesktopBackgroundColor="rgb:1E/3A/5F"\n' >"$dir/prefoverride"
+  printf 'Theme="default"\n' >"$dir/theme"
+  printf '%s\n' "$1" >"$dir/toolbar"
+  printf '%s\n' "$1" >"$dir/menu"
 }

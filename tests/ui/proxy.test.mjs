@@ -55,7 +55,7 @@ for (const setup of SETUPS) {
   test(`behind a proxy (${setup.name}): launch shows the desktop, lists update (${setup.updates})`, async () => {
     const page = await newPage(browser, { name: `carol-${setup.name}`, baseURL: proxyUrl(setup.env) });
     await login(page, carol.username, carol.password);
-    await page.getByRole('button', { name: 'Launch Desktop' }).click();
+    await page.getByRole('button', { name: 'Launch Desktop', exact: true }).click();
     await page.waitForURL(/\/sessions\/[0-9a-f-]+$/);
     const id = new URL(page.url()).pathname.split('/').pop();
     await waitForDesktop(page, { timeout: 60_000 });

@@ -64,7 +64,7 @@ test('a user logs in and finds the desktop by search and category', async () => 
 });
 
 test('Launch creates a session and the viewer shows the xterm on the canvas', async () => {
-  await page.getByRole('button', { name: 'Launch Desktop' }).click();
+  await page.getByRole('button', { name: 'Launch Desktop', exact: true }).click();
   await page.waitForURL(/\/sessions\/[0-9a-f-]+$/);
   sessionId = new URL(page.url()).pathname.split('/').pop();
   const stats = await waitForDesktop(page);

@@ -39,7 +39,8 @@ enum Command {
     /// Import and export template catalogs (docs/CATALOG.md).
     #[command(subcommand)]
     Templates(templates::TemplatesCommand),
-    /// Build the demo desktop image from Debian packages (no registry needed).
+    /// Build a demo image (desktop, full-desktop or webvnc) from Debian
+    /// packages (no registry needed).
     BuildImage(image::BuildImageArgs),
     /// Print the API's OpenAPI document (what GET /api/v1/openapi.json
     /// serves), without starting a server.

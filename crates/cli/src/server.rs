@@ -1,6 +1,7 @@
 //! `streamspace server` and `streamspace up`.
 
-use crate::{image, shutdown};
+use crate::image::{self, DemoImage};
+use crate::shutdown;
 use anyhow::Context;
 use clap::Args;
 use std::net::SocketAddr;
@@ -154,7 +155,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
 /// exactly as a remote agent would be.
 pub async fn run_up(args: ServerArgs) -> anyhow::Result<()> {
     let shutdown = shutdown::on_signal();
-    image::ensure_image(image::DESKTOP_IMAGE).await?;
+    image::ensure_image(DemoImage::Desktop).await?;
     // With TLS on, the embedded agent gets a plain listener on loopback:
     // it needs no certificate that names 127.0.0.1, and its tunnels keep
     // the zero-copy path on the agent's side.
@@ -163,7 +164,7 @@ pub async fn run_up(args: ServerArgs) -> anyhow::Result<()> {
         ..args.config()
     };
     let app = Application::build(config).await?;
-    seed_desktop_template(app.store()).await?;
+    seed_demo_templates(app.store()).await?;
     let agent_dir = args.data_dir.join("agent");
     let token = match Identity::path(&agent_dir).exists() {
         true => None,
@@ -224,29 +225,90 @@ fn print_banner(app: &Application, args: &ServerArgs) {
     }
 }
 
-/// The demo template `up` offers out of the box.
-async fn seed_desktop_template(store: &Store) -> anyhow::Result<()> {
-    if store.find_template("desktop").await?.is_some() {
-        return Ok(());
+/// The demo templates `up` offers out of the box: the desktop always (`up`
+/// builds its image), the others once their image is on the Docker host
+/// (`streamspace build-image full-desktop|webvnc`, which `scripts/run.sh`
+/// runs); a template an admin deleted or changed is left alone.
+async fn seed_demo_templates(store: &Store) -> anyhow::Result<()> {
+    for (image, template) in demo_templates() {
+        let name = template["name"].as_str().unwrap_or_default().to_owned();
+        if store.find_template(&name).await?.is_some() {
+            continue;
+        }
+        if image != DemoImage::Desktop && !image::image_exists(image.tag()).await? {
+            tracing::info!(
+                "not offering the {name} template: build its image with `streamspace build-image {}`",
+                image.cli_name()
+            );
+            continue;
+        }
+        let spec = serde_json::from_value::<TemplateInput>(template)?.validate()?;
+        store.create_template(&spec).await?;
+        tracing::info!("created the {name} template");
     }
-    let input: TemplateInput = serde_json::from_value(serde_json::json!({
-        "name": "desktop",
-        "display_name": "Desktop",
-        "description": "A minimal X desktop with a terminal (Xvnc and xterm from Debian packages).",
-        "category": "Development",
-        "icon": "",
-        "image": image::DESKTOP_IMAGE,
-        "ports": [{"name": "vnc", "port": 5901, "protocol": "vnc"}],
-        "resources": {"cpu": "1", "memory": "512Mi"},
-        "persistent_home": true,
-        "home_path": "/home/user",
-        "idle_timeout": "30m",
-        "platforms": ["docker"]
-    }))?;
-    let spec = input.validate()?;
-    store.create_template(&spec).await?;
-    tracing::info!("created the desktop template");
     Ok(())
+}
+
+fn demo_templates() -> [(DemoImage, serde_json::Value); 3] {
+    use serde_json::json;
+    [
+        (
+            DemoImage::Desktop,
+            json!({
+                "name": "desktop",
+                "display_name": "Desktop",
+                "description": "A minimal X desktop with a terminal (Xvnc and xterm from Debian packages).",
+                "category": "Development",
+                "icon": "",
+                "image": image::DESKTOP_IMAGE,
+                "ports": [{"name": "vnc", "port": 5901, "protocol": "vnc"}],
+                "resources": {"cpu": "1", "memory": "512Mi"},
+                "persistent_home": true,
+                "home_path": "/home/user",
+                "idle_timeout": "30m",
+                "platforms": ["docker"]
+            }),
+        ),
+        (
+            DemoImage::FullDesktop,
+            json!({
+                "name": "full-desktop",
+                "display_name": "Desktop with Firefox",
+                "description": "IceWM with a taskbar and menu, a terminal and Firefox ESR (Debian packages).",
+                "category": "Productivity",
+                "icon": "",
+                "image": image::FULL_DESKTOP_IMAGE,
+                "ports": [{"name": "vnc", "port": 5901, "protocol": "vnc"}],
+                "resources": {"cpu": "2", "memory": "2Gi"},
+                // Firefox's tabs crash with Docker's 64 MB /dev/shm.
+                "shm_size": "1Gi",
+                "persistent_home": true,
+                "home_path": "/home/user",
+                "idle_timeout": "30m",
+                "platforms": ["docker"]
+            }),
+        ),
+        (
+            DemoImage::Webvnc,
+            json!({
+                "name": "web-desktop",
+                "display_name": "Web desktop (noVNC)",
+                "description": "A desktop served as a web app: noVNC and its WebSocket over HTTP, the way KasmVNC images work.",
+                "category": "Development",
+                "icon": "",
+                "image": image::WEBVNC_IMAGE,
+                "ports": [
+                    {"name": "web", "port": 6080, "protocol": "http", "path": "/"},
+                    {"name": "vnc", "port": 5901, "protocol": "vnc"}
+                ],
+                "resources": {"cpu": "1", "memory": "1Gi"},
+                "persistent_home": true,
+                "home_path": "/home/user",
+                "idle_timeout": "30m",
+                "platforms": ["docker"]
+            }),
+        ),
+    ]
 }
 
 /// An enrollment token for the embedded agent's first start.
@@ -297,6 +359,15 @@ mod tests {
         let defaults = Config::default();
         assert_eq!(config.max_streams_per_user, defaults.max_streams_per_user);
         assert_eq!(config.tls, None);
+    }
+
+    #[test]
+    fn every_demo_template_is_valid() {
+        for (image, template) in demo_templates() {
+            assert_eq!(template["image"], image.tag());
+            let input: TemplateInput = serde_json::from_value(template).expect("parses");
+            input.validate().expect("valid");
+        }
     }
 
     #[test]
