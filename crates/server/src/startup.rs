@@ -2,7 +2,7 @@
 //! listener (port 0 in tests) and prepares everything; `run_until_stopped`
 //! serves until the shutdown token fires, then drains.
 
-use crate::apps::Apps;
+use crate::apps::shared::Apps;
 use crate::auth::login_guard::LoginGuard;
 use crate::auth::revocations::Revocations;
 use crate::bootstrap::{AdminBootstrap, ensure_admin};
@@ -14,8 +14,8 @@ use crate::state::AppState;
 use crate::store::Store;
 use crate::streams::StreamLimit;
 use crate::tls::ServerTls;
-use crate::tunnel::TunnelOpener;
 use crate::tunnel::broker::TunnelBroker;
+use crate::tunnel::opener::TunnelOpener;
 use anyhow::Context;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;

@@ -47,5 +47,5 @@ pub struct AppState {
     /// Each user's budget of event, log and VNC streams.
     pub streams: Arc<StreamLimit>,
     /// The web-app proxy's pooled client (`apps/`).
-    pub apps: Arc<crate::apps::Apps>,
+    pub apps: Arc<crate::apps::shared::Apps>,
 }

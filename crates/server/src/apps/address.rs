@@ -93,6 +93,20 @@ pub fn safe_return_path(to: Option<&str>) -> String {
     }
 }
 
+/// Whether a request is for a web app, by path or host.
+pub fn is_app_request<B>(request: &http::Request<B>, apps_domain: Option<&str>) -> bool {
+    if request.uri().path().starts_with(PATH_PREFIX) {
+        return true;
+    }
+    let host = request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    apps_domain
+        .zip(host)
+        .is_some_and(|(domain, host)| AppAddress::from_host(host, domain).is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,15 +9,18 @@
 //! a request for another.
 
 use crate::error::ApiError;
-use crate::tunnel::TunnelOpener;
+use crate::tunnel::opener::TunnelOpener;
 use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper::upgrade::Upgraded;
+use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use streamspace_protocol::{AgentId, ServerMessage, SessionId};
 
 /// Where a pooled connection goes.
@@ -62,6 +65,21 @@ impl Target {
             tls: tls == "1",
         })
     }
+}
+
+pub type AppClient = Client<TunnelConnector, axum::body::Body>;
+
+/// Idle connections kept per app, and for how long: enough for a page's
+/// parallel asset requests, released soon after.
+const IDLE_PER_APP: usize = 8;
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn client(opener: TunnelOpener) -> AppClient {
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(IDLE_TIMEOUT)
+        .pool_max_idle_per_host(IDLE_PER_APP)
+        .pool_timer(TokioTimer::new())
+        .build(TunnelConnector { opener })
 }
 
 #[derive(Clone)]

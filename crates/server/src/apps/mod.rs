@@ -7,21 +7,21 @@
 //! - `grant.rs`: how a browser gets in (a ticket from the control plane's
 //!   origin, a cookie of the app's own);
 //! - `proxy.rs`: forwarding requests, responses and WebSocket upgrades;
-//! - `connector.rs`: pooled data channels as the HTTP client's connections.
+//! - `connector.rs`: pooled data channels as the HTTP client's connections;
+//! - `shared.rs`: what the proxy keeps between requests (the application
+//!   state holds it).
 //!
 //! Design and limits: `docs/APPS.md`.
 
-mod address;
+pub(crate) mod address;
 mod connector;
 pub(crate) mod grant;
 mod proxy;
-
-pub use proxy::AppClient;
+pub(crate) mod shared;
 
 use crate::auth::revoke;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::tunnel::TunnelOpener;
 use address::{AUTH_PATH, AppAddress, Mode, PATH_PREFIX, safe_return_path};
 use axum::Router;
 use axum::body::Body;
@@ -32,63 +32,8 @@ use axum::routing::any;
 use connector::Target;
 use http::{HeaderMap, header};
 use proxy::{Forward, WebSocketHold};
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-use streamspace_protocol::{PortProtocol, SessionId};
-
-/// The proxy's shared parts: the pooled client, and when each session's
-/// app activity was last written.
-pub struct Apps {
-    pub client: AppClient,
-    touched: Mutex<HashMap<SessionId, Instant>>,
-}
-
-/// Least time between two activity writes of one session from app
-/// requests: a page load is dozens of requests, one write.
-const TOUCH_GAP: Duration = Duration::from_secs(15);
-/// Sessions remembered for that; beyond, the map is cleared (a write each).
-const TOUCH_MEMORY: usize = 10_000;
-
-impl Apps {
-    pub fn new(opener: TunnelOpener) -> Self {
-        Apps {
-            client: proxy::client(opener),
-            touched: Mutex::default(),
-        }
-    }
-
-    /// Whether this request's activity should be written now.
-    fn due(&self, session_id: &SessionId) -> bool {
-        let mut touched = self.touched.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        if touched.len() >= TOUCH_MEMORY {
-            touched.clear();
-        }
-        match touched.get(session_id) {
-            Some(last) if now.duration_since(*last) < TOUCH_GAP => false,
-            _ => {
-                touched.insert(session_id.clone(), now);
-                true
-            }
-        }
-    }
-}
-
-/// Whether a request is for a web app, by path or host.
-pub fn is_app_request<B>(request: &http::Request<B>, apps_domain: Option<&str>) -> bool {
-    if request.uri().path().starts_with(PATH_PREFIX) {
-        return true;
-    }
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok());
-    apps_domain
-        .zip(host)
-        .is_some_and(|(domain, host)| AppAddress::from_host(host, domain).is_some())
-}
+use streamspace_protocol::PortProtocol;
 
 /// Path mode's routes, on the control plane's own origin.
 pub fn routes() -> Router<AppState> {

@@ -6,40 +6,22 @@
 //! and the app, like a VNC tunnel.
 
 use super::address::{AppAddress, Mode};
-use super::connector::{Target, TunnelConnector};
+use super::connector::{AppClient, Target};
 use super::grant::APP_COOKIE;
 use crate::auth::COOKIE;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::streams::StreamPermit;
-use crate::tunnel::TunnelOpener;
 use crate::tunnel::activity::Activity;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::time::Duration;
 use streamspace_protocol::SessionId;
-
-pub type AppClient = Client<TunnelConnector, Body>;
-
-/// Idle connections kept per app, and for how long: enough for a page's
-/// parallel asset requests, released soon after.
-const IDLE_PER_APP: usize = 8;
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-
-pub fn client(opener: TunnelOpener) -> AppClient {
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(IDLE_TIMEOUT)
-        .pool_max_idle_per_host(IDLE_PER_APP)
-        .pool_timer(TokioTimer::new())
-        .build(TunnelConnector { opener })
-}
 
 /// Everything about the request that the forwarding needs besides itself.
 pub struct Forward<'a> {

@@ -47,7 +47,7 @@ impl hyper::service::Service<Request<Incoming>> for Service {
         let with_body = !request.body().is_end_stream();
         self.watch.request_started(with_body);
         let domain = self.connections.apps_domain.as_deref();
-        let timing = match crate::apps::is_app_request(&request, domain) {
+        let timing = match crate::apps::address::is_app_request(&request, domain) {
             true => Timing::Gap,
             false => Timing::Total,
         };

@@ -52,11 +52,11 @@ pub use app_grants::{Grant, NewGrant};
 pub use audit::AuditEntry;
 pub use catalog::TemplateWrite;
 pub use commands::{CommandRecord, CommandStatus, LatestCommand};
-pub use pool::POOL_USER;
 pub use quotas::{Limits, Usage};
 pub use resources::AgentLoad;
 pub use sessions::{NewSession, SessionRecord};
 pub use templates::TemplateRecord;
+pub use users::POOL_USER;
 pub use users::{AdminChange, Role, User};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

@@ -3,19 +3,9 @@
 //! Every user-facing query leaves them out (`users.rs`, `sessions.rs`).
 
 use super::sessions::SELECT as SELECT_SESSION;
+use super::users::POOL_USER;
 use super::{SessionRecord, Store, StoreResult, now_ms, sql, to_json};
 use streamspace_protocol::{AgentId, SessionSpec, TemplateId, UserId};
-
-/// The pool's user id, as a literal for `concat!` into SQL.
-macro_rules! pool_user {
-    () => {
-        "00000000-0000-7000-8000-000000000001"
-    };
-}
-pub(super) use pool_user;
-
-/// The owner of sessions waiting in a pool.
-pub const POOL_USER: &str = pool_user!();
 
 impl Store {
     /// The pool's sessions (of `template_id`, or of every template) that

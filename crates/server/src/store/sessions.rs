@@ -2,8 +2,8 @@
 //! conditional writes that keep an agent's report from undoing a newer change.
 
 use super::commands::{enqueue, supersede_open};
-use super::pool::POOL_USER;
 use super::resources::{cpu_millis, gpus, memory_bytes};
+use super::users::POOL_USER;
 use super::{Store, StoreError, StoreResult, from_json, now_ms, sql, to_json};
 use sqlx::Row;
 use sqlx::any::AnyRow;

@@ -1,12 +1,22 @@
 //! Users in the store: accounts, password hashes, roles, and the guards that
 //! keep at least one admin.
 
-use super::pool::pool_user;
 use super::{Store, StoreError, StoreResult, conflict, now_ms};
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use streamspace_protocol::UserId;
+
+/// The pool's user id, as a literal for `concat!` into SQL.
+macro_rules! pool_user {
+    () => {
+        "00000000-0000-7000-8000-000000000001"
+    };
+}
+
+/// The owner of sessions waiting in a warm pool (`pool.rs`): a row made
+/// by migration 0009 that is no account, left out of every query here.
+pub const POOL_USER: &str = pool_user!();
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
