@@ -71,6 +71,14 @@ impl PeerContainer {
         Ok(start.elapsed())
     }
 
+    /// `docker run` → banner of a fresh container, removed afterwards.
+    async fn run_once(tag: &str) -> anyhow::Result<Duration> {
+        let container = Self::new(tag)?;
+        let took = container.run().await;
+        container.remove().await;
+        took
+    }
+
     async fn stop(&self) -> anyhow::Result<Duration> {
         let start = Instant::now();
         docker(&["stop", &self.name]).await?;
@@ -106,20 +114,8 @@ pub async fn session_start(settings: &Settings) -> anyhow::Result<BenchResult> {
         let total = start.elapsed();
         let running = watch.wait(&id, "Running", LIMIT).await? - start;
         viewer.close().await;
-        let path = format!("/api/v1/sessions/{id}");
-        cluster
-            .admin
-            .expect(Method::DELETE, &path, None, StatusCode::OK)
-            .await?;
-        cluster
-            .admin
-            .wait_for_phase(&id, "Terminated", LIMIT)
-            .await?;
-
-        let container = PeerContainer::new("start")?;
-        let peer_time = container.run().await;
-        container.remove().await;
-        let peer_time = peer_time?;
+        end(&cluster, &session).await?;
+        let peer_time = PeerContainer::run_once("start").await?;
         eprintln!(
             "  start rep {}/{reps}: streamspace {:.0} ms (Running seen at {:.0} ms), docker run {:.0} ms",
             rep + 1,
@@ -283,10 +279,7 @@ pub async fn warm_start(settings: &Settings) -> anyhow::Result<BenchResult> {
         let cold_body = json!({"template": TEMPLATE, "agent_id": cluster.agent_id});
         let (cold_took, session) = launch_to_banner(&cluster, cold_body).await?;
         end(&cluster, &session).await?;
-        let container = PeerContainer::new("warm")?;
-        let peer_time = container.run().await;
-        container.remove().await;
-        let peer_time = peer_time?;
+        let peer_time = PeerContainer::run_once("warm").await?;
         eprintln!(
             "  rep {}/{reps}: warm pool {:.1} ms, cold {:.0} ms, docker run {:.0} ms",
             rep + 1,

@@ -2,7 +2,7 @@
 //! Remmina, vncdotool). Each accepted connection becomes one `/vnc/{id}`
 //! WebSocket to the control plane.
 
-use crate::trust::CaCertArg;
+use crate::control_plane::ControlPlaneArgs;
 use anyhow::{Context, bail};
 use bytes::BytesMut;
 use clap::Args;
@@ -24,22 +24,12 @@ pub struct ConnectArgs {
     /// Local address VNC clients connect to.
     #[arg(long, default_value = "127.0.0.1:5901")]
     listen: SocketAddr,
-    /// URL of the control plane.
-    #[arg(
-        long,
-        env = "STREAMSPACE_SERVER",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    server: Url,
-    /// Login token (from POST /api/v1/auth/login).
-    #[arg(long, env = "STREAMSPACE_TOKEN", hide_env_values = true)]
-    token: String,
     #[command(flatten)]
-    ca: CaCertArg,
+    control_plane: ControlPlaneArgs,
 }
 
 pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
-    let tls = args.ca.client_tls()?;
+    let tls = args.control_plane.ca.client_tls()?;
     check_session(&args, &tls).await?;
     let listener = TcpListener::bind(args.listen)
         .await
@@ -57,8 +47,8 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
             accepted = listener.accept() => accepted?,
             _ = shutdown.cancelled() => return Ok(()),
         };
-        let url = vnc_url(&args.server, &args.session_id);
-        let token = args.token.clone();
+        let url = vnc_url(&args.control_plane.server, &args.session_id);
+        let token = args.control_plane.token.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
             if let Err(err) = bridge(client, &url, &token, &tls).await {
@@ -72,15 +62,21 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
 /// reached (unknown, not ours, bad token).
 async fn check_session(args: &ConnectArgs, tls: &ClientTls) -> anyhow::Result<()> {
     let url = args
+        .control_plane
         .server
         .join(&format!("/api/v1/sessions/{}", args.session_id))?;
     let response = tls
         .http_client()?
         .get(url)
-        .bearer_auth(&args.token)
+        .bearer_auth(&args.control_plane.token)
         .send()
         .await
-        .with_context(|| format!("cannot reach the control plane at {}", args.server))
+        .with_context(|| {
+            format!(
+                "cannot reach the control plane at {}",
+                args.control_plane.server
+            )
+        })
         .map_err(explain_tls_error)?;
     let status = response.status();
     let body: serde_json::Value = response.json().await.unwrap_or_default();

@@ -4,6 +4,7 @@
 mod agent;
 mod agent_args;
 mod connect;
+mod control_plane;
 mod image;
 mod kubernetes;
 mod server;

@@ -2,7 +2,7 @@
 //! (with a dry-run preview), export the server's templates as one, and
 //! print the catalog's JSON Schema (docs/CATALOG.md).
 
-use crate::trust::CaCertArg;
+use crate::control_plane::ControlPlaneArgs;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
@@ -25,22 +25,6 @@ pub enum TemplatesCommand {
 }
 
 #[derive(Args, Debug)]
-pub struct ServerArgs {
-    /// URL of the control plane.
-    #[arg(
-        long,
-        env = "STREAMSPACE_SERVER",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    server: Url,
-    /// An admin's login token (from POST /api/v1/auth/login).
-    #[arg(long, env = "STREAMSPACE_TOKEN", hide_env_values = true)]
-    token: String,
-    #[command(flatten)]
-    ca: CaCertArg,
-}
-
-#[derive(Args, Debug)]
 pub struct ImportArgs {
     /// A catalog file, an http(s):// URL, or `-` for standard input.
     source: String,
@@ -55,7 +39,7 @@ pub struct ImportArgs {
     #[arg(long, value_enum, default_value = "table")]
     output: Output,
     #[command(flatten)]
-    server: ServerArgs,
+    server: ControlPlaneArgs,
 }
 
 #[derive(Args, Debug)]
@@ -66,7 +50,7 @@ pub struct ExportArgs {
     #[arg(long, short)]
     output: Option<PathBuf>,
     #[command(flatten)]
-    server: ServerArgs,
+    server: ControlPlaneArgs,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -170,6 +170,10 @@ pub struct Exchange {
 /// Step 2, on the app's origin: the ticket for the app's cookie, then on to
 /// where the user was going.
 pub async fn exchange(state: &AppState, address: &AppAddress, query: Exchange) -> Response {
+    if !secrets::well_formed(secrets::SecretKind::AppTicket, &query.ticket) {
+        return ApiError::BadRequest("not a ticket: open the app again from StreamSpace".into())
+            .into_response();
+    }
     let cookie = secrets::generate(secrets::SecretKind::AppCookie);
     let redeemed = state
         .store
@@ -228,7 +232,9 @@ pub async fn check(
     address: &AppAddress,
     headers: &HeaderMap,
 ) -> ApiResult<Option<Grant>> {
-    for value in cookie_values(headers, APP_COOKIE) {
+    let ours = |v: &&str| secrets::well_formed(secrets::SecretKind::AppCookie, v);
+    // At most a few: a request cannot make us look up hundreds.
+    for value in cookie_values(headers, APP_COOKIE).filter(ours).take(4) {
         let Some(grant) = state.store.app_grant(&secrets::hash(value)).await? else {
             continue;
         };

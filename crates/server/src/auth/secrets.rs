@@ -36,6 +36,18 @@ impl SecretKind {
     }
 }
 
+/// Whether `value` has the shape of a secret of `kind` (its prefix and 43
+/// base64url characters): anything else is refused before the database is
+/// asked, so requests anyone can send with made-up values cost no query.
+pub fn well_formed(kind: SecretKind, value: &str) -> bool {
+    value.strip_prefix(kind.prefix()).is_some_and(|rest| {
+        rest.len() == 43
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
 pub fn generate(kind: SecretKind) -> String {
     let mut bytes = [0u8; 32];
     // The OS random source failing is not something to continue through.
@@ -58,6 +70,18 @@ pub fn generate_password() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_our_shape_is_well_formed() {
+        let ticket = generate(SecretKind::AppTicket);
+        assert!(well_formed(SecretKind::AppTicket, &ticket));
+        assert!(!well_formed(SecretKind::AppCookie, &ticket));
+        assert!(!well_formed(
+            SecretKind::AppTicket,
+            &ticket[..ticket.len() - 1]
+        ));
+        assert!(!well_formed(SecretKind::AppTicket, "ssk_not-a-ticket"));
+    }
 
     #[test]
     fn secrets_are_unique_prefixed_and_hash_stably() {

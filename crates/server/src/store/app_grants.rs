@@ -34,6 +34,11 @@ pub struct Grant {
     pub expires_at: i64,
 }
 
+/// Grants one login may hold: opening apps again and again replaces the
+/// oldest, so a user (or a script with their token) cannot grow the table
+/// without bound between hourly purges.
+pub const GRANTS_PER_LOGIN: i64 = 64;
+
 impl Store {
     pub async fn create_app_grant(&self, grant: NewGrant<'_>) -> StoreResult<()> {
         let _turn = self.write_turn().await;
@@ -49,6 +54,14 @@ impl Store {
         .bind(i64::from(grant.port))
         .bind(grant.ticket_expires_at)
         .bind(grant.expires_at)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query(
+            "DELETE FROM app_grants WHERE token_hash = $1 AND id NOT IN \
+             (SELECT id FROM app_grants WHERE token_hash = $1 ORDER BY id DESC LIMIT $2)",
+        )
+        .bind(grant.token_hash)
+        .bind(GRANTS_PER_LOGIN)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -181,5 +194,58 @@ mod tests {
         );
     }
 
-    on_both_engines!(a_ticket_is_spent_once_and_the_grant_dies_with_its_login);
+    /// Opening apps without end keeps only the newest grants of a login.
+    async fn a_login_holds_a_bounded_number_of_grants(url: &str) {
+        let store = Store::connect(url).await.expect("store");
+        let alice = store
+            .create_user("alice", "h", Role::User)
+            .await
+            .expect("user");
+        assert!(
+            store
+                .create_api_token("login", &alice.id, "h", LATER)
+                .await
+                .expect("token")
+        );
+        let new = NewSession {
+            user_id: alice.id.clone(),
+            template_id: "t".into(),
+            template_name: "web".into(),
+            agent_id: "a1".into(),
+            platform: "docker".into(),
+            spec: SessionSpec::fixture(SessionId::new()),
+            idle_timeout_ms: None,
+        };
+        let session = store.adopt_session(&new, DesiredState::Running, Phase::Running, "test");
+        let session_id = session.await.expect("session").id;
+        let extra = 5;
+        for i in 0..GRANTS_PER_LOGIN + extra {
+            let ticket = format!("ticket-{i}");
+            let grant = NewGrant {
+                ticket_hash: &ticket,
+                token_hash: "login",
+                user_id: &alice.id,
+                session_id: &session_id,
+                port: 6080,
+                ticket_expires_at: LATER,
+                expires_at: LATER,
+            };
+            store.create_app_grant(grant).await.expect("grant");
+        }
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM app_grants")
+            .fetch_one(store.pool())
+            .await
+            .expect("count");
+        assert_eq!(count, GRANTS_PER_LOGIN);
+        let oldest = store.redeem_app_ticket("ticket-0", &session_id, 6080, "c0");
+        assert!(!oldest.await.expect("write"), "the oldest was replaced");
+        let newest = format!("ticket-{}", GRANTS_PER_LOGIN + extra - 1);
+        let newest = store.redeem_app_ticket(&newest, &session_id, 6080, "c1");
+        assert!(newest.await.expect("write"));
+    }
+
+    on_both_engines!(
+        a_ticket_is_spent_once_and_the_grant_dies_with_its_login,
+        a_login_holds_a_bounded_number_of_grants,
+    );
 }
