@@ -69,12 +69,22 @@ pub fn outline(text: &str, format: CatalogFormat) -> Option<Vec<OutlineEntry>> {
     Some(outline.templates)
 }
 
+/// The catalog's text as a tree of nodes with their positions, read once
+/// for all the problems of one import (reading it per problem made an
+/// import with hundreds of problems quadratic).
+pub struct Positions(Option<Spanned<Node>>);
+
+impl Positions {
+    pub fn read(text: &str, _format: CatalogFormat) -> Self {
+        Positions(serde_saphyr::from_str_with_options(text, yaml_options()).ok())
+    }
+}
+
 /// The 1-based line and column of the field `path` names, or of the
 /// nearest enclosing one that is written out (a field left to its default
 /// has no line of its own).
-pub fn position(text: &str, _format: CatalogFormat, path: &str) -> Option<(u64, u64)> {
-    let tree: Spanned<Node> = serde_saphyr::from_str_with_options(text, yaml_options()).ok()?;
-    let mut at = &tree;
+pub fn position(positions: &Positions, path: &str) -> Option<(u64, u64)> {
+    let mut at = positions.0.as_ref()?;
     for segment in segments(path) {
         let next = match (&at.value, segment) {
             (Node::Map(entries), Segment::Key(key)) => {
@@ -244,13 +254,15 @@ mod tests {
     #[test]
     fn fields_are_found_in_yaml_and_json() {
         let yaml = "version: 1\ntemplates:\n  - name: a\n    image: x\n  - name: b\n    ports:\n      - name: web\n        port: 70000\n";
-        let at = |path| position(yaml, CatalogFormat::Yaml, path).map(|(l, _)| l);
+        let yaml = Positions::read(yaml, CatalogFormat::Yaml);
+        let at = |path| position(&yaml, path).map(|(l, _)| l);
         assert_eq!(at("templates[1].ports[0].port"), Some(8));
         assert_eq!(at("templates[0].image"), Some(4));
         // A field left out: the line of the entry that lacks it.
         assert_eq!(at("templates[0].home_path"), Some(3));
         let json = "{\n \"version\": 1,\n \"templates\": [\n  {\"name\": \"a\",\n   \"image\": \"x\"}\n ]\n}";
-        let at = |path| position(json, CatalogFormat::Json, path).map(|(l, _)| l);
+        let json = Positions::read(json, CatalogFormat::Json);
+        let at = |path| position(&json, path).map(|(l, _)| l);
         assert_eq!(at("templates[0].image"), Some(5));
     }
 }

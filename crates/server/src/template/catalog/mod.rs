@@ -146,6 +146,8 @@ pub struct ParsedCatalog<'a> {
     names: Vec<String>,
     text: &'a str,
     format: CatalogFormat,
+    /// Read when the first problem needs a line.
+    positions: std::sync::OnceLock<locate::Positions>,
 }
 
 impl ParsedCatalog<'_> {
@@ -154,7 +156,10 @@ impl ParsedCatalog<'_> {
     pub fn problem(&self, index: usize, field: &str, message: impl Into<String>) -> CatalogProblem {
         let name = self.names.get(index).filter(|n| !n.is_empty()).cloned();
         let full = locate::join(&format!("templates[{index}]"), field);
-        let at = locate::position(self.text, self.format, &full);
+        let positions = self
+            .positions
+            .get_or_init(|| locate::Positions::read(self.text, self.format));
+        let at = locate::position(positions, &full);
         CatalogProblem {
             index: Some(index),
             name,
@@ -195,7 +200,8 @@ pub fn parse(text: &str, format: CatalogFormat) -> Result<ParsedCatalog<'_>, Cat
             file.version
         ));
         problem.field = Some("version".into());
-        problem.line = locate::position(text, format, "version").map(|(l, _)| l);
+        let positions = locate::Positions::read(text, format);
+        problem.line = locate::position(&positions, "version").map(|(l, _)| l);
         return Err(problem);
     }
     if file.templates.len() > MAX_CATALOG_TEMPLATES {
@@ -230,6 +236,7 @@ pub fn parse(text: &str, format: CatalogFormat) -> Result<ParsedCatalog<'_>, Cat
         names,
         text,
         format,
+        positions: std::sync::OnceLock::new(),
     })
 }
 

@@ -310,7 +310,8 @@ fn alias_bombs_are_refused_quickly() {
         Some("templates[0].bomb"),
         "{problem:?}"
     );
-    let position = locate::position(&text, CatalogFormat::Yaml, "templates[0].image");
+    let positions = locate::Positions::read(&text, CatalogFormat::Yaml);
+    let position = locate::position(&positions, "templates[0].image");
     // Debug build, all three readers: ~0.6 s; at serde-saphyr's default
     // limits it was 4 s.
     assert!(
@@ -354,4 +355,26 @@ fn a_registry_password_left_out_is_kept_only_for_the_same_username() {
     let problems = other.expect_err("another username needs its password");
     let field = problems[0].field.as_deref().unwrap_or_default();
     assert!(field.ends_with("registry_auth.password"), "{problems:?}");
+}
+
+#[test]
+fn every_problem_of_a_large_catalog_has_its_line() {
+    let mut text = String::from("version: 1\ntemplates:\n");
+    for i in 0..500 {
+        text.push_str(&format!("- name: t{i}\n  image: ''\n"));
+    }
+    let started = std::time::Instant::now();
+    let problems = plan(
+        parse(&text, CatalogFormat::Yaml).expect("parses"),
+        Vec::new(),
+    )
+    .expect_err("every image is empty");
+    eprintln!("500 problems located in {:?}", started.elapsed());
+    assert_eq!(problems.len(), 500);
+    assert_eq!(
+        problems[499].line,
+        Some(2 + 2 * 499 + 2),
+        "{:?}",
+        problems[499]
+    );
 }
