@@ -1,9 +1,11 @@
 //! The public HTTP API. Handlers are thin: parse, check who may do it, call
 //! the store (and the hub), shape the answer.
 
+mod agent_pool;
 mod agents;
 mod auth;
 mod events;
+mod groups;
 mod metrics;
 mod openapi;
 mod pools;
@@ -63,6 +65,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::get_quota, users::set_quota))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::update, users::delete))
+        .routes(routes!(groups::list, groups::create))
+        .routes(routes!(groups::get, groups::update, groups::delete))
+        .routes(routes!(groups::add_member, groups::remove_member))
         .routes(routes!(templates::list, templates::create))
         .routes(catalog_sized(routes!(templates::import)))
         .routes(routes!(templates::export))
@@ -77,7 +82,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(public(routes!(agents::register)))
         .routes(routes!(connection::connect))
         .routes(routes!(agent_side::accept))
-        .routes(routes!(agents::get, agents::delete))
+        .routes(routes!(agents::get, agents::delete, agent_pool::update))
         .routes(routes!(agents::drain))
         .routes(routes!(agents::undrain))
         .routes(routes!(sessions::list, sessions::create))
