@@ -106,7 +106,7 @@ pub fn check_group_name(field: &str, name: &str) -> Result<(), FieldError> {
 /// A list of group names, as in `allowed_groups`: each valid, no repeats,
 /// at most [`MAX_LIST`].
 pub fn check_group_list(field: &str, names: Vec<String>) -> Result<Vec<String>, FieldError> {
-    check_list(field, &names, |f, n| check_group_name(f, n))?;
+    check_list(field, &names, check_group_name)?;
     Ok(names)
 }
 
@@ -184,7 +184,7 @@ mod tests {
     fn lists_are_bounded_and_checked() {
         let names = |n: &[&str]| n.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         assert!(check_group_list("allowed_groups", names(&["/org/team a", "CN=x"])).is_ok());
-        let twice = check_group_list("allowed_groups", names(&["a", "a"])).unwrap_err();
+        let twice = check_group_list("allowed_groups", names(&["a", "a"])).expect_err("twice");
         assert_eq!(twice.field, "allowed_groups[1]");
         assert!(check_group_list("g", names(&[" "])).is_err());
         assert!(check_group_list("g", names(&["a\nb"])).is_err());
@@ -192,7 +192,7 @@ mod tests {
         let many: Vec<String> = (0..65).map(|i| i.to_string()).collect();
         assert!(check_pool_list("pools", many).is_err());
         assert_eq!(
-            check_pool_list("pools", names(&["b", "a"])).unwrap(),
+            check_pool_list("pools", names(&["b", "a"])).expect("valid"),
             names(&["a", "b"])
         );
         assert!(check_pool_list("pools", names(&["Not A Slug"])).is_err());

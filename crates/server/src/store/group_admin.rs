@@ -1,6 +1,6 @@
 //! Groups as admins manage them: create, rename, set their quota and agent
-//! pools, add and remove members; and what a user's groups give them
-//! (limits, pools, names), read once per request.
+//! pools, add and remove members; and a user's groups, whole, for what they
+//! give (limits, pools, names). The OIDC claim's sync is `groups.rs`.
 
 use super::quotas::{to_i64, to_u64};
 use super::{Limits, Store, StoreResult, conflict, new_id, now_ms};

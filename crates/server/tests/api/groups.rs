@@ -5,15 +5,57 @@
 //! limited to groups are hidden from and refused to everyone else.
 
 use crate::fake_agent::FakeAgent;
-use crate::{TestApp, on_both_engines, run_sql};
+use crate::{TestApp, on_both_engines};
 use anyhow::Context;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;
 use streamspace_protocol::{Action, Phase, SessionReport};
+use streamspace_server::store::Store;
 use streamspace_testkit::Api;
 
 const PASSWORD: &str = "a-long-password";
+
+/// The system audit log's `(actor, kind, target, outcome)` rows of kinds
+/// starting with `prefix`, oldest first.
+async fn audited(
+    app: &TestApp,
+    prefix: &str,
+) -> anyhow::Result<Vec<(String, String, String, String)>> {
+    use sqlx::Row;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&app.database_url).await?;
+    let rows = sqlx::query(
+        "SELECT actor, kind, target, outcome FROM audit_log WHERE kind LIKE $1 ORDER BY id",
+    )
+    .bind(format!("{prefix}%"))
+    .fetch_all(&pool)
+    .await?;
+    pool.close().await;
+    rows.iter()
+        .map(|r| {
+            let text = |c: &str| {
+                r.try_get::<Option<String>, _>(c)
+                    .map(Option::unwrap_or_default)
+            };
+            Ok((
+                text("actor")?,
+                text("kind")?,
+                text("target")?,
+                text("outcome")?,
+            ))
+        })
+        .collect()
+}
+
+fn event(kind: &str, target: &str) -> (String, String, String, String) {
+    (
+        "user:admin".into(),
+        kind.into(),
+        target.into(),
+        "success".into(),
+    )
+}
 
 /// Enrolls an agent into `pool` (the token's), sending `labels` of its
 /// own, and connects it; returns it and its id.
@@ -72,6 +114,33 @@ async fn member(app: &TestApp, name: &str, group: Value) -> anyhow::Result<(Api,
         .expect(Method::PUT, &path, None, StatusCode::OK)
         .await?;
     Ok((Api::login(&app.url, name, PASSWORD).await?, user_id))
+}
+
+/// A user (made if need be) whose login's groups claim named `groups`: the
+/// foundation's own sync, as the OIDC login runs it.
+async fn claimed_member(app: &TestApp, name: &str, groups: &[&str]) -> anyhow::Result<String> {
+    let users = app
+        .admin
+        .expect(Method::GET, "/api/v1/users", None, StatusCode::OK)
+        .await?;
+    let existing = users
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|u| u["username"] == name)
+        .cloned();
+    let user = match existing {
+        Some(user) => user,
+        None => app.admin.create_user(name, PASSWORD).await?,
+    };
+    let id = user["id"].as_str().context("user id")?.to_owned();
+    let store = Store::connect(&app.database_url).await?;
+    let names: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
+    store
+        .replace_claimed_groups(&id.clone().into(), &names)
+        .await?;
+    store.close().await;
+    Ok(id)
 }
 
 async fn create(api: &Api, body: Value) -> anyhow::Result<streamspace_testkit::api::Answer> {
@@ -301,6 +370,10 @@ async fn allowed_groups_hide_and_refuse_templates(app: TestApp) -> anyhow::Resul
         "{}",
         refused.body
     );
+    // A membership from the identity provider's claim counts the same.
+    claimed_member(&app, "carol", &["finance"]).await?;
+    let carol = Api::login(&app.url, "carol", PASSWORD).await?;
+    assert_eq!(template_names(&carol).await?, ["open-app", "secret-app"]);
     let allowed = create(&alice, json!({"template": "secret-app"})).await?;
     assert_eq!(allowed.status, StatusCode::CREATED, "{}", allowed.body);
     // Bad names are refused with the field.
@@ -319,8 +392,7 @@ async fn admins_manage_groups_and_claimed_memberships_need_force(
     app: TestApp,
 ) -> anyhow::Result<()> {
     let admin = &app.admin;
-    let (alice, alice_id) =
-        member(&app, "alice", json!({"name": "eng", "pools": ["b", "a"]})).await?;
+    let (alice, _) = member(&app, "alice", json!({"name": "eng", "pools": ["b", "a"]})).await?;
     let group = admin
         .expect(Method::GET, "/api/v1/groups/eng", None, StatusCode::OK)
         .await?;
@@ -380,13 +452,9 @@ async fn admins_manage_groups_and_claimed_memberships_need_force(
     );
     assert_eq!(renamed["pools"], json!(["a", "b"]), "pools unchanged");
 
-    // As the OIDC login would have written it.
-    run_sql(
-        &app,
-        &format!("UPDATE group_members SET source = 'oidc' WHERE user_id = '{alice_id}'"),
-    )
-    .await?;
-    let member_path = format!("/api/v1/groups/{id}/members/{alice_id}");
+    // Bob is in it by the identity provider's claim, as his login writes it.
+    let bob_id = claimed_member(&app, "bob", &["engineering", "from-idp"]).await?;
+    let member_path = format!("/api/v1/groups/{id}/members/{bob_id}");
     let refused = admin.call(Method::DELETE, &member_path, None).await?;
     assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
     assert!(error(&refused).contains("next login"), "{}", refused.body);
@@ -398,9 +466,60 @@ async fn admins_manage_groups_and_claimed_memberships_need_force(
             StatusCode::OK,
         )
         .await?;
-    assert_eq!(removed["members"], json!([]));
+    assert_eq!(removed["members"][0]["username"], "alice", "only bob left");
+    assert_eq!(removed["members"].as_array().map(Vec::len), Some(1));
     admin
         .expect(Method::DELETE, &member_path, None, StatusCode::NOT_FOUND)
+        .await?;
+    // What the refusal said: his next login brings him back.
+    claimed_member(&app, "bob", &["engineering", "from-idp"]).await?;
+    let back = admin
+        .expect(
+            Method::GET,
+            &format!("/api/v1/groups/{id}"),
+            None,
+            StatusCode::OK,
+        )
+        .await?;
+    assert_eq!(back["members"].as_array().map(Vec::len), Some(2), "{back}");
+
+    // A group the claim made keeps its name, and is deleted only by force.
+    let idp = admin
+        .expect(Method::GET, "/api/v1/groups/from-idp", None, StatusCode::OK)
+        .await?;
+    assert_eq!(idp["source"], "oidc");
+    let rename = admin
+        .refused(
+            Method::PATCH,
+            "/api/v1/groups/from-idp",
+            json!({"name": "mine"}),
+            StatusCode::CONFLICT,
+        )
+        .await?;
+    assert!(rename.to_string().contains("identity provider"), "{rename}");
+    admin
+        .expect(
+            Method::PATCH,
+            "/api/v1/groups/from-idp",
+            Some(json!({"pools": ["idp"]})),
+            StatusCode::OK,
+        )
+        .await?;
+    admin
+        .expect(
+            Method::DELETE,
+            "/api/v1/groups/from-idp",
+            None,
+            StatusCode::CONFLICT,
+        )
+        .await?;
+    admin
+        .expect(
+            Method::DELETE,
+            "/api/v1/groups/from-idp?force=true",
+            None,
+            StatusCode::NO_CONTENT,
+        )
         .await?;
     admin
         .expect(
@@ -418,6 +537,19 @@ async fn admins_manage_groups_and_claimed_memberships_need_force(
             StatusCode::NOT_FOUND,
         )
         .await?;
+    // Each change once, by whom, to what; refusals changed nothing.
+    assert_eq!(
+        audited(&app, "group.").await?,
+        [
+            event("group.create", "group:eng"),
+            event("group.member_add", "group:eng"),
+            event("group.update", "group:eng"),
+            event("group.member_remove", "group:engineering"),
+            event("group.update", "group:from-idp"),
+            event("group.delete", "group:from-idp"),
+            event("group.delete", "group:engineering"),
+        ]
+    );
     Ok(())
 }
 
@@ -474,6 +606,10 @@ async fn admins_move_agents_between_pools(app: TestApp) -> anyhow::Result<()> {
         )
         .await?;
     assert_eq!(bad_token["field"], "pool");
+    assert_eq!(
+        audited(&app, "agent.update").await?,
+        [event("agent.update", "agent:host-a")]
+    );
     Ok(())
 }
 
