@@ -12,6 +12,7 @@ use super::throttle::{Lockout, Scope};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::User;
+use crate::store::oidc_accounts::NO_PASSWORD;
 use crate::validate::check_username;
 use http::StatusCode;
 use std::time::Duration;
@@ -108,7 +109,12 @@ async fn check(
     found: Option<(User, String)>,
     password: String,
 ) -> Result<Option<Verified>, Denied> {
-    let stored = found.as_ref().map(|(_, hash)| hash.clone());
+    // Single sign-on accounts have no password: checked like unknown
+    // names, against the dummy hash, so they take as long and match nothing.
+    let stored = found
+        .as_ref()
+        .map(|(_, hash)| hash.clone())
+        .filter(|hash| hash != NO_PASSWORD);
     let valid = state
         .login
         .work
@@ -155,4 +161,26 @@ fn busy() -> ApiError {
         message: Busy.to_string(),
         retry_after: Duration::from_secs(1),
     }
+}
+
+/// Whether passwords are accepted at all (the `password_login` setting).
+pub async fn password_login_on(state: &AppState) -> Result<bool, ApiError> {
+    Ok(state.store.settings().await?.password_login)
+}
+
+/// Refuses a password login when the `password_login` setting is off,
+/// unless `username` is the break-glass admin. Checked before the throttle
+/// and the hash: the answer does not depend on the password.
+pub async fn check_password_login(state: &AppState, username: &str) -> Result<(), ApiError> {
+    let settings = state.store.settings().await?;
+    if settings.password_login || settings.break_glass_admin.as_deref() == Some(username) {
+        return Ok(());
+    }
+    let how = match &state.oidc {
+        Some(oidc) => format!("sign in with {}", oidc.config.provider_name),
+        None => "ask an admin".into(),
+    };
+    Err(ApiError::Forbidden(format!(
+        "password login is turned off on this server: {how}"
+    )))
 }

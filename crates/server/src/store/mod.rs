@@ -33,6 +33,7 @@ mod audit;
 mod catalog;
 mod commands;
 mod enrollment;
+pub mod oidc_accounts;
 mod pool;
 mod quotas;
 mod resources;
