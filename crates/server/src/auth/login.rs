@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::User;
 use crate::store::oidc_accounts::NO_PASSWORD;
-use crate::validate::check_username;
+use crate::validate::{FieldError, check_username};
 use http::StatusCode;
 use std::time::Duration;
 
@@ -183,4 +183,32 @@ pub async fn check_password_login(state: &AppState, username: &str) -> Result<()
     Err(ApiError::Forbidden(format!(
         "password login is turned off on this server: {how}"
     )))
+}
+
+/// Refuses settings that would lock everyone out: password login off
+/// without single sign-on, or a break-glass admin who has no password.
+pub async fn check_password_settings(
+    state: &AppState,
+    settings: &crate::store::Settings,
+) -> Result<(), ApiError> {
+    if !settings.password_login && state.oidc.is_none() {
+        return Err(FieldError::new(
+            "password_login",
+            "can be turned off only when single sign-on is configured (--oidc-issuer, \
+             see docs/OIDC.md): otherwise nobody could sign in",
+        )
+        .into());
+    }
+    if let Some(name) = &settings.break_glass_admin
+        && !state.store.is_local_user(name).await?
+    {
+        return Err(FieldError::new(
+            "break_glass_admin",
+            format!(
+                "{name:?} signs in with single sign-on, so has no password to break glass with"
+            ),
+        )
+        .into());
+    }
+    Ok(())
 }
