@@ -36,6 +36,10 @@ ROOT=$PWD
 ARTIFACTS=$ROOT/test-artifacts/ui
 
 command -v node >/dev/null 2>&1 || die "node not found: run scripts/install-deps.sh"
+# The OpenID Connect provider of the single sign-on tests (tests/oidc,
+# oidc-provider 9 on jose 6) needs the Web Crypto global of Node.js 20+.
+(($(node -p 'process.versions.node.split(".")[0]') >= 20)) ||
+  die "Node.js $(node --version) is too old for tests/oidc (oidc-provider): install Node.js 20 or later"
 [[ -x /usr/bin/chromium ]] || die "/usr/bin/chromium not found: run scripts/install-deps.sh"
 docker info >/dev/null 2>&1 || die "the Docker engine is not reachable: run scripts/install-deps.sh"
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)

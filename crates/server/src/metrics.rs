@@ -119,7 +119,8 @@ impl Default for Metrics {
             "Failed logins and password checks by reason: bad_credentials (unknown \
              username or wrong password, one reason so that this public page does not \
              tell which usernames exist), throttled (refused by a lockout), busy \
-             (password hashing queue full)",
+             (password hashing queue full), sso_refused (a single sign-on callback \
+             refused: see docs/OIDC.md)",
             metrics.login_failures.clone(),
         );
         for reason in LOGIN_FAILURES {

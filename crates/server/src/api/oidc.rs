@@ -143,6 +143,7 @@ pub struct Callback {
         (status = 400, description = "No login in progress in this browser, or the state does not match", body = ErrorBody),
         (status = 401, description = "The provider refused, or the ID token failed a check", body = ErrorBody),
         (status = 403, description = "The claims cannot make an account (no username, too many groups)", body = ErrorBody),
+        (status = 404, description = "Single sign-on is not configured", body = ErrorBody),
         (status = 409, description = "The username belongs to another account", body = ErrorBody),
         (status = 502, description = "The identity provider cannot be reached or answered nonsense", body = ErrorBody),
     ),

@@ -235,3 +235,46 @@ pub fn unreachable_provider(what: &str, url: &Url, err: &reqwest::Error) -> ApiE
         "cannot reach the identity provider for its {what} at {url}: {err}"
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn providers_use_https_except_on_loopback() {
+        let url = |text: &str| Url::parse(text).expect("url");
+        assert!(check_endpoint("x", &url("https://id.example/realms/a")).is_ok());
+        assert!(check_endpoint("x", &url("http://127.0.0.1:9000")).is_ok());
+        assert!(check_endpoint("x", &url("http://[::1]:9000")).is_ok());
+        assert!(check_endpoint("x", &url("http://localhost:9000")).is_ok());
+        let err = check_endpoint("--oidc-issuer", &url("http://id.example")).expect_err("plain");
+        assert!(
+            err.contains("--oidc-issuer") && err.contains("https://"),
+            "{err}"
+        );
+        assert!(check_endpoint("x", &url("ftp://id.example")).is_err());
+    }
+
+    #[test]
+    fn a_key_is_picked_by_kid_or_as_the_only_one() {
+        let key = |kid: &str| -> Jwk {
+            serde_json::from_value(serde_json::json!({
+                "kty": "EC", "crv": "P-256", "kid": kid,
+                "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+            }))
+            .expect("a JWK")
+        };
+        let keys = vec![key("a"), key("b")];
+        assert_eq!(
+            pick(&keys, Some("b")).and_then(|k| k.common.key_id),
+            Some("b".into())
+        );
+        assert!(pick(&keys, Some("c")).is_none());
+        assert!(
+            pick(&keys, None).is_none(),
+            "no kid and several keys: ambiguous"
+        );
+        assert!(pick(&keys[..1], None).is_some());
+    }
+}
