@@ -113,3 +113,30 @@ test('a refused sign-in comes back to the login page with the reason', async () 
   await screenshot(page, 'oidc-03-refused');
   await page.context().close();
 });
+
+test('with password login off, the page offers the provider and the break-glass admin still signs in', async () => {
+  const api = await apiLogin('admin', ADMIN_PASSWORD);
+  const before = await api('GET', '/settings');
+  assert.equal(before.status, 200, JSON.stringify(before.body));
+  const off = await api('PUT', '/settings', { ...before.body, password_login: false, break_glass_admin: 'admin' });
+  assert.equal(off.status, 200, JSON.stringify(off.body));
+  try {
+    const page = await newPage(browser, { name: 'oidc-passwords-off' });
+    await page.goto('/');
+    await page.getByRole('link', { name: `Sign in with ${PROVIDER}` }).waitFor();
+    const breakGlass = page.getByRole('button', { name: 'Administrator sign-in with a password' });
+    await breakGlass.waitFor();
+    assert.equal(await page.getByLabel('Username').count(), 0, 'no password form until asked for');
+    await screenshot(page, 'oidc-04-passwords-off');
+    await breakGlass.click();
+    await page.getByLabel('Username').fill('admin');
+    await page.getByLabel('Password').fill(ADMIN_PASSWORD);
+    await page.getByRole('button', { name: 'Sign in with a password' }).click();
+    await page.getByTestId('whoami').filter({ hasText: 'admin' }).waitFor({ timeout: 15_000 });
+    page.assertNoErrors();
+    await page.context().close();
+  } finally {
+    const restored = await api('PUT', '/settings', before.body);
+    assert.equal(restored.status, 200, JSON.stringify(restored.body));
+  }
+});
