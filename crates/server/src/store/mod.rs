@@ -36,6 +36,7 @@ mod commands;
 mod enrollment;
 mod group_admin;
 mod groups;
+pub mod oidc_accounts;
 mod pool;
 mod quotas;
 mod resources;

@@ -15,6 +15,8 @@ mod groups;
 mod lifecycle;
 mod login_throttle;
 mod metrics;
+mod oidc;
+mod oidc_issuer;
 mod openapi;
 mod policy;
 mod request_bodies;
