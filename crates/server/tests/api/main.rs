@@ -21,6 +21,7 @@ mod revoked_streams;
 mod sessions;
 mod state_machine;
 mod stream_limits;
+mod tokens;
 mod validation;
 
 use std::sync::Arc;
