@@ -9,6 +9,7 @@ mod openapi;
 mod pools;
 mod prepull;
 mod sessions;
+mod settings;
 mod templates;
 mod tokens;
 mod users;
@@ -95,6 +96,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(viewer::vnc))
         .routes(routes!(crate::apps::grant::open))
         .routes(routes!(pools::get))
+        .routes(routes!(settings::get, settings::put))
         .routes(routes!(healthz))
         .routes(routes!(metrics::serve))
 }
