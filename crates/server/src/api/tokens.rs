@@ -2,6 +2,8 @@
 //! The secret is answered once, at creation; lists show names and times.
 
 use super::views::time;
+use crate::audit_log::{self, AuditEvent, Outcome};
+use crate::auth::client_addr::ClientAddr;
 use crate::auth::{CurrentUser, secrets};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
 use crate::state::AppState;
@@ -11,6 +13,7 @@ use axum::Json;
 use axum::extract::State;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::time::Duration;
 use utoipa::ToSchema;
 
@@ -100,6 +103,7 @@ pub struct CreatedToken {
 pub async fn create(
     State(state): State<AppState>,
     me: CurrentUser,
+    client: ClientAddr,
     ApiJson(input): ApiJson<NewToken>,
 ) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
     let name = check_name(&input.name)?;
@@ -125,6 +129,12 @@ pub async fn create(
         .await?
         .map_err(|refusal| refused(refusal, name))?;
     tracing::info!(user = %me.user.username, token = %created.id, "API token created");
+    let event = AuditEvent::new(me.actor(), "token.create")
+        .target(format!("token:{}", created.id))
+        .outcome(Outcome::Success)
+        .client(client.0)
+        .detail(json!({"name": created.name, "expires_at": time(created.expires_at)}));
+    audit_log::record(&state, event).await;
     let answer = CreatedToken {
         id: created.id,
         name: created.name,
@@ -231,6 +241,7 @@ pub async fn list(
 pub async fn revoke(
     State(state): State<AppState>,
     me: CurrentUser,
+    client: ClientAddr,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     if id.len() > 64 {
@@ -241,6 +252,12 @@ pub async fn revoke(
     };
     state.revocations.user_changed(&me.user.id);
     tracing::info!(user = %me.user.username, token = %revoked.id, "API token revoked");
+    let event = AuditEvent::new(me.actor(), "token.revoke")
+        .target(format!("token:{}", revoked.id))
+        .outcome(Outcome::Success)
+        .client(client.0)
+        .detail(json!({"name": revoked.name}));
+    audit_log::record(&state, event).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
