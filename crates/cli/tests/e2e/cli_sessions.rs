@@ -1,0 +1,150 @@
+//! `streamspace sessions` driving a real desktop on the real Docker engine,
+//! with only the login that `streamspace login` stored: create follows the
+//! session live until it runs, `open` runs the user's VNC viewer through a
+//! local tunnel (here a script that reads the desktop's RFB greeting),
+//! hibernate, wake, logs and rm, with the exit code for opening a
+//! hibernated session.
+
+use crate::{RUNNING_LIMIT, bin, require_desktop_image};
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+use streamspace_testkit::docker::Cleanup;
+use streamspace_testkit::{Api, ControlPlane, Mode, eventually};
+use tokio::process::Command;
+
+/// Runs `streamspace ARGS` with `config` as the stored login.
+async fn cli(config: &Path, args: &[&str], envs: &[(&str, &str)], stdin: &str) -> Output {
+    let mut child = Command::new(bin())
+        .args(args)
+        .env("STREAMSPACE_CONFIG", config)
+        .env_remove("STREAMSPACE_TOKEN")
+        .env_remove("STREAMSPACE_SERVER")
+        .envs(envs.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("streamspace runs");
+    if let Some(mut pipe) = child.stdin.take() {
+        tokio::io::AsyncWriteExt::write_all(&mut pipe, stdin.as_bytes())
+            .await
+            .expect("stdin");
+    }
+    let waited = tokio::time::timeout(RUNNING_LIMIT * 2, child.wait_with_output()).await;
+    waited.expect("streamspace ended in time").expect("output")
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn json(output: &Output) -> Value {
+    assert!(output.status.success(), "{}", describe(output));
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", describe(output)))
+}
+
+/// A "VNC viewer" for `STREAMSPACE_VNC_VIEWER`: given `HOST::PORT`, as
+/// vncviewer is, it reads the server's 12-byte RFB greeting into `banner`.
+fn fake_viewer(dir: &Path, banner: &Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join("viewer.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/bash\nexec 3<>\"/dev/tcp/${{1%%::*}}/${{1##*::}}\"\nhead -c 12 <&3 > {}\n",
+            banner.display()
+        ),
+    )?;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
+    Ok(script.display().to_string())
+}
+
+#[tokio::test]
+async fn sessions_from_create_to_rm_with_the_stored_login() -> anyhow::Result<()> {
+    require_desktop_image();
+    let cp = ControlPlane::start(bin(), Mode::Up, None).await?;
+    let admin = Api::admin(&cp.url).await?;
+    let agent_id = admin
+        .wait_for_agent("local", Duration::from_secs(30))
+        .await?;
+    let _cleanup = Cleanup(vec![agent_id]);
+    admin.create_user("alice", "alice-password").await?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("config.yaml");
+    let login = ["login", "--server", cp.url.as_str(), "-u", "alice"];
+    let output = cli(&config, &login, &[], "alice-password\n").await;
+    assert!(output.status.success(), "{}", describe(&output));
+
+    // create follows the session (the event stream) until it runs.
+    let output = cli(
+        &config,
+        &["sessions", "create", "desktop", "-o", "json"],
+        &[],
+        "",
+    )
+    .await;
+    let session = json(&output);
+    assert_eq!(session["phase"], "Running", "{session}");
+    let progress = String::from_utf8_lossy(&output.stderr);
+    assert!(progress.contains("placed on local"), "{progress}");
+    assert!(progress.contains("  Running ("), "{progress}");
+    assert!(
+        !progress.contains("polling"),
+        "the event stream was used: {progress}"
+    );
+    let id = session["id"].as_str().unwrap_or_default().to_owned();
+    let listed = json(&cli(&config, &["sessions", "ls", "-o", "json"], &[], "").await);
+    assert_eq!(listed[0]["id"], id.as_str());
+
+    // open: the tunnel, and the viewer pointed at it.
+    let banner = dir.path().join("banner");
+    let viewer = fake_viewer(dir.path(), &banner)?;
+    let env = [("STREAMSPACE_VNC_VIEWER", viewer.as_str())];
+    let output = cli(&config, &["sessions", "open", &id], &env, "").await;
+    assert!(output.status.success(), "{}", describe(&output));
+    let greeting = std::fs::read_to_string(&banner)?;
+    assert!(greeting.starts_with("RFB 003."), "{greeting:?}");
+
+    let output = cli(&config, &["sessions", "logs", &id, "--tail", "20"], &[], "").await;
+    assert!(output.status.success(), "{}", describe(&output));
+
+    // Hibernated, it cannot be opened (4) until it wakes.
+    let hibernating = json(
+        &cli(
+            &config,
+            &["sessions", "hibernate", &id, "-o", "json"],
+            &[],
+            "",
+        )
+        .await,
+    );
+    assert_eq!(hibernating["state"], "hibernated");
+    eventually(RUNNING_LIMIT, "the session to hibernate", || async {
+        let got = json(&cli(&config, &["sessions", "get", &id, "-o", "json"], &[], "").await);
+        Ok((got["phase"] == "Hibernated").then_some(()))
+    })
+    .await?;
+    let output = cli(&config, &["sessions", "open", &id], &env, "").await;
+    assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("sessions wake"));
+    let waking = json(&cli(&config, &["sessions", "wake", &id, "-o", "json"], &[], "").await);
+    assert_eq!(waking["state"], "running");
+
+    let output = cli(&config, &["sessions", "rm", &id], &[], "").await;
+    assert!(output.status.success(), "{}", describe(&output));
+    eventually(RUNNING_LIMIT, "the session to end", || async {
+        let got = json(&cli(&config, &["sessions", "get", &id, "-o", "json"], &[], "").await);
+        Ok((got["phase"] == "Terminated").then_some(()))
+    })
+    .await?;
+    Ok(())
+}
