@@ -71,11 +71,12 @@ impl Events {
     }
 
     /// The first complete event in the buffer: its `event` and `data`.
+    /// Found in bytes, so a character split across chunks stays whole.
     fn take_event(&mut self) -> Option<(String, String)> {
-        let text = String::from_utf8_lossy(&self.buffer).replace("\r\n", "\n");
-        let end = text.find("\n\n")?;
-        let block = text[..end].to_owned();
-        self.buffer = text[end + 2..].as_bytes().to_vec();
+        self.buffer.retain(|&b| b != b'\r');
+        let end = self.buffer.windows(2).position(|w| w == b"\n\n")?;
+        let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
+        let block = String::from_utf8_lossy(&block[..end]).into_owned();
         let (mut kind, mut data) = ("message".to_owned(), String::new());
         for line in block.lines() {
             if let Some(value) = line.strip_prefix("event:") {
@@ -181,5 +182,19 @@ mod tests {
         );
         assert_eq!(events.take_event(), None, "the third is not complete yet");
         assert_eq!(events.buffer, b"event: agent\ndata: {".to_vec());
+    }
+
+    #[test]
+    fn a_character_split_across_chunks_stays_whole() {
+        let mut events = Events {
+            response: None,
+            buffer: b"event: session\ndata: \"caf\xc3".to_vec(),
+        };
+        assert_eq!(events.take_event(), None);
+        events.buffer.extend_from_slice(b"\xa9\"\n\n");
+        assert_eq!(
+            events.take_event(),
+            Some(("session".into(), "\"caf\u{e9}\"".into()))
+        );
     }
 }
