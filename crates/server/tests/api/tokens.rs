@@ -3,9 +3,11 @@
 //! after expiry, bounded in number, name and lifetime, `last_used_at` kept
 //! at most once a minute, and never made by another API token.
 
+use crate::revoked_streams::Streamed;
 use crate::{TestApp, on_both_engines, run_sql};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use std::time::Duration;
 use streamspace_server::auth::secrets;
 use streamspace_testkit::Api;
 
@@ -275,7 +277,24 @@ async fn last_use_is_written_at_most_once_a_minute(app: TestApp) -> anyhow::Resu
     Ok(())
 }
 
+async fn revoking_a_token_closes_its_streams(app: TestApp) -> anyhow::Result<()> {
+    let alice = alice(&app).await?;
+    let created = create(&alice, json!({"name": "watcher"})).await?;
+    let script = bearer(&app, &created["token"]);
+    let mut events = Streamed::get(&script, "/api/v1/events").await?;
+    events.expect("event: ping").await?;
+    let path = format!("{TOKENS}/{}", created["id"].as_str().unwrap_or_default());
+    alice
+        .expect(Method::DELETE, &path, None, StatusCode::NO_CONTENT)
+        .await?;
+    let took = events.ends_within(Duration::from_secs(1)).await?;
+    println!("the revoked token's event stream ended {took:?} after the revocation");
+    assert_eq!(me_status(&alice).await?, StatusCode::OK, "the login stays");
+    Ok(())
+}
+
 on_both_engines!(
+    revoking_a_token_closes_its_streams,
     a_token_works_until_revoked,
     an_expired_token_is_refused,
     bad_names_and_lifetimes_are_refused_by_field,
