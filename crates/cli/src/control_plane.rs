@@ -72,3 +72,19 @@ impl ControlPlaneArgs {
 fn same_server(a: &Url, b: &Url) -> bool {
     a.origin() == b.origin() && a.path().trim_end_matches('/') == b.path().trim_end_matches('/')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_login_matches_only_its_own_server() {
+        let url = |s: &str| Url::parse(s).expect("url");
+        let stored = url("https://ss.example.com/");
+        assert!(same_server(&url("https://ss.example.com"), &stored));
+        assert!(!same_server(&url("http://ss.example.com"), &stored));
+        assert!(!same_server(&url("https://ss.example.com:8443"), &stored));
+        assert!(!same_server(&url("https://evil.example.com"), &stored));
+        assert!(!same_server(&url("https://ss.example.com/other"), &stored));
+    }
+}

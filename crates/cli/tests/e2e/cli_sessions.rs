@@ -2,6 +2,7 @@
 //! with only the login that `streamspace login` stored: create follows the
 //! session live until it runs, `open` runs the user's VNC viewer through a
 //! local tunnel (here a script that reads the desktop's RFB greeting),
+//! `connect` reaches the desktop with the stored login alone,
 //! hibernate, wake, logs and rm, with the exit code for opening a
 //! hibernated session.
 
@@ -68,6 +69,41 @@ fn fake_viewer(dir: &Path, banner: &Path) -> anyhow::Result<String> {
     Ok(script.display().to_string())
 }
 
+/// Starts `streamspace connect ID` with only the stored login and reads
+/// the desktop's RFB greeting through the port it prints.
+async fn greeting_through_connect(config: &Path, id: &str) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    let mut connect = Command::new(bin())
+        .args(["connect", id, "--listen", "127.0.0.1:0"])
+        .env("STREAMSPACE_CONFIG", config)
+        .env_remove("STREAMSPACE_TOKEN")
+        .env_remove("STREAMSPACE_SERVER")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = connect.stdout.take().context("no stdout")?;
+    let line = tokio::time::timeout(
+        Duration::from_secs(20),
+        BufReader::new(stdout).lines().next_line(),
+    )
+    .await
+    .context("connect printed nothing")??
+    .context("connect exited")?;
+    let address = line
+        .split_whitespace()
+        .find_map(|word| {
+            word.trim_end_matches(':')
+                .parse::<std::net::SocketAddr>()
+                .ok()
+        })
+        .with_context(|| format!("no address in {line:?}"))?;
+    let mut socket = tokio::net::TcpStream::connect(address).await?;
+    let mut greeting = vec![0u8; 12];
+    tokio::time::timeout(Duration::from_secs(20), socket.read_exact(&mut greeting)).await??;
+    Ok(greeting)
+}
+
 #[tokio::test]
 async fn sessions_from_create_to_rm_with_the_stored_login() -> anyhow::Result<()> {
     require_desktop_image();
@@ -113,6 +149,10 @@ async fn sessions_from_create_to_rm_with_the_stored_login() -> anyhow::Result<()
     assert!(output.status.success(), "{}", describe(&output));
     let greeting = std::fs::read_to_string(&banner)?;
     assert!(greeting.starts_with("RFB 003."), "{greeting:?}");
+
+    // connect alone takes the stored login too.
+    let greeting = greeting_through_connect(&config, &id).await?;
+    assert!(greeting.starts_with(b"RFB 003."), "{greeting:?}");
 
     let output = cli(&config, &["sessions", "logs", &id, "--tail", "20"], &[], "").await;
     assert!(output.status.success(), "{}", describe(&output));
