@@ -2,7 +2,8 @@
 //! with only the login that `streamspace login` stored: create follows the
 //! session live until it runs, `open` runs the user's VNC viewer through a
 //! local tunnel (here a script that reads the desktop's RFB greeting),
-//! `connect` reaches the desktop with the stored login alone,
+//! `open --browser` hands the viewer's URL to `xdg-open`, `connect`
+//! reaches the desktop with the stored login alone,
 //! hibernate, wake, logs and rm, with the exit code for opening a
 //! hibernated session.
 
@@ -67,6 +68,18 @@ fn fake_viewer(dir: &Path, banner: &Path) -> anyhow::Result<String> {
     )?;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
     Ok(script.display().to_string())
+}
+
+/// An `xdg-open` that writes the URL it was given to `opened`.
+fn fake_opener(bin_dir: &Path, opened: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let script = bin_dir.join("xdg-open");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$1\" > {}\n", opened.display()),
+    )?;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
+    Ok(())
 }
 
 /// Starts `streamspace connect ID` with only the stored login and reads
@@ -149,6 +162,28 @@ async fn sessions_from_create_to_rm_with_the_stored_login() -> anyhow::Result<()
     assert!(output.status.success(), "{}", describe(&output));
     let greeting = std::fs::read_to_string(&banner)?;
     assert!(greeting.starts_with("RFB 003."), "{greeting:?}");
+
+    // --browser hands the web UI's viewer URL to the desktop's opener.
+    let opened = dir.path().join("opened");
+    let bin_dir = dir.path().join("bin");
+    std::fs::create_dir(&bin_dir)?;
+    fake_opener(&bin_dir, &opened)?;
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let output = cli(
+        &config,
+        &["sessions", "open", &id, "--browser"],
+        &[("PATH", &path)],
+        "",
+    )
+    .await;
+    assert!(output.status.success(), "{}", describe(&output));
+    let url = format!("{}sessions/{id}", cp.url);
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), url);
+    assert_eq!(std::fs::read_to_string(&opened)?.trim(), url);
 
     // connect alone takes the stored login too.
     let greeting = greeting_through_connect(&config, &id).await?;
