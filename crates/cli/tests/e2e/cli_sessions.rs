@@ -5,7 +5,7 @@
 //! `open --browser` hands the viewer's URL to `xdg-open`, `connect`
 //! reaches the desktop with the stored login alone,
 //! hibernate, wake, logs and rm, with the exit code for opening a
-//! hibernated session.
+//! hibernated session; without the event stream, create polls.
 
 use crate::{RUNNING_LIMIT, bin, require_desktop_image};
 use serde_json::Value;
@@ -221,5 +221,35 @@ async fn sessions_from_create_to_rm_with_the_stored_login() -> anyhow::Result<()
         Ok((got["phase"] == "Terminated").then_some(()))
     })
     .await?;
+
+    // With every stream of hers in use (the per-user bound, 32), the event
+    // stream cannot open: create says so and polls the session instead.
+    let stored: Value = serde_saphyr::from_str(&std::fs::read_to_string(&config)?)?;
+    let mut held = Vec::new();
+    for _ in 0..32 {
+        let response = reqwest::Client::new()
+            .get(cp.url.join("/api/v1/events")?)
+            .bearer_auth(stored["token"].as_str().unwrap_or_default())
+            .send()
+            .await?;
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+        held.push(response);
+    }
+    let output = cli(
+        &config,
+        &["sessions", "create", "desktop", "-o", "json"],
+        &[],
+        "",
+    )
+    .await;
+    let polled = json(&output);
+    assert_eq!(polled["phase"], "Running", "{polled}");
+    let progress = String::from_utf8_lossy(&output.stderr);
+    assert!(progress.contains("polling the session"), "{progress}");
+    assert!(progress.contains("  Running ("), "{progress}");
+    drop(held);
+    let id = polled["id"].as_str().unwrap_or_default();
+    let output = cli(&config, &["sessions", "rm", id], &[], "").await;
+    assert!(output.status.success(), "{}", describe(&output));
     Ok(())
 }
