@@ -219,3 +219,105 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Role;
+    use super::*;
+
+    const LATER: i64 = i64::MAX / 2;
+
+    /// Creations at once never pass the limit between them: PostgreSQL
+    /// takes turns on the user's row, SQLite writes one at a time.
+    async fn concurrent_creations_stay_within_the_limit(url: &str) {
+        let store = Store::connect(url).await.expect("store");
+        let alice = store.create_user("alice", "h", Role::User).await;
+        let alice = alice.expect("user").id;
+        let creations = (0..20).map(|i| {
+            let (store, alice) = (store.clone(), alice.clone());
+            tokio::spawn(async move {
+                let name = format!("t{i}");
+                let hash = format!("hash{i}");
+                store
+                    .create_named_token(&alice, &hash, &name, LATER, 5)
+                    .await
+            })
+        });
+        let mut created = 0;
+        for creation in futures::future::join_all(creations).await {
+            match creation.expect("joined").expect("no database error") {
+                Ok(_) => created += 1,
+                Err(refusal) => assert_eq!(refusal, NewTokenRefusal::TooMany { limit: 5 }),
+            }
+        }
+        assert_eq!(created, 5);
+        assert_eq!(
+            store.list_named_tokens(&alice).await.expect("list").len(),
+            5
+        );
+    }
+
+    /// A name is unique among live tokens; an expired one frees it.
+    async fn names_are_unique_among_live_tokens(url: &str) {
+        let store = Store::connect(url).await.expect("store");
+        let alice = store.create_user("alice", "h", Role::User).await;
+        let alice = alice.expect("user").id;
+        let create = |hash: &'static str, expires_at: i64| {
+            let (store, alice) = (store.clone(), alice.clone());
+            async move {
+                store
+                    .create_named_token(&alice, hash, "ci", expires_at, 5)
+                    .await
+                    .expect("no database error")
+            }
+        };
+        assert!(create("h1", now_ms() + 1).await.is_ok());
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        assert!(create("h2", LATER).await.is_ok(), "the first has expired");
+        assert_eq!(create("h3", LATER).await, Err(NewTokenRefusal::NameTaken));
+    }
+
+    /// PostgreSQL: a creation not yet committed holds another back until it
+    /// is, and then counts (without the row lock, both would be made).
+    #[tokio::test]
+    async fn a_creation_in_progress_is_counted() {
+        let url = streamspace_testkit::postgres::fresh_database();
+        let store = Store::connect(&url.await.expect("a database")).await;
+        let store = store.expect("store");
+        let alice = store.create_user("alice", "h", Role::User).await;
+        let alice = alice.expect("user").id;
+        let mut other = store.pool().begin().await.expect("transaction");
+        sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+            .bind(&alice)
+            .execute(&mut *other)
+            .await
+            .expect("lock");
+        sqlx::query(
+            "INSERT INTO api_tokens (token_hash, user_id, created_at, expires_at, id, name, kind) \
+             VALUES ('h0', $1, 0, $2, 'i0', 'other', 'api')",
+        )
+        .bind(&alice)
+        .bind(LATER)
+        .execute(&mut *other)
+        .await
+        .expect("insert");
+        let mine = {
+            let (store, alice) = (store.clone(), alice.clone());
+            tokio::spawn(async move {
+                store
+                    .create_named_token(&alice, "h1", "mine", LATER, 1)
+                    .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!mine.is_finished(), "it waits for the creation in progress");
+        other.commit().await.expect("commit");
+        let mine = mine.await.expect("joined").expect("no database error");
+        assert_eq!(mine, Err(NewTokenRefusal::TooMany { limit: 1 }));
+    }
+
+    on_both_engines!(
+        concurrent_creations_stay_within_the_limit,
+        names_are_unique_among_live_tokens
+    );
+}
