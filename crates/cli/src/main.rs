@@ -13,6 +13,7 @@ mod failure;
 mod image;
 mod kubernetes;
 mod login;
+mod oidc_args;
 mod output;
 mod progress;
 mod server;

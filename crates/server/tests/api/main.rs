@@ -14,6 +14,8 @@ mod gpus;
 mod lifecycle;
 mod login_throttle;
 mod metrics;
+mod oidc;
+mod oidc_issuer;
 mod openapi;
 mod policy;
 mod request_bodies;
