@@ -170,3 +170,14 @@ export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
 }
+
+export type ApiToken = Schemas['ApiToken'];
+export type CreatedApiToken = Schemas['CreatedToken'];
+
+/** Your API tokens (`/users/me/tokens`): the secret comes only from `create`. */
+export const tokenApi = {
+  list: () => request<ApiToken[]>('GET', '/users/me/tokens'),
+  create: (name: string, expires_in: string) =>
+    request<CreatedApiToken>('POST', '/users/me/tokens', { name, expires_in } satisfies Schemas['NewToken']),
+  revoke: (id: string) => request<void>('DELETE', `/users/me/tokens/${encodeURIComponent(id)}`),
+};

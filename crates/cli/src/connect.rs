@@ -2,6 +2,7 @@
 //! Remmina, vncdotool). Each accepted connection becomes one `/vnc/{id}`
 //! WebSocket to the control plane.
 
+use crate::client::Client;
 use crate::control_plane::ControlPlaneArgs;
 use anyhow::{Context, bail};
 use bytes::BytesMut;
@@ -15,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_util::sync::CancellationToken;
 use url::Url;
 
 #[derive(Args, Debug)]
@@ -29,11 +31,15 @@ pub struct ConnectArgs {
 }
 
 pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
-    let tls = args.control_plane.ca.client_tls()?;
-    check_session(&args, &tls).await?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let client = args.control_plane.client()?;
+    let session = check_session(&client, &args.session_id).await?;
+    if session["phase"] != "Running" {
+        eprintln!(
+            "note: the session is {} right now; connections work once it is Running",
+            session["phase"].as_str().unwrap_or("not running")
+        );
+    }
+    let listener = listen(args.listen).await?;
     let local = listener.local_addr()?;
     println!(
         "Session {} is reachable at {local}: point a VNC client at it (e.g. vncviewer {}::{})",
@@ -41,58 +47,58 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
         local.ip(),
         local.port()
     );
-    let shutdown = crate::shutdown::on_signal();
+    serve(
+        listener,
+        &client,
+        &args.session_id,
+        crate::shutdown::on_signal(),
+    )
+    .await;
+    Ok(())
+}
+
+pub async fn listen(address: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))
+}
+
+/// Bridges every connection `listener` accepts to the session's `/vnc`
+/// WebSocket, until `stop`.
+pub async fn serve(
+    listener: TcpListener,
+    client: &Client,
+    session_id: &SessionId,
+    stop: CancellationToken,
+) {
+    let url = vnc_url(&client.server, session_id);
     loop {
-        let (client, peer) = tokio::select! {
-            accepted = listener.accept() => accepted?,
-            _ = shutdown.cancelled() => return Ok(()),
+        let (socket, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    eprintln!("cannot accept a connection: {err}");
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => return,
         };
-        let url = vnc_url(&args.control_plane.server, &args.session_id);
-        let token = args.control_plane.token.clone();
-        let tls = tls.clone();
+        let (url, token, tls) = (url.clone(), client.token.clone(), client.tls.clone());
         tokio::spawn(async move {
-            if let Err(err) = bridge(client, &url, &token, &tls).await {
+            if let Err(err) = bridge(socket, &url, &token, &tls).await {
                 eprintln!("connection from {peer}: {err:#}");
             }
         });
     }
 }
 
-/// Fails early, with the control plane's reason, if the session cannot be
-/// reached (unknown, not ours, bad token).
-async fn check_session(args: &ConnectArgs, tls: &ClientTls) -> anyhow::Result<()> {
-    let url = args
-        .control_plane
-        .server
-        .join(&format!("/api/v1/sessions/{}", args.session_id))?;
-    let response = tls
-        .http_client()?
-        .get(url)
-        .bearer_auth(&args.control_plane.token)
-        .send()
-        .await
-        .with_context(|| {
-            format!(
-                "cannot reach the control plane at {}",
-                args.control_plane.server
-            )
-        })
-        .map_err(explain_tls_error)?;
-    let status = response.status();
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
-    if !status.is_success() {
-        bail!(
-            "{status}: {}",
-            body["error"].as_str().unwrap_or("request refused")
-        );
-    }
-    if body["phase"] != "Running" {
-        eprintln!(
-            "note: the session is {} right now; connections work once it is Running",
-            body["phase"].as_str().unwrap_or("not running")
-        );
-    }
-    Ok(())
+/// The session, failing early with the control plane's reason if it cannot
+/// be reached (unknown, not ours, bad token).
+pub async fn check_session(
+    client: &Client,
+    session_id: &SessionId,
+) -> anyhow::Result<serde_json::Value> {
+    client.get(&format!("/api/v1/sessions/{session_id}")).await
 }
 
 fn vnc_url(server: &Url, session_id: &SessionId) -> Url {

@@ -1,15 +1,25 @@
 //! `streamspace`: one binary for the control plane, agents, the all-in-one
-//! home-lab mode and the native-VNC-client bridge.
+//! home-lab mode, the native-VNC-client bridge, and the user and admin CLI
+//! (`login`, `sessions`, `templates`, `agents`, `users`; docs/CLI.md).
 
+mod admin;
 mod agent;
 mod agent_args;
+mod client;
+mod config;
 mod connect;
 mod control_plane;
+mod failure;
 mod image;
 mod kubernetes;
+mod login;
 mod oidc_args;
+mod output;
+mod progress;
 mod server;
+mod sessions;
 mod shutdown;
+mod template_apply;
 mod templates;
 mod trust;
 
@@ -36,11 +46,26 @@ enum Command {
     /// Run everything in one process on this Docker host: control plane,
     /// embedded Docker agent, SQLite, and the demo desktop template.
     Up(server::ServerArgs),
+    /// Log in to a control plane and store an API token for the commands
+    /// below (docs/CLI.md).
+    Login(login::LoginArgs),
+    /// Revoke and forget the stored API token.
+    Logout(login::LogoutArgs),
+    /// Your sessions: list, create, get, hibernate, wake, rm, logs, open.
+    #[command(subcommand)]
+    Sessions(sessions::SessionsCommand),
     /// Open a local TCP port for a native VNC client, tunnelled to a session.
     Connect(connect::ConnectArgs),
-    /// Import and export template catalogs (docs/CATALOG.md).
+    /// Templates: list, get, apply; import and export catalogs
+    /// (docs/CATALOG.md).
     #[command(subcommand)]
     Templates(templates::TemplatesCommand),
+    /// Agents (admins): list, drain.
+    #[command(subcommand)]
+    Agents(admin::AgentsCommand),
+    /// Accounts (admins): list, create.
+    #[command(subcommand)]
+    Users(admin::UsersCommand),
     /// Build a demo image (desktop, full-desktop or webvnc) from Debian
     /// packages (no registry needed).
     BuildImage(image::BuildImageArgs),
@@ -59,8 +84,13 @@ async fn main() -> std::process::ExitCode {
         Command::Server(args) => server::run_server(args).await,
         Command::Agent(command) => agent::run(command).await,
         Command::Up(args) => server::run_up(args).await,
+        Command::Login(args) => login::login(args).await,
+        Command::Logout(args) => login::logout(args).await,
+        Command::Sessions(command) => sessions::run(command).await,
         Command::Connect(args) => connect::run(args).await,
         Command::Templates(command) => templates::run(command).await,
+        Command::Agents(command) => admin::agents(command).await,
+        Command::Users(command) => admin::users(command).await,
         Command::BuildImage(args) => image::run(args).await,
         Command::Openapi => print_openapi(),
     };
@@ -68,7 +98,8 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            std::process::ExitCode::FAILURE
+            // Documented codes (failure.rs, docs/CLI.md) scripts can rely on.
+            std::process::ExitCode::from(failure::exit_code(&err))
         }
     }
 }

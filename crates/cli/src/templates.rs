@@ -1,8 +1,10 @@
-//! `streamspace templates`: import a template catalog from a file or URL
-//! (with a dry-run preview), export the server's templates as one, and
-//! print the catalog's JSON Schema (docs/CATALOG.md).
+//! `streamspace templates`: list, show and apply templates; import a
+//! template catalog from a file or URL (with a dry-run preview), export the
+//! server's templates as one, and print the catalog's JSON Schema
+//! (docs/CATALOG.md).
 
 use crate::control_plane::ControlPlaneArgs;
+use crate::failure::Failure;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
@@ -15,6 +17,14 @@ use url::Url;
 
 #[derive(Subcommand, Debug)]
 pub enum TemplatesCommand {
+    /// List the templates you may launch (admins: all).
+    #[command(alias = "list")]
+    Ls(crate::template_apply::ListArgs),
+    /// Show one template, by name or id.
+    Get(crate::template_apply::GetArgs),
+    /// Create or replace templates from a file (`-f`): one template, or a
+    /// catalog (then the same as `import`).
+    Apply(crate::template_apply::ApplyArgs),
     /// Import a catalog file (or http(s) URL, or `-` for stdin): create and
     /// update templates by name, all or nothing.
     Import(ImportArgs),
@@ -54,7 +64,7 @@ pub struct ExportArgs {
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum Format {
+pub enum Format {
     Yaml,
     Json,
 }
@@ -76,6 +86,9 @@ enum Output {
 
 pub async fn run(command: TemplatesCommand) -> anyhow::Result<()> {
     match command {
+        TemplatesCommand::Ls(args) => crate::template_apply::list(args).await,
+        TemplatesCommand::Get(args) => crate::template_apply::get(args).await,
+        TemplatesCommand::Apply(args) => crate::template_apply::apply(args).await,
         TemplatesCommand::Import(args) => import(args).await,
         TemplatesCommand::Export(args) => export(args).await,
         TemplatesCommand::Schema => {
@@ -87,6 +100,7 @@ pub async fn run(command: TemplatesCommand) -> anyhow::Result<()> {
 }
 
 async fn import(args: ImportArgs) -> anyhow::Result<()> {
+    let (server, token) = args.server.resolve()?;
     let client = args.server.ca.client_tls()?.http_client()?;
     let (text, hint) = read_source(&client, &args.source).await?;
     let format = args
@@ -96,23 +110,23 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
             true => Format::Json,
             false => Format::Yaml,
         });
-    let mut url = args.server.server.join("/api/v1/templates/import")?;
+    let mut url = server.join("/api/v1/templates/import")?;
     if args.dry_run {
         url.set_query(Some("dry_run=true"));
     }
     let response = client
         .post(url)
-        .bearer_auth(&args.server.token)
+        .bearer_auth(&token)
         .header(http::header::CONTENT_TYPE, format.content_type())
         .body(text)
         .send()
         .await
-        .with_context(|| format!("cannot reach the control plane at {}", args.server.server))
+        .with_context(|| format!("cannot reach the control plane at {server}"))
         .map_err(explain_tls_error)?;
     let status = response.status();
     let body: Value = response.json().await.unwrap_or_default();
     if !status.is_success() {
-        bail!("{}", refusal(status, &body));
+        return Err(Failure::new(Failure::code_for(status), refusal(status, &body)).into());
     }
     match args.output {
         Output::Json => print(&format!("{}\n", serde_json::to_string_pretty(&body)?)),
@@ -121,7 +135,7 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
 }
 
 /// The catalog's text, and the format its name says.
-async fn read_source(
+pub async fn read_source(
     client: &reqwest::Client,
     source: &str,
 ) -> anyhow::Result<(String, Option<Format>)> {
@@ -153,7 +167,7 @@ async fn read_source(
     Ok((text, hint))
 }
 
-fn format_of_name(name: &str) -> Option<Format> {
+pub fn format_of_name(name: &str) -> Option<Format> {
     let path = name
         .split(['?', '#'])
         .next()
@@ -311,8 +325,9 @@ fn summary_table(body: &Value) -> String {
 }
 
 async fn export(args: ExportArgs) -> anyhow::Result<()> {
+    let (server, token) = args.server.resolve()?;
     let client = args.server.ca.client_tls()?.http_client()?;
-    let mut url = args.server.server.join("/api/v1/templates/export")?;
+    let mut url = server.join("/api/v1/templates/export")?;
     let format = match args.format {
         Format::Yaml => "yaml",
         Format::Json => "json",
@@ -320,16 +335,16 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
     url.set_query(Some(&format!("format={format}")));
     let response = client
         .get(url)
-        .bearer_auth(&args.server.token)
+        .bearer_auth(&token)
         .send()
         .await
-        .with_context(|| format!("cannot reach the control plane at {}", args.server.server))
+        .with_context(|| format!("cannot reach the control plane at {server}"))
         .map_err(explain_tls_error)?;
     let status = response.status();
     let text = response.text().await?;
     if !status.is_success() {
         let body: Value = serde_json::from_str(&text).unwrap_or_default();
-        bail!("{}", refusal(status, &body));
+        return Err(Failure::new(Failure::code_for(status), refusal(status, &body)).into());
     }
     match args.output {
         Some(path) => {

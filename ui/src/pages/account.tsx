@@ -4,6 +4,7 @@
 import { useState } from 'preact/hooks';
 import { api, ApiError } from '../api';
 import { useAuth } from '../auth';
+import { ApiTokensSection } from './account-tokens';
 import {
   Button,
   confirmDialog,
@@ -34,6 +35,7 @@ export function AccountPage() {
         <h2>Change password</h2>
         <PasswordForm />
       </div>
+      <ApiTokensSection />
       <div class="card narrow">
         <h2>Sign out everywhere</h2>
         <p class="muted">Ends every sign-in of yours: other browsers, other devices, scripts with a token.</p>

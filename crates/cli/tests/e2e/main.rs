@@ -2,6 +2,7 @@
 //! real demo desktop image, and RFB spoken through `/vnc`.
 
 mod apps;
+mod cli_sessions;
 mod connect;
 mod faults;
 mod gpus;

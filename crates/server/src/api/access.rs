@@ -75,6 +75,9 @@ pub fn rule(operation_id: &str) -> Option<Rule> {
         "registerAgent" => rule_of(Access::Public, "with a one-time enrollment token"),
         "agentControlChannel" | "agentDataChannel" => AGENT,
         "logout" | "logoutAll" | "getMe" | "changeMyPassword" | "getMyQuota" => SELF,
+        "listApiTokens" | "createApiToken" | "revokeApiToken" => {
+            rule_of(Access::User, "the caller's own API tokens")
+        }
         "streamEvents" => rule_of(
             Access::User,
             "changes to own sessions; admins all sessions and agents",

@@ -15,11 +15,13 @@ mod prepull;
 mod sessions;
 mod settings;
 mod templates;
+mod tokens;
 mod users;
 mod views;
 
 pub use crate::presence::status as agent_status;
 pub use sessions::view as session_view;
+pub use tokens::MAX_TOKENS_PER_USER as MAX_API_TOKENS_PER_USER;
 
 /// The OpenAPI document as pretty-printed JSON, without a running server:
 /// what `streamspace openapi` prints and `ui/openapi.json` holds, from which
@@ -68,6 +70,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::me))
         .routes(routes!(users::change_my_password))
         .routes(routes!(users::my_quota))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::revoke))
         .routes(routes!(users::get_quota, users::set_quota))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::update, users::delete))

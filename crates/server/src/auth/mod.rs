@@ -93,7 +93,8 @@ impl FromRequestParts<AppState> for CurrentUser {
             ));
         };
         let token_hash = secrets::hash(&token);
-        match state.store.user_for_token(&token_hash).await? {
+        // Also notes when an API token was last used (at most once a minute).
+        match state.store.user_for_token_noting_use(&token_hash).await? {
             Some(user) => Ok(CurrentUser {
                 user,
                 token_hash,

@@ -14,6 +14,8 @@ use sha2::{Digest, Sha256};
 pub enum SecretKind {
     /// A user's login token.
     Login,
+    /// A user's named API token (`POST /api/v1/users/me/tokens`).
+    ApiToken,
     /// A single-use agent enrollment token.
     Enrollment,
     /// An agent's own long-lived secret.
@@ -28,6 +30,7 @@ impl SecretKind {
     fn prefix(self) -> &'static str {
         match self {
             SecretKind::Login => "sst_",
+            SecretKind::ApiToken => "ssp_",
             SecretKind::Enrollment => "sse_",
             SecretKind::Agent => "ssa_",
             SecretKind::AppTicket => "ssk_",

@@ -28,6 +28,7 @@ macro_rules! on_both_engines {
 
 mod admission;
 mod agents;
+mod api_tokens;
 mod app_grants;
 mod audit;
 mod audit_log;
@@ -52,6 +53,7 @@ pub use admission::Admission;
 pub use agents::{
     AgentRecord, EnrollError, MAX_AGENT_GPUS, MAX_GPU_MODEL, MAX_UNVERIFIED, NewAgent, Unverified,
 };
+pub use api_tokens::{ApiTokenRecord, LAST_USED_RESOLUTION_MS, NewTokenRefusal};
 pub use app_grants::{Grant, NewGrant};
 pub use audit::AuditEntry;
 pub use audit_log::{AuditEvent, Outcome};

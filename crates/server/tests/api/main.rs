@@ -26,6 +26,7 @@ mod sessions;
 mod settings;
 mod state_machine;
 mod stream_limits;
+mod tokens;
 mod validation;
 
 use std::sync::Arc;
