@@ -13,6 +13,7 @@ import {
   toast,
   useFormError,
 } from '../components/ui';
+import { MfaSection } from './account-mfa';
 
 export function AccountPage() {
   const { user, logout } = useAuth();
@@ -34,6 +35,7 @@ export function AccountPage() {
         <h2>Change password</h2>
         <PasswordForm />
       </div>
+      <MfaSection />
       <div class="card narrow">
         <h2>Sign out everywhere</h2>
         <p class="muted">Ends every sign-in of yours: other browsers, other devices, scripts with a token.</p>

@@ -2,12 +2,15 @@ import { useEffect, useState } from 'preact/hooks';
 import { api, errorMessage, type User } from '../api';
 import { Logo } from '../components/layout';
 import { Button, ErrorBanner } from '../components/ui';
+import { MfaStep } from './login-mfa';
 
 export function LoginPage({ onLogin }: { onLogin: (u: User) => void }) {
   const [username, setUsername] = useState('');
   const [password, setPassword] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
+  // Set when the password was right and MFA is on: the second step's challenge.
+  const [challenge, setChallenge] = useState<string | null>(null);
 
   useEffect(() => {
     document.title = 'Sign in · StreamSpace';
@@ -19,12 +22,29 @@ export function LoginPage({ onLogin }: { onLogin: (u: User) => void }) {
     setError(null);
     try {
       const answer = await api.login(username.trim(), password);
+      if ('mfa_required' in answer) {
+        setChallenge(answer.challenge);
+        setBusy(false);
+        return;
+      }
       onLogin(answer.user);
     } catch (err) {
       setError(errorMessage(err));
       setBusy(false);
     }
   };
+
+  if (challenge) {
+    const restart = () => {
+      setChallenge(null);
+      setPassword('');
+    };
+    return (
+      <main class="login-page">
+        <MfaStep challenge={challenge} onLogin={onLogin} onRestart={restart} />
+      </main>
+    );
+  }
 
   return (
     <main class="login-page">

@@ -5,6 +5,7 @@ mod agents;
 mod auth;
 mod events;
 mod metrics;
+mod mfa;
 mod openapi;
 mod pools;
 mod prepull;
@@ -55,11 +56,17 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
     use crate::{hub::connection, tunnel::agent_side, tunnel::logs, tunnel::viewer};
     OpenApiRouter::new()
         .routes(public(routes!(auth::login)))
+        .routes(public(routes!(mfa::login)))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::logout_all))
         .routes(routes!(users::me))
         .routes(routes!(users::change_my_password))
         .routes(routes!(users::my_quota))
+        .routes(routes!(mfa::status, mfa::disable))
+        .routes(routes!(mfa::start))
+        .routes(routes!(mfa::confirm))
+        .routes(routes!(mfa::new_recovery_codes))
+        .routes(routes!(mfa::reset))
         .routes(routes!(users::get_quota, users::set_quota))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::update, users::delete))

@@ -13,6 +13,7 @@ mod gpus;
 mod lifecycle;
 mod login_throttle;
 mod metrics;
+mod mfa;
 mod openapi;
 mod policy;
 mod request_bodies;
