@@ -385,7 +385,7 @@ pub async fn login(
     bounded("code", &input.code)?;
     match challenge::complete(&state, &input.challenge, &input.code, client).await {
         Ok(passed) => finish_login(&state, passed, client).await,
-        Err(Failed { username, error }) => {
+        Err(Failed { username, error }) if !checked_nothing(&error) => {
             let target = username.map(|u| format!("user:{u}"));
             let method = match totp::looks_like_code(&input.code) {
                 true => "totp",
@@ -401,6 +401,7 @@ pub async fn login(
             audit_log::record(&state, event).await;
             Err(error)
         }
+        Err(Failed { error, .. }) => Err(error),
     }
 }
 
@@ -446,6 +447,8 @@ async fn record_event(
     record(state, me, kind, Outcome::Success, client, detail).await;
 }
 
+/// Records a refused attempt: a wrong password or code, or a throttled one.
+/// Malformed input (a 400) checked nothing and is not recorded.
 async fn record_failure(
     state: &AppState,
     me: &CurrentUser,
@@ -453,8 +456,15 @@ async fn record_failure(
     client: ClientAddr,
     err: &ApiError,
 ) {
+    if checked_nothing(err) {
+        return;
+    }
     let detail = json!({"reason": err.to_string()});
     record(state, me, kind, Outcome::Failure, client, detail).await;
+}
+
+fn checked_nothing(err: &ApiError) -> bool {
+    matches!(err, ApiError::Field(_) | ApiError::BadRequest(_))
 }
 
 async fn record(

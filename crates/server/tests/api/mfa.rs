@@ -352,3 +352,225 @@ async fn an_admin_resets_a_users_mfa() -> anyhow::Result<()> {
     Api::login(&app.url, "alice", PASSWORD).await?;
     Ok(())
 }
+
+async fn set_mfa_required(app: &TestApp, who: &str) -> anyhow::Result<()> {
+    let mut settings = app
+        .admin
+        .expect(Method::GET, "/api/v1/settings", None, StatusCode::OK)
+        .await?;
+    settings["mfa_required"] = json!(who);
+    app.admin
+        .expect(
+            Method::PUT,
+            "/api/v1/settings",
+            Some(settings),
+            StatusCode::OK,
+        )
+        .await?;
+    Ok(())
+}
+
+/// The 403 of a user who must enrol first.
+async fn held_to_enrolment(client: &Api, path: &str) -> anyhow::Result<()> {
+    let refused = client
+        .refused(Method::GET, path, json!(null), StatusCode::FORBIDDEN)
+        .await?;
+    assert!(
+        error_of(&refused).starts_with("enrol MFA first"),
+        "{refused}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_mfa_required_setting_confines_users_to_enrolment() -> anyhow::Result<()> {
+    let app = spawn_app(Engine::Sqlite).await;
+    app.admin.create_user("bob", "bob-password").await?;
+    let bob = Api::login(&app.url, "bob", "bob-password").await?;
+    // Admins only: bob is free, the admin (not enrolled) is held.
+    set_mfa_required(&app, "admins").await?;
+    bob.expect(Method::GET, "/api/v1/sessions", None, StatusCode::OK)
+        .await?;
+    held_to_enrolment(&app.admin, "/api/v1/settings").await?;
+    let status = app
+        .admin
+        .expect(Method::GET, "/api/v1/users/me/mfa", None, StatusCode::OK)
+        .await?;
+    assert_eq!(status["required"], true, "{status}");
+    // The admin enrols and is free again; then everyone must.
+    let started = app
+        .admin
+        .expect(
+            Method::POST,
+            "/api/v1/users/me/mfa/totp",
+            None,
+            StatusCode::OK,
+        )
+        .await?;
+    let secret = Secret::try_from_base32(started["secret"].as_str().expect("secret"))?.to_vec();
+    let body = json!({"code": code_at(&secret, now_step())});
+    app.admin
+        .expect(
+            Method::POST,
+            "/api/v1/users/me/mfa/totp/confirm",
+            Some(body),
+            StatusCode::OK,
+        )
+        .await?;
+    set_mfa_required(&app, "everyone").await?;
+    for path in [
+        "/api/v1/sessions",
+        "/api/v1/templates",
+        "/api/v1/users/me/quota",
+    ] {
+        held_to_enrolment(&bob, path).await?;
+    }
+    let me = bob
+        .expect(Method::GET, "/api/v1/users/me", None, StatusCode::OK)
+        .await?;
+    assert_eq!(me["username"], "bob");
+    let status = bob
+        .expect(Method::GET, "/api/v1/users/me/mfa", None, StatusCode::OK)
+        .await?;
+    assert_eq!(
+        (&status["required"], &status["totp"]),
+        (&json!(true), &json!(false))
+    );
+    let started = bob
+        .expect(
+            Method::POST,
+            "/api/v1/users/me/mfa/totp",
+            None,
+            StatusCode::OK,
+        )
+        .await?;
+    let secret = Secret::try_from_base32(started["secret"].as_str().expect("secret"))?.to_vec();
+    let body = json!({"code": code_at(&secret, now_step())});
+    bob.expect(
+        Method::POST,
+        "/api/v1/users/me/mfa/totp/confirm",
+        Some(body),
+        StatusCode::OK,
+    )
+    .await?;
+    bob.expect(Method::GET, "/api/v1/sessions", None, StatusCode::OK)
+        .await?;
+    // Logging out stays open to a held user.
+    app.admin.create_user("carol", "carol-password").await?;
+    let carol = Api::login(&app.url, "carol", "carol-password").await?;
+    held_to_enrolment(&carol, "/api/v1/sessions").await?;
+    carol
+        .expect(
+            Method::POST,
+            "/api/v1/auth/logout",
+            None,
+            StatusCode::NO_CONTENT,
+        )
+        .await?;
+    Ok(())
+}
+
+/// The audit log's rows of `kind`, oldest first: (actor, target, outcome, detail).
+async fn audit_rows(
+    app: &TestApp,
+    kind: &str,
+) -> anyhow::Result<Vec<(String, String, String, Value)>> {
+    use sqlx::Row;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&app.database_url).await?;
+    let rows = sqlx::query(
+        "SELECT actor, target, outcome, detail FROM audit_log WHERE kind = $1 ORDER BY id",
+    )
+    .bind(kind)
+    .fetch_all(&pool)
+    .await?;
+    pool.close().await;
+    rows.iter()
+        .map(|r| {
+            let detail: Option<String> = r.try_get("detail")?;
+            let detail = serde_json::from_str(&detail.unwrap_or_default()).unwrap_or_default();
+            Ok((
+                r.try_get("actor")?,
+                r.try_get::<Option<String>, _>("target")?
+                    .unwrap_or_default(),
+                r.try_get("outcome")?,
+                detail,
+            ))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn mfa_changes_and_logins_are_audited() -> anyhow::Result<()> {
+    let app = spawn_app(Engine::Sqlite).await;
+    let Enrolled {
+        alice,
+        secret,
+        step,
+        recovery_codes,
+    } = enrol(&app).await?;
+    let (actor, target) = ("user:alice".to_owned(), "user:alice".to_owned());
+    let kinds = |rows: Vec<(String, String, String, Value)>| {
+        rows.into_iter()
+            .map(|(a, t, o, _)| (a, t, o))
+            .collect::<Vec<_>>()
+    };
+    let enrolled = kinds(audit_rows(&app, "mfa.enroll").await?);
+    assert_eq!(
+        enrolled,
+        [
+            (actor.clone(), target.clone(), "failure".to_owned()),
+            (actor.clone(), target.clone(), "success".to_owned()),
+        ],
+        "the wrong first code, then the right one"
+    );
+    let challenge = password_step(&app).await?;
+    code_step(&app, &challenge, &wrong_code(&secret)).await?;
+    code_step(&app, &challenge, &code_at(&secret, step + 1)).await?;
+    code_step(&app, &password_step(&app).await?, &recovery_codes[0]).await?;
+    let logins: Vec<(String, String, String, Value)> = audit_rows(&app, "auth.login")
+        .await?
+        .into_iter()
+        .filter(|(_, t, _, d)| t == "user:alice" && d["method"] != "password")
+        .collect();
+    let seen: Vec<(&str, &str, &Value)> = logins
+        .iter()
+        .map(|(a, _, o, d)| (a.as_str(), o.as_str(), &d["method"]))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("anonymous", "failure", &json!("totp")),
+            ("user:alice", "success", &json!("totp")),
+            ("user:alice", "success", &json!("recovery")),
+        ]
+    );
+    let body = json!({"code": recovery_codes[1]});
+    alice
+        .expect(
+            Method::POST,
+            "/api/v1/users/me/mfa/recovery-codes",
+            Some(body),
+            StatusCode::OK,
+        )
+        .await?;
+    let off = json!({"password": PASSWORD, "code": recovery_codes[2]});
+    alice
+        .refused(
+            Method::DELETE,
+            "/api/v1/users/me/mfa",
+            off,
+            StatusCode::FORBIDDEN,
+        )
+        .await?;
+    assert_eq!(
+        kinds(audit_rows(&app, "mfa.recovery_codes").await?),
+        [(actor.clone(), target.clone(), "success".to_owned())]
+    );
+    assert_eq!(
+        kinds(audit_rows(&app, "mfa.disable").await?),
+        [(actor, target, "failure".to_owned())],
+        "the old set's code no longer turns MFA off"
+    );
+    Ok(())
+}
