@@ -105,7 +105,7 @@ test('enrol from the account page, then sign in with a code', async () => {
   await section.getByRole('button', { name: 'I have saved them' }).click();
   await section.getByTestId('mfa-on').filter({ hasText: '10 recovery codes left' }).waitFor();
 
-  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('button', { name: 'Sign out', exact: true }).click();
   await page.getByRole('heading', { name: 'Sign in' }).waitFor();
 
   // Back in: the password, then a wrong code, then the app's next code.
@@ -121,7 +121,7 @@ test('enrol from the account page, then sign in with a code', async () => {
   await screenshot(page, '63-mfa-signed-in');
 
   // A recovery code instead of the app.
-  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('button', { name: 'Sign out', exact: true }).click();
   await passwordStep(page);
   await page.getByLabel('Code').fill(recovery[0]);
   await page.getByRole('button', { name: 'Verify' }).click();
