@@ -3,17 +3,21 @@
 // itself, RFC 6238 with node's HMAC-SHA1, as a phone app would), keeps the
 // recovery codes, signs out, and signs back in with password and code; a
 // wrong code is refused on the second step, and a recovery code works too.
+// Then an admin requires MFA for everyone: a user without it is taken to the
+// account page, which says why, and every other page sends them back there.
 
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import { ADMIN_PASSWORD, RUN, apiLogin, launchBrowser, newPage, screenshot } from './lib.mjs';
+import { ADMIN_PASSWORD, RUN, apiLogin, launchBrowser, login, newPage, screenshot } from './lib.mjs';
 
 const erin = { username: `ui-${RUN}-erin`, password: 'erin-password-1' };
+const frank = { username: `ui-${RUN}-frank`, password: 'frank-password-1' };
 
 let browser;
 let admin;
 let erinId;
+let frankId;
 
 before(async () => {
   browser = await launchBrowser();
@@ -21,12 +25,37 @@ before(async () => {
   const created = await admin('POST', '/users', { ...erin, role: 'user' });
   assert.equal(created.status, 201, JSON.stringify(created.body));
   erinId = created.body.id;
+  const other = await admin('POST', '/users', { ...frank, role: 'user' });
+  assert.equal(other.status, 201, JSON.stringify(other.body));
+  frankId = other.body.id;
 });
 
 after(async () => {
+  // The server serves the other test files next: whatever happened, MFA is
+  // required of nobody again, and the admin signs in with a password alone.
+  await restoreAdmin();
   if (erinId) await admin('DELETE', `/users/${erinId}`);
+  if (frankId) await admin('DELETE', `/users/${frankId}`);
   await browser?.close();
 });
+
+async function setMfaRequired(who) {
+  const current = await admin('GET', '/settings');
+  assert.equal(current.status, 200, JSON.stringify(current.body));
+  const saved = await admin('PUT', '/settings', { ...current.body, mfa_required: who });
+  assert.equal(saved.status, 200, JSON.stringify(saved.body));
+}
+
+async function restoreAdmin() {
+  if (!admin) return;
+  await setMfaRequired('off');
+  const me = await admin('GET', '/users/me');
+  const status = await admin('GET', '/users/me/mfa');
+  if (status.body?.totp) {
+    const reset = await admin('DELETE', `/users/${me.body.id}/mfa`);
+    assert.equal(reset.status, 204, JSON.stringify(reset.body));
+  }
+}
 
 /** RFC 4648 base32 (no padding) to bytes. */
 function base32Decode(text) {
@@ -130,4 +159,46 @@ test('enrol from the account page, then sign in with a code', async () => {
   await page.getByTestId('mfa-on').filter({ hasText: '9 recovery codes left' }).waitFor();
   page.assertNoErrors();
   await page.context().close();
+});
+
+test('required MFA takes a user to the account page until they enrol', async () => {
+  // The admin enrols first, or the setting would hold them too.
+  const started = await admin('POST', '/users/me/mfa/totp');
+  assert.equal(started.status, 200, JSON.stringify(started.body));
+  const secret = base32Decode(started.body.secret);
+  const confirmed = await admin('POST', '/users/me/mfa/totp/confirm', { code: codeAt(secret, nowStep()) });
+  assert.equal(confirmed.status, 200, JSON.stringify(confirmed.body));
+  await setMfaRequired('everyone');
+
+  const page = await newPage(browser, { name: 'mfa-required' });
+  await login(page, frank.username, frank.password);
+  await page.waitForURL('**/account');
+  const banner = page.getByTestId('mfa-required');
+  await banner.waitFor();
+  assert.match(await banner.innerText(), /administrator requires two-step verification/);
+  await screenshot(page, '64-mfa-required');
+  // Any other page leads back here; the API says why.
+  await page.getByRole('link', { name: 'My sessions' }).click();
+  await page.waitForURL('**/account');
+  const refused = await page.evaluate(async () => {
+    const r = await fetch('/api/v1/sessions');
+    return { status: r.status, body: await r.json() };
+  });
+  assert.equal(refused.status, 403);
+  assert.match(refused.body.error, /^enrol MFA first/);
+
+  // Enrolling lets them through.
+  const section = page.getByTestId('mfa');
+  await section.getByRole('button', { name: 'Set up an authenticator app' }).click();
+  const own = base32Decode((await section.getByTestId('totp-secret').innerText()).trim());
+  await section.getByLabel('Code from the app').fill(codeAt(own, nowStep()));
+  await section.getByRole('button', { name: 'Turn on' }).click();
+  await section.getByTestId('recovery-codes').waitFor();
+  await section.getByRole('button', { name: 'I have saved them' }).click();
+  await page.getByRole('link', { name: 'My sessions' }).click();
+  await page.waitForURL('**/sessions');
+  await page.getByRole('heading', { name: 'My sessions' }).waitFor();
+  page.assertNoErrors();
+  await page.context().close();
+  await restoreAdmin();
 });
