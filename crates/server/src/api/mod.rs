@@ -1,6 +1,7 @@
 //! The public HTTP API. Handlers are thin: parse, check who may do it, call
 //! the store (and the hub), shape the answer.
 
+pub mod access;
 mod agents;
 mod auth;
 mod events;
@@ -123,6 +124,11 @@ fn catalog_sized(
 pub fn router(state: AppState) -> Router {
     let (routes, _) = routes().split_for_parts();
     routes
+        // Every documented route, and only those, passes its access rule.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::enforce,
+        ))
         .merge(crate::apps::routes())
         .route("/api/v1", any(api_not_found))
         .route("/api/v1/{*rest}", any(api_not_found))

@@ -76,6 +76,11 @@ impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // The access layer (`api/access.rs`) authenticated this request
+        // already; only server code writes extensions.
+        if let Some(user) = parts.extensions.get::<CurrentUser>() {
+            return Ok(user.clone());
+        }
         let Some((token, via_cookie)) = request_token(&parts.headers) else {
             return Err(ApiError::Unauthorized(
                 "log in first: POST /api/v1/auth/login, then send Authorization: Bearer <token>"

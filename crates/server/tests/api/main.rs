@@ -2,6 +2,7 @@
 //! test, on SQLite and on PostgreSQL. Agents here are protocol-level fakes,
 //! so these tests need no Docker.
 
+mod access;
 mod admission;
 mod agents;
 mod catalog;
