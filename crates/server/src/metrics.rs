@@ -43,7 +43,7 @@ struct ScopeLabel {
 }
 
 /// Why a login failed: the `reason` label of `login_failures`.
-const LOGIN_FAILURES: [&str; 3] = ["bad_credentials", "throttled", "busy"];
+const LOGIN_FAILURES: [&str; 4] = ["bad_credentials", "bad_code", "throttled", "busy"];
 
 /// The control plane's metrics, shared by every request.
 pub struct Metrics {

@@ -286,6 +286,12 @@ async fn wrong_codes_are_throttled() -> anyhow::Result<()> {
         .await?;
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(response.headers().get("retry-after").is_some());
+    // The metrics count them apart from wrong passwords (one wrong first
+    // code at enrolment, three here).
+    let series = |reason| format!("streamspace_login_failures_total{{reason=\"{reason}\"}}");
+    assert_eq!(app.admin.metric(&series("bad_code")).await?, 4.0);
+    assert_eq!(app.admin.metric(&series("throttled")).await?, 2.0);
+    assert_eq!(app.admin.metric(&series("bad_credentials")).await?, 0.0);
     Ok(())
 }
 

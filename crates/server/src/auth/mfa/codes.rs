@@ -104,7 +104,10 @@ async fn throttled_check<T>(
         .mfa
         .throttle
         .admit(&user.username, client.0)
-        .map_err(throttled)?;
+        .map_err(|lockout| {
+            state.metrics.login_failed("throttled");
+            throttled(lockout)
+        })?;
     match check.await? {
         Ok(proof) => {
             ticket.succeeded();
@@ -112,6 +115,7 @@ async fn throttled_check<T>(
         }
         Err(message) => {
             ticket.failed();
+            state.metrics.login_failed("bad_code");
             tracing::info!(user = %user.username, client = ?client.0, "wrong MFA code");
             Err(CodeDenied::Wrong(message))
         }
