@@ -4519,7 +4519,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description TOTP is on already */
+            /** @description TOTP is on already, or the account has no password (single sign-on) */
             409: {
                 headers: {
                     [name: string]: unknown;

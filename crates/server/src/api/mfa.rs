@@ -80,13 +80,20 @@ pub struct TotpEnrolment {
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, description = "The secret to add to an authenticator app", body = TotpEnrolment),
-        (status = 409, description = "TOTP is on already", body = ErrorBody),
+        (status = 409, description = "TOTP is on already, or the account has no password (single sign-on)", body = ErrorBody),
     ),
 )]
 pub async fn start(
     State(state): State<AppState>,
     me: CurrentUser,
 ) -> ApiResult<Json<TotpEnrolment>> {
+    if !enforce::has_password(&state, &me.user).await? {
+        return Err(ApiError::Conflict(
+            "your account signs in through single sign-on, without a StreamSpace password: \
+             your identity provider's own two-step verification protects it"
+                .into(),
+        ));
+    }
     let secret = totp::new_secret();
     let sealed = state.mfa.vault.seal(&me.user.id, &secret);
     if !state.store.start_totp(&me.user.id, &sealed).await? {

@@ -40,6 +40,19 @@ impl Store {
         }))
     }
 
+    /// The user's stored password hash (which, for accounts that sign in
+    /// only through single sign-on, is no password hash at all).
+    pub async fn password_hash(&self, user: &UserId) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT password_hash FROM users WHERE id = $1")
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(row) => Some(row.try_get("password_hash")?),
+            None => None,
+        })
+    }
+
     /// Whether the user has TOTP turned on.
     pub async fn has_totp(&self, user: &UserId) -> StoreResult<bool> {
         Ok(self.totp(user).await?.is_some_and(|t| t.enabled))

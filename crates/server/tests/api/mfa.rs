@@ -476,6 +476,55 @@ async fn the_mfa_required_setting_confines_users_to_enrolment() -> anyhow::Resul
     Ok(())
 }
 
+#[tokio::test]
+async fn accounts_without_a_password_are_not_held_and_cannot_enrol() -> anyhow::Result<()> {
+    let app = spawn_app(Engine::Sqlite).await;
+    app.admin.create_user("dora", "dora-password").await?;
+    let dora = Api::login(&app.url, "dora", "dora-password").await?;
+    // What a single sign-on account stores: no password hash at all.
+    crate::run_sql(
+        &app,
+        "UPDATE users SET password_hash = '!oidc' WHERE username = 'dora'",
+    )
+    .await?;
+    let started = app
+        .admin
+        .expect(
+            Method::POST,
+            "/api/v1/users/me/mfa/totp",
+            None,
+            StatusCode::OK,
+        )
+        .await?;
+    let secret = Secret::try_from_base32(started["secret"].as_str().expect("secret"))?.to_vec();
+    let body = json!({"code": code_at(&secret, now_step())});
+    app.admin
+        .expect(
+            Method::POST,
+            "/api/v1/users/me/mfa/totp/confirm",
+            Some(body),
+            StatusCode::OK,
+        )
+        .await?;
+    set_mfa_required(&app, "everyone").await?;
+    dora.expect(Method::GET, "/api/v1/sessions", None, StatusCode::OK)
+        .await?;
+    let status = dora
+        .expect(Method::GET, "/api/v1/users/me/mfa", None, StatusCode::OK)
+        .await?;
+    assert_eq!(status["required"], false, "{status}");
+    let refused = dora
+        .refused(
+            Method::POST,
+            "/api/v1/users/me/mfa/totp",
+            json!(null),
+            StatusCode::CONFLICT,
+        )
+        .await?;
+    assert!(error_of(&refused).contains("single sign-on"), "{refused}");
+    Ok(())
+}
+
 /// The audit log's rows of `kind`, oldest first: (actor, target, outcome, detail).
 async fn audit_rows(
     app: &TestApp,

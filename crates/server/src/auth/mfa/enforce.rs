@@ -3,10 +3,16 @@
 //! needs (who they are, `/users/me/mfa…`, logging out); everything else
 //! answers 403 saying to enrol first. Checked for every logged-in request,
 //! in the `CurrentUser` extractor, so no route can forget it.
+//!
+//! TOTP here is the second factor of a password. An account with no
+//! password (single sign-on only: its stored hash is no argon2 hash) signs
+//! in through its identity provider, whose own MFA applies; the setting
+//! does not hold it, and it cannot enrol.
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::{MfaRequired, User};
+use argon2::password_hash::phc::PasswordHash;
 
 /// What a user who must enrol may still reach.
 fn allowed_before_enrolment(path: &str) -> bool {
@@ -22,11 +28,19 @@ fn allowed_before_enrolment(path: &str) -> bool {
 /// Whether the setting asks `user` to have MFA.
 pub async fn applies_to(state: &AppState, user: &User) -> ApiResult<bool> {
     let settings = state.store.settings().await?;
-    Ok(match settings.mfa_required {
+    let asked = match settings.mfa_required {
         MfaRequired::Off => false,
         MfaRequired::Admins => user.is_admin(),
         MfaRequired::Everyone => true,
-    })
+    };
+    Ok(asked && has_password(state, user).await?)
+}
+
+/// Whether `user` signs in with a password (their stored hash is a PHC
+/// string, as every password hash is).
+pub async fn has_password(state: &AppState, user: &User) -> ApiResult<bool> {
+    let hash = state.store.password_hash(&user.id).await?;
+    Ok(hash.is_some_and(|h| PasswordHash::new(&h).is_ok()))
 }
 
 /// Refuses a request to `path` from a user who must enrol first.
