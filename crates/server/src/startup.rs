@@ -5,6 +5,7 @@
 use crate::apps::shared::Apps;
 use crate::auth::login_guard::LoginGuard;
 use crate::auth::mfa::guard::MfaGuard;
+use crate::auth::oidc::Oidc;
 use crate::auth::revocations::Revocations;
 use crate::bootstrap::{AdminBootstrap, ensure_admin};
 use crate::changes::Changes;
@@ -89,6 +90,13 @@ impl Application {
             None => Url::parse(&format!("{scheme}://{local}"))?,
         };
         let sealer = crate::seal::Sealer::load(&store).await?;
+        let oidc = match &config.oidc {
+            Some(oidc) => {
+                oidc.check().map_err(anyhow::Error::msg)?;
+                Some(Arc::new(Oidc::load(oidc.clone(), &store).await?))
+            }
+            None => None,
+        };
         let login = LoginGuard::new(config.login_throttle.clone());
         let vault = crate::auth::mfa::vault::Vault::load(&config.data_dir)
             .context("cannot load the key that seals TOTP secrets")?;
@@ -116,6 +124,7 @@ impl Application {
             login: Arc::new(login),
             mfa: Arc::new(mfa),
             revocations: Revocations::default(),
+            oidc,
         };
         Ok(Self {
             listener,

@@ -51,4 +51,6 @@ pub struct AppState {
     pub streams: Arc<StreamLimit>,
     /// The web-app proxy's pooled client (`apps/`).
     pub apps: Arc<crate::apps::shared::Apps>,
+    /// Single sign-on, when configured.
+    pub oidc: Option<Arc<crate::auth::oidc::Oidc>>,
 }

@@ -66,6 +66,11 @@ const fn rule_of(access: Access, scope: &'static str) -> Rule {
 pub fn rule(operation_id: &str) -> Option<Rule> {
     Some(match operation_id {
         "healthz" | "getOpenApi" | "login" => ANYONE,
+        "authProviders" => rule_of(Access::Public, "which ways to sign in: no names"),
+        "oidcLogin" | "oidcCallback" => rule_of(
+            Access::Public,
+            "single sign-on; the callback needs this browser's signed login cookie",
+        ),
         "metrics" => rule_of(Access::Public, "counts only: no names, ids or addresses"),
         "registerAgent" => rule_of(Access::Public, "with a one-time enrollment token"),
         "agentControlChannel" | "agentDataChannel" => AGENT,

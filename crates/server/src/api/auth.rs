@@ -1,7 +1,7 @@
 //! `/api/v1/auth`: logging in (a token and the browser's cookie) and out.
 
 use crate::auth::client_addr::ClientAddr;
-use crate::auth::login::{Denied, Verified, authenticate};
+use crate::auth::login::{Denied, Verified, authenticate, check_password_login};
 use crate::auth::{COOKIE, CurrentUser, secrets};
 use crate::error::{ApiError, ApiJson, ApiResult, ErrorBody};
 use crate::state::AppState;
@@ -48,6 +48,7 @@ pub(super) struct LoginAnswer {
         (status = 200, description = "Logged in; or, for a user with MFA on, no token yet but a challenge for `POST /api/v1/auth/login/mfa`", body = LoginOutcome,
             headers(("set-cookie" = String, description = "`streamspace_token=…; HttpOnly; SameSite=Strict`"))),
         (status = 401, description = "Wrong username or password", body = ErrorBody),
+        (status = 403, description = "Password login is turned off (the `password_login` setting) and this is not the break-glass admin", body = ErrorBody),
         (status = 429, description = "Too many failed logins for this username or from this address; `Retry-After` says when to try again", body = ErrorBody,
             headers(("retry-after" = u64, description = "Seconds to wait"))),
         (status = 503, description = "Too many passwords are being checked; `Retry-After` says when to try again", body = ErrorBody,
@@ -59,6 +60,7 @@ pub async fn login(
     client: ClientAddr,
     ApiJson(input): ApiJson<Login>,
 ) -> ApiResult<Response> {
+    check_password_login(&state, &input.username).await?;
     let verified = match authenticate(&state, &input.username, input.password, client).await {
         Ok(verified) => verified,
         Err(Denied::Wrong) => return Err(wrong()),
@@ -196,7 +198,7 @@ fn logged_out(state: &AppState) -> Response {
 
 /// The browser's login cookie: HttpOnly so scripts cannot read it, and
 /// SameSite=Strict so other sites cannot make requests with it.
-fn session_cookie(state: &AppState, token: &str, max_age: u64) -> String {
+pub(super) fn session_cookie(state: &AppState, token: &str, max_age: u64) -> String {
     let secure = if state.public_url.scheme() == "https" {
         "; Secure"
     } else {

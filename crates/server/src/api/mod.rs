@@ -7,6 +7,7 @@ mod auth;
 mod events;
 mod metrics;
 mod mfa;
+mod oidc;
 mod openapi;
 mod pools;
 mod prepull;
@@ -61,6 +62,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(public(routes!(mfa::login)))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::logout_all))
+        .routes(routes!(oidc::providers))
+        .routes(routes!(oidc::login))
+        .routes(routes!(oidc::callback))
         .routes(routes!(users::me))
         .routes(routes!(users::change_my_password))
         .routes(routes!(users::my_quota))

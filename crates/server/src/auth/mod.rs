@@ -8,6 +8,7 @@ pub mod client_addr;
 pub mod login;
 pub mod login_guard;
 pub mod mfa;
+pub mod oidc;
 pub mod password;
 pub mod purge;
 pub mod revocations;
@@ -32,14 +33,19 @@ pub fn request_token(headers: &HeaderMap) -> Option<(String, bool)> {
     if let Some(bearer) = bearer_token(headers) {
         return Some((bearer, false));
     }
+    cookie(headers, COOKIE).map(|value| (value, true))
+}
+
+/// The value of the cookie `name`, if the request carries it.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| (value.to_owned(), true))
+        .find(|(found, _)| *found == name)
+        .map(|(_, value)| value.to_owned())
 }
 
 pub fn bearer_token(headers: &HeaderMap) -> Option<String> {

@@ -36,6 +36,7 @@ mod commands;
 mod enrollment;
 mod groups;
 mod mfa;
+pub mod oidc_accounts;
 mod pool;
 mod quotas;
 mod resources;

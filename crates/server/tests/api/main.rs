@@ -15,6 +15,8 @@ mod lifecycle;
 mod login_throttle;
 mod metrics;
 mod mfa;
+mod oidc;
+mod oidc_issuer;
 mod openapi;
 mod policy;
 mod request_bodies;
