@@ -183,11 +183,38 @@ export interface paths {
         /**
          * Log in
          * @description Answers a bearer token, and sets the same token as the HttpOnly
-         *     `streamspace_token` cookie for browsers. Failed attempts are counted per
-         *     username and per client address: past a few, each locks them out for
-         *     twice as long as the last (429 with `Retry-After`).
+         *     `streamspace_token` cookie for browsers. For a user with MFA on it
+         *     answers `{"mfa_required": true, "challenge", "expires_at"}` instead (no
+         *     token, no cookie): the second step is `POST /api/v1/auth/login/mfa`.
+         *     Failed attempts are counted per username and per client address: past a
+         *     few, each locks them out for twice as long as the last (429 with
+         *     `Retry-After`).
          */
         post: operations["login"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/login/mfa": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Log in: the second step
+         * @description After `POST /api/v1/auth/login` answered `mfa_required`, send its
+         *     challenge with a code from the authenticator app (or a recovery code).
+         *     Answers as a login does. A challenge lives 5 minutes, serves one login,
+         *     and ends after 5 wrong codes; wrong codes are throttled per username and
+         *     address like wrong passwords, and each TOTP code works once.
+         */
+        post: operations["loginMfa"];
         delete?: never;
         options?: never;
         head?: never;
@@ -767,6 +794,93 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/users/me/mfa": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Your MFA */
+        get: operations["getMyMfa"];
+        put?: never;
+        post?: never;
+        /**
+         * Turn MFA off
+         * @description Needs your password and a current code (or a recovery code), both
+         *     checked and throttled as at login. The secret and recovery codes are
+         *     deleted.
+         */
+        delete: operations["disableMyMfa"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/users/me/mfa/recovery-codes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * New recovery codes
+         * @description Replaces your recovery codes with ten new ones, shown only this once.
+         *     Needs a current TOTP code (or one of the old recovery codes).
+         */
+        post: operations["newRecoveryCodes"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/users/me/mfa/totp": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start a TOTP enrolment
+         * @description A new secret, its otpauth URI and QR code. TOTP turns on only once a
+         *     code from it is confirmed (`POST /api/v1/users/me/mfa/totp/confirm`);
+         *     starting again replaces a secret not yet confirmed.
+         */
+        post: operations["startTotp"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/users/me/mfa/totp/confirm": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Confirm a TOTP enrolment
+         * @description The first code from the app turns TOTP on, and answers ten one-time
+         *     recovery codes, shown only this once.
+         */
+        post: operations["confirmTotp"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/users/me/password": {
         parameters: {
             query?: never;
@@ -874,6 +988,28 @@ export interface paths {
         post?: never;
         /** Delete a user (admin) */
         delete: operations["deleteUser"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/users/{id}/mfa": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Turn a user's MFA off (admin)
+         * @description For a user who lost both their authenticator and their recovery codes:
+         *     they log in with their password alone again (and must enrol again if
+         *     the `mfa_required` setting applies to them).
+         */
+        delete: operations["resetUserMfa"];
         options?: never;
         head?: never;
         patch?: never;
@@ -1099,6 +1235,10 @@ export interface components {
             /** @description That entry's `name`, when it has one. */
             name?: string | null;
         };
+        CodeInput: {
+            /** @description The 6 digits the authenticator app shows. */
+            code: string;
+        };
         /**
          * @description CPU as cores ("2", "0.5") or millicores ("1500m").
          * @example 1500m
@@ -1122,6 +1262,12 @@ export interface components {
          * @enum {string}
          */
         DesiredState: "running" | "hibernated" | "terminated";
+        DisableInput: {
+            /** @description A TOTP code, or a recovery code. */
+            code: string;
+            /** @description Your password. */
+            password: string;
+        };
         EnrollmentToken: {
             /** @description A command that starts a Docker agent with this token. */
             command: string;
@@ -1235,17 +1381,46 @@ export interface components {
             token: string;
             user: components["schemas"]["User"];
         };
+        /** @description What a right password answers: a login, or the MFA step still to do. */
+        LoginOutcome: components["schemas"]["LoginAnswer"] | components["schemas"]["MfaPending"];
         /**
          * @description Memory in bytes, with an optional unit: Ki Mi Gi Ti (powers of 1024) or k M G T (powers of 1000).
          * @example 512Mi
          * @example 2Gi
          */
         Memory: string;
+        MfaLogin: {
+            /** @description The `challenge` the password step answered. */
+            challenge: string;
+            /** @description A TOTP code, or a recovery code. */
+            code: string;
+        };
+        /** @description A password that was right for a user with MFA on. */
+        MfaPending: {
+            challenge: string;
+            /** Format: date-time */
+            expires_at: string;
+            /** @description Always true: send `challenge` and a code to `POST /api/v1/auth/login/mfa`. */
+            mfa_required: boolean;
+        };
         /**
          * @description Who must use a second factor (TOTP) to log in with a password.
          * @enum {string}
          */
         MfaRequired: "off" | "admins" | "everyone";
+        MfaStatus: {
+            /** @description An enrolment was started and waits for its first code. */
+            pending: boolean;
+            /**
+             * Format: int64
+             * @description Unused recovery codes.
+             */
+            recovery_codes_left: number;
+            /** @description The `mfa_required` setting applies to you. */
+            required: boolean;
+            /** @description TOTP is on: logins ask for a code. */
+            totp: boolean;
+        };
         NewGroup: {
             /**
              * @description 1 to 128 printable characters; what templates' `allowed_groups` name.
@@ -1444,6 +1619,13 @@ export interface components {
             memory: components["schemas"]["Memory"];
             /** Format: int64 */
             sessions: number;
+        };
+        RecoveryCodes: {
+            /**
+             * @description Each works once, in place of a TOTP code. Shown only now: keep them
+             *     somewhere safe.
+             */
+            recovery_codes: string[];
         };
         Registered: {
             agent_id: string;
@@ -1839,6 +2021,14 @@ export interface components {
              * @example 1h
              */
             ttl?: string | null;
+        };
+        TotpEnrolment: {
+            /** @description The `otpauth://totp/…` URI the QR code holds. */
+            otpauth_uri: string;
+            /** @description The QR code of `otpauth_uri`, a standalone SVG document. */
+            qr_svg: string;
+            /** @description The secret in base32, to type into an app by hand. */
+            secret: string;
         };
         /**
          * @description A session an agent reports that is in nobody's list: no record, and not
@@ -2554,7 +2744,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Logged in */
+            /** @description Logged in; or, for a user with MFA on, no token yet but a challenge for `POST /api/v1/auth/login/mfa` */
             200: {
                 headers: {
                     /** @description `streamspace_token=…; HttpOnly; SameSite=Strict` */
@@ -2562,7 +2752,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["LoginAnswer"];
+                    "application/json": components["schemas"]["LoginOutcome"];
                 };
             };
             /** @description The body is not valid: `field` names the culprit */
@@ -2635,6 +2825,88 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait */
                     "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    loginMfa: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MfaLogin"];
+            };
+        };
+        responses: {
+            /** @description Logged in */
+            200: {
+                headers: {
+                    /** @description `streamspace_token=…; HttpOnly; SameSite=Strict` */
+                    "set-cookie"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LoginAnswer"];
+                };
+            };
+            /** @description `code` is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The code is wrong or used, or the challenge expired or was used */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body did not arrive within the body-read timeout (30 s by default) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than 1 MiB (16 KiB for logins and agent enrollment) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many wrong codes for this username or from this address; `Retry-After` says when to try again */
+            429: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
@@ -5087,6 +5359,383 @@ export interface operations {
             };
         };
     };
+    getMyMfa: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Whether MFA is on */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MfaStatus"];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    disableMyMfa: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DisableInput"];
+            };
+        };
+        responses: {
+            /** @description MFA is off */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `password` is empty, or `code` malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The password or the code is wrong */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body did not arrive within the body-read timeout (30 s by default) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description MFA is not on */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than 1 MiB (16 KiB for logins and agent enrollment) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many wrong passwords or codes; `Retry-After` says when to try again */
+            429: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    newRecoveryCodes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CodeInput"];
+            };
+        };
+        responses: {
+            /** @description The new codes; the old ones no longer work */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecoveryCodes"];
+                };
+            };
+            /** @description `code` is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The code is wrong */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body did not arrive within the body-read timeout (30 s by default) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description MFA is not on */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than 1 MiB (16 KiB for logins and agent enrollment) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many wrong codes; `Retry-After` says when to try again */
+            429: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    startTotp: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The secret to add to an authenticator app */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TotpEnrolment"];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description TOTP is on already, or the account has no password (single sign-on) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    confirmTotp: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CodeInput"];
+            };
+        };
+        responses: {
+            /** @description TOTP is on */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecoveryCodes"];
+                };
+            };
+            /** @description `code` is not 6 digits */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The code is wrong */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body did not arrive within the body-read timeout (30 s by default) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No enrolment was started, or TOTP is on already */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than 1 MiB (16 KiB for logins and agent enrollment) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many wrong codes; `Retry-After` says when to try again */
+            429: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     changeMyPassword: {
         parameters: {
             query?: never;
@@ -5602,6 +6251,63 @@ export interface operations {
             };
             /** @description They still have sessions, it is you, or they are the last admin */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    resetUserMfa: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The user's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The user's MFA is off */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such user, or MFA is not on for them */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

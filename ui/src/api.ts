@@ -22,6 +22,8 @@ export type EnrollmentToken = Schemas['EnrollmentToken'];
 export type Prepull = Schemas['Prepull'];
 export type Group = Schemas['Group'];
 export type Limits = Schemas['Limits'];
+export type MfaStatus = Schemas['MfaStatus'];
+export type TotpEnrolment = Schemas['TotpEnrolment'];
 
 /**
  * A template as the form sends it: the API's input, except that a port,
@@ -89,7 +91,7 @@ async function request<T>(method: string, path: string, body?: unknown): Promise
     const err = data as { error?: string; field?: string } | undefined;
     const message =
       err?.error ?? `The server answered ${response.status} ${response.statusText || ''}`.trim();
-    if (response.status === 401 && path !== '/auth/login') {
+    if (response.status === 401 && !path.startsWith('/auth/login')) {
       unauthorizedListeners.forEach((l) => l());
     }
     throw new ApiError(response.status, message, err?.field);
@@ -99,13 +101,25 @@ async function request<T>(method: string, path: string, body?: unknown): Promise
 
 export const api = {
   login: (username: string, password: string) =>
-    request<Schemas['LoginAnswer']>('POST', '/auth/login', { username, password } satisfies Schemas['Login']),
+    request<Schemas['LoginOutcome']>('POST', '/auth/login', { username, password } satisfies Schemas['Login']),
   logout: () => request<void>('POST', '/auth/logout'),
   providers: () => request<Schemas['Providers']>('GET', '/auth/providers'),
   logoutAll: () => request<void>('POST', '/auth/logout-all'),
   changePassword: (current_password: string, new_password: string) =>
     request<void>('PUT', '/users/me/password', { current_password, new_password } satisfies Schemas['PasswordChange']),
   me: () => request<User>('GET', '/users/me'),
+
+  // MFA (docs/MFA.md): the login's second step, and one's own enrolment.
+  loginMfa: (challenge: string, code: string) =>
+    request<Schemas['LoginAnswer']>('POST', '/auth/login/mfa', { challenge, code } satisfies Schemas['MfaLogin']),
+  myMfa: () => request<MfaStatus>('GET', '/users/me/mfa'),
+  startTotp: () => request<TotpEnrolment>('POST', '/users/me/mfa/totp'),
+  confirmTotp: (code: string) =>
+    request<Schemas['RecoveryCodes']>('POST', '/users/me/mfa/totp/confirm', { code } satisfies Schemas['CodeInput']),
+  newRecoveryCodes: (code: string) =>
+    request<Schemas['RecoveryCodes']>('POST', '/users/me/mfa/recovery-codes', { code } satisfies Schemas['CodeInput']),
+  disableMfa: (password: string, code: string) =>
+    request<void>('DELETE', '/users/me/mfa', { password, code } satisfies Schemas['DisableInput']),
 
   templates: () => request<Template[]>('GET', '/templates'),
   template: (id: string) => request<Template>('GET', `/templates/${encodeURIComponent(id)}`),

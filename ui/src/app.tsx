@@ -10,6 +10,7 @@ import { LoginPage } from './pages/login';
 import { CatalogPage } from './pages/catalog';
 import { MySessionsPage } from './pages/sessions';
 import { AccountPage } from './pages/account';
+import { useMfaGate } from './pages/account-mfa';
 import { AgentsPage } from './pages/admin/agents';
 import { AllSessionsPage } from './pages/admin/all-sessions';
 import { UsersPage } from './pages/admin/users';
@@ -37,6 +38,7 @@ export function App() {
   };
 
   useEffect(loadMe, []);
+  useMfaGate(!!user, path);
   useEffect(() => onUnauthorized(() => setUser(null)), []);
   useEffect(() => {
     if (user) startEvents();

@@ -43,7 +43,13 @@ struct ScopeLabel {
 }
 
 /// Why a login failed: the `reason` label of `login_failures`.
-const LOGIN_FAILURES: [&str; 4] = ["bad_credentials", "throttled", "busy", "sso_refused"];
+const LOGIN_FAILURES: [&str; 5] = [
+    "bad_credentials",
+    "bad_code",
+    "throttled",
+    "busy",
+    "sso_refused",
+];
 
 /// The control plane's metrics, shared by every request.
 pub struct Metrics {

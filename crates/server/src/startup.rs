@@ -4,6 +4,7 @@
 
 use crate::apps::shared::Apps;
 use crate::auth::login_guard::LoginGuard;
+use crate::auth::mfa::guard::MfaGuard;
 use crate::auth::oidc::Oidc;
 use crate::auth::revocations::Revocations;
 use crate::bootstrap::{AdminBootstrap, ensure_admin};
@@ -97,6 +98,9 @@ impl Application {
             None => None,
         };
         let login = LoginGuard::new(config.login_throttle.clone());
+        let vault = crate::auth::mfa::vault::Vault::load(&config.data_dir)
+            .context("cannot load the key that seals TOTP secrets")?;
+        let mfa = MfaGuard::new(vault, config.login_throttle.clone());
         let hub = Arc::new(AgentHub::default());
         let tunnels = Arc::new(TunnelBroker::default());
         let opener = TunnelOpener {
@@ -118,6 +122,7 @@ impl Application {
             metrics: Arc::default(),
             sealer,
             login: Arc::new(login),
+            mfa: Arc::new(mfa),
             revocations: Revocations::default(),
             oidc,
         };

@@ -8,6 +8,7 @@
 //! import circles through `AppState`.
 
 use crate::auth::login_guard::LoginGuard;
+use crate::auth::mfa::guard::MfaGuard;
 use crate::auth::revocations::Revocations;
 use crate::changes::Changes;
 use crate::config::Config;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub sealer: Sealer,
     /// Failed-login throttling and the bound on password hashing.
     pub login: Arc<LoginGuard>,
+    /// The key sealing TOTP secrets and the wrong-code throttle.
+    pub mfa: Arc<MfaGuard>,
     /// Tells open streams that a user's logins or role changed.
     pub revocations: Revocations,
     /// Each user's budget of event, log and VNC streams.

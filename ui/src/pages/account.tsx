@@ -1,5 +1,7 @@
-// Your account: change your password (your other sign-ins end) and sign out
-// everywhere (every sign-in ends, this one too).
+// Your account: two-step verification (first: a user the administrator
+// requires it of can reach only this page until they enrol), change your
+// password (your other sign-ins end) and sign out everywhere (every sign-in
+// ends, this one too).
 
 import { useState } from 'preact/hooks';
 import { api, ApiError } from '../api';
@@ -14,6 +16,7 @@ import {
   toast,
   useFormError,
 } from '../components/ui';
+import { MfaSection } from './account-mfa';
 
 export function AccountPage() {
   const { user, logout } = useAuth();
@@ -31,6 +34,7 @@ export function AccountPage() {
   return (
     <>
       <PageHeader title="Your account" subtitle={`Signed in as ${user.username} (${user.role}).`} />
+      <MfaSection />
       <div class="card narrow">
         <h2>Change password</h2>
         <PasswordForm />

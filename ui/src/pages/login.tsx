@@ -2,6 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { api, errorMessage, type User } from '../api';
 import { Logo } from '../components/layout';
 import { Button, ErrorBanner } from '../components/ui';
+import { MfaStep } from './login-mfa';
 
 type Providers = Awaited<ReturnType<typeof api.providers>>;
 
@@ -18,6 +19,8 @@ export function LoginPage({ onLogin }: { onLogin: (u: User) => void }) {
   // Until the server says otherwise, the password form is there.
   const [providers, setProviders] = useState<Providers>({ password: true });
   const [passwordAnyway, setPasswordAnyway] = useState(false);
+  // Set when the password was right and MFA is on: the second step's challenge.
+  const [challenge, setChallenge] = useState<string | null>(null);
 
   useEffect(() => {
     document.title = 'Sign in · StreamSpace';
@@ -30,12 +33,29 @@ export function LoginPage({ onLogin }: { onLogin: (u: User) => void }) {
     setError(null);
     try {
       const answer = await api.login(username.trim(), password);
+      if ('mfa_required' in answer) {
+        setChallenge(answer.challenge);
+        setBusy(false);
+        return;
+      }
       onLogin(answer.user);
     } catch (err) {
       setError(errorMessage(err));
       setBusy(false);
     }
   };
+
+  if (challenge) {
+    const restart = () => {
+      setChallenge(null);
+      setPassword('');
+    };
+    return (
+      <main class="login-page">
+        <MfaStep challenge={challenge} onLogin={onLogin} onRestart={restart} />
+      </main>
+    );
+  }
 
   const sso = providers.oidc;
   // With password login off, only the break-glass admin needs the form.

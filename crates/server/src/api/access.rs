@@ -107,6 +107,12 @@ pub fn rule(operation_id: &str) -> Option<Rule> {
         "listUsers" | "createUser" | "getUser" | "updateUser" | "deleteUser" | "getUserQuota"
         | "setUserQuota" => ADMIN,
         "getSettings" | "putSettings" => ADMIN,
+        "loginMfa" => rule_of(
+            Access::Public,
+            "with a challenge the password step answered",
+        ),
+        "getMyMfa" | "startTotp" | "confirmTotp" | "newRecoveryCodes" | "disableMyMfa" => SELF,
+        "resetUserMfa" => ADMIN,
         _ => return None,
     })
 }

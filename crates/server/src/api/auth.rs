@@ -21,7 +21,7 @@ pub struct Login {
 }
 
 #[derive(Serialize, ToSchema)]
-struct LoginAnswer {
+pub(super) struct LoginAnswer {
     /// Send as `Authorization: Bearer <token>`.
     token: String,
     user: User,
@@ -32,9 +32,12 @@ struct LoginAnswer {
 /// Log in
 ///
 /// Answers a bearer token, and sets the same token as the HttpOnly
-/// `streamspace_token` cookie for browsers. Failed attempts are counted per
-/// username and per client address: past a few, each locks them out for
-/// twice as long as the last (429 with `Retry-After`).
+/// `streamspace_token` cookie for browsers. For a user with MFA on it
+/// answers `{"mfa_required": true, "challenge", "expires_at"}` instead (no
+/// token, no cookie): the second step is `POST /api/v1/auth/login/mfa`.
+/// Failed attempts are counted per username and per client address: past a
+/// few, each locks them out for twice as long as the last (429 with
+/// `Retry-After`).
 #[utoipa::path(
     post,
     operation_id = "login",
@@ -42,7 +45,7 @@ struct LoginAnswer {
     tag = "auth",
     request_body = Login,
     responses(
-        (status = 200, description = "Logged in", body = LoginAnswer,
+        (status = 200, description = "Logged in; or, for a user with MFA on, no token yet but a challenge for `POST /api/v1/auth/login/mfa`", body = LoginOutcome,
             headers(("set-cookie" = String, description = "`streamspace_token=…; HttpOnly; SameSite=Strict`"))),
         (status = 401, description = "Wrong username or password", body = ErrorBody),
         (status = 403, description = "Password login is turned off (the `password_login` setting) and this is not the break-glass admin", body = ErrorBody),
@@ -57,14 +60,52 @@ pub async fn login(
     client: ClientAddr,
     ApiJson(input): ApiJson<Login>,
 ) -> ApiResult<Response> {
-    let wrong = || ApiError::Unauthorized("wrong username or password".into());
     check_password_login(&state, &input.username).await?;
     let verified = match authenticate(&state, &input.username, input.password, client).await {
         Ok(verified) => verified,
         Err(Denied::Wrong) => return Err(wrong()),
         Err(Denied::Refused(err)) => return Err(err),
     };
-    let Some((token, expires_at)) = issue_token(&state, &verified).await? else {
+    if state.store.has_totp(&verified.user.id).await? {
+        let opened = crate::auth::mfa::challenge::open(&state, &verified).await?;
+        return Ok(Json(MfaPending::new(opened)).into_response());
+    }
+    logged_in(&state, verified).await
+}
+
+/// A password that was right for a user with MFA on.
+#[derive(Serialize, ToSchema)]
+pub(super) struct MfaPending {
+    /// Always true: send `challenge` and a code to `POST /api/v1/auth/login/mfa`.
+    mfa_required: bool,
+    challenge: String,
+    #[schema(format = DateTime)]
+    expires_at: String,
+}
+
+impl MfaPending {
+    fn new(opened: crate::auth::mfa::challenge::Opened) -> Self {
+        MfaPending {
+            mfa_required: true,
+            challenge: opened.challenge,
+            expires_at: super::views::time(opened.expires_at),
+        }
+    }
+}
+
+/// What a right password answers: a login, or the MFA step still to do.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // only the schema: the handler answers either part itself
+enum LoginOutcome {
+    LoggedIn(LoginAnswer),
+    MfaRequired(MfaPending),
+}
+
+/// Issues the login token and cookie of a user whose password (and code,
+/// with MFA on) was right.
+pub(super) async fn logged_in(state: &AppState, verified: Verified) -> ApiResult<Response> {
+    let Some((token, expires_at)) = issue_token(state, &verified).await? else {
         // The password changed, or the user was deleted, while it was
         // being checked: it is not right any more.
         state.metrics.login_failed("bad_credentials");
@@ -76,13 +117,17 @@ pub async fn login(
     let user = verified.user;
     tracing::info!(user = %user.username, "login");
     let ttl = state.config.token_ttl;
-    let cookie = session_cookie(&state, &token, ttl.as_secs());
+    let cookie = session_cookie(state, &token, ttl.as_secs());
     let answer = LoginAnswer {
         token,
         user,
         expires_at: super::views::time(expires_at),
     };
     Ok(([(header::SET_COOKIE, cookie)], Json(answer)).into_response())
+}
+
+fn wrong() -> ApiError {
+    ApiError::Unauthorized("wrong username or password".into())
 }
 
 /// A new login token and when it expires, stored only while the password

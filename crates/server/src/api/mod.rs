@@ -8,6 +8,7 @@ mod auth;
 mod events;
 mod groups;
 mod metrics;
+mod mfa;
 mod oidc;
 mod openapi;
 mod pools;
@@ -62,6 +63,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
     use crate::{hub::connection, tunnel::agent_side, tunnel::logs, tunnel::viewer};
     OpenApiRouter::new()
         .routes(public(routes!(auth::login)))
+        .routes(public(routes!(mfa::login)))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::logout_all))
         .routes(routes!(oidc::providers))
@@ -72,6 +74,11 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::my_quota))
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::revoke))
+        .routes(routes!(mfa::status, mfa::disable))
+        .routes(routes!(mfa::start))
+        .routes(routes!(mfa::confirm))
+        .routes(routes!(mfa::new_recovery_codes))
+        .routes(routes!(mfa::reset))
         .routes(routes!(users::get_quota, users::set_quota))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::update, users::delete))

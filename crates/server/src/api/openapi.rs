@@ -31,6 +31,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "auth", description = "Logging in and out"),
         (name = "users", description = "Users and their quotas"),
+        (name = "mfa", description = "Two-step verification: TOTP and recovery codes (docs/MFA.md)"),
         (name = "templates", description = "The catalog sessions are made from"),
         (name = "sessions", description = "Desktops: start, hibernate, wake, terminate"),
         (name = "agents", description = "The hosts sessions run on"),

@@ -141,7 +141,8 @@ pub async fn hash_password(state: &AppState, password: String) -> Result<String,
     }
 }
 
-fn throttled(lockout: Lockout) -> ApiError {
+/// The 429 of a throttled attempt (passwords and MFA codes alike).
+pub fn throttled(lockout: Lockout) -> ApiError {
     let whose = match lockout.scope {
         Scope::User => "for this username",
         Scope::Address => "from your address",

@@ -1,12 +1,13 @@
 //! Who is asking: users by bearer token or login cookie, agents by their
 //! secret; and keeping that safe: throttled logins (`login`, `throttle`),
 //! bounded password hashing (`password`), revocation of open streams
-//! (`revoke`) and purging expired tokens (`purge`).
+//! (`revoke`), purging expired tokens (`purge`), and second factors (`mfa`).
 
 mod argon2id;
 pub mod client_addr;
 pub mod login;
 pub mod login_guard;
+pub mod mfa;
 pub mod oidc;
 pub mod password;
 pub mod purge;
@@ -95,11 +96,15 @@ impl FromRequestParts<AppState> for CurrentUser {
         let token_hash = secrets::hash(&token);
         // Also notes when an API token was last used (at most once a minute).
         match state.store.user_for_token_noting_use(&token_hash).await? {
-            Some(user) => Ok(CurrentUser {
-                user,
-                token_hash,
-                via_cookie,
-            }),
+            Some(user) => {
+                // The `mfa_required` setting, for every route at once.
+                mfa::enforce::check(state, &user, parts.uri.path()).await?;
+                Ok(CurrentUser {
+                    user,
+                    token_hash,
+                    via_cookie,
+                })
+            }
             None => Err(ApiError::Unauthorized(
                 "the token is invalid or expired: log in again".into(),
             )),

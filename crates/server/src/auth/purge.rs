@@ -1,4 +1,4 @@
-//! Deletes expired login and enrollment tokens, which would otherwise pile
+//! Deletes expired login and enrollment tokens (and MFA challenges), which would otherwise pile
 //! up forever (a login per browser per week). Expired tokens already stop
 //! working when they expire; this only reclaims their rows. Every replica
 //! runs it; the deletes are idempotent.
@@ -26,6 +26,11 @@ pub async fn run(state: AppState) {
             Ok(0) => {}
             Ok(grants) => tracing::info!(grants, "deleted expired web-app grants"),
             Err(err) => tracing::warn!(error = %err, "cannot delete expired web-app grants"),
+        }
+        match state.store.delete_expired_mfa_challenges().await {
+            Ok(0) => {}
+            Ok(challenges) => tracing::info!(challenges, "deleted expired MFA challenges"),
+            Err(err) => tracing::warn!(error = %err, "cannot delete expired MFA challenges"),
         }
     }
 }

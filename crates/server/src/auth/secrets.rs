@@ -24,6 +24,8 @@ pub enum SecretKind {
     AppTicket,
     /// A web app's own cookie.
     AppCookie,
+    /// The challenge between a login's password and its MFA code.
+    MfaChallenge,
 }
 
 impl SecretKind {
@@ -35,6 +37,7 @@ impl SecretKind {
             SecretKind::Agent => "ssa_",
             SecretKind::AppTicket => "ssk_",
             SecretKind::AppCookie => "ssc_",
+            SecretKind::MfaChallenge => "ssm_",
         }
     }
 }

@@ -15,6 +15,7 @@ mod groups;
 mod lifecycle;
 mod login_throttle;
 mod metrics;
+mod mfa;
 mod oidc;
 mod oidc_issuer;
 mod openapi;

@@ -1,0 +1,25 @@
+//! What every MFA check shares, held by the application state: the key that
+//! seals TOTP secrets and the throttle on wrong codes. The checks that use
+//! them are `codes.rs` and `challenge.rs`.
+
+use super::vault::Vault;
+use crate::auth::throttle::{LoginThrottle, ThrottleLimits};
+use std::sync::Arc;
+
+pub struct MfaGuard {
+    pub vault: Vault,
+    /// Wrong codes, counted per username and client address exactly as
+    /// wrong passwords are, but apart from them: a right password resets
+    /// its username's count, and must not reset the count of codes guessed
+    /// behind it.
+    pub throttle: Arc<LoginThrottle>,
+}
+
+impl MfaGuard {
+    pub fn new(vault: Vault, limits: ThrottleLimits) -> Self {
+        Self {
+            vault,
+            throttle: Arc::new(LoginThrottle::new(limits)),
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Sealing TOTP secrets at rest.
+//!
+//! A TOTP secret cannot be hashed like a password or a token: the server
+//! computes codes from it on every check. So it is encrypted
+//! (ChaCha20-Poly1305) under a 256-bit key that lives in a file of its own,
+//! `DATA_DIR/mfa-key` (0600), and never in the database. A database dump,
+//! a backup or a read-only SQL injection then yields no usable secret; only
+//! someone who also reads the control plane's data directory can make
+//! codes. The user's id is the associated data, so a sealed secret copied
+//! onto another user's row does not open.
+//!
+//! Each sealed value names the key it was sealed under (the first bytes of
+//! the key's SHA-256), so a replica started with another key says so
+//! instead of rejecting every code. PostgreSQL replicas must share the file
+//! (docs/MFA.md).
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use streamspace_protocol::UserId;
+
+/// The key file's name in the data directory.
+pub const KEY_FILE: &str = "mfa-key";
+/// The format of sealed values: `v1.<key id>.<base64url(nonce ‖ ciphertext ‖ tag)>`.
+const VERSION: &str = "v1";
+
+/// Why a sealed secret could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error(
+        "this TOTP secret was sealed under MFA key {sealed}, but this control plane has key \
+         {ours} ({file}): give every replica the same {KEY_FILE} file"
+    )]
+    OtherKey {
+        sealed: String,
+        ours: String,
+        file: String,
+    },
+    #[error("a sealed TOTP secret in the database is corrupt or was tampered with")]
+    Corrupt,
+}
+
+/// The key that seals TOTP secrets.
+pub struct Vault {
+    key: LessSafeKey,
+    key_id: String,
+    file: PathBuf,
+}
+
+impl Vault {
+    /// The key in `data_dir/mfa-key`, created (random, 0600) if missing.
+    pub fn load(data_dir: &Path) -> anyhow::Result<Self> {
+        let file = data_dir.join(KEY_FILE);
+        if !file.exists() {
+            create_key_file(&file)?;
+        }
+        crate::private::ensure_private_file(&file)?;
+        let text = std::fs::read_to_string(&file)?;
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(text.trim(), &mut bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "{} must hold 64 hex digits (a 256-bit key): {e}",
+                file.display()
+            )
+        })?;
+        Ok(Self::from_key(bytes, file))
+    }
+
+    fn from_key(bytes: [u8; 32], file: PathBuf) -> Self {
+        let key_id = hex::encode(&Sha256::digest(bytes)[..4]);
+        // A 32-byte key is always a valid ChaCha20-Poly1305 key.
+        let unbound = UnboundKey::new(&CHACHA20_POLY1305, &bytes).expect("a 256-bit key");
+        Vault {
+            key: LessSafeKey::new(unbound),
+            key_id,
+            file,
+        }
+    }
+
+    /// `secret` sealed for `user`.
+    pub fn seal(&self, user: &UserId, secret: &[u8]) -> String {
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce).expect("the operating system's random source failed");
+        let mut data = secret.to_vec();
+        // Sealing into a Vec cannot fail but for absurd lengths.
+        self.key
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), aad(user), &mut data)
+            .expect("sealing a short secret");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&data);
+        format!("{VERSION}.{}.{}", self.key_id, URL_SAFE_NO_PAD.encode(out))
+    }
+
+    /// The secret `sealed` holds, if it was sealed for `user` under this key.
+    pub fn open(&self, user: &UserId, sealed: &str) -> Result<Vec<u8>, VaultError> {
+        let mut parts = sealed.splitn(3, '.');
+        let (Some(VERSION), Some(key_id), Some(body)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(VaultError::Corrupt);
+        };
+        if key_id != self.key_id {
+            return Err(VaultError::OtherKey {
+                sealed: key_id.to_owned(),
+                ours: self.key_id.clone(),
+                file: self.file.display().to_string(),
+            });
+        }
+        let bytes = URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| VaultError::Corrupt)?;
+        if bytes.len() < NONCE_LEN {
+            return Err(VaultError::Corrupt);
+        }
+        let (nonce, rest) = bytes.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| VaultError::Corrupt)?;
+        let mut data = rest.to_vec();
+        let plain = self
+            .key
+            .open_in_place(nonce, aad(user), &mut data)
+            .map_err(|_| VaultError::Corrupt)?;
+        Ok(plain.to_vec())
+    }
+}
+
+fn aad(user: &UserId) -> Aad<Vec<u8>> {
+    Aad::from(format!("streamspace-totp:{}", user.as_str()).into_bytes())
+}
+
+/// Writes a new random key, failing rather than overwriting one.
+fn create_key_file(file: &Path) -> anyhow::Result<()> {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).expect("the operating system's random source failed");
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)?;
+    writeln!(out, "{}", hex::encode(key))?;
+    out.sync_all()?;
+    tracing::info!(file = %file.display(), "created the key that seals TOTP secrets");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vault(byte: u8) -> Vault {
+        Vault::from_key([byte; 32], PathBuf::from("/data/mfa-key"))
+    }
+
+    #[test]
+    fn sealed_secrets_open_only_for_their_user_and_key() {
+        let alice = UserId::from("alice-id");
+        let sealed = vault(1).seal(&alice, b"twenty bytes secret!");
+        assert!(!sealed.contains("twenty"), "{sealed}");
+        assert_eq!(
+            vault(1).open(&alice, &sealed).expect("opens"),
+            b"twenty bytes secret!"
+        );
+        assert!(matches!(
+            vault(1).open(&UserId::from("bob-id"), &sealed),
+            Err(VaultError::Corrupt)
+        ));
+        let other = vault(2).open(&alice, &sealed).expect_err("another key");
+        assert!(matches!(other, VaultError::OtherKey { .. }));
+        assert!(other.to_string().contains("mfa-key"), "{other}");
+    }
+
+    #[test]
+    fn each_seal_is_fresh_and_tampering_is_caught() {
+        let alice = UserId::from("alice-id");
+        let v = vault(3);
+        let (a, b) = (v.seal(&alice, b"same"), v.seal(&alice, b"same"));
+        assert_ne!(a, b, "a fresh nonce each time");
+        let mut tampered = a.clone().into_bytes();
+        let last = tampered.len() - 2;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).expect("ascii");
+        assert!(matches!(
+            v.open(&alice, &tampered),
+            Err(VaultError::Corrupt)
+        ));
+        assert!(matches!(v.open(&alice, "v1"), Err(VaultError::Corrupt)));
+        assert!(matches!(v.open(&alice, "plain"), Err(VaultError::Corrupt)));
+    }
+
+    #[test]
+    fn the_key_file_is_created_once_and_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let alice = UserId::from("alice-id");
+        let sealed = Vault::load(dir.path()).expect("created").seal(&alice, b"x");
+        let file = dir.path().join(KEY_FILE);
+        let mode = std::fs::metadata(&file).expect("file").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let again = Vault::load(dir.path()).expect("loaded");
+        assert_eq!(again.open(&alice, &sealed).expect("same key"), b"x");
+        std::fs::write(&file, "not hex").expect("write");
+        let err = Vault::load(dir.path()).err().expect("refused");
+        assert!(err.to_string().contains("64 hex digits"), "{err}");
+    }
+}
