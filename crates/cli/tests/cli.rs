@@ -288,3 +288,52 @@ async fn an_admin_manages_users_templates_and_agents() -> anyhow::Result<()> {
     assert!(stderr.contains("503"), "{stderr}");
     Ok(())
 }
+
+/// An account with two-step verification: `login` asks for the code after
+/// the password, and a wrong one stores nothing (exit 5).
+#[tokio::test]
+async fn login_asks_for_the_second_factor() -> anyhow::Result<()> {
+    let cp = ControlPlane::start(bin(), Mode::Server, None).await?;
+    let admin = Api::admin(&cp.url).await?;
+    admin.create_user("alice", "alice-password").await?;
+    let api = Api::login(&cp.url, "alice", "alice-password").await?;
+    let recovery_codes = enrol_totp(&api).await?;
+    let alice = Shell::new();
+    let args = ["login", "--server", cp.url.as_str(), "--username", "alice"];
+
+    let wrong = alice.run(&args, "alice-password\nnot-a-code\n").await;
+    assert_eq!(wrong.status.code(), Some(5), "{}", describe(&wrong));
+    assert!(!alice.config.exists(), "a refused login stored a token");
+
+    let input = format!("alice-password\n{}\n", recovery_codes[0]);
+    let right = alice.run(&args, &input).await;
+    assert!(right.status.success(), "{}", describe(&right));
+    let sessions = alice.json(&["sessions", "ls"]).await;
+    assert_eq!(sessions, json!([]), "the stored login works");
+    Ok(())
+}
+
+/// Turns TOTP on for the caller (the enrolment code computed here, as an
+/// authenticator app would); answers the recovery codes.
+async fn enrol_totp(api: &Api) -> anyhow::Result<Vec<String>> {
+    let started = api
+        .expect(Method::POST, "/api/v1/users/me/mfa/totp", None, StatusCode::OK)
+        .await?;
+    let secret = started["secret"].as_str().expect("the secret");
+    let totp = totp_rs::Builder::new()
+        .with_algorithm(totp_rs::Algorithm::SHA1)
+        .with_digits(6)
+        .with_step_duration(30)
+        .with_secret(totp_rs::Secret::try_from_base32(secret)?.to_vec())
+        .build()?;
+    let body = json!({"code": totp.generate_current()?});
+    let confirmed = api
+        .expect(
+            Method::POST,
+            "/api/v1/users/me/mfa/totp/confirm",
+            Some(body),
+            StatusCode::OK,
+        )
+        .await?;
+    Ok(serde_json::from_value(confirmed["recovery_codes"].clone())?)
+}
