@@ -111,6 +111,7 @@ impl Application {
             sealer,
             login: Arc::new(login),
             revocations: Revocations::default(),
+            anonymous_events: Arc::default(),
         };
         Ok(Self {
             listener,
@@ -187,6 +188,9 @@ impl Application {
             .tasks
             .spawn(crate::hub::save_heartbeats(state.clone()));
         state.tasks.spawn(crate::auth::purge::run(state.clone()));
+        state
+            .tasks
+            .spawn(crate::audit_log::retention::run(state.clone()));
         // Event streams, tunnels and agent channels watch the app's token:
         // ended with the server's, they close now rather than hold the
         // drain of requests in flight (an event stream never finishes).

@@ -48,4 +48,6 @@ pub struct AppState {
     pub streams: Arc<StreamLimit>,
     /// The web-app proxy's pooled client (`apps/`).
     pub apps: Arc<crate::apps::shared::Apps>,
+    /// How fast people who proved nothing may add to the audit log.
+    pub anonymous_events: Arc<crate::audit_log::flood::AnonymousBudget>,
 }

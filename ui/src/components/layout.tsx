@@ -28,6 +28,7 @@ const ADMIN_LINKS = [
   { href: '/admin/users', label: 'Users' },
   { href: '/admin/templates', label: 'Templates' },
   { href: '/admin/catalog', label: 'Import' },
+  { href: '/admin/audit', label: 'Audit' },
 ];
 
 const LIVE_TITLES: Record<EventsStatus, string> = {

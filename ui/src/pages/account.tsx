@@ -4,6 +4,7 @@
 import { useState } from 'preact/hooks';
 import { api, ApiError } from '../api';
 import { useAuth } from '../auth';
+import { RecentLogins } from './account-logins';
 import {
   Button,
   confirmDialog,
@@ -41,6 +42,7 @@ export function AccountPage() {
           Sign out everywhere
         </Button>
       </div>
+      <RecentLogins />
     </>
   );
 }

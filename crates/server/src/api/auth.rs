@@ -1,5 +1,7 @@
 //! `/api/v1/auth`: logging in (a token and the browser's cookie) and out.
 
+use crate::audit_log::Outcome;
+use crate::audit_log::logins::{self, PASSWORD};
 use crate::auth::client_addr::ClientAddr;
 use crate::auth::login::{Denied, Verified, authenticate};
 use crate::auth::{COOKIE, CurrentUser, secrets};
@@ -59,7 +61,10 @@ pub async fn login(
     let wrong = || ApiError::Unauthorized("wrong username or password".into());
     let verified = match authenticate(&state, &input.username, input.password, client).await {
         Ok(verified) => verified,
-        Err(Denied::Wrong) => return Err(wrong()),
+        Err(Denied::Wrong) => {
+            logins::login(&state, &input.username, Outcome::Failure, client, PASSWORD).await;
+            return Err(wrong());
+        }
         Err(Denied::Refused(err)) => return Err(err),
     };
     let Some((token, expires_at)) = issue_token(&state, &verified).await? else {
@@ -68,10 +73,12 @@ pub async fn login(
         state.metrics.login_failed("bad_credentials");
         let user = &verified.user.username;
         tracing::info!(%user, "login refused: the password changed meanwhile");
+        logins::login(&state, user, Outcome::Failure, client, PASSWORD).await;
         return Err(wrong());
     };
     state.metrics.logins.inc();
     let user = verified.user;
+    logins::login(&state, &user.username, Outcome::Success, client, PASSWORD).await;
     tracing::info!(user = %user.username, "login");
     let ttl = state.config.token_ttl;
     let cookie = session_cookie(&state, &token, ttl.as_secs());
@@ -115,9 +122,14 @@ async fn issue_token(state: &AppState, verified: &Verified) -> ApiResult<Option<
             headers(("set-cookie" = String, description = "An expired `streamspace_token` cookie"))),
     ),
 )]
-pub async fn logout(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Response> {
+pub async fn logout(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    client: ClientAddr,
+) -> ApiResult<Response> {
     state.store.delete_api_token(&user.token_hash).await?;
     state.revocations.user_changed(&user.user.id);
+    logins::logout(&state, &user, client, None).await;
     Ok(logged_out(&state))
 }
 
@@ -136,9 +148,14 @@ pub async fn logout(State(state): State<AppState>, user: CurrentUser) -> ApiResu
             headers(("set-cookie" = String, description = "An expired `streamspace_token` cookie"))),
     ),
 )]
-pub async fn logout_all(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Response> {
+pub async fn logout_all(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    client: ClientAddr,
+) -> ApiResult<Response> {
     let ended = state.store.delete_user_tokens(&user.user.id, None).await?;
     state.revocations.user_changed(&user.user.id);
+    logins::logout(&state, &user, client, Some(ended)).await;
     tracing::info!(user = %user.user.username, ended, "logged out everywhere");
     Ok(logged_out(&state))
 }

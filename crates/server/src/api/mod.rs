@@ -2,6 +2,7 @@
 //! the store (and the hub), shape the answer.
 
 mod agents;
+mod audit;
 mod auth;
 mod events;
 mod metrics;
@@ -60,6 +61,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::me))
         .routes(routes!(users::change_my_password))
         .routes(routes!(users::my_quota))
+        .routes(routes!(audit::my_logins))
         .routes(routes!(users::get_quota, users::set_quota))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::update, users::delete))
@@ -91,6 +93,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(viewer::vnc))
         .routes(routes!(crate::apps::grant::open))
         .routes(routes!(pools::get))
+        .routes(routes!(audit::list))
+        .routes(routes!(audit::export))
         .routes(routes!(healthz))
         .routes(routes!(metrics::serve))
 }

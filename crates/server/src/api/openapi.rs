@@ -37,6 +37,7 @@ use utoipa::{Modify, OpenApi};
         (name = "agent protocol", description = "What agents themselves call (docs/PROTOCOL.md)"),
         (name = "events", description = "Live updates"),
         (name = "viewer", description = "VNC in the browser or through `streamspace connect`"),
+        (name = "audit", description = "Who did what, when and from where (docs/AUDIT.md)"),
         (name = "system", description = "Health, metrics and this document"),
     ),
 )]

@@ -30,6 +30,7 @@ mod admission;
 mod agents;
 mod app_grants;
 mod audit;
+mod audit_query;
 mod catalog;
 mod commands;
 mod enrollment;
@@ -50,6 +51,7 @@ pub use agents::{
 };
 pub use app_grants::{Grant, NewGrant};
 pub use audit::AuditEntry;
+pub use audit_query::{AuditFilter, LoggedEvent};
 pub use catalog::TemplateWrite;
 pub use commands::{CommandRecord, CommandStatus, LatestCommand};
 pub use quotas::{Limits, Usage};
