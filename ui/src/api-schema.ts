@@ -423,6 +423,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/settings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The settings */
+        get: operations["getSettings"];
+        /**
+         * Change the settings
+         * @description Replaces every setting at once (send what `GET` answered, changed).
+         */
+        put: operations["putSettings"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/templates": {
         parameters: {
             query?: never;
@@ -948,6 +969,11 @@ export interface components {
          */
         Memory: string;
         /**
+         * @description Who must use a second factor (TOTP) to log in with a password.
+         * @enum {string}
+         */
+        MfaRequired: "off" | "admins" | "everyone";
+        /**
          * @example {
          *       "template": "desktop"
          *     }
@@ -1231,6 +1257,27 @@ export interface components {
         SessionUsage: {
             cpu: components["schemas"]["Cpu"];
             memory: components["schemas"]["Memory"];
+        };
+        /**
+         * @description The settings an admin changes at run time (`GET|PUT /api/v1/settings`),
+         *     shared by every replica through the `settings` table.
+         */
+        Settings: {
+            /**
+             * Format: int32
+             * @description Audit events older than this many days are deleted.
+             */
+            audit_retention_days: number;
+            /** @description A local admin who may always log in with a password. */
+            break_glass_admin?: string | null;
+            /** @description Who must enrol TOTP before doing anything else. */
+            mfa_required: components["schemas"]["MfaRequired"];
+            /**
+             * @description Whether local accounts may log in with a password. When off, only
+             *     `break_glass_admin` may (so single sign-on trouble cannot lock
+             *     everyone out).
+             */
+            password_login: boolean;
         };
         /**
          * @description An existing volume an admin made for sessions to share (Docker: a named
@@ -2949,6 +2996,131 @@ export interface operations {
             };
             /** @description It is terminated, or its platform cannot hibernate */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than 1 MiB (16 KiB for logins and agent enrollment) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    getSettings: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The settings */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Settings"];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Admins only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    putSettings: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Settings"];
+            };
+        };
+        responses: {
+            /** @description The settings as saved */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Settings"];
+                };
+            };
+            /** @description A setting is invalid; the message says which */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Admins only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body did not arrive within the body-read timeout (30 s by default) */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };

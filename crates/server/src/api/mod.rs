@@ -10,6 +10,7 @@ mod openapi;
 mod pools;
 mod prepull;
 mod sessions;
+mod settings;
 mod templates;
 mod users;
 mod views;
@@ -93,6 +94,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(viewer::vnc))
         .routes(routes!(crate::apps::grant::open))
         .routes(routes!(pools::get))
+        .routes(routes!(settings::get, settings::put))
         .routes(routes!(audit::list))
         .routes(routes!(audit::export))
         .routes(routes!(healthz))

@@ -37,7 +37,8 @@ use utoipa::{Modify, OpenApi};
         (name = "agent protocol", description = "What agents themselves call (docs/PROTOCOL.md)"),
         (name = "events", description = "Live updates"),
         (name = "viewer", description = "VNC in the browser or through `streamspace connect`"),
-        (name = "audit", description = "Who did what, when and from where (docs/AUDIT.md)"),
+        (name = "settings", description = "What admins change at run time"),
+        (name = "audit", description = "Who did what, when, from where (docs/AUDIT.md)"),
         (name = "system", description = "Health, metrics and this document"),
     ),
 )]

@@ -1,6 +1,7 @@
 //! Control-plane-wide values every replica shares.
 
-use super::{Store, StoreResult};
+use super::{Store, StoreError, StoreResult, from_json, to_json};
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 impl Store {
@@ -22,4 +23,101 @@ impl Store {
             .await?;
         Ok(row.try_get("value")?)
     }
+}
+
+/// Who must use a second factor (TOTP) to log in with a password.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MfaRequired {
+    #[default]
+    Off,
+    Admins,
+    Everyone,
+}
+
+/// The settings an admin changes at run time (`GET|PUT /api/v1/settings`),
+/// shared by every replica through the `settings` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Who must enrol TOTP before doing anything else.
+    pub mfa_required: MfaRequired,
+    /// Whether local accounts may log in with a password. When off, only
+    /// `break_glass_admin` may (so single sign-on trouble cannot lock
+    /// everyone out).
+    pub password_login: bool,
+    /// A local admin who may always log in with a password.
+    pub break_glass_admin: Option<String>,
+    /// Audit events older than this many days are deleted.
+    pub audit_retention_days: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            mfa_required: MfaRequired::Off,
+            password_login: true,
+            break_glass_admin: None,
+            audit_retention_days: 365,
+        }
+    }
+}
+
+/// The `settings` row that holds [`Settings`], as one JSON document so a
+/// change is one atomic write.
+const ADMIN_SETTINGS: &str = "admin_settings";
+
+impl Store {
+    /// The admin settings, or the defaults when none were saved. Fields a
+    /// newer release added come out as their defaults.
+    pub async fn settings(&self) -> StoreResult<Settings> {
+        let row = sqlx::query("SELECT value FROM settings WHERE name = $1")
+            .bind(ADMIN_SETTINGS)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Ok(Settings::default());
+        };
+        let mut saved: serde_json::Value =
+            from_json("settings", &row.try_get::<String, _>("value")?)?;
+        let mut merged = serde_json::to_value(Settings::default()).unwrap_or_default();
+        if let (Some(merged), Some(saved)) = (merged.as_object_mut(), saved.as_object_mut()) {
+            merged.extend(std::mem::take(saved));
+        }
+        serde_json::from_value(merged).map_err(|e| StoreError::Corrupt(format!("settings: {e}")))
+    }
+
+    pub async fn save_settings(&self, settings: &Settings) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(ADMIN_SETTINGS)
+        .bind(to_json(settings))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn settings_round_trip(url: &str) {
+        let store = Store::connect(url).await.expect("store");
+        assert_eq!(store.settings().await.expect("read"), Settings::default());
+        let changed = Settings {
+            mfa_required: MfaRequired::Admins,
+            password_login: false,
+            break_glass_admin: Some("root".into()),
+            audit_retention_days: 30,
+        };
+        store.save_settings(&changed).await.expect("write");
+        store.save_settings(&changed).await.expect("overwrite");
+        assert_eq!(store.settings().await.expect("read"), changed);
+    }
+
+    on_both_engines!(settings_round_trip);
 }

@@ -19,6 +19,7 @@ mod request_bodies;
 mod revocation;
 mod revoked_streams;
 mod sessions;
+mod settings;
 mod state_machine;
 mod stream_limits;
 mod validation;
