@@ -157,6 +157,10 @@ impl Store {
     /// whatever is still there, and a row two replicas both pick is
     /// deleted once.
     pub async fn purge_audit_log(&self, cutoff: i64) -> StoreResult<u64> {
+        self.purge_in_batches(cutoff, PURGE_BATCH).await
+    }
+
+    async fn purge_in_batches(&self, cutoff: i64, batch: i64) -> StoreResult<u64> {
         let mut deleted = 0;
         loop {
             let _turn = self.write_turn().await;
@@ -165,13 +169,101 @@ impl Store {
                  (SELECT id FROM audit_log WHERE at < $1 ORDER BY at LIMIT $2)",
             )
             .bind(cutoff)
-            .bind(PURGE_BATCH)
+            .bind(batch)
             .execute(&self.pool)
             .await?;
             deleted += done.rows_affected();
-            if done.rows_affected() < PURGE_BATCH as u64 {
+            if done.rows_affected() < batch as u64 {
                 return Ok(deleted);
             }
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{AuditEvent, Outcome};
+    use super::*;
+
+    /// Records `kind` by `actor` at `at`; its id.
+    async fn at(store: &Store, at: i64, actor: &str, kind: &str) -> String {
+        let mut event = AuditEvent::new(actor, kind)
+            .target(format!("user:{actor}"))
+            .outcome(Outcome::Success);
+        event.at = at;
+        store.record_event(&event).await.expect("write")
+    }
+
+    fn ids(events: &[LoggedEvent]) -> Vec<&str> {
+        events.iter().map(|e| e.id.as_str()).collect()
+    }
+
+    /// Pages are newest first, continue strictly below the cursor, and do
+    /// not move when events arrive between them; filters combine.
+    async fn pages_are_stable_and_filters_combine(url: &str) {
+        let store = Store::connect(url).await.expect("store");
+        let mut recorded = Vec::new();
+        for i in 0..5 {
+            recorded.push(at(&store, 1_000 + i, "alice", "auth.login").await);
+            recorded.push(at(&store, 1_000 + i, "bob", "session.create").await);
+        }
+        recorded.reverse();
+        let all = AuditFilter::default();
+        let first = store.audit_events(&all, 4).await.expect("read");
+        assert_eq!(ids(&first), recorded[..4].to_vec());
+        // New events meanwhile change nothing below the cursor.
+        at(&store, 2_000, "carol", "auth.login").await;
+        let next = AuditFilter {
+            before_id: Some(first[3].id.clone()),
+            ..all.clone()
+        };
+        let second = store.audit_events(&next, 4).await.expect("read");
+        assert_eq!(ids(&second), recorded[4..8].to_vec());
+
+        let alice_logins = AuditFilter {
+            actor: Some("alice".into()),
+            kind: Some("auth.".into()),
+            since: Some(1_001),
+            until: Some(1_004),
+            ..all.clone()
+        };
+        let found = store.audit_events(&alice_logins, 100).await.expect("read");
+        let times: Vec<i64> = found.iter().map(|e| e.at).collect();
+        assert_eq!(times, [1_003, 1_002, 1_001]);
+        assert!(found.iter().all(|e| e.actor == "alice" && e.kind == "auth.login"));
+        // A prefix is a prefix of whole words, and `_` is no wildcard.
+        for (kind, expected) in [("session.", 5), ("session.create", 5), ("auth.", 6), ("auth.l", 0)] {
+            let filter = AuditFilter {
+                kind: Some(kind.into()),
+                ..all.clone()
+            };
+            let found = store.audit_events(&filter, 100).await.expect("read");
+            assert_eq!(found.len(), expected, "{kind}");
+        }
+        let by_target = AuditFilter {
+            target: Some("user:bob".into()),
+            ..all
+        };
+        assert_eq!(store.audit_events(&by_target, 100).await.expect("read").len(), 5);
+    }
+
+    /// The purge deletes what is older than the cutoff, in batches, and
+    /// nothing newer.
+    async fn the_purge_deletes_only_what_is_older(url: &str) {
+        let store = Store::connect(url).await.expect("store");
+        for i in 0..7 {
+            at(&store, i, "system:test", "old.event").await;
+        }
+        let kept = at(&store, 100, "alice", "auth.login").await;
+        // Batches of 3: 3, 3, then 1 (fewer than a batch ends it).
+        assert_eq!(store.purge_in_batches(100, 3).await.expect("purge"), 7);
+        let left = store.audit_events(&AuditFilter::default(), 10).await.expect("read");
+        assert_eq!(ids(&left), [kept.as_str()]);
+        assert_eq!(store.purge_audit_log(100).await.expect("again"), 0);
+    }
+
+    on_both_engines!(
+        pages_are_stable_and_filters_combine,
+        the_purge_deletes_only_what_is_older
+    );
 }
