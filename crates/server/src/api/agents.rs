@@ -227,7 +227,11 @@ async fn set_draining(
     }
     tracing::info!(agent_id = %id, draining, "agent drain state changed");
     state.changes.agent_changed(&id);
-    let kind = if draining { "agent.drain" } else { "agent.undrain" };
+    let kind = if draining {
+        "agent.drain"
+    } else {
+        "agent.undrain"
+    };
     let name = agent_name(&state, &id).await?;
     let change = agent_change(&admin.0, client, kind, &name, json!({"id": id}));
     changed(&state, change).await;

@@ -301,11 +301,9 @@ fn page_limit(asked: Option<u32>, default: u32, max: u32) -> ApiResult<u32> {
 fn filter_of(query: &AuditQuery) -> ApiResult<AuditFilter> {
     let text = |field: &str, value: &Option<String>| -> ApiResult<Option<String>> {
         match value {
-            Some(v) if v.is_empty() || v.len() > MAX_FILTER => Err(FieldError::new(
-                field,
-                format!("must be 1 to {MAX_FILTER} bytes long"),
-            )
-            .into()),
+            Some(v) if v.is_empty() || v.len() > MAX_FILTER => {
+                Err(FieldError::new(field, format!("must be 1 to {MAX_FILTER} bytes long")).into())
+            }
             other => Ok(other.clone()),
         }
     };
@@ -313,8 +311,16 @@ fn filter_of(query: &AuditQuery) -> ApiResult<AuditFilter> {
         actor: text("actor", &query.actor)?,
         kind: text("kind", &query.kind)?.map(check_kind).transpose()?,
         target: text("target", &query.target)?,
-        since: query.since.as_deref().map(|t| time("since", t)).transpose()?,
-        until: query.until.as_deref().map(|t| time("until", t)).transpose()?,
+        since: query
+            .since
+            .as_deref()
+            .map(|t| time("since", t))
+            .transpose()?,
+        until: query
+            .until
+            .as_deref()
+            .map(|t| time("until", t))
+            .transpose()?,
         before_id: query.cursor.as_deref().map(check_cursor).transpose()?,
     };
     if let (Some(since), Some(until)) = (filter.since, filter.until)
@@ -335,7 +341,9 @@ fn check_kind(kind: String) -> ApiResult<String> {
         true => Ok(kind),
         false => Err(FieldError::new(
             "kind",
-            format!("{kind:?} is not a kind: use one such as auth.login, or a prefix such as session."),
+            format!(
+                "{kind:?} is not a kind: use one such as auth.login, or a prefix such as session."
+            ),
         )
         .into()),
     }

@@ -166,7 +166,8 @@ async fn serve_checked(
         revoked: Box::pin(revoke::ended(state, &grant.login())),
         actor: format!("user:{}", grant.user.username),
         port: port.port,
-        client: peer.map(|p| client_address(p.ip(), request.headers(), &state.config.trusted_proxies)),
+        client: peer
+            .map(|p| client_address(p.ip(), request.headers(), &state.config.trusted_proxies)),
     });
     Ok(forward.send(request.map(Body::new), hold).await)
 }

@@ -337,7 +337,7 @@ where
     let upstream = async {
         while let Ok(Some(chunk)) = read_chunk(&mut browser_rx, 64 * 1024).await {
             activity.mark();
-            bytes.from_viewer(chunk.len());
+            bytes.add_from_viewer(chunk.len());
             if app_tx.write_all(&chunk).await.is_err() {
                 break;
             }
@@ -345,7 +345,7 @@ where
     };
     let downstream = async {
         while let Ok(Some(chunk)) = read_chunk(&mut app_rx, 64 * 1024).await {
-            bytes.to_viewer(chunk.len());
+            bytes.add_to_viewer(chunk.len());
             if browser_tx.write_all(&chunk).await.is_err() {
                 break;
             }

@@ -48,11 +48,11 @@ pub struct ViewerBytes {
 }
 
 impl ViewerBytes {
-    pub fn from_viewer(&self, n: usize) {
+    pub fn add_from_viewer(&self, n: usize) {
         self.from_viewer.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    pub fn to_viewer(&self, n: usize) {
+    pub fn add_to_viewer(&self, n: usize) {
         self.to_viewer.fetch_add(n as u64, Ordering::Relaxed);
     }
 

@@ -230,9 +230,18 @@ mod tests {
         let found = store.audit_events(&alice_logins, 100).await.expect("read");
         let times: Vec<i64> = found.iter().map(|e| e.at).collect();
         assert_eq!(times, [1_003, 1_002, 1_001]);
-        assert!(found.iter().all(|e| e.actor == "alice" && e.kind == "auth.login"));
+        assert!(
+            found
+                .iter()
+                .all(|e| e.actor == "alice" && e.kind == "auth.login")
+        );
         // A prefix is a prefix of whole words, and `_` is no wildcard.
-        for (kind, expected) in [("session.", 5), ("session.create", 5), ("auth.", 6), ("auth.l", 0)] {
+        for (kind, expected) in [
+            ("session.", 5),
+            ("session.create", 5),
+            ("auth.", 6),
+            ("auth.l", 0),
+        ] {
             let filter = AuditFilter {
                 kind: Some(kind.into()),
                 ..all.clone()
@@ -244,7 +253,14 @@ mod tests {
             target: Some("user:bob".into()),
             ..all
         };
-        assert_eq!(store.audit_events(&by_target, 100).await.expect("read").len(), 5);
+        assert_eq!(
+            store
+                .audit_events(&by_target, 100)
+                .await
+                .expect("read")
+                .len(),
+            5
+        );
     }
 
     /// The purge deletes what is older than the cutoff, in batches, and
@@ -257,7 +273,10 @@ mod tests {
         let kept = at(&store, 100, "alice", "auth.login").await;
         // Batches of 3: 3, 3, then 1 (fewer than a batch ends it).
         assert_eq!(store.purge_in_batches(100, 3).await.expect("purge"), 7);
-        let left = store.audit_events(&AuditFilter::default(), 10).await.expect("read");
+        let left = store
+            .audit_events(&AuditFilter::default(), 10)
+            .await
+            .expect("read");
         assert_eq!(ids(&left), [kept.as_str()]);
         assert_eq!(store.purge_audit_log(100).await.expect("again"), 0);
     }

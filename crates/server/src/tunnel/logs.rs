@@ -87,7 +87,7 @@ pub async fn logs(
         .take_until(revoked)
         .inspect(move |chunk| {
             if let Ok(chunk) = chunk {
-                record.bytes.to_viewer(chunk.len());
+                record.bytes.add_to_viewer(chunk.len());
             }
         });
     let output = permit.hold(output);

@@ -164,7 +164,7 @@ impl Upstream<'_> {
                 Incoming::Data(data) => {
                     self.activity.mark();
                     self.bytes.inc_by(data.len() as u64);
-                    self.counted.from_viewer(data.len());
+                    self.counted.add_from_viewer(data.len());
                     if agent.write_all(&data).await.is_err() {
                         break None;
                     }
@@ -243,7 +243,7 @@ async fn downstream<S: Source<V>, V: AsyncWrite + Unpin>(
             chunk = source.next() => match chunk {
                 Ok(n) if n > 0 => {
                     bytes.inc_by(n as u64);
-                    counted.to_viewer(n);
+                    counted.add_to_viewer(n);
                     source.send(&mut viewer).await
                 }
                 _ => {

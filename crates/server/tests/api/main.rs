@@ -4,6 +4,7 @@
 
 mod admission;
 mod agents;
+mod audit;
 mod catalog;
 mod connections;
 mod distrust;
