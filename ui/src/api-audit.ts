@@ -47,3 +47,11 @@ export const auditApi = {
   },
   myLogins: () => request<Schemas['MyLogins']>('GET', '/users/me/logins'),
 };
+
+export type Settings = Schemas['Settings'];
+
+/** The run-time settings admins change (the Settings page). */
+export const settingsApi = {
+  get: () => request<Settings>('GET', '/settings'),
+  put: (s: Settings) => request<Settings>('PUT', '/settings', s),
+};

@@ -29,6 +29,7 @@ const ADMIN_LINKS = [
   { href: '/admin/templates', label: 'Templates' },
   { href: '/admin/catalog', label: 'Import' },
   { href: '/admin/audit', label: 'Audit' },
+  { href: '/admin/settings', label: 'Settings' },
 ];
 
 const LIVE_TITLES: Record<EventsStatus, string> = {
