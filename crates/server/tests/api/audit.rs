@@ -381,6 +381,46 @@ async fn sessions_and_viewers_are_recorded(app: TestApp) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn opening_a_web_app_is_recorded(app: TestApp) -> anyhow::Result<()> {
+    let ports = json!([
+        {"name": "web", "port": 6080, "protocol": "http"},
+        {"name": "vnc", "port": 5901, "protocol": "vnc"},
+    ]);
+    let template = json!({"name": "webapp", "image": "streamspace/webvnc:local", "ports": ports});
+    app.admin.create_template(template).await?;
+    let (agent_id, secret) = enroll(&app.admin, "a").await?;
+    let mut agent = FakeAgent::connect(&app.url, &agent_id, &secret).await?;
+    let (_, alice) = user(&app, "alice", "user").await?;
+    let session = agent
+        .run_session(&alice, json!({"template": "webapp"}))
+        .await?;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let opened = no_redirects
+        .get(
+            app.url
+                .join(&format!("/api/v1/sessions/{session}/apps/6080?mode=path"))?,
+        )
+        .bearer_auth(alice.token.clone().unwrap_or_default())
+        .send()
+        .await?;
+    assert_eq!(
+        opened.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        opened.text().await?
+    );
+    let grant = the_one(&app, "viewer.grant", &format!("session:{session}")).await?;
+    by(&grant, "user:alice", "success")?;
+    assert_eq!(
+        grant["detail"],
+        json!({"kind": "app", "port": 6080, "mode": "path"})
+    );
+    assert_eq!(grant["client"], "127.0.0.1");
+    Ok(())
+}
+
 async fn pages_stay_right_while_events_arrive(app: TestApp) -> anyhow::Result<()> {
     for _ in 0..12 {
         app.admin.clone().as_admin().await?;
@@ -571,6 +611,7 @@ on_both_engines!(
     logins_and_account_changes_are_recorded_once,
     templates_and_agents_are_recorded_once,
     sessions_and_viewers_are_recorded,
+    opening_a_web_app_is_recorded,
     pages_stay_right_while_events_arrive,
     the_export_and_bad_queries,
     you_see_your_own_logins,
