@@ -60,7 +60,9 @@ pub struct AuditQuery {
     /// Events per page (1–500, default 50); for an export, at most this
     /// many (1–100000, default 100000).
     #[serde(default)]
-    limit: Option<u32>,
+    #[param(value_type = Option<u32>)]
+    // Read as text, so a bad one is a 400 naming the field.
+    limit: Option<String>,
 }
 
 /// One event of the audit log.
@@ -140,7 +142,7 @@ pub async fn list(
     _: AdminUser,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<AuditPage>> {
-    let limit = page_limit(query.limit, DEFAULT_PAGE, MAX_PAGE)?;
+    let limit = page_limit(query.limit.as_deref(), DEFAULT_PAGE, MAX_PAGE)?;
     let filter = filter_of(&query)?;
     // One more than asked says whether there is a next page.
     let mut events = state.store.audit_events(&filter, limit + 1).await?;
@@ -179,7 +181,7 @@ pub async fn export(
     client: ClientAddr,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> ApiResult<Response> {
-    let limit = page_limit(query.limit, MAX_EXPORT, MAX_EXPORT)?;
+    let limit = page_limit(query.limit.as_deref(), MAX_EXPORT, MAX_EXPORT)?;
     let filter = filter_of(&query)?;
     let event = AuditEvent::new(admin.actor(), "audit.export")
         .outcome(Outcome::Success)
@@ -290,10 +292,15 @@ pub async fn my_logins(
     Ok(Json(MyLogins { logins }))
 }
 
-fn page_limit(asked: Option<u32>, default: u32, max: u32) -> ApiResult<u32> {
-    match asked.unwrap_or(default) {
-        n if (1..=max).contains(&n) => Ok(n),
-        n => Err(FieldError::new("limit", format!("{n} is not between 1 and {max}")).into()),
+fn page_limit(asked: Option<&str>, default: u32, max: u32) -> ApiResult<u32> {
+    let Some(text) = asked else {
+        return Ok(default);
+    };
+    match text.parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(
+            FieldError::new("limit", format!("{text:?} is not a number from 1 to {max}")).into(),
+        ),
     }
 }
 
@@ -413,8 +420,16 @@ mod tests {
         for (field, query) in cases {
             assert_eq!(field_of(filter_of(&query)), field);
         }
-        assert!(page_limit(Some(0), DEFAULT_PAGE, MAX_PAGE).is_err());
-        assert!(page_limit(Some(MAX_PAGE + 1), DEFAULT_PAGE, MAX_PAGE).is_err());
+        for bad in ["0", "501", "ten", "-1"] {
+            assert!(
+                page_limit(Some(bad), DEFAULT_PAGE, MAX_PAGE).is_err(),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            page_limit(Some("500"), DEFAULT_PAGE, MAX_PAGE).ok(),
+            Some(500)
+        );
         assert_eq!(page_limit(None, DEFAULT_PAGE, MAX_PAGE).ok(), Some(50));
     }
 

@@ -497,6 +497,7 @@ async fn the_export_and_bad_queries(app: TestApp) -> anyhow::Result<()> {
     for (query, field) in [
         ("limit=0", "limit"),
         ("limit=501", "limit"),
+        ("limit=many", "limit"),
         ("since=yesterday", "since"),
         ("cursor=nope", "cursor"),
         ("kind=Auth%20Login", "kind"),
