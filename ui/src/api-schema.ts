@@ -276,6 +276,75 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/auth/oidc/callback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Back from single sign-on
+         * @description Where the identity provider sends the browser. Checks the state against
+         *     this browser's login, trades the code for an ID token (with the PKCE
+         *     verifier), verifies its signature against the provider's keys and its
+         *     iss, aud, exp and nonce, then makes or updates the account from its
+         *     claims and logs in: a redirect to `/` with the `streamspace_token`
+         *     cookie. Refusals are a 4xx/5xx JSON error; a browser (`Accept:
+         *     text/html`) is sent to `/?login_error=…` instead, so the login page
+         *     shows the message.
+         */
+        get: operations["oidcCallback"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/oidc/login": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Sign in with single sign-on
+         * @description Redirects the browser to the identity provider (authorization code flow
+         *     with PKCE) and sets a short-lived `streamspace_oidc` cookie that holds
+         *     the state, nonce and PKCE verifier of this login, signed by the server.
+         */
+        get: operations["oidcLogin"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/providers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * How one can sign in
+         * @description Public: the login page asks it which buttons and fields to show.
+         */
+        get: operations["authProviders"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/events": {
         parameters: {
             query?: never;
@@ -1119,6 +1188,12 @@ export interface components {
              */
             sessions_running: number;
         };
+        OidcProvider: {
+            /** @description Where the button goes. */
+            login_url: string;
+            /** @description For the button: "Sign in with <name>". */
+            name: string;
+        };
         PasswordChange: {
             current_password: string;
             /** @description At least 8 characters. */
@@ -1200,6 +1275,14 @@ export interface components {
              * @description When the entry last changed, in milliseconds since the epoch.
              */
             updated_at_ms: number;
+        };
+        Providers: {
+            oidc?: components["schemas"]["OidcProvider"] | null;
+            /**
+             * @description Whether usernames and passwords are accepted (the `password_login`
+             *     setting; a break-glass admin may still use one when it is off).
+             */
+            password: boolean;
         };
         /**
          * @description Where a pre-pull stands on one agent.
@@ -2407,6 +2490,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Password login is turned off (the `password_login` setting) and this is not the break-glass admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description The body did not arrive within the body-read timeout (30 s by default) */
             408: {
                 headers: {
@@ -2530,6 +2622,170 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    oidcCallback: {
+        parameters: {
+            query?: {
+                /** @description The authorization code. */
+                code?: string;
+                /** @description Must be the state the login sent. */
+                state?: string;
+                /** @description The issuer (RFC 9207); when present it must be ours. */
+                iss?: string;
+                /** @description Set by the provider when it refused the login. */
+                error?: string;
+                error_description?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Logged in (to `/`, with the login cookie), or, for a browser, refused (to `/?login_error=…`) */
+            303: {
+                headers: {
+                    /** @description Where to go next */
+                    location?: string;
+                    /** @description `streamspace_token=…` when logged in; the `streamspace_oidc` cookie cleared */
+                    "set-cookie"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No login in progress in this browser, or the state does not match */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The provider refused, or the ID token failed a check */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The claims cannot make an account (no username, too many groups) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Single sign-on is not configured */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The username belongs to another account */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The identity provider cannot be reached or answered nonsense */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    oidcLogin: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description To the identity provider */
+            303: {
+                headers: {
+                    /** @description The provider's authorization URL */
+                    location?: string;
+                    /** @description `streamspace_oidc=…; HttpOnly; SameSite=Lax` */
+                    "set-cookie"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Single sign-on is not configured */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The identity provider cannot be reached or is misconfigured */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    authProviders: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The ways to sign in */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Providers"];
                 };
             };
         };

@@ -99,6 +99,7 @@ export const api = {
   login: (username: string, password: string) =>
     request<Schemas['LoginAnswer']>('POST', '/auth/login', { username, password } satisfies Schemas['Login']),
   logout: () => request<void>('POST', '/auth/logout'),
+  providers: () => request<Schemas['Providers']>('GET', '/auth/providers'),
   logoutAll: () => request<void>('POST', '/auth/logout-all'),
   changePassword: (current_password: string, new_password: string) =>
     request<void>('PUT', '/users/me/password', { current_password, new_password } satisfies Schemas['PasswordChange']),

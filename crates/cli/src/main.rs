@@ -7,6 +7,7 @@ mod connect;
 mod control_plane;
 mod image;
 mod kubernetes;
+mod oidc_args;
 mod server;
 mod shutdown;
 mod templates;

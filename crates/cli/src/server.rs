@@ -1,6 +1,7 @@
 //! `streamspace server` and `streamspace up`.
 
 use crate::image::{self, DemoImage};
+use crate::oidc_args::OidcArgs;
 use crate::shutdown;
 use anyhow::Context;
 use clap::Args;
@@ -93,6 +94,8 @@ pub struct ServerArgs {
     /// PEM private key of --tls-cert (PKCS#8, RSA or EC).
     #[arg(long, env = "STREAMSPACE_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    oidc: OidcArgs,
 }
 
 fn humantime_duration(text: &str) -> Result<Duration, String> {
@@ -139,6 +142,7 @@ impl ServerArgs {
                 }),
                 _ => None,
             },
+            oidc: self.oidc.config(),
             ..Config::default()
         }
     }

@@ -69,6 +69,8 @@ pub struct Config {
     /// With TLS on, also serve plain HTTP on a random loopback port, for an
     /// agent in this same process (`up`): see `Application::agent_url`.
     pub loopback_listener: bool,
+    /// Single sign-on with an OpenID Connect provider (docs/OIDC.md).
+    pub oidc: Option<crate::auth::oidc::OidcConfig>,
 }
 
 /// How long an HTTP client may take and how many may be connected.
@@ -167,6 +169,7 @@ impl Default for Config {
             shutdown_drain: Duration::from_secs(5),
             tls: None,
             loopback_listener: false,
+            oidc: None,
         }
     }
 }

@@ -43,7 +43,7 @@ struct ScopeLabel {
 }
 
 /// Why a login failed: the `reason` label of `login_failures`.
-const LOGIN_FAILURES: [&str; 3] = ["bad_credentials", "throttled", "busy"];
+const LOGIN_FAILURES: [&str; 4] = ["bad_credentials", "throttled", "busy", "sso_refused"];
 
 /// The control plane's metrics, shared by every request.
 pub struct Metrics {
@@ -119,7 +119,8 @@ impl Default for Metrics {
             "Failed logins and password checks by reason: bad_credentials (unknown \
              username or wrong password, one reason so that this public page does not \
              tell which usernames exist), throttled (refused by a lockout), busy \
-             (password hashing queue full)",
+             (password hashing queue full), sso_refused (a single sign-on callback \
+             refused: see docs/OIDC.md)",
             metrics.login_failures.clone(),
         );
         for reason in LOGIN_FAILURES {

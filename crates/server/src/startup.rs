@@ -4,6 +4,7 @@
 
 use crate::apps::shared::Apps;
 use crate::auth::login_guard::LoginGuard;
+use crate::auth::oidc::Oidc;
 use crate::auth::revocations::Revocations;
 use crate::bootstrap::{AdminBootstrap, ensure_admin};
 use crate::changes::Changes;
@@ -88,6 +89,13 @@ impl Application {
             None => Url::parse(&format!("{scheme}://{local}"))?,
         };
         let sealer = crate::seal::Sealer::load(&store).await?;
+        let oidc = match &config.oidc {
+            Some(oidc) => {
+                oidc.check().map_err(anyhow::Error::msg)?;
+                Some(Arc::new(Oidc::load(oidc.clone(), &store).await?))
+            }
+            None => None,
+        };
         let login = LoginGuard::new(config.login_throttle.clone());
         let hub = Arc::new(AgentHub::default());
         let tunnels = Arc::new(TunnelBroker::default());
@@ -112,6 +120,7 @@ impl Application {
             login: Arc::new(login),
             revocations: Revocations::default(),
             anonymous_events: Arc::default(),
+            oidc,
         };
         Ok(Self {
             listener,

@@ -50,4 +50,6 @@ pub struct AppState {
     pub apps: Arc<crate::apps::shared::Apps>,
     /// How fast people who proved nothing may add to the audit log.
     pub anonymous_events: Arc<crate::audit_log::flood::AnonymousBudget>,
+    /// Single sign-on, when configured.
+    pub oidc: Option<Arc<crate::auth::oidc::Oidc>>,
 }

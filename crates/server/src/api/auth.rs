@@ -3,7 +3,7 @@
 use crate::audit_log::Outcome;
 use crate::audit_log::logins::{self, PASSWORD};
 use crate::auth::client_addr::ClientAddr;
-use crate::auth::login::{Denied, Verified, authenticate};
+use crate::auth::login::{Denied, Verified, authenticate, check_password_login};
 use crate::auth::{COOKIE, CurrentUser, secrets};
 use crate::error::{ApiError, ApiJson, ApiResult, ErrorBody};
 use crate::state::AppState;
@@ -47,6 +47,7 @@ struct LoginAnswer {
         (status = 200, description = "Logged in", body = LoginAnswer,
             headers(("set-cookie" = String, description = "`streamspace_token=…; HttpOnly; SameSite=Strict`"))),
         (status = 401, description = "Wrong username or password", body = ErrorBody),
+        (status = 403, description = "Password login is turned off (the `password_login` setting) and this is not the break-glass admin", body = ErrorBody),
         (status = 429, description = "Too many failed logins for this username or from this address; `Retry-After` says when to try again", body = ErrorBody,
             headers(("retry-after" = u64, description = "Seconds to wait"))),
         (status = 503, description = "Too many passwords are being checked; `Retry-After` says when to try again", body = ErrorBody,
@@ -59,6 +60,7 @@ pub async fn login(
     ApiJson(input): ApiJson<Login>,
 ) -> ApiResult<Response> {
     let wrong = || ApiError::Unauthorized("wrong username or password".into());
+    check_password_login(&state, &input.username).await?;
     let verified = match authenticate(&state, &input.username, input.password, client).await {
         Ok(verified) => verified,
         Err(Denied::Wrong) => {
@@ -168,7 +170,7 @@ fn logged_out(state: &AppState) -> Response {
 
 /// The browser's login cookie: HttpOnly so scripts cannot read it, and
 /// SameSite=Strict so other sites cannot make requests with it.
-fn session_cookie(state: &AppState, token: &str, max_age: u64) -> String {
+pub(super) fn session_cookie(state: &AppState, token: &str, max_age: u64) -> String {
     let secure = if state.public_url.scheme() == "https" {
         "; Secure"
     } else {

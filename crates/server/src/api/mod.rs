@@ -1,11 +1,13 @@
 //! The public HTTP API. Handlers are thin: parse, check who may do it, call
 //! the store (and the hub), shape the answer.
 
+pub mod access;
 mod agents;
 mod audit;
 mod auth;
 mod events;
 mod metrics;
+mod oidc;
 mod openapi;
 mod pools;
 mod prepull;
@@ -59,6 +61,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(public(routes!(auth::login)))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::logout_all))
+        .routes(routes!(oidc::providers))
+        .routes(routes!(oidc::login))
+        .routes(routes!(oidc::callback))
         .routes(routes!(users::me))
         .routes(routes!(users::change_my_password))
         .routes(routes!(users::my_quota))
@@ -120,6 +125,11 @@ fn catalog_sized(
 pub fn router(state: AppState) -> Router {
     let (routes, _) = routes().split_for_parts();
     routes
+        // Every documented route, and only those, passes its access rule.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::enforce,
+        ))
         .merge(crate::apps::routes())
         .route("/api/v1", any(api_not_found))
         .route("/api/v1/{*rest}", any(api_not_found))

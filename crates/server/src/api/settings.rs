@@ -79,5 +79,5 @@ async fn check(state: &AppState, settings: &Settings) -> ApiResult<()> {
             )));
         }
     }
-    Ok(())
+    crate::auth::login::check_password_settings(state, settings).await
 }

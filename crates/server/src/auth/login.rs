@@ -12,7 +12,8 @@ use super::throttle::{Lockout, Scope};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::User;
-use crate::validate::check_username;
+use crate::store::oidc_accounts::NO_PASSWORD;
+use crate::validate::{FieldError, check_username};
 use http::StatusCode;
 use std::time::Duration;
 
@@ -108,7 +109,12 @@ async fn check(
     found: Option<(User, String)>,
     password: String,
 ) -> Result<Option<Verified>, Denied> {
-    let stored = found.as_ref().map(|(_, hash)| hash.clone());
+    // Single sign-on accounts have no password: checked like unknown
+    // names, against the dummy hash, so they take as long and match nothing.
+    let stored = found
+        .as_ref()
+        .map(|(_, hash)| hash.clone())
+        .filter(|hash| hash != NO_PASSWORD);
     let valid = state
         .login
         .work
@@ -155,4 +161,54 @@ fn busy() -> ApiError {
         message: Busy.to_string(),
         retry_after: Duration::from_secs(1),
     }
+}
+
+/// Whether passwords are accepted at all (the `password_login` setting).
+pub async fn password_login_on(state: &AppState) -> Result<bool, ApiError> {
+    Ok(state.store.settings().await?.password_login)
+}
+
+/// Refuses a password login when the `password_login` setting is off,
+/// unless `username` is the break-glass admin. Checked before the throttle
+/// and the hash: the answer does not depend on the password.
+pub async fn check_password_login(state: &AppState, username: &str) -> Result<(), ApiError> {
+    let settings = state.store.settings().await?;
+    if settings.password_login || settings.break_glass_admin.as_deref() == Some(username) {
+        return Ok(());
+    }
+    let how = match &state.oidc {
+        Some(oidc) => format!("sign in with {}", oidc.config.provider_name),
+        None => "ask an admin".into(),
+    };
+    Err(ApiError::Forbidden(format!(
+        "password login is turned off on this server: {how}"
+    )))
+}
+
+/// Refuses settings that would lock everyone out: password login off
+/// without single sign-on, or a break-glass admin who has no password.
+pub async fn check_password_settings(
+    state: &AppState,
+    settings: &crate::store::Settings,
+) -> Result<(), ApiError> {
+    if !settings.password_login && state.oidc.is_none() {
+        return Err(FieldError::new(
+            "password_login",
+            "can be turned off only when single sign-on is configured (--oidc-issuer, \
+             see docs/OIDC.md): otherwise nobody could sign in",
+        )
+        .into());
+    }
+    if let Some(name) = &settings.break_glass_admin
+        && !state.store.is_local_user(name).await?
+    {
+        return Err(FieldError::new(
+            "break_glass_admin",
+            format!(
+                "{name:?} signs in with single sign-on, so has no password to break glass with"
+            ),
+        )
+        .into());
+    }
+    Ok(())
 }

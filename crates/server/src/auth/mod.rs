@@ -7,6 +7,7 @@ mod argon2id;
 pub mod client_addr;
 pub mod login;
 pub mod login_guard;
+pub mod oidc;
 pub mod password;
 pub mod purge;
 pub mod revocations;
@@ -31,14 +32,19 @@ pub fn request_token(headers: &HeaderMap) -> Option<(String, bool)> {
     if let Some(bearer) = bearer_token(headers) {
         return Some((bearer, false));
     }
+    cookie(headers, COOKIE).map(|value| (value, true))
+}
+
+/// The value of the cookie `name`, if the request carries it.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| (value.to_owned(), true))
+        .find(|(found, _)| *found == name)
+        .map(|(_, value)| value.to_owned())
 }
 
 pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
@@ -75,6 +81,11 @@ impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // The access layer (`api/access.rs`) authenticated this request
+        // already; only server code writes extensions.
+        if let Some(user) = parts.extensions.get::<CurrentUser>() {
+            return Ok(user.clone());
+        }
         let Some((token, via_cookie)) = request_token(&parts.headers) else {
             return Err(ApiError::Unauthorized(
                 "log in first: POST /api/v1/auth/login, then send Authorization: Bearer <token>"

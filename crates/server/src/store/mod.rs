@@ -36,6 +36,7 @@ mod catalog;
 mod commands;
 mod enrollment;
 mod groups;
+pub mod oidc_accounts;
 mod pool;
 mod quotas;
 mod resources;

@@ -2,6 +2,7 @@
 //! test, on SQLite and on PostgreSQL. Agents here are protocol-level fakes,
 //! so these tests need no Docker.
 
+mod access;
 mod admission;
 mod agents;
 mod audit;
@@ -14,6 +15,8 @@ mod gpus;
 mod lifecycle;
 mod login_throttle;
 mod metrics;
+mod oidc;
+mod oidc_issuer;
 mod openapi;
 mod policy;
 mod request_bodies;
