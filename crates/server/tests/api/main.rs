@@ -6,6 +6,7 @@ mod access;
 mod admission;
 mod agents;
 mod audit;
+mod audit_sessions;
 mod catalog;
 mod connections;
 mod distrust;
