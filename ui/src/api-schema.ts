@@ -123,7 +123,12 @@ export interface paths {
         delete: operations["deleteAgent"];
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Change an agent (admin)
+         * @description Moves the agent to another pool. Its sessions keep running; new ones
+         *     come only from users whose groups may use the new pool.
+         */
+        patch: operations["updateAgent"];
         trace?: never;
     };
     "/api/v1/agents/{id}/drain": {
@@ -374,6 +379,79 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/groups": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List groups (admin) */
+        get: operations["listGroups"];
+        put?: never;
+        /** Create a group (admin) */
+        post: operations["createGroup"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/groups/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get a group (admin) */
+        get: operations["getGroup"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a group (admin)
+         * @description Its members lose what it gave them (templates, pools, quota). A group
+         *     from the identity provider with members is refused without
+         *     `force=true`: their next login would create it again (without its
+         *     quota and pools).
+         */
+        delete: operations["deleteGroup"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a group (admin)
+         * @description Renames it, replaces its quota or its pools; what is absent stays. A
+         *     group from the identity provider keeps its name (the claim names it).
+         */
+        patch: operations["updateGroup"];
+        trace?: never;
+    };
+    "/api/v1/groups/{id}/members/{user_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Add a member (admin)
+         * @description Idempotent. A membership from the identity provider becomes the
+         *     admin's (`source: local`): later logins leave it alone.
+         */
+        put: operations["addGroupMember"];
+        post?: never;
+        /**
+         * Remove a member (admin)
+         * @description A membership from the identity provider's claim is refused without
+         *     `force=true`: the member's next login would restore it.
+         */
+        delete: operations["removeGroupMember"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/openapi.json": {
         parameters: {
             query?: never;
@@ -568,7 +646,8 @@ export interface paths {
         /**
          * List templates
          * @description Admins see each template whole; others see it without `env` and
-         *     `secret_env`, which may hold what only sessions should know.
+         *     `secret_env`, which may hold what only sessions should know, and only
+         *     the templates whose `allowed_groups` is empty or holds one of theirs.
          */
         get: operations["listTemplates"];
         put?: never;
@@ -634,7 +713,8 @@ export interface paths {
         };
         /**
          * Get a template
-         * @description Without `env` and `secret_env` for users who are not admins.
+         * @description Without `env` and `secret_env` for users who are not admins; a template
+         *     limited to groups the user is not in is not found.
          */
         get: operations["getTemplate"];
         /**
@@ -924,6 +1004,11 @@ export interface components {
             metrics?: components["schemas"]["NodeMetrics"] | null;
             name: string;
             platform: string;
+            /**
+             * @description The agent pool, set by admins (docs/GROUPS.md): only users whose
+             *     groups hold it get sessions here.
+             */
+            pool: string;
             region?: string | null;
             /** Format: int32 */
             session_count: number;
@@ -942,6 +1027,14 @@ export interface components {
          * @enum {string}
          */
         AgentStatus: "online" | "offline" | "draining";
+        AgentUpdate: {
+            /**
+             * @description The agent pool: only users whose groups hold it get sessions on the
+             *     agent from now on; sessions there now stay.
+             * @example team-a
+             */
+            pool: string;
+        };
         /** @description One event of the audit log. */
         AuditEventView: {
             /** @description `user:alice`, `anonymous`, `agent:host-b`, `system:idle`… */
@@ -1052,6 +1145,8 @@ export interface components {
             command: string;
             /** Format: date-time */
             expires_at: string;
+            /** @description The agent pool the enrolled agent joins. */
+            pool: string;
             /** @description Single use: an agent trades it for its own secret. */
             token: string;
         };
@@ -1070,6 +1165,42 @@ export interface components {
              *     `ports[0].port`).
              */
             field?: string | null;
+        };
+        Group: {
+            /** Format: date-time */
+            created_at: string;
+            id: string;
+            members: components["schemas"]["GroupMember"][];
+            name: string;
+            /** @description The agent pools its members may place sessions on. */
+            pools: string[];
+            /** @description Its members get at least these limits (`null`: the group sets none). */
+            quota: components["schemas"]["Limits"];
+            /** @description `local` (an admin's) or `oidc` (from the identity provider's claim). */
+            source: components["schemas"]["GroupSource"];
+        };
+        /** @description One group's part in a user's quota. */
+        GroupLimits: {
+            group: string;
+            limits: components["schemas"]["Limits"];
+        };
+        GroupMember: {
+            /** @description `oidc`: the next login sets it again from the claim. */
+            source: components["schemas"]["GroupSource"];
+            user_id: string;
+            username: string;
+        };
+        /**
+         * @description Where a group or a membership comes from.
+         * @enum {string}
+         */
+        GroupSource: "local" | "oidc";
+        /** @description A change to a group: what is absent stays as it is. */
+        GroupUpdate: {
+            name?: string | null;
+            /** @description Replaces every pool. */
+            pools?: string[] | null;
+            quota?: components["schemas"]["Limits"] | null;
         };
         /**
          * @description What an import does to one template.
@@ -1136,6 +1267,16 @@ export interface components {
         /** @description Your recent logins, newest first. */
         MyLogins: {
             logins: components["schemas"]["AuditEventView"][];
+        };
+        NewGroup: {
+            /**
+             * @description 1 to 128 printable characters; what templates' `allowed_groups` name.
+             * @example engineering
+             */
+            name: string;
+            /** @description Agent pool names (slugs), at most 64. */
+            pools?: string[];
+            quota?: components["schemas"]["Limits"];
         };
         /**
          * @example {
@@ -1289,12 +1430,19 @@ export interface components {
          * @enum {string}
          */
         PullState: "requested" | "pulling" | "done" | "failed";
-        /** @description `GET …/quota`: what applies, what was set for this user, what is used. */
+        /**
+         * @description `GET …/quota`: what applies, what was set for this user, what their
+         *     groups give, what is used.
+         */
         Quota: {
-            /** @description What applies. */
+            /** @description The limits of each of the user's groups (`null`: the group sets none). */
+            groups: components["schemas"]["GroupLimits"][];
+            /** @description What applies: per dimension the most generous of `own` and `groups`. */
             limits: components["schemas"]["Limits"];
             /** @description What was set for this user; `null` means the server default. */
             override: components["schemas"]["Limits"];
+            /** @description The user's own limits: the override, else the server default. */
+            own: components["schemas"]["Limits"];
             usage: components["schemas"]["QuotaUsage"];
         };
         /** @description What a user's sessions hold. */
@@ -1499,6 +1647,12 @@ export interface components {
          */
         TemplateInput: {
             /**
+             * @description Only members of these groups (by name) see and launch the template;
+             *     empty (the default) means everyone. Admins see every template. At
+             *     most 64 names.
+             */
+            allowed_groups?: string[];
+            /**
              * @description Linux capabilities given back after dropping all, e.g. `["CHOWN",
              *     "SETUID", "SETGID"]` for images that start as root and switch user.
              */
@@ -1608,6 +1762,11 @@ export interface components {
          */
         TemplateSpec: {
             /**
+             * @description Group names whose members see and launch the template; empty means
+             *     everyone (`tenancy.rs`).
+             */
+            allowed_groups?: string[];
+            /**
              * @description Linux capabilities given back to the session after dropping all
              *     (`CHOWN`, `SETUID`, …): what some images need to start.
              */
@@ -1677,6 +1836,11 @@ export interface components {
             warm_pool?: number;
         };
         TokenRequest: {
+            /**
+             * @description The agent pool the enrolled agent joins (default `default`).
+             * @example team-a
+             */
+            pool?: string | null;
             /**
              * @description How long the token stays usable, e.g. "1h" (default 24h).
              * @example 1h
@@ -2158,6 +2322,96 @@ export interface operations {
             };
             /** @description It still has sessions (and `force` was not given) */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    updateAgent: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The agent's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AgentUpdate"];
+            };
+        };
+        responses: {
+            /** @description The agent */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Agent"];
+                };
+            };
+            /** @description The pool is not a valid name */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such agent */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body did not arrive within the body-read timeout (30 s by default) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than 1 MiB (16 KiB for logins and agent enrollment) */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2841,6 +3095,507 @@ export interface operations {
             };
         };
     };
+    listGroups: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every group, by name, with its members */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Group"][];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    createGroup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewGroup"];
+            };
+        };
+        responses: {
+            /** @description Created (`source: local`) */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Group"];
+                };
+            };
+            /** @description A field is not valid */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body did not arrive within the body-read timeout (30 s by default) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The name is taken */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than 1 MiB (16 KiB for logins and agent enrollment) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    getGroup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The group's id or name */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The group */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Group"];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such group */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    deleteGroup: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Go ahead although the change concerns the identity provider's
+                 *     groups claim, which the member's next login applies again.
+                 */
+                force?: boolean;
+            };
+            header?: never;
+            path: {
+                /** @description The group's id or name */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such group */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description It comes from the identity provider and has members (and `force` was not given) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    updateGroup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The group's id or name */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GroupUpdate"];
+            };
+        };
+        responses: {
+            /** @description The group */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Group"];
+                };
+            };
+            /** @description A field is not valid */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such group */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body did not arrive within the body-read timeout (30 s by default) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The name is taken, or the group's name comes from the identity provider */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than 1 MiB (16 KiB for logins and agent enrollment) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    addGroupMember: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The group's id or name */
+                id: string;
+                /** @description The user's id */
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The group */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Group"];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such group or user */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    removeGroupMember: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Go ahead although the change concerns the identity provider's
+                 *     groups claim, which the member's next login applies again.
+                 */
+                force?: boolean;
+            };
+            header?: never;
+            path: {
+                /** @description The group's id or name */
+                id: string;
+                /** @description The user's id */
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The group */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Group"];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such group, or the user is not in it */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The membership comes from the identity provider (and `force` was not given) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     getOpenApi: {
         parameters: {
             query?: never;
@@ -2962,7 +3717,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Quota exceeded */
+            /** @description Quota exceeded; the template is limited to groups you are not in; or the agent (or every agent that matches) is in a pool your groups may not use */
             403: {
                 headers: {
                     [name: string]: unknown;

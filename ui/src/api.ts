@@ -20,6 +20,8 @@ export type Template = Schemas['Template'];
 export type Agent = Schemas['Agent'];
 export type EnrollmentToken = Schemas['EnrollmentToken'];
 export type Prepull = Schemas['Prepull'];
+export type Group = Schemas['Group'];
+export type Limits = Schemas['Limits'];
 
 /**
  * A template as the form sends it: the API's input, except that a port,
@@ -132,11 +134,27 @@ export const api = {
   deleteAgent: (id: string) => request<void>('DELETE', `/agents/${encodeURIComponent(id)}`),
   drain: (id: string) => request<Agent>('POST', `/agents/${encodeURIComponent(id)}/drain`),
   undrain: (id: string) => request<Agent>('POST', `/agents/${encodeURIComponent(id)}/undrain`),
-  enrollmentToken: (ttl?: string) =>
+  enrollmentToken: (ttl?: string, pool?: string) =>
     request<EnrollmentToken>(
       'POST',
       '/agents/enrollment-tokens',
-      (ttl ? { ttl } : {}) satisfies Schemas['TokenRequest'],
+      { ...(ttl ? { ttl } : {}), ...(pool ? { pool } : {}) } satisfies Schemas['TokenRequest'],
+    ),
+  setAgentPool: (id: string, pool: string) =>
+    request<Agent>('PATCH', `/agents/${encodeURIComponent(id)}`, { pool } satisfies Schemas['AgentUpdate']),
+
+  groups: () => request<Group[]>('GET', '/groups'),
+  createGroup: (g: Schemas['NewGroup']) => request<Group>('POST', '/groups', g),
+  updateGroup: (id: string, g: Schemas['GroupUpdate']) =>
+    request<Group>('PATCH', `/groups/${encodeURIComponent(id)}`, g),
+  deleteGroup: (id: string, force = false) =>
+    request<void>('DELETE', `/groups/${encodeURIComponent(id)}${force ? '?force=true' : ''}`),
+  addGroupMember: (id: string, userId: string) =>
+    request<Group>('PUT', `/groups/${encodeURIComponent(id)}/members/${encodeURIComponent(userId)}`),
+  removeGroupMember: (id: string, userId: string, force = false) =>
+    request<Group>(
+      'DELETE',
+      `/groups/${encodeURIComponent(id)}/members/${encodeURIComponent(userId)}${force ? '?force=true' : ''}`,
     ),
 
   users: () => request<User[]>('GET', '/users'),

@@ -13,6 +13,7 @@ import { AccountPage } from './pages/account';
 import { AgentsPage } from './pages/admin/agents';
 import { AllSessionsPage } from './pages/admin/all-sessions';
 import { UsersPage } from './pages/admin/users';
+import { GroupsPage } from './pages/admin/groups';
 import { TemplatesPage } from './pages/admin/templates';
 import { TemplateEditPage } from './pages/admin/template-form';
 import { ImportCatalogPage } from './pages/admin/import-catalog';
@@ -158,6 +159,7 @@ function Routes({ path, user }: { path: string; user: User }) {
   else if (path === '/admin' || path === '/admin/agents') content = adminOnly(<AgentsPage />);
   else if (path === '/admin/sessions') content = adminOnly(<AllSessionsPage />);
   else if (path === '/admin/users') content = adminOnly(<UsersPage />);
+  else if (path === '/admin/groups') content = adminOnly(<GroupsPage />);
   else if (path === '/admin/templates') content = adminOnly(<TemplatesPage />);
   else if (path === '/admin/templates/new') content = adminOnly(<TemplateEditPage />);
   else if (path === '/admin/catalog') content = adminOnly(<ImportCatalogPage />);

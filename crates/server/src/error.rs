@@ -108,6 +108,9 @@ impl From<SessionError> for ApiError {
             SessionError::Store(store) => store.into(),
             SessionError::NotFound => ApiError::NotFound(message),
             SessionError::Quota(_) => ApiError::Forbidden(message),
+            SessionError::Placement(placement) if placement.is_outside_pools() => {
+                ApiError::Forbidden(message)
+            }
             SessionError::Placement(placement) if placement.is_bad_agent_id() => {
                 FieldError::new("agent_id", message).into()
             }

@@ -46,6 +46,7 @@ pub(crate) mod state;
 pub mod store;
 pub(crate) mod streams;
 pub mod template;
+pub(crate) mod tenancy;
 pub(crate) mod tls;
 pub(crate) mod tunnel;
 pub(crate) mod ui;

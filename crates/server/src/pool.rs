@@ -24,6 +24,7 @@ use crate::store::{
     AgentRecord, AuditEntry, POOL_USER, Role, SessionRecord, TemplateRecord, User, duration_ms,
 };
 use crate::template::SessionRequest;
+use crate::tenancy::Pools;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use streamspace_protocol::{DesiredState, Phase, SessionId};
@@ -170,29 +171,34 @@ async fn start_one(
         agent_id: Some(&agent.id),
         selector: &BTreeMap::new(),
         resources: spec.resources,
+        // The pool's own sessions go on every agent; `take` hands them
+        // only to users whose pools hold the agent.
+        pools: &Pools::Any,
     };
     let (session, _, start) = lifecycle::place_new(state, &placement, spec, template, None).await?;
     Ok(Some((session, start)))
 }
 
 /// A running pooled session of `template`, now `user`'s, if there is one
-/// on a connected agent; called with the admission turn held, after the
-/// user's quota was checked.
+/// on a connected agent in one of `pools`; called with the admission turn
+/// held, after the user's quota was checked.
 pub async fn take(
     state: &AppState,
     user: &User,
     template: &TemplateRecord,
     idle: Option<Duration>,
+    pools: &Pools,
 ) -> SessionResult<Option<SessionRecord>> {
     if template.spec.warm_pool == 0 {
         return Ok(None);
     }
+    let usable = usable_agents(state, pools).await?;
     for pooled in state.store.pool_sessions(Some(&template.id)).await? {
         let Some(agent_id) = pooled.agent_id.clone() else {
             continue;
         };
         let ready = pooled.phase == Phase::Running && pooled.state == DesiredState::Running;
-        if !ready || !state.hub.is_connected(&agent_id) {
+        if !ready || !usable.contains(&agent_id) || !state.hub.is_connected(&agent_id) {
             continue;
         }
         let mut spec = pooled.spec.clone();
@@ -214,4 +220,17 @@ pub async fn take(
         }
     }
     Ok(None)
+}
+
+/// The agents in `pools`.
+async fn usable_agents(
+    state: &AppState,
+    pools: &Pools,
+) -> SessionResult<std::collections::HashSet<streamspace_protocol::AgentId>> {
+    let agents = state.store.list_agents().await?;
+    Ok(agents
+        .into_iter()
+        .filter(|a| pools.allows(&a.pool))
+        .map(|a| a.id)
+        .collect())
 }

@@ -7,6 +7,11 @@
 //! sessions meant to run count toward CPU and memory, because hibernation
 //! releases compute; waking one re-checks CPU and memory.
 //! Sessions whose template sets no CPU or memory count as zero for those.
+//!
+//! Groups: a user's limit in each dimension is the most generous of their
+//! own (their override, else the server default) and those of their groups
+//! (docs/GROUPS.md). No limit is the most generous of all; a group that sets
+//! no limit in a dimension takes no part in it.
 
 use crate::session_error::{QuotaExceeded, SessionResult};
 use crate::state::AppState;
@@ -17,7 +22,26 @@ use streamspace_protocol::{Cpu, Memory, Resources, UserId};
 /// The limits that apply to `user_id`.
 pub async fn limits_for(state: &AppState, user_id: &UserId) -> StoreResult<Limits> {
     let own = state.store.quota_override(user_id).await?;
-    Ok(own.over(state.config.quota_defaults))
+    let groups = state.store.groups_of(user_id).await?;
+    let group_limits: Vec<Limits> = groups.iter().map(|g| g.limits).collect();
+    Ok(most_generous(
+        own.over(state.config.quota_defaults),
+        &group_limits,
+    ))
+}
+
+/// Per dimension, the most generous of `own` and `groups`: `None` (no
+/// limit) in `own` wins; a group's `None` means it sets none, so it is
+/// left out.
+pub fn most_generous(own: Limits, groups: &[Limits]) -> Limits {
+    let pick = |own: Option<u64>, of: fn(&Limits) -> Option<u64>| {
+        own.map(|mine| groups.iter().filter_map(of).fold(mine, u64::max))
+    };
+    Limits {
+        max_sessions: pick(own.max_sessions, |l| l.max_sessions),
+        cpu_millis: pick(own.cpu_millis, |l| l.cpu_millis),
+        memory_bytes: pick(own.memory_bytes, |l| l.memory_bytes),
+    }
 }
 
 /// A new session asking for `resources` fits the user's quota.
@@ -116,24 +140,47 @@ pub struct UsageView {
     pub memory: Memory,
 }
 
-/// `GET …/quota`: what applies, what was set for this user, what is used.
+/// `GET …/quota`: what applies, what was set for this user, what their
+/// groups give, what is used.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[schema(as = Quota)]
 pub struct QuotaView {
-    /// What applies.
+    /// What applies: per dimension the most generous of `own` and `groups`.
     pub limits: LimitsView,
     /// What was set for this user; `null` means the server default.
     #[serde(rename = "override")]
     pub user_override: LimitsView,
+    /// The user's own limits: the override, else the server default.
+    pub own: LimitsView,
+    /// The limits of each of the user's groups (`null`: the group sets none).
+    pub groups: Vec<GroupLimits>,
     pub usage: UsageView,
 }
 
+/// One group's part in a user's quota.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct GroupLimits {
+    pub group: String,
+    pub limits: LimitsView,
+}
+
 pub async fn view(state: &AppState, user_id: &UserId) -> StoreResult<QuotaView> {
-    let own = state.store.quota_override(user_id).await?;
+    let user_override = state.store.quota_override(user_id).await?;
+    let own = user_override.over(state.config.quota_defaults);
+    let groups = state.store.groups_of(user_id).await?;
+    let group_limits: Vec<Limits> = groups.iter().map(|g| g.limits).collect();
     let usage = state.store.usage(user_id).await?;
     Ok(QuotaView {
-        limits: own.over(state.config.quota_defaults).into(),
-        user_override: own.into(),
+        limits: most_generous(own, &group_limits).into(),
+        user_override: user_override.into(),
+        own: own.into(),
+        groups: groups
+            .into_iter()
+            .map(|g| GroupLimits {
+                group: g.name,
+                limits: g.limits.into(),
+            })
+            .collect(),
         usage: UsageView {
             sessions: usage.sessions,
             cpu: Cpu(usage.cpu_millis),
@@ -161,6 +208,29 @@ mod tests {
         assert_eq!(effective.max_sessions, Some(1));
         assert_eq!(effective.cpu_millis, Some(4000));
         assert_eq!(effective.memory_bytes, None);
+    }
+
+    #[test]
+    fn the_most_generous_limit_applies_per_dimension() {
+        let limits = |s, c, m| Limits {
+            max_sessions: s,
+            cpu_millis: c,
+            memory_bytes: m,
+        };
+        let own = limits(Some(2), Some(1000), None);
+        let groups = [
+            limits(Some(5), None, Some(1)),
+            limits(Some(3), Some(500), None),
+        ];
+        // Sessions: the larger group's 5; cpu: own 1000 beats the group's
+        // 500 (the other sets none); memory: own has no limit, which wins.
+        assert_eq!(
+            most_generous(own, &groups),
+            limits(Some(5), Some(1000), None)
+        );
+        assert_eq!(most_generous(own, &[]), own);
+        let unlimited_group_part = [limits(None, None, None)];
+        assert_eq!(most_generous(own, &unlimited_group_part), own);
     }
 
     #[test]

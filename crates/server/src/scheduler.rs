@@ -5,11 +5,17 @@
 //! online, not draining and have room (sessions, CPU, memory, free GPUs);
 //! the least loaded wins. When nothing fits, the error counts why, and a
 //! session asking for GPUs says how many no agent had free.
+//!
+//! Agent pools bound all of it: an agent outside the user's pools
+//! (`tenancy.rs`) is never chosen, whether named by `agent_id`, matched by
+//! the selector or neither; the refusal names the agent's pool (or the
+//! pools that would have matched) and the user's pools.
 
 use crate::presence::status as agent_status;
 use crate::session_error::{PlacementError, SessionResult, Unfit};
 use crate::state::AppState;
 use crate::store::{AgentLoad, AgentRecord};
+use crate::tenancy::Pools;
 use std::collections::BTreeMap;
 use streamspace_protocol::{AgentId, Capacity, Cpu, Memory, Resources};
 
@@ -18,9 +24,12 @@ pub struct Placement<'a> {
     /// empty means any.
     pub platforms: &'a [String],
     pub agent_id: Option<&'a AgentId>,
-    /// Labels an agent must carry (`region` also matches its region).
+    /// Labels an agent must carry (`region` also matches its region;
+    /// `pool` matches only its pool, never a label it gave itself).
     pub selector: &'a BTreeMap<String, String>,
     pub resources: Resources,
+    /// The agent pools the session's user may use.
+    pub pools: &'a Pools,
 }
 
 pub async fn choose(state: &AppState, placement: &Placement<'_>) -> SessionResult<AgentRecord> {
@@ -35,6 +44,14 @@ pub async fn choose(state: &AppState, placement: &Placement<'_>) -> SessionResul
             .get_agent(id)
             .await?
             .ok_or_else(|| PlacementError::UnknownAgent(id.clone()))?;
+        if !placement.pools.allows(&agent.pool) {
+            return Err(PlacementError::OutsidePools {
+                name: agent.name,
+                pool: agent.pool,
+                allowed: placement.pools.names(),
+            }
+            .into());
+        }
         if !platform_ok(&agent) {
             return Err(PlacementError::AgentNotAllowed {
                 name: agent.name,
@@ -57,8 +74,13 @@ pub async fn choose(state: &AppState, placement: &Placement<'_>) -> SessionResul
     let load_of = |a: &AgentRecord| loads.get(&a.id).copied().unwrap_or_default();
     let mut best: Option<(f64, AgentRecord)> = None;
     let mut refused = Vec::new();
+    let mut elsewhere = Vec::new();
     for agent in state.store.list_agents().await? {
         if !platform_ok(&agent) {
+            continue;
+        }
+        if !placement.pools.allows(&agent.pool) {
+            elsewhere.push(agent.pool);
             continue;
         }
         let load = load_of(&agent);
@@ -76,6 +98,15 @@ pub async fn choose(state: &AppState, placement: &Placement<'_>) -> SessionResul
     let Some((_, agent)) = best else {
         let gpus = placement.resources.gpus();
         return Err(match (refused.is_empty(), gpus) {
+            (true, _) if !elsewhere.is_empty() => {
+                elsewhere.sort();
+                elsewhere.dedup();
+                PlacementError::NoAgentInPools {
+                    platforms,
+                    allowed: placement.pools.names(),
+                    elsewhere,
+                }
+            }
             (true, _) => PlacementError::NoAgent { platforms },
             (false, 0) => PlacementError::NoCapacity { platforms, refused },
             (false, gpus) => PlacementError::NoGpu {
@@ -90,9 +121,13 @@ pub async fn choose(state: &AppState, placement: &Placement<'_>) -> SessionResul
 }
 
 fn matches_selector(agent: &AgentRecord, selector: &BTreeMap<String, String>) -> bool {
-    selector.iter().all(|(key, value)| {
-        agent.labels.get(key) == Some(value)
-            || (key == "region" && agent.region.as_deref() == Some(value.as_str()))
+    selector.iter().all(|(key, value)| match key.as_str() {
+        // An agent's labels are its own word; its pool is an admin's.
+        "pool" => agent.pool == *value,
+        _ => {
+            agent.labels.get(key) == Some(value)
+                || (key == "region" && agent.region.as_deref() == Some(value.as_str()))
+        }
     })
 }
 

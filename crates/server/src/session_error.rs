@@ -69,6 +69,30 @@ pub enum PlacementError {
         "agent {name} runs {platform} or lacks the selected labels, so this session may not use it"
     )]
     AgentNotAllowed { name: String, platform: String },
+    /// The agent asked for is in a pool none of the user's groups may use.
+    #[error(
+        "agent {name} is in pool {pool:?}, and your groups may use only pool(s) {}: \
+         pick an agent in one of those, or ask an admin to give one of your groups pool {pool:?}",
+        quoted(.allowed)
+    )]
+    OutsidePools {
+        name: String,
+        pool: String,
+        allowed: Vec<String>,
+    },
+    /// Only agents in pools the user may not use would have matched.
+    #[error(
+        "no {}agent in your pool(s) {} matches; the agents that would are in pool(s) {}, \
+         which none of your groups may use: ask an admin to give one of your groups such a pool",
+        platform_prefix(.platforms),
+        quoted(.allowed),
+        quoted(.elsewhere)
+    )]
+    NoAgentInPools {
+        platforms: Vec<String>,
+        allowed: Vec<String>,
+        elsewhere: Vec<String>,
+    },
     #[error("agent {name} cannot take the session: it is {why}")]
     AgentUnfit { name: String, why: Unfit },
     #[error(
@@ -101,6 +125,15 @@ pub enum PlacementError {
 }
 
 impl PlacementError {
+    /// Whether the user's pools ruled out the agents (not allowed, rather
+    /// than busy).
+    pub fn is_outside_pools(&self) -> bool {
+        matches!(
+            self,
+            PlacementError::OutsidePools { .. } | PlacementError::NoAgentInPools { .. }
+        )
+    }
+
     /// Whether the request named an agent it may not use (its fault), rather
     /// than the agents having no room (for now).
     pub fn is_bad_agent_id(&self) -> bool {
@@ -130,6 +163,12 @@ fn platform_prefix(platforms: &[String]) -> String {
         [] => String::new(),
         _ => format!("{} ", platforms.join("/")),
     }
+}
+
+/// `"a", "b"`.
+fn quoted(names: &[String]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+    quoted.join(", ")
 }
 
 /// `"1 offline, 2 full"`.

@@ -26,6 +26,7 @@ const ADMIN_LINKS = [
   { href: '/admin/agents', label: 'Agents' },
   { href: '/admin/sessions', label: 'All sessions' },
   { href: '/admin/users', label: 'Users' },
+  { href: '/admin/groups', label: 'Groups' },
   { href: '/admin/templates', label: 'Templates' },
   { href: '/admin/catalog', label: 'Import' },
   { href: '/admin/audit', label: 'Audit' },

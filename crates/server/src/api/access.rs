@@ -82,13 +82,13 @@ pub fn rule(operation_id: &str) -> Option<Rule> {
         "listSessions" => rule_of(Access::User, "own sessions; admins all (`?all=true`)"),
         "createSession" => rule_of(
             Access::User,
-            "for oneself, within quota and the template's limits",
+            "for oneself, within quota and the template's limits and groups, on agents of the caller's pools",
         ),
         "getSession" | "terminateSession" | "getSessionEvents" | "sessionHeartbeat"
         | "getSessionLogs" | "setSessionState" | "viewSession" | "openSessionApp" => OWNER,
         "listTemplates" | "getTemplate" => rule_of(
             Access::User,
-            "admins see every field; users not the environment or secrets",
+            "admins every template and field; users those allowed to their groups, without the environment or secrets",
         ),
         "createTemplate" | "replaceTemplate" | "deleteTemplate" | "importTemplates"
         | "exportTemplates" | "getTemplatePool" | "getTemplatePrepull" | "prepullTemplate" => ADMIN,
@@ -97,7 +97,10 @@ pub fn rule(operation_id: &str) -> Option<Rule> {
         | "deleteAgent"
         | "drainAgent"
         | "undrainAgent"
-        | "createEnrollmentToken" => ADMIN,
+        | "createEnrollmentToken"
+        | "updateAgent" => ADMIN,
+        "listGroups" | "createGroup" | "getGroup" | "updateGroup" | "deleteGroup"
+        | "addGroupMember" | "removeGroupMember" => ADMIN,
         "listUsers" | "createUser" | "getUser" | "updateUser" | "deleteUser" | "getUserQuota"
         | "setUserQuota" => ADMIN,
         "getSettings" | "putSettings" => ADMIN,

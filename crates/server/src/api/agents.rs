@@ -15,7 +15,7 @@ use crate::lifecycle::force_terminate;
 use crate::presence::{status, with_latest_beat};
 use crate::session_error::SessionError;
 use crate::state::AppState;
-use crate::store::{EnrollError, MAX_AGENT_GPUS, MAX_GPU_MODEL, NewAgent, now_ms};
+use crate::store::{DEFAULT_POOL, EnrollError, MAX_AGENT_GPUS, MAX_GPU_MODEL, NewAgent, now_ms};
 use crate::template::PLATFORMS;
 use crate::validate::{FieldError, check_slug};
 use axum::Json;
@@ -245,6 +245,10 @@ struct TokenRequest {
     #[serde(default)]
     #[schema(pattern = r"^[0-9]+(ms|s|m|h|d|w|y)$", example = "1h")]
     ttl: Option<String>,
+    /// The agent pool the enrolled agent joins (default `default`).
+    #[serde(default)]
+    #[schema(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", example = "team-a")]
+    pool: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -253,6 +257,8 @@ pub struct EnrollmentToken {
     token: String,
     #[schema(format = DateTime)]
     expires_at: String,
+    /// The agent pool the enrolled agent joins.
+    pool: String,
     /// A command that starts a Docker agent with this token.
     command: String,
 }
@@ -302,10 +308,14 @@ pub async fn create_enrollment_token(
                 "too long: the token must expire before the year 10000",
             )
         })?;
+    let pool = request.pool.unwrap_or_else(|| DEFAULT_POOL.to_owned());
+    check_slug("pool", &pool)?;
     let token = secrets::generate(secrets::SecretKind::Enrollment);
+    let hash = secrets::hash(&token);
+    let by = admin.user.id.as_str();
     state
         .store
-        .create_enrollment_token(&secrets::hash(&token), admin.user.id.as_str(), expires_at)
+        .create_pool_enrollment_token(&hash, by, expires_at, &pool)
         .await?;
     let command = format!(
         "streamspace agent docker --control-plane {} --enrollment-token {token}",
@@ -322,6 +332,7 @@ pub async fn create_enrollment_token(
     let answer = EnrollmentToken {
         token,
         expires_at: time(expires_at),
+        pool,
         command,
     };
     Ok((StatusCode::CREATED, Json(answer)))

@@ -2,10 +2,12 @@
 //! the store (and the hub), shape the answer.
 
 pub mod access;
+mod agent_pool;
 mod agents;
 mod audit;
 mod auth;
 mod events;
+mod groups;
 mod metrics;
 mod oidc;
 mod openapi;
@@ -71,6 +73,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::get_quota, users::set_quota))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::update, users::delete))
+        .routes(routes!(groups::list, groups::create))
+        .routes(routes!(groups::get, groups::update, groups::delete))
+        .routes(routes!(groups::add_member, groups::remove_member))
         .routes(routes!(templates::list, templates::create))
         .routes(catalog_sized(routes!(templates::import)))
         .routes(routes!(templates::export))
@@ -85,7 +90,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(public(routes!(agents::register)))
         .routes(routes!(connection::connect))
         .routes(routes!(agent_side::accept))
-        .routes(routes!(agents::get, agents::delete))
+        .routes(routes!(agents::get, agents::delete, agent_pool::update))
         .routes(routes!(agents::drain))
         .routes(routes!(agents::undrain))
         .routes(routes!(sessions::list, sessions::create))

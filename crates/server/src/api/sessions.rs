@@ -15,6 +15,7 @@ use crate::scheduler::Placement;
 use crate::state::AppState;
 use crate::store::{AgentRecord, AuditEntry, SessionRecord, TemplateRecord};
 use crate::template::{PLATFORMS, ResourcesInput, SessionRequest};
+use crate::tenancy::{Membership, Pools};
 use crate::validate::FieldError;
 use axum::Json;
 use axum::extract::State;
@@ -66,7 +67,7 @@ pub struct NewSessionInput {
     request_body = NewSessionInput,
     responses(
         (status = 201, description = "Placed on an agent; its phase is `Pending`", body = SessionView),
-        (status = 403, description = "Quota exceeded", body = ErrorBody),
+        (status = 403, description = "Quota exceeded; the template is limited to groups you are not in; or the agent (or every agent that matches) is in a pool your groups may not use", body = ErrorBody),
         (status = 503, description = "No agent fits, with the reasons", body = ErrorBody),
     ),
 )]
@@ -89,6 +90,15 @@ pub async fn create(
                 ),
             )
         })?;
+    let membership = Membership::of(&state, &user.user).await?;
+    if !membership.may_use(&template.spec) {
+        return Err(ApiError::Forbidden(format!(
+            "template {} is limited to groups you are not in: ask an admin to add you to one \
+             of them (see GET /api/v1/templates for yours)",
+            template.spec.name
+        )));
+    }
+    let pools = membership.pools();
     let platforms = allowed_platforms(&template, input.platform.as_deref())?;
     // A launch that asks for nothing of its own may take a warm session.
     let poolable = input.resources.is_none()
@@ -111,12 +121,13 @@ pub async fn create(
         agent_id: input.agent_id.as_ref(),
         selector: &input.agent_selector,
         resources: spec.resources,
+        pools: &pools,
     };
     // One admission at a time, on every replica, so two requests cannot
     // both pass a quota or capacity check that only one of them fits.
     let admission = state.store.admission().await?;
     let pooled = match poolable {
-        true => take_pooled(&state, &user, &template, &spec, idle).await,
+        true => take_pooled(&state, &user, &template, &spec, idle, &pools).await,
         false => Ok(None),
     };
     let admitted = match pooled {
@@ -150,12 +161,13 @@ async fn take_pooled(
     template: &TemplateRecord,
     spec: &SessionSpec,
     idle: Option<std::time::Duration>,
+    pools: &Pools,
 ) -> ApiResult<Option<SessionRecord>> {
     if template.spec.warm_pool == 0 {
         return Ok(None);
     }
     quota::check_create(state, &user.user.id, &spec.resources).await?;
-    Ok(crate::pool::take(state, &user.user, template, idle).await?)
+    Ok(crate::pool::take(state, &user.user, template, idle, pools).await?)
 }
 
 /// A launch served from the warm pool: the session runs already.

@@ -14,6 +14,7 @@ use crate::template::catalog::{
     self, CatalogFile, CatalogFormat, CatalogProblem, ExportFormat, ImportAction, ImportSummary,
     Planned,
 };
+use crate::tenancy::Membership;
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -23,7 +24,8 @@ use serde_json::json;
 /// List templates
 ///
 /// Admins see each template whole; others see it without `env` and
-/// `secret_env`, which may hold what only sessions should know.
+/// `secret_env`, which may hold what only sessions should know, and only
+/// the templates whose `allowed_groups` is empty or holds one of theirs.
 #[utoipa::path(
     get,
     operation_id = "listTemplates",
@@ -37,18 +39,20 @@ pub async fn list(
     user: CurrentUser,
 ) -> ApiResult<Json<Vec<TemplateView>>> {
     let templates = state.store.list_templates().await?;
-    let admin = user.user.is_admin();
+    let membership = Membership::of(&state, &user.user).await?;
     Ok(Json(
         templates
             .into_iter()
-            .map(|t| TemplateView::shown_to(t, admin))
+            .filter(|t| membership.may_use(&t.spec))
+            .map(|t| TemplateView::shown_to(t, membership.admin))
             .collect(),
     ))
 }
 
 /// Get a template
 ///
-/// Without `env` and `secret_env` for users who are not admins.
+/// Without `env` and `secret_env` for users who are not admins; a template
+/// limited to groups the user is not in is not found.
 #[utoipa::path(
     get,
     operation_id = "getTemplate",
@@ -67,9 +71,10 @@ pub async fn get(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<TemplateView>> {
     let template = state.store.find_template(&id).await?;
-    let admin = user.user.is_admin();
+    let membership = Membership::of(&state, &user.user).await?;
     template
-        .map(|t| Json(TemplateView::shown_to(t, admin)))
+        .filter(|t| membership.may_use(&t.spec))
+        .map(|t| Json(TemplateView::shown_to(t, membership.admin)))
         .ok_or_else(|| ApiError::not_found("template"))
 }
 

@@ -185,6 +185,9 @@ pub struct AgentView {
     pub platform: String,
     pub region: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// The agent pool, set by admins (docs/GROUPS.md): only users whose
+    /// groups hold it get sessions here.
+    pub pool: String,
     /// `online`, `offline`, or `draining` (online but taking no new sessions).
     #[schema(value_type = AgentStatus)]
     pub status: &'static str,
@@ -216,6 +219,7 @@ impl AgentView {
             platform: a.platform,
             region: a.region,
             labels: a.labels,
+            pool: a.pool,
             status,
             draining: a.draining,
             version: a.version,

@@ -16,6 +16,9 @@ pub struct AgentRecord {
     pub platform: String,
     pub region: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// Set by admins only (the enrollment token's, or a change later), never
+    /// by the agent: whose sessions may land here (docs/GROUPS.md).
+    pub pool: String,
     pub capacity: Capacity,
     pub capabilities: Capabilities,
     pub version: Option<String>,
@@ -63,7 +66,7 @@ pub struct NewAgent {
 const HEARTBEATS_PER_STATEMENT: usize = 250;
 
 const COLUMNS: &str = "id, name, platform, region, labels, capacity, capabilities, version, \
-                       connected, draining, last_heartbeat, metrics, created_at, unverified";
+                       connected, draining, last_heartbeat, metrics, created_at, unverified, pool";
 
 impl AgentRecord {
     fn from_row(row: &AnyRow) -> StoreResult<Self> {
@@ -75,6 +78,7 @@ impl AgentRecord {
             platform: row.try_get("platform")?,
             region: row.try_get("region")?,
             labels: from_json("agent labels", &row.try_get::<String, _>("labels")?)?,
+            pool: row.try_get("pool")?,
             capacity: from_json("agent capacity", &row.try_get::<String, _>("capacity")?)?,
             capabilities: from_json(
                 "agent capabilities",
@@ -131,9 +135,16 @@ impl Store {
         if claimed.rows_affected() != 1 {
             return Err(EnrollError::BadToken);
         }
+        // The pool is the admin's, from the token: nothing the agent sent.
+        let pool: String = sqlx::query("SELECT pool FROM enrollment_tokens WHERE token_hash = $1")
+            .bind(enrollment_token_hash)
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|row| row.try_get("pool"))
+            .map_err(StoreError::from)?;
         sqlx::query(sql(format!(
             "INSERT INTO agents ({COLUMNS}, secret_hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, 0, 0, NULL, NULL, $8, NULL, $9)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, 0, 0, NULL, NULL, $8, NULL, $10, $9)"
         )))
         .bind(&id)
         .bind(&agent.name)
@@ -144,6 +155,7 @@ impl Store {
         .bind(to_json(&agent.capabilities))
         .bind(now)
         .bind(secret_hash)
+        .bind(&pool)
         .execute(&mut *tx)
         .await
         .map_err(conflict("an agent with this name"))?;
@@ -281,6 +293,17 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// Moves the agent to `pool` (an admin's decision); false if it is gone.
+    pub async fn set_agent_pool(&self, id: &AgentId, pool: &str) -> StoreResult<bool> {
+        let _turn = self.write_turn().await;
+        let done = sqlx::query("UPDATE agents SET pool = $1 WHERE id = $2")
+            .bind(pool)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn set_agent_draining(&self, id: &AgentId, draining: bool) -> StoreResult<bool> {

@@ -51,11 +51,11 @@ pub(super) fn usage_sql() -> String {
     )
 }
 
-fn to_u64(v: Option<i64>) -> Option<u64> {
+pub(super) fn to_u64(v: Option<i64>) -> Option<u64> {
     v.and_then(|n| u64::try_from(n).ok())
 }
 
-fn to_i64(v: Option<u64>) -> Option<i64> {
+pub(super) fn to_i64(v: Option<u64>) -> Option<i64> {
     v.map(|n| i64::try_from(n).unwrap_or(i64::MAX))
 }
 

@@ -120,6 +120,11 @@ pub struct TemplateInput {
     /// when replacing a template, leave it out to keep the stored one.
     #[serde(default)]
     pub registry_auth: Option<RegistryAuthInput>,
+    /// Only members of these groups (by name) see and launch the template;
+    /// empty (the default) means everyone. Admins see every template. At
+    /// most 64 names.
+    #[serde(default)]
+    pub allowed_groups: Vec<String>,
 }
 
 /// Registry credentials as written.
@@ -228,6 +233,8 @@ impl TemplateInput {
         let max_resources = self.max_resources.checked("max_resources")?;
         check_max_resources(&resources, &max_resources)?;
         let registry_auth = self.registry_auth.map(check_registry_auth).transpose()?;
+        let allowed_groups =
+            crate::tenancy::check_group_list("allowed_groups", self.allowed_groups)?;
         let runtime = RuntimeInput {
             shm_size: self.shm_size,
             user: self.user,
@@ -264,6 +271,7 @@ impl TemplateInput {
             user: runtime.user,
             read_only_root_filesystem: self.read_only_root_filesystem,
             volumes: runtime.volumes,
+            allowed_groups,
         })
     }
 }

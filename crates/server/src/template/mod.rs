@@ -101,6 +101,10 @@ pub struct TemplateSpec {
     /// Existing shared volumes mounted beyond the home.
     #[serde(default)]
     pub volumes: Vec<SharedVolume>,
+    /// Group names whose members see and launch the template; empty means
+    /// everyone (`tenancy.rs`).
+    #[serde(default)]
+    pub allowed_groups: Vec<String>,
 }
 
 fn default_pids_limit() -> u32 {

@@ -13,6 +13,7 @@ mod distrust;
 mod event_stream;
 mod fake_agent;
 mod gpus;
+mod groups;
 mod lifecycle;
 mod login_throttle;
 mod metrics;

@@ -3,6 +3,7 @@ import { api, errorMessage, type Agent, type EnrollmentToken } from '../../api';
 import { useEvents } from '../../events';
 import { useResource } from '../../hooks';
 import { absolute, ago, bytes, memory, useNow } from '../../format';
+import { AgentPoolDialog } from './agent-pool';
 import {
   Badge,
   Button,
@@ -20,6 +21,7 @@ import {
 export function AgentsPage() {
   const { data: agents, error, reload: load, setData: setAgents } = useResource(api.agents);
   const [enrolling, setEnrolling] = useState(false);
+  const [moving, setMoving] = useState<Agent | null>(null);
   const now = useNow(5000);
 
   useEffect(() => {
@@ -82,10 +84,22 @@ export function AgentsPage() {
             now={now}
             onDrain={() => act(() => (a.draining ? api.undrain(a.id) : api.drain(a.id)))}
             onRemove={() => remove(a)}
+            onPool={() => setMoving(a)}
           />
         ))}
       </ul>
       {enrolling && <EnrollDialog onClose={() => setEnrolling(false)} />}
+      {moving && (
+        <AgentPoolDialog
+          agent={moving}
+          onClose={() => setMoving(null)}
+          onSaved={(a) => {
+            upsert(a);
+            setMoving(null);
+            toast(`Agent ${a.name} is in pool ${a.pool} now.`);
+          }}
+        />
+      )}
     </>
   );
 }
@@ -119,11 +133,13 @@ function AgentCard({
   now,
   onDrain,
   onRemove,
+  onPool,
 }: {
   agent: Agent;
   now: number;
   onDrain: () => void;
   onRemove: () => void;
+  onPool: () => void;
 }) {
   const tone = a.status === 'online' ? 'green' : a.status === 'draining' ? 'amber' : 'grey';
   // A number the agent did not report is 0, as in the agent protocol.
@@ -152,6 +168,10 @@ function AgentCard({
         </span>
       </div>
       <dl class="facts">
+        <div data-testid="agent-pool">
+          <dt>Pool</dt>
+          <dd>{a.pool}</dd>
+        </div>
         <div>
           <dt>Sessions</dt>
           <dd>
@@ -233,6 +253,9 @@ function AgentCard({
         <p class="muted small">No load reported yet.</p>
       )}
       <div class="btn-row">
+        <Button small onClick={onPool} title="Which groups’ sessions may run here">
+          Change pool
+        </Button>
         <Button small onClick={onDrain} title={a.draining ? 'Accept new sessions again' : 'Place no new sessions here'}>
           {a.draining ? 'Undrain' : 'Drain'}
         </Button>
@@ -246,6 +269,7 @@ function AgentCard({
 
 function EnrollDialog({ onClose }: { onClose: () => void }) {
   const [ttl, setTtl] = useState('24h');
+  const [pool, setPool] = useState('default');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const [token, setToken] = useState<EnrollmentToken | null>(null);
@@ -254,7 +278,7 @@ function EnrollDialog({ onClose }: { onClose: () => void }) {
     setBusy(true);
     setError(null);
     try {
-      setToken(await api.enrollmentToken(ttl));
+      setToken(await api.enrollmentToken(ttl, pool.trim()));
     } catch (err) {
       setError(errorMessage(err));
     } finally {
@@ -276,6 +300,13 @@ function EnrollDialog({ onClose }: { onClose: () => void }) {
               <option value="7d">7 days</option>
             </select>
           </Field>
+          <Field
+            label="Agent pool"
+            id="enroll-pool"
+            hint="Only members of groups with this pool get sessions on the agent (“default”: users in no such group)."
+          >
+            <input id="enroll-pool" value={pool} onInput={(e) => setPool(e.currentTarget.value)} />
+          </Field>
           <div class="modal-actions">
             <Button onClick={onClose}>Cancel</Button>
             <Button type="submit" variant="primary" busy={busy}>
@@ -286,6 +317,9 @@ function EnrollDialog({ onClose }: { onClose: () => void }) {
       ) : (
         <div data-testid="enrollment">
           <p>Run this on the new agent’s machine. The token works once and expires {absolute(token.expires_at)}.</p>
+          <p data-testid="enrollment-pool">
+            The agent joins pool <strong>{token.pool}</strong>.
+          </p>
           <pre class="command" data-testid="enrollment-command" tabIndex={0} aria-label="Command that starts the agent">
             {token.command}
           </pre>

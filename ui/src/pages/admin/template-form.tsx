@@ -39,6 +39,8 @@ type Draft = {
   user: string;
   read_only_root_filesystem: boolean;
   volumes: { source: string; path: string; read_only: boolean }[];
+  /** Group names, comma-separated (names may hold spaces); empty: everyone. */
+  allowed_groups: string;
 };
 
 const EMPTY: Draft = {
@@ -71,6 +73,7 @@ const EMPTY: Draft = {
   user: '',
   read_only_root_filesystem: false,
   volumes: [],
+  allowed_groups: '',
 };
 
 /** "A, B c" → ["A", "B", "c"]: lists typed as text. */
@@ -112,6 +115,7 @@ function fromTemplate(t: Template): Draft {
     volumes: (t.volumes ?? []).map((v) => ({ source: v.source, path: v.path, read_only: v.read_only ?? true })),
     registry_username: t.registry_auth?.username ?? '',
     registry_password: '',
+    allowed_groups: (t.allowed_groups ?? []).join(', '),
   };
 }
 
@@ -177,6 +181,10 @@ function toInput(d: Draft): TemplateDraftInput {
     volumes: d.volumes
       .filter((v) => v.source.trim() || v.path.trim())
       .map((v) => ({ source: v.source.trim(), path: v.path.trim(), read_only: v.read_only })),
+    allowed_groups: d.allowed_groups
+      .split(',')
+      .map((g) => g.trim())
+      .filter(Boolean),
   };
 }
 
@@ -197,6 +205,7 @@ export function controlId(field: string): string {
   if (field === 'ports') return 'tpl-port-0-protocol';
   if (field === 'env' || field.startsWith('env.') || field.startsWith('secret_env')) return 'tpl-env';
   if (field.startsWith('capabilities')) return 'tpl-capabilities';
+  if (field.startsWith('allowed_groups')) return 'tpl-allowed_groups';
   const volume = /^volumes\[(\d+)\]\.(source|path)$/.exec(field);
   if (volume) return `tpl-volume-${volume[1]}-${volume[2]}`;
   if (field === 'volumes') return 'tpl-volumes';
@@ -382,6 +391,14 @@ export function TemplateEditPage({ id }: { id?: string }) {
             hint="Sessions kept running per agent so a launch opens at once (0 to 20; not with a persistent home)."
           >
             {input('warm_pool', { inputMode: 'numeric' })}
+          </Field>
+          <Field
+            label="Allowed groups"
+            id="tpl-allowed_groups"
+            error={errFor('tpl-allowed_groups')}
+            hint="Comma-separated group names: only their members see and launch it (admins always do). Empty: everyone."
+          >
+            {input('allowed_groups', { placeholder: 'everyone' })}
           </Field>
           <Field
             label="Capabilities"
