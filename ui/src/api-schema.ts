@@ -171,6 +171,51 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The audit log (admin)
+         * @description Newest first, filtered by actor, kind, target and time. Page with
+         *     `cursor`: each page continues strictly below the last one's oldest
+         *     event, so events recorded meanwhile never repeat or shift a page.
+         */
+        get: operations["listAuditEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/audit/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export the audit log (admin)
+         * @description The same filters as `GET /api/v1/audit`, as JSON lines (one event per
+         *     line, newest first), streamed. At most `limit` events (100000 at most):
+         *     for more, export again with `until` set to the oldest `at` you got.
+         *     The export itself is recorded (`audit.export`).
+         */
+        get: operations["exportAuditEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/auth/login": {
         parameters: {
             query?: never;
@@ -794,6 +839,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/users/me/logins": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Your recent logins
+         * @description Your last 20 logins, failed ones included, newest first, with the
+         *     address and method of each: a login you do not recognise is a reason to
+         *     change your password and sign out everywhere.
+         */
+        get: operations["listMyLogins"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/users/me/mfa": {
         parameters: {
             query?: never;
@@ -1166,6 +1233,30 @@ export interface components {
             last_used_at?: string | null;
             name: string;
         };
+        /** @description One event of the audit log. */
+        AuditEventView: {
+            /** @description `user:alice`, `anonymous`, `agent:host-b`, `system:idle`… */
+            actor: string;
+            /** Format: date-time */
+            at: string;
+            /** @description The client's address, when a request caused it. */
+            client?: string | null;
+            /** @description What else the kind records (docs/AUDIT.md). */
+            detail?: Record<string, never> | null;
+            /** @description UUIDv7: ids sort in the order the events were recorded. */
+            id: string;
+            /** @description What happened: `auth.login`, `session.state`… (docs/AUDIT.md). */
+            kind: string;
+            /** @description `success`, `failure` or `denied`. */
+            outcome: string;
+            target?: string | null;
+        };
+        /** @description A page of events, newest first. */
+        AuditPage: {
+            events: components["schemas"]["AuditEventView"][];
+            /** @description Pass as `cursor` for the next (older) page; absent on the last. */
+            next_cursor?: string | null;
+        };
         /** @description What the agent's platform supports. */
         Capabilities: {
             gpu?: boolean;
@@ -1420,6 +1511,10 @@ export interface components {
             required: boolean;
             /** @description TOTP is on: logins ask for a code. */
             totp: boolean;
+        };
+        /** @description Your recent logins, newest first. */
+        MyLogins: {
+            logins: components["schemas"]["AuditEventView"][];
         };
         NewGroup: {
             /**
@@ -2713,6 +2808,160 @@ export interface operations {
             };
             /** @description No such agent */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    listAuditEvents: {
+        parameters: {
+            query?: {
+                /** @description Who acted: `user:alice`, `anonymous`, `agent:host-b`, `system:idle`. */
+                actor?: string;
+                /**
+                 * @description A kind (`auth.login`), or every kind under a prefix ending in a dot
+                 *     (`session.`).
+                 */
+                kind?: string;
+                /** @description What it was done to: `user:alice`, `session:{id}`, `template:desktop`. */
+                target?: string;
+                /** @description At or after this time (RFC 3339, UTC: `2026-12-01T00:00:00Z`). */
+                since?: string;
+                /** @description Before this time (RFC 3339, UTC). */
+                until?: string;
+                /** @description The `next_cursor` of the previous page: events older than it. */
+                cursor?: string;
+                /**
+                 * @description Events per page (1–500, default 50); for an export, at most this
+                 *     many (1–100000, default 100000).
+                 */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of events */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditPage"];
+                };
+            };
+            /** @description A parameter is not valid; `field` names it */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not an admin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    exportAuditEvents: {
+        parameters: {
+            query?: {
+                /** @description Who acted: `user:alice`, `anonymous`, `agent:host-b`, `system:idle`. */
+                actor?: string;
+                /**
+                 * @description A kind (`auth.login`), or every kind under a prefix ending in a dot
+                 *     (`session.`).
+                 */
+                kind?: string;
+                /** @description What it was done to: `user:alice`, `session:{id}`, `template:desktop`. */
+                target?: string;
+                /** @description At or after this time (RFC 3339, UTC: `2026-12-01T00:00:00Z`). */
+                since?: string;
+                /** @description Before this time (RFC 3339, UTC). */
+                until?: string;
+                /** @description The `next_cursor` of the previous page: events older than it. */
+                cursor?: string;
+                /**
+                 * @description Events per page (1–500, default 50); for an export, at most this
+                 *     many (1–100000, default 100000).
+                 */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One `AuditEventView` per line */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-ndjson": string;
+                };
+            };
+            /** @description A parameter is not valid; `field` names it */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not an admin */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5337,6 +5586,44 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["User"];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    listMyLogins: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Your recent logins */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MyLogins"];
                 };
             };
             /** @description Not logged in, or the token or secret is not valid */

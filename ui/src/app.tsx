@@ -18,6 +18,8 @@ import { GroupsPage } from './pages/admin/groups';
 import { TemplatesPage } from './pages/admin/templates';
 import { TemplateEditPage } from './pages/admin/template-form';
 import { ImportCatalogPage } from './pages/admin/import-catalog';
+import { AuditPage } from './pages/admin/audit';
+import { SettingsPage } from './pages/admin/settings';
 import { ForbiddenPage, NotFoundPage } from './pages/errors';
 
 export function App() {
@@ -163,6 +165,8 @@ function Routes({ path, user }: { path: string; user: User }) {
   else if (path === '/admin/templates') content = adminOnly(<TemplatesPage />);
   else if (path === '/admin/templates/new') content = adminOnly(<TemplateEditPage />);
   else if (path === '/admin/catalog') content = adminOnly(<ImportCatalogPage />);
+  else if (path === '/admin/audit') content = adminOnly(<AuditPage />);
+  else if (path === '/admin/settings') content = adminOnly(<SettingsPage />);
   else if ((m = match('/admin/templates/:id', path)))
     content = adminOnly(<TemplateEditPage key={m.id} id={m.id} />);
   else content = <NotFoundPage />;

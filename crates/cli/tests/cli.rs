@@ -301,7 +301,9 @@ async fn login_asks_for_the_second_factor() -> anyhow::Result<()> {
     let alice = Shell::new();
     let args = ["login", "--server", cp.url.as_str(), "--username", "alice"];
 
-    let wrong = alice.run(&args, "alice-password\nnot-a-code\n").await;
+    let wrong = alice
+        .run(&args, "alice-password\nabcd-efgh-ijkl-mnop\n")
+        .await;
     assert_eq!(wrong.status.code(), Some(5), "{}", describe(&wrong));
     assert!(!alice.config.exists(), "a refused login stored a token");
 
@@ -317,7 +319,12 @@ async fn login_asks_for_the_second_factor() -> anyhow::Result<()> {
 /// authenticator app would); answers the recovery codes.
 async fn enrol_totp(api: &Api) -> anyhow::Result<Vec<String>> {
     let started = api
-        .expect(Method::POST, "/api/v1/users/me/mfa/totp", None, StatusCode::OK)
+        .expect(
+            Method::POST,
+            "/api/v1/users/me/mfa/totp",
+            None,
+            StatusCode::OK,
+        )
         .await?;
     let secret = started["secret"].as_str().expect("the secret");
     let totp = totp_rs::Builder::new()
@@ -326,7 +333,7 @@ async fn enrol_totp(api: &Api) -> anyhow::Result<Vec<String>> {
         .with_step_duration(30)
         .with_secret(totp_rs::Secret::try_from_base32(secret)?.to_vec())
         .build()?;
-    let body = json!({"code": totp.generate_current()?});
+    let body = json!({"code": totp.generate_current().to_string()});
     let confirmed = api
         .expect(
             Method::POST,

@@ -52,6 +52,8 @@ pub struct Config {
     pub revalidate_interval: Duration,
     /// How often expired login and enrollment tokens are deleted.
     pub token_purge_interval: Duration,
+    /// How often audit events older than the retention setting are deleted.
+    pub audit_purge_interval: Duration,
     /// Limits that keep slow, idle or too many clients from exhausting the
     /// HTTP server.
     pub http: HttpLimits,
@@ -159,6 +161,7 @@ impl Default for Config {
             login_throttle: ThrottleLimits::default(),
             revalidate_interval: Duration::from_secs(30),
             token_purge_interval: Duration::from_secs(3600),
+            audit_purge_interval: Duration::from_secs(3600),
             http: HttpLimits::default(),
             // A few browser tabs, each with its event stream, viewers and
             // logs, and room to spare; not the connection cap.

@@ -2,6 +2,7 @@
 //! detector and auto-wake all take, so every change is checked against
 //! quotas, stored with its command, audited and announced the same way.
 
+use crate::audit_log;
 use crate::hub::dispatch;
 use crate::quota;
 use crate::scheduler::{self, Placement};
@@ -91,6 +92,7 @@ async fn try_change(
         .phase(phase.as_str())
         .message(reason);
     audit(state, &session.id, &event).await;
+    audit_log::sessions::state_set(state, actor, &session.id, desired, (reason, false)).await;
     dispatch(state, &agent_id, command).await?;
     state.changes.session_changed(&updated.id, &updated.user_id);
     Ok(Some(updated))
@@ -135,6 +137,9 @@ pub async fn force_terminate(
         .phase(Phase::Terminated.as_str())
         .message(Some(&message));
     audit(state, &session.id, &event).await;
+    let terminated = DesiredState::Terminated;
+    let why = (Some(message.as_str()), true);
+    audit_log::sessions::state_set(state, actor, &session.id, terminated, why).await;
     if let Some(agent_id) = &session.agent_id {
         let command = Command {
             id: CommandId::new(),

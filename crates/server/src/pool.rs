@@ -142,6 +142,10 @@ async fn top_up(
             agent.name
         )));
     audit(state, &session.id, &event).await;
+    let detail = serde_json::json!({
+        "template": template.spec.name, "agent": agent.name, "warm_pool": true,
+    });
+    crate::audit_log::sessions::created(state, ACTOR, &session.id, None, detail).await;
     crate::hub::dispatch(state, &agent.id, start).await?;
     Ok(())
 }

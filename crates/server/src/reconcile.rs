@@ -217,6 +217,7 @@ async fn give_up(state: &AppState, session: &SessionRecord, reason: &str) -> Sto
             .phase("Failed")
             .message(Some(reason));
         audit(state, &session.id, &event).await;
+        crate::audit_log::sessions::gave_up(state, ACTOR, &session.id, reason).await;
         state.changes.session_changed(&failed.id, &failed.user_id);
     }
     Ok(())

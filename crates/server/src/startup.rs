@@ -124,6 +124,7 @@ impl Application {
             login: Arc::new(login),
             mfa: Arc::new(mfa),
             revocations: Revocations::default(),
+            anonymous_events: Arc::default(),
             oidc,
         };
         Ok(Self {
@@ -201,6 +202,9 @@ impl Application {
             .tasks
             .spawn(crate::hub::save_heartbeats(state.clone()));
         state.tasks.spawn(crate::auth::purge::run(state.clone()));
+        state
+            .tasks
+            .spawn(crate::audit_log::retention::run(state.clone()));
         // Event streams, tunnels and agent channels watch the app's token:
         // ended with the server's, they close now rather than hold the
         // drain of requests in flight (an event stream never finishes).

@@ -51,6 +51,8 @@ pub struct AppState {
     pub streams: Arc<StreamLimit>,
     /// The web-app proxy's pooled client (`apps/`).
     pub apps: Arc<crate::apps::shared::Apps>,
+    /// How fast people who proved nothing may add to the audit log.
+    pub anonymous_events: Arc<crate::audit_log::flood::AnonymousBudget>,
     /// Single sign-on, when configured.
     pub oidc: Option<Arc<crate::auth::oidc::Oidc>>,
 }

@@ -29,6 +29,8 @@ const ADMIN_LINKS = [
   { href: '/admin/groups', label: 'Groups' },
   { href: '/admin/templates', label: 'Templates' },
   { href: '/admin/catalog', label: 'Import' },
+  { href: '/admin/audit', label: 'Audit' },
+  { href: '/admin/settings', label: 'Settings' },
 ];
 
 const LIVE_TITLES: Record<EventsStatus, string> = {

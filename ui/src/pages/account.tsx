@@ -7,6 +7,7 @@ import { useState } from 'preact/hooks';
 import { api, ApiError } from '../api';
 import { useAuth } from '../auth';
 import { ApiTokensSection } from './account-tokens';
+import { RecentLogins } from './account-logins';
 import {
   Button,
   confirmDialog,
@@ -47,6 +48,7 @@ export function AccountPage() {
           Sign out everywhere
         </Button>
       </div>
+      <RecentLogins />
     </>
   );
 }

@@ -242,6 +242,27 @@ async fn idle_sessions_hibernate_and_a_viewer_wakes_them() -> anyhow::Result<()>
             .is_some_and(|e| e.iter().any(|e| e["actor"] == "viewer:admin")),
         "the wake is attributed to the viewer: {events}"
     );
+    // The system audit log has both: the idle detector's hibernation and
+    // the viewer's wake (by the user, through the viewer).
+    let path = format!("/api/v1/audit?kind=session.state&target=session:{id}");
+    let log = c
+        .admin
+        .expect(Method::GET, &path, None, StatusCode::OK)
+        .await?;
+    let changes: Vec<(&str, &str)> = log["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let actor = e["actor"].as_str().unwrap_or_default();
+            (actor, e["detail"]["state"].as_str().unwrap_or_default())
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [("user:admin", "running"), ("system:idle", "hibernated")],
+        "{log}"
+    );
     Ok(())
 }
 

@@ -113,6 +113,11 @@ pub fn rule(operation_id: &str) -> Option<Rule> {
         ),
         "getMyMfa" | "startTotp" | "confirmTotp" | "newRecoveryCodes" | "disableMyMfa" => SELF,
         "resetUserMfa" => ADMIN,
+        "listAuditEvents" | "exportAuditEvents" => ADMIN,
+        "listMyLogins" => rule_of(
+            Access::User,
+            "the caller's own logins, since the account exists",
+        ),
         _ => return None,
     })
 }

@@ -3,7 +3,11 @@
 
 use super::ForceQuery;
 use super::views::{AgentView, LATEST_TIME_MS, time};
-use crate::auth::{AdminUser, secrets};
+use crate::audit_log::admin::{Change, changed};
+use crate::audit_log::flood::ANONYMOUS;
+use crate::audit_log::{self, AuditEvent, Outcome};
+use crate::auth::client_addr::ClientAddr;
+use crate::auth::{AdminUser, CurrentUser, secrets};
 use crate::error::{
     ApiBytes, ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody, parse_json,
 };
@@ -18,6 +22,7 @@ use axum::Json;
 use axum::extract::State;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::collections::BTreeMap;
 use streamspace_protocol::{AgentId, Capabilities, Capacity, ServerMessage};
 use utoipa::ToSchema;
@@ -101,9 +106,11 @@ pub async fn get(
 pub async fn delete(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
+    client: ClientAddr,
     ApiPath(id): ApiPath<AgentId>,
     ApiQuery(query): ApiQuery<ForceQuery>,
 ) -> ApiResult<StatusCode> {
+    let name = agent_name(&state, &id).await?;
     let sessions = state.store.agent_sessions(&id).await?;
     if !sessions.is_empty() && !query.force {
         return Err(ApiError::Conflict(format!(
@@ -128,7 +135,35 @@ pub async fn delete(
     state.hub.disconnect(&id);
     state.hub.forget(&id);
     state.changes.agent_changed(&id);
+    let detail = json!({"id": id, "force": query.force, "sessions_ended": sessions.len()});
+    let change = agent_change(&admin, client, "agent.delete", &name, detail);
+    changed(&state, change).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The agent's name, for the audit log (404 if there is no such agent).
+async fn agent_name(state: &AppState, id: &AgentId) -> ApiResult<String> {
+    let agent = state.store.get_agent(id).await?;
+    agent
+        .map(|a| a.name)
+        .ok_or_else(|| ApiError::not_found("agent"))
+}
+
+/// A change to one agent, named by its name (its id in the detail).
+fn agent_change<'a>(
+    admin: &'a CurrentUser,
+    client: ClientAddr,
+    kind: &'static str,
+    name: &str,
+    detail: serde_json::Value,
+) -> Change<'a> {
+    Change {
+        by: admin,
+        client,
+        kind,
+        target: format!("agent:{name}"),
+        detail,
+    }
 }
 
 /// Drain an agent (admin)
@@ -150,9 +185,10 @@ pub async fn delete(
 pub async fn drain(
     state: State<AppState>,
     admin: AdminUser,
+    client: ClientAddr,
     id: ApiPath<AgentId>,
 ) -> ApiResult<Json<AgentView>> {
-    set_draining(state, admin, id, true).await
+    set_draining(state, (admin, client), id, true).await
 }
 
 /// Undrain an agent (admin)
@@ -174,14 +210,15 @@ pub async fn drain(
 pub async fn undrain(
     state: State<AppState>,
     admin: AdminUser,
+    client: ClientAddr,
     id: ApiPath<AgentId>,
 ) -> ApiResult<Json<AgentView>> {
-    set_draining(state, admin, id, false).await
+    set_draining(state, (admin, client), id, false).await
 }
 
 async fn set_draining(
     State(state): State<AppState>,
-    admin: AdminUser,
+    (admin, client): (AdminUser, ClientAddr),
     ApiPath(id): ApiPath<AgentId>,
     draining: bool,
 ) -> ApiResult<Json<AgentView>> {
@@ -190,6 +227,14 @@ async fn set_draining(
     }
     tracing::info!(agent_id = %id, draining, "agent drain state changed");
     state.changes.agent_changed(&id);
+    let kind = if draining {
+        "agent.drain"
+    } else {
+        "agent.undrain"
+    };
+    let name = agent_name(&state, &id).await?;
+    let change = agent_change(&admin.0, client, kind, &name, json!({"id": id}));
+    changed(&state, change).await;
     get(State(state), admin, ApiPath(id)).await
 }
 
@@ -236,6 +281,7 @@ pub struct EnrollmentToken {
 pub async fn create_enrollment_token(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
+    client: ClientAddr,
     ApiBytes(body): ApiBytes,
 ) -> ApiResult<(StatusCode, Json<EnrollmentToken>)> {
     let request: TokenRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -275,6 +321,14 @@ pub async fn create_enrollment_token(
         "streamspace agent docker --control-plane {} --enrollment-token {token}",
         state.public_url.as_str().trim_end_matches('/')
     );
+    let change = Change {
+        by: &admin,
+        client,
+        kind: "agent.enrollment_token",
+        target: "agents".into(),
+        detail: json!({"expires_at": time(expires_at)}),
+    };
+    changed(&state, change).await;
     let answer = EnrollmentToken {
         token,
         expires_at: time(expires_at),
@@ -329,6 +383,7 @@ pub struct Registered {
 )]
 pub async fn register(
     State(state): State<AppState>,
+    client: ClientAddr,
     ApiJson(input): ApiJson<Registration>,
 ) -> ApiResult<(StatusCode, Json<Registered>)> {
     check_slug("name", &input.name)?;
@@ -355,17 +410,44 @@ pub async fn register(
         capabilities: input.capabilities,
     };
     let token_hash = secrets::hash(&input.enrollment_token);
-    let agent_id = state
+    let registered = state
         .store
         .register_agent(&token_hash, &agent, &secrets::hash(&secret))
-        .await
-        .map_err(|err| match err {
-            EnrollError::BadToken => ApiError::Unauthorized(err.to_string()),
-            EnrollError::Store(store) => store.into(),
-        })?;
+        .await;
+    let agent_id = match registered {
+        Ok(id) => id,
+        Err(EnrollError::BadToken) => {
+            registration(&state, ANONYMOUS.into(), &agent, client, None).await;
+            return Err(ApiError::Unauthorized(EnrollError::BadToken.to_string()));
+        }
+        Err(EnrollError::Store(store)) => return Err(store.into()),
+    };
     tracing::info!(%agent_id, name = %agent.name, platform = %agent.platform, "agent enrolled");
+    let actor = format!("agent:{}", agent.name);
+    registration(&state, actor, &agent, client, Some(&agent_id)).await;
     state.changes.agent_changed(&agent_id);
     Ok((StatusCode::CREATED, Json(Registered { agent_id, secret })))
+}
+
+/// `agent.register`: an agent enrolled (`id` set), or a host tried to with a
+/// token that is unknown, used or expired (by `anonymous`, a failure).
+async fn registration(
+    state: &AppState,
+    actor: String,
+    agent: &NewAgent,
+    client: ClientAddr,
+    id: Option<&AgentId>,
+) {
+    let outcome = match id {
+        Some(_) => Outcome::Success,
+        None => Outcome::Failure,
+    };
+    let event = AuditEvent::new(actor, "agent.register")
+        .target(format!("agent:{}", agent.name))
+        .outcome(outcome)
+        .client(client.0)
+        .detail(json!({"id": id, "platform": agent.platform}));
+    audit_log::record(state, event).await;
 }
 
 /// Labels an agent may carry: enough to describe a host, bounded so an

@@ -1,5 +1,7 @@
 //! `/api/v1/auth`: logging in (a token and the browser's cookie) and out.
 
+use crate::audit_log::Outcome;
+use crate::audit_log::logins::{self, PASSWORD};
 use crate::auth::client_addr::ClientAddr;
 use crate::auth::login::{Denied, Verified, authenticate, check_password_login};
 use crate::auth::{COOKIE, CurrentUser, secrets};
@@ -63,14 +65,17 @@ pub async fn login(
     check_password_login(&state, &input.username).await?;
     let verified = match authenticate(&state, &input.username, input.password, client).await {
         Ok(verified) => verified,
-        Err(Denied::Wrong) => return Err(wrong()),
+        Err(Denied::Wrong) => {
+            logins::login(&state, &input.username, Outcome::Failure, client, PASSWORD).await;
+            return Err(wrong());
+        }
         Err(Denied::Refused(err)) => return Err(err),
     };
     if state.store.has_totp(&verified.user.id).await? {
         let opened = crate::auth::mfa::challenge::open(&state, &verified).await?;
         return Ok(Json(MfaPending::new(opened)).into_response());
     }
-    logged_in(&state, verified).await
+    logged_in(&state, verified, client, PASSWORD).await
 }
 
 /// A password that was right for a user with MFA on.
@@ -103,18 +108,25 @@ enum LoginOutcome {
 }
 
 /// Issues the login token and cookie of a user whose password (and code,
-/// with MFA on) was right.
-pub(super) async fn logged_in(state: &AppState, verified: Verified) -> ApiResult<Response> {
+/// with MFA on) was right, and records the login with its `method`.
+pub(super) async fn logged_in(
+    state: &AppState,
+    verified: Verified,
+    client: ClientAddr,
+    method: &str,
+) -> ApiResult<Response> {
     let Some((token, expires_at)) = issue_token(state, &verified).await? else {
         // The password changed, or the user was deleted, while it was
         // being checked: it is not right any more.
         state.metrics.login_failed("bad_credentials");
         let user = &verified.user.username;
         tracing::info!(%user, "login refused: the password changed meanwhile");
+        logins::login(state, user, Outcome::Failure, client, method).await;
         return Err(wrong());
     };
     state.metrics.logins.inc();
     let user = verified.user;
+    logins::login(state, &user.username, Outcome::Success, client, method).await;
     tracing::info!(user = %user.username, "login");
     let ttl = state.config.token_ttl;
     let cookie = session_cookie(state, &token, ttl.as_secs());
@@ -162,9 +174,14 @@ async fn issue_token(state: &AppState, verified: &Verified) -> ApiResult<Option<
             headers(("set-cookie" = String, description = "An expired `streamspace_token` cookie"))),
     ),
 )]
-pub async fn logout(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Response> {
+pub async fn logout(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    client: ClientAddr,
+) -> ApiResult<Response> {
     state.store.delete_api_token(&user.token_hash).await?;
     state.revocations.user_changed(&user.user.id);
+    logins::logout(&state, &user, client, None).await;
     Ok(logged_out(&state))
 }
 
@@ -183,9 +200,14 @@ pub async fn logout(State(state): State<AppState>, user: CurrentUser) -> ApiResu
             headers(("set-cookie" = String, description = "An expired `streamspace_token` cookie"))),
     ),
 )]
-pub async fn logout_all(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Response> {
+pub async fn logout_all(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    client: ClientAddr,
+) -> ApiResult<Response> {
     let ended = state.store.delete_user_tokens(&user.user.id, None).await?;
     state.revocations.user_changed(&user.user.id);
+    logins::logout(&state, &user, client, Some(ended)).await;
     tracing::info!(user = %user.user.username, ended, "logged out everywhere");
     Ok(logged_out(&state))
 }

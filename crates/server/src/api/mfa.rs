@@ -414,15 +414,7 @@ pub async fn login(
 
 async fn finish_login(state: &AppState, passed: Passed, client: ClientAddr) -> ApiResult<Response> {
     let Passed { verified, proof } = passed;
-    let username = verified.user.username.clone();
-    let response = logged_in(state, verified).await?;
-    let event = AuditEvent::new(format!("user:{username}"), "auth.login")
-        .target(format!("user:{username}"))
-        .outcome(Outcome::Success)
-        .client(client.0)
-        .detail(json!({"method": proof.method()}));
-    audit_log::record(state, event).await;
-    Ok(response)
+    logged_in(state, verified, client, proof.method()).await
 }
 
 /// 403 for a wrong code from a logged-in user (their login is fine; the

@@ -4,6 +4,7 @@
 pub mod access;
 mod agent_pool;
 mod agents;
+mod audit;
 mod auth;
 mod events;
 mod groups;
@@ -79,6 +80,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(mfa::confirm))
         .routes(routes!(mfa::new_recovery_codes))
         .routes(routes!(mfa::reset))
+        .routes(routes!(audit::my_logins))
         .routes(routes!(users::get_quota, users::set_quota))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::update, users::delete))
@@ -114,6 +116,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::apps::grant::open))
         .routes(routes!(pools::get))
         .routes(routes!(settings::get, settings::put))
+        .routes(routes!(audit::list))
+        .routes(routes!(audit::export))
         .routes(routes!(healthz))
         .routes(routes!(metrics::serve))
 }

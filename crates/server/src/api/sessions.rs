@@ -3,6 +3,8 @@
 
 use super::ForceQuery;
 use super::views::SessionView;
+use crate::audit_log::sessions;
+use crate::auth::client_addr::ClientAddr;
 use crate::auth::{CurrentUser, visible_session};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use crate::hub::dispatch;
@@ -19,6 +21,7 @@ use axum::Json;
 use axum::extract::State;
 use http::StatusCode;
 use serde::Deserialize;
+use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use streamspace_protocol::{AgentId, Command, DesiredState, Resources, SessionId, SessionSpec};
 use utoipa::{IntoParams, ToSchema};
@@ -71,6 +74,7 @@ pub struct NewSessionInput {
 pub async fn create(
     State(state): State<AppState>,
     user: CurrentUser,
+    client: ClientAddr,
     ApiJson(input): ApiJson<NewSessionInput>,
 ) -> ApiResult<(StatusCode, Json<SessionView>)> {
     let template = state
@@ -129,7 +133,7 @@ pub async fn create(
     let admitted = match pooled {
         Ok(Some(session)) => {
             admission.release().await;
-            return pooled_launch(&state, &user, session).await;
+            return pooled_launch(&state, (&user, client), session).await;
         }
         Ok(None) => admit(&state, &user, &placement, spec, &template, idle).await,
         Err(err) => Err(err),
@@ -142,6 +146,8 @@ pub async fn create(
         .phase("Pending")
         .message(Some(&format!("placed on agent {}", agent.name)));
     audit(&state, &session.id, &event).await;
+    let detail = json!({"template": template.spec.name, "agent": agent.name});
+    sessions::created(&state, &user.actor(), &session.id, client.0, detail).await;
     dispatch(&state, &agent.id, start).await?;
     state.changes.session_changed(&session.id, &session.user_id);
     Ok((StatusCode::CREATED, Json(view(&state, session).await?)))
@@ -167,7 +173,7 @@ async fn take_pooled(
 /// A launch served from the warm pool: the session runs already.
 async fn pooled_launch(
     state: &AppState,
-    user: &CurrentUser,
+    (user, client): (&CurrentUser, ClientAddr),
     session: SessionRecord,
 ) -> ApiResult<(StatusCode, Json<SessionView>)> {
     tracing::info!(session_id = %session.id, "session taken from the warm pool");
@@ -176,6 +182,8 @@ async fn pooled_launch(
         .phase(session.phase.as_str())
         .message(Some("taken from the template's warm pool"));
     audit(state, &session.id, &event).await;
+    let detail = json!({"template": session.template_name, "from_pool": true});
+    sessions::created(state, &user.actor(), &session.id, client.0, detail).await;
     state.changes.session_changed(&session.id, &session.user_id);
     Ok((StatusCode::CREATED, Json(view(state, session).await?)))
 }

@@ -3,6 +3,8 @@
 //! files (`template::catalog`).
 
 use super::views::TemplateView;
+use crate::audit_log::admin::{Change, changed};
+use crate::auth::client_addr::ClientAddr;
 use crate::auth::{AdminUser, CurrentUser};
 use crate::error::{ApiBytes, ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use crate::state::AppState;
@@ -17,6 +19,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
+use serde_json::json;
 
 /// List templates
 ///
@@ -91,13 +94,16 @@ pub async fn get(
 )]
 pub async fn create(
     State(state): State<AppState>,
-    _: AdminUser,
+    AdminUser(admin): AdminUser,
+    client: ClientAddr,
     ApiJson(input): ApiJson<TemplateInput>,
 ) -> ApiResult<(StatusCode, Json<TemplateView>)> {
     let mut spec = input.validate()?;
     spec.keep_registry_password(None)?;
     let record = state.store.create_template(&spec).await?;
     tracing::info!(template = %spec.name, "template created");
+    let change = template_change(&admin, client, "template.create", &record);
+    changed(&state, change).await;
     Ok((StatusCode::CREATED, Json(record.into())))
 }
 
@@ -121,7 +127,8 @@ pub async fn create(
 )]
 pub async fn update(
     State(state): State<AppState>,
-    _: AdminUser,
+    AdminUser(admin): AdminUser,
+    client: ClientAddr,
     ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<TemplateInput>,
 ) -> ApiResult<Json<TemplateView>> {
@@ -132,10 +139,33 @@ pub async fn update(
         .await?
         .ok_or_else(|| ApiError::not_found("template"))?;
     spec.keep_registry_password(Some(&existing.spec))?;
-    let record = state.store.update_template(&existing.id, &spec).await?;
-    record
-        .map(|t| Json(t.into()))
-        .ok_or_else(|| ApiError::not_found("template"))
+    let record = state
+        .store
+        .update_template(&existing.id, &spec)
+        .await?
+        .ok_or_else(|| ApiError::not_found("template"))?;
+    let mut change = template_change(&admin, client, "template.update", &record);
+    if existing.spec.name != record.spec.name {
+        change.detail["renamed_from"] = json!(existing.spec.name);
+    }
+    changed(&state, change).await;
+    Ok(Json(record.into()))
+}
+
+/// A change to one template, named by its name (ids in the detail).
+fn template_change<'a>(
+    admin: &'a CurrentUser,
+    client: ClientAddr,
+    kind: &'static str,
+    template: &TemplateRecord,
+) -> Change<'a> {
+    Change {
+        by: admin,
+        client,
+        kind,
+        target: format!("template:{}", template.spec.name),
+        detail: json!({"id": template.id}),
+    }
 }
 
 /// Delete a template (admin)
@@ -154,7 +184,8 @@ pub async fn update(
 )]
 pub async fn delete(
     State(state): State<AppState>,
-    _: AdminUser,
+    AdminUser(admin): AdminUser,
+    client: ClientAddr,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     let existing = state
@@ -164,6 +195,8 @@ pub async fn delete(
         .ok_or_else(|| ApiError::not_found("template"))?;
     state.store.delete_template(&existing.id).await?;
     state.hub.prepulls.forget(&existing.id);
+    let change = template_change(&admin, client, "template.delete", &existing);
+    changed(&state, change).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -262,7 +295,8 @@ impl IntoResponse for ImportError {
 )]
 pub async fn import(
     State(state): State<AppState>,
-    _: AdminUser,
+    AdminUser(admin): AdminUser,
+    client: ClientAddr,
     ApiQuery(query): ApiQuery<ImportQuery>,
     headers: HeaderMap,
     ApiBytes(body): ApiBytes,
@@ -282,10 +316,41 @@ pub async fn import(
         .await
         .map_err(|e| ApiError::Internal(format!("the import's planning failed: {e}")))?
         .map_err(ImportError::Catalog)?;
+    let summary = ImportSummary::of(&planned, query.dry_run);
     if !query.dry_run {
         write(&state, &planned).await?;
+        changed(&state, import_change(&admin, client, &summary)).await;
     }
-    Ok(Json(ImportSummary::of(&planned, query.dry_run)))
+    Ok(Json(summary))
+}
+
+/// The most template names one import's audit event lists per action.
+const IMPORT_NAMES: usize = 100;
+
+/// `template.import`: how many templates an import created, updated and
+/// left alone, and (the first hundred of) their names.
+fn import_change<'a>(
+    admin: &'a CurrentUser,
+    client: ClientAddr,
+    summary: &ImportSummary,
+) -> Change<'a> {
+    let names = |action: ImportAction| -> Vec<&str> {
+        let items = summary.templates.iter().filter(|t| t.action == action);
+        items.map(|t| t.name.as_str()).take(IMPORT_NAMES).collect()
+    };
+    Change {
+        by: admin,
+        client,
+        kind: "template.import",
+        target: "templates".into(),
+        detail: json!({
+            "created": summary.created,
+            "updated": summary.updated,
+            "unchanged": summary.unchanged,
+            "created_names": names(ImportAction::Create),
+            "updated_names": names(ImportAction::Update),
+        }),
+    }
 }
 
 fn plan_import(

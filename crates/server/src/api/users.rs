@@ -1,5 +1,7 @@
 //! `/api/v1/users`: accounts (admins), one's own account and password, quotas.
 
+use crate::audit_log::admin::{Change, changed};
+use crate::audit_log::{self, AuditEvent, Outcome};
 use crate::auth::client_addr::ClientAddr;
 use crate::auth::login::{Denied, authenticate, hash_password};
 use crate::auth::{AdminUser, CurrentUser};
@@ -12,6 +14,7 @@ use axum::Json;
 use axum::extract::State;
 use http::StatusCode;
 use serde::Deserialize;
+use serde_json::json;
 use streamspace_protocol::UserId;
 use utoipa::ToSchema;
 
@@ -99,7 +102,8 @@ fn default_role() -> Role {
 )]
 pub async fn create(
     State(state): State<AppState>,
-    _: AdminUser,
+    AdminUser(admin): AdminUser,
+    client: ClientAddr,
     ApiJson(input): ApiJson<NewUser>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
     check_username(&input.username)?;
@@ -110,6 +114,14 @@ pub async fn create(
         .create_user(&input.username, &hash, input.role)
         .await?;
     tracing::info!(username = %user.username, role = user.role.as_str(), "user created");
+    let change = Change {
+        by: &admin,
+        client,
+        kind: "user.create",
+        target: format!("user:{}", user.username),
+        detail: json!({"id": user.id, "role": user.role.as_str()}),
+    };
+    changed(&state, change).await;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -147,6 +159,7 @@ pub struct UserUpdate {
 pub async fn update(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
+    client: ClientAddr,
     ApiPath(id): ApiPath<UserId>,
     ApiJson(input): ApiJson<UserUpdate>,
 ) -> ApiResult<Json<User>> {
@@ -169,12 +182,25 @@ pub async fn update(
     if let Some(role) = input.role {
         admin_change(state.store.set_user_role(&id, role).await?, &user)?;
     }
+    let password_set = hash.is_some();
     if let Some(hash) = hash {
         state.store.set_user_password(&id, &hash).await?;
         let ended = state.store.delete_user_tokens(&id, None).await?;
         tracing::info!(user = %user.username, ended, "password set by an admin");
     }
     state.revocations.user_changed(&id);
+    let change = Change {
+        by: &admin,
+        client,
+        kind: "user.update",
+        target: format!("user:{}", user.username),
+        detail: json!({
+            "id": id,
+            "role": input.role.map(Role::as_str),
+            "password_set": password_set,
+        }),
+    };
+    changed(&state, change).await;
     let user = state.store.get_user(&id).await?;
     user.map(Json).ok_or_else(|| ApiError::not_found("user"))
 }
@@ -244,6 +270,7 @@ pub async fn change_my_password(
     match authenticate(&state, username, input.current_password, client).await {
         Ok(verified) if verified.user.id == me.user.id => {}
         Ok(_) | Err(Denied::Wrong) => {
+            password_change(&state, &me, client, Outcome::Failure).await;
             return Err(ApiError::Forbidden(
                 "the current password is wrong: enter the one you sign in with".into(),
             ));
@@ -258,7 +285,18 @@ pub async fn change_my_password(
         .await?;
     state.revocations.user_changed(&me.user.id);
     tracing::info!(user = %username, ended, "password changed");
+    password_change(&state, &me, client, Outcome::Success).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `user.password`: a user changed their own password, or gave a wrong
+/// current one (a failure, like a failed login).
+async fn password_change(state: &AppState, me: &CurrentUser, client: ClientAddr, outcome: Outcome) {
+    let event = AuditEvent::new(me.actor(), "user.password")
+        .target(format!("user:{}", me.user.username))
+        .outcome(outcome)
+        .client(client.0);
+    audit_log::record(state, event).await;
 }
 
 /// Delete a user (admin)
@@ -279,6 +317,7 @@ pub async fn change_my_password(
 pub async fn delete(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
+    client: ClientAddr,
     ApiPath(id): ApiPath<UserId>,
 ) -> ApiResult<StatusCode> {
     if id == admin.user.id {
@@ -300,6 +339,14 @@ pub async fn delete(
     admin_change(state.store.delete_user(&id).await?, &user)?;
     state.revocations.user_changed(&id);
     tracing::info!(user = %user.username, "user deleted");
+    let change = Change {
+        by: &admin,
+        client,
+        kind: "user.delete",
+        target: format!("user:{}", user.username),
+        detail: json!({"id": id}),
+    };
+    changed(&state, change).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -378,7 +425,8 @@ pub async fn get_quota(
 )]
 pub async fn set_quota(
     State(state): State<AppState>,
-    _: AdminUser,
+    AdminUser(admin): AdminUser,
+    client: ClientAddr,
     ApiPath(id): ApiPath<UserId>,
     ApiJson(input): ApiJson<LimitsView>,
 ) -> ApiResult<Json<QuotaView>> {
@@ -392,5 +440,13 @@ pub async fn set_quota(
         .set_quota_override(&user.id, &input.into())
         .await?;
     tracing::info!(user = %user.username, "quota set");
+    let change = Change {
+        by: &admin,
+        client,
+        kind: "user.quota",
+        target: format!("user:{}", user.username),
+        detail: json!({"id": user.id, "quota": input}),
+    };
+    changed(&state, change).await;
     Ok(Json(quota::view(&state, &user.id).await?))
 }

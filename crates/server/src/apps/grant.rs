@@ -14,6 +14,8 @@
 //! of one session.
 
 use super::address::{AUTH_PATH, AppAddress, Mode, safe_return_path};
+use crate::audit_log::{self, AuditEvent, Outcome};
+use crate::auth::client_addr::ClientAddr;
 use crate::auth::{CurrentUser, secrets};
 use crate::error::{ApiError, ApiPath, ApiResult, ErrorBody};
 use crate::state::AppState;
@@ -76,6 +78,7 @@ pub async fn open(
     ApiPath((session_id, port)): ApiPath<(SessionId, u16)>,
     Query(query): Query<OpenQuery>,
     user: CurrentUser,
+    client: ClientAddr,
 ) -> ApiResult<Response> {
     let session = state
         .store
@@ -104,6 +107,7 @@ pub async fn open(
         expires_at: now + millis(GRANT_TTL),
     };
     state.store.create_app_grant(grant).await?;
+    granted(&state, &user, client, &address).await;
     let to = safe_return_path(query.to.as_deref());
     let origin = match address.mode {
         // Relative: the browser stays on whichever name it reached us by.
@@ -158,6 +162,22 @@ pub fn web_port(session: &SessionRecord, port: u16) -> ApiResult<&PortSpec> {
             "the session's template has no port {port}"
         ))),
     }
+}
+
+/// `viewer.grant`: a browser was let into one port of a session's web app
+/// (its plain requests are not recorded one by one; its WebSockets are, as
+/// `viewer.open` and `viewer.close`).
+async fn granted(state: &AppState, user: &CurrentUser, client: ClientAddr, address: &AppAddress) {
+    let mode = match address.mode {
+        Mode::Path => "path",
+        Mode::Subdomain => "subdomain",
+    };
+    let event = AuditEvent::new(user.actor(), "viewer.grant")
+        .target(format!("session:{}", address.session_id))
+        .outcome(Outcome::Success)
+        .client(client.0)
+        .detail(serde_json::json!({"kind": "app", "port": address.port, "mode": mode}));
+    audit_log::record(state, event).await;
 }
 
 #[derive(Debug, Deserialize)]

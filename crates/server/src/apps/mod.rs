@@ -19,6 +19,7 @@ pub(crate) mod grant;
 mod proxy;
 pub(crate) mod shared;
 
+use crate::auth::client_addr::client_address;
 use crate::auth::revoke;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -163,6 +164,10 @@ async fn serve_checked(
         session_id: session.id.clone(),
         permit,
         revoked: Box::pin(revoke::ended(state, &grant.login())),
+        actor: format!("user:{}", grant.user.username),
+        port: port.port,
+        client: peer
+            .map(|p| client_address(p.ip(), request.headers(), &state.config.trusted_proxies)),
     });
     Ok(forward.send(request.map(Body::new), hold).await)
 }

@@ -8,6 +8,7 @@
 use super::address::{AppAddress, Mode};
 use super::connector::{AppClient, Target};
 use super::grant::APP_COOKIE;
+use crate::audit_log::viewers::{ViewerBytes, ViewerKind, ViewerOpen, ViewerRecord};
 use crate::auth::COOKIE;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -19,7 +20,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use streamspace_protocol::SessionId;
 
@@ -279,6 +280,11 @@ pub struct WebSocketHold {
     pub session_id: SessionId,
     pub permit: StreamPermit,
     pub revoked: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Who opened it, to which port, from where: for the audit log, which
+    /// records the connection once both sides are upgraded.
+    pub actor: String,
+    pub port: u16,
+    pub client: Option<IpAddr>,
 }
 
 impl WebSocketHold {
@@ -292,10 +298,22 @@ impl WebSocketHold {
             session_id,
             permit,
             revoked,
+            actor,
+            port,
+            client,
         } = self;
+        let open = ViewerOpen {
+            actor,
+            session_id: &session_id,
+            kind: ViewerKind::App,
+            port: Some(port),
+            client,
+        };
+        // Dropped as this ends, which records the close.
+        let record = ViewerRecord::open(&state, open).await;
         let activity = Activity::default();
         tokio::select! {
-            () = relay(browser, app, &activity) => {}
+            () = relay(browser, app, (&activity, &record.bytes)) => {}
             () = activity.record(&state, &session_id) => {}
             () = revoked => {}
             () = state.shutdown.cancelled() => {}
@@ -305,9 +323,9 @@ impl WebSocketHold {
     }
 }
 
-/// Copies both ways until either side closes; bytes from the browser are
-/// activity.
-async fn relay<B, A>(browser: B, app: A, activity: &Activity)
+/// Copies both ways until either side closes, counting the bytes; bytes
+/// from the browser are activity.
+async fn relay<B, A>(browser: B, app: A, (activity, bytes): (&Activity, &ViewerBytes))
 where
     B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -319,6 +337,7 @@ where
     let upstream = async {
         while let Ok(Some(chunk)) = read_chunk(&mut browser_rx, 64 * 1024).await {
             activity.mark();
+            bytes.add_from_viewer(chunk.len());
             if app_tx.write_all(&chunk).await.is_err() {
                 break;
             }
@@ -326,6 +345,7 @@ where
     };
     let downstream = async {
         while let Ok(Some(chunk)) = read_chunk(&mut app_rx, 64 * 1024).await {
+            bytes.add_to_viewer(chunk.len());
             if browser_tx.write_all(&chunk).await.is_err() {
                 break;
             }

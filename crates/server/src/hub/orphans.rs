@@ -165,6 +165,12 @@ async fn record_adoption(
         .phase(report.phase.as_str())
         .message(Some(&message));
     audit(state, &session.id, &event).await;
+    let actor = format!("agent:{}", agent.name);
+    let detail = serde_json::json!({
+        "template": session.template_name, "owner": format!("user:{}", session.username),
+        "adopted": true, "state": desired.as_str(),
+    });
+    crate::audit_log::sessions::created(state, &actor, &session.id, None, detail).await;
     state.changes.session_changed(&session.id, &session.user_id);
     Ok(())
 }

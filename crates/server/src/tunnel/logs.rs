@@ -2,7 +2,9 @@
 //! console output, streamed from its agent over a data channel.
 
 use super::open_data_channel;
+use crate::audit_log::viewers::{ViewerKind, ViewerOpen, ViewerRecord};
 use crate::auth::CurrentUser;
+use crate::auth::client_addr::ClientAddr;
 use crate::auth::revoke;
 use crate::auth::visible_session;
 use crate::error::{ApiError, ApiPath, ApiQuery, ApiResult, ErrorBody};
@@ -54,6 +56,7 @@ pub struct LogsQuery {
 pub async fn logs(
     State(state): State<AppState>,
     user: CurrentUser,
+    client: ClientAddr,
     ApiPath(id): ApiPath<SessionId>,
     ApiQuery(query): ApiQuery<LogsQuery>,
 ) -> ApiResult<Response> {
@@ -69,9 +72,25 @@ pub async fn logs(
         follow: query.follow,
     })
     .await?;
+    let open = ViewerOpen {
+        actor: user.actor(),
+        session_id: &session.id,
+        kind: ViewerKind::Logs,
+        port: None,
+        client: client.0,
+    };
+    // Held by the body: dropped (and the close recorded) when it ends.
+    let record = ViewerRecord::open(&state, open).await;
     // Logout, a new password, demotion or deletion end a followed log.
     let revoked = revoke::ended(&state, &user);
-    let output = permit.hold(ReaderStream::new(TokioIo::new(stream)).take_until(revoked));
+    let output = ReaderStream::new(TokioIo::new(stream))
+        .take_until(revoked)
+        .inspect(move |chunk| {
+            if let Ok(chunk) = chunk {
+                record.bytes.add_to_viewer(chunk.len());
+            }
+        });
+    let output = permit.hold(output);
     let body = Body::from_stream(output);
     Ok((
         [

@@ -4,6 +4,7 @@
 
 use super::activity::Activity;
 use super::websocket::{Decoder, Incoming, write_frame};
+use crate::audit_log::viewers::ViewerBytes;
 use crate::metrics::Metrics;
 use bytes::{Bytes, BytesMut};
 use hyper::upgrade::Upgraded;
@@ -40,11 +41,13 @@ enum Reply {
     Close(u16),
 }
 
-/// One tunnel's bookkeeping: activity for idle hibernation, counters, and
-/// the server's shutdown.
+/// One tunnel's bookkeeping: activity for idle hibernation, counters (the
+/// server's, and this tunnel's own for the audit log), and the server's
+/// shutdown.
 pub struct Tunnel<'a> {
     pub activity: &'a Activity,
     pub metrics: &'a Metrics,
+    pub bytes: &'a ViewerBytes,
     pub shutdown: CancellationToken,
 }
 
@@ -98,9 +101,10 @@ impl Tunnel<'_> {
         let upstream = Upstream {
             activity: self.activity,
             bytes: self.metrics.bytes("from_viewer"),
+            counted: self.bytes,
             replies,
         };
-        let to_viewer = self.metrics.bytes("to_viewer");
+        let to_viewer = (self.metrics.bytes("to_viewer"), self.bytes);
         let (viewer_rx, viewer_ahead, viewer_tx) = viewer;
         tokio::select! {
             _ = upstream.run(viewer_rx, viewer_ahead, agent_tx) => {}
@@ -127,6 +131,7 @@ impl<S> End<S> {
 struct Upstream<'a> {
     activity: &'a Activity,
     bytes: Counter,
+    counted: &'a ViewerBytes,
     replies: mpsc::Sender<Reply>,
 }
 
@@ -159,6 +164,7 @@ impl Upstream<'_> {
                 Incoming::Data(data) => {
                     self.activity.mark();
                     self.bytes.inc_by(data.len() as u64);
+                    self.counted.add_from_viewer(data.len());
                     if agent.write_all(&data).await.is_err() {
                         break None;
                     }
@@ -220,7 +226,7 @@ async fn downstream<S: Source<V>, V: AsyncWrite + Unpin>(
     mut source: S,
     mut viewer: V,
     mut replies: mpsc::Receiver<Reply>,
-    bytes: Counter,
+    (bytes, counted): (Counter, &ViewerBytes),
 ) {
     loop {
         // A reply never interrupts a frame half-written: frames are written
@@ -237,6 +243,7 @@ async fn downstream<S: Source<V>, V: AsyncWrite + Unpin>(
             chunk = source.next() => match chunk {
                 Ok(n) if n > 0 => {
                     bytes.inc_by(n as u64);
+                    counted.add_to_viewer(n);
                     source.send(&mut viewer).await
                 }
                 _ => {
@@ -380,20 +387,22 @@ mod tests {
     fn spawn(path: Path, viewer: TcpStream, agent: TcpStream, ahead: [&'static [u8]; 2]) {
         let viewer = End::new(viewer, Bytes::from_static(ahead[0]));
         let agent = End::new(agent, Bytes::from_static(ahead[1]));
-        spawn_counted(path, viewer, agent, Arc::new(Metrics::default()));
+        let counts = (Arc::new(Metrics::default()), Arc::default());
+        spawn_counted(path, viewer, agent, counts);
     }
 
     fn spawn_counted(
         path: Path,
         viewer: End<TcpStream>,
         agent: End<TcpStream>,
-        metrics: Arc<Metrics>,
+        (metrics, counted): (Arc<Metrics>, Arc<ViewerBytes>),
     ) {
         tokio::spawn(async move {
             let activity = Activity::default();
             let tunnel = Tunnel {
                 activity: &activity,
                 metrics: &metrics,
+                bytes: &counted,
                 shutdown: CancellationToken::new(),
             };
             match path {
@@ -407,17 +416,20 @@ mod tests {
         });
     }
 
+    /// What a test tunnel counts: the server's metrics and its own bytes.
+    type Counts = (Arc<Metrics>, Arc<ViewerBytes>);
+
     /// A tungstenite client (past its handshake) and the agent's end of a
-    /// tunnel spliced between them; the metrics count what crossed.
-    async fn tunnel(path: Path) -> (WebSocketStream<TcpStream>, TcpStream, Arc<Metrics>) {
+    /// tunnel spliced between them; the counts say what crossed.
+    async fn tunnel(path: Path) -> (WebSocketStream<TcpStream>, TcpStream, Counts) {
         let (client, viewer) = pair().await;
         let (agent_near, agent) = pair().await;
-        let metrics = Arc::new(Metrics::default());
+        let counts: Counts = (Arc::new(Metrics::default()), Arc::default());
         let viewer = End::new(viewer, Bytes::new());
         let agent_near = End::new(agent_near, Bytes::new());
-        spawn_counted(path, viewer, agent_near, Arc::clone(&metrics));
+        spawn_counted(path, viewer, agent_near, counts.clone());
         let ws = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
-        (ws, agent, metrics)
+        (ws, agent, counts)
     }
 
     /// Binary messages until `len` bytes came (and a pong, if `pong_too`), and
@@ -448,7 +460,7 @@ mod tests {
     #[tokio::test]
     async fn bytes_cross_both_ways_and_pings_are_answered() {
         for &path in PATHS {
-            let (mut ws, mut agent, metrics) = tunnel(path).await;
+            let (mut ws, mut agent, (metrics, counted)) = tunnel(path).await;
             let big: Vec<u8> = (0..100_000u32).map(|i| (i % 249) as u8).collect();
             ws.send(Message::binary(&b"keys"[..])).await.expect("send");
             ws.send(Message::binary(big.clone())).await.expect("send");
@@ -459,6 +471,7 @@ mod tests {
                 "{path:?}"
             );
             assert_eq!(metrics.bytes("from_viewer").get(), received.len() as u64);
+            assert_eq!(counted.totals().0, received.len() as u64, "{path:?}");
 
             ws.send(Message::Ping(Bytes::from_static(b"hello")))
                 .await
@@ -473,6 +486,7 @@ mod tests {
             );
             assert_eq!(pong.as_deref(), Some(&b"hello"[..]), "{path:?}");
             assert_eq!(metrics.bytes("to_viewer").get(), screen.len() as u64);
+            assert_eq!(counted.totals().1, screen.len() as u64, "{path:?}");
         }
     }
 

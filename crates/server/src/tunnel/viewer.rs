@@ -5,7 +5,9 @@ use super::activity::Activity;
 use super::open_data_channel;
 use super::relay::Tunnel;
 use super::websocket::Handshake;
+use crate::audit_log::viewers::{ViewerKind, ViewerOpen, ViewerRecord};
 use crate::auth::CurrentUser;
+use crate::auth::client_addr::ClientAddr;
 use crate::auth::revoke;
 use crate::error::{ApiError, ApiPath, ApiResult, ErrorBody};
 use crate::lifecycle::change_state;
@@ -47,6 +49,7 @@ pub async fn vnc(
     State(state): State<AppState>,
     ApiPath(session_id): ApiPath<SessionId>,
     user: CurrentUser,
+    client: ClientAddr,
     headers: HeaderMap,
     handshake: Handshake,
 ) -> ApiResult<Response> {
@@ -78,6 +81,15 @@ pub async fn vnc(
         })
         .await?;
     state.store.touch_session(&session.id).await?;
+    let open = ViewerOpen {
+        actor: user.actor(),
+        session_id: &session.id,
+        kind: ViewerKind::Vnc,
+        port: Some(port),
+        client: client.0,
+    };
+    // Dropped with the task, whenever the tunnel ends: that records the close.
+    let record = ViewerRecord::open(&state, open).await;
 
     // Logout, a new password, demotion or deletion close the tunnel.
     let revoked = revoke::ended(&state, &user);
@@ -97,6 +109,7 @@ pub async fn vnc(
             let tunnel = Tunnel {
                 activity: &activity,
                 metrics: &metrics,
+                bytes: &record.bytes,
                 shutdown: state.shutdown.clone(),
             };
             tokio::select! {

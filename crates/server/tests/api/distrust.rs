@@ -163,6 +163,20 @@ async fn sealed_sessions_are_adopted_only_from_their_agent(app: TestApp) -> anyh
         (adopted["user"].as_str(), adopted["agent_id"].as_str()),
         (Some("admin"), Some(agent_id.as_str()))
     );
+    // The audit log says who brought it back: the agent, once.
+    let path = format!("/api/v1/audit?kind=session.create&target=session:{id}");
+    let log = app
+        .admin
+        .expect(Method::GET, &path, None, StatusCode::OK)
+        .await?;
+    let adoptions: Vec<_> = log["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["detail"]["adopted"] == true)
+        .collect();
+    assert_eq!(adoptions.len(), 1, "{log}");
+    assert_eq!(adoptions[0]["actor"], "agent:a");
     Ok(())
 }
 

@@ -5,6 +5,8 @@
 mod access;
 mod admission;
 mod agents;
+mod audit;
+mod audit_sessions;
 mod catalog;
 mod connections;
 mod distrust;
