@@ -98,8 +98,9 @@ impl Application {
             None => None,
         };
         let login = LoginGuard::new(config.login_throttle.clone());
-        let vault = crate::auth::mfa::vault::Vault::load(&config.data_dir)
-            .context("cannot load the key that seals TOTP secrets")?;
+        let vault =
+            crate::auth::mfa::vault::Vault::load(&config.data_dir, config.mfa_key_file.as_deref())
+                .context("cannot load the key that seals TOTP secrets")?;
         let mfa = MfaGuard::new(vault, config.login_throttle.clone());
         let hub = Arc::new(AgentHub::default());
         let tunnels = Arc::new(TunnelBroker::default());

@@ -52,18 +52,27 @@ pub struct Vault {
 }
 
 impl Vault {
-    /// The key in `data_dir/mfa-key`, created (random, 0600) if missing.
-    pub fn load(data_dir: &Path) -> anyhow::Result<Self> {
-        let file = data_dir.join(KEY_FILE);
-        if !file.exists() {
-            create_key_file(&file)?;
-        }
-        crate::private::ensure_private_file(&file)?;
-        let text = std::fs::read_to_string(&file)?;
+    /// The key in `key_file` (`--mfa-key-file`, which must exist: replicas
+    /// share one key, so none may make its own), else in
+    /// `data_dir/mfa-key`, created (random, 0600) if missing.
+    pub fn load(data_dir: &Path, key_file: Option<&Path>) -> anyhow::Result<Self> {
+        let file = match key_file {
+            Some(given) => given.to_owned(),
+            None => {
+                let file = data_dir.join(KEY_FILE);
+                if !file.exists() {
+                    create_key_file(&file)?;
+                }
+                crate::private::ensure_private_file(&file)?;
+                file
+            }
+        };
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| anyhow::anyhow!("cannot read the MFA key {}: {e}", file.display()))?;
         let mut bytes = [0u8; 32];
         hex::decode_to_slice(text.trim(), &mut bytes).map_err(|e| {
             anyhow::anyhow!(
-                "{} must hold 64 hex digits (a 256-bit key): {e}",
+                "{} must hold 64 hex digits (a 256-bit key, e.g. from `openssl rand -hex 32`): {e}",
                 file.display()
             )
         })?;
@@ -194,14 +203,43 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("dir");
         let alice = UserId::from("alice-id");
-        let sealed = Vault::load(dir.path()).expect("created").seal(&alice, b"x");
+        let sealed = Vault::load(dir.path(), None)
+            .expect("created")
+            .seal(&alice, b"x");
         let file = dir.path().join(KEY_FILE);
         let mode = std::fs::metadata(&file).expect("file").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let again = Vault::load(dir.path()).expect("loaded");
+        let again = Vault::load(dir.path(), None).expect("loaded");
         assert_eq!(again.open(&alice, &sealed).expect("same key"), b"x");
         std::fs::write(&file, "not hex").expect("write");
-        let err = Vault::load(dir.path()).err().expect("refused");
+        let err = Vault::load(dir.path(), None).err().expect("refused");
         assert!(err.to_string().contains("64 hex digits"), "{err}");
+    }
+
+    /// A given key file is what replicas share: read, never made, and its
+    /// key opens what another data directory's vault sealed with it.
+    #[test]
+    fn a_given_key_file_is_shared_and_never_made() {
+        let (one, two, keys) = (
+            tempfile::tempdir(),
+            tempfile::tempdir(),
+            tempfile::tempdir(),
+        );
+        let (one, two, keys) = (one.expect("dir"), two.expect("dir"), keys.expect("dir"));
+        let file = keys.path().join("shared-key");
+        let missing = Vault::load(one.path(), Some(&file)).err().expect("refused");
+        assert!(
+            missing.to_string().contains("cannot read the MFA key"),
+            "{missing}"
+        );
+        assert!(!file.exists(), "a given key file is never made");
+        std::fs::write(&file, format!("{}\n", "ab".repeat(32))).expect("write");
+        let alice = UserId::from("alice-id");
+        let sealed = Vault::load(one.path(), Some(&file))
+            .expect("loaded")
+            .seal(&alice, b"x");
+        let other = Vault::load(two.path(), Some(&file)).expect("loaded");
+        assert_eq!(other.open(&alice, &sealed).expect("the same key"), b"x");
+        assert!(!one.path().join(KEY_FILE).exists(), "no key of its own");
     }
 }
