@@ -153,7 +153,7 @@ pub struct UserUpdate {
         (status = 200, description = "The changed user", body = User),
         (status = 403, description = "Not an admin", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
-        (status = 409, description = "It is your own password (use `PUT /api/v1/users/me/password`) or admin role, or the last admin's role", body = ErrorBody),
+        (status = 409, description = "It is your own password (use `PUT /api/v1/users/me/password`) or admin role, the last admin's role, or a password for a single sign-on account", body = ErrorBody),
     ),
 )]
 pub async fn update(
@@ -172,6 +172,13 @@ pub async fn update(
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
     let hash = match input.password {
+        Some(_) if !state.store.is_local_user(&user.username).await? => {
+            return Err(ApiError::Conflict(format!(
+                "{} signs in through single sign-on: a password would open a second way in \
+                 that the identity provider does not control",
+                user.username
+            )));
+        }
         Some(password) => {
             check_password(&password)?;
             Some(hash_password(&state, password).await?)

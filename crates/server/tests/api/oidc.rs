@@ -194,6 +194,14 @@ async fn sign_in_makes_and_syncs_the_account(engine: Engine) -> anyhow::Result<(
         )
         .await?;
     assert_eq!(password.status, StatusCode::UNAUTHORIZED);
+    // Nor can an admin give it one: that would be a way in around the provider.
+    let set = json!({"password": "a-password-of-ann"});
+    let path = format!("/api/v1/users/{id}");
+    let refused = app
+        .admin
+        .refused(Method::PUT, &path, set, StatusCode::CONFLICT)
+        .await?;
+    assert!(refused.to_string().contains("single sign-on"), "{refused}");
     Ok(())
 }
 
