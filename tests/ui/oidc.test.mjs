@@ -5,10 +5,9 @@
 // admin group is an admin; one outside it is not. A refused login comes
 // back to the login page with the reason.
 //
-// Group membership from the claim controlling which templates a user sees
-// needs the template field `allowed_groups` (the groups part of issue 14):
-// this test checks it when the server has that field, and otherwise the
-// groups sync is proved by the API tests (crates/server/tests/api/oidc.rs).
+// Group membership from the claim controls which templates a user sees: a
+// template limited to the team (`allowed_groups`) is listed for a member
+// and not for a user in no group.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -51,18 +50,15 @@ async function signIn(page, username) {
   return page.evaluate(async () => (await fetch('/api/v1/users/me')).json());
 }
 
-/** Whether templates can be limited to groups on this server. */
-async function allowedGroupsSupported(api) {
+/** A template only members of TEAM see. */
+async function createTeamTemplate(api) {
   const res = await api('POST', '/templates', {
     name: TEAM_APP,
     display_name: 'Team only',
     image: 'streamspace/desktop:local',
     allowed_groups: [TEAM],
   });
-  if (res.status === 201 || res.status === 200) return true;
-  assert.equal(res.status, 400, `creating a group-limited template: ${JSON.stringify(res.body)}`);
-  assert.match(JSON.stringify(res.body), /allowed_groups/);
-  return false;
+  assert.equal(res.status, 201, `creating a group-limited template: ${JSON.stringify(res.body)}`);
 }
 
 test('a user in the admin group signs in with the provider and is an admin', async () => {
@@ -76,25 +72,21 @@ test('a user in the admin group signs in with the provider and is an admin', asy
   await page.context().close();
 });
 
-test('a user outside the admin group is not an admin; the groups claim limits what they see', async (t) => {
+test('a user outside the admin group is not an admin; the groups claim limits what they see', async () => {
   const api = await apiLogin('admin', ADMIN_PASSWORD);
-  const limited = await allowedGroupsSupported(api);
+  await createTeamTemplate(api);
   const page = await newPage(browser, { name: 'oidc-user' });
   const me = await signIn(page, BEN);
   assert.equal(me.username, BEN);
   assert.equal(me.role, 'user');
   const adminChip = page.getByTestId('whoami').locator('.role-chip');
   assert.equal(await adminChip.count(), 0, 'no admin chip');
-  if (limited) {
-    const names = async (p) => (await p.evaluate(async () => (await fetch('/api/v1/templates')).json())).map((x) => x.name);
-    assert.ok((await names(page)).includes(TEAM_APP), `${BEN} is in ${TEAM} and sees ${TEAM_APP}`);
-    const outsider = await newPage(browser, { name: 'oidc-outsider' });
-    assert.equal((await signIn(outsider, CY)).role, 'user');
-    assert.ok(!(await names(outsider)).includes(TEAM_APP), `${CY} is in no group and does not see ${TEAM_APP}`);
-    await outsider.context().close();
-  } else {
-    t.diagnostic('allowed_groups is not on this server yet: group sync is covered by the API tests');
-  }
+  const names = async (p) => (await p.evaluate(async () => (await fetch('/api/v1/templates')).json())).map((x) => x.name);
+  assert.ok((await names(page)).includes(TEAM_APP), `${BEN} is in ${TEAM} and sees ${TEAM_APP}`);
+  const outsider = await newPage(browser, { name: 'oidc-outsider' });
+  assert.equal((await signIn(outsider, CY)).role, 'user');
+  assert.ok(!(await names(outsider)).includes(TEAM_APP), `${CY} is in no group and does not see ${TEAM_APP}`);
+  await outsider.context().close();
   await screenshot(page, 'oidc-02-user-signed-in');
   page.assertNoErrors();
   await page.context().close();
