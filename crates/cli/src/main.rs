@@ -5,6 +5,7 @@
 mod admin;
 mod agent;
 mod agent_args;
+mod catalog_source;
 mod client;
 mod config;
 mod connect;

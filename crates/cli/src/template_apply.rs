@@ -3,11 +3,11 @@
 //! template has its name, else replaces it. A catalog file (with a
 //! `templates:` list) is imported whole instead, all or nothing.
 
+use crate::catalog_source::{Format, read_source};
 use crate::client::{Client, checked, segment};
 use crate::control_plane::ControlPlaneArgs;
 use crate::failure::{Failure, NOT_FOUND, USAGE, exit_code};
 use crate::output::{Column, OutputArg, col, show};
-use crate::templates::{Format, read_source};
 use anyhow::Context;
 use clap::Args;
 use reqwest::Method;

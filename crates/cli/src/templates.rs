@@ -3,17 +3,16 @@
 //! server's templates as one, and print the catalog's JSON Schema
 //! (docs/CATALOG.md).
 
+use crate::catalog_source::{Format, read_source};
 use crate::control_plane::ControlPlaneArgs;
 use crate::failure::Failure;
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
 use streamspace_agent::explain_tls_error;
-use streamspace_server::template::catalog::{CATALOG_BODY_LIMIT, json_schema};
-use url::Url;
+use streamspace_server::template::catalog::json_schema;
 
 #[derive(Subcommand, Debug)]
 pub enum TemplatesCommand {
@@ -61,21 +60,6 @@ pub struct ExportArgs {
     output: Option<PathBuf>,
     #[command(flatten)]
     server: ControlPlaneArgs,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    Yaml,
-    Json,
-}
-
-impl Format {
-    fn content_type(self) -> &'static str {
-        match self {
-            Format::Yaml => "application/yaml",
-            Format::Json => "application/json",
-        }
-    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,103 +116,6 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
         Output::Json => print(&format!("{}\n", serde_json::to_string_pretty(&body)?)),
         Output::Table => print(&summary_table(&body)),
     }
-}
-
-/// The catalog's text, and the format its name says.
-pub async fn read_source(
-    client: &reqwest::Client,
-    source: &str,
-) -> anyhow::Result<(String, Option<Format>)> {
-    let hint = format_of_name(source);
-    if source == "-" {
-        let mut text = String::new();
-        std::io::Read::read_to_string(
-            &mut std::io::Read::take(std::io::stdin(), CATALOG_BODY_LIMIT as u64 + 1),
-            &mut text,
-        )
-        .context("cannot read the catalog from standard input")?;
-        return Ok((within_limit(text, "standard input")?, hint));
-    }
-    if let Ok(url) = Url::parse(source)
-        && matches!(url.scheme(), "http" | "https")
-    {
-        return fetch(client, url)
-            .await
-            .map(|(text, served)| (text, hint.or(served)));
-    }
-    let metadata = std::fs::metadata(source).with_context(|| format!("cannot read {source}"))?;
-    if metadata.len() > CATALOG_BODY_LIMIT as u64 {
-        bail!(
-            "{source} is larger than {} MiB, the most the server takes",
-            CATALOG_BODY_LIMIT >> 20
-        );
-    }
-    let text = std::fs::read_to_string(source).with_context(|| format!("cannot read {source}"))?;
-    Ok((text, hint))
-}
-
-pub fn format_of_name(name: &str) -> Option<Format> {
-    let path = name
-        .split(['?', '#'])
-        .next()
-        .unwrap_or(name)
-        .to_ascii_lowercase();
-    if path.ends_with(".json") {
-        Some(Format::Json)
-    } else if path.ends_with(".yaml") || path.ends_with(".yml") {
-        Some(Format::Yaml)
-    } else {
-        None
-    }
-}
-
-/// A catalog from a URL: bounded in size and time, read as it arrives so
-/// a huge or endless answer is cut off at the limit.
-async fn fetch(client: &reqwest::Client, url: Url) -> anyhow::Result<(String, Option<Format>)> {
-    let mut response = client
-        .get(url.clone())
-        .timeout(Duration::from_secs(60))
-        .send()
-        .await
-        .with_context(|| format!("cannot fetch {url}"))?;
-    if !response.status().is_success() {
-        bail!("cannot fetch {url}: {}", response.status());
-    }
-    let served = response
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| match v {
-            v if v.contains("json") => Some(Format::Json),
-            v if v.contains("yaml") => Some(Format::Yaml),
-            _ => None,
-        });
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .with_context(|| format!("cannot fetch {url}"))?
-    {
-        body.extend_from_slice(&chunk);
-        if body.len() > CATALOG_BODY_LIMIT {
-            bail!(
-                "{url} is larger than {} MiB, the most the server takes",
-                CATALOG_BODY_LIMIT >> 20
-            );
-        }
-    }
-    let text = String::from_utf8(body).with_context(|| format!("{url} is not UTF-8 text"))?;
-    Ok((text, served))
-}
-
-fn within_limit(text: String, what: &str) -> anyhow::Result<String> {
-    if text.len() > CATALOG_BODY_LIMIT {
-        bail!(
-            "{what} is larger than {} MiB, the most the server takes",
-            CATALOG_BODY_LIMIT >> 20
-        );
-    }
-    Ok(text)
 }
 
 /// The server's refusal, with every catalog problem on its own line.
@@ -397,7 +284,5 @@ mod tests {
             describe(&problem),
             "templates[3] (\"gimp\"), line 42: templates[3].ports[0].port: 70000 is not a port"
         );
-        assert_eq!(format_of_name("https://x/c.YML?raw=1"), Some(Format::Yaml));
-        assert_eq!(format_of_name("catalog"), None);
     }
 }

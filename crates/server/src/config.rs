@@ -73,7 +73,7 @@ pub struct Config {
     /// agent in this same process (`up`): see `Application::agent_url`.
     pub loopback_listener: bool,
     /// Single sign-on with an OpenID Connect provider (docs/OIDC.md).
-    pub oidc: Option<crate::auth::oidc::OidcConfig>,
+    pub oidc: Option<crate::auth::oidc::config::OidcConfig>,
 }
 
 /// How long an HTTP client may take and how many may be connected.

@@ -2,6 +2,7 @@
 //! PKCE against one configured issuer (Keycloak, Dex, Entra ID, Google,
 //! Authentik, …). See docs/OIDC.md.
 //!
+//! `config` is what the flags say (a leaf: the server's `Config` holds it);
 //! `pending` keeps the state, nonce and PKCE verifier of a login this
 //! browser started (a signed cookie, so any replica can finish it);
 //! `provider` reads the issuer's discovery document and keys; `id_token`
@@ -10,74 +11,16 @@
 //! are `api/oidc.rs`.
 
 pub mod claims;
+pub mod config;
 pub mod id_token;
 pub mod pending;
 pub mod provider;
 
 use crate::error::ApiError;
 use crate::store::{Store, StoreResult};
+pub use config::{OidcConfig, check_endpoint};
 use provider::Provider;
 use std::time::Duration;
-use url::Url;
-
-/// How the server talks to its identity provider (flags `--oidc-*`).
-#[derive(Debug, Clone)]
-pub struct OidcConfig {
-    /// The issuer, exactly as its discovery document names it.
-    pub issuer: Url,
-    pub client_id: String,
-    /// None for a public client (PKCE only).
-    pub client_secret: Option<String>,
-    /// Always includes `openid`.
-    pub scopes: Vec<String>,
-    /// The ID token claim that names the user (`preferred_username`).
-    pub username_claim: String,
-    /// The ID token claim that lists the user's groups (`groups`).
-    pub groups_claim: String,
-    /// Members of this group are admins; others are users. None: roles are
-    /// managed in StreamSpace and sign-in never changes them.
-    pub admin_group: Option<String>,
-    /// Shown on the login page: "Sign in with <name>".
-    pub provider_name: String,
-}
-
-impl OidcConfig {
-    /// A configuration with the defaults for everything but the issuer and
-    /// client id.
-    pub fn new(issuer: Url, client_id: impl Into<String>) -> Self {
-        Self {
-            issuer,
-            client_id: client_id.into(),
-            client_secret: None,
-            scopes: vec!["openid".into(), "profile".into(), "email".into()],
-            username_claim: "preferred_username".into(),
-            groups_claim: "groups".into(),
-            admin_group: None,
-            provider_name: "single sign-on".into(),
-        }
-    }
-
-    /// Refuses a configuration that cannot work, saying which flag to fix.
-    pub fn check(&self) -> Result<(), String> {
-        provider::check_endpoint("--oidc-issuer", &self.issuer)?;
-        if self.client_id.trim().is_empty() {
-            return Err("--oidc-client-id must not be empty".into());
-        }
-        if !self.scopes.iter().any(|s| s == "openid") {
-            return Err("--oidc-scopes must include openid".into());
-        }
-        for (flag, value) in [
-            ("--oidc-username-claim", &self.username_claim),
-            ("--oidc-groups-claim", &self.groups_claim),
-            ("--oidc-provider-name", &self.provider_name),
-        ] {
-            if value.trim().is_empty() || value.len() > 128 {
-                return Err(format!("{flag} must be 1 to 128 bytes"));
-            }
-        }
-        Ok(())
-    }
-}
 
 /// The single sign-on of a running control plane.
 pub struct Oidc {

@@ -5,11 +5,11 @@
 //! refetches are rate-limited, so tokens with made-up key ids cannot turn
 //! the control plane into a flood of requests at the provider.
 
+use super::config::check_endpoint;
 use crate::error::ApiError;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
@@ -48,24 +48,6 @@ pub struct Provider {
     issuer: Url,
     http: reqwest::Client,
     cache: Mutex<Cache>,
-}
-
-/// Issuers and their endpoints use HTTPS; plain HTTP only on loopback
-/// (tests, or a provider on the same host).
-pub fn check_endpoint(what: &str, url: &Url) -> Result<(), String> {
-    let loopback = match url.host() {
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        Some(url::Host::Domain(name)) => name == "localhost",
-        None => false,
-    };
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if loopback => Ok(()),
-        _ => Err(format!(
-            "{what} {url} must be an https:// URL (plain http only on loopback)"
-        )),
-    }
 }
 
 impl Provider {
