@@ -163,19 +163,26 @@ async fn sealed_sessions_are_adopted_only_from_their_agent(app: TestApp) -> anyh
         (adopted["user"].as_str(), adopted["agent_id"].as_str()),
         (Some("admin"), Some(agent_id.as_str()))
     );
-    // The audit log says who brought it back: the agent, once.
+    // The audit log says who brought it back: the agent, once. It is
+    // written just after the session, so it may trail the phase a little.
     let path = format!("/api/v1/audit?kind=session.create&target=session:{id}");
-    let log = app
-        .admin
-        .expect(Method::GET, &path, None, StatusCode::OK)
+    let adoptions =
+        streamspace_testkit::eventually(Duration::from_secs(5), "the adoption audited", || async {
+            let log = app
+                .admin
+                .expect(Method::GET, &path, None, StatusCode::OK)
+                .await?;
+            let adoptions: Vec<Value> = log["events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["detail"]["adopted"] == true)
+                .cloned()
+                .collect();
+            Ok((!adoptions.is_empty()).then_some(adoptions))
+        })
         .await?;
-    let adoptions: Vec<_> = log["events"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| e["detail"]["adopted"] == true)
-        .collect();
-    assert_eq!(adoptions.len(), 1, "{log}");
+    assert_eq!(adoptions.len(), 1, "{adoptions:?}");
     assert_eq!(adoptions[0]["actor"], "agent:a");
     Ok(())
 }
