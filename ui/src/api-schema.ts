@@ -6461,7 +6461,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description It is your own password (use `PUT /api/v1/users/me/password`) or admin role, or the last admin's role */
+            /** @description It is your own password (use `PUT /api/v1/users/me/password`) or admin role, the last admin's role, or a password for a single sign-on account */
             409: {
                 headers: {
                     [name: string]: unknown;
