@@ -170,11 +170,14 @@ class Handler(ProxyRequestHandler):
                 shutil.copyfileobj(src, self.wfile, CHUNK)
 
     def fail(self, status, message):
-        # A refused PUT leaves its body unread: the connection cannot go on.
+        # A refused PUT leaves its body unread: the connection cannot go on,
+        # and the client must be told, or it sends its next request on it.
+        headers = [("Content-Type", "application/json")]
         if self.command == "PUT":
             self.close_connection = True
+            headers.append(("Connection", "close"))
         body = json.dumps({"error": message}).encode()
-        self.reply(status, body, [("Content-Type", "application/json")])
+        self.reply(status, body, headers)
 
     def reply(self, status, body, headers):
         self.send_response(status)
