@@ -3191,6 +3191,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Not allowed: admins only, or the account must enrol MFA first */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description The control plane failed (see its log) */
             500: {
                 headers: {
@@ -3222,6 +3231,15 @@ export interface operations {
             };
             /** @description Not logged in, or the token or secret is not valid */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not allowed: admins only, or the account must enrol MFA first */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3426,6 +3444,15 @@ export interface operations {
             };
             /** @description Not logged in, or the token or secret is not valid */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not allowed: admins only, or the account must enrol MFA first */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3673,6 +3700,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description A query parameter is not valid: the message names it */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description Not logged in, or the token or secret is not valid */
             401: {
                 headers: {
@@ -3907,6 +3943,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Group"];
+                };
+            };
+            /** @description A query parameter is not valid: the message names it */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description Not logged in, or the token or secret is not valid */
@@ -4154,6 +4199,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Not allowed: admins only, or the account must enrol MFA first */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such session, or not yours */
             404: {
                 headers: {
@@ -4374,6 +4428,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Not allowed: admins only, or the account must enrol MFA first */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description No such session, or not yours */
             404: {
                 headers: {
@@ -4415,6 +4478,15 @@ export interface operations {
             };
             /** @description Not logged in, or the token or secret is not valid */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not allowed: admins only, or the account must enrol MFA first */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4479,6 +4551,15 @@ export interface operations {
             };
             /** @description Not logged in, or the token or secret is not valid */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not allowed: admins only, or the account must enrol MFA first */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4795,6 +4876,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Not allowed: admins only, or the account must enrol MFA first */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description The control plane failed (see its log) */
             500: {
                 headers: {
@@ -5067,6 +5157,15 @@ export interface operations {
             };
             /** @description Not logged in, or the token or secret is not valid */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not allowed: admins only, or the account must enrol MFA first */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5597,6 +5696,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Not allowed: admins only, or the account must enrol MFA first */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description The control plane failed (see its log) */
             500: {
                 headers: {
@@ -5635,6 +5743,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Not allowed: admins only, or the account must enrol MFA first */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description The control plane failed (see its log) */
             500: {
                 headers: {
@@ -5666,6 +5783,15 @@ export interface operations {
             };
             /** @description Not logged in, or the token or secret is not valid */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not allowed: admins only, or the account must enrol MFA first */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5898,6 +6024,15 @@ export interface operations {
             };
             /** @description Not logged in, or the token or secret is not valid */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not allowed: admins only, or the account must enrol MFA first */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6148,6 +6283,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description Not allowed: admins only, or the account must enrol MFA first */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description The control plane failed (see its log) */
             500: {
                 headers: {
@@ -6179,6 +6323,15 @@ export interface operations {
             };
             /** @description Not logged in, or the token or secret is not valid */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not allowed: admins only, or the account must enrol MFA first */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6305,6 +6458,15 @@ export interface operations {
             };
             /** @description Not logged in, or the token or secret is not valid */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not allowed: admins only, or the account must enrol MFA first */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -127,6 +127,25 @@ fn add_shared(operation: &mut Operation) {
             "Not logged in, or the token or secret is not valid",
         );
     }
+    if secured_for_users(operation) {
+        // Any user route: the `mfa_required` setting holds an account
+        // that has not enrolled MFA to the enrolment routes.
+        add_error(
+            operation,
+            "403",
+            "Not allowed: admins only, or the account must enrol MFA first",
+        );
+    }
+    let reads_query = operation.parameters.iter().flatten().any(|parameter| {
+        matches!(parameter, RefOr::T(p) if p.parameter_in == utoipa::openapi::path::ParameterIn::Query)
+    });
+    if reads_query {
+        add_error(
+            operation,
+            "400",
+            "A query parameter is not valid: the message names it",
+        );
+    }
     if reads_json {
         add_error(
             operation,
@@ -152,6 +171,13 @@ fn add_shared(operation: &mut Operation) {
     if can_fail {
         add_error(operation, "500", "The control plane failed (see its log)");
     }
+}
+
+/// Called with a user's login (not an agent's secret).
+fn secured_for_users(operation: &Operation) -> bool {
+    let requirements = operation.security.iter().flatten();
+    let text = serde_json::to_string(&requirements.collect::<Vec<_>>()).unwrap_or_default();
+    text.contains("\"bearer\"")
 }
 
 fn add_error(operation: &mut Operation, status: &str, description: &str) {
