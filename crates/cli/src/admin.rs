@@ -79,6 +79,7 @@ const AGENT_COLUMNS: &[Column] = &[
     col("ID", "id"),
     col("NAME", "name"),
     col("PLATFORM", "platform"),
+    col("POOL", "pool"),
     col("STATUS", "status"),
     col("DRAINING", "draining"),
     col("SESSIONS", "session_count"),
