@@ -8,11 +8,12 @@
 // images' Xvnc refuses the forbidden directions itself.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
+import type { Session } from '../../api';
 import { Button, CopyButton } from '../../components/ui';
 import { IconClose } from '../../components/icons';
 import type { Received } from './connection';
 
-export type ClipboardPolicy = 'both' | 'to_session' | 'from_session' | 'off';
+export type ClipboardPolicy = Session['desktop']['clipboard'];
 
 export const toSession = (p: ClipboardPolicy) => p === 'both' || p === 'to_session';
 export const fromSession = (p: ClipboardPolicy) => p === 'both' || p === 'from_session';

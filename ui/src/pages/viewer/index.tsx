@@ -15,7 +15,7 @@ import { useEvents } from '../../events';
 import { Link, navigate } from '../../router';
 import { changeState, terminateSession } from '../../components/session-table';
 import { Button, Loading } from '../../components/ui';
-import { ClipboardPanel, useClipboardSync, type ClipboardPolicy } from './clipboard';
+import { ClipboardPanel, useClipboardSync } from './clipboard';
 import { useVncConnection } from './connection';
 import { Overlay } from './overlays';
 import { Toolbar, useFullscreen } from './toolbar';
@@ -92,8 +92,7 @@ export function ViewerPage({ id }: { id: string }) {
   const vncConnected = !web && vnc.conn.kind === 'connected';
   const remote = useRemoteSize(screen, vncConnected, mode, sharp);
   usePixelRatioChange(vnc.resize);
-  // TODO(foundation): Session.desktop arrives with the foundation's API change; typed then.
-  const clipboard = (session as { desktop?: { clipboard?: ClipboardPolicy } } | null)?.desktop?.clipboard ?? 'both';
+  const clipboard = session?.desktop.clipboard ?? 'both';
   const clipboardSync = useClipboardSync({
     policy: web ? 'off' : clipboard,
     connected: vncConnected,
