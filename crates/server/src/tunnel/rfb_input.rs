@@ -19,21 +19,12 @@ const MAX_CUT_TEXT: u32 = 16 << 20;
 /// The most bytes a fence message may carry (RFB's own limit).
 const MAX_FENCE: usize = 64;
 
-/// The extended clipboard's actions (rfbproto: "Extended Clipboard
-/// Pseudo-Encoding"), in the top byte of its flags. `Notify` (the viewer
-/// has text) and `Provide` (the text itself) carry the clipboard into the
-/// session; `Caps`, `Request` and `Peek` carry none in, and noVNC needs its
-/// `Request` to receive the session's text, so they are protocol.
-const EXTENDED_NOTIFY: u32 = 1 << 27;
-const EXTENDED_PROVIDE: u32 = 1 << 28;
-
 /// What a viewer's messages may do besides watching.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InputRules {
     /// Keyboard and pointer events (and xvp power requests).
     pub input: bool,
-    /// Clipboard text towards the session (`ClientCutText`, and the
-    /// extended clipboard's announcements and data).
+    /// Clipboard text towards the session (`ClientCutText`).
     pub clipboard: bool,
     /// Changing the remote screen size (`SetDesktopSize`).
     pub resize: bool,
@@ -153,7 +144,7 @@ impl InputFilter {
             Stage::VncAuth => 16,
             Stage::Messages => match self.header.first() {
                 None => 1,
-                Some(&kind) => message_header_len(kind, &self.header)?,
+                Some(&kind) => message_header_len(kind, self.header.get(1).copied())?,
             },
         })
     }
@@ -208,20 +199,16 @@ impl InputFilter {
     }
 }
 
-/// The header length of a client message of type `kind`, as far as the
-/// bytes of it read so far (`header`) tell.
-fn message_header_len(kind: u8, header: &[u8]) -> Result<usize, RfbViolation> {
-    let subtype = header.get(1).copied();
+/// The header length of a client message of type `kind` (`subtype` is the
+/// byte after it, when read).
+fn message_header_len(kind: u8, subtype: Option<u8>) -> Result<usize, RfbViolation> {
     Ok(match kind {
-        0 => 20, // SetPixelFormat
-        2 => 4,  // SetEncodings, then 4 bytes per encoding
-        3 => 10, // FramebufferUpdateRequest
-        4 => 8,  // KeyEvent
-        5 => 6,  // PointerEvent
-        // ClientCutText, then the text; a negative length is the extended
-        // clipboard's, whose flags follow.
-        6 if header.get(4).is_some_and(|b| b & 0x80 != 0) => 12,
-        6 => 8,
+        0 => 20,   // SetPixelFormat
+        2 => 4,    // SetEncodings, then 4 bytes per encoding
+        3 => 10,   // FramebufferUpdateRequest
+        4 => 8,    // KeyEvent
+        5 => 6,    // PointerEvent
+        6 => 8,    // ClientCutText, then the text
         150 => 10, // EnableContinuousUpdates
         248 => 9,  // ClientFence, then its payload
         250 => 4,  // xvp (shutdown, reboot, reset)
@@ -242,7 +229,16 @@ fn message_body(header: &[u8]) -> Result<(Kind, u64), RfbViolation> {
     Ok(match header[0] {
         2 => (Kind::Protocol, 4 * u16_at(2)),
         4 | 5 | 250 | 255 => (Kind::Input, 0),
-        6 => cut_text_body(header)?,
+        6 => {
+            // Negative lengths are the extended clipboard's (its size is
+            // the absolute value).
+            let len = i32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+            let len = len.unsigned_abs();
+            if len > MAX_CUT_TEXT {
+                return Err(RfbViolation::TooLong(len.into()));
+            }
+            (Kind::Clipboard, len.into())
+        }
         248 => {
             let len = usize::from(header[8]);
             if len > MAX_FENCE {
@@ -253,31 +249,6 @@ fn message_body(header: &[u8]) -> Result<(Kind, u64), RfbViolation> {
         251 => (Kind::Resize, 16 * u64::from(header[6])),
         _ => (Kind::Protocol, 0),
     })
-}
-
-/// A `ClientCutText` header: legacy (the text follows) or extended (its
-/// size is the length's absolute value and includes the 4 bytes of flags
-/// already in `header`).
-fn cut_text_body(header: &[u8]) -> Result<(Kind, u64), RfbViolation> {
-    let len = i32::from_be_bytes([header[4], header[5], header[6], header[7]]);
-    let size = len.unsigned_abs();
-    if size > MAX_CUT_TEXT {
-        return Err(RfbViolation::TooLong(size.into()));
-    }
-    if len >= 0 {
-        return Ok((Kind::Clipboard, size.into()));
-    }
-    // Flags and a body: fewer than 4 bytes cannot be followed.
-    let Some(body) = size.checked_sub(4) else {
-        return Err(RfbViolation::Message(6));
-    };
-    let flags = u32::from_be_bytes([header[8], header[9], header[10], header[11]]);
-    let kind = if flags & (EXTENDED_NOTIFY | EXTENDED_PROVIDE) != 0 {
-        Kind::Clipboard
-    } else {
-        Kind::Protocol
-    };
-    Ok((kind, body.into()))
 }
 
 #[cfg(test)]
@@ -366,53 +337,16 @@ mod tests {
         );
     }
 
-    /// An extended clipboard message: `action` and the text format, then `body`.
-    fn extended(action: u32, body: &[u8]) -> Vec<u8> {
-        let mut msg = vec![6, 0, 0, 0];
-        msg.extend_from_slice(&(-(4 + body.len() as i32)).to_be_bytes());
-        msg.extend_from_slice(&(action | 1).to_be_bytes());
-        msg.extend_from_slice(body);
-        msg
-    }
-
     #[test]
     fn extended_clipboard_lengths_are_absolute() {
-        let clip = extended(EXTENDED_PROVIDE, &[9; 12]);
+        let mut clip = vec![6, 0, 0, 0];
+        clip.extend_from_slice(&(-12i32).to_be_bytes());
+        clip.extend_from_slice(&[9; 12]);
         let stream = session(&[&clip, KEY]);
         assert_eq!(
             filter(InputRules::VIEW_ONLY, &stream, 3).expect("followed"),
             session(&[])
         );
-    }
-
-    #[test]
-    fn extended_clipboard_requests_pass_and_its_text_does_not() {
-        let rules = InputRules {
-            clipboard: false,
-            ..InputRules::ALL
-        };
-        let caps = extended(1 << 24, &(256u32 << 10).to_be_bytes());
-        let request = extended(1 << 25, &[]);
-        let peek = extended(1 << 26, &[]);
-        let notify = extended(EXTENDED_NOTIFY, &[]);
-        let provide = extended(EXTENDED_PROVIDE, &[0x78, 0x9c, 3, 0, 0, 0, 0, 1]);
-        let legacy = cut_text(b"secret");
-        let stream = session(&[&caps, &notify, &provide, &legacy, &request, &peek, KEY]);
-        let kept = session(&[&caps, &request, &peek, KEY]);
-        for piece in [1, 5, 11, stream.len()] {
-            assert_eq!(
-                filter(rules, &stream, piece).expect("followed"),
-                kept,
-                "in pieces of {piece}"
-            );
-        }
-        let everything = filter(InputRules::ALL, &stream, 7).expect("followed");
-        assert_eq!(
-            everything, stream,
-            "all of it when the clipboard is allowed"
-        );
-        let short = session(&[&[6, 0, 0, 0, 0xff, 0xff, 0xff, 0xfe, 0, 0, 0, 0]]);
-        assert_eq!(filter(rules, &short, 1), Err(RfbViolation::Message(6)));
     }
 
     #[test]
