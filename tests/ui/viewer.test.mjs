@@ -80,6 +80,7 @@ before(async () => {
     template(TEMPLATES.echoOff, echo('off')),
   ];
   await ensureEchoImage();
+  await ensureDesktopImage();
   for (const body of bodies) {
     const r = await adminApi('POST', '/templates', body);
     assert.equal(r.status, 201, JSON.stringify(r.body));
@@ -103,6 +104,23 @@ async function ensureEchoImage() {
     await run('docker', ['image', 'inspect', ECHO_IMAGE]);
   } catch {
     await run('bash', ['../../images/echo/build.sh', ECHO_IMAGE], { maxBuffer: 1 << 24 });
+  }
+}
+
+/**
+ * The desktop image, rebuilt (about 20 s) when the engine's copy predates the
+ * clipboard policy (its label says the image honours STREAMSPACE_CLIPBOARD).
+ */
+async function ensureDesktopImage() {
+  const { stdout } = await run('docker', [
+    'image',
+    'inspect',
+    '-f',
+    '{{index .Config.Labels "io.streamspace.clipboard-env"}}',
+    IMAGE,
+  ]).catch(() => ({ stdout: '' }));
+  if (stdout.trim() !== 'STREAMSPACE_CLIPBOARD') {
+    await run('bash', ['../../images/desktop/build.sh', IMAGE], { maxBuffer: 1 << 24 });
   }
 }
 
