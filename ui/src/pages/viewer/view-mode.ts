@@ -44,6 +44,16 @@ type Internals = {
   _screenSize: () => { w: number; h: number };
 };
 
+/** `client`'s internals, or null when a noVNC version no longer has them (then HiDPI does nothing). */
+function internals(client: RFB): Internals | null {
+  const inner = client as unknown as Partial<Internals>;
+  if (typeof inner._requestRemoteResize !== 'function' || typeof inner._screenSize !== 'function') {
+    console.warn('noVNC has no _requestRemoteResize/_screenSize: HiDPI and re-sizing on demand are off');
+    return null;
+  }
+  return inner as Internals;
+}
+
 /**
  * Makes `client`'s size requests ask for device pixels while `sharp()`:
  * noVNC measures its screen element for the request only, so the size is
@@ -51,7 +61,8 @@ type Internals = {
  * the CSS size, which shrinks it by the ratio, and pointer positions follow).
  */
 export function requestDevicePixels(client: RFB, sharp: () => boolean) {
-  const inner = client as unknown as Internals;
+  const inner = internals(client);
+  if (!inner) return;
   const request = inner._requestRemoteResize.bind(inner);
   const cssSize = inner._screenSize.bind(inner);
   inner._requestRemoteResize = () => {
@@ -77,7 +88,7 @@ export function applyViewMode(client: RFB, mode: ViewMode) {
 
 /** Asks for the window's size again (sharpness or the pixel ratio changed); a no-op outside remote mode. */
 export function requestSize(client: RFB) {
-  (client as unknown as Internals)._requestRemoteResize();
+  internals(client)?._requestRemoteResize();
 }
 
 /** The framebuffer size remote mode asks for: the screen element's, in device pixels when sharp. */
