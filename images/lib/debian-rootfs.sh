@@ -97,6 +97,10 @@ rootfs_import() {
   shift
   log "importing as $tag"
   local old_id new_id
+  # Which recipe (library + script) made it, so a changed one rebuilds
+  # (`streamspace up`, scripts/test.sh).
+  [[ -z ${STREAMSPACE_IMAGE_RECIPE:-} ]] ||
+    set -- "$@" -c "LABEL io.streamspace.recipe=$STREAMSPACE_IMAGE_RECIPE"
   old_id="$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)"
   new_id="$(docker import "$@" "$WORK/rootfs.tar" "$tag")"
   if [[ -n "$old_id" && "$old_id" != "$new_id" ]]; then
