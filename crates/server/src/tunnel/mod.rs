@@ -10,9 +10,11 @@
 pub(crate) mod activity;
 pub(crate) mod agent_side;
 pub(crate) mod broker;
+pub(crate) mod guests;
 pub(crate) mod logs;
 pub(crate) mod opener;
 mod relay;
+pub(crate) mod share_ends;
 pub(crate) mod viewer;
 mod websocket;
 
