@@ -344,9 +344,7 @@ async fn check_guest(
     }
     let found = state.store.user_credentials(name).await?;
     let Some((guest, _)) = found else {
-        return Err(
-            FieldError::new("username", format!("there is no user named {name:?}")).into(),
-        );
+        return Err(FieldError::new("username", format!("there is no user named {name:?}")).into());
     };
     if guest.id == session.user_id {
         return Err(FieldError::new(

@@ -39,7 +39,11 @@ fn rfc3339(ms: i64) -> String {
 
 /// The session trail's one-line message.
 fn message(share: &ShareRecord) -> String {
-    let mode = if share.control { "control" } else { "view only" };
+    let mode = if share.control {
+        "control"
+    } else {
+        "view only"
+    };
     match (&share.guest_username, share.is_link) {
         (_, true) => format!("link {} ({mode})", share.id),
         (Some(guest), false) => format!("{guest} ({mode}), share {}", share.id),

@@ -37,7 +37,8 @@ pub async fn share_for(
 
 /// Whether the session's template lets its owner share it.
 pub fn sharing_allowed(session: &SessionRecord) -> bool {
-    let _ = session; true // FOUNDATION: session.spec.desktop.sharing
+    let _ = session;
+    true // FOUNDATION: session.spec.desktop.sharing
 }
 
 /// A guest's open viewer: listed as watching, audited as it opens, and
