@@ -14,7 +14,9 @@ import { useEvents } from '../../events';
 import { Link, navigate } from '../../router';
 import { changeState, terminateSession } from '../../components/session-table';
 import { Button, Loading } from '../../components/ui';
+import { useAuth } from '../../auth';
 import { ClipboardPanel } from './clipboard';
+import { ShareDialog, useGuestMode } from './share';
 import { useVncConnection } from './connection';
 import { Overlay } from './overlays';
 import { Toolbar, useFullscreen } from './toolbar';
@@ -37,6 +39,8 @@ export function ViewerPage({ id }: { id: string }) {
   const [fit, setFit] = useState(localStorage.getItem(SCALE_KEY) !== 'real');
   const [panel, setPanel] = useState(false);
   const [acting, setActing] = useState(false);
+  const [sharing, setSharing] = useState(false);
+  const { user } = useAuth();
   const root = useRef<HTMLDivElement>(null);
   const screen = useRef<HTMLDivElement>(null);
 
@@ -68,6 +72,7 @@ export function ViewerPage({ id }: { id: string }) {
     document.title = `${session?.template ?? 'Session'} · StreamSpace`;
   }, [session?.template]);
 
+  const guest = useGuestMode(session, user.id, user.role === 'admin');
   const web = !!session?.app_url;
   const app = useWebApp(session);
   // A web app's session may also have a VNC port: the viewer shows the app.
@@ -114,6 +119,8 @@ export function ViewerPage({ id }: { id: string }) {
         fullscreen={fullscreen}
         onFullscreen={toggleFullscreen}
         acting={acting}
+        guest={guest}
+        onShare={web ? undefined : () => setSharing(true)}
         onHibernate={() => act(() => changeState(session, 'hibernated', update))}
         onTerminate={() =>
           act(async () => {
@@ -121,6 +128,7 @@ export function ViewerPage({ id }: { id: string }) {
           })
         }
       />
+      {sharing && <ShareDialog session={session} onClose={() => setSharing(false)} />}
       <div class="viewer-body">
         <div class="screen-wrap">
           {web ? (
