@@ -94,7 +94,8 @@ export function ViewerPage({ id }: { id: string }) {
   };
   const update = (s: Session) => setSession((prev) => newer(prev, s));
 
-  if (loadError && !session) return <CannotOpen error={loadError} onRetry={load} />;
+  // A 404 after the session was shown: it is gone, or a guest's share ended.
+  if (loadError && (!session || loadError.status === 404)) return <CannotOpen error={loadError} onRetry={load} />;
   if (!session) {
     return (
       <main class="center-page">
@@ -165,7 +166,7 @@ function CannotOpen({ error, onRetry }: { error: ApiError; onRetry: () => void }
         <h1>{gone ? 'Session not found' : 'Cannot open this session'}</h1>
         <p class="muted">
           {gone
-            ? 'It may have ended, or it belongs to another user. You can only open your own sessions.'
+            ? 'It may have ended, or it belongs to another user who has not shared it with you (or no longer does).'
             : error.message}
         </p>
         <div class="btn-row">
