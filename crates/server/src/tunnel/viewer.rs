@@ -2,9 +2,11 @@
 //! connect`) carrying raw RFB as binary frames.
 
 use super::activity::Activity;
+use super::guests::GuestViewer;
 use super::open_data_channel;
 use super::relay::Tunnel;
 use super::websocket::Handshake;
+use crate::api::viewable_session;
 use crate::audit_log::viewers::{ViewerKind, ViewerOpen, ViewerRecord};
 use crate::auth::CurrentUser;
 use crate::auth::client_addr::ClientAddr;
@@ -37,8 +39,8 @@ use tracing::Instrument;
         (status = 101, description = "Switching to the WebSocket"),
         (status = 400, description = "Not a WebSocket handshake, with what is missing", body = ErrorBody),
         (status = 403, description = "Foreign `Origin` with the cookie, or waking it would exceed the quota", body = ErrorBody),
-        (status = 404, description = "No such session, or not yours", body = ErrorBody),
-        (status = 409, description = "The session is terminated or stopping", body = ErrorBody),
+        (status = 404, description = "No such session, or neither yours nor shared with you", body = ErrorBody),
+        (status = 409, description = "The session is terminated or stopping (or, for a guest, not running)", body = ErrorBody),
         (status = 429, description = "You have too many event, log and VNC streams open; `Retry-After` says when to try again", body = ErrorBody,
             headers(("retry-after" = u64, description = "Seconds to wait"))),
         (status = 503, description = "The agent is offline, cannot reach the session, or it failed to wake", body = ErrorBody),
@@ -56,15 +58,14 @@ pub async fn vnc(
     if user.via_cookie {
         check_origin(&state, &headers)?;
     }
-    let session = state
-        .store
-        .get_session(&session_id)
-        .await?
-        .filter(|s| user.may_access(&s.user_id))
-        .ok_or_else(|| ApiError::not_found("session"))?;
+    let (session, share) = viewable_session(&state, &user, &session_id).await?;
     // Held by the tunnel until it closes.
     let permit = state.streams.acquire(&user.user.id)?;
-    let session = wake_if_needed(&state, &user.user, session).await?;
+    let session = match &share {
+        // Waking is the owner's (it counts against their quota).
+        Some(_) => running_for_guest(session)?,
+        None => wake_if_needed(&state, &user.user, session).await?,
+    };
     let agent_id = session
         .agent_id
         .ok_or_else(|| ApiError::Conflict("session has no agent".into()))?;
@@ -90,6 +91,12 @@ pub async fn vnc(
     };
     // Dropped with the task, whenever the tunnel ends: that records the close.
     let record = ViewerRecord::open(&state, open).await;
+    // A guest is listed as watching until the tunnel ends, which it does
+    // when the share ends.
+    let guest = match &share {
+        Some(share) => Some(GuestViewer::join(&state, &user, share, client.0).await),
+        None => None,
+    };
 
     // Logout, a new password, demotion or deletion close the tunnel.
     let revoked = revoke::ended(&state, &user);
@@ -116,6 +123,7 @@ pub async fn vnc(
                 _ = tunnel.run(viewer, agent_stream) => {}
                 _ = activity.record(&state, &session.id) => {}
                 _ = revoked => {}
+                _ = guest_ended(guest.as_ref()) => tracing::debug!("share ended: closing the guest's viewer"),
             }
             metrics.tunnels_open.dec();
             activity.flush(&state, &session.id).await;
@@ -124,6 +132,26 @@ pub async fn vnc(
         .instrument(span),
     );
     Ok(response)
+}
+
+/// A guest's viewer opens only on a running session: waking it is the
+/// owner's.
+fn running_for_guest(session: SessionRecord) -> ApiResult<SessionRecord> {
+    if session.phase == Phase::Running && session.state == DesiredState::Running {
+        return Ok(session);
+    }
+    Err(ApiError::Conflict(format!(
+        "the session is {}: it opens to guests while its owner has it running",
+        session.phase
+    )))
+}
+
+/// Completes when a guest's share ends; never for the owner's viewers.
+async fn guest_ended(guest: Option<&GuestViewer>) {
+    match guest {
+        Some(guest) => guest.ended().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Opening a viewer on a hibernated session wakes it (the viewer's
