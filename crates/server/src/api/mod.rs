@@ -24,7 +24,6 @@ mod views;
 
 pub use crate::presence::status as agent_status;
 pub use sessions::view as session_view;
-pub use shares::viewable_session;
 pub use tokens::MAX_TOKENS_PER_USER as MAX_API_TOKENS_PER_USER;
 
 /// The OpenAPI document as pretty-printed JSON, without a running server:

@@ -320,7 +320,7 @@ pub async fn get(
 ) -> ApiResult<Json<SessionView>> {
     // Guests of a live share see it too (read only: every other session
     // route is the owner's).
-    let (session, _) = super::shares::viewable_session(&state, &user, &id).await?;
+    let (session, _) = crate::tunnel::access::viewable(&state, &user, &id).await?;
     Ok(Json(view(&state, session).await?))
 }
 

@@ -16,7 +16,7 @@ use crate::store::{
     MAX_GUESTS_PER_LINK, MAX_LINKS_PER_SESSION, MAX_SHARES_PER_SESSION, NewShare, SessionRecord,
     ShareRecord, ShareRefusal, now_ms,
 };
-use crate::tunnel::guests::{share_for, sharing_allowed};
+use crate::tunnel::guests::sharing_allowed;
 use crate::validate::FieldError;
 use axum::Json;
 use axum::extract::State;
@@ -533,26 +533,4 @@ pub async fn join(
         mode: ShareMode::of(share.control),
         share_id: Some(share.id),
     }))
-}
-
-/// The session if `user` may see it: their own (or any, for an admin), or
-/// one shared with them. Others get the 404 of a session that does not
-/// exist.
-pub async fn viewable_session(
-    state: &AppState,
-    user: &CurrentUser,
-    id: &SessionId,
-) -> ApiResult<(SessionRecord, Option<ShareRecord>)> {
-    let session = state
-        .store
-        .get_session(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("session"))?;
-    if user.may_access(&session.user_id) {
-        return Ok((session, None));
-    }
-    match share_for(state, user, &session).await? {
-        Some(share) => Ok((session, Some(share))),
-        None => Err(ApiError::not_found("session")),
-    }
 }

@@ -37,8 +37,7 @@ pub async fn share_for(
 
 /// Whether the session's template lets its owner share it.
 pub fn sharing_allowed(session: &SessionRecord) -> bool {
-    let _ = session;
-    true // FOUNDATION: session.spec.desktop.sharing
+    session.spec.desktop.sharing
 }
 
 /// A guest's open viewer: listed as watching, audited as it opens, and
@@ -50,21 +49,33 @@ pub struct GuestViewer {
 }
 
 impl GuestViewer {
-    /// Records `share.join` and lists the guest as watching.
+    /// Records `share.join` and lists the guest as watching, through the
+    /// share `share_id`.
     pub async fn join(
         state: &AppState,
         user: &CurrentUser,
-        share: &ShareRecord,
+        share_id: &str,
         client: Option<IpAddr>,
     ) -> Self {
-        let event = ShareEvent {
-            actor: user.actor(),
-            kind: "share.join",
-            share,
-            client,
-        };
-        recorded(state, event).await;
-        let watcher_id = match state.store.add_watcher(&share.id, &user.user.id).await {
+        match state.store.share(share_id).await {
+            Ok(Some(share)) => {
+                let actor = user.actor();
+                let kind = "share.join";
+                recorded(
+                    state,
+                    ShareEvent {
+                        actor,
+                        kind,
+                        share: &share,
+                        client,
+                    },
+                )
+                .await;
+            }
+            Ok(None) => {}
+            Err(err) => tracing::error!(error = %err, "cannot record a guest's joining"),
+        }
+        let watcher_id = match state.store.add_watcher(share_id, &user.user.id).await {
             Ok(id) => Some(id),
             Err(err) => {
                 tracing::warn!(error = %err, "cannot list a guest as watching");
@@ -73,7 +84,7 @@ impl GuestViewer {
         };
         GuestViewer {
             state: state.clone(),
-            share_id: share.id.clone(),
+            share_id: share_id.to_owned(),
             watcher_id,
         }
     }

@@ -1,12 +1,12 @@
 //! `GET /vnc/{session_id}`: a viewer's WebSocket (noVNC, `streamspace
 //! connect`) carrying raw RFB as binary frames.
 
+use super::access::{ViewerRole, viewable};
 use super::activity::Activity;
 use super::guests::GuestViewer;
 use super::open_data_channel;
 use super::relay::Tunnel;
 use super::websocket::Handshake;
-use crate::api::viewable_session;
 use crate::audit_log::viewers::{ViewerKind, ViewerOpen, ViewerRecord};
 use crate::auth::CurrentUser;
 use crate::auth::client_addr::ClientAddr;
@@ -58,14 +58,15 @@ pub async fn vnc(
     if user.via_cookie {
         check_origin(&state, &headers)?;
     }
-    let (session, share) = viewable_session(&state, &user, &session_id).await?;
+    let (session, role) = viewable(&state, &user, &session_id).await?;
     // Held by the tunnel until it closes.
     let permit = state.streams.acquire(&user.user.id)?;
-    let session = match &share {
+    let session = match &role {
         // Waking is the owner's (it counts against their quota).
-        Some(_) => running_for_guest(session)?,
-        None => wake_if_needed(&state, &user.user, session).await?,
+        ViewerRole::Guest { .. } => running_for_guest(session)?,
+        _ => wake_if_needed(&state, &user.user, session).await?,
     };
+    let input = role.input_filter(&session);
     let agent_id = session
         .agent_id
         .ok_or_else(|| ApiError::Conflict("session has no agent".into()))?;
@@ -93,9 +94,11 @@ pub async fn vnc(
     let record = ViewerRecord::open(&state, open).await;
     // A guest is listed as watching until the tunnel ends, which it does
     // when the share ends.
-    let guest = match &share {
-        Some(share) => Some(GuestViewer::join(&state, &user, share, client.0).await),
-        None => None,
+    let guest = match &role {
+        ViewerRole::Guest { share_id, .. } => {
+            Some(GuestViewer::join(&state, &user, share_id, client.0).await)
+        }
+        _ => None,
     };
 
     // Logout, a new password, demotion or deletion close the tunnel.
@@ -118,6 +121,7 @@ pub async fn vnc(
                 metrics: &metrics,
                 bytes: &record.bytes,
                 shutdown: state.shutdown.clone(),
+                input,
             };
             tokio::select! {
                 _ = tunnel.run(viewer, agent_stream) => {}

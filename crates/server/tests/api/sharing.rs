@@ -566,7 +566,45 @@ async fn ending_a_share_closes_its_viewer_within_a_second(app: TestApp) -> anyho
     Ok(())
 }
 
+async fn a_template_can_forbid_sharing(app: TestApp) -> anyhow::Result<()> {
+    app.admin
+        .create_template(
+            json!({"name": "private", "image": "streamspace/desktop:local",
+                                "desktop": {"sharing": false}}),
+        )
+        .await?;
+    let (agent_id, secret) = enroll(&app.admin, "a").await?;
+    let mut agent = FakeAgent::connect(&app.url, &agent_id, &secret).await?;
+    let (_, alice) = user(&app, "alice", "user").await?;
+    user(&app, "bob", "user").await?;
+    let session = agent
+        .run_session(&alice, json!({"template": "private"}))
+        .await?;
+    let path = shares_path(&session);
+    for body in [json!({"username": "bob"}), json!({"link": true})] {
+        let refused = alice
+            .refused(Method::POST, &path, body, StatusCode::FORBIDDEN)
+            .await?;
+        ensure!(
+            refused["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("desktop.sharing")),
+            "{refused}"
+        );
+    }
+    let listed = alice
+        .expect(Method::GET, &path, None, StatusCode::OK)
+        .await?;
+    assert_eq!(listed["sharing_allowed"], false);
+    assert!(
+        events(&app, "kind=share.").await?.is_empty(),
+        "nothing was shared"
+    );
+    Ok(())
+}
+
 on_both_engines!(
+    a_template_can_forbid_sharing,
     an_invited_user_sees_the_session_and_nobody_else_does,
     a_link_lets_signed_in_users_in_until_it_expires,
     bad_share_requests_say_which_field,
