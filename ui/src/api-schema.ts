@@ -7634,7 +7634,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such session, or not yours */
+            /** @description No such session, or neither yours nor shared with you */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7643,7 +7643,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The session is terminated or stopping */
+            /** @description The session is terminated or stopping (or, for a guest, not running) */
             409: {
                 headers: {
                     [name: string]: unknown;
