@@ -157,6 +157,32 @@ async fn an_expired_link_opens_nothing(url: &str) {
     assert!(!store.share_is_live(&link.id).await.expect("read"));
 }
 
+/// A link lets a bounded number of users in.
+async fn a_link_lets_a_bounded_number_of_users_in(url: &str) {
+    let (store, session, [alice, ..]) = setup(url).await;
+    let made = store
+        .create_share(link(&session, &alice, "hash", now_ms() + 60_000))
+        .await;
+    let link = made.expect("write").expect("made");
+    for i in 0..MAX_GUESTS_PER_LINK {
+        let guest = store
+            .create_user(&format!("g{i}"), "h", Role::User)
+            .await
+            .expect("user");
+        store
+            .join_link(&link, &guest.id)
+            .await
+            .expect("write")
+            .expect("within the bound");
+    }
+    let last = store
+        .create_user("last", "h", Role::User)
+        .await
+        .expect("user");
+    let over = store.join_link(&link, &last.id).await.expect("write");
+    assert_eq!(over, Err(ShareRefusal::LinkFull));
+}
+
 /// A session has a bounded number of live links and shares.
 async fn shares_and_links_are_bounded_per_session(url: &str) {
     let (store, session, [alice, ..]) = setup(url).await;
@@ -222,5 +248,6 @@ on_both_engines!(
     a_links_guests_end_with_the_link,
     an_expired_link_opens_nothing,
     shares_and_links_are_bounded_per_session,
+    a_link_lets_a_bounded_number_of_users_in,
     watchers_are_listed_while_open,
 );

@@ -612,3 +612,30 @@ on_both_engines!(
     a_guest_with_control_types_into_the_session,
     ending_a_share_closes_its_viewer_within_a_second,
 );
+
+/// A share ended through another replica (nothing said on this replica's
+/// bus) still closes the guest's viewer here within a second: each guest
+/// viewer re-checks its share in the shared database.
+#[tokio::test]
+async fn a_share_ended_on_another_replica_closes_the_viewer_within_a_second() -> anyhow::Result<()>
+{
+    let app = crate::spawn_app(crate::Engine::Postgres).await;
+    let other = crate::spawn_replica(&app).await;
+    let mut s = setup(app).await?;
+    let invite = share(&s, json!({"username": "bob"})).await?;
+    let bob = s.bob.clone();
+    let (mut bobs, _server) = view(&mut s, &bob).await?;
+    let mut alice_elsewhere = Api::new(&other.url);
+    alice_elsewhere.token = s.alice.token.clone();
+    let path = format!(
+        "{}/{}",
+        shares_path(&s.session),
+        invite["id"].as_str().context("id")?
+    );
+    alice_elsewhere
+        .expect(Method::DELETE, &path, None, StatusCode::NO_CONTENT)
+        .await?;
+    let took = closes_within(&mut bobs, WITHIN).await?;
+    println!("ended on another replica: bob's viewer closed {took:?} later");
+    Ok(())
+}
