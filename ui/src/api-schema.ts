@@ -2017,7 +2017,10 @@ export interface components {
             actor: string;
             /** Format: date-time */
             at: string;
-            /** @description `created`, `state`, `phase`, `retry`, `gave_up`, `adopted`, `quota`. */
+            /**
+             * @description `created`, `state`, `phase`, `retry`, `gave_up`, `adopted`, `quota`;
+             *     `share.create`, `share.end`, `share.join` (docs/SHARING.md).
+             */
             kind: string;
             message?: string | null;
             /** @description The observed phase, when the event changed it. */
