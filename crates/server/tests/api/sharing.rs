@@ -604,6 +604,7 @@ async fn a_template_can_forbid_sharing(app: TestApp) -> anyhow::Result<()> {
 }
 
 on_both_engines!(
+    a_guest_does_not_wake_a_hibernated_session,
     a_template_can_forbid_sharing,
     an_invited_user_sees_the_session_and_nobody_else_does,
     a_link_lets_signed_in_users_in_until_it_expires,
@@ -612,6 +613,29 @@ on_both_engines!(
     a_guest_with_control_types_into_the_session,
     ending_a_share_closes_its_viewer_within_a_second,
 );
+
+/// A guest does not wake a hibernated session (waking counts against the
+/// owner's quota): their viewer is refused and the session stays asleep.
+async fn a_guest_does_not_wake_a_hibernated_session(app: TestApp) -> anyhow::Result<()> {
+    let s = setup(app).await?;
+    share(&s, json!({"username": "bob"})).await?;
+    run_sql(
+        &s.app,
+        "UPDATE sessions SET state = 'hibernated', phase = 'Hibernated'",
+    )
+    .await?;
+    let token = s.bob.token.clone().unwrap_or_default();
+    let refused = VncSocket::connect(&s.app.url, &s.session, &token, &[]).await;
+    let refused = refused.err().context("the guest's viewer is refused")?;
+    assert_eq!(refused.status, 409, "{}", refused.error);
+    ensure!(refused.error.contains("owner"), "{}", refused.error);
+    let seen = s.bob.session(&s.session).await?;
+    assert_eq!(
+        (seen["state"].as_str(), seen["phase"].as_str()),
+        (Some("hibernated"), Some("Hibernated"))
+    );
+    Ok(())
+}
 
 /// A share ended through another replica (nothing said on this replica's
 /// bus) still closes the guest's viewer here within a second: each guest
