@@ -625,6 +625,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/sessions/{id}/shares": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List a session's shares and watchers
+         * @description The owner's (or an admin's) view of who may watch the session and who
+         *     is watching now; poll it for a live list.
+         */
+        get: operations["listSessionShares"];
+        put?: never;
+        /**
+         * Share a session
+         * @description Invite a user by name, or make a link (its URL is in the answer, once).
+         *     Guests see the same desktop as you; with `view` the control plane drops
+         *     everything they type or click.
+         */
+        post: operations["createSessionShare"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/sessions/{id}/shares/{share_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * End a share
+         * @description The guest's viewers close at once (a link's: everyone who came through
+         *     it), and the share no longer opens the session.
+         */
+        delete: operations["endSessionShare"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/sessions/{id}/state": {
         parameters: {
             query?: never;
@@ -656,6 +704,44 @@ export interface paths {
          * @description Replaces every setting at once (send what `GET` answered, changed).
          */
         put: operations["putSettings"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/share-links/join": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Open a share link
+         * @description Lets you (a signed-in user) into the session the link shares, for as
+         *     long as the link lasts; then open the viewer (`/vnc/{session_id}`).
+         */
+        post: operations["joinShareLink"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/shared-sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List sessions shared with you */
+        get: operations["listSharedSessions"];
+        put?: never;
         post?: never;
         delete?: never;
         options?: never;
@@ -1342,6 +1428,11 @@ export interface components {
          * @example 2
          */
         Cpu: string;
+        /** @description A new share; for a link, its secret URL, shown only now. */
+        CreatedShare: components["schemas"]["Share"] & {
+            /** @description The link to hand out (links only). Not shown again: only its hash is kept. */
+            url?: string | null;
+        };
         /** @description A new API token, with its secret (shown this once). */
         CreatedToken: {
             /** Format: date-time */
@@ -1511,6 +1602,17 @@ export interface components {
             templates: components["schemas"]["ImportItem"][];
             unchanged: number;
             updated: number;
+        };
+        /** @description A link's secret, from the fragment of the URL it came in. */
+        JoinLink: {
+            token: string;
+        };
+        /** @description What a link opened. */
+        JoinedSession: {
+            mode: components["schemas"]["ShareMode"];
+            session_id: string;
+            /** @description Your share (`null` when the link is to your own session). */
+            share_id?: string | null;
         };
         /**
          * @description Limits as the API shows and accepts them: quantities as strings, `null`
@@ -1915,13 +2017,23 @@ export interface components {
             actor: string;
             /** Format: date-time */
             at: string;
-            /** @description `created`, `state`, `phase`, `retry`, `gave_up`, `adopted`, `quota`. */
+            /**
+             * @description `created`, `state`, `phase`, `retry`, `gave_up`, `adopted`, `quota`;
+             *     `share.create`, `share.end`, `share.join` (docs/SHARING.md).
+             */
             kind: string;
             message?: string | null;
             /** @description The observed phase, when the event changed it. */
             phase?: string | null;
             /** @description The desired state, when the event changed or concerns it. */
             state?: string | null;
+        };
+        /** @description A session's live shares and who is watching through them now. */
+        SessionShares: {
+            shares: components["schemas"]["Share"][];
+            /** @description Whether the session's template lets it be shared (`desktop.sharing`). */
+            sharing_allowed: boolean;
+            watchers: components["schemas"]["ShareWatcher"][];
         };
         /** @description What a session uses now. */
         SessionUsage: {
@@ -1948,6 +2060,70 @@ export interface components {
              *     everyone out).
              */
             password_login: boolean;
+        };
+        /** @description A live share of a session. */
+        Share: {
+            /** Format: date-time */
+            created_at: string;
+            /**
+             * Format: date-time
+             * @description `null`: until ended.
+             */
+            expires_at?: string | null;
+            /** @description The invited user, or who came through a link; `null` for a link. */
+            guest?: string | null;
+            id: string;
+            kind: components["schemas"]["ShareKind"];
+            /** @description For a link's guest: the link. */
+            link_id?: string | null;
+            mode: components["schemas"]["ShareMode"];
+        };
+        /**
+         * @description An invite (`username`) or a link (`link: true`), not both.
+         * @example {
+         *       "mode": "view",
+         *       "username": "bob"
+         *     }
+         */
+        ShareInput: {
+            /**
+             * @description How long the share lasts, from 1 minute to 7 days ("30m", "8h").
+             *     Links: default 1 hour. Invites: until ended, unless given.
+             * @example 1h
+             */
+            expires_in?: string | null;
+            /** @description Make a link that any signed-in user of this deployment can open. */
+            link?: boolean;
+            mode?: components["schemas"]["ShareMode"] | null;
+            /** @description The user to invite. */
+            username?: string | null;
+        };
+        /**
+         * @description The kind of a share.
+         * @enum {string}
+         */
+        ShareKind: "invite" | "link" | "link_guest";
+        /**
+         * @description What a guest may do: `view` (the picture only) or `control` (keyboard
+         *     and mouse too, and the clipboard as the template allows).
+         * @enum {string}
+         */
+        ShareMode: "view" | "control";
+        /** @description A guest's viewer open now. */
+        ShareWatcher: {
+            /** @description The share they came through. */
+            share_id: string;
+            /** Format: date-time */
+            since: string;
+            username: string;
+        };
+        /** @description A session someone shared with you. */
+        SharedSession: {
+            /** Format: date-time */
+            expires_at?: string | null;
+            mode: components["schemas"]["ShareMode"];
+            session: components["schemas"]["Session"];
+            share_id: string;
         };
         /**
          * @description An existing volume an admin made for sessions to share (Docker: a named
@@ -4292,7 +4468,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such session, or not yours */
+            /** @description No such session, or neither yours nor shared with you */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4709,6 +4885,223 @@ export interface operations {
             };
         };
     };
+    listSessionShares: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The session's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Live shares and watchers */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionShares"];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not allowed: admins only, or the account must enrol MFA first */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such session, or not yours */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    createSessionShare: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The session's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ShareInput"];
+            };
+        };
+        responses: {
+            /** @description Shared; a link's `url` is shown only now */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedShare"];
+                };
+            };
+            /** @description A field is not valid, with which and why */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session's template does not allow sharing */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such session, or not yours */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body did not arrive within the body-read timeout (30 s by default) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session has ended, the user is invited already, or the session has the most shares allowed */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than 1 MiB (16 KiB for logins and agent enrollment) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    endSessionShare: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The session's id */
+                id: string;
+                /** @description The share's id */
+                share_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Ended; its viewers are closed */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not allowed: admins only, or the account must enrol MFA first */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such session or live share, or not yours */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     setSessionState: {
         parameters: {
             query?: never;
@@ -4915,6 +5308,149 @@ export interface operations {
             };
             /** @description The body is larger than 1 MiB (16 KiB for logins and agent enrollment) */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    joinShareLink: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["JoinLink"];
+            };
+        };
+        responses: {
+            /** @description You may view the session */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JoinedSession"];
+                };
+            };
+            /** @description The body is not valid: `field` names the culprit */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not allowed: admins only, or the account must enrol MFA first */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such link: it expired, was ended, or never existed */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body did not arrive within the body-read timeout (30 s by default) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The link has let in the most users allowed */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than 1 MiB (16 KiB for logins and agent enrollment) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    listSharedSessions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Sessions you may view, newest share first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SharedSession"][];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not allowed: admins only, or the account must enrol MFA first */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7101,7 +7637,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description No such session, or not yours */
+            /** @description No such session, or neither yours nor shared with you */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7110,7 +7646,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The session is terminated or stopping */
+            /** @description The session is terminated or stopping (or, for a guest, not running) */
             409: {
                 headers: {
                     [name: string]: unknown;

@@ -195,3 +195,21 @@ export const tokenApi = {
     request<CreatedApiToken>('POST', '/users/me/tokens', { name, expires_in } satisfies Schemas['NewToken']),
   revoke: (id: string) => request<void>('DELETE', `/users/me/tokens/${encodeURIComponent(id)}`),
 };
+
+export type Share = Schemas['Share'];
+export type ShareMode = Schemas['ShareMode'];
+export type SessionShares = Schemas['SessionShares'];
+export type SharedSession = Schemas['SharedSession'];
+export type CreatedShare = Schemas['CreatedShare'];
+
+/** Session sharing (docs/SHARING.md): the owner's shares, and the sessions shared with you. */
+export const shareApi = {
+  list: (session: string) => request<SessionShares>('GET', `/sessions/${encodeURIComponent(session)}/shares`),
+  create: (session: string, input: Schemas['ShareInput']) =>
+    request<CreatedShare>('POST', `/sessions/${encodeURIComponent(session)}/shares`, input),
+  end: (session: string, share: string) =>
+    request<void>('DELETE', `/sessions/${encodeURIComponent(session)}/shares/${encodeURIComponent(share)}`),
+  sharedWithMe: () => request<SharedSession[]>('GET', '/shared-sessions'),
+  join: (token: string) =>
+    request<Schemas['JoinedSession']>('POST', '/share-links/join', { token } satisfies Schemas['JoinLink']),
+};

@@ -21,6 +21,10 @@ import { ImportCatalogPage } from './pages/admin/import-catalog';
 import { AuditPage } from './pages/admin/audit';
 import { SettingsPage } from './pages/admin/settings';
 import { ForbiddenPage, NotFoundPage } from './pages/errors';
+import { JoinPage, stashJoinToken } from './pages/viewer/share';
+
+// A share link's secret rides in the URL's fragment, which the sign-in drops.
+stashJoinToken();
 
 export function App() {
   // undefined: still asking the server who we are.
@@ -151,6 +155,7 @@ function Routes({ path, user }: { path: string; user: User }) {
   let m: Record<string, string> | null;
   if (path === '/login') return <Redirect to="/" />;
   if ((m = match('/sessions/:id', path))) return <LazyViewer key={m.id} id={m.id} />;
+  if (path === '/join') return <JoinPage />;
 
   const admin = user.role === 'admin';
   const adminOnly = (el: preact.JSX.Element) => (admin ? el : <ForbiddenPage />);

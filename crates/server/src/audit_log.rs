@@ -3,7 +3,8 @@
 //!
 //! What records what: `logins.rs` (logins and logouts), `admin.rs` (admin
 //! changes), `sessions.rs` (session creates and state changes),
-//! `viewers.rs` (viewer connections, with duration and bytes); `flood.rs`
+//! `viewers.rs` (viewer connections, with duration and bytes), `shares.rs`
+//! (session shares made, ended and joined); `flood.rs`
 //! bounds what anonymous callers can add, `retention.rs` deletes what the
 //! retention setting no longer keeps. Every kind is in docs/AUDIT.md.
 
@@ -12,6 +13,7 @@ pub mod flood;
 pub mod logins;
 pub mod retention;
 pub mod sessions;
+pub mod shares;
 pub mod viewers;
 
 use crate::state::AppState;

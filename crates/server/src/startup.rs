@@ -126,6 +126,7 @@ impl Application {
             mfa: Arc::new(mfa),
             revocations: Revocations::default(),
             anonymous_events: Arc::default(),
+            share_ends: Default::default(),
             oidc,
         };
         Ok(Self {

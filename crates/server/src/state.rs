@@ -18,6 +18,7 @@ use crate::seal::Sealer;
 use crate::store::Store;
 use crate::streams::StreamLimit;
 use crate::tunnel::broker::TunnelBroker;
+use crate::tunnel::share_ends::ShareEnds;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub apps: Arc<crate::apps::shared::Apps>,
     /// How fast people who proved nothing may add to the audit log.
     pub anonymous_events: Arc<crate::audit_log::flood::AnonymousBudget>,
+    /// Tells guests' viewers that their share ended (`tunnel/guests.rs`).
+    pub share_ends: ShareEnds,
     /// Single sign-on, when configured.
     pub oidc: Option<Arc<crate::auth::oidc::Oidc>>,
 }

@@ -2,6 +2,7 @@ import { useAuth } from '../auth';
 import { SessionTable, useSessionList } from '../components/session-table';
 import { PageHeader } from '../components/ui';
 import { Link } from '../router';
+import { SharedWithMe } from './viewer/share';
 
 export function MySessionsPage() {
   const { user } = useAuth();
@@ -26,6 +27,7 @@ export function MySessionsPage() {
           </p>
         }
       />
+      <SharedWithMe />
     </>
   );
 }

@@ -87,8 +87,18 @@ pub fn rule(operation_id: &str) -> Option<Rule> {
             Access::User,
             "for oneself, within quota and the template's limits and groups, on agents of the caller's pools",
         ),
-        "getSession" | "terminateSession" | "getSessionEvents" | "sessionHeartbeat"
-        | "getSessionLogs" | "setSessionState" | "viewSession" | "openSessionApp" => OWNER,
+        "terminateSession" | "getSessionEvents" | "sessionHeartbeat" | "getSessionLogs"
+        | "setSessionState" | "openSessionApp" => OWNER,
+        "getSession" | "viewSession" => rule_of(
+            Access::User,
+            "own sessions, and those shared with the caller (live share); admins all (404 to others)",
+        ),
+        "listSessionShares" | "createSessionShare" | "endSessionShare" => OWNER,
+        "listSharedSessions" => rule_of(Access::User, "sessions shared with the caller"),
+        "joinShareLink" => rule_of(
+            Access::User,
+            "with a live link's secret; lets the caller in for the link's life",
+        ),
         "listTemplates" | "getTemplate" => rule_of(
             Access::User,
             "admins every template and field; users those allowed to their groups, without the environment or secrets",

@@ -16,6 +16,7 @@ mod pools;
 mod prepull;
 mod sessions;
 mod settings;
+mod shares;
 mod templates;
 mod tokens;
 mod users;
@@ -107,6 +108,10 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::list, sessions::create))
         .routes(routes!(sessions::get, sessions::delete))
         .routes(routes!(sessions::set_state))
+        .routes(routes!(shares::list, shares::create))
+        .routes(routes!(shares::end))
+        .routes(routes!(shares::shared_with_me))
+        .routes(routes!(shares::join))
         .routes(routes!(logs::logs))
         .routes(routes!(sessions::events))
         .routes(routes!(sessions::heartbeat))

@@ -34,6 +34,7 @@ use utoipa::{Modify, OpenApi};
         (name = "mfa", description = "Two-step verification: TOTP and recovery codes (docs/MFA.md)"),
         (name = "templates", description = "The catalog sessions are made from"),
         (name = "sessions", description = "Desktops: start, hibernate, wake, terminate"),
+        (name = "sharing", description = "Letting other users watch or work in a session (docs/SHARING.md)"),
         (name = "agents", description = "The hosts sessions run on"),
         (name = "agent protocol", description = "What agents themselves call (docs/PROTOCOL.md)"),
         (name = "events", description = "Live updates"),

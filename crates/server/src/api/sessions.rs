@@ -310,7 +310,7 @@ pub async fn list(
     params(("id" = String, Path, description = "The session's id")),
     responses(
         (status = 200, description = "The session", body = SessionView),
-        (status = 404, description = "No such session, or not yours", body = ErrorBody),
+        (status = 404, description = "No such session, or neither yours nor shared with you", body = ErrorBody),
     ),
 )]
 pub async fn get(
@@ -318,7 +318,9 @@ pub async fn get(
     user: CurrentUser,
     ApiPath(id): ApiPath<SessionId>,
 ) -> ApiResult<Json<SessionView>> {
-    let session = visible_session(&state, &user, &id).await?;
+    // Guests of a live share see it too (read only: every other session
+    // route is the owner's).
+    let (session, _) = crate::tunnel::access::viewable(&state, &user, &id).await?;
     Ok(Json(view(&state, session).await?))
 }
 

@@ -26,6 +26,8 @@ pub enum SecretKind {
     AppCookie,
     /// The challenge between a login's password and its MFA code.
     MfaChallenge,
+    /// A link that shares a session (`api/shares.rs`).
+    ShareLink,
 }
 
 impl SecretKind {
@@ -38,6 +40,7 @@ impl SecretKind {
             SecretKind::AppTicket => "ssk_",
             SecretKind::AppCookie => "ssc_",
             SecretKind::MfaChallenge => "ssm_",
+            SecretKind::ShareLink => "ssj_",
         }
     }
 }

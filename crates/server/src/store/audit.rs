@@ -15,7 +15,8 @@ pub struct AuditEntry {
     pub at: i64,
     /// `user:alice`, `agent:host-b`, `system:idle`, `system:reconciler`…
     pub actor: String,
-    /// `created`, `state`, `phase`, `retry`, `gave_up`, `adopted`, `quota`.
+    /// `created`, `state`, `phase`, `retry`, `gave_up`, `adopted`, `quota`;
+    /// `share.create`, `share.end`, `share.join` (docs/SHARING.md).
     pub kind: String,
     /// The desired state, when the event changed or concerns it.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -45,6 +45,7 @@ mod quotas;
 mod resources;
 mod sessions;
 mod settings;
+mod shares;
 #[cfg(test)]
 mod state_tests;
 mod templates;
@@ -69,6 +70,10 @@ pub use quotas::{Limits, Usage};
 pub use resources::AgentLoad;
 pub use sessions::{NewSession, SessionRecord};
 pub use settings::{MfaRequired, Settings};
+pub use shares::{
+    MAX_GUESTS_PER_LINK, MAX_LINKS_PER_SESSION, MAX_SHARES_PER_SESSION, NewShare, ShareRecord,
+    ShareRefusal, Watcher,
+};
 pub use templates::TemplateRecord;
 pub use users::POOL_USER;
 pub use users::{AdminChange, Role, User};

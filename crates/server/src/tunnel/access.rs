@@ -2,6 +2,7 @@
 //! owner and admins with everything the template allows; guests (sessions
 //! shared with them) with what their share allows.
 
+use super::guests::share_for;
 use super::rfb_input::{InputFilter, InputRules};
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiResult};
@@ -15,14 +16,30 @@ pub enum ViewerRole {
     Owner,
     /// An admin looking at someone else's session.
     Admin,
+    /// A user the session is shared with (`api/shares.rs`), through the
+    /// share `share_id`; `control`: keyboard and mouse too.
+    Guest {
+        share_id: String,
+        control: bool,
+    },
 }
 
 impl ViewerRole {
     /// What the viewer's RFB messages may do on a session with this policy.
     pub fn input_rules(&self, session: &SessionRecord) -> InputRules {
-        InputRules {
-            clipboard: session.spec.desktop.clipboard.to_session(),
-            ..InputRules::ALL
+        let clipboard = session.spec.desktop.clipboard.to_session();
+        match self {
+            ViewerRole::Owner | ViewerRole::Admin => InputRules {
+                clipboard,
+                ..InputRules::ALL
+            },
+            // The owner's window decides the desktop's size, not a guest's.
+            ViewerRole::Guest { control: true, .. } => InputRules {
+                input: true,
+                clipboard,
+                resize: false,
+            },
+            ViewerRole::Guest { control: false, .. } => InputRules::VIEW_ONLY,
         }
     }
 
@@ -52,5 +69,11 @@ pub async fn viewable(
     if user.user.is_admin() {
         return Ok((session, ViewerRole::Admin));
     }
-    Err(ApiError::not_found("session"))
+    match share_for(state, user, &session).await? {
+        Some(share) => {
+            let (share_id, control) = (share.id, share.control);
+            Ok((session, ViewerRole::Guest { share_id, control }))
+        }
+        None => Err(ApiError::not_found("session")),
+    }
 }

@@ -11,10 +11,12 @@ pub(crate) mod access;
 pub(crate) mod activity;
 pub(crate) mod agent_side;
 pub(crate) mod broker;
+pub(crate) mod guests;
 pub(crate) mod logs;
 pub(crate) mod opener;
 mod relay;
 pub(crate) mod rfb_input;
+pub(crate) mod share_ends;
 pub(crate) mod viewer;
 mod websocket;
 

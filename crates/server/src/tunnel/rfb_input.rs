@@ -37,10 +37,6 @@ impl InputRules {
         resize: true,
     };
     /// A guest who watches: screen updates only.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "guests' viewers (sharing) use it")
-    )]
     pub const VIEW_ONLY: InputRules = InputRules {
         input: false,
         clipboard: false,

@@ -1,8 +1,9 @@
 //! `GET /vnc/{session_id}`: a viewer's WebSocket (noVNC, `streamspace
 //! connect`) carrying raw RFB as binary frames.
 
-use super::access::viewable;
+use super::access::{ViewerRole, viewable};
 use super::activity::Activity;
+use super::guests::GuestViewer;
 use super::open_data_channel;
 use super::relay::Tunnel;
 use super::websocket::Handshake;
@@ -38,8 +39,8 @@ use tracing::Instrument;
         (status = 101, description = "Switching to the WebSocket"),
         (status = 400, description = "Not a WebSocket handshake, with what is missing", body = ErrorBody),
         (status = 403, description = "Foreign `Origin` with the cookie, or waking it would exceed the quota", body = ErrorBody),
-        (status = 404, description = "No such session, or not yours", body = ErrorBody),
-        (status = 409, description = "The session is terminated or stopping", body = ErrorBody),
+        (status = 404, description = "No such session, or neither yours nor shared with you", body = ErrorBody),
+        (status = 409, description = "The session is terminated or stopping (or, for a guest, not running)", body = ErrorBody),
         (status = 429, description = "You have too many event, log and VNC streams open; `Retry-After` says when to try again", body = ErrorBody,
             headers(("retry-after" = u64, description = "Seconds to wait"))),
         (status = 503, description = "The agent is offline, cannot reach the session, or it failed to wake", body = ErrorBody),
@@ -60,7 +61,11 @@ pub async fn vnc(
     let (session, role) = viewable(&state, &user, &session_id).await?;
     // Held by the tunnel until it closes.
     let permit = state.streams.acquire(&user.user.id)?;
-    let session = wake_if_needed(&state, &user.user, session).await?;
+    let session = match &role {
+        // Waking is the owner's (it counts against their quota).
+        ViewerRole::Guest { .. } => running_for_guest(session)?,
+        _ => wake_if_needed(&state, &user.user, session).await?,
+    };
     let input = role.input_filter(&session);
     let agent_id = session
         .agent_id
@@ -87,6 +92,14 @@ pub async fn vnc(
     };
     // Dropped with the task, whenever the tunnel ends: that records the close.
     let record = ViewerRecord::open(&state, open).await;
+    // A guest is listed as watching until the tunnel ends, which it does
+    // when the share ends.
+    let guest = match &role {
+        ViewerRole::Guest { share_id, .. } => {
+            Some(GuestViewer::join(&state, &user, share_id, client.0).await)
+        }
+        _ => None,
+    };
 
     // Logout, a new password, demotion or deletion close the tunnel.
     let revoked = revoke::ended(&state, &user);
@@ -114,6 +127,7 @@ pub async fn vnc(
                 _ = tunnel.run(viewer, agent_stream) => {}
                 _ = activity.record(&state, &session.id) => {}
                 _ = revoked => {}
+                _ = guest_ended(guest.as_ref()) => tracing::debug!("share ended: closing the guest's viewer"),
             }
             metrics.tunnels_open.dec();
             activity.flush(&state, &session.id).await;
@@ -122,6 +136,26 @@ pub async fn vnc(
         .instrument(span),
     );
     Ok(response)
+}
+
+/// A guest's viewer opens only on a running session: waking it is the
+/// owner's.
+fn running_for_guest(session: SessionRecord) -> ApiResult<SessionRecord> {
+    if session.phase == Phase::Running && session.state == DesiredState::Running {
+        return Ok(session);
+    }
+    Err(ApiError::Conflict(format!(
+        "the session is {}: it opens to guests while its owner has it running",
+        session.phase
+    )))
+}
+
+/// Completes when a guest's share ends; never for the owner's viewers.
+async fn guest_ended(guest: Option<&GuestViewer>) {
+    match guest {
+        Some(guest) => guest.ended().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Opening a viewer on a hibernated session wakes it (the viewer's

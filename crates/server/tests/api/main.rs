@@ -27,6 +27,7 @@ mod revocation;
 mod revoked_streams;
 mod sessions;
 mod settings;
+mod sharing;
 mod state_machine;
 mod stream_limits;
 mod tokens;

@@ -15,7 +15,9 @@ import { useEvents } from '../../events';
 import { Link, navigate } from '../../router';
 import { changeState, terminateSession } from '../../components/session-table';
 import { Button, Loading } from '../../components/ui';
+import { useAuth } from '../../auth';
 import { ClipboardPanel, useClipboardSync } from './clipboard';
+import { ShareDialog, useGuestMode } from './share';
 import { useVncConnection } from './connection';
 import { Overlay } from './overlays';
 import { Toolbar, useFullscreen } from './toolbar';
@@ -54,6 +56,8 @@ export function ViewerPage({ id }: { id: string }) {
   const [sharp, setSharp] = useState(() => savedView().sharp);
   const [panel, setPanel] = useState(false);
   const [acting, setActing] = useState(false);
+  const [sharing, setSharing] = useState(false);
+  const { user } = useAuth();
   const root = useRef<HTMLDivElement>(null);
   const screen = useRef<HTMLDivElement>(null);
 
@@ -85,6 +89,7 @@ export function ViewerPage({ id }: { id: string }) {
     document.title = `${session?.template ?? 'Session'} · StreamSpace`;
   }, [session?.template]);
 
+  const guest = useGuestMode(session, user.id, user.role === 'admin');
   const web = !!session?.app_url;
   const app = useWebApp(session);
   // A web app's session may also have a VNC port: the viewer shows the app.
@@ -115,7 +120,8 @@ export function ViewerPage({ id }: { id: string }) {
   };
   const update = (s: Session) => setSession((prev) => newer(prev, s));
 
-  if (loadError && !session) return <CannotOpen error={loadError} onRetry={load} />;
+  // A 404 after the session was shown: it is gone, or a guest's share ended.
+  if (loadError && (!session || loadError.status === 404)) return <CannotOpen error={loadError} onRetry={load} />;
   if (!session) {
     return (
       <main class="center-page">
@@ -145,6 +151,8 @@ export function ViewerPage({ id }: { id: string }) {
         fullscreen={fullscreen}
         onFullscreen={toggleFullscreen}
         acting={acting}
+        guest={guest}
+        onShare={web ? undefined : () => setSharing(true)}
         onHibernate={() => act(() => changeState(session, 'hibernated', update))}
         onTerminate={() =>
           act(async () => {
@@ -152,6 +160,7 @@ export function ViewerPage({ id }: { id: string }) {
           })
         }
       />
+      {sharing && <ShareDialog session={session} onClose={() => setSharing(false)} />}
       <div class="viewer-body">
         <div class="screen-wrap">
           {web ? (
@@ -201,7 +210,7 @@ function CannotOpen({ error, onRetry }: { error: ApiError; onRetry: () => void }
         <h1>{gone ? 'Session not found' : 'Cannot open this session'}</h1>
         <p class="muted">
           {gone
-            ? 'It may have ended, or it belongs to another user. You can only open your own sessions.'
+            ? 'It may have ended, or it belongs to another user who has not shared it with you (or no longer does).'
             : error.message}
         </p>
         <div class="btn-row">

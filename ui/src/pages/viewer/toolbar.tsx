@@ -4,7 +4,8 @@
 
 import type { RefObject } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import type { Session } from '../../api';
+import type { Session, ShareMode } from '../../api';
+import { GuestBadge } from './share';
 import { PhaseBadge } from '../../components/ui';
 import {
   IconBack,
@@ -13,6 +14,7 @@ import {
   IconKeyboard,
   IconMoon,
   IconPower,
+  IconShare,
   IconShrink,
 } from '../../components/icons';
 import { Link } from '../../router';
@@ -64,6 +66,10 @@ type Props = {
   acting: boolean;
   onHibernate: () => void;
   onTerminate: () => void;
+  /** Someone else's session shared with you: its mode (no owner's tools). */
+  guest: ShareMode | null;
+  /** Opens the Share dialog (owners, for desktops). */
+  onShare?: () => void;
 };
 
 export function Toolbar(p: Props) {
@@ -77,6 +83,7 @@ export function Toolbar(p: Props) {
       <div class="viewer-title">
         <strong>{session.template}</strong>
         <PhaseBadge phase={session.phase} />
+        {p.guest && <GuestBadge owner={session.user} mode={p.guest} />}
       </div>
       <div class="viewer-tools" role="toolbar" aria-label="Viewer controls">
         {p.web ? <WebTools session={session} /> : <VncTools {...p} />}
@@ -90,7 +97,13 @@ export function Toolbar(p: Props) {
           {fullscreen ? <IconShrink /> : <IconExpand />}
           <span class="tool-label">{fullscreen ? 'Exit fullscreen' : 'Fullscreen'}</span>
         </button>
-        {session.state === 'running' && !ended && session.phase !== 'Failed' && (
+        {!p.guest && p.onShare && !ended && (
+          <button type="button" class="tool" onClick={p.onShare} title="Share this session" data-testid="share-button">
+            <IconShare />
+            <span class="tool-label">Share</span>
+          </button>
+        )}
+        {!p.guest && session.state === 'running' && !ended && session.phase !== 'Failed' && (
           <button
             type="button"
             class="tool"
@@ -102,7 +115,7 @@ export function Toolbar(p: Props) {
             <span class="tool-label">Hibernate</span>
           </button>
         )}
-        {!ended && (
+        {!p.guest && !ended && (
           <button
             type="button"
             class="tool tool-danger"
