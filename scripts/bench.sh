@@ -37,7 +37,9 @@ venv=/var/tmp/streamspace-venv
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'websockify==0.13.*'
 
 step "session images"
-docker image inspect streamspace/desktop:local >/dev/null 2>&1 || images/desktop/build.sh
+# Rebuilt when missing or older than its sound (docs/AUDIO.md).
+[[ -n $(docker image inspect -f '{{index .Config.Labels "io.streamspace.audio-port"}}' streamspace/desktop:local 2>/dev/null) ]] ||
+  images/desktop/build.sh
 docker image inspect streamspace/echo:local >/dev/null 2>&1 || images/echo/build.sh
 
 step "$profile build"

@@ -85,6 +85,7 @@ rootfs_import "$TAG" \
   -c "ENV HOME=$USER_HOME USER=$USER_NAME XDG_CACHE_HOME=/tmp/.cache VNC_GEOMETRY=1280x800 VNC_DEPTH=24 PULSE_SERVER=unix:/tmp/pulse/native PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" \
   -c "EXPOSE 5901 $AUDIO_PORT" \
   -c 'LABEL io.streamspace.image=desktop' \
+  -c "LABEL io.streamspace.audio-port=$AUDIO_PORT" \
   -m "streamspace desktop image (${PACKAGES[*]})"
 }
 
