@@ -89,6 +89,7 @@ pub fn rule(operation_id: &str) -> Option<Rule> {
         ),
         "getSession" | "terminateSession" | "getSessionEvents" | "sessionHeartbeat"
         | "getSessionLogs" | "setSessionState" | "viewSession" | "openSessionApp" => OWNER,
+        "hearSession" => OWNER,
         "listTemplates" | "getTemplate" => rule_of(
             Access::User,
             "admins every template and field; users those allowed to their groups, without the environment or secrets",

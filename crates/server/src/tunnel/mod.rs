@@ -8,6 +8,7 @@
 //! never stalls another.
 
 pub(crate) mod activity;
+pub(crate) mod audio;
 pub(crate) mod agent_side;
 pub(crate) mod broker;
 pub(crate) mod logs;
