@@ -15,6 +15,7 @@ import { Link, navigate } from '../../router';
 import { changeState, terminateSession } from '../../components/session-table';
 import { Button, Loading } from '../../components/ui';
 import { ClipboardPanel } from './clipboard';
+import { useSessionAudio } from './audio';
 import { useVncConnection } from './connection';
 import { Overlay } from './overlays';
 import { Toolbar, useFullscreen } from './toolbar';
@@ -77,6 +78,9 @@ export function ViewerPage({ id }: { id: string }) {
     localStorage.setItem(SCALE_KEY, fit ? 'fit' : 'real');
   }, [fit]);
 
+  const hasAudio = !web && !!session?.ports.some((p) => p.protocol === 'audio');
+  const audio = useSessionAudio(id, hasAudio && vnc.conn.kind === 'connected');
+
   const { fullscreen, toggle: toggleFullscreen } = useFullscreen(root, vnc.focus);
 
   const act = async (f: () => Promise<unknown>) => {
@@ -113,6 +117,7 @@ export function ViewerPage({ id }: { id: string }) {
         onCtrlAltDel={vnc.sendCtrlAltDel}
         fullscreen={fullscreen}
         onFullscreen={toggleFullscreen}
+        audio={hasAudio ? audio : null}
         acting={acting}
         onHibernate={() => act(() => changeState(session, 'hibernated', update))}
         onTerminate={() =>

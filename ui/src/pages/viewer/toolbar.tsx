@@ -15,6 +15,7 @@ import {
   IconShrink,
 } from '../../components/icons';
 import { Link } from '../../router';
+import { AudioControl, type SessionAudio } from './audio';
 
 /** Whether `root` is the fullscreen element, and a toggle; `afterToggle` runs either way. */
 export function useFullscreen(root: RefObject<HTMLElement | null>, afterToggle: () => void) {
@@ -54,6 +55,8 @@ type Props = {
   acting: boolean;
   onHibernate: () => void;
   onTerminate: () => void;
+  /** The session's sound, when its template has an audio port. */
+  audio: SessionAudio | null;
 };
 
 export function Toolbar(p: Props) {
@@ -143,6 +146,7 @@ function VncTools(p: Props) {
         <IconClipboard />
         <span class="tool-label">Clipboard</span>
       </button>
+      {p.audio && <AudioControl audio={p.audio} />}
       <button type="button" class="tool" disabled={!p.connected} onClick={p.onCtrlAltDel} title="Send Ctrl+Alt+Del">
         <IconKeyboard />
         <span class="tool-label">Ctrl+Alt+Del</span>
