@@ -87,14 +87,22 @@ async fn measure(settings: &Settings, cluster: &Cluster, id: &str) -> anyhow::Re
     );
     let mut result = BenchResult::new("audio-latency");
     result.row(
-        Row::new("tone in the session → onset via /audio, median", "ms", o.median)
-            .peer("raw TCP to the audio port", r.median)
-            .target("≤ 100 ms", o.median <= 100.0, !settings.quick),
+        Row::new(
+            "tone in the session → onset via /audio, median",
+            "ms",
+            o.median,
+        )
+        .peer("raw TCP to the audio port", r.median)
+        .target("≤ 100 ms", o.median <= 100.0, !settings.quick),
     );
     result.row(Row::new("… p99", "ms", o.p99).peer("raw TCP to the audio port", r.p99));
     result.row(
-        Row::new("tunnel's share (median difference)", "ms", o.median - r.median)
-            .target("≤ 5 ms", o.median - r.median <= 5.0, !settings.quick),
+        Row::new(
+            "tunnel's share (median difference)",
+            "ms",
+            o.median - r.median,
+        )
+        .target("≤ 5 ms", o.median - r.median <= 5.0, !settings.quick),
     );
     result.detail("reps", reps);
     result.detail("audio_ms", &ours_ms);

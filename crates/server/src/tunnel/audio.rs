@@ -4,6 +4,7 @@
 //! never looks inside: the bytes take the tunnel's zero-copy path, and the
 //! browser reassembles packets across WebSocket frames.
 
+use super::access::viewable;
 use super::activity::Activity;
 use super::open_data_channel;
 use super::relay::Tunnel;
@@ -13,14 +14,13 @@ use crate::audit_log::viewers::{ViewerKind, ViewerOpen, ViewerRecord};
 use crate::auth::CurrentUser;
 use crate::auth::client_addr::ClientAddr;
 use crate::auth::revoke;
-use crate::auth::visible_session;
 use crate::error::{ApiError, ApiPath, ApiResult, ErrorBody};
 use crate::state::AppState;
 use crate::store::SessionRecord;
 use axum::extract::State;
 use axum::response::Response;
 use http::HeaderMap;
-use streamspace_protocol::{DesiredState, Phase, PortProtocol, ServerMessage, SessionId};
+use streamspace_protocol::{DesiredState, Phase, ServerMessage, SessionId};
 use tracing::Instrument;
 
 /// Hear a session (its sound over WebSocket)
@@ -62,7 +62,9 @@ pub async fn audio(
     if user.via_cookie {
         check_origin(&state, &headers)?;
     }
-    let session = visible_session(&state, &user, &session_id).await?;
+    // Whoever may see the session may hear it; nothing they send reaches
+    // anything that acts on it, so the role sets no rules here.
+    let (session, _role) = viewable(&state, &user, &session_id).await?;
     let port = audio_port(&session)?;
     // Held by the tunnel until it closes.
     let permit = state.streams.acquire(&user.user.id)?;
@@ -109,6 +111,8 @@ pub async fn audio(
                 metrics: &metrics,
                 bytes: &record.bytes,
                 shutdown: state.shutdown.clone(),
+                // Never parsed: both directions stay on the plain path.
+                input: None,
             };
             tokio::select! {
                 _ = tunnel.run(viewer, agent_stream) => {}
@@ -131,16 +135,9 @@ fn audio_port(session: &SessionRecord) -> ApiResult<u16> {
             session.phase
         )));
     }
-    session
-        .spec
-        .ports
-        .iter()
-        .find(|p| p.protocol == PortProtocol::Audio)
-        .map(|p| p.port)
-        .ok_or_else(|| {
-            ApiError::Conflict(
-                "the session's template has no port with protocol \"audio\": it has no sound"
-                    .into(),
-            )
-        })
+    session.spec.audio_port().ok_or_else(|| {
+        ApiError::Conflict(
+            "the session's template has no port with protocol \"audio\": it has no sound".into(),
+        )
+    })
 }

@@ -9,8 +9,8 @@
 
 pub(crate) mod access;
 pub(crate) mod activity;
-pub(crate) mod audio;
 pub(crate) mod agent_side;
+pub(crate) mod audio;
 pub(crate) mod broker;
 pub(crate) mod logs;
 pub(crate) mod opener;
