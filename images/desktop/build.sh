@@ -70,7 +70,11 @@ mkdir -p /tmp/.X11-unix 2>/dev/null && chmod 1777 /tmp/.X11-unix 2>/dev/null
     sleep 1
   done
 ) </dev/null &
-/usr/local/bin/streamspace-audio </dev/null &
+# Sound starts once the X server is up, so it never delays the screen.
+(
+  while [ ! -S /tmp/.X11-unix/X1 ]; do sleep 0.05; done
+  exec /usr/local/bin/streamspace-audio
+) </dev/null &
 exec Xvnc :1 -rfbport 5901 -SecurityTypes None -AlwaysShared \
   -desktop streamspace -geometry "$VNC_GEOMETRY" -depth "$VNC_DEPTH" \
   -nolisten tcp
