@@ -117,9 +117,7 @@ async fn measure(settings: &Settings, cluster: &Cluster, id: &str) -> anyhow::Re
 /// Reads a client's RTP stream in the background; sends the instant of
 /// every onset of sound.
 async fn listen(route: &Route) -> anyhow::Result<mpsc::UnboundedReceiver<Instant>> {
-    let mut viewer = timeout(Duration::from_secs(30), route.open())
-        .await
-        .with_context(|| format!("{} did not connect", route.name()))??;
+    let mut viewer = connect(route).await?;
     let (onsets, received) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut sounding = false;
@@ -133,6 +131,22 @@ async fn listen(route: &Route) -> anyhow::Result<mpsc::UnboundedReceiver<Instant
         viewer.close().await;
     });
     Ok(received)
+}
+
+/// Connects once the sound is served: it starts after the screen, so a
+/// session just `Running` may not serve it yet (503 through the tunnel).
+async fn connect(route: &Route) -> anyhow::Result<Viewer> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match timeout(Duration::from_secs(10), route.open()).await {
+            Ok(Ok(viewer)) => return Ok(viewer),
+            Ok(Err(err)) if Instant::now() > deadline => {
+                return Err(err.context(format!("{} did not connect", route.name())));
+            }
+            Err(_) => bail!("{} did not connect in 10 s", route.name()),
+            Ok(Err(_)) => sleep(Duration::from_millis(250)).await,
+        }
+    }
 }
 
 /// The size of the next packet's Opus payload (RFC 4571 framing, 12-byte
