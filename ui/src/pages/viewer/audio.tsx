@@ -33,6 +33,9 @@ const MAX_LEAD_S = 0.15;
 const SILENT = 1e-3;
 /** The most bytes an RTP packet of ours may be (10 ms of Opus is far less). */
 const MAX_PACKET = 4096;
+/** Retries come quickly at first (the sound starts a moment after the screen), then every 2 s. */
+const QUICK_RETRY_MS = 500;
+const QUICK_RETRIES = 6;
 const RETRY_MS = 2_000;
 const VOLUME_KEY = 'streamspace.viewer.volume';
 const MUTED_KEY = 'streamspace.viewer.muted';
@@ -186,6 +189,7 @@ export function useSessionAudio(id: string, active: boolean): SessionAudio {
     return Number.isFinite(v) ? Math.min(1, Math.max(0, v)) : 0.8;
   });
   const [attempt, setAttempt] = useState(0);
+  const failures = useRef(0);
   const gain = useRef<GainNode | null>(null);
 
   useEffect(() => {
@@ -220,7 +224,10 @@ export function useSessionAudio(id: string, active: boolean): SessionAudio {
       player = new Player(id, ctx, node, (s) => {
         if (stopped) return;
         setState(s);
-        if (s === 'lost') timer = setTimeout(() => setAttempt((a) => a + 1), RETRY_MS);
+        if (s === 'playing' || s === 'blocked') failures.current = 0;
+        if (s !== 'lost') return;
+        const wait = failures.current++ < QUICK_RETRIES ? QUICK_RETRY_MS : RETRY_MS;
+        timer = setTimeout(() => setAttempt((a) => a + 1), wait);
       });
       unblock();
     });
