@@ -54,6 +54,14 @@ before(async () => {
       }
       return start.call(this, when, ...rest);
     };
+    // And the gain nodes it makes: the volume the user hears.
+    window.__gains = [];
+    const createGain = AudioContext.prototype.createGain;
+    AudioContext.prototype.createGain = function () {
+      const node = createGain.call(this);
+      window.__gains.push(node);
+      return node;
+    };
   });
 });
 
@@ -162,18 +170,29 @@ test('the viewer plays the session sound: tones arrive with their frequency', as
   page.assertNoErrors();
 });
 
-test('mute and volume are kept across a reload', async () => {
+/** The gain of the viewer's newest gain node, once it is `want`. */
+async function gainBecomes(want) {
+  return eventually(`the sound's gain to be ${want}`, async () => {
+    const gain = await page.evaluate(() => window.__gains.at(-1)?.gain.value);
+    return gain !== undefined && Math.abs(gain - want) < 1e-3;
+  });
+}
+
+test('mute and volume set the gain, and are kept across a reload', async () => {
   const control = page.getByTestId('audio');
   await page.getByRole('button', { name: 'Mute' }).click();
   assert.equal(await page.getByRole('button', { name: 'Unmute' }).getAttribute('aria-pressed'), 'true');
+  await gainBecomes(0);
   await page.getByLabel('Volume').fill('0.3');
   await page.reload();
   await waitForDesktop(page);
   await control.waitFor();
   assert.equal(await page.getByRole('button', { name: 'Unmute' }).getAttribute('aria-pressed'), 'true');
   assert.equal(await page.getByLabel('Volume').inputValue(), '0.3');
+  await gainBecomes(0);
   await page.getByRole('button', { name: 'Unmute' }).click();
   assert.equal(await page.getByRole('button', { name: 'Mute' }).getAttribute('aria-pressed'), 'false');
+  await gainBecomes(0.3);
   page.assertNoErrors();
 });
 
