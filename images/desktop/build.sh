@@ -15,7 +15,7 @@ PACKAGES+=(xclip)
 # Pulled in by the closure but not needed at runtime: Mesa/LLVM (Xvnc runs
 # without a GL vendor library), perl, man/groff, and the packaging tools.
 # Xvnc/xterm/x11-apps link none of these; dropping them saves ~290 MB.
-SKIP_RE='^(libllvm[0-9]*|libz3-[0-9]*|libicu[0-9]*|libxml2|libgl1-mesa-dri|libglx-mesa0|libglapi-mesa|libdrm.*|libsensors.*|libelf1|libedit2|perl|perl-base|perl-modules-.*|libperl.*|lib.*-perl|libdb5\.3|libgdbm.*|man-db|groff-base|libuchardet0|libpipeline1|bsdextrautils|dpkg|tar|debconf|sysvinit-utils|lsb-base)$'
+SKIP_RE='^(libllvm[0-9]*|libz3-[0-9]*|libicu[0-9]*|libxml2|libgl1-mesa-dri|libglx-mesa0|libglapi-mesa|libdrm.*|libsensors.*|libedit2|perl|perl-base|perl-modules-.*|libperl.*|lib.*-perl|libdb5\.3|libgdbm.*|man-db|groff-base|libuchardet0|libpipeline1|bsdextrautils|dpkg|tar|debconf|sysvinit-utils|lsb-base)$'
 USER_NAME=user
 USER_UID=1000
 USER_HOME=/home/user
@@ -25,6 +25,12 @@ if ! declare -F rootfs_prepare >/dev/null; then
   # shellcheck source=images/lib/debian-rootfs.sh
   source "$(dirname "${BASH_SOURCE[0]}")/../lib/debian-rootfs.sh"
 fi
+
+# Session sound (docs/AUDIO.md): PulseAudio and GStreamer, less the parts of
+# their closure it does not use. (libelf1, skipped above before sound came,
+# is GStreamer's: libdw needs it.)
+PACKAGES+=("${AUDIO_PACKAGES[@]}")
+SKIP_RE="${SKIP_RE%)\$}|$(rootfs_audio_skips))\$"
 
 # The body is one function so bash has read all of it before running
 # anything: with `bash -s` the script arrives on stdin, and a command that
@@ -39,6 +45,7 @@ rootfs_unpack
 [[ -e "$ROOTFS/usr/bin/Xvnc" ]] || ln -s Xtigervnc "$ROOTFS/usr/bin/Xvnc"
 
 rootfs_add_user
+rootfs_audio
 rootfs_ldconfig
 
 # Xvnc is PID 1 (exec) so `docker stop` sends SIGTERM straight to it and the
@@ -65,6 +72,11 @@ mkdir -p /tmp/.X11-unix 2>/dev/null && chmod 1777 /tmp/.X11-unix 2>/dev/null
     sleep 1
   done
 ) </dev/null &
+# Sound starts once the X server is up, so it never delays the screen.
+(
+  while [ ! -S /tmp/.X11-unix/X1 ]; do sleep 0.05; done
+  exec /usr/local/bin/streamspace-audio
+) </dev/null &
 # The template's clipboard policy, set by the control plane (docs/UI.md):
 # Xvnc itself refuses the directions it forbids.
 case "${STREAMSPACE_CLIPBOARD:-both}" in
@@ -85,9 +97,10 @@ rootfs_import "$TAG" \
   -c 'CMD ["/usr/local/bin/streamspace-session"]' \
   -c "USER $USER_UID:$USER_UID" \
   -c "WORKDIR $USER_HOME" \
-  -c "ENV HOME=$USER_HOME USER=$USER_NAME XDG_CACHE_HOME=/tmp/.cache VNC_GEOMETRY=1280x800 VNC_DEPTH=24 PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" \
-  -c 'EXPOSE 5901' \
+  -c "ENV HOME=$USER_HOME USER=$USER_NAME XDG_CACHE_HOME=/tmp/.cache VNC_GEOMETRY=1280x800 VNC_DEPTH=24 PULSE_SERVER=unix:/tmp/pulse/native PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" \
+  -c "EXPOSE 5901 $AUDIO_PORT" \
   -c 'LABEL io.streamspace.image=desktop' \
+  -c "LABEL io.streamspace.audio-port=$AUDIO_PORT" \
   -c 'LABEL io.streamspace.clipboard-env=STREAMSPACE_CLIPBOARD' \
   -m "streamspace desktop image (${PACKAGES[*]})"
 }

@@ -254,3 +254,82 @@ PREFS
   printf '%s\n' "$1" >"$dir/toolbar"
   printf '%s\n' "$1" >"$dir/menu"
 }
+
+# Session sound (docs/AUDIO.md): the packages an image adds for it, the
+# members of their closure no session needs (for SKIP_RE: video/image codecs
+# and the GUI toolkits of GStreamer's other plugins, ALSA, systemd, PAM,
+# D-Bus daemons), and the setup rootfs_audio does after rootfs_unpack.
+AUDIO_PACKAGES=(pulseaudio pulseaudio-utils gstreamer1.0-tools gstreamer1.0-plugins-base
+  gstreamer1.0-plugins-good)
+rootfs_audio_skips() {
+  printf '%s' 'libavcodec[0-9]*|libavutil[0-9]*|libswresample[0-9]*|libaom3|libdav1d6|librav1e0|libsvtav1enc1|libx264-.*|libx265-.*|libxvidcore4|libvpx7|libmfx1|libcodec2-.*|libva2|libva-.*|libvdpau1|ocl-icd-libopencl1|libjxl.*|libhwy1|libopenjp2-7|libwebp.*|libtiff6|libjbig0|liblerc4|libdeflate0|libzvbi.*|libshine3|libgsm1|libsnappy1v5|libnuma1|libtheora0|libdv4|libv4l.*|libaa1|libcaca0|libslang2|libncurses.*|libgpm2|libgdk-pixbuf.*|librsvg2-2|libcairo.*|libpango.*|libharfbuzz0b|libgraphite2-3|libthai.*|libdatrie1|libfribidi0|fontconfig|shared-mime-info|liblcms2-2|libvisual-.*|libcdparanoia0|libraw1394-11|libavc1394-0|libiec61883-0|libgudev-.*|libtag1v5.*|libwavpack1|libspeex1|libtwolame0|libshout3|libsoup2\.4.*|libproxy1v5|libpsl5|glib-networking.*|libssl3|libsqlite3-0|libjack-.*|libsamplerate0|libasound2.*|libfftw3-.*|libwebrtc-audio-processing1|libpulsedsp|libxtst6|libxdamage1|libxcb-render0|libudev1|iso-codes|gstreamer1\.0-pulseaudio|systemd|systemd-sysv|libsystemd-shared|libpam-.*|dbus|dbus-.*|dconf-.*|libdconf1|gsettings-desktop-schemas|adduser|passwd|init-system-helpers|usrmerge|mount|dmsetup|libdevmapper.*|libcryptsetup.*|libfdisk1|libkmod2|libargon2-1|libip4tc2|libjson-c5|libapparmor1|libsemanage.*|libsepol2|libcap2-bin|procps|libproc2-0|lib.*-perl'
+}
+
+# The TCP port the session's sound is served on (template port protocol
+# "audio"), and the GStreamer plugins and PulseAudio modules it uses; the
+# others go (their libraries were skipped, and fewer plugins make
+# GStreamer's first-start registry scan quicker).
+AUDIO_PORT=5911
+AUDIO_GST_PLUGINS='coreelements|pulseaudio|audioconvert|audioresample|audiotestsrc|opus|rtp|tcp'
+AUDIO_PA_MODULES='module-null-sink|module-native-protocol-unix|libprotocol-native'
+
+# Prunes the plugins and modules, and installs the PulseAudio script and
+# /usr/local/bin/streamspace-audio, which a session script starts in the
+# background: PulseAudio with one null sink (every app plays into it), and
+# GStreamer encoding its monitor to Opus, RTP-packetized and framed as in
+# RFC 4571 (a 16-bit big-endian length before each packet), served to every
+# client of TCP $AUDIO_PORT.
+rootfs_audio() {
+  local f
+  for f in "$ROOTFS"/usr/lib/*/gstreamer-1.0/libgst*.so; do
+    [[ "$(basename "$f" .so)" =~ ^libgst($AUDIO_GST_PLUGINS)$ ]] || rm -f "$f"
+  done
+  for f in "$ROOTFS"/usr/lib/pulse-*/modules/*.so; do
+    [[ "$(basename "$f" .so)" =~ ^($AUDIO_PA_MODULES)$ ]] || rm -f "$f"
+  done
+  cat >"$ROOTFS/etc/pulse/streamspace.pa" <<'PA'
+# The session's sound server (started by /usr/local/bin/streamspace-audio):
+# one sink that plays to nobody; its monitor is what the viewer hears.
+load-module module-null-sink sink_name=session rate=48000 channels=2 sink_properties=device.description=Session
+set-default-sink session
+set-default-source session.monitor
+load-module module-native-protocol-unix auth-anonymous=1 auth-cookie-enabled=0 socket=/tmp/pulse/native
+PA
+  cat >"$ROOTFS/usr/local/bin/streamspace-audio" <<AUDIO
+#!/bin/sh
+# The session's sound (docs/AUDIO.md). Both halves restart if they die.
+set -u
+: "\${AUDIO_PORT:=$AUDIO_PORT}"
+AUDIO
+  cat >>"$ROOTFS/usr/local/bin/streamspace-audio" <<'AUDIO'
+# PulseAudio keeps its runtime files under /tmp, never in HOME (which may be
+# read-only or shared with other sessions of the user).
+export PULSE_RUNTIME_PATH=/tmp/pulse PULSE_STATE_PATH=/tmp/pulse/state
+export PULSE_SERVER=unix:/tmp/pulse/native
+mkdir -p /tmp/pulse/state 2>/dev/null && chmod 0700 /tmp/pulse 2>/dev/null
+rm -f /tmp/pulse/native /tmp/pulse/pid 2>/dev/null
+(
+  while :; do
+    pulseaudio -n -F /etc/pulse/streamspace.pa --daemonize=no --use-pid-file=no \
+      --exit-idle-time=-1 --disallow-exit --high-priority=no --realtime=no \
+      --log-target=stderr --log-level=error
+    sleep 1
+  done
+) &
+while [ ! -S /tmp/pulse/native ]; do sleep 0.05; done
+# Latency: 10 ms capture periods and Opus frames, CELT only
+# (restricted-lowdelay: 5 ms algorithmic delay instead of 26.5), no clock
+# sync at the sink. A client more than 0.5 s behind skips to the newest
+# packet instead of hearing stale sound.
+while :; do
+  gst-launch-1.0 -q pulsesrc device=session.monitor buffer-time=40000 latency-time=10000 \
+    ! audio/x-raw,rate=48000,channels=2 ! audioconvert \
+    ! opusenc bitrate=96000 frame-size=10 audio-type=restricted-lowdelay \
+    ! rtpopuspay pt=96 ! rtpstreampay \
+    ! tcpserversink host=0.0.0.0 port="$AUDIO_PORT" sync=false \
+      unit-format=time units-soft-max=500000000 recover-policy=latest
+  sleep 1
+done
+AUDIO
+  chmod 0755 "$ROOTFS/usr/local/bin/streamspace-audio"
+}

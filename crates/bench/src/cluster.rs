@@ -172,6 +172,7 @@ impl Cluster {
             base: self.cp.url.clone(),
             session_id: session_id.to_owned(),
             token: self.admin.token.clone().unwrap_or_default(),
+            channel: "vnc",
             tls: self.tls.as_ref().map(|tls| tls.client.clone()),
         }
     }

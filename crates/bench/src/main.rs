@@ -4,6 +4,7 @@
 //! `all`; prints a table and writes JSON. `--quick` runs every benchmark at
 //! a small size and judges no target: CI's smoke test, so none of them rots.
 
+mod audio;
 mod cluster;
 mod desktops;
 mod docker_cli;
@@ -81,10 +82,12 @@ enum Bench {
     Hub,
     /// Many real desktops on one agent, each answering RFB through /vnc.
     Desktops,
+    /// A tone started in a desktop session → its onset at a /audio client.
+    AudioLatency,
 }
 
 impl Bench {
-    const ALL: [Bench; 9] = [
+    const ALL: [Bench; 10] = [
         Bench::TunnelThroughput,
         Bench::TunnelTlsThroughput,
         Bench::TunnelLatency,
@@ -94,6 +97,7 @@ impl Bench {
         Bench::HibernateWake,
         Bench::Hub,
         Bench::Desktops,
+        Bench::AudioLatency,
     ];
 
     fn name(self) -> String {
@@ -113,6 +117,7 @@ impl Bench {
             Bench::HibernateWake => startup::hibernate_wake(settings).await,
             Bench::Hub => hub::hub(settings).await,
             Bench::Desktops => desktops::desktops(settings).await,
+            Bench::AudioLatency => audio::latency(settings).await,
         }
     }
 }

@@ -24,11 +24,14 @@ pub const BANNER_LEN: usize = 12;
 /// How a viewer reaches the session.
 #[derive(Debug, Clone)]
 pub enum Route {
-    /// `ws(s)://control-plane/vnc/{session}` with a bearer token.
+    /// `ws(s)://control-plane/vnc/{session}` (or `/audio/{session}`) with
+    /// a bearer token.
     Ours {
         base: Url,
         session_id: String,
         token: String,
+        /// `"vnc"` or `"audio"`: the first segment of the path.
+        channel: &'static str,
         /// What to trust on an `https://` base.
         tls: Option<Arc<rustls::ClientConfig>>,
     },
@@ -62,7 +65,8 @@ impl Route {
         Ok(viewer)
     }
 
-    async fn open(&self) -> anyhow::Result<Viewer> {
+    /// Connects without reading anything (for streams other than RFB).
+    pub async fn open(&self) -> anyhow::Result<Viewer> {
         let (url, token, tls) = match self {
             Route::Raw { port } => {
                 let tcp = TcpStream::connect(("127.0.0.1", *port)).await?;
@@ -77,6 +81,7 @@ impl Route {
                 base,
                 session_id,
                 token,
+                channel,
                 tls,
             } => {
                 let mut url = base.clone();
@@ -86,7 +91,7 @@ impl Route {
                     "ws"
                 };
                 let _ = url.set_scheme(scheme);
-                url.set_path(&format!("/vnc/{session_id}"));
+                url.set_path(&format!("/{channel}/{session_id}"));
                 (url.to_string(), Some(token), tls)
             }
         };

@@ -266,11 +266,15 @@ fn demo_templates() -> [(DemoImage, serde_json::Value); 3] {
             json!({
                 "name": "desktop",
                 "display_name": "Desktop",
-                "description": "A minimal X desktop with a terminal (Xvnc and xterm from Debian packages).",
+                "description": "A minimal X desktop with a terminal and sound (Xvnc, xterm, PulseAudio from Debian packages).",
                 "category": "Development",
                 "icon": "",
                 "image": image::DESKTOP_IMAGE,
-                "ports": [{"name": "vnc", "port": 5901, "protocol": "vnc"}],
+                // The image serves its sound on 5911 (docs/AUDIO.md).
+                "ports": [
+                    {"name": "vnc", "port": 5901, "protocol": "vnc"},
+                    {"name": "audio", "port": 5911, "protocol": "audio"}
+                ],
                 "resources": {"cpu": "1", "memory": "512Mi"},
                 "persistent_home": true,
                 "home_path": "/home/user",

@@ -1,5 +1,5 @@
-//! The demo images of `images/` (`streamspace/webvnc:local` and
-//! `streamspace/full-desktop:local`) run as StreamSpace runs sessions: no
+//! The demo images of `images/` (`streamspace/webvnc:local`,
+//! `streamspace/full-desktop:local`, and the desktop's sound) run as StreamSpace runs sessions: no
 //! capabilities, `no-new-privileges`, a pids limit, uid 1000. Talks to them
 //! directly through ports Docker publishes on 127.0.0.1 (the control plane's
 //! proxy has its own tests); and `up` offers a template for each built image.
@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 const WEBVNC: &str = "streamspace/webvnc:local";
+const DESKTOP: &str = "streamspace/desktop:local";
 const FULL_DESKTOP: &str = "streamspace/full-desktop:local";
 const START_LIMIT: Duration = Duration::from_secs(60);
 const BANNER: &[u8] = b"RFB 003.008\n";
@@ -232,6 +233,83 @@ async fn check_redirect_and_cookie(http: &reqwest::Client, base: &str) -> anyhow
 
 /// Set to fail instead of skipping when the image is absent.
 const REQUIRE_FULL_DESKTOP: &str = "STREAMSPACE_TEST_FULL_DESKTOP";
+
+/// The desktop image's sound (docs/AUDIO.md), confined: RFC 4571-framed RTP
+/// packets of 10 ms Opus frames on 5911, tiny while silent, large once a
+/// tone plays through the session's PulseAudio.
+#[tokio::test]
+async fn desktop_serves_its_sound_as_rtp_opus_on_5911() -> anyhow::Result<()> {
+    streamspace_testkit::init();
+    if !image_present(DESKTOP) {
+        panic!("{DESKTOP} is not on this Docker host: build it with images/desktop/build.sh");
+    }
+    let container = Confined::run(DESKTOP, &["-p", "127.0.0.1::5911"])?;
+    let checked = check_sound(&container).await;
+    checked.with_context(|| format!("container log:\n{}", container.logs()))
+}
+
+async fn check_sound(container: &Confined) -> anyhow::Result<()> {
+    wait_for_banner(container.port(5901)?).await?;
+    let port = container.port(5911)?;
+    // The encoder starts after the X server: the port proxy accepts first.
+    let mut sound = eventually(START_LIMIT, "RTP packets on 5911", || async move {
+        let mut socket = TcpStream::connect(("127.0.0.1", port)).await?;
+        let first = tokio::time::timeout(Duration::from_secs(2), rtp_packet(&mut socket)).await;
+        Ok(matches!(first, Ok(Ok(_))).then_some(socket))
+    })
+    .await?;
+    let (mut seq, mut timestamp) = (None::<u16>, None::<u32>);
+    for _ in 0..20 {
+        let (s, t, payload) = rtp_packet(&mut sound).await?;
+        ensure!(payload <= 8, "silence takes a few bytes, not {payload}");
+        if let (Some(prev_s), Some(prev_t)) = (seq, timestamp) {
+            ensure!(s == prev_s.wrapping_add(1), "sequence {prev_s} then {s}");
+            // 480 ticks (10 ms) apart once the capture clock settles.
+            let step = t.wrapping_sub(prev_t);
+            ensure!((1..=4800).contains(&step), "timestamps {prev_t} then {t}");
+        }
+        (seq, timestamp) = (Some(s), Some(t));
+    }
+    let mut tone = std::process::Command::new("docker")
+        .args([
+            "exec",
+            &container.name,
+            "gst-launch-1.0",
+            "-q",
+            "audiotestsrc",
+        ])
+        .args(["freq=1000", "num-buffers=100", "!", "pulsesink"])
+        .spawn()?;
+    let heard = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let (_, _, payload) = rtp_packet(&mut sound).await?;
+            if payload > 20 {
+                return anyhow::Ok(payload);
+            }
+        }
+    })
+    .await;
+    let _ = tone.wait();
+    let payload = heard.context("no sound within 10 s of the tone")??;
+    ensure!(
+        payload < 1000,
+        "an Opus frame of 10 ms, not {payload} bytes"
+    );
+    Ok(())
+}
+
+/// The next packet: its RTP sequence number, timestamp and payload size.
+async fn rtp_packet(socket: &mut TcpStream) -> anyhow::Result<(u16, u32, usize)> {
+    let len = usize::from(socket.read_u16().await?);
+    ensure!(len >= 12, "an RTP packet is at least 12 bytes, not {len}");
+    let mut packet = vec![0u8; len];
+    socket.read_exact(&mut packet).await?;
+    ensure!(packet[0] >> 6 == 2, "RTP version 2");
+    ensure!(packet[1] & 0x7f == 96, "payload type 96");
+    let seq = u16::from_be_bytes([packet[2], packet[3]]);
+    let timestamp = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+    Ok((seq, timestamp, len - 12))
+}
 
 #[tokio::test]
 async fn full_desktop_runs_firefox_with_a_fresh_home_volume() -> anyhow::Result<()> {

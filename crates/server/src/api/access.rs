@@ -89,7 +89,7 @@ pub fn rule(operation_id: &str) -> Option<Rule> {
         ),
         "terminateSession" | "getSessionEvents" | "sessionHeartbeat" | "getSessionLogs"
         | "setSessionState" | "openSessionApp" => OWNER,
-        "getSession" | "viewSession" => rule_of(
+        "getSession" | "viewSession" | "hearSession" => rule_of(
             Access::User,
             "own sessions, and those shared with the caller (live share); admins all (404 to others)",
         ),

@@ -27,6 +27,8 @@ pub enum ViewerKind {
     App,
     /// `GET /api/v1/sessions/{id}/logs`.
     Logs,
+    /// `/audio/{id}`.
+    Audio,
 }
 
 impl ViewerKind {
@@ -35,6 +37,7 @@ impl ViewerKind {
             ViewerKind::Vnc => "vnc",
             ViewerKind::App => "app",
             ViewerKind::Logs => "logs",
+            ViewerKind::Audio => "audio",
         }
     }
 }

@@ -10,6 +10,7 @@
 pub(crate) mod access;
 pub(crate) mod activity;
 pub(crate) mod agent_side;
+pub(crate) mod audio;
 pub(crate) mod broker;
 pub(crate) mod guests;
 pub(crate) mod logs;

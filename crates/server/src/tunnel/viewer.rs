@@ -213,7 +213,7 @@ pub(crate) async fn wake_if_needed(
 
 /// Browsers attach the login cookie to WebSockets from any page, so a
 /// cookie-authenticated upgrade must come from our own origin.
-fn check_origin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+pub(crate) fn check_origin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return Ok(());
     };

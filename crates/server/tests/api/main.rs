@@ -5,6 +5,7 @@
 mod access;
 mod admission;
 mod agents;
+mod audio;
 mod audit;
 mod audit_sessions;
 mod catalog;

@@ -18,6 +18,7 @@ import { Button, Loading } from '../../components/ui';
 import { useAuth } from '../../auth';
 import { ClipboardPanel, useClipboardSync } from './clipboard';
 import { ShareDialog, useGuestMode } from './share';
+import { useSessionAudio } from './audio';
 import { useVncConnection } from './connection';
 import { Overlay } from './overlays';
 import { Toolbar, useFullscreen } from './toolbar';
@@ -108,6 +109,9 @@ export function ViewerPage({ id }: { id: string }) {
   useEffect(() => saveView(mode, sharp), [mode, sharp]);
   const refusedNote = useBriefly(remote?.refused ?? false, REFUSED_NOTE_MS);
 
+  const hasAudio = !web && !!session?.ports.some((p) => p.protocol === 'audio');
+  const audio = useSessionAudio(id, hasAudio && vnc.conn.kind === 'connected');
+
   const { fullscreen, toggle: toggleFullscreen } = useFullscreen(root, vnc.focus);
 
   const act = async (f: () => Promise<unknown>) => {
@@ -150,6 +154,7 @@ export function ViewerPage({ id }: { id: string }) {
         onCtrlAltDel={vnc.sendCtrlAltDel}
         fullscreen={fullscreen}
         onFullscreen={toggleFullscreen}
+        audio={hasAudio ? audio : null}
         acting={acting}
         guest={guest}
         onShare={web ? undefined : () => setSharing(true)}

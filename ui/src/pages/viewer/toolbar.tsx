@@ -18,6 +18,7 @@ import {
   IconShrink,
 } from '../../components/icons';
 import { Link } from '../../router';
+import { AudioControl, type SessionAudio } from './audio';
 import type { ClipboardPolicy, SyncState } from './clipboard';
 import { pixelRatio, type RemoteSize, type ViewMode } from './view-mode';
 
@@ -70,6 +71,8 @@ type Props = {
   guest: ShareMode | null;
   /** Opens the Share dialog (owners, for desktops). */
   onShare?: () => void;
+  /** The session's sound, when its template has an audio port. */
+  audio: SessionAudio | null;
 };
 
 export function Toolbar(p: Props) {
@@ -208,6 +211,7 @@ function VncTools(p: Props) {
           <span class="tool-label">Clipboard</span>
         </button>
       )}
+      {p.audio && <AudioControl audio={p.audio} />}
       <button type="button" class="tool" disabled={!p.connected} onClick={p.onCtrlAltDel} title="Send Ctrl+Alt+Del">
         <IconKeyboard />
         <span class="tool-label">Ctrl+Alt+Del</span>
