@@ -6,6 +6,7 @@
 //! HTTP/1.1 upgrade to a raw byte stream described in [`tunnel`].
 
 pub mod control;
+pub mod files;
 #[cfg(any(test, feature = "test-fixtures"))]
 mod fixtures;
 mod idle;
