@@ -47,7 +47,9 @@ impl hyper::service::Service<Request<Incoming>> for Service {
         let with_body = !request.body().is_end_stream();
         self.watch.request_started(with_body);
         let domain = self.connections.apps_domain.as_deref();
-        let timing = match crate::apps::address::is_app_request(&request, domain) {
+        let streamed =
+            crate::apps::address::is_app_request(&request, domain) || is_file_upload(&request);
+        let timing = match streamed {
             true => Timing::Gap,
             false => Timing::Total,
         };
@@ -109,6 +111,17 @@ impl HttpBody for Tracked {
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
     }
+}
+
+/// A file upload (`PUT /api/v1/sessions/{id}/files/{path}`, docs/FILES.md):
+/// as big as the template allows, so timed by its gaps like a web app's.
+fn is_file_upload<B>(request: &Request<B>) -> bool {
+    let mut parts = request.uri().path().split('/');
+    request.method() == http::Method::PUT
+        && parts.by_ref().take(4).eq(["", "api", "v1", "sessions"])
+        && parts.nth(1) == Some("files")
+        && parts.next().is_some()
+        && parts.next().is_none()
 }
 
 /// Reading a request body took longer than the body-read timeout allows.

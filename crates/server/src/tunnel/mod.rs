@@ -10,6 +10,7 @@
 pub(crate) mod activity;
 pub(crate) mod agent_side;
 pub(crate) mod broker;
+pub(crate) mod file_channel;
 pub(crate) mod logs;
 pub(crate) mod opener;
 mod relay;
