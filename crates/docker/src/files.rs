@@ -305,7 +305,7 @@ impl Shared {
 }
 
 /// The fields of the first `name:x:id:gid:…` line that `matches`.
-fn lookup<'a>(file: &'a str, matches: impl Fn(&[&str]) -> bool) -> Option<Vec<&'a str>> {
+fn lookup(file: &str, matches: impl Fn(&[&str]) -> bool) -> Option<Vec<&str>> {
     file.lines()
         .map(|line| line.split(':').collect::<Vec<_>>())
         .find(|fields| fields.len() >= 4 && matches(fields))
