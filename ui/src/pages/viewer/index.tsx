@@ -1,7 +1,8 @@
 // The session viewer: the session, kept current, and the pieces around its
 // screen: the connection (connection.ts), or for a web app its frame
 // (webapp.tsx), the top bar (toolbar.tsx), what covers the screen while
-// there is no desktop (overlays.tsx) and the clipboard panel (clipboard.tsx).
+// there is no desktop (overlays.tsx), the clipboard panel (clipboard.tsx)
+// and the files panel with drag-and-drop uploads (files.tsx).
 //
 // Server-sent events say when the session's phase changes (and so when to
 // connect). While the phase is changing the viewer also asks for the session
@@ -15,6 +16,7 @@ import { Link, navigate } from '../../router';
 import { changeState, terminateSession } from '../../components/session-table';
 import { Button, Loading } from '../../components/ui';
 import { ClipboardPanel } from './clipboard';
+import { FilesPanel, transferPolicy, useFileDrop, useUploads } from './files';
 import { useVncConnection } from './connection';
 import { Overlay } from './overlays';
 import { Toolbar, useFullscreen } from './toolbar';
@@ -37,6 +39,9 @@ export function ViewerPage({ id }: { id: string }) {
   const [fit, setFit] = useState(localStorage.getItem(SCALE_KEY) !== 'real');
   const [panel, setPanel] = useState(false);
   const [acting, setActing] = useState(false);
+  const [filesOpen, setFilesOpen] = useState(false);
+  const [filesChanged, setFilesChanged] = useState(0);
+  const body = useRef<HTMLDivElement>(null);
   const root = useRef<HTMLDivElement>(null);
   const screen = useRef<HTMLDivElement>(null);
 
@@ -78,6 +83,12 @@ export function ViewerPage({ id }: { id: string }) {
   }, [fit]);
 
   const { fullscreen, toggle: toggleFullscreen } = useFullscreen(root, vnc.focus);
+  const uploads = useUploads(id, () => setFilesChanged((n) => n + 1));
+  const policy = session ? transferPolicy(session) : { upload: false, download: false };
+  const dropping = useFileDrop(body, policy.upload && !web && session?.phase === 'Running', (files) => {
+    setFilesOpen(true);
+    uploads.start(files);
+  });
 
   const act = async (f: () => Promise<unknown>) => {
     setActing(true);
@@ -109,6 +120,8 @@ export function ViewerPage({ id }: { id: string }) {
         onFit={setFit}
         panel={panel}
         onPanel={setPanel}
+        files={policy.upload || policy.download ? filesOpen : undefined}
+        onFiles={setFilesOpen}
         connected={connected}
         onCtrlAltDel={vnc.sendCtrlAltDel}
         fullscreen={fullscreen}
@@ -121,7 +134,7 @@ export function ViewerPage({ id }: { id: string }) {
           })
         }
       />
-      <div class="viewer-body">
+      <div class={`viewer-body${dropping ? ' drop-target' : ''}`} ref={body}>
         <div class="screen-wrap">
           {web ? (
             <WebAppFrame session={session} frameKey={app.key} onLoad={app.onLoad} />
@@ -142,6 +155,14 @@ export function ViewerPage({ id }: { id: string }) {
           received={vnc.received}
           connected={connected}
           onSend={vnc.paste}
+        />
+        <FilesPanel
+          open={filesOpen && !web}
+          onClose={() => setFilesOpen(false)}
+          session={session}
+          uploads={uploads.uploads}
+          onUpload={uploads.start}
+          refresh={filesChanged}
         />
       </div>
     </div>

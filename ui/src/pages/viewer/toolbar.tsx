@@ -9,6 +9,7 @@ import {
   IconBack,
   IconClipboard,
   IconExpand,
+  IconFolder,
   IconKeyboard,
   IconMoon,
   IconPower,
@@ -46,6 +47,9 @@ type Props = {
   /** Whether the clipboard panel is open. */
   panel: boolean;
   onPanel: (open: boolean) => void;
+  /** Whether the files panel is open (files.tsx); absent when the template allows no file transfer. */
+  files?: boolean;
+  onFiles: (open: boolean) => void;
   connected: boolean;
   onCtrlAltDel: () => void;
   fullscreen: boolean;
@@ -143,6 +147,12 @@ function VncTools(p: Props) {
         <IconClipboard />
         <span class="tool-label">Clipboard</span>
       </button>
+      {p.files !== undefined && (
+        <button type="button" class="tool" aria-pressed={p.files} aria-controls="files-panel" onClick={() => p.onFiles(!p.files)} title="Files">
+          <IconFolder />
+          <span class="tool-label">Files</span>
+        </button>
+      )}
       <button type="button" class="tool" disabled={!p.connected} onClick={p.onCtrlAltDel} title="Send Ctrl+Alt+Del">
         <IconKeyboard />
         <span class="tool-label">Ctrl+Alt+Del</span>
