@@ -1326,6 +1326,12 @@ export interface components {
             /** @description That entry's `name`, when it has one. */
             name?: string | null;
         };
+        /**
+         * @description Which way text may cross between the viewer's clipboard and the
+         *     session's.
+         * @enum {string}
+         */
+        ClipboardPolicy: "both" | "to_session" | "from_session" | "off";
         CodeInput: {
             /** @description The 6 digits the authenticator app shows. */
             code: string;
@@ -1353,6 +1359,59 @@ export interface components {
          * @enum {string}
          */
         DesiredState: "running" | "hibernated" | "terminated";
+        /**
+         * @description The `desktop` section as written; absent fields take the defaults of
+         *     [`DesktopPolicy`].
+         * @example {
+         *       "clipboard": "to_session",
+         *       "file_transfer": "upload",
+         *       "recording": "required"
+         *     }
+         */
+        DesktopInput: {
+            clipboard?: components["schemas"]["ClipboardPolicy"] | null;
+            file_transfer?: components["schemas"]["FileTransferPolicy"] | null;
+            /**
+             * @description The folder files go to and come from, relative to the home
+             *     (default `Downloads`).
+             * @example Downloads
+             */
+            files_folder?: string | null;
+            /**
+             * @description The largest file an upload may be (default `512Mi`, at most `100Gi`).
+             * @example 1Gi
+             */
+            max_upload?: string | null;
+            recording?: components["schemas"]["RecordingPolicy"] | null;
+            /** @description Whether owners may share their sessions (default true). */
+            sharing?: boolean | null;
+        };
+        /** @description The desktop features a template allows. */
+        DesktopPolicy: {
+            /** @default both */
+            clipboard: components["schemas"]["ClipboardPolicy"];
+            /** @default both */
+            file_transfer: components["schemas"]["FileTransferPolicy"];
+            /**
+             * @description The folder uploads land in and downloads come from, relative to the
+             *     home (`Downloads`); nothing outside it can be reached.
+             * @default Downloads
+             */
+            files_folder: string;
+            /**
+             * @description The largest file an upload may be.
+             * @default 512Mi
+             * @example 512Mi
+             */
+            max_upload: string;
+            /** @default off */
+            recording: components["schemas"]["RecordingPolicy"];
+            /**
+             * @description Whether owners may share sessions of this template with other users.
+             * @default true
+             */
+            sharing: boolean;
+        };
         DisableInput: {
             /** @description A TOTP code, or a recovery code. */
             code: string;
@@ -1385,6 +1444,11 @@ export interface components {
              */
             field?: string | null;
         };
+        /**
+         * @description Which way files may be transferred.
+         * @enum {string}
+         */
+        FileTransferPolicy: "both" | "upload" | "download" | "none";
         Group: {
             /** Format: date-time */
             created_at: string;
@@ -1641,7 +1705,7 @@ export interface components {
             protocol: components["schemas"]["PortProtocol"];
         };
         /** @enum {string} */
-        PortProtocol: "vnc" | "http" | "https";
+        PortProtocol: "vnc" | "http" | "https" | "audio";
         /** @description A port the session's container listens on. */
         PortSpec: {
             name: string;
@@ -1715,6 +1779,11 @@ export interface components {
             /** Format: int64 */
             sessions: number;
         };
+        /**
+         * @description Whether the session's screen is recorded.
+         * @enum {string}
+         */
+        RecordingPolicy: "off" | "required";
         RecoveryCodes: {
             /**
              * @description Each works once, in place of a TOTP code. Shown only now: keep them
@@ -1809,6 +1878,11 @@ export interface components {
             app_url?: string | null;
             /** Format: date-time */
             created_at: string;
+            /**
+             * @description What its viewers may do beyond pixels and keys, fixed when the
+             *     session was made.
+             */
+            desktop: components["schemas"]["DesktopPolicy"];
             id: string;
             /** @description Hibernated after this long without viewer input or heartbeats. */
             idle_timeout?: string | null;
@@ -1930,6 +2004,11 @@ export interface components {
             /** @description Defaults to `Other`. */
             category?: string | null;
             description?: string;
+            /**
+             * @description What viewers may do beyond pixels and keys (clipboard, files,
+             *     recording, sharing); absent fields take the defaults.
+             */
+            desktop?: components["schemas"]["DesktopInput"];
             /** @description Defaults to `name`. */
             display_name?: string | null;
             /** @description Keys are `[A-Za-z_][A-Za-z0-9_]*`. */
@@ -2043,6 +2122,11 @@ export interface components {
             capabilities?: string[];
             category: string;
             description: string;
+            /**
+             * @description What viewers may do beyond pixels and keys: clipboard, files,
+             *     recording, sharing.
+             */
+            desktop?: components["schemas"]["DesktopPolicy"];
             display_name: string;
             env: {
                 [key: string]: string;

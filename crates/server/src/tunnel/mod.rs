@@ -7,6 +7,7 @@
 //! id. Each tunnel is its own TCP connection end to end, so one slow viewer
 //! never stalls another.
 
+pub(crate) mod access;
 pub(crate) mod activity;
 pub(crate) mod agent_side;
 pub(crate) mod broker;
@@ -14,6 +15,7 @@ pub(crate) mod file_channel;
 pub(crate) mod logs;
 pub(crate) mod opener;
 mod relay;
+pub(crate) mod rfb_input;
 pub(crate) mod viewer;
 mod websocket;
 
