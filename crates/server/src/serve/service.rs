@@ -225,3 +225,31 @@ impl Drop for TimedBody {
         self.watch.body_finished();
     }
 }
+
+#[cfg(test)]
+mod file_upload_tests {
+    use super::*;
+
+    fn request(method: http::Method, path: &str) -> Request<()> {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .body(())
+            .expect("request")
+    }
+
+    #[test]
+    fn only_file_uploads_are_timed_by_their_gaps() {
+        let upload = request(http::Method::PUT, "/api/v1/sessions/abc/files/a%2Fb.bin");
+        assert!(is_file_upload(&upload));
+        for (method, path) in [
+            (http::Method::GET, "/api/v1/sessions/abc/files/a.bin"),
+            (http::Method::PUT, "/api/v1/sessions/abc/state"),
+            (http::Method::PUT, "/api/v1/sessions/abc/files"),
+            (http::Method::PUT, "/api/v1/sessions/abc/files/a/b"),
+            (http::Method::PUT, "/api/v1/templates/abc/files/a"),
+        ] {
+            assert!(!is_file_upload(&request(method, path)), "{path}");
+        }
+    }
+}

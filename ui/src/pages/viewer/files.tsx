@@ -185,6 +185,7 @@ export function FilesPanel({ open, onClose, session, uploads, onUpload, refresh 
                 <span title={entry.kind === 'symlink' ? 'A link: not followed' : undefined}>{entry.name}</span>
               )}
               {entry.kind === 'file' && <span class="muted small">{bytes(entry.size)}</span>}
+              {entry.kind === 'symlink' && <span class="muted small">link</span>}
             </li>
           );
         })}
