@@ -4,7 +4,7 @@
 //! template's `desktop.file_transfer` policy is enforced here, the folder's
 //! confinement (no `..`, no symbolic link) here and again by the agent.
 
-use crate::audit_log::{AuditEvent, Outcome, record};
+use crate::audit_log::files::Transfer;
 use crate::auth::client_addr::ClientAddr;
 use crate::auth::{CurrentUser, visible_session};
 use crate::error::{ApiError, ApiPath, ApiQuery, ApiResult, ErrorBody};
@@ -19,7 +19,6 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use http::{HeaderMap, StatusCode, header};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use streamspace_protocol::SessionId;
 use streamspace_protocol::files::{FileEntry, FileOp, FileReply, FilesFolder, relative_path};
 
@@ -162,7 +161,7 @@ pub async fn download(
 ) -> ApiResult<Response> {
     let session = visible_session(&state, &user, &id).await?;
     let policy = FilesPolicy::of(&session);
-    let audit = Audit::new(&user, &client, &session, "file.download", &path);
+    let audit = Transfer::new(user.actor(), client.0, &session.id, "file.download", &path);
     if !policy.download {
         audit.denied(&state).await;
         return Err(ApiError::Forbidden(
@@ -236,7 +235,7 @@ pub async fn upload(
 ) -> ApiResult<(StatusCode, Json<UploadedFile>)> {
     let session = visible_session(&state, &user, &id).await?;
     let policy = FilesPolicy::of(&session);
-    let audit = Audit::new(&user, &client, &session, "file.upload", &path);
+    let audit = Transfer::new(user.actor(), client.0, &session.id, "file.upload", &path);
     if !policy.upload {
         audit.denied(&state).await;
         return Err(ApiError::Forbidden(
@@ -322,47 +321,6 @@ fn broken_body(err: axum::Error) -> ApiError {
 
 fn unexpected(reply: &FileReply) -> ApiError {
     ApiError::BadGateway(format!("the agent answered out of turn: {reply:?}"))
-}
-
-/// A transfer's audit event: `file.upload` or `file.download` on the
-/// session, with the path and size.
-struct Audit {
-    event: AuditEvent,
-    path: String,
-}
-
-impl Audit {
-    fn new(
-        user: &CurrentUser,
-        client: &ClientAddr,
-        session: &SessionRecord,
-        kind: &str,
-        path: &str,
-    ) -> Self {
-        let event = AuditEvent::new(user.actor(), kind)
-            .target(format!("session:{}", session.id))
-            .client(client.0);
-        Self {
-            event,
-            path: path.to_owned(),
-        }
-    }
-
-    async fn denied(self, state: &AppState) {
-        let event = self
-            .event
-            .outcome(Outcome::Denied)
-            .detail(json!({"path": self.path}));
-        record(state, event).await;
-    }
-
-    async fn done(self, state: &AppState, size: u64) {
-        let event = self
-            .event
-            .outcome(Outcome::Success)
-            .detail(json!({"path": self.path, "size": size}));
-        record(state, event).await;
-    }
 }
 
 #[cfg(test)]
