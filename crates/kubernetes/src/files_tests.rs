@@ -1,7 +1,7 @@
 //! The script that runs in the pod, run here by the host's `sh` and `tar`
 //! against a temporary home: the mock apiserver cannot carry an exec's
-//! streams (a WebSocket upgrade), so the exec itself is not tested here,
-//! but everything it runs is.
+//! streams (a WebSocket upgrade), so `tests/mock/files.rs` checks only the
+//! exec's request; everything the exec runs is checked here.
 
 use super::*;
 use std::io::Write;
