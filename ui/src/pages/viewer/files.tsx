@@ -13,7 +13,7 @@ import { bytes } from '../../format';
 
 /** What the template allows, from the session's desktop policy. */
 export function transferPolicy(session: Session) {
-  const policy = session.desktop?.file_transfer ?? 'both';
+  const policy = session.desktop.file_transfer;
   return {
     upload: policy === 'both' || policy === 'upload',
     download: policy === 'both' || policy === 'download',
