@@ -24,6 +24,7 @@ export type Group = Schemas['Group'];
 export type Limits = Schemas['Limits'];
 export type MfaStatus = Schemas['MfaStatus'];
 export type TotpEnrolment = Schemas['TotpEnrolment'];
+export type FileListing = Schemas['FileListing'];
 
 /**
  * A template as the form sends it: the API's input, except that a port,
@@ -143,6 +144,11 @@ export const api = {
   setState: (id: string, state: DesiredState) =>
     request<Session>('PUT', `/sessions/${encodeURIComponent(id)}/state`, { state } satisfies Schemas['StateInput']),
   terminate: (id: string) => request<Session>('DELETE', `/sessions/${encodeURIComponent(id)}`),
+  files: (id: string, path = '') =>
+    request<FileListing>('GET', `/sessions/${encodeURIComponent(id)}/files?path=${encodeURIComponent(path)}`),
+  /** Where a file of the session's files folder is downloaded from (GET) and uploaded to (PUT). */
+  fileUrl: (id: string, path: string) =>
+    `/api/v1/sessions/${encodeURIComponent(id)}/files/${encodeURIComponent(path)}`,
 
   agents: () => request<Agent[]>('GET', '/agents'),
   deleteAgent: (id: string) => request<void>('DELETE', `/agents/${encodeURIComponent(id)}`),

@@ -17,6 +17,8 @@
 //! - `reports`: a platform's watcher sends only changes
 //! - `tunnel`: per-tunnel data channels dialed back to the control plane,
 //!   spliced in the kernel (`streamspace-splice`) when both ends are TCP
+//! - `files`: file transfer in a session's files folder on a data channel,
+//!   and the bit of tar the platforms move files in
 //! - `platform`: the trait each platform (Docker, Kubernetes) implements
 
 mod backoff;
@@ -25,6 +27,7 @@ pub mod errors;
 mod executor;
 #[cfg(test)]
 mod fake;
+pub mod files;
 pub mod homes;
 mod identity;
 pub mod intent;

@@ -3,6 +3,7 @@
 //! does (enrollment, the control channel, command bookkeeping, readiness,
 //! tunnels) is shared and lives in this crate.
 
+use crate::files::{Download, FileRefused, FileResult, FileTarget, Listing, Upload};
 use crate::pulls::{PullProgress, Pulled};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -130,6 +131,36 @@ pub trait Platform: Send + Sync + 'static {
         follow: bool,
     ) -> PlatformResult<BoxStream<'static, PlatformResult<Bytes>>>;
 
+    /// The entries of a directory in the session's files folder
+    /// (docs/FILES.md). Every component from the home down is checked: a
+    /// symbolic link on the way is refused, never followed. A folder that
+    /// does not exist yet lists as empty. Platforms that cannot reach a
+    /// session's files keep this default, which refuses.
+    async fn list_files(&self, session_id: &SessionId, target: &FileTarget) -> FileResult<Listing> {
+        let _ = (session_id, target);
+        Err(no_file_transfer(self.name()))
+    }
+
+    /// One regular file's bytes from the files folder, checked like
+    /// [`Platform::list_files`].
+    async fn read_file(&self, session_id: &SessionId, target: &FileTarget) -> FileResult<Download> {
+        let _ = (session_id, target);
+        Err(no_file_transfer(self.name()))
+    }
+
+    /// Writes a whole upload into the files folder (creating the folder
+    /// and missing directories), owned by the session's user; checked like
+    /// [`Platform::list_files`].
+    async fn write_file(
+        &self,
+        session_id: &SessionId,
+        target: &FileTarget,
+        upload: Upload,
+    ) -> FileResult<()> {
+        let _ = (session_id, target, upload);
+        Err(no_file_transfer(self.name()))
+    }
+
     /// What each running session uses now (CPU, memory), for heartbeats;
     /// empty when the platform cannot measure it.
     async fn usage(&self) -> PlatformResult<Vec<SessionUsage>>;
@@ -141,4 +172,11 @@ pub trait Platform: Send + Sync + 'static {
     /// died or was removed behind our back). The stream ends if the platform
     /// connection breaks; the runtime then re-subscribes.
     fn watch(&self) -> BoxStream<'static, SessionReport>;
+}
+
+fn no_file_transfer(platform: &str) -> FileRefused {
+    FileRefused::new(
+        streamspace_protocol::files::FileRefusal::Unavailable,
+        format!("the {platform} platform cannot transfer files"),
+    )
 }

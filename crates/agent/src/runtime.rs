@@ -374,6 +374,19 @@ fn handle(agent: &Agent, text: &str) -> Option<String> {
             };
             spawn_data_channel(agent, tunnel_id, purpose)
         }
+        Ok(ServerMessage::OpenFiles {
+            tunnel_id,
+            session_id,
+            folder,
+            op,
+        }) => {
+            let purpose = Purpose::Files {
+                session_id,
+                folder,
+                op,
+            };
+            spawn_data_channel(agent, tunnel_id, purpose)
+        }
         Ok(ServerMessage::Prepull {
             template_id,
             image,

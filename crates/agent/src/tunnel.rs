@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
+use streamspace_protocol::files::{FileOp, FilesFolder};
 use streamspace_protocol::tunnel::{UPGRADE_PROTOCOL, read_chunk, tunnel_path};
 use streamspace_protocol::{SessionId, TunnelId};
 use tokio::io::AsyncWriteExt;
@@ -34,6 +35,12 @@ pub enum Purpose {
         session_id: SessionId,
         tail: Option<u32>,
         follow: bool,
+    },
+    /// One file operation in the session's files folder (`files.rs`).
+    Files {
+        session_id: SessionId,
+        folder: FilesFolder,
+        op: FileOp,
     },
 }
 
@@ -74,6 +81,14 @@ pub async fn open(
                 }
             }
             let _ = data.shutdown().await;
+        }
+        Purpose::Files {
+            session_id,
+            folder,
+            op,
+        } => {
+            let data = TokioIo::new(dial(identity, tunnel_id).await?);
+            crate::files::serve(platform, &session_id, &folder, op, data).await;
         }
     }
     Ok(())

@@ -214,7 +214,9 @@ fn answer(
                 AgentMessage::SessionStatus(SessionReport::new(session_id, phase)),
             ]
         }
-        ServerMessage::OpenTunnel { tunnel_id, .. } | ServerMessage::OpenLogs { tunnel_id, .. } => {
+        ServerMessage::OpenTunnel { tunnel_id, .. }
+        | ServerMessage::OpenLogs { tunnel_id, .. }
+        | ServerMessage::OpenFiles { tunnel_id, .. } => {
             vec![AgentMessage::TunnelFailed {
                 tunnel_id,
                 error: "simulated agent: no platform".into(),

@@ -19,6 +19,7 @@
 //! - `home.rs`: persistent homes as named volumes, and the check that
 //!   shared volumes exist
 //! - `gpu.rs`: the host's NVIDIA GPUs, and which a session gets
+//! - `files.rs`: file transfer with the archive API, refusing symbolic links
 //! - `observe.rs`: status, inventory, connect, capacity, metrics
 //! - `route.rs`: which address reaches a session's port (its own, or the
 //!   published one)
@@ -31,6 +32,7 @@ mod container;
 mod credentials;
 mod error;
 mod existing;
+mod files;
 mod gpu;
 mod home;
 mod host;
@@ -56,6 +58,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, PoisonError};
+use streamspace_agent::files::{Download, FileResult, FileTarget, Listing, Upload};
 use streamspace_agent::intent::Intents;
 use streamspace_agent::pulls::{PullProgress, Pulled};
 use streamspace_agent::{Platform, PlatformError, PlatformResult, SessionStream, confinement};
@@ -431,6 +434,23 @@ impl Platform for DockerPlatform {
         follow: bool,
     ) -> PlatformResult<BoxStream<'static, PlatformResult<Bytes>>> {
         self.shared.logs(session_id, tail, follow).await
+    }
+
+    async fn list_files(&self, session_id: &SessionId, target: &FileTarget) -> FileResult<Listing> {
+        self.shared.list_files(session_id, target).await
+    }
+
+    async fn read_file(&self, session_id: &SessionId, target: &FileTarget) -> FileResult<Download> {
+        self.shared.read_file(session_id, target).await
+    }
+
+    async fn write_file(
+        &self,
+        session_id: &SessionId,
+        target: &FileTarget,
+        upload: Upload,
+    ) -> FileResult<()> {
+        self.shared.write_file(session_id, target, upload).await
     }
 
     async fn usage(&self) -> PlatformResult<Vec<SessionUsage>> {

@@ -11,6 +11,8 @@
 //! - `home.rs`: persistent homes as PersistentVolumeClaims
 //! - `observe.rs`: status, inventory, logs
 //! - `tunnel.rs`: connections to a session's port (pod IP or port-forward)
+//! - `files.rs`: file transfer by exec (a shell script and `tar`) in the
+//!   session's container, refusing symbolic links
 //! - `watch.rs`: kube-runtime watchers → session reports, and the
 //!   reflector stores the tunnel and status read instead of asking the
 //!   apiserver
@@ -21,6 +23,7 @@
 
 mod cluster;
 mod error;
+mod files;
 mod home;
 pub mod leader;
 mod lifecycle;
@@ -46,6 +49,7 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
+use streamspace_agent::files::{Download, FileResult, FileTarget, Listing, Upload};
 use streamspace_agent::intent::Intents;
 use streamspace_agent::{Platform, PlatformError, PlatformResult, SessionStream, confinement};
 use streamspace_protocol::{
@@ -297,6 +301,23 @@ impl Platform for KubernetesPlatform {
         follow: bool,
     ) -> PlatformResult<BoxStream<'static, PlatformResult<Bytes>>> {
         self.shared.logs(session_id, tail, follow).await
+    }
+
+    async fn list_files(&self, session_id: &SessionId, target: &FileTarget) -> FileResult<Listing> {
+        self.shared.list_files(session_id, target).await
+    }
+
+    async fn read_file(&self, session_id: &SessionId, target: &FileTarget) -> FileResult<Download> {
+        self.shared.read_file(session_id, target).await
+    }
+
+    async fn write_file(
+        &self,
+        session_id: &SessionId,
+        target: &FileTarget,
+        upload: Upload,
+    ) -> FileResult<()> {
+        self.shared.write_file(session_id, target, upload).await
     }
 
     async fn metrics(&self) -> PlatformResult<NodeMetrics> {

@@ -6,6 +6,7 @@
 //! the agent sends a full [`AgentMessage::Inventory`]; then the control plane
 //! re-sends every command not yet completed, and both sides run freely.
 
+use crate::files::{FileOp, FilesFolder};
 use crate::ids::{AgentId, CommandId, SessionId, TemplateId, TunnelId};
 use crate::quantity::{Cpu, Memory};
 use crate::session::{PortSpec, RegistryAuth, SessionReport, SessionSpec};
@@ -69,6 +70,15 @@ pub enum ServerMessage {
         tail: Option<u32>,
         #[serde(default)]
         follow: bool,
+    },
+    /// Do one file operation in the session's files folder on data channel
+    /// `tunnel_id` (the framing is in [`crate::files`]).
+    OpenFiles {
+        tunnel_id: TunnelId,
+        session_id: SessionId,
+        folder: FilesFolder,
+        #[serde(flatten)]
+        op: FileOp,
     },
     /// Pull a template's image now, before any session needs it; answered
     /// with [`AgentMessage::PullStatus`]. Not a command: nothing is stored
@@ -328,6 +338,18 @@ mod tests {
                 session_id: "s1".into(),
                 tail: Some(100),
                 follow: true,
+            },
+            ServerMessage::OpenFiles {
+                tunnel_id: "t".into(),
+                session_id: "s1".into(),
+                folder: FilesFolder {
+                    home: Some("/home/user".into()),
+                    folder: "Downloads".into(),
+                },
+                op: FileOp::Upload {
+                    path: "a.txt".into(),
+                    size: 3,
+                },
             },
             ServerMessage::Prepull {
                 template_id: "t1".into(),

@@ -7,6 +7,7 @@
 
 pub mod control;
 pub mod desktop;
+pub mod files;
 #[cfg(any(test, feature = "test-fixtures"))]
 mod fixtures;
 mod idle;

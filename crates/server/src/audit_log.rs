@@ -4,11 +4,13 @@
 //! What records what: `logins.rs` (logins and logouts), `admin.rs` (admin
 //! changes), `sessions.rs` (session creates and state changes),
 //! `viewers.rs` (viewer connections, with duration and bytes), `shares.rs`
-//! (session shares made, ended and joined); `flood.rs`
-//! bounds what anonymous callers can add, `retention.rs` deletes what the
-//! retention setting no longer keeps. Every kind is in docs/AUDIT.md.
+//! (session shares made, ended and joined), `files.rs` (file uploads and
+//! downloads); `flood.rs` bounds what anonymous callers can add,
+//! `retention.rs` deletes what the retention setting no longer keeps. Every
+//! kind is in docs/AUDIT.md.
 
 pub mod admin;
+pub mod files;
 pub mod flood;
 pub mod logins;
 pub mod retention;

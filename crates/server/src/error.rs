@@ -37,6 +37,8 @@ pub enum ApiError {
     #[error("{0}")]
     RequestTimeout(String),
     #[error("{0}")]
+    LengthRequired(String),
+    #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
     BadGateway(String),
@@ -72,6 +74,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::LengthRequired(_) => StatusCode::LENGTH_REQUIRED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -257,7 +260,7 @@ async fn read_body(req: Request) -> ApiResult<Bytes> {
 }
 
 /// The first error of type `E` in the chain from `err` down its sources.
-fn caused_by<'a, E: std::error::Error + 'static>(
+pub(crate) fn caused_by<'a, E: std::error::Error + 'static>(
     mut err: &'a (dyn std::error::Error + 'static),
 ) -> Option<&'a E> {
     loop {

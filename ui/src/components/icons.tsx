@@ -58,6 +58,11 @@ export const IconPower = (p: IconProps) => (
     <path d="M12 3v8M6.3 7.3a8 8 0 1 0 11.4 0" />
   </Svg>
 );
+export const IconFolder = (p: IconProps) => (
+  <Svg {...p}>
+    <path d="M3 7a2 2 0 0 1 2-2h4l2 2h8a2 2 0 0 1 2 2v8a2 2 0 0 1-2 2H5a2 2 0 0 1-2-2z" />
+  </Svg>
+);
 export const IconAlert = (p: IconProps) => (
   <Svg {...p}>
     <circle cx="12" cy="12" r="9" />

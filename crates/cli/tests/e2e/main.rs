@@ -5,6 +5,7 @@ mod apps;
 mod cli_sessions;
 mod connect;
 mod faults;
+mod files;
 mod gpus;
 mod isolation;
 mod login_flood;

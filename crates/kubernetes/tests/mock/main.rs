@@ -3,6 +3,7 @@
 //! exact requests the platform makes and feed it real-shaped answers.
 
 mod apiserver;
+mod files;
 mod leader;
 mod lifecycle;
 mod observe;

@@ -99,6 +99,10 @@ pub fn rule(operation_id: &str) -> Option<Rule> {
             Access::User,
             "with a live link's secret; lets the caller in for the link's life",
         ),
+        "listSessionFiles" | "downloadSessionFile" | "uploadSessionFile" => rule_of(
+            Access::User,
+            "own sessions; admins all (404 to others); never share guests; as the template's desktop.file_transfer allows",
+        ),
         "listTemplates" | "getTemplate" => rule_of(
             Access::User,
             "admins every template and field; users those allowed to their groups, without the environment or secrets",

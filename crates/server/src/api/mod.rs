@@ -7,6 +7,7 @@ mod agents;
 mod audit;
 mod auth;
 mod events;
+mod files;
 mod groups;
 mod metrics;
 mod mfa;
@@ -113,6 +114,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(shares::shared_with_me))
         .routes(routes!(shares::join))
         .routes(routes!(logs::logs))
+        .routes(routes!(files::list))
+        .routes(routes!(files::download, files::upload))
         .routes(routes!(sessions::events))
         .routes(routes!(sessions::heartbeat))
         .routes(routes!(events::stream))

@@ -25,7 +25,8 @@ use utoipa::{Modify, OpenApi};
         description = "Stream containerised desktop applications to a web browser. \
             Errors are `{\"error\": \"…\", \"field\"?: \"…\"}`; times are RFC 3339 UTC; \
             unknown body fields are refused; bodies are limited to 1 MiB (16 KiB for \
-            logins and agent enrollment) and must arrive within 30 s of their head.",
+            logins and agent enrollment) and must arrive within 30 s of their head \
+            (file uploads excepted: docs/FILES.md).",
     ),
     components(schemas(ErrorBody)),
     tags(
@@ -38,6 +39,7 @@ use utoipa::{Modify, OpenApi};
         (name = "agents", description = "The hosts sessions run on"),
         (name = "agent protocol", description = "What agents themselves call (docs/PROTOCOL.md)"),
         (name = "events", description = "Live updates"),
+        (name = "files", description = "A session's files folder: list, download, upload (docs/FILES.md)"),
         (name = "viewer", description = "VNC in the browser or through `streamspace connect`"),
         (name = "settings", description = "What admins change at run time"),
         (name = "audit", description = "Who did what, when, from where (docs/AUDIT.md)"),

@@ -47,7 +47,9 @@ impl hyper::service::Service<Request<Incoming>> for Service {
         let with_body = !request.body().is_end_stream();
         self.watch.request_started(with_body);
         let domain = self.connections.apps_domain.as_deref();
-        let timing = match crate::apps::address::is_app_request(&request, domain) {
+        let streamed =
+            crate::apps::address::is_app_request(&request, domain) || is_file_upload(&request);
+        let timing = match streamed {
             true => Timing::Gap,
             false => Timing::Total,
         };
@@ -109,6 +111,17 @@ impl HttpBody for Tracked {
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
     }
+}
+
+/// A file upload (`PUT /api/v1/sessions/{id}/files/{path}`, docs/FILES.md):
+/// as big as the template allows, so timed by its gaps like a web app's.
+fn is_file_upload<B>(request: &Request<B>) -> bool {
+    let mut parts = request.uri().path().split('/');
+    request.method() == http::Method::PUT
+        && parts.by_ref().take(4).eq(["", "api", "v1", "sessions"])
+        && parts.nth(1) == Some("files")
+        && parts.next().is_some()
+        && parts.next().is_none()
 }
 
 /// Reading a request body took longer than the body-read timeout allows.
@@ -210,5 +223,33 @@ impl Drop for TimedBody {
     /// A body let go unread: the handler has what it wants from the client.
     fn drop(&mut self) {
         self.watch.body_finished();
+    }
+}
+
+#[cfg(test)]
+mod file_upload_tests {
+    use super::*;
+
+    fn request(method: http::Method, path: &str) -> Request<()> {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .body(())
+            .expect("request")
+    }
+
+    #[test]
+    fn only_file_uploads_are_timed_by_their_gaps() {
+        let upload = request(http::Method::PUT, "/api/v1/sessions/abc/files/a%2Fb.bin");
+        assert!(is_file_upload(&upload));
+        for (method, path) in [
+            (http::Method::GET, "/api/v1/sessions/abc/files/a.bin"),
+            (http::Method::PUT, "/api/v1/sessions/abc/state"),
+            (http::Method::PUT, "/api/v1/sessions/abc/files"),
+            (http::Method::PUT, "/api/v1/sessions/abc/files/a/b"),
+            (http::Method::PUT, "/api/v1/templates/abc/files/a"),
+        ] {
+            assert!(!is_file_upload(&request(method, path)), "{path}");
+        }
     }
 }

@@ -12,6 +12,7 @@ pub(crate) mod activity;
 pub(crate) mod agent_side;
 pub(crate) mod audio;
 pub(crate) mod broker;
+pub(crate) mod file_channel;
 pub(crate) mod guests;
 pub(crate) mod logs;
 pub(crate) mod opener;

@@ -2,7 +2,8 @@
 // screen: the connection (connection.ts), or for a web app its frame
 // (webapp.tsx), the top bar (toolbar.tsx), what covers the screen while
 // there is no desktop (overlays.tsx), the clipboard and its panel
-// (clipboard.tsx) and how the desktop meets the window (view-mode.ts).
+// (clipboard.tsx), how the desktop meets the window (view-mode.ts) and the
+// files panel with drag-and-drop uploads (files.tsx).
 //
 // Server-sent events say when the session's phase changes (and so when to
 // connect). While the phase is changing the viewer also asks for the session
@@ -19,6 +20,7 @@ import { useAuth } from '../../auth';
 import { ClipboardPanel, useClipboardSync } from './clipboard';
 import { ShareDialog, useGuestMode } from './share';
 import { useSessionAudio } from './audio';
+import { FilesPanel, transferPolicy, useFileDrop, useUploads } from './files';
 import { useVncConnection } from './connection';
 import { Overlay } from './overlays';
 import { Toolbar, useFullscreen } from './toolbar';
@@ -59,6 +61,9 @@ export function ViewerPage({ id }: { id: string }) {
   const [acting, setActing] = useState(false);
   const [sharing, setSharing] = useState(false);
   const { user } = useAuth();
+  const [filesOpen, setFilesOpen] = useState(false);
+  const [filesChanged, setFilesChanged] = useState(0);
+  const body = useRef<HTMLDivElement>(null);
   const root = useRef<HTMLDivElement>(null);
   const screen = useRef<HTMLDivElement>(null);
 
@@ -113,6 +118,13 @@ export function ViewerPage({ id }: { id: string }) {
   const audio = useSessionAudio(id, hasAudio && vnc.conn.kind === 'connected');
 
   const { fullscreen, toggle: toggleFullscreen } = useFullscreen(root, vnc.focus);
+  const uploads = useUploads(id, () => setFilesChanged((n) => n + 1));
+  // Files are the owner's (and admins'): guests get no panel and no drop.
+  const policy = session && !guest ? transferPolicy(session) : { upload: false, download: false };
+  const dropping = useFileDrop(body, policy.upload && !web && session?.phase === 'Running', (files) => {
+    setFilesOpen(true);
+    uploads.start(files);
+  });
 
   const act = async (f: () => Promise<unknown>) => {
     setActing(true);
@@ -150,6 +162,8 @@ export function ViewerPage({ id }: { id: string }) {
         onPanel={setPanel}
         clipboard={clipboard}
         clipboardSync={clipboardSync}
+        files={policy.upload || policy.download ? filesOpen : undefined}
+        onFiles={setFilesOpen}
         connected={connected}
         onCtrlAltDel={vnc.sendCtrlAltDel}
         fullscreen={fullscreen}
@@ -166,7 +180,7 @@ export function ViewerPage({ id }: { id: string }) {
         }
       />
       {sharing && <ShareDialog session={session} onClose={() => setSharing(false)} />}
-      <div class="viewer-body">
+      <div class={`viewer-body${dropping ? ' drop-target' : ''}`} ref={body}>
         <div class="screen-wrap">
           {web ? (
             <WebAppFrame session={session} frameKey={app.key} onLoad={app.onLoad} />
@@ -200,6 +214,14 @@ export function ViewerPage({ id }: { id: string }) {
           received={vnc.received.text}
           connected={connected}
           onSend={vnc.paste}
+        />
+        <FilesPanel
+          open={filesOpen && !web}
+          onClose={() => setFilesOpen(false)}
+          session={session}
+          uploads={uploads.uploads}
+          onUpload={uploads.start}
+          refresh={filesChanged}
         />
       </div>
     </div>

@@ -11,6 +11,7 @@ import {
   IconBack,
   IconClipboard,
   IconExpand,
+  IconFolder,
   IconKeyboard,
   IconMoon,
   IconPower,
@@ -59,6 +60,9 @@ type Props = {
   onPanel: (open: boolean) => void;
   clipboard: ClipboardPolicy;
   clipboardSync: SyncState;
+  /** Whether the files panel is open (files.tsx); absent when the template allows no file transfer. */
+  files?: boolean;
+  onFiles: (open: boolean) => void;
   connected: boolean;
   onCtrlAltDel: () => void;
   fullscreen: boolean;
@@ -212,6 +216,19 @@ function VncTools(p: Props) {
         </button>
       )}
       {p.audio && <AudioControl audio={p.audio} />}
+      {p.files !== undefined && (
+        <button
+          type="button"
+          class="tool"
+          aria-pressed={p.files}
+          aria-controls="files-panel"
+          onClick={() => p.onFiles(!p.files)}
+          title="Files"
+        >
+          <IconFolder />
+          <span class="tool-label">Files</span>
+        </button>
+      )}
       <button type="button" class="tool" disabled={!p.connected} onClick={p.onCtrlAltDel} title="Send Ctrl+Alt+Del">
         <IconKeyboard />
         <span class="tool-label">Ctrl+Alt+Del</span>
