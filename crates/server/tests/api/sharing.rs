@@ -104,11 +104,13 @@ async fn an_invited_user_sees_the_session_and_nobody_else_does(app: TestApp) -> 
         .await?;
     assert_eq!(mine[0]["session"]["id"].as_str(), Some(s.session.as_str()));
     assert_eq!(mine[0]["mode"], "view");
-    // …but cannot change it, list or make its shares.
+    // …but cannot change it, list or make its shares, or reach its files.
     for (method, path) in [
         (Method::DELETE, session_path.clone()),
         (Method::GET, shares_path(&s.session)),
         (Method::GET, format!("{session_path}/events")),
+        (Method::GET, format!("{session_path}/files")),
+        (Method::GET, format!("{session_path}/files/notes.txt")),
     ] {
         assert_eq!(
             status(&s.bob, method, &path).await?,
