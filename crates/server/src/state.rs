@@ -55,4 +55,6 @@ pub struct AppState {
     pub anonymous_events: Arc<crate::audit_log::flood::AnonymousBudget>,
     /// Single sign-on, when configured.
     pub oidc: Option<Arc<crate::auth::oidc::Oidc>>,
+    /// Session recordings under `DATA_DIR/recordings`.
+    pub recordings: Arc<crate::recording::Recordings>,
 }

@@ -67,11 +67,14 @@ pub async fn vnc(
     let session = wake_if_needed(&state, &user.user, session).await?;
     let agent_id = session
         .agent_id
+        .clone()
         .ok_or_else(|| ApiError::Conflict("session has no agent".into()))?;
     let port = session
         .spec
         .vnc_port()
         .ok_or_else(|| ApiError::Conflict("session's template has no VNC port".into()))?;
+    // Before the agent's tunnel: a recording that cannot start refuses.
+    let recorder = crate::recording::for_viewer(&state, &session, &user, client.0).await?;
     let agent_stream =
         open_data_channel(&state, &agent_id, |tunnel_id| ServerMessage::OpenTunnel {
             tunnel_id,
@@ -111,6 +114,7 @@ pub async fn vnc(
                 metrics: &metrics,
                 bytes: &record.bytes,
                 shutdown: state.shutdown.clone(),
+                recorder: recorder.as_ref(),
             };
             tokio::select! {
                 _ = tunnel.run(viewer, agent_stream) => {}
