@@ -39,6 +39,7 @@ use utoipa::{Modify, OpenApi};
         (name = "events", description = "Live updates"),
         (name = "viewer", description = "VNC in the browser or through `streamspace connect`"),
         (name = "settings", description = "What admins change at run time"),
+        (name = "recordings", description = "Session recordings and their playback (docs/RECORDING.md)"),
         (name = "audit", description = "Who did what, when, from where (docs/AUDIT.md)"),
         (name = "system", description = "Health, metrics and this document"),
     ),

@@ -381,7 +381,7 @@ pub async fn for_viewer(
     let (recorder, info) = started
         .map_err(|err| ApiError::Unavailable(format!("this session is recorded, and {err}")))?;
     let event = AuditEvent::new(user.actor(), "recording.start")
-        .target(session.id.as_str())
+        .target(format!("session:{}", session.id))
         .outcome(Outcome::Success)
         .client(client)
         .detail(serde_json::json!({ "recording": info.id }));

@@ -48,7 +48,7 @@ pub async fn purge_once(state: &AppState) -> anyhow::Result<Vec<Listed>> {
     let deleted = tokio::task::spawn_blocking(move || purge(&recordings, keep, now_ms())).await??;
     for gone in &deleted {
         let event = AuditEvent::new(ACTOR, "recording.delete")
-            .target(gone.info.session_id.as_str())
+            .target(format!("session:{}", gone.info.session_id))
             .outcome(Outcome::Success)
             .detail(json!({
                 "recording": gone.info.id,
