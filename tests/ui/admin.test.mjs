@@ -198,6 +198,43 @@ test('templates: shared memory, user, read-only root, volumes and GPUs round-tri
   await row.waitFor({ state: 'detached' });
 });
 
+test('templates: the desktop policy round-trips, and a folder outside the home is refused next to it', async () => {
+  const name = `ui-${RUN}-desktop`;
+  await page.getByRole('link', { name: 'Templates' }).click();
+  await page.getByRole('link', { name: 'New template' }).click();
+  await page.locator('#tpl-name').fill(name);
+  await page.getByLabel('Image').fill('streamspace/desktop:local');
+  await page.locator('#tpl-desktop-clipboard').selectOption('to_session');
+  await page.locator('#tpl-desktop-file_transfer').selectOption('download');
+  await page.locator('#tpl-desktop-max_upload').fill('2Gi');
+  await page.locator('#tpl-desktop-recording').check();
+  await page.locator('#tpl-desktop-sharing').uncheck();
+  await page.locator('#tpl-desktop-files_folder').fill('../etc');
+  await page.getByRole('button', { name: 'Create template' }).click();
+  const folderError = page.locator('[data-field-error=tpl-desktop-files_folder]');
+  await folderError.waitFor();
+  assert.match(await folderError.innerText(), /not a folder under the home/);
+  await page.locator('#tpl-desktop-files_folder').fill('inbox');
+  await page.getByRole('button', { name: 'Create template' }).click();
+  const row = page.locator(`tr[data-template="${name}"]`);
+  await row.waitFor();
+
+  await row.getByRole('link', { name: `Edit ${name}` }).click();
+  await page.locator('#tpl-desktop-clipboard').waitFor();
+  assert.equal(await page.locator('#tpl-desktop-clipboard').inputValue(), 'to_session');
+  assert.equal(await page.locator('#tpl-desktop-file_transfer').inputValue(), 'download');
+  assert.equal(await page.locator('#tpl-desktop-files_folder').inputValue(), 'inbox');
+  assert.equal(await page.locator('#tpl-desktop-max_upload').inputValue(), '2Gi');
+  assert.equal(await page.locator('#tpl-desktop-recording').isChecked(), true);
+  assert.equal(await page.locator('#tpl-desktop-sharing').isChecked(), false);
+  await page.locator('#sec-desktop').scrollIntoViewIfNeeded();
+  await screenshot(page, '09d-admin-template-desktop');
+  await page.getByRole('link', { name: 'Cancel' }).click();
+  await row.getByRole('button', { name: `Delete ${name}` }).click();
+  await page.locator('dialog.modal[open]').getByRole('button', { name: 'Delete template' }).click();
+  await row.waitFor({ state: 'detached' });
+});
+
 test('templates: registry credentials are write-only, and a pre-pull shows each agent', async () => {
   const name = `ui-${RUN}-reg`;
   await page.getByRole('link', { name: 'Templates' }).click();

@@ -496,52 +496,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/v1/recordings": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * List recordings (admin)
-         * @description Newest first, at most 1000; `session_id` limits them to one session's.
-         */
-        get: operations["listRecordings"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/recordings/{id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * Download a recording (admin)
-         * @description The file (format: docs/RECORDING.md), streamed; a running recording as
-         *     far as it got.
-         */
-        get: operations["getRecording"];
-        put?: never;
-        post?: never;
-        /**
-         * Delete a recording (admin)
-         * @description Its file goes at once; a running recording cannot be deleted (409).
-         *     Recorded in the audit log (`recording.delete`).
-         */
-        delete: operations["deleteRecording"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/api/v1/sessions": {
         parameters: {
             query?: never;
@@ -1372,6 +1326,12 @@ export interface components {
             /** @description That entry's `name`, when it has one. */
             name?: string | null;
         };
+        /**
+         * @description Which way text may cross between the viewer's clipboard and the
+         *     session's.
+         * @enum {string}
+         */
+        ClipboardPolicy: "both" | "to_session" | "from_session" | "off";
         CodeInput: {
             /** @description The 6 digits the authenticator app shows. */
             code: string;
@@ -1399,6 +1359,59 @@ export interface components {
          * @enum {string}
          */
         DesiredState: "running" | "hibernated" | "terminated";
+        /**
+         * @description The `desktop` section as written; absent fields take the defaults of
+         *     [`DesktopPolicy`].
+         * @example {
+         *       "clipboard": "to_session",
+         *       "file_transfer": "upload",
+         *       "recording": "required"
+         *     }
+         */
+        DesktopInput: {
+            clipboard?: components["schemas"]["ClipboardPolicy"] | null;
+            file_transfer?: components["schemas"]["FileTransferPolicy"] | null;
+            /**
+             * @description The folder files go to and come from, relative to the home
+             *     (default `Downloads`).
+             * @example Downloads
+             */
+            files_folder?: string | null;
+            /**
+             * @description The largest file an upload may be (default `512Mi`, at most `100Gi`).
+             * @example 1Gi
+             */
+            max_upload?: string | null;
+            recording?: components["schemas"]["RecordingPolicy"] | null;
+            /** @description Whether owners may share their sessions (default true). */
+            sharing?: boolean | null;
+        };
+        /** @description The desktop features a template allows. */
+        DesktopPolicy: {
+            /** @default both */
+            clipboard: components["schemas"]["ClipboardPolicy"];
+            /** @default both */
+            file_transfer: components["schemas"]["FileTransferPolicy"];
+            /**
+             * @description The folder uploads land in and downloads come from, relative to the
+             *     home (`Downloads`); nothing outside it can be reached.
+             * @default Downloads
+             */
+            files_folder: string;
+            /**
+             * @description The largest file an upload may be.
+             * @default 512Mi
+             * @example 512Mi
+             */
+            max_upload: string;
+            /** @default off */
+            recording: components["schemas"]["RecordingPolicy"];
+            /**
+             * @description Whether owners may share sessions of this template with other users.
+             * @default true
+             */
+            sharing: boolean;
+        };
         DisableInput: {
             /** @description A TOTP code, or a recovery code. */
             code: string;
@@ -1431,6 +1444,11 @@ export interface components {
              */
             field?: string | null;
         };
+        /**
+         * @description Which way files may be transferred.
+         * @enum {string}
+         */
+        FileTransferPolicy: "both" | "upload" | "download" | "none";
         Group: {
             /** Format: date-time */
             created_at: string;
@@ -1687,7 +1705,7 @@ export interface components {
             protocol: components["schemas"]["PortProtocol"];
         };
         /** @enum {string} */
-        PortProtocol: "vnc" | "http" | "https";
+        PortProtocol: "vnc" | "http" | "https" | "audio";
         /** @description A port the session's container listens on. */
         PortSpec: {
             name: string;
@@ -1761,30 +1779,11 @@ export interface components {
             /** Format: int64 */
             sessions: number;
         };
-        /** @description A recording of one viewer's tunnel. */
-        RecordingView: {
-            /**
-             * Format: int64
-             * @description The file's size.
-             */
-            bytes: number;
-            /**
-             * Format: int64
-             * @description From the start to the last chunk recorded.
-             */
-            duration_ms: number;
-            /** @description Unset while it runs (or if the server stopped during it). */
-            ended_at?: string | null;
-            id: string;
-            /** @description Whether it is being written now. */
-            recording: boolean;
-            session_id: string;
-            started_at: string;
-            /** @description Why it ended before its viewer did (a size cap, a disk error). */
-            stopped?: string | null;
-            /** @description Whose viewer was recorded (`user:NAME`). */
-            viewer: string;
-        };
+        /**
+         * @description Whether the session's screen is recorded.
+         * @enum {string}
+         */
+        RecordingPolicy: "off" | "required";
         RecoveryCodes: {
             /**
              * @description Each works once, in place of a TOTP code. Shown only now: keep them
@@ -1879,6 +1878,11 @@ export interface components {
             app_url?: string | null;
             /** Format: date-time */
             created_at: string;
+            /**
+             * @description What its viewers may do beyond pixels and keys, fixed when the
+             *     session was made.
+             */
+            desktop: components["schemas"]["DesktopPolicy"];
             id: string;
             /** @description Hibernated after this long without viewer input or heartbeats. */
             idle_timeout?: string | null;
@@ -1944,22 +1948,6 @@ export interface components {
              *     everyone out).
              */
             password_login: boolean;
-            /**
-             * @description Record every session's viewers, whatever its template says
-             *     (docs/RECORDING.md).
-             */
-            record_all_sessions?: boolean;
-            /**
-             * Format: int32
-             * @description Recordings older than this many days are deleted.
-             */
-            recording_retention_days?: number;
-            /**
-             * Format: int64
-             * @description The oldest recordings are deleted while all together take more
-             *     than this many MiB (the hard cap is `--recording-max-total`).
-             */
-            recording_retention_mib?: number;
         };
         /**
          * @description An existing volume an admin made for sessions to share (Docker: a named
@@ -2016,6 +2004,11 @@ export interface components {
             /** @description Defaults to `Other`. */
             category?: string | null;
             description?: string;
+            /**
+             * @description What viewers may do beyond pixels and keys (clipboard, files,
+             *     recording, sharing); absent fields take the defaults.
+             */
+            desktop?: components["schemas"]["DesktopInput"];
             /** @description Defaults to `name`. */
             display_name?: string | null;
             /** @description Keys are `[A-Za-z_][A-Za-z0-9_]*`. */
@@ -2129,6 +2122,11 @@ export interface components {
             capabilities?: string[];
             category: string;
             description: string;
+            /**
+             * @description What viewers may do beyond pixels and keys: clipboard, files,
+             *     recording, sharing.
+             */
+            desktop?: components["schemas"]["DesktopPolicy"];
             display_name: string;
             env: {
                 [key: string]: string;
@@ -4103,190 +4101,6 @@ export interface operations {
                 };
                 content: {
                     "application/json": Record<string, never>;
-                };
-            };
-        };
-    };
-    listRecordings: {
-        parameters: {
-            query?: {
-                /** @description Only this session's. */
-                session_id?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The recordings */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["RecordingView"][];
-                };
-            };
-            /** @description A parameter is not valid; `field` names it */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description Not logged in, or the token or secret is not valid */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description Admins only */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description The control plane failed (see its log) */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    getRecording: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description The recording's id */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The recording */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/octet-stream": number[];
-                };
-            };
-            /** @description Not logged in, or the token or secret is not valid */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description Admins only */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description No such recording */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description The control plane failed (see its log) */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    deleteRecording: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description The recording's id */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Deleted */
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description Not logged in, or the token or secret is not valid */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description Admins only */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description No such recording */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description It is still being recorded: close its viewer first */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description The control plane failed (see its log) */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };

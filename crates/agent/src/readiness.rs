@@ -33,7 +33,7 @@ pub async fn wait_for_ports(
     let started = Instant::now();
     let mut deadline = started + limit;
     let mut probes = 0u32;
-    for port in ports {
+    for port in ports.iter().filter(|p| p.protocol.decides_readiness()) {
         let clock = Clock {
             started,
             limit,
@@ -80,6 +80,7 @@ async fn wait_for_port(
             let what = match port.protocol {
                 PortProtocol::Vnc => "VNC server",
                 PortProtocol::Http | PortProtocol::Https => "web app",
+                PortProtocol::Audio => "sound server",
             };
             return Err(format!(
                 "the session's {what} did not answer on port {} within {limit:?} ({last})",
@@ -108,6 +109,8 @@ async fn probe(
                     status => Err(format!("{} answered {status}", port.ready_path())),
                 }
             }
+            // Never asked (see `wait_for_ports`); an open port would do.
+            PortProtocol::Audio => Ok(()),
         }
     };
     timeout(ANSWER_TIMEOUT, probe)

@@ -6,6 +6,7 @@
 //! HTTP/1.1 upgrade to a raw byte stream described in [`tunnel`].
 
 pub mod control;
+pub mod desktop;
 #[cfg(any(test, feature = "test-fixtures"))]
 mod fixtures;
 mod idle;
@@ -19,6 +20,7 @@ pub use control::{
     Action, AgentMessage, Capabilities, Capacity, Command, Hello, NodeMetrics, PullState,
     PullStatus, ServerMessage, SessionUsage, Welcome,
 };
+pub use desktop::{ClipboardPolicy, DesktopPolicy, FileTransferPolicy, RecordingPolicy};
 pub use idle::{IdleTimeout, IdleTimeoutError};
 pub use ids::{AgentId, CommandId, SessionId, TemplateId, TunnelId, UserId};
 pub use quantity::{Cpu, Memory, QuantityError};

@@ -1,5 +1,6 @@
 //! What a session is, as the control plane asks for it and as an agent sees it.
 
+use crate::desktop::DesktopPolicy;
 use crate::ids::{SessionId, TemplateId, UserId};
 use crate::quantity::{Cpu, Memory};
 use serde::{Deserialize, Serialize};
@@ -111,12 +112,21 @@ pub enum PortProtocol {
     /// self-signed (Kasm images on 6901, linuxserver.io's 3001): the tunnel
     /// already authenticates the session, so it is not verified.
     Https,
+    /// The session's sound, as the image serves it (`docs/AUDIO.md`),
+    /// reached through `/audio/{id}`. Readiness does not wait for it.
+    Audio,
 }
 
 impl PortProtocol {
     /// Whether the port serves a web app, reached through `/apps/…`.
     pub fn is_web(self) -> bool {
         matches!(self, PortProtocol::Http | PortProtocol::Https)
+    }
+
+    /// Whether a session is `Running` only once this port answers: its
+    /// screen does, its sound is an extra.
+    pub fn decides_readiness(self) -> bool {
+        !matches!(self, PortProtocol::Audio)
     }
 }
 
@@ -372,6 +382,10 @@ pub struct SessionSpec {
     /// the agent's own for that registry. Left out of `Debug`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry_auth: Option<RegistryAuth>,
+    /// What the session's viewers may do beyond pixels and keys; the
+    /// agent needs the files folder, the image the clipboard policy.
+    #[serde(default)]
+    pub desktop: DesktopPolicy,
 }
 
 impl fmt::Debug for SessionSpec {
@@ -390,6 +404,7 @@ impl fmt::Debug for SessionSpec {
             .field("security", &self.security)
             .field("shm_size", &self.shm_size)
             .field("volumes", &self.volumes)
+            .field("desktop", &self.desktop)
             .finish_non_exhaustive()
     }
 }
@@ -400,6 +415,14 @@ impl SessionSpec {
         self.ports
             .iter()
             .find(|p| p.protocol == PortProtocol::Vnc)
+            .map(|p| p.port)
+    }
+
+    /// The port the session serves its sound on.
+    pub fn audio_port(&self) -> Option<u16> {
+        self.ports
+            .iter()
+            .find(|p| p.protocol == PortProtocol::Audio)
             .map(|p| p.port)
     }
 

@@ -7,8 +7,8 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 use streamspace_protocol::{
-    AgentId, Capabilities, Capacity, Cpu, DesiredState, Memory, NodeMetrics, Phase, PortSpec,
-    Resources, SessionId, TemplateId, UserId,
+    AgentId, Capabilities, Capacity, Cpu, DesiredState, DesktopPolicy, Memory, NodeMetrics, Phase,
+    PortSpec, Resources, SessionId, TemplateId, UserId,
 };
 use utoipa::ToSchema;
 
@@ -80,6 +80,9 @@ pub struct SessionView {
     pub updated_at: String,
     #[schema(format = DateTime)]
     pub last_activity: String,
+    /// What its viewers may do beyond pixels and keys, fixed when the
+    /// session was made.
+    pub desktop: DesktopPolicy,
 }
 
 impl SessionView {
@@ -116,6 +119,7 @@ impl SessionView {
             phase: s.phase.as_str(),
             message: s.message,
             resources: s.spec.resources,
+            desktop: s.spec.desktop,
             created_at: time(s.created_at),
             updated_at: time(s.updated_at),
             last_activity: time(s.last_activity),

@@ -1,6 +1,7 @@
 //! A template as an admin writes it, and the validation that keeps bad
 //! templates out of the store.
 
+use super::desktop::DesktopInput;
 use super::runtime::{RuntimeInput, VolumeInput, check_gpus};
 use super::{DEFAULT_PIDS_LIMIT, PLATFORMS, RegistryAuth, SecretEnv, TemplateSpec};
 use crate::validate::{FieldError, check_env, check_slug};
@@ -125,6 +126,10 @@ pub struct TemplateInput {
     /// most 64 names.
     #[serde(default)]
     pub allowed_groups: Vec<String>,
+    /// What viewers may do beyond pixels and keys (clipboard, files,
+    /// recording, sharing); absent fields take the defaults.
+    #[serde(default)]
+    pub desktop: DesktopInput,
 }
 
 /// Registry credentials as written.
@@ -235,6 +240,7 @@ impl TemplateInput {
         let registry_auth = self.registry_auth.map(check_registry_auth).transpose()?;
         let allowed_groups =
             crate::tenancy::check_group_list("allowed_groups", self.allowed_groups)?;
+        let desktop = self.desktop.validate()?;
         let runtime = RuntimeInput {
             shm_size: self.shm_size,
             user: self.user,
@@ -272,6 +278,7 @@ impl TemplateInput {
             read_only_root_filesystem: self.read_only_root_filesystem,
             volumes: runtime.volumes,
             allowed_groups,
+            desktop,
         })
     }
 }
@@ -504,10 +511,22 @@ fn check_ports(ports: Option<Vec<PortInput>>) -> Result<Vec<PortSpec>, FieldErro
             path,
         });
     }
-    if checked.is_empty() {
+    if checked
+        .first()
+        .is_none_or(|p| !p.protocol.decides_readiness())
+    {
         return Err(FieldError::new(
             "ports",
-            "list at least one port: a \"vnc\" desktop or an \"http\" web app".to_owned(),
+            "list a \"vnc\" desktop or an \"http\" web app first: the first port is what a \
+             session opens at"
+                .to_owned(),
+        ));
+    }
+    let audio = checked.iter().filter(|p| p.protocol == PortProtocol::Audio);
+    if audio.count() > 1 {
+        return Err(FieldError::new(
+            "ports",
+            "list at most one \"audio\" port".to_owned(),
         ));
     }
     Ok(checked)

@@ -4,6 +4,7 @@
 //! (`policy`).
 
 pub mod catalog;
+mod desktop;
 mod input;
 mod policy;
 mod runtime;
@@ -13,6 +14,7 @@ mod secret;
 #[cfg(test)]
 mod tests;
 
+pub use desktop::DesktopInput;
 pub use input::{PortInput, RegistryAuthInput, ResourcesInput, TemplateInput, check_image};
 pub use policy::{Granted, SessionRequest};
 pub use runtime::{MAX_GPUS, VolumeInput};
@@ -24,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use streamspace_protocol::{
-    HomeVolume, IdleTimeout, Memory, PortSpec, Resources, SessionId, SessionSecurity, SessionSpec,
-    SharedVolume, TemplateId, UserId,
+    DesktopPolicy, HomeVolume, IdleTimeout, Memory, PortSpec, Resources, SessionId,
+    SessionSecurity, SessionSpec, SharedVolume, TemplateId, UserId,
 };
 
 /// Platforms a template may name.
@@ -105,6 +107,10 @@ pub struct TemplateSpec {
     /// everyone (`tenancy.rs`).
     #[serde(default)]
     pub allowed_groups: Vec<String>,
+    /// What viewers may do beyond pixels and keys: clipboard, files,
+    /// recording, sharing.
+    #[serde(default)]
+    pub desktop: DesktopPolicy,
 }
 
 fn default_pids_limit() -> u32 {
@@ -163,6 +169,7 @@ impl TemplateSpec {
                 .registry_auth
                 .as_ref()
                 .and_then(RegistryAuth::for_agent),
+            desktop: self.desktop.clone(),
         }
     }
 

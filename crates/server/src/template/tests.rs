@@ -56,6 +56,49 @@ fn web_ports_stand_alone_and_carry_a_readiness_path() {
 }
 
 #[test]
+fn an_audio_port_comes_after_the_screen_and_only_once() {
+    let vnc = json!({"name": "vnc", "port": 5901, "protocol": "vnc"});
+    let sound = json!({"name": "sound", "port": 4713, "protocol": "audio"});
+    let other = json!({"name": "sound2", "port": 4714, "protocol": "audio"});
+    let template =
+        |ports| json!({"name": "d", "image": "streamspace/desktop:local", "ports": ports});
+    let spec = input(template(json!([vnc, sound])))
+        .validate()
+        .expect("valid");
+    assert_eq!(
+        spec.ports[1].protocol,
+        streamspace_protocol::PortProtocol::Audio
+    );
+    assert_eq!(field_of(template(json!([sound, vnc]))), "ports");
+    assert_eq!(field_of(template(json!([vnc, sound, other]))), "ports");
+}
+
+#[test]
+fn the_desktop_policy_is_validated_and_reaches_the_session() {
+    let desktop = json!({"clipboard": "off", "file_transfer": "upload", "files_folder": "inbox/",
+                         "max_upload": "1Mi", "recording": "required", "sharing": false});
+    let spec = input(json!({"name": "d", "image": "i", "desktop": desktop}))
+        .validate()
+        .expect("valid");
+    assert_eq!(spec.desktop.files_folder, "inbox");
+    assert_eq!(spec.desktop.max_upload, Memory(1 << 20));
+    assert!(!spec.desktop.sharing);
+    let owner = User {
+        id: "u1".into(),
+        username: "alice".into(),
+        role: crate::store::Role::User,
+        legacy_home: false,
+    };
+    let granted = spec.grant(SessionRequest::default()).expect("granted");
+    let session = spec.session_spec(&"t".into(), &"s".into(), &owner, &granted);
+    assert_eq!(session.desktop, spec.desktop);
+    let bad = json!({"name": "d", "image": "i", "desktop": {"files_folder": "../etc"}});
+    assert_eq!(field_of(bad), "desktop.files_folder");
+    let unknown = json!({"name": "d", "image": "i", "desktop": {"clipboard": "sideways"}});
+    assert!(serde_json::from_value::<TemplateInput>(unknown).is_err());
+}
+
+#[test]
 fn bad_fields_are_named() {
     let base = |k: &str, v: serde_json::Value| {
         let mut t = json!({"name": "desktop", "image": "streamspace/desktop:local"});

@@ -7,12 +7,14 @@
 //! id. Each tunnel is its own TCP connection end to end, so one slow viewer
 //! never stalls another.
 
+pub(crate) mod access;
 pub(crate) mod activity;
 pub(crate) mod agent_side;
 pub(crate) mod broker;
 pub(crate) mod logs;
 pub(crate) mod opener;
 mod relay;
+pub(crate) mod rfb_input;
 pub(crate) mod viewer;
 mod websocket;
 

@@ -5,6 +5,7 @@
 //! from the pipe on the zero-copy path, from memory on the copying one.
 
 use super::activity::Activity;
+use super::rfb_input::InputFilter;
 use super::websocket::{Decoder, Incoming, write_frame};
 use crate::audit_log::viewers::ViewerBytes;
 use crate::metrics::Metrics;
@@ -37,6 +38,7 @@ const NORMAL_CLOSURE: u16 = 1000;
 const PROTOCOL_ERROR: u16 = 1002;
 /// The recording stopped (a cap, a disk error): nothing unrecorded is shown.
 const RECORDING_STOPPED: u16 = 1011;
+const POLICY_VIOLATION: u16 = 1008;
 
 const BINARY: OpCode = OpCode::Data(Data::Binary);
 
@@ -47,8 +49,8 @@ enum Reply {
 }
 
 /// One tunnel's bookkeeping: activity for idle hibernation, counters (the
-/// server's, and this tunnel's own for the audit log), and the server's
-/// shutdown.
+/// server's, and this tunnel's own for the audit log), the server's
+/// shutdown, and what the viewer may send (`None`: anything, unparsed).
 pub struct Tunnel<'a> {
     pub activity: &'a Activity,
     pub metrics: &'a Metrics,
@@ -57,6 +59,7 @@ pub struct Tunnel<'a> {
     /// Records what the viewer is sent; `None` (most tunnels): nothing
     /// else happens to the bytes.
     pub recorder: Option<&'a Recorder>,
+    pub input: Option<InputFilter>,
 }
 
 impl Tunnel<'_> {
@@ -108,6 +111,7 @@ impl Tunnel<'_> {
         // Replies are rare and tiny; a full queue means a viewer flooding pings.
         let (replies, queued) = mpsc::channel(8);
         let upstream = Upstream {
+            filter: self.input,
             activity: self.activity,
             bytes: self.metrics.bytes("from_viewer"),
             counted: self.bytes,
@@ -138,6 +142,7 @@ impl<S> End<S> {
 
 /// Viewer → agent.
 struct Upstream<'a> {
+    filter: Option<InputFilter>,
     activity: &'a Activity,
     bytes: Counter,
     counted: &'a ViewerBytes,
@@ -146,7 +151,7 @@ struct Upstream<'a> {
 
 impl Upstream<'_> {
     async fn run(
-        self,
+        mut self,
         mut viewer: impl AsyncRead + Unpin,
         ahead: Bytes,
         mut agent: impl AsyncWrite + Unpin,
@@ -154,6 +159,7 @@ impl Upstream<'_> {
         let mut buf = BytesMut::with_capacity(READ_BUFFER.max(ahead.len()));
         buf.extend_from_slice(&ahead);
         let mut decoder = Decoder::default();
+        let mut allowed = BytesMut::new();
         let close = loop {
             let event = match decoder.next(&mut buf) {
                 Ok(Some(event)) => event,
@@ -174,7 +180,17 @@ impl Upstream<'_> {
                     self.activity.mark();
                     self.bytes.inc_by(data.len() as u64);
                     self.counted.add_from_viewer(data.len());
-                    if agent.write_all(&data).await.is_err() {
+                    let data = match self.filter.as_mut() {
+                        None => data,
+                        Some(filter) => match filter.feed(&data, &mut allowed) {
+                            Ok(()) => allowed.split().freeze(),
+                            Err(violation) => {
+                                tracing::info!(%violation, "closing a viewer the input rules cannot follow");
+                                break Some(POLICY_VIOLATION);
+                            }
+                        },
+                    };
+                    if !data.is_empty() && agent.write_all(&data).await.is_err() {
                         break None;
                     }
                 }
@@ -429,7 +445,7 @@ mod tests {
         let viewer = End::new(viewer, Bytes::from_static(ahead[0]));
         let agent = End::new(agent, Bytes::from_static(ahead[1]));
         let counts = (Arc::new(Metrics::default()), Arc::default());
-        spawn_counted(path, viewer, agent, counts, None);
+        spawn_counted(path, viewer, agent, counts, None, None);
     }
 
     fn spawn_counted(
@@ -437,6 +453,7 @@ mod tests {
         viewer: End<TcpStream>,
         agent: End<TcpStream>,
         (metrics, counted): (Arc<Metrics>, Arc<ViewerBytes>),
+        input: Option<InputFilter>,
         recorder: Option<Recorder>,
     ) {
         tokio::spawn(async move {
@@ -446,6 +463,7 @@ mod tests {
                 metrics: &metrics,
                 bytes: &counted,
                 shutdown: CancellationToken::new(),
+                input,
                 recorder: recorder.as_ref(),
             };
             match path {
@@ -465,12 +483,20 @@ mod tests {
     /// A tungstenite client (past its handshake) and the agent's end of a
     /// tunnel spliced between them; the counts say what crossed.
     async fn tunnel(path: Path) -> (WebSocketStream<TcpStream>, TcpStream, Counts) {
+        tunnel_with(path, None).await
+    }
+
+    /// The same, with input rules on the viewer's stream.
+    async fn tunnel_with(
+        path: Path,
+        input: Option<InputFilter>,
+    ) -> (WebSocketStream<TcpStream>, TcpStream, Counts) {
         let (client, viewer) = pair().await;
         let (agent_near, agent) = pair().await;
         let counts: Counts = (Arc::new(Metrics::default()), Arc::default());
         let viewer = End::new(viewer, Bytes::new());
         let agent_near = End::new(agent_near, Bytes::new());
-        spawn_counted(path, viewer, agent_near, counts.clone(), None);
+        spawn_counted(path, viewer, agent_near, counts.clone(), input, None);
         let ws = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
         (ws, agent, counts)
     }
@@ -530,6 +556,40 @@ mod tests {
             assert_eq!(pong.as_deref(), Some(&b"hello"[..]), "{path:?}");
             assert_eq!(metrics.bytes("to_viewer").get(), screen.len() as u64);
             assert_eq!(counted.totals().1, screen.len() as u64, "{path:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_view_only_viewer_reaches_the_server_without_its_input() {
+        use super::super::rfb_input::InputRules;
+        let key = [4u8, 1, 0, 0, 0, 0, 0, 0x61];
+        let update = [3u8, 1, 0, 0, 0, 0, 5, 0, 3, 32];
+        for &path in PATHS {
+            let filter = InputFilter::new(InputRules::VIEW_ONLY);
+            let (mut ws, mut agent, _) = tunnel_with(path, Some(filter)).await;
+            // Split mid-message, as a browser may.
+            let mut stream = b"RFB 003.008\n\x01\x00".to_vec();
+            stream.extend_from_slice(&key);
+            stream.extend_from_slice(&update);
+            for piece in stream.chunks(5) {
+                ws.send(Message::binary(piece.to_vec()))
+                    .await
+                    .expect("send");
+            }
+            let mut up = vec![0u8; 14 + update.len()];
+            agent.read_exact(&mut up).await.expect("agent reads");
+            assert_eq!(
+                &up[..14],
+                b"RFB 003.008\n\x01\x01",
+                "{path:?}: shared forced"
+            );
+            assert_eq!(&up[14..], &update, "{path:?}: the key never arrives");
+
+            ws.send(Message::binary(vec![7u8])).await.expect("send");
+            match ws.next().await.expect("a frame").expect("valid") {
+                Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), POLICY_VIOLATION),
+                other => panic!("{path:?}: expected a close frame, got {other:?}"),
+            }
         }
     }
 
@@ -638,7 +698,7 @@ mod tests {
             let viewer = End::new(viewer, Bytes::new());
             let agent_near = End::new(agent_near, Bytes::from_static(b"RFB 003.008\n"));
             let counts = (Arc::new(Metrics::default()), Arc::default());
-            spawn_counted(path, viewer, agent_near, counts, Some(recorder));
+            spawn_counted(path, viewer, agent_near, counts, None, Some(recorder));
             let mut ws = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
             let screen: Vec<u8> = (0..3_000_000u32).map(|i| (i % 241) as u8).collect();
             let sent = screen.clone();
@@ -678,7 +738,7 @@ mod tests {
                 End::new(viewer, Bytes::new()),
                 End::new(agent_near, Bytes::new()),
             );
-            spawn_counted(path, viewer, agent_near, counts, Some(recorder));
+            spawn_counted(path, viewer, agent_near, counts, None, Some(recorder));
             let mut ws = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
             let mut shown = Vec::new();
             let closed = loop {

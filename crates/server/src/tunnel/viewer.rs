@@ -1,6 +1,7 @@
 //! `GET /vnc/{session_id}`: a viewer's WebSocket (noVNC, `streamspace
 //! connect`) carrying raw RFB as binary frames.
 
+use super::access::viewable;
 use super::activity::Activity;
 use super::open_data_channel;
 use super::relay::Tunnel;
@@ -56,15 +57,11 @@ pub async fn vnc(
     if user.via_cookie {
         check_origin(&state, &headers)?;
     }
-    let session = state
-        .store
-        .get_session(&session_id)
-        .await?
-        .filter(|s| user.may_access(&s.user_id))
-        .ok_or_else(|| ApiError::not_found("session"))?;
+    let (session, role) = viewable(&state, &user, &session_id).await?;
     // Held by the tunnel until it closes.
     let permit = state.streams.acquire(&user.user.id)?;
     let session = wake_if_needed(&state, &user.user, session).await?;
+    let input = role.input_filter(&session);
     let agent_id = session
         .agent_id
         .clone()
@@ -114,6 +111,7 @@ pub async fn vnc(
                 metrics: &metrics,
                 bytes: &record.bytes,
                 shutdown: state.shutdown.clone(),
+                input,
                 recorder: recorder.as_ref(),
             };
             tokio::select! {

@@ -7,6 +7,7 @@ import { api, ApiError, errorMessage, type PortSpec, type Template, type Templat
 import { Link, navigate } from '../../router';
 import { IconClose } from '../../components/icons';
 import { Button, ErrorBanner, Field, Loading, PageHeader, TemplateIcon, toast } from '../../components/ui';
+import { DESKTOP_DEFAULTS, DesktopSection, desktopDraft, desktopInput, type DesktopDraft } from './template-desktop';
 
 type Draft = {
   name: string;
@@ -41,6 +42,7 @@ type Draft = {
   volumes: { source: string; path: string; read_only: boolean }[];
   /** Group names, comma-separated (names may hold spaces); empty: everyone. */
   allowed_groups: string;
+  desktop: DesktopDraft;
 };
 
 const EMPTY: Draft = {
@@ -74,6 +76,7 @@ const EMPTY: Draft = {
   read_only_root_filesystem: false,
   volumes: [],
   allowed_groups: '',
+  desktop: DESKTOP_DEFAULTS,
 };
 
 /** "A, B c" → ["A", "B", "c"]: lists typed as text. */
@@ -116,6 +119,7 @@ function fromTemplate(t: Template): Draft {
     registry_username: t.registry_auth?.username ?? '',
     registry_password: '',
     allowed_groups: (t.allowed_groups ?? []).join(', '),
+    desktop: desktopDraft(t.desktop),
   };
 }
 
@@ -158,7 +162,7 @@ function toInput(d: Draft): TemplateDraftInput {
       name: p.name.trim(),
       port: /^\s*-?\d+\s*$/.test(p.port) ? Number(p.port) : p.port,
       protocol: p.protocol,
-      path: p.protocol !== 'vnc' && p.path.trim() ? p.path.trim() : undefined,
+      path: (p.protocol === 'http' || p.protocol === 'https') && p.path.trim() ? p.path.trim() : undefined,
     })),
     env: envOf(d, false),
     secret_env: envOf(d, true),
@@ -185,6 +189,7 @@ function toInput(d: Draft): TemplateDraftInput {
       .split(',')
       .map((g) => g.trim())
       .filter(Boolean),
+    desktop: desktopInput(d.desktop),
   };
 }
 
@@ -433,9 +438,14 @@ export function TemplateEditPage({ id }: { id?: string }) {
 
       <ContainerSection draft={draft} set={set} input={input} errFor={errFor} error={error} />
 
+      <DesktopSection desktop={draft.desktop} onChange={(d) => set('desktop', d)} errFor={errFor} />
+
       <section class="card form-section" aria-labelledby="sec-ports">
         <h2 id="sec-ports">Ports</h2>
-        <p class="muted small">At least one VNC port: the viewer connects to it.</p>
+        <p class="muted small">
+          The first port is what the viewer opens: a VNC desktop or an HTTP web app. An audio port carries the session’s
+          sound (docs/AUDIO.md).
+        </p>
         {errFor('tpl-port-0-protocol') && error?.field === 'ports' && (
           <small class="field-error" role="alert">{error.detail}</small>
         )}
@@ -467,9 +477,10 @@ export function TemplateEditPage({ id }: { id?: string }) {
                     <option value="vnc">vnc</option>
                     <option value="http">http</option>
                     <option value="https">https</option>
+                    <option value="audio">audio</option>
                   </select>
                 </Field>
-                {p.protocol !== 'vnc' && (
+                {(p.protocol === 'http' || p.protocol === 'https') && (
                   <Field label="Ready path" id={`tpl-port-${i}-path`} error={errFor(`tpl-port-${i}-path`)}>
                     <input
                       id={`tpl-port-${i}-path`}
