@@ -34,6 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use streamspace_protocol::SessionId;
+use streamspace_protocol::desktop::RecordingPolicy;
 
 /// A recording's file name ends in this; its sidecar in `.json`.
 const EXTENSION: &str = "ssrec";
@@ -357,7 +358,9 @@ mod tests;
 /// Whether `session`'s viewers are recorded: the admin setting records
 /// every session; a template can require it (`desktop.recording`).
 pub async fn required(state: &AppState, session: &SessionRecord) -> ApiResult<bool> {
-    let _ = session;
+    if session.spec.desktop.recording == RecordingPolicy::Required {
+        return Ok(true);
+    }
     Ok(state.store.settings().await?.record_all_sessions)
 }
 

@@ -35,14 +35,21 @@ async fn record_all_sessions(app: &TestApp, on: bool) -> anyhow::Result<()> {
 
 /// A running session of alice's on a fake agent.
 async fn session(app: &TestApp) -> anyhow::Result<(FakeAgent, String, Api)> {
-    app.admin
-        .create_template(json!({"name": "desktop", "image": "streamspace/desktop:local"}))
-        .await?;
+    session_of(
+        app,
+        json!({"name": "desktop", "image": "streamspace/desktop:local"}),
+    )
+    .await
+}
+
+async fn session_of(app: &TestApp, template: Value) -> anyhow::Result<(FakeAgent, String, Api)> {
+    let name = template["name"].as_str().unwrap_or_default().to_owned();
+    app.admin.create_template(template).await?;
     let (agent_id, secret) = enroll(&app.admin, "a").await?;
     let mut agent = FakeAgent::connect(&app.url, &agent_id, &secret).await?;
     let (_, alice) = user(app, "alice", "user").await?;
     let session = agent
-        .run_session(&alice, json!({"template": "desktop"}))
+        .run_session(&alice, json!({"template": name}))
         .await?;
     Ok((agent, session, alice))
 }
@@ -92,6 +99,8 @@ fn replayed(file: &[u8]) -> anyhow::Result<Vec<u8>> {
 async fn a_recorded_viewer_is_listed_downloaded_and_deleted(app: TestApp) -> anyhow::Result<()> {
     record_all_sessions(&app, true).await?;
     let (mut agent, session, alice) = session(&app).await?;
+    let seen = alice.session(&session).await?;
+    assert_eq!(seen["recorded"], true, "the viewer is told: {seen}");
     let (mut vnc, mut channel) = view(&app, &mut agent, &session, &alice).await?;
     channel.write_all(&[7u8; 1000]).await?;
     vnc.read_exact(1000).await?;
@@ -193,8 +202,23 @@ async fn a_running_recording_cannot_be_deleted(app: TestApp) -> anyhow::Result<(
     Ok(())
 }
 
+async fn a_template_can_require_recording(app: TestApp) -> anyhow::Result<()> {
+    let template = json!({"name": "audited", "image": "streamspace/desktop:local",
+                          "desktop": {"recording": "required"}});
+    let (mut agent, session, alice) = session_of(&app, template).await?;
+    let seen = alice.session(&session).await?;
+    assert_eq!(seen["recorded"], true, "{seen}");
+    let (vnc, _channel) = view(&app, &mut agent, &session, &alice).await?;
+    vnc.close().await;
+    let listed = recordings(&app, &session).await?;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    Ok(())
+}
+
 async fn a_session_not_recorded_makes_no_recording(app: TestApp) -> anyhow::Result<()> {
     let (mut agent, session, alice) = session(&app).await?;
+    let seen = alice.session(&session).await?;
+    assert_eq!(seen["recorded"], false, "{seen}");
     let (mut vnc, mut channel) = view(&app, &mut agent, &session, &alice).await?;
     channel.write_all(&[1u8; 100]).await?;
     vnc.read_exact(100).await?;
@@ -211,6 +235,7 @@ async fn a_session_not_recorded_makes_no_recording(app: TestApp) -> anyhow::Resu
 on_both_engines!(
     a_recorded_viewer_is_listed_downloaded_and_deleted,
     a_running_recording_cannot_be_deleted,
+    a_template_can_require_recording,
     a_session_not_recorded_makes_no_recording,
 );
 
