@@ -10,6 +10,7 @@ mod docker_cli;
 mod events;
 mod hub;
 mod procfs;
+mod recording;
 mod report;
 mod sim_agent;
 mod startup;
@@ -81,10 +82,12 @@ enum Bench {
     Hub,
     /// Many real desktops on one agent, each answering RFB through /vnc.
     Desktops,
+    /// Throughput with recording on vs off; disk bytes per minute of a desktop.
+    Recording,
 }
 
 impl Bench {
-    const ALL: [Bench; 9] = [
+    const ALL: [Bench; 10] = [
         Bench::TunnelThroughput,
         Bench::TunnelTlsThroughput,
         Bench::TunnelLatency,
@@ -94,6 +97,7 @@ impl Bench {
         Bench::HibernateWake,
         Bench::Hub,
         Bench::Desktops,
+        Bench::Recording,
     ];
 
     fn name(self) -> String {
@@ -113,6 +117,7 @@ impl Bench {
             Bench::HibernateWake => startup::hibernate_wake(settings).await,
             Bench::Hub => hub::hub(settings).await,
             Bench::Desktops => desktops::desktops(settings).await,
+            Bench::Recording => recording::recording(settings).await,
         }
     }
 }

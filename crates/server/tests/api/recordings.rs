@@ -48,9 +48,7 @@ async fn session_of(app: &TestApp, template: Value) -> anyhow::Result<(FakeAgent
     let (agent_id, secret) = enroll(&app.admin, "a").await?;
     let mut agent = FakeAgent::connect(&app.url, &agent_id, &secret).await?;
     let (_, alice) = user(app, "alice", "user").await?;
-    let session = agent
-        .run_session(&alice, json!({"template": name}))
-        .await?;
+    let session = agent.run_session(&alice, json!({"template": name})).await?;
     Ok((agent, session, alice))
 }
 

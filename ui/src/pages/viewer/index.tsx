@@ -16,7 +16,7 @@ import { changeState, terminateSession } from '../../components/session-table';
 import { Button, Loading } from '../../components/ui';
 import { ClipboardPanel } from './clipboard';
 import { useVncConnection } from './connection';
-import { Overlay } from './overlays';
+import { Overlay, RecordingNotice } from './overlays';
 import { Toolbar, useFullscreen } from './toolbar';
 import { useWebApp, WebAppFrame } from './webapp';
 
@@ -128,6 +128,7 @@ export function ViewerPage({ id }: { id: string }) {
           ) : (
             <div class={`screen${fit ? ' fit' : ''}`} ref={screen} data-testid="screen" />
           )}
+          {session.recorded && !web && <RecordingNotice />}
           <Overlay
             session={session}
             conn={conn}
