@@ -142,7 +142,7 @@ test('the admin replays the recording: the frame at that moment matches the live
   await login(page, 'admin', ADMIN_PASSWORD);
   await page.goto('/admin/recordings');
   await page.locator(`tr[data-recording="${listed.id}"]`).waitFor();
-  await page.locator(`tr[data-recording="${listed.id}"]`).getByRole('button', { name: 'Play' }).click();
+  await page.locator(`tr[data-recording="${listed.id}"]`).getByRole('button', { name: 'Play', exact: true }).click();
   const player = page.getByTestId('player');
   await player.waitFor();
   page.on('console', (m) => m.type() === 'error' && console.log(`admin page: ${m.text()}`));
@@ -175,9 +175,9 @@ test('the admin replays the recording: the frame at that moment matches the live
   // Play at 4×, then pause: the position moves, then holds.
   await page.getByLabel('Speed').selectOption('4');
   await seek(0);
-  await player.getByRole('button', { name: 'Play' }).click();
+  await player.getByRole('button', { name: 'Play', exact: true }).click();
   await eventually('playback to advance', async () => Number(await player.getAttribute('data-position')) > 500);
-  await player.getByRole('button', { name: 'Pause' }).click();
+  await player.getByRole('button', { name: 'Pause', exact: true }).click();
   const paused = Number(await player.getAttribute('data-position'));
   await new Promise((r) => setTimeout(r, 400));
   assert.equal(Number(await player.getAttribute('data-position')), paused, 'paused holds the position');

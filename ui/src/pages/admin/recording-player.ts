@@ -51,7 +51,9 @@ class ReplayChannel {
   close() {
     if (this.readyState === 3) return;
     this.readyState = 3;
-    this.onclose?.({ code: 1000, reason: '', wasClean: true });
+    // Later, as a WebSocket's close event comes: noVNC arms its disconnect
+    // timer after asking, and a close event before that never clears it.
+    setTimeout(() => this.onclose?.({ code: 1000, reason: '', wasClean: true }));
   }
 
   push(data: Uint8Array) {
