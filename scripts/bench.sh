@@ -37,8 +37,10 @@ venv=/var/tmp/streamspace-venv
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'websockify==0.13.*'
 
 step "session images"
-docker image inspect streamspace/desktop:local >/dev/null 2>&1 || images/desktop/build.sh
-docker image inspect streamspace/echo:local >/dev/null 2>&1 || images/echo/build.sh
+# shellcheck source=scripts/lib/demo-image.sh
+source scripts/lib/demo-image.sh
+demo_image desktop
+demo_image echo
 
 step "$profile build"
 if [[ $profile == release ]]; then

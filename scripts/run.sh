@@ -13,11 +13,12 @@ cargo build --release --locked -p streamspace-cli
 bin="$CARGO_TARGET_DIR/release/streamspace"
 
 # The demo images `up` offers as templates (Desktop, Web desktop, Desktop
-# with Firefox), built from Debian packages once; a present image is kept
-# (`streamspace build-image NAME` rebuilds one).
+# with Firefox), built from Debian packages once, and again when this
+# version's recipe differs (the label crates/cli/src/image.rs writes).
 for image in desktop webvnc full-desktop; do
   tag="streamspace/$image:local"
-  if docker image inspect "$tag" >/dev/null 2>&1; then
+  recipe=$(cat images/lib/debian-rootfs.sh "images/$image/build.sh" | sha256sum | cut -c1-16)
+  if [[ $(docker image inspect -f '{{index .Config.Labels "io.streamspace.recipe"}}' "$tag" 2>/dev/null) == "$recipe" ]]; then
     echo "==> image $tag: present"
     continue
   fi

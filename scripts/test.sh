@@ -31,13 +31,16 @@ venv=/var/tmp/streamspace-venv
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check vncdotool
 export PATH="$venv/bin:$PATH"
 
+# shellcheck source=scripts/lib/demo-image.sh
+source scripts/lib/demo-image.sh
+
 step "demo desktop image"
-docker image inspect streamspace/desktop:local >/dev/null 2>&1 || images/desktop/build.sh
+demo_image desktop
 
 # The web-app image the HTTP proxy's tests run. The full desktop (Firefox,
 # ~490 MB) is not built here: its test says how to build it and skips.
 step "demo web-app image (noVNC + websockify)"
-docker image inspect streamspace/webvnc:local >/dev/null 2>&1 || images/webvnc/build.sh
+demo_image webvnc
 
 step "web UI"
 scripts/build-ui.sh

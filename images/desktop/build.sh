@@ -10,6 +10,8 @@ set -euo pipefail
 IMAGE_NAME=desktop
 TAG="${1:-streamspace/desktop:local}"
 PACKAGES=(tigervnc-standalone-server xterm x11-apps busybox-static libc-bin)
+# xclip: scripts (and the tests) read and set the session's clipboard.
+PACKAGES+=(xclip)
 # Pulled in by the closure but not needed at runtime: Mesa/LLVM (Xvnc runs
 # without a GL vendor library), perl, man/groff, and the packaging tools.
 # Xvnc/xterm/x11-apps link none of these; dropping them saves ~290 MB.
@@ -63,8 +65,17 @@ mkdir -p /tmp/.X11-unix 2>/dev/null && chmod 1777 /tmp/.X11-unix 2>/dev/null
     sleep 1
   done
 ) </dev/null &
+# The template's clipboard policy, set by the control plane (docs/UI.md):
+# Xvnc itself refuses the directions it forbids.
+case "${STREAMSPACE_CLIPBOARD:-both}" in
+  to_session) accept=1 send=0 ;; from_session) accept=0 send=1 ;;
+  both) accept=1 send=1 ;; off) accept=0 send=0 ;;
+  *) echo "streamspace-session: unknown STREAMSPACE_CLIPBOARD=$STREAMSPACE_CLIPBOARD; clipboard off" >&2
+     accept=0 send=0 ;;
+esac
 exec Xvnc :1 -rfbport 5901 -SecurityTypes None -AlwaysShared \
   -desktop streamspace -geometry "$VNC_GEOMETRY" -depth "$VNC_DEPTH" \
+  -AcceptCutText="$accept" -SendCutText="$send" -AcceptSetDesktopSize="${VNC_RESIZE:-1}" \
   -nolisten tcp
 EOF
 chmod 0755 "$ROOTFS/usr/local/bin/streamspace-session"
@@ -77,6 +88,7 @@ rootfs_import "$TAG" \
   -c "ENV HOME=$USER_HOME USER=$USER_NAME XDG_CACHE_HOME=/tmp/.cache VNC_GEOMETRY=1280x800 VNC_DEPTH=24 PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" \
   -c 'EXPOSE 5901' \
   -c 'LABEL io.streamspace.image=desktop' \
+  -c 'LABEL io.streamspace.clipboard-env=STREAMSPACE_CLIPBOARD' \
   -m "streamspace desktop image (${PACKAGES[*]})"
 }
 

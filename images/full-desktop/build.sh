@@ -113,6 +113,7 @@ rootfs_import "$TAG" \
   -c "ENV HOME=$USER_HOME USER=$USER_NAME LANG=C.UTF-8 NO_AT_BRIDGE=1 XDG_CACHE_HOME=/tmp/.cache VNC_GEOMETRY=1280x800 VNC_DEPTH=24 PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" \
   -c 'EXPOSE 5901' \
   -c 'LABEL io.streamspace.image=full-desktop' \
+  -c 'LABEL io.streamspace.clipboard-env=STREAMSPACE_CLIPBOARD' \
   -m "streamspace full desktop image (${PACKAGES[*]})"
 log "done in $((SECONDS - started)) s"
 }

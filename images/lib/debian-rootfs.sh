@@ -97,6 +97,10 @@ rootfs_import() {
   shift
   log "importing as $tag"
   local old_id new_id
+  # Which recipe (library + script) made it, so a changed one rebuilds
+  # (`streamspace up`, scripts/test.sh).
+  [[ -z ${STREAMSPACE_IMAGE_RECIPE:-} ]] ||
+    set -- "$@" -c "LABEL io.streamspace.recipe=$STREAMSPACE_IMAGE_RECIPE"
   old_id="$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)"
   new_id="$(docker import "$@" "$WORK/rootfs.tar" "$tag")"
   if [[ -n "$old_id" && "$old_id" != "$new_id" ]]; then
@@ -194,8 +198,17 @@ mkdir -p /tmp/.X11-unix 2>/dev/null && chmod 1777 /tmp/.X11-unix 2>/dev/null
   while [ ! -S /tmp/.X11-unix/X1 ]; do sleep 0.05; done
   exec /usr/local/bin/streamspace-desktop
 ) </dev/null &
+# The template's clipboard policy, set by the control plane (docs/UI.md):
+# Xvnc itself refuses the directions it forbids.
+case "${STREAMSPACE_CLIPBOARD:-both}" in
+  to_session) accept=1 send=0 ;; from_session) accept=0 send=1 ;;
+  both) accept=1 send=1 ;; off) accept=0 send=0 ;;
+  *) echo "streamspace-session: unknown STREAMSPACE_CLIPBOARD=$STREAMSPACE_CLIPBOARD; clipboard off" >&2
+     accept=0 send=0 ;;
+esac
 exec Xvnc :1 -rfbport 5901 -SecurityTypes None -AlwaysShared \
   -desktop streamspace -geometry "$VNC_GEOMETRY" -depth "$VNC_DEPTH" \
+  -AcceptCutText="$accept" -SendCutText="$send" -AcceptSetDesktopSize="${VNC_RESIZE:-1}" \
   -nolisten tcp
 SESSION
   chmod 0755 "$ROOTFS/usr/local/bin/streamspace-session"

@@ -5,6 +5,7 @@
 use anyhow::{Context, bail};
 use bollard::Docker;
 use clap::{Args, ValueEnum};
+use sha2::{Digest, Sha256};
 use std::process::Stdio;
 use tokio::io::AsyncWriteExt;
 
@@ -13,6 +14,9 @@ pub const FULL_DESKTOP_IMAGE: &str = "streamspace/full-desktop:local";
 pub const WEBVNC_IMAGE: &str = "streamspace/webvnc:local";
 /// Piped to bash ahead of the build script, which sources it only when run
 /// from a file.
+/// The label that says which recipe an image was built from.
+const RECIPE_LABEL: &str = "io.streamspace.recipe";
+
 const ROOTFS_LIBRARY: &str = include_str!("../../../images/lib/debian-rootfs.sh");
 
 /// One of the images in `images/`.
@@ -51,6 +55,17 @@ impl DemoImage {
         }
     }
 
+    /// What the image is built from, as a short hash: the library and the
+    /// script, byte for byte (`cat images/lib/debian-rootfs.sh
+    /// images/NAME/build.sh | sha256sum` gives the same). Images carry it
+    /// as the label `io.streamspace.recipe`, so a changed recipe rebuilds.
+    pub fn recipe(self) -> String {
+        let mut hash = Sha256::new();
+        hash.update(ROOTFS_LIBRARY.as_bytes());
+        hash.update(self.script().as_bytes());
+        hex::encode(&hash.finalize()[..8])
+    }
+
     fn duration(self) -> &'static str {
         match self {
             Self::Desktop => "about 10 s",
@@ -75,13 +90,17 @@ pub async fn run(args: BuildImageArgs) -> anyhow::Result<()> {
     build(args.image, tag).await
 }
 
-/// Builds the image unless the Docker host has it already.
+/// Builds the image unless the Docker host has it already, built from
+/// this version's recipe (an older one lacks what this version expects,
+/// such as the sound server or the clipboard policy).
 pub async fn ensure_image(image: DemoImage) -> anyhow::Result<()> {
-    if image_exists(image.tag()).await? {
-        return Ok(());
-    }
+    let why = match image_recipe(image.tag()).await? {
+        Some(recipe) if recipe == image.recipe() => return Ok(()),
+        Some(_) => "its recipe changed",
+        None => "once",
+    };
     println!(
-        "Building {} from Debian packages ({}, once)…",
+        "Building {} from Debian packages ({}, {why})…",
         image.tag(),
         image.duration()
     );
@@ -90,16 +109,28 @@ pub async fn ensure_image(image: DemoImage) -> anyhow::Result<()> {
 
 /// Whether the Docker host has `tag`.
 pub async fn image_exists(tag: &str) -> anyhow::Result<bool> {
+    Ok(image_recipe(tag).await?.is_some())
+}
+
+/// The recipe label of `tag` (empty when it has none), or `None` when the
+/// Docker host does not have it.
+async fn image_recipe(tag: &str) -> anyhow::Result<Option<String>> {
     let docker = Docker::connect_with_defaults()
         .context("cannot reach the Docker engine")?
         .negotiate_version()
         .await
         .context("cannot reach the Docker engine: is dockerd running?")?;
     match docker.inspect_image(tag).await {
-        Ok(_) => Ok(true),
+        Ok(inspect) => Ok(Some(
+            inspect
+                .config
+                .and_then(|config| config.labels)
+                .and_then(|mut labels| labels.remove(RECIPE_LABEL))
+                .unwrap_or_default(),
+        )),
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
-        }) => Ok(false),
+        }) => Ok(None),
         Err(err) => Err(err).context("cannot reach the Docker engine: is dockerd running?"),
     }
 }
@@ -107,6 +138,7 @@ pub async fn image_exists(tag: &str) -> anyhow::Result<bool> {
 async fn build(image: DemoImage, tag: &str) -> anyhow::Result<()> {
     let mut child = tokio::process::Command::new("bash")
         .args(["-s", "--", tag])
+        .env("STREAMSPACE_IMAGE_RECIPE", image.recipe())
         .stdin(Stdio::piped())
         .spawn()
         .context("cannot run bash to build the image")?;
@@ -157,6 +189,24 @@ mod tests {
                 "{image:?} would source the library twice"
             );
             assert!(script.contains(&format!("TAG=\"${{1:-{}}}\"", image.tag())));
+        }
+    }
+
+    #[test]
+    fn the_recipe_is_what_the_scripts_compute() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+        for image in DemoImage::value_variants() {
+            let name = image.cli_name();
+            let shell = std::process::Command::new("sh")
+                .current_dir(root)
+                .arg("-c")
+                .arg(format!(
+                    "cat images/lib/debian-rootfs.sh images/{name}/build.sh | sha256sum | cut -c1-16"
+                ))
+                .output()
+                .expect("sh runs");
+            let shell = String::from_utf8_lossy(&shell.stdout);
+            assert_eq!(image.recipe(), shell.trim(), "{name}");
         }
     }
 }

@@ -2,7 +2,7 @@
 //! templates out of the store.
 
 use super::desktop::DesktopInput;
-use super::runtime::{RuntimeInput, VolumeInput, check_gpus};
+use super::runtime::{RuntimeInput, VolumeInput, check_gpus, check_policy_env};
 use super::{DEFAULT_PIDS_LIMIT, PLATFORMS, RegistryAuth, SecretEnv, TemplateSpec};
 use crate::validate::{FieldError, check_env, check_slug};
 use serde::Deserialize;
@@ -231,6 +231,7 @@ impl TemplateInput {
         check_length("description", Some(&self.description), 2000)?;
         check_secret_env(&self.env, &self.secret_env)?;
         check_user_env(&self.user_env, &self.secret_env)?;
+        check_policy_env(&self.env, &self.secret_env, &self.user_env)?;
         let pids_limit = check_pids_limit(self.pids_limit)?;
         let warm_pool = check_warm_pool(self.warm_pool, self.persistent_home)?;
         let capabilities = check_capabilities(self.capabilities)?;

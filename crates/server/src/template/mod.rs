@@ -128,7 +128,8 @@ impl TemplateSpec {
 
     /// What an agent needs to run this template (stored as `template_id`)
     /// as `session_id` for `owner`, with what the policy granted. Secret
-    /// environment comes last: no other variable can shadow it.
+    /// environment comes last but for the variables that tell the image
+    /// the desktop policy: nothing can shadow those.
     pub fn session_spec(
         &self,
         template_id: &TemplateId,
@@ -139,6 +140,10 @@ impl TemplateSpec {
         let mut env = self.env.clone();
         env.extend(granted.env.clone());
         env.extend(self.secret_env.values().clone());
+        env.insert(
+            runtime::CLIPBOARD_ENV.to_owned(),
+            runtime::clipboard_env(self.desktop.clipboard).to_owned(),
+        );
         SessionSpec {
             session_id: session_id.clone(),
             user: owner.username.clone(),

@@ -1,12 +1,58 @@
 //! How a template's container runs beyond its image, as an admin writes it
 //! and as validation accepts it: the size of `/dev/shm`, the user it runs
-//! as, a read-only root filesystem, shared volumes and GPUs. Each rule
-//! refuses with the field it is about.
+//! as, a read-only root filesystem, shared volumes and GPUs, and the
+//! variables that tell the image the template's policy. Each rule refuses
+//! with the field it is about.
 
 use super::PLATFORMS;
 use crate::validate::{FieldError, check_slug};
 use serde::Deserialize;
-use streamspace_protocol::{Memory, Resources, SharedVolume, parse_numeric_user};
+use std::collections::BTreeMap;
+use streamspace_protocol::{ClipboardPolicy, Memory, Resources, SharedVolume, parse_numeric_user};
+
+/// Tells a session's image its template's clipboard policy (`both`,
+/// `to_session`, `from_session`, `off`). What the session sends travels the
+/// zero-copy path, which the control plane never parses, so only the image
+/// can refuse to send its clipboard: the demo images map it to Xvnc's
+/// `-SendCutText` and `-AcceptCutText` (docs/UI.md).
+pub const CLIPBOARD_ENV: &str = "STREAMSPACE_CLIPBOARD";
+
+/// The variables the control plane sets from the template's policy, which
+/// no one may set by hand: set last, they would silently win.
+const POLICY_ENV: [&str; 1] = [CLIPBOARD_ENV];
+
+/// [`CLIPBOARD_ENV`]'s value for `policy`: its JSON name.
+pub fn clipboard_env(policy: ClipboardPolicy) -> &'static str {
+    match policy {
+        ClipboardPolicy::Both => "both",
+        ClipboardPolicy::ToSession => "to_session",
+        ClipboardPolicy::FromSession => "from_session",
+        ClipboardPolicy::Off => "off",
+    }
+}
+
+/// Refuses the policy's own variables in `env`, `secret_env` and `user_env`.
+pub fn check_policy_env<'a>(
+    env: &BTreeMap<String, String>,
+    secret_env: &BTreeMap<String, String>,
+    user_env: impl IntoIterator<Item = &'a String>,
+) -> Result<(), FieldError> {
+    let named = [
+        ("env", env.keys().collect::<Vec<_>>()),
+        ("secret_env", secret_env.keys().collect()),
+    ]
+    .into_iter()
+    .chain([("user_env", user_env.into_iter().collect())]);
+    for (field, keys) in named {
+        if let Some(key) = keys.into_iter().find(|k| POLICY_ENV.contains(&k.as_str())) {
+            return Err(FieldError::new(
+                format!("{field}.{key}"),
+                format!("{key} is set from the template's policy: use desktop.clipboard instead"),
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// The largest `/dev/shm` of a template without a memory limit: it is a
 /// tmpfs, so its pages come out of the host's memory.

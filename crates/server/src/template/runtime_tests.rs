@@ -2,6 +2,7 @@
 //! through [`TemplateInput::validate`] and [`TemplateSpec::grant`] as the
 //! API meets them.
 
+use super::runtime::CLIPBOARD_ENV;
 use super::*;
 use crate::validate::FieldError;
 use serde_json::json;
@@ -212,4 +213,39 @@ fn gpus_are_bounded_and_users_ask_up_to_the_maximum() {
         none.grant(ask(1)).expect_err("no maximum").field,
         "resources.gpu"
     );
+}
+
+#[test]
+fn the_clipboard_policy_reaches_the_image_and_nobody_overrides_it() {
+    for (policy, value) in [
+        (None, "both"),
+        (Some("to_session"), "to_session"),
+        (Some("from_session"), "from_session"),
+        (Some("off"), "off"),
+    ] {
+        let desktop = policy.map_or(json!({}), |p| json!({"clipboard": p}));
+        let t = validate(json!({"desktop": desktop, "env": {"LANG": "C.UTF-8"}})).expect("valid");
+        let granted = t.grant(SessionRequest::default()).expect("granted");
+        let spec = t.session_spec(&"t1".into(), &"s1".into(), &owner(), &granted);
+        assert_eq!(spec.env.get(CLIPBOARD_ENV).map(String::as_str), Some(value));
+        assert_eq!(spec.env.get("LANG").map(String::as_str), Some("C.UTF-8"));
+    }
+    for (extra, field) in [
+        (
+            json!({"env": {CLIPBOARD_ENV: "both"}}),
+            "env.STREAMSPACE_CLIPBOARD",
+        ),
+        (
+            json!({"secret_env": {CLIPBOARD_ENV: "both"}}),
+            "secret_env.STREAMSPACE_CLIPBOARD",
+        ),
+        (
+            json!({"user_env": [CLIPBOARD_ENV]}),
+            "user_env.STREAMSPACE_CLIPBOARD",
+        ),
+    ] {
+        let (refused_field, message) = refused(extra);
+        assert_eq!(refused_field, field);
+        assert!(message.contains("desktop.clipboard"), "{message}");
+    }
 }

@@ -36,6 +36,15 @@ async fn bad_templates_are_refused_by_field(app: TestApp) -> anyhow::Result<()> 
             "ports[0].protocol",
         ),
         (json!({"env": {"1NOPE": "x"}}), "env"),
+        // Set from desktop.clipboard; by hand it would be silently overridden.
+        (
+            json!({"env": {"STREAMSPACE_CLIPBOARD": "both"}}),
+            "env.STREAMSPACE_CLIPBOARD",
+        ),
+        (
+            json!({"desktop": {"clipboard": "sometimes"}}),
+            "desktop.clipboard",
+        ),
         (json!({"idle_timeout": "whenever"}), "idle_timeout"),
         (json!({"platforms": ["mainframe"]}), "platforms"),
         (json!({"colour": "blue"}), "."),

@@ -4,12 +4,14 @@
 // server answers 409 otherwise). A connection that fails before it ever
 // worked is retried quickly (a desktop just reported Running may not accept
 // connections yet); one that drops later is retried with backoff for as long
-// as the session is still Running.
+// as the session is still Running. How the desktop meets the window
+// (scaled, 1:1, or resized by the server) is in view-mode.ts.
 
 import RFB from '@novnc/novnc';
 import type { RefObject } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { errorMessage, type Phase } from '../../api';
+import { applyViewMode, requestDevicePixels, requestSize, type ViewMode } from './view-mode';
 
 export type Conn =
   | { kind: 'idle' }
@@ -32,17 +34,25 @@ type Options = {
   phase: Phase | undefined;
   /** Where noVNC draws; must be in the page once the phase is Running. */
   screen: RefObject<HTMLDivElement | null>;
-  /** Scale the remote screen to the window (or show it 1:1). */
-  fit: boolean;
+  /** How the remote screen meets the window. */
+  mode: ViewMode;
+  /** In remote mode, ask for device pixels (HiDPI) rather than CSS pixels. */
+  sharp: boolean;
   /** Called when the connection ends unasked. */
   onDrop: () => void;
 };
 
+/** Text the session put on its clipboard; `n` counts them, so the same text copied twice is two. */
+export type Received = { text: string; n: number };
+
 /** The connection's state, the text the session last copied, and what the toolbar and panels do with it. */
-export function useVncConnection({ id, phase, screen, fit, onDrop }: Options) {
+export function useVncConnection({ id, phase, screen, mode, sharp, onDrop }: Options) {
   const [conn, setConn] = useState<Conn>({ kind: 'idle' });
   const [generation, setGeneration] = useState(0);
-  const [received, setReceived] = useState('');
+  const [received, setReceived] = useState<Received>({ text: '', n: 0 });
+  // Read by the size requests of whichever client is current.
+  const sharpNow = useRef(sharp);
+  sharpNow.current = sharp;
   const rfb = useRef<{ client: RFB; close: () => void } | null>(null);
   // `connected`: whether this Running spell has had a working connection yet.
   const retry = useRef<{ attempt: number; connected: boolean; timer?: ReturnType<typeof setTimeout> }>({
@@ -71,8 +81,8 @@ export function useVncConnection({ id, phase, screen, fit, onDrop }: Options) {
       return;
     }
     client.background = '#0b0d12';
-    client.scaleViewport = fit;
-    client.clipViewport = false;
+    requestDevicePixels(client, () => sharpNow.current);
+    applyViewMode(client, mode);
     client.qualityLevel = 6;
     client.compressionLevel = 2;
     rfb.current = {
@@ -89,7 +99,10 @@ export function useVncConnection({ id, phase, screen, fit, onDrop }: Options) {
       setConn({ kind: 'connected' });
       client.focus();
     });
-    client.addEventListener('clipboard', (e) => setReceived((e as CustomEvent<{ text: string }>).detail.text));
+    client.addEventListener('clipboard', (e) => {
+      const { text } = (e as CustomEvent<{ text: string }>).detail;
+      setReceived((prev) => ({ text, n: prev.n + 1 }));
+    });
     client.addEventListener('securityfailure', (e) => {
       const detail = (e as CustomEvent<{ reason?: string }>).detail;
       console.warn('VNC security failure', detail);
@@ -126,8 +139,11 @@ export function useVncConnection({ id, phase, screen, fit, onDrop }: Options) {
   );
 
   useEffect(() => {
-    if (rfb.current) rfb.current.client.scaleViewport = fit;
-  }, [fit]);
+    if (rfb.current) applyViewMode(rfb.current.client, mode);
+  }, [mode]);
+  useEffect(() => {
+    if (rfb.current) requestSize(rfb.current.client);
+  }, [sharp]);
 
   const client = () => rfb.current?.client;
   return {
@@ -135,14 +151,22 @@ export function useVncConnection({ id, phase, screen, fit, onDrop }: Options) {
     /** What the session last put on its clipboard. */
     received,
     reconnect: () => setGeneration((g) => g + 1),
+    /** Asks for the window's size again (the pixel ratio changed). */
+    resize: () => {
+      const c = client();
+      if (c) requestSize(c);
+    },
     focus: () => client()?.focus(),
     sendCtrlAltDel: () => {
       client()?.sendCtrlAltDel();
       client()?.focus();
     },
+    /** Sends text to the session's clipboard (the panel's button: the desktop gets the keys next). */
     paste: (text: string) => {
       client()?.clipboardPasteFrom(text);
       client()?.focus();
     },
+    /** Sends text to the session's clipboard, leaving the focus where it is. */
+    sendClipboard: (text: string) => client()?.clipboardPasteFrom(text),
   };
 }

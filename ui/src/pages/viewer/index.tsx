@@ -1,7 +1,8 @@
 // The session viewer: the session, kept current, and the pieces around its
 // screen: the connection (connection.ts), or for a web app its frame
 // (webapp.tsx), the top bar (toolbar.tsx), what covers the screen while
-// there is no desktop (overlays.tsx) and the clipboard panel (clipboard.tsx).
+// there is no desktop (overlays.tsx), the clipboard and its panel
+// (clipboard.tsx) and how the desktop meets the window (view-mode.ts).
 //
 // Server-sent events say when the session's phase changes (and so when to
 // connect). While the phase is changing the viewer also asks for the session
@@ -14,17 +15,32 @@ import { useEvents } from '../../events';
 import { Link, navigate } from '../../router';
 import { changeState, terminateSession } from '../../components/session-table';
 import { Button, Loading } from '../../components/ui';
-import { ClipboardPanel } from './clipboard';
+import { ClipboardPanel, useClipboardSync } from './clipboard';
 import { useVncConnection } from './connection';
 import { Overlay, RecordingNotice } from './overlays';
 import { Toolbar, useFullscreen } from './toolbar';
+import { saveView, savedView, usePixelRatioChange, useRemoteSize, type ViewMode } from './view-mode';
 import { useWebApp, WebAppFrame } from './webapp';
 
-const SCALE_KEY = 'streamspace.viewer.scale';
 /** Phases that end by themselves; the viewer polls its session through them. */
 const CHANGING: Phase[] = ['Pending', 'Pulling', 'Starting', 'Waking', 'Hibernating', 'Stopping'];
 /** A desktop starts in a few seconds: poll often enough to open soon after, seldom enough to be cheap. */
 const PHASE_POLL_MS = 2_000;
+
+/** How long the note that the desktop refused the window's size stays over it. */
+const REFUSED_NOTE_MS = 8_000;
+
+/** True for `ms` after `flag` becomes true (a note that should not cover the desktop for good). */
+function useBriefly(flag: boolean, ms: number): boolean {
+  const [shown, setShown] = useState(false);
+  useEffect(() => {
+    setShown(flag);
+    if (!flag) return;
+    const timer = setTimeout(() => setShown(false), ms);
+    return () => clearTimeout(timer);
+  }, [flag]);
+  return shown;
+}
 
 /** Keeps the newer of two views of one session. */
 function newer(prev: Session | null, next: Session): Session {
@@ -34,7 +50,8 @@ function newer(prev: Session | null, next: Session): Session {
 export function ViewerPage({ id }: { id: string }) {
   const [session, setSession] = useState<Session | null>(null);
   const [loadError, setLoadError] = useState<ApiError | null>(null);
-  const [fit, setFit] = useState(localStorage.getItem(SCALE_KEY) !== 'real');
+  const [mode, setMode] = useState<ViewMode>(() => savedView().mode);
+  const [sharp, setSharp] = useState(() => savedView().sharp);
   const [panel, setPanel] = useState(false);
   const [acting, setActing] = useState(false);
   const root = useRef<HTMLDivElement>(null);
@@ -71,11 +88,20 @@ export function ViewerPage({ id }: { id: string }) {
   const web = !!session?.app_url;
   const app = useWebApp(session);
   // A web app's session may also have a VNC port: the viewer shows the app.
-  const vnc = useVncConnection({ id, phase: web ? undefined : session?.phase, screen, fit, onDrop: load });
+  const vnc = useVncConnection({ id, phase: web ? undefined : session?.phase, screen, mode, sharp, onDrop: load });
+  const vncConnected = !web && vnc.conn.kind === 'connected';
+  const remote = useRemoteSize(screen, vncConnected, mode, sharp);
+  usePixelRatioChange(vnc.resize);
+  const clipboard = session?.desktop.clipboard ?? 'both';
+  const clipboardSync = useClipboardSync({
+    policy: web ? 'off' : clipboard,
+    connected: vncConnected,
+    received: vnc.received,
+    send: vnc.sendClipboard,
+  });
 
-  useEffect(() => {
-    localStorage.setItem(SCALE_KEY, fit ? 'fit' : 'real');
-  }, [fit]);
+  useEffect(() => saveView(mode, sharp), [mode, sharp]);
+  const refusedNote = useBriefly(remote?.refused ?? false, REFUSED_NOTE_MS);
 
   const { fullscreen, toggle: toggleFullscreen } = useFullscreen(root, vnc.focus);
 
@@ -105,10 +131,15 @@ export function ViewerPage({ id }: { id: string }) {
       <Toolbar
         session={session}
         web={web}
-        fit={fit}
-        onFit={setFit}
+        mode={mode}
+        onMode={setMode}
+        sharp={sharp}
+        onSharp={setSharp}
+        remote={remote}
         panel={panel}
         onPanel={setPanel}
+        clipboard={clipboard}
+        clipboardSync={clipboardSync}
         connected={connected}
         onCtrlAltDel={vnc.sendCtrlAltDel}
         fullscreen={fullscreen}
@@ -126,7 +157,18 @@ export function ViewerPage({ id }: { id: string }) {
           {web ? (
             <WebAppFrame session={session} frameKey={app.key} onLoad={app.onLoad} />
           ) : (
-            <div class={`screen${fit ? ' fit' : ''}`} ref={screen} data-testid="screen" />
+            <div
+              class={`screen screen-${mode}`}
+              ref={screen}
+              data-testid="screen"
+              data-remote-size={remote ? `${remote.width}x${remote.height}` : undefined}
+              data-resize-refused={remote?.refused ? 'true' : undefined}
+            />
+          )}
+          {refusedNote && (
+            <p class="screen-note" role="status" data-testid="resize-refused">
+              This desktop cannot take the window's size: it is scaled to fit.
+            </p>
           )}
           {session.recorded && !web && <RecordingNotice />}
           <Overlay
@@ -140,7 +182,9 @@ export function ViewerPage({ id }: { id: string }) {
         <ClipboardPanel
           open={panel && !web}
           onClose={() => setPanel(false)}
-          received={vnc.received}
+          policy={clipboard}
+          sync={clipboardSync}
+          received={vnc.received.text}
           connected={connected}
           onSend={vnc.paste}
         />

@@ -1,5 +1,6 @@
 // The viewer's top bar: back, the session's name and phase, and its tools
-// (scaling, clipboard, Ctrl+Alt+Del, fullscreen, hibernate, terminate).
+// (view mode and HiDPI, clipboard, Ctrl+Alt+Del, fullscreen, hibernate,
+// terminate).
 
 import type { RefObject } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
@@ -15,6 +16,8 @@ import {
   IconShrink,
 } from '../../components/icons';
 import { Link } from '../../router';
+import type { ClipboardPolicy, SyncState } from './clipboard';
+import { pixelRatio, type RemoteSize, type ViewMode } from './view-mode';
 
 /** Whether `root` is the fullscreen element, and a toggle; `afterToggle` runs either way. */
 export function useFullscreen(root: RefObject<HTMLElement | null>, afterToggle: () => void) {
@@ -41,11 +44,18 @@ type Props = {
   session: Session;
   /** A web app: no scaling, clipboard or keys, but a new-tab link. */
   web: boolean;
-  fit: boolean;
-  onFit: (fit: boolean) => void;
+  mode: ViewMode;
+  onMode: (mode: ViewMode) => void;
+  /** HiDPI: remote mode asks for device pixels. */
+  sharp: boolean;
+  onSharp: (sharp: boolean) => void;
+  /** The framebuffer while connected. */
+  remote: RemoteSize | null;
   /** Whether the clipboard panel is open. */
   panel: boolean;
   onPanel: (open: boolean) => void;
+  clipboard: ClipboardPolicy;
+  clipboardSync: SyncState;
   connected: boolean;
   onCtrlAltDel: () => void;
   fullscreen: boolean;
@@ -120,29 +130,71 @@ function WebTools({ session }: { session: Session }) {
   );
 }
 
-function VncTools(p: Props) {
-  const { fit, panel } = p;
+const MODES: { mode: ViewMode; label: string; title: string }[] = [
+  { mode: 'remote', label: 'Resize', title: 'Resize the desktop to the window' },
+  { mode: 'fit', label: 'Fit', title: 'Scale the desktop to the window' },
+  { mode: 'real', label: '1:1', title: 'Actual size (1:1), scroll to see the rest' },
+];
+
+/** The view modes, and HiDPI on screens that have it (it matters to remote resizing only). */
+function ViewModes(p: Props) {
+  const refused = p.remote?.refused ? ' It cannot take the window’s size, so it is scaled.' : '';
+  const size = p.remote ? `The desktop is ${p.remote.width}×${p.remote.height}.${refused} ` : '';
   return (
     <>
-      <div class="segmented" role="group" aria-label="Scaling">
-        <button type="button" aria-pressed={fit} onClick={() => p.onFit(true)} title="Scale to window">
-          Fit
-        </button>
-        <button type="button" aria-pressed={!fit} onClick={() => p.onFit(false)} title="Actual size (1:1)">
-          1:1
-        </button>
+      <div class="segmented" role="group" aria-label="View mode" title={size}>
+        {MODES.map((m) => (
+          <button
+            key={m.mode}
+            type="button"
+            aria-pressed={p.mode === m.mode}
+            onClick={() => p.onMode(m.mode)}
+            title={`${size}${m.title}`}
+          >
+            {m.label}
+          </button>
+        ))}
       </div>
-      <button
-        type="button"
-        class="tool"
-        aria-pressed={panel}
-        aria-controls="clipboard-panel"
-        onClick={() => p.onPanel(!panel)}
-        title="Clipboard"
-      >
-        <IconClipboard />
-        <span class="tool-label">Clipboard</span>
-      </button>
+      {p.mode === 'remote' && pixelRatio() > 1 && (
+        <button
+          type="button"
+          class="tool"
+          aria-pressed={p.sharp}
+          onClick={() => p.onSharp(!p.sharp)}
+          title="HiDPI: one desktop pixel per screen pixel (sharper, smaller)"
+        >
+          HiDPI
+        </button>
+      )}
+    </>
+  );
+}
+
+function clipboardTitle(p: Props): string {
+  if (p.clipboardSync === 'on') return 'Clipboard (copy and paste work directly)';
+  if (p.clipboardSync === 'blocked') return 'Clipboard (your browser needs the panel to copy and paste)';
+  return 'Clipboard';
+}
+
+function VncTools(p: Props) {
+  const { panel } = p;
+  return (
+    <>
+      <ViewModes {...p} />
+      {p.clipboard !== 'off' && (
+        <button
+          type="button"
+          class="tool"
+          aria-pressed={panel}
+          aria-controls="clipboard-panel"
+          onClick={() => p.onPanel(!panel)}
+          title={clipboardTitle(p)}
+          data-sync={p.clipboardSync}
+        >
+          <IconClipboard />
+          <span class="tool-label">Clipboard</span>
+        </button>
+      )}
       <button type="button" class="tool" disabled={!p.connected} onClick={p.onCtrlAltDel} title="Send Ctrl+Alt+Del">
         <IconKeyboard />
         <span class="tool-label">Ctrl+Alt+Del</span>
