@@ -496,6 +496,52 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/recordings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List recordings (admin)
+         * @description Newest first, at most 1000; `session_id` limits them to one session's.
+         */
+        get: operations["listRecordings"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/recordings/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Download a recording (admin)
+         * @description The file (format: docs/RECORDING.md), streamed; a running recording as
+         *     far as it got.
+         */
+        get: operations["getRecording"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a recording (admin)
+         * @description Its file goes at once; a running recording cannot be deleted (409).
+         *     Recorded in the audit log (`recording.delete`).
+         */
+        delete: operations["deleteRecording"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/sessions": {
         parameters: {
             query?: never;
@@ -1992,6 +2038,30 @@ export interface components {
          * @enum {string}
          */
         RecordingPolicy: "off" | "required";
+        /** @description A recording of one viewer's tunnel. */
+        RecordingView: {
+            /**
+             * Format: int64
+             * @description The file's size.
+             */
+            bytes: number;
+            /**
+             * Format: int64
+             * @description From the start to the last chunk recorded.
+             */
+            duration_ms: number;
+            /** @description Unset while it runs (or if the server stopped during it). */
+            ended_at?: string | null;
+            id: string;
+            /** @description Whether it is being written now. */
+            recording: boolean;
+            session_id: string;
+            started_at: string;
+            /** @description Why it ended before its viewer did (a size cap, a disk error). */
+            stopped?: string | null;
+            /** @description Whose viewer was recorded (`user:NAME`). */
+            viewer: string;
+        };
         RecoveryCodes: {
             /**
              * @description Each works once, in place of a TOTP code. Shown only now: keep them
@@ -2103,6 +2173,12 @@ export interface components {
             platform: string;
             /** @description The session's ports, the first being the one its viewer opens. */
             ports: components["schemas"]["PortSpec"][];
+            /**
+             * @description Whether its viewers are recorded (docs/RECORDING.md): its template
+             *     requires it, or (in the view of one session) an admin setting
+             *     records every session. Viewers show a notice.
+             */
+            recorded: boolean;
             resources: components["schemas"]["Resources"];
             /** @description What was asked for. */
             state: components["schemas"]["DesiredState"];
@@ -2166,6 +2242,22 @@ export interface components {
              *     everyone out).
              */
             password_login: boolean;
+            /**
+             * @description Record every session's viewers, whatever its template says
+             *     (docs/RECORDING.md).
+             */
+            record_all_sessions?: boolean;
+            /**
+             * Format: int32
+             * @description Recordings older than this many days are deleted.
+             */
+            recording_retention_days?: number;
+            /**
+             * Format: int64
+             * @description The oldest recordings are deleted while all together take more
+             *     than this many MiB (the hard cap is `--recording-max-total`).
+             */
+            recording_retention_mib?: number;
         };
         /** @description A live share of a session. */
         Share: {
@@ -4389,6 +4481,190 @@ export interface operations {
                 };
                 content: {
                     "application/json": Record<string, never>;
+                };
+            };
+        };
+    };
+    listRecordings: {
+        parameters: {
+            query?: {
+                /** @description Only this session's. */
+                session_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The recordings */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecordingView"][];
+                };
+            };
+            /** @description A parameter is not valid; `field` names it */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Admins only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    getRecording: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The recording's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The recording */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": number[];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Admins only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such recording */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    deleteRecording: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The recording's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Admins only */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such recording */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description It is still being recorded: close its viewer first */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };

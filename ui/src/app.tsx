@@ -19,6 +19,7 @@ import { TemplatesPage } from './pages/admin/templates';
 import { TemplateEditPage } from './pages/admin/template-form';
 import { ImportCatalogPage } from './pages/admin/import-catalog';
 import { AuditPage } from './pages/admin/audit';
+import { RecordingsPage } from './pages/admin/recordings';
 import { SettingsPage } from './pages/admin/settings';
 import { ForbiddenPage, NotFoundPage } from './pages/errors';
 import { JoinPage, stashJoinToken } from './pages/viewer/share';
@@ -171,6 +172,7 @@ function Routes({ path, user }: { path: string; user: User }) {
   else if (path === '/admin/templates/new') content = adminOnly(<TemplateEditPage />);
   else if (path === '/admin/catalog') content = adminOnly(<ImportCatalogPage />);
   else if (path === '/admin/audit') content = adminOnly(<AuditPage />);
+  else if (path === '/admin/recordings') content = adminOnly(<RecordingsPage />);
   else if (path === '/admin/settings') content = adminOnly(<SettingsPage />);
   else if ((m = match('/admin/templates/:id', path)))
     content = adminOnly(<TemplateEditPage key={m.id} id={m.id} />);

@@ -19,6 +19,7 @@ declare module '@novnc/novnc' {
     compressionLevel: number;
     readonly capabilities: { power: boolean };
     disconnect(): void;
+    sendCredentials(credentials: { username?: string; password?: string; target?: string }): void;
     focus(options?: FocusOptions): void;
     blur(): void;
     clipboardPasteFrom(text: string): void;

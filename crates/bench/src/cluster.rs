@@ -63,10 +63,22 @@ impl Cluster {
         agent_args: &[&str],
         tls: Option<Arc<BenchTls>>,
     ) -> anyhow::Result<Self> {
+        Self::start_full(settings, name, agent_args, &[], tls).await
+    }
+
+    /// `start_with`, with `cp_extra` added to the control plane's flags.
+    pub async fn start_full(
+        settings: &Settings,
+        name: &str,
+        agent_args: &[&str],
+        cp_extra: &[&str],
+        tls: Option<Arc<BenchTls>>,
+    ) -> anyhow::Result<Self> {
         // The benchmarks open hundreds of tunnels as one admin to measure
         // what each costs; the per-user stream budget is a policy, not a
         // cost, so it is lifted here.
         let mut cp_args = vec!["--max-streams-per-user".into(), "1000000".into()];
+        cp_args.extend(cp_extra.iter().map(|a| (*a).to_owned()));
         let mut agent_args: Vec<String> = agent_args.iter().map(|a| (*a).to_owned()).collect();
         if let Some(tls) = &tls {
             let (cert, key) = (&tls.cert.cert, &tls.cert.key);

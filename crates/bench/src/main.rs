@@ -11,6 +11,7 @@ mod docker_cli;
 mod events;
 mod hub;
 mod procfs;
+mod recording;
 mod report;
 mod sim_agent;
 mod startup;
@@ -84,10 +85,12 @@ enum Bench {
     Desktops,
     /// A tone started in a desktop session → its onset at a /audio client.
     AudioLatency,
+    /// Throughput with recording on vs off; disk bytes per minute of a desktop.
+    Recording,
 }
 
 impl Bench {
-    const ALL: [Bench; 10] = [
+    const ALL: [Bench; 11] = [
         Bench::TunnelThroughput,
         Bench::TunnelTlsThroughput,
         Bench::TunnelLatency,
@@ -98,6 +101,7 @@ impl Bench {
         Bench::Hub,
         Bench::Desktops,
         Bench::AudioLatency,
+        Bench::Recording,
     ];
 
     fn name(self) -> String {
@@ -118,6 +122,7 @@ impl Bench {
             Bench::Hub => hub::hub(settings).await,
             Bench::Desktops => desktops::desktops(settings).await,
             Bench::AudioLatency => audio::latency(settings).await,
+            Bench::Recording => recording::recording(settings).await,
         }
     }
 }

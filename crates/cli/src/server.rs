@@ -100,6 +100,16 @@ pub struct ServerArgs {
     tls_key: Option<PathBuf>,
     #[command(flatten)]
     oidc: OidcArgs,
+    /// One session recording stops (and its viewer closes) at this size, e.g. "1Gi".
+    #[arg(long, env = "STREAMSPACE_RECORDING_MAX_BYTES", default_value = "1Gi")]
+    recording_max_bytes: Memory,
+    /// All recordings together never take more than this, e.g. "20Gi"
+    /// (docs/RECORDING.md); retention keeps them under the settings' size.
+    #[arg(long, env = "STREAMSPACE_RECORDING_MAX_TOTAL", default_value = "20Gi")]
+    recording_max_total: Memory,
+    /// How often recordings beyond the retention settings are deleted.
+    #[arg(long, env = "STREAMSPACE_RECORDING_PURGE_INTERVAL", default_value = "1h", value_parser = positive_duration)]
+    recording_purge_interval: Duration,
 }
 
 fn humantime_duration(text: &str) -> Result<Duration, String> {
@@ -148,6 +158,11 @@ impl ServerArgs {
                 _ => None,
             },
             oidc: self.oidc.config(),
+            recording_limits: streamspace_server::recording::Limits {
+                max_bytes: self.recording_max_bytes.bytes(),
+                max_total: self.recording_max_total.bytes(),
+            },
+            recording_purge_interval: self.recording_purge_interval,
             ..Config::default()
         }
     }

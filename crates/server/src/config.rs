@@ -74,6 +74,10 @@ pub struct Config {
     pub loopback_listener: bool,
     /// Single sign-on with an OpenID Connect provider (docs/OIDC.md).
     pub oidc: Option<crate::auth::oidc::config::OidcConfig>,
+    /// The caps on recordings' disk use (docs/RECORDING.md).
+    pub recording_limits: crate::recording::Limits,
+    /// How often recordings beyond the retention settings are deleted.
+    pub recording_purge_interval: Duration,
 }
 
 /// How long an HTTP client may take and how many may be connected.
@@ -174,6 +178,8 @@ impl Default for Config {
             tls: None,
             loopback_listener: false,
             oidc: None,
+            recording_limits: crate::recording::Limits::default(),
+            recording_purge_interval: Duration::from_secs(3600),
         }
     }
 }

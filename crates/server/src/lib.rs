@@ -37,6 +37,7 @@ pub(crate) mod presence;
 mod private;
 pub(crate) mod quota;
 pub(crate) mod reconcile;
+pub mod recording;
 pub(crate) mod scheduler;
 pub(crate) mod seal;
 mod serve;

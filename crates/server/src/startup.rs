@@ -102,6 +102,11 @@ impl Application {
             crate::auth::mfa::vault::Vault::load(&config.data_dir, config.mfa_key_file.as_deref())
                 .context("cannot load the key that seals TOTP secrets")?;
         let mfa = MfaGuard::new(vault, config.login_throttle.clone());
+        let recordings = crate::recording::Recordings::open(
+            config.data_dir.join("recordings"),
+            config.recording_limits,
+        )
+        .context("cannot open the recordings directory")?;
         let hub = Arc::new(AgentHub::default());
         let tunnels = Arc::new(TunnelBroker::default());
         let opener = TunnelOpener {
@@ -128,6 +133,7 @@ impl Application {
             anonymous_events: Arc::default(),
             share_ends: Default::default(),
             oidc,
+            recordings: Arc::new(recordings),
         };
         Ok(Self {
             listener,
@@ -207,6 +213,9 @@ impl Application {
         state
             .tasks
             .spawn(crate::audit_log::retention::run(state.clone()));
+        state
+            .tasks
+            .spawn(crate::recording::retention::run(state.clone()));
         // Event streams, tunnels and agent channels watch the app's token:
         // ended with the server's, they close now rather than hold the
         // drain of requests in flight (an event stream never finishes).

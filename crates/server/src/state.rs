@@ -58,4 +58,6 @@ pub struct AppState {
     pub share_ends: ShareEnds,
     /// Single sign-on, when configured.
     pub oidc: Option<Arc<crate::auth::oidc::Oidc>>,
+    /// Session recordings under `DATA_DIR/recordings`.
+    pub recordings: Arc<crate::recording::Recordings>,
 }

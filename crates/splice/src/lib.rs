@@ -5,10 +5,14 @@
 //!
 //! The agent splices both directions ([`Pipes`]); the control plane splices
 //! what goes to the viewer, each chunk behind a WebSocket frame header
-//! ([`Pipe::fill`], then [`Pipe::drain_after`]).
+//! ([`Pipe::fill`], then [`Pipe::drain_after`]). A recorded tunnel also
+//! tees each chunk into a [`tap::Tap`] that a thread splices into a file.
 
 #![cfg(target_os = "linux")]
 
+pub mod tap;
+
+use rustix::io::read;
 use rustix::net::{SendFlags, send};
 use rustix::pipe::{PipeFlags, SpliceFlags, fcntl_setpipe_size, pipe_with, splice};
 use std::io;
@@ -70,6 +74,23 @@ impl Pipe {
             len -= moved;
         }
         Ok(())
+    }
+
+    /// Takes the `len` bytes in the pipe out into memory: the rare chunk a
+    /// full [`tap::Tap`] could only partly duplicate. The bytes are already
+    /// in the pipe, so this never waits.
+    pub fn take(&self, len: usize) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        let mut filled = 0;
+        while filled < len {
+            match read(&self.read, &mut buf[filled..]) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => filled += n,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(buf)
     }
 
     /// Sends `prefix` (a frame header), then the `len` bytes in the pipe;

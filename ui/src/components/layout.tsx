@@ -30,6 +30,7 @@ const ADMIN_LINKS = [
   { href: '/admin/templates', label: 'Templates' },
   { href: '/admin/catalog', label: 'Import' },
   { href: '/admin/audit', label: 'Audit' },
+  { href: '/admin/recordings', label: 'Recordings' },
   { href: '/admin/settings', label: 'Settings' },
 ];
 

@@ -121,6 +121,7 @@ pub fn rule(operation_id: &str) -> Option<Rule> {
         "listUsers" | "createUser" | "getUser" | "updateUser" | "deleteUser" | "getUserQuota"
         | "setUserQuota" => ADMIN,
         "getSettings" | "putSettings" => ADMIN,
+        "listRecordings" | "getRecording" | "deleteRecording" => ADMIN,
         "loginMfa" => rule_of(
             Access::Public,
             "with a challenge the password step answered",

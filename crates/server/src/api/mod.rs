@@ -15,6 +15,7 @@ mod oidc;
 mod openapi;
 mod pools;
 mod prepull;
+mod recordings;
 mod sessions;
 mod settings;
 mod shares;
@@ -125,6 +126,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::apps::grant::open))
         .routes(routes!(pools::get))
         .routes(routes!(settings::get, settings::put))
+        .routes(routes!(recordings::list))
+        .routes(routes!(recordings::get, recordings::delete))
         .routes(routes!(audit::list))
         .routes(routes!(audit::export))
         .routes(routes!(healthz))

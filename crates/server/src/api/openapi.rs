@@ -42,6 +42,7 @@ use utoipa::{Modify, OpenApi};
         (name = "files", description = "A session's files folder: list, download, upload (docs/FILES.md)"),
         (name = "viewer", description = "VNC in the browser or through `streamspace connect`"),
         (name = "settings", description = "What admins change at run time"),
+        (name = "recordings", description = "Session recordings and their playback (docs/RECORDING.md)"),
         (name = "audit", description = "Who did what, when, from where (docs/AUDIT.md)"),
         (name = "system", description = "Health, metrics and this document"),
     ),

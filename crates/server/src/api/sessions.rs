@@ -251,7 +251,10 @@ pub async fn view(state: &AppState, session: SessionRecord) -> ApiResult<Session
             .map(|a| (agent_status(state, &a), a.name)),
         None => None,
     };
-    Ok(SessionView::new(state, session, status))
+    let recorded = crate::recording::required(state, &session).await?;
+    let mut view = SessionView::new(state, session, status);
+    view.recorded = recorded;
+    Ok(view)
 }
 
 #[derive(Deserialize, IntoParams)]

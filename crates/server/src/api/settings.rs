@@ -13,6 +13,9 @@ use axum::extract::State;
 /// Audit events are kept at least a day and at most ten years.
 const RETENTION_DAYS: std::ops::RangeInclusive<u32> = 1..=3650;
 
+/// Recordings are kept by size from 1 MiB to 1 PiB.
+const RECORDING_RETENTION_MIB: std::ops::RangeInclusive<u64> = 1..=(1 << 30);
+
 /// The settings
 #[utoipa::path(
     get,
@@ -69,6 +72,20 @@ async fn check(state: &AppState, settings: &Settings) -> ApiResult<()> {
             "audit_retention_days must be from {} to {}",
             RETENTION_DAYS.start(),
             RETENTION_DAYS.end()
+        )));
+    }
+    if !RETENTION_DAYS.contains(&settings.recording_retention_days) {
+        return Err(ApiError::BadRequest(format!(
+            "recording_retention_days must be from {} to {}",
+            RETENTION_DAYS.start(),
+            RETENTION_DAYS.end()
+        )));
+    }
+    if !RECORDING_RETENTION_MIB.contains(&settings.recording_retention_mib) {
+        return Err(ApiError::BadRequest(format!(
+            "recording_retention_mib must be from {} to {} (MiB kept of all recordings together)",
+            RECORDING_RETENTION_MIB.start(),
+            RECORDING_RETENTION_MIB.end()
         )));
     }
     if let Some(name) = &settings.break_glass_admin {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 use streamspace_protocol::{
     AgentId, Capabilities, Capacity, Cpu, DesiredState, DesktopPolicy, Memory, NodeMetrics, Phase,
-    PortSpec, Resources, SessionId, TemplateId, UserId,
+    PortSpec, RecordingPolicy, Resources, SessionId, TemplateId, UserId,
 };
 use utoipa::ToSchema;
 
@@ -83,6 +83,10 @@ pub struct SessionView {
     /// What its viewers may do beyond pixels and keys, fixed when the
     /// session was made.
     pub desktop: DesktopPolicy,
+    /// Whether its viewers are recorded (docs/RECORDING.md): its template
+    /// requires it, or (in the view of one session) an admin setting
+    /// records every session. Viewers show a notice.
+    pub recorded: bool,
 }
 
 impl SessionView {
@@ -119,6 +123,7 @@ impl SessionView {
             phase: s.phase.as_str(),
             message: s.message,
             resources: s.spec.resources,
+            recorded: s.spec.desktop.recording == RecordingPolicy::Required,
             desktop: s.spec.desktop,
             created_at: time(s.created_at),
             updated_at: time(s.updated_at),

@@ -50,6 +50,25 @@ pub struct Settings {
     pub break_glass_admin: Option<String>,
     /// Audit events older than this many days are deleted.
     pub audit_retention_days: u32,
+    /// Record every session's viewers, whatever its template says
+    /// (docs/RECORDING.md).
+    #[serde(default)]
+    pub record_all_sessions: bool,
+    /// Recordings older than this many days are deleted.
+    #[serde(default = "default_recording_retention_days")]
+    pub recording_retention_days: u32,
+    /// The oldest recordings are deleted while all together take more
+    /// than this many MiB (the hard cap is `--recording-max-total`).
+    #[serde(default = "default_recording_retention_mib")]
+    pub recording_retention_mib: u64,
+}
+
+fn default_recording_retention_days() -> u32 {
+    30
+}
+
+fn default_recording_retention_mib() -> u64 {
+    10 * 1024
 }
 
 impl Default for Settings {
@@ -59,6 +78,9 @@ impl Default for Settings {
             password_login: true,
             break_glass_admin: None,
             audit_retention_days: 365,
+            record_all_sessions: false,
+            recording_retention_days: default_recording_retention_days(),
+            recording_retention_mib: default_recording_retention_mib(),
         }
     }
 }
@@ -113,6 +135,9 @@ mod tests {
             password_login: false,
             break_glass_admin: Some("root".into()),
             audit_retention_days: 30,
+            record_all_sessions: true,
+            recording_retention_days: 7,
+            recording_retention_mib: 100,
         };
         store.save_settings(&changed).await.expect("write");
         store.save_settings(&changed).await.expect("overwrite");

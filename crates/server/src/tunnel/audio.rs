@@ -113,6 +113,8 @@ pub async fn audio(
                 shutdown: state.shutdown.clone(),
                 // Never parsed: both directions stay on the plain path.
                 input: None,
+                // Recordings are of the screen (docs/RECORDING.md).
+                recorder: None,
             };
             tokio::select! {
                 _ = tunnel.run(viewer, agent_stream) => {}

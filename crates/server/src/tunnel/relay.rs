@@ -1,12 +1,15 @@
 //! Moves bytes between a viewer's WebSocket and an agent's raw data stream:
 //! in the kernel towards the viewer when both are plain TCP (the usual
-//! case; TLS ends in front of us), else through user space.
+//! case; TLS ends in front of us), else through user space. A recorded
+//! tunnel also hands each chunk for the viewer to its [`Recorder`]: teed
+//! from the pipe on the zero-copy path, from memory on the copying one.
 
 use super::activity::Activity;
 use super::rfb_input::InputFilter;
 use super::websocket::{Decoder, Incoming, write_frame};
 use crate::audit_log::viewers::ViewerBytes;
 use crate::metrics::Metrics;
+use crate::recording::Recorder;
 use bytes::{Bytes, BytesMut};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
@@ -33,6 +36,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Status codes of the close frames we send (RFC 6455 §7.4.1).
 const NORMAL_CLOSURE: u16 = 1000;
 const PROTOCOL_ERROR: u16 = 1002;
+/// The recording stopped (a cap, a disk error): nothing unrecorded is shown.
+const RECORDING_STOPPED: u16 = 1011;
 const POLICY_VIOLATION: u16 = 1008;
 
 const BINARY: OpCode = OpCode::Data(Data::Binary);
@@ -51,6 +56,9 @@ pub struct Tunnel<'a> {
     pub metrics: &'a Metrics,
     pub bytes: &'a ViewerBytes,
     pub shutdown: CancellationToken,
+    /// Records what the viewer is sent; `None` (most tunnels): nothing
+    /// else happens to the bytes.
+    pub recorder: Option<&'a Recorder>,
     pub input: Option<InputFilter>,
 }
 
@@ -84,6 +92,7 @@ impl Tunnel<'_> {
         let source = Copied {
             agent: agent_rx,
             chunk: agent.ahead,
+            recorder: self.recorder,
         };
         let viewer = (viewer_rx, viewer.ahead, viewer_tx);
         self.both_ways(viewer, agent_tx, source).await
@@ -210,18 +219,22 @@ trait Source<V> {
     /// Waits for the agent's next chunk and returns its size; 0 at the end.
     /// Cancel-safe: a chunk is only taken when this completes.
     async fn next(&mut self) -> io::Result<usize>;
-    /// Sends the chunk `next` took, as one binary frame.
+    /// Sends the chunk `next` took, as one binary frame (recording it
+    /// first, if the tunnel is recorded).
     async fn send(&mut self, viewer: &mut V) -> io::Result<()>;
+    /// Whether the tunnel's recording stopped, so it must close.
+    fn recording_stopped(&self) -> bool;
 }
 
 /// Chunks read into our memory and written from it.
-struct Copied<A> {
+struct Copied<'r, A> {
     agent: A,
     /// The chunk to send; at first, what HTTP read ahead.
     chunk: Bytes,
+    recorder: Option<&'r Recorder>,
 }
 
-impl<A: AsyncRead + Unpin, V: AsyncWrite + Unpin> Source<V> for Copied<A> {
+impl<A: AsyncRead + Unpin, V: AsyncWrite + Unpin> Source<V> for Copied<'_, A> {
     async fn next(&mut self) -> io::Result<usize> {
         if !self.chunk.is_empty() {
             return Ok(self.chunk.len());
@@ -233,7 +246,15 @@ impl<A: AsyncRead + Unpin, V: AsyncWrite + Unpin> Source<V> for Copied<A> {
     }
 
     async fn send(&mut self, viewer: &mut V) -> io::Result<()> {
-        write_frame(viewer, BINARY, &std::mem::take(&mut self.chunk)).await
+        let chunk = std::mem::take(&mut self.chunk);
+        if let Some(recorder) = self.recorder {
+            recorder.record(&chunk).await?;
+        }
+        write_frame(viewer, BINARY, &chunk).await
+    }
+
+    fn recording_stopped(&self) -> bool {
+        self.recorder.is_some_and(Recorder::stopped)
     }
 }
 
@@ -257,6 +278,10 @@ async fn downstream<S: Source<V>, V: AsyncWrite + Unpin>(
                 None => return,
             },
             chunk = source.next() => match chunk {
+                Ok(_) if source.recording_stopped() => {
+                    let _ = close(&mut viewer, RECORDING_STOPPED).await;
+                    return;
+                }
                 Ok(n) if n > 0 => {
                     bytes.inc_by(n as u64);
                     counted.add_to_viewer(n);
@@ -335,6 +360,7 @@ mod zero_copy {
                 pipe,
                 ahead: agent.ahead,
                 len: 0,
+                recorder: self.recorder,
             };
             let viewer = (viewer_rx, viewer.ahead, viewer_tx);
             self.both_ways(viewer, agent_tx, source).await
@@ -349,6 +375,7 @@ mod zero_copy {
         /// What HTTP read ahead from the agent: sent first, from memory.
         ahead: Bytes,
         len: usize,
+        recorder: Option<&'a Recorder>,
     }
 
     impl<'a> Source<WriteHalf<'a>> for Spliced<'_> {
@@ -362,13 +389,27 @@ mod zero_copy {
 
         async fn send(&mut self, viewer: &mut WriteHalf<'a>) -> io::Result<()> {
             if !self.ahead.is_empty() {
-                return write_frame(viewer, BINARY, &std::mem::take(&mut self.ahead)).await;
+                let ahead = std::mem::take(&mut self.ahead);
+                if let Some(recorder) = self.recorder {
+                    recorder.record(&ahead).await?;
+                }
+                return write_frame(viewer, BINARY, &ahead).await;
             }
-            let (header, header_len) = frame_header(BINARY, self.len);
             let len = std::mem::take(&mut self.len);
+            if let Some(recorder) = self.recorder
+                && let Some(taken) = recorder.record_pipe(&self.pipe, len).await?
+            {
+                // The tap was too full for the whole chunk: it left the pipe.
+                return write_frame(viewer, BINARY, &taken).await;
+            }
+            let (header, header_len) = frame_header(BINARY, len);
             self.pipe
                 .drain_after(&header[..header_len], viewer.as_ref(), len)
                 .await
+        }
+
+        fn recording_stopped(&self) -> bool {
+            self.recorder.is_some_and(Recorder::stopped)
         }
     }
 }
@@ -404,7 +445,7 @@ mod tests {
         let viewer = End::new(viewer, Bytes::from_static(ahead[0]));
         let agent = End::new(agent, Bytes::from_static(ahead[1]));
         let counts = (Arc::new(Metrics::default()), Arc::default());
-        spawn_counted(path, viewer, agent, counts, None);
+        spawn_counted(path, viewer, agent, counts, None, None);
     }
 
     fn spawn_counted(
@@ -413,6 +454,7 @@ mod tests {
         agent: End<TcpStream>,
         (metrics, counted): (Arc<Metrics>, Arc<ViewerBytes>),
         input: Option<InputFilter>,
+        recorder: Option<Recorder>,
     ) {
         tokio::spawn(async move {
             let activity = Activity::default();
@@ -422,6 +464,7 @@ mod tests {
                 bytes: &counted,
                 shutdown: CancellationToken::new(),
                 input,
+                recorder: recorder.as_ref(),
             };
             match path {
                 Path::Copying => tunnel.copying(viewer, agent).await,
@@ -453,7 +496,7 @@ mod tests {
         let counts: Counts = (Arc::new(Metrics::default()), Arc::default());
         let viewer = End::new(viewer, Bytes::new());
         let agent_near = End::new(agent_near, Bytes::new());
-        spawn_counted(path, viewer, agent_near, counts.clone(), input);
+        spawn_counted(path, viewer, agent_near, counts.clone(), input, None);
         let ws = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
         (ws, agent, counts)
     }
@@ -609,6 +652,112 @@ mod tests {
             assert!(
                 forwarded.is_empty(),
                 "nothing of a bad frame reaches the agent"
+            );
+        }
+    }
+
+    /// A recordings directory with `limits`, and a recording started in it.
+    #[cfg(target_os = "linux")]
+    fn recording(
+        limits: crate::recording::Limits,
+    ) -> (
+        tempfile::TempDir,
+        Arc<crate::recording::Recordings>,
+        Recorder,
+        String,
+    ) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let recordings = crate::recording::Recordings::open(dir.path().join("r"), limits);
+        let recordings = Arc::new(recordings.expect("open"));
+        let started = crate::recording::start(&recordings, &"s".into(), "user:a");
+        let (recorder, info) = started.expect("start");
+        (dir, recordings, recorder, info.id)
+    }
+
+    /// The chunks' bytes of a finished recording, joined.
+    #[cfg(target_os = "linux")]
+    async fn recorded(recordings: &crate::recording::Recordings, id: &str) -> Vec<u8> {
+        for _ in 0..500 {
+            if !recordings.is_active(id) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let bytes = std::fs::read(recordings.file(id).expect("file")).expect("read");
+        let (_, chunks) = crate::recording::format::parse(&bytes).expect("parses");
+        chunks.iter().flat_map(|c| c.data.iter().copied()).collect()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_recorded_tunnel_records_exactly_what_the_viewer_got() {
+        for &path in PATHS {
+            let (_dir, recordings, recorder, id) = recording(Default::default());
+            let (client, viewer) = pair().await;
+            let (agent_near, mut agent) = pair().await;
+            let viewer = End::new(viewer, Bytes::new());
+            let agent_near = End::new(agent_near, Bytes::from_static(b"RFB 003.008\n"));
+            let counts = (Arc::new(Metrics::default()), Arc::default());
+            spawn_counted(path, viewer, agent_near, counts, None, Some(recorder));
+            let mut ws = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+            let screen: Vec<u8> = (0..3_000_000u32).map(|i| (i % 241) as u8).collect();
+            let sent = screen.clone();
+            let writer = tokio::spawn(async move {
+                agent.write_all(&sent).await.expect("agent writes");
+                agent
+            });
+            let (got, _) = receive(&mut ws, 12 + screen.len(), false).await;
+            assert!(
+                got[..12] == *b"RFB 003.008\n" && got[12..] == screen[..],
+                "{path:?}"
+            );
+            drop(writer.await.expect("writer"));
+            let reply = ws.next().await.expect("a frame").expect("valid");
+            assert!(matches!(reply, Message::Close(_)), "{path:?}: {reply:?}");
+            let file = recorded(&recordings, &id).await;
+            assert!(
+                file == got,
+                "{path:?}: the recording is the viewer's stream"
+            );
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_recording_at_its_cap_closes_the_tunnel() {
+        for &path in PATHS {
+            let limits = crate::recording::Limits {
+                max_bytes: 100_000,
+                max_total: 1 << 30,
+            };
+            let (_dir, recordings, recorder, id) = recording(limits);
+            let (client, viewer) = pair().await;
+            let (agent_near, mut agent) = pair().await;
+            let counts = (Arc::new(Metrics::default()), Arc::default());
+            let (viewer, agent_near) = (
+                End::new(viewer, Bytes::new()),
+                End::new(agent_near, Bytes::new()),
+            );
+            spawn_counted(path, viewer, agent_near, counts, None, Some(recorder));
+            let mut ws = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+            let mut shown = Vec::new();
+            let closed = loop {
+                // The session keeps drawing until the tunnel closes.
+                let _ = agent.write_all(&[9u8; 10_000]).await;
+                let next = tokio::time::timeout(Duration::from_secs(10), ws.next());
+                match next.await.expect("in time") {
+                    Some(Ok(Message::Binary(data))) => shown.extend_from_slice(&data),
+                    Some(Ok(Message::Close(frame))) => break frame,
+                    other => panic!("{path:?}: {other:?}"),
+                }
+            };
+            let code = closed.map(|f| u16::from(f.code));
+            assert_eq!(code, Some(RECORDING_STOPPED), "{path:?}");
+            let file = recorded(&recordings, &id).await;
+            assert!(file.len() as u64 <= limits.max_bytes, "{path:?}");
+            assert!(
+                shown.starts_with(&file),
+                "{path:?}: what was recorded is what was shown, in order"
             );
         }
     }

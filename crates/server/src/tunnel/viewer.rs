@@ -69,11 +69,14 @@ pub async fn vnc(
     let input = role.input_filter(&session);
     let agent_id = session
         .agent_id
+        .clone()
         .ok_or_else(|| ApiError::Conflict("session has no agent".into()))?;
     let port = session
         .spec
         .vnc_port()
         .ok_or_else(|| ApiError::Conflict("session's template has no VNC port".into()))?;
+    // Before the agent's tunnel: a recording that cannot start refuses.
+    let recorder = crate::recording::for_viewer(&state, &session, &user, client.0).await?;
     let agent_stream =
         open_data_channel(&state, &agent_id, |tunnel_id| ServerMessage::OpenTunnel {
             tunnel_id,
@@ -122,6 +125,7 @@ pub async fn vnc(
                 bytes: &record.bytes,
                 shutdown: state.shutdown.clone(),
                 input,
+                recorder: recorder.as_ref(),
             };
             tokio::select! {
                 _ = tunnel.run(viewer, agent_stream) => {}

@@ -23,6 +23,7 @@ mod oidc;
 mod oidc_issuer;
 mod openapi;
 mod policy;
+mod recordings;
 mod request_bodies;
 mod revocation;
 mod revoked_streams;

@@ -15,7 +15,9 @@ async fn admins_change_settings_and_bad_ones_change_nothing(app: TestApp) -> any
     assert_eq!(
         defaults,
         json!({"mfa_required": "off", "password_login": true,
-               "break_glass_admin": null, "audit_retention_days": 365})
+               "break_glass_admin": null, "audit_retention_days": 365,
+               "record_all_sessions": false, "recording_retention_days": 30,
+               "recording_retention_mib": 10240})
     );
     app.admin.create_user("alice", "alice-password").await?;
     let alice = Api::login(&app.url, "alice", "alice-password").await?;
@@ -27,6 +29,15 @@ async fn admins_change_settings_and_bad_ones_change_nothing(app: TestApp) -> any
         (json!({"break_glass_admin": "alice"}), "not an admin"),
         (json!({"break_glass_admin": "nobody"}), "not an admin"),
         (json!({"mfa_required": "sometimes"}), "mfa_required"),
+        (
+            json!({"recording_retention_days": 0}),
+            "recording_retention_days",
+        ),
+        (
+            json!({"recording_retention_mib": 0}),
+            "recording_retention_mib",
+        ),
+        (json!({"record_all_sessions": "yes"}), "record_all_sessions"),
     ] {
         let mut body = defaults.clone();
         body.as_object_mut()
@@ -47,7 +58,9 @@ async fn admins_change_settings_and_bad_ones_change_nothing(app: TestApp) -> any
     // mfa_required stays off: "admins" would hold this admin (not enrolled)
     // to enrolment, 403 on this very route (api/mfa.rs tests that).
     let wanted = json!({"mfa_required": "off", "password_login": true,
-                        "break_glass_admin": "admin", "audit_retention_days": 90});
+                        "break_glass_admin": "admin", "audit_retention_days": 90,
+                        "record_all_sessions": true, "recording_retention_days": 7,
+                        "recording_retention_mib": 512});
     app.admin
         .expect(Method::PUT, PATH, Some(wanted.clone()), StatusCode::OK)
         .await?;

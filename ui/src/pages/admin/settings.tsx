@@ -101,6 +101,42 @@ export function SettingsPage() {
               onInput={(e) => set('audit_retention_days', e.currentTarget.valueAsNumber)}
             />
           </Field>
+          <label class="check">
+            <input
+              type="checkbox"
+              id="settings-record-all"
+              checked={draft.record_all_sessions}
+              onChange={(e) => set('record_all_sessions', e.currentTarget.checked)}
+            />
+            Record every session (viewers see a notice; see Recordings)
+          </label>
+          <Field
+            label="Keep recordings for (days)"
+            id="settings-recording-days"
+            error={form.fieldError('recording_retention_days')}
+          >
+            <input
+              type="number"
+              id="settings-recording-days"
+              min={1}
+              value={draft.recording_retention_days}
+              onInput={(e) => set('recording_retention_days', e.currentTarget.valueAsNumber)}
+            />
+          </Field>
+          <Field
+            label="Keep at most this much of recordings (MiB)"
+            id="settings-recording-mib"
+            error={form.fieldError('recording_retention_mib')}
+            hint="The oldest recordings are deleted beyond it, every hour."
+          >
+            <input
+              type="number"
+              id="settings-recording-mib"
+              min={1}
+              value={draft.recording_retention_mib}
+              onInput={(e) => set('recording_retention_mib', e.currentTarget.valueAsNumber)}
+            />
+          </Field>
           <Button type="submit" variant="primary" busy={busy}>
             Save settings
           </Button>

@@ -22,7 +22,7 @@ import { ShareDialog, useGuestMode } from './share';
 import { useSessionAudio } from './audio';
 import { FilesPanel, transferPolicy, useFileDrop, useUploads } from './files';
 import { useVncConnection } from './connection';
-import { Overlay } from './overlays';
+import { Overlay, RecordingNotice } from './overlays';
 import { Toolbar, useFullscreen } from './toolbar';
 import { saveView, savedView, usePixelRatioChange, useRemoteSize, type ViewMode } from './view-mode';
 import { useWebApp, WebAppFrame } from './webapp';
@@ -198,6 +198,7 @@ export function ViewerPage({ id }: { id: string }) {
               This desktop cannot take the window's size: it is scaled to fit.
             </p>
           )}
+          {session.recorded && !web && <RecordingNotice />}
           <Overlay
             session={session}
             conn={conn}

@@ -126,3 +126,12 @@ export function Overlay({ session, conn, acting, onWake, onReconnect }: OverlayP
     </div>
   );
 }
+
+/** Tells everyone watching that this session's screen is being recorded (docs/RECORDING.md). */
+export function RecordingNotice() {
+  return (
+    <div class="recording-notice" role="status" data-testid="recording-notice" title="An admin can replay what this viewer shows.">
+      <span class="recording-dot" aria-hidden="true" /> This session is recorded
+    </div>
+  );
+}
