@@ -3,11 +3,12 @@
 //! does (enrollment, the control channel, command bookkeeping, readiness,
 //! tunnels) is shared and lives in this crate.
 
-use crate::files::{Download, FileRefused, FileResult, FileTarget, Listing, Upload};
+use crate::files::types::{Download, FileRefused, FileResult, FileTarget, Listing, Upload};
 use crate::pulls::{PullProgress, Pulled};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
+use streamspace_protocol::files::FileRefusal;
 use streamspace_protocol::{
     Capabilities, Capacity, NodeMetrics, RegistryAuth, SessionId, SessionReport, SessionSpec,
     SessionUsage,
@@ -179,4 +180,12 @@ fn no_file_transfer(platform: &str) -> FileRefused {
         streamspace_protocol::files::FileRefusal::Unavailable,
         format!("the {platform} platform cannot transfer files"),
     )
+}
+
+/// A platform that cannot do what a file operation asks refuses it as
+/// unavailable, in its own words.
+impl From<PlatformError> for FileRefused {
+    fn from(err: PlatformError) -> Self {
+        Self::new(FileRefusal::Unavailable, err.to_string())
+    }
 }

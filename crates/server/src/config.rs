@@ -75,7 +75,7 @@ pub struct Config {
     /// Single sign-on with an OpenID Connect provider (docs/OIDC.md).
     pub oidc: Option<crate::auth::oidc::config::OidcConfig>,
     /// The caps on recordings' disk use (docs/RECORDING.md).
-    pub recording_limits: crate::recording::Limits,
+    pub recording_limits: crate::recording::limits::Limits,
     /// How often recordings beyond the retention settings are deleted.
     pub recording_purge_interval: Duration,
 }
@@ -178,7 +178,7 @@ impl Default for Config {
             tls: None,
             loopback_listener: false,
             oidc: None,
-            recording_limits: crate::recording::Limits::default(),
+            recording_limits: crate::recording::limits::Limits::default(),
             recording_purge_interval: Duration::from_secs(3600),
         }
     }

@@ -251,7 +251,7 @@ pub async fn view(state: &AppState, session: SessionRecord) -> ApiResult<Session
             .map(|a| (agent_status(state, &a), a.name)),
         None => None,
     };
-    let recorded = crate::recording::required(state, &session).await?;
+    let recorded = crate::recording::policy::required(state, &session).await?;
     let mut view = SessionView::new(state, session, status);
     view.recorded = recorded;
     Ok(view)

@@ -9,6 +9,8 @@
 //! age and total size is [`retention`]'s job.
 
 pub mod format;
+pub mod limits;
+pub mod policy;
 #[cfg(target_os = "linux")]
 mod recorder;
 pub mod retention;
@@ -16,6 +18,7 @@ pub mod retention;
 mod writer;
 
 #[cfg(target_os = "linux")]
+pub use limits::Limits;
 pub use recorder::Recorder;
 
 /// Without `tee(2)` (not Linux) there are no recorders.
@@ -33,11 +36,7 @@ impl Recorder {
     }
 }
 
-use crate::audit_log::{AuditEvent, Outcome};
-use crate::auth::CurrentUser;
-use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
-use crate::store::{SessionRecord, now_ms};
+use crate::store::now_ms;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::io;
@@ -45,7 +44,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use streamspace_protocol::SessionId;
-use streamspace_protocol::desktop::RecordingPolicy;
 
 /// A recording's file name ends in this; its sidecar in `.json`.
 const EXTENSION: &str = "ssrec";
@@ -65,26 +63,6 @@ pub struct RecordingInfo {
     pub duration_ms: u64,
     /// Why the recording ended before its tunnel did (a cap, a disk error).
     pub stopped: Option<String>,
-}
-
-/// The bounds on recordings' disk use (`--recording-max-bytes`,
-/// `--recording-max-total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// One recording stops (and its tunnel closes) at this size.
-    pub max_bytes: u64,
-    /// All recordings together; no new recording starts, and running ones
-    /// stop, at this total.
-    pub max_total: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_bytes: 1 << 30,
-            max_total: 20 << 30,
-        }
-    }
 }
 
 /// Why a recording could not start.
@@ -365,40 +343,3 @@ pub fn start(
 
 #[cfg(test)]
 mod tests;
-
-/// Whether `session`'s viewers are recorded: the admin setting records
-/// every session; a template can require it (`desktop.recording`).
-pub async fn required(state: &AppState, session: &SessionRecord) -> ApiResult<bool> {
-    if session.spec.desktop.recording == RecordingPolicy::Required {
-        return Ok(true);
-    }
-    Ok(state.store.settings().await?.record_all_sessions)
-}
-
-/// The recorder for a viewer of `session` if it must be recorded, the
-/// start audited (`recording.start`). A recording that cannot start
-/// refuses the viewer (503): a required recording is never skipped.
-pub async fn for_viewer(
-    state: &AppState,
-    session: &SessionRecord,
-    user: &CurrentUser,
-    client: Option<std::net::IpAddr>,
-) -> ApiResult<Option<Recorder>> {
-    if !required(state, session).await? {
-        return Ok(None);
-    }
-    let recordings = state.recordings.clone();
-    let (id, actor) = (session.id.clone(), user.actor());
-    let started = tokio::task::spawn_blocking(move || start(&recordings, &id, &actor))
-        .await
-        .map_err(|err| ApiError::Internal(format!("recording start failed: {err}")))?;
-    let (recorder, info) = started
-        .map_err(|err| ApiError::Unavailable(format!("this session is recorded, and {err}")))?;
-    let event = AuditEvent::new(user.actor(), "recording.start")
-        .target(format!("session:{}", session.id))
-        .outcome(Outcome::Success)
-        .client(client)
-        .detail(serde_json::json!({ "recording": info.id }));
-    crate::audit_log::record(state, event).await;
-    Ok(Some(recorder))
-}

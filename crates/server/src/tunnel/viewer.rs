@@ -76,7 +76,7 @@ pub async fn vnc(
         .vnc_port()
         .ok_or_else(|| ApiError::Conflict("session's template has no VNC port".into()))?;
     // Before the agent's tunnel: a recording that cannot start refuses.
-    let recorder = crate::recording::for_viewer(&state, &session, &user, client.0).await?;
+    let recorder = crate::recording::policy::for_viewer(&state, &session, &user, client.0).await?;
     let agent_stream =
         open_data_channel(&state, &agent_id, |tunnel_id| ServerMessage::OpenTunnel {
             tunnel_id,
