@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-BENCHES=(all tunnel-throughput tunnel-tls-throughput tunnel-latency tunnel-memory session-start warm-start hibernate-wake hub desktops recording)
+BENCHES=(all tunnel-throughput tunnel-tls-throughput tunnel-latency tunnel-memory session-start warm-start hibernate-wake hub desktops audio-latency recording)
 ARGS=("$@")
 named=0
 profile=release
