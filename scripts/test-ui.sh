@@ -119,9 +119,14 @@ cleanup() {
     containers=$(docker ps -aq --filter "label=io.streamspace.agent=$agent" 2>/dev/null || true)
     volumes=$(docker volume ls -q --filter "label=io.streamspace.agent=$agent" 2>/dev/null || true)
   fi
-  # Belt and braces: anything of this run's test users.
-  for user in "ui-$RUN_ID-alice" "ui-$RUN_ID-bob" "ui-$RUN_ID-carol" "ui-$RUN_ID-dora" \
-    "$OIDC_ADMIN" "$OIDC_USER" "$OIDC_OUTSIDER"; do
+  # Belt and braces: anything of this run's test users (every test names
+  # its users ui-RUN-…) and of the single sign-on tests' users.
+  local ours="ui-$RUN_ID-"
+  containers+=" $(docker ps -a --filter label=io.streamspace.user --format '{{.ID}} {{.Label "io.streamspace.user"}}' 2>/dev/null |
+    awk -v p="$ours" 'index($2, p) == 1 { print $1 }')"
+  volumes+=" $(docker volume ls --filter label=io.streamspace.user --format '{{.Name}} {{.Label "io.streamspace.user"}}' 2>/dev/null |
+    awk -v p="$ours" 'index($2, p) == 1 { print $1 }')"
+  for user in "$OIDC_ADMIN" "$OIDC_USER" "$OIDC_OUTSIDER"; do
     containers+=" $(docker ps -aq --filter "label=io.streamspace.user=$user" 2>/dev/null || true)"
     volumes+=" $(docker volume ls -q --filter "label=io.streamspace.user=$user" 2>/dev/null || true)"
   done

@@ -22,7 +22,7 @@ import {
   waitForDesktop,
 } from './lib.mjs';
 
-const carol = { username: `ui-${RUN}-carol`, password: 'carol-password-1' };
+const carol = { username: `ui-${RUN}-listener`, password: 'carol-password-1' };
 const RATE = 48_000;
 
 let browser;

@@ -18,7 +18,7 @@ import {
   waitForDesktop,
 } from './lib.mjs';
 
-const carol = { username: `ui-${RUN}-carol`, password: 'carol-password-1' };
+const carol = { username: `ui-${RUN}-recorded`, password: 'carol-password-1' };
 const TEMPLATE = `recorded-${RUN}`;
 
 let browser;
