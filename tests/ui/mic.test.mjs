@@ -135,7 +135,7 @@ test('the viewer’s microphone reaches the session’s default source, and stop
   console.log(`microphone: sent ${TONE_HZ} Hz, the session's default source heard ${found} Hz at RMS ${rms(heard).toFixed(3)}`);
 
   await button.click();
-  assert.equal(await button.getAttribute('data-mic-state'), 'off');
+  await eventually('the microphone to be off', async () => (await button.getAttribute('data-mic-state')) === 'off');
   await eventually('silence once the microphone is off', async () => rms(recordInSession()) < 1e-3, { timeout: 10_000 });
   page.assertNoErrors();
 });
