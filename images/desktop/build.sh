@@ -98,9 +98,10 @@ rootfs_import "$TAG" \
   -c "USER $USER_UID:$USER_UID" \
   -c "WORKDIR $USER_HOME" \
   -c "ENV HOME=$USER_HOME USER=$USER_NAME XDG_CACHE_HOME=/tmp/.cache VNC_GEOMETRY=1280x800 VNC_DEPTH=24 PULSE_SERVER=unix:/tmp/pulse/native PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" \
-  -c "EXPOSE 5901 $AUDIO_PORT" \
+  -c "EXPOSE 5901 $AUDIO_PORT $MIC_PORT" \
   -c 'LABEL io.streamspace.image=desktop' \
   -c "LABEL io.streamspace.audio-port=$AUDIO_PORT" \
+  -c "LABEL io.streamspace.microphone-port=$MIC_PORT" \
   -c 'LABEL io.streamspace.clipboard-env=STREAMSPACE_CLIPBOARD' \
   -m "streamspace desktop image (${PACKAGES[*]})"
 }

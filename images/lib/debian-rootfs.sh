@@ -270,6 +270,9 @@ rootfs_audio_skips() {
 # others go (their libraries were skipped, and fewer plugins make
 # GStreamer's first-start registry scan quicker).
 AUDIO_PORT=5911
+# The TCP port the viewer's microphone comes in on (template port protocol
+# "microphone"): the same framing, the other way.
+MIC_PORT=5912
 AUDIO_GST_PLUGINS='coreelements|pulseaudio|audioconvert|audioresample|audiotestsrc|opus|rtp|tcp'
 AUDIO_PA_MODULES='module-null-sink|module-native-protocol-unix|libprotocol-native'
 
@@ -289,10 +292,14 @@ rootfs_audio() {
   done
   cat >"$ROOTFS/etc/pulse/streamspace.pa" <<'PA'
 # The session's sound server (started by /usr/local/bin/streamspace-audio):
-# one sink that plays to nobody; its monitor is what the viewer hears.
+# one sink that plays to nobody; its monitor is what the viewer hears. A
+# second one, "mic", is the viewer's microphone: what comes in on the
+# microphone port plays into it, and apps record its monitor, the default
+# source.
 load-module module-null-sink sink_name=session rate=48000 channels=2 sink_properties=device.description=Session
+load-module module-null-sink sink_name=mic rate=48000 channels=2 sink_properties=device.description=Microphone
 set-default-sink session
-set-default-source session.monitor
+set-default-source mic.monitor
 load-module module-native-protocol-unix auth-anonymous=1 auth-cookie-enabled=0 socket=/tmp/pulse/native
 PA
   cat >"$ROOTFS/usr/local/bin/streamspace-audio" <<AUDIO
@@ -300,6 +307,7 @@ PA
 # The session's sound (docs/AUDIO.md). Both halves restart if they die.
 set -u
 : "\${AUDIO_PORT:=$AUDIO_PORT}"
+: "\${MIC_PORT:=$MIC_PORT}"
 AUDIO
   cat >>"$ROOTFS/usr/local/bin/streamspace-audio" <<'AUDIO'
 # PulseAudio keeps its runtime files under /tmp, never in HOME (which may be
@@ -317,6 +325,19 @@ rm -f /tmp/pulse/native /tmp/pulse/pid 2>/dev/null
   done
 ) &
 while [ ! -S /tmp/pulse/native ]; do sleep 0.05; done
+# The microphone: one viewer at a time sends RFC 4571-framed RTP/Opus; it is
+# decoded into the "mic" sink. When the viewer goes the pipeline ends (EOS)
+# and the next one listens again.
+(
+  while :; do
+    gst-launch-1.0 -q tcpserversrc host=0.0.0.0 port="$MIC_PORT" \
+      ! 'application/x-rtp-stream,media=audio,clock-rate=48000,encoding-name=OPUS,payload=96' \
+      ! rtpstreamdepay ! rtpopusdepay ! opusdec plc=true ! audioconvert ! audioresample \
+      ! audio/x-raw,rate=48000,channels=2 \
+      ! pulsesink device=mic sync=false buffer-time=60000 latency-time=10000
+    sleep 0.2
+  done
+) &
 # Latency: 10 ms capture periods and Opus frames, CELT only
 # (restricted-lowdelay: 5 ms algorithmic delay instead of 26.5), no clock
 # sync at the sink. A client more than 0.5 s behind skips to the newest

@@ -14,6 +14,7 @@ import {
   ADMIN_PASSWORD,
   RUN,
   apiLogin,
+  dominantFrequency,
   eventually,
   launchBrowser,
   login,
@@ -85,27 +86,6 @@ function sine(hz, seconds) {
     pcm.writeInt16LE(v, i * 4 + 2);
   }
   return pcm;
-}
-
-/** The frequency (1 Hz steps, 50–8000 Hz) with the most power in `x`: a coarse DFT scan, then a fine one. */
-function dominantFrequency(x) {
-  const power = (hz) => {
-    let re = 0;
-    let im = 0;
-    const w = (2 * Math.PI * hz) / RATE;
-    for (let i = 0; i < x.length; i++) {
-      re += x[i] * Math.cos(w * i);
-      im += x[i] * Math.sin(w * i);
-    }
-    return re * re + im * im;
-  };
-  const best = (from, to, step) => {
-    let top = from;
-    for (let hz = from; hz <= to; hz += step) if (power(hz) > power(top)) top = hz;
-    return top;
-  };
-  const coarse = best(50, 8000, 10);
-  return best(coarse - 10, coarse + 10, 1);
 }
 
 const rms = (x) => Math.sqrt(x.reduce((s, v) => s + v * v, 0) / x.length);

@@ -23,7 +23,7 @@ function mustEnv(name) {
  * profile directory. STREAMSPACE_CHROMIUM_PRELOAD (tests/ui/no-netlink.c)
  * keeps Docker's network changes from ending its connections.
  */
-export async function launchBrowser() {
+export async function launchBrowser(extraArgs = []) {
   const preload = process.env.STREAMSPACE_CHROMIUM_PRELOAD;
   return chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
@@ -41,6 +41,7 @@ export async function launchBrowser() {
       ...(process.env.STREAMSPACE_PROXY_SPKI
         ? [`--ignore-certificate-errors-spki-list=${process.env.STREAMSPACE_PROXY_SPKI}`]
         : []),
+      ...extraArgs,
     ],
   });
 }
@@ -203,4 +204,25 @@ export async function typeIntoDesktop(page, text) {
 /** The phase badge of a session's row in a session table. */
 export function rowPhase(page, sessionId) {
   return page.locator(`tr[data-session="${sessionId}"] [data-testid=phase]`);
+}
+
+/** The frequency (1 Hz steps, 50–8000 Hz) with the most power in `x`, sampled at `rate`: a coarse DFT scan, then a fine one. */
+export function dominantFrequency(x, rate = 48_000) {
+  const power = (hz) => {
+    let re = 0;
+    let im = 0;
+    const w = (2 * Math.PI * hz) / rate;
+    for (let i = 0; i < x.length; i++) {
+      re += x[i] * Math.cos(w * i);
+      im += x[i] * Math.sin(w * i);
+    }
+    return re * re + im * im;
+  };
+  const best = (from, to, step) => {
+    let top = from;
+    for (let hz = from; hz <= to; hz += step) if (power(hz) > power(top)) top = hz;
+    return top;
+  };
+  const coarse = best(50, 8000, 10);
+  return best(coarse - 10, coarse + 10, 1);
 }

@@ -1313,6 +1313,32 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/audio/{id}/microphone": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Speak into a session (the viewer's microphone over WebSocket)
+         * @description A WebSocket (subprotocol `binary` optional) carrying the viewer's
+         *     microphone to the session's `microphone` port, framed as `/audio/{id}`
+         *     sends sound: Opus in RTP, each packet preceded by its length as 16 bits
+         *     big-endian (RFC 4571), split across binary frames anyhow. For the owner,
+         *     admins and guests with control: a view-only guest may not put sound into
+         *     the session. With the cookie, `Origin` must be the control plane's own.
+         *     Refusals come before the upgrade, as JSON.
+         */
+        get: operations["speakIntoSession"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -1597,6 +1623,11 @@ export interface components {
              * @example 1Gi
              */
             max_upload?: string | null;
+            /**
+             * @description Whether viewers may send their microphone into the session, through
+             *     its `microphone` port (default true).
+             */
+            microphone?: boolean | null;
             recording?: components["schemas"]["RecordingPolicy"] | null;
             /** @description Whether owners may share their sessions (default true). */
             sharing?: boolean | null;
@@ -1619,6 +1650,12 @@ export interface components {
              * @example 512Mi
              */
             max_upload: string;
+            /**
+             * @description Whether viewers may send their microphone into the session (through
+             *     its `microphone` port; the browser asks the user too).
+             * @default true
+             */
+            microphone: boolean;
             /** @default off */
             recording: components["schemas"]["RecordingPolicy"];
             /**
@@ -1959,7 +1996,7 @@ export interface components {
             protocol: components["schemas"]["PortProtocol"];
         };
         /** @enum {string} */
-        PortProtocol: "vnc" | "http" | "https" | "audio";
+        PortProtocol: "vnc" | "http" | "https" | "audio" | "microphone";
         /** @description A port the session's container listens on. */
         PortSpec: {
             name: string;
@@ -8363,6 +8400,110 @@ export interface operations {
                 };
             };
             /** @description The agent is offline or cannot reach the session's audio port */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No tunnel opened in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    speakIntoSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The session's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Switching to the WebSocket */
+            101: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not a WebSocket handshake, with what is missing */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Foreign `Origin` with the cookie, or a guest without control */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such session, or not yours */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The session is not running, its template has no `microphone` port, or its policy (`desktop.microphone`) forbids it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description You have too many event, log, VNC and audio streams open; `Retry-After` says when to try again */
+            429: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "retry-after"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The agent is offline or cannot reach the session's microphone port */
             503: {
                 headers: {
                     [name: string]: unknown;

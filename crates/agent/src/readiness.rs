@@ -81,6 +81,7 @@ async fn wait_for_port(
                 PortProtocol::Vnc => "VNC server",
                 PortProtocol::Http | PortProtocol::Https => "web app",
                 PortProtocol::Audio => "sound server",
+                PortProtocol::Microphone => "microphone input",
             };
             return Err(format!(
                 "the session's {what} did not answer on port {} within {limit:?} ({last})",
@@ -110,7 +111,7 @@ async fn probe(
                 }
             }
             // Never asked (see `wait_for_ports`); an open port would do.
-            PortProtocol::Audio => Ok(()),
+            PortProtocol::Audio | PortProtocol::Microphone => Ok(()),
         }
     };
     timeout(ANSWER_TIMEOUT, probe)

@@ -285,10 +285,12 @@ fn demo_templates() -> [(DemoImage, serde_json::Value); 3] {
                 "category": "Development",
                 "icon": "",
                 "image": image::DESKTOP_IMAGE,
-                // The image serves its sound on 5911 (docs/AUDIO.md).
+                // The image serves its sound on 5911 and takes the
+                // viewer's microphone on 5912 (docs/AUDIO.md).
                 "ports": [
                     {"name": "vnc", "port": 5901, "protocol": "vnc"},
-                    {"name": "audio", "port": 5911, "protocol": "audio"}
+                    {"name": "audio", "port": 5911, "protocol": "audio"},
+                    {"name": "microphone", "port": 5912, "protocol": "microphone"}
                 ],
                 "resources": {"cpu": "1", "memory": "512Mi"},
                 "persistent_home": true,

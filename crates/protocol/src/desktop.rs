@@ -29,6 +29,9 @@ pub struct DesktopPolicy {
     pub recording: RecordingPolicy,
     /// Whether owners may share sessions of this template with other users.
     pub sharing: bool,
+    /// Whether viewers may send their microphone into the session (through
+    /// its `microphone` port; the browser asks the user too).
+    pub microphone: bool,
 }
 
 impl Default for DesktopPolicy {
@@ -40,6 +43,7 @@ impl Default for DesktopPolicy {
             max_upload: DEFAULT_MAX_UPLOAD,
             recording: RecordingPolicy::default(),
             sharing: true,
+            microphone: true,
         }
     }
 }

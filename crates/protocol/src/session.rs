@@ -115,6 +115,10 @@ pub enum PortProtocol {
     /// The session's sound, as the image serves it (`docs/AUDIO.md`),
     /// reached through `/audio/{id}`. Readiness does not wait for it.
     Audio,
+    /// Where the image takes the viewer's microphone (`docs/AUDIO.md`),
+    /// reached through `/audio/{id}/microphone`. Readiness does not wait
+    /// for it either.
+    Microphone,
 }
 
 impl PortProtocol {
@@ -126,7 +130,7 @@ impl PortProtocol {
     /// Whether a session is `Running` only once this port answers: its
     /// screen does, its sound is an extra.
     pub fn decides_readiness(self) -> bool {
-        !matches!(self, PortProtocol::Audio)
+        !matches!(self, PortProtocol::Audio | PortProtocol::Microphone)
     }
 }
 
@@ -423,6 +427,14 @@ impl SessionSpec {
         self.ports
             .iter()
             .find(|p| p.protocol == PortProtocol::Audio)
+            .map(|p| p.port)
+    }
+
+    /// The port the session takes the viewer's microphone on.
+    pub fn microphone_port(&self) -> Option<u16> {
+        self.ports
+            .iter()
+            .find(|p| p.protocol == PortProtocol::Microphone)
             .map(|p| p.port)
     }
 

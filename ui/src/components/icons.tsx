@@ -87,3 +87,11 @@ export const IconShare = (p: IconProps) => (
     <path d="M8.6 13.5l6.8 4M15.4 6.5l-6.8 4" />
   </Svg>
 );
+/** A microphone, struck through when `off`. */
+export const IconMic = ({ off, ...p }: IconProps & { off?: boolean }) => (
+  <Svg {...p}>
+    <rect x="9" y="3" width="6" height="11" rx="3" />
+    <path d="M5 11a7 7 0 0 0 14 0M12 18v3" />
+    {off && <path d="M4 4l16 16" />}
+  </Svg>
+);

@@ -93,6 +93,10 @@ pub fn rule(operation_id: &str) -> Option<Rule> {
             Access::User,
             "own sessions, and those shared with the caller (live share); admins all (404 to others)",
         ),
+        "speakIntoSession" => rule_of(
+            Access::User,
+            "own sessions, and those shared with the caller with control (403 to view-only guests); admins all (404 to others)",
+        ),
         "listSessionShares" | "createSessionShare" | "endSessionShare" => OWNER,
         "listSharedSessions" => rule_of(Access::User, "sessions shared with the caller"),
         "joinShareLink" => rule_of(

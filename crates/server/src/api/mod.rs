@@ -123,6 +123,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi::serve))
         .routes(routes!(viewer::vnc))
         .routes(routes!(crate::tunnel::audio::audio))
+        .routes(routes!(crate::tunnel::audio::microphone))
         .routes(routes!(crate::apps::grant::open))
         .routes(routes!(pools::get))
         .routes(routes!(settings::get, settings::put))

@@ -29,6 +29,8 @@ pub enum ViewerKind {
     Logs,
     /// `/audio/{id}`.
     Audio,
+    /// `/audio/{id}/microphone`.
+    Microphone,
 }
 
 impl ViewerKind {
@@ -38,6 +40,7 @@ impl ViewerKind {
             ViewerKind::App => "app",
             ViewerKind::Logs => "logs",
             ViewerKind::Audio => "audio",
+            ViewerKind::Microphone => "microphone",
         }
     }
 }

@@ -39,6 +39,10 @@ pub struct DesktopInput {
     /// Whether owners may share their sessions (default true).
     #[serde(default)]
     pub sharing: Option<bool>,
+    /// Whether viewers may send their microphone into the session, through
+    /// its `microphone` port (default true).
+    #[serde(default)]
+    pub microphone: Option<bool>,
 }
 
 impl DesktopInput {
@@ -62,6 +66,7 @@ impl DesktopInput {
             max_upload,
             recording: self.recording.unwrap_or(default.recording),
             sharing: self.sharing.unwrap_or(default.sharing),
+            microphone: self.microphone.unwrap_or(default.microphone),
         })
     }
 }

@@ -523,12 +523,16 @@ fn check_ports(ports: Option<Vec<PortInput>>) -> Result<Vec<PortSpec>, FieldErro
                 .to_owned(),
         ));
     }
-    let audio = checked.iter().filter(|p| p.protocol == PortProtocol::Audio);
-    if audio.count() > 1 {
-        return Err(FieldError::new(
-            "ports",
-            "list at most one \"audio\" port".to_owned(),
-        ));
+    for (protocol, name) in [
+        (PortProtocol::Audio, "audio"),
+        (PortProtocol::Microphone, "microphone"),
+    ] {
+        if checked.iter().filter(|p| p.protocol == protocol).count() > 1 {
+            return Err(FieldError::new(
+                "ports",
+                format!("list at most one \"{name}\" port"),
+            ));
+        }
     }
     Ok(checked)
 }

@@ -71,18 +71,30 @@ fn an_audio_port_comes_after_the_screen_and_only_once() {
     );
     assert_eq!(field_of(template(json!([sound, vnc]))), "ports");
     assert_eq!(field_of(template(json!([vnc, sound, other]))), "ports");
+    let mic = json!({"name": "mic", "port": 5912, "protocol": "microphone"});
+    let mic2 = json!({"name": "mic2", "port": 5913, "protocol": "microphone"});
+    let spec = input(template(json!([vnc, sound, mic])))
+        .validate()
+        .expect("valid");
+    assert_eq!(
+        spec.ports[2].protocol,
+        streamspace_protocol::PortProtocol::Microphone
+    );
+    assert_eq!(field_of(template(json!([mic, vnc]))), "ports");
+    assert_eq!(field_of(template(json!([vnc, mic, mic2]))), "ports");
 }
 
 #[test]
 fn the_desktop_policy_is_validated_and_reaches_the_session() {
     let desktop = json!({"clipboard": "off", "file_transfer": "upload", "files_folder": "inbox/",
-                         "max_upload": "1Mi", "recording": "required", "sharing": false});
+                         "max_upload": "1Mi", "recording": "required", "sharing": false, "microphone": false});
     let spec = input(json!({"name": "d", "image": "i", "desktop": desktop}))
         .validate()
         .expect("valid");
     assert_eq!(spec.desktop.files_folder, "inbox");
     assert_eq!(spec.desktop.max_upload, Memory(1 << 20));
     assert!(!spec.desktop.sharing);
+    assert!(!spec.desktop.microphone);
     let owner = User {
         id: "u1".into(),
         username: "alice".into(),

@@ -1,8 +1,10 @@
 //! `GET /audio/{session_id}`: a viewer's WebSocket carrying the session's
 //! sound, as the image serves it on its `audio` port (docs/AUDIO.md: Opus in
-//! RTP, each packet after a 16-bit length, RFC 4571). The control plane
-//! never looks inside: the bytes take the tunnel's zero-copy path, and the
-//! browser reassembles packets across WebSocket frames.
+//! RTP, each packet after a 16-bit length, RFC 4571); and
+//! `GET /audio/{session_id}/microphone`, the same the other way: the
+//! viewer's microphone into the image's `microphone` port. The control
+//! plane never looks inside: the bytes take the tunnel's zero-copy path, and
+//! each end reassembles packets across WebSocket frames.
 
 use super::access::viewable;
 use super::activity::Activity;
@@ -66,33 +68,110 @@ pub async fn audio(
     // anything that acts on it, so the role sets no rules here.
     let (session, _role) = viewable(&state, &user, &session_id).await?;
     let port = audio_port(&session)?;
+    relay(
+        &state,
+        &user,
+        client,
+        &session,
+        port,
+        ViewerKind::Audio,
+        handshake,
+    )
+    .await
+}
+
+/// Speak into a session (the viewer's microphone over WebSocket)
+///
+/// A WebSocket (subprotocol `binary` optional) carrying the viewer's
+/// microphone to the session's `microphone` port, framed as `/audio/{id}`
+/// sends sound: Opus in RTP, each packet preceded by its length as 16 bits
+/// big-endian (RFC 4571), split across binary frames anyhow. For the owner,
+/// admins and guests with control: a view-only guest may not put sound into
+/// the session. With the cookie, `Origin` must be the control plane's own.
+/// Refusals come before the upgrade, as JSON.
+#[utoipa::path(
+    get,
+    operation_id = "speakIntoSession",
+    path = "/audio/{id}/microphone",
+    tag = "viewer",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, description = "The session's id")),
+    responses(
+        (status = 101, description = "Switching to the WebSocket"),
+        (status = 400, description = "Not a WebSocket handshake, with what is missing", body = ErrorBody),
+        (status = 403, description = "Foreign `Origin` with the cookie, or a guest without control", body = ErrorBody),
+        (status = 404, description = "No such session, or not yours", body = ErrorBody),
+        (status = 409, description = "The session is not running, its template has no `microphone` port, or its policy (`desktop.microphone`) forbids it", body = ErrorBody),
+        (status = 429, description = "You have too many event, log, VNC and audio streams open; `Retry-After` says when to try again", body = ErrorBody,
+            headers(("retry-after" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The agent is offline or cannot reach the session's microphone port", body = ErrorBody),
+        (status = 504, description = "No tunnel opened in time", body = ErrorBody),
+    ),
+)]
+pub async fn microphone(
+    State(state): State<AppState>,
+    ApiPath(session_id): ApiPath<SessionId>,
+    user: CurrentUser,
+    client: ClientAddr,
+    headers: HeaderMap,
+    handshake: Handshake,
+) -> ApiResult<Response> {
+    if user.via_cookie {
+        check_origin(&state, &headers)?;
+    }
+    let (session, role) = viewable(&state, &user, &session_id).await?;
+    // Sound into the session is input, like keys: a view-only guest may
+    // watch and listen but not speak.
+    if !role.input_rules(&session).input {
+        return Err(ApiError::Forbidden(
+            "this session is shared with you view-only: ask its owner for control to use your microphone"
+                .into(),
+        ));
+    }
+    let port = microphone_port(&session)?;
+    let kind = ViewerKind::Microphone;
+    relay(&state, &user, client, &session, port, kind, handshake).await
+}
+
+/// Opens a tunnel to `port` on the session's agent and relays the viewer's
+/// WebSocket through it, unparsed, until either end or the user's login
+/// goes.
+async fn relay(
+    state: &AppState,
+    user: &CurrentUser,
+    client: ClientAddr,
+    session: &SessionRecord,
+    port: u16,
+    kind: ViewerKind,
+    handshake: Handshake,
+) -> ApiResult<Response> {
     // Held by the tunnel until it closes.
     let permit = state.streams.acquire(&user.user.id)?;
     let agent_id = session
         .agent_id
         .clone()
         .ok_or_else(|| ApiError::Conflict("session has no agent".into()))?;
-    let agent_stream =
-        open_data_channel(&state, &agent_id, |tunnel_id| ServerMessage::OpenTunnel {
-            tunnel_id,
-            session_id: session.id.clone(),
-            port,
-            tls: false,
-        })
-        .await?;
+    let agent_stream = open_data_channel(state, &agent_id, |tunnel_id| ServerMessage::OpenTunnel {
+        tunnel_id,
+        session_id: session.id.clone(),
+        port,
+        tls: false,
+    })
+    .await?;
     let open = ViewerOpen {
         actor: user.actor(),
         session_id: &session.id,
-        kind: ViewerKind::Audio,
+        kind,
         port: Some(port),
         client: client.0,
     };
     // Dropped with the task, whenever the tunnel ends: that records the close.
-    let record = ViewerRecord::open(&state, open).await;
+    let record = ViewerRecord::open(state, open).await;
     // Logout, a new password, demotion or deletion close the tunnel.
-    let revoked = revoke::ended(&state, &user);
-    let span = tracing::info_span!("audio", session_id = %session.id, %agent_id);
+    let revoked = revoke::ended(state, user);
+    let span = tracing::info_span!("audio", ?kind, session_id = %session.id, %agent_id);
     let (response, upgrade) = handshake.accept();
+    let state = state.clone();
     state.tasks.clone().spawn(
         async move {
             let _permit = permit;
@@ -100,8 +179,8 @@ pub async fn audio(
                 Ok(viewer) => viewer,
                 Err(err) => return tracing::debug!(%err, "viewer upgrade failed"),
             };
-            // Listening is not using the desktop: what the viewer sends here
-            // never counts against idle hibernation (nothing reads it).
+            // Listening (or speaking) is not using the desktop: nothing here
+            // counts against idle hibernation.
             let activity = Activity::default();
             let metrics = state.metrics.clone();
             metrics.tunnels_opened.inc();
@@ -140,6 +219,29 @@ fn audio_port(session: &SessionRecord) -> ApiResult<u16> {
     session.spec.audio_port().ok_or_else(|| {
         ApiError::Conflict(
             "the session's template has no port with protocol \"audio\": it has no sound".into(),
+        )
+    })
+}
+
+/// The port the session takes the viewer's microphone on, if it is running,
+/// its template has one and its policy allows it.
+fn microphone_port(session: &SessionRecord) -> ApiResult<u16> {
+    if !session.spec.desktop.microphone {
+        return Err(ApiError::Conflict(
+            "the session's template does not allow microphones (desktop.microphone is false)"
+                .into(),
+        ));
+    }
+    if session.phase != Phase::Running || session.state != DesiredState::Running {
+        return Err(ApiError::Conflict(format!(
+            "the session is {}: it takes a microphone only while it runs",
+            session.phase
+        )));
+    }
+    session.spec.microphone_port().ok_or_else(|| {
+        ApiError::Conflict(
+            "the session's template has no port with protocol \"microphone\": it takes no microphone"
+                .into(),
         )
     })
 }

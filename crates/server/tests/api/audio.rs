@@ -1,16 +1,18 @@
-//! `/audio/{id}`: who may open it, what it refuses (as JSON, before the
-//! upgrade), and that it asks the session's agent for the template's
-//! `audio` port. The sound itself, end to end through a real desktop, is
-//! tests/ui/audio.test.mjs.
+//! `/audio/{id}` and `/audio/{id}/microphone`: who may open them, what they
+//! refuse (as JSON, before the upgrade), and that they ask the session's
+//! agent for the template's `audio` and `microphone` ports. The sound
+//! itself, both ways through a real desktop, is tests/ui/audio.test.mjs.
 
 use crate::fake_agent::{FakeAgent, enroll};
 use crate::{TestApp, on_both_engines};
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 use streamspace_protocol::{AgentMessage, ServerMessage};
 use streamspace_testkit::api::Api;
 use url::Url;
 
 const AUDIO_PORT: u16 = 5911;
+const MIC_PORT: u16 = 5912;
 
 async fn templates(app: &TestApp) -> anyhow::Result<()> {
     app.admin
@@ -20,7 +22,19 @@ async fn templates(app: &TestApp) -> anyhow::Result<()> {
             "ports": [
                 {"name": "vnc", "port": 5901, "protocol": "vnc"},
                 {"name": "audio", "port": AUDIO_PORT, "protocol": "audio"},
+                {"name": "mic", "port": MIC_PORT, "protocol": "microphone"},
             ],
+        }))
+        .await?;
+    app.admin
+        .create_template(json!({
+            "name": "no-mic",
+            "image": "streamspace/desktop:local",
+            "ports": [
+                {"name": "vnc", "port": 5901, "protocol": "vnc"},
+                {"name": "mic", "port": MIC_PORT, "protocol": "microphone"},
+            ],
+            "desktop": {"microphone": false},
         }))
         .await?;
     app.admin
@@ -31,7 +45,12 @@ async fn templates(app: &TestApp) -> anyhow::Result<()> {
 
 /// The status and `error` of a WebSocket handshake on `/audio/{id}`.
 async fn handshake(base: &Url, api: &Api, id: &str) -> anyhow::Result<(u16, String)> {
-    let url = base.join(&format!("/audio/{id}"))?;
+    handshake_at(base, api, &format!("/audio/{id}")).await
+}
+
+/// The same on `path`.
+async fn handshake_at(base: &Url, api: &Api, path: &str) -> anyhow::Result<(u16, String)> {
+    let url = base.join(path)?;
     let response = reqwest::Client::new()
         .get(url)
         .bearer_auth(api.token.clone().unwrap_or_default())
@@ -109,7 +128,91 @@ async fn audio_needs_a_running_session(app: TestApp) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The agent is asked for `port`; it fails the tunnel, and the 503 the
+/// viewer gets names why.
+async fn expect_tunnel(
+    agent: &mut FakeAgent,
+    viewer: tokio::task::JoinHandle<anyhow::Result<(u16, String)>>,
+    port: u16,
+) -> anyhow::Result<()> {
+    let tunnel_id = match agent.recv().await? {
+        ServerMessage::OpenTunnel {
+            tunnel_id,
+            port: asked,
+            ..
+        } => {
+            assert_eq!(asked, port);
+            tunnel_id
+        }
+        other => anyhow::bail!("expected open_tunnel, got {other:?}"),
+    };
+    let error = format!("nothing listens on {port}");
+    agent
+        .send(AgentMessage::TunnelFailed {
+            tunnel_id,
+            error: error.clone(),
+        })
+        .await?;
+    let (status, answer) = viewer.await??;
+    assert_eq!(status, 503);
+    assert!(answer.contains(&error), "{answer}");
+    Ok(())
+}
+
+async fn microphones_go_to_the_microphone_port_for_those_in_control(
+    app: TestApp,
+) -> anyhow::Result<()> {
+    templates(&app).await?;
+    let (agent_id, secret) = enroll(&app.admin, "a").await?;
+    let mut agent = FakeAgent::connect(&app.url, &agent_id, &secret).await?;
+    let mic = |id: &str| format!("/audio/{id}/microphone");
+    let sound = agent
+        .run_session(&app.admin, json!({"template": "sound"}))
+        .await?;
+    let no_mic = agent
+        .run_session(&app.admin, json!({"template": "no-mic"}))
+        .await?;
+    // The first agent is full (two sessions).
+    let (other_id, other_secret) = enroll(&app.admin, "b").await?;
+    let mut other = FakeAgent::connect(&app.url, &other_id, &other_secret).await?;
+    let silent = other
+        .run_session(&app.admin, json!({"template": "silent"}))
+        .await?;
+    let (status, error) = handshake_at(&app.url, &app.admin, &mic(&silent)).await?;
+    assert_eq!(status, 409, "{error}");
+    assert!(
+        error.contains("no port with protocol \"microphone\""),
+        "{error}"
+    );
+    let (status, error) = handshake_at(&app.url, &app.admin, &mic(&no_mic)).await?;
+    assert_eq!(status, 409, "{error}");
+    assert!(error.contains("desktop.microphone"), "{error}");
+
+    // A view-only guest may listen but not speak; a guest with control may.
+    let mut guests = Vec::new();
+    for (name, mode) in [("viewer", "view"), ("helper", "control")] {
+        app.admin.create_user(name, "guest-password-123").await?;
+        let share = json!({"username": name, "mode": mode});
+        let path = format!("/api/v1/sessions/{sound}/shares");
+        app.admin
+            .expect(Method::POST, &path, Some(share), StatusCode::CREATED)
+            .await?;
+        guests.push(Api::login(&app.url, name, "guest-password-123").await?);
+    }
+    let (status, error) = handshake_at(&app.url, &guests[0], &mic(&sound)).await?;
+    assert_eq!(status, 403, "{error}");
+    assert!(error.contains("view-only"), "{error}");
+
+    for api in [app.admin.clone(), guests[1].clone()] {
+        let (url, path) = (app.url.clone(), mic(&sound));
+        let viewer = tokio::spawn(async move { handshake_at(&url, &api, &path).await });
+        expect_tunnel(&mut agent, viewer, MIC_PORT).await?;
+    }
+    Ok(())
+}
+
 on_both_engines!(
     audio_tunnels_go_to_the_audio_port,
-    audio_needs_a_running_session
+    audio_needs_a_running_session,
+    microphones_go_to_the_microphone_port_for_those_in_control
 );

@@ -15,6 +15,7 @@ export type DesktopDraft = {
   max_upload: string;
   recording: Policy['recording'];
   sharing: boolean;
+  microphone: boolean;
 };
 
 export const DESKTOP_DEFAULTS: DesktopDraft = {
@@ -24,6 +25,7 @@ export const DESKTOP_DEFAULTS: DesktopDraft = {
   max_upload: '512Mi',
   recording: 'off',
   sharing: true,
+  microphone: true,
 };
 
 export function desktopDraft(policy: Template['desktop'] | undefined): DesktopDraft {
@@ -38,6 +40,7 @@ export function desktopInput(d: DesktopDraft): TemplateDraftInput['desktop'] {
     max_upload: d.max_upload.trim() || undefined,
     recording: d.recording,
     sharing: d.sharing,
+    microphone: d.microphone,
   };
 }
 
@@ -126,6 +129,18 @@ export function DesktopSection({ desktop, onChange, errFor }: Props) {
               onChange={(e) => set('sharing', e.currentTarget.checked)}
             />
             Owners may share their sessions with other users
+          </label>
+        </fieldset>
+        <fieldset class="field">
+          <legend>Microphone</legend>
+          <label class="check">
+            <input
+              type="checkbox"
+              id="tpl-desktop-microphone"
+              checked={desktop.microphone}
+              onChange={(e) => set('microphone', e.currentTarget.checked)}
+            />
+            Viewers may send their microphone into the session (its “microphone” port; the browser asks them too)
           </label>
         </fieldset>
       </div>

@@ -444,7 +444,7 @@ export function TemplateEditPage({ id }: { id?: string }) {
         <h2 id="sec-ports">Ports</h2>
         <p class="muted small">
           The first port is what the viewer opens: a VNC desktop or an HTTP web app. An audio port carries the session’s
-          sound (docs/AUDIO.md).
+          sound, a microphone port takes the viewer’s microphone (docs/AUDIO.md).
         </p>
         {errFor('tpl-port-0-protocol') && error?.field === 'ports' && (
           <small class="field-error" role="alert">{error.detail}</small>
@@ -478,6 +478,7 @@ export function TemplateEditPage({ id }: { id?: string }) {
                     <option value="http">http</option>
                     <option value="https">https</option>
                     <option value="audio">audio</option>
+                    <option value="microphone">microphone</option>
                   </select>
                 </Field>
                 {(p.protocol === 'http' || p.protocol === 'https') && (

@@ -20,6 +20,7 @@ import { useAuth } from '../../auth';
 import { ClipboardPanel, useClipboardSync } from './clipboard';
 import { ShareDialog, useGuestMode } from './share';
 import { useSessionAudio } from './audio';
+import { useSessionMic } from './microphone';
 import { FilesPanel, transferPolicy, useFileDrop, useUploads } from './files';
 import { useVncConnection } from './connection';
 import { Overlay, RecordingNotice } from './overlays';
@@ -116,6 +117,13 @@ export function ViewerPage({ id }: { id: string }) {
 
   const hasAudio = !web && !!session?.ports.some((p) => p.protocol === 'audio');
   const audio = useSessionAudio(id, hasAudio && vnc.conn.kind === 'connected');
+  // The microphone is input: not for view-only guests (the server refuses them too).
+  const hasMic =
+    !web &&
+    guest !== 'view' &&
+    !!session?.desktop.microphone &&
+    !!session?.ports.some((p) => p.protocol === 'microphone');
+  const mic = useSessionMic(id, hasMic && vnc.conn.kind === 'connected');
 
   const { fullscreen, toggle: toggleFullscreen } = useFullscreen(root, vnc.focus);
   const uploads = useUploads(id, () => setFilesChanged((n) => n + 1));
@@ -169,6 +177,7 @@ export function ViewerPage({ id }: { id: string }) {
         fullscreen={fullscreen}
         onFullscreen={toggleFullscreen}
         audio={hasAudio ? audio : null}
+        mic={hasMic ? mic : null}
         acting={acting}
         guest={guest}
         onShare={web ? undefined : () => setSharing(true)}

@@ -20,6 +20,7 @@ import {
 } from '../../components/icons';
 import { Link } from '../../router';
 import { AudioControl, type SessionAudio } from './audio';
+import { MicControl, type SessionMic } from './microphone';
 import type { ClipboardPolicy, SyncState } from './clipboard';
 import { pixelRatio, type RemoteSize, type ViewMode } from './view-mode';
 
@@ -77,6 +78,8 @@ type Props = {
   onShare?: () => void;
   /** The session's sound, when its template has an audio port. */
   audio: SessionAudio | null;
+  /** The viewer's microphone, when the template has a microphone port and allows it. */
+  mic: SessionMic | null;
 };
 
 export function Toolbar(p: Props) {
@@ -216,6 +219,7 @@ function VncTools(p: Props) {
         </button>
       )}
       {p.audio && <AudioControl audio={p.audio} />}
+      {p.mic && <MicControl mic={p.mic} />}
       {p.files !== undefined && (
         <button
           type="button"
