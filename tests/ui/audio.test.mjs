@@ -164,6 +164,8 @@ test('mute and volume set the gain, and are kept across a reload', async () => {
   assert.equal(await page.getByRole('button', { name: 'Unmute' }).getAttribute('aria-pressed'), 'true');
   await gainBecomes(0);
   await page.getByLabel('Volume').fill('0.3');
+  // The volume is stored after the render the input causes: reload only then.
+  await page.waitForFunction(() => localStorage.getItem('streamspace.viewer.volume') === '0.3');
   await page.reload();
   await waitForDesktop(page);
   await control.waitFor();
