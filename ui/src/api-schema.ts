@@ -526,7 +526,8 @@ export interface paths {
         /**
          * Download a recording (admin)
          * @description The file (format: docs/RECORDING.md), streamed; a running recording as
-         *     far as it got.
+         *     far as it got. Every download (the player's too) is recorded in the
+         *     audit log (`recording.download`): who replayed whose desktop.
          */
         get: operations["getRecording"];
         put?: never;

@@ -113,7 +113,8 @@ pub async fn list(
 /// Download a recording (admin)
 ///
 /// The file (format: docs/RECORDING.md), streamed; a running recording as
-/// far as it got.
+/// far as it got. Every download (the player's too) is recorded in the
+/// audit log (`recording.download`): who replayed whose desktop.
 #[utoipa::path(
     get,
     operation_id = "getRecording",
@@ -129,7 +130,8 @@ pub async fn list(
 )]
 pub async fn get(
     State(state): State<AppState>,
-    _: AdminUser,
+    AdminUser(admin): AdminUser,
+    client: ClientAddr,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Response> {
     let path = state
@@ -139,6 +141,14 @@ pub async fn get(
     let file = tokio::fs::File::open(&path)
         .await
         .map_err(|_| ApiError::not_found("recording"))?;
+    if let Some(info) = state.recordings.info(&id) {
+        let event = AuditEvent::new(admin.actor(), "recording.download")
+            .target(format!("session:{}", info.session_id))
+            .outcome(Outcome::Success)
+            .client(client.0)
+            .detail(json!({ "recording": info.id, "viewer": info.viewer }));
+        audit_log::record(&state, event).await;
+    }
     let disposition = format!("attachment; filename=\"{id}.ssrec\"");
     Ok((
         [

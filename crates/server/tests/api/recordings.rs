@@ -124,6 +124,9 @@ async fn a_recorded_viewer_is_listed_downloaded_and_deleted(app: TestApp) -> any
     let start = the_one(&app, "recording.start", &target).await?;
     by(&start, "user:alice", "success")?;
     assert_eq!(start["detail"]["recording"], id.as_str());
+    let replayed_by = the_one(&app, "recording.download", &target).await?;
+    by(&replayed_by, "user:admin", "success")?;
+    assert_eq!(replayed_by["detail"]["recording"], id.as_str());
 
     // Admins only; bad filters are named.
     let path = format!("/api/v1/recordings/{id}");
