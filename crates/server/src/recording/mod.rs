@@ -177,6 +177,11 @@ impl Recordings {
             if path.extension().is_none_or(|e| e != "json") {
                 continue;
             }
+            // Whether it runs, asked before its sidecar is read: a recording
+            // that ends in between is listed as running, never as finished
+            // without its end (its final sidecar is written first).
+            let id = path.file_stem().and_then(|stem| stem.to_str());
+            let active = id.is_some_and(|id| self.is_active(id));
             let Some(info) = read_info(&path) else {
                 continue;
             };
@@ -186,7 +191,6 @@ impl Recordings {
             let bytes = std::fs::metadata(self.path(&info.id, EXTENSION))
                 .map(|m| m.len())
                 .unwrap_or(0);
-            let active = self.is_active(&info.id);
             listed.push(Listed {
                 info,
                 bytes,
@@ -310,13 +314,16 @@ fn begin(
         .mode(0o600)
         .open(&path)?;
     file.write_all(header)?;
-    recordings.save_info(info)?;
+    // Active before its sidecar exists, and (writer.rs) until the final one
+    // is written: a listing never shows a running recording as finished.
     recordings
         .active
         .lock()
         .expect("not poisoned")
         .insert(info.id.clone());
-    let recorder = writer::spawn(recordings.clone(), info.clone(), file);
+    let recorder = recordings
+        .save_info(info)
+        .and_then(|()| writer::spawn(recordings.clone(), info.clone(), file));
     if recorder.is_err() {
         recordings
             .active
