@@ -84,7 +84,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+/// The schema's migrations. A database may hold migrations this binary
+/// does not know: a newer replica applied them during a rolling upgrade.
+/// Every migration only expands the schema for one release
+/// (docs/UPGRADING.md), so the older binary runs on it unchanged.
+fn migrator() -> Migrator {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_ignore_missing(true);
+    migrator
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -139,7 +147,7 @@ impl Store {
                 .execute(&pool)
                 .await?;
         }
-        MIGRATOR.run(&pool).await?;
+        migrator().run(&pool).await?;
         let writes = is_sqlite.then(Arc::default);
         let store = Self {
             pool,
@@ -222,4 +230,29 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
 /// status sets) as safe; values always go through bind parameters.
 fn sql(text: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(text)
+}
+
+#[cfg(test)]
+mod upgrade_tests {
+    use super::Store;
+
+    /// A replica of the previous release keeps starting on a database that
+    /// a newer one has already migrated further (docs/UPGRADING.md).
+    async fn a_database_migrated_by_a_newer_binary_opens(url: &str) {
+        let store = Store::connect(url).await.expect("store");
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations \
+             (version, description, installed_on, success, checksum, execution_time) \
+             VALUES (99999, 'from a newer release', CURRENT_TIMESTAMP, TRUE, $1, 1)",
+        )
+        .bind(vec![0u8; 48])
+        .execute(store.pool())
+        .await
+        .expect("a newer migration");
+        store.close().await;
+        let again = Store::connect(url).await;
+        assert!(again.is_ok(), "{:?}", again.err());
+    }
+
+    on_both_engines!(a_database_migrated_by_a_newer_binary_opens);
 }

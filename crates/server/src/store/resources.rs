@@ -373,7 +373,10 @@ mod tests {
     async fn sessions_of_an_older_version_are_filled_in(url: &str) {
         sqlx::any::install_default_drivers();
         let pool = sqlx::AnyPool::connect(url).await.expect("pool");
-        super::super::MIGRATOR.run_to(2, &pool).await.expect("0002");
+        super::super::migrator()
+            .run_to(2, &pool)
+            .await
+            .expect("0002");
         sqlx::query(
             "INSERT INTO users (id, username, password_hash, role, created_at) \
              VALUES ('u', 'alice', 'x', 'user', 0)",
