@@ -38,6 +38,11 @@ pub struct ServerArgs {
     /// The URL users and agents reach this server at (default: http://LISTEN).
     #[arg(long, env = "STREAMSPACE_PUBLIC_URL")]
     public_url: Option<Url>,
+    /// Where the other control-plane replicas reach this one, e.g.
+    /// `http://$(POD_IP):8080` (default: this listener on loopback, enough
+    /// for replicas on one host).
+    #[arg(long, env = "STREAMSPACE_INTERNAL_URL")]
+    internal_url: Option<Url>,
     /// Serve web apps at `{session}--{port}.DOMAIN` (an origin of their own per
     /// session; needs wildcard DNS and, for HTTPS, a wildcard certificate).
     /// Without it apps are served at `/apps/{session}/{port}/` only.
@@ -130,6 +135,7 @@ impl ServerArgs {
             data_dir: self.data_dir.clone(),
             database_url: self.database_url.clone(),
             public_url: self.public_url.clone(),
+            internal_url: self.internal_url.clone(),
             apps_domain: self.apps_domain.clone(),
             admin_password: std::env::var("STREAMSPACE_ADMIN_PASSWORD")
                 .ok()

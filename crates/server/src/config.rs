@@ -19,6 +19,9 @@ pub struct Config {
     /// The URL users and agents reach this server at; `None` means
     /// `http://{listen}`.
     pub public_url: Option<Url>,
+    /// Where the other replicas reach this one (default: this host's
+    /// listener on loopback, which only replicas on the same host reach).
+    pub internal_url: Option<Url>,
     /// Web apps are also served at `{session}--{port}.{apps_domain}`.
     pub apps_domain: Option<String>,
     /// Password for the `admin` user created on first start; random if unset.
@@ -154,6 +157,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./streamspace-data"),
             database_url: None,
             public_url: None,
+            internal_url: None,
             apps_domain: None,
             admin_password: None,
             heartbeat_interval: Duration::from_secs(5),

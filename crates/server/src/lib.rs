@@ -11,6 +11,7 @@
 //! | what a session should be, and the rules | `lifecycle` (every state change), `quota`, `scheduler` (placement), `session_error` (their refusals) |
 //! | making sessions what they should be | `reconcile` (commands until desired = observed, idle hibernation), `pool` (warm pools: sessions started before a launch asks) |
 //! | agents | `hub` (commands out, reports in, orphans; the live control channels in `hub/channels.rs`), `seal` (sessions we placed), `presence` (online or not) |
+//! | several replicas on PostgreSQL | `cluster` (the registry of replicas, the `LISTEN/NOTIFY` bus between them) |
 //! | viewers and logs through agents | `tunnel` (`/vnc` WebSocket ⇄ data channel relay, logs; `tunnel/broker.rs` pairs the two ends) |
 //! | web apps through agents | `apps` (`/apps/…` and `{session}--{port}.{apps domain}`: grants, the HTTP proxy, pooled data channels) |
 //! | live views | `changes` (in-process notice of a change), `api/events.rs` (the SSE stream), `streams` (each user's stream budget) |
@@ -27,6 +28,7 @@ pub(crate) mod audit_log;
 pub mod auth;
 pub mod bootstrap;
 pub(crate) mod changes;
+pub(crate) mod cluster;
 pub mod config;
 pub(crate) mod error;
 pub(crate) mod hub;

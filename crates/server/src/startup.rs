@@ -7,8 +7,11 @@ use crate::auth::login_guard::LoginGuard;
 use crate::auth::mfa::guard::MfaGuard;
 use crate::auth::oidc::Oidc;
 use crate::auth::revocations::Revocations;
+use crate::auth::secrets::SecretKind;
 use crate::bootstrap::{AdminBootstrap, ensure_admin};
 use crate::changes::Changes;
+use crate::cluster::bus::Bus;
+use crate::cluster::replica::{Replica, ReplicaId};
 use crate::config::Config;
 use crate::hub::channels::AgentHub;
 use crate::serve::{Connections, Endpoint};
@@ -89,6 +92,26 @@ impl Application {
             Some(url) => url.clone(),
             None => Url::parse(&format!("{scheme}://{local}"))?,
         };
+        let replica = Arc::new(Replica {
+            id: ReplicaId::new(),
+            secret: crate::auth::secrets::generate(SecretKind::Replica),
+            internal_url: match &config.internal_url {
+                Some(url) => url.clone(),
+                None => Url::parse(&format!("{scheme}://{}", loopback_of(local)))?,
+            },
+            shared: !database_url.starts_with("sqlite:"),
+        });
+        let bus = match replica.shared {
+            true => Bus::shared(
+                replica.id.clone(),
+                store.pool().clone(),
+                database_url.clone(),
+            ),
+            false => Bus::alone(replica.id.clone()),
+        };
+        crate::cluster::registry::register(&store, &replica)
+            .await
+            .context("cannot register this replica")?;
         let sealer = crate::seal::Sealer::load(&store).await?;
         let oidc = match &config.oidc {
             Some(oidc) => {
@@ -134,6 +157,8 @@ impl Application {
             share_ends: Default::default(),
             oidc,
             recordings: Arc::new(recordings),
+            replica,
+            bus,
         };
         Ok(Self {
             listener,
@@ -204,6 +229,13 @@ impl Application {
         );
         let server = crate::serve::serve(endpoints, router, connections, shutdown.clone(), drain);
         tracing::info!(url = %state.public_url, "control plane listening");
+        state
+            .tasks
+            .spawn(crate::cluster::registry::run(state.clone()));
+        state
+            .tasks
+            .spawn(state.bus.clone().listen(state.shutdown.clone()));
+        state.tasks.spawn(crate::cluster::deliver(state.clone()));
         state.tasks.spawn(crate::reconcile::run(state.clone()));
         state.tasks.spawn(crate::pool::run(state.clone()));
         state

@@ -11,6 +11,8 @@ use crate::auth::login_guard::LoginGuard;
 use crate::auth::mfa::guard::MfaGuard;
 use crate::auth::revocations::Revocations;
 use crate::changes::Changes;
+use crate::cluster::bus::Bus;
+use crate::cluster::replica::Replica;
 use crate::config::Config;
 use crate::hub::channels::AgentHub;
 use crate::metrics::Metrics;
@@ -60,4 +62,8 @@ pub struct AppState {
     pub oidc: Option<Arc<crate::auth::oidc::Oidc>>,
     /// Session recordings under `DATA_DIR/recordings`.
     pub recordings: Arc<crate::recording::Recordings>,
+    /// This process among the control plane's replicas (`cluster/`).
+    pub replica: Arc<Replica>,
+    /// Notices to and from the other replicas (`cluster/bus.rs`).
+    pub bus: Bus,
 }

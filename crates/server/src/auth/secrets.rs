@@ -28,6 +28,9 @@ pub enum SecretKind {
     MfaChallenge,
     /// A link that shares a session (`api/shares.rs`).
     ShareLink,
+    /// What a control-plane replica proves itself with to the others
+    /// (`cluster/`).
+    Replica,
 }
 
 impl SecretKind {
@@ -41,6 +44,7 @@ impl SecretKind {
             SecretKind::AppCookie => "ssc_",
             SecretKind::MfaChallenge => "ssm_",
             SecretKind::ShareLink => "ssj_",
+            SecretKind::Replica => "ssr_",
         }
     }
 }

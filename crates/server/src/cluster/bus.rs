@@ -1,0 +1,258 @@
+//! The replicas' bus: notices one replica publishes for the others, by
+//! PostgreSQL's `NOTIFY` on one channel, received by each replica's
+//! `LISTEN` and handed to whoever subscribed here (`cluster/mod.rs`
+//! delivers them). On SQLite there is one replica and nothing to tell, so
+//! publishing is a no-op there. A part of the application state: it knows
+//! nothing of it.
+//!
+//! `NOTIFY` is delivered when the publishing transaction commits, to every
+//! listening session, in order per publisher; a replica that is not
+//! listening at that moment (reconnecting) misses it. So notices are only
+//! ever a shortcut: what they say is also in the store (commands, session
+//! rows) or is asked again (a tunnel that times out), and the slower paths
+//! (the reconciler, re-reads) still reach the same end.
+
+use super::replica::ReplicaId;
+use crate::hub::channels::AgentHub;
+use serde::{Deserialize, Serialize};
+use sqlx::AnyPool;
+use sqlx::postgres::PgListener;
+use std::sync::Arc;
+use std::time::Duration;
+use streamspace_protocol::{AgentId, ServerMessage};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+/// The one channel every replica listens on.
+pub const CHANNEL: &str = "streamspace_cluster";
+
+/// PostgreSQL refuses payloads of 8000 bytes or more; what is bigger
+/// travels as an id and is read from the store.
+pub const MAX_PAYLOAD: usize = 7_900;
+
+/// Notices kept for slow subscribers.
+const CAPACITY: usize = 4_096;
+
+/// What one replica tells the others.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Notice {
+    /// A message for an agent whose control channel may be held by another
+    /// replica: the one that holds it sends it.
+    ToAgent {
+        agent_id: AgentId,
+        message: ServerMessage,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    origin: ReplicaId,
+    notice: Notice,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("a notice of {0} bytes is too large for NOTIFY")]
+    TooLarge(usize),
+    #[error("cannot publish a notice: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+#[derive(Clone)]
+pub struct Bus {
+    origin: ReplicaId,
+    /// PostgreSQL's pool and URL; `None` on SQLite.
+    shared: Option<Arc<Shared>>,
+    received: broadcast::Sender<Notice>,
+}
+
+struct Shared {
+    pool: AnyPool,
+    url: String,
+}
+
+impl Bus {
+    /// The bus of a replica that is alone (SQLite).
+    pub fn alone(origin: ReplicaId) -> Self {
+        Self {
+            origin,
+            shared: None,
+            received: broadcast::channel(CAPACITY).0,
+        }
+    }
+
+    /// The bus of replicas sharing the PostgreSQL database at `url`.
+    pub fn shared(origin: ReplicaId, pool: AnyPool, url: String) -> Self {
+        Self {
+            shared: Some(Arc::new(Shared { pool, url })),
+            ..Self::alone(origin)
+        }
+    }
+
+    /// Whether other replicas may exist.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// Tells every other replica; nothing on SQLite.
+    pub async fn publish(&self, notice: Notice) -> Result<(), BusError> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        let envelope = Envelope {
+            origin: self.origin.clone(),
+            notice,
+        };
+        let payload = serde_json::to_string(&envelope).unwrap_or_default();
+        if payload.len() > MAX_PAYLOAD {
+            return Err(BusError::TooLarge(payload.len()));
+        }
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(payload)
+            .execute(&shared.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Sends `message` to the agent: at once when this replica holds its
+    /// control channel, else through whichever replica does. `false` when
+    /// it cannot have gone anywhere (alone and not connected here, or the
+    /// database refused the notice).
+    pub async fn to_agent(
+        &self,
+        hub: &AgentHub,
+        agent_id: &AgentId,
+        message: ServerMessage,
+    ) -> bool {
+        if hub.is_connected(agent_id) {
+            return hub.send(agent_id, message);
+        }
+        if !self.is_shared() {
+            return false;
+        }
+        let notice = Notice::ToAgent {
+            agent_id: agent_id.clone(),
+            message,
+        };
+        match self.publish(notice).await {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(%agent_id, error = %err, "cannot pass a message to the agent's replica");
+                false
+            }
+        }
+    }
+
+    /// Notices from the other replicas, from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
+        self.received.subscribe()
+    }
+
+    /// Listens until shutdown, reconnecting when the listening connection
+    /// drops; returns at once on SQLite.
+    pub async fn listen(self, shutdown: CancellationToken) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let mut pause = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            let listened = tokio::select! {
+                result = self.listen_once(&shared.url) => result,
+                _ = shutdown.cancelled() => return,
+            };
+            if let Err(err) = listened {
+                tracing::warn!(error = %err, "the replicas' bus lost its connection; reconnecting");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn listen_once(&self, url: &str) -> Result<(), sqlx::Error> {
+        let mut listener = PgListener::connect(url).await?;
+        // Without this a dropped connection is re-established silently and
+        // the notices in between are lost without a word.
+        listener.ignore_pool_close_event(false);
+        listener.listen(CHANNEL).await?;
+        tracing::info!(replica = %self.origin, "listening to the other replicas");
+        loop {
+            let notification = listener.recv().await?;
+            self.received_payload(notification.payload());
+        }
+    }
+
+    fn received_payload(&self, payload: &str) {
+        match serde_json::from_str::<Envelope>(payload) {
+            Ok(envelope) if envelope.origin == self.origin => {}
+            // No subscriber is fine: nobody here needs it.
+            Ok(envelope) => drop(self.received.send(envelope.notice)),
+            // A newer replica's notice this one does not know.
+            Err(err) => tracing::debug!(error = %err, "ignoring an unknown notice"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two replicas on one database: each hears the other's notices and
+    /// not its own.
+    #[tokio::test]
+    async fn replicas_hear_each_other_and_not_themselves() {
+        let url = streamspace_testkit::postgres::fresh_database()
+            .await
+            .expect("a PostgreSQL database");
+        sqlx::any::install_default_drivers();
+        let pool = AnyPool::connect(&url).await.expect("pool");
+        let (a, b) = (ReplicaId::new(), ReplicaId::new());
+        let bus_a = Bus::shared(a, pool.clone(), url.clone());
+        let bus_b = Bus::shared(b, pool, url);
+        let stop = CancellationToken::new();
+        let (mut heard_a, mut heard_b) = (bus_a.subscribe(), bus_b.subscribe());
+        tokio::spawn(bus_a.clone().listen(stop.clone()));
+        tokio::spawn(bus_b.clone().listen(stop.clone()));
+        let notice = |reason: &str| Notice::ToAgent {
+            agent_id: AgentId::from("agent"),
+            message: ServerMessage::Goodbye {
+                reason: reason.into(),
+            },
+        };
+        // Until both listen, a notice may be missed: repeat until heard.
+        let heard = async {
+            loop {
+                bus_a.publish(notice("from a")).await.expect("publish");
+                let wait = tokio::time::timeout(Duration::from_millis(200), heard_b.recv());
+                if let Ok(got) = wait.await {
+                    return got.expect("notice");
+                }
+            }
+        };
+        let got = tokio::time::timeout(Duration::from_secs(10), heard).await;
+        assert_eq!(got.expect("b heard a"), notice("from a"));
+        assert!(heard_a.try_recv().is_err(), "a heard itself");
+        let big = "x".repeat(MAX_PAYLOAD);
+        assert!(matches!(
+            bus_a.publish(notice(&big)).await,
+            Err(BusError::TooLarge(_))
+        ));
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_lone_replica_publishes_nothing() {
+        let bus = Bus::alone(ReplicaId::new());
+        let mut heard = bus.subscribe();
+        let notice = Notice::ToAgent {
+            agent_id: AgentId::from("agent"),
+            message: ServerMessage::Goodbye { reason: "x".into() },
+        };
+        bus.publish(notice).await.expect("no-op");
+        assert!(heard.try_recv().is_err());
+    }
+}
