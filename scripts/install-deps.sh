@@ -68,6 +68,8 @@ have jq || MISSING+=(jq)
 # with htpasswd authentication (htpasswd -B from apache2-utils).
 have docker-registry || MISSING+=(docker-registry)
 have htpasswd || MISSING+=(apache2-utils)
+# The replica tests run several control planes behind a real load balancer.
+have haproxy || MISSING+=(haproxy)
 # Node.js 20 or later (the machine's): the UI build, the browser tests, and
 # the OpenID Connect provider they sign in with (tests/oidc, whose npm
 # packages scripts/test-ui.sh installs with `npm ci`, like tests/ui's).
