@@ -18,6 +18,11 @@ pub struct Spawned {
 }
 
 impl Spawned {
+    /// A process started elsewhere in the harness, logging to `log`.
+    pub fn from_child(child: Child, log: PathBuf) -> Self {
+        Self { child, log }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id().unwrap_or_default()
     }
@@ -122,6 +127,8 @@ pub struct ControlPlane {
     mode: Mode,
     database_url: Option<String>,
     options: Options,
+    /// One of several behind a load balancer (`start_replica`).
+    replica: bool,
     _dir: TempDir,
 }
 
@@ -148,6 +155,45 @@ impl ControlPlane {
             mode,
             database_url: database_url.map(str::to_owned),
             options,
+            replica: false,
+            _dir: dir,
+        })
+    }
+
+    /// A replica among several on `database_url` (`server` mode), on a
+    /// loopback port of its own, telling users and agents that they reach
+    /// it at `public_url` (the load balancer in front of all replicas).
+    pub async fn start_replica(
+        bin: &Path,
+        database_url: &str,
+        public_url: &Url,
+        mut options: Options,
+    ) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let data_dir = dir.path().join("data");
+        let port = free_port()?;
+        let listen = format!("127.0.0.1:{port}");
+        options
+            .args
+            .extend(["--public-url".to_owned(), public_url.to_string()]);
+        let (process, _public) = Self::launch(
+            bin,
+            Mode::Server,
+            &data_dir,
+            Some(database_url),
+            &listen,
+            &options,
+        )
+        .await?;
+        Ok(Self {
+            process,
+            url: Url::parse(&format!("http://{listen}"))?,
+            data_dir,
+            bin: bin.to_owned(),
+            mode: Mode::Server,
+            database_url: Some(database_url.to_owned()),
+            options,
+            replica: true,
             _dir: dir,
         })
     }
@@ -202,9 +248,20 @@ impl ControlPlane {
         )
         .await?;
         self.process = process;
-        self.url = url;
+        // A replica prints the load balancer's URL; it still listens here.
+        if !self.replica {
+            self.url = url;
+        }
         Ok(())
     }
+}
+
+/// A TCP port free on loopback now (for a process that must be told its
+/// port before it starts; another process could take it in between, which
+/// on a test machine does not happen).
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
 }
 
 /// Reads the banner line `StreamSpace is running at URL` from stdout and

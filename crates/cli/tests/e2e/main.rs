@@ -6,6 +6,7 @@ mod cli_sessions;
 mod connect;
 mod faults;
 mod files;
+mod fleet;
 mod gpus;
 mod isolation;
 mod login_flood;
