@@ -46,61 +46,18 @@ pub async fn hub(settings: &Settings) -> anyhow::Result<BenchResult> {
     let public = Api::new(&cp.url);
     let rss_idle = procfs::rss_kib(pid)?;
 
-    let start = Instant::now();
-    let identities: Vec<Identity> = futures::stream::iter(0..n)
-        .map(|i| {
-            let (admin, public) = (&admin, &public);
-            async move { sim_agent::enroll(admin, public, &format!("sim-{i:05}")).await }
-        })
-        .buffered(ENROLL_CONCURRENCY)
-        .try_collect()
-        .await?;
-    let enroll_time = start.elapsed();
-    eprintln!(
-        "  enrolled {n} agents in {:.1} s",
-        enroll_time.as_secs_f64()
-    );
-
-    let counters = Arc::new(Counters::default());
-    let (deliveries_tx, mut deliveries) = mpsc::unbounded_channel::<Delivery>();
-    let mut fleet = JoinSet::new();
-    let start = Instant::now();
-    let base = cp.url.clone();
-    let mut connects = futures::stream::iter(identities.iter().enumerate())
-        .map(|(i, identity)| {
-            let base = &base;
-            async move { (i, sim_agent::connect(base, identity).await) }
-        })
-        .buffer_unordered(CONNECT_CONCURRENCY);
-    while let Some((i, connected)) = connects.next().await {
-        let (ws, heartbeat) = connected.with_context(|| format!("agent sim-{i:05}"))?;
-        // Spread first heartbeats over one interval, as independent hosts would.
-        let phase = heartbeat.mul_f64(i as f64 / n as f64);
-        fleet.spawn(sim_agent::run(
-            ws,
-            heartbeat,
-            phase,
-            counters.clone(),
-            deliveries_tx.clone(),
-        ));
-    }
-    drop(connects);
-    let connect_time = start.elapsed();
-    eprintln!(
-        "  connected {n} agents in {:.1} s",
-        connect_time.as_secs_f64()
-    );
+    let mut sims = launch(&admin, &public, std::slice::from_ref(&cp.url), n).await?;
     let hub_connected = wait_connected(&admin, n).await?;
 
     // Steady state: only heartbeats.
     sleep(steady / 2).await;
     let cpu_before = procfs::cpu_time(pid)?;
-    let beats_before = counters.heartbeats.load(Ordering::Relaxed);
+    let beats_before = sims.counters.heartbeats.load(Ordering::Relaxed);
     let window = Instant::now();
     sleep(steady / 2).await;
     let cpu = procfs::cpu_time(pid)?.saturating_sub(cpu_before);
     let window = window.elapsed().as_secs_f64();
-    let beats = counters.heartbeats.load(Ordering::Relaxed) - beats_before;
+    let beats = sims.counters.heartbeats.load(Ordering::Relaxed) - beats_before;
     let cpu_percent = cpu.as_secs_f64() / window * 100.0;
     let rss = procfs::rss_kib(pid)?;
     let online = count_online(&admin).await?;
@@ -115,38 +72,11 @@ pub async fn hub(settings: &Settings) -> anyhow::Result<BenchResult> {
         .create_template(json!({"name": "sim", "image": "streamspace/sim:none",
                                 "ports": [{"name": "vnc", "port": 5900, "protocol": "vnc"}]}))
         .await?;
-    let mut latencies = Vec::with_capacity(dispatches);
-    // Until the API answered: the request's own share of each dispatch.
-    let mut responses = Vec::with_capacity(dispatches);
-    let mut sent_at = Vec::with_capacity(dispatches);
-    let dispatch_start = Instant::now();
-    let mut early: HashMap<SessionId, Instant> = HashMap::new();
-    for k in 0..dispatches {
-        let agent = &identities[(k * 7919) % n];
-        let sent = Instant::now();
-        let session = admin
-            .create_session(json!({"template": "sim", "agent_id": agent.id}))
-            .await?;
-        responses.push(sent.elapsed());
-        let id = session["id"].as_str().context("session id")?.to_owned();
-        let received = match early.remove(id.as_str()) {
-            Some(at) => at,
-            None => loop {
-                let (sid, at) = timeout(Duration::from_secs(30), deliveries.recv())
-                    .await
-                    .with_context(|| {
-                        format!("agent {} never got session {id}'s command", agent.id)
-                    })?
-                    .context("the fleet is gone")?;
-                if sid == id {
-                    break at;
-                }
-                early.insert(sid, at);
-            },
-        };
-        latencies.push(received.saturating_duration_since(sent));
-        sent_at.push(sent.duration_since(dispatch_start).as_secs_f64());
-    }
+    let Dispatched {
+        latencies,
+        responses,
+        sent_at,
+    } = dispatch(std::slice::from_ref(&admin), &mut sims, dispatches).await?;
     let dispatch = Summary::of_durations_ms(&latencies).context("no dispatches")?;
     let response = Summary::of_durations_ms(&responses).context("no responses")?;
     eprintln!(
@@ -160,7 +90,7 @@ pub async fn hub(settings: &Settings) -> anyhow::Result<BenchResult> {
         response.max
     );
     let online_after = count_online(&admin).await?;
-    let disconnects = counters.disconnects.load(Ordering::Relaxed);
+    let disconnects = sims.counters.disconnects.load(Ordering::Relaxed);
     let rss_after = procfs::rss_kib(pid)?;
 
     let mut result = BenchResult::new("hub");
@@ -197,8 +127,8 @@ pub async fn hub(settings: &Settings) -> anyhow::Result<BenchResult> {
         cpu_percent,
     ));
     result.detail("agents", n);
-    result.detail("enroll_s", enroll_time.as_secs_f64());
-    result.detail("connect_s", connect_time.as_secs_f64());
+    result.detail("enroll_s", sims.enroll_time.as_secs_f64());
+    result.detail("connect_s", sims.connect_time.as_secs_f64());
     result.detail("hub_connected_metric", hub_connected);
     result.detail("online_before_dispatch", online);
     result.detail("heartbeats_per_s", beats as f64 / window);
@@ -225,9 +155,135 @@ pub async fn hub(settings: &Settings) -> anyhow::Result<BenchResult> {
             "{disconnects} simulated agents lost their connection"
         ));
     }
-    fleet.abort_all();
+    sims.tasks.abort_all();
     drop(cp);
     Ok(result)
+}
+
+/// Simulated agents, enrolled and connected, agent `i` to `bases[i % len]`.
+pub(crate) struct Sims {
+    pub identities: Vec<Identity>,
+    pub counters: Arc<Counters>,
+    deliveries: mpsc::UnboundedReceiver<Delivery>,
+    pub tasks: JoinSet<()>,
+    pub enroll_time: Duration,
+    pub connect_time: Duration,
+}
+
+pub(crate) async fn launch(
+    admin: &Api,
+    public: &Api,
+    bases: &[url::Url],
+    n: usize,
+) -> anyhow::Result<Sims> {
+    let start = Instant::now();
+    let identities: Vec<Identity> = futures::stream::iter(0..n)
+        .map(|i| async move { sim_agent::enroll(admin, public, &format!("sim-{i:05}")).await })
+        .buffered(ENROLL_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let enroll_time = start.elapsed();
+    eprintln!(
+        "  enrolled {n} agents in {:.1} s",
+        enroll_time.as_secs_f64()
+    );
+    let counters = Arc::new(Counters::default());
+    let (deliveries_tx, deliveries) = mpsc::unbounded_channel::<Delivery>();
+    let mut tasks = JoinSet::new();
+    let start = Instant::now();
+    let mut connects = futures::stream::iter(identities.iter().enumerate())
+        .map(|(i, identity)| {
+            let base = &bases[i % bases.len()];
+            async move { (i, sim_agent::connect(base, identity).await) }
+        })
+        .buffer_unordered(CONNECT_CONCURRENCY);
+    while let Some((i, connected)) = connects.next().await {
+        let (ws, heartbeat) = connected.with_context(|| format!("agent sim-{i:05}"))?;
+        // Spread first heartbeats over one interval, as independent hosts would.
+        let phase = heartbeat.mul_f64(i as f64 / n as f64);
+        tasks.spawn(sim_agent::run(
+            ws,
+            heartbeat,
+            phase,
+            counters.clone(),
+            deliveries_tx.clone(),
+        ));
+    }
+    drop(connects);
+    let connect_time = start.elapsed();
+    eprintln!(
+        "  connected {n} agents in {:.1} s",
+        connect_time.as_secs_f64()
+    );
+    Ok(Sims {
+        identities,
+        counters,
+        deliveries,
+        tasks,
+        enroll_time,
+        connect_time,
+    })
+}
+
+/// Each dispatch's latency (create → the agent has the command), the API
+/// response's share of it, and when it was sent (s into the run).
+pub(crate) struct Dispatched {
+    pub latencies: Vec<Duration>,
+    pub responses: Vec<Duration>,
+    pub sent_at: Vec<f64>,
+}
+
+/// `dispatches` creates, each for a different agent, spread over the
+/// fleet. With several replicas (`apis[r]` for agents connected to replica
+/// `r`, as `launch` spread them), each goes through the next replica, so
+/// every command crosses from one replica to another.
+pub(crate) async fn dispatch(
+    apis: &[Api],
+    sims: &mut Sims,
+    dispatches: usize,
+) -> anyhow::Result<Dispatched> {
+    let apis_n = apis.len();
+    let mut dispatched = Dispatched {
+        latencies: Vec::with_capacity(dispatches),
+        responses: Vec::with_capacity(dispatches),
+        sent_at: Vec::with_capacity(dispatches),
+    };
+    let start = Instant::now();
+    let mut early: HashMap<SessionId, Instant> = HashMap::new();
+    let n = sims.identities.len();
+    for k in 0..dispatches {
+        let i = (k * 7919) % n;
+        let agent = &sims.identities[i];
+        let api = &apis[(i + 1) % apis_n];
+        let sent = Instant::now();
+        let session = api
+            .create_session(json!({"template": "sim", "agent_id": agent.id}))
+            .await?;
+        dispatched.responses.push(sent.elapsed());
+        let id = session["id"].as_str().context("session id")?.to_owned();
+        let received = match early.remove(id.as_str()) {
+            Some(at) => at,
+            None => loop {
+                let (sid, at) = timeout(Duration::from_secs(30), sims.deliveries.recv())
+                    .await
+                    .with_context(|| {
+                        format!("agent {} never got session {id}'s command", agent.id)
+                    })?
+                    .context("the fleet is gone")?;
+                if sid == id {
+                    break at;
+                }
+                early.insert(sid, at);
+            },
+        };
+        dispatched
+            .latencies
+            .push(received.saturating_duration_since(sent));
+        dispatched
+            .sent_at
+            .push(sent.duration_since(start).as_secs_f64());
+    }
+    Ok(dispatched)
 }
 
 /// Waits until the hub's own gauge counts `n` connected agents.
@@ -252,7 +308,7 @@ async fn agents_connected(api: &Api) -> anyhow::Result<u64> {
         .context("no streamspace_agents_connected in /metrics")
 }
 
-async fn count_online(admin: &Api) -> anyhow::Result<usize> {
+pub(crate) async fn count_online(admin: &Api) -> anyhow::Result<usize> {
     Ok(admin
         .agents()
         .await?

@@ -10,6 +10,7 @@ mod desktops;
 mod docker_cli;
 mod events;
 mod hub;
+mod hub_replicas;
 mod procfs;
 mod recording;
 mod report;
@@ -81,6 +82,8 @@ enum Bench {
     HibernateWake,
     /// Simulated agents heartbeating on one control plane; dispatch latency.
     Hub,
+    /// Simulated agents over 3 replicas on PostgreSQL; cross-replica dispatch latency.
+    HubReplicas,
     /// Many real desktops on one agent, each answering RFB through /vnc.
     Desktops,
     /// A tone started in a desktop session → its onset at a /audio client.
@@ -90,7 +93,7 @@ enum Bench {
 }
 
 impl Bench {
-    const ALL: [Bench; 11] = [
+    const ALL: [Bench; 12] = [
         Bench::TunnelThroughput,
         Bench::TunnelTlsThroughput,
         Bench::TunnelLatency,
@@ -99,6 +102,7 @@ impl Bench {
         Bench::WarmStart,
         Bench::HibernateWake,
         Bench::Hub,
+        Bench::HubReplicas,
         Bench::Desktops,
         Bench::AudioLatency,
         Bench::Recording,
@@ -120,6 +124,7 @@ impl Bench {
             Bench::WarmStart => startup::warm_start(settings).await,
             Bench::HibernateWake => startup::hibernate_wake(settings).await,
             Bench::Hub => hub::hub(settings).await,
+            Bench::HubReplicas => hub_replicas::hub_replicas(settings).await,
             Bench::Desktops => desktops::desktops(settings).await,
             Bench::AudioLatency => audio::latency(settings).await,
             Bench::Recording => recording::recording(settings).await,

@@ -283,8 +283,7 @@ async fn restart_replica(setup: &mut Setup, i: usize) -> anyhow::Result<Duration
     let moved = eventually(Duration::from_secs(10), "agents moved", || async {
         let agents = others[0].agents().await?;
         let settled = agents.iter().all(|a| {
-            a["status"] == "online"
-                && a["replica_id"].as_str().is_some_and(|r| r != replica_id)
+            a["status"] == "online" && a["replica_id"].as_str().is_some_and(|r| r != replica_id)
         });
         Ok((settled && agents.len() == AGENT_NAMES.len()).then(|| started.elapsed()))
     })
@@ -350,7 +349,10 @@ async fn keep_viewing(api: Api, id: String, stop: CancellationToken) -> anyhow::
         };
         if ended {
             reconnects += 1;
-            eprintln!("viewer of {id} reconnecting after {:?}", connected.elapsed());
+            eprintln!(
+                "viewer of {id} reconnecting after {:?}",
+                connected.elapsed()
+            );
         }
     }
     Ok(reconnects)
