@@ -30,16 +30,7 @@ pub async fn hub(settings: &Settings) -> anyhow::Result<BenchResult> {
     } else {
         (settings.agents, 1000, Duration::from_secs(20))
     };
-    if let Some(limit) = procfs::open_files_limit()
-        && limit < n as u64 + 500
-    {
-        anyhow::bail!("{n} agents need {n}+ open files here, the limit is {limit} (ulimit -n)");
-    }
-    let options = Options {
-        heartbeat_interval: "5s".into(),
-        log_filter: settings.log_filter.clone(),
-        args: Vec::new(),
-    };
+    let options = control_plane_options(settings, n)?;
     let cp = ControlPlane::start_with(&settings.bin, Mode::Server, None, options).await?;
     let pid = cp.process.pid();
     let admin = Api::admin(&cp.url).await?;
@@ -158,6 +149,21 @@ pub async fn hub(settings: &Settings) -> anyhow::Result<BenchResult> {
     sims.tasks.abort_all();
     drop(cp);
     Ok(result)
+}
+
+/// What the control plane(s) of a hub benchmark with `n` agents run with
+/// (agents' default heartbeat), once the host can hold that many sockets.
+pub(crate) fn control_plane_options(settings: &Settings, n: usize) -> anyhow::Result<Options> {
+    if let Some(limit) = procfs::open_files_limit()
+        && limit < n as u64 + 500
+    {
+        anyhow::bail!("{n} agents need {n}+ open files here, the limit is {limit} (ulimit -n)");
+    }
+    Ok(Options {
+        heartbeat_interval: "5s".into(),
+        log_filter: settings.log_filter.clone(),
+        args: Vec::new(),
+    })
 }
 
 /// Simulated agents, enrolled and connected, agent `i` to `bases[i % len]`.

@@ -6,7 +6,7 @@
 //! command; the replicas pass it with PostgreSQL's `NOTIFY`).
 
 use crate::Settings;
-use crate::hub::{Dispatched, count_online, dispatch, launch};
+use crate::hub::{Dispatched, control_plane_options, count_online, dispatch, launch};
 use crate::procfs;
 use crate::report::{BenchResult, Row};
 use crate::stats::Summary;
@@ -14,8 +14,8 @@ use anyhow::Context;
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use streamspace_testkit::Api;
 use streamspace_testkit::fleet::Fleet;
-use streamspace_testkit::{Api, Options};
 use tokio::time::sleep;
 
 const REPLICAS: usize = 3;
@@ -25,16 +25,7 @@ pub async fn hub_replicas(settings: &Settings) -> anyhow::Result<BenchResult> {
         true => (60, 30),
         false => (settings.agents, 1000),
     };
-    if let Some(limit) = procfs::open_files_limit()
-        && limit < n as u64 + 500
-    {
-        anyhow::bail!("{n} agents need {n}+ open files here, the limit is {limit} (ulimit -n)");
-    }
-    let options = Options {
-        heartbeat_interval: "5s".into(),
-        log_filter: settings.log_filter.clone(),
-        args: Vec::new(),
-    };
+    let options = control_plane_options(settings, n)?;
     let fleet = Fleet::start(&settings.bin, REPLICAS, options).await?;
     let admin = Api::admin(&fleet.replicas[0].url).await?;
     let public = Api::new(&fleet.replicas[0].url);
