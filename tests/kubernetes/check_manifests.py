@@ -690,6 +690,13 @@ def main(argv=None):
             f"admits only the agent to all {len(sessions)} rendered sessions",
             file=sys.stderr,
         )
+    if not checker.failures:
+        for overlay, replicas in REPLICATED.items():
+            print(
+                f"test-kubernetes: {overlay} runs {replicas} replicas: PodDisruptionBudget, "
+                "readiness /readyz, liveness /healthz, spread across nodes, drain covered",
+                file=sys.stderr,
+            )
     print(f"test-kubernetes: {checker.checked} objects checked", file=sys.stderr)
     for f in checker.failures:
         print(f"test-kubernetes: FAIL {f}", file=sys.stderr)
