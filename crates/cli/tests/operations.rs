@@ -1,7 +1,8 @@
 //! What docs/OPERATIONS.md tells an operator to do, done with the real
 //! binary and the real tools: the Grafana dashboard queries only metrics a
 //! running server exports; the HAProxy example is a configuration HAProxy
-//! accepts; and backups of SQLite (`.backup`, `VACUUM INTO`) and PostgreSQL
+//! accepts; the alert rules are rules promtool accepts, on exported
+//! metrics; and backups of SQLite (`.backup`, `VACUUM INTO`) and PostgreSQL
 //! (`pg_dump`) restore into a database the binary starts on, with the data
 //! of the moment of the backup and nothing later.
 
@@ -358,6 +359,67 @@ async fn the_grafana_dashboard_queries_what_a_server_exports() -> anyhow::Result
         file.display(),
         problems.join("\n  ")
     );
+    check_promql(&dashboard)?;
+
+    // The alert rules name only metrics the server (or Prometheus) has.
+    let rules = repository_file("deploy/prometheus/alerts.yaml");
+    run("promtool", &["check", "rules", path_str(&rules)?], &[])?;
+    let mut unknown = Vec::new();
+    for expr in alert_expressions(&std::fs::read_to_string(&rules)?)? {
+        for metric in metric_refs(&expr)? {
+            let name = metric.name.as_str();
+            if !exported.contains(name)
+                && !PENDING.contains(&name)
+                && !PROMETHEUS_OWN.contains(&name)
+            {
+                unknown.push(format!("{name} in {expr}"));
+            }
+        }
+    }
+    ensure!(
+        unknown.is_empty(),
+        "{}: unknown metrics {unknown:#?}",
+        rules.display()
+    );
+    Ok(())
+}
+
+fn path_str(path: &Path) -> anyhow::Result<&str> {
+    path.to_str().context("a UTF-8 path")
+}
+
+/// Every `expr` of a Prometheus rules file.
+fn alert_expressions(rules: &str) -> anyhow::Result<Vec<String>> {
+    let rules: Value = serde_saphyr::from_str(rules)?;
+    let exprs: Vec<String> = rules["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|group| group["rules"].as_array().cloned().unwrap_or_default())
+        .filter_map(|rule| rule["expr"].as_str().map(str::to_owned))
+        .collect();
+    ensure!(!exprs.is_empty(), "no rules");
+    Ok(exprs)
+}
+
+/// The panels' queries are PromQL Prometheus parses: promtool checks them as
+/// recording rules, with Grafana's variables replaced by what they become.
+fn check_promql(dashboard: &Value) -> anyhow::Result<()> {
+    let rules: Vec<Value> = dashboard_queries(dashboard)
+        .into_iter()
+        .filter(|(_, _, in_panel)| *in_panel)
+        .enumerate()
+        .map(|(i, (_, expr, _))| {
+            let expr = expr
+                .replace("$__rate_interval", "5m")
+                .replace("$instance", ".+");
+            json!({"record": format!("dashboard:query_{i}"), "expr": expr})
+        })
+        .collect();
+    let file = tempfile::NamedTempFile::with_suffix(".json")?;
+    let groups = json!({"groups": [{"name": "dashboard", "rules": rules}]});
+    std::fs::write(file.path(), serde_json::to_vec(&groups)?)?;
+    run("promtool", &["check", "rules", path_str(file.path())?], &[])?;
     Ok(())
 }
 
