@@ -525,6 +525,99 @@ fn haproxy_accepts_the_example_with_addresses_from_the_environment() -> anyhow::
     Ok(())
 }
 
+/// HAProxy running the example in front of `replicas`, on a free port.
+struct Balancer {
+    url: url::Url,
+    _process: tokio::process::Child,
+}
+
+impl Balancer {
+    async fn start(replicas: &[&ControlPlane]) -> anyhow::Result<Self> {
+        let free = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let bind = free.local_addr()?.to_string();
+        drop(free);
+        let mut command = tokio::process::Command::new("haproxy");
+        // -db: in the foreground, so the test owns the process.
+        command
+            .args(["-db", "-f"])
+            .arg(repository_file("deploy/haproxy/haproxy.cfg"))
+            .env("STREAMSPACE_LB_BIND", &bind)
+            // 20000 needs 40,000 open files, more than test machines allow.
+            .env("STREAMSPACE_LB_MAXCONN", "2000")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        for (i, replica) in replicas.iter().enumerate() {
+            let address = format!(
+                "{}:{}",
+                replica.url.host_str().unwrap_or("127.0.0.1"),
+                replica.url.port().unwrap_or(80)
+            );
+            command.env(format!("STREAMSPACE_REPLICA_{}", i + 1), address);
+        }
+        let process = command.spawn().context("cannot start haproxy")?;
+        let url = url::Url::parse(&format!("http://{bind}/"))?;
+        streamspace_testkit::eventually(
+            std::time::Duration::from_secs(10),
+            "haproxy listening",
+            || async { Ok(tokio::net::TcpStream::connect(&bind).await.ok().map(|_| ())) },
+        )
+        .await?;
+        Ok(Self {
+            url,
+            _process: process,
+        })
+    }
+}
+
+async fn status(url: &url::Url, path: &str) -> anyhow::Result<StatusCode> {
+    Ok(Api::new(url).call(Method::GET, path, None).await?.status)
+}
+
+/// The example in front of three real replicas on one PostgreSQL: it sends
+/// requests only to replicas whose `/readyz` says 200, and a replica killed
+/// with -9 costs no request (retries on another replica), before the
+/// health checks even notice.
+#[tokio::test]
+async fn haproxy_routes_to_ready_replicas_and_survives_a_kill() -> anyhow::Result<()> {
+    let database = postgres::fresh_database().await?;
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(ControlPlane::start(bin(), Mode::Server, Some(&database)).await?);
+    }
+    let balancer = Balancer::start(&replicas.iter().collect::<Vec<_>>()).await?;
+    let mut ready = 0;
+    for replica in &replicas {
+        ready += usize::from(status(&replica.url, "/readyz").await? == StatusCode::OK);
+    }
+    if ready == 0 {
+        // Without /readyz (a binary before it existed: 404) no replica is
+        // ready, and HAProxy must take them all out within its checks.
+        streamspace_testkit::eventually(
+            std::time::Duration::from_secs(10),
+            "HAProxy to answer 503",
+            || async {
+                Ok(
+                    (status(&balancer.url, "/healthz").await? == StatusCode::SERVICE_UNAVAILABLE)
+                        .then_some(()),
+                )
+            },
+        )
+        .await?;
+        return Ok(());
+    }
+    ensure!(ready == 3, "{ready} of 3 fresh replicas are ready");
+    let admin = Api::admin(&balancer.url).await?;
+    make_data(&admin, "through-the-balancer").await?;
+    replicas[0].process.kill9().await?;
+    // At once, before any health check: every request still answers.
+    for _ in 0..30 {
+        let users = usernames(&admin).await?;
+        ensure!(users.contains("through-the-balancer"), "{users:?}");
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // Backups and restores
 
