@@ -494,6 +494,16 @@ fn the_dashboard_checks_catch_what_they_are_for() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The alert rules fire on series like a fleet's, and only then
+/// (tests/prometheus/alerts_test.yaml: promtool's rule unit tests).
+#[test]
+fn the_alert_rules_fire_when_they_should() -> anyhow::Result<()> {
+    let cases = repository_file("tests/prometheus/alerts_test.yaml");
+    let said = run("promtool", &["test", "rules", path_str(&cases)?], &[])?;
+    ensure!(said.contains("SUCCESS"), "{said}");
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // The HAProxy example
 
