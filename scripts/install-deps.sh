@@ -68,17 +68,16 @@ have jq || MISSING+=(jq)
 # with htpasswd authentication (htpasswd -B from apache2-utils).
 have docker-registry || MISSING+=(docker-registry)
 have htpasswd || MISSING+=(apache2-utils)
-# docs/OPERATIONS.md, tried by crates/cli/tests/operations.rs: SQLite's
-# online backup, HAProxy in front of replicas, promtool checking the alert
-# rules and the Grafana dashboard's queries (pg_dump comes with postgresql).
-have sqlite3 || MISSING+=(sqlite3)
-have haproxy || MISSING+=(haproxy)
-have promtool || MISSING+=(prometheus)
 # Node.js 20 or later (the machine's): the UI build, the browser tests, and
 # the OpenID Connect provider they sign in with (tests/oidc, whose npm
 # packages scripts/test-ui.sh installs with `npm ci`, like tests/ui's).
 have node || MISSING+=(nodejs)
 have npm || MISSING+=(npm)
+# docs/OPERATIONS.md, tried by crates/cli/tests/operations.rs: SQLite's
+# online backup and promtool checking the alert rules and the Grafana
+# dashboard's queries (pg_dump comes with postgresql; HAProxy is above).
+have sqlite3 || MISSING+=(sqlite3)
+have promtool || MISSING+=(prometheus)
 
 if ((${#MISSING[@]})); then
   log "installing: ${MISSING[*]}"
