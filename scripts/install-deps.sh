@@ -75,6 +75,11 @@ have haproxy || MISSING+=(haproxy)
 # packages scripts/test-ui.sh installs with `npm ci`, like tests/ui's).
 have node || MISSING+=(nodejs)
 have npm || MISSING+=(npm)
+# docs/OPERATIONS.md, tried by crates/cli/tests/operations.rs: SQLite's
+# online backup and promtool checking the alert rules and the Grafana
+# dashboard's queries (pg_dump comes with postgresql; HAProxy is above).
+have sqlite3 || MISSING+=(sqlite3)
+have promtool || MISSING+=(prometheus)
 
 if ((${#MISSING[@]})); then
   log "installing: ${MISSING[*]}"

@@ -14,7 +14,11 @@
 #     (patches and image entries that match nothing, manifests no
 #     kustomization lists);
 #   - the default install isolates sessions: a NetworkPolicy selects every
-#     session pod `render` prints and admits the agent's pods only.
+#     session pod `render` prints and admits the agent's pods only;
+#   - the PostgreSQL overlay runs replicas: 3 of them, a PodDisruptionBudget,
+#     readiness on /readyz, liveness on /healthz, spread across nodes,
+#     --internal-url from the pod's IP, one MFA key, and a grace period that
+#     covers the preStop pause and the drain.
 #
 # The checks are tests/kubernetes/check_manifests.py (linted here with ruff);
 # its fixtures prove kustomize reads `host:port/image` and digests right and

@@ -17,9 +17,16 @@ file adds only what kustomize lets pass silently:
 And the default install must isolate sessions: a NetworkPolicy selects
 every pod `render` printed and admits the agent's pods only.
 
-Two fixtures check the checks: kustomize must read image references with
-a registry port or a digest right (fixtures/image-references), and every
-rule above must fail on a tree that breaks it (fixtures/broken).
+The PostgreSQL overlay runs replicas (docs/OPERATIONS.md): 3 of them, a
+PodDisruptionBudget that lets one go at a time, readiness on /readyz and
+liveness on /healthz, spread across nodes, each telling the others its pod
+address (--internal-url from the downward API), one shared MFA key, and a
+grace period that covers the preStop pause and the drain.
+
+Three fixtures check the checks: kustomize must read image references with
+a registry port or a digest right (fixtures/image-references), every rule
+above must fail on a tree that breaks it (fixtures/broken), and every
+replica rule on a Deployment that breaks it (fixtures/replicas-broken).
 
 No apiserver runs here: this is schema validation, not a cluster.
 """
@@ -52,6 +59,15 @@ COMBINATIONS = {
         ],
     ),
 }
+
+# Builds that run control-plane replicas on PostgreSQL: directory relative
+# to the tree -> how many replicas.
+REPLICATED = {"control-plane/postgres": 3}
+# The server's --drain-timeout default: how long a stopping replica gives
+# its viewers' tunnels (docs/UPGRADING.md).
+DRAIN_TIMEOUT_SECONDS = 10
+# What a replica needs after the drain to tell its agents to move and exit.
+EXIT_MARGIN_SECONDS = 5
 
 KUSTOMIZE_KINDS = {"Kustomization", "Component"}
 CLUSTER_SCOPED = {
@@ -429,6 +445,155 @@ def check_rendered(checker, rendered_dir):
     return sessions
 
 
+def env_of(container):
+    """The container's environment as a list of (name, entry), in order."""
+    return [(e.get("name"), e) for e in container.get("env") or []]
+
+
+def probe_path(container, probe):
+    return ((container.get(probe) or {}).get("httpGet") or {}).get("path")
+
+
+def check_replica_env(checker, where, pod, container):
+    """Each replica names its own address, and all share one MFA key."""
+    env = env_of(container)
+    names = [name for name, _ in env]
+    values = dict(env)
+    if "STREAMSPACE_DATABASE_URL" not in values:
+        checker.fail(where, "replicas without STREAMSPACE_DATABASE_URL do not share a database")
+    internal = (values.get("STREAMSPACE_INTERNAL_URL") or {}).get("value", "")
+    pod_ip = (((values.get("POD_IP") or {}).get("valueFrom") or {}).get("fieldRef") or {}).get(
+        "fieldPath"
+    )
+    if "$(POD_IP)" not in internal:
+        checker.fail(where, f"STREAMSPACE_INTERNAL_URL {internal!r} is not the pod's address")
+    elif pod_ip != "status.podIP":
+        checker.fail(where, "POD_IP does not come from the downward API's status.podIP")
+    elif names.index("POD_IP") > names.index("STREAMSPACE_INTERNAL_URL"):
+        # Kubernetes expands $(VAR) only from variables defined before.
+        checker.fail(where, "POD_IP is defined after STREAMSPACE_INTERNAL_URL uses it")
+    key_file = (values.get("STREAMSPACE_MFA_KEY_FILE") or {}).get("value", "")
+    secrets = {v["name"] for v in pod.get("volumes") or [] if "secret" in v and "name" in v}
+    mounted = [
+        m["mountPath"].rstrip("/") + "/"
+        for m in container.get("volumeMounts") or []
+        if m.get("name") in secrets
+    ]
+    if not key_file or not any(key_file.startswith(m) for m in mounted):
+        checker.fail(where, "STREAMSPACE_MFA_KEY_FILE is not a file of a mounted Secret")
+
+
+def check_replica_lifecycle(checker, where, deployment, pod, container):
+    """Rolling, drained and probed as a replica of several."""
+    strategy = deployment["spec"].get("strategy") or {}
+    unavailable = (strategy.get("rollingUpdate") or {}).get("maxUnavailable")
+    if strategy.get("type") != "RollingUpdate" or unavailable != 0:
+        checker.fail(where, f"strategy {strategy}: a rollout must start a pod before stopping one")
+    if probe_path(container, "readinessProbe") != "/readyz":
+        checker.fail(where, "the readiness probe is not GET /readyz")
+    if probe_path(container, "livenessProbe") != "/healthz":
+        checker.fail(where, "the liveness probe is not GET /healthz")
+    pause = ((container.get("lifecycle") or {}).get("preStop") or {}).get("sleep")
+    if pause is None:
+        checker.fail(where, "no preStop sleep: load balancers still send to a stopping pod")
+        return
+    needed = pause.get("seconds", 0) + DRAIN_TIMEOUT_SECONDS + EXIT_MARGIN_SECONDS
+    grace = pod.get("terminationGracePeriodSeconds", 30)
+    if grace < needed:
+        checker.fail(where, f"terminationGracePeriodSeconds {grace} < {needed}: the drain is cut")
+
+
+def check_replica_placement(checker, where, objects, deployment, replicas):
+    """Spread across nodes, and disrupted one at a time."""
+    labels = pod_labels(deployment)
+    spread = [
+        c
+        for c in pod_spec(deployment).get("topologySpreadConstraints") or []
+        if c.get("topologyKey") == "kubernetes.io/hostname"
+        and c.get("maxSkew") == 1
+        and selects(c.get("labelSelector"), labels)
+    ]
+    if not spread:
+        checker.fail(where, "no topology spread of its pods across nodes (kubernetes.io/hostname)")
+    budgets = [
+        o
+        for o in objects
+        if o.get("kind") == "PodDisruptionBudget" and selects(o["spec"].get("selector"), labels)
+    ]
+    if not budgets:
+        checker.fail(where, "no PodDisruptionBudget selects its pods")
+    for budget in budgets:
+        spec = budget["spec"]
+        if spec.get("maxUnavailable") != 1 and spec.get("minAvailable") != replicas - 1:
+            name = name_of(budget)
+            checker.fail(where, f"PodDisruptionBudget/{name} does not keep {replicas - 1} up")
+
+
+def check_replicated(checker, where, objects, replicas):
+    """A control plane that runs `replicas` replicas on one database."""
+    planes = [o for o in objects if o.get("kind") == "Deployment" and name_of(o) == "streamspace"]
+    if len(planes) != 1:
+        checker.fail(where, f"{len(planes)} streamspace Deployments, expected 1")
+        return
+    (deployment,) = planes
+    where = f"{where} Deployment/streamspace"
+    if deployment["spec"].get("replicas") != replicas:
+        checker.fail(where, f"replicas {deployment['spec'].get('replicas')}, expected {replicas}")
+    pod = pod_spec(deployment)
+    server = [c for c in pod.get("containers", []) if c.get("name") == "server"]
+    if not server:
+        checker.fail(where, "no container named server")
+        return
+    check_replica_env(checker, where, pod, server[0])
+    check_replica_lifecycle(checker, where, deployment, pod, server[0])
+    check_replica_placement(checker, where, objects, deployment, replicas)
+
+
+# What each replica rule reports on fixtures/replicas-broken, all of it.
+REPLICAS_BROKEN_FAILURES = [
+    "replicas 1, expected 3",
+    "STREAMSPACE_INTERNAL_URL 'http://127.0.0.1:8080' is not the pod's address",
+    "STREAMSPACE_MFA_KEY_FILE is not a file of a mounted Secret",
+    "strategy {'type': 'Recreate'}: a rollout must start a pod before stopping one",
+    "the readiness probe is not GET /readyz",
+    "terminationGracePeriodSeconds 30 < 35: the drain is cut",
+    "no topology spread of its pods across nodes",
+    "PodDisruptionBudget/streamspace does not keep 2 up",
+]
+# The same Deployment with its address from the downward API, but defined
+# too late, and without a preStop pause or a database; no budget at all.
+REPLICAS_LATE_FAILURES = [
+    "replicas without STREAMSPACE_DATABASE_URL do not share a database",
+    "POD_IP is defined after STREAMSPACE_INTERNAL_URL uses it",
+    "the liveness probe is not GET /healthz",
+    "no preStop sleep",
+    "no PodDisruptionBudget selects its pods",
+]
+
+
+def check_replicas_broken(checker, kustomize):
+    """Each replica rule fails where it should."""
+    for case, expected_failures in [
+        ("replicas-broken", REPLICAS_BROKEN_FAILURES),
+        ("replicas-broken/late", REPLICAS_LATE_FAILURES),
+    ]:
+        directory = os.path.join(FIXTURES, case)
+        where = f"checks on {shown(directory)}"
+        try:
+            objects = kustomize.build(directory)
+        except BuildError as e:
+            checker.fail(where, str(e))
+            continue
+        probe = Checker(checker.version)
+        check_replicated(probe, case, objects, 3)
+        for expected in expected_failures:
+            if not any(expected in f for f in probe.failures):
+                checker.fail(where, f"no failure says {expected!r}")
+        for failure in probe.failures:
+            if not any(expected in failure for expected in expected_failures):
+                checker.fail(where, f"unexpected failure {failure!r}")
+
+
 def check_image_references(checker, kustomize):
     """kustomize reads `host:port/name` and digests as registries do."""
     directory = os.path.join(FIXTURES, "image-references")
@@ -509,6 +674,13 @@ def main(argv=None):
         built = check_tree(checker, kustomize, deploy_dir, COMBINATIONS)
         where = f"kubectl kustomize {args.deploy_dir}"
         isolating = check_isolation(checker, where, built.get(deploy_dir) or [], sessions)
+        for overlay, replicas in REPLICATED.items():
+            directory = os.path.join(deploy_dir, overlay)
+            if directory not in built:
+                checker.fail(overlay, "no kustomization there to build")
+            elif built[directory] is not None:
+                check_replicated(checker, f"build {overlay}", built[directory], replicas)
+        check_replicas_broken(checker, kustomize)
         check_image_references(checker, kustomize)
         check_broken_tree(checker, kustomize, sessions)
 
@@ -518,6 +690,13 @@ def main(argv=None):
             f"admits only the agent to all {len(sessions)} rendered sessions",
             file=sys.stderr,
         )
+    if not checker.failures:
+        for overlay, replicas in REPLICATED.items():
+            print(
+                f"test-kubernetes: {overlay} runs {replicas} replicas: PodDisruptionBudget, "
+                "readiness /readyz, liveness /healthz, spread across nodes, drain covered",
+                file=sys.stderr,
+            )
     print(f"test-kubernetes: {checker.checked} objects checked", file=sys.stderr)
     for f in checker.failures:
         print(f"test-kubernetes: FAIL {f}", file=sys.stderr)

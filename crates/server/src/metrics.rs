@@ -114,6 +114,11 @@ impl Default for Metrics {
             "Bytes carried by VNC tunnels",
             metrics.tunnel_bytes.clone(),
         );
+        // Both directions exist from the start, at 0, so a dashboard's rate
+        // and an alert on them work before the first tunnel.
+        for direction in ["to_viewer", "from_viewer"] {
+            let _ = metrics.bytes(direction);
+        }
         registry.register(
             "commands_dispatched",
             "Commands handed to connected agents",
