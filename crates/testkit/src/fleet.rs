@@ -1,7 +1,7 @@
 //! Several control-plane replicas of the real binary on one PostgreSQL
-//! database, behind a real HAProxy (Debian's package) configured as
-//! `deploy/haproxy/haproxy.cfg` recommends: what the replica tests and the
-//! fleet benchmark run against. Users and agents are given the balancer's
+//! database, behind a real HAProxy (Debian's package) running
+//! `deploy/haproxy/haproxy.cfg` as operators are given it: what the replica
+//! tests and the fleet benchmark run against. Users and agents are given the balancer's
 //! URL; a test may still call one replica directly (`replicas[i].url`).
 
 use crate::process::{ControlPlane, Options, Spawned, free_port};
@@ -58,20 +58,33 @@ pub struct Balancer {
 }
 
 impl Balancer {
+    /// HAProxy on `port`, running `deploy/haproxy/haproxy.cfg` as it is
+    /// (its addresses from the environment, as the file says) in front of
+    /// `servers`, the three replicas' `host:port`.
     pub async fn start(port: u16, servers: &[String]) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            servers.len() == 3,
+            "the example configuration fronts 3 replicas"
+        );
         let dir = tempfile::tempdir()?;
-        let config = dir.path().join("haproxy.cfg");
-        std::fs::write(&config, config_text(port, servers))?;
         let log = dir.path().join("haproxy.log");
         let file = std::fs::File::create(&log)?;
-        let child = Command::new("haproxy")
+        let mut command = Command::new("haproxy");
+        command
             .arg("-db")
             .arg("-f")
-            .arg(&config)
+            .arg(example_config())
+            .env("STREAMSPACE_LB_BIND", format!("127.0.0.1:{port}"))
+            // 20000 needs 40,000 open files, more than test machines allow.
+            .env("STREAMSPACE_LB_MAXCONN", "4000")
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)
-            .kill_on_drop(true)
+            .kill_on_drop(true);
+        for (i, server) in servers.iter().enumerate() {
+            command.env(format!("STREAMSPACE_REPLICA_{}", i + 1), server);
+        }
+        let child = command
             .spawn()
             .context("cannot start haproxy (scripts/install-deps.sh installs it)")?;
         let process = Spawned::from_child(child, log);
@@ -98,23 +111,7 @@ impl Balancer {
     }
 }
 
-/// The recommended configuration (deploy/haproxy/haproxy.cfg) for these
-/// servers: `/readyz` health checks every 500 ms so a draining replica
-/// leaves the rotation at once; `redispatch` so a request whose replica
-/// refuses the connection goes to another; long tunnel timeouts for VNC
-/// and agent channels.
-fn config_text(port: u16, servers: &[String]) -> String {
-    let servers: String = servers
-        .iter()
-        .enumerate()
-        .map(|(i, addr)| format!("    server replica{i} {addr} check\n"))
-        .collect();
-    format!(
-        "global\n    maxconn 4000\n\
-         defaults\n    mode http\n    timeout connect 2s\n    timeout client 60s\n    \
-         timeout server 60s\n    timeout tunnel 1h\n    retries 3\n    option redispatch\n\
-         frontend streamspace\n    bind 127.0.0.1:{port}\n    default_backend replicas\n\
-         backend replicas\n    balance roundrobin\n    option httpchk GET /readyz\n    \
-         http-check expect status 200\n    default-server inter 500ms fall 1 rise 2\n{servers}"
-    )
+/// The HAProxy configuration operators are given.
+pub fn example_config() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/haproxy/haproxy.cfg")
 }
