@@ -3,6 +3,7 @@
 //! what to call the agent and where it keeps its identity. Each platform's
 //! command flattens [`AgentArgs`] and adds only its own flags.
 
+use crate::tracing_args::TracingArgs;
 use crate::trust::CaCertArg;
 use anyhow::Context;
 use clap::Args;
@@ -35,6 +36,8 @@ pub struct AgentArgs {
     region: Option<String>,
     #[command(flatten)]
     ca: CaCertArg,
+    #[command(flatten)]
+    pub tracing: TracingArgs,
 }
 
 impl AgentArgs {
