@@ -5,6 +5,7 @@
 pub mod api;
 pub mod apps;
 pub mod docker;
+pub mod otlp;
 pub mod postgres;
 pub mod process;
 pub mod rfb;
