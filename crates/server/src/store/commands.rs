@@ -281,3 +281,7 @@ impl Store {
             .transpose()
     }
 }
+
+#[cfg(test)]
+#[path = "commands_tests.rs"]
+mod tests;
