@@ -19,13 +19,15 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use url::Url;
 
-/// What is logged when `STREAMSPACE_LOG` does not say.
-/// (`streamspace::request` is the request spans, for traces.)
-pub const DEFAULT_LOG: &str =
-    "info,sqlx=warn,tower_http=warn,bollard=warn,streamspace::request=off";
-/// What is traced: the spans at `info` of everything but the drivers.
-const TRACED: &str =
-    "info,sqlx=off,tower_http=off,bollard=off,hyper=off,h2=off,reqwest=off,kube=off,tower=off";
+/// What is logged when `STREAMSPACE_LOG` does not say. (`streamspace::request`
+/// is the request spans, for traces; the OpenTelemetry SDK's own warnings
+/// say when exports fail.)
+pub const DEFAULT_LOG: &str = "info,sqlx=warn,tower_http=warn,bollard=warn,opentelemetry=warn,\
+                               streamspace::request=off";
+/// What is traced: the spans at `info` of everything but the drivers and
+/// the exporter itself.
+const TRACED: &str = "info,sqlx=off,tower_http=off,bollard=off,hyper=off,h2=off,reqwest=off,\
+                      kube=off,tower=off,opentelemetry=off";
 /// How long one export may take before it is given up.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Where OTLP/HTTP receivers take spans, under the endpoint.

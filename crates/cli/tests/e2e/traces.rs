@@ -101,6 +101,12 @@ async fn one_trace_runs_from_the_api_request_to_the_agents_command() -> anyhow::
         .expect("the DELETE request's span");
     assert_eq!(request.trace_id, CALLER_TRACE);
     assert_eq!(request.parent_span_id, "b7ad6b7169203331");
+    // The route template, never the path (which can hold share tokens).
+    assert!(
+        !request.attributes.values().any(|v| v.contains(&id)),
+        "the path leaked into {:?}",
+        request.attributes
+    );
 
     // Health checks and scrapes make no spans.
     let metrics = admin.text("/metrics").await?;

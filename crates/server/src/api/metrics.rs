@@ -16,7 +16,8 @@ const RECOUNT_AFTER: Duration = Duration::from_secs(1);
 
 /// Prometheus metrics
 ///
-/// Counts only, no names or ids.
+/// Counts only, no users' names or ids; `streamspace_replica_info` names
+/// the replica and its version.
 #[utoipa::path(
     get,
     operation_id = "metrics",
