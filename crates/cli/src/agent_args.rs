@@ -126,6 +126,22 @@ mod tests {
     }
 
     #[test]
+    fn every_agent_can_export_traces() {
+        let base = ["agent", "--control-plane", "http://127.0.0.1:8080"];
+        let off = Command::parse_from(base).agent.tracing.otlp_endpoint;
+        assert_eq!(off, None, "off by default");
+        let on =
+            Command::try_parse_from([&base[..], &["--otlp-endpoint", "http://c:4318"]].concat());
+        let endpoint = on.expect("parses").agent.tracing.otlp_endpoint;
+        assert_eq!(
+            endpoint.map(String::from).as_deref(),
+            Some("http://c:4318/")
+        );
+        let bad = Command::try_parse_from([&base[..], &["--otlp-endpoint", "c:4318"]].concat());
+        assert!(bad.is_err(), "not an http URL");
+    }
+
+    #[test]
     fn agent_names_are_slugs() {
         assert_eq!(agent_name("Build Host_7."), "build-host-7");
         assert_eq!(agent_name("--"), "");
