@@ -1366,7 +1366,8 @@ export interface paths {
         };
         /**
          * Prometheus metrics
-         * @description Counts only, no names or ids.
+         * @description Counts only, no users' names or ids; `streamspace_replica_info` names
+         *     the replica and its version.
          */
         get: operations["metrics"];
         put?: never;

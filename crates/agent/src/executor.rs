@@ -142,8 +142,13 @@ impl Executor {
                 "command",
                 command_id = %command.id,
                 session_id = %command.session_id,
-                action = command.action.name()
+                action = command.action.name(),
+                otel.status_code = tracing::field::Empty,
+                error = tracing::field::Empty,
             );
+            // The trace of the request that issued it, when traced; else
+            // a trace of its own rather than a child of this worker.
+            streamspace_telemetry::context::adopt(&span, command.trace_parent.as_deref());
             let command_id = command.id.clone();
             // Unwind safety: what a panic may leave half-done is the
             // platform's own state, which every operation re-reads, and the
@@ -165,7 +170,12 @@ impl Executor {
         let error = self.execute(&command, &superseded).await.err();
         match &error {
             None => tracing::info!("command done"),
-            Some(e) => tracing::warn!(error = %e, "command failed"),
+            Some(e) => {
+                let span = tracing::Span::current();
+                span.record("otel.status_code", "ERROR");
+                span.record("error", e.as_str());
+                tracing::warn!(error = %e, "command failed")
+            }
         }
         self.finish(command.id, error);
     }
@@ -351,6 +361,7 @@ mod tests {
             action: Action::Start {
                 spec: Box::new(spec),
             },
+            trace_parent: None,
         }
     }
 
@@ -413,6 +424,7 @@ mod tests {
             id: id.into(),
             session_id: session_id.into(),
             action,
+            trace_parent: None,
         }
     }
 

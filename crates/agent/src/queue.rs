@@ -113,6 +113,7 @@ mod tests {
             id: id.into(),
             session_id: session_id.into(),
             action,
+            trace_parent: None,
         }
     }
 

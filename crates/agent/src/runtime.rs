@@ -550,6 +550,7 @@ mod tests {
             id: "c1".into(),
             session_id: "s1".into(),
             action: streamspace_protocol::Action::Hibernate,
+            trace_parent: None,
         });
         let text = serde_json::to_string(&command).expect("json");
         ws.send(Message::text(text)).await.expect("command");

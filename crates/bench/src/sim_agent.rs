@@ -191,6 +191,7 @@ fn answer(
             id,
             session_id,
             action,
+            ..
         }) => {
             counters.commands.fetch_add(1, Ordering::Relaxed);
             let phase = match action {

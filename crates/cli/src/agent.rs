@@ -22,6 +22,16 @@ pub enum AgentCommand {
     Kubernetes(kubernetes::KubernetesAgentArgs),
 }
 
+impl AgentCommand {
+    /// Where the agent exports its traces (`kubernetes render` exports none).
+    pub fn tracing(&self) -> crate::tracing_args::TracingArgs {
+        match self {
+            AgentCommand::Docker(args) => args.agent.tracing.clone(),
+            AgentCommand::Kubernetes(args) => args.tracing(),
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct DockerAgentArgs {
     #[command(flatten)]

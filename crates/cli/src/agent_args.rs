@@ -3,6 +3,7 @@
 //! what to call the agent and where it keeps its identity. Each platform's
 //! command flattens [`AgentArgs`] and adds only its own flags.
 
+use crate::tracing_args::TracingArgs;
 use crate::trust::CaCertArg;
 use anyhow::Context;
 use clap::Args;
@@ -35,6 +36,8 @@ pub struct AgentArgs {
     region: Option<String>,
     #[command(flatten)]
     ca: CaCertArg,
+    #[command(flatten)]
+    pub tracing: TracingArgs,
 }
 
 impl AgentArgs {
@@ -120,6 +123,22 @@ mod tests {
         let args = Command::parse_from(["agent", "--control-plane", "http://127.0.0.1:8080"]).agent;
         assert_eq!(args.state_dir, PathBuf::from("./streamspace-agent"));
         assert_eq!(args.name, None);
+    }
+
+    #[test]
+    fn every_agent_can_export_traces() {
+        let base = ["agent", "--control-plane", "http://127.0.0.1:8080"];
+        let off = Command::parse_from(base).agent.tracing.otlp_endpoint;
+        assert_eq!(off, None, "off by default");
+        let on =
+            Command::try_parse_from([&base[..], &["--otlp-endpoint", "http://c:4318"]].concat());
+        let endpoint = on.expect("parses").agent.tracing.otlp_endpoint;
+        assert_eq!(
+            endpoint.map(String::from).as_deref(),
+            Some("http://c:4318/")
+        );
+        let bad = Command::try_parse_from([&base[..], &["--otlp-endpoint", "c:4318"]].concat());
+        assert!(bad.is_err(), "not an http URL");
     }
 
     #[test]

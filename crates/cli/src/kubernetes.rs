@@ -11,6 +11,7 @@
 
 use crate::agent_args::{AgentArgs, AllowCapabilityArg, agent_name};
 use crate::shutdown;
+use crate::tracing_args::TracingArgs;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
@@ -40,6 +41,16 @@ pub struct KubernetesAgentArgs {
     /// Boxed: it is the largest of the agent commands' arguments.
     #[command(flatten)]
     run: Box<RunArgs>,
+}
+
+impl KubernetesAgentArgs {
+    /// Where the agent exports its traces; nowhere for `render`.
+    pub fn tracing(&self) -> TracingArgs {
+        match &self.command {
+            Some(KubernetesCommand::Render(_)) => TracingArgs::default(),
+            None => self.run.agent.tracing.clone(),
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]

@@ -22,6 +22,7 @@ mod sessions;
 mod shutdown;
 mod template_apply;
 mod templates;
+mod tracing_args;
 mod trust;
 
 use clap::{Parser, Subcommand};
@@ -75,12 +76,32 @@ enum Command {
     Openapi,
 }
 
+impl Command {
+    /// Where the command exports traces, and as which service: only the
+    /// long-running ones can.
+    fn tracing(&self) -> streamspace_telemetry::Settings {
+        let (args, service) = match self {
+            Command::Server(args) => (args.tracing.clone(), "streamspace-server"),
+            Command::Up(args) => (args.tracing.clone(), "streamspace"),
+            Command::Agent(command) => (command.tracing(), "streamspace-agent"),
+            _ => (tracing_args::TracingArgs::default(), "streamspace-cli"),
+        };
+        args.settings(service)
+    }
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    init_logging();
     // One TLS crypto provider for every rustls user in the process.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
+    let telemetry = match streamspace_telemetry::init(&cli.command.tracing()) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return std::process::ExitCode::from(failure::USAGE);
+        }
+    };
     let result = match cli.command {
         Command::Server(args) => server::run_server(args).await,
         Command::Agent(command) => agent::run(command).await,
@@ -95,6 +116,7 @@ async fn main() -> std::process::ExitCode {
         Command::BuildImage(args) => image::run(args).await,
         Command::Openapi => print_openapi(),
     };
+    telemetry.shutdown().await;
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
@@ -115,15 +137,4 @@ fn print_openapi() -> anyhow::Result<()> {
         Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(err.into()),
         _ => Ok(()),
     }
-}
-
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("STREAMSPACE_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn,bollard=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
 }

@@ -105,6 +105,8 @@ pub struct ServerArgs {
     tls_key: Option<PathBuf>,
     #[command(flatten)]
     oidc: OidcArgs,
+    #[command(flatten)]
+    pub tracing: crate::tracing_args::TracingArgs,
     /// One session recording stops (and its viewer closes) at this size, e.g. "1Gi".
     #[arg(long, env = "STREAMSPACE_RECORDING_MAX_BYTES", default_value = "1Gi")]
     recording_max_bytes: Memory,

@@ -121,6 +121,12 @@ pub struct Command {
     pub id: CommandId,
     pub session_id: SessionId,
     pub action: Action,
+    /// The W3C `traceparent` of the span that issued the command (an API
+    /// request), when the control plane exports traces: the agent's span
+    /// for running it joins that trace. Absent from older control planes,
+    /// and ignored by older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_parent: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -321,11 +327,15 @@ mod tests {
                 action: Action::Start {
                     spec: Box::new(spec),
                 },
+                trace_parent: None,
             }),
             ServerMessage::Command(Command {
                 id: "c2".into(),
                 session_id: "s1".into(),
                 action: Action::Hibernate,
+                trace_parent: Some(
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+                ),
             }),
             ServerMessage::OpenTunnel {
                 tunnel_id: "t".into(),
@@ -389,6 +399,22 @@ mod tests {
             ),
             "a wake from an older control plane, without ports, still parses"
         );
+    }
+
+    #[test]
+    fn a_command_without_a_trace_reads_and_writes_as_before() {
+        let json = serde_json::json!({
+            "type": "command", "id": "c", "session_id": "s", "action": {"kind": "terminate"}
+        });
+        let command: ServerMessage = serde_json::from_value(json.clone()).expect("parses");
+        assert!(matches!(
+            &command,
+            ServerMessage::Command(Command {
+                trace_parent: None,
+                ..
+            })
+        ));
+        assert_eq!(serde_json::to_value(&command).expect("serializes"), json);
     }
 
     #[test]

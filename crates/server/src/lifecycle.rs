@@ -71,6 +71,8 @@ async fn try_change(
         id: CommandId::new(),
         session_id: session.id.clone(),
         action,
+        // The request (or job) that asked for the change, if traced.
+        trace_parent: streamspace_telemetry::context::current(),
     };
     // Waking takes compute, so it is admitted against the quota like a
     // create; the other changes release compute and need no turn.
@@ -145,6 +147,7 @@ pub async fn force_terminate(
             id: CommandId::new(),
             session_id: session.id.clone(),
             action: Action::Terminate,
+            trace_parent: streamspace_telemetry::context::current(),
         };
         // Not stored: the session has no desired state left to reach, and
         // a later inventory repeats the removal if this is lost.
@@ -256,6 +259,7 @@ pub async fn place_new(
         action: Action::Start {
             spec: Box::new(spec.clone()),
         },
+        trace_parent: streamspace_telemetry::context::current(),
     };
     let new = NewSession {
         user_id: spec.user_id.clone(),

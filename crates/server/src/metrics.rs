@@ -12,6 +12,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
 use streamspace_protocol::Phase;
@@ -42,6 +43,34 @@ struct ScopeLabel {
     scope: &'static str,
 }
 
+/// A command's action and how far it got: the labels of `command_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CommandStageLabel {
+    action: &'static str,
+    stage: &'static str,
+}
+
+/// This replica: the labels of `replica_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReplicaLabel {
+    replica: String,
+    version: &'static str,
+}
+
+/// The actions commands have (`Action::name`); another is counted as `other`.
+const COMMAND_ACTIONS: [&str; 4] = ["start", "hibernate", "wake", "terminate"];
+/// How far a command got: the agent acknowledged it, or reported its result.
+pub const COMMAND_STAGES: [&str; 2] = ["ack", "result"];
+/// Seconds from issue to ack or result: an ack takes milliseconds, a start
+/// seconds (minutes when it pulls a large image).
+const COMMAND_BUCKETS: [f64; 15] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+fn command_histogram() -> Histogram {
+    Histogram::new(COMMAND_BUCKETS)
+}
+
 /// Why a login failed: the `reason` label of `login_failures`.
 const LOGIN_FAILURES: [&str; 5] = [
     "bad_credentials",
@@ -61,6 +90,8 @@ pub struct Metrics {
     /// Bytes through VNC tunnels, `to_viewer` and `from_viewer`.
     pub tunnel_bytes: Family<DirectionLabel, Counter>,
     pub commands_dispatched: Counter,
+    command_seconds: Family<CommandStageLabel, Histogram, fn() -> Histogram>,
+    replica_info: Family<ReplicaLabel, Gauge>,
     /// Successful logins (`POST /auth/login`; not password changes).
     pub logins: Counter,
     login_failures: Family<ReasonLabel, Counter>,
@@ -84,6 +115,8 @@ impl Default for Metrics {
             tunnels_zero_copy: Counter::default(),
             tunnel_bytes: Family::default(),
             commands_dispatched: Counter::default(),
+            command_seconds: Family::new_with_constructor(command_histogram),
+            replica_info: Family::default(),
             logins: Counter::default(),
             login_failures: Family::default(),
             login_lockouts: Family::default(),
@@ -123,6 +156,23 @@ impl Default for Metrics {
             "commands_dispatched",
             "Commands handed to connected agents",
             metrics.commands_dispatched.clone(),
+        );
+        registry.register(
+            "command_seconds",
+            "Seconds from a command's issue to its ack or result (stage), by action, \
+             measured on the replica the agent reports to",
+            metrics.command_seconds.clone(),
+        );
+        for action in COMMAND_ACTIONS {
+            for stage in COMMAND_STAGES {
+                let label = CommandStageLabel { action, stage };
+                let _ = metrics.command_seconds.get_or_create(&label);
+            }
+        }
+        registry.register(
+            "replica_info",
+            "This control-plane replica (1): its id and version",
+            metrics.replica_info.clone(),
         );
         registry.register("logins", "Successful logins", metrics.logins.clone());
         registry.register(
@@ -175,6 +225,18 @@ impl Metrics {
             .inc();
     }
 
+    /// A command's issue-to-`stage` latency (`stage` one of
+    /// `COMMAND_STAGES`).
+    pub fn command_reported(&self, action: &str, stage: &'static str, seconds: f64) {
+        let action = COMMAND_ACTIONS
+            .into_iter()
+            .find(|known| *known == action)
+            .unwrap_or("other");
+        self.command_seconds
+            .get_or_create(&CommandStageLabel { action, stage })
+            .observe(seconds);
+    }
+
     pub fn bytes(&self, direction: &'static str) -> Counter {
         self.tunnel_bytes
             .get_or_create(&DirectionLabel { direction })
@@ -195,6 +257,15 @@ impl Metrics {
                 .get_or_create(&ScopeLabel { scope })
                 .set(n as i64);
         }
+    }
+
+    /// This replica's id and version, as the `replica_info` series (1).
+    pub fn set_replica(&self, replica: &str) {
+        let label = ReplicaLabel {
+            replica: replica.to_owned(),
+            version: env!("CARGO_PKG_VERSION"),
+        };
+        self.replica_info.get_or_create(&label).set(1);
     }
 
     pub fn set_password_hashes(&self, running_or_waiting: usize) {
@@ -290,6 +361,27 @@ impl HttpMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_latencies_are_counted_by_action_and_stage() {
+        let metrics = Metrics::default();
+        metrics.command_reported("start", "ack", 0.02);
+        metrics.command_reported("start", "result", 3.0);
+        metrics.command_reported("launch", "ack", 0.5);
+        metrics.set_replica("0123456789abcdef");
+        let text = metrics.encode().expect("encodes");
+        for series in [
+            "streamspace_command_seconds_count{action=\"start\",stage=\"ack\"} 1",
+            "streamspace_command_seconds_bucket{le=\"0.025\",action=\"start\",stage=\"ack\"} 1",
+            "streamspace_command_seconds_bucket{le=\"2.5\",action=\"start\",stage=\"result\"} 0",
+            "streamspace_command_seconds_count{action=\"start\",stage=\"result\"} 1",
+            "streamspace_command_seconds_count{action=\"wake\",stage=\"result\"} 0",
+            "streamspace_command_seconds_count{action=\"other\",stage=\"ack\"} 1",
+            "streamspace_replica_info{replica=\"0123456789abcdef\",version=\"",
+        ] {
+            assert!(text.contains(series), "no {series} in {text}");
+        }
+    }
 
     #[test]
     fn every_drop_reason_is_a_series_from_the_start() {

@@ -152,11 +152,17 @@ async fn converge(
         );
         return give_up(state, session, &reason).await;
     }
-    let last_at = latest.map_or(0, |c| c.updated_at);
+    let last_at = latest.as_ref().map_or(0, |c| c.updated_at);
     if now - last_at < backoff(failures).as_millis() as i64 {
         return Ok(());
     }
-    retry(state, session, agent_id, failures, last_error.as_deref()).await
+    // A retry belongs to the trace of the request that set this desired
+    // state (the latest command issued since), not to the reconciler.
+    let trace_parent = latest
+        .filter(|c| c.created_at >= session.state_changed_at)
+        .and_then(|c| c.command.trace_parent);
+    let attempt = (failures, last_error.as_deref(), trace_parent);
+    retry(state, session, agent_id, attempt).await
 }
 
 /// How long the session's open command may take: longer while its
@@ -179,13 +185,13 @@ async fn retry(
     state: &AppState,
     session: &SessionRecord,
     agent_id: &AgentId,
-    failures: u32,
-    last_error: Option<&str>,
+    (failures, last_error, trace_parent): (u32, Option<&str>, Option<String>),
 ) -> StoreResult<()> {
     let command = Command {
         id: CommandId::new(),
         session_id: session.id.clone(),
         action: action_for(session, session.state),
+        trace_parent,
     };
     tracing::info!(
         session_id = %session.id,

@@ -6,6 +6,7 @@ pub mod api;
 pub mod apps;
 pub mod docker;
 pub mod fleet;
+pub mod otlp;
 pub mod postgres;
 pub mod process;
 pub mod rfb;

@@ -14,6 +14,7 @@ mod pool;
 mod pulls;
 mod spine;
 mod tls;
+mod traces;
 mod up;
 
 use serde_json::{Value, json};
@@ -78,11 +79,19 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(agent_name: &str) -> anyhow::Result<Self> {
+        Self::start_with(agent_name, streamspace_testkit::Options::default()).await
+    }
+
+    /// The same, with `options` for both processes (extra flags).
+    pub async fn start_with(
+        agent_name: &str,
+        options: streamspace_testkit::Options,
+    ) -> anyhow::Result<Self> {
         require_desktop_image();
-        let cp = ControlPlane::start(bin(), Mode::Server, None).await?;
+        let cp = ControlPlane::start_with(bin(), Mode::Server, None, options.clone()).await?;
         let admin = Api::admin(&cp.url).await?;
         let token = admin.enrollment_token().await?;
-        let agent = AgentProcess::start(bin(), &cp.url, &token, agent_name).await?;
+        let agent = AgentProcess::start_with(bin(), &cp.url, &token, agent_name, options).await?;
         let agent_id = admin
             .wait_for_agent(agent_name, Duration::from_secs(30))
             .await

@@ -16,7 +16,8 @@ const RECOUNT_AFTER: Duration = Duration::from_secs(1);
 
 /// Prometheus metrics
 ///
-/// Counts only, no names or ids.
+/// Counts only, no users' names or ids; `streamspace_replica_info` names
+/// the replica and its version.
 #[utoipa::path(
     get,
     operation_id = "metrics",
@@ -31,6 +32,7 @@ const RECOUNT_AFTER: Duration = Duration::from_secs(1);
 pub async fn serve(State(state): State<AppState>) -> Response {
     let metrics = &state.metrics;
     metrics.set_agents_connected(state.hub.connected_count());
+    metrics.set_replica(state.replica.id.as_str());
     let (users, addresses) = state.login.throttle.locked();
     metrics.set_login_lockouts(users, addresses);
     metrics.set_password_hashes(state.login.work.in_use());

@@ -16,6 +16,7 @@ mod openapi;
 mod pools;
 mod prepull;
 mod recordings;
+mod request_trace;
 mod sessions;
 mod settings;
 mod shares;
@@ -158,6 +159,11 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             access::enforce,
+        ))
+        // Outside the access rule: the request's trace span covers it.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_trace::span,
         ))
         .merge(crate::apps::routes())
         .route("/api/v1", any(api_not_found))

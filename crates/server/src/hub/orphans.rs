@@ -42,6 +42,7 @@ pub async fn handle(
                 id: CommandId::new(),
                 session_id: session.id.clone(),
                 action: Action::Terminate,
+                trace_parent: None,
             };
             state.store.enqueue_command(&agent.id, &command).await?;
             crate::hub::dispatch(state, &agent.id, command).await?;
@@ -88,6 +89,7 @@ fn remove(state: &AppState, agent_id: &AgentId, session_id: &SessionId) {
         id: CommandId::new(),
         session_id: session_id.clone(),
         action: Action::Terminate,
+        trace_parent: None,
     };
     state.hub.send(agent_id, ServerMessage::Command(command));
 }

@@ -7,7 +7,7 @@
 use super::orphans::cut_to;
 use crate::lifecycle::audit;
 use crate::state::AppState;
-use crate::store::{AuditEntry, CommandStatus, MAX_UNVERIFIED, StoreResult, now_ms};
+use crate::store::{Advanced, AuditEntry, CommandStatus, MAX_UNVERIFIED, StoreResult, now_ms};
 use std::collections::HashSet;
 use streamspace_protocol::{AgentId, AgentMessage, Phase, PullState, SessionId, SessionReport};
 
@@ -55,20 +55,22 @@ async fn apply(state: &AppState, from: &From<'_>, message: AgentMessage) -> Stor
             state.hub.record_heartbeat(agent_id, beat, sessions);
         }
         AgentMessage::Ack { command_id } => {
-            state
+            let acked = state
                 .store
                 .advance_command(&command_id, agent_id, CommandStatus::Acked, None)
                 .await?;
+            measure(state, acked, "ack");
         }
         AgentMessage::Result { command_id, error } => {
             let status = match error {
                 None => CommandStatus::Completed,
                 Some(_) => CommandStatus::Failed,
             };
-            state
+            let finished = state
                 .store
                 .advance_command(&command_id, agent_id, status, error.as_deref())
                 .await?;
+            measure(state, finished, "result");
         }
         AgentMessage::SessionStatus(report) => apply_report(state, from, &report).await?,
         AgentMessage::Inventory { sessions } => apply_inventory(state, from, &sessions).await?,
@@ -88,6 +90,17 @@ async fn apply(state: &AppState, from: &From<'_>, message: AgentMessage) -> Stor
         AgentMessage::Hello(_) => tracing::warn!("ignoring a second hello"),
     }
     Ok(())
+}
+
+/// Counts how long the command took from its issue to this report, if this
+/// report is the one that moved it (a repeat is not counted twice). The
+/// issue time is the issuing replica's clock, so replicas' clocks should
+/// agree (NTP) for the latency across them to be true.
+fn measure(state: &AppState, advanced: Option<Advanced>, stage: &'static str) {
+    if let Some(Advanced { action, issued_at }) = advanced {
+        let seconds = (now_ms() - issued_at).max(0) as f64 / 1000.0;
+        state.metrics.command_reported(&action, stage, seconds);
+    }
 }
 
 /// The message with its texts and lists cut to what the control plane keeps.

@@ -103,6 +103,15 @@ pub(super) async fn supersede_open(
     Ok(())
 }
 
+/// A command a report moved forward: what its latency is measured from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advanced {
+    /// `start`, `hibernate`, `wake` or `terminate`.
+    pub action: String,
+    /// When it was stored (unix milliseconds, by the issuing replica's clock).
+    pub issued_at: i64,
+}
+
 /// The newest command of a session, for the reconciler.
 #[derive(Debug, Clone)]
 pub struct LatestCommand {
@@ -198,27 +207,54 @@ impl Store {
     }
 
     /// Moves a command forward. Only the agent it was issued to can do so,
-    /// and a finished or superseded command never moves again.
+    /// and a finished or superseded command never moves again. Returns the
+    /// command's action and issue time when this report is the one that
+    /// moved it to `status` (for the latency metrics); a repeated ack (the
+    /// agent answering a re-send) returns `None` but still refreshes the
+    /// command's `updated_at`, which the reconciler reads as a sign of life.
     pub async fn advance_command(
         &self,
         command_id: &CommandId,
         agent_id: &AgentId,
         status: CommandStatus,
         error: Option<&str>,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Option<Advanced>> {
         let _turn = self.write_turn().await;
-        let done = sqlx::query(sql(format!(
+        let from = match status {
+            CommandStatus::Acked => "('pending', 'sent')",
+            _ => OPEN,
+        };
+        let now = now_ms();
+        let row = sqlx::query(sql(format!(
             "UPDATE commands SET status = $1, error = $2, updated_at = $3 \
-             WHERE id = $4 AND agent_id = $5 AND status IN {OPEN}"
+             WHERE id = $4 AND agent_id = $5 AND status IN {from} \
+             RETURNING action, created_at"
         )))
         .bind(status.as_str())
         .bind(error)
-        .bind(now_ms())
+        .bind(now)
         .bind(command_id)
         .bind(agent_id)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if row.is_none() && status == CommandStatus::Acked {
+            sqlx::query(
+                "UPDATE commands SET updated_at = $1 \
+                 WHERE id = $2 AND agent_id = $3 AND status = 'acked'",
+            )
+            .bind(now)
+            .bind(command_id)
+            .bind(agent_id)
+            .execute(&self.pool)
+            .await?;
+        }
+        row.map(|r| {
+            Ok(Advanced {
+                action: r.try_get("action")?,
+                issued_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()
     }
 
     /// Marks a command as written to the agent's connection, unless the agent
@@ -245,3 +281,7 @@ impl Store {
             .transpose()
     }
 }
+
+#[cfg(test)]
+#[path = "commands_tests.rs"]
+mod tests;

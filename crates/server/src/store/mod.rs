@@ -63,7 +63,7 @@ pub use audit::AuditEntry;
 pub use audit_log::{AuditEvent, Outcome};
 pub use audit_query::{AuditFilter, LoggedEvent};
 pub use catalog::TemplateWrite;
-pub use commands::{CommandRecord, CommandStatus, LatestCommand};
+pub use commands::{Advanced, CommandRecord, CommandStatus, LatestCommand};
 pub use enrollment::DEFAULT_POOL;
 pub use group_admin::{GroupMember, GroupRecord, GroupSource, GroupWrite};
 pub use mfa::{MfaChallenge, TotpRecord};
