@@ -52,6 +52,9 @@ enum Ended {
     Failed(anyhow::Error),
     /// Refused for good (unknown secret, incompatible version); stop.
     Fatal(anyhow::Error),
+    /// The replica is draining and asked us to connect again now: no
+    /// backoff, so the agent is back (on another replica) within moments.
+    Moved,
     Shutdown,
 }
 
@@ -125,6 +128,13 @@ pub async fn run(
                 }
             }
             Ended::Failed(err) => tracing::warn!(error = %format!("{err:#}"), "cannot connect"),
+            Ended::Moved => {
+                // The next attempt goes at once; should it fail (the load
+                // balancer still picked the draining replica), the retries
+                // start again from the shortest delay.
+                backoff.reset();
+                continue;
+            }
         }
         tokio::select! {
             _ = sleep(backoff.next_delay()) => {}
@@ -222,6 +232,8 @@ async fn handshake(agent: &Agent, ws: &mut Socket) -> Result<Duration, Ended> {
         Some(ServerMessage::Goodbye { reason }) => Err(Ended::Fatal(anyhow!(
             "the control plane refused this agent: {reason}"
         ))),
+        // A replica that began draining while we said hello.
+        Some(ServerMessage::Reconnect { .. }) => Err(Ended::Moved),
         _ => Err(Ended::Failed(anyhow!(
             "the control plane did not welcome this agent"
         ))),
@@ -290,12 +302,18 @@ async fn relay(
             frame = ws.next() => {
                 deadline = Instant::now() + silence;
                 match frame {
-                    Some(Ok(Message::Text(text))) => {
-                        if let Some(reason) = handle(agent, text.as_str()) {
+                    Some(Ok(Message::Text(text))) => match handle(agent, text.as_str()) {
+                        Some(Farewell::Goodbye(reason)) => {
                             tracing::warn!(%reason, "the control plane said goodbye");
                             return Ended::Lost { lasted: Duration::ZERO };
                         }
-                    }
+                        Some(Farewell::Reconnect(reason)) => {
+                            tracing::info!(%reason, "the control plane asked us to reconnect; reconnecting now");
+                            let _ = ws.close(None).await;
+                            return Ended::Moved;
+                        }
+                        None => {}
+                    },
                     Some(Ok(_)) => {}
                     Some(Err(_)) | None => return Ended::Lost { lasted: Duration::ZERO },
                 }
@@ -344,8 +362,14 @@ async fn measure(platform: &dyn Platform) -> Gauges {
     }
 }
 
-/// Dispatches one control message; returns the reason if it was a goodbye.
-fn handle(agent: &Agent, text: &str) -> Option<String> {
+/// How the control plane ended a connection, and why.
+enum Farewell {
+    Goodbye(String),
+    Reconnect(String),
+}
+
+/// Dispatches one control message; returns the farewell if it was one.
+fn handle(agent: &Agent, text: &str) -> Option<Farewell> {
     match serde_json::from_str::<ServerMessage>(text) {
         Ok(ServerMessage::Command(command)) => agent.executor.submit(command),
         Ok(ServerMessage::OpenTunnel {
@@ -396,7 +420,8 @@ fn handle(agent: &Agent, text: &str) -> Option<String> {
             image,
             auth: registry_auth,
         }),
-        Ok(ServerMessage::Goodbye { reason }) => return Some(reason),
+        Ok(ServerMessage::Goodbye { reason }) => return Some(Farewell::Goodbye(reason)),
+        Ok(ServerMessage::Reconnect { reason }) => return Some(Farewell::Reconnect(reason)),
         Ok(ServerMessage::Welcome(_)) => {}
         Err(err) => tracing::warn!(error = %err, "ignoring unknown control message"),
     }
@@ -507,6 +532,19 @@ mod tests {
         ws
     }
 
+    /// An enrolled agent whose control plane listens on `listener`.
+    fn identity_for(listener: &TcpListener) -> Identity {
+        Identity {
+            agent_id: "a1".into(),
+            name: "test".into(),
+            secret: "secret".into(),
+            control_plane: format!("http://{}", listener.local_addr().expect("addr"))
+                .parse()
+                .expect("url"),
+            tls: Default::default(),
+        }
+    }
+
     async fn receive(ws: &mut ControlPlane) -> AgentMessage {
         loop {
             match ws.next().await.expect("open").expect("frame") {
@@ -519,15 +557,7 @@ mod tests {
     #[tokio::test]
     async fn a_platform_slow_to_measure_holds_up_neither_heartbeats_nor_commands() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let identity = Identity {
-            agent_id: "a1".into(),
-            name: "test".into(),
-            secret: "secret".into(),
-            control_plane: format!("http://{}", listener.local_addr().expect("addr"))
-                .parse()
-                .expect("url"),
-            tls: Default::default(),
-        };
+        let identity = identity_for(&listener);
         let platform = Arc::new(FakePlatform::default());
         platform.usage_hangs.store(true, Ordering::SeqCst);
         let shutdown = CancellationToken::new();
@@ -563,6 +593,40 @@ mod tests {
         let acked = timeout(Duration::from_secs(5), acked).await;
         assert_eq!(acked.expect("the command is acknowledged"), "c1");
 
+        shutdown.cancel();
+        let _ = ws.close(None).await;
+        agent.await.expect("join").expect("a clean shutdown");
+    }
+
+    #[tokio::test]
+    async fn asked_to_reconnect_the_agent_comes_back_at_once_every_time() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let identity = identity_for(&listener);
+        let shutdown = CancellationToken::new();
+        let agent = tokio::spawn(run(
+            identity,
+            Arc::new(FakePlatform::default()),
+            shutdown.clone(),
+        ));
+        let mut ws = welcome(&listener).await;
+        // Five drains in a row: with the backoff of a lost connection the
+        // agent would wait at least 50 + 100 + 200 + 400 ms across them.
+        let started = Instant::now();
+        for _ in 0..5 {
+            let reconnect = ServerMessage::Reconnect {
+                reason: "this replica is draining".into(),
+            };
+            let text = serde_json::to_string(&reconnect).expect("json");
+            ws.send(Message::text(text)).await.expect("reconnect");
+            ws = timeout(Duration::from_secs(5), welcome(&listener))
+                .await
+                .expect("the agent connects again");
+        }
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(400),
+            "five reconnects took {took:?}: the agent waited as if the connection were lost"
+        );
         shutdown.cancel();
         let _ = ws.close(None).await;
         agent.await.expect("join").expect("a clean shutdown");

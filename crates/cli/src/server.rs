@@ -115,10 +115,24 @@ pub struct ServerArgs {
     /// How often recordings beyond the retention settings are deleted.
     #[arg(long, env = "STREAMSPACE_RECORDING_PURGE_INTERVAL", default_value = "1h", value_parser = positive_duration)]
     recording_purge_interval: Duration,
+    /// On SIGTERM, how long viewers' tunnels may go on streaming before
+    /// they are closed (the viewers reconnect to another replica); agents
+    /// move at once. At most 1h; 0s closes tunnels at once.
+    #[arg(long, env = "STREAMSPACE_DRAIN_TIMEOUT", default_value = "10s", value_parser = drain_timeout)]
+    drain_timeout: Duration,
 }
 
 fn humantime_duration(text: &str) -> Result<Duration, String> {
     streamspace_server::config::parse_duration(text)
+}
+
+fn drain_timeout(text: &str) -> Result<Duration, String> {
+    match humantime_duration(text)? {
+        long if long > Duration::from_secs(3600) => Err(
+            "must be at most 1h: a replica that drains longer holds up a rolling upgrade".into(),
+        ),
+        duration => Ok(duration),
+    }
 }
 
 fn positive_duration(text: &str) -> Result<Duration, String> {
@@ -169,6 +183,7 @@ impl ServerArgs {
                 max_total: self.recording_max_total.bytes(),
             },
             recording_purge_interval: self.recording_purge_interval,
+            drain_timeout: self.drain_timeout,
             ..Config::default()
         }
     }
@@ -394,6 +409,7 @@ mod tests {
         assert_eq!(config.http, HttpLimits::default());
         let defaults = Config::default();
         assert_eq!(config.max_streams_per_user, defaults.max_streams_per_user);
+        assert_eq!(config.drain_timeout, defaults.drain_timeout);
         assert_eq!(config.tls, None);
     }
 
