@@ -414,6 +414,15 @@ mod tests {
     }
 
     #[test]
+    fn a_drain_timeout_is_bounded() {
+        assert_eq!(drain_timeout("0s"), Ok(Duration::ZERO));
+        assert_eq!(drain_timeout("1h"), Ok(Duration::from_secs(3600)));
+        let too_long = drain_timeout("61m").expect_err("over an hour");
+        assert!(too_long.contains("at most 1h"), "{too_long}");
+        assert!(drain_timeout("soon").is_err());
+    }
+
+    #[test]
     fn every_demo_template_is_valid() {
         for (image, template) in demo_templates() {
             assert_eq!(template["image"], image.tag());

@@ -4,8 +4,10 @@
 mod apps;
 mod cli_sessions;
 mod connect;
+mod drain;
 mod faults;
 mod files;
+mod front;
 mod gpus;
 mod isolation;
 mod login_flood;
@@ -14,6 +16,7 @@ mod pulls;
 mod spine;
 mod tls;
 mod up;
+mod upgrade;
 
 use serde_json::{Value, json};
 use std::path::Path;

@@ -37,6 +37,7 @@ const CONTROL_BUFFER: usize = 4 * 1024;
     responses(
         (status = 101, description = "Switching to the WebSocket"),
         (status = 400, description = "Not a WebSocket handshake (plain text)", content_type = "text/plain", body = String),
+        (status = 503, description = "This replica is draining (shutting down): connect again, the load balancer picks another", body = crate::error::ErrorBody),
     ),
 )]
 pub async fn connect(
