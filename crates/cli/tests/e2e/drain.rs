@@ -83,6 +83,7 @@ async fn a_draining_replica_hands_its_agent_over_within_two_seconds_and_lets_its
     .map_err(|e| anyhow::anyhow!("{e:#}\nA's log:\n{}", a.process.log()))?;
     let moved = sigterm.elapsed();
     assert!(moved < AGENTS_BACK, "the agent took {moved:?}");
+    eprintln!("the agent was connected to B {moved:?} after A's SIGTERM");
     let row = Store::connect(&db).await?;
     let replicas = row.live_replicas(0).await?;
     assert!(

@@ -89,7 +89,11 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Ready>> {
                 "the database did not answer within {DATABASE_DEADLINE:?}"
             ))
         })?
-        .map_err(|err| ApiError::Unavailable(format!("the database does not answer: {err}")))?;
+        .map_err(|err| {
+            // Anyone may ask: the database's own words (its address) stay in the log.
+            tracing::warn!(error = %err, "readiness: the database does not answer");
+            ApiError::Unavailable("the database does not answer (the log says why)".into())
+        })?;
     if !missing.is_empty() {
         return Err(ApiError::Unavailable(format!(
             "the database lacks migrations {missing:?} of this binary: start a replica of \
