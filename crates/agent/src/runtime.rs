@@ -37,6 +37,11 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection that lasted this long counts as healthy: the next reconnect
 /// starts again from the shortest delay.
 const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+/// A `reconnect` this soon after the last one is not a replica draining
+/// (a rolling upgrade moves an agent once per replica, seconds apart) but a
+/// control plane asking again and again: that one waits out the backoff,
+/// so no control plane can make its agents reconnect in a tight loop.
+const MOVED_AGAIN: Duration = Duration::from_secs(1);
 const OUTBOX: usize = 4096;
 /// How often the platform is measured until the control plane says how
 /// often it wants heartbeats.
@@ -117,6 +122,7 @@ pub async fn run(
     tasks.spawn(measure_platform(agent.clone(), gauges_tx));
 
     let mut backoff = Backoff::default();
+    let mut last_moved: Option<Instant> = None;
     let result = loop {
         match connect_once(&agent, &mut inbox).await {
             Ended::Shutdown => break Ok(()),
@@ -129,11 +135,17 @@ pub async fn run(
             }
             Ended::Failed(err) => tracing::warn!(error = %format!("{err:#}"), "cannot connect"),
             Ended::Moved => {
-                // The next attempt goes at once; should it fail (the load
-                // balancer still picked the draining replica), the retries
-                // start again from the shortest delay.
-                backoff.reset();
-                continue;
+                let again = last_moved.is_some_and(|at| at.elapsed() < MOVED_AGAIN);
+                last_moved = Some(Instant::now());
+                if again {
+                    tracing::warn!("asked to reconnect again within {MOVED_AGAIN:?}; backing off");
+                } else {
+                    // The next attempt goes at once; should it fail (the
+                    // load balancer still picked the draining replica), the
+                    // retries start again from the shortest delay.
+                    backoff.reset();
+                    continue;
+                }
             }
         }
         tokio::select! {
@@ -598,37 +610,55 @@ mod tests {
         agent.await.expect("join").expect("a clean shutdown");
     }
 
-    #[tokio::test]
-    async fn asked_to_reconnect_the_agent_comes_back_at_once_every_time() {
+    /// Asks the agent to reconnect `times` times, `apart` apart; returns
+    /// how long the agent took to come back, in all.
+    async fn reconnects(times: u32, apart: Duration) -> Duration {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let identity = identity_for(&listener);
         let shutdown = CancellationToken::new();
-        let agent = tokio::spawn(run(
-            identity,
-            Arc::new(FakePlatform::default()),
-            shutdown.clone(),
-        ));
+        let platform = Arc::new(FakePlatform::default());
+        let agent = tokio::spawn(run(identity, platform, shutdown.clone()));
         let mut ws = welcome(&listener).await;
-        // Five drains in a row: with the backoff of a lost connection the
-        // agent would wait at least 50 + 100 + 200 + 400 ms across them.
-        let started = Instant::now();
-        for _ in 0..5 {
+        let mut away = Duration::ZERO;
+        for _ in 0..times {
+            sleep(apart).await;
             let reconnect = ServerMessage::Reconnect {
                 reason: "this replica is draining".into(),
             };
             let text = serde_json::to_string(&reconnect).expect("json");
+            let asked = Instant::now();
             ws.send(Message::text(text)).await.expect("reconnect");
-            ws = timeout(Duration::from_secs(5), welcome(&listener))
+            ws = timeout(Duration::from_secs(10), welcome(&listener))
                 .await
                 .expect("the agent connects again");
+            away += asked.elapsed();
         }
-        let took = started.elapsed();
-        assert!(
-            took < Duration::from_millis(400),
-            "five reconnects took {took:?}: the agent waited as if the connection were lost"
-        );
         shutdown.cancel();
         let _ = ws.close(None).await;
         agent.await.expect("join").expect("a clean shutdown");
+        away
+    }
+
+    #[tokio::test]
+    async fn asked_to_reconnect_the_agent_comes_back_at_once_every_time() {
+        // Four drains, a rolling upgrade's pace apart: with the backoff of a
+        // lost connection the agent would wait at least 50 + 100 + 200 + 400 ms.
+        let away = reconnects(4, MOVED_AGAIN + Duration::from_millis(100)).await;
+        assert!(
+            away < Duration::from_millis(400),
+            "four reconnects took {away:?}: the agent waited as if the connection were lost"
+        );
+    }
+
+    #[tokio::test]
+    async fn asked_to_reconnect_again_and_again_the_agent_backs_off() {
+        // After the first, at once, five more within a second: the backoff's
+        // shortest delays are at least 50 + 100 + 200 + 400 + 750 ms.
+        let away = reconnects(6, Duration::ZERO).await;
+        assert!(
+            away >= Duration::from_millis(1500),
+            "six reconnects in a row took only {away:?}: a control plane could make \
+             its agents reconnect in a tight loop"
+        );
     }
 }
