@@ -41,6 +41,32 @@ async fn ready_only_while_every_migration_of_this_binary_is_applied(
     Ok(())
 }
 
+async fn a_database_error_makes_it_unready_without_telling_anyone_why(
+    app: TestApp,
+) -> anyhow::Result<()> {
+    // The readiness query fails as it would with the database gone.
+    run_sql(
+        &app,
+        "ALTER TABLE _sqlx_migrations RENAME TO _sqlx_migrations_away",
+    )
+    .await?;
+    let refused = Api::new(&app.url)
+        .call(Method::GET, "/readyz", None)
+        .await?;
+    run_sql(
+        &app,
+        "ALTER TABLE _sqlx_migrations_away RENAME TO _sqlx_migrations",
+    )
+    .await?;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    // Anyone may ask: the driver's words (names, addresses) stay in the log.
+    assert_eq!(
+        refused.body,
+        json!({"error": "the database does not answer (the log says why)"})
+    );
+    Ok(())
+}
+
 async fn a_stopping_replica_tells_its_agents_to_reconnect(app: TestApp) -> anyhow::Result<()> {
     let (id, secret) = enroll(&app.admin, "drained").await?;
     let mut agent = FakeAgent::connect(&app.url, &id, &secret).await?;
@@ -62,5 +88,6 @@ async fn a_stopping_replica_tells_its_agents_to_reconnect(app: TestApp) -> anyho
 
 on_both_engines!(
     ready_only_while_every_migration_of_this_binary_is_applied,
+    a_database_error_makes_it_unready_without_telling_anyone_why,
     a_stopping_replica_tells_its_agents_to_reconnect,
 );
