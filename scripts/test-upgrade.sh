@@ -20,34 +20,39 @@ git cat-file -e "$previous^{commit}" 2>/dev/null || {
   exit 1
 }
 
-# The worktree lives beside the compiled code it shares, and is made again
-# only when the previous release changes.
+# The worktree lives beside the compiled code it shares and is made (and
+# edited) only when the previous release changes: a fresh clone with a warm
+# CARGO_TARGET_DIR reuses it as it is, so its sources keep their times and
+# nothing of it is compiled again. (Its link back to a clone that is gone
+# does not matter: nothing below runs git in it.)
 src="$CARGO_TARGET_DIR/previous-release/src"
-if [ "$(git -C "$src" rev-parse HEAD 2>/dev/null || true)" != "$previous" ]; then
+stamp="$CARGO_TARGET_DIR/previous-release/commit"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$previous" ] || [ ! -f "$src/Cargo.toml" ]; then
+  rm -f "$stamp"
   git worktree remove --force "$src" 2>/dev/null || rm -rf "$src"
   git worktree prune
   mkdir -p "$(dirname "$src")"
   git worktree add --detach "$src" "$previous" >/dev/null
+  # Two edits make its build live beside this one's in $CARGO_TARGET_DIR.
+  # Cargo names the compiled code of workspace crates by name, version and
+  # path within the workspace, so the previous release's crates would share
+  # names with this one's and replace them (with fingerprints that still
+  # look fresh): their version gets `-previous`, which also shows in what
+  # the old replica and agent report. And its binary, built as
+  # `streamspace`, would replace the new binary in $CARGO_TARGET_DIR/debug:
+  # it is named `streamspace-previous`. Nothing else of the release changes.
+  version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$src/Cargo.toml" | head -n 1)
+  sed -i "0,/^version = \"$version\"\$/s//version = \"$version-previous\"/" "$src/Cargo.toml"
+  sed -i "/^name = \"streamspace-/{n;s/^version = \"$version\"\$/version = \"$version-previous\"/}" \
+    "$src/Cargo.lock"
+  sed -i '/^\[\[bin\]\]/,/^name/ s/^name = "streamspace"$/name = "streamspace-previous"/' \
+    "$src/crates/cli/Cargo.toml"
+  grep -q '^name = "streamspace-previous"$' "$src/crates/cli/Cargo.toml" || {
+    echo "cannot rename the previous release's binary in $src/crates/cli/Cargo.toml" >&2
+    exit 1
+  }
+  echo "$previous" >"$stamp"
 fi
-# Two edits make its build live beside this one's in $CARGO_TARGET_DIR.
-# Cargo names the compiled code of workspace crates by name, version and
-# path within the workspace, so the previous release's crates would share
-# names with this one's and replace them (with fingerprints that still look
-# fresh): their version gets `-previous`, which also shows in what the old
-# replica and agent report. And its binary, built as `streamspace`, would
-# replace the new binary in $CARGO_TARGET_DIR/debug: it is named
-# `streamspace-previous`. Nothing else of the previous release changes.
-git -C "$src" checkout -- Cargo.toml Cargo.lock crates/cli/Cargo.toml
-version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$src/Cargo.toml" | head -n 1)
-sed -i "0,/^version = \"$version\"\$/s//version = \"$version-previous\"/" "$src/Cargo.toml"
-sed -i "/^name = \"streamspace-/{n;s/^version = \"$version\"\$/version = \"$version-previous\"/}" \
-  "$src/Cargo.lock"
-sed -i '/^\[\[bin\]\]/,/^name/ s/^name = "streamspace"$/name = "streamspace-previous"/' \
-  "$src/crates/cli/Cargo.toml"
-grep -q '^name = "streamspace-previous"$' "$src/crates/cli/Cargo.toml" || {
-  echo "cannot rename the previous release's binary in $src/crates/cli/Cargo.toml" >&2
-  exit 1
-}
 
 echo "building the previous release ${previous:0:10} (dependencies shared with this build)" >&2
 (cd "$src" && cargo build --locked -p streamspace-cli --bin streamspace-previous)
