@@ -2,7 +2,8 @@
 # Runs every StreamSpace test on a fresh Debian machine: installs and starts
 # what the tests need (Docker engine, PostgreSQL, Chromium, Node), builds the
 # demo desktop and web-app images and the web UI, then runs formatting and lint checks,
-# the Rust unit/integration/end-to-end tests, the browser tests, schema
+# the Rust unit/integration/end-to-end tests, the previous release against
+# the new schema (scripts/test-upgrade.sh), the browser tests, schema
 # checks of the Kubernetes objects, API fuzzing and a benchmark smoke test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,6 +54,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "rust tests (unit, API on SQLite and PostgreSQL, end to end on Docker)"
 cargo test --workspace --locked
+
+step "old binary against the new schema: the previous release beside this one (docs/UPGRADING.md)"
+scripts/test-upgrade.sh
 
 step "browser tests (Chromium)"
 scripts/test-ui.sh "$CARGO_TARGET_DIR/debug/streamspace"

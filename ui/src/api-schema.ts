@@ -1378,6 +1378,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/readyz": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Readiness
+         * @description Whether this replica can serve: its database answers (within 2 s), every
+         *     migration this binary knows is applied, and it is not draining. A load
+         *     balancer or Kubernetes readiness probe sends it traffic only on 200;
+         *     `/healthz` is liveness (the process answers at all).
+         */
+        get: operations["readyz"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/vnc/{id}": {
         parameters: {
             query?: never;
@@ -2072,6 +2095,11 @@ export interface components {
             /** Format: int64 */
             sessions: number;
         };
+        /** @description `/readyz`'s answer when this replica can serve. */
+        Ready: {
+            /** @description Always `ready`. */
+            status: string;
+        };
         /**
          * @description Whether the session's screen is recorded.
          * @enum {string}
@@ -2759,6 +2787,15 @@ export interface operations {
             };
             /** @description The control plane failed (see its log) */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description This replica is draining (shutting down): connect again, the load balancer picks another */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8569,6 +8606,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+        };
+    };
+    readyz: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Ready to serve */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Ready"];
+                };
+            };
+            /** @description Not ready: the error says why (draining, database unreachable, migrations missing) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
             };
         };
     };

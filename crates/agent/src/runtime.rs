@@ -37,6 +37,11 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection that lasted this long counts as healthy: the next reconnect
 /// starts again from the shortest delay.
 const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+/// A `reconnect` this soon after the last one is not a replica draining
+/// (a rolling upgrade moves an agent once per replica, seconds apart) but a
+/// control plane asking again and again: that one waits out the backoff,
+/// so no control plane can make its agents reconnect in a tight loop.
+const MOVED_AGAIN: Duration = Duration::from_secs(1);
 const OUTBOX: usize = 4096;
 /// How often the platform is measured until the control plane says how
 /// often it wants heartbeats.
@@ -52,6 +57,9 @@ enum Ended {
     Failed(anyhow::Error),
     /// Refused for good (unknown secret, incompatible version); stop.
     Fatal(anyhow::Error),
+    /// The replica is draining and asked us to connect again now: no
+    /// backoff, so the agent is back (on another replica) within moments.
+    Moved,
     Shutdown,
 }
 
@@ -114,6 +122,7 @@ pub async fn run(
     tasks.spawn(measure_platform(agent.clone(), gauges_tx));
 
     let mut backoff = Backoff::default();
+    let mut last_moved: Option<Instant> = None;
     let result = loop {
         match connect_once(&agent, &mut inbox).await {
             Ended::Shutdown => break Ok(()),
@@ -125,6 +134,19 @@ pub async fn run(
                 }
             }
             Ended::Failed(err) => tracing::warn!(error = %format!("{err:#}"), "cannot connect"),
+            Ended::Moved => {
+                let again = last_moved.is_some_and(|at| at.elapsed() < MOVED_AGAIN);
+                last_moved = Some(Instant::now());
+                if again {
+                    tracing::warn!("asked to reconnect again within {MOVED_AGAIN:?}; backing off");
+                } else {
+                    // The next attempt goes at once; should it fail (the
+                    // load balancer still picked the draining replica), the
+                    // retries start again from the shortest delay.
+                    backoff.reset();
+                    continue;
+                }
+            }
         }
         tokio::select! {
             _ = sleep(backoff.next_delay()) => {}
@@ -222,6 +244,8 @@ async fn handshake(agent: &Agent, ws: &mut Socket) -> Result<Duration, Ended> {
         Some(ServerMessage::Goodbye { reason }) => Err(Ended::Fatal(anyhow!(
             "the control plane refused this agent: {reason}"
         ))),
+        // A replica that began draining while we said hello.
+        Some(ServerMessage::Reconnect { .. }) => Err(Ended::Moved),
         _ => Err(Ended::Failed(anyhow!(
             "the control plane did not welcome this agent"
         ))),
@@ -290,12 +314,18 @@ async fn relay(
             frame = ws.next() => {
                 deadline = Instant::now() + silence;
                 match frame {
-                    Some(Ok(Message::Text(text))) => {
-                        if let Some(reason) = handle(agent, text.as_str()) {
+                    Some(Ok(Message::Text(text))) => match handle(agent, text.as_str()) {
+                        Some(Farewell::Goodbye(reason)) => {
                             tracing::warn!(%reason, "the control plane said goodbye");
                             return Ended::Lost { lasted: Duration::ZERO };
                         }
-                    }
+                        Some(Farewell::Reconnect(reason)) => {
+                            tracing::info!(%reason, "the control plane asked us to reconnect; reconnecting now");
+                            let _ = ws.close(None).await;
+                            return Ended::Moved;
+                        }
+                        None => {}
+                    },
                     Some(Ok(_)) => {}
                     Some(Err(_)) | None => return Ended::Lost { lasted: Duration::ZERO },
                 }
@@ -344,8 +374,14 @@ async fn measure(platform: &dyn Platform) -> Gauges {
     }
 }
 
-/// Dispatches one control message; returns the reason if it was a goodbye.
-fn handle(agent: &Agent, text: &str) -> Option<String> {
+/// How the control plane ended a connection, and why.
+enum Farewell {
+    Goodbye(String),
+    Reconnect(String),
+}
+
+/// Dispatches one control message; returns the farewell if it was one.
+fn handle(agent: &Agent, text: &str) -> Option<Farewell> {
     match serde_json::from_str::<ServerMessage>(text) {
         Ok(ServerMessage::Command(command)) => agent.executor.submit(command),
         Ok(ServerMessage::OpenTunnel {
@@ -396,7 +432,8 @@ fn handle(agent: &Agent, text: &str) -> Option<String> {
             image,
             auth: registry_auth,
         }),
-        Ok(ServerMessage::Goodbye { reason }) => return Some(reason),
+        Ok(ServerMessage::Goodbye { reason }) => return Some(Farewell::Goodbye(reason)),
+        Ok(ServerMessage::Reconnect { reason }) => return Some(Farewell::Reconnect(reason)),
         Ok(ServerMessage::Welcome(_)) => {}
         Err(err) => tracing::warn!(error = %err, "ignoring unknown control message"),
     }
@@ -507,6 +544,19 @@ mod tests {
         ws
     }
 
+    /// An enrolled agent whose control plane listens on `listener`.
+    fn identity_for(listener: &TcpListener) -> Identity {
+        Identity {
+            agent_id: "a1".into(),
+            name: "test".into(),
+            secret: "secret".into(),
+            control_plane: format!("http://{}", listener.local_addr().expect("addr"))
+                .parse()
+                .expect("url"),
+            tls: Default::default(),
+        }
+    }
+
     async fn receive(ws: &mut ControlPlane) -> AgentMessage {
         loop {
             match ws.next().await.expect("open").expect("frame") {
@@ -519,15 +569,7 @@ mod tests {
     #[tokio::test]
     async fn a_platform_slow_to_measure_holds_up_neither_heartbeats_nor_commands() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let identity = Identity {
-            agent_id: "a1".into(),
-            name: "test".into(),
-            secret: "secret".into(),
-            control_plane: format!("http://{}", listener.local_addr().expect("addr"))
-                .parse()
-                .expect("url"),
-            tls: Default::default(),
-        };
+        let identity = identity_for(&listener);
         let platform = Arc::new(FakePlatform::default());
         platform.usage_hangs.store(true, Ordering::SeqCst);
         let shutdown = CancellationToken::new();
@@ -567,5 +609,57 @@ mod tests {
         shutdown.cancel();
         let _ = ws.close(None).await;
         agent.await.expect("join").expect("a clean shutdown");
+    }
+
+    /// Asks the agent to reconnect `times` times, `apart` apart; returns
+    /// how long the agent took to come back, in all.
+    async fn reconnects(times: u32, apart: Duration) -> Duration {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let identity = identity_for(&listener);
+        let shutdown = CancellationToken::new();
+        let platform = Arc::new(FakePlatform::default());
+        let agent = tokio::spawn(run(identity, platform, shutdown.clone()));
+        let mut ws = welcome(&listener).await;
+        let mut away = Duration::ZERO;
+        for _ in 0..times {
+            sleep(apart).await;
+            let reconnect = ServerMessage::Reconnect {
+                reason: "this replica is draining".into(),
+            };
+            let text = serde_json::to_string(&reconnect).expect("json");
+            let asked = Instant::now();
+            ws.send(Message::text(text)).await.expect("reconnect");
+            ws = timeout(Duration::from_secs(10), welcome(&listener))
+                .await
+                .expect("the agent connects again");
+            away += asked.elapsed();
+        }
+        shutdown.cancel();
+        let _ = ws.close(None).await;
+        agent.await.expect("join").expect("a clean shutdown");
+        away
+    }
+
+    #[tokio::test]
+    async fn asked_to_reconnect_the_agent_comes_back_at_once_every_time() {
+        // Four drains, a rolling upgrade's pace apart: with the backoff of a
+        // lost connection the agent would wait at least 50 + 100 + 200 + 400 ms.
+        let away = reconnects(4, MOVED_AGAIN + Duration::from_millis(100)).await;
+        assert!(
+            away < Duration::from_millis(400),
+            "four reconnects took {away:?}: the agent waited as if the connection were lost"
+        );
+    }
+
+    #[tokio::test]
+    async fn asked_to_reconnect_again_and_again_the_agent_backs_off() {
+        // After the first, at once, five more within a second: the backoff's
+        // shortest delays are at least 50 + 100 + 200 + 400 + 750 ms.
+        let away = reconnects(6, Duration::ZERO).await;
+        assert!(
+            away >= Duration::from_millis(1500),
+            "six reconnects in a row took only {away:?}: a control plane could make \
+             its agents reconnect in a tight loop"
+        );
     }
 }

@@ -231,6 +231,10 @@ fn answer(
             state: streamspace_protocol::PullState::Done,
             message: Some("simulated agent: nothing to pull".into()),
         })],
-        ServerMessage::Welcome(_) | ServerMessage::Goodbye { .. } => Vec::new(),
+        // The channel closes next; the simulated agent reconnects as after
+        // any close.
+        ServerMessage::Welcome(_)
+        | ServerMessage::Goodbye { .. }
+        | ServerMessage::Reconnect { .. } => Vec::new(),
     }
 }

@@ -117,10 +117,24 @@ pub struct ServerArgs {
     /// How often recordings beyond the retention settings are deleted.
     #[arg(long, env = "STREAMSPACE_RECORDING_PURGE_INTERVAL", default_value = "1h", value_parser = positive_duration)]
     recording_purge_interval: Duration,
+    /// On SIGTERM, how long viewers' tunnels may go on streaming before
+    /// they are closed (the viewers reconnect to another replica); agents
+    /// move at once. At most 1h; 0s closes tunnels at once.
+    #[arg(long, env = "STREAMSPACE_DRAIN_TIMEOUT", default_value = "10s", value_parser = drain_timeout)]
+    drain_timeout: Duration,
 }
 
 fn humantime_duration(text: &str) -> Result<Duration, String> {
     streamspace_server::config::parse_duration(text)
+}
+
+fn drain_timeout(text: &str) -> Result<Duration, String> {
+    match humantime_duration(text)? {
+        long if long > Duration::from_secs(3600) => Err(
+            "must be at most 1h: a replica that drains longer holds up a rolling upgrade".into(),
+        ),
+        duration => Ok(duration),
+    }
 }
 
 fn positive_duration(text: &str) -> Result<Duration, String> {
@@ -171,6 +185,7 @@ impl ServerArgs {
                 max_total: self.recording_max_total.bytes(),
             },
             recording_purge_interval: self.recording_purge_interval,
+            drain_timeout: self.drain_timeout,
             ..Config::default()
         }
     }
@@ -396,7 +411,17 @@ mod tests {
         assert_eq!(config.http, HttpLimits::default());
         let defaults = Config::default();
         assert_eq!(config.max_streams_per_user, defaults.max_streams_per_user);
+        assert_eq!(config.drain_timeout, defaults.drain_timeout);
         assert_eq!(config.tls, None);
+    }
+
+    #[test]
+    fn a_drain_timeout_is_bounded() {
+        assert_eq!(drain_timeout("0s"), Ok(Duration::ZERO));
+        assert_eq!(drain_timeout("1h"), Ok(Duration::from_secs(3600)));
+        let too_long = drain_timeout("61m").expect_err("over an hour");
+        assert!(too_long.contains("at most 1h"), "{too_long}");
+        assert!(drain_timeout("soon").is_err());
     }
 
     #[test]

@@ -93,6 +93,13 @@ pub enum ServerMessage {
     Goodbye {
         reason: String,
     },
+    /// This replica is draining (shutting down for an upgrade): connect
+    /// again at once, through the same URL, and a load balancer takes the
+    /// agent to another replica. Agents before this variant ignore it and
+    /// reconnect with their backoff when the channel closes.
+    Reconnect {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -371,6 +378,9 @@ mod tests {
             },
             ServerMessage::Goodbye {
                 reason: "bye".into(),
+            },
+            ServerMessage::Reconnect {
+                reason: "draining".into(),
             },
         ];
         for message in messages {

@@ -69,6 +69,9 @@ pub struct Config {
     /// How long shutdown waits for requests in flight, then for tunnels and
     /// agent channels, to end.
     pub shutdown_drain: Duration,
+    /// How long a draining replica (SIGTERM) lets viewers' tunnels run on
+    /// before it closes them and exits (`cluster/drain.rs`).
+    pub drain_timeout: Duration,
     /// Certificate and key to serve HTTPS with; `None` serves plain HTTP
     /// (TLS then ends in a proxy in front).
     pub tls: Option<TlsFiles>,
@@ -179,6 +182,7 @@ impl Default for Config {
             // logs, and room to spare; not the connection cap.
             max_streams_per_user: 32,
             shutdown_drain: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(10),
             tls: None,
             loopback_listener: false,
             oidc: None,

@@ -137,6 +137,7 @@ impl Application {
             broker: tunnels.clone(),
             limit: config.tunnel_timeout,
         };
+        let shutdown = CancellationToken::new();
         let state = AppState {
             streams: StreamLimit::new(config.max_streams_per_user),
             apps: Arc::new(Apps::new(opener)),
@@ -146,7 +147,8 @@ impl Application {
             hub,
             tunnels,
             changes: Changes::default(),
-            shutdown: CancellationToken::new(),
+            draining: shutdown.child_token(),
+            shutdown,
             tasks: TaskTracker::new(),
             metrics: Arc::default(),
             sealer,
@@ -248,11 +250,13 @@ impl Application {
         state
             .tasks
             .spawn(crate::recording::retention::run(state.clone()));
-        // Event streams, tunnels and agent channels watch the app's token:
-        // ended with the server's, they close now rather than hold the
-        // drain of requests in flight (an event stream never finishes).
+        // The server's token stops the listeners. Then the replica drains:
+        // agent channels and event streams end now (an event stream never
+        // finishes, it would hold the drain of requests in flight), tunnels
+        // get the drain timeout, then the app's token closes the rest.
         let streams_end = async {
             shutdown.cancelled().await;
+            crate::cluster::drain::drain(&state).await;
             state.shutdown.cancel();
         };
         tokio::join!(server, streams_end);

@@ -38,6 +38,11 @@ pub struct AppState {
     pub changes: Changes,
     /// Fires when the server shuts down; long-lived connections watch it.
     pub shutdown: CancellationToken,
+    /// Fires when this replica starts draining (SIGTERM), and at the latest
+    /// with `shutdown` (its child): `/readyz` turns 503, agents are told to
+    /// reconnect elsewhere, event streams end; tunnels wait for `shutdown`
+    /// (`cluster/drain.rs`).
+    pub draining: CancellationToken,
     /// Upgraded connections, which axum does not track, so shutdown can
     /// wait for them.
     pub tasks: TaskTracker,

@@ -4,9 +4,11 @@
 mod apps;
 mod cli_sessions;
 mod connect;
+mod drain;
 mod faults;
 mod files;
 mod fleet;
+mod front;
 mod gpus;
 mod isolation;
 mod login_flood;
@@ -16,6 +18,7 @@ mod spine;
 mod tls;
 mod traces;
 mod up;
+mod upgrade;
 
 use serde_json::{Value, json};
 use std::path::Path;

@@ -65,7 +65,7 @@ const fn rule_of(access: Access, scope: &'static str) -> Rule {
 /// The rule of every operation, by its OpenAPI `operationId`.
 pub fn rule(operation_id: &str) -> Option<Rule> {
     Some(match operation_id {
-        "healthz" | "getOpenApi" | "login" => ANYONE,
+        "healthz" | "readyz" | "getOpenApi" | "login" => ANYONE,
         "authProviders" => rule_of(Access::Public, "which ways to sign in: no names"),
         "oidcLogin" | "oidcCallback" => rule_of(
             Access::Public,

@@ -58,7 +58,9 @@ pub async fn stream(
 ) -> ApiResult<impl IntoResponse> {
     let permit = state.streams.acquire(&user.user.id)?;
     let mut changes = state.changes.subscribe();
-    let shutdown = state.shutdown.clone();
+    // Ends when this replica drains: the browser's EventSource reconnects
+    // by itself, through the load balancer, to another replica.
+    let shutdown = state.draining.clone();
     // Logout, a new password, demotion or deletion end the stream.
     let revoked = revoke::ended(&state, &user);
     let stream = async_stream(move |tx| async move {

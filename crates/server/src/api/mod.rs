@@ -133,6 +133,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::list))
         .routes(routes!(audit::export))
         .routes(routes!(healthz))
+        .routes(routes!(crate::cluster::drain::readyz))
         .routes(routes!(metrics::serve))
 }
 

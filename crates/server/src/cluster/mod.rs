@@ -1,12 +1,14 @@
 //! Several control-plane replicas on one PostgreSQL (docs/ARCHITECTURE.md#replicas):
 //! who this replica is (`replica.rs`), how the replicas find each other
 //! (`registry.rs`: rows in `replicas`), and how they tell each other what
-//! must not wait for a reconciler pass (`bus.rs`: `LISTEN/NOTIFY`).
+//! must not wait for a reconciler pass (`bus.rs`: `LISTEN/NOTIFY`), and how
+//! a replica leaves without anyone noticing (`drain.rs`: `/readyz`, SIGTERM).
 //!
 //! On SQLite the control plane is one process: the registry still holds
 //! its one row (the API shows it), and the bus publishes nothing.
 
 pub(crate) mod bus;
+pub(crate) mod drain;
 pub(crate) mod registry;
 pub(crate) mod replica;
 

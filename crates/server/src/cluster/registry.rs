@@ -41,7 +41,7 @@ pub async fn run(state: AppState) {
             _ = tick.tick() => {}
             _ = state.shutdown.cancelled() => break,
         }
-        if let Err(err) = beat(&state, false).await {
+        if let Err(err) = beat(&state, state.draining.is_cancelled()).await {
             tracing::warn!(error = %err, "cannot record this replica's heartbeat");
         }
     }

@@ -37,6 +37,7 @@ const CONTROL_BUFFER: usize = 4 * 1024;
     responses(
         (status = 101, description = "Switching to the WebSocket"),
         (status = 400, description = "Not a WebSocket handshake (plain text)", content_type = "text/plain", body = String),
+        (status = 503, description = "This replica is draining (shutting down): connect again, the load balancer picks another", body = crate::error::ErrorBody),
     ),
 )]
 pub async fn connect(
@@ -49,6 +50,13 @@ pub async fn connect(
             "agents authenticate with Authorization: Bearer <agent secret>".into(),
         )
     })?;
+    if state.draining.is_cancelled() {
+        return Err(ApiError::Unavailable(
+            "this control-plane replica is shutting down: connect again, the load balancer \
+             picks another"
+                .into(),
+        ));
+    }
     let secret_hash = secrets::hash(&secret);
     let agent = state
         .store
@@ -122,7 +130,7 @@ async fn serve(state: AppState, agent: AgentRecord, secret_hash: String, mut ws:
         id: &agent.id,
         actor: &actor,
     };
-    relay(&state, &from, &mut ws, outbox).await;
+    let ended = relay(&state, &from, &mut ws, outbox).await;
 
     if state.hub.detach(&agent.id, conn_id) {
         if let Err(err) = state.store.mark_agent_disconnected(&agent.id).await {
@@ -131,6 +139,23 @@ async fn serve(state: AppState, agent: AgentRecord, secret_hash: String, mut ws:
         state.changes.agent_changed(&agent.id);
         tracing::info!("agent disconnected");
     }
+    // Only now, with its disconnection recorded: the agent reconnects at
+    // once to another replica, whose "connected" must not be overwritten
+    // by this one's "disconnected".
+    if ended == Ended::Draining {
+        let reason = "this control-plane replica is shutting down".to_owned();
+        let _ = send(&mut ws, &ServerMessage::Reconnect { reason }).await;
+        let _ = ws.send(Message::Close(None)).await;
+    }
+}
+
+/// Why a relay ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// The agent, the network or a limit ended it.
+    Closed,
+    /// This replica drains: the agent is to reconnect elsewhere.
+    Draining,
 }
 
 async fn read_hello(ws: &mut WebSocket) -> Result<Hello, String> {
@@ -180,29 +205,27 @@ async fn relay(
     from: &reports::From<'_>,
     ws: &mut WebSocket,
     mut outbox: mpsc::Receiver<ServerMessage>,
-) {
+) -> Ended {
     let silence = state.config.agent_silence_limit();
     let mut deadline = Instant::now() + silence;
     let mut rate = MessageRate::new(Instant::now());
     loop {
         tokio::select! {
-            _ = state.shutdown.cancelled() => {
-                let reason = "the control plane is shutting down".to_owned();
-                let _ = send(ws, &ServerMessage::Goodbye { reason }).await;
-                return;
-            }
+            // Draining, or shutting down (which drains too): the agent
+            // reconnects at once, through its URL, to another replica.
+            _ = state.draining.cancelled() => return Ended::Draining,
             _ = sleep_until(deadline) => {
                 tracing::warn!(?silence, "agent went silent; closing its connection");
-                return;
+                return Ended::Closed;
             }
             outgoing = outbox.recv() => {
                 let Some(message) = outgoing else {
                     let reason = "replaced by a newer connection of this agent".to_owned();
                     let _ = send(ws, &ServerMessage::Goodbye { reason }).await;
-                    return;
+                    return Ended::Closed;
                 };
                 if send(ws, &message).await.is_err() {
-                    return;
+                    return Ended::Closed;
                 }
             }
             incoming = ws.recv() => {
@@ -214,7 +237,7 @@ async fn relay(
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Binary(_))) => {
                         continue;
                     }
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Ended::Closed,
                 };
                 // Charged by the work it makes (a malformed one costs one).
                 let cost = message.as_ref().map_or(1.0, reports::cost);
@@ -227,7 +250,7 @@ async fn relay(
                         reports::SESSIONS_PER_MESSAGE,
                     );
                     let _ = send(ws, &ServerMessage::Goodbye { reason }).await;
-                    return;
+                    return Ended::Closed;
                 }
                 match message {
                     Ok(message) => reports::handle(state, from, message).await,

@@ -183,6 +183,21 @@ impl Store {
         &self.pool
     }
 
+    /// The versions of this binary's migrations the database has not
+    /// applied (successfully): empty once the schema is ready for it. Also
+    /// the readiness probe's proof that the database answers.
+    pub async fn missing_migrations(&self) -> StoreResult<Vec<i64>> {
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(migrator()
+            .iter()
+            .map(|migration| migration.version)
+            .filter(|version| !applied.contains(version))
+            .collect())
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -23,6 +23,7 @@ mod oidc;
 mod oidc_issuer;
 mod openapi;
 mod policy;
+mod readiness;
 mod recordings;
 mod request_bodies;
 mod revocation;
