@@ -31,6 +31,7 @@ const RECOUNT_AFTER: Duration = Duration::from_secs(1);
 pub async fn serve(State(state): State<AppState>) -> Response {
     let metrics = &state.metrics;
     metrics.set_agents_connected(state.hub.connected_count());
+    metrics.set_singleton_leader(state.leader.is_held());
     let (users, addresses) = state.login.throttle.locked();
     metrics.set_login_lockouts(users, addresses);
     metrics.set_password_hashes(state.login.work.in_use());

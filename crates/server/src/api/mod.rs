@@ -16,6 +16,7 @@ mod openapi;
 mod pools;
 mod prepull;
 mod recordings;
+mod replicas;
 mod sessions;
 mod settings;
 mod shares;
@@ -107,6 +108,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(agents::get, agents::delete, agent_pool::update))
         .routes(routes!(agents::drain))
         .routes(routes!(agents::undrain))
+        .routes(routes!(replicas::list))
         .routes(routes!(sessions::list, sessions::create))
         .routes(routes!(sessions::get, sessions::delete))
         .routes(routes!(sessions::set_state))

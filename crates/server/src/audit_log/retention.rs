@@ -1,7 +1,9 @@
 //! Retention: audit events older than the `audit_retention_days` setting
 //! are deleted, once at start and then every `Config::audit_purge_interval`.
 //!
-//! Every replica runs it, and that is safe: each statement deletes at most
+//! Only the replica holding the singleton lock runs it
+//! (`cluster/leader.rs`). Two at once would be safe too (during a
+//! handover): each statement deletes at most
 //! a batch of whatever old rows are still there, so two replicas purging
 //! at once delete each row once between them (each records what it
 //! deleted). The purge is itself recorded (`audit.purge`), so a log that
@@ -24,6 +26,9 @@ pub async fn run(state: AppState) {
         tokio::select! {
             _ = tick.tick() => {}
             _ = state.shutdown.cancelled() => return,
+        }
+        if !state.leader.is_held() {
+            continue;
         }
         if let Err(err) = purge_once(&state).await {
             tracing::warn!(error = %err, "cannot purge old audit events");

@@ -1,7 +1,8 @@
 //! Deletes expired login and enrollment tokens (and MFA challenges), which would otherwise pile
 //! up forever (a login per browser per week). Expired tokens already stop
-//! working when they expire; this only reclaims their rows. Every replica
-//! runs it; the deletes are idempotent.
+//! working when they expire; this only reclaims their rows. Only the replica
+//! holding the singleton lock runs it (`cluster/leader.rs`); the deletes
+//! are idempotent anyway.
 
 use crate::state::AppState;
 
@@ -14,6 +15,9 @@ pub async fn run(state: AppState) {
         tokio::select! {
             _ = tick.tick() => {}
             _ = state.shutdown.cancelled() => return,
+        }
+        if !state.leader.is_held() {
+            continue;
         }
         match state.store.delete_expired_tokens().await {
             Ok((0, 0)) => {}

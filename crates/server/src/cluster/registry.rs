@@ -66,7 +66,12 @@ pub async fn beat(state: &AppState, draining: bool) -> StoreResult<()> {
         .expire_replicas(now_ms() - duration_ms(SILENCE))
         .await?;
     if expired > 0 {
-        tracing::info!(expired, "removed replicas that stopped beating");
+        let released = store.release_agents_of_gone_replicas().await?;
+        tracing::info!(
+            expired,
+            released,
+            "removed replicas that stopped beating, and their agents' claims"
+        );
     }
     Ok(())
 }
