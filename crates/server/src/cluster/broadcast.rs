@@ -1,6 +1,6 @@
 //! A broadcast within this process whose own items also go to the other
 //! replicas: what happens here reaches local subscribers and
-//! [`Replicated::ours`] (which `cluster::forward` publishes on the bus);
+//! [`Replicated::ours`] (which `cluster::Forwarded` publishes on the bus);
 //! what another replica told arrives through [`Replicated::told`]
 //! and reaches local subscribers only, so a notice is never published
 //! twice. A leaf, so the parts of the application state built on it (the
