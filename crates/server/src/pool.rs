@@ -39,11 +39,8 @@ const ACTOR: &str = "system:pool";
 pub async fn run(state: AppState) {
     let mut tick = tokio::time::interval(REFILL_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = state.shutdown.cancelled() => return,
-        }
+    let mut turns = state.leader.changes();
+    while crate::cluster::leader::next_turn(&mut tick, &mut turns, &state.shutdown).await {
         if !state.leader.is_held() {
             continue;
         }

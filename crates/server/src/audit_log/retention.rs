@@ -1,5 +1,6 @@
 //! Retention: audit events older than the `audit_retention_days` setting
-//! are deleted, once at start and then every `Config::audit_purge_interval`.
+//! are deleted, once at start (or when this replica takes the singleton
+//! lock) and then every `Config::audit_purge_interval`.
 //!
 //! Only the replica holding the singleton lock runs it
 //! (`cluster/leader.rs`). Two at once would be safe too (during a
@@ -22,11 +23,8 @@ const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 pub async fn run(state: AppState) {
     let mut tick = tokio::time::interval(state.config.audit_purge_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = state.shutdown.cancelled() => return,
-        }
+    let mut turns = state.leader.changes();
+    while crate::cluster::leader::next_turn(&mut tick, &mut turns, &state.shutdown).await {
         if !state.leader.is_held() {
             continue;
         }

@@ -6,16 +6,13 @@
 
 use crate::state::AppState;
 
-/// Runs until the server shuts down, once at start and then every
-/// `Config::token_purge_interval`.
+/// Runs until the server shuts down, once at start (or when this replica
+/// takes the singleton lock) and then every `Config::token_purge_interval`.
 pub async fn run(state: AppState) {
     let mut tick = tokio::time::interval(state.config.token_purge_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = state.shutdown.cancelled() => return,
-        }
+    let mut turns = state.leader.changes();
+    while crate::cluster::leader::next_turn(&mut tick, &mut turns, &state.shutdown).await {
         if !state.leader.is_held() {
             continue;
         }

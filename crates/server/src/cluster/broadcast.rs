@@ -64,7 +64,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn what_came_told_is_never_ours() {
+    fn what_another_replica_told_is_never_ours() {
         let bus = Replicated::new(8);
         let (mut all, mut ours) = (bus.subscribe(), bus.ours());
         bus.here(1);

@@ -18,8 +18,8 @@
 
 use sqlx::{Connection, PgConnection};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// How often a replica without the lock tries to take it, and how often
@@ -33,7 +33,7 @@ const KEY: i64 = 0x5353_7369_6e67_6c65;
 /// Whether this replica holds the singleton lock now.
 #[derive(Clone, Debug)]
 pub struct Leader {
-    held: Arc<AtomicBool>,
+    held: Arc<watch::Sender<bool>>,
     /// The PostgreSQL database whose lock it is; `None` on SQLite.
     url: Option<Arc<str>>,
 }
@@ -42,7 +42,7 @@ impl Leader {
     /// The lone replica on SQLite: always the holder.
     pub fn always() -> Self {
         Self {
-            held: Arc::new(AtomicBool::new(true)),
+            held: Arc::new(watch::channel(true).0),
             url: None,
         }
     }
@@ -51,22 +51,51 @@ impl Leader {
     /// holder until [`contend`] takes it.
     pub fn contender(url: &str) -> Self {
         Self {
-            held: Arc::new(AtomicBool::new(false)),
+            held: Arc::new(watch::channel(false).0),
             url: Some(url.into()),
         }
     }
 
     pub fn is_held(&self) -> bool {
-        self.held.load(Ordering::Relaxed)
+        *self.held.borrow()
+    }
+
+    /// Fires whenever the lock is taken or lost: a singleton job runs at
+    /// once when its replica takes over, not at its next tick (an hour
+    /// later for the purges).
+    pub fn changes(&self) -> watch::Receiver<bool> {
+        self.held.subscribe()
     }
 
     fn set(&self, held: bool) {
-        if self.held.swap(held, Ordering::Relaxed) != held {
+        let changed = self.held.send_if_modified(|now| {
+            let changed = *now != held;
+            *now = held;
+            changed
+        });
+        if changed {
             match held {
                 true => tracing::info!("this replica now runs the singleton jobs"),
                 false => tracing::warn!("this replica no longer runs the singleton jobs"),
             }
         }
+    }
+}
+
+/// Waits for a singleton job's next turn: its `tick`, or a change of
+/// holder (`Leader::changes`), so a replica that takes over runs the job at
+/// once. `false` at shutdown. The job then runs only if
+/// [`Leader::is_held`].
+pub async fn next_turn(
+    tick: &mut tokio::time::Interval,
+    changes: &mut watch::Receiver<bool>,
+    shutdown: &CancellationToken,
+) -> bool {
+    tokio::select! {
+        _ = tick.tick() => true,
+        // A closed channel (the state is going away) disables this branch.
+        Ok(()) = changes.changed() => true,
+        _ = shutdown.cancelled() => false,
     }
 }
 
@@ -168,10 +197,14 @@ mod tests {
         // b tries at once, then every RETRY: give it more than one try.
         tokio::time::sleep(RETRY * 2).await;
         assert!(a.is_held() && !b.is_held(), "two holders, or a lost lock");
+        let turns = b.changes();
+        assert!(!turns.has_changed().expect("open"), "b's tries are no news");
         stop_a.cancel();
         task_a.await.expect("a stops");
         assert!(!a.is_held());
         until("b to take over", || b.is_held()).await;
+        // b's singleton jobs take their turn at once.
+        assert!(turns.has_changed().expect("open"));
         stop_b.cancel();
     }
 
