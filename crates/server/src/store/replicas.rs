@@ -111,20 +111,6 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Agents whose replica is gone (killed, its row expired) are connected
-    /// nowhere: they reconnect through the load balancer, and until then
-    /// nobody holds them. Returns how many.
-    pub async fn release_agents_of_gone_replicas(&self) -> StoreResult<u64> {
-        let _turn = self.write_turn().await;
-        let done = sqlx::query(
-            "UPDATE agents SET connected = 0, replica_id = NULL WHERE replica_id IS NOT NULL \
-             AND replica_id NOT IN (SELECT id FROM replicas)",
-        )
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
-    }
-
     /// How many agents each replica holds, by replica id.
     pub async fn agents_per_replica(&self) -> StoreResult<HashMap<String, u64>> {
         let rows = sqlx::query(
@@ -219,8 +205,7 @@ mod tests {
     }
 
     /// An agent that moved from replica a to b stays b's when its old
-    /// channel on a closes; it is nobody's once b lets go, or once b's row
-    /// expires (b was killed).
+    /// channel on a closes; it is nobody's once b lets go.
     async fn an_agent_is_held_by_its_latest_replica(url: &str) {
         let store = Store::connect(url).await.expect("store");
         for id in ["a", "b"] {
@@ -258,20 +243,6 @@ mod tests {
         assert_eq!(holder().await.replica_id, None);
         assert!(!holder().await.connected);
 
-        store
-            .mark_agent_connected(&id, "b", hello)
-            .await
-            .expect("on b");
-        assert_eq!(
-            store.release_agents_of_gone_replicas().await.expect("none"),
-            0
-        );
-        store.remove_replica("b").await.expect("b is gone");
-        assert_eq!(
-            store.release_agents_of_gone_replicas().await.expect("one"),
-            1
-        );
-        assert_eq!(holder().await.replica_id, None);
         assert!(store.agents_per_replica().await.expect("count").is_empty());
     }
 
