@@ -29,8 +29,9 @@ use url::Url;
 /// The slower paths (the reconciler's re-sends) wait this long: never
 /// within a test.
 const NEVER: Duration = Duration::from_secs(3600);
-/// What "at once" means on a loaded test machine.
-const AT_ONCE: Duration = Duration::from_secs(2);
+/// What "at once" means on a loaded test machine: well under every slower
+/// path (the reconciler's hour here, streams' 30 s login re-check).
+const AT_ONCE: Duration = Duration::from_secs(5);
 
 fn no_reconciler(config: &mut Config) {
     config.reconcile_interval = NEVER;
@@ -316,7 +317,7 @@ async fn the_lock_holders_death_hands_idle_hibernation_over() -> anyhow::Result<
     let id = agent
         .run_session(
             &b.admin,
-            json!({"template": "desktop", "idle_timeout": "2s"}),
+            json!({"template": "desktop", "idle_timeout": "3s"}),
         )
         .await?;
     // A viewer keeps it busy while the holder lives.
@@ -327,7 +328,7 @@ async fn the_lock_holders_death_hands_idle_hibernation_over() -> anyhow::Result<
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     });
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     assert_eq!(
         b.admin.session(&id).await?["state"],
         "running",
@@ -337,8 +338,8 @@ async fn the_lock_holders_death_hands_idle_hibernation_over() -> anyhow::Result<
     holder.kill().await?;
     keep_busy.abort();
     let killed = Instant::now();
-    // Idle 2 s, then the lock's retry (2 s) and a pass (0.2 s), with room.
-    let hibernate = next_command(&mut agent, Duration::from_secs(10)).await?;
+    // Idle 3 s, then the lock's retry (2 s) and a pass (0.2 s), with room.
+    let hibernate = next_command(&mut agent, Duration::from_secs(12)).await?;
     assert_eq!(
         (hibernate.session_id.as_str(), hibernate.action),
         (id.as_str(), Action::Hibernate)
