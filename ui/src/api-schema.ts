@@ -543,6 +543,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/replicas": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List the control plane's replicas (admin)
+         * @description Every replica that beat within the last 10 s, oldest first. On SQLite,
+         *     the one process.
+         */
+        get: operations["listReplicas"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/sessions": {
         parameters: {
             query?: never;
@@ -1455,6 +1476,11 @@ export interface components {
              */
             pool: string;
             region?: string | null;
+            /**
+             * @description The control-plane replica holding its control channel
+             *     (`GET /api/v1/replicas`); `null` when connected nowhere.
+             */
+            replica_id?: string | null;
             /** Format: int32 */
             session_count: number;
             /** @description `online`, `offline`, or `draining` (online but taking no new sessions). */
@@ -2173,6 +2199,28 @@ export interface components {
             /** @description A password or access token; never shown again. */
             password?: string | null;
             username: string;
+        };
+        /** @description A control-plane replica. */
+        ReplicaView: {
+            /**
+             * Format: int64
+             * @description Agents whose control channel it holds.
+             */
+            agents_connected: number;
+            /** @description Shutting down: it takes no new work. */
+            draining: boolean;
+            /** Format: date-time */
+            heartbeat_at: string;
+            /** @description 16 hex digits, new at every start. */
+            id: string;
+            /** @description Where the other replicas reach it (`--internal-url`). */
+            internal_url: string;
+            /** @description Whether it is the replica that answered this request. */
+            serving: boolean;
+            /** Format: date-time */
+            started_at: string;
+            /** @description Its release. */
+            version: string;
         };
         /** @description Resource limits; absent means the platform's default (no limit on Docker). */
         Resources: {
@@ -4727,6 +4775,53 @@ export interface operations {
             };
             /** @description It is still being recorded: close its viewer first */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The control plane failed (see its log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    listReplicas: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The live replicas */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReplicaView"][];
+                };
+            };
+            /** @description Not logged in, or the token or secret is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not an admin */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -1,11 +1,17 @@
-//! In-process notice that a session or an agent changed, for the live
-//! views (`api/events.rs` turns them into the SSE stream). They carry ids
-//! only; listeners read the current state from the store.
+//! Notice that a session or an agent changed, for the live views
+//! (`api/events.rs` turns them into the SSE stream). They carry ids only;
+//! listeners read the current state from the store. With several replicas
+//! the changes made here are also told to the others, and theirs arrive
+//! here (`cluster/broadcast.rs`), so every replica's streams carry every
+//! change.
 
+use crate::cluster::broadcast::Replicated;
+use serde::{Deserialize, Serialize};
 use streamspace_protocol::{AgentId, SessionId, UserId};
 use tokio::sync::broadcast;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "of", rename_all = "snake_case")]
 pub enum Change {
     Session { id: SessionId, user_id: UserId },
     Agent { id: AgentId },
@@ -13,31 +19,40 @@ pub enum Change {
 
 #[derive(Clone)]
 pub struct Changes {
-    tx: broadcast::Sender<Change>,
+    tx: Replicated<Change>,
 }
 
 impl Default for Changes {
     fn default() -> Self {
         Self {
-            tx: broadcast::channel(1024).0,
+            tx: Replicated::new(1024),
         }
     }
 }
 
 impl Changes {
     pub fn session_changed(&self, id: &SessionId, user_id: &UserId) {
-        // No subscribers is fine: nobody is watching.
-        let _ = self.tx.send(Change::Session {
+        self.tx.here(Change::Session {
             id: id.clone(),
             user_id: user_id.clone(),
         });
     }
 
     pub fn agent_changed(&self, id: &AgentId) {
-        let _ = self.tx.send(Change::Agent { id: id.clone() });
+        self.tx.here(Change::Agent { id: id.clone() });
+    }
+
+    /// A change another replica made.
+    pub fn told(&self, change: Change) {
+        self.tx.told(change);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.tx.subscribe()
+    }
+
+    /// The changes made here, for the other replicas.
+    pub fn ours(&self) -> broadcast::Receiver<Change> {
+        self.tx.ours()
     }
 }

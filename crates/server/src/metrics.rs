@@ -100,6 +100,8 @@ pub struct Metrics {
     /// Connections, timeouts, evictions, certificate reloads (`serve/`).
     pub http: HttpMetrics,
     agents_connected: Gauge,
+    /// 1 on the replica holding the singleton lock (`cluster/leader.rs`).
+    singleton_leader: Gauge,
     sessions: Family<PhaseLabel, Gauge>,
     /// When the scrape handler last counted sessions in the store; held
     /// while it counts, so concurrent scrapes share one count.
@@ -123,6 +125,7 @@ impl Default for Metrics {
             password_hashes: Gauge::default(),
             http: Default::default(),
             agents_connected: Gauge::default(),
+            singleton_leader: Gauge::default(),
             sessions: Family::default(),
             sessions_counted: Default::default(),
             registry: Registry::default(),
@@ -205,6 +208,11 @@ impl Default for Metrics {
             metrics.agents_connected.clone(),
         );
         registry.register(
+            "singleton_leader",
+            "1 on the replica that runs the singleton jobs (idle hibernation, purges, warm pools)",
+            metrics.singleton_leader.clone(),
+        );
+        registry.register(
             "sessions",
             "Sessions by observed phase",
             metrics.sessions.clone(),
@@ -248,6 +256,10 @@ impl Metrics {
 
     pub fn set_agents_connected(&self, agents: usize) {
         self.agents_connected.set(agents as i64);
+    }
+
+    pub fn set_singleton_leader(&self, held: bool) {
+        self.singleton_leader.set(i64::from(held));
     }
 
     /// Usernames and client addresses locked out now.

@@ -3,10 +3,13 @@
 //! (`store/pool.rs`) until a launch takes one, so that launch is a write in
 //! the store, not a container start.
 //!
-//! - **Refill** (`run`, every 2 s): per template and agent, one more session
-//!   while fewer than N are alive; failed ones, and those of templates whose
-//!   pool shrank or went away, are ended. The count and the start happen
-//!   under the admission turn, so replicas do not both fill one gap.
+//! - **Refill** (`run`, every 2 s, on the replica holding the singleton
+//!   lock, `cluster/leader.rs`): per template and online agent (connected
+//!   to any replica: the start command reaches it through the bus), one
+//!   more session while fewer than N are alive; failed ones, and those of
+//!   templates whose pool shrank or went away, are ended. The count and the
+//!   start happen under the admission turn, so even two refills during a
+//!   handover do not both fill one gap.
 //! - **Take** (`take`, from `POST /sessions`): a launch that asks nothing of
 //!   its own (no resources, env, idle timeout, platform or agent) gets the
 //!   oldest running pooled session on a connected agent: re-owned in the
@@ -36,10 +39,10 @@ const ACTOR: &str = "system:pool";
 pub async fn run(state: AppState) {
     let mut tick = tokio::time::interval(REFILL_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = state.shutdown.cancelled() => return,
+    let mut turns = state.leader.changes();
+    while crate::cluster::leader::next_turn(&mut tick, &mut turns, &state.shutdown).await {
+        if !state.leader.is_held() {
+            continue;
         }
         if let Err(err) = refill(&state).await {
             tracing::warn!(error = %err, "warm pool refill failed");
@@ -72,8 +75,7 @@ async fn refill(state: &AppState) -> SessionResult<()> {
 }
 
 fn may_host(state: &AppState, template: &TemplateRecord, agent: &AgentRecord) -> bool {
-    !agent.draining
-        && state.hub.is_connected(&agent.id)
+    crate::presence::status(state, agent) == "online"
         && template.spec.allows_platform(&agent.platform)
 }
 

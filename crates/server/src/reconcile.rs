@@ -3,14 +3,20 @@
 //! commands until they agree, with backoff, giving up with a clear `Failed`
 //! after a bounded time. It also hibernates sessions that went idle.
 //!
-//! It only acts on sessions whose agent is connected to this control plane:
-//! an offline agent's sessions are left as they are (nothing is rescheduled
-//! blindly), and with several replicas each agent's sessions are reconciled
-//! by the one replica it is connected to.
+//! It only converges sessions whose agent is connected to this control
+//! plane: an offline agent's sessions are left as they are (nothing is
+//! rescheduled blindly), and with several replicas each agent's sessions
+//! are reconciled by the one replica it is connected to. Idle hibernation
+//! is a singleton instead: the replica holding the singleton lock
+//! (`cluster/leader.rs`) hibernates the idle sessions of every online
+//! agent, wherever it is connected (the command reaches it through the
+//! bus), so a replica that dies does not leave its agents' sessions
+//! running forever: the next holder takes over within a retry and a pass.
 
 use crate::lifecycle::{action_for, audit, change_state};
 use crate::state::AppState;
 use crate::store::{AuditEntry, SessionRecord, StoreResult, now_ms};
+use std::collections::HashSet;
 use std::time::Duration;
 use streamspace_protocol::{AgentId, Command, CommandId, DesiredState, Phase, ServerMessage};
 
@@ -48,20 +54,34 @@ pub async fn run(state: AppState) {
 
 pub async fn reconcile_once(state: &AppState) -> StoreResult<()> {
     let now = now_ms();
+    let online = match state.leader.is_held() {
+        true => online_agents(state).await?,
+        false => HashSet::new(),
+    };
     for session in state.store.sessions_to_reconcile().await? {
         let Some(agent_id) = session.agent_id.clone() else {
             continue;
         };
-        if !state.hub.is_connected(&agent_id) {
-            continue;
-        }
         if is_idle(&session, now) {
-            hibernate_idle(state, session).await;
-        } else if !converged(&session) {
+            if online.contains(&agent_id) {
+                hibernate_idle(state, session).await;
+            }
+        } else if state.hub.is_connected(&agent_id) && !converged(&session) {
             converge(state, &session, &agent_id, now).await?;
         }
     }
     Ok(())
+}
+
+/// The agents reachable now, through any replica: the ones idle
+/// hibernation acts for.
+async fn online_agents(state: &AppState) -> StoreResult<HashSet<AgentId>> {
+    let agents = state.store.list_agents().await?;
+    Ok(agents
+        .into_iter()
+        .filter(|agent| crate::presence::status(state, agent) != "offline")
+        .map(|agent| agent.id)
+        .collect())
 }
 
 fn converged(session: &SessionRecord) -> bool {

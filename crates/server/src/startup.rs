@@ -11,6 +11,7 @@ use crate::auth::secrets::SecretKind;
 use crate::bootstrap::{AdminBootstrap, ensure_admin};
 use crate::changes::Changes;
 use crate::cluster::bus::Bus;
+use crate::cluster::leader::Leader;
 use crate::cluster::replica::{Replica, ReplicaId};
 use crate::config::Config;
 use crate::hub::channels::AgentHub;
@@ -159,6 +160,10 @@ impl Application {
             share_ends: Default::default(),
             oidc,
             recordings: Arc::new(recordings),
+            leader: match replica.shared {
+                true => Leader::contender(&database_url),
+                false => Leader::always(),
+            },
             replica,
             bus,
         };
@@ -238,6 +243,11 @@ impl Application {
             .tasks
             .spawn(state.bus.clone().listen(state.shutdown.clone()));
         state.tasks.spawn(crate::cluster::deliver(state.clone()));
+        let forwarded = crate::cluster::Forwarded::subscribe(&state);
+        state.tasks.spawn(forwarded.run(state.clone()));
+        let leader = state.leader.clone();
+        let contend = crate::cluster::leader::contend(leader, state.shutdown.clone());
+        state.tasks.spawn(contend);
         state.tasks.spawn(crate::reconcile::run(state.clone()));
         state.tasks.spawn(crate::pool::run(state.clone()));
         state

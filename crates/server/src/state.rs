@@ -12,6 +12,7 @@ use crate::auth::mfa::guard::MfaGuard;
 use crate::auth::revocations::Revocations;
 use crate::changes::Changes;
 use crate::cluster::bus::Bus;
+use crate::cluster::leader::Leader;
 use crate::cluster::replica::Replica;
 use crate::config::Config;
 use crate::hub::channels::AgentHub;
@@ -71,4 +72,6 @@ pub struct AppState {
     pub replica: Arc<Replica>,
     /// Notices to and from the other replicas (`cluster/bus.rs`).
     pub bus: Bus,
+    /// Whether this replica runs the singleton jobs (`cluster/leader.rs`).
+    pub leader: Leader,
 }

@@ -120,6 +120,7 @@ pub fn rule(operation_id: &str) -> Option<Rule> {
         | "undrainAgent"
         | "createEnrollmentToken"
         | "updateAgent" => ADMIN,
+        "listReplicas" => ADMIN,
         "listGroups" | "createGroup" | "getGroup" | "updateGroup" | "deleteGroup"
         | "addGroupMember" | "removeGroupMember" => ADMIN,
         "listUsers" | "createUser" | "getUser" | "updateUser" | "deleteUser" | "getUserQuota"

@@ -36,6 +36,7 @@ pub async fn serve(State(state): State<AppState>) -> Response {
     let (users, addresses) = state.login.throttle.locked();
     metrics.set_login_lockouts(users, addresses);
     metrics.set_password_hashes(state.login.work.in_use());
+    metrics.set_singleton_leader(state.leader.is_held());
     count_sessions(&state).await;
     let Ok(text) = metrics.encode() else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();

@@ -17,6 +17,7 @@ mod pools;
 mod prepull;
 mod recordings;
 mod request_trace;
+mod replicas;
 mod sessions;
 mod settings;
 mod shares;
@@ -108,6 +109,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(agents::get, agents::delete, agent_pool::update))
         .routes(routes!(agents::drain))
         .routes(routes!(agents::undrain))
+        .routes(routes!(replicas::list))
         .routes(routes!(sessions::list, sessions::create))
         .routes(routes!(sessions::get, sessions::delete))
         .routes(routes!(sessions::set_state))

@@ -37,6 +37,7 @@ use utoipa::{Modify, OpenApi};
         (name = "sessions", description = "Desktops: start, hibernate, wake, terminate"),
         (name = "sharing", description = "Letting other users watch or work in a session (docs/SHARING.md)"),
         (name = "agents", description = "The hosts sessions run on"),
+        (name = "replicas", description = "The control plane's replicas (docs/ARCHITECTURE.md#replicas)"),
         (name = "agent protocol", description = "What agents themselves call (docs/PROTOCOL.md)"),
         (name = "events", description = "Live updates"),
         (name = "files", description = "A session's files folder: list, download, upload (docs/FILES.md)"),

@@ -201,6 +201,9 @@ pub struct AgentView {
     #[schema(value_type = AgentStatus)]
     pub status: &'static str,
     pub draining: bool,
+    /// The control-plane replica holding its control channel
+    /// (`GET /api/v1/replicas`); `null` when connected nowhere.
+    pub replica_id: Option<String>,
     pub version: Option<String>,
     #[schema(format = DateTime)]
     pub last_heartbeat: Option<String>,
@@ -231,6 +234,7 @@ impl AgentView {
             pool: a.pool,
             status,
             draining: a.draining,
+            replica_id: a.replica_id.filter(|_| status != "offline"),
             version: a.version,
             last_heartbeat: a.last_heartbeat.map(time),
             capacity: a.capacity,

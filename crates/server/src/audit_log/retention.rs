@@ -1,7 +1,10 @@
 //! Retention: audit events older than the `audit_retention_days` setting
-//! are deleted, once at start and then every `Config::audit_purge_interval`.
+//! are deleted, once at start (or when this replica takes the singleton
+//! lock) and then every `Config::audit_purge_interval`.
 //!
-//! Every replica runs it, and that is safe: each statement deletes at most
+//! Only the replica holding the singleton lock runs it
+//! (`cluster/leader.rs`). Two at once would be safe too (during a
+//! handover): each statement deletes at most
 //! a batch of whatever old rows are still there, so two replicas purging
 //! at once delete each row once between them (each records what it
 //! deleted). The purge is itself recorded (`audit.purge`), so a log that
@@ -20,10 +23,10 @@ const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 pub async fn run(state: AppState) {
     let mut tick = tokio::time::interval(state.config.audit_purge_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = state.shutdown.cancelled() => return,
+    let mut turns = state.leader.changes();
+    while crate::cluster::leader::next_turn(&mut tick, &mut turns, &state.shutdown).await {
+        if !state.leader.is_held() {
+            continue;
         }
         if let Err(err) = purge_once(&state).await {
             tracing::warn!(error = %err, "cannot purge old audit events");

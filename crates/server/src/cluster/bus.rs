@@ -13,13 +13,14 @@
 //! (the reconciler, re-reads) still reach the same end.
 
 use super::replica::ReplicaId;
+use crate::changes::Change;
 use crate::hub::channels::AgentHub;
 use serde::{Deserialize, Serialize};
 use sqlx::AnyPool;
 use sqlx::postgres::PgListener;
 use std::sync::Arc;
 use std::time::Duration;
-use streamspace_protocol::{AgentId, ServerMessage};
+use streamspace_protocol::{AgentId, CommandId, ServerMessage, UserId};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +44,22 @@ pub enum Notice {
         agent_id: AgentId,
         message: ServerMessage,
     },
+    /// A command stored for an agent not connected to the replica that
+    /// issued it: the one that holds the agent reads it from the store and
+    /// sends it. Only its id travels: a command's spec can exceed NOTIFY's
+    /// limit, and the store is the truth anyway.
+    Command {
+        agent_id: AgentId,
+        command_id: CommandId,
+    },
+    /// A session or agent changed: every replica's live event streams show
+    /// it (`changes.rs`).
+    Change { change: Change },
+    /// A user's logins or role changed (logout, password, demotion): their
+    /// streams on every replica re-check their login (`auth/revoke.rs`).
+    Revoked { user_id: UserId },
+    /// A share ended: its guests' viewers on every replica close.
+    ShareEnded { share_id: String },
 }
 
 #[derive(Serialize, Deserialize)]

@@ -66,6 +66,10 @@ pub async fn beat(state: &AppState, draining: bool) -> StoreResult<()> {
         .expire_replicas(now_ms() - duration_ms(SILENCE))
         .await?;
     if expired > 0 {
+        // Their agents' rows still name them: such an agent is offline by
+        // its stale heartbeat until it reconnects elsewhere. Clearing the
+        // claims here would be wrong after a database outage, when every
+        // replica looks silent but still holds its agents.
         tracing::info!(expired, "removed replicas that stopped beating");
     }
     Ok(())

@@ -103,9 +103,8 @@ async fn serve(state: AppState, agent: AgentRecord, secret_hash: String, mut ws:
         .store
         .mark_agent_connected(
             &agent.id,
-            &hello.agent_version,
-            &hello.capacity,
-            &hello.capabilities,
+            state.replica.id.as_str(),
+            (&hello.agent_version, &hello.capacity, &hello.capabilities),
         )
         .await
     {
@@ -133,7 +132,11 @@ async fn serve(state: AppState, agent: AgentRecord, secret_hash: String, mut ws:
     let ended = relay(&state, &from, &mut ws, outbox).await;
 
     if state.hub.detach(&agent.id, conn_id) {
-        if let Err(err) = state.store.mark_agent_disconnected(&agent.id).await {
+        if let Err(err) = state
+            .store
+            .mark_agent_disconnected(&agent.id, state.replica.id.as_str())
+            .await
+        {
             tracing::error!(error = %err, "cannot record agent disconnection");
         }
         state.changes.agent_changed(&agent.id);

@@ -23,6 +23,9 @@ pub struct AgentRecord {
     pub capabilities: Capabilities,
     pub version: Option<String>,
     pub connected: bool,
+    /// The replica holding its control channel (`None`: none, or one that
+    /// predates replica ids).
+    pub replica_id: Option<String>,
     pub draining: bool,
     pub last_heartbeat: Option<i64>,
     pub metrics: Option<NodeMetrics>,
@@ -86,6 +89,7 @@ impl AgentRecord {
             )?,
             version: row.try_get("version")?,
             connected: row.try_get::<i64, _>("connected")? != 0,
+            replica_id: row.try_get("replica_id")?,
             draining: row.try_get::<i64, _>("draining")? != 0,
             last_heartbeat: row.try_get("last_heartbeat")?,
             metrics: metrics
@@ -168,7 +172,7 @@ impl Store {
         secret_hash: &str,
     ) -> StoreResult<Option<AgentRecord>> {
         let row = sqlx::query(sql(format!(
-            "SELECT {COLUMNS} FROM agents WHERE secret_hash = $1"
+            "SELECT {COLUMNS}, replica_id FROM agents WHERE secret_hash = $1"
         )))
         .bind(secret_hash)
         .fetch_optional(&self.pool)
@@ -177,17 +181,21 @@ impl Store {
     }
 
     pub async fn get_agent(&self, id: &AgentId) -> StoreResult<Option<AgentRecord>> {
-        let row = sqlx::query(sql(format!("SELECT {COLUMNS} FROM agents WHERE id = $1")))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(sql(format!(
+            "SELECT {COLUMNS}, replica_id FROM agents WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(AgentRecord::from_row).transpose()
     }
 
     pub async fn list_agents(&self) -> StoreResult<Vec<AgentRecord>> {
-        let rows = sqlx::query(sql(format!("SELECT {COLUMNS} FROM agents ORDER BY name")))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(sql(format!(
+            "SELECT {COLUMNS}, replica_id FROM agents ORDER BY name"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(AgentRecord::from_row).collect()
     }
 
@@ -207,35 +215,44 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Records what a freshly connected agent said in its `hello`.
+    /// Records what a freshly connected agent said in its `hello`, and the
+    /// replica (`replica_id`) that now holds its control channel.
     pub async fn mark_agent_connected(
         &self,
         id: &AgentId,
-        version: &str,
-        capacity: &Capacity,
-        capabilities: &Capabilities,
+        replica_id: &str,
+        hello: (&str, &Capacity, &Capabilities),
     ) -> StoreResult<()> {
+        let (version, capacity, capabilities) = hello;
         let _turn = self.write_turn().await;
         sqlx::query(
             "UPDATE agents SET connected = 1, version = $1, capacity = $2, capabilities = $3, \
-             last_heartbeat = $4 WHERE id = $5",
+             last_heartbeat = $4, replica_id = $5 WHERE id = $6",
         )
         .bind(version)
         .bind(to_json(&bounded(capacity)))
         .bind(to_json(capabilities))
         .bind(now_ms())
+        .bind(replica_id)
         .bind(id)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    pub async fn mark_agent_disconnected(&self, id: &AgentId) -> StoreResult<()> {
+    /// Records that the agent's channel on `replica_id` closed, unless the
+    /// agent has meanwhile connected to another replica (its old channel
+    /// can close after the new one opened): that one holds it now.
+    pub async fn mark_agent_disconnected(&self, id: &AgentId, replica_id: &str) -> StoreResult<()> {
         let _turn = self.write_turn().await;
-        sqlx::query("UPDATE agents SET connected = 0 WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE agents SET connected = 0, replica_id = NULL \
+             WHERE id = $1 AND (replica_id = $2 OR replica_id IS NULL)",
+        )
+        .bind(id)
+        .bind(replica_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -243,7 +260,7 @@ impl Store {
     /// connected to this (single) control plane yet.
     pub async fn mark_all_agents_disconnected(&self) -> StoreResult<()> {
         let _turn = self.write_turn().await;
-        sqlx::query("UPDATE agents SET connected = 0")
+        sqlx::query("UPDATE agents SET connected = 0, replica_id = NULL")
             .execute(&self.pool)
             .await?;
         Ok(())

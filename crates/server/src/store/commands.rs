@@ -272,6 +272,22 @@ impl Store {
         Ok(())
     }
 
+    /// A command not yet handed to any agent connection, for the replica
+    /// that holds its agent (told by another replica, `cluster/`); `None`
+    /// once sent, finished or superseded.
+    pub async fn pending_command(
+        &self,
+        command_id: &CommandId,
+    ) -> StoreResult<Option<CommandRecord>> {
+        let row = sqlx::query(
+            "SELECT agent_id, payload, status FROM commands WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(command_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(CommandRecord::from_row).transpose()
+    }
+
     pub async fn command_status(&self, command_id: &CommandId) -> StoreResult<Option<String>> {
         let row = sqlx::query("SELECT status FROM commands WHERE id = $1")
             .bind(command_id)

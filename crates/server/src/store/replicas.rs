@@ -5,6 +5,7 @@
 use super::{Store, StoreResult};
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use std::collections::HashMap;
 
 /// A replica as the others see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +110,22 @@ impl Store {
             .await?;
         Ok(done.rows_affected())
     }
+
+    /// How many agents each replica holds, by replica id.
+    pub async fn agents_per_replica(&self) -> StoreResult<HashMap<String, u64>> {
+        let rows = sqlx::query(
+            "SELECT replica_id, COUNT(*) AS n FROM agents \
+             WHERE replica_id IS NOT NULL AND connected = 1 GROUP BY replica_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let n: i64 = row.try_get("n")?;
+                Ok((row.try_get("replica_id")?, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -171,5 +188,66 @@ mod tests {
         );
     }
 
-    on_both_engines!(replicas_register_beat_and_expire);
+    async fn agent(store: &Store) -> streamspace_protocol::AgentId {
+        store
+            .create_enrollment_token("t", "admin", super::super::now_ms() + 60_000)
+            .await
+            .expect("token");
+        let agent = crate::store::NewAgent {
+            name: "host".into(),
+            platform: "docker".into(),
+            region: None,
+            labels: Default::default(),
+            capacity: Default::default(),
+            capabilities: Default::default(),
+        };
+        store.register_agent("t", &agent, "s").await.expect("agent")
+    }
+
+    /// An agent that moved from replica a to b stays b's when its old
+    /// channel on a closes; it is nobody's once b lets go.
+    async fn an_agent_is_held_by_its_latest_replica(url: &str) {
+        let store = Store::connect(url).await.expect("store");
+        for id in ["a", "b"] {
+            store
+                .register_replica(&replica(id, 1_000))
+                .await
+                .expect("replica");
+        }
+        let id = agent(&store).await;
+        let hello = ("v", &Default::default(), &Default::default());
+        let holder = async || store.get_agent(&id).await.expect("read").expect("agent");
+        store
+            .mark_agent_connected(&id, "a", hello)
+            .await
+            .expect("on a");
+        store
+            .mark_agent_connected(&id, "b", hello)
+            .await
+            .expect("on b");
+        store
+            .mark_agent_disconnected(&id, "a")
+            .await
+            .expect("a closes");
+        let read = holder().await;
+        assert!(read.connected);
+        assert_eq!(read.replica_id.as_deref(), Some("b"));
+        assert_eq!(
+            store.agents_per_replica().await.expect("count"),
+            HashMap::from([("b".to_owned(), 1)])
+        );
+        store
+            .mark_agent_disconnected(&id, "b")
+            .await
+            .expect("b closes");
+        assert_eq!(holder().await.replica_id, None);
+        assert!(!holder().await.connected);
+
+        assert!(store.agents_per_replica().await.expect("count").is_empty());
+    }
+
+    on_both_engines!(
+        replicas_register_beat_and_expire,
+        an_agent_is_held_by_its_latest_replica
+    );
 }

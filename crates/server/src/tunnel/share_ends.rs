@@ -1,8 +1,11 @@
 //! The in-process bus on which ending a share names it, so the guests'
-//! viewers open on this replica close at once (`guests.rs`). Viewers on
-//! other replicas notice at their next look at the store, within a second.
-//! Held by the application state, so it knows nothing of it.
+//! viewers open on this replica close at once (`guests.rs`). The shares
+//! ended here are also told to the other replicas, and theirs arrive here
+//! (`cluster/broadcast.rs`); a viewer whose replica missed the notice still
+//! sees the end at its next look at the store, within a second. Held by
+//! the application state, so it knows nothing of it.
 
+use crate::cluster::broadcast::Replicated;
 use tokio::sync::broadcast;
 
 /// Notices kept for slow viewers; one that misses some re-checks the store.
@@ -10,13 +13,13 @@ const CAPACITY: usize = 256;
 
 #[derive(Clone)]
 pub struct ShareEnds {
-    tx: broadcast::Sender<String>,
+    tx: Replicated<String>,
 }
 
 impl Default for ShareEnds {
     fn default() -> Self {
         Self {
-            tx: broadcast::channel(CAPACITY).0,
+            tx: Replicated::new(CAPACITY),
         }
     }
 }
@@ -24,8 +27,17 @@ impl Default for ShareEnds {
 impl ShareEnds {
     /// The share ended: its viewers close.
     pub fn ended(&self, share_id: &str) {
-        // No subscribers is fine: nobody watches through it here.
-        let _ = self.tx.send(share_id.to_owned());
+        self.tx.here(share_id.to_owned());
+    }
+
+    /// Another replica ended the share.
+    pub fn told(&self, share_id: String) {
+        self.tx.told(share_id);
+    }
+
+    /// The shares ended here, for the other replicas.
+    pub fn ours(&self) -> broadcast::Receiver<String> {
+        self.tx.ours()
     }
 
     /// Every share ended from now on.

@@ -25,6 +25,7 @@ mod openapi;
 mod policy;
 mod readiness;
 mod recordings;
+mod replicas;
 mod request_bodies;
 mod revocation;
 mod revoked_streams;
@@ -91,11 +92,39 @@ pub async fn spawn_app_with(
 
 /// Another control-plane replica on the same PostgreSQL database.
 pub async fn spawn_replica(app: &TestApp) -> TestApp {
+    spawn_replica_with(app, |_| {}).await
+}
+
+/// `spawn_replica` with settings changed by `configure`.
+pub async fn spawn_replica_with(app: &TestApp, configure: impl FnOnce(&mut Config)) -> TestApp {
     assert!(
         app.database_url.starts_with("postgres"),
         "replicas share PostgreSQL"
     );
-    spawn_on(Some(app.database_url.clone()), |_| {}, None).await
+    spawn_on(Some(app.database_url.clone()), configure, None).await
+}
+
+/// An app on an existing database (another replica of one this test
+/// started otherwise).
+pub async fn spawn_on_database(
+    database_url: String,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
+    spawn_on(Some(database_url), configure, None).await
+}
+
+/// The settings every test app starts from (`spawn_on`; the replica
+/// processes of `replicas.rs`).
+pub fn test_config(dir: &std::path::Path, database_url: Option<String>) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        data_dir: dir.to_owned(),
+        database_url,
+        admin_password: Some(ADMIN_PASSWORD.into()),
+        heartbeat_interval: Duration::from_millis(500),
+        tunnel_timeout: Duration::from_secs(2),
+        ..Config::default()
+    }
 }
 
 async fn spawn_on(
@@ -105,15 +134,7 @@ async fn spawn_on(
 ) -> TestApp {
     streamspace_testkit::init();
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = Config {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        data_dir: dir.path().to_owned(),
-        database_url: database_url.clone(),
-        admin_password: Some(ADMIN_PASSWORD.into()),
-        heartbeat_interval: Duration::from_millis(500),
-        tunnel_timeout: Duration::from_secs(2),
-        ..Config::default()
-    };
+    let mut config = test_config(dir.path(), database_url.clone());
     configure(&mut config);
     let database_url = database_url.unwrap_or_else(|| Store::sqlite_url(dir.path()));
     let app = Application::build(config).await.expect("the app builds");

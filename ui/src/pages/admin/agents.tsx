@@ -4,6 +4,7 @@ import { useEvents } from '../../events';
 import { useResource } from '../../hooks';
 import { absolute, ago, bytes, memory, useNow } from '../../format';
 import { AgentPoolDialog } from './agent-pool';
+import { ReplicasTable } from './replicas';
 import {
   Badge,
   Button,
@@ -88,6 +89,7 @@ export function AgentsPage() {
           />
         ))}
       </ul>
+      <ReplicasTable />
       {enrolling && <EnrollDialog onClose={() => setEnrolling(false)} />}
       {moving && (
         <AgentPoolDialog
