@@ -61,6 +61,10 @@ pub struct Metrics {
     /// Bytes through VNC tunnels, `to_viewer` and `from_viewer`.
     pub tunnel_bytes: Family<DirectionLabel, Counter>,
     pub commands_dispatched: Counter,
+    /// Agents' data channels this replica relayed to the replica waiting
+    /// for them (`tunnel/forward.rs`), and the bytes, both ways.
+    pub tunnels_relayed: Counter,
+    pub tunnel_relayed_bytes: Counter,
     /// Successful logins (`POST /auth/login`; not password changes).
     pub logins: Counter,
     login_failures: Family<ReasonLabel, Counter>,
@@ -84,6 +88,8 @@ impl Default for Metrics {
             tunnels_zero_copy: Counter::default(),
             tunnel_bytes: Family::default(),
             commands_dispatched: Counter::default(),
+            tunnels_relayed: Counter::default(),
+            tunnel_relayed_bytes: Counter::default(),
             logins: Counter::default(),
             login_failures: Family::default(),
             login_lockouts: Family::default(),
@@ -118,6 +124,16 @@ impl Default for Metrics {
             "commands_dispatched",
             "Commands handed to connected agents",
             metrics.commands_dispatched.clone(),
+        );
+        registry.register(
+            "tunnels_relayed",
+            "Agents' data channels this replica relayed to the replica waiting for them",
+            metrics.tunnels_relayed.clone(),
+        );
+        registry.register(
+            "tunnel_relayed_bytes",
+            "Bytes this replica relayed between agents and other replicas, both ways",
+            metrics.tunnel_relayed_bytes.clone(),
         );
         registry.register("logins", "Successful logins", metrics.logins.clone());
         registry.register(

@@ -5,7 +5,9 @@
 //! the viewer side registers a pending tunnel and asks the agent (over the
 //! control channel) to open it; the agent's data connection claims it by
 //! id. Each tunnel is its own TCP connection end to end, so one slow viewer
-//! never stalls another.
+//! never stalls another. With several replicas, a data channel that lands
+//! on another replica than the waiting one is relayed to it (`forward.rs`
+//! there, `internal.rs` here).
 
 pub(crate) mod access;
 pub(crate) mod activity;
@@ -13,7 +15,9 @@ pub(crate) mod agent_side;
 pub(crate) mod audio;
 pub(crate) mod broker;
 pub(crate) mod file_channel;
+pub(crate) mod forward;
 pub(crate) mod guests;
+pub(crate) mod internal;
 pub(crate) mod logs;
 pub(crate) mod opener;
 mod relay;
@@ -38,10 +42,17 @@ pub async fn open_data_channel(
     agent_id: &AgentId,
     ask: impl FnOnce(TunnelId) -> ServerMessage,
 ) -> ApiResult<Upgraded> {
-    let opener = TunnelOpener {
+    opener(state).open(agent_id, ask).await
+}
+
+/// What opens data channels and sends other requests to agents, for this
+/// replica's state.
+pub fn opener(state: &AppState) -> TunnelOpener {
+    TunnelOpener {
         hub: state.hub.clone(),
         broker: state.tunnels.clone(),
         limit: state.config.tunnel_timeout,
-    };
-    opener.open(agent_id, ask).await
+        bus: state.bus.clone(),
+        store: state.store.clone(),
+    }
 }
