@@ -12,6 +12,7 @@ mod events;
 mod hub;
 mod procfs;
 mod recording;
+mod replicas;
 mod report;
 mod sim_agent;
 mod startup;
@@ -87,10 +88,12 @@ enum Bench {
     AudioLatency,
     /// Throughput with recording on vs off; disk bytes per minute of a desktop.
     Recording,
+    /// Two replicas on PostgreSQL: /vnc through a relaying replica vs direct.
+    Replicas,
 }
 
 impl Bench {
-    const ALL: [Bench; 11] = [
+    const ALL: [Bench; 12] = [
         Bench::TunnelThroughput,
         Bench::TunnelTlsThroughput,
         Bench::TunnelLatency,
@@ -102,6 +105,7 @@ impl Bench {
         Bench::Desktops,
         Bench::AudioLatency,
         Bench::Recording,
+        Bench::Replicas,
     ];
 
     fn name(self) -> String {
@@ -123,6 +127,7 @@ impl Bench {
             Bench::Desktops => desktops::desktops(settings).await,
             Bench::AudioLatency => audio::latency(settings).await,
             Bench::Recording => recording::recording(settings).await,
+            Bench::Replicas => replicas::replicas(settings).await,
         }
     }
 }
