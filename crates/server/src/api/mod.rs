@@ -164,7 +164,8 @@ pub fn router(state: AppState) -> Router {
         // handler checks the calling replica's secret.
         .route(
             "/internal/v1/tunnels/{id}",
-            axum::routing::get(crate::tunnel::internal::accept),
+            axum::routing::get(crate::tunnel::internal::accept)
+                .post(crate::tunnel::internal::failed),
         )
         .route("/api/v1", any(api_not_found))
         .route("/api/v1/{*rest}", any(api_not_found))

@@ -103,10 +103,10 @@ impl TunnelBroker {
     }
 
     /// The agent could not open the tunnel; tell the waiting viewer why.
-    pub fn fail(&self, tunnel_id: &TunnelId, agent_id: &AgentId, error: String) {
-        if let Some(reply) = self.claim(tunnel_id, agent_id) {
-            let _ = reply.send(Err(error));
-        }
+    /// `false` when no viewer waits for it from this agent.
+    pub fn fail(&self, tunnel_id: &TunnelId, agent_id: &AgentId, error: String) -> bool {
+        let reply = self.claim(tunnel_id, agent_id);
+        reply.is_some_and(|reply| reply.send(Err(error)).is_ok())
     }
 
     pub fn waiting(&self) -> usize {

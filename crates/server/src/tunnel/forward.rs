@@ -1,49 +1,27 @@
 //! A data channel that reached this replica for a tunnel another replica
 //! waits for (the load balancer sent the agent here): this replica opens
-//! an HTTP/1.1 upgrade to the waiting replica's internal URL
-//! (`/internal/v1/tunnels/{id}`, `internal.rs` there), proving itself with
-//! its replica secret and naming the agent it authenticated, then relays
-//! the two connections — in the kernel (splice(2)) when both are plain TCP.
+//! an HTTP/1.1 upgrade to the waiting replica's internal endpoint
+//! (`waiting_replica.rs`), then relays the two connections — in the
+//! kernel (splice(2)) when both are plain TCP.
 //!
 //! The agent never learns where its viewer is: tunnel ids are opaque to it,
 //! and the relay is one more hop on the private network.
 
 use super::agent_side::switching_protocols;
-use super::broker::waiting_replica;
-use crate::cluster::registry::SILENCE;
-use crate::error::{ApiError, ApiResult};
+use super::waiting_replica;
+use crate::error::ApiResult;
 use crate::state::AppState;
-use crate::store::{ReplicaRecord, duration_ms, now_ms};
 use axum::extract::Request;
 use axum::response::Response;
 use bytes::Bytes;
-use http::{StatusCode, header};
-use http_body_util::{BodyExt, Empty, Limited};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::counter::Counter;
-use std::time::Duration;
-use streamspace_protocol::tunnel::{UPGRADE_PROTOCOL, read_chunk};
+use streamspace_protocol::tunnel::read_chunk;
 use streamspace_protocol::{AgentId, TunnelId};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::either::Either;
-
-/// Path prefix of the internal endpoint; the tunnel id follows it.
-pub const INTERNAL_TUNNEL_PREFIX: &str = "/internal/v1/tunnels/";
-
-/// Who is asking, on the internal endpoint: the relaying replica's id.
-pub const REPLICA_HEADER: &str = "x-streamspace-replica";
-
-/// The agent the relaying replica authenticated.
-pub const AGENT_HEADER: &str = "x-streamspace-agent";
-
-/// How long reaching the waiting replica may take (connect and upgrade):
-/// it is on the private network, and the viewer is waiting.
-const DIAL_LIMIT: Duration = Duration::from_secs(5);
-
-/// Bytes of a refusal's body read for its message.
-const REFUSAL_LIMIT: usize = 4 * 1024;
 
 /// Bytes per copy when the relay cannot splice.
 const CHUNK: usize = 64 * 1024;
@@ -57,8 +35,8 @@ pub async fn forward(
     agent_id: &AgentId,
     mut request: Request,
 ) -> ApiResult<Response> {
-    let waiting = waiting(state, tunnel_id).await?;
-    let far = dial(state, &waiting, tunnel_id, agent_id).await?;
+    let waiting = waiting_replica::find(state, tunnel_id).await?;
+    let far = waiting_replica::dial(state, &waiting, tunnel_id, agent_id).await?;
     let upgrade = hyper::upgrade::on(&mut request);
     let metrics = state.metrics.clone();
     let shutdown = state.shutdown.clone();
@@ -79,111 +57,6 @@ pub async fn forward(
         span,
     ));
     switching_protocols()
-}
-
-/// The live replica `tunnel_id` names; a 404 when it is gone (its viewer
-/// went with it).
-async fn waiting(state: &AppState, tunnel_id: &TunnelId) -> ApiResult<ReplicaRecord> {
-    let gone = || {
-        ApiError::NotFound(format!(
-            "no viewer is waiting for tunnel {tunnel_id}: the replica that asked for it is gone"
-        ))
-    };
-    let replica_id = waiting_replica(tunnel_id).ok_or_else(gone)?;
-    let replica = state.store.replica(replica_id).await?.ok_or_else(gone)?;
-    if replica.heartbeat_at < now_ms() - duration_ms(SILENCE) {
-        return Err(gone());
-    }
-    Ok(replica)
-}
-
-/// Opens the upgraded connection to the waiting replica.
-async fn dial(
-    state: &AppState,
-    waiting: &ReplicaRecord,
-    tunnel_id: &TunnelId,
-    agent_id: &AgentId,
-) -> ApiResult<Upgraded> {
-    let unreachable = |why: String| {
-        tracing::warn!(replica = %waiting.id, url = %waiting.internal_url, "{why}");
-        ApiError::BadGateway(format!(
-            "the replica waiting for tunnel {tunnel_id} cannot be reached: {why}"
-        ))
-    };
-    let url = url::Url::parse(&waiting.internal_url)
-        .map_err(|e| unreachable(format!("its internal URL is not a URL: {e}")))?;
-    if url.scheme() != "http" {
-        return Err(unreachable(format!(
-            "its internal URL {url} is not http:// (replicas relay over the private network \
-             in plain HTTP: set --internal-url to http://ADDRESS:PORT)"
-        )));
-    }
-    let (host, port) = match (url.host_str(), url.port_or_known_default()) {
-        (Some(host), Some(port)) => (host.to_owned(), port),
-        _ => return Err(unreachable(format!("its internal URL {url} has no host"))),
-    };
-    let request = http::Request::get(format!("{INTERNAL_TUNNEL_PREFIX}{tunnel_id}"))
-        .header(header::HOST, format!("{host}:{port}"))
-        .header(header::CONNECTION, "upgrade")
-        .header(header::UPGRADE, UPGRADE_PROTOCOL)
-        .header(
-            header::AUTHORIZATION,
-            format!("Bearer {}", state.replica.secret),
-        )
-        .header(REPLICA_HEADER, state.replica.id.as_str())
-        .header(AGENT_HEADER, agent_id.as_str())
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let upgraded = tokio::time::timeout(DIAL_LIMIT, upgrade(&host, port, request))
-        .await
-        .map_err(|_| unreachable(format!("no answer within {DIAL_LIMIT:?}")))?;
-    match upgraded {
-        Ok(stream) => Ok(stream),
-        Err(Refused::Io(why)) => Err(unreachable(why)),
-        Err(Refused::Status(StatusCode::NOT_FOUND, message)) => Err(ApiError::NotFound(format!(
-            "the replica waiting for it says: {message}"
-        ))),
-        Err(Refused::Status(status, message)) => {
-            Err(unreachable(format!("it answered {status}: {message}")))
-        }
-    }
-}
-
-enum Refused {
-    Io(String),
-    Status(StatusCode, String),
-}
-
-async fn upgrade(
-    host: &str,
-    port: u16,
-    request: http::Request<Empty<Bytes>>,
-) -> Result<Upgraded, Refused> {
-    let io = |e: &dyn std::fmt::Display| Refused::Io(e.to_string());
-    let tcp = TcpStream::connect((host, port)).await.map_err(|e| io(&e))?;
-    tcp.set_nodelay(true).map_err(|e| io(&e))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| io(&e))?;
-    tokio::spawn(connection.with_upgrades());
-    let response = sender.send_request(request).await.map_err(|e| io(&e))?;
-    let status = response.status();
-    if status != StatusCode::SWITCHING_PROTOCOLS {
-        let body = Limited::new(response.into_body(), REFUSAL_LIMIT)
-            .collect()
-            .await;
-        let body = body.map(|b| b.to_bytes()).unwrap_or_default();
-        return Err(Refused::Status(status, error_message(&body)));
-    }
-    hyper::upgrade::on(response).await.map_err(|e| io(&e))
-}
-
-/// The `error` of an API error body, or the body itself.
-fn error_message(body: &[u8]) -> String {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
-        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
 }
 
 /// A relayed end: a plain TCP socket and what HTTP read past the upgrade,

@@ -24,6 +24,7 @@ mod relay;
 pub(crate) mod rfb_input;
 pub(crate) mod share_ends;
 pub(crate) mod viewer;
+pub(crate) mod waiting_replica;
 mod websocket;
 
 pub use logs::logs;
@@ -43,6 +44,23 @@ pub async fn open_data_channel(
     ask: impl FnOnce(TunnelId) -> ServerMessage,
 ) -> ApiResult<Upgraded> {
     opener(state).open(agent_id, ask).await
+}
+
+/// The agent could not open `tunnel_id`: the viewer waiting for it (here,
+/// or on the replica the id names) hears why at once.
+pub fn tunnel_failed(state: &AppState, tunnel_id: TunnelId, agent_id: &AgentId, error: String) {
+    if state.tunnels.is_local(&tunnel_id) {
+        state.tunnels.fail(&tunnel_id, agent_id, error);
+        return;
+    }
+    // Not on the agent's control loop: the other replica may be slow.
+    let (state, agent_id) = (state.clone(), agent_id.clone());
+    tokio::spawn(async move {
+        let reported = waiting_replica::report_failure(&state, &tunnel_id, &agent_id, &error);
+        if let Err(err) = reported.await {
+            tracing::debug!(%tunnel_id, error = %err, "cannot pass on a tunnel's failure");
+        }
+    });
 }
 
 /// What opens data channels and sends other requests to agents, for this

@@ -24,6 +24,7 @@ mod oidc_issuer;
 mod openapi;
 mod policy;
 mod recordings;
+mod relay;
 mod request_bodies;
 mod revocation;
 mod revoked_streams;
