@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-BENCHES=(all tunnel-throughput tunnel-tls-throughput tunnel-latency tunnel-memory session-start warm-start hibernate-wake hub desktops audio-latency recording)
+BENCHES=(all tunnel-throughput tunnel-tls-throughput tunnel-latency tunnel-memory session-start warm-start hibernate-wake hub desktops audio-latency recording replicas)
 ARGS=("$@")
 named=0
 profile=release
@@ -26,8 +26,15 @@ for arg in "$@"; do
 done
 ((named)) || ARGS+=(all)
 
-step "dependencies (Docker engine)"
-STREAMSPACE_SKIP_POSTGRES=1 STREAMSPACE_SKIP_CHROMIUM=1 scripts/install-deps.sh
+# Only the replicas benchmark (alone or in `all`) needs PostgreSQL.
+postgres=0
+for arg in "${ARGS[@]}"; do [[ $arg == all || $arg == replicas ]] && postgres=1; done
+step "dependencies (Docker engine$( ((postgres)) && echo ', PostgreSQL'))"
+if ((postgres)); then
+  STREAMSPACE_SKIP_CHROMIUM=1 scripts/install-deps.sh
+else
+  STREAMSPACE_SKIP_POSTGRES=1 STREAMSPACE_SKIP_CHROMIUM=1 scripts/install-deps.sh
+fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/streamspace-target}"
 

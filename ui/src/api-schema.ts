@@ -3037,7 +3037,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description Not logged in, or the token or secret is not valid */
+            /** @description No enrolled agent holds this secret */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3057,6 +3057,15 @@ export interface operations {
             };
             /** @description The control plane failed (see its log) */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The replica waiting for this tunnel could not be reached */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };

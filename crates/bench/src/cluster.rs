@@ -74,15 +74,42 @@ impl Cluster {
         cp_extra: &[&str],
         tls: Option<Arc<BenchTls>>,
     ) -> anyhow::Result<Self> {
+        Self::launch(settings, name, agent_args, cp_extra, tls, None).await
+    }
+
+    /// A control plane on the PostgreSQL database at `database` (which
+    /// other replicas may share) and one Docker agent connected to it.
+    pub async fn start_on(settings: &Settings, name: &str, database: &str) -> anyhow::Result<Self> {
+        Self::launch(settings, name, &[], &[], None, Some(database)).await
+    }
+
+    /// The flags every benchmark's control plane gets, and `extra`.
+    pub fn cp_options(settings: &Settings, extra: &[&str]) -> Options {
         // The benchmarks open hundreds of tunnels as one admin to measure
         // what each costs; the per-user stream budget is a policy, not a
         // cost, so it is lifted here.
-        let mut cp_args = vec!["--max-streams-per-user".into(), "1000000".into()];
-        cp_args.extend(cp_extra.iter().map(|a| (*a).to_owned()));
+        let mut args = vec!["--max-streams-per-user".into(), "1000000".into()];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        Options {
+            heartbeat_interval: "5s".into(),
+            log_filter: settings.log_filter.clone(),
+            args,
+        }
+    }
+
+    async fn launch(
+        settings: &Settings,
+        name: &str,
+        agent_args: &[&str],
+        cp_extra: &[&str],
+        tls: Option<Arc<BenchTls>>,
+        database: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let mut cp_options = Self::cp_options(settings, cp_extra);
         let mut agent_args: Vec<String> = agent_args.iter().map(|a| (*a).to_owned()).collect();
         if let Some(tls) = &tls {
             let (cert, key) = (&tls.cert.cert, &tls.cert.key);
-            cp_args.extend([
+            cp_options.args.extend([
                 "--tls-cert".into(),
                 path(cert),
                 "--tls-key".into(),
@@ -90,12 +117,8 @@ impl Cluster {
             ]);
             agent_args.extend(["--ca-cert".into(), path(&tls.ca.ca_pem)]);
         }
-        let cp_options = Options {
-            heartbeat_interval: "5s".into(),
-            log_filter: settings.log_filter.clone(),
-            args: cp_args,
-        };
-        let cp = ControlPlane::start_with(&settings.bin, Mode::Server, None, cp_options).await?;
+        let cp =
+            ControlPlane::start_with(&settings.bin, Mode::Server, database, cp_options).await?;
         let admin = match &tls {
             Some(tls) => Api::with_tls(&cp.url, tls.client.clone())?,
             None => Api::new(&cp.url),

@@ -13,6 +13,7 @@ mod hub;
 mod hub_replicas;
 mod procfs;
 mod recording;
+mod replicas;
 mod report;
 mod sim_agent;
 mod startup;
@@ -90,6 +91,8 @@ enum Bench {
     AudioLatency,
     /// Throughput with recording on vs off; disk bytes per minute of a desktop.
     Recording,
+    /// Two replicas on PostgreSQL: /vnc through a relaying replica vs direct.
+    Replicas,
 }
 
 impl Bench {
@@ -106,6 +109,7 @@ impl Bench {
         Bench::Desktops,
         Bench::AudioLatency,
         Bench::Recording,
+        Bench::Replicas,
     ];
 
     fn name(self) -> String {
@@ -128,6 +132,7 @@ impl Bench {
             Bench::Desktops => desktops::desktops(settings).await,
             Bench::AudioLatency => audio::latency(settings).await,
             Bench::Recording => recording::recording(settings).await,
+            Bench::Replicas => replicas::replicas(settings).await,
         }
     }
 }

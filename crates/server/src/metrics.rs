@@ -92,6 +92,10 @@ pub struct Metrics {
     pub commands_dispatched: Counter,
     command_seconds: Family<CommandStageLabel, Histogram, fn() -> Histogram>,
     replica_info: Family<ReplicaLabel, Gauge>,
+    /// Agents' data channels this replica relayed to the replica waiting
+    /// for them (`tunnel/forward.rs`), and the bytes, both ways.
+    pub tunnels_relayed: Counter,
+    pub tunnel_relayed_bytes: Counter,
     /// Successful logins (`POST /auth/login`; not password changes).
     pub logins: Counter,
     login_failures: Family<ReasonLabel, Counter>,
@@ -119,6 +123,8 @@ impl Default for Metrics {
             commands_dispatched: Counter::default(),
             command_seconds: Family::new_with_constructor(command_histogram),
             replica_info: Family::default(),
+            tunnels_relayed: Counter::default(),
+            tunnel_relayed_bytes: Counter::default(),
             logins: Counter::default(),
             login_failures: Family::default(),
             login_lockouts: Family::default(),
@@ -176,6 +182,16 @@ impl Default for Metrics {
             "replica_info",
             "This control-plane replica (1): its id and version",
             metrics.replica_info.clone(),
+        );
+        registry.register(
+            "tunnels_relayed",
+            "Agents' data channels this replica relayed to the replica waiting for them",
+            metrics.tunnels_relayed.clone(),
+        );
+        registry.register(
+            "tunnel_relayed_bytes",
+            "Bytes this replica relayed between agents and other replicas, both ways",
+            metrics.tunnel_relayed_bytes.clone(),
         );
         registry.register("logins", "Successful logins", metrics.logins.clone());
         registry.register(

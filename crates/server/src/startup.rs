@@ -132,11 +132,13 @@ impl Application {
         )
         .context("cannot open the recordings directory")?;
         let hub = Arc::new(AgentHub::default());
-        let tunnels = Arc::new(TunnelBroker::default());
+        let tunnels = Arc::new(TunnelBroker::new(replica.id.clone()));
         let opener = TunnelOpener {
             hub: hub.clone(),
             broker: tunnels.clone(),
             limit: config.tunnel_timeout,
+            bus: bus.clone(),
+            store: store.clone(),
         };
         let shutdown = CancellationToken::new();
         let state = AppState {

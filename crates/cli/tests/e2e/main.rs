@@ -14,6 +14,7 @@ mod isolation;
 mod login_flood;
 mod pool;
 mod pulls;
+mod replicas_relay;
 mod spine;
 mod tls;
 mod traces;

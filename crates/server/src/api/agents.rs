@@ -131,7 +131,9 @@ pub async fn delete(
         return Err(ApiError::not_found("agent"));
     }
     let reason = "this agent was removed by an admin".to_owned();
-    state.hub.send(&id, ServerMessage::Goodbye { reason });
+    // The replica holding its control channel (maybe not this one) says it.
+    let goodbye = ServerMessage::Goodbye { reason };
+    state.bus.to_agent(&state.hub, &id, goodbye).await;
     state.hub.disconnect(&id);
     state.hub.forget(&id);
     state.changes.agent_changed(&id);

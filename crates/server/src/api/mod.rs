@@ -169,6 +169,13 @@ pub fn router(state: AppState) -> Router {
             request_trace::span,
         ))
         .merge(crate::apps::routes())
+        // Replicas only, outside the public API and its access rules: the
+        // handler checks the calling replica's secret.
+        .route(
+            "/internal/v1/tunnels/{id}",
+            axum::routing::get(crate::tunnel::internal::accept)
+                .post(crate::tunnel::internal::failed),
+        )
         .route("/api/v1", any(api_not_found))
         .route("/api/v1/{*rest}", any(api_not_found))
         .fallback(crate::ui::serve)

@@ -71,7 +71,8 @@ pub async fn start(
             image: spec.image.clone(),
             registry_auth: spec.registry_auth.as_ref().and_then(|a| a.for_agent()),
         };
-        if state.hub.send(&agent.id, message) {
+        // Wherever its control channel is: the bus carries it there.
+        if agent.connected && state.bus.to_agent(&state.hub, &agent.id, message).await {
             asked.push(agent.id);
         }
     }

@@ -10,9 +10,12 @@ use url::Url;
 pub struct ReplicaId(String);
 
 impl ReplicaId {
+    /// Hex digits in an id.
+    pub const LEN: usize = 16;
+
     pub fn new() -> Self {
         let uuid = uuid::Uuid::new_v4().simple().to_string();
-        Self(uuid[..16].to_owned())
+        Self(uuid[..Self::LEN].to_owned())
     }
 
     pub fn as_str(&self) -> &str {

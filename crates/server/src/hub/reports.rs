@@ -75,7 +75,7 @@ async fn apply(state: &AppState, from: &From<'_>, message: AgentMessage) -> Stor
         AgentMessage::SessionStatus(report) => apply_report(state, from, &report).await?,
         AgentMessage::Inventory { sessions } => apply_inventory(state, from, &sessions).await?,
         AgentMessage::TunnelFailed { tunnel_id, error } => {
-            state.tunnels.fail(&tunnel_id, agent_id, error);
+            crate::tunnel::tunnel_failed(state, tunnel_id, agent_id, error);
         }
         AgentMessage::PullStatus(status) => {
             let (template_id, pull) = (status.template_id.clone(), status.state);

@@ -1,15 +1,18 @@
 //! `GET /api/v1/agents/tunnels/{id}`: the agent's data connection for one
-//! tunnel, upgraded from HTTP/1.1 to a raw byte stream.
+//! tunnel, upgraded from HTTP/1.1 to a raw byte stream. A tunnel another
+//! replica waits for is relayed there (`forward.rs`).
 
-use crate::auth::{bearer_token, secrets};
+use super::broker::Reply;
+use crate::auth::bearer_token;
+use crate::auth::secrets::{self, SecretKind};
 use crate::error::{ApiError, ApiPath, ApiResult, ErrorBody};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
-use http::{StatusCode, header};
-use streamspace_protocol::TunnelId;
+use http::{HeaderMap, StatusCode, header};
 use streamspace_protocol::tunnel::UPGRADE_PROTOCOL;
+use streamspace_protocol::{AgentId, TunnelId};
 
 /// An agent's data channel for one tunnel
 ///
@@ -25,15 +28,43 @@ use streamspace_protocol::tunnel::UPGRADE_PROTOCOL;
     responses(
         (status = 101, description = "Switching to the raw byte stream"),
         (status = 400, description = "Not an upgrade to the tunnel protocol", body = ErrorBody),
+        (status = 401, description = "No enrolled agent holds this secret", body = ErrorBody),
         (status = 404, description = "No viewer is waiting for this tunnel from this agent", body = ErrorBody),
+        (status = 502, description = "The replica waiting for this tunnel could not be reached", body = ErrorBody),
     ),
 )]
 pub async fn accept(
     State(state): State<AppState>,
     ApiPath(tunnel_id): ApiPath<TunnelId>,
-    mut request: Request,
+    request: Request,
 ) -> ApiResult<Response> {
-    let headers = request.headers();
+    require_upgrade(request.headers())?;
+    let agent_id = authenticate(&state, request.headers()).await?;
+    if !state.tunnels.is_local(&tunnel_id) {
+        return super::forward::forward(&state, &tunnel_id, &agent_id, request).await;
+    }
+    claim(&state, &tunnel_id, &agent_id, request)
+}
+
+/// Hands the upgraded `request` to the viewer waiting here for the tunnel
+/// from this agent; a 404 when none is.
+pub(super) fn claim(
+    state: &AppState,
+    tunnel_id: &TunnelId,
+    agent_id: &AgentId,
+    request: Request,
+) -> ApiResult<Response> {
+    let reply = state.tunnels.claim(tunnel_id, agent_id).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no viewer is waiting for tunnel {tunnel_id} from agent {agent_id} (it timed out or \
+             closed)"
+        ))
+    })?;
+    hand_over(request, reply)
+}
+
+/// Refuses anything but an upgrade to the raw tunnel protocol.
+pub(super) fn require_upgrade(headers: &HeaderMap) -> ApiResult<()> {
     let wants_tunnel = headers
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
@@ -43,20 +74,33 @@ pub async fn accept(
             "this endpoint needs Connection: Upgrade and Upgrade: {UPGRADE_PROTOCOL}"
         )));
     }
+    Ok(())
+}
+
+/// The agent holding the bearer secret: one connected here, or (its
+/// control channel on another replica) any the store knows.
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<AgentId> {
+    let refused = || ApiError::Unauthorized("no enrolled agent holds this secret".into());
     let secret = bearer_token(headers).ok_or_else(|| {
         ApiError::Unauthorized(
             "agents authenticate with Authorization: Bearer <agent secret>".into(),
         )
     })?;
-    let agent_id = state
-        .hub
-        .agent_for_secret(&secrets::hash(&secret))
-        .ok_or_else(|| ApiError::Unauthorized("no connected agent holds this secret".into()))?;
-    let reply = state.tunnels.claim(&tunnel_id, &agent_id).ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "no viewer is waiting for tunnel {tunnel_id} from this agent (it timed out or closed)"
-        ))
-    })?;
+    let hash = secrets::hash(&secret);
+    if let Some(agent_id) = state.hub.agent_for_secret(&hash) {
+        return Ok(agent_id);
+    }
+    // Made-up values cost no query.
+    if !secrets::well_formed(SecretKind::Agent, &secret) {
+        return Err(refused());
+    }
+    let agent = state.store.agent_by_secret_hash(&hash).await?;
+    agent.map(|agent| agent.id).ok_or_else(refused)
+}
+
+/// Answers `101 Switching Protocols` and hands the upgraded connection to
+/// the viewer side waiting on `reply`.
+fn hand_over(mut request: Request, reply: Reply) -> ApiResult<Response> {
     let upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
         let stream = upgrade
@@ -65,6 +109,10 @@ pub async fn accept(
         // The viewer may have given up meanwhile; then the stream just drops.
         let _ = reply.send(stream);
     });
+    switching_protocols()
+}
+
+pub(super) fn switching_protocols() -> ApiResult<Response> {
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "upgrade")

@@ -26,6 +26,7 @@ mod policy;
 mod readiness;
 mod recordings;
 mod replicas;
+mod relay;
 mod request_bodies;
 mod revocation;
 mod revoked_streams;

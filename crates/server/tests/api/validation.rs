@@ -310,6 +310,7 @@ async fn bad_paths_get_json_errors(app: TestApp) -> anyhow::Result<()> {
         "/api/v1/sessions/%FF/events",
         "/api/v1/agents/%FF",
         "/api/v1/agents/tunnels/%FF",
+        "/internal/v1/tunnels/%FF",
         "/api/v1/sessions/%FF/logs",
         "/vnc/%FF",
     ] {
