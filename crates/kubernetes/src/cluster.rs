@@ -1,4 +1,6 @@
-//! Capacity and load of the cluster: allocatable CPU, memory and NVIDIA
+//! Health, capacity and load of the cluster. Healthy means the apiserver
+//! answers (`GET /version`; the runtime bounds it with its deadline).
+//! Capacity and load: allocatable CPU, memory and NVIDIA
 //! GPUs (`nvidia.com/gpu`, offered by NVIDIA's device plugin) of its
 //! schedulable nodes, usage from metrics.k8s.io when a metrics server is
 //! installed. Both need cluster-wide read access (the optional ClusterRole
@@ -16,7 +18,20 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use streamspace_agent::PlatformResult;
-use streamspace_protocol::{Capacity, Cpu, Memory, NodeMetrics, SessionId, SessionUsage, labels};
+use streamspace_protocol::{
+    Capacity, Cpu, Memory, NodeMetrics, PlatformHealth, SessionId, SessionUsage, labels,
+};
+
+impl Shared {
+    pub(crate) async fn health(&self) -> PlatformHealth {
+        match self.client.apiserver_version().await {
+            Ok(_) => PlatformHealth::healthy(),
+            Err(err) => {
+                PlatformHealth::degraded(format!("the Kubernetes apiserver does not answer: {err}"))
+            }
+        }
+    }
+}
 
 /// Node lists are large on big clusters and allocatable changes slowly.
 const NODE_CACHE: Duration = Duration::from_secs(60);
