@@ -9,13 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 use streamspace_protocol::PlatformHealth;
 use tokio::sync::watch;
-use tokio::time::{MissedTickBehavior, interval, timeout};
+use tokio::time::{Instant, sleep, timeout};
 use tokio_util::sync::CancellationToken;
 
 /// How long a platform has to answer its health check. Docker answers a
 /// ping and `info` in milliseconds even when busy; two seconds is far past
 /// that and short enough to notice a hang before the next heartbeat but one.
 pub const DEADLINE: Duration = Duration::from_secs(2);
+
+/// How often the pause between checks looks at the interval again.
+const REREAD: Duration = Duration::from_millis(250);
 
 /// One check: the platform's own verdict, or the deadline's.
 pub async fn check(platform: &dyn Platform, deadline: Duration) -> PlatformHealth {
@@ -40,17 +43,20 @@ pub async fn watch_platform(
     shutdown: CancellationToken,
 ) {
     loop {
+        let started = Instant::now();
         let health = tokio::select! {
             health = check(platform.as_ref(), DEADLINE) => health,
             _ = shutdown.cancelled() => return,
         };
         publish(&tx, health);
-        let mut pause = interval(every());
-        pause.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        pause.tick().await;
-        tokio::select! {
-            _ = pause.tick() => {}
-            _ = shutdown.cancelled() => return,
+        // Until `every()` has passed since the check began, re-read often:
+        // the interval changes when the agent connects, and waiting out the
+        // default first would leave a hang unnoticed for longer.
+        while started.elapsed() < every() {
+            tokio::select! {
+                _ = sleep(REREAD.min(every())) => {}
+                _ = shutdown.cancelled() => return,
+            }
         }
     }
 }

@@ -94,6 +94,7 @@ impl Cluster {
             heartbeat_interval: "5s".into(),
             log_filter: settings.log_filter.clone(),
             args: cp_args,
+            ..Options::default()
         };
         let cp = ControlPlane::start_with(&settings.bin, Mode::Server, None, cp_options).await?;
         let admin = match &tls {

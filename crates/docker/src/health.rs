@@ -6,6 +6,7 @@
 
 use crate::Shared;
 use std::path::Path;
+use streamspace_agent::errors::with_sources;
 use streamspace_protocol::PlatformHealth;
 
 /// Below this much free space under the data root an engine is degraded:
@@ -18,14 +19,16 @@ impl Shared {
         let endpoint = &self.endpoint;
         if let Err(err) = self.docker.ping().await {
             return PlatformHealth::degraded(format!(
-                "the Docker engine at {endpoint} does not answer: {err}"
+                "the Docker engine at {endpoint} does not answer: {}",
+                with_sources(&err)
             ));
         }
         let info = match self.docker.info().await {
             Ok(info) => info,
             Err(err) => {
                 return PlatformHealth::degraded(format!(
-                    "the Docker engine at {endpoint} cannot describe itself (docker info): {err}"
+                    "the Docker engine at {endpoint} cannot describe itself (docker info): {}",
+                    with_sources(&err)
                 ));
             }
         };

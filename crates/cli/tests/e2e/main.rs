@@ -10,6 +10,7 @@ mod fleet;
 mod gpus;
 mod isolation;
 mod login_flood;
+mod platform_health;
 mod pool;
 mod pulls;
 mod spine;
