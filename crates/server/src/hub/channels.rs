@@ -250,6 +250,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_heartbeat_is_news_when_the_platform_health_changes() {
+        let hub = AgentHub::default();
+        let agent = AgentId::from("a");
+        let beat = |problem: Option<&str>| Beat {
+            at: 1,
+            metrics: NodeMetrics::default(),
+            health: Some(PlatformHealth {
+                problem: problem.map(str::to_owned),
+            }),
+        };
+        let mut record = |b: Beat| hub.record_heartbeat(&agent, b, Vec::new());
+        assert!(
+            !record(beat(None)),
+            "a healthy first beat waits for the batch"
+        );
+        assert!(!record(beat(None)));
+        assert!(record(beat(Some("disk full"))));
+        assert!(
+            !record(beat(Some("disk full"))),
+            "the same problem is no news"
+        );
+        assert!(record(beat(Some("engine hung"))), "another problem is");
+        let older_agent = Beat {
+            health: None,
+            ..beat(None)
+        };
+        assert!(record(older_agent), "no word of health counts as healthy");
+        let other = AgentId::from("b");
+        assert!(hub.record_heartbeat(&other, beat(Some("x")), Vec::new()));
+    }
+
+    #[test]
     fn a_secret_finds_its_connected_agent_and_only_while_connected() {
         let hub = AgentHub::default();
         let (a, b) = (AgentId::from("a"), AgentId::from("b"));
