@@ -1,11 +1,10 @@
-//! Health, capacity and load of the cluster. Healthy means the apiserver
-//! answers (`GET /version`; the runtime bounds it with its deadline).
-//! Capacity and load: allocatable CPU, memory and NVIDIA
-//! GPUs (`nvidia.com/gpu`, offered by NVIDIA's device plugin) of its
+//! Capacity, load and health of the cluster: allocatable CPU, memory and
+//! NVIDIA GPUs (`nvidia.com/gpu`, offered by NVIDIA's device plugin) of its
 //! schedulable nodes, usage from metrics.k8s.io when a metrics server is
 //! installed. Both need cluster-wide read access (the optional ClusterRole
 //! in deploy/kubernetes/agent/); without it the agent reports session counts
-//! only.
+//! only. Healthy means the apiserver answers (`GET /version`, which needs no
+//! permission; the runtime bounds it with its deadline).
 
 use crate::Shared;
 use crate::names::agent_selector;
