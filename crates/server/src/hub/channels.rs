@@ -260,7 +260,7 @@ mod tests {
                 problem: problem.map(str::to_owned),
             }),
         };
-        let mut record = |b: Beat| hub.record_heartbeat(&agent, b, Vec::new());
+        let record = |b: Beat| hub.record_heartbeat(&agent, b, Vec::new());
         assert!(
             !record(beat(None)),
             "a healthy first beat waits for the batch"
