@@ -70,6 +70,9 @@ have docker-registry || MISSING+=(docker-registry)
 have htpasswd || MISSING+=(apache2-utils)
 # The replica tests run several control planes behind a real load balancer.
 have haproxy || MISSING+=(haproxy)
+# The platform-health test puts a socat proxy between an agent and the
+# engine's socket, then freezes and kills it.
+have socat || MISSING+=(socat)
 # Node.js 20 or later (the machine's): the UI build, the browser tests, and
 # the OpenID Connect provider they sign in with (tests/oidc, whose npm
 # packages scripts/test-ui.sh installs with `npm ci`, like tests/ui's).

@@ -1483,8 +1483,18 @@ export interface components {
             replica_id?: string | null;
             /** Format: int32 */
             session_count: number;
-            /** @description `online`, `offline`, or `draining` (online but taking no new sessions). */
+            /**
+             * @description `online`, `offline`, `draining` (online but taking no new sessions by
+             *     an admin's choice) or `degraded` (online, but its platform's health
+             *     check found a problem, in `status_reason`: no new sessions either).
+             */
             status: components["schemas"]["AgentStatus"];
+            /**
+             * @description What is wrong with its platform, as the agent's last health check
+             *     said (the engine or apiserver does not answer in time, its disk is
+             *     full), while it is online; absent when healthy.
+             */
+            status_reason?: string | null;
             /**
              * @description Sessions its last inventory held that are in nobody's list (no
              *     record and no valid seal, or placed on another agent): worth a look,
@@ -1497,7 +1507,7 @@ export interface components {
          * @description Whether an agent is reachable, as [`super::agent_status`] decides it.
          * @enum {string}
          */
-        AgentStatus: "online" | "offline" | "draining";
+        AgentStatus: "online" | "offline" | "draining" | "degraded";
         AgentUpdate: {
             /**
              * @description The agent pool: only users whose groups hold it get sessions on the
@@ -2281,7 +2291,10 @@ export interface components {
             idle_timeout?: string | null;
             /** Format: date-time */
             last_activity: string;
-            /** @description Why the session is in its phase (for `Failed`). */
+            /**
+             * @description Why the session is in its phase (for `Failed`), or what it waits
+             *     for (its agent's platform, when the agent is `degraded`).
+             */
             message?: string | null;
             /** @description What the agent observes. */
             phase: components["schemas"]["Phase"];

@@ -1,7 +1,7 @@
 //! A platform for the runtime's own tests: sessions "run" at once, the VNC
 //! server answers only once `vnc_up` is set (or, with `web_status` set, a
-//! web app answers every request with that status), usage can be made to hang like
-//! a slow engine, a pull can be scripted (`pull_steps`, `pull_fails`), and it remembers which sessions exist and the order of
+//! web app answers every request with that status), usage and the health check can be
+//! made to hang like a slow engine, a pull can be scripted (`pull_steps`, `pull_fails`), and it remembers which sessions exist and the order of
 //! the calls that changed them.
 
 use crate::platform::{Platform, PlatformError, PlatformResult, SessionStream};
@@ -13,8 +13,8 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use streamspace_protocol::{
-    Capabilities, Capacity, NodeMetrics, Phase, RegistryAuth, SessionId, SessionReport,
-    SessionSpec, SessionUsage,
+    Capabilities, Capacity, NodeMetrics, Phase, PlatformHealth, RegistryAuth, SessionId,
+    SessionReport, SessionSpec, SessionUsage,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -24,6 +24,8 @@ pub(crate) struct FakePlatform {
     /// Non-zero: the session's ports are a web app answering this status.
     pub web_status: AtomicU16,
     pub usage_hangs: AtomicBool,
+    /// The health check never answers, like a frozen engine.
+    pub health_hangs: AtomicBool,
     /// `start` panics, like a platform with a bug.
     pub start_panics: AtomicBool,
     /// Sessions started and not terminated since.
@@ -144,6 +146,12 @@ impl Platform for FakePlatform {
     }
     async fn metrics(&self) -> PlatformResult<NodeMetrics> {
         Ok(NodeMetrics::default())
+    }
+    async fn health(&self) -> PlatformHealth {
+        if self.health_hangs.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        PlatformHealth::healthy()
     }
     async fn usage(&self) -> PlatformResult<Vec<SessionUsage>> {
         if self.usage_hangs.load(Ordering::SeqCst) {

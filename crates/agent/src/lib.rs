@@ -3,6 +3,8 @@
 //!
 //! - `confinement`: the pids limit and capabilities every platform applies
 //! - `errors`: a platform error's chain of causes as one message
+//! - `health`: the platform's health, checked within a deadline for every
+//!   heartbeat
 //! - `homes`: which home a session mounts, and whether a user keeps the one
 //!   from before homes were keyed by ids (each platform a `HomeStore`)
 //! - `identity`: enroll once, then authenticate with the saved secret
@@ -28,6 +30,7 @@ mod executor;
 #[cfg(test)]
 mod fake;
 pub mod files;
+pub mod health;
 pub mod homes;
 mod identity;
 pub mod intent;

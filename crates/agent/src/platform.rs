@@ -10,8 +10,8 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use streamspace_protocol::files::FileRefusal;
 use streamspace_protocol::{
-    Capabilities, Capacity, NodeMetrics, RegistryAuth, SessionId, SessionReport, SessionSpec,
-    SessionUsage,
+    Capabilities, Capacity, NodeMetrics, PlatformHealth, RegistryAuth, SessionId, SessionReport,
+    SessionSpec, SessionUsage,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -168,6 +168,15 @@ pub trait Platform: Send + Sync + 'static {
 
     /// Current load, for heartbeats.
     async fn metrics(&self) -> PlatformResult<NodeMetrics>;
+
+    /// Whether the platform can take sessions now: it answers, and what it
+    /// stores sessions and images on is usable. Called before heartbeats
+    /// under [`crate::health::DEADLINE`] (the runtime reports a check that
+    /// overruns it as the problem), so it should ask only cheap questions.
+    /// Platforms that cannot tell keep this default: healthy.
+    async fn health(&self) -> PlatformHealth {
+        PlatformHealth::healthy()
+    }
 
     /// Phase changes the platform sees happen by itself (a container that
     /// died or was removed behind our back). The stream ends if the platform

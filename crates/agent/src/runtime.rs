@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use streamspace_protocol::tunnel::CONNECT_PATH;
 use streamspace_protocol::{
-    AgentMessage, Hello, NodeMetrics, PROTOCOL_VERSION, Phase, ServerMessage, SessionReport,
-    SessionUsage, TunnelId,
+    AgentMessage, Hello, NodeMetrics, PROTOCOL_VERSION, Phase, PlatformHealth, ServerMessage,
+    SessionReport, SessionUsage, TunnelId,
 };
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -73,6 +73,9 @@ struct Agent {
     shutdown: CancellationToken,
     /// The latest measurement of the platform, sent with each heartbeat.
     gauges: watch::Receiver<Gauges>,
+    /// The platform's latest health check (`health.rs`), sent with each
+    /// heartbeat, and at once when it changes.
+    health: watch::Receiver<Option<PlatformHealth>>,
     /// The heartbeat interval in milliseconds, which paces the measuring.
     sample_every_ms: AtomicU64,
 }
@@ -101,6 +104,7 @@ pub async fn run(
         tasks.clone(),
     ));
     let (gauges_tx, gauges) = watch::channel(Gauges::default());
+    let (health_tx, health) = watch::channel(None);
     let prepulls = Prepulls::new(
         platform.clone(),
         outbox.clone(),
@@ -116,10 +120,21 @@ pub async fn run(
         tasks: tasks.clone(),
         shutdown: shutdown.clone(),
         gauges,
+        health,
         sample_every_ms: AtomicU64::new(DEFAULT_SAMPLE_EVERY.as_millis() as u64),
     });
     tasks.spawn(forward_platform_events(agent.clone()));
     tasks.spawn(measure_platform(agent.clone(), gauges_tx));
+    let every = {
+        let agent = agent.clone();
+        move || Duration::from_millis(agent.sample_every_ms.load(Ordering::Relaxed))
+    };
+    tasks.spawn(crate::health::watch_platform(
+        agent.platform.clone(),
+        every,
+        health_tx,
+        shutdown.clone(),
+    ));
 
     let mut backoff = Backoff::default();
     let mut last_moved: Option<Instant> = None;
@@ -291,6 +306,10 @@ async fn relay(
     let silence = every * 3;
     let mut deadline = Instant::now() + silence;
     let mut heartbeat = interval_at(Instant::now() + every, every);
+    // `agent.health` never marks a value seen, so its clone has seen none:
+    // once a check has ended, the first heartbeat of every connection goes
+    // out at once with it (the control plane may hold a stale one).
+    let mut health = agent.health.clone();
     loop {
         tokio::select! {
             _ = agent.shutdown.cancelled() => {
@@ -300,7 +319,14 @@ async fn relay(
             _ = sleep_until(deadline) => {
                 return Ended::Lost { lasted: Duration::ZERO };
             }
+            // A change of health goes out at once, not a heartbeat later.
             _ = heartbeat.tick() => {
+                if let Err(err) = send_heartbeat(agent, ws).await {
+                    tracing::warn!(error = %err, "heartbeat failed");
+                    return Ended::Lost { lasted: Duration::ZERO };
+                }
+            }
+            Ok(()) = health.changed() => {
                 if let Err(err) = send_heartbeat(agent, ws).await {
                     tracing::warn!(error = %err, "heartbeat failed");
                     return Ended::Lost { lasted: Duration::ZERO };
@@ -336,7 +362,13 @@ async fn relay(
 
 async fn send_heartbeat(agent: &Agent, ws: &mut Socket) -> anyhow::Result<()> {
     let Gauges { metrics, sessions } = agent.gauges.borrow().clone();
-    send(ws, &AgentMessage::Heartbeat { metrics, sessions }).await?;
+    let health = agent.health.borrow().clone();
+    let beat = AgentMessage::Heartbeat {
+        metrics,
+        sessions,
+        health,
+    };
+    send(ws, &beat).await?;
     // The control plane answers pings, which keeps our silence timer honest
     // even when it has nothing to say.
     ws.send(Message::Ping(Default::default())).await?;

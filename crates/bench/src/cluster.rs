@@ -94,6 +94,7 @@ impl Cluster {
             heartbeat_interval: "5s".into(),
             log_filter: settings.log_filter.clone(),
             args,
+            ..Options::default()
         }
     }
 

@@ -163,6 +163,7 @@ pub(crate) fn control_plane_options(settings: &Settings, n: usize) -> anyhow::Re
         heartbeat_interval: "5s".into(),
         log_filter: settings.log_filter.clone(),
         args: Vec::new(),
+        ..Options::default()
     })
 }
 

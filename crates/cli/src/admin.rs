@@ -85,6 +85,8 @@ const AGENT_COLUMNS: &[Column] = &[
     col("SESSIONS", "session_count"),
     col("REGION", "region"),
     col("VERSION", "version"),
+    // Why it is degraded, last: the platform's own words can be long.
+    col("REASON", "status_reason"),
 ];
 
 const USER_COLUMNS: &[Column] = &[

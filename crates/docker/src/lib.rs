@@ -24,6 +24,7 @@
 //! - `route.rs`: which address reaches a session's port (its own, or the
 //!   published one)
 //! - `watch.rs`: Docker's event stream → session reports
+//! - `health.rs`: whether the engine answers and its data root has room
 //! - `host.rs`: host CPU and memory from `/proc`, the pids-limit check
 //! - `usage.rs`: what each running session uses (memory, CPU)
 //! - `error.rs`: Docker failures, classified for the control plane
@@ -34,6 +35,7 @@ mod error;
 mod existing;
 mod files;
 mod gpu;
+mod health;
 mod home;
 mod host;
 mod lifecycle;
@@ -63,8 +65,8 @@ use streamspace_agent::intent::Intents;
 use streamspace_agent::pulls::{PullProgress, Pulled};
 use streamspace_agent::{Platform, PlatformError, PlatformResult, SessionStream, confinement};
 use streamspace_protocol::{
-    AgentId, Capabilities, Capacity, NodeMetrics, RegistryAuth, SessionId, SessionReport,
-    SessionSpec, SessionUsage,
+    AgentId, Capabilities, Capacity, NodeMetrics, PlatformHealth, RegistryAuth, SessionId,
+    SessionReport, SessionSpec, SessionUsage,
 };
 
 /// Where the engine is when `DOCKER_HOST` is not set (bollard's default).
@@ -459,6 +461,10 @@ impl Platform for DockerPlatform {
 
     async fn metrics(&self) -> PlatformResult<NodeMetrics> {
         self.shared.metrics(&self.host_load).await
+    }
+
+    async fn health(&self) -> PlatformHealth {
+        self.shared.health().await
     }
 
     fn watch(&self) -> BoxStream<'static, SessionReport> {

@@ -1,9 +1,10 @@
-//! Capacity and load of the cluster: allocatable CPU, memory and NVIDIA
-//! GPUs (`nvidia.com/gpu`, offered by NVIDIA's device plugin) of its
+//! Capacity, load and health of the cluster: allocatable CPU, memory and
+//! NVIDIA GPUs (`nvidia.com/gpu`, offered by NVIDIA's device plugin) of its
 //! schedulable nodes, usage from metrics.k8s.io when a metrics server is
 //! installed. Both need cluster-wide read access (the optional ClusterRole
 //! in deploy/kubernetes/agent/); without it the agent reports session counts
-//! only.
+//! only. Healthy means the apiserver answers (`GET /version`, which needs no
+//! permission; the runtime bounds it with its deadline).
 
 use crate::Shared;
 use crate::names::agent_selector;
@@ -16,7 +17,20 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use streamspace_agent::PlatformResult;
-use streamspace_protocol::{Capacity, Cpu, Memory, NodeMetrics, SessionId, SessionUsage, labels};
+use streamspace_protocol::{
+    Capacity, Cpu, Memory, NodeMetrics, PlatformHealth, SessionId, SessionUsage, labels,
+};
+
+impl Shared {
+    pub(crate) async fn health(&self) -> PlatformHealth {
+        match self.client.apiserver_version().await {
+            Ok(_) => PlatformHealth::healthy(),
+            Err(err) => {
+                PlatformHealth::degraded(format!("the Kubernetes apiserver does not answer: {err}"))
+            }
+        }
+    }
+}
 
 /// Node lists are large on big clusters and allocatable changes slowly.
 const NODE_CACHE: Duration = Duration::from_secs(60);

@@ -53,8 +53,8 @@ use streamspace_agent::files::{Download, FileResult, FileTarget, Listing, Upload
 use streamspace_agent::intent::Intents;
 use streamspace_agent::{Platform, PlatformError, PlatformResult, SessionStream, confinement};
 use streamspace_protocol::{
-    AgentId, Capabilities, Capacity, Memory, NodeMetrics, SessionId, SessionReport, SessionSpec,
-    SessionUsage,
+    AgentId, Capabilities, Capacity, Memory, NodeMetrics, PlatformHealth, SessionId, SessionReport,
+    SessionSpec, SessionUsage,
 };
 
 /// How the agent reaches a session's port.
@@ -322,6 +322,10 @@ impl Platform for KubernetesPlatform {
 
     async fn metrics(&self) -> PlatformResult<NodeMetrics> {
         self.shared.metrics().await
+    }
+
+    async fn health(&self) -> PlatformHealth {
+        self.shared.health().await
     }
 
     async fn usage(&self) -> PlatformResult<Vec<SessionUsage>> {

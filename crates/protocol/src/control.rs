@@ -27,6 +27,10 @@ pub enum AgentMessage {
         metrics: NodeMetrics,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         sessions: Vec<SessionUsage>,
+        /// Whether the platform answers (checked within a deadline); absent
+        /// from agents older than this field, which are taken as healthy.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        health: Option<PlatformHealth>,
     },
     /// The command was received and will be executed (or was already).
     Ack { command_id: CommandId },
@@ -234,6 +238,30 @@ pub struct SessionUsage {
     pub memory_bytes: u64,
 }
 
+/// Whether the agent's platform can take sessions now, as its last check
+/// found (docs/ARCHITECTURE.md, "Platform health"): the engine or apiserver
+/// answered within the deadline and its storage is usable. An agent whose
+/// platform has a problem is `degraded` and gets no new sessions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformHealth {
+    /// What is wrong, for people ("the Docker engine did not answer within
+    /// 2s"); absent when the platform is healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+impl PlatformHealth {
+    pub fn healthy() -> Self {
+        Self::default()
+    }
+
+    pub fn degraded(problem: impl Into<String>) -> Self {
+        Self {
+            problem: Some(problem.into()),
+        }
+    }
+}
+
 /// Load of the agent's platform, reported with each heartbeat.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -290,6 +318,7 @@ mod tests {
                     cpu_millicores: 120,
                     memory_bytes: 20 << 20,
                 }],
+                health: Some(PlatformHealth::degraded("engine frozen")),
             },
             AgentMessage::Ack {
                 command_id: "c1".into(),
@@ -425,6 +454,22 @@ mod tests {
             })
         ));
         assert_eq!(serde_json::to_value(&command).expect("serializes"), json);
+    }
+
+    #[test]
+    fn a_heartbeat_without_health_is_from_an_older_agent() {
+        let old: AgentMessage = serde_json::from_value(serde_json::json!({
+            "type": "heartbeat", "metrics": {"sessions_running": 1}
+        }))
+        .expect("an older agent's heartbeat parses");
+        assert!(matches!(old, AgentMessage::Heartbeat { health: None, .. }));
+        let healthy = serde_json::to_value(AgentMessage::Heartbeat {
+            metrics: NodeMetrics::default(),
+            sessions: Vec::new(),
+            health: Some(PlatformHealth::healthy()),
+        })
+        .expect("serializes");
+        assert_eq!(healthy["health"], serde_json::json!({}));
     }
 
     #[test]

@@ -18,8 +18,8 @@ pub mod session;
 pub mod tunnel;
 
 pub use control::{
-    Action, AgentMessage, Capabilities, Capacity, Command, Hello, NodeMetrics, PullState,
-    PullStatus, ServerMessage, SessionUsage, Welcome,
+    Action, AgentMessage, Capabilities, Capacity, Command, Hello, NodeMetrics, PlatformHealth,
+    PullState, PullStatus, ServerMessage, SessionUsage, Welcome,
 };
 pub use desktop::{ClipboardPolicy, DesktopPolicy, FileTransferPolicy, RecordingPolicy};
 pub use idle::{IdleTimeout, IdleTimeoutError};

@@ -2,16 +2,18 @@
 //!
 //! An explicit `agent_id` is honoured if that agent can take the session.
 //! Otherwise the candidates are the agents of the allowed platforms that are
-//! online, not draining and have room (sessions, CPU, memory, free GPUs);
-//! the least loaded wins. When nothing fits, the error counts why, and a
-//! session asking for GPUs says how many no agent had free.
+//! online, not draining, not degraded (their platform's health check found
+//! a problem) and have room (sessions, CPU, memory, free GPUs); the least
+//! loaded wins. When nothing fits, the error counts why, a session asking
+//! for GPUs says how many no agent had free, and when only degraded agents
+//! would have fitted it names them with their problems.
 //!
 //! Agent pools bound all of it: an agent outside the user's pools
 //! (`tenancy.rs`) is never chosen, whether named by `agent_id`, matched by
 //! the selector or neither; the refusal names the agent's pool (or the
 //! pools that would have matched) and the user's pools.
 
-use crate::presence::status as agent_status;
+use crate::presence::{problem as health_problem, status as agent_status};
 use crate::session_error::{PlacementError, SessionResult, Unfit};
 use crate::state::AppState;
 use crate::store::{AgentLoad, AgentRecord};
@@ -62,6 +64,11 @@ pub async fn choose(state: &AppState, placement: &Placement<'_>) -> SessionResul
         let load = state.store.agent_load(&agent.id).await?;
         return match fitness(state, &agent, load, &placement.resources) {
             Ok(()) => Ok(agent),
+            Err(Unfit::Degraded) => Err(PlacementError::AgentDegraded {
+                problem: health_problem(state, &agent).unwrap_or_default(),
+                name: agent.name,
+            }
+            .into()),
             Err(why) => Err(PlacementError::AgentUnfit {
                 name: agent.name,
                 why,
@@ -74,6 +81,7 @@ pub async fn choose(state: &AppState, placement: &Placement<'_>) -> SessionResul
     let load_of = |a: &AgentRecord| loads.get(&a.id).copied().unwrap_or_default();
     let mut best: Option<(f64, AgentRecord)> = None;
     let mut refused = Vec::new();
+    let mut degraded = Vec::new();
     let mut elsewhere = Vec::new();
     for agent in state.store.list_agents().await? {
         if !platform_ok(&agent) {
@@ -91,11 +99,24 @@ pub async fn choose(state: &AppState, placement: &Placement<'_>) -> SessionResul
                     best = Some((score, agent));
                 }
             }
-            Err(why) => refused.push(why),
+            Err(why) => {
+                if why == Unfit::Degraded {
+                    let problem = health_problem(state, &agent).unwrap_or_default();
+                    degraded.push((agent.name, problem));
+                }
+                refused.push(why);
+            }
         }
     }
     let platforms = placement.platforms.to_vec();
     let Some((_, agent)) = best else {
+        if !degraded.is_empty() && degraded.len() == refused.len() {
+            return Err(PlacementError::OnlyDegraded {
+                platforms,
+                degraded,
+            }
+            .into());
+        }
         let gpus = placement.resources.gpus();
         return Err(match (refused.is_empty(), gpus) {
             (true, _) if !elsewhere.is_empty() => {
@@ -140,6 +161,7 @@ fn fitness(
     match agent_status(state, agent) {
         "offline" => return Err(Unfit::Offline),
         "draining" => return Err(Unfit::Draining),
+        "degraded" => return Err(Unfit::Degraded),
         _ => {}
     }
     if too_few_gpus(&agent.capacity, load, wanted) {

@@ -95,6 +95,25 @@ pub enum PlacementError {
     },
     #[error("agent {name} cannot take the session: it is {why}")]
     AgentUnfit { name: String, why: Unfit },
+    /// The agent asked for is degraded: its platform's problem says why.
+    #[error(
+        "agent {name} cannot take the session: it is degraded ({problem}); \
+         try again once its platform answers, or let placement pick another agent"
+    )]
+    AgentDegraded { name: String, problem: String },
+    /// Every agent that would otherwise fit is degraded.
+    #[error(
+        "no healthy {}agent can take the session: {}; sessions go to such an agent again \
+         once its platform answers",
+        platform_prefix(.platforms),
+        .degraded.iter().map(|(name, problem)| format!("{name} is degraded ({problem})"))
+            .collect::<Vec<_>>().join("; ")
+    )]
+    OnlyDegraded {
+        platforms: Vec<String>,
+        /// (agent name, its platform's problem).
+        degraded: Vec<(String, String)>,
+    },
     #[error(
         "no {}agent is enrolled: an admin can create an enrollment token \
          (POST /api/v1/agents/enrollment-tokens) and start an agent with it",
@@ -151,6 +170,9 @@ pub enum Unfit {
     Offline,
     #[error("draining")]
     Draining,
+    /// Online, but its platform's last health check found a problem.
+    #[error("degraded")]
+    Degraded,
     #[error("full")]
     Full,
     #[error("short of free GPUs")]
@@ -173,13 +195,19 @@ fn quoted(names: &[String]) -> String {
 
 /// `"1 offline, 2 full"`.
 fn count_unfit(refused: &[Unfit]) -> String {
-    let counts: Vec<String> = [Unfit::Offline, Unfit::Draining, Unfit::FewGpus, Unfit::Full]
-        .into_iter()
-        .filter_map(|kind| {
-            let n = refused.iter().filter(|r| **r == kind).count();
-            (n > 0).then(|| format!("{n} {kind}"))
-        })
-        .collect();
+    let counts: Vec<String> = [
+        Unfit::Offline,
+        Unfit::Draining,
+        Unfit::Degraded,
+        Unfit::FewGpus,
+        Unfit::Full,
+    ]
+    .into_iter()
+    .filter_map(|kind| {
+        let n = refused.iter().filter(|r| **r == kind).count();
+        (n > 0).then(|| format!("{n} {kind}"))
+    })
+    .collect();
     counts.join(", ")
 }
 
@@ -209,6 +237,31 @@ mod tests {
         );
         let err = PlacementError::NoAgent { platforms: vec![] };
         assert!(err.to_string().starts_with("no agent is enrolled"), "{err}");
+    }
+
+    #[test]
+    fn degraded_agents_are_named_with_their_problem() {
+        let err = PlacementError::OnlyDegraded {
+            platforms: vec!["docker".into()],
+            degraded: vec![
+                ("a".into(), "engine hung".into()),
+                ("b".into(), "disk full".into()),
+            ],
+        };
+        assert_eq!(
+            err.to_string(),
+            "no healthy docker agent can take the session: a is degraded (engine hung); \
+             b is degraded (disk full); sessions go to such an agent again once its \
+             platform answers"
+        );
+        let err = PlacementError::NoCapacity {
+            platforms: vec![],
+            refused: vec![Unfit::Degraded, Unfit::Full],
+        };
+        assert_eq!(
+            err.to_string(),
+            "no online agent with free capacity: 1 degraded, 1 full"
+        );
     }
 
     #[test]

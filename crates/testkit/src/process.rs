@@ -76,6 +76,8 @@ pub struct Options {
     pub log_filter: String,
     /// Appended to the command line.
     pub args: Vec<String>,
+    /// Extra environment (an agent's `DOCKER_HOST`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -84,6 +86,7 @@ impl Default for Options {
             heartbeat_interval: "1s".into(),
             log_filter: "info,streamspace=debug".into(),
             args: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -102,6 +105,7 @@ fn spawn(
         .stdout(Stdio::piped())
         .stderr(file)
         .args(&options.args)
+        .envs(options.env.iter().map(|(k, v)| (k, v)))
         .env("STREAMSPACE_LOG", &options.log_filter)
         .kill_on_drop(true)
         .spawn()

@@ -12,6 +12,7 @@ mod front;
 mod gpus;
 mod isolation;
 mod login_flood;
+mod platform_health;
 mod pool;
 mod pulls;
 mod replicas_relay;

@@ -1,5 +1,5 @@
 //! Status (the phase mapping through the apiserver), inventory and adoption,
-//! logs, the pod-IP tunnel, capacity and metrics.
+//! logs, the pod-IP tunnel, capacity and metrics, health.
 
 use crate::apiserver::*;
 use futures::StreamExt;
@@ -408,4 +408,32 @@ async fn without_node_access_or_metrics_server_only_sessions_are_counted() {
     assert_eq!(metrics.sessions_running, 1);
     assert_eq!(metrics.cpu_percent, 0.0);
     assert_eq!(metrics.memory_total_bytes, 0);
+}
+
+#[tokio::test]
+async fn health_is_the_apiserver_answering() {
+    let (platform, mut server) = platform_with(options());
+    let answering = async {
+        server.expect("GET", "/version").await.respond(
+            200,
+            json!({"major": "1", "minor": "37", "gitVersion": "v1.37.0"}),
+        );
+    };
+    let (health, ()) = within(futures::future::join(platform.health(), answering)).await;
+    assert_eq!(health.problem, None);
+
+    let failing = async {
+        server.expect("GET", "/version").await.fail(
+            503,
+            "ServiceUnavailable",
+            "etcd is unavailable",
+        );
+    };
+    let (health, ()) = within(futures::future::join(platform.health(), failing)).await;
+    let problem = health.problem.expect("degraded");
+    assert!(
+        problem.starts_with("the Kubernetes apiserver does not answer:")
+            && problem.contains("etcd is unavailable"),
+        "{problem}"
+    );
 }

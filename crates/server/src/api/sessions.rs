@@ -9,7 +9,7 @@ use crate::auth::{CurrentUser, visible_session};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use crate::hub::dispatch;
 use crate::lifecycle::{self, audit, change_state, force_terminate};
-use crate::presence::status as agent_status;
+use crate::presence::{self, status as agent_status};
 use crate::quota;
 use crate::scheduler::Placement;
 use crate::state::AppState;
@@ -224,35 +224,55 @@ fn allowed_platforms(template: &TemplateRecord, requested: Option<&str>) -> ApiR
     }
 }
 
+/// An agent as a session's view shows it: its status, its name, and what
+/// is wrong with its platform.
+type AgentSeen = (&'static str, String, Option<String>);
+
+fn seen(state: &AppState, agent: AgentRecord) -> AgentSeen {
+    let problem = presence::problem(state, &agent);
+    (agent_status(state, &agent), agent.name, problem)
+}
+
+/// The session's view; one waiting on a degraded agent says so, whatever
+/// its agent last reported (nothing, while a hung engine holds its start).
+fn view_with(state: &AppState, s: SessionRecord, agent: Option<AgentSeen>) -> SessionView {
+    let waiting = presence::waits_on_platform(s.phase);
+    let (status, name, problem) = match agent {
+        Some((status, name, problem)) => (Some(status), Some(name), problem),
+        None => (None, None, None),
+    };
+    let mut view = SessionView::new(state, s, status.zip(name.clone()));
+    if let (Some("degraded"), true, Some(name), Some(problem)) = (status, waiting, name, problem) {
+        view.message = Some(presence::waiting_message(&name, &problem));
+    }
+    view
+}
+
 /// Views of sessions, with their agents' reachability looked up once.
 pub async fn views(state: &AppState, sessions: Vec<SessionRecord>) -> ApiResult<Vec<SessionView>> {
-    let agents: HashMap<AgentId, (&'static str, String)> = state
+    let agents: HashMap<AgentId, AgentSeen> = state
         .store
         .list_agents()
         .await?
         .into_iter()
-        .map(|a| (a.id.clone(), (agent_status(state, &a), a.name)))
+        .map(|a| (a.id.clone(), seen(state, a)))
         .collect();
     Ok(sessions
         .into_iter()
         .map(|s| {
             let agent = s.agent_id.as_ref().and_then(|id| agents.get(id).cloned());
-            SessionView::new(state, s, agent)
+            view_with(state, s, agent)
         })
         .collect())
 }
 
 pub async fn view(state: &AppState, session: SessionRecord) -> ApiResult<SessionView> {
-    let status = match &session.agent_id {
-        Some(id) => state
-            .store
-            .get_agent(id)
-            .await?
-            .map(|a| (agent_status(state, &a), a.name)),
+    let agent = match &session.agent_id {
+        Some(id) => state.store.get_agent(id).await?.map(|a| seen(state, a)),
         None => None,
     };
     let recorded = crate::recording::policy::required(state, &session).await?;
-    let mut view = SessionView::new(state, session, status);
+    let mut view = view_with(state, session, agent);
     view.recorded = recorded;
     Ok(view)
 }

@@ -30,6 +30,7 @@ pub enum AgentStatus {
     Online,
     Offline,
     Draining,
+    Degraded,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -52,7 +53,8 @@ pub struct SessionView {
     /// What the agent observes.
     #[schema(value_type = Phase)]
     pub phase: &'static str,
-    /// Why the session is in its phase (for `Failed`).
+    /// Why the session is in its phase (for `Failed`), or what it waits
+    /// for (its agent's platform, when the agent is `degraded`).
     pub message: Option<String>,
     /// Where a viewer reaches the session: the `/vnc` WebSocket.
     pub url: String,
@@ -64,7 +66,8 @@ pub struct SessionView {
     pub resources: Resources,
     /// Whether the session's agent is reachable: `online`, `offline` (the
     /// session is untouched but cannot be reached or changed until the agent
-    /// returns) or `draining`.
+    /// returns), `draining` or `degraded` (its platform has a problem; a
+    /// session waiting on it says which in `message`).
     #[schema(value_type = Option<AgentStatus>)]
     pub agent_status: Option<&'static str>,
     /// The agent's name, for people (users cannot list agents).
@@ -197,9 +200,15 @@ pub struct AgentView {
     /// The agent pool, set by admins (docs/GROUPS.md): only users whose
     /// groups hold it get sessions here.
     pub pool: String,
-    /// `online`, `offline`, or `draining` (online but taking no new sessions).
+    /// `online`, `offline`, `draining` (online but taking no new sessions by
+    /// an admin's choice) or `degraded` (online, but its platform's health
+    /// check found a problem, in `status_reason`: no new sessions either).
     #[schema(value_type = AgentStatus)]
     pub status: &'static str,
+    /// What is wrong with its platform, as the agent's last health check
+    /// said (the engine or apiserver does not answer in time, its disk is
+    /// full), while it is online; absent when healthy.
+    pub status_reason: Option<String>,
     pub draining: bool,
     /// The control-plane replica holding its control channel
     /// (`GET /api/v1/replicas`); `null` when connected nowhere.
@@ -225,7 +234,12 @@ pub struct AgentView {
 impl AgentView {
     /// The agent as admins see it, with what its sessions hold (`load`).
     pub fn new(status: &'static str, a: AgentRecord, load: AgentLoad) -> Self {
+        let status_reason = match status {
+            "offline" => None,
+            _ => a.health.and_then(|h| h.problem),
+        };
         AgentView {
+            status_reason,
             id: a.id,
             name: a.name,
             platform: a.platform,

@@ -7,7 +7,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use streamspace_protocol::{AgentId, NodeMetrics, ServerMessage, SessionId, SessionUsage};
+use streamspace_protocol::{
+    AgentId, NodeMetrics, PlatformHealth, ServerMessage, SessionId, SessionUsage,
+};
 use tokio::sync::mpsc;
 
 /// Outgoing messages queued per agent before the connection is considered
@@ -21,10 +23,19 @@ struct Link {
 }
 
 /// An agent's latest heartbeat.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Beat {
     pub at: i64,
     pub metrics: NodeMetrics,
+    /// Its platform's health, if the agent reports it.
+    pub health: Option<PlatformHealth>,
+}
+
+impl Beat {
+    /// What is wrong with the platform, if anything.
+    pub fn problem(&self) -> Option<&str> {
+        self.health.as_ref().and_then(|h| h.problem.as_deref())
+    }
 }
 
 /// The connected agents, and which holds each secret: tunnel claims come
@@ -162,8 +173,27 @@ impl AgentHub {
         self.beats.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn record_heartbeat(&self, agent_id: &AgentId, beat: Beat, sessions: Vec<SessionUsage>) {
+    /// Keeps the heartbeat for the next batch; true when it tells of a
+    /// change of the platform's health (a problem where the last beat here
+    /// had none or another, or none where it had one), which is worth
+    /// storing and announcing at once.
+    pub fn record_heartbeat(
+        &self,
+        agent_id: &AgentId,
+        beat: Beat,
+        sessions: Vec<SessionUsage>,
+    ) -> bool {
         let mut beats = self.beats();
+        let before = beats
+            .latest
+            .get(agent_id)
+            .map(|b| b.problem().map(str::to_owned));
+        let health_changed = match before {
+            Some(before) => before.as_deref() != beat.problem(),
+            // The first beat here: news only if something is wrong (a
+            // healthy one reaches the store with the batch).
+            None => beat.problem().is_some(),
+        };
         beats.latest.insert(agent_id.clone(), beat);
         beats.unsaved.insert(agent_id.clone());
         let ids: Vec<SessionId> = sessions.iter().map(|s| s.session_id.clone()).collect();
@@ -178,6 +208,7 @@ impl AgentHub {
             let key = (agent_id.clone(), usage.session_id.clone());
             beats.usage.insert(key, usage);
         }
+        health_changed
     }
 
     /// What a session used at the last heartbeat of `agent_id`, the agent
@@ -193,7 +224,7 @@ impl AgentHub {
 
     /// The latest heartbeat received here, stored or not.
     pub fn latest_heartbeat(&self, agent_id: &AgentId) -> Option<Beat> {
-        self.beats().latest.get(agent_id).copied()
+        self.beats().latest.get(agent_id).cloned()
     }
 
     /// Heartbeats received since the last call, to store in one batch.
@@ -201,7 +232,7 @@ impl AgentHub {
         let mut beats = self.beats();
         let ids = std::mem::take(&mut beats.unsaved);
         ids.into_iter()
-            .filter_map(|id| beats.latest.get(&id).map(|b| (id, *b)))
+            .filter_map(|id| beats.latest.get(&id).map(|b| (id, b.clone())))
             .collect()
     }
 
@@ -217,6 +248,38 @@ impl AgentHub {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_heartbeat_is_news_when_the_platform_health_changes() {
+        let hub = AgentHub::default();
+        let agent = AgentId::from("a");
+        let beat = |problem: Option<&str>| Beat {
+            at: 1,
+            metrics: NodeMetrics::default(),
+            health: Some(PlatformHealth {
+                problem: problem.map(str::to_owned),
+            }),
+        };
+        let record = |b: Beat| hub.record_heartbeat(&agent, b, Vec::new());
+        assert!(
+            !record(beat(None)),
+            "a healthy first beat waits for the batch"
+        );
+        assert!(!record(beat(None)));
+        assert!(record(beat(Some("disk full"))));
+        assert!(
+            !record(beat(Some("disk full"))),
+            "the same problem is no news"
+        );
+        assert!(record(beat(Some("engine hung"))), "another problem is");
+        let older_agent = Beat {
+            health: None,
+            ..beat(None)
+        };
+        assert!(record(older_agent), "no word of health counts as healthy");
+        let other = AgentId::from("b");
+        assert!(hub.record_heartbeat(&other, beat(Some("x")), Vec::new()));
+    }
 
     #[test]
     fn a_secret_finds_its_connected_agent_and_only_while_connected() {

@@ -4,11 +4,13 @@
 //! The channels themselves (`channels.rs`) are a part of the application
 //! state; what here needs the whole state sits above it: storing the
 //! heartbeats, dispatching commands, serving a channel (`connection.rs`)
-//! and applying what agents report (`reports.rs`, `orphans.rs`), and where
+//! and applying what agents report (`reports.rs`, `orphans.rs`, a change
+//! of platform health in `health.rs`), and where
 //! the pre-pulls admins asked for stand (`prepulls.rs`).
 
 pub(crate) mod channels;
 pub(crate) mod connection;
+mod health;
 mod orphans;
 pub(crate) mod prepulls;
 mod rate;

@@ -47,12 +47,19 @@ pub async fn handle(state: &AppState, from: &From<'_>, message: AgentMessage) {
 async fn apply(state: &AppState, from: &From<'_>, message: AgentMessage) -> StoreResult<()> {
     let agent_id = from.id;
     match message {
-        AgentMessage::Heartbeat { metrics, sessions } => {
+        AgentMessage::Heartbeat {
+            metrics,
+            sessions,
+            health,
+        } => {
             let beat = super::channels::Beat {
                 at: now_ms(),
                 metrics,
+                health: health.clone(),
             };
-            state.hub.record_heartbeat(agent_id, beat, sessions);
+            if state.hub.record_heartbeat(agent_id, beat, sessions) {
+                super::health::changed(state, agent_id, health.as_ref()).await?;
+            }
         }
         AgentMessage::Ack { command_id } => {
             let acked = state
@@ -109,9 +116,17 @@ fn bounded(message: AgentMessage) -> AgentMessage {
         AgentMessage::Heartbeat {
             metrics,
             mut sessions,
+            mut health,
         } => {
             sessions.truncate(MAX_SESSIONS);
-            AgentMessage::Heartbeat { metrics, sessions }
+            if let Some(health) = &mut health {
+                health.problem = health.problem.take().map(cut);
+            }
+            AgentMessage::Heartbeat {
+                metrics,
+                sessions,
+                health,
+            }
         }
         AgentMessage::Result { command_id, error } => AgentMessage::Result {
             command_id,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::collections::BTreeMap;
-use streamspace_protocol::{AgentId, Capabilities, Capacity, NodeMetrics, Phase};
+use streamspace_protocol::{AgentId, Capabilities, Capacity, NodeMetrics, Phase, PlatformHealth};
 
 #[derive(Debug, Clone)]
 pub struct AgentRecord {
@@ -29,6 +29,9 @@ pub struct AgentRecord {
     pub draining: bool,
     pub last_heartbeat: Option<i64>,
     pub metrics: Option<NodeMetrics>,
+    /// What its last health check said; `None` from agents that do not
+    /// check (older ones), which count as healthy.
+    pub health: Option<PlatformHealth>,
     pub created_at: i64,
     /// What its last inventory held that the control plane cannot account
     /// for, for admins.
@@ -64,17 +67,19 @@ pub struct NewAgent {
     pub capabilities: Capabilities,
 }
 
-/// Heartbeats stored per statement (3 parameters each, far below both
+/// Heartbeats stored per statement (4 parameters each, far below both
 /// databases' limits); see `record_heartbeats`.
 const HEARTBEATS_PER_STATEMENT: usize = 250;
 
 const COLUMNS: &str = "id, name, platform, region, labels, capacity, capabilities, version, \
-                       connected, draining, last_heartbeat, metrics, created_at, unverified, pool";
+                       connected, draining, last_heartbeat, metrics, created_at, unverified, pool, \
+                       health";
 
 impl AgentRecord {
     fn from_row(row: &AnyRow) -> StoreResult<Self> {
         let metrics: Option<String> = row.try_get("metrics")?;
         let unverified: Option<String> = row.try_get("unverified")?;
+        let health: Option<String> = row.try_get("health")?;
         Ok(AgentRecord {
             id: row.try_get("id")?,
             name: row.try_get("name")?,
@@ -95,6 +100,7 @@ impl AgentRecord {
             metrics: metrics
                 .map(|m| from_json("agent metrics", &m))
                 .transpose()?,
+            health: health.map(|h| from_json("agent health", &h)).transpose()?,
             created_at: row.try_get("created_at")?,
             unverified: unverified
                 .map(|u| from_json("unverified sessions", &u))
@@ -148,7 +154,7 @@ impl Store {
             .map_err(StoreError::from)?;
         sqlx::query(sql(format!(
             "INSERT INTO agents ({COLUMNS}, secret_hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, 0, 0, NULL, NULL, $8, NULL, $10, $9)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, 0, 0, NULL, NULL, $8, NULL, $10, NULL, $9)"
         )))
         .bind(&id)
         .bind(&agent.name)
@@ -282,20 +288,44 @@ impl Store {
         for chunk in beats.chunks(per_statement) {
             let _turn = self.write_turn().await;
             let rows: Vec<String> = (0..chunk.len())
-                .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+                .map(|i| {
+                    let n = 4 * i;
+                    format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4)
+                })
                 .collect();
             // VALUES names its columns column1.. in SQLite and PostgreSQL.
             let text = format!(
-                "UPDATE agents SET last_heartbeat = beat.column2, metrics = beat.column3 \
+                "UPDATE agents SET last_heartbeat = beat.column2, metrics = beat.column3, \
+                 health = beat.column4 \
                  FROM (VALUES {}) AS beat WHERE agents.id = beat.column1",
                 rows.join(", ")
             );
             let mut query = sqlx::query(sql(text));
             for (id, beat) in chunk {
-                query = query.bind(id).bind(beat.at).bind(to_json(&beat.metrics));
+                query = query
+                    .bind(id)
+                    .bind(beat.at)
+                    .bind(to_json(&beat.metrics))
+                    .bind(beat.health.as_ref().map(to_json));
             }
             query.execute(&self.pool).await?;
         }
+        Ok(())
+    }
+
+    /// Stores a change of the agent's health at once, rather than with the
+    /// next batch of heartbeats: placement on every replica reads it.
+    pub async fn set_agent_health(
+        &self,
+        id: &AgentId,
+        health: Option<&PlatformHealth>,
+    ) -> StoreResult<()> {
+        let _turn = self.write_turn().await;
+        sqlx::query("UPDATE agents SET health = $1 WHERE id = $2")
+            .bind(health.map(to_json))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -409,11 +439,14 @@ mod tests {
                 sessions_running: i as u32,
                 ..NodeMetrics::default()
             };
+            // Every other agent degraded: each row keeps its own health.
+            let health = (i % 2 == 1).then(|| PlatformHealth::degraded(format!("disk {i}")));
             beats.push((
                 id,
                 Beat {
                     at: 1000 + i,
                     metrics,
+                    health,
                 },
             ));
         }
@@ -422,6 +455,7 @@ mod tests {
             let agent = store.get_agent(id).await.expect("read").expect("exists");
             assert_eq!(agent.last_heartbeat, Some(beat.at), "{}", agent.name);
             assert_eq!(agent.metrics, Some(beat.metrics), "{}", agent.name);
+            assert_eq!(agent.health, beat.health, "{}", agent.name);
         }
     }
 

@@ -203,6 +203,7 @@ async fn usage_only_for_own_sessions(app: TestApp) -> anyhow::Result<()> {
             cpu_millicores: cpu,
             memory_bytes: 1 << 20,
         }],
+        health: None,
     };
     // Only the heartbeats below: a background one would replace them.
     agent.stop_heartbeats();
@@ -239,6 +240,7 @@ async fn agents_cannot_flood_the_store(app: TestApp) -> anyhow::Result<()> {
     let heartbeat = AgentMessage::Heartbeat {
         metrics: NodeMetrics::default(),
         sessions: Vec::new(),
+        health: None,
     };
     let mut sent = 0;
     while sent < 5000 && agent.send(heartbeat.clone()).await.is_ok() {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use streamspace_protocol::{
     AgentMessage, Capabilities, Capacity, Command, Hello, NodeMetrics, PROTOCOL_VERSION,
-    ServerMessage, SessionReport,
+    PlatformHealth, ServerMessage, SessionReport,
 };
 use streamspace_testkit::Api;
 use tokio::net::TcpStream;
@@ -158,6 +158,19 @@ impl FakeAgent {
         }
     }
 
+    /// From now on every heartbeat (the first at once) says `health`.
+    pub async fn set_health(&mut self, health: Option<PlatformHealth>) -> anyhow::Result<()> {
+        self.stop_heartbeats();
+        let beat = AgentMessage::Heartbeat {
+            metrics: NodeMetrics::default(),
+            sessions: Vec::new(),
+            health: health.clone(),
+        };
+        self.send(beat).await?;
+        self.heartbeats = Some(tokio::spawn(beat_with(self.sink.clone(), health)));
+        Ok(())
+    }
+
     pub async fn send(&mut self, message: AgentMessage) -> anyhow::Result<()> {
         send_on(&self.sink, &message).await
     }
@@ -239,9 +252,15 @@ async fn send_on(
 }
 
 async fn heartbeat(sink: Arc<Mutex<SplitSink<Socket, Message>>>) {
+    beat_with(sink, None).await
+}
+
+/// Heartbeats saying `health` (none: an agent older than health checks).
+async fn beat_with(sink: Arc<Mutex<SplitSink<Socket, Message>>>, health: Option<PlatformHealth>) {
     let beat = AgentMessage::Heartbeat {
         metrics: NodeMetrics::default(),
         sessions: Vec::new(),
+        health,
     };
     loop {
         tokio::time::sleep(HEARTBEAT_EVERY).await;

@@ -244,6 +244,7 @@ async fn endless_idle_timeouts_never_hibernate(app: TestApp) -> anyhow::Result<(
             .send(AgentMessage::Heartbeat {
                 metrics: NodeMetrics::default(),
                 sessions: Vec::new(),
+                health: None,
             })
             .await?;
         let command =

@@ -22,6 +22,7 @@ mod mfa;
 mod oidc;
 mod oidc_issuer;
 mod openapi;
+mod platform_health;
 mod policy;
 mod readiness;
 mod recordings;

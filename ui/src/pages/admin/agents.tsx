@@ -5,6 +5,7 @@ import { useResource } from '../../hooks';
 import { absolute, ago, bytes, memory, useNow } from '../../format';
 import { AgentPoolDialog } from './agent-pool';
 import { ReplicasTable } from './replicas';
+import { AgentHealth, agentTone } from './agent-health';
 import {
   Badge,
   Button,
@@ -143,7 +144,7 @@ function AgentCard({
   onRemove: () => void;
   onPool: () => void;
 }) {
-  const tone = a.status === 'online' ? 'green' : a.status === 'draining' ? 'amber' : 'grey';
+  const tone = agentTone(a.status);
   // A number the agent did not report is 0, as in the agent protocol.
   const m = a.metrics && {
     sessions_running: a.metrics.sessions_running,
@@ -220,6 +221,7 @@ function AgentCard({
           </dd>
         </div>
       </dl>
+      <AgentHealth agent={a} />
       {a.unverified_sessions?.length > 0 && (
         <details class="unverified" data-testid="unverified">
           <summary>
