@@ -96,7 +96,7 @@ enum Bench {
 }
 
 impl Bench {
-    const ALL: [Bench; 12] = [
+    const ALL: [Bench; 13] = [
         Bench::TunnelThroughput,
         Bench::TunnelTlsThroughput,
         Bench::TunnelLatency,
