@@ -241,6 +241,7 @@ async fn rolling_restart(setup: &mut Setup) -> anyhow::Result<()> {
 
     for i in 0..REPLICAS {
         let moved = restart_replica(setup, i).await?;
+        eprintln!("replica {i} stopped: its agents were on other replicas after {moved:?}");
         ensure!(
             moved < Duration::from_secs(2),
             "the agents of replica {i} took {moved:?} to move to another replica"
@@ -254,6 +255,10 @@ async fn rolling_restart(setup: &mut Setup) -> anyhow::Result<()> {
         reconnects += viewer.await??;
     }
     ensure!(reconnects > 0, "no viewer was on a restarted replica");
+    eprintln!(
+        "{} sessions created while replicas restarted; viewers reconnected {reconnects} times",
+        created.len()
+    );
 
     // Nothing lost, nothing twice: every session created reaches Running
     // (no command was lost) and has exactly one container.
