@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use streamspace_testkit::{ADMIN_PASSWORD, Api, ControlPlane, Mode, postgres};
+use streamspace_testkit::fleet::Fleet;
+use streamspace_testkit::{ADMIN_PASSWORD, Api, ControlPlane, Mode, Options, postgres};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_streamspace"))
@@ -48,19 +49,6 @@ fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Str
 
 // ---------------------------------------------------------------------------
 // The Grafana dashboard
-
-/// Metrics the dashboard queries that other branches of issue 16 add
-/// (observe: command latency, replica info; fanout: the singleton leader;
-/// relay: relayed tunnels and bytes). They are not on `main` until those
-/// merge. LEAD: after merging them, empty this list; the test fails while a
-/// name here is already exported, so it cannot stay stale unnoticed.
-const PENDING: &[&str] = &[
-    "streamspace_command_seconds_bucket",
-    "streamspace_replica_info",
-    "streamspace_singleton_leader",
-    "streamspace_tunnels_relayed_total",
-    "streamspace_tunnel_relayed_bytes_total",
-];
 
 /// Prometheus' own series about each scrape, not the server's.
 const PROMETHEUS_OWN: &[&str] = &["up"];
@@ -296,10 +284,7 @@ fn query_problems(dashboard: &Value, exported: &BTreeSet<String>) -> anyhow::Res
         }
         for metric in refs {
             let name = metric.name.as_str();
-            if !exported.contains(name)
-                && !PENDING.contains(&name)
-                && !PROMETHEUS_OWN.contains(&name)
-            {
+            if !exported.contains(name) && !PROMETHEUS_OWN.contains(&name) {
                 problems.push(format!("{at}: {name} is not a metric the server exports"));
             }
             let filtered = metric
@@ -310,14 +295,6 @@ fn query_problems(dashboard: &Value, exported: &BTreeSet<String>) -> anyhow::Res
                 problems.push(format!("{at}: {name} is not filtered by {INSTANCE_FILTER}"));
             }
             queried.insert(metric.name);
-        }
-    }
-    for name in PENDING {
-        if exported.contains(*name) {
-            problems.push(format!("{name} is exported now: remove it from PENDING"));
-        }
-        if !queried.contains(*name) {
-            problems.push(format!("{name} is in PENDING but no panel queries it"));
         }
     }
     // Every family the server exports has a panel (a histogram counts by
@@ -379,10 +356,7 @@ async fn the_grafana_dashboard_queries_what_a_server_exports() -> anyhow::Result
     for expr in alert_expressions(&std::fs::read_to_string(&rules)?)? {
         for metric in metric_refs(&expr)? {
             let name = metric.name.as_str();
-            if !exported.contains(name)
-                && !PENDING.contains(&name)
-                && !PROMETHEUS_OWN.contains(&name)
-            {
+            if !exported.contains(name) && !PROMETHEUS_OWN.contains(&name) {
                 unknown.push(format!("{name} in {expr}"));
             }
             if !metric.matchers.as_deref().is_some_and(|m| m.contains(&job)) {
@@ -472,16 +446,9 @@ fn the_dashboard_checks_catch_what_they_are_for() -> anyhow::Result<()> {
         "panel \"b\": overlaps another panel",
         "panel \"b\": datasource",
         "streamspace_sessions is exported but no panel shows it",
-    ]
-    .into_iter()
-    .map(String::from)
-    .chain(
-        PENDING
-            .first()
-            .map(|name| format!("{name} is in PENDING but no panel queries it")),
-    ) {
+    ] {
         ensure!(
-            problems.iter().any(|p| p.contains(&expected)),
+            problems.iter().any(|p| p.contains(expected)),
             "no problem says {expected:?}: {problems:#?}"
         );
     }
@@ -545,51 +512,6 @@ fn haproxy_accepts_the_example_with_addresses_from_the_environment() -> anyhow::
     Ok(())
 }
 
-/// HAProxy running the example in front of `replicas`, on a free port.
-struct Balancer {
-    url: url::Url,
-    _process: tokio::process::Child,
-}
-
-impl Balancer {
-    async fn start(replicas: &[&ControlPlane]) -> anyhow::Result<Self> {
-        let free = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let bind = free.local_addr()?.to_string();
-        drop(free);
-        let mut command = tokio::process::Command::new("haproxy");
-        // -db: in the foreground, so the test owns the process.
-        command
-            .args(["-db", "-f"])
-            .arg(repository_file("deploy/haproxy/haproxy.cfg"))
-            .env("STREAMSPACE_LB_BIND", &bind)
-            // 20000 needs 40,000 open files, more than test machines allow.
-            .env("STREAMSPACE_LB_MAXCONN", "2000")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true);
-        for (i, replica) in replicas.iter().enumerate() {
-            let address = format!(
-                "{}:{}",
-                replica.url.host_str().unwrap_or("127.0.0.1"),
-                replica.url.port().unwrap_or(80)
-            );
-            command.env(format!("STREAMSPACE_REPLICA_{}", i + 1), address);
-        }
-        let process = command.spawn().context("cannot start haproxy")?;
-        let url = url::Url::parse(&format!("http://{bind}/"))?;
-        streamspace_testkit::eventually(
-            std::time::Duration::from_secs(10),
-            "haproxy listening",
-            || async { Ok(tokio::net::TcpStream::connect(&bind).await.ok().map(|_| ())) },
-        )
-        .await?;
-        Ok(Self {
-            url,
-            _process: process,
-        })
-    }
-}
-
 async fn status(url: &url::Url, path: &str) -> anyhow::Result<StatusCode> {
     Ok(Api::new(url).call(Method::GET, path, None).await?.status)
 }
@@ -600,36 +522,15 @@ async fn status(url: &url::Url, path: &str) -> anyhow::Result<StatusCode> {
 /// health checks even notice.
 #[tokio::test]
 async fn haproxy_routes_to_ready_replicas_and_survives_a_kill() -> anyhow::Result<()> {
-    let database = postgres::fresh_database().await?;
-    let mut replicas = Vec::new();
-    for _ in 0..3 {
-        replicas.push(ControlPlane::start(bin(), Mode::Server, Some(&database)).await?);
+    // testkit's fleet runs deploy/haproxy/haproxy.cfg as it is.
+    let mut fleet = Fleet::start(bin(), 3, Options::default()).await?;
+    for replica in &fleet.replicas {
+        let ready = status(&replica.url, "/readyz").await?;
+        ensure!(ready == StatusCode::OK, "a fresh replica answers {ready}");
     }
-    let balancer = Balancer::start(&replicas.iter().collect::<Vec<_>>()).await?;
-    let mut ready = 0;
-    for replica in &replicas {
-        ready += usize::from(status(&replica.url, "/readyz").await? == StatusCode::OK);
-    }
-    if ready == 0 {
-        // Without /readyz (a binary before it existed: 404) no replica is
-        // ready, and HAProxy must take them all out within its checks.
-        streamspace_testkit::eventually(
-            std::time::Duration::from_secs(10),
-            "HAProxy to answer 503",
-            || async {
-                Ok(
-                    (status(&balancer.url, "/healthz").await? == StatusCode::SERVICE_UNAVAILABLE)
-                        .then_some(()),
-                )
-            },
-        )
-        .await?;
-        return Ok(());
-    }
-    ensure!(ready == 3, "{ready} of 3 fresh replicas are ready");
-    let admin = Api::admin(&balancer.url).await?;
+    let admin = Api::admin(fleet.url()).await?;
     make_data(&admin, "through-the-balancer").await?;
-    replicas[0].process.kill9().await?;
+    fleet.replicas[0].process.kill9().await?;
     // At once, before any health check: every request still answers.
     for _ in 0..30 {
         let users = usernames(&admin).await?;
