@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-BENCHES=(all tunnel-throughput tunnel-tls-throughput tunnel-latency tunnel-memory session-start warm-start hibernate-wake hub desktops audio-latency recording replicas)
+BENCHES=(all tunnel-throughput tunnel-tls-throughput tunnel-latency tunnel-memory session-start warm-start hibernate-wake hub hub-replicas desktops audio-latency recording replicas)
 ARGS=("$@")
 named=0
 profile=release
@@ -26,9 +26,9 @@ for arg in "$@"; do
 done
 ((named)) || ARGS+=(all)
 
-# Only the replicas benchmark (alone or in `all`) needs PostgreSQL.
+# Only the replica benchmarks (alone or in `all`) need PostgreSQL.
 postgres=0
-for arg in "${ARGS[@]}"; do [[ $arg == all || $arg == replicas ]] && postgres=1; done
+for arg in "${ARGS[@]}"; do [[ $arg == all || $arg == replicas || $arg == hub-replicas ]] && postgres=1; done
 step "dependencies (Docker engine$( ((postgres)) && echo ', PostgreSQL'))"
 if ((postgres)); then
   STREAMSPACE_SKIP_CHROMIUM=1 scripts/install-deps.sh
