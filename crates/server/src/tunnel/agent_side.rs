@@ -2,16 +2,14 @@
 //! tunnel, upgraded from HTTP/1.1 to a raw byte stream. A tunnel another
 //! replica waits for is relayed there (`forward.rs`).
 
-use super::broker::Reply;
+use super::handoff::{claim, require_upgrade};
 use crate::auth::bearer_token;
 use crate::auth::secrets::{self, SecretKind};
 use crate::error::{ApiError, ApiPath, ApiResult, ErrorBody};
 use crate::state::AppState;
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
-use http::{HeaderMap, StatusCode, header};
-use streamspace_protocol::tunnel::UPGRADE_PROTOCOL;
+use http::HeaderMap;
 use streamspace_protocol::{AgentId, TunnelId};
 
 /// An agent's data channel for one tunnel
@@ -46,37 +44,6 @@ pub async fn accept(
     claim(&state, &tunnel_id, &agent_id, request)
 }
 
-/// Hands the upgraded `request` to the viewer waiting here for the tunnel
-/// from this agent; a 404 when none is.
-pub(super) fn claim(
-    state: &AppState,
-    tunnel_id: &TunnelId,
-    agent_id: &AgentId,
-    request: Request,
-) -> ApiResult<Response> {
-    let reply = state.tunnels.claim(tunnel_id, agent_id).ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "no viewer is waiting for tunnel {tunnel_id} from agent {agent_id} (it timed out or \
-             closed)"
-        ))
-    })?;
-    hand_over(request, reply)
-}
-
-/// Refuses anything but an upgrade to the raw tunnel protocol.
-pub(super) fn require_upgrade(headers: &HeaderMap) -> ApiResult<()> {
-    let wants_tunnel = headers
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case(UPGRADE_PROTOCOL));
-    if !wants_tunnel {
-        return Err(ApiError::BadRequest(format!(
-            "this endpoint needs Connection: Upgrade and Upgrade: {UPGRADE_PROTOCOL}"
-        )));
-    }
-    Ok(())
-}
-
 /// The agent holding the bearer secret: one connected here, or (its
 /// control channel on another replica) any the store knows.
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<AgentId> {
@@ -96,27 +63,4 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<AgentI
     }
     let agent = state.store.agent_by_secret_hash(&hash).await?;
     agent.map(|agent| agent.id).ok_or_else(refused)
-}
-
-/// Answers `101 Switching Protocols` and hands the upgraded connection to
-/// the viewer side waiting on `reply`.
-fn hand_over(mut request: Request, reply: Reply) -> ApiResult<Response> {
-    let upgrade = hyper::upgrade::on(&mut request);
-    tokio::spawn(async move {
-        let stream = upgrade
-            .await
-            .map_err(|e| format!("tunnel upgrade failed: {e}"));
-        // The viewer may have given up meanwhile; then the stream just drops.
-        let _ = reply.send(stream);
-    });
-    switching_protocols()
-}
-
-pub(super) fn switching_protocols() -> ApiResult<Response> {
-    Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(header::CONNECTION, "upgrade")
-        .header(header::UPGRADE, UPGRADE_PROTOCOL)
-        .body(Body::empty())
-        .map_err(|e| ApiError::Internal(e.to_string()))
 }

@@ -7,7 +7,7 @@
 //! The agent never learns where its viewer is: tunnel ids are opaque to it,
 //! and the relay is one more hop on the private network.
 
-use super::agent_side::switching_protocols;
+use super::handoff::switching_protocols;
 use super::waiting_replica;
 use crate::error::ApiResult;
 use crate::state::AppState;

@@ -11,8 +11,7 @@
 //! secret); the broker still hands the tunnel only to the agent it was
 //! asked of, so a replica cannot take a tunnel meant for another agent.
 
-use super::agent_side::{claim, require_upgrade};
-use super::waiting_replica::{AGENT_HEADER, REPLICA_HEADER};
+use super::handoff::{AGENT_HEADER, REPLICA_HEADER, claim, require_upgrade};
 use crate::auth::bearer_token;
 use crate::auth::secrets::{self, SecretKind};
 use crate::cluster::registry::SILENCE;
@@ -26,10 +25,6 @@ use streamspace_protocol::{AgentId, TunnelId};
 
 /// Longest id header accepted (ids are 16 or 36 characters).
 const MAX_ID: usize = 64;
-
-/// Characters of an agent's failure message passed on: at most 4 bytes
-/// each, within [`FAILURE_BYTES`].
-pub const FAILURE_CHARS: usize = 1_000;
 
 /// Bytes of a failure report's body accepted.
 const FAILURE_BYTES: usize = 4 * 1024;

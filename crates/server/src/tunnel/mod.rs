@@ -17,6 +17,7 @@ pub(crate) mod broker;
 pub(crate) mod file_channel;
 pub(crate) mod forward;
 pub(crate) mod guests;
+pub(crate) mod handoff;
 pub(crate) mod internal;
 pub(crate) mod logs;
 pub(crate) mod opener;

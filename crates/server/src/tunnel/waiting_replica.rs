@@ -8,6 +8,7 @@
 //! authenticated (its data channel's secret, or its control channel here).
 
 use super::broker::waiting_replica;
+use super::handoff::{AGENT_HEADER, REPLICA_HEADER};
 use crate::cluster::registry::SILENCE;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -24,12 +25,6 @@ use tokio::net::TcpStream;
 
 /// Path prefix of the internal endpoint; the tunnel id follows it.
 pub const INTERNAL_TUNNEL_PREFIX: &str = "/internal/v1/tunnels/";
-
-/// Who is asking, on the internal endpoint: the calling replica's id.
-pub const REPLICA_HEADER: &str = "x-streamspace-replica";
-
-/// The agent the calling replica authenticated.
-pub const AGENT_HEADER: &str = "x-streamspace-agent";
 
 /// How long reaching the waiting replica may take (connect and answer):
 /// it is on the private network, and the viewer is waiting.
@@ -100,7 +95,7 @@ pub async fn report_failure(
         agent_id,
     };
     // The message is the agent's, bounded below what the endpoint takes.
-    let error: String = error.chars().take(super::internal::FAILURE_CHARS).collect();
+    let error: String = error.chars().take(super::handoff::FAILURE_CHARS).collect();
     let request = call
         .request(Method::POST)?
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
