@@ -31,6 +31,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::Url;
 
+/// How long a starting replica waits to hear the other replicas before it
+/// serves without (its bus keeps trying; the slower paths cover the gap).
+const LISTEN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub struct Application {
     listener: TcpListener,
     /// Plain HTTP on loopback for an agent in this process, when TLS is on
@@ -245,6 +249,14 @@ impl Application {
             .tasks
             .spawn(state.bus.clone().listen(state.shutdown.clone()));
         state.tasks.spawn(crate::cluster::deliver(state.clone()));
+        // Requests wait in the listener's backlog until this replica hears
+        // the others: a change another replica announces after this one
+        // answers must reach its streams.
+        if !state.bus.until_listening(LISTEN_LIMIT).await {
+            tracing::warn!(
+                "not yet listening to the other replicas after {LISTEN_LIMIT:?}; serving anyway"
+            );
+        }
         let forwarded = crate::cluster::Forwarded::subscribe(&state);
         state.tasks.spawn(forwarded.run(state.clone()));
         let leader = state.leader.clone();

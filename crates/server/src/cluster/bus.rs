@@ -87,6 +87,8 @@ pub struct Bus {
 struct Shared {
     pool: AnyPool,
     url: String,
+    /// Whether the `LISTEN` is in place now.
+    listening: tokio::sync::watch::Sender<bool>,
 }
 
 impl Bus {
@@ -102,7 +104,11 @@ impl Bus {
     /// The bus of replicas sharing the PostgreSQL database at `url`.
     pub fn shared(origin: ReplicaId, pool: AnyPool, url: String) -> Self {
         Self {
-            shared: Some(Arc::new(Shared { pool, url })),
+            shared: Some(Arc::new(Shared {
+                pool,
+                url,
+                listening: tokio::sync::watch::Sender::new(false),
+            })),
             ..Self::alone(origin)
         }
     }
@@ -176,7 +182,7 @@ impl Bus {
         let mut pause = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
             let listened = tokio::select! {
-                result = self.listen_once(&shared.url) => result,
+                result = self.listen_once(&shared) => result,
                 _ = shutdown.cancelled() => return,
             };
             if let Err(err) = listened {
@@ -190,17 +196,36 @@ impl Bus {
         }
     }
 
-    async fn listen_once(&self, url: &str) -> Result<(), sqlx::Error> {
-        let mut listener = PgListener::connect(url).await?;
+    async fn listen_once(&self, shared: &Shared) -> Result<(), sqlx::Error> {
+        let mut listener = PgListener::connect(&shared.url).await?;
         // Without this a dropped connection is re-established silently and
         // the notices in between are lost without a word.
         listener.ignore_pool_close_event(false);
         listener.listen(CHANNEL).await?;
         tracing::info!(replica = %self.origin, "listening to the other replicas");
-        loop {
-            let notification = listener.recv().await?;
-            self.received_payload(notification.payload());
-        }
+        shared.listening.send_replace(true);
+        let heard = async {
+            loop {
+                let notification = listener.recv().await?;
+                self.received_payload(notification.payload());
+            }
+        };
+        let ended = heard.await;
+        shared.listening.send_replace(false);
+        ended
+    }
+
+    /// Waits until this replica hears the others (at once on SQLite), at
+    /// most `limit`; whether it does. The server takes requests only then,
+    /// so nothing said by another replica once this one serves is missed
+    /// for want of a listener.
+    pub async fn until_listening(&self, limit: Duration) -> bool {
+        let Some(shared) = &self.shared else {
+            return true;
+        };
+        let mut listening = shared.listening.subscribe();
+        let wait = listening.wait_for(|listening| *listening);
+        matches!(tokio::time::timeout(limit, wait).await, Ok(Ok(_)))
     }
 
     fn received_payload(&self, payload: &str) {
