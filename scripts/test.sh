@@ -26,6 +26,10 @@ psql "$STREAMSPACE_TEST_POSTGRES_URL" -X -q -tAc \
     psql "$STREAMSPACE_TEST_POSTGRES_URL" -X -q -c "DROP DATABASE IF EXISTS \"$db\"" >/dev/null
   done
 
+# The interpreter install-deps.sh checked for jsonschema and yaml (Debian's
+# packages): the test peers' venv below cannot see them.
+python=$(command -v python3)
+
 step "python test peers (vncdotool)"
 venv=/var/tmp/streamspace-venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
@@ -47,8 +51,8 @@ step "web UI"
 scripts/build-ui.sh
 
 step "format and lint"
-python3 tests/docs/modules.py
-catalog/check.py
+"$python" tests/docs/modules.py
+"$python" catalog/check.py
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
