@@ -381,6 +381,7 @@ impl Platform for DockerPlatform {
             hibernation: true,
             persistent_storage: true,
             gpu: self.shared.gpus.count > 0,
+            ..Capabilities::default()
         }
     }
 

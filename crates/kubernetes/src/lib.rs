@@ -255,6 +255,7 @@ impl Platform for KubernetesPlatform {
             // Sessions may request `nvidia.com/gpu`; how many the cluster
             // has is in `capacity` (none without NVIDIA's device plugin).
             gpu: true,
+            ..Capabilities::default()
         }
     }
 

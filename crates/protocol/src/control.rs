@@ -228,6 +228,15 @@ pub struct Capabilities {
     pub persistent_storage: bool,
     #[serde(default)]
     pub gpu: bool,
+    /// Hibernation keeps the session's memory (a virtual machine's saved
+    /// state), so a woken session continues where it was, open windows
+    /// and all; without it, hibernation keeps only the disk.
+    #[serde(default)]
+    pub hibernation_keeps_memory: bool,
+    /// How the platform runs virtual machines; absent on container
+    /// platforms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acceleration: Option<crate::vm::Acceleration>,
 }
 
 /// What one running session uses now, as its platform measures it.

@@ -16,6 +16,7 @@ pub mod labels;
 pub mod quantity;
 pub mod session;
 pub mod tunnel;
+pub mod vm;
 
 pub use control::{
     Action, AgentMessage, Capabilities, Capacity, Command, Hello, NodeMetrics, PlatformHealth,
@@ -30,6 +31,7 @@ pub use session::{
     RegistryAuth, Resources, SessionOrigin, SessionReport, SessionSecurity, SessionSpec,
     SharedVolume, parse_numeric_user,
 };
+pub use vm::{Acceleration, Firmware, VmSpec};
 
 /// Version of the agent protocol. The control plane refuses a `hello` whose
 /// version it does not speak, with a message that says which one it wants.

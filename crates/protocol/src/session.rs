@@ -3,6 +3,7 @@
 use crate::desktop::DesktopPolicy;
 use crate::ids::{SessionId, TemplateId, UserId};
 use crate::quantity::{Cpu, Memory};
+use crate::vm::VmSpec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -390,6 +391,14 @@ pub struct SessionSpec {
     /// agent needs the files folder, the image the clipboard policy.
     #[serde(default)]
     pub desktop: DesktopPolicy,
+    /// How a virtual machine boots and the size of its home disk; only the
+    /// libvirt platform reads it (docs/VM.md).
+    #[serde(default, skip_serializing_if = "is_default_vm")]
+    pub vm: VmSpec,
+}
+
+fn is_default_vm(vm: &VmSpec) -> bool {
+    *vm == VmSpec::default()
 }
 
 impl fmt::Debug for SessionSpec {
@@ -409,6 +418,7 @@ impl fmt::Debug for SessionSpec {
             .field("shm_size", &self.shm_size)
             .field("volumes", &self.volumes)
             .field("desktop", &self.desktop)
+            .field("vm", &self.vm)
             .finish_non_exhaustive()
     }
 }

@@ -8,7 +8,7 @@ use crate::validate::{FieldError, check_env, check_slug};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use streamspace_protocol::{
-    CAPABILITIES, Cpu, IdleTimeout, Memory, PortProtocol, PortSpec, Resources,
+    CAPABILITIES, Cpu, IdleTimeout, Memory, PortProtocol, PortSpec, Resources, VmSpec,
 };
 
 /// A template as a client writes it; optional fields get defaults.
@@ -130,6 +130,10 @@ pub struct TemplateInput {
     /// recording, sharing); absent fields take the defaults.
     #[serde(default)]
     pub desktop: DesktopInput,
+    /// How the template's virtual machines boot and the size of their
+    /// home disk; only for `platforms: ["libvirt"]` (docs/VM.md).
+    #[serde(default)]
+    pub vm: Option<VmSpec>,
 }
 
 /// Registry credentials as written.
@@ -280,6 +284,7 @@ impl TemplateInput {
             volumes: runtime.volumes,
             allowed_groups,
             desktop,
+            vm: self.vm,
         })
     }
 }

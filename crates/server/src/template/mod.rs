@@ -27,11 +27,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use streamspace_protocol::{
     DesktopPolicy, HomeVolume, IdleTimeout, Memory, PortSpec, Resources, SessionId,
-    SessionSecurity, SessionSpec, SharedVolume, TemplateId, UserId,
+    SessionSecurity, SessionSpec, SharedVolume, TemplateId, UserId, VmSpec,
 };
 
 /// Platforms a template may name.
-pub const PLATFORMS: [&str; 2] = ["docker", "kubernetes"];
+pub const PLATFORMS: [&str; 3] = ["docker", "kubernetes", "libvirt"];
 
 pub use streamspace_protocol::DEFAULT_PIDS_LIMIT;
 
@@ -111,6 +111,10 @@ pub struct TemplateSpec {
     /// recording, sharing.
     #[serde(default)]
     pub desktop: DesktopPolicy,
+    /// How the template's virtual machines boot (libvirt only,
+    /// docs/VM.md); absent on container templates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<VmSpec>,
 }
 
 fn default_pids_limit() -> u32 {
@@ -175,6 +179,7 @@ impl TemplateSpec {
                 .as_ref()
                 .and_then(RegistryAuth::for_agent),
             desktop: self.desktop.clone(),
+            vm: self.vm.unwrap_or_default(),
         }
     }
 
