@@ -47,6 +47,11 @@ demo_image desktop
 step "demo web-app image (noVNC + websockify)"
 demo_image webvnc
 
+# The pull tests push a bigger image made from the echo image to a
+# private registry.
+step "echo image (the pull tests' base)"
+demo_image echo
+
 step "web UI"
 scripts/build-ui.sh
 
