@@ -198,6 +198,56 @@ test('templates: shared memory, user, read-only root, volumes and GPUs round-tri
   await row.waitFor({ state: 'detached' });
 });
 
+test('templates: a virtual machine on libvirt, with its firmware and home disk', async () => {
+  const name = `ui-${RUN}-vm`;
+  await page.getByRole('link', { name: 'Templates' }).click();
+  await page.getByRole('link', { name: 'New template' }).click();
+  await page.locator('#tpl-name').fill(name);
+  await page.locator('#tpl-kind-vm').check();
+  // A VM's image is its base disk; the container-only fields are gone.
+  await page.getByLabel('Base disk (qcow2 path or pool/volume)').waitFor();
+  assert.equal(await page.locator('#tpl-shm_size').count(), 0, 'no container section');
+  assert.equal(await page.locator('#tpl-pids_limit').count(), 0, 'no process limit');
+  assert.equal(await page.locator('#tpl-resources-gpu').count(), 0, 'no GPUs');
+  assert.equal(await page.locator('#tpl-port-0-port').count(), 0, 'one VNC display, not a port list');
+  await page.getByLabel('Memory', { exact: true }).fill('256Mi');
+  await page.locator('#tpl-persistent_home').check();
+  await page.locator('#tpl-vm-firmware').selectOption('uefi');
+  await page.locator('#tpl-vm-home_size').fill('2Ti');
+  // A path that climbs out is refused next to the base disk.
+  await page.locator('#tpl-image').fill('/var/lib/streamspace/../../etc/shadow');
+  await page.getByRole('button', { name: 'Create template' }).click();
+  const imageError = page.locator('[data-field-error=tpl-image]');
+  await imageError.waitFor();
+  assert.match(await imageError.innerText(), /pool\/volume/);
+  await page.locator('#tpl-image').fill('/var/lib/streamspace/vm/demo.qcow2');
+  // So is a home disk out of range, next to its size.
+  await page.getByRole('button', { name: 'Create template' }).click();
+  const sizeError = page.locator('[data-field-error=tpl-vm-home_size]');
+  await sizeError.waitFor();
+  assert.match(await sizeError.innerText(), /64Mi to 1Ti/);
+  await page.locator('#tpl-vm-home_size').fill('512Mi');
+  assert.equal(await page.locator('#tpl-desktop-file_transfer').count(), 0, 'no file transfer into a VM');
+  await screenshot(page, '09e-admin-template-vm');
+  await page.getByRole('button', { name: 'Create template' }).click();
+  const row = page.locator(`tr[data-template="${name}"]`);
+  await row.waitFor();
+  assert.match(await row.locator('[data-label=Platforms]').innerText(), /libvirt/);
+  assert.equal(await row.getByTestId('template-firmware').innerText(), 'VM · UEFI');
+  assert.equal(await row.getByRole('button', { name: /Pre-pull/ }).count(), 0, 'nothing to pull for a VM');
+
+  await row.getByRole('link', { name: `Edit ${name}` }).click();
+  await page.locator('#tpl-vm-firmware').waitFor();
+  assert.equal(await page.locator('#tpl-kind-vm').isChecked(), true);
+  assert.equal(await page.locator('#tpl-vm-firmware').inputValue(), 'uefi');
+  assert.equal(await page.locator('#tpl-vm-home_size').inputValue(), '512Mi');
+  assert.equal(await page.locator('#tpl-image').inputValue(), '/var/lib/streamspace/vm/demo.qcow2');
+  await page.getByRole('link', { name: 'Cancel' }).click();
+  await row.getByRole('button', { name: `Delete ${name}` }).click();
+  await page.locator('dialog.modal[open]').getByRole('button', { name: 'Delete template' }).click();
+  await row.waitFor({ state: 'detached' });
+});
+
 test('templates: the desktop policy round-trips, and a folder outside the home is refused next to it', async () => {
   const name = `ui-${RUN}-desktop`;
   await page.getByRole('link', { name: 'Templates' }).click();

@@ -1449,6 +1449,13 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * @description How a platform runs virtual machines: on the CPU's virtualisation
+         *     (KVM) or emulated instruction by instruction (QEMU's TCG: everything
+         *     works, slower).
+         * @enum {string}
+         */
+        Acceleration: "kvm" | "tcg";
         Agent: {
             capabilities: components["schemas"]["Capabilities"];
             capacity: components["schemas"]["Capacity"];
@@ -1556,8 +1563,15 @@ export interface components {
         };
         /** @description What the agent's platform supports. */
         Capabilities: {
+            acceleration?: components["schemas"]["Acceleration"] | null;
             gpu?: boolean;
             hibernation?: boolean;
+            /**
+             * @description Hibernation keeps the session's memory (a virtual machine's saved
+             *     state), so a woken session continues where it was, open windows
+             *     and all; without it, hibernation keeps only the disk.
+             */
+            hibernation_keeps_memory?: boolean;
             persistent_storage?: boolean;
         };
         /**
@@ -1790,6 +1804,11 @@ export interface components {
          * @enum {string}
          */
         FileTransferPolicy: "both" | "upload" | "download" | "none";
+        /**
+         * @description Legacy BIOS (SeaBIOS) or UEFI (OVMF, when the host has it).
+         * @enum {string}
+         */
+        Firmware: "bios" | "uefi";
         Group: {
             /** Format: date-time */
             created_at: string;
@@ -2527,7 +2546,9 @@ export interface components {
              */
             idle_timeout?: string | null;
             /**
-             * @description `[registry/]repository[:tag][@digest]`, repository in lowercase.
+             * @description `[registry/]repository[:tag][@digest]`, repository in lowercase; for
+             *     `platforms: ["libvirt"]`, the VM's base disk: an absolute path to a
+             *     qcow2 file or a libvirt storage volume as `pool/volume`.
              * @example streamspace/desktop:local
              */
             image: string;
@@ -2546,7 +2567,10 @@ export interface components {
              * @description Most processes and threads a session may run (default 2048).
              */
             pids_limit?: number | null;
-            /** @description A subset of `docker`, `kubernetes`; empty means any. */
+            /**
+             * @description A subset of `docker`, `kubernetes`, or `["libvirt"]` alone for a
+             *     virtual machine; empty means any container platform.
+             */
             platforms?: string[];
             /**
              * @description Unique names and numbers, at least one; the first is the one the
@@ -2590,6 +2614,7 @@ export interface components {
              *     false, the template's applies).
              */
             user_idle_timeout?: boolean;
+            vm?: components["schemas"]["VmSpec"] | null;
             /**
              * @description Existing shared volumes (Docker volumes, Kubernetes claims) mounted
              *     beyond the home, read-only unless said; at most 16.
@@ -2650,7 +2675,10 @@ export interface components {
              * @description Most processes and threads of a session.
              */
             pids_limit?: number;
-            /** @description Platforms the template may run on; empty means any. */
+            /**
+             * @description Platforms the template may run on; empty means any container
+             *     platform (never libvirt: a container image cannot boot as a VM).
+             */
             platforms: string[];
             ports: components["schemas"]["PortSpec"][];
             /** @description The image's filesystem is read-only; `/tmp` and `/run` are scratch. */
@@ -2682,6 +2710,7 @@ export interface components {
              *     "never"); if not, the template's applies.
              */
             user_idle_timeout?: boolean;
+            vm?: components["schemas"]["VmSpec"] | null;
             /** @description Existing shared volumes mounted beyond the home. */
             volumes?: components["schemas"]["SharedVolume"][];
             /**
@@ -2739,6 +2768,17 @@ export interface components {
             /** @description At least 8 characters. */
             password?: string | null;
             role?: components["schemas"]["Role"] | null;
+        };
+        /** @description How a template's virtual machines boot and what their home disk holds. */
+        VmSpec: {
+            /** @description The firmware the machine boots with. */
+            firmware?: components["schemas"]["Firmware"];
+            /**
+             * @description Size of the persistent home disk made the first time a user runs
+             *     the template (a second disk that outlives sessions); 1 GiB unset.
+             * @example 4Gi
+             */
+            home_size?: string | null;
         };
         /** @description A shared volume as written. */
         VolumeInput: {

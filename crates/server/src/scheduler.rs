@@ -17,13 +17,15 @@ use crate::presence::{problem as health_problem, status as agent_status};
 use crate::session_error::{PlacementError, SessionResult, Unfit};
 use crate::state::AppState;
 use crate::store::{AgentLoad, AgentRecord};
+use crate::template::platform_allowed;
 use crate::tenancy::Pools;
 use std::collections::BTreeMap;
 use streamspace_protocol::{AgentId, Capacity, Cpu, Memory, Resources};
 
 pub struct Placement<'a> {
     /// Platforms the session may run on (requested, or the template's);
-    /// empty means any.
+    /// empty means any container platform, never libvirt (a container image
+    /// cannot boot as a VM).
     pub platforms: &'a [String],
     pub agent_id: Option<&'a AgentId>,
     /// Labels an agent must carry (`region` also matches its region;
@@ -36,7 +38,7 @@ pub struct Placement<'a> {
 
 pub async fn choose(state: &AppState, placement: &Placement<'_>) -> SessionResult<AgentRecord> {
     let platform_ok = |a: &AgentRecord| {
-        (placement.platforms.is_empty() || placement.platforms.contains(&a.platform))
+        platform_allowed(placement.platforms, &a.platform)
             && matches_selector(a, placement.selector)
     };
 

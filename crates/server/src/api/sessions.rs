@@ -216,7 +216,8 @@ fn allowed_platforms(template: &TemplateRecord, requested: Option<&str>) -> ApiR
             "platform",
             format!(
                 "template {} runs only on {:?}",
-                template.spec.name, template.spec.platforms
+                template.spec.name,
+                template.spec.runs_on()
             ),
         )
         .into()),

@@ -3,7 +3,7 @@
 
 use super::desktop::DesktopInput;
 use super::runtime::{RuntimeInput, VolumeInput, check_gpus, check_policy_env};
-use super::{DEFAULT_PIDS_LIMIT, PLATFORMS, RegistryAuth, SecretEnv, TemplateSpec};
+use super::{DEFAULT_PIDS_LIMIT, PLATFORMS, RegistryAuth, SecretEnv, TemplateSpec, vm};
 use crate::validate::{FieldError, check_env, check_slug};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -38,7 +38,9 @@ pub struct TemplateInput {
     /// An image URL.
     #[serde(default)]
     pub icon: String,
-    /// `[registry/]repository[:tag][@digest]`, repository in lowercase.
+    /// `[registry/]repository[:tag][@digest]`, repository in lowercase; for
+    /// `platforms: ["libvirt"]`, the VM's base disk: an absolute path to a
+    /// qcow2 file or a libvirt storage volume as `pool/volume`.
     #[schema(example = "streamspace/desktop:local")]
     pub image: String,
     /// Unique names and numbers, at least one; the first is the one the
@@ -88,7 +90,8 @@ pub struct TemplateInput {
     #[serde(default)]
     #[schema(pattern = r"^(0|[0-9]+(ms|s|m|h|d|w|y))?$", example = "30m")]
     pub idle_timeout: Option<String>,
-    /// A subset of `docker`, `kubernetes`; empty means any.
+    /// A subset of `docker`, `kubernetes`, or `["libvirt"]` alone for a
+    /// virtual machine; empty means any container platform.
     #[serde(default)]
     pub platforms: Vec<String>,
     /// Size of `/dev/shm` (`"1Gi"`): browsers crash with Docker's 64 MiB.
@@ -131,7 +134,9 @@ pub struct TemplateInput {
     #[serde(default)]
     pub desktop: DesktopInput,
     /// How the template's virtual machines boot and the size of their
-    /// home disk; only for `platforms: ["libvirt"]` (docs/VM.md).
+    /// home disk (64Mi to 1Ti, with `persistent_home`); only for
+    /// `platforms: ["libvirt"]`, whose templates get the defaults (BIOS,
+    /// 1Gi) without it (docs/VM.md).
     #[serde(default)]
     pub vm: Option<VmSpec>,
 }
@@ -212,8 +217,25 @@ const DEFAULT_VNC_PORT: u16 = 5901;
 impl TemplateInput {
     pub fn validate(self) -> Result<TemplateSpec, FieldError> {
         check_slug("name", &self.name)?;
-        check_image(&self.image)?;
-        let ports = check_ports(self.ports)?;
+        for platform in &self.platforms {
+            if !PLATFORMS.contains(&platform.as_str()) {
+                return Err(FieldError::new(
+                    "platforms",
+                    format!("unknown platform {platform:?}: use one of {PLATFORMS:?}"),
+                ));
+            }
+        }
+        vm::check_platforms(&self.platforms)?;
+        // A VM's image is its base disk, checked with the rest of a VM's
+        // rules; a container's is an image reference.
+        let vm = vm::check(&self)?;
+        if vm.is_none() {
+            check_image(&self.image)?;
+        }
+        let ports = match self.ports.is_none() && vm.is_some() {
+            true => vm::default_ports(),
+            false => check_ports(self.ports)?,
+        };
         check_env("env", &self.env)?;
         let home_path = self.home_path.unwrap_or_else(|| DEFAULT_HOME.to_owned());
         if !home_path.starts_with('/') || home_path.contains('\0') {
@@ -223,14 +245,6 @@ impl TemplateInput {
             ));
         }
         let idle_timeout = check_idle_timeout(self.idle_timeout)?;
-        for platform in &self.platforms {
-            if !PLATFORMS.contains(&platform.as_str()) {
-                return Err(FieldError::new(
-                    "platforms",
-                    format!("unknown platform {platform:?}: use one of {PLATFORMS:?}"),
-                ));
-            }
-        }
         check_length("display_name", self.display_name.as_deref(), 100)?;
         check_length("description", Some(&self.description), 2000)?;
         check_secret_env(&self.env, &self.secret_env)?;
@@ -245,7 +259,10 @@ impl TemplateInput {
         let registry_auth = self.registry_auth.map(check_registry_auth).transpose()?;
         let allowed_groups =
             crate::tenancy::check_group_list("allowed_groups", self.allowed_groups)?;
-        let desktop = self.desktop.validate()?;
+        let desktop = match vm {
+            Some(_) => vm::desktop(self.desktop.validate()?),
+            None => self.desktop.validate()?,
+        };
         let runtime = RuntimeInput {
             shm_size: self.shm_size,
             user: self.user,
@@ -284,7 +301,7 @@ impl TemplateInput {
             volumes: runtime.volumes,
             allowed_groups,
             desktop,
-            vm: self.vm,
+            vm,
         })
     }
 }

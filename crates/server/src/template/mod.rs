@@ -13,12 +13,16 @@ mod runtime_tests;
 mod secret;
 #[cfg(test)]
 mod tests;
+mod vm;
+#[cfg(test)]
+mod vm_tests;
 
 pub use desktop::DesktopInput;
 pub use input::{PortInput, RegistryAuthInput, ResourcesInput, TemplateInput, check_image};
 pub use policy::{Granted, SessionRequest};
 pub use runtime::{MAX_GPUS, VolumeInput};
 pub use secret::{RegistryAuth, SecretEnv};
+pub use vm::{CONTAINER_PLATFORMS, DOCKER, KUBERNETES, LIBVIRT, platform_allowed};
 
 use crate::store::User;
 use crate::validate::FieldError;
@@ -30,8 +34,8 @@ use streamspace_protocol::{
     SessionSecurity, SessionSpec, SharedVolume, TemplateId, UserId, VmSpec,
 };
 
-/// Platforms a template may name.
-pub const PLATFORMS: [&str; 3] = ["docker", "kubernetes", "libvirt"];
+/// Platforms a template may name; libvirt only alone (`vm.rs`).
+pub const PLATFORMS: [&str; 3] = [DOCKER, KUBERNETES, LIBVIRT];
 
 pub use streamspace_protocol::DEFAULT_PIDS_LIMIT;
 
@@ -72,7 +76,8 @@ pub struct TemplateSpec {
     /// As written by the user (`"30m"`); `None` means never idle out.
     #[schema(value_type = Option<String>)]
     pub idle_timeout: Option<IdleTimeout>,
-    /// Platforms the template may run on; empty means any.
+    /// Platforms the template may run on; empty means any container
+    /// platform (never libvirt: a container image cannot boot as a VM).
     pub platforms: Vec<String>,
     /// Most processes and threads of a session.
     #[serde(default = "default_pids_limit")]
@@ -127,7 +132,16 @@ impl TemplateSpec {
     }
 
     pub fn allows_platform(&self, platform: &str) -> bool {
-        self.platforms.is_empty() || self.platforms.iter().any(|p| p == platform)
+        platform_allowed(&self.platforms, platform)
+    }
+
+    /// The platforms the template may run on, spelled out (empty means the
+    /// container ones).
+    pub fn runs_on(&self) -> Vec<String> {
+        match self.platforms.is_empty() {
+            true => CONTAINER_PLATFORMS.map(str::to_owned).to_vec(),
+            false => self.platforms.clone(),
+        }
     }
 
     /// What an agent needs to run this template (stored as `template_id`)

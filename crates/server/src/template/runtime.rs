@@ -4,7 +4,7 @@
 //! variables that tell the image the template's policy. Each rule refuses
 //! with the field it is about.
 
-use super::PLATFORMS;
+use super::KUBERNETES;
 use crate::validate::{FieldError, check_slug};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -168,7 +168,7 @@ fn check_user(user: &str, platforms: &[String]) -> Result<(), FieldError> {
             ),
         ));
     }
-    let kubernetes_only = !platforms.is_empty() && platforms.iter().all(|p| p == PLATFORMS[1]);
+    let kubernetes_only = !platforms.is_empty() && platforms.iter().all(|p| p == KUBERNETES);
     if kubernetes_only && parse_numeric_user(user).is_none() {
         return Err(FieldError::new(
             "user",

@@ -9,7 +9,14 @@ use serde_json::json;
 use streamspace_protocol::{Memory, Resources};
 
 fn validate(extra: serde_json::Value) -> Result<TemplateSpec, FieldError> {
-    let mut t = json!({"name": "desktop", "image": "d:1"});
+    validate_on(json!({"name": "desktop", "image": "d:1"}), extra)
+}
+
+/// `base` with `extra`'s fields on top, validated.
+pub(super) fn validate_on(
+    mut t: serde_json::Value,
+    extra: serde_json::Value,
+) -> Result<TemplateSpec, FieldError> {
     if let (Some(t), Some(extra)) = (t.as_object_mut(), extra.as_object()) {
         t.extend(extra.clone());
     }
@@ -24,7 +31,7 @@ fn refused(extra: serde_json::Value) -> (String, String) {
     (err.field, err.message)
 }
 
-fn owner() -> User {
+pub(super) fn owner() -> User {
     User {
         id: "u1".into(),
         username: "alice".into(),

@@ -44,8 +44,17 @@ impl Drop for FakeAgent {
 
 /// Enrolls an agent named `name` with a fresh token; returns (id, secret).
 pub async fn enroll(admin: &Api, name: &str) -> anyhow::Result<(String, String)> {
+    enroll_on(admin, name, "docker").await
+}
+
+/// Enrolls an agent of `platform`; returns (id, secret).
+pub async fn enroll_on(
+    admin: &Api,
+    name: &str,
+    platform: &str,
+) -> anyhow::Result<(String, String)> {
     let token = admin.enrollment_token().await?;
-    let body = json!({"enrollment_token": token, "name": name, "platform": "docker",
+    let body = json!({"enrollment_token": token, "name": name, "platform": platform,
                       "capacity": {"max_sessions": 2}});
     let answer = Api::new(&admin.base)
         .expect(
@@ -104,12 +113,50 @@ impl FakeAgent {
         Self::connect_as(base, id, secret, Vec::new(), capacity).await
     }
 
+    /// Connects as an agent of `platform` (enrolled with [`enroll_on`])
+    /// saying `capabilities`, with room for 10 sessions.
+    pub async fn connect_on(
+        base: &Url,
+        (id, secret): (&str, &str),
+        platform: &str,
+        capabilities: Capabilities,
+    ) -> anyhow::Result<Self> {
+        let hello = Hello {
+            protocol_version: PROTOCOL_VERSION,
+            agent_version: "test".into(),
+            platform: platform.into(),
+            capacity: sessions(10),
+            capabilities,
+        };
+        Self::connect_saying(base, id, secret, Vec::new(), hello).await
+    }
+
     async fn connect_as(
         base: &Url,
         id: &str,
         secret: &str,
         inventory: Vec<SessionReport>,
         capacity: Capacity,
+    ) -> anyhow::Result<Self> {
+        let hello = Hello {
+            protocol_version: PROTOCOL_VERSION,
+            agent_version: "test".into(),
+            platform: "docker".into(),
+            capacity,
+            capabilities: Capabilities {
+                hibernation: true,
+                ..Default::default()
+            },
+        };
+        Self::connect_saying(base, id, secret, inventory, hello).await
+    }
+
+    async fn connect_saying(
+        base: &Url,
+        id: &str,
+        secret: &str,
+        inventory: Vec<SessionReport>,
+        hello: Hello,
     ) -> anyhow::Result<Self> {
         let mut url = base.join("/api/v1/agents/connect")?;
         let _ = url.set_scheme("ws");
@@ -125,18 +172,7 @@ impl FakeAgent {
             stream,
             heartbeats: None,
         };
-        agent
-            .send(AgentMessage::Hello(Hello {
-                protocol_version: PROTOCOL_VERSION,
-                agent_version: "test".into(),
-                platform: "docker".into(),
-                capacity,
-                capabilities: Capabilities {
-                    hibernation: true,
-                    ..Default::default()
-                },
-            }))
-            .await?;
+        agent.send(AgentMessage::Hello(hello)).await?;
         match agent.recv().await? {
             ServerMessage::Welcome(w) if w.agent_id == id => {}
             other => bail!("expected welcome, got {other:?}"),

@@ -38,6 +38,7 @@ mod state_machine;
 mod stream_limits;
 mod tokens;
 mod validation;
+mod vm_placement;
 
 use std::sync::Arc;
 use std::time::Duration;

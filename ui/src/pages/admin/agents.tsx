@@ -204,6 +204,20 @@ function AgentCard({
             </dd>
           </div>
         )}
+        {a.capabilities.acceleration && (
+          <div data-testid="agent-acceleration">
+            <dt>Virtual machines</dt>
+            <dd>
+              {a.capabilities.acceleration === 'kvm' ? (
+                'KVM'
+              ) : (
+                <>
+                  TCG <span class="muted">(emulated, slower: the host has no KVM)</span>
+                </>
+              )}
+            </dd>
+          </div>
+        )}
         <div>
           <dt>Last heartbeat</dt>
           <dd title={absolute(a.last_heartbeat)}>{ago(a.last_heartbeat, now)}</dd>
@@ -212,7 +226,8 @@ function AgentCard({
           <dt>Features</dt>
           <dd>
             {[
-              a.capabilities.hibernation && 'hibernation',
+              a.capabilities.hibernation &&
+                (a.capabilities.hibernation_keeps_memory ? 'hibernation (keeps memory)' : 'hibernation'),
               a.capabilities.persistent_storage && 'persistent homes',
               a.capabilities.gpu && 'GPU',
             ]

@@ -62,9 +62,11 @@ type Props = {
   desktop: DesktopDraft;
   onChange: (d: DesktopDraft) => void;
   errFor: (ctl: string) => string | null | undefined;
+  /** A virtual machine: no files (the agent cannot reach into its disk) and no microphone port. */
+  vm?: boolean;
 };
 
-export function DesktopSection({ desktop, onChange, errFor }: Props) {
+export function DesktopSection({ desktop, onChange, errFor, vm = false }: Props) {
   const set = <K extends keyof DesktopDraft>(k: K, v: DesktopDraft[K]) => onChange({ ...desktop, [k]: v });
   const select = <K extends 'clipboard' | 'file_transfer'>(k: K, options: [DesktopDraft[K], string][]) => (
     <select id={`tpl-desktop-${k}`} value={desktop[k]} onChange={(e) => set(k, e.currentTarget.value as DesktopDraft[K])}>
@@ -93,20 +95,24 @@ export function DesktopSection({ desktop, onChange, errFor }: Props) {
         <Field label="Clipboard" id="tpl-desktop-clipboard" error={errFor('tpl-desktop-clipboard')}>
           {select('clipboard', CLIPBOARD)}
         </Field>
-        <Field label="File transfer" id="tpl-desktop-file_transfer" error={errFor('tpl-desktop-file_transfer')}>
-          {select('file_transfer', FILES)}
-        </Field>
-        <Field
-          label="Files folder"
-          id="tpl-desktop-files_folder"
-          error={errFor('tpl-desktop-files_folder')}
-          hint="Relative to the home; nothing outside it can be reached."
-        >
-          {text('files_folder', 'Downloads')}
-        </Field>
-        <Field label="Largest upload" id="tpl-desktop-max_upload" error={errFor('tpl-desktop-max_upload')} hint='Per file, e.g. "512Mi", "2Gi".'>
-          {text('max_upload', '512Mi')}
-        </Field>
+        {!vm && (
+          <>
+            <Field label="File transfer" id="tpl-desktop-file_transfer" error={errFor('tpl-desktop-file_transfer')}>
+              {select('file_transfer', FILES)}
+            </Field>
+            <Field
+              label="Files folder"
+              id="tpl-desktop-files_folder"
+              error={errFor('tpl-desktop-files_folder')}
+              hint="Relative to the home; nothing outside it can be reached."
+            >
+              {text('files_folder', 'Downloads')}
+            </Field>
+            <Field label="Largest upload" id="tpl-desktop-max_upload" error={errFor('tpl-desktop-max_upload')} hint='Per file, e.g. "512Mi", "2Gi".'>
+              {text('max_upload', '512Mi')}
+            </Field>
+          </>
+        )}
         <fieldset class="field">
           <legend>Recording</legend>
           <label class="check">
@@ -131,7 +137,7 @@ export function DesktopSection({ desktop, onChange, errFor }: Props) {
             Owners may share their sessions with other users
           </label>
         </fieldset>
-        <fieldset class="field">
+        <fieldset class="field" hidden={vm}>
           <legend>Microphone</legend>
           <label class="check">
             <input

@@ -8,6 +8,18 @@ import { Link, navigate } from '../../router';
 import { IconClose } from '../../components/icons';
 import { Button, ErrorBanner, Field, Loading, PageHeader, TemplateIcon, toast } from '../../components/ui';
 import { DESKTOP_DEFAULTS, DesktopSection, desktopDraft, desktopInput, type DesktopDraft } from './template-desktop';
+import {
+  CONTAINER_PLATFORMS,
+  KindChoice,
+  LIBVIRT,
+  VM_DEFAULTS,
+  VM_PORTS,
+  VmSection,
+  forVm,
+  isVm,
+  vmDraft,
+  type VmDraft,
+} from './template-vm';
 
 type Draft = {
   name: string;
@@ -43,6 +55,7 @@ type Draft = {
   /** Group names, comma-separated (names may hold spaces); empty: everyone. */
   allowed_groups: string;
   desktop: DesktopDraft;
+  vm: VmDraft;
 };
 
 const EMPTY: Draft = {
@@ -77,6 +90,7 @@ const EMPTY: Draft = {
   volumes: [],
   allowed_groups: '',
   desktop: DESKTOP_DEFAULTS,
+  vm: VM_DEFAULTS,
 };
 
 /** "A, B c" → ["A", "B", "c"]: lists typed as text. */
@@ -120,6 +134,7 @@ function fromTemplate(t: Template): Draft {
     registry_password: '',
     allowed_groups: (t.allowed_groups ?? []).join(', '),
     desktop: desktopDraft(t.desktop),
+    vm: vmDraft(t.vm),
   };
 }
 
@@ -150,7 +165,7 @@ function envOf(d: Draft, secret: boolean): Record<string, string> {
 function toInput(d: Draft): TemplateDraftInput {
   const pids = d.pids_limit.trim();
   const pool = d.warm_pool.trim();
-  return {
+  const input: TemplateDraftInput = {
     name: d.name.trim(),
     display_name: d.display_name.trim() || undefined,
     description: d.description,
@@ -191,6 +206,7 @@ function toInput(d: Draft): TemplateDraftInput {
       .filter(Boolean),
     desktop: desktopInput(d.desktop),
   };
+  return isVm(d.platforms) ? forVm(input, d.vm, d.persistent_home) : input;
 }
 
 /** A variable's value; a secret one is masked as it is typed. */
@@ -246,6 +262,10 @@ export function TemplateEditPage({ id }: { id?: string }) {
   if (!draft) return <Loading what="template" />;
 
   const set = <K extends keyof Draft>(k: K, v: Draft[K]) => setDraft({ ...draft, [k]: v });
+  const vm = isVm(draft.platforms);
+  // A VM runs on libvirt alone and shows its own VNC display.
+  const setVm = (on: boolean) =>
+    setDraft({ ...draft, platforms: on ? [LIBVIRT] : [], ports: on ? VM_PORTS : EMPTY.ports });
   const errFor = (ctl: string) => (error?.field && controlId(error.field) === ctl ? error.detail : null);
   // `ctl` is the control's id, the one `controlId` gives the API's field name.
   const input = (k: keyof Draft & string, extra: Record<string, unknown> = {}, ctl = `tpl-${k}`) => {
@@ -325,11 +345,16 @@ export function TemplateEditPage({ id }: { id?: string }) {
       <section class="card form-section" aria-labelledby="sec-runtime">
         <h2 id="sec-runtime">Runtime</h2>
         <div class="form-grid">
+          <KindChoice vm={vm} onVm={setVm} />
           <Field
-            label="Image"
+            label={vm ? 'Base disk (qcow2 path or pool/volume)' : 'Image'}
             id="tpl-image"
             error={errFor('tpl-image')}
-            hint="e.g. streamspace/desktop:local"
+            hint={
+              vm
+                ? 'On the agent’s host: e.g. /var/lib/streamspace/vm/demo.qcow2, or default/demo.qcow2 (a libvirt volume).'
+                : 'e.g. streamspace/desktop:local'
+            }
             class="span-2"
           >
             {input('image', { autocapitalize: 'none', spellcheck: false, required: true, class: 'mono' })}
@@ -340,16 +365,18 @@ export function TemplateEditPage({ id }: { id?: string }) {
           <Field label="Memory" id="tpl-resources-memory" error={errFor('tpl-resources-memory')} hint='e.g. "512Mi", "2Gi".'>
             {input('memory', {}, 'tpl-resources-memory')}
           </Field>
-          <Field label="GPUs" id="tpl-resources-gpu" error={errFor('tpl-resources-gpu')} hint="Whole NVIDIA GPUs, 0 to 16; empty for none.">
-            {input('gpu', { type: 'number', min: 0, max: 16, inputMode: 'numeric' }, 'tpl-resources-gpu')}
-          </Field>
+          {!vm && (
+            <Field label="GPUs" id="tpl-resources-gpu" error={errFor('tpl-resources-gpu')} hint="Whole NVIDIA GPUs, 0 to 16; empty for none.">
+              {input('gpu', { type: 'number', min: 0, max: 16, inputMode: 'numeric' }, 'tpl-resources-gpu')}
+            </Field>
+          )}
           <Field label="Idle timeout" id="tpl-idle_timeout" error={errFor('tpl-idle_timeout')} hint='Hibernate after no input for e.g. "30m"; empty for never.'>
             {input('idle_timeout')}
           </Field>
-          <fieldset class={`field${errFor('tpl-platforms') ? ' has-error' : ''}`}>
+          <fieldset class={`field${errFor('tpl-platforms') ? ' has-error' : ''}`} hidden={vm}>
             <legend>Platforms</legend>
             <div class="checks" id="tpl-platforms" tabIndex={-1}>
-              {['docker', 'kubernetes'].map((p) => (
+              {CONTAINER_PLATFORMS.map((p) => (
                 <label key={p} class="check">
                   <input
                     type="checkbox"
@@ -368,7 +395,7 @@ export function TemplateEditPage({ id }: { id?: string }) {
             {errFor('tpl-platforms') ? (
               <small class="field-error" role="alert">{errFor('tpl-platforms')}</small>
             ) : (
-              <small class="hint">None checked means any platform.</small>
+              <small class="hint">None checked means any container platform.</small>
             )}
           </fieldset>
           <fieldset class="field">
@@ -383,12 +410,17 @@ export function TemplateEditPage({ id }: { id?: string }) {
               Keep each user’s home folder between sessions
             </label>
           </fieldset>
+          {/* The guest mounts its home disk where it chooses; a VM has no process limit. */}
+          {!vm && (
+            <>
           <Field label="Home path" id="tpl-home_path" error={errFor('tpl-home_path')}>
             {input('home_path', { class: 'mono' })}
           </Field>
           <Field label="Process limit" id="tpl-pids_limit" error={errFor('tpl-pids_limit')} hint="Processes and threads per session.">
             {input('pids_limit', { inputMode: 'numeric' })}
           </Field>
+            </>
+          )}
           <Field
             label="Warm pool"
             id="tpl-warm_pool"
@@ -405,6 +437,8 @@ export function TemplateEditPage({ id }: { id?: string }) {
           >
             {input('allowed_groups', { placeholder: 'everyone' })}
           </Field>
+          {!vm && (
+            <>
           <Field
             label="Capabilities"
             id="tpl-capabilities"
@@ -433,13 +467,27 @@ export function TemplateEditPage({ id }: { id?: string }) {
               'tpl-registry_auth-password',
             )}
           </Field>
+            </>
+          )}
         </div>
       </section>
 
-      <ContainerSection draft={draft} set={set} input={input} errFor={errFor} error={error} />
+      {vm ? (
+        <VmSection
+          vm={draft.vm}
+          persistentHome={draft.persistent_home}
+          onChange={(v) => set('vm', v)}
+          errFor={errFor}
+        />
+      ) : (
+        <ContainerSection draft={draft} set={set} input={input} errFor={errFor} error={error} />
+      )}
 
-      <DesktopSection desktop={draft.desktop} onChange={(d) => set('desktop', d)} errFor={errFor} />
+      <DesktopSection desktop={draft.desktop} onChange={(d) => set('desktop', d)} errFor={errFor} vm={vm} />
 
+      {/* A VM has one port, its VNC display (set when "Virtual machine" is chosen). */}
+      {!vm && (
+        <>
       <section class="card form-section" aria-labelledby="sec-ports">
         <h2 id="sec-ports">Ports</h2>
         <p class="muted small">
@@ -561,6 +609,8 @@ export function TemplateEditPage({ id }: { id?: string }) {
           Add variable
         </Button>
       </section>
+        </>
+      )}
 
       <section class="card form-section" aria-labelledby="sec-users">
         <h2 id="sec-users">What users may choose</h2>
@@ -572,12 +622,16 @@ export function TemplateEditPage({ id }: { id?: string }) {
           <Field label="Most memory" id="tpl-max_resources-memory" error={errFor('tpl-max_resources-memory')} hint="Empty: the template’s memory.">
             {input('max_memory', {}, 'tpl-max_resources-memory')}
           </Field>
+          {!vm && (
+            <>
           <Field label="Most GPUs" id="tpl-max_resources-gpu" error={errFor('tpl-max_resources-gpu')} hint="Empty: the template’s GPUs.">
             {input('max_gpu', { type: 'number', min: 0, max: 16, inputMode: 'numeric' }, 'tpl-max_resources-gpu')}
           </Field>
           <Field label="Variables users may set" id="tpl-user_env" error={errFor('tpl-user_env')} hint="Names, separated by commas." class="span-2">
             {input('user_env', { class: 'mono', placeholder: 'TZ, LANG' })}
           </Field>
+            </>
+          )}
           <fieldset class="field">
             <legend>Idle timeout</legend>
             <label class="check">

@@ -128,7 +128,14 @@ export function TemplatesPage() {
                     {[t.resources.cpu && `${t.resources.cpu} CPU`, t.resources.memory].filter(Boolean).join(' · ') ||
                       'default'}
                   </td>
-                  <td data-label="Platforms">{t.platforms.length ? t.platforms.join(', ') : 'any'}</td>
+                  <td data-label="Platforms">
+                    {t.platforms.length ? t.platforms.join(', ') : 'any container'}
+                    {t.vm && (
+                      <div class="muted small" data-testid="template-firmware">
+                        VM · {t.vm.firmware === 'uefi' ? 'UEFI' : 'BIOS'}
+                      </div>
+                    )}
+                  </td>
                   <td class="actions">
                     <div class="btn-row">
                       <Link
@@ -138,6 +145,8 @@ export function TemplatesPage() {
                       >
                         Edit
                       </Link>
+                      {/* A VM's base disk is on its host: there is nothing to pull. */}
+                      {!t.vm && (
                       <Button
                         small
                         onClick={() => prepull(t)}
@@ -146,6 +155,7 @@ export function TemplatesPage() {
                       >
                         Pre-pull
                       </Button>
+                      )}
                       <Button small variant="danger" onClick={() => remove(t)} aria-label={`Delete ${t.display_name}`}>
                         Delete
                       </Button>

@@ -93,6 +93,11 @@ fn entry(spec: &TemplateSpec) -> Ordered {
         return Ordered(Vec::new());
     };
     fields.remove("secret_env");
+    // Stored with its default for every template, but a VM template may
+    // not write it (a guest's kernel limits its own processes).
+    if spec.vm.is_some() {
+        fields.remove("pids_limit");
+    }
     for (field, _, secret) in WRITE_ONLY {
         if let Some(Value::Object(object)) = fields.get_mut(field) {
             object.remove(secret);
