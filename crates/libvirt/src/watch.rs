@@ -16,9 +16,11 @@ use virt_sys as sys;
 /// Reports for this agent's domains until the event connection breaks.
 pub(crate) fn watch(shared: Arc<Shared>) -> BoxStream<'static, SessionReport> {
     let uri = shared.hypervisor.uri().to_owned();
+    // Subscribed now, not when the stream is first polled, so that what
+    // happens right after `watch()` is seen.
+    let subscribing = tokio::task::spawn_blocking(move || Subscription::open(&uri));
     let opened = async move {
-        let subscription = tokio::task::spawn_blocking(move || Subscription::open(&uri)).await;
-        match subscription {
+        match subscribing.await {
             Ok(Ok(subscription)) => Some(subscription),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "cannot subscribe to libvirt's domain events");
