@@ -42,15 +42,6 @@ impl LibvirtError {
             },
         }
     }
-
-    /// Whether the connection itself failed, so the next call should open
-    /// a new one.
-    pub fn is_connection_lost(&self) -> bool {
-        match self {
-            LibvirtError::Unreachable { .. } => true,
-            LibvirtError::Refused { code, .. } => *code == ErrorNumber::SystemError,
-        }
-    }
 }
 
 /// What the spec got wrong: libvirt refused the XML or a setting in it.
