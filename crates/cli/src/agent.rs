@@ -1,6 +1,6 @@
 //! `streamspace agent docker`: an agent next to a Docker engine;
-//! `streamspace agent kubernetes` lives in `kubernetes.rs`, the flags every
-//! agent takes in `agent_args.rs`.
+//! `streamspace agent kubernetes` lives in `kubernetes.rs`, `… libvirt` in
+//! `libvirt.rs`, the flags every agent takes in `agent_args.rs`.
 
 use crate::agent_args::{AgentArgs, AllowCapabilityArg, agent_name};
 use crate::shutdown;
@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use streamspace_docker::{DEFAULT_NETWORK, DockerOptions, DockerPlatform, RegistryAuths};
 
-use crate::kubernetes;
+use crate::{kubernetes, libvirt};
 
 #[derive(Subcommand, Debug)]
 pub enum AgentCommand {
@@ -20,6 +20,9 @@ pub enum AgentCommand {
     /// Run sessions as pods in a Kubernetes namespace (or `render` the
     /// objects a template becomes).
     Kubernetes(kubernetes::KubernetesAgentArgs),
+    /// Run sessions as virtual machines on this host's libvirt (QEMU/KVM),
+    /// hibernated with their memory.
+    Libvirt(libvirt::LibvirtAgentArgs),
 }
 
 impl AgentCommand {
@@ -28,6 +31,7 @@ impl AgentCommand {
         match self {
             AgentCommand::Docker(args) => args.agent.tracing.clone(),
             AgentCommand::Kubernetes(args) => args.tracing(),
+            AgentCommand::Libvirt(args) => args.agent.tracing.clone(),
         }
     }
 }
@@ -95,6 +99,7 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<()> {
     match command {
         AgentCommand::Docker(args) => run_docker(args).await,
         AgentCommand::Kubernetes(args) => kubernetes::run(args).await,
+        AgentCommand::Libvirt(args) => libvirt::run(args).await,
     }
 }
 

@@ -13,6 +13,7 @@ mod control_plane;
 mod failure;
 mod image;
 mod kubernetes;
+mod libvirt;
 mod login;
 mod oidc_args;
 mod output;
