@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every StreamSpace test on a fresh Debian machine: installs and starts
-# what the tests need (Docker engine, PostgreSQL, Chromium, Node), builds the
-# demo desktop and web-app images and the web UI, then runs formatting and lint checks,
-# the Rust unit/integration/end-to-end tests, the previous release against
+# what the tests need (Docker engine, PostgreSQL, libvirt, Chromium, Node),
+# builds the demo desktop and web-app images, the demo VM disk and the web
+# UI, then runs formatting and lint checks, the Rust
+# unit/integration/end-to-end tests, the previous release against
 # the new schema (scripts/test-upgrade.sh), the browser tests, schema
 # checks of the Kubernetes objects, API fuzzing and a benchmark smoke test.
 set -euo pipefail
@@ -51,6 +52,11 @@ demo_image webvnc
 # private registry.
 step "echo image (the pull tests' base)"
 demo_image echo
+
+# The libvirt agent's sessions boot this disk (docs/VM.md); its tests find
+# it through STREAMSPACE_VM_IMAGE.
+step "demo VM image"
+vm_image
 
 step "web UI"
 scripts/build-ui.sh

@@ -14,3 +14,13 @@ demo_image() {
   echo "==> building image streamspace/$name:local (recipe $recipe)"
   STREAMSPACE_IMAGE_RECIPE=$recipe "images/$name/build.sh"
 }
+
+# vm_image [OUTPUT]: builds the demo VM disk (images/vm/build.sh; default
+# /var/lib/streamspace/vm/demo.qcow2) unless OUTPUT.recipe says it was made
+# from the same recipe (build.sh checks), and exports its path as
+# STREAMSPACE_VM_IMAGE for the libvirt tests.
+vm_image() {
+  local out
+  out=$(images/vm/build.sh "$@" | tail -n 1) || return 1
+  export STREAMSPACE_VM_IMAGE=$out
+}
