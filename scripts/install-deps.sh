@@ -13,7 +13,8 @@
 #   STREAMSPACE_SKIP_CHROMIUM=1  skip Chromium/chromedriver and the browser
 #                                tests' reverse proxies (nginx, Caddy)
 #   STREAMSPACE_SKIP_VM=1        skip libvirt/QEMU (install, start) and the
-#                                demo VM image's build tools
+#                                demo VM image's build tools (libvirt-dev stays:
+#                                the binary links libvirt)
 # `streamspace run` itself only needs Docker.
 set -euo pipefail
 
@@ -94,11 +95,13 @@ have promtool || MISSING+=(prometheus)
 # (mkfs.vfat, mtools) made bootable by syslinux, converted by qemu-img;
 # qemu-img also makes the sessions' overlay and home disks (ext2 inside:
 # e2fsprogs to inspect them).
+# The binary links libvirt whether or not this host runs VMs, so its build
+# needs libvirt-dev even with STREAMSPACE_SKIP_VM.
+have pkg-config || MISSING+=(pkg-config)
+pkg-config --exists libvirt 2>/dev/null || MISSING+=(libvirt-dev)
 if [[ $SKIP_VM != 1 ]]; then
   { have libvirtd && have virtlogd; } || MISSING+=(libvirt-daemon-system)
   have virsh || MISSING+=(libvirt-clients)
-  have pkg-config || MISSING+=(pkg-config)
-  pkg-config --exists libvirt 2>/dev/null || MISSING+=(libvirt-dev)
   have qemu-system-x86_64 || MISSING+=(qemu-system-x86)
   # qemu-img by command, not package: some machine images ship a newer
   # qemu-utils (backports) than bookworm's, which must stay (downgrading it

@@ -17,6 +17,9 @@ scripts/install-deps.sh
 # Compiled dependencies outlive the clone, so repeated runs are fast.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/streamspace-target}"
 export STREAMSPACE_TEST_POSTGRES_URL="${STREAMSPACE_TEST_POSTGRES_URL:-postgres://streamspace:streamspace@127.0.0.1:5432/streamspace_test}"
+# The libvirt tests skip where no libvirtd answers; here install-deps.sh
+# started one, so a skip would hide a failure.
+export STREAMSPACE_REQUIRE_LIBVIRT=1
 
 # Each PostgreSQL test makes a throwaway database (crates/testkit/src/postgres.rs);
 # those of earlier runs go now, or thousands of them fill the disk.

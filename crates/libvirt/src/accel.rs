@@ -6,7 +6,9 @@
 //! both say yes and the first start fails ("Could not access KVM kernel
 //! module: Permission denied"). So the agent asks the capabilities and,
 //! if they allow KVM, starts a tiny transient KVM domain, paused, and
-//! destroys it again: what works for it works for sessions.
+//! destroys it again. A paused start runs no guest code, and on a CPU that
+//! hides vmx/svm (nested without them) it succeeds while real guests die in
+//! the firmware ("KVM internal error"): the CPU's flags must say so too.
 
 use crate::domain::DOMAIN_PREFIX;
 use crate::xml::Writer;
@@ -41,6 +43,7 @@ pub fn detect(conn: &Connect, choice: AccelerationChoice) -> Acceleration {
 }
 
 fn probe(conn: &Connect) -> Result<(), String> {
+    cpu_has_virtualisation(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default())?;
     conn.get_domain_capabilities(None, None, None, Some("kvm"), 0)
         .map_err(|e| e.message().to_owned())?;
     let mut w = Writer::new();
@@ -59,4 +62,34 @@ fn probe(conn: &Connect) -> Result<(), String> {
         tracing::warn!(error = %e, domain = name, "could not destroy the KVM probe domain");
     }
     Ok(())
+}
+
+/// Whether the CPU says it can virtualise (Intel `vmx`, AMD `svm`).
+fn cpu_has_virtualisation(cpuinfo: &str) -> Result<(), String> {
+    let flagged = cpuinfo
+        .lines()
+        .filter(|line| line.starts_with("flags"))
+        .any(|line| {
+            line.split_whitespace()
+                .any(|flag| flag == "vmx" || flag == "svm")
+        });
+    if flagged {
+        Ok(())
+    } else {
+        Err("the CPU shows no vmx or svm flag".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cpu_has_virtualisation;
+
+    #[test]
+    fn kvm_needs_the_cpus_virtualisation_flag() {
+        assert!(cpu_has_virtualisation("flags\t\t: fpu vme de pse vmx sse2\n").is_ok());
+        assert!(cpu_has_virtualisation("flags\t\t: fpu svm\n").is_ok());
+        let refused =
+            cpu_has_virtualisation("flags\t\t: fpu vme sse2 hypervisor\nvmx flags\t: ept\n");
+        assert_eq!(refused, Err("the CPU shows no vmx or svm flag".to_owned()));
+    }
 }
