@@ -282,15 +282,23 @@ async fn read_url(stdout: tokio::process::ChildStdout) -> Option<Url> {
     None
 }
 
-/// A separate `streamspace agent docker` process.
+/// A separate `streamspace agent docker` (or other platform's) process.
 pub struct AgentProcess {
     pub process: Spawned,
     pub state_dir: PathBuf,
+    launch: AgentLaunch,
+    _dir: TempDir,
+}
+
+/// How an agent process is started, again on restart.
+struct AgentLaunch {
     bin: PathBuf,
     control_plane: Url,
     name: String,
+    /// The platform subcommand and its own flags (`["docker"]`).
+    platform: Vec<String>,
+    state_dir: PathBuf,
     options: Options,
-    _dir: TempDir,
 }
 
 impl AgentProcess {
@@ -317,59 +325,67 @@ impl AgentProcess {
         name: &str,
         options: Options,
     ) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let state_dir = dir.path().join("state");
-        let process = Self::launch(
+        Self::start_on(
             bin,
             control_plane,
-            Some(enrollment_token),
+            enrollment_token,
             name,
-            &state_dir,
-            &options,
-        )?;
-        Ok(Self {
-            process,
-            state_dir,
+            &["docker"],
+            options,
+        )
+        .await
+    }
+
+    /// An agent of `platform` (`["libvirt", "--pool", "…"]`): the
+    /// subcommand of `streamspace agent` and its own flags.
+    pub async fn start_on(
+        bin: &Path,
+        control_plane: &Url,
+        enrollment_token: &str,
+        name: &str,
+        platform: &[&str],
+        options: Options,
+    ) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let launch = AgentLaunch {
             bin: bin.to_owned(),
             control_plane: control_plane.clone(),
             name: name.to_owned(),
+            platform: platform.iter().map(|&arg| arg.to_owned()).collect(),
+            state_dir: dir.path().join("state"),
             options,
+        };
+        Ok(Self {
+            process: launch.spawn(Some(enrollment_token))?,
+            state_dir: launch.state_dir.clone(),
+            launch,
             _dir: dir,
         })
     }
 
-    fn launch(
-        bin: &Path,
-        control_plane: &Url,
-        token: Option<&str>,
-        name: &str,
-        state_dir: &Path,
-        options: &Options,
-    ) -> anyhow::Result<Spawned> {
-        let mut command = Command::new(bin);
+    /// Starts the agent again from its state dir (no enrollment token).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.process = self.launch.spawn(None)?;
+        Ok(())
+    }
+}
+
+impl AgentLaunch {
+    fn spawn(&self, token: Option<&str>) -> anyhow::Result<Spawned> {
+        let state_dir = &self.state_dir;
+        let mut command = Command::new(&self.bin);
         command
-            .args(["agent", "docker", "--control-plane", control_plane.as_str()])
-            .args(["--name", name, "--state-dir"])
+            .arg("agent")
+            .args(&self.platform)
+            .args(["--control-plane", self.control_plane.as_str()])
+            .args(["--name", &self.name, "--state-dir"])
             .arg(state_dir);
         if let Some(token) = token {
             command.args(["--enrollment-token", token]);
         }
         let log = state_dir.with_extension("log");
         std::fs::create_dir_all(state_dir.parent().unwrap_or(state_dir))?;
-        let (process, _stdout) = spawn(command, log, options)?;
+        let (process, _stdout) = spawn(command, log, &self.options)?;
         Ok(process)
-    }
-
-    /// Starts the agent again from its state dir (no enrollment token).
-    pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.process = Self::launch(
-            &self.bin,
-            &self.control_plane,
-            None,
-            &self.name,
-            &self.state_dir,
-            &self.options,
-        )?;
-        Ok(())
     }
 }

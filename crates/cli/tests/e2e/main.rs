@@ -21,6 +21,7 @@ mod tls;
 mod traces;
 mod up;
 mod upgrade;
+mod vm;
 
 use serde_json::{Value, json};
 use std::path::Path;
