@@ -56,11 +56,11 @@ mod tests {
 
     #[test]
     fn a_vm_spec_reads_as_written_and_defaults_to_bios() {
-        let spec: VmSpec =
-            serde_json::from_str(r#"{"firmware":"uefi","home_size":"4Gi"}"#).unwrap();
+        let spec: VmSpec = serde_json::from_str(r#"{"firmware":"uefi","home_size":"4Gi"}"#)
+            .expect("a valid VM spec");
         assert_eq!(spec.firmware, Firmware::Uefi);
         assert_eq!(spec.home_size().bytes(), 4 << 30);
-        let empty: VmSpec = serde_json::from_str("{}").unwrap();
+        let empty: VmSpec = serde_json::from_str("{}").expect("an empty VM spec");
         assert_eq!(
             (empty.firmware, empty.home_size()),
             (Firmware::Bios, VmSpec::DEFAULT_HOME_SIZE)

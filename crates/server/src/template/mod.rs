@@ -5,6 +5,7 @@
 
 pub mod catalog;
 mod desktop;
+mod form;
 mod input;
 mod policy;
 mod runtime;
@@ -18,7 +19,8 @@ mod vm;
 mod vm_tests;
 
 pub use desktop::DesktopInput;
-pub use input::{PortInput, RegistryAuthInput, ResourcesInput, TemplateInput, check_image};
+pub use form::{PortInput, RegistryAuthInput, ResourcesInput, TemplateInput};
+pub use input::check_image;
 pub use policy::{Granted, SessionRequest};
 pub use runtime::{MAX_GPUS, VolumeInput};
 pub use secret::{RegistryAuth, SecretEnv};

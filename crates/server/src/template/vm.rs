@@ -7,7 +7,7 @@
 //! known) because every rule here depends on one fact, "this template is a
 //! VM", and keeping them together shows what a VM template may say.
 
-use super::input::TemplateInput;
+use super::form::TemplateInput;
 use crate::validate::FieldError;
 use streamspace_protocol::{
     DesktopPolicy, FileTransferPolicy, Memory, PortProtocol, PortSpec, VmSpec,
@@ -92,7 +92,8 @@ pub fn check(input: &TemplateInput) -> Result<Option<VmSpec>, FieldError> {
     {
         return Err(FieldError::new(
             "desktop.file_transfer",
-            "files travel through the agent into the session's home, which it cannot reach              inside a running VM's disk: set it to \"none\" or leave it out",
+            "files travel through the agent into the session's home, which it cannot reach \
+             inside a running VM's disk: set it to \"none\" or leave it out",
         ));
     }
     let vm = input.vm.unwrap_or_default();
