@@ -6,8 +6,16 @@
 //! serial port to a file, and serves QEMU's own VNC server on loopback
 //! only, on a port libvirt picks: only the agent reaches it, and tunnels
 //! it like a container's.
+//!
+//! The overlay's backing chain is written out, not left to libvirt to
+//! probe: with `dynamic_ownership` libvirt chowns every image of a chain to
+//! the QEMU user, and the base is shared by every session of the template,
+//! so a compromised QEMU of one session could then write what every other
+//! user's VM boots from. Stated with `relabel='no'`, the base keeps its
+//! owner (it must be readable by the QEMU user: docs/VM.md).
 
 use crate::labels::SessionMetadata;
+use crate::storage::ResolvedBase;
 use crate::xml::Writer;
 use streamspace_protocol::{Acceleration, Firmware, Memory, SessionId, SessionSpec};
 
@@ -55,6 +63,14 @@ pub struct PoolDisk {
     pub volume: String,
 }
 
+/// The session's copy-on-write overlay (in the pool) and its base.
+#[derive(Debug, Clone)]
+pub struct Overlay {
+    pub disk: PoolDisk,
+    /// The overlay's backing file, on the libvirt host.
+    pub base: ResolvedBase,
+}
+
 /// Everything the domain XML is made of, decided before rendering.
 #[derive(Debug, Clone)]
 pub struct DomainPlan {
@@ -63,7 +79,7 @@ pub struct DomainPlan {
     pub memory: Memory,
     pub vcpus: u32,
     pub firmware: Firmware,
-    pub overlay: PoolDisk,
+    pub overlay: Overlay,
     pub home: Option<PoolDisk>,
     pub serial_log: String,
     /// A libvirt network to attach (none: the VM has no network).
@@ -79,7 +95,7 @@ impl DomainPlan {
     pub fn new(
         spec: &SessionSpec,
         acceleration: Acceleration,
-        overlay: PoolDisk,
+        overlay: Overlay,
         home: Option<PoolDisk>,
         serial_log: String,
         network: Option<String>,
@@ -134,9 +150,13 @@ impl DomainPlan {
         w.text("on_reboot", &[], "restart");
         w.text("on_crash", &[], "destroy");
         w.open("devices", &[]);
-        disk(&mut w, &self.overlay, "vda", None);
+        disk(&mut w, &self.overlay.disk, "vda", |w| {
+            backing_store(w, &self.overlay.base)
+        });
         if let Some(home) = &self.home {
-            disk(&mut w, home, "vdb", Some(HOME_DISK_SERIAL));
+            disk(&mut w, home, "vdb", |w| {
+                w.text("serial", &[], HOME_DISK_SERIAL);
+            });
         }
         if let Some(network) = &self.network {
             w.open("interface", &[("type", "network")])
@@ -173,7 +193,8 @@ impl DomainPlan {
     }
 }
 
-fn disk(w: &mut Writer, disk: &PoolDisk, target: &str, serial: Option<&str>) {
+/// A qcow2 volume of the pool as a virtio disk; `more` adds elements.
+fn disk(w: &mut Writer, disk: &PoolDisk, target: &str, more: impl FnOnce(&mut Writer)) {
     w.open("disk", &[("type", "volume"), ("device", "disk")])
         .empty(
             "driver",
@@ -181,9 +202,19 @@ fn disk(w: &mut Writer, disk: &PoolDisk, target: &str, serial: Option<&str>) {
         )
         .empty("source", &[("pool", &disk.pool), ("volume", &disk.volume)])
         .empty("target", &[("dev", target), ("bus", "virtio")]);
-    if let Some(serial) = serial {
-        w.text("serial", &[], serial);
-    }
+    more(w);
+    w.close();
+}
+
+/// The base as the overlay's whole backing chain (the empty
+/// `<backingStore/>` ends it), which libvirt must not relabel.
+fn backing_store(w: &mut Writer, base: &ResolvedBase) {
+    w.open("backingStore", &[("type", "file")])
+        .empty("format", &[("type", &base.format)])
+        .open("source", &[("file", &base.path)])
+        .empty("seclabel", &[("model", "dac"), ("relabel", "no")]);
+    w.close();
+    w.empty("backingStore", &[]);
     w.close();
 }
 
@@ -214,7 +245,7 @@ mod tests {
     use streamspace_protocol::Cpu;
 
     fn plan(spec: &SessionSpec, acceleration: Acceleration) -> DomainPlan {
-        let overlay = PoolDisk {
+        let disk = PoolDisk {
             pool: "streamspace".into(),
             volume: "streamspace-s1.qcow2".into(),
         };
@@ -223,10 +254,14 @@ mod tests {
             volume: format!("{}.qcow2", h.volume),
         });
         let metadata = SessionMetadata::of(spec, &"agent-1".into());
+        let base = ResolvedBase {
+            path: "/var/lib/streamspace/vm/demo.qcow2".into(),
+            format: "qcow2".into(),
+        };
         DomainPlan::new(
             spec,
             acceleration,
-            overlay,
+            Overlay { disk, base },
             home,
             "/var/log/s1.log".into(),
             None,
@@ -301,9 +336,11 @@ mod tests {
     fn the_overlay_boots_and_the_home_is_the_second_disk() {
         let spec = SessionSpec::fixture("s1");
         let xml = plan(&spec, Acceleration::Tcg).render();
-        let sources = tags(&xml, "source");
-        assert_eq!(sources.len(), 1, "no home, no network: {xml}");
-        assert_eq!(sources[0]["volume"], "streamspace-s1.qcow2");
+        let volumes = |xml: &str| -> Vec<String> {
+            let sources = tags(xml, "source").into_iter();
+            sources.filter_map(|s| s.get("volume").cloned()).collect()
+        };
+        assert_eq!(volumes(&xml), ["streamspace-s1.qcow2"], "no home: {xml}");
         let homed = spec.with_home("streamspace-home-u1-t1");
         let xml = plan(&homed, Acceleration::Tcg).render();
         let targets: Vec<_> = tags(&xml, "target")
@@ -311,12 +348,26 @@ mod tests {
             .filter_map(|t| t.get("dev").cloned())
             .collect();
         assert_eq!(targets, ["vda", "vdb"]);
-        assert_eq!(
-            tags(&xml, "source")[1]["volume"],
-            "streamspace-home-u1-t1.qcow2"
-        );
+        assert_eq!(volumes(&xml)[1], "streamspace-home-u1-t1.qcow2");
         assert_eq!(text_of(&xml, "serial"), HOME_DISK_SERIAL);
         assert!(tags(&xml, "driver").iter().all(|d| d["type"] == "qcow2"));
+    }
+
+    #[test]
+    fn the_shared_base_is_the_overlay_s_whole_chain_and_never_relabelled() {
+        let spec = SessionSpec::fixture("s1").with_home("streamspace-home-u1-t1");
+        let xml = plan(&spec, Acceleration::Tcg).render();
+        let disks: Vec<&str> = xml.split("</disk>").take(2).collect();
+        let chain = "<backingStore type=\"file\"><format type=\"qcow2\"/>\
+            <source file=\"/var/lib/streamspace/vm/demo.qcow2\">\
+            <seclabel model=\"dac\" relabel=\"no\"/></source><backingStore/></backingStore>";
+        assert!(disks[0].contains("streamspace-s1.qcow2"), "{xml}");
+        assert!(disks[0].ends_with(chain), "{xml}");
+        assert!(
+            !disks[1].contains("backingStore"),
+            "the home has no base: {xml}"
+        );
+        assert_eq!(tags(&xml, "seclabel").len(), 1);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! - `domain.rs`: spec → domain XML, names (pure)
 //! - `labels.rs`: the session's labels and parts in `<metadata>` (pure)
 //! - `phase.rs`: domain state → session phase (pure)
-//! - `xml.rs`: the escaping writer and small reader all XML goes through
+//! - `xml.rs`: the escaping writer and the reader (over quick-xml) all XML goes through
 //! - `conn.rs`: the shared connection, calls on blocking threads, reconnects
 //! - `storage.rs`: the agent's pool, overlays, home disks, base images
 //! - `accel.rs`: KVM if it really works, else TCG

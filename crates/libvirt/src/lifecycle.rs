@@ -8,11 +8,13 @@
 //! deletes it): the guest continues where it was.
 
 use crate::Shared;
-use crate::domain::{DomainPlan, PoolDisk, domain_name, validate_name, validate_session_id};
+use crate::domain::{
+    DomainPlan, Overlay, PoolDisk, domain_name, validate_name, validate_session_id,
+};
 use crate::error::is_missing;
 use crate::labels::SessionMetadata;
 use crate::observe::{Found, lookup};
-use crate::storage::{self, BaseImage};
+use crate::storage;
 use streamspace_agent::intent::Intent;
 use streamspace_agent::{OrNotFound, PlatformError, PlatformResult};
 use streamspace_protocol::{Phase, SessionId, SessionReport, SessionSpec};
@@ -36,7 +38,8 @@ impl Shared {
                 .await;
         }
 
-        let base = BaseImage::parse(&spec.image).map_err(PlatformError::Invalid)?;
+        // Resolved first: the domain names its path (domain.rs says why).
+        let base = self.check_base(&spec.image).await?;
         let name = domain_name(session_id);
         let pool = &self.options.pool;
         let overlay = PoolDisk {
@@ -65,7 +68,10 @@ impl Shared {
         let plan = DomainPlan::new(
             spec,
             self.acceleration,
-            overlay.clone(),
+            Overlay {
+                disk: overlay.clone(),
+                base: base.clone(),
+            },
             home.clone(),
             serial_log,
             self.options.network.clone(),
@@ -78,7 +84,6 @@ impl Shared {
         let uri = self.hypervisor.uri().to_owned();
         self.hypervisor
             .call(move |conn| {
-                let base = storage::resolve_base(conn, &uri, &base)?;
                 storage::create_overlay(conn, &uri, &overlay, &base)?;
                 if let Some(home) = &home {
                     storage::create_home(conn, &uri, home, home_bytes)?;

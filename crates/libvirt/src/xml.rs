@@ -1,63 +1,62 @@
-//! The little XML this platform writes and reads: domain, volume and pool
-//! descriptions it renders, and the parts of libvirt's answers it needs
-//! (the VNC port, its own metadata).
+//! The little XML this platform writes and reads, through quick-xml:
+//! domain, volume and pool descriptions it renders, and the parts of
+//! libvirt's answers it needs (the VNC port, its own metadata, formats and
+//! paths).
 //!
-//! Hand-written because no XML crate is in the dependency tree yet and we
-//! need very little of one; the rule that keeps it safe is that every
-//! value that comes from a user (names, labels, paths) goes through
-//! [`Writer`], which escapes it, never through `format!`. The reader is a
-//! tokenizer, not a validating parser: libvirt's output is well-formed, and
-//! comments, CDATA and processing instructions are skipped so that text
+//! The rule that keeps it safe is that every value that comes from a user
+//! (names, labels, paths) goes through [`Writer`], never through `format!`:
+//! quick-xml escapes it (in attributes also the whitespace XML would
+//! normalise to spaces), and characters XML 1.0 cannot carry at all become
+//! U+FFFD first, so a label can never make a document libvirt refuses.
+//! [`events`] flattens quick-xml's reader into tags and text: comments,
+//! processing instructions and declarations are skipped, so that text
 //! inside them (another application's metadata) is never taken for
-//! elements.
+//! elements; CDATA and entity references become text.
 
+use quick_xml::XmlVersion;
+use quick_xml::escape::resolve_predefined_entity;
+use quick_xml::events::{BytesEnd, BytesStart, BytesText, Event as XmlEvent};
 use std::collections::BTreeMap;
 
 /// Builds an XML document; element and attribute names are our own
 /// constants, every value is escaped.
-#[derive(Debug, Default)]
 pub struct Writer {
-    out: String,
+    inner: quick_xml::Writer<Vec<u8>>,
     open: Vec<&'static str>,
 }
 
 impl Writer {
     pub fn new() -> Self {
-        Self::default()
+        Writer {
+            inner: quick_xml::Writer::new(Vec::new()),
+            open: Vec::new(),
+        }
     }
 
     /// `<name a="v" …>`; closed by [`Writer::close`].
     pub fn open(&mut self, name: &'static str, attrs: &[(&str, &str)]) -> &mut Self {
-        self.start_tag(name, attrs);
-        self.out.push('>');
+        self.write(XmlEvent::Start(start_tag(name, attrs)));
         self.open.push(name);
         self
     }
 
     /// `<name a="v" …/>`.
     pub fn empty(&mut self, name: &'static str, attrs: &[(&str, &str)]) -> &mut Self {
-        self.start_tag(name, attrs);
-        self.out.push_str("/>");
+        self.write(XmlEvent::Empty(start_tag(name, attrs)));
         self
     }
 
     /// `<name a="v" …>text</name>`.
     pub fn text(&mut self, name: &'static str, attrs: &[(&str, &str)], text: &str) -> &mut Self {
-        self.start_tag(name, attrs);
-        self.out.push('>');
-        escape_into(&mut self.out, text, false);
-        self.out.push_str("</");
-        self.out.push_str(name);
-        self.out.push('>');
-        self
+        self.open(name, attrs);
+        self.write(XmlEvent::Text(BytesText::new(&xml_chars(text))));
+        self.close()
     }
 
     /// Closes the innermost open element.
     pub fn close(&mut self) -> &mut Self {
         if let Some(name) = self.open.pop() {
-            self.out.push_str("</");
-            self.out.push_str(name);
-            self.out.push('>');
+            self.write(XmlEvent::End(BytesEnd::new(name)));
         }
         self
     }
@@ -67,43 +66,36 @@ impl Writer {
         while !self.open.is_empty() {
             self.close();
         }
-        self.out
+        // Only `&str`s went in.
+        String::from_utf8_lossy(&self.inner.into_inner()).into_owned()
     }
 
-    fn start_tag(&mut self, name: &str, attrs: &[(&str, &str)]) {
-        self.out.push('<');
-        self.out.push_str(name);
-        for (key, value) in attrs {
-            self.out.push(' ');
-            self.out.push_str(key);
-            self.out.push_str("=\"");
-            escape_into(&mut self.out, value, true);
-            self.out.push('"');
-        }
+    fn write(&mut self, event: XmlEvent<'_>) {
+        // Writing to a `Vec` cannot fail.
+        let _ = self.inner.write_event(event);
     }
 }
 
-/// Escapes markup characters; in attributes also whitespace that XML would
-/// otherwise normalise to spaces. Control characters XML 1.0 cannot carry
-/// at all become U+FFFD, so a label can never make a document libvirt
-/// refuses.
-fn escape_into(out: &mut String, text: &str, attribute: bool) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' if attribute => out.push_str(&format!("&#{};", u32::from(c))),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
+fn start_tag<'a>(name: &'a str, attrs: &[(&str, &str)]) -> BytesStart<'a> {
+    let mut tag = BytesStart::new(name);
+    for (key, value) in attrs {
+        tag.push_attribute((*key, xml_chars(value).as_str()));
     }
+    tag
 }
 
-/// What the tokenizer sees.
+/// `text` with the characters XML 1.0 cannot carry (control characters
+/// but tab and line ends, U+FFFE, U+FFFF) replaced by U+FFFD.
+fn xml_chars(text: &str) -> String {
+    text.replace(
+        |c: char| {
+            (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{FFFE}' || c == '\u{FFFF}'
+        },
+        "\u{FFFD}",
+    )
+}
+
+/// What the reader sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A start tag (`empty` for `<x/>`, which has no [`Event::End`]), with
@@ -116,6 +108,8 @@ pub enum Event {
     End {
         name: String,
     },
+    /// Text between tags (CDATA and references resolved), trimmed; never
+    /// empty.
     Text(String),
 }
 
@@ -134,159 +128,85 @@ impl Event {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("malformed XML at byte {at}: {what}")]
 pub struct XmlError {
-    pub at: usize,
-    pub what: &'static str,
+    pub at: u64,
+    pub what: String,
 }
 
 /// The document's tags and text, in order.
 pub fn events(xml: &str) -> Result<Vec<Event>, XmlError> {
+    let mut reader = quick_xml::Reader::from_str(xml);
     let mut events = Vec::new();
-    let mut rest = xml;
-    let offset = |rest: &str| xml.len() - rest.len();
-    while !rest.is_empty() {
-        let Some(lt) = rest.find('<') else {
-            events.push(Event::Text(unescape(rest)));
-            break;
+    // Text comes in pieces (split at references and CDATA): joined here.
+    let mut text = String::new();
+    loop {
+        let event = reader.read_event().map_err(|e| XmlError {
+            at: reader.error_position(),
+            what: e.to_string(),
+        })?;
+        let failed = |what: String| XmlError {
+            at: reader.buffer_position(),
+            what,
         };
-        if lt > 0 {
-            events.push(Event::Text(unescape(&rest[..lt])));
-        }
-        rest = &rest[lt..];
-        let skip = |rest: &str, end: &str, what| {
-            rest.find(end).map(|i| i + end.len()).ok_or(XmlError {
-                at: offset(rest),
-                what,
-            })
+        let tag = match event {
+            XmlEvent::Start(tag) => start_event(&tag, false).map_err(failed)?,
+            XmlEvent::Empty(tag) => start_event(&tag, true).map_err(failed)?,
+            XmlEvent::End(tag) => Event::End {
+                name: tag.name().as_ref().to_owned(),
+            },
+            XmlEvent::Text(piece) => {
+                text.push_str(&piece.xml10_content());
+                continue;
+            }
+            XmlEvent::CData(piece) => {
+                text.push_str(&piece);
+                continue;
+            }
+            XmlEvent::GeneralRef(reference) => {
+                let resolved = match reference.resolve_char_ref() {
+                    Ok(Some(c)) => Some(c.to_string()),
+                    Ok(None) => resolve_predefined_entity(&reference).map(str::to_owned),
+                    Err(_) => None,
+                };
+                let resolved = resolved
+                    .ok_or_else(|| failed(format!("unknown reference &{};", &*reference)))?;
+                text.push_str(&resolved);
+                continue;
+            }
+            XmlEvent::Eof => break,
+            XmlEvent::Comment(_) | XmlEvent::Decl(_) | XmlEvent::PI(_) | XmlEvent::DocType(_) => {
+                continue;
+            }
         };
-        if rest.starts_with("<!--") {
-            rest = &rest[skip(rest, "-->", "unterminated comment")?..];
-        } else if rest.starts_with("<![CDATA[") {
-            let end = skip(rest, "]]>", "unterminated CDATA")?;
-            events.push(Event::Text(rest[9..end - 3].to_owned()));
-            rest = &rest[end..];
-        } else if rest.starts_with("<?") {
-            rest = &rest[skip(rest, "?>", "unterminated processing instruction")?..];
-        } else if rest.starts_with("<!") {
-            rest = &rest[skip(rest, ">", "unterminated declaration")?..];
-        } else if let Some(body) = rest.strip_prefix("</") {
-            let end = skip(rest, ">", "unterminated end tag")?;
-            let name = body[..end - 3].trim().to_owned();
-            events.push(Event::End { name });
-            rest = &rest[end..];
-        } else {
-            let (event, used) = start_tag(rest).ok_or(XmlError {
-                at: offset(rest),
-                what: "malformed start tag",
-            })?;
-            events.push(event);
-            rest = &rest[used..];
-        }
+        flush_text(&mut events, &mut text);
+        events.push(tag);
     }
+    flush_text(&mut events, &mut text);
     Ok(events)
 }
 
-/// A start tag at the beginning of `text` and how many bytes it takes.
-fn start_tag(text: &str) -> Option<(Event, usize)> {
-    let bytes = text.as_bytes();
-    let mut i = 1;
-    let name_end = |i: usize| {
-        text[i..]
-            .find(|c: char| c.is_whitespace() || c == '>' || c == '/' || c == '=')
-            .map(|n| i + n)
-    };
-    let end = name_end(i)?;
-    let name = text[i..end].to_owned();
+fn start_event(tag: &BytesStart<'_>, empty: bool) -> Result<Event, String> {
+    let name = tag.name().as_ref().to_owned();
     if name.is_empty() {
-        return None;
+        return Err("a tag without a name".into());
     }
-    i = end;
     let mut attrs = BTreeMap::new();
-    loop {
-        while bytes.get(i)?.is_ascii_whitespace() {
-            i += 1;
-        }
-        match bytes.get(i)? {
-            b'>' => {
-                let event = Event::Start {
-                    name,
-                    attrs,
-                    empty: false,
-                };
-                return Some((event, i + 1));
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'>') => {
-                let event = Event::Start {
-                    name,
-                    attrs,
-                    empty: true,
-                };
-                return Some((event, i + 2));
-            }
-            _ => {}
-        }
-        let key_end = name_end(i)?;
-        let key = text[i..key_end].to_owned();
-        i = key_end;
-        while bytes.get(i)?.is_ascii_whitespace() {
-            i += 1;
-        }
-        if bytes.get(i)? != &b'=' || key.is_empty() {
-            return None;
-        }
-        i += 1;
-        while bytes.get(i)?.is_ascii_whitespace() {
-            i += 1;
-        }
-        let quote = *bytes.get(i)?;
-        if quote != b'"' && quote != b'\'' {
-            return None;
-        }
-        let value_end = i + 1 + text[i + 1..].find(quote as char)?;
-        attrs.insert(key, unescape(&text[i + 1..value_end]));
-        i = value_end + 1;
+    for attr in tag.attributes() {
+        let attr = attr.map_err(|e| e.to_string())?;
+        let value = attr
+            .normalized_value(XmlVersion::Implicit1_0)
+            .map_err(|e| e.to_string())?;
+        let key = attr.key.as_ref().to_owned();
+        attrs.insert(key, value.into_owned());
     }
+    Ok(Event::Start { name, attrs, empty })
 }
 
-/// Resolves the five predefined entities and character references; an
-/// unknown entity is kept as written.
-pub fn unescape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        rest = &rest[amp..];
-        let Some(semi) = rest.find(';').filter(|&s| s <= 12) else {
-            out.push('&');
-            rest = &rest[1..];
-            continue;
-        };
-        let entity = &rest[1..semi];
-        let decoded = match entity {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            _ => entity
-                .strip_prefix("#x")
-                .map(|hex| u32::from_str_radix(hex, 16))
-                .or_else(|| entity.strip_prefix('#').map(str::parse))
-                .and_then(Result::ok)
-                .and_then(char::from_u32),
-        };
-        match decoded {
-            Some(c) => {
-                out.push(c);
-                rest = &rest[semi + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
+fn flush_text(events: &mut Vec<Event>, text: &mut String) {
+    let trimmed = text.trim();
+    if !trimmed.is_empty() {
+        events.push(Event::Text(trimmed.to_owned()));
     }
-    out.push_str(rest);
-    out
+    text.clear();
 }
 
 #[cfg(test)]
@@ -322,10 +242,15 @@ mod tests {
     #[test]
     fn comments_cdata_and_declarations_hide_nothing() {
         let xml = "<?xml version='1.0'?><!DOCTYPE d><d a='1' b = \"x'y\"><!-- <graphics port='1'/> -->\
-                   <![CDATA[<graphics port='2'/>]]><g:x xmlns:g='u' p='&#65;&#x42;&unknown;'/></d>";
+                   <![CDATA[<graphics port='2'/>]]><g:x xmlns:g='u' p='&#65;&#x42;&amp;'/>x &amp; y</d>";
         let events = events(xml).expect("parses");
         let names: Vec<_> = events.iter().filter_map(Event::local_name).collect();
         assert_eq!(names, ["d", "x", "d"]);
+        assert_eq!(
+            events[3],
+            Event::Text("x & y".into()),
+            "spaces around references kept"
+        );
         let Event::Start { attrs, .. } = &events[0] else {
             panic!()
         };
@@ -334,7 +259,7 @@ mod tests {
         let Event::Start { attrs, .. } = &events[2] else {
             panic!()
         };
-        assert_eq!(attrs["p"], "AB&unknown;");
+        assert_eq!(attrs["p"], "AB&");
     }
 
     #[test]
@@ -347,6 +272,9 @@ mod tests {
             "<![CDATA[",
             "< >",
             "<a ='x'>",
+            "<a p='&unknown;'/>",
+            "<a>&unknown;</a>",
+            "<a></b>",
         ] {
             assert!(events(broken).is_err(), "{broken}");
         }

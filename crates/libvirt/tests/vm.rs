@@ -11,7 +11,8 @@
 //! device", on a VNC server that answers like any other.
 
 use futures::StreamExt;
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use streamspace_agent::{Platform, PlatformError};
@@ -141,6 +142,12 @@ async fn wait_for_phase(platform: &LibvirtPlatform, session_id: &SessionId, phas
     }
 }
 
+/// A file's owner and mode.
+fn owner_and_mode(path: &str) -> (u32, u32, u32) {
+    let meta = std::fs::metadata(Path::new(path)).expect("stat");
+    (meta.uid(), meta.gid(), meta.mode())
+}
+
 /// Reads the RFB banner through `connect`, retrying while QEMU comes up.
 async fn banner(platform: &LibvirtPlatform, session_id: &SessionId) -> Duration {
     let started = Instant::now();
@@ -172,11 +179,20 @@ async fn a_vm_starts_answers_vnc_hibernates_with_its_memory_wakes_and_terminates
     let id = spec.session_id.clone();
     let name = domain_name(&id);
 
+    // The base every session of the template boots from is never handed
+    // to the QEMU user (libvirt's dynamic ownership would chown the whole
+    // backing chain to it, unless the domain says otherwise).
+    let base_before = owner_and_mode(&lab.base);
     let t0 = Instant::now();
     let started = platform.start(&spec).await.expect("start");
     assert_eq!(started.phase, Phase::Starting);
     banner(&platform, &id).await;
     eprintln!("start → RFB banner: {:?}", t0.elapsed());
+    assert_eq!(
+        owner_and_mode(&lab.base),
+        base_before,
+        "the base while it runs"
+    );
     assert_eq!(
         platform.status(&id).await.expect("status").phase,
         Phase::Running
@@ -226,6 +242,11 @@ async fn a_vm_starts_answers_vnc_hibernates_with_its_memory_wakes_and_terminates
     assert!(!virsh(&["list", "--all", "--name"]).contains(&name));
     assert!(!overlay.exists(), "the overlay is deleted");
     assert!(home.exists(), "the home disk is kept");
+    assert_eq!(
+        owner_and_mode(&lab.base),
+        base_before,
+        "the base after the session"
+    );
     let again = platform.terminate(&id).await.expect("a second terminate");
     assert_eq!(again.phase, Phase::Terminated);
     assert!(matches!(
