@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs StreamSpace's benchmarks (crates/bench) on this machine: the real
-# streamspace binary on the real Docker engine, side by side with websockify
-# 0.13, raw TCP and the docker CLI, and writes bench-results.json.
+# streamspace binary on the real Docker engine (and libvirt, for `vm`), side by
+# side with websockify 0.13, raw TCP, the docker CLI and virsh, and writes
+# bench-results.json.
 #
 # Usage: scripts/bench.sh [--quick] [BENCHMARK] [streamspace-bench options]
 #   scripts/bench.sh                 every benchmark, full size (about 15 min)
@@ -14,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-BENCHES=(all tunnel-throughput tunnel-tls-throughput tunnel-latency tunnel-memory session-start warm-start hibernate-wake hub hub-replicas desktops audio-latency recording replicas)
+BENCHES=(all tunnel-throughput tunnel-tls-throughput tunnel-latency tunnel-memory session-start warm-start hibernate-wake hub hub-replicas desktops audio-latency recording replicas vm)
 ARGS=("$@")
 named=0
 profile=release
@@ -48,6 +49,7 @@ step "session images"
 source scripts/lib/demo-image.sh
 demo_image desktop
 demo_image echo
+vm_image
 
 step "$profile build"
 if [[ $profile == release ]]; then

@@ -1,5 +1,5 @@
 //! `streamspace-bench`: measures the real `streamspace` binary, on the real
-//! Docker engine, side by side with the real alternatives (websockify, raw
+//! Docker engine (and libvirt), side by side with the real alternatives (websockify, raw
 //! TCP, the `docker` CLI) in the same run. One subcommand per benchmark and
 //! `all`; prints a table and writes JSON. `--quick` runs every benchmark at
 //! a small size and judges no target: CI's smoke test, so none of them rots.
@@ -20,6 +20,8 @@ mod startup;
 mod stats;
 mod tunnel;
 mod viewer;
+mod virsh;
+mod vm;
 mod websockify;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -93,10 +95,12 @@ enum Bench {
     Recording,
     /// Two replicas on PostgreSQL: /vnc through a relaying replica vs direct.
     Replicas,
+    /// VM session start, hibernate and wake on libvirt vs virsh by hand.
+    Vm,
 }
 
 impl Bench {
-    const ALL: [Bench; 13] = [
+    const ALL: [Bench; 14] = [
         Bench::TunnelThroughput,
         Bench::TunnelTlsThroughput,
         Bench::TunnelLatency,
@@ -110,6 +114,7 @@ impl Bench {
         Bench::AudioLatency,
         Bench::Recording,
         Bench::Replicas,
+        Bench::Vm,
     ];
 
     fn name(self) -> String {
@@ -133,6 +138,7 @@ impl Bench {
             Bench::AudioLatency => audio::latency(settings).await,
             Bench::Recording => recording::recording(settings).await,
             Bench::Replicas => replicas::replicas(settings).await,
+            Bench::Vm => vm::vm(settings).await,
         }
     }
 }
