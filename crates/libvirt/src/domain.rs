@@ -15,7 +15,7 @@
 //! owner (it must be readable by the QEMU user: docs/VM.md).
 
 use crate::labels::SessionMetadata;
-use crate::storage::ResolvedBase;
+use crate::storage::{PoolDisk, ResolvedBase};
 use crate::xml::Writer;
 use streamspace_protocol::{Acceleration, Firmware, Memory, SessionId, SessionSpec};
 
@@ -54,13 +54,6 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
              digits, '-', '_' or '.'"
         )),
     }
-}
-
-/// A disk in the agent's storage pool.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PoolDisk {
-    pub pool: String,
-    pub volume: String,
 }
 
 /// The session's copy-on-write overlay (in the pool) and its base.

@@ -8,13 +8,11 @@
 //! deletes it): the guest continues where it was.
 
 use crate::Shared;
-use crate::domain::{
-    DomainPlan, Overlay, PoolDisk, domain_name, validate_name, validate_session_id,
-};
+use crate::domain::{DomainPlan, Overlay, domain_name, validate_name, validate_session_id};
 use crate::error::is_missing;
 use crate::labels::SessionMetadata;
 use crate::observe::{Found, lookup};
-use crate::storage;
+use crate::storage::{self, PoolDisk};
 use streamspace_agent::intent::Intent;
 use streamspace_agent::{OrNotFound, PlatformError, PlatformResult};
 use streamspace_protocol::{Phase, SessionId, SessionReport, SessionSpec};

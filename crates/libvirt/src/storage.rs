@@ -7,7 +7,6 @@
 //! These functions block (libvirt calls); they run inside
 //! [`crate::conn::Hypervisor::call`].
 
-use crate::domain::PoolDisk;
 use crate::error::is_missing;
 use crate::xml::{self, Event, Writer};
 use std::io::Read;
@@ -15,6 +14,13 @@ use streamspace_agent::{PlatformError, PlatformResult};
 use virt::connect::Connect;
 use virt::storage_pool::StoragePool;
 use virt::storage_vol::StorageVol;
+
+/// A disk in the agent's storage pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolDisk {
+    pub pool: String,
+    pub volume: String,
+}
 
 /// The pool's name when `--pool` is not given.
 pub const DEFAULT_POOL: &str = "streamspace";
