@@ -281,9 +281,13 @@ test('remote resize: the desktop takes the browser window’s size, in the strea
   assert.equal(await page.getByTestId('resize-refused').count(), 0);
 
   // Fit and 1:1 leave the desktop's size alone.
+  // Each mode is in force (its button pressed) before the window changes:
+  // a resize that comes first is the previous mode's to handle.
   await page.getByRole('button', { name: 'Fit' }).click();
+  await page.getByRole('button', { name: 'Fit', pressed: true }).waitFor();
   await page.setViewportSize({ width: 1200, height: 760 });
   await page.getByRole('button', { name: '1:1' }).click();
+  await page.getByRole('button', { name: '1:1', pressed: true }).waitFor();
   assert.deepEqual((await sizes(page)).fb, smaller, 'fit and 1:1 do not resize the desktop');
   await page.getByRole('button', { name: 'Resize' }).click();
   await framebufferFollows(page);
