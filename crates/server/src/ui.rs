@@ -40,7 +40,7 @@ pub async fn serve(uri: Uri) -> Response {
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
             "The web UI is not built into this binary: run `npm ci && npm run build` in ui/ \
-             (or scripts/build.sh), then rebuild streamspace. The API works without it.\n",
+             (or scripts/build-ui.sh), then rebuild streamspace. The API works without it.\n",
         )
             .into_response(),
     }
