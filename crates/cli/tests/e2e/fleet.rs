@@ -111,9 +111,10 @@ async fn any_request(setup: &Setup) -> anyhow::Result<()> {
         .expect(Method::PUT, &quota, quota_body, StatusCode::OK)
         .await?;
     let alice = Api::login(setup.fleet.url(), "fleet-user", "user-password").await?;
-    let streams: Vec<EventLog> = (0..REPLICAS)
-        .map(|i| EventLog::open(setup.on_replica(admin, i)))
-        .collect();
+    let mut streams = Vec::new();
+    for i in 0..REPLICAS {
+        streams.push(EventLog::open(setup.on_replica(admin, i)).await?);
+    }
 
     // Creates racing on all three replicas at once: the quota (2) holds.
     let created = race_creates(setup, &alice, 6).await?;
@@ -186,7 +187,27 @@ struct EventLog {
 }
 
 impl EventLog {
-    fn open(api: Api) -> Self {
+    /// Returns once the stream is open: its first event (a ping, sent at
+    /// once) arrived, so the replica has subscribed to every change after.
+    async fn open(api: Api) -> anyhow::Result<Self> {
+        let log = Self::start(api);
+        eventually(
+            Duration::from_secs(30),
+            "the event stream's first ping",
+            || async {
+                Ok((!log
+                    .text
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_empty())
+                .then_some(()))
+            },
+        )
+        .await?;
+        Ok(log)
+    }
+
+    fn start(api: Api) -> Self {
         let text = Arc::new(Mutex::new(String::new()));
         let sink = text.clone();
         let reader = tokio::spawn(async move {
