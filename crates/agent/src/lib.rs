@@ -2,6 +2,7 @@
 //! on its platform.
 //!
 //! - `confinement`: the pids limit and capabilities every platform applies
+//! - `cpu`: CPU use from cumulative CPU time, for heartbeats
 //! - `errors`: a platform error's chain of causes as one message
 //! - `health`: the platform's health, checked within a deadline for every
 //!   heartbeat
@@ -25,6 +26,7 @@
 
 mod backoff;
 pub mod confinement;
+pub mod cpu;
 pub mod errors;
 mod executor;
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! `streamspace agent kubernetes` lives in `kubernetes.rs`, `… libvirt` in
 //! `libvirt.rs`, the flags every agent takes in `agent_args.rs`.
 
-use crate::agent_args::{AgentArgs, AllowCapabilityArg, agent_name};
+use crate::agent_args::{AgentArgs, AllowCapabilityArg, host_agent_name};
 use crate::shutdown;
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -142,21 +142,13 @@ async fn run_docker(args: DockerAgentArgs) -> anyhow::Result<()> {
     let probe = DockerPlatform::connect(&"enrollment-probe".into(), options.clone())
         .await
         .context("cannot use the Docker engine")?;
-    let identity = args.agent.load_or_enroll(tls, &probe, host_name).await?;
+    let identity = args
+        .agent
+        .load_or_enroll(tls, &probe, || host_agent_name("docker-agent"))
+        .await?;
     let platform = DockerPlatform::connect(&identity.agent_id, options).await?;
     tracing::info!(agent_id = %identity.agent_id, name = %identity.name, "docker agent starting");
     streamspace_agent::run(identity, Arc::new(platform), shutdown).await
-}
-
-/// This host's name as a valid agent name (lowercase letters, digits, '-').
-fn host_name() -> String {
-    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let slug = agent_name(raw.trim());
-    if slug.is_empty() {
-        "docker-agent".to_owned()
-    } else {
-        slug
-    }
 }
 
 #[cfg(test)]

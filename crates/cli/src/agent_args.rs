@@ -94,6 +94,18 @@ fn parse_capability(name: &str) -> Result<String, String> {
     streamspace_agent::confinement::check_name(name).map(|()| name.to_owned())
 }
 
+/// This host's name as a valid agent name, or `fallback` when nothing of
+/// it is left (the default `--name` of agents that run on a host).
+pub fn host_agent_name(fallback: &str) -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let slug = agent_name(raw.trim());
+    if slug.is_empty() {
+        fallback.to_owned()
+    } else {
+        slug
+    }
+}
+
 /// `text` as a valid agent name (lowercase letters, digits, '-'), for a
 /// platform's default name; empty if nothing of it is left.
 pub fn agent_name(text: &str) -> String {

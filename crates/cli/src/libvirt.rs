@@ -1,7 +1,7 @@
 //! `streamspace agent libvirt`: an agent next to a libvirt host that runs
 //! each session as a virtual machine (docs/VM.md).
 
-use crate::agent_args::{AgentArgs, agent_name};
+use crate::agent_args::{AgentArgs, host_agent_name};
 use crate::shutdown;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -79,7 +79,10 @@ pub async fn run(args: LibvirtAgentArgs) -> anyhow::Result<()> {
     let probe = LibvirtPlatform::connect(&"enrollment-probe".into(), options.clone())
         .await
         .with_context(|| format!("cannot use libvirt at {}", options.uri))?;
-    let identity = args.agent.load_or_enroll(tls, &probe, host_name).await?;
+    let identity = args
+        .agent
+        .load_or_enroll(tls, &probe, || host_agent_name("libvirt-agent"))
+        .await?;
     drop(probe);
     let platform = LibvirtPlatform::connect(&identity.agent_id, options).await?;
     tracing::info!(
@@ -89,17 +92,6 @@ pub async fn run(args: LibvirtAgentArgs) -> anyhow::Result<()> {
         "libvirt agent starting"
     );
     streamspace_agent::run(identity, Arc::new(platform), shutdown).await
-}
-
-/// This host's name as a valid agent name.
-fn host_name() -> String {
-    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let slug = agent_name(raw.trim());
-    if slug.is_empty() {
-        "libvirt-agent".to_owned()
-    } else {
-        slug
-    }
 }
 
 #[cfg(test)]

@@ -152,7 +152,7 @@ pub(crate) struct Shared {
     /// (`container::LOG_MAX_SIZE`).
     bound_json_logs: bool,
     intents: Intents,
-    cpu_samples: usage::CpuSamples,
+    cpu_samples: streamspace_agent::cpu::CpuSamples,
     router: route::Router,
     /// Id of [`DockerOptions::network`]; replaced when the network had to be
     /// created again (`docker network prune` removes it while unused).
@@ -273,7 +273,7 @@ impl DockerPlatform {
                 engine_host,
                 bound_json_logs,
                 intents: Intents::default(),
-                cpu_samples: usage::CpuSamples::default(),
+                cpu_samples: streamspace_agent::cpu::CpuSamples::default(),
                 router,
                 network_id: Mutex::new(network_id),
                 remaking_network: tokio::sync::Mutex::new(()),

@@ -7,35 +7,9 @@ use crate::Shared;
 use crate::container::label_of;
 use bollard::query_parameters::StatsOptionsBuilder;
 use futures::StreamExt;
-use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 use streamspace_agent::PlatformResult;
 use streamspace_protocol::{SessionId, SessionUsage, labels};
-
-/// Each container's cumulative CPU nanoseconds at the last measurement.
-#[derive(Default)]
-pub(crate) struct CpuSamples(Mutex<HashMap<String, (u64, Instant)>>);
-
-impl CpuSamples {
-    /// Millicores used since the previous sample of `id` (0 on the first).
-    fn millicores(&self, id: &str, total_ns: u64, now: Instant) -> u64 {
-        let mut samples = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let previous = samples.insert(id.to_owned(), (total_ns, now));
-        match previous {
-            Some((before, then)) if now > then && total_ns >= before => {
-                let wall_ns = now.duration_since(then).as_nanos().max(1) as u64;
-                (total_ns - before).saturating_mul(1000) / wall_ns
-            }
-            _ => 0,
-        }
-    }
-
-    fn keep_only(&self, ids: &HashSet<String>) {
-        let mut samples = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        samples.retain(|id, _| ids.contains(id));
-    }
-}
 
 /// Stats calls in flight at once: the engine answers each slowly once many
 /// containers run, but handles a few in parallel well.
@@ -78,30 +52,5 @@ impl Shared {
             memory_bytes: stats.memory_stats.and_then(|m| m.usage).unwrap_or(0),
         };
         Some((id, usage))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn cpu_is_the_growth_of_cpu_time_over_wall_time() {
-        let samples = CpuSamples::default();
-        let t0 = Instant::now();
-        assert_eq!(
-            samples.millicores("c", 1_000_000_000, t0),
-            0,
-            "first sample"
-        );
-        // Half a second of CPU over one second of wall time: 500 millicores.
-        let t1 = t0 + Duration::from_secs(1);
-        assert_eq!(samples.millicores("c", 1_500_000_000, t1), 500);
-        // A restarted container's counter goes back: no negative usage.
-        let t2 = t1 + Duration::from_secs(1);
-        assert_eq!(samples.millicores("c", 10, t2), 0);
-        samples.keep_only(&HashSet::new());
-        assert_eq!(samples.millicores("c", 20, t2 + Duration::from_secs(1)), 0);
     }
 }

@@ -112,8 +112,8 @@ pub(crate) struct Shared {
     options: LibvirtOptions,
     acceleration: Acceleration,
     intents: Intents,
-    cpu_samples: usage::CpuSamples,
-    host_cpu: usage::CpuSamples,
+    cpu_samples: streamspace_agent::cpu::CpuSamples,
+    host_cpu: streamspace_agent::cpu::CpuSamples,
 }
 
 impl LibvirtPlatform {
@@ -165,8 +165,8 @@ impl LibvirtPlatform {
                 options,
                 acceleration,
                 intents: Intents::default(),
-                cpu_samples: usage::CpuSamples::default(),
-                host_cpu: usage::CpuSamples::default(),
+                cpu_samples: streamspace_agent::cpu::CpuSamples::default(),
+                host_cpu: streamspace_agent::cpu::CpuSamples::default(),
             }),
         })
     }

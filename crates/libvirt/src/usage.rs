@@ -3,38 +3,10 @@
 //! the previous heartbeat), the domain's current memory as memory.
 
 use crate::Shared;
-use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 use streamspace_agent::PlatformResult;
 use streamspace_protocol::{Capacity, Cpu, Memory, NodeMetrics, SessionId, SessionUsage};
 use virt_sys as sys;
-
-/// Cumulative CPU nanoseconds at the last measurement, by key.
-#[derive(Default)]
-pub(crate) struct CpuSamples(Mutex<HashMap<String, (u64, Instant)>>);
-
-impl CpuSamples {
-    /// Millicores used since the previous sample of `key` (0 on the first).
-    pub(crate) fn millicores(&self, key: &str, total_ns: u64, now: Instant) -> u64 {
-        let mut samples = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let previous = samples.insert(key.to_owned(), (total_ns, now));
-        match previous {
-            Some((before, then)) if now > then && total_ns >= before => {
-                let wall_ns = u64::try_from(now.duration_since(then).as_nanos())
-                    .unwrap_or(u64::MAX)
-                    .max(1);
-                (total_ns - before).saturating_mul(1000) / wall_ns
-            }
-            _ => 0,
-        }
-    }
-
-    fn keep_only(&self, keys: &HashSet<String>) {
-        let mut samples = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        samples.retain(|key, _| keys.contains(key));
-    }
-}
 
 /// One running VM's counters.
 struct Measured {
@@ -137,29 +109,5 @@ impl Shared {
             memory_used_bytes: total.saturating_sub(free),
             memory_total_bytes: total,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn cpu_is_the_growth_of_cpu_time_over_wall_time() {
-        let samples = CpuSamples::default();
-        let t0 = Instant::now();
-        assert_eq!(
-            samples.millicores("d", 1_000_000_000, t0),
-            0,
-            "first sample"
-        );
-        let t1 = t0 + Duration::from_secs(1);
-        assert_eq!(samples.millicores("d", 1_500_000_000, t1), 500);
-        // A restored VM's counter starts again: no negative usage.
-        let t2 = t1 + Duration::from_secs(1);
-        assert_eq!(samples.millicores("d", 10, t2), 0);
-        samples.keep_only(&HashSet::new());
-        assert_eq!(samples.millicores("d", 20, t2 + Duration::from_secs(1)), 0);
     }
 }
