@@ -7,12 +7,14 @@
 //! | starting up, shutting down | `startup` ([`Application`]), [`config`], [`bootstrap`] (the first admin), `private` (data-dir permissions) |
 //! | HTTP connections, their limits, TLS | `serve` (hyper's HTTP/1 loop, timeouts, caps), `tls` |
 //! | the REST API, its routes and OpenAPI document | [`api`] (handlers, `api::routes`), `error` (the HTTP error and body readers) |
-//! | who is asking | [`auth`]: tokens, cookies, agent secrets, logins, throttling, password hashing, revocation |
+//! | who is asking | [`auth`]: tokens, cookies, agent secrets, logins, throttling, password hashing, revocation, MFA (`auth/mfa`), single sign-on (`auth/oidc`); API tokens in `api/tokens.rs` |
+//! | groups: who may use which templates and agents | `tenancy` (a user's groups → agent pools and templates), `api/groups.rs`, `api/pools.rs` |
 //! | what a session should be, and the rules | `lifecycle` (every state change), `quota`, `scheduler` (placement), `session_error` (their refusals) |
 //! | making sessions what they should be | `reconcile` (commands until desired = observed, idle hibernation), `pool` (warm pools: sessions started before a launch asks) |
 //! | agents | `hub` (commands out, reports in, orphans; the live control channels in `hub/channels.rs`), `seal` (sessions we placed), `presence` (online or not) |
 //! | several replicas on PostgreSQL | `cluster` (the registry of replicas, the `LISTEN/NOTIFY` bus between them) |
-//! | viewers and logs through agents | `tunnel` (`/vnc` WebSocket ⇄ data channel relay, logs; `tunnel/broker.rs` pairs the two ends) |
+//! | viewers and logs through agents | `tunnel` (`/vnc` WebSocket ⇄ data channel relay, logs, files, sound; `tunnel/broker.rs` pairs the two ends) |
+//! | sharing a desktop, recording it | `api/shares.rs` (invitations and links; view-only guests), [`recording`] (policy, the recorder, retention) |
 //! | web apps through agents | `apps` (`/apps/…` and `{session}--{port}.{apps domain}`: grants, the HTTP proxy, pooled data channels) |
 //! | live views | `changes` (in-process notice of a change), `api/events.rs` (the SSE stream), `streams` (each user's stream budget) |
 //! | templates | [`template`]: the spec, admin input and its validation, what users may ask |
@@ -21,6 +23,7 @@
 //! | field checks | [`validate`] |
 //! | metrics | `metrics` (the counters, the HTTP server's too), `api/metrics.rs` (`GET /metrics`) |
 //! | the web UI | `ui` (embedded `ui/dist`) |
+//! | what every handler and job shares | `state` (`AppState`: the store, the hub, the bus, settings) |
 
 pub mod api;
 pub(crate) mod apps;

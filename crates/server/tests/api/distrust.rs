@@ -288,7 +288,52 @@ async fn huge_inventories_are_charged_by_length(app: TestApp) -> anyhow::Result<
     Ok(())
 }
 
+/// A control message over the 1 MiB limit ends the agent's connection
+/// before any of it is read into the store: the session keeps the phase
+/// and message it had.
+async fn oversized_messages_end_the_connection(app: TestApp) -> anyhow::Result<()> {
+    let (mut agent, agent_id, _) = setup(&app).await?;
+    let id = agent
+        .run_session(&app.admin, json!({"template": "desktop"}))
+        .await?;
+    let over = "x".repeat((1 << 20) + 1);
+    let report = SessionReport::new(&id, Phase::Failed).with_message(&over);
+    // The write may already fail once the server closes; either way the
+    // connection must end.
+    let _ = agent.report(report).await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if agent.recv().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the connection outlived a message over 1 MiB"
+    );
+    streamspace_testkit::eventually(Duration::from_secs(10), "agent offline", || async {
+        let agent = agent_view(&app, &agent_id).await?;
+        Ok((agent["status"] == "offline").then_some(()))
+    })
+    .await?;
+    let session = app
+        .admin
+        .expect(
+            Method::GET,
+            &format!("/api/v1/sessions/{id}"),
+            None,
+            StatusCode::OK,
+        )
+        .await?;
+    assert_eq!(session["phase"], "Running", "{session}");
+    assert!(session["message"].is_null(), "{session}");
+    Ok(())
+}
+
 on_both_engines!(
+    oversized_messages_end_the_connection,
     huge_inventories_are_charged_by_length,
     forged_sessions_are_never_adopted,
     sealed_sessions_are_adopted_only_from_their_agent,
