@@ -126,17 +126,10 @@ pub async fn hub(settings: &Settings) -> anyhow::Result<BenchResult> {
     result.detail("disconnects", disconnects);
     result.detail("dispatch_ms", &dispatch);
     result.detail("create_response_ms", &response);
-    // The tail: each one's latency, its API response time, and when it was
-    // sent (seconds into the dispatch run).
-    let mut slowest: Vec<(f64, f64, f64)> = latencies
-        .iter()
-        .zip(&responses)
-        .zip(&sent_at)
-        .map(|((l, r), at)| (l.as_secs_f64() * 1e3, r.as_secs_f64() * 1e3, *at))
-        .collect();
-    slowest.sort_by(|a, b| b.0.total_cmp(&a.0));
-    slowest.truncate(5);
-    result.detail("slowest_dispatches_ms_response_ms_at_s", &slowest);
+    result.detail(
+        "slowest_dispatches_ms_response_ms_at_s",
+        slowest(&latencies, &responses, &sent_at, 5),
+    );
     result.detail(
         "rss_kib",
         json!({"idle": rss_idle, "steady": rss, "after_dispatch": rss_after}),
@@ -291,6 +284,26 @@ pub(crate) async fn dispatch(
             .push(sent.duration_since(start).as_secs_f64());
     }
     Ok(dispatched)
+}
+
+/// The tail: the `n` slowest dispatches, each as its latency, its API
+/// response time (ms) and when it was sent (seconds into the run), to tell
+/// what they wait for (a heartbeat flush comes back every interval).
+pub(crate) fn slowest(
+    latencies: &[Duration],
+    responses: &[Duration],
+    sent_at: &[f64],
+    n: usize,
+) -> Vec<(f64, f64, f64)> {
+    let mut slowest: Vec<(f64, f64, f64)> = latencies
+        .iter()
+        .zip(responses)
+        .zip(sent_at)
+        .map(|((l, r), at)| (l.as_secs_f64() * 1e3, r.as_secs_f64() * 1e3, *at))
+        .collect();
+    slowest.sort_by(|a, b| b.0.total_cmp(&a.0));
+    slowest.truncate(n);
+    slowest
 }
 
 /// Waits until the hub's own gauge counts `n` connected agents.

@@ -6,7 +6,7 @@
 //! command; the replicas pass it with PostgreSQL's `NOTIFY`).
 
 use crate::Settings;
-use crate::hub::{Dispatched, control_plane_options, count_online, dispatch, launch};
+use crate::hub::{Dispatched, control_plane_options, count_online, dispatch, launch, slowest};
 use crate::procfs;
 use crate::report::{BenchResult, Row};
 use crate::stats::Summary;
@@ -52,7 +52,7 @@ pub async fn hub_replicas(settings: &Settings) -> anyhow::Result<BenchResult> {
     let Dispatched {
         latencies,
         responses,
-        ..
+        sent_at,
     } = dispatch(&apis, &mut sims, dispatches).await?;
     let summary = Summary::of_durations_ms(&latencies).context("no dispatches")?;
     // The API's answer comes once the session is admitted and stored; the
@@ -98,6 +98,9 @@ pub async fn hub_replicas(settings: &Settings) -> anyhow::Result<BenchResult> {
     result.detail("dispatch_ms", &summary);
     result.detail("api_answer_ms", &answered);
     result.detail("replica_rss_mib", &rss_mib);
+    let tail = slowest(&latencies, &responses, &sent_at, 15);
+    eprintln!("  slowest (dispatch ms, answer ms, at s): {tail:.1?}");
+    result.detail("slowest_dispatches_ms_response_ms_at_s", tail);
     result.detail("disconnects", disconnects);
     if disconnects > 0 {
         result.note(format!(

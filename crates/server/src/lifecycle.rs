@@ -235,17 +235,43 @@ pub async fn audit(state: &AppState, session_id: &SessionId, event: &AuditEntry)
     }
 }
 
+/// A new session as stored, with the agent chosen for it and its start
+/// command.
+pub struct Placed {
+    pub session: SessionRecord,
+    pub agent: AgentRecord,
+    pub start: Command,
+    /// Whether the store already handed the command to the replica holding
+    /// the agent (at commit); if not, the caller dispatches it.
+    announced: bool,
+}
+
+impl Placed {
+    /// Sends the start command unless the store's commit already passed it
+    /// to the agent's replica; call with the admission turn released.
+    pub async fn dispatch(&self, state: &AppState) -> SessionResult<()> {
+        if !self.announced {
+            dispatch(state, &self.agent.id, self.start.clone()).await?;
+        }
+        Ok(())
+    }
+}
+
 /// Places a new session (`spec`, made from `template` for its owner),
-/// seals it for the chosen agent and stores it with its start command;
-/// called with the admission turn held, after the owner's quota (if any)
-/// was checked. The caller dispatches the command.
+/// seals it for the chosen agent and stores it with its start command and
+/// its first event (`created`, told the chosen agent); called with the
+/// admission turn held, after the owner's quota (if any) was checked.
+///
+/// When another replica holds the agent, the command goes to it with the
+/// commit (NOTIFY inside the transaction): a cross-replica dispatch then
+/// waits for no write after the one that matters.
 pub async fn place_new(
     state: &AppState,
     placement: &Placement<'_>,
     mut spec: SessionSpec,
-    template: &TemplateRecord,
-    idle: Option<Duration>,
-) -> SessionResult<(SessionRecord, AgentRecord, Command)> {
+    (template, idle): (&TemplateRecord, Option<Duration>),
+    created: impl FnOnce(&AgentRecord) -> AuditEntry,
+) -> SessionResult<Placed> {
     let agent = scheduler::choose(state, placement).await?;
     spec.seal = state.sealer.seal(&SessionIds {
         session: &spec.session_id,
@@ -261,6 +287,11 @@ pub async fn place_new(
         },
         trace_parent: streamspace_telemetry::context::current(),
     };
+    let announcement = match state.hub.is_connected(&agent.id) {
+        true => None,
+        false => state.bus.command_announcement(&agent.id, &start),
+    };
+    let event = created(&agent);
     let new = NewSession {
         user_id: spec.user_id.clone(),
         template_id: template.id.clone(),
@@ -270,6 +301,14 @@ pub async fn place_new(
         spec,
         idle_timeout_ms: idle.map(duration_ms),
     };
-    let session = state.store.create_session(&new, &start).await?;
-    Ok((session, agent, start))
+    let session = state
+        .store
+        .create_session(&new, &start, &event, announcement.as_ref())
+        .await?;
+    Ok(Placed {
+        session,
+        agent,
+        start,
+        announced: announcement.is_some(),
+    })
 }

@@ -18,7 +18,7 @@
 //!   they name the pool; the store says whose it is. Pooled sessions have
 //!   no persistent home (templates with one cannot have a pool).
 
-use crate::lifecycle::{self, audit, change_state};
+use crate::lifecycle::{self, Placed, change_state};
 use crate::scheduler::Placement;
 use crate::seal::SessionIds;
 use crate::session_error::SessionResult;
@@ -62,12 +62,24 @@ fn pool_owner() -> User {
 async fn refill(state: &AppState) -> SessionResult<()> {
     let templates = state.store.list_templates().await?;
     end_unwanted(state, &templates).await?;
+    // Most installations keep no pool: then there are no agents to read.
+    if templates.iter().all(|t| t.spec.warm_pool == 0) {
+        return Ok(());
+    }
     let agents = state.store.list_agents().await?;
     for template in templates.iter().filter(|t| t.spec.warm_pool > 0) {
         for agent in agents.iter().filter(|a| may_host(state, template, a)) {
-            if let Err(err) = top_up(state, template, agent).await {
-                tracing::debug!(template = %template.spec.name, agent = %agent.name, %err,
-                    "cannot add to the warm pool");
+            match top_up(state, template, agent).await {
+                Ok(()) => {}
+                // Expected: the agent is full, or left meanwhile.
+                Err(err) if err.is_refusal() => {
+                    tracing::debug!(template = %template.spec.name, agent = %agent.name, %err,
+                        "cannot add to the warm pool");
+                }
+                Err(err) => {
+                    tracing::error!(template = %template.spec.name, agent = %agent.name, %err,
+                        "cannot add to the warm pool");
+                }
             }
         }
     }
@@ -133,22 +145,14 @@ async fn top_up(
     let admission = state.store.admission().await?;
     let started = start_one(state, template, agent).await;
     admission.release().await;
-    let Some((session, start)) = started? else {
+    let Some(placed) = started? else {
         return Ok(());
     };
-    let event = AuditEntry::new(ACTOR, "created")
-        .state("running")
-        .phase("Pending")
-        .message(Some(&format!(
-            "started for the warm pool on agent {}",
-            agent.name
-        )));
-    audit(state, &session.id, &event).await;
+    placed.dispatch(state).await?;
     let detail = serde_json::json!({
         "template": template.spec.name, "agent": agent.name, "warm_pool": true,
     });
-    crate::audit_log::sessions::created(state, ACTOR, &session.id, None, detail).await;
-    crate::hub::dispatch(state, &agent.id, start).await?;
+    crate::audit_log::sessions::created(state, ACTOR, &placed.session.id, None, detail).await;
     Ok(())
 }
 
@@ -156,7 +160,7 @@ async fn start_one(
     state: &AppState,
     template: &TemplateRecord,
     agent: &AgentRecord,
-) -> SessionResult<Option<(SessionRecord, streamspace_protocol::Command)>> {
+) -> SessionResult<Option<Placed>> {
     let sizes = state.store.pool_sizes(&template.id).await?;
     if sizes.get(&agent.id).copied().unwrap_or(0) >= template.spec.warm_pool as usize {
         return Ok(None);
@@ -177,8 +181,17 @@ async fn start_one(
         // only to users whose pools hold the agent.
         pools: &Pools::Any,
     };
-    let (session, _, start) = lifecycle::place_new(state, &placement, spec, template, None).await?;
-    Ok(Some((session, start)))
+    let created = |agent: &AgentRecord| {
+        AuditEntry::new(ACTOR, "created")
+            .state("running")
+            .phase("Pending")
+            .message(Some(&format!(
+                "started for the warm pool on agent {}",
+                agent.name
+            )))
+    };
+    let placed = lifecycle::place_new(state, &placement, spec, (template, None), created).await?;
+    Ok(Some(placed))
 }
 
 /// A running pooled session of `template`, now `user`'s, if there is one

@@ -7,8 +7,7 @@ use crate::audit_log::sessions;
 use crate::auth::client_addr::ClientAddr;
 use crate::auth::{CurrentUser, visible_session};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
-use crate::hub::dispatch;
-use crate::lifecycle::{self, audit, change_state, force_terminate};
+use crate::lifecycle::{self, Placed, audit, change_state, force_terminate};
 use crate::presence::{self, status as agent_status};
 use crate::quota;
 use crate::scheduler::Placement;
@@ -23,7 +22,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
-use streamspace_protocol::{AgentId, Command, DesiredState, Resources, SessionId, SessionSpec};
+use streamspace_protocol::{AgentId, DesiredState, Resources, SessionId, SessionSpec};
 use utoipa::{IntoParams, ToSchema};
 
 #[derive(Deserialize, ToSchema)]
@@ -139,16 +138,12 @@ pub async fn create(
         Err(err) => Err(err),
     };
     admission.release().await;
-    let (session, agent, start) = admitted?;
+    let placed = admitted?;
+    placed.dispatch(&state).await?;
+    let Placed { session, agent, .. } = placed;
     tracing::info!(session_id = %session.id, agent = %agent.name, "session created");
-    let event = AuditEntry::new(user.actor(), "created")
-        .state("running")
-        .phase("Pending")
-        .message(Some(&format!("placed on agent {}", agent.name)));
-    audit(&state, &session.id, &event).await;
     let detail = json!({"template": template.spec.name, "agent": agent.name});
     sessions::created(&state, &user.actor(), &session.id, client.0, detail).await;
-    dispatch(&state, &agent.id, start).await?;
     state.changes.session_changed(&session.id, &session.user_id);
     Ok((StatusCode::CREATED, Json(view(&state, session).await?)))
 }
@@ -189,7 +184,7 @@ async fn pooled_launch(
 }
 
 /// Checks the quota, places the session and stores it with its start
-/// command; called with the admission turn held.
+/// command and first event; called with the admission turn held.
 async fn admit(
     state: &AppState,
     user: &CurrentUser,
@@ -197,9 +192,15 @@ async fn admit(
     spec: SessionSpec,
     template: &TemplateRecord,
     idle: Option<std::time::Duration>,
-) -> ApiResult<(SessionRecord, AgentRecord, Command)> {
+) -> ApiResult<Placed> {
     quota::check_create(state, &user.user.id, &spec.resources).await?;
-    Ok(lifecycle::place_new(state, placement, spec, template, idle).await?)
+    let created = |agent: &AgentRecord| {
+        AuditEntry::new(user.actor(), "created")
+            .state("running")
+            .phase("Pending")
+            .message(Some(&format!("placed on agent {}", agent.name)))
+    };
+    Ok(lifecycle::place_new(state, placement, spec, (template, idle), created).await?)
 }
 
 /// The platforms this session may use: the requested one, if the template

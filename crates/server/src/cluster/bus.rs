@@ -15,12 +15,13 @@
 use super::replica::ReplicaId;
 use crate::changes::Change;
 use crate::hub::channels::AgentHub;
+use crate::store::Announcement;
 use serde::{Deserialize, Serialize};
 use sqlx::AnyPool;
 use sqlx::postgres::PgListener;
 use std::sync::Arc;
 use std::time::Duration;
-use streamspace_protocol::{AgentId, CommandId, ServerMessage, UserId};
+use streamspace_protocol::{AgentId, Command, CommandId, ServerMessage, UserId};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -45,12 +46,15 @@ pub enum Notice {
         message: ServerMessage,
     },
     /// A command stored for an agent not connected to the replica that
-    /// issued it: the one that holds the agent reads it from the store and
-    /// sends it. Only its id travels: a command's spec can exceed NOTIFY's
-    /// limit, and the store is the truth anyway.
+    /// issued it: the one that holds the agent sends it. The command itself
+    /// travels when it fits (no read of the store on the way: that read was
+    /// a tenth of a dispatch under load); one whose spec exceeds NOTIFY's
+    /// limit travels as its id and is read from the store, the truth anyway.
     Command {
         agent_id: AgentId,
         command_id: CommandId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        command: Option<Box<Command>>,
     },
     /// A session or agent changed: every replica's live event streams show
     /// it (`changes.rs`).
@@ -60,6 +64,15 @@ pub enum Notice {
     Revoked { user_id: UserId },
     /// A share ended: its guests' viewers on every replica close.
     ShareEnded { share_id: String },
+}
+
+/// The notice of a stored command, carrying the command itself.
+pub fn command_notice(agent_id: &AgentId, command: &Command) -> Notice {
+    Notice::Command {
+        agent_id: agent_id.clone(),
+        command_id: command.id.clone(),
+        command: Some(Box::new(command.clone())),
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -123,20 +136,55 @@ impl Bus {
         let Some(shared) = &self.shared else {
             return Ok(());
         };
-        let envelope = Envelope {
-            origin: self.origin.clone(),
-            notice,
-        };
-        let payload = serde_json::to_string(&envelope).unwrap_or_default();
-        if payload.len() > MAX_PAYLOAD {
-            return Err(BusError::TooLarge(payload.len()));
-        }
+        let payload = self.payload(notice)?;
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANNEL)
             .bind(payload)
             .execute(&shared.pool)
             .await?;
         Ok(())
+    }
+
+    /// The notice that hands a stored command to the replica holding its
+    /// agent, for the store to send in the transaction that stores the
+    /// command (so it leaves at commit, without a round trip of its own);
+    /// `None` on SQLite.
+    pub fn command_announcement(
+        &self,
+        agent_id: &AgentId,
+        command: &Command,
+    ) -> Option<Announcement> {
+        self.shared.as_ref()?;
+        let payload = self.payload(command_notice(agent_id, command)).ok()?;
+        Some(Announcement {
+            channel: CHANNEL,
+            payload,
+        })
+    }
+
+    /// The notice as NOTIFY carries it, if it fits; a command too large to
+    /// travel whole goes as its id.
+    fn payload(&self, notice: Notice) -> Result<String, BusError> {
+        let envelope = Envelope {
+            origin: self.origin.clone(),
+            notice,
+        };
+        let payload = serde_json::to_string(&envelope).unwrap_or_default();
+        if payload.len() <= MAX_PAYLOAD {
+            return Ok(payload);
+        }
+        match envelope.notice {
+            Notice::Command {
+                agent_id,
+                command_id,
+                command: Some(_),
+            } => self.payload(Notice::Command {
+                agent_id,
+                command_id,
+                command: None,
+            }),
+            _ => Err(BusError::TooLarge(payload.len())),
+        }
     }
 
     /// Sends `message` to the agent: at once when this replica holds its
@@ -284,6 +332,60 @@ mod tests {
             Err(BusError::TooLarge(_))
         ));
         stop.cancel();
+    }
+
+    fn start(env_value: &str) -> Command {
+        let spec = streamspace_protocol::SessionSpec::fixture("s1").with_env("BIG", env_value);
+        Command {
+            id: CommandId::from("c1"),
+            session_id: spec.session_id.clone(),
+            action: streamspace_protocol::Action::Start {
+                spec: Box::new(spec),
+            },
+            trace_parent: None,
+        }
+    }
+
+    fn told(payload: &str) -> Notice {
+        serde_json::from_str::<Envelope>(payload)
+            .expect("an envelope")
+            .notice
+    }
+
+    /// A command that fits travels whole (the other replica sends it
+    /// without reading the store); one too large for NOTIFY as its id.
+    #[test]
+    fn a_command_travels_whole_when_it_fits_and_as_its_id_otherwise() {
+        let bus = Bus::alone(ReplicaId::new());
+        let agent = AgentId::from("a1");
+        let small = start("x");
+        let payload = bus.payload(command_notice(&agent, &small)).expect("fits");
+        assert_eq!(told(&payload), command_notice(&agent, &small));
+
+        let large = start(&"x".repeat(MAX_PAYLOAD));
+        let payload = bus.payload(command_notice(&agent, &large)).expect("fits");
+        assert!(payload.len() <= MAX_PAYLOAD);
+        let expected = Notice::Command {
+            agent_id: agent.clone(),
+            command_id: large.id.clone(),
+            command: None,
+        };
+        assert_eq!(told(&payload), expected);
+    }
+
+    /// An older replica's notice (no command in it) is still understood.
+    #[test]
+    fn a_command_notice_without_the_command_is_understood() {
+        let json =
+            r#"{"origin":"r1","notice":{"kind":"command","agent_id":"a1","command_id":"c1"}}"#;
+        assert_eq!(
+            told(json),
+            Notice::Command {
+                agent_id: AgentId::from("a1"),
+                command_id: CommandId::from("c1"),
+                command: None,
+            }
+        );
     }
 
     #[tokio::test]

@@ -58,13 +58,10 @@ fn apply(state: &AppState, notice: Notice) {
         Notice::Command {
             agent_id,
             command_id,
+            command,
         } => {
             if state.hub.is_connected(&agent_id) {
-                let state = state.clone();
-                let tasks = state.tasks.clone();
-                tasks.spawn(async move {
-                    crate::hub::dispatch_told(&state, &agent_id, &command_id).await;
-                });
+                crate::hub::dispatch_told(state, agent_id, (command_id, command.map(|c| *c)));
             }
         }
         Notice::Change { change } => state.changes.told(change),

@@ -16,7 +16,7 @@ pub(crate) mod prepulls;
 mod rate;
 mod reports;
 
-use crate::cluster::bus::Notice;
+use crate::cluster::bus::command_notice;
 use crate::state::AppState;
 use crate::store::StoreResult;
 use std::time::Duration;
@@ -63,14 +63,14 @@ pub async fn save_heartbeats(state: AppState) {
 /// agent next connects.
 pub async fn dispatch(state: &AppState, agent_id: &AgentId, command: Command) -> StoreResult<()> {
     let id = command.id.clone();
-    if state.hub.send(agent_id, ServerMessage::Command(command)) {
+    if state
+        .hub
+        .send(agent_id, ServerMessage::Command(command.clone()))
+    {
         state.metrics.commands_dispatched.inc();
         state.store.mark_command_sent(&id).await?;
     } else if state.bus.is_shared() {
-        let notice = Notice::Command {
-            agent_id: agent_id.clone(),
-            command_id: id.clone(),
-        };
+        let notice = command_notice(agent_id, &command);
         // A lost notice delays the command, never loses it: the agent's
         // replica re-sends pending commands on its reconciler pass.
         if let Err(err) = state.bus.publish(notice).await {
@@ -84,23 +84,50 @@ pub async fn dispatch(state: &AppState, agent_id: &AgentId, command: Command) ->
 }
 
 /// Sends a command another replica stored for an agent connected here
-/// (told by `Notice::Command`), unless it went out meanwhile.
-pub async fn dispatch_told(state: &AppState, agent_id: &AgentId, command_id: &CommandId) {
-    let record = match state.store.pending_command(command_id).await {
-        Ok(Some(record)) if record.agent_id == *agent_id => record,
-        Ok(_) => return,
-        Err(err) => {
-            tracing::warn!(%agent_id, %command_id, error = %err, "cannot read a command another replica issued");
+/// (told by `Notice::Command`). One the notice carried goes out at once, in
+/// the order the notices came (a start before the stop that followed it;
+/// an agent runs a command once, however often it arrives); one too large
+/// to travel is read from the store, unless it went out meanwhile.
+pub fn dispatch_told(
+    state: &AppState,
+    agent_id: AgentId,
+    (command_id, carried): (CommandId, Option<Command>),
+) {
+    let carried = carried.filter(|command| command.id == command_id);
+    let sent = match carried {
+        Some(command) => send_told(state, &agent_id, command),
+        None => false,
+    };
+    let state = state.clone();
+    let tasks = state.tasks.clone();
+    tasks.spawn(async move {
+        if !sent && !read_and_send(&state, &agent_id, &command_id).await {
             return;
         }
-    };
-    if state
-        .hub
-        .send(agent_id, ServerMessage::Command(record.command))
-    {
-        state.metrics.commands_dispatched.inc();
-        if let Err(err) = state.store.mark_command_sent(command_id).await {
+        if let Err(err) = state.store.mark_command_sent(&command_id).await {
             tracing::warn!(%command_id, error = %err, "cannot mark a command sent");
         }
+    });
+}
+
+/// Sends the stored command if it is still pending; whether it went out.
+async fn read_and_send(state: &AppState, agent_id: &AgentId, command_id: &CommandId) -> bool {
+    match state.store.pending_command(command_id).await {
+        Ok(Some(record)) if record.agent_id == *agent_id => {
+            send_told(state, agent_id, record.command)
+        }
+        Ok(_) => false,
+        Err(err) => {
+            tracing::warn!(%agent_id, %command_id, error = %err, "cannot read a command another replica issued");
+            false
+        }
     }
+}
+
+fn send_told(state: &AppState, agent_id: &AgentId, command: Command) -> bool {
+    let sent = state.hub.send(agent_id, ServerMessage::Command(command));
+    if sent {
+        state.metrics.commands_dispatched.inc();
+    }
+    sent
 }

@@ -30,7 +30,7 @@ impl Store {
     /// Waits for this request's turn to admit a session.
     pub async fn admission(&self) -> StoreResult<Admission> {
         let local = self.admissions.clone().lock_owned().await;
-        let shared = if self.writes.is_none() {
+        let shared = if self.is_postgres() {
             let mut conn = self.pool.acquire().await?;
             sqlx::query("SELECT pg_advisory_lock($1)")
                 .bind(LOCK_KEY)

@@ -1,8 +1,8 @@
 //! The audit trail of a session's lifecycle.
 
-use super::{Store, StoreResult, new_id, now_ms};
+use super::{AnyQuery, Store, StoreResult, new_id, now_ms, placeholders, sql};
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 use streamspace_protocol::SessionId;
 
 /// One entry: who or what (`actor`) did what (`kind`) and what followed.
@@ -61,21 +61,8 @@ impl Store {
         event: &AuditEntry,
     ) -> StoreResult<()> {
         let _turn = self.write_turn().await;
-        sqlx::query(
-            "INSERT INTO session_events (id, session_id, at, actor, kind, state, phase, message) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(new_id())
-        .bind(session_id)
-        .bind(event.at)
-        .bind(&event.actor)
-        .bind(&event.kind)
-        .bind(&event.state)
-        .bind(&event.phase)
-        .bind(&event.message)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        insert_audit(&mut conn, session_id, event).await
     }
 
     /// A session's events, oldest first.
@@ -100,4 +87,43 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Appends `event` to the session's trail, inside a caller's transaction
+/// or on its connection.
+pub(super) async fn insert_audit(
+    conn: &mut AnyConnection,
+    session_id: &SessionId,
+    event: &AuditEntry,
+) -> StoreResult<()> {
+    bind_audit(sqlx::query(sql(insert_audit_sql(1))), session_id, event)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// The `INSERT` of a session event, its parameters numbered from `first`
+/// (eight of them, bound by [`bind_audit`]).
+pub(super) fn insert_audit_sql(first: usize) -> String {
+    format!(
+        "INSERT INTO session_events (id, session_id, at, actor, kind, state, phase, message) \
+         VALUES ({})",
+        placeholders(first, 8)
+    )
+}
+
+pub(super) fn bind_audit<'q>(
+    query: AnyQuery<'q>,
+    session_id: &SessionId,
+    event: &AuditEntry,
+) -> AnyQuery<'q> {
+    query
+        .bind(new_id())
+        .bind(session_id)
+        .bind(event.at)
+        .bind(&event.actor)
+        .bind(&event.kind)
+        .bind(&event.state)
+        .bind(&event.phase)
+        .bind(&event.message)
 }

@@ -1,7 +1,9 @@
 //! The durable command queue: every command is written here before it is
 //! sent, and re-sent on every agent (re)connect until its result arrives.
 
-use super::{Store, StoreError, StoreResult, from_json, now_ms, sql, to_json};
+use super::{
+    AnyQuery, Store, StoreError, StoreResult, from_json, now_ms, placeholders, sql, to_json,
+};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use streamspace_protocol::{AgentId, Command, CommandId, SessionId};
@@ -61,28 +63,77 @@ pub(super) async fn enqueue(
     agent_id: &AgentId,
     command: &Command,
 ) -> StoreResult<()> {
-    let now = now_ms();
     sqlx::query(
         "UPDATE commands SET status = 'superseded', updated_at = $1 \
          WHERE session_id = $2 AND status IN ('pending', 'sent')",
     )
-    .bind(now)
+    .bind(now_ms())
     .bind(&command.session_id)
     .execute(&mut *conn)
     .await?;
-    sqlx::query(
-        "INSERT INTO commands (id, agent_id, session_id, action, payload, status, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6)",
-    )
-    .bind(&command.id)
-    .bind(agent_id)
-    .bind(&command.session_id)
-    .bind(command.action.name())
-    .bind(to_json(command))
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
+    insert_command(conn, agent_id, command).await
+}
+
+/// Inserts `command` for `agent_id` inside a caller's transaction; a new
+/// session's first command has nothing to supersede.
+pub(super) async fn insert_command(
+    conn: &mut AnyConnection,
+    agent_id: &AgentId,
+    command: &Command,
+) -> StoreResult<()> {
+    let text = insert_command_sql(1);
+    bind_command(sqlx::query(sql(text)), agent_id, command, now_ms())
+        .execute(&mut *conn)
+        .await?;
     Ok(())
+}
+
+/// The `INSERT` of a pending command, its parameters numbered from `first`
+/// (six of them, bound by [`bind_command`]).
+pub(super) fn insert_command_sql(first: usize) -> String {
+    format!(
+        "INSERT INTO commands (id, agent_id, session_id, action, payload, status, created_at, \
+         updated_at) VALUES ({}, 'pending', ${n}, ${n})",
+        placeholders(first, 5),
+        n = first + 5
+    )
+}
+
+pub(super) fn bind_command<'q>(
+    query: AnyQuery<'q>,
+    agent_id: &AgentId,
+    command: &Command,
+    now: i64,
+) -> AnyQuery<'q> {
+    query
+        .bind(&command.id)
+        .bind(agent_id)
+        .bind(&command.session_id)
+        .bind(command.action.name())
+        .bind(to_json(command))
+        .bind(now)
+}
+
+/// A PostgreSQL `NOTIFY` sent by the statement that stores what it
+/// announces: listeners hear it exactly when the write is visible, and it
+/// costs no round trip of its own. (SQLite has no other replica to tell.)
+#[derive(Debug, Clone)]
+pub struct Announcement {
+    pub channel: &'static str,
+    pub payload: String,
+}
+
+/// The call that sends an announcement, its two parameters numbered from
+/// `first`.
+pub(super) fn announce_sql(first: usize) -> String {
+    format!("pg_notify(${}, ${})", first, first + 1)
+}
+
+pub(super) fn bind_announcement<'q>(
+    query: AnyQuery<'q>,
+    announcement: &Announcement,
+) -> AnyQuery<'q> {
+    query.bind(announcement.channel).bind(&announcement.payload)
 }
 
 /// Marks every command of a session that has no result yet as superseded,

@@ -35,6 +35,8 @@ mod audit_log;
 mod audit_query;
 mod catalog;
 mod commands;
+#[cfg(test)]
+mod create_tests;
 mod enrollment;
 mod group_admin;
 mod groups;
@@ -63,7 +65,7 @@ pub use audit::AuditEntry;
 pub use audit_log::{AuditEvent, Outcome};
 pub use audit_query::{AuditFilter, LoggedEvent};
 pub use catalog::TemplateWrite;
-pub use commands::{Advanced, CommandRecord, CommandStatus, LatestCommand};
+pub use commands::{Advanced, Announcement, CommandRecord, CommandStatus, LatestCommand};
 pub use enrollment::DEFAULT_POOL;
 pub use group_admin::{GroupMember, GroupRecord, GroupSource, GroupWrite};
 pub use mfa::{MfaChallenge, TotpRecord};
@@ -170,6 +172,11 @@ impl Store {
         format!("sqlite://{}?mode=rwc", Self::sqlite_file(dir).display())
     }
 
+    /// Whether the database is PostgreSQL (else SQLite).
+    fn is_postgres(&self) -> bool {
+        self.writes.is_none()
+    }
+
     /// Waits for this store's turn to write (SQLite), held while the guard
     /// lives; no wait on PostgreSQL, which locks rows, not the database.
     async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
@@ -247,6 +254,18 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
 /// status sets) as safe; values always go through bind parameters.
 fn sql(text: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(text)
+}
+
+/// A query with its parameters bound so far (`bind_…` helpers add theirs).
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// `$first, …` for `count` parameters: statements combined into one number
+/// their parameters on from where the previous one stopped.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

@@ -1,9 +1,14 @@
 //! Sessions in the store: specs, desired state and observed phase, and the
 //! conditional writes that keep an agent's report from undoing a newer change.
 
-use super::commands::{enqueue, supersede_open};
+use super::audit::{bind_audit, insert_audit, insert_audit_sql};
+use super::commands::{
+    Announcement, announce_sql, bind_announcement, bind_command, enqueue, insert_command,
+    insert_command_sql, supersede_open,
+};
 use super::resources::{cpu_millis, gpus, memory_bytes};
 use super::users::POOL_USER;
+use super::{AnyQuery, AuditEntry, placeholders};
 use super::{Store, StoreError, StoreResult, from_json, now_ms, sql, to_json};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -77,24 +82,25 @@ impl SessionRecord {
     }
 }
 
-impl Store {
-    /// Creates the session and its start command in one transaction, so a
-    /// session never exists without the command that brings it up.
-    pub async fn create_session(
-        &self,
-        new: &NewSession,
-        start: &Command,
-    ) -> StoreResult<SessionRecord> {
-        let _turn = self.write_turn().await;
-        let now = now_ms();
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO sessions (id, user_id, template_id, template_name, agent_id, platform, \
-             spec, state, phase, message, created_at, updated_at, last_activity, \
-             idle_timeout_ms, state_changed_at, cpu_millis, memory_bytes, gpus) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', 'Pending', NULL, $8, $8, $8, $9, $8, \
-             $10, $11, $12)",
-        )
+/// The `INSERT` of a new session (desired running, phase Pending), its
+/// parameters numbered from `first` (twelve of them, bound by
+/// [`bind_session`]).
+fn insert_session_sql(first: usize) -> String {
+    let p = |n: usize| format!("${}", first + n - 1);
+    format!(
+        "INSERT INTO sessions (id, user_id, template_id, template_name, agent_id, platform, \
+         spec, state, phase, message, created_at, updated_at, last_activity, \
+         idle_timeout_ms, state_changed_at, cpu_millis, memory_bytes, gpus) \
+         VALUES ({}, 'running', 'Pending', NULL, {now}, {now}, {now}, {}, {now}, {})",
+        placeholders(first, 7),
+        p(9),
+        placeholders(first + 9, 3),
+        now = p(8),
+    )
+}
+
+fn bind_session<'q>(query: AnyQuery<'q>, new: &NewSession, now: i64) -> AnyQuery<'q> {
+    query
         .bind(&new.spec.session_id)
         .bind(&new.user_id)
         .bind(&new.template_id)
@@ -107,11 +113,68 @@ impl Store {
         .bind(cpu_millis(&new.spec.resources))
         .bind(memory_bytes(&new.spec.resources))
         .bind(gpus(&new.spec.resources))
-        .execute(&mut *tx)
-        .await?;
-        enqueue(&mut tx, &new.agent_id, start).await?;
-        tx.commit().await?;
-        self.get_session(&new.spec.session_id)
+}
+
+#[cfg(test)]
+impl NewSession {
+    /// A session of template `t` for `user_id` on agent `a1`, for tests.
+    pub(super) fn fixture(user_id: streamspace_protocol::UserId) -> Self {
+        Self {
+            user_id,
+            template_id: "t".into(),
+            template_name: "desktop".into(),
+            agent_id: "a1".into(),
+            platform: "docker".into(),
+            spec: streamspace_protocol::SessionSpec::fixture(SessionId::new()),
+            idle_timeout_ms: None,
+        }
+    }
+}
+
+impl Store {
+    /// Creates the session, its start command and its first event in one
+    /// transaction, so a session never exists without the command that
+    /// brings it up, and its trail starts before the agent can report.
+    /// `announce` hands the command to another replica at commit.
+    pub async fn create_session(
+        &self,
+        new: &NewSession,
+        start: &Command,
+        created: &AuditEntry,
+        announce: Option<&Announcement>,
+    ) -> StoreResult<SessionRecord> {
+        let now = now_ms();
+        let id = &new.spec.session_id;
+        if self.is_postgres() {
+            // One statement, one round trip, atomic by itself: under load
+            // each round trip waits for a core, and a transaction of five
+            // (BEGIN, three INSERTs, COMMIT) was a third of a dispatch.
+            let text = format!(
+                "WITH s AS ({}), c AS ({}), e AS ({}) SELECT {}",
+                insert_session_sql(1),
+                insert_command_sql(13),
+                insert_audit_sql(19),
+                announce.map_or("1".to_owned(), |_| announce_sql(27)),
+            );
+            let query = bind_session(sqlx::query(sql(text)), new, now);
+            let query = bind_command(query, &new.agent_id, start, now);
+            let query = bind_audit(query, id, created);
+            let query = match announce {
+                Some(announcement) => bind_announcement(query, announcement),
+                None => query,
+            };
+            query.execute(&self.pool).await?;
+        } else {
+            let _turn = self.write_turn().await;
+            let mut tx = self.pool.begin().await?;
+            bind_session(sqlx::query(sql(insert_session_sql(1))), new, now)
+                .execute(&mut *tx)
+                .await?;
+            insert_command(&mut tx, &new.agent_id, start).await?;
+            insert_audit(&mut tx, id, created).await?;
+            tx.commit().await?;
+        }
+        self.get_session(id)
             .await?
             .ok_or_else(|| StoreError::Corrupt("session vanished after insert".into()))
     }
@@ -280,14 +343,18 @@ impl Store {
     }
 
     /// Sessions the reconciler must look at: the observed phase does not
-    /// match the desired state, or the session may idle out.
-    pub async fn sessions_to_reconcile(&self) -> StoreResult<Vec<SessionRecord>> {
+    /// match the desired state, or the session has been idle longer than
+    /// its timeout at `now` (not every session that has a timeout: every
+    /// replica reads this every pass, and most desktops are busy).
+    pub async fn sessions_to_reconcile(&self, now: i64) -> StoreResult<Vec<SessionRecord>> {
         let rows = sqlx::query(sql(format!(
             "{SELECT} WHERE s.phase NOT IN ('Terminated', 'Failed') AND NOT \
              (s.state = 'hibernated' AND s.phase = 'Hibernated') AND NOT \
-             (s.state = 'running' AND s.phase = 'Running' AND s.idle_timeout_ms IS NULL) \
+             (s.state = 'running' AND s.phase = 'Running' AND \
+              (s.idle_timeout_ms IS NULL OR s.last_activity + s.idle_timeout_ms >= $1)) \
              ORDER BY s.id"
         )))
+        .bind(now)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(SessionRecord::from_row).collect()

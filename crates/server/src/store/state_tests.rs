@@ -2,20 +2,11 @@
 //! only to the session as it was read, and terminated is final.
 
 use super::{NewSession, Role, Store};
-use streamspace_protocol::{DesiredState, Phase, SessionId, SessionSpec};
+use streamspace_protocol::{DesiredState, Phase, SessionId};
 
 async fn running_session(store: &Store) -> SessionId {
     let user = store.create_user("u", "x", Role::User).await.expect("user");
-    let spec = SessionSpec::fixture(SessionId::new());
-    let new = NewSession {
-        user_id: user.id,
-        template_id: "t".into(),
-        template_name: "desktop".into(),
-        agent_id: "a1".into(),
-        platform: "docker".into(),
-        spec,
-        idle_timeout_ms: None,
-    };
+    let new = NewSession::fixture(user.id);
     let session = store.adopt_session(&new, DesiredState::Running, Phase::Running, "test");
     session.await.expect("session").id
 }
