@@ -20,7 +20,8 @@
 #     --internal-url from the pod's IP, one MFA key, and a grace period that
 #     covers the preStop pause and the drain.
 #
-# The checks are tests/kubernetes/check_manifests.py (linted here with ruff);
+# The checks are tests/kubernetes/check_manifests.py (linted here with ruff,
+# with all of the repository's other Python);
 # its fixtures prove kustomize reads `host:port/image` and digests right and
 # that every rule can fail. Tools are pinned in tests/kubernetes/requirements.txt.
 #
@@ -125,10 +126,12 @@ if "$bin" agent kubernetes render --template "$work/templates/minimal.json" \
   exit 1
 fi
 
-# All of the repository's Python test code is under tests/.
-log "linting tests/ (ruff)"
-"$venv/bin/ruff" check --quiet tests
-"$venv/bin/ruff" format --diff --quiet tests
+# All of the repository's Python, wherever it is (the test code under tests/,
+# catalog/check.py that scripts/test.sh runs, whatever comes next): ruff
+# finds the files itself and skips what .gitignore ignores (node_modules).
+log "linting the repository's Python (ruff)"
+"$venv/bin/ruff" check --quiet .
+"$venv/bin/ruff" format --diff --quiet .
 
 log "building with kubectl kustomize and validating against Kubernetes $kube_version"
 "$venv/bin/python" tests/kubernetes/check_manifests.py --kubectl "$venv/bin/kubectl" \
