@@ -105,6 +105,25 @@ cat >"$work/templates/notebook.json" <<'EOF'
 EOF
 render notebook --template "$work/templates/notebook.json"
 
+# A template with registry credentials: its pull Secret is rendered (and
+# validated below) with the password redacted, and the pod names it.
+cat >"$work/templates/private.json" <<'EOF'
+{"name": "private", "image": "registry.example.com:5000/team/desktop:1",
+ "registry_auth": {"username": "robot", "password": "render-must-not-print-this"}}
+EOF
+render private --template "$work/templates/private.json" --image-pull-secret mirror-cred
+if grep -q 'render-must-not-print-this' "$work/rendered/private.yaml"; then
+  log "FAIL: render printed a template's registry password"
+  exit 1
+fi
+for expected in 'type: kubernetes.io/dockerconfigjson' \
+  "name: streamspace-00000000-0000-4000-8000-000000000000-pull"; do
+  grep -qF -- "$expected" "$work/rendered/private.yaml" || {
+    log "FAIL: render of a template with registry_auth lacks '$expected'"
+    exit 1
+  }
+done
+
 # What `render` must refuse, it refuses.
 echo '{"name": "Bad Name", "image": "x"}' >"$work/templates/bad.json"
 if "$bin" agent kubernetes render --template "$work/templates/bad.json" >/dev/null 2>&1; then
