@@ -7,11 +7,16 @@ API's OpenAPI document; crates/cli/tests/catalog.rs checks it is current),
 so an entry that passes here has the shape the server accepts; the server's
 own checks (image references, quantities) run in the import tests.
 
+It also checks that the docs tell the repository's catalog's true size: every
+"N curated templates" in DOCS must be the number of entries in catalog.yaml
+(they said 24 while it held 25).
+
 Usage: catalog/check.py [FILE...]   (default: every catalog/*.yaml and *.json)
 Needs python3-jsonschema and python3-yaml (scripts/install-deps.sh).
 """
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -19,6 +24,11 @@ import jsonschema
 import yaml
 
 HERE = Path(__file__).resolve().parent
+CATALOG = HERE / "catalog.yaml"
+# The pages that say how many templates catalog.yaml holds, as "N curated
+# templates" (a line break may fall anywhere in the phrase).
+DOCS = [HERE.parent / "README.md", HERE.parent / "docs" / "CATALOG.md"]
+COUNT = re.compile(r"(\d+)\s+curated\s+templates")
 
 
 def load(path):
@@ -43,6 +53,25 @@ def problems(schema, path):
     return found, len(names)
 
 
+def count_problems(count):
+    """Where DOCS give catalog.yaml's size wrong, or no longer give it at all
+    (so a rewording cannot silently end this check)."""
+    found = []
+    for doc in DOCS:
+        text = doc.read_text(encoding="utf-8")
+        claims = list(COUNT.finditer(text))
+        if not claims:
+            found.append(f"{doc.name}: no longer says how many curated templates catalog.yaml has")
+        for claim in claims:
+            if int(claim.group(1)) != count:
+                line = text.count("\n", 0, claim.start()) + 1
+                found.append(
+                    f"{doc.name}:{line}: says {claim.group(1)} curated templates, "
+                    f"{CATALOG.name} has {count}"
+                )
+    return found
+
+
 def main(argv):
     schema = json.loads((HERE / "schema.json").read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator.check_schema(schema)
@@ -61,6 +90,11 @@ def main(argv):
             print(line, file=sys.stderr)
         failed |= bool(found)
         print(f"{path.name}: {count} templates, {'INVALID' if found else 'valid'}")
+        if path.resolve() == CATALOG:
+            wrong = count_problems(count)
+            for line in wrong:
+                print(line, file=sys.stderr)
+            failed |= bool(wrong)
     return 1 if failed else 0
 
 

@@ -20,7 +20,8 @@
 #     --internal-url from the pod's IP, one MFA key, and a grace period that
 #     covers the preStop pause and the drain.
 #
-# The checks are tests/kubernetes/check_manifests.py (linted here with ruff);
+# The checks are tests/kubernetes/check_manifests.py (linted here with ruff,
+# with all of the repository's other Python);
 # its fixtures prove kustomize reads `host:port/image` and digests right and
 # that every rule can fail. Tools are pinned in tests/kubernetes/requirements.txt.
 #
@@ -104,6 +105,25 @@ cat >"$work/templates/notebook.json" <<'EOF'
 EOF
 render notebook --template "$work/templates/notebook.json"
 
+# A template with registry credentials: its pull Secret is rendered (and
+# validated below) with the password redacted, and the pod names it.
+cat >"$work/templates/private.json" <<'EOF'
+{"name": "private", "image": "registry.example.com:5000/team/desktop:1",
+ "registry_auth": {"username": "robot", "password": "render-must-not-print-this"}}
+EOF
+render private --template "$work/templates/private.json" --image-pull-secret mirror-cred
+if grep -q 'render-must-not-print-this' "$work/rendered/private.yaml"; then
+  log "FAIL: render printed a template's registry password"
+  exit 1
+fi
+for expected in 'type: kubernetes.io/dockerconfigjson' \
+  "name: streamspace-00000000-0000-4000-8000-000000000000-pull"; do
+  grep -qF -- "$expected" "$work/rendered/private.yaml" || {
+    log "FAIL: render of a template with registry_auth lacks '$expected'"
+    exit 1
+  }
+done
+
 # What `render` must refuse, it refuses.
 echo '{"name": "Bad Name", "image": "x"}' >"$work/templates/bad.json"
 if "$bin" agent kubernetes render --template "$work/templates/bad.json" >/dev/null 2>&1; then
@@ -125,10 +145,12 @@ if "$bin" agent kubernetes render --template "$work/templates/minimal.json" \
   exit 1
 fi
 
-# All of the repository's Python test code is under tests/.
-log "linting tests/ (ruff)"
-"$venv/bin/ruff" check --quiet tests
-"$venv/bin/ruff" format --diff --quiet tests
+# All of the repository's Python, wherever it is (the test code under tests/,
+# catalog/check.py that scripts/test.sh runs, whatever comes next): ruff
+# finds the files itself and skips what .gitignore ignores (node_modules).
+log "linting the repository's Python (ruff)"
+"$venv/bin/ruff" check --quiet .
+"$venv/bin/ruff" format --diff --quiet .
 
 log "building with kubectl kustomize and validating against Kubernetes $kube_version"
 "$venv/bin/python" tests/kubernetes/check_manifests.py --kubectl "$venv/bin/kubectl" \

@@ -9,6 +9,8 @@
 //! - `phase.rs`: Deployment and pods → session phase (pure)
 //! - `lifecycle.rs`: start, hibernate, wake, terminate
 //! - `home.rs`: persistent homes as PersistentVolumeClaims
+//! - `pull_secret.rs`: a template's registry credentials as the session's
+//!   image pull Secret
 //! - `observe.rs`: status, inventory, logs
 //! - `tunnel.rs`: connections to a session's port (pod IP or port-forward)
 //! - `files.rs`: file transfer by exec (a shell script and `tar`) in the
@@ -31,6 +33,7 @@ pub mod names;
 pub mod objects;
 mod observe;
 pub mod phase;
+pub mod pull_secret;
 pub mod render;
 pub mod state_secret;
 mod tunnel;
@@ -43,7 +46,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, ServiceAccount};
 use kube::Api;
 use std::fmt;
 use std::path::Path;
@@ -139,7 +142,9 @@ pub struct KubernetesOptions {
     pub storage_class: Option<String>,
     /// Size requested for each home claim.
     pub home_size: Memory,
-    /// Secrets (in the namespace) used to pull session images.
+    /// Secrets (in the namespace) every session pod pulls its image with,
+    /// beside its own from the template's `registry_auth` and the service
+    /// account's.
     pub image_pull_secrets: Vec<String>,
     /// Refuse images that run as root (`runAsNonRoot`). On by default:
     /// sessions then satisfy the "restricted" Pod Security Standard.
@@ -183,6 +188,11 @@ pub(crate) struct Shared {
     deployments: Api<Deployment>,
     pods: Api<Pod>,
     claims: Api<PersistentVolumeClaim>,
+    /// Sessions' image pull Secrets (create and delete only: the agent may
+    /// not read Secrets).
+    secrets: Api<Secret>,
+    /// The session pods' service account, for its `imagePullSecrets`.
+    service_accounts: Api<ServiceAccount>,
     intents: Intents,
     /// The stores of the running watch, if one runs; see `watch.rs`.
     view: Mutex<Option<watch::View>>,
@@ -216,6 +226,8 @@ impl KubernetesPlatform {
                 deployments: Api::namespaced(client.clone(), namespace),
                 pods: Api::namespaced(client.clone(), namespace),
                 claims: Api::namespaced(client.clone(), namespace),
+                secrets: Api::namespaced(client.clone(), namespace),
+                service_accounts: Api::namespaced(client.clone(), namespace),
                 client,
                 agent_id: agent_id.clone(),
                 options,

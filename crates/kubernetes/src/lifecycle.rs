@@ -1,11 +1,13 @@
 //! Start, hibernate, wake and terminate: each idempotent, keyed by the
-//! Deployment name, so a command delivered twice does no harm.
+//! Deployment name, so a command delivered twice does no harm. Hibernate
+//! and wake only scale: the home claim and the pull Secret stay.
 
 use crate::Shared;
 use crate::error::{is_conflict, is_not_found};
 use crate::names::{self, deployment_name, label_value};
 use crate::objects::{check_existing, deployment, validate};
 use crate::phase::desired_replicas;
+use crate::pull_secret::names_pull_secret;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use std::borrow::Cow;
@@ -14,14 +16,13 @@ use streamspace_agent::{PlatformError, PlatformResult, homes};
 use streamspace_protocol::{Phase, SessionId, SessionReport, SessionSpec, labels};
 
 impl Shared {
-    /// Creates the session's claim and Deployment if needed and makes sure
-    /// it has a replica. An existing Deployment is kept as it is: a changed
-    /// spec takes effect after terminate and start.
+    /// Creates the session's claim, pull Secret and Deployment if needed
+    /// and makes sure it has a replica. An existing Deployment is kept as it
+    /// is: a changed spec takes effect after terminate and start.
     #[tracing::instrument(skip(self, spec), fields(session_id = %spec.session_id, agent_id = %self.agent_id))]
     pub(crate) async fn start(&self, spec: &SessionSpec) -> PlatformResult<SessionReport> {
         let confinement = validate(spec, &self.options).map_err(PlatformError::Invalid)?;
         let session_id = &spec.session_id;
-        let name = deployment_name(session_id);
         self.intents.clear(session_id);
         self.check_shared_claims(spec).await?;
 
@@ -29,15 +30,42 @@ impl Shared {
             Some(claim) => Cow::Owned(on_claim(spec, claim)),
             None => Cow::Borrowed(spec),
         };
-        let wanted = deployment(&spec, &confinement, &self.agent_id, &self.options);
+        let account_secrets = self.account_pull_secrets(&spec).await?;
+        let wanted = deployment(
+            &spec,
+            &confinement,
+            &self.agent_id,
+            &self.options,
+            &account_secrets,
+        );
+        // Before the Deployment, so its pod never pulls without it.
+        let made = self.create_pull_secret(&spec).await?;
+        let started = self.create_or_scale_up(session_id, &wanted).await;
+        if let Some(made) = made
+            && !matches!(started, Ok(true))
+        {
+            self.remove_made_secret(made).await;
+        }
+        started.map(|_| SessionReport::new(session_id, Phase::Starting))
+    }
+
+    /// Creates `wanted`, or scales the existing Deployment of its name up
+    /// if it is this agent's. `true` if the Deployment that runs the
+    /// session names the session's pull Secret.
+    async fn create_or_scale_up(
+        &self,
+        session_id: &SessionId,
+        wanted: &Deployment,
+    ) -> PlatformResult<bool> {
+        let name = deployment_name(session_id);
         match self
             .deployments
-            .create(&PostParams::default(), &wanted)
+            .create(&PostParams::default(), wanted)
             .await
         {
             Ok(_) => {
                 tracing::info!(deployment = %name, "created deployment");
-                return Ok(SessionReport::new(session_id, Phase::Starting));
+                return Ok(names_pull_secret(wanted, session_id));
             }
             Err(e) if is_conflict(&e) => tracing::debug!("deployment exists"),
             Err(e) => return Err(self.error(format!("create deployment {name}"), e)),
@@ -52,7 +80,7 @@ impl Shared {
         if desired_replicas(&existing) == 0 {
             self.scale(session_id, 1).await?;
         }
-        Ok(SessionReport::new(session_id, Phase::Starting))
+        Ok(names_pull_secret(&existing, session_id))
     }
 
     /// Scales the session's Deployment to 0: the pod goes, the Deployment
@@ -85,14 +113,20 @@ impl Shared {
         Ok(SessionReport::new(session_id, Phase::Waking))
     }
 
-    /// Deletes the Deployment (its ReplicaSet and pod follow); the home
-    /// claim is kept for the user's next session.
+    /// Deletes the pull Secret the Deployment names, if any, then the
+    /// Deployment (its ReplicaSet and pod follow); the home claim is kept
+    /// for the user's next session.
     #[tracing::instrument(skip(self), fields(agent_id = %self.agent_id))]
     pub(crate) async fn terminate(&self, session_id: &SessionId) -> PlatformResult<SessionReport> {
         let name = deployment_name(session_id);
         // Never delete a Deployment of the same name that is not ours.
-        if self.get_owned(session_id).await?.is_none() {
+        let Some(existing) = self.get_owned(session_id).await? else {
             return Ok(SessionReport::new(session_id, Phase::Terminated));
+        };
+        // First: once the Deployment is gone, nothing tells this agent the
+        // Secret was the session's, and a retried terminate would leave it.
+        if names_pull_secret(&existing, session_id) {
+            self.delete_pull_secret(session_id).await?;
         }
         // Recorded before the deletion so the watcher sees it as ours.
         self.intents.set(session_id, Intent::Terminate);

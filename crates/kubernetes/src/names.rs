@@ -17,6 +17,10 @@ pub const APP_INSTANCE: &str = "app.kubernetes.io/instance";
 pub const SESSION_APP: &str = "streamspace-session";
 /// `app.kubernetes.io/name` of persistent home claims.
 pub const HOME_APP: &str = "streamspace-home";
+/// `app.kubernetes.io/name` of sessions' image pull Secrets.
+pub const PULL_SECRET_APP: &str = "streamspace-pull-secret";
+/// Suffix of a session's image pull Secret's name (after the Deployment's).
+const PULL_SECRET_SUFFIX: &str = "-pull";
 
 /// Longest DNS label (RFC 1123), which a Deployment name should fit so its
 /// pods' host names are not cut.
@@ -27,6 +31,12 @@ const DNS_SUBDOMAIN_MAX: usize = 253;
 /// The Deployment name of a session.
 pub fn deployment_name(session_id: &SessionId) -> String {
     format!("{NAME_PREFIX}{session_id}")
+}
+
+/// The image pull Secret of a session: its Deployment's name and `-pull`
+/// (a DNS subdomain whenever the Deployment's name is a DNS label).
+pub fn pull_secret_name(session_id: &SessionId) -> String {
+    format!("{}{PULL_SECRET_SUFFIX}", deployment_name(session_id))
 }
 
 /// Refuses session ids that cannot name a Deployment (and be a label value),
@@ -155,6 +165,7 @@ mod tests {
     #[test]
     fn session_ids_must_make_a_dns_label() {
         assert_eq!(deployment_name(&"abc".into()), "streamspace-abc");
+        assert_eq!(pull_secret_name(&"abc".into()), "streamspace-abc-pull");
         for good in ["0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "a", "s-1"] {
             assert!(validate_session_id(&good.into()).is_ok(), "{good}");
         }

@@ -1,10 +1,12 @@
 //! Translation of a platform-neutral [`SessionSpec`] into the Kubernetes
 //! objects that run it: one Deployment per session and, for a persistent
-//! home, one PersistentVolumeClaim per user and template. Pure: no API calls
-//! here, so every rule is unit-tested (`objects_tests.rs`).
+//! home, one PersistentVolumeClaim per user and template (a template's
+//! registry credentials become a Secret: `pull_secret.rs`). Pure: no API
+//! calls here, so every rule is unit-tested (`objects_tests.rs`).
 
 use crate::KubernetesOptions;
 use crate::names::{self, CONTAINER, label_value};
+use crate::pull_secret::pod_pull_secrets;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, LocalObjectReference,
@@ -110,14 +112,19 @@ fn selector_labels(session_id: &SessionId) -> BTreeMap<String, String> {
 }
 
 /// The session's Deployment: one replica that runs the session's image,
-/// confined as [`validate`] worked out.
+/// confined as [`validate`] worked out. Its pod pulls with the session's
+/// own pull Secret (when the template has registry credentials), the
+/// agent's `--image-pull-secret`s and `account_pull_secrets`, the session
+/// service account's, which Kubernetes adds only to pods that name none.
 pub fn deployment(
     spec: &SessionSpec,
     confinement: &Confinement,
     agent_id: &AgentId,
     options: &KubernetesOptions,
+    account_pull_secrets: &[String],
 ) -> Deployment {
     let labels = session_labels(spec, agent_id);
+    let pull_secrets = pod_pull_secrets(spec, &options.image_pull_secrets, account_pull_secrets);
     let pod = PodSpec {
         containers: vec![container(spec, &confinement.capabilities)],
         // A session is a user's desktop: it has no business calling the
@@ -125,11 +132,10 @@ pub fn deployment(
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
         termination_grace_period_seconds: Some(STOP_GRACE_SECS),
-        image_pull_secrets: (!options.image_pull_secrets.is_empty()).then(|| {
-            options
-                .image_pull_secrets
-                .iter()
-                .map(|name| LocalObjectReference { name: name.clone() })
+        image_pull_secrets: (!pull_secrets.is_empty()).then(|| {
+            pull_secrets
+                .into_iter()
+                .map(|name| LocalObjectReference { name })
                 .collect()
         }),
         security_context: Some(pod_security(options)),

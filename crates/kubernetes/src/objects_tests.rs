@@ -27,7 +27,7 @@ fn options() -> KubernetesOptions {
 /// The Deployment the platform makes for `spec` on agent `agent-7`.
 fn deploy(spec: &SessionSpec, options: &KubernetesOptions) -> Deployment {
     let confinement = validate(spec, options).expect("a valid spec");
-    deployment(spec, &confinement, &"agent-7".into(), options)
+    deployment(spec, &confinement, &"agent-7".into(), options, &[])
 }
 
 fn pod_spec(deployment: &Deployment) -> &PodSpec {

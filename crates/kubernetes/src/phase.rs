@@ -189,8 +189,9 @@ fn pull_failure(container: &ContainerStatus) -> Option<String> {
     let registry = registry_of(image);
     Some(match classify(waiting.message.as_deref()?) {
         PullFailure::Auth => format!(
-            "the registry refused the credentials for {registry} (or none were given: \
-             the namespace's service account needs an imagePullSecret for it)"
+            "the registry refused the credentials for {registry} (or none were given: set \
+             the template's registry_auth, or give the namespace's service account an \
+             imagePullSecret for it)"
         ),
         PullFailure::NotFound => format!("image {image} not found in {registry}"),
         PullFailure::Network => format!("cannot reach registry {registry}"),

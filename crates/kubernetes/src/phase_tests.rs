@@ -63,6 +63,26 @@ fn image_pull_failures_fail_with_kubernetes_reason_and_message() {
     );
     let message = failed_message(observed(pod!("err-image-pull")));
     assert!(message.contains("ErrImagePull: rpc error"), "{message}");
+
+    // A registry that refuses: where credentials come from on Kubernetes.
+    let mut refused = pod!("err-image-pull");
+    let waiting = (refused.status.as_mut())
+        .and_then(|s| s.container_statuses.as_mut())
+        .and_then(|c| c[0].state.as_mut())
+        .and_then(|s| s.waiting.as_mut())
+        .expect("waiting");
+    waiting.message = Some(
+        "failed to pull and unpack image: 401 Unauthorized: authentication required".to_owned(),
+    );
+    let message = failed_message(observed(refused));
+    assert!(
+        message.ends_with(
+            "; the registry refused the credentials for registry.example.com (or none were \
+             given: set the template's registry_auth, or give the namespace's service account \
+             an imagePullSecret for it)"
+        ),
+        "{message}"
+    );
 }
 
 #[test]

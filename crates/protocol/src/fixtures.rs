@@ -4,7 +4,7 @@
 
 use crate::ids::SessionId;
 use crate::quantity::{Cpu, Memory};
-use crate::session::{HomeVolume, PortProtocol, PortSpec, Resources, SessionSpec};
+use crate::session::{HomeVolume, PortProtocol, PortSpec, RegistryAuth, Resources, SessionSpec};
 
 impl SessionSpec {
     /// Alice's `desktop` session: image `streamspace/desktop:local`, VNC on
@@ -70,6 +70,15 @@ impl SessionSpec {
             volume: volume.into(),
             path: "/home/user".into(),
             legacy: None,
+        });
+        self
+    }
+
+    /// The template's credentials for the image's registry.
+    pub fn with_registry_auth(mut self, username: &str, password: &str) -> Self {
+        self.registry_auth = Some(RegistryAuth {
+            username: username.into(),
+            password: password.into(),
         });
         self
     }

@@ -8,7 +8,7 @@ use kube::client::Body;
 use serde_json::{Value, json};
 use std::time::Duration;
 use streamspace_kubernetes::objects::{deployment, validate};
-use streamspace_kubernetes::{Client, KubernetesOptions, TunnelMode};
+use streamspace_kubernetes::{Client, KubernetesOptions, KubernetesPlatform, TunnelMode};
 use streamspace_protocol::{AgentId, SessionId, SessionSpec};
 use tower_test::mock::{Handle, SendResponse};
 
@@ -17,6 +17,8 @@ pub const AGENT: &str = "agent-1";
 pub const SESSION: &str = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
 pub const DEPLOYMENT: &str = "streamspace-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
 pub const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/streamspace/deployments";
+/// The session's Deployment.
+pub const DEPLOYMENT_PATH: &str = "/apis/apps/v1/namespaces/streamspace/deployments/streamspace-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
 pub const PODS: &str = "/api/v1/namespaces/streamspace/pods";
 /// `labelSelector` for everything agent-1 owns, URL-encoded.
 pub const AGENT_SELECTOR: &str =
@@ -78,7 +80,7 @@ pub fn spec(home: bool) -> SessionSpec {
 /// platform creates, with `replicas` and status filled in.
 pub fn deployment_json(replicas: i32, ready: i32) -> Value {
     let confinement = validate(&spec(true), &options()).expect("a valid spec");
-    let made = deployment(&spec(true), &confinement, &agent_id(), &options());
+    let made = deployment(&spec(true), &confinement, &agent_id(), &options(), &[]);
     let mut d = serde_json::to_value(made).expect("deployment serializes");
     d["metadata"]["uid"] = json!("d5a1e3c4-0000-4000-8000-000000000001");
     d["metadata"]["resourceVersion"] = json!("4711");
@@ -90,6 +92,20 @@ pub fn deployment_json(replicas: i32, ready: i32) -> Value {
         "readyReplicas": ready,
         "availableReplicas": ready,
     });
+    d
+}
+
+/// A platform of agent [`AGENT`] in [`NS`] on the mocked apiserver.
+pub fn platform() -> (KubernetesPlatform, ApiServer) {
+    let (client, server) = mock_client();
+    let platform = KubernetesPlatform::new(client, &agent_id(), options()).expect("platform");
+    (platform, server)
+}
+
+/// The session's Deployment as another agent (`agent-2`) made it.
+pub fn foreign_deployment() -> Value {
+    let mut d = deployment_json(1, 1);
+    d["metadata"]["labels"]["io.streamspace.agent"] = json!("agent-2");
     d
 }
 
@@ -186,4 +202,25 @@ pub async fn within<F: std::future::Future>(future: F) -> F::Output {
     tokio::time::timeout(PATIENCE, future)
         .await
         .expect("timed out: did the platform make a request the test did not expect?")
+}
+
+/// The merge patch of the session's `deployments/scale` to `replicas`, answered.
+pub async fn expect_scale(server: &mut ApiServer, replicas: i32) {
+    let call = server
+        .expect("PATCH", &format!("{DEPLOYMENT_PATH}/scale?"))
+        .await;
+    assert_eq!(
+        call.content_type.as_deref(),
+        Some("application/merge-patch+json")
+    );
+    assert_eq!(call.body, json!({"spec": {"replicas": replicas}}));
+    call.respond(
+        200,
+        json!({
+            "kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {"name": DEPLOYMENT, "namespace": NS},
+            "spec": {"replicas": replicas},
+            "status": {"replicas": 1 - replicas, "selector": "io.streamspace.session-id=x"},
+        }),
+    );
 }

@@ -9,7 +9,6 @@
 use crate::apiserver::*;
 use streamspace_agent::Platform;
 use streamspace_agent::files::{FileTarget, Upload};
-use streamspace_kubernetes::KubernetesPlatform;
 use streamspace_protocol::files::{FileRefusal, FilesFolder};
 
 const DEPLOYMENT_PATH: &str = "/apis/apps/v1/namespaces/streamspace/deployments/streamspace-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
@@ -43,12 +42,6 @@ async fn refuse_exec(server: &mut ApiServer) -> String {
         "pods \"x\" is forbidden: cannot create resource \"pods/exec\"",
     );
     uri
-}
-
-fn platform() -> (KubernetesPlatform, ApiServer) {
-    let (client, server) = mock_client();
-    let platform = KubernetesPlatform::new(client, &agent_id(), options()).expect("platform");
-    (platform, server)
 }
 
 #[tokio::test]

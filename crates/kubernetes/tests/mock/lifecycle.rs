@@ -4,7 +4,6 @@
 use crate::apiserver::*;
 use serde_json::json;
 use streamspace_agent::{Platform, PlatformError};
-use streamspace_kubernetes::KubernetesPlatform;
 use streamspace_protocol::Phase;
 use tokio::task::JoinHandle;
 
@@ -37,7 +36,6 @@ enum Scenario {
     StartOnNewHomeWithLegacyNamed,
 }
 
-const DEPLOYMENT_PATH: &str = "/apis/apps/v1/namespaces/streamspace/deployments/streamspace-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
 const CLAIMS: &str = "/api/v1/namespaces/streamspace/persistentvolumeclaims?";
 const NEW_HOME: &str =
     "streamspace-home-0190a1b2-0000-7000-8000-00000000000a-0190a1b2-0000-7000-8000-00000000000b";
@@ -221,32 +219,6 @@ impl Scenario {
     }
 }
 
-async fn expect_scale(server: &mut ApiServer, replicas: i32) {
-    let call = server
-        .expect("PATCH", &format!("{DEPLOYMENT_PATH}/scale?"))
-        .await;
-    assert_eq!(
-        call.content_type.as_deref(),
-        Some("application/merge-patch+json")
-    );
-    assert_eq!(call.body, json!({"spec": {"replicas": replicas}}));
-    call.respond(
-        200,
-        json!({
-            "kind": "Scale", "apiVersion": "autoscaling/v1",
-            "metadata": {"name": DEPLOYMENT, "namespace": NS},
-            "spec": {"replicas": replicas},
-            "status": {"replicas": 1 - replicas, "selector": "io.streamspace.session-id=x"},
-        }),
-    );
-}
-
-fn foreign_deployment() -> serde_json::Value {
-    let mut d = deployment_json(1, 1);
-    d["metadata"]["labels"]["io.streamspace.agent"] = json!("agent-2");
-    d
-}
-
 fn assert_claim(body: &serde_json::Value) {
     assert_eq!(body["apiVersion"], "v1");
     assert_eq!(body["kind"], "PersistentVolumeClaim");
@@ -307,12 +279,6 @@ fn assert_deployment(body: &serde_json::Value, home: bool) {
     } else {
         assert!(pod.get("volumes").is_none(), "{pod}");
     }
-}
-
-fn platform() -> (KubernetesPlatform, ApiServer) {
-    let (client, server) = mock_client();
-    let platform = KubernetesPlatform::new(client, &agent_id(), options()).expect("platform");
-    (platform, server)
 }
 
 #[tokio::test]

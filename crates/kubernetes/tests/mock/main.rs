@@ -7,4 +7,5 @@ mod files;
 mod leader;
 mod lifecycle;
 mod observe;
+mod pull_secret;
 mod watch;

@@ -9,8 +9,6 @@ use streamspace_kubernetes::{KubernetesOptions, KubernetesPlatform};
 use streamspace_protocol::{Cpu, Memory, Phase, SessionOrigin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const DEPLOYMENT_PATH: &str = "/apis/apps/v1/namespaces/streamspace/deployments/streamspace-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
-
 fn platform_with(options: KubernetesOptions) -> (KubernetesPlatform, ApiServer) {
     let (client, server) = mock_client();
     let platform = KubernetesPlatform::new(client, &agent_id(), options).expect("platform");
