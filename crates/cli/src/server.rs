@@ -69,10 +69,15 @@ pub struct ServerArgs {
     /// X-Forwarded-For names the client; failed logins are throttled per client address.
     #[arg(long, env = "STREAMSPACE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_trusted_proxy)]
     trusted_proxies: Vec<IpNet>,
-    /// The key that seals TOTP secrets (64 hex digits, `openssl rand -hex
-    /// 32`), the same file for every replica; default DATA_DIR/mfa-key.
-    #[arg(long, env = "STREAMSPACE_MFA_KEY_FILE")]
-    mfa_key_file: Option<PathBuf>,
+    /// The key that seals secrets at rest: TOTP secrets, templates' secret_env
+    /// values and registry passwords (64 hex digits, `openssl rand -hex 32`),
+    /// the same file for every replica; default DATA_DIR/mfa-key.
+    #[arg(
+        long = "mfa-key-file",
+        visible_alias = "secrets-key-file",
+        env = "STREAMSPACE_MFA_KEY_FILE"
+    )]
+    secrets_key_file: Option<PathBuf>,
     /// How long a client may take to send a request's head (and its TLS
     /// handshake), from connecting or from the request's first byte.
     #[arg(long, env = "STREAMSPACE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
@@ -164,7 +169,7 @@ impl ServerArgs {
             },
             orphan_policy: self.orphan_policy,
             trusted_proxies: self.trusted_proxies.clone(),
-            mfa_key_file: self.mfa_key_file.clone(),
+            secrets_key_file: self.secrets_key_file.clone(),
             http: HttpLimits {
                 header_read_timeout: self.header_read_timeout,
                 body_read_timeout: self.body_read_timeout,

@@ -68,6 +68,11 @@ impl Application {
         let store = Store::connect(&database_url)
             .await
             .with_context(|| format!("cannot open the database at {}", redact(&database_url)))?;
+        // One key seals TOTP secrets and, next, templates' secrets.
+        let vault = Arc::new(
+            crate::vault::Vault::load(&config.data_dir, config.secrets_key_file.as_deref())
+                .context("cannot load the key that seals secrets at rest")?,
+        );
         // Agents connect to whichever replica they reach; until one does,
         // none is connected to this process.
         if database_url.starts_with("sqlite:") {
@@ -126,9 +131,6 @@ impl Application {
             None => None,
         };
         let login = LoginGuard::new(config.login_throttle.clone());
-        let vault =
-            crate::auth::mfa::vault::Vault::load(&config.data_dir, config.mfa_key_file.as_deref())
-                .context("cannot load the key that seals TOTP secrets")?;
         let mfa = MfaGuard::new(vault, config.login_throttle.clone());
         let recordings = crate::recording::Recordings::open(
             config.data_dir.join("recordings"),
