@@ -1,7 +1,10 @@
 //! The durable command queue: every command is written here before it is
 //! sent, and re-sent on every agent (re)connect until its result arrives.
+//! A start command's secrets are sealed in the `secrets` column
+//! (`secrets.rs`) and opened when it is read to be sent.
 
-use super::{Store, StoreError, StoreResult, from_json, now_ms, sql, to_json};
+use super::secrets::Sealed;
+use super::{Store, StoreError, StoreResult, now_ms, sql};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use streamspace_protocol::{AgentId, Command, CommandId, SessionId};
@@ -43,23 +46,31 @@ pub struct CommandRecord {
     pub status: String,
 }
 
-impl CommandRecord {
-    fn from_row(row: &AnyRow) -> StoreResult<Self> {
+impl Store {
+    fn command_from_row(&self, row: &AnyRow) -> StoreResult<CommandRecord> {
         Ok(CommandRecord {
             agent_id: row.try_get("agent_id")?,
-            command: from_json("command payload", &row.try_get::<String, _>("payload")?)?,
+            command: self.command_in_row(row)?,
             status: row.try_get("status")?,
         })
     }
+
+    /// The command in a row's `payload` and `secrets`.
+    fn command_in_row(&self, row: &AnyRow) -> StoreResult<Command> {
+        let secrets: Option<String> = row.try_get("secrets")?;
+        self.open_command(&row.try_get::<String, _>("payload")?, secrets.as_deref())
+    }
 }
 
-/// Inserts `command` for `agent_id` inside a caller's transaction, after
-/// superseding the session's commands that were not delivered yet: a newer
-/// wish for a session makes older undelivered ones moot.
+/// Inserts `command` (as `sealed`: `Store::seal_command`) for `agent_id`
+/// inside a caller's transaction, after superseding the session's commands
+/// that were not delivered yet: a newer wish for a session makes older
+/// undelivered ones moot.
 pub(super) async fn enqueue(
     conn: &mut AnyConnection,
     agent_id: &AgentId,
     command: &Command,
+    sealed: &Sealed,
 ) -> StoreResult<()> {
     let now = now_ms();
     sqlx::query(
@@ -71,14 +82,15 @@ pub(super) async fn enqueue(
     .execute(&mut *conn)
     .await?;
     sqlx::query(
-        "INSERT INTO commands (id, agent_id, session_id, action, payload, status, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6)",
+        "INSERT INTO commands (id, agent_id, session_id, action, payload, secrets, status, \
+         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7)",
     )
     .bind(&command.id)
     .bind(agent_id)
     .bind(&command.session_id)
     .bind(command.action.name())
-    .bind(to_json(command))
+    .bind(&sealed.json)
+    .bind(&sealed.secrets)
     .bind(now)
     .execute(&mut *conn)
     .await?;
@@ -131,9 +143,10 @@ impl LatestCommand {
 impl Store {
     /// Stores a command on its own (the reconciler's retries).
     pub async fn enqueue_command(&self, agent_id: &AgentId, command: &Command) -> StoreResult<()> {
+        let sealed = self.seal_command(command)?;
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
-        enqueue(&mut tx, agent_id, command).await?;
+        enqueue(&mut tx, agent_id, command, &sealed).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -143,7 +156,7 @@ impl Store {
         session_id: &SessionId,
     ) -> StoreResult<Option<LatestCommand>> {
         let row = sqlx::query(
-            "SELECT agent_id, payload, status, created_at, updated_at FROM commands \
+            "SELECT agent_id, payload, secrets, status, created_at, updated_at FROM commands \
              WHERE session_id = $1 AND status <> 'superseded' ORDER BY id DESC LIMIT 1",
         )
         .bind(session_id)
@@ -152,7 +165,7 @@ impl Store {
         row.map(|r| {
             Ok(LatestCommand {
                 agent_id: r.try_get("agent_id")?,
-                command: from_json("command payload", &r.try_get::<String, _>("payload")?)?,
+                command: self.command_in_row(&r)?,
                 status: r.try_get("status")?,
                 created_at: r.try_get("created_at")?,
                 updated_at: r.try_get("updated_at")?,
@@ -187,13 +200,13 @@ impl Store {
     /// Commands not yet completed for this agent, in issue order.
     pub async fn open_commands(&self, agent_id: &AgentId) -> StoreResult<Vec<CommandRecord>> {
         let rows = sqlx::query(sql(format!(
-            "SELECT agent_id, payload, status FROM commands \
+            "SELECT agent_id, payload, secrets, status FROM commands \
              WHERE agent_id = $1 AND status IN {OPEN} ORDER BY id"
         )))
         .bind(agent_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(CommandRecord::from_row).collect()
+        rows.iter().map(|r| self.command_from_row(r)).collect()
     }
 
     pub async fn session_has_open_commands(&self, session_id: &SessionId) -> StoreResult<bool> {
@@ -280,12 +293,13 @@ impl Store {
         command_id: &CommandId,
     ) -> StoreResult<Option<CommandRecord>> {
         let row = sqlx::query(
-            "SELECT agent_id, payload, status FROM commands WHERE id = $1 AND status = 'pending'",
+            "SELECT agent_id, payload, secrets, status FROM commands \
+             WHERE id = $1 AND status = 'pending'",
         )
         .bind(command_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(CommandRecord::from_row).transpose()
+        row.as_ref().map(|r| self.command_from_row(r)).transpose()
     }
 
     pub async fn command_status(&self, command_id: &CommandId) -> StoreResult<Option<String>> {

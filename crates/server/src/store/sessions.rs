@@ -1,10 +1,11 @@
 //! Sessions in the store: specs, desired state and observed phase, and the
 //! conditional writes that keep an agent's report from undoing a newer change.
+//! A spec's secrets are sealed in the `secrets` column (`secrets.rs`).
 
 use super::commands::{enqueue, supersede_open};
 use super::resources::{cpu_millis, gpus, memory_bytes};
 use super::users::POOL_USER;
-use super::{Store, StoreError, StoreResult, from_json, now_ms, sql, to_json};
+use super::{Store, StoreError, StoreResult, now_ms, sql};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::collections::HashMap;
@@ -46,23 +47,26 @@ pub struct NewSession {
 }
 
 pub(super) const SELECT: &str = "SELECT s.id, s.user_id, u.username, s.template_id, s.template_name, \
-     s.agent_id, s.platform, s.spec, s.state, s.phase, s.message, s.created_at, s.updated_at, \
+     s.agent_id, s.platform, s.spec, s.secrets, s.state, s.phase, s.message, s.created_at, s.updated_at, \
      s.last_activity, s.idle_timeout_ms, s.state_changed_at \
      FROM sessions s JOIN users u ON u.id = s.user_id";
 
-impl SessionRecord {
-    pub(super) fn from_row(row: &AnyRow) -> StoreResult<Self> {
+impl Store {
+    pub(super) fn session_from_row(&self, row: &AnyRow) -> StoreResult<SessionRecord> {
         let state: String = row.try_get("state")?;
         let phase: String = row.try_get("phase")?;
+        let id: SessionId = row.try_get("id")?;
+        let spec = row.try_get::<String, _>("spec")?;
+        let secrets: Option<String> = row.try_get("secrets")?;
         Ok(SessionRecord {
-            id: row.try_get("id")?,
+            spec: self.open_session_spec(&id, &spec, secrets.as_deref())?,
+            id,
             user_id: row.try_get("user_id")?,
             username: row.try_get("username")?,
             template_id: row.try_get("template_id")?,
             template_name: row.try_get("template_name")?,
             agent_id: row.try_get("agent_id")?,
             platform: row.try_get("platform")?,
-            spec: from_json("session spec", &row.try_get::<String, _>("spec")?)?,
             state: DesiredState::parse(&state)
                 .ok_or_else(|| StoreError::Corrupt(format!("unknown state {state:?}")))?,
             phase: Phase::parse(&phase)
@@ -85,15 +89,17 @@ impl Store {
         new: &NewSession,
         start: &Command,
     ) -> StoreResult<SessionRecord> {
+        let sealed = self.seal_session_spec(&new.spec)?;
+        let command = self.seal_command(start)?;
         let _turn = self.write_turn().await;
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO sessions (id, user_id, template_id, template_name, agent_id, platform, \
              spec, state, phase, message, created_at, updated_at, last_activity, \
-             idle_timeout_ms, state_changed_at, cpu_millis, memory_bytes, gpus) \
+             idle_timeout_ms, state_changed_at, cpu_millis, memory_bytes, gpus, secrets) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', 'Pending', NULL, $8, $8, $8, $9, $8, \
-             $10, $11, $12)",
+             $10, $11, $12, $13)",
         )
         .bind(&new.spec.session_id)
         .bind(&new.user_id)
@@ -101,15 +107,16 @@ impl Store {
         .bind(&new.template_name)
         .bind(&new.agent_id)
         .bind(&new.platform)
-        .bind(to_json(&new.spec))
+        .bind(&sealed.json)
         .bind(now)
         .bind(new.idle_timeout_ms)
         .bind(cpu_millis(&new.spec.resources))
         .bind(memory_bytes(&new.spec.resources))
         .bind(gpus(&new.spec.resources))
+        .bind(&sealed.secrets)
         .execute(&mut *tx)
         .await?;
-        enqueue(&mut tx, &new.agent_id, start).await?;
+        enqueue(&mut tx, &new.agent_id, start, &command).await?;
         tx.commit().await?;
         self.get_session(&new.spec.session_id)
             .await?
@@ -125,14 +132,15 @@ impl Store {
         phase: Phase,
         message: &str,
     ) -> StoreResult<SessionRecord> {
+        let sealed = self.seal_session_spec(&new.spec)?;
         let _turn = self.write_turn().await;
         let now = now_ms();
         sqlx::query(
             "INSERT INTO sessions (id, user_id, template_id, template_name, agent_id, platform, \
              spec, state, phase, message, created_at, updated_at, last_activity, \
-             idle_timeout_ms, state_changed_at, cpu_millis, memory_bytes, gpus) \
+             idle_timeout_ms, state_changed_at, cpu_millis, memory_bytes, gpus, secrets) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11, $12, $11, $13, $14, \
-             $15)",
+             $15, $16)",
         )
         .bind(&new.spec.session_id)
         .bind(&new.user_id)
@@ -140,7 +148,7 @@ impl Store {
         .bind(&new.template_name)
         .bind(&new.agent_id)
         .bind(&new.platform)
-        .bind(to_json(&new.spec))
+        .bind(&sealed.json)
         .bind(state.as_str())
         .bind(phase.as_str())
         .bind(message)
@@ -149,6 +157,7 @@ impl Store {
         .bind(cpu_millis(&new.spec.resources))
         .bind(memory_bytes(&new.spec.resources))
         .bind(gpus(&new.spec.resources))
+        .bind(&sealed.secrets)
         .execute(&self.pool)
         .await?;
         self.get_session(&new.spec.session_id)
@@ -161,7 +170,7 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(SessionRecord::from_row).transpose()
+        row.as_ref().map(|r| self.session_from_row(r)).transpose()
     }
 
     /// Sessions newest first; of one user, or of everyone when `user_id` is
@@ -182,7 +191,7 @@ impl Store {
             .bind(user_id.map_or("", UserId::as_str))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(SessionRecord::from_row).collect()
+        rows.iter().map(|r| self.session_from_row(r)).collect()
     }
 
     pub async fn agent_sessions(&self, agent_id: &AgentId) -> StoreResult<Vec<SessionRecord>> {
@@ -192,7 +201,7 @@ impl Store {
         .bind(agent_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(SessionRecord::from_row).collect()
+        rows.iter().map(|r| self.session_from_row(r)).collect()
     }
 
     /// Sets what the session should be, shows the transition it starts, and
@@ -213,6 +222,7 @@ impl Store {
         phase: Phase,
         command: Option<(&AgentId, &Command)>,
     ) -> StoreResult<Option<SessionRecord>> {
+        let sealed = command.map(|(_, c)| self.seal_command(c)).transpose()?;
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
@@ -233,8 +243,8 @@ impl Store {
         if done.rows_affected() == 0 {
             return Ok(None);
         }
-        if let Some((agent_id, command)) = command {
-            enqueue(&mut tx, agent_id, command).await?;
+        if let (Some((agent_id, command)), Some(sealed)) = (command, &sealed) {
+            enqueue(&mut tx, agent_id, command, sealed).await?;
         }
         tx.commit().await?;
         self.get_session(id).await
@@ -290,7 +300,7 @@ impl Store {
         )))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(SessionRecord::from_row).collect()
+        rows.iter().map(|r| self.session_from_row(r)).collect()
     }
 
     /// Ends a session at once, without its agent: an admin's way out when
