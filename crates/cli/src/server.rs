@@ -75,6 +75,7 @@ pub struct ServerArgs {
     #[arg(
         long = "mfa-key-file",
         visible_alias = "secrets-key-file",
+        value_name = "FILE",
         env = "STREAMSPACE_MFA_KEY_FILE"
     )]
     secrets_key_file: Option<PathBuf>,
@@ -418,6 +419,17 @@ mod tests {
         assert_eq!(config.max_streams_per_user, defaults.max_streams_per_user);
         assert_eq!(config.drain_timeout, defaults.drain_timeout);
         assert_eq!(config.tls, None);
+    }
+
+    /// The key file's flag kept its MFA name, which operators already
+    /// use; the alias says what it seals now.
+    #[test]
+    fn the_secrets_key_file_has_its_old_flag_and_an_alias() {
+        for flag in ["--mfa-key-file", "--secrets-key-file"] {
+            let cli = Cli::try_parse_from(["server", flag, "/keys/mfa-key"]).expect("parses");
+            let file = cli.server.config().secrets_key_file;
+            assert_eq!(file, Some(PathBuf::from("/keys/mfa-key")), "{flag}");
+        }
     }
 
     #[test]
