@@ -69,10 +69,16 @@ pub struct ServerArgs {
     /// X-Forwarded-For names the client; failed logins are throttled per client address.
     #[arg(long, env = "STREAMSPACE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_trusted_proxy)]
     trusted_proxies: Vec<IpNet>,
-    /// The key that seals TOTP secrets (64 hex digits, `openssl rand -hex
-    /// 32`), the same file for every replica; default DATA_DIR/mfa-key.
-    #[arg(long, env = "STREAMSPACE_MFA_KEY_FILE")]
-    mfa_key_file: Option<PathBuf>,
+    /// The key that seals secrets at rest: TOTP secrets, templates' secret_env
+    /// values and registry passwords (64 hex digits, `openssl rand -hex 32`),
+    /// the same file for every replica; default DATA_DIR/mfa-key.
+    #[arg(
+        long = "mfa-key-file",
+        visible_alias = "secrets-key-file",
+        value_name = "FILE",
+        env = "STREAMSPACE_MFA_KEY_FILE"
+    )]
+    secrets_key_file: Option<PathBuf>,
     /// How long a client may take to send a request's head (and its TLS
     /// handshake), from connecting or from the request's first byte.
     #[arg(long, env = "STREAMSPACE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
@@ -164,7 +170,7 @@ impl ServerArgs {
             },
             orphan_policy: self.orphan_policy,
             trusted_proxies: self.trusted_proxies.clone(),
-            mfa_key_file: self.mfa_key_file.clone(),
+            secrets_key_file: self.secrets_key_file.clone(),
             http: HttpLimits {
                 header_read_timeout: self.header_read_timeout,
                 body_read_timeout: self.body_read_timeout,
@@ -413,6 +419,17 @@ mod tests {
         assert_eq!(config.max_streams_per_user, defaults.max_streams_per_user);
         assert_eq!(config.drain_timeout, defaults.drain_timeout);
         assert_eq!(config.tls, None);
+    }
+
+    /// The key file's flag kept its MFA name, which operators already
+    /// use; the alias says what it seals now.
+    #[test]
+    fn the_secrets_key_file_has_its_old_flag_and_an_alias() {
+        for flag in ["--mfa-key-file", "--secrets-key-file"] {
+            let cli = Cli::try_parse_from(["server", flag, "/keys/mfa-key"]).expect("parses");
+            let file = cli.server.config().secrets_key_file;
+            assert_eq!(file, Some(PathBuf::from("/keys/mfa-key")), "{flag}");
+        }
     }
 
     #[test]

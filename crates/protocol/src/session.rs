@@ -5,7 +5,7 @@ use crate::ids::{SessionId, TemplateId, UserId};
 use crate::quantity::{Cpu, Memory};
 use crate::vm::VmSpec;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// What the user wants a session to be. The control plane issues commands
@@ -363,6 +363,11 @@ pub struct SessionSpec {
     pub image: String,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Which `env` entries are secrets (a template's `secret_env`). Never
+    /// serialized, so never sent: the control plane keeps it to seal their
+    /// values wherever it stores the spec (its `store/secrets.rs`).
+    #[serde(skip)]
+    pub secret_env_keys: BTreeSet<String>,
     pub ports: Vec<PortSpec>,
     #[serde(default)]
     pub resources: Resources,

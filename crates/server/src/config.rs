@@ -57,9 +57,10 @@ pub struct Config {
     pub token_purge_interval: Duration,
     /// How often audit events older than the retention setting are deleted.
     pub audit_purge_interval: Duration,
-    /// The key that seals TOTP secrets, shared by every replica (a mounted
-    /// Secret); `None`: `DATA_DIR/mfa-key`, made on first start.
-    pub mfa_key_file: Option<PathBuf>,
+    /// The key that seals secrets at rest (TOTP secrets, templates'
+    /// `secret_env` values and registry passwords), shared by every replica
+    /// (a mounted Secret); `None`: `DATA_DIR/mfa-key`, made on first start.
+    pub secrets_key_file: Option<PathBuf>,
     /// Limits that keep slow, idle or too many clients from exhausting the
     /// HTTP server.
     pub http: HttpLimits,
@@ -176,7 +177,7 @@ impl Default for Config {
             revalidate_interval: Duration::from_secs(30),
             token_purge_interval: Duration::from_secs(3600),
             audit_purge_interval: Duration::from_secs(3600),
-            mfa_key_file: None,
+            secrets_key_file: None,
             http: HttpLimits::default(),
             // A few browser tabs, each with its event stream, viewers and
             // logs, and room to spare; not the connection cap.

@@ -93,6 +93,9 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Conflict(what) => ApiError::Conflict(format!("{what} already exists")),
+            // The message names the key file and the fix, never a secret,
+            // like MFA's (`auth/mfa/codes.rs`).
+            sealed @ StoreError::Sealed { .. } => ApiError::Internal(sealed.to_string()),
             nul if nul.is_nul_in_text() => ApiError::BadRequest(
                 "the request contains a NUL character (\\u0000), which the database cannot store \
                  or look up"

@@ -18,7 +18,8 @@
 //! | web apps through agents | `apps` (`/apps/…` and `{session}--{port}.{apps domain}`: grants, the HTTP proxy, pooled data channels) |
 //! | live views | `changes` (in-process notice of a change), `api/events.rs` (the SSE stream), `streams` (each user's stream budget) |
 //! | templates | [`template`]: the spec, admin input and its validation, what users may ask |
-//! | the database | [`store`] (SQLite or PostgreSQL; a session's trail in `store/audit.rs`) |
+//! | the database | [`store`] (SQLite or PostgreSQL; a session's trail in `store/audit.rs`; secrets sealed in `store/secrets.rs`) |
+//! | secrets at rest | [`vault`] (the key outside the database; TOTP and template secrets) |
 //! | who did what, when, from where | `audit_log` (the system audit log; `store/audit_log.rs`), `api/settings.rs` (run-time settings) |
 //! | field checks | [`validate`] |
 //! | metrics | `metrics` (the counters, the HTTP server's too), `api/metrics.rs` (`GET /metrics`) |
@@ -57,6 +58,7 @@ pub(crate) mod tls;
 pub(crate) mod tunnel;
 pub(crate) mod ui;
 pub mod validate;
+pub mod vault;
 
 pub use config::Config;
 pub use startup::Application;

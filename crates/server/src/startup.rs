@@ -68,6 +68,18 @@ impl Application {
         let store = Store::connect(&database_url)
             .await
             .with_context(|| format!("cannot open the database at {}", redact(&database_url)))?;
+        // One key seals TOTP secrets and templates' secrets; the store
+        // seals and opens the latter itself, so no caller can forget to.
+        let vault = Arc::new(
+            crate::vault::Vault::load(&config.data_dir, config.secrets_key_file.as_deref())
+                .context("cannot load the key that seals secrets at rest")?,
+        );
+        let store = store.with_vault(vault.clone());
+        // Best effort: rows left in clear still read, and the next start
+        // tries again.
+        if let Err(err) = store.seal_legacy_secrets().await {
+            tracing::error!(error = %err, "cannot seal the secrets an older release stored in clear");
+        }
         // Agents connect to whichever replica they reach; until one does,
         // none is connected to this process.
         if database_url.starts_with("sqlite:") {
@@ -126,9 +138,6 @@ impl Application {
             None => None,
         };
         let login = LoginGuard::new(config.login_throttle.clone());
-        let vault =
-            crate::auth::mfa::vault::Vault::load(&config.data_dir, config.mfa_key_file.as_deref())
-                .context("cannot load the key that seals TOTP secrets")?;
         let mfa = MfaGuard::new(vault, config.login_throttle.clone());
         let recordings = crate::recording::Recordings::open(
             config.data_dir.join("recordings"),

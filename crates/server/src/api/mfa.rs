@@ -95,7 +95,10 @@ pub async fn start(
         ));
     }
     let secret = totp::new_secret();
-    let sealed = state.mfa.vault.seal(&me.user.id, &secret);
+    let sealed = state
+        .mfa
+        .vault
+        .seal(&crate::auth::mfa::totp_binding(&me.user.id), &secret);
     if !state.store.start_totp(&me.user.id, &sealed).await? {
         return Err(ApiError::Conflict(
             "TOTP is on already: turn it off first (DELETE /api/v1/users/me/mfa) \

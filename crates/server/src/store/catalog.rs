@@ -2,7 +2,7 @@
 //! replaces is written, or none is (a name taken meanwhile by another
 //! admin rolls the whole import back).
 
-use super::{Store, StoreResult, conflict, now_ms, to_json};
+use super::{Store, StoreResult, conflict, now_ms};
 use crate::template::TemplateSpec;
 use streamspace_protocol::TemplateId;
 
@@ -21,25 +21,30 @@ impl Store {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         for write in writes {
+            let id = write.id.cloned().unwrap_or_else(TemplateId::new);
+            let sealed = self.seal_template(&id, write.spec)?;
             let done = match write.id {
                 None => sqlx::query(
-                    "INSERT INTO templates (id, name, spec, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $4)",
+                    "INSERT INTO templates (id, name, spec, secrets, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $5)",
                 )
-                .bind(TemplateId::new())
+                .bind(&id)
                 .bind(&write.spec.name)
-                .bind(to_json(write.spec))
+                .bind(&sealed.json)
+                .bind(&sealed.secrets)
                 .bind(now)
                 .execute(&mut *tx)
                 .await
                 .map_err(conflict("a template with this name"))?,
-                Some(id) => sqlx::query(
-                    "UPDATE templates SET name = $1, spec = $2, updated_at = $3 WHERE id = $4",
+                Some(_) => sqlx::query(
+                    "UPDATE templates SET name = $1, spec = $2, secrets = $3, updated_at = $4 \
+                     WHERE id = $5",
                 )
                 .bind(&write.spec.name)
-                .bind(to_json(write.spec))
+                .bind(&sealed.json)
+                .bind(&sealed.secrets)
                 .bind(now)
-                .bind(id)
+                .bind(&id)
                 .execute(&mut *tx)
                 .await
                 .map_err(conflict("a template with this name"))?,

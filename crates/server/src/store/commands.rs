@@ -1,9 +1,10 @@
 //! The durable command queue: every command is written here before it is
 //! sent, and re-sent on every agent (re)connect until its result arrives.
+//! A start command's secrets are sealed in the `secrets` column
+//! (`secrets.rs`) and opened when it is read to be sent.
 
-use super::{
-    AnyQuery, Store, StoreError, StoreResult, from_json, now_ms, placeholders, sql, to_json,
-};
+use super::secrets::Sealed;
+use super::{AnyQuery, Store, StoreError, StoreResult, now_ms, placeholders, sql};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use streamspace_protocol::{AgentId, Command, CommandId, SessionId};
@@ -45,23 +46,31 @@ pub struct CommandRecord {
     pub status: String,
 }
 
-impl CommandRecord {
-    fn from_row(row: &AnyRow) -> StoreResult<Self> {
+impl Store {
+    fn command_from_row(&self, row: &AnyRow) -> StoreResult<CommandRecord> {
         Ok(CommandRecord {
             agent_id: row.try_get("agent_id")?,
-            command: from_json("command payload", &row.try_get::<String, _>("payload")?)?,
+            command: self.command_in_row(row)?,
             status: row.try_get("status")?,
         })
     }
+
+    /// The command in a row's `payload` and `secrets`.
+    fn command_in_row(&self, row: &AnyRow) -> StoreResult<Command> {
+        let secrets: Option<String> = row.try_get("secrets")?;
+        self.open_command(&row.try_get::<String, _>("payload")?, secrets.as_deref())
+    }
 }
 
-/// Inserts `command` for `agent_id` inside a caller's transaction, after
-/// superseding the session's commands that were not delivered yet: a newer
-/// wish for a session makes older undelivered ones moot.
+/// Inserts `command` (as `sealed`: `Store::seal_command`) for `agent_id`
+/// inside a caller's transaction, after superseding the session's commands
+/// that were not delivered yet: a newer wish for a session makes older
+/// undelivered ones moot.
 pub(super) async fn enqueue(
     conn: &mut AnyConnection,
     agent_id: &AgentId,
     command: &Command,
+    sealed: &Sealed,
 ) -> StoreResult<()> {
     sqlx::query(
         "UPDATE commands SET status = 'superseded', updated_at = $1 \
@@ -71,38 +80,42 @@ pub(super) async fn enqueue(
     .bind(&command.session_id)
     .execute(&mut *conn)
     .await?;
-    insert_command(conn, agent_id, command).await
+    insert_command(conn, agent_id, command, sealed).await
 }
 
-/// Inserts `command` for `agent_id` inside a caller's transaction; a new
-/// session's first command has nothing to supersede.
+/// Inserts `command` (as `sealed`) for `agent_id` inside a caller's
+/// transaction; a new session's first command has nothing to supersede.
 pub(super) async fn insert_command(
     conn: &mut AnyConnection,
     agent_id: &AgentId,
     command: &Command,
+    sealed: &Sealed,
 ) -> StoreResult<()> {
     let text = insert_command_sql(1);
-    bind_command(sqlx::query(sql(text)), agent_id, command, now_ms())
+    bind_command(sqlx::query(sql(text)), agent_id, command, sealed, now_ms())
         .execute(&mut *conn)
         .await?;
     Ok(())
 }
 
 /// The `INSERT` of a pending command, its parameters numbered from `first`
-/// (six of them, bound by [`bind_command`]).
+/// (seven of them, bound by [`bind_command`]).
 pub(super) fn insert_command_sql(first: usize) -> String {
     format!(
-        "INSERT INTO commands (id, agent_id, session_id, action, payload, status, created_at, \
-         updated_at) VALUES ({}, 'pending', ${n}, ${n})",
-        placeholders(first, 5),
-        n = first + 5
+        "INSERT INTO commands (id, agent_id, session_id, action, payload, secrets, status, \
+         created_at, updated_at) VALUES ({}, 'pending', ${n}, ${n})",
+        placeholders(first, 6),
+        n = first + 6
     )
 }
 
+/// Binds `command` as `sealed` (`Store::seal_command`): its payload
+/// without its secrets, and the secrets sealed.
 pub(super) fn bind_command<'q>(
     query: AnyQuery<'q>,
     agent_id: &AgentId,
     command: &Command,
+    sealed: &Sealed,
     now: i64,
 ) -> AnyQuery<'q> {
     query
@@ -110,7 +123,8 @@ pub(super) fn bind_command<'q>(
         .bind(agent_id)
         .bind(&command.session_id)
         .bind(command.action.name())
-        .bind(to_json(command))
+        .bind(&sealed.json)
+        .bind(&sealed.secrets)
         .bind(now)
 }
 
@@ -182,9 +196,10 @@ impl LatestCommand {
 impl Store {
     /// Stores a command on its own (the reconciler's retries).
     pub async fn enqueue_command(&self, agent_id: &AgentId, command: &Command) -> StoreResult<()> {
+        let sealed = self.seal_command(command)?;
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
-        enqueue(&mut tx, agent_id, command).await?;
+        enqueue(&mut tx, agent_id, command, &sealed).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -194,7 +209,7 @@ impl Store {
         session_id: &SessionId,
     ) -> StoreResult<Option<LatestCommand>> {
         let row = sqlx::query(
-            "SELECT agent_id, payload, status, created_at, updated_at FROM commands \
+            "SELECT agent_id, payload, secrets, status, created_at, updated_at FROM commands \
              WHERE session_id = $1 AND status <> 'superseded' ORDER BY id DESC LIMIT 1",
         )
         .bind(session_id)
@@ -203,7 +218,7 @@ impl Store {
         row.map(|r| {
             Ok(LatestCommand {
                 agent_id: r.try_get("agent_id")?,
-                command: from_json("command payload", &r.try_get::<String, _>("payload")?)?,
+                command: self.command_in_row(&r)?,
                 status: r.try_get("status")?,
                 created_at: r.try_get("created_at")?,
                 updated_at: r.try_get("updated_at")?,
@@ -238,13 +253,13 @@ impl Store {
     /// Commands not yet completed for this agent, in issue order.
     pub async fn open_commands(&self, agent_id: &AgentId) -> StoreResult<Vec<CommandRecord>> {
         let rows = sqlx::query(sql(format!(
-            "SELECT agent_id, payload, status FROM commands \
+            "SELECT agent_id, payload, secrets, status FROM commands \
              WHERE agent_id = $1 AND status IN {OPEN} ORDER BY id"
         )))
         .bind(agent_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(CommandRecord::from_row).collect()
+        rows.iter().map(|r| self.command_from_row(r)).collect()
     }
 
     pub async fn session_has_open_commands(&self, session_id: &SessionId) -> StoreResult<bool> {
@@ -331,12 +346,13 @@ impl Store {
         command_id: &CommandId,
     ) -> StoreResult<Option<CommandRecord>> {
         let row = sqlx::query(
-            "SELECT agent_id, payload, status FROM commands WHERE id = $1 AND status = 'pending'",
+            "SELECT agent_id, payload, secrets, status FROM commands \
+             WHERE id = $1 AND status = 'pending'",
         )
         .bind(command_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(CommandRecord::from_row).transpose()
+        row.as_ref().map(|r| self.command_from_row(r)).transpose()
     }
 
     pub async fn command_status(&self, command_id: &CommandId) -> StoreResult<Option<String>> {

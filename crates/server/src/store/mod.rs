@@ -46,6 +46,7 @@ mod pool;
 mod quotas;
 mod replicas;
 mod resources;
+mod secrets;
 mod sessions;
 mod settings;
 mod shares;
@@ -109,6 +110,18 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt record in the database: {0}")]
     Corrupt(String),
+    /// A sealed secret did not open (another key, or a damaged value).
+    #[error("cannot open the sealed secrets of {what}: {source}; {remedy}")]
+    Sealed {
+        what: String,
+        remedy: &'static str,
+        #[source]
+        source: crate::vault::VaultError,
+    },
+    /// The store was opened without the key that seals secrets
+    /// (`Store::with_vault`), and `what` has some.
+    #[error("{0} has secrets, and this store has no key to seal or open them with")]
+    NoVault(String),
 }
 
 impl StoreError {
@@ -132,6 +145,8 @@ pub struct Store {
     writes: Option<Arc<tokio::sync::Mutex<()>>>,
     /// This process's turn to admit a session (see `admission.rs`).
     admissions: Arc<tokio::sync::Mutex<()>>,
+    /// The key that seals templates' secrets at rest (`secrets.rs`).
+    vault: Option<Arc<crate::vault::Vault>>,
 }
 
 impl Store {
@@ -157,9 +172,17 @@ impl Store {
             pool,
             writes,
             admissions: Arc::default(),
+            vault: None,
         };
         store.backfill_resources().await?;
         Ok(store)
+    }
+
+    /// The store sealing templates' secrets (`secrets.rs`) with `vault`:
+    /// without one, it refuses to write or read any.
+    pub fn with_vault(mut self, vault: Arc<crate::vault::Vault>) -> Self {
+        self.vault = Some(vault);
+        self
     }
 
     /// The SQLite database file in `dir`.

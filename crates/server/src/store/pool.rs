@@ -4,7 +4,7 @@
 
 use super::sessions::SELECT as SELECT_SESSION;
 use super::users::POOL_USER;
-use super::{SessionRecord, Store, StoreResult, now_ms, sql, to_json};
+use super::{SessionRecord, Store, StoreResult, now_ms, sql};
 use streamspace_protocol::{AgentId, SessionSpec, TemplateId, UserId};
 
 impl Store {
@@ -21,7 +21,7 @@ impl Store {
         .bind(template_id.map_or("", TemplateId::as_str))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(SessionRecord::from_row).collect()
+        rows.iter().map(|r| self.session_from_row(r)).collect()
     }
 
     /// Gives pooled session `id` to `user_id` with its new `spec`, if it is
@@ -34,15 +34,17 @@ impl Store {
         spec: &SessionSpec,
         idle_timeout_ms: Option<i64>,
     ) -> StoreResult<bool> {
+        let sealed = self.seal_session_spec(spec)?;
         let _turn = self.write_turn().await;
         let now = now_ms();
         let done = sqlx::query(
-            "UPDATE sessions SET user_id = $1, spec = $2, idle_timeout_ms = $3, \
-             last_activity = $4, updated_at = $4 \
-             WHERE id = $5 AND user_id = $6 AND phase = 'Running' AND state = 'running'",
+            "UPDATE sessions SET user_id = $1, spec = $2, secrets = $3, idle_timeout_ms = $4, \
+             last_activity = $5, updated_at = $5 \
+             WHERE id = $6 AND user_id = $7 AND phase = 'Running' AND state = 'running'",
         )
         .bind(user_id)
-        .bind(to_json(spec))
+        .bind(&sealed.json)
+        .bind(&sealed.secrets)
         .bind(idle_timeout_ms)
         .bind(now)
         .bind(id)

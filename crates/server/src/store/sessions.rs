@@ -1,5 +1,6 @@
 //! Sessions in the store: specs, desired state and observed phase, and the
 //! conditional writes that keep an agent's report from undoing a newer change.
+//! A spec's secrets are sealed in the `secrets` column (`secrets.rs`).
 
 use super::audit::{bind_audit, insert_audit, insert_audit_sql};
 use super::commands::{
@@ -7,9 +8,10 @@ use super::commands::{
     insert_command_sql, supersede_open,
 };
 use super::resources::{cpu_millis, gpus, memory_bytes};
+use super::secrets::Sealed;
 use super::users::POOL_USER;
 use super::{AnyQuery, AuditEntry, placeholders};
-use super::{Store, StoreError, StoreResult, from_json, now_ms, sql, to_json};
+use super::{Store, StoreError, StoreResult, now_ms, sql};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::collections::HashMap;
@@ -51,23 +53,26 @@ pub struct NewSession {
 }
 
 pub(super) const SELECT: &str = "SELECT s.id, s.user_id, u.username, s.template_id, s.template_name, \
-     s.agent_id, s.platform, s.spec, s.state, s.phase, s.message, s.created_at, s.updated_at, \
+     s.agent_id, s.platform, s.spec, s.secrets, s.state, s.phase, s.message, s.created_at, s.updated_at, \
      s.last_activity, s.idle_timeout_ms, s.state_changed_at \
      FROM sessions s JOIN users u ON u.id = s.user_id";
 
-impl SessionRecord {
-    pub(super) fn from_row(row: &AnyRow) -> StoreResult<Self> {
+impl Store {
+    pub(super) fn session_from_row(&self, row: &AnyRow) -> StoreResult<SessionRecord> {
         let state: String = row.try_get("state")?;
         let phase: String = row.try_get("phase")?;
+        let id: SessionId = row.try_get("id")?;
+        let spec = row.try_get::<String, _>("spec")?;
+        let secrets: Option<String> = row.try_get("secrets")?;
         Ok(SessionRecord {
-            id: row.try_get("id")?,
+            spec: self.open_session_spec(&id, &spec, secrets.as_deref())?,
+            id,
             user_id: row.try_get("user_id")?,
             username: row.try_get("username")?,
             template_id: row.try_get("template_id")?,
             template_name: row.try_get("template_name")?,
             agent_id: row.try_get("agent_id")?,
             platform: row.try_get("platform")?,
-            spec: from_json("session spec", &row.try_get::<String, _>("spec")?)?,
             state: DesiredState::parse(&state)
                 .ok_or_else(|| StoreError::Corrupt(format!("unknown state {state:?}")))?,
             phase: Phase::parse(&phase)
@@ -83,23 +88,29 @@ impl SessionRecord {
 }
 
 /// The `INSERT` of a new session (desired running, phase Pending), its
-/// parameters numbered from `first` (twelve of them, bound by
+/// parameters numbered from `first` (thirteen of them, bound by
 /// [`bind_session`]).
 fn insert_session_sql(first: usize) -> String {
     let p = |n: usize| format!("${}", first + n - 1);
     format!(
         "INSERT INTO sessions (id, user_id, template_id, template_name, agent_id, platform, \
          spec, state, phase, message, created_at, updated_at, last_activity, \
-         idle_timeout_ms, state_changed_at, cpu_millis, memory_bytes, gpus) \
+         idle_timeout_ms, state_changed_at, cpu_millis, memory_bytes, gpus, secrets) \
          VALUES ({}, 'running', 'Pending', NULL, {now}, {now}, {now}, {}, {now}, {})",
         placeholders(first, 7),
         p(9),
-        placeholders(first + 9, 3),
+        placeholders(first + 9, 4),
         now = p(8),
     )
 }
 
-fn bind_session<'q>(query: AnyQuery<'q>, new: &NewSession, now: i64) -> AnyQuery<'q> {
+/// Binds `new` with its spec as `sealed` (`Store::seal_session_spec`).
+fn bind_session<'q>(
+    query: AnyQuery<'q>,
+    new: &NewSession,
+    sealed: &Sealed,
+    now: i64,
+) -> AnyQuery<'q> {
     query
         .bind(&new.spec.session_id)
         .bind(&new.user_id)
@@ -107,12 +118,13 @@ fn bind_session<'q>(query: AnyQuery<'q>, new: &NewSession, now: i64) -> AnyQuery
         .bind(&new.template_name)
         .bind(&new.agent_id)
         .bind(&new.platform)
-        .bind(to_json(&new.spec))
+        .bind(&sealed.json)
         .bind(now)
         .bind(new.idle_timeout_ms)
         .bind(cpu_millis(&new.spec.resources))
         .bind(memory_bytes(&new.spec.resources))
         .bind(gpus(&new.spec.resources))
+        .bind(&sealed.secrets)
 }
 
 #[cfg(test)]
@@ -133,9 +145,9 @@ impl NewSession {
 
 impl Store {
     /// Creates the session, its start command and its first event in one
-    /// transaction, so a session never exists without the command that
-    /// brings it up, and its trail starts before the agent can report.
-    /// `announce` hands the command to another replica at commit.
+    /// step, so a session never exists without the command that brings it
+    /// up, and its trail starts before the agent can report. `announce`
+    /// hands the command to another replica at commit.
     pub async fn create_session(
         &self,
         new: &NewSession,
@@ -143,6 +155,8 @@ impl Store {
         created: &AuditEntry,
         announce: Option<&Announcement>,
     ) -> StoreResult<SessionRecord> {
+        let spec = self.seal_session_spec(&new.spec)?;
+        let command = self.seal_command(start)?;
         let now = now_ms();
         let id = &new.spec.session_id;
         if self.is_postgres() {
@@ -152,12 +166,12 @@ impl Store {
             let text = format!(
                 "WITH s AS ({}), c AS ({}), e AS ({}) SELECT {}",
                 insert_session_sql(1),
-                insert_command_sql(13),
-                insert_audit_sql(19),
-                announce.map_or("1".to_owned(), |_| announce_sql(27)),
+                insert_command_sql(14),
+                insert_audit_sql(21),
+                announce.map_or("1".to_owned(), |_| announce_sql(29)),
             );
-            let query = bind_session(sqlx::query(sql(text)), new, now);
-            let query = bind_command(query, &new.agent_id, start, now);
+            let query = bind_session(sqlx::query(sql(text)), new, &spec, now);
+            let query = bind_command(query, &new.agent_id, start, &command, now);
             let query = bind_audit(query, id, created);
             let query = match announce {
                 Some(announcement) => bind_announcement(query, announcement),
@@ -167,10 +181,10 @@ impl Store {
         } else {
             let _turn = self.write_turn().await;
             let mut tx = self.pool.begin().await?;
-            bind_session(sqlx::query(sql(insert_session_sql(1))), new, now)
+            bind_session(sqlx::query(sql(insert_session_sql(1))), new, &spec, now)
                 .execute(&mut *tx)
                 .await?;
-            insert_command(&mut tx, &new.agent_id, start).await?;
+            insert_command(&mut tx, &new.agent_id, start, &command).await?;
             insert_audit(&mut tx, id, created).await?;
             tx.commit().await?;
         }
@@ -188,14 +202,15 @@ impl Store {
         phase: Phase,
         message: &str,
     ) -> StoreResult<SessionRecord> {
+        let sealed = self.seal_session_spec(&new.spec)?;
         let _turn = self.write_turn().await;
         let now = now_ms();
         sqlx::query(
             "INSERT INTO sessions (id, user_id, template_id, template_name, agent_id, platform, \
              spec, state, phase, message, created_at, updated_at, last_activity, \
-             idle_timeout_ms, state_changed_at, cpu_millis, memory_bytes, gpus) \
+             idle_timeout_ms, state_changed_at, cpu_millis, memory_bytes, gpus, secrets) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11, $12, $11, $13, $14, \
-             $15)",
+             $15, $16)",
         )
         .bind(&new.spec.session_id)
         .bind(&new.user_id)
@@ -203,7 +218,7 @@ impl Store {
         .bind(&new.template_name)
         .bind(&new.agent_id)
         .bind(&new.platform)
-        .bind(to_json(&new.spec))
+        .bind(&sealed.json)
         .bind(state.as_str())
         .bind(phase.as_str())
         .bind(message)
@@ -212,6 +227,7 @@ impl Store {
         .bind(cpu_millis(&new.spec.resources))
         .bind(memory_bytes(&new.spec.resources))
         .bind(gpus(&new.spec.resources))
+        .bind(&sealed.secrets)
         .execute(&self.pool)
         .await?;
         self.get_session(&new.spec.session_id)
@@ -224,7 +240,7 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(SessionRecord::from_row).transpose()
+        row.as_ref().map(|r| self.session_from_row(r)).transpose()
     }
 
     /// Sessions newest first; of one user, or of everyone when `user_id` is
@@ -245,7 +261,7 @@ impl Store {
             .bind(user_id.map_or("", UserId::as_str))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(SessionRecord::from_row).collect()
+        rows.iter().map(|r| self.session_from_row(r)).collect()
     }
 
     pub async fn agent_sessions(&self, agent_id: &AgentId) -> StoreResult<Vec<SessionRecord>> {
@@ -255,7 +271,7 @@ impl Store {
         .bind(agent_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(SessionRecord::from_row).collect()
+        rows.iter().map(|r| self.session_from_row(r)).collect()
     }
 
     /// Sets what the session should be, shows the transition it starts, and
@@ -276,6 +292,7 @@ impl Store {
         phase: Phase,
         command: Option<(&AgentId, &Command)>,
     ) -> StoreResult<Option<SessionRecord>> {
+        let sealed = command.map(|(_, c)| self.seal_command(c)).transpose()?;
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
@@ -296,8 +313,8 @@ impl Store {
         if done.rows_affected() == 0 {
             return Ok(None);
         }
-        if let Some((agent_id, command)) = command {
-            enqueue(&mut tx, agent_id, command).await?;
+        if let (Some((agent_id, command)), Some(sealed)) = (command, &sealed) {
+            enqueue(&mut tx, agent_id, command, sealed).await?;
         }
         tx.commit().await?;
         self.get_session(id).await
@@ -357,7 +374,7 @@ impl Store {
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(SessionRecord::from_row).collect()
+        rows.iter().map(|r| self.session_from_row(r)).collect()
     }
 
     /// Ends a session at once, without its agent: an admin's way out when

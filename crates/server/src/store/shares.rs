@@ -344,7 +344,7 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
             if let Some(session) = session {
-                shared.push((SessionRecord::from_row(&session)?, share));
+                shared.push((self.session_from_row(&session)?, share));
             }
         }
         Ok(shared)

@@ -1,6 +1,7 @@
-//! Templates in the store, found by id or name.
+//! Templates in the store, found by id or name. Their secrets are sealed
+//! in the `secrets` column (`secrets.rs`).
 
-use super::{Store, StoreResult, conflict, from_json, now_ms, sql, to_json};
+use super::{Store, StoreResult, conflict, now_ms, sql};
 use crate::template::TemplateSpec;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -14,18 +15,21 @@ pub struct TemplateRecord {
     pub updated_at: i64,
 }
 
-impl TemplateRecord {
-    fn from_row(row: &AnyRow) -> StoreResult<Self> {
+impl Store {
+    fn template_from_row(&self, row: &AnyRow) -> StoreResult<TemplateRecord> {
+        let id: TemplateId = row.try_get("id")?;
+        let secrets: Option<String> = row.try_get("secrets")?;
+        let spec = row.try_get::<String, _>("spec")?;
         Ok(TemplateRecord {
-            id: row.try_get("id")?,
-            spec: from_json("template spec", &row.try_get::<String, _>("spec")?)?,
+            spec: self.open_template(&id, &spec, secrets.as_deref())?,
+            id,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
         })
     }
 }
 
-const COLUMNS: &str = "id, spec, created_at, updated_at";
+const COLUMNS: &str = "id, spec, secrets, created_at, updated_at";
 const NAME_CLASH: &str = "a template with this name";
 
 impl Store {
@@ -38,13 +42,15 @@ impl Store {
             created_at: now,
             updated_at: now,
         };
+        let sealed = self.seal_template(&record.id, spec)?;
         sqlx::query(
-            "INSERT INTO templates (id, name, spec, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $4)",
+            "INSERT INTO templates (id, name, spec, secrets, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $5)",
         )
         .bind(&record.id)
         .bind(&spec.name)
-        .bind(to_json(spec))
+        .bind(&sealed.json)
+        .bind(&sealed.secrets)
         .bind(now)
         .execute(&self.pool)
         .await
@@ -57,16 +63,19 @@ impl Store {
         id: &TemplateId,
         spec: &TemplateSpec,
     ) -> StoreResult<Option<TemplateRecord>> {
+        let sealed = self.seal_template(id, spec)?;
         let _turn = self.write_turn().await;
-        let done =
-            sqlx::query("UPDATE templates SET name = $1, spec = $2, updated_at = $3 WHERE id = $4")
-                .bind(&spec.name)
-                .bind(to_json(spec))
-                .bind(now_ms())
-                .bind(id)
-                .execute(&self.pool)
-                .await
-                .map_err(conflict(NAME_CLASH))?;
+        let done = sqlx::query(
+            "UPDATE templates SET name = $1, spec = $2, secrets = $3, updated_at = $4 WHERE id = $5",
+        )
+        .bind(&spec.name)
+        .bind(&sealed.json)
+        .bind(&sealed.secrets)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(conflict(NAME_CLASH))?;
         if done.rows_affected() == 0 {
             return Ok(None);
         }
@@ -80,7 +89,7 @@ impl Store {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(TemplateRecord::from_row).transpose()
+        row.as_ref().map(|r| self.template_from_row(r)).transpose()
     }
 
     /// A template by id or by name.
@@ -91,7 +100,7 @@ impl Store {
         .bind(id_or_name)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(TemplateRecord::from_row).transpose()
+        row.as_ref().map(|r| self.template_from_row(r)).transpose()
     }
 
     pub async fn list_templates(&self) -> StoreResult<Vec<TemplateRecord>> {
@@ -100,7 +109,7 @@ impl Store {
         )))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(TemplateRecord::from_row).collect()
+        rows.iter().map(|r| self.template_from_row(r)).collect()
     }
 
     pub async fn delete_template(&self, id: &TemplateId) -> StoreResult<bool> {

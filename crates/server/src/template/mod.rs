@@ -172,6 +172,7 @@ impl TemplateSpec {
             template_id: template_id.clone(),
             image: self.image.clone(),
             env,
+            secret_env_keys: self.secret_env.values().keys().cloned().collect(),
             ports: self.ports.clone(),
             resources: granted.resources,
             home: self.persistent_home.then(|| HomeVolume {

@@ -31,6 +31,7 @@ mod replicas;
 mod request_bodies;
 mod revocation;
 mod revoked_streams;
+mod secrets;
 mod sessions;
 mod settings;
 mod sharing;

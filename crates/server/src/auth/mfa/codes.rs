@@ -173,8 +173,12 @@ async fn check_recovery(
 
 /// The user's TOTP secret, unsealed.
 pub fn open_secret(state: &AppState, user: &User, sealed: &str) -> Result<Vec<u8>, ApiError> {
-    state.mfa.vault.open(&user.id, sealed).map_err(|err| {
-        tracing::error!(user = %user.username, error = %err, "cannot open a TOTP secret");
-        ApiError::Internal(err.to_string())
-    })
+    state
+        .mfa
+        .vault
+        .open(&super::totp_binding(&user.id), sealed)
+        .map_err(|err| {
+            tracing::error!(user = %user.username, error = %err, "cannot open a TOTP secret");
+            ApiError::Internal(format!("cannot open your TOTP secret: {err}"))
+        })
 }

@@ -1,13 +1,14 @@
-//! What every MFA check shares, held by the application state: the key that
-//! seals TOTP secrets and the throttle on wrong codes. The checks that use
-//! them are `codes.rs` and `challenge.rs`.
+//! What every MFA check shares, held by the application state: the vault
+//! that seals TOTP secrets (`crate::vault`) and the throttle on wrong codes.
+//! The checks that use them are `codes.rs` and `challenge.rs`.
 
-use super::vault::Vault;
 use crate::auth::throttle::{LoginThrottle, ThrottleLimits};
+use crate::vault::Vault;
 use std::sync::Arc;
 
 pub struct MfaGuard {
-    pub vault: Vault,
+    /// Shared with the store, which seals templates' secrets with it.
+    pub vault: Arc<Vault>,
     /// Wrong codes, counted per username and client address exactly as
     /// wrong passwords are, but apart from them: a right password resets
     /// its username's count, and must not reset the count of codes guessed
@@ -16,7 +17,7 @@ pub struct MfaGuard {
 }
 
 impl MfaGuard {
-    pub fn new(vault: Vault, limits: ThrottleLimits) -> Self {
+    pub fn new(vault: Arc<Vault>, limits: ThrottleLimits) -> Self {
         Self {
             vault,
             throttle: Arc::new(LoginThrottle::new(limits)),

@@ -2,8 +2,8 @@
 //!
 //! - `totp`: codes, secrets, the otpauth URI and its QR code;
 //! - `recovery`: recovery codes and their hashes;
-//! - `vault`: TOTP secrets sealed at rest under a key outside the database;
-//! - `guard`: the vault and the wrong-code throttle, in the state;
+//! - `guard`: the vault (`crate::vault`: TOTP secrets are sealed at rest
+//!   under a key outside the database) and the wrong-code throttle;
 //! - `codes`: checking a code a user sent (throttled, each used once);
 //! - `challenge`: the second step of a login;
 //! - `enforce`: the `mfa_required` setting (who must enrol first).
@@ -16,9 +16,15 @@ pub mod enforce;
 pub mod guard;
 pub mod recovery;
 pub mod totp;
-pub mod vault;
 
 use std::time::Duration;
+use streamspace_protocol::UserId;
+
+/// What a user's TOTP secret is sealed for (`crate::vault`): their id, so
+/// a sealed secret copied onto another user's row does not open.
+pub fn totp_binding(user: &UserId) -> String {
+    format!("streamspace-totp:{}", user.as_str())
+}
 
 /// How long a login challenge waits for its code.
 pub const CHALLENGE_TTL: Duration = Duration::from_secs(5 * 60);

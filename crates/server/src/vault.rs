@@ -1,18 +1,26 @@
-//! Sealing TOTP secrets at rest.
+//! Secrets sealed at rest: what the control plane must read back in clear,
+//! so cannot hash like a password or a token, but a database dump must not
+//! reveal. Today: TOTP secrets (`auth/mfa`) and templates' secrets (their
+//! `secret_env` values and registry passwords, `store/secrets.rs`), also
+//! where they are copied into sessions and start commands.
 //!
-//! A TOTP secret cannot be hashed like a password or a token: the server
-//! computes codes from it on every check. So it is encrypted
-//! (ChaCha20-Poly1305) under a 256-bit key that lives in a file of its own,
-//! `DATA_DIR/mfa-key` (0600), and never in the database. A database dump,
-//! a backup or a read-only SQL injection then yields no usable secret; only
-//! someone who also reads the control plane's data directory can make
-//! codes. The user's id is the associated data, so a sealed secret copied
-//! onto another user's row does not open.
+//! Each value is encrypted (ChaCha20-Poly1305, a random nonce each time)
+//! under a 256-bit key that lives in a file of its own and never in the
+//! database: `DATA_DIR/mfa-key` (0600; the name is older than its second
+//! use and stays, so existing installations keep their key), or the file
+//! `--mfa-key-file` (alias `--secrets-key-file`) names. A database dump, a
+//! backup or a read-only SQL injection then yields no usable secret; only
+//! someone who also reads the control plane's data directory can open them.
+//!
+//! Every value is sealed for a *binding*, the associated data: a string
+//! naming what it belongs to (`streamspace-totp:{user id}`,
+//! `streamspace-template-secrets:{template id}`, …). A sealed value copied
+//! onto another row does not open.
 //!
 //! Each sealed value names the key it was sealed under (the first bytes of
 //! the key's SHA-256), so a replica started with another key says so
-//! instead of rejecting every code. PostgreSQL replicas must share the file
-//! (docs/MFA.md).
+//! instead of failing obscurely. PostgreSQL replicas must share the file
+//! (docs/MFA.md, docs/SECURITY.md).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -21,7 +29,6 @@ use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use streamspace_protocol::UserId;
 
 /// The key file's name in the data directory.
 pub const KEY_FILE: &str = "mfa-key";
@@ -32,19 +39,23 @@ const VERSION: &str = "v1";
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
     #[error(
-        "this TOTP secret was sealed under MFA key {sealed}, but this control plane has key \
-         {ours} ({file}): give every replica the same {KEY_FILE} file"
+        "it was sealed under key {sealed}, but this control plane has key {ours} ({file}): \
+         start every replica with the key file it was sealed under (the data directory's \
+         {KEY_FILE}, or --mfa-key-file), e.g. restored from the backup"
     )]
     OtherKey {
         sealed: String,
         ours: String,
         file: String,
     },
-    #[error("a sealed TOTP secret in the database is corrupt or was tampered with")]
+    #[error(
+        "it is corrupt, was tampered with, or was copied from another record: \
+         it cannot be opened under any key"
+    )]
     Corrupt,
 }
 
-/// The key that seals TOTP secrets.
+/// The key that seals secrets at rest.
 pub struct Vault {
     key: LessSafeKey,
     key_id: String,
@@ -68,7 +79,7 @@ impl Vault {
             }
         };
         let text = std::fs::read_to_string(&file)
-            .map_err(|e| anyhow::anyhow!("cannot read the MFA key {}: {e}", file.display()))?;
+            .map_err(|e| anyhow::anyhow!("cannot read the secrets key {}: {e}", file.display()))?;
         let mut bytes = [0u8; 32];
         hex::decode_to_slice(text.trim(), &mut bytes).map_err(|e| {
             anyhow::anyhow!(
@@ -90,22 +101,27 @@ impl Vault {
         }
     }
 
-    /// `secret` sealed for `user`.
-    pub fn seal(&self, user: &UserId, secret: &[u8]) -> String {
+    /// `secret` sealed for `binding` (what it belongs to).
+    pub fn seal(&self, binding: &str, secret: &[u8]) -> String {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).expect("the operating system's random source failed");
         let mut data = secret.to_vec();
         // Sealing into a Vec cannot fail but for absurd lengths.
         self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), aad(user), &mut data)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(binding.as_bytes()),
+                &mut data,
+            )
             .expect("sealing a short secret");
         let mut out = nonce.to_vec();
         out.extend_from_slice(&data);
         format!("{VERSION}.{}.{}", self.key_id, URL_SAFE_NO_PAD.encode(out))
     }
 
-    /// The secret `sealed` holds, if it was sealed for `user` under this key.
-    pub fn open(&self, user: &UserId, sealed: &str) -> Result<Vec<u8>, VaultError> {
+    /// The secret `sealed` holds, if it was sealed for `binding` under this
+    /// key.
+    pub fn open(&self, binding: &str, sealed: &str) -> Result<Vec<u8>, VaultError> {
         let mut parts = sealed.splitn(3, '.');
         let (Some(VERSION), Some(key_id), Some(body)) = (parts.next(), parts.next(), parts.next())
         else {
@@ -129,14 +145,10 @@ impl Vault {
         let mut data = rest.to_vec();
         let plain = self
             .key
-            .open_in_place(nonce, aad(user), &mut data)
+            .open_in_place(nonce, Aad::from(binding.as_bytes()), &mut data)
             .map_err(|_| VaultError::Corrupt)?;
         Ok(plain.to_vec())
     }
-}
-
-fn aad(user: &UserId) -> Aad<Vec<u8>> {
-    Aad::from(format!("streamspace-totp:{}", user.as_str()).into_bytes())
 }
 
 /// Writes a new random key, failing rather than overwriting one.
@@ -150,7 +162,7 @@ fn create_key_file(file: &Path) -> anyhow::Result<()> {
         .open(file)?;
     writeln!(out, "{}", hex::encode(key))?;
     out.sync_all()?;
-    tracing::info!(file = %file.display(), "created the key that seals TOTP secrets");
+    tracing::info!(file = %file.display(), "created the key that seals secrets at rest");
     Ok(())
 }
 
@@ -163,54 +175,51 @@ mod tests {
     }
 
     #[test]
-    fn sealed_secrets_open_only_for_their_user_and_key() {
-        let alice = UserId::from("alice-id");
-        let sealed = vault(1).seal(&alice, b"twenty bytes secret!");
+    fn sealed_secrets_open_only_for_their_binding_and_key() {
+        let alice = "streamspace-totp:alice-id";
+        let sealed = vault(1).seal(alice, b"twenty bytes secret!");
         assert!(!sealed.contains("twenty"), "{sealed}");
         assert_eq!(
-            vault(1).open(&alice, &sealed).expect("opens"),
+            vault(1).open(alice, &sealed).expect("opens"),
             b"twenty bytes secret!"
         );
         assert!(matches!(
-            vault(1).open(&UserId::from("bob-id"), &sealed),
+            vault(1).open("streamspace-totp:bob-id", &sealed),
             Err(VaultError::Corrupt)
         ));
-        let other = vault(2).open(&alice, &sealed).expect_err("another key");
+        let other = vault(2).open(alice, &sealed).expect_err("another key");
         assert!(matches!(other, VaultError::OtherKey { .. }));
         assert!(other.to_string().contains("mfa-key"), "{other}");
     }
 
     #[test]
     fn each_seal_is_fresh_and_tampering_is_caught() {
-        let alice = UserId::from("alice-id");
+        let alice = "streamspace-totp:alice-id";
         let v = vault(3);
-        let (a, b) = (v.seal(&alice, b"same"), v.seal(&alice, b"same"));
+        let (a, b) = (v.seal(alice, b"same"), v.seal(alice, b"same"));
         assert_ne!(a, b, "a fresh nonce each time");
         let mut tampered = a.clone().into_bytes();
         let last = tampered.len() - 2;
         tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(tampered).expect("ascii");
-        assert!(matches!(
-            v.open(&alice, &tampered),
-            Err(VaultError::Corrupt)
-        ));
-        assert!(matches!(v.open(&alice, "v1"), Err(VaultError::Corrupt)));
-        assert!(matches!(v.open(&alice, "plain"), Err(VaultError::Corrupt)));
+        assert!(matches!(v.open(alice, &tampered), Err(VaultError::Corrupt)));
+        assert!(matches!(v.open(alice, "v1"), Err(VaultError::Corrupt)));
+        assert!(matches!(v.open(alice, "plain"), Err(VaultError::Corrupt)));
     }
 
     #[test]
     fn the_key_file_is_created_once_and_private() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("dir");
-        let alice = UserId::from("alice-id");
+        let alice = "streamspace-totp:alice-id";
         let sealed = Vault::load(dir.path(), None)
             .expect("created")
-            .seal(&alice, b"x");
+            .seal(alice, b"x");
         let file = dir.path().join(KEY_FILE);
         let mode = std::fs::metadata(&file).expect("file").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let again = Vault::load(dir.path(), None).expect("loaded");
-        assert_eq!(again.open(&alice, &sealed).expect("same key"), b"x");
+        assert_eq!(again.open(alice, &sealed).expect("same key"), b"x");
         std::fs::write(&file, "not hex").expect("write");
         let err = Vault::load(dir.path(), None).err().expect("refused");
         assert!(err.to_string().contains("64 hex digits"), "{err}");
@@ -229,17 +238,17 @@ mod tests {
         let file = keys.path().join("shared-key");
         let missing = Vault::load(one.path(), Some(&file)).err().expect("refused");
         assert!(
-            missing.to_string().contains("cannot read the MFA key"),
+            missing.to_string().contains("cannot read the secrets key"),
             "{missing}"
         );
         assert!(!file.exists(), "a given key file is never made");
         std::fs::write(&file, format!("{}\n", "ab".repeat(32))).expect("write");
-        let alice = UserId::from("alice-id");
+        let alice = "streamspace-totp:alice-id";
         let sealed = Vault::load(one.path(), Some(&file))
             .expect("loaded")
-            .seal(&alice, b"x");
+            .seal(alice, b"x");
         let other = Vault::load(two.path(), Some(&file)).expect("loaded");
-        assert_eq!(other.open(&alice, &sealed).expect("the same key"), b"x");
+        assert_eq!(other.open(alice, &sealed).expect("the same key"), b"x");
         assert!(!one.path().join(KEY_FILE).exists(), "no key of its own");
     }
 }
