@@ -293,6 +293,9 @@ test('templates: registry credentials are write-only, and a pre-pull shows each 
   await page.getByLabel('Image').fill('streamspace/desktop:local');
   await page.locator('#tpl-registry_auth-username').fill('robot');
   await page.locator('#tpl-registry_auth-password').fill('reg-s3cret');
+  // The README shows these two fields (docs/screenshots/admin-template-registry.png).
+  await page.locator('#tpl-registry_auth-password').evaluate((el) => el.scrollIntoView({ block: 'center' }));
+  await screenshot(page, '09f-admin-template-registry');
   await page.getByRole('button', { name: 'Create template' }).click();
   const row = page.locator(`tr[data-template="${name}"]`);
   await row.waitFor();
