@@ -2,7 +2,7 @@
 //! Pure and unit-tested.
 
 use std::collections::BTreeMap;
-use streamspace_protocol::{AgentId, SessionId, labels};
+use streamspace_protocol::{AgentId, SessionId, SessionSpec, labels};
 
 /// Prefix of every session Deployment's name; the rest is the session id.
 pub const NAME_PREFIX: &str = "streamspace-";
@@ -156,6 +156,32 @@ pub(crate) fn session_of(labels: &Option<BTreeMap<String, String>>) -> Option<Se
         .as_ref()?
         .get(labels::SESSION_ID)
         .map(SessionId::from)
+}
+
+/// Labels every object of a session carries; a restarted agent finds its
+/// sessions by the agent label alone. Ids (UUIDs) and the seal (32
+/// lowercase hex characters) are valid label values as they are.
+pub fn session_labels(spec: &SessionSpec, agent_id: &AgentId) -> BTreeMap<String, String> {
+    let mut session = BTreeMap::from([
+        (MANAGED_BY.to_owned(), MANAGER.to_owned()),
+        (APP_NAME.to_owned(), SESSION_APP.to_owned()),
+        (APP_INSTANCE.to_owned(), deployment_name(&spec.session_id)),
+        (labels::SESSION_ID.to_owned(), spec.session_id.to_string()),
+        (labels::USER.to_owned(), label_value(&spec.user)),
+        (labels::TEMPLATE.to_owned(), label_value(&spec.template)),
+        (labels::AGENT.to_owned(), label_value(agent_id.as_str())),
+    ]);
+    // Control planes from before ids and seals send none: no empty labels.
+    for (key, value) in [
+        (labels::USER_ID, spec.user_id.as_str()),
+        (labels::TEMPLATE_ID, spec.template_id.as_str()),
+        (labels::SEAL, spec.seal.as_str()),
+    ] {
+        if !value.is_empty() {
+            session.insert(key.to_owned(), label_value(value));
+        }
+    }
+    session
 }
 
 #[cfg(test)]

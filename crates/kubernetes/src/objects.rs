@@ -5,7 +5,7 @@
 //! calls here, so every rule is unit-tested (`objects_tests.rs`).
 
 use crate::KubernetesOptions;
-use crate::names::{self, CONTAINER, label_value};
+use crate::names::{self, CONTAINER, label_value, session_labels};
 use crate::pull_secret::pod_pull_secrets;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
@@ -71,35 +71,6 @@ fn check_user(security: &SessionSecurity, options: &KubernetesOptions) -> Result
         );
     }
     Ok(())
-}
-
-/// Labels every object of a session carries; a restarted agent finds its
-/// sessions by the agent label alone. Ids (UUIDs) and the seal (32
-/// lowercase hex characters) are valid label values as they are.
-pub fn session_labels(spec: &SessionSpec, agent_id: &AgentId) -> BTreeMap<String, String> {
-    let mut session = BTreeMap::from([
-        (names::MANAGED_BY.to_owned(), names::MANAGER.to_owned()),
-        (names::APP_NAME.to_owned(), names::SESSION_APP.to_owned()),
-        (
-            names::APP_INSTANCE.to_owned(),
-            names::deployment_name(&spec.session_id),
-        ),
-        (labels::SESSION_ID.to_owned(), spec.session_id.to_string()),
-        (labels::USER.to_owned(), label_value(&spec.user)),
-        (labels::TEMPLATE.to_owned(), label_value(&spec.template)),
-        (labels::AGENT.to_owned(), label_value(agent_id.as_str())),
-    ]);
-    // Control planes from before ids and seals send none: no empty labels.
-    for (key, value) in [
-        (labels::USER_ID, spec.user_id.as_str()),
-        (labels::TEMPLATE_ID, spec.template_id.as_str()),
-        (labels::SEAL, spec.seal.as_str()),
-    ] {
-        if !value.is_empty() {
-            session.insert(key.to_owned(), label_value(value));
-        }
-    }
-    session
 }
 
 /// The labels a Deployment selects its pod by. Immutable once created, so

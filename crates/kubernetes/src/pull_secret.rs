@@ -13,8 +13,7 @@
 
 use crate::Shared;
 use crate::error::{is_conflict, is_not_found};
-use crate::names::{self, pull_secret_name};
-use crate::objects::session_labels;
+use crate::names::{self, pull_secret_name, session_labels};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::ByteString;
