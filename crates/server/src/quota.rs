@@ -15,19 +15,26 @@
 
 use crate::session_error::{QuotaExceeded, SessionResult};
 use crate::state::AppState;
-use crate::store::{Limits, SessionRecord, StoreResult, Usage};
+use crate::store::{GroupRecord, Limits, SessionRecord, StoreResult, Usage};
 use serde::{Deserialize, Serialize};
 use streamspace_protocol::{Cpu, Memory, Resources, UserId};
 
-/// The limits that apply to `user_id`.
-pub async fn limits_for(state: &AppState, user_id: &UserId) -> StoreResult<Limits> {
-    let own = state.store.quota_override(user_id).await?;
-    let groups = state.store.groups_of(user_id).await?;
+/// The limits that apply to a user with override `own` in `groups`.
+fn limits_of(state: &AppState, own: Limits, groups: &[GroupRecord]) -> Limits {
     let group_limits: Vec<Limits> = groups.iter().map(|g| g.limits).collect();
-    Ok(most_generous(
-        own.over(state.config.quota_defaults),
-        &group_limits,
-    ))
+    most_generous(own.over(state.config.quota_defaults), &group_limits)
+}
+
+/// The limits that apply to `user_id` in `groups`, and what they use now:
+/// one query (admission waits on it; the groups were read beforehand,
+/// and only admins change them).
+async fn limits_and_usage(
+    state: &AppState,
+    user_id: &UserId,
+    groups: &[GroupRecord],
+) -> StoreResult<(Limits, Usage)> {
+    let (own, usage) = state.store.override_and_usage(user_id).await?;
+    Ok((limits_of(state, own, groups), usage))
 }
 
 /// Per dimension, the most generous of `own` and `groups`: `None` (no
@@ -48,10 +55,10 @@ pub fn most_generous(own: Limits, groups: &[Limits]) -> Limits {
 pub async fn check_create(
     state: &AppState,
     user_id: &UserId,
+    groups: &[GroupRecord],
     resources: &Resources,
 ) -> SessionResult<()> {
-    let limits = limits_for(state, user_id).await?;
-    let usage = state.store.usage(user_id).await?;
+    let (limits, usage) = limits_and_usage(state, user_id, groups).await?;
     if let Some(max) = limits.max_sessions
         && usage.sessions + 1 > max
     {
@@ -66,8 +73,8 @@ pub async fn check_create(
 
 /// Waking `session` fits its owner's CPU and memory quota.
 pub async fn check_wake(state: &AppState, session: &SessionRecord) -> SessionResult<()> {
-    let limits = limits_for(state, &session.user_id).await?;
-    let usage = state.store.usage(&session.user_id).await?;
+    let groups = state.store.groups_of(&session.user_id).await?;
+    let (limits, usage) = limits_and_usage(state, &session.user_id, &groups).await?;
     Ok(check_compute(&limits, &usage, &session.spec.resources)?)
 }
 
@@ -165,13 +172,11 @@ pub struct GroupLimits {
 }
 
 pub async fn view(state: &AppState, user_id: &UserId) -> StoreResult<QuotaView> {
-    let user_override = state.store.quota_override(user_id).await?;
-    let own = user_override.over(state.config.quota_defaults);
     let groups = state.store.groups_of(user_id).await?;
-    let group_limits: Vec<Limits> = groups.iter().map(|g| g.limits).collect();
-    let usage = state.store.usage(user_id).await?;
+    let (user_override, usage) = state.store.override_and_usage(user_id).await?;
+    let own = user_override.over(state.config.quota_defaults);
     Ok(QuotaView {
-        limits: most_generous(own, &group_limits).into(),
+        limits: limits_of(state, user_override, &groups).into(),
         user_override: user_override.into(),
         own: own.into(),
         groups: groups

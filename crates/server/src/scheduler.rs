@@ -43,9 +43,9 @@ pub async fn choose(state: &AppState, placement: &Placement<'_>) -> SessionResul
     };
 
     if let Some(id) = placement.agent_id {
-        let agent = state
+        let (agent, load) = state
             .store
-            .get_agent(id)
+            .agent_with_load(id)
             .await?
             .ok_or_else(|| PlacementError::UnknownAgent(id.clone()))?;
         if !placement.pools.allows(&agent.pool) {
@@ -63,7 +63,6 @@ pub async fn choose(state: &AppState, placement: &Placement<'_>) -> SessionResul
             }
             .into());
         }
-        let load = state.store.agent_load(&agent.id).await?;
         return match fitness(state, &agent, load, &placement.resources) {
             Ok(()) => Ok(agent),
             Err(Unfit::Degraded) => Err(PlacementError::AgentDegraded {

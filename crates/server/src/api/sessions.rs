@@ -14,7 +14,7 @@ use crate::scheduler::Placement;
 use crate::state::AppState;
 use crate::store::{AgentRecord, AuditEntry, SessionRecord, TemplateRecord};
 use crate::template::{PLATFORMS, ResourcesInput, SessionRequest};
-use crate::tenancy::{Membership, Pools};
+use crate::tenancy::Membership;
 use crate::validate::FieldError;
 use axum::Json;
 use axum::extract::State;
@@ -126,7 +126,7 @@ pub async fn create(
     // both pass a quota or capacity check that only one of them fits.
     let admission = state.store.admission().await?;
     let pooled = match poolable {
-        true => take_pooled(&state, &user, &template, &spec, idle, &pools).await,
+        true => take_pooled(&state, (&user, &membership), &template, &spec, idle).await,
         false => Ok(None),
     };
     let admitted = match pooled {
@@ -134,7 +134,17 @@ pub async fn create(
             admission.release().await;
             return pooled_launch(&state, (&user, client), session).await;
         }
-        Ok(None) => admit(&state, &user, &placement, spec, &template, idle).await,
+        Ok(None) => {
+            admit(
+                &state,
+                (&user, &membership),
+                &placement,
+                spec,
+                &template,
+                idle,
+            )
+            .await
+        }
         Err(err) => Err(err),
     };
     admission.release().await;
@@ -152,17 +162,18 @@ pub async fn create(
 /// with the admission turn held.
 async fn take_pooled(
     state: &AppState,
-    user: &CurrentUser,
+    (user, membership): (&CurrentUser, &Membership),
     template: &TemplateRecord,
     spec: &SessionSpec,
     idle: Option<std::time::Duration>,
-    pools: &Pools,
 ) -> ApiResult<Option<SessionRecord>> {
     if template.spec.warm_pool == 0 {
         return Ok(None);
     }
-    quota::check_create(state, &user.user.id, &spec.resources).await?;
-    Ok(crate::pool::take(state, &user.user, template, idle, pools).await?)
+    let groups = &membership.groups;
+    quota::check_create(state, &user.user.id, groups, &spec.resources).await?;
+    let pools = membership.pools();
+    Ok(crate::pool::take(state, &user.user, template, idle, &pools).await?)
 }
 
 /// A launch served from the warm pool: the session runs already.
@@ -187,13 +198,14 @@ async fn pooled_launch(
 /// command and first event; called with the admission turn held.
 async fn admit(
     state: &AppState,
-    user: &CurrentUser,
+    (user, membership): (&CurrentUser, &Membership),
     placement: &Placement<'_>,
     spec: SessionSpec,
     template: &TemplateRecord,
     idle: Option<std::time::Duration>,
 ) -> ApiResult<Placed> {
-    quota::check_create(state, &user.user.id, &spec.resources).await?;
+    let groups = &membership.groups;
+    quota::check_create(state, &user.user.id, groups, &spec.resources).await?;
     let created = |agent: &AgentRecord| {
         AuditEntry::new(user.actor(), "created")
             .state("running")

@@ -71,12 +71,12 @@ pub struct NewAgent {
 /// databases' limits); see `record_heartbeats`.
 const HEARTBEATS_PER_STATEMENT: usize = 250;
 
-const COLUMNS: &str = "id, name, platform, region, labels, capacity, capabilities, version, \
+pub(super) const COLUMNS: &str = "id, name, platform, region, labels, capacity, capabilities, version, \
                        connected, draining, last_heartbeat, metrics, created_at, unverified, pool, \
                        health";
 
 impl AgentRecord {
-    fn from_row(row: &AnyRow) -> StoreResult<Self> {
+    pub(super) fn from_row(row: &AnyRow) -> StoreResult<Self> {
         let metrics: Option<String> = row.try_get("metrics")?;
         let unverified: Option<String> = row.try_get("unverified")?;
         let health: Option<String> = row.try_get("health")?;

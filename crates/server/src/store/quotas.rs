@@ -4,6 +4,7 @@ use super::resources::{read_count, read_sum, sum};
 use super::{Store, StoreResult, sql};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
+use sqlx::any::AnyRow;
 use streamspace_protocol::UserId;
 
 /// Limits on what one user may run. `None` means no limit (or, in an
@@ -61,20 +62,13 @@ pub(super) fn to_i64(v: Option<u64>) -> Option<i64> {
 
 impl Store {
     pub async fn quota_override(&self, user_id: &UserId) -> StoreResult<Limits> {
-        let row = sqlx::query(
-            "SELECT max_sessions, cpu_millis, memory_bytes FROM user_quotas WHERE user_id = $1",
-        )
+        let row = sqlx::query(sql(format!(
+            "SELECT {OVERRIDE} FROM user_quotas q WHERE user_id = $1"
+        )))
         .bind(user_id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(match row {
-            Some(r) => Limits {
-                max_sessions: to_u64(r.try_get("max_sessions")?),
-                cpu_millis: to_u64(r.try_get("cpu_millis")?),
-                memory_bytes: to_u64(r.try_get("memory_bytes")?),
-            },
-            None => Limits::default(),
-        })
+        row.map_or(Ok(Limits::default()), |row| override_of(&row))
     }
 
     pub async fn set_quota_override(&self, user_id: &UserId, limits: &Limits) -> StoreResult<()> {
@@ -103,10 +97,41 @@ impl Store {
             .bind(user_id)
             .fetch_one(&self.pool)
             .await?;
-        Ok(Usage {
-            sessions: read_count(&row, "sessions")?,
-            cpu_millis: read_sum(&row, "cpu_millis")?,
-            memory_bytes: read_sum(&row, "memory_bytes")?,
-        })
+        usage_of(&row)
     }
+
+    /// [`Store::quota_override`] and [`Store::usage`] in one query: an
+    /// admission reads both while every other admission waits for it.
+    pub async fn override_and_usage(&self, user_id: &UserId) -> StoreResult<(Limits, Usage)> {
+        let row = sqlx::query(sql(format!(
+            "SELECT used.*, {OVERRIDE} FROM ({}) AS used \
+             LEFT JOIN user_quotas q ON q.user_id = $1",
+            usage_sql()
+        )))
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((override_of(&row)?, usage_of(&row)?))
+    }
+}
+
+/// A `user_quotas` row `q`'s limits, named apart from usage's columns.
+const OVERRIDE: &str = "q.max_sessions AS quota_sessions, q.cpu_millis AS quota_cpu, \
+                        q.memory_bytes AS quota_memory";
+
+/// The limits [`OVERRIDE`] selected; none where there is no row.
+fn override_of(row: &AnyRow) -> StoreResult<Limits> {
+    Ok(Limits {
+        max_sessions: to_u64(row.try_get("quota_sessions")?),
+        cpu_millis: to_u64(row.try_get("quota_cpu")?),
+        memory_bytes: to_u64(row.try_get("quota_memory")?),
+    })
+}
+
+fn usage_of(row: &AnyRow) -> StoreResult<Usage> {
+    Ok(Usage {
+        sessions: read_count(row, "sessions")?,
+        cpu_millis: read_sum(row, "cpu_millis")?,
+        memory_bytes: read_sum(row, "memory_bytes")?,
+    })
 }

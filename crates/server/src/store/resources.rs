@@ -1,7 +1,8 @@
 //! What sessions ask for (CPU, memory, GPUs), kept in columns of `sessions` beside
 //! the JSON spec so that quota usage and agent loads are SQL aggregates.
 
-use super::{Store, StoreResult, from_json, sql};
+use super::agents::COLUMNS as AGENT_COLUMNS;
+use super::{AgentRecord, Store, StoreResult, from_json, sql};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::collections::HashMap;
@@ -36,6 +37,25 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         AgentLoad::from_row(&row)
+    }
+
+    /// The agent and its [`AgentLoad`] in one query, as placement on a
+    /// named agent needs both (one round trip fewer while admission is
+    /// held); `None` when there is no such agent.
+    pub async fn agent_with_load(
+        &self,
+        agent_id: &AgentId,
+    ) -> StoreResult<Option<(AgentRecord, AgentLoad)>> {
+        let row = sqlx::query(sql(format!(
+            "SELECT {AGENT_COLUMNS}, replica_id, held.* FROM agents \
+             CROSS JOIN ({}) AS held WHERE id = $1",
+            agent_load_sql()
+        )))
+        .bind(agent_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| Ok((AgentRecord::from_row(&row)?, AgentLoad::from_row(&row)?)))
+            .transpose()
     }
 
     /// Fills the resource columns of rows written before they existed, in
@@ -174,7 +194,7 @@ impl AgentLoad {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NewSession, Role, Usage};
+    use crate::store::{Limits, NewSession, Role, Usage};
     use streamspace_protocol::{Cpu, DesiredState, Memory, Phase, UserId};
 
     const GIB: u64 = 1 << 30;
@@ -265,6 +285,20 @@ mod tests {
             memory_bytes: 5 * GIB,
         };
         assert_eq!(usage, expected);
+        let limits = Limits {
+            max_sessions: Some(9),
+            cpu_millis: None,
+            memory_bytes: Some(GIB),
+        };
+        store
+            .set_quota_override(user, &limits)
+            .await
+            .expect("override");
+        let both = store.override_and_usage(user).await.expect("both");
+        assert_eq!(both, (limits, expected), "one query reads what two do");
+        assert_eq!(store.quota_override(user).await.expect("override"), limits);
+        let nobody = store.override_and_usage(&"nobody".into()).await;
+        assert_eq!(nobody.expect("none"), (Limits::default(), Usage::default()));
     }
 
     async fn loads_and_usage_are_summed_by_the_database(url: &str) {
@@ -528,7 +562,60 @@ mod tests {
         assert_eq!(store.agent_load(&"a1".into()).await.expect("a1").gpus, 7);
     }
 
+    /// An enrolled agent named `name` (tokens are used once: one each).
+    async fn agent(store: &Store, name: &str) -> AgentId {
+        let expires = super::super::now_ms() + 60_000;
+        let token = store.create_enrollment_token(name, "admin", expires).await;
+        token.expect("token");
+        let agent = crate::store::NewAgent {
+            name: name.into(),
+            platform: "docker".into(),
+            region: None,
+            labels: Default::default(),
+            capacity: Default::default(),
+            capabilities: Default::default(),
+        };
+        let id = store.register_agent(name, &agent, name).await;
+        id.expect("agent")
+    }
+
+    /// The one query placement on a named agent makes reads the agent and
+    /// the same load as [`Store::agent_load`]: none for an idle agent,
+    /// nothing at all for an unknown one.
+    async fn an_agent_comes_with_its_load(url: &str) {
+        let store = Store::connect(url).await.expect("store");
+        let (busy, idle) = (agent(&store, "busy").await, agent(&store, "idle").await);
+        let user = new_user(&store, "u1").await;
+        for (state, phase, cpu) in [
+            (DesiredState::Running, Phase::Running, 500),
+            (DesiredState::Hibernated, Phase::Hibernated, 1000),
+            (DesiredState::Terminated, Phase::Terminated, 4000),
+        ] {
+            session(&store, &user, busy.as_str(), state, phase, cpu, 1).await;
+        }
+        let (agent, load) = store
+            .agent_with_load(&busy)
+            .await
+            .expect("read")
+            .expect("busy");
+        assert_eq!(
+            (agent.id.as_str(), agent.name.as_str()),
+            (busy.as_str(), "busy")
+        );
+        assert_eq!(load, store.agent_load(&busy).await.expect("load"));
+        assert_eq!(load, self::load(2, 1500, 2));
+        let (agent, load) = store
+            .agent_with_load(&idle)
+            .await
+            .expect("read")
+            .expect("idle");
+        assert_eq!((agent.name.as_str(), load), ("idle", AgentLoad::default()));
+        let unknown = store.agent_with_load(&"nobody".into()).await.expect("read");
+        assert!(unknown.is_none());
+    }
+
     on_both_engines!(
+        an_agent_comes_with_its_load,
         gpus_held_are_summed_per_agent,
         loads_and_usage_are_summed_by_the_database,
         huge_amounts_saturate,
