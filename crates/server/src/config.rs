@@ -53,6 +53,10 @@ pub struct Config {
     /// How often open event, VNC and log streams re-check their login: how
     /// long a revocation on another replica, or an expiry, takes to end them.
     pub revalidate_interval: Duration,
+    /// How long admin settings read from the database are used before they
+    /// are read again: how long a change that no notice told this replica
+    /// of (a lost notice, an edit by hand) takes to apply here.
+    pub settings_recheck: Duration,
     /// How often expired login and enrollment tokens are deleted.
     pub token_purge_interval: Duration,
     /// How often audit events older than the retention setting are deleted.
@@ -175,6 +179,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             login_throttle: ThrottleLimits::default(),
             revalidate_interval: Duration::from_secs(30),
+            settings_recheck: Duration::from_secs(1),
             token_purge_interval: Duration::from_secs(3600),
             audit_purge_interval: Duration::from_secs(3600),
             secrets_key_file: None,

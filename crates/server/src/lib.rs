@@ -48,6 +48,7 @@ pub(crate) mod scheduler;
 pub(crate) mod seal;
 mod serve;
 pub(crate) mod session_error;
+pub(crate) mod settings_cache;
 mod startup;
 pub(crate) mod state;
 pub mod store;

@@ -16,6 +16,7 @@ use crate::cluster::replica::{Replica, ReplicaId};
 use crate::config::Config;
 use crate::hub::channels::AgentHub;
 use crate::serve::{Connections, Endpoint};
+use crate::settings_cache::SettingsCache;
 use crate::state::AppState;
 use crate::store::Store;
 use crate::streams::StreamLimit;
@@ -154,6 +155,7 @@ impl Application {
             store: store.clone(),
         };
         let shutdown = CancellationToken::new();
+        let settings = Arc::new(SettingsCache::new(store.clone(), config.settings_recheck));
         let state = AppState {
             streams: StreamLimit::new(config.max_streams_per_user),
             apps: Arc::new(Apps::new(opener)),
@@ -173,6 +175,7 @@ impl Application {
             revocations: Revocations::default(),
             anonymous_events: Arc::default(),
             share_ends: Default::default(),
+            settings,
             oidc,
             recordings: Arc::new(recordings),
             leader: match replica.shared {

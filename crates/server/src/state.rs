@@ -64,6 +64,8 @@ pub struct AppState {
     pub anonymous_events: Arc<crate::audit_log::flood::AnonymousBudget>,
     /// Tells guests' viewers that their share ended (`tunnel/guests.rs`).
     pub share_ends: ShareEnds,
+    /// The admin settings, read at most once a second.
+    pub settings: Arc<crate::settings_cache::SettingsCache>,
     /// Single sign-on, when configured.
     pub oidc: Option<Arc<crate::auth::oidc::Oidc>>,
     /// Session recordings under `DATA_DIR/recordings`.

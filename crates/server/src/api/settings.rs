@@ -56,7 +56,7 @@ pub async fn put(
 ) -> ApiResult<Json<Settings>> {
     check(&state, &settings).await?;
     let before = state.store.settings().await?;
-    state.store.save_settings(&settings).await?;
+    state.settings.save(&settings).await?;
     let event = AuditEvent::new(admin.actor(), "settings.update")
         .target("settings")
         .outcome(Outcome::Success)

@@ -36,7 +36,7 @@ pub async fn run(state: AppState) {
 
 /// Deletes what the retention setting no longer keeps; how many went.
 pub async fn purge_once(state: &AppState) -> Result<u64, StoreError> {
-    let days = state.store.settings().await?.audit_retention_days;
+    let days = state.settings.get().await?.audit_retention_days;
     let cutoff = now_ms().saturating_sub(i64::from(days).saturating_mul(DAY_MS));
     let deleted = state.store.purge_audit_log(cutoff).await?;
     if deleted > 0 {

@@ -166,14 +166,14 @@ fn busy() -> ApiError {
 
 /// Whether passwords are accepted at all (the `password_login` setting).
 pub async fn password_login_on(state: &AppState) -> Result<bool, ApiError> {
-    Ok(state.store.settings().await?.password_login)
+    Ok(state.settings.get().await?.password_login)
 }
 
 /// Refuses a password login when the `password_login` setting is off,
 /// unless `username` is the break-glass admin. Checked before the throttle
 /// and the hash: the answer does not depend on the password.
 pub async fn check_password_login(state: &AppState, username: &str) -> Result<(), ApiError> {
-    let settings = state.store.settings().await?;
+    let settings = state.settings.get().await?;
     if settings.password_login || settings.break_glass_admin.as_deref() == Some(username) {
         return Ok(());
     }

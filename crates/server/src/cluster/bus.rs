@@ -64,6 +64,8 @@ pub enum Notice {
     Revoked { user_id: UserId },
     /// A share ended: its guests' viewers on every replica close.
     ShareEnded { share_id: String },
+    /// The admin settings were saved: every replica reads them again.
+    SettingsChanged,
 }
 
 /// The notice of a stored command, carrying the command itself.

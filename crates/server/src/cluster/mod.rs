@@ -67,6 +67,7 @@ fn apply(state: &AppState, notice: Notice) {
         Notice::Change { change } => state.changes.told(change),
         Notice::Revoked { user_id } => state.revocations.told(user_id),
         Notice::ShareEnded { share_id } => state.share_ends.told(share_id),
+        Notice::SettingsChanged => state.settings.told(),
     }
 }
 
@@ -77,6 +78,7 @@ pub struct Forwarded {
     changes: Receiver<Change>,
     revoked: Receiver<UserId>,
     share_ends: Receiver<String>,
+    settings: Receiver<()>,
 }
 
 impl Forwarded {
@@ -85,6 +87,7 @@ impl Forwarded {
             changes: state.changes.ours(),
             revoked: state.revocations.ours(),
             share_ends: state.share_ends.ours(),
+            settings: state.settings.ours(),
         }
     }
 
@@ -100,6 +103,7 @@ impl Forwarded {
                 got = self.changes.recv() => got.map(|change| Notice::Change { change }),
                 got = self.revoked.recv() => got.map(|user_id| Notice::Revoked { user_id }),
                 got = self.share_ends.recv() => got.map(|share_id| Notice::ShareEnded { share_id }),
+                got = self.settings.recv() => got.map(|()| Notice::SettingsChanged),
                 _ = state.shutdown.cancelled() => return,
             };
             match notice {

@@ -16,7 +16,7 @@ pub async fn required(state: &AppState, session: &SessionRecord) -> ApiResult<bo
     if session.spec.desktop.recording == RecordingPolicy::Required {
         return Ok(true);
     }
-    Ok(state.store.settings().await?.record_all_sessions)
+    Ok(state.settings.get().await?.record_all_sessions)
 }
 
 /// The recorder for a viewer of `session` if it must be recorded, the

@@ -39,7 +39,7 @@ pub async fn run(state: AppState) {
 
 /// Applies the retention settings once; the recordings deleted.
 pub async fn purge_once(state: &AppState) -> anyhow::Result<Vec<Listed>> {
-    let settings = state.store.settings().await?;
+    let settings = state.settings.get().await?;
     let keep = Keep {
         days: settings.recording_retention_days,
         bytes: settings.recording_retention_mib.saturating_mul(1 << 20),

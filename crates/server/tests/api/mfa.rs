@@ -359,7 +359,7 @@ async fn an_admin_resets_a_users_mfa() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn set_mfa_required(app: &TestApp, who: &str) -> anyhow::Result<()> {
+pub(crate) async fn set_mfa_required(app: &TestApp, who: &str) -> anyhow::Result<()> {
     let mut settings = app
         .admin
         .expect(Method::GET, "/api/v1/settings", None, StatusCode::OK)
@@ -377,7 +377,7 @@ async fn set_mfa_required(app: &TestApp, who: &str) -> anyhow::Result<()> {
 }
 
 /// The 403 of a user who must enrol first.
-async fn held_to_enrolment(client: &Api, path: &str) -> anyhow::Result<()> {
+pub(crate) async fn held_to_enrolment(client: &Api, path: &str) -> anyhow::Result<()> {
     let refused = client
         .refused(Method::GET, path, json!(null), StatusCode::FORBIDDEN)
         .await?;

@@ -12,6 +12,7 @@
 //! here), since a replica inside the test's own process cannot be killed.
 
 use crate::fake_agent::{FakeAgent, enroll};
+use crate::mfa::{held_to_enrolment, set_mfa_required};
 use crate::revoked_streams::{Streamed, user};
 use crate::{Engine, TestApp, spawn_app_with, spawn_replica_with};
 use anyhow::{Context, ensure};
@@ -219,6 +220,35 @@ async fn a_logout_on_one_replica_ends_the_users_streams_on_the_other() -> anyhow
     // Streams re-check on their own every 30 s: only the notice is this fast.
     let took = events.ends_within(AT_ONCE).await?;
     println!("the stream on B ended {took:?} after the logout on A");
+    Ok(())
+}
+
+/// Admin settings are read once a second at most (every request checks the
+/// MFA policy); a change saved on A must not wait for that on B. Here B
+/// would use what it read for an hour: only A's notice can make it apply.
+#[tokio::test]
+async fn a_settings_change_on_one_replica_applies_on_the_others_at_once() -> anyhow::Result<()> {
+    let keeping = |config: &mut Config| {
+        no_reconciler(config);
+        config.settings_recheck = NEVER;
+    };
+    let a = spawn_app_with(Engine::Postgres, keeping, None).await;
+    let b = spawn_replica_with(&a, keeping).await;
+    a.admin.create_user("bob", "bob-password").await?;
+    let bob = Api::login(&b.url, "bob", "bob-password").await?;
+    // B reads the settings (no MFA required) and keeps them.
+    bob.expect(Method::GET, "/api/v1/sessions", None, StatusCode::OK)
+        .await?;
+    set_mfa_required(&a, "everyone").await?;
+    let started = Instant::now();
+    eventually(AT_ONCE, "bob held to enrolment on B", || async {
+        Ok(held_to_enrolment(&bob, "/api/v1/sessions").await.ok())
+    })
+    .await?;
+    println!(
+        "B applied A's settings {:?} after they were saved",
+        started.elapsed()
+    );
     Ok(())
 }
 

@@ -27,7 +27,7 @@ fn allowed_before_enrolment(path: &str) -> bool {
 
 /// Whether the setting asks `user` to have MFA.
 pub async fn applies_to(state: &AppState, user: &User) -> ApiResult<bool> {
-    let settings = state.store.settings().await?;
+    let settings = state.settings.get().await?;
     let asked = match settings.mfa_required {
         MfaRequired::Off => false,
         MfaRequired::Admins => user.is_admin(),
