@@ -24,6 +24,13 @@ use tokio::time::{Instant, sleep, timeout};
 const ENROLL_CONCURRENCY: usize = 32;
 const CONNECT_CONCURRENCY: usize = 128;
 
+/// Dispatches made before the measured ones and reported apart: the first
+/// use of each pooled database connection prepares each statement, and a
+/// fleet that just connected still has its first heartbeats to store.
+pub(crate) fn warmup(settings: &Settings) -> usize {
+    if settings.quick { 5 } else { 100 }
+}
+
 pub async fn hub(settings: &Settings) -> anyhow::Result<BenchResult> {
     let (n, dispatches, steady) = if settings.quick {
         (50, 10, Duration::from_secs(2))
@@ -63,11 +70,13 @@ pub async fn hub(settings: &Settings) -> anyhow::Result<BenchResult> {
         .create_template(json!({"name": "sim", "image": "streamspace/sim:none",
                                 "ports": [{"name": "vnc", "port": 5900, "protocol": "vnc"}]}))
         .await?;
+    let apis = std::slice::from_ref(&admin);
+    let warm = warm_up(apis, &mut sims, warmup(settings)).await?;
     let Dispatched {
         latencies,
         responses,
         sent_at,
-    } = dispatch(std::slice::from_ref(&admin), &mut sims, dispatches).await?;
+    } = dispatch(apis, &mut sims, warm.n..warm.n + dispatches).await?;
     let dispatch = Summary::of_durations_ms(&latencies).context("no dispatches")?;
     let response = Summary::of_durations_ms(&responses).context("no responses")?;
     eprintln!(
@@ -125,6 +134,7 @@ pub async fn hub(settings: &Settings) -> anyhow::Result<BenchResult> {
     result.detail("heartbeats_per_s", beats as f64 / window);
     result.detail("disconnects", disconnects);
     result.detail("dispatch_ms", &dispatch);
+    result.detail("warmup_dispatch_ms", &warm);
     result.detail("create_response_ms", &response);
     result.detail(
         "slowest_dispatches_ms_response_ms_at_s",
@@ -233,25 +243,36 @@ pub(crate) struct Dispatched {
     pub sent_at: Vec<f64>,
 }
 
-/// `dispatches` creates, each for a different agent, spread over the
-/// fleet. With several replicas (`apis[r]` for agents connected to replica
+/// The warm-up dispatches' latencies, printed (not counted in the results).
+pub(crate) async fn warm_up(apis: &[Api], sims: &mut Sims, n: usize) -> anyhow::Result<Summary> {
+    let warm = dispatch(apis, sims, 0..n).await?;
+    let summary = Summary::of_durations_ms(&warm.latencies).context("no warm-up")?;
+    eprintln!(
+        "  warm-up ({n} dispatches, not counted): median {:.2} p99 {:.2} max {:.2} ms",
+        summary.median, summary.p99, summary.max
+    );
+    Ok(summary)
+}
+
+/// Creates number `ks` (each for a different agent, spread over the
+/// fleet). With several replicas (`apis[r]` for agents connected to replica
 /// `r`, as `launch` spread them), each goes through the next replica, so
 /// every command crosses from one replica to another.
 pub(crate) async fn dispatch(
     apis: &[Api],
     sims: &mut Sims,
-    dispatches: usize,
+    ks: std::ops::Range<usize>,
 ) -> anyhow::Result<Dispatched> {
     let apis_n = apis.len();
     let mut dispatched = Dispatched {
-        latencies: Vec::with_capacity(dispatches),
-        responses: Vec::with_capacity(dispatches),
-        sent_at: Vec::with_capacity(dispatches),
+        latencies: Vec::with_capacity(ks.len()),
+        responses: Vec::with_capacity(ks.len()),
+        sent_at: Vec::with_capacity(ks.len()),
     };
     let start = Instant::now();
     let mut early: HashMap<SessionId, Instant> = HashMap::new();
     let n = sims.identities.len();
-    for k in 0..dispatches {
+    for k in ks {
         let i = (k * 7919) % n;
         let agent = &sims.identities[i];
         let api = &apis[(i + 1) % apis_n];

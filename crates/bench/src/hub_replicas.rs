@@ -6,7 +6,9 @@
 //! command; the replicas pass it with PostgreSQL's `NOTIFY`).
 
 use crate::Settings;
-use crate::hub::{Dispatched, control_plane_options, count_online, dispatch, launch, slowest};
+use crate::hub::{
+    Dispatched, control_plane_options, count_online, dispatch, launch, slowest, warm_up, warmup,
+};
 use crate::procfs;
 use crate::report::{BenchResult, Row};
 use crate::stats::Summary;
@@ -49,11 +51,12 @@ pub async fn hub_replicas(settings: &Settings) -> anyhow::Result<BenchResult> {
     // Let every replica's heartbeat flush and listener settle.
     sleep(Duration::from_secs(if settings.quick { 2 } else { 10 })).await;
     let online = count_online(&admin).await?;
+    let warm = warm_up(&apis, &mut sims, warmup(settings)).await?;
     let Dispatched {
         latencies,
         responses,
         sent_at,
-    } = dispatch(&apis, &mut sims, dispatches).await?;
+    } = dispatch(&apis, &mut sims, warm.n..warm.n + dispatches).await?;
     let summary = Summary::of_durations_ms(&latencies).context("no dispatches")?;
     // The API's answer comes once the session is admitted and stored; the
     // rest of the dispatch is NOTIFY and delivery.
@@ -97,6 +100,7 @@ pub async fn hub_replicas(settings: &Settings) -> anyhow::Result<BenchResult> {
     result.detail("agents_per_replica", &per_replica);
     result.detail("dispatch_ms", &summary);
     result.detail("api_answer_ms", &answered);
+    result.detail("warmup_dispatch_ms", &warm);
     result.detail("replica_rss_mib", &rss_mib);
     let tail = slowest(&latencies, &responses, &sent_at, 15);
     eprintln!("  slowest (dispatch ms, answer ms, at s): {tail:.1?}");
