@@ -40,7 +40,7 @@ fn exists(session_id: &str, path: &str) -> bool {
 }
 
 /// Bytes no one would type: every value, in an order that shows shifts.
-fn sample(len: usize) -> Vec<u8> {
+pub(crate) fn sample(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
 }
 
@@ -49,7 +49,12 @@ fn files_url(api: &Api, session_id: &str, path: &str) -> String {
     format!("{}api/v1/sessions/{session_id}/files/{path}", api.base)
 }
 
-async fn put(api: &Api, session_id: &str, path: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+pub(crate) async fn put(
+    api: &Api,
+    session_id: &str,
+    path: &str,
+    bytes: Vec<u8>,
+) -> (StatusCode, Value) {
     let response = reqwest::Client::new()
         .put(files_url(api, session_id, path))
         .bearer_auth(api.token.as_deref().unwrap_or_default())
@@ -61,7 +66,7 @@ async fn put(api: &Api, session_id: &str, path: &str, bytes: Vec<u8>) -> (Status
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn get(api: &Api, session_id: &str, path: &str) -> (StatusCode, Vec<u8>) {
+pub(crate) async fn get(api: &Api, session_id: &str, path: &str) -> (StatusCode, Vec<u8>) {
     let response = reqwest::Client::new()
         .get(files_url(api, session_id, path))
         .bearer_auth(api.token.as_deref().unwrap_or_default())

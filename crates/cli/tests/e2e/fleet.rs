@@ -270,7 +270,14 @@ async fn rolling_restart(setup: &mut Setup) -> anyhow::Result<()> {
     }
     sleep(Duration::from_secs(2)).await;
     stop.cancel();
-    let created = creator.await??;
+    let Created {
+        ids: created,
+        unanswered,
+    } = creator.await??;
+    ensure!(
+        !created.is_empty(),
+        "no session was created while the replicas restarted"
+    );
     let mut reconnects = 0;
     for viewer in viewers {
         reconnects += viewer.await??;
@@ -298,6 +305,24 @@ async fn rolling_restart(setup: &mut Setup) -> anyhow::Result<()> {
     for id in &all {
         let copies = listed.iter().filter(|s| s["id"] == id.as_str()).count();
         ensure!(copies == 1, "session {id} listed {copies} times");
+    }
+    // A create whose answer was lost may have been stored: at most one such
+    // session per lost answer, and each one whole (running, one container).
+    let unknown: Vec<String> = listed
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .filter(|id| !all.iter().any(|known| known == id))
+        .map(str::to_owned)
+        .collect();
+    ensure!(
+        unknown.len() <= unanswered,
+        "{} sessions nobody was told of ({unknown:?}), {unanswered} creates unanswered",
+        unknown.len()
+    );
+    for id in &unknown {
+        admin.wait_for_phase(id, "Running", RUNNING_LIMIT).await?;
+        let containers = streamspace_testkit::docker::session_containers(id)?;
+        ensure!(containers.len() == 1, "session {id}: {containers:?}");
     }
     Ok(())
 }
@@ -395,17 +420,28 @@ async fn keep_viewing(api: Api, id: String, stop: CancellationToken) -> anyhow::
 /// Creates a session through the balancer every 3 s until stopped; every
 /// create must be answered (a replica going away is retried elsewhere by the
 /// balancer, or refused before it does anything and tried again here).
-async fn keep_creating(api: Api, stop: CancellationToken) -> anyhow::Result<Vec<String>> {
-    let mut created = Vec::new();
+/// What [`keep_creating`] made: the sessions it was told of, and how many
+/// creates got no answer (the connection broke: stored or not, unknown).
+struct Created {
+    ids: Vec<String>,
+    unanswered: usize,
+}
+
+async fn keep_creating(api: Api, stop: CancellationToken) -> anyhow::Result<Created> {
+    let mut created = Created {
+        ids: Vec::new(),
+        unanswered: 0,
+    };
     while !stop.is_cancelled() {
         let body = Some(json!({"template": "desktop"}));
         match api.call(Method::POST, "/api/v1/sessions", body).await {
             Ok(answer) if answer.status == StatusCode::CREATED => {
-                created.push(answer.body["id"].as_str().unwrap_or_default().to_owned());
+                let id = answer.body["id"].as_str().unwrap_or_default();
+                created.ids.push(id.to_owned());
             }
             Ok(answer) if answer.status == StatusCode::SERVICE_UNAVAILABLE => {}
             Ok(answer) => bail!("create answered {}: {}", answer.status, answer.body),
-            Err(_) => {}
+            Err(_) => created.unanswered += 1,
         }
         tokio::select! {
             _ = sleep(Duration::from_secs(3)) => {}

@@ -115,6 +115,12 @@ async fn a_viewer_on_one_replica_sees_a_desktop_whose_agent_is_on_another() -> a
     assert_vnc_works(on_b, &id).await?;
     assert_eq!(on_b.metric("streamspace_tunnels_relayed_total").await?, 1.0);
     assert_eq!(on_a.metric("streamspace_tunnels_relayed_total").await?, 0.0);
+    logs_and_files_through_a(on_a, &id).await?;
+    let relayed = on_b.metric("streamspace_tunnels_relayed_total").await?;
+    assert!(
+        relayed >= 3.0,
+        "the file transfers were relayed too: {relayed}"
+    );
 
     refusals(&replicas, &agent).await?;
 
@@ -151,6 +157,33 @@ async fn a_viewer_on_one_replica_sees_a_desktop_whose_agent_is_on_another() -> a
         started.elapsed() < Duration::from_secs(5),
         "refused in {:?}",
         started.elapsed()
+    );
+    Ok(())
+}
+
+/// The session's logs and its files, through A: their data channels land
+/// on B and are relayed as the viewer's is.
+async fn logs_and_files_through_a(on_a: &Api, id: &str) -> anyhow::Result<()> {
+    let logs = on_a
+        .text(&format!("/api/v1/sessions/{id}/logs?tail=200"))
+        .await?;
+    anyhow::ensure!(
+        logs.contains("TigerVNC"),
+        "the session's console output, through A: {logs}"
+    );
+    let upload = crate::files::sample(200_000);
+    let (status, body) = crate::files::put(on_a, id, "relayed.bin", upload.clone()).await;
+    anyhow::ensure!(
+        status == StatusCode::CREATED,
+        "upload through A: {status} {body}"
+    );
+    let (status, downloaded) = crate::files::get(on_a, id, "relayed.bin").await;
+    anyhow::ensure!(status == StatusCode::OK, "download through A: {status}");
+    anyhow::ensure!(
+        downloaded == upload,
+        "downloaded {} bytes through A, not the {} uploaded",
+        downloaded.len(),
+        upload.len()
     );
     Ok(())
 }
