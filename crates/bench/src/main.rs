@@ -93,7 +93,7 @@ enum Bench {
     AudioLatency,
     /// Throughput with recording on vs off; disk bytes per minute of a desktop.
     Recording,
-    /// Two replicas on PostgreSQL: /vnc through a relaying replica vs direct.
+    /// Three replicas on PostgreSQL: /vnc through a relaying replica vs direct.
     Replicas,
     /// VM session start, hibernate and wake on libvirt vs virsh by hand.
     Vm,

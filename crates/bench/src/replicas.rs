@@ -1,8 +1,9 @@
-//! Tunnels across replicas: two control planes on one PostgreSQL, the
-//! Docker agent connected to B. A viewer on B is the direct path (the
-//! agent's data channel lands where the viewer waits); a viewer on A is the
-//! relayed one (the data channel lands on B, which relays it to A through
-//! A's internal endpoint). Download throughput and small-message round
+//! Tunnels across replicas: three control planes on one PostgreSQL, as
+//! operators run them, the Docker agent connected to B. A viewer on B is
+//! the direct path (the agent's data channel lands where the viewer waits);
+//! a viewer on A is the relayed one (the data channel lands on B, which
+//! relays it to A through A's internal endpoint); C takes its part in the
+//! cluster (registry, notices) and carries no tunnel. Download throughput and small-message round
 //! trips on both, interleaved so background load hits both alike; the
 //! control planes' CPU per GB says what the extra hop costs.
 
@@ -18,11 +19,12 @@ use std::time::Duration;
 use streamspace_testkit::{Api, ControlPlane, Mode, postgres};
 use tokio::time::Instant;
 
-/// Replica B with the agent, replica A without, and the two routes to each
-/// of two sessions.
+/// Replica B with the agent, replicas A and C without, and the two routes
+/// to each of two sessions.
 struct Setup {
     b: Cluster,
     a: ControlPlane,
+    c: ControlPlane,
     /// `[relayed (via A), direct (via B)]` to the streaming session.
     source: [Route; 2],
     /// The same to the echoing session.
@@ -36,9 +38,11 @@ impl Setup {
         require_image(ECHO_IMAGE, "images/echo/build.sh").await?;
         let database = postgres::fresh_database().await?;
         let b = Cluster::start_on(settings, "bench-replicas", &database).await?;
-        let options = Cluster::cp_options(settings, &[]);
-        let a =
-            ControlPlane::start_with(&settings.bin, Mode::Server, Some(&database), options).await?;
+        let replica = || {
+            let options = Cluster::cp_options(settings, &[]);
+            ControlPlane::start_with(&settings.bin, Mode::Server, Some(&database), options)
+        };
+        let (a, c) = (replica().await?, replica().await?);
         let on_a = Api::new(&a.url).as_admin().await?;
         b.echo_template("source", "source").await?;
         b.echo_template("echo", "echo").await?;
@@ -56,6 +60,7 @@ impl Setup {
             echo: [via_a(&echo_id), b.route(&echo_id)],
             b,
             a,
+            c,
         })
     }
 
@@ -66,6 +71,7 @@ impl Setup {
 
     async fn shutdown(mut self) -> anyhow::Result<()> {
         let _ = self.a.process.stop().await;
+        let _ = self.c.process.stop().await;
         self.b.shutdown().await
     }
 }
