@@ -126,6 +126,15 @@ pub fn list(kind: &str, items: Vec<Value>) -> Value {
 }
 
 impl ApiServer {
+    /// Fails the test if the platform makes another request soon (what a
+    /// refusal or a finished scenario must not be followed by).
+    pub async fn expect_nothing_more(&mut self) {
+        let more = tokio::time::timeout(std::time::Duration::from_millis(300), self.next()).await;
+        if let Ok(call) = more {
+            panic!("unexpected request {} {}", call.method, call.uri);
+        }
+    }
+
     pub async fn next(&mut self) -> Call {
         let (request, send) = tokio::time::timeout(PATIENCE, self.handle.next_request())
             .await

@@ -7,7 +7,6 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use streamspace_agent::{Platform, PlatformError};
 use streamspace_kubernetes::pull_secret::docker_config;
 use streamspace_protocol::{Phase, SessionSpec};
@@ -112,14 +111,6 @@ async fn expect_made_secret_deleted(server: &mut ApiServer) {
     call.respond(200, deleted(SECRET));
 }
 
-/// Fails if the platform makes another request within a moment.
-async fn expect_nothing_more(server: &mut ApiServer) {
-    let more = tokio::time::timeout(Duration::from_millis(300), server.next()).await;
-    if let Ok(call) = more {
-        panic!("unexpected request {} {}", call.method, call.uri);
-    }
-}
-
 #[tokio::test]
 async fn start_makes_the_pull_secret_before_the_deployment_that_names_it() {
     let (platform, mut server) = platform();
@@ -133,7 +124,7 @@ async fn start_makes_the_pull_secret_before_the_deployment_that_names_it() {
         expect_secret_created(&mut server, 201).await;
         let named = expect_deployment_created(&mut server, 201).await;
         assert_eq!(named, json!([{"name": SECRET}, {"name": "team-registry"}]));
-        expect_nothing_more(&mut server).await;
+        server.expect_nothing_more().await;
     });
     let report = within(platform.start(&private_spec()))
         .await
@@ -180,7 +171,7 @@ async fn a_redelivered_start_remakes_a_missing_secret_and_keeps_an_existing_one(
                 .respond(200, deployment_with_secret(0, true));
             expect_scale(&mut server, 1).await;
             // No deletion: the Deployment names the Secret.
-            expect_nothing_more(&mut server).await;
+            server.expect_nothing_more().await;
         });
         within(platform.start(&private_spec()))
             .await
@@ -246,7 +237,7 @@ async fn hibernate_and_wake_leave_the_pull_secret() {
                 .respond(200, deployment_with_secret(before, true));
             expect_scale(&mut server, after).await;
         }
-        expect_nothing_more(&mut server).await;
+        server.expect_nothing_more().await;
     });
     let hibernated = within(platform.hibernate(&session_id()))
         .await
@@ -301,7 +292,7 @@ async fn terminate_keeps_the_deployment_while_its_secret_cannot_be_deleted() {
             .expect("DELETE", SECRET_PATH)
             .await
             .fail(403, "Forbidden", "secrets is forbidden");
-        expect_nothing_more(&mut server).await;
+        server.expect_nothing_more().await;
     });
     let err = within(platform.terminate(&session_id()))
         .await

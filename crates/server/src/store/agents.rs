@@ -387,7 +387,7 @@ pub fn bounded(capacity: &Capacity) -> Capacity {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[test]
@@ -410,7 +410,8 @@ mod tests {
         assert_eq!(bounded(&blank).gpu_model, None);
     }
 
-    async fn enroll(store: &Store, name: &str) -> AgentId {
+    /// An agent named `name`, enrolled with a token of its own.
+    pub(in crate::store) async fn enroll(store: &Store, name: &str) -> AgentId {
         let token = format!("token-{name}");
         store
             .create_enrollment_token(&token, "admin", now_ms() + 60_000)

@@ -188,22 +188,6 @@ mod tests {
         );
     }
 
-    async fn agent(store: &Store) -> streamspace_protocol::AgentId {
-        store
-            .create_enrollment_token("t", "admin", super::super::now_ms() + 60_000)
-            .await
-            .expect("token");
-        let agent = crate::store::NewAgent {
-            name: "host".into(),
-            platform: "docker".into(),
-            region: None,
-            labels: Default::default(),
-            capacity: Default::default(),
-            capabilities: Default::default(),
-        };
-        store.register_agent("t", &agent, "s").await.expect("agent")
-    }
-
     /// An agent that moved from replica a to b stays b's when its old
     /// channel on a closes; it is nobody's once b lets go.
     async fn an_agent_is_held_by_its_latest_replica(url: &str) {
@@ -214,7 +198,7 @@ mod tests {
                 .await
                 .expect("replica");
         }
-        let id = agent(&store).await;
+        let id = crate::store::agents::tests::enroll(&store, "host").await;
         let hello = ("v", &Default::default(), &Default::default());
         let holder = async || store.get_agent(&id).await.expect("read").expect("agent");
         store

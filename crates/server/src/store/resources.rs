@@ -562,29 +562,13 @@ mod tests {
         assert_eq!(store.agent_load(&"a1".into()).await.expect("a1").gpus, 7);
     }
 
-    /// An enrolled agent named `name` (tokens are used once: one each).
-    async fn agent(store: &Store, name: &str) -> AgentId {
-        let expires = super::super::now_ms() + 60_000;
-        let token = store.create_enrollment_token(name, "admin", expires).await;
-        token.expect("token");
-        let agent = crate::store::NewAgent {
-            name: name.into(),
-            platform: "docker".into(),
-            region: None,
-            labels: Default::default(),
-            capacity: Default::default(),
-            capabilities: Default::default(),
-        };
-        let id = store.register_agent(name, &agent, name).await;
-        id.expect("agent")
-    }
-
     /// The one query placement on a named agent makes reads the agent and
     /// the same load as [`Store::agent_load`]: none for an idle agent,
     /// nothing at all for an unknown one.
     async fn an_agent_comes_with_its_load(url: &str) {
         let store = Store::connect(url).await.expect("store");
-        let (busy, idle) = (agent(&store, "busy").await, agent(&store, "idle").await);
+        let busy = crate::store::agents::tests::enroll(&store, "busy").await;
+        let idle = crate::store::agents::tests::enroll(&store, "idle").await;
         let user = new_user(&store, "u1").await;
         for (state, phase, cpu) in [
             (DesiredState::Running, Phase::Running, 500),

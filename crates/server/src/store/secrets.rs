@@ -16,6 +16,7 @@
 
 use super::{Store, StoreError, StoreResult, from_json, to_json};
 use crate::template::{SecretEnv, TemplateSpec};
+use crate::vault::Vault;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -173,8 +174,7 @@ impl Store {
             return Ok(command);
         };
         let binding = command_binding(&command);
-        let what = || format!("command {} of session {}", command.id, command.session_id);
-        let what = what();
+        let what = format!("command {} of session {}", command.id, command.session_id);
         let Action::Start { spec } = &mut command.action else {
             return Err(StoreError::Corrupt(format!(
                 "{what} has sealed secrets but starts nothing"
@@ -228,17 +228,20 @@ impl Store {
         Ok(())
     }
 
+    /// The key that seals `what`; a store opened without one cannot.
+    fn vault(&self, what: impl Fn() -> String) -> StoreResult<&Vault> {
+        self.vault
+            .as_deref()
+            .ok_or_else(|| StoreError::NoVault(what()))
+    }
+
     fn seal_value<T: Serialize>(
         &self,
         binding: &str,
         what: impl Fn() -> String,
         value: &T,
     ) -> StoreResult<String> {
-        let vault = self
-            .vault
-            .as_ref()
-            .ok_or_else(|| StoreError::NoVault(what()))?;
-        Ok(vault.seal(binding, to_json(value).as_bytes()))
+        Ok(self.vault(&what)?.seal(binding, to_json(value).as_bytes()))
     }
 
     fn open_value<T: DeserializeOwned>(
@@ -248,11 +251,7 @@ impl Store {
         remedy: &'static str,
         sealed: &str,
     ) -> StoreResult<T> {
-        let vault = self
-            .vault
-            .as_ref()
-            .ok_or_else(|| StoreError::NoVault(what()))?;
-        let plain = vault.open(binding, sealed).map_err(|source| {
+        let plain = self.vault(&what)?.open(binding, sealed).map_err(|source| {
             let what = what();
             tracing::error!(%what, error = %source, "cannot open sealed secrets");
             StoreError::Sealed {
