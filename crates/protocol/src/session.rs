@@ -429,6 +429,14 @@ impl fmt::Debug for SessionSpec {
 }
 
 impl SessionSpec {
+    /// Whether the spec holds a secret: a value of the template's
+    /// `secret_env` or registry credentials. The control plane seals such a
+    /// spec wherever it stores it and never lets it travel unsealed between
+    /// its replicas.
+    pub fn carries_secrets(&self) -> bool {
+        !self.secret_env_keys.is_empty() || self.registry_auth.is_some()
+    }
+
     /// The port a VNC viewer is tunnelled to.
     pub fn vnc_port(&self) -> Option<u16> {
         self.ports

@@ -26,10 +26,18 @@ impl Fleet {
         let database_url = crate::postgres::fresh_database().await?;
         let port = free_port()?;
         let public = Url::parse(&format!("http://127.0.0.1:{port}"))?;
-        let mut replicas = Vec::with_capacity(n);
+        let mut replicas: Vec<ControlPlane> = Vec::with_capacity(n);
         for _ in 0..n {
-            let replica =
-                ControlPlane::start_replica(bin, &database_url, &public, options.clone()).await?;
+            // Every replica seals and opens with one key, as the manifests
+            // mount one: the first one's.
+            let mut options = options.clone();
+            if let Some(first) = replicas.first() {
+                let key = first.data_dir.join("mfa-key");
+                options
+                    .args
+                    .extend(["--mfa-key-file".to_owned(), key.display().to_string()]);
+            }
+            let replica = ControlPlane::start_replica(bin, &database_url, &public, options).await?;
             replicas.push(replica);
         }
         let servers: Vec<String> = replicas

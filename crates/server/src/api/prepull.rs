@@ -11,7 +11,7 @@ use axum::Json;
 use axum::extract::State;
 use http::StatusCode;
 use serde::Serialize;
-use streamspace_protocol::{AgentId, ServerMessage};
+use streamspace_protocol::AgentId;
 use utoipa::ToSchema;
 
 /// A template's pre-pull on each agent asked.
@@ -66,13 +66,8 @@ pub async fn start(
         if agent.draining || !spec.allows_platform(&agent.platform) {
             continue;
         }
-        let message = ServerMessage::Prepull {
-            template_id: template.id.clone(),
-            image: spec.image.clone(),
-            registry_auth: spec.registry_auth.as_ref().and_then(|a| a.for_agent()),
-        };
         // Wherever its control channel is: the bus carries it there.
-        if agent.connected && state.bus.to_agent(&state.hub, &agent.id, message).await {
+        if agent.connected && crate::hub::prepull(&state, &agent.id, &template).await {
             asked.push(agent.id);
         }
     }

@@ -21,7 +21,9 @@ use sqlx::AnyPool;
 use sqlx::postgres::PgListener;
 use std::sync::Arc;
 use std::time::Duration;
-use streamspace_protocol::{AgentId, Command, CommandId, ServerMessage, UserId};
+use streamspace_protocol::{
+    Action, AgentId, Command, CommandId, ServerMessage, TemplateId, UserId,
+};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -66,14 +68,26 @@ pub enum Notice {
     ShareEnded { share_id: String },
     /// The admin settings were saved: every replica reads them again.
     SettingsChanged,
+    /// Pull a template's image on an agent another replica holds, which
+    /// reads the template (and its registry credentials) from the store:
+    /// the credentials never travel in a notice.
+    Prepull {
+        agent_id: AgentId,
+        template_id: TemplateId,
+    },
 }
 
-/// The notice of a stored command, carrying the command itself.
+/// The notice of a stored command, carrying the command itself unless it
+/// holds a secret: a notice is a statement's parameter (in PostgreSQL's log
+/// when statements or slow ones are logged) and waits in its notification
+/// queue on disk, neither of them sealed, so a start with a template's
+/// secrets travels as its id and the receiver opens it from the store.
 pub fn command_notice(agent_id: &AgentId, command: &Command) -> Notice {
+    let secret = matches!(&command.action, Action::Start { spec } if spec.carries_secrets());
     Notice::Command {
         agent_id: agent_id.clone(),
         command_id: command.id.clone(),
-        command: Some(Box::new(command.clone())),
+        command: (!secret).then(|| Box::new(command.clone())),
     }
 }
 
@@ -373,6 +387,41 @@ mod tests {
             command: None,
         };
         assert_eq!(told(&payload), expected);
+    }
+
+    /// A start with a template's secret variable or registry credentials
+    /// travels as its id: nothing secret is in the payload.
+    #[test]
+    fn a_command_with_secrets_travels_as_its_id() {
+        let bus = Bus::alone(ReplicaId::new());
+        let agent = AgentId::from("a1");
+        let with_env = |spec: streamspace_protocol::SessionSpec| {
+            let mut spec = spec.with_env("API_KEY", "hunter2");
+            spec.secret_env_keys.insert("API_KEY".into());
+            spec
+        };
+        let fixture = || streamspace_protocol::SessionSpec::fixture("s1");
+        for spec in [
+            with_env(fixture()),
+            fixture().with_registry_auth("robot", "hunter2"),
+        ] {
+            let command = Command {
+                id: CommandId::from("c1"),
+                session_id: spec.session_id.clone(),
+                action: streamspace_protocol::Action::Start {
+                    spec: Box::new(spec),
+                },
+                trace_parent: None,
+            };
+            let payload = bus.payload(command_notice(&agent, &command)).expect("fits");
+            assert!(!payload.contains("hunter2"), "{payload}");
+            let expected = Notice::Command {
+                agent_id: agent.clone(),
+                command_id: command.id.clone(),
+                command: None,
+            };
+            assert_eq!(told(&payload), expected);
+        }
     }
 
     /// An older replica's notice (no command in it) is still understood.

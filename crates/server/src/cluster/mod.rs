@@ -68,6 +68,14 @@ fn apply(state: &AppState, notice: Notice) {
         Notice::Revoked { user_id } => state.revocations.told(user_id),
         Notice::ShareEnded { share_id } => state.share_ends.told(share_id),
         Notice::SettingsChanged => state.settings.told(),
+        Notice::Prepull {
+            agent_id,
+            template_id,
+        } => {
+            if state.hub.is_connected(&agent_id) {
+                crate::hub::prepull_told(state, agent_id, template_id);
+            }
+        }
     }
 }
 

@@ -16,11 +16,11 @@ pub(crate) mod prepulls;
 mod rate;
 mod reports;
 
-use crate::cluster::bus::command_notice;
+use crate::cluster::bus::{Notice, command_notice};
 use crate::state::AppState;
-use crate::store::StoreResult;
+use crate::store::{StoreResult, TemplateRecord};
 use std::time::Duration;
-use streamspace_protocol::{AgentId, Command, CommandId, ServerMessage};
+use streamspace_protocol::{AgentId, Command, CommandId, ServerMessage, TemplateId};
 
 /// Heartbeats stored per write while flushing.
 const FLUSH_CHUNK: usize = 250;
@@ -81,6 +81,56 @@ pub async fn dispatch(state: &AppState, agent_id: &AgentId, command: Command) ->
         tracing::info!(%agent_id, command_id = %id, "agent not connected; command queued");
     }
     Ok(())
+}
+
+/// Asks the agent to pull `template`'s image now, with the template's
+/// registry credentials: at once when it is connected here, else through
+/// the replica holding it ([`Notice::Prepull`], which carries ids only).
+/// `false` when it cannot have gone anywhere.
+pub async fn prepull(state: &AppState, agent_id: &AgentId, template: &TemplateRecord) -> bool {
+    if state.hub.is_connected(agent_id) {
+        return state.hub.send(agent_id, prepull_message(template));
+    }
+    if !state.bus.is_shared() {
+        return false;
+    }
+    let notice = Notice::Prepull {
+        agent_id: agent_id.clone(),
+        template_id: template.id.clone(),
+    };
+    match state.bus.publish(notice).await {
+        Ok(()) => true,
+        Err(err) => {
+            tracing::warn!(%agent_id, error = %err, "cannot pass a pre-pull to the agent's replica");
+            false
+        }
+    }
+}
+
+/// A pre-pull another replica was asked for, for an agent connected here.
+pub fn prepull_told(state: &AppState, agent_id: AgentId, template_id: TemplateId) {
+    let state = state.clone();
+    let tasks = state.tasks.clone();
+    tasks.spawn(async move {
+        match state.store.get_template(&template_id).await {
+            Ok(Some(template)) => {
+                state.hub.send(&agent_id, prepull_message(&template));
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(%template_id, error = %err, "cannot read a template to pre-pull")
+            }
+        }
+    });
+}
+
+fn prepull_message(template: &TemplateRecord) -> ServerMessage {
+    let spec = &template.spec;
+    ServerMessage::Prepull {
+        template_id: template.id.clone(),
+        image: spec.image.clone(),
+        registry_auth: spec.registry_auth.as_ref().and_then(|a| a.for_agent()),
+    }
 }
 
 /// Sends a command another replica stored for an agent connected here

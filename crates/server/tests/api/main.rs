@@ -105,6 +105,12 @@ pub async fn spawn_replica_with(app: &TestApp, configure: impl FnOnce(&mut Confi
         app.database_url.starts_with("postgres"),
         "replicas share PostgreSQL"
     );
+    // Replicas share the key that seals secrets (the manifests mount one).
+    let key = app.dir.path().join(streamspace_server::vault::KEY_FILE);
+    let configure = |config: &mut Config| {
+        config.secrets_key_file = Some(key);
+        configure(config);
+    };
     spawn_on(Some(app.database_url.clone()), configure, None).await
 }
 

@@ -96,16 +96,18 @@ async fn the_agents_failure_on_b_reaches_the_viewer_on_a_at_once() -> anyhow::Re
 #[tokio::test]
 async fn prepulls_and_the_goodbye_reach_an_agent_on_another_replica() -> anyhow::Result<()> {
     let mut replicas = two_replicas().await?;
-    // Until B listens, a notice may be missed: ask again until it arrives.
+    // A private image: B reads the credentials from the store, the notice
+    // names the template only.
     let template = replicas
         .a
         .admin
-        .call(Method::GET, "/api/v1/templates", None)
+        .create_template(
+            json!({"name": "private", "image": "registry.example.com/team/app:1",
+            "registry_auth": {"username": "robot", "password": "hunter2-registry"}}),
+        )
         .await?;
-    let template_id = template.body[0]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let template_id = template["id"].as_str().unwrap_or_default().to_owned();
+    // Until B listens, a notice may be missed: ask again until it arrives.
     let path = format!("/api/v1/templates/{template_id}/prepull");
     let mut asked = None;
     for _ in 0..5 {
@@ -117,9 +119,20 @@ async fn prepulls_and_the_goodbye_reach_an_agent_on_another_replica() -> anyhow:
             break;
         }
     }
-    assert!(
-        matches!(asked, Some(ServerMessage::Prepull { .. })),
-        "the pre-pull asked on A reached the agent on B: {asked:?}"
+    let Some(ServerMessage::Prepull {
+        image,
+        registry_auth: Some(auth),
+        ..
+    }) = asked
+    else {
+        anyhow::bail!(
+            "the pre-pull asked on A did not reach the agent on B with credentials: {asked:?}"
+        );
+    };
+    assert_eq!(image, "registry.example.com/team/app:1");
+    assert_eq!(
+        (auth.username.as_str(), auth.password.as_str()),
+        ("robot", "hunter2-registry")
     );
 
     let path = format!("/api/v1/agents/{}?force=true", replicas.agent_id);

@@ -121,6 +121,41 @@ async fn a_command_issued_on_one_replica_reaches_an_agent_on_another_at_once() -
     Ok(())
 }
 
+/// A start holding a template's secrets crosses replicas as its id (the
+/// notice is not sealed); B reads it from the store, opens it, and the
+/// agent still gets the values, at once.
+#[tokio::test]
+async fn a_start_with_secrets_reaches_an_agent_on_another_replica_with_them() -> anyhow::Result<()>
+{
+    let (a, _b, mut agent, _) = pair().await?;
+    a.admin
+        .create_template(
+            json!({"name": "licensed", "image": "streamspace/desktop:local",
+            "secret_env": {"LICENSE": "hunter2-license"},
+            "registry_auth": {"username": "robot", "password": "hunter2-registry"}}),
+        )
+        .await?;
+    let session = a
+        .admin
+        .create_session(json!({"template": "licensed"}))
+        .await?;
+    let start = next_command(&mut agent, AT_ONCE).await?;
+    assert_eq!(
+        start.session_id.as_str(),
+        session["id"].as_str().unwrap_or_default()
+    );
+    let Action::Start { spec } = start.action else {
+        anyhow::bail!("not a start: {start:?}");
+    };
+    assert_eq!(
+        spec.env.get("LICENSE").map(String::as_str),
+        Some("hunter2-license")
+    );
+    let auth = spec.registry_auth.context("registry credentials")?;
+    assert_eq!(auth.password, "hunter2-registry");
+    Ok(())
+}
+
 /// The id of the replica answering `api`, from its replica list.
 async fn serving_replica(api: &Api) -> anyhow::Result<String> {
     let replicas = api
